@@ -1,0 +1,70 @@
+"""Ghost table: which keys were evicted recently, from which region, and how long ago?
+
+The reference (pure-Python) twin of ``ghost.pyx``.
+
+Idea (the ghost lists of ARC, Megiddo & Modha 2003, and of S3-FIFO, Yang et al. 2023): a
+cache that remembers the hashes of the keys it just evicted learns from its own mistakes.
+When a missed key turns out to be a ghost, the cache knows it would have hit had the region
+that evicted it been larger. The policy uses that in two ways: it moves the window/main
+boundary one entry toward the region that lost the key, and it admits a returning window
+reject straight into the main region.
+
+Only recent mistakes count: a ghost's *age* is the number of evictions from the same region
+since it was evicted, and the policy ignores ghosts older than half the capacity.
+
+Layout: a direct-mapped table with one slot per cached entry (rounded up to a power of two).
+A slot holds a 32-bit tag (30 bits of the hash, 2 bits for the region) and the region's
+eviction count at the time of eviction (32 bits, wrapping; ages are far below 2^31). A newer
+ghost simply overwrites an older one in its slot: forgetting a ghost only costs a hint.
+"""
+
+import numpy as np
+
+from ._bits_py import MASK32, next_power_of_two
+
+WINDOW = 1
+MAIN = 2
+_REGION_BITS = 3
+_SLOT_SHIFT = 20  # slot index from hash bits 20.., tag from bits 32..: nearly independent
+
+
+class GhostTable:
+    """Recently evicted key hashes: ``remember`` on eviction, ``take`` on a miss."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity!r}")
+        slot_count = max(8, next_power_of_two(capacity))
+        self._tags = [0] * slot_count
+        self._stamps = [0] * slot_count
+        self.slot_mask = slot_count - 1
+        self.evictions = [0, 0, 0]  # per region, indexed by WINDOW / MAIN; wraps at 2^32
+
+    @property
+    def tags(self) -> np.ndarray:
+        """A copy of the tag column (``uint32``; 0 = empty slot)."""
+        return np.array(self._tags, dtype=np.uint32)
+
+    @property
+    def stamps(self) -> np.ndarray:
+        """A copy of the stamp column (``uint32`` eviction counts)."""
+        return np.array(self._stamps, dtype=np.uint32)
+
+    def remember(self, key_hash: int, region: int) -> None:
+        """Record that the key was just evicted from ``region`` (WINDOW or MAIN)."""
+        count = (self.evictions[region] + 1) & MASK32
+        self.evictions[region] = count
+        slot = (key_hash >> _SLOT_SHIFT) & self.slot_mask
+        self._tags[slot] = ((key_hash >> 32) & ~_REGION_BITS & MASK32) | region
+        self._stamps[slot] = count
+
+    def take(self, key_hash: int) -> tuple[int, int]:
+        """``(region, age)`` if the key is a ghost, else ``(0, 0)``; the ghost is consumed."""
+        slot = (key_hash >> _SLOT_SHIFT) & self.slot_mask
+        tag = self._tags[slot]
+        if tag == 0 or (tag & ~_REGION_BITS) != ((key_hash >> 32) & ~_REGION_BITS & MASK32):
+            return 0, 0
+        region = tag & _REGION_BITS
+        self._tags[slot] = 0
+        age = (self.evictions[region] - self._stamps[slot]) & MASK32
+        return region, age

@@ -1,0 +1,301 @@
+"""``InMemoryLayer``: the in-process L1 cache (pure-Python twin of ``memory.pyx``).
+
+The compiled twin is what ``multilayercache.InMemoryLayer`` normally is; this one is the
+readable reference, the fallback where the extension is not built, and the test oracle.
+Both make the same decisions for the same calls.
+
+How the pieces fit:
+
+* ``_slots`` maps each key to a *slot*, a small int; per-slot lists hold keys and values.
+  Freed slots are reused (last freed, first reused).
+* ``WTinyLfuPolicy`` decides which slots stay (admission, eviction, adaptive window).
+* ``TimerWheel`` holds per-slot deadlines and finds expired slots without a scan.
+* ``HotKeyTable`` keeps per-key hits and misses of the hottest keys for ``snapshot()``.
+
+Concurrency: every public method holds one re-entrant lock, so the layer is safe to share
+between threads (also on free-threaded builds). The compiled twin relies on the GIL instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..stats import HotKey, LayerSnapshot, LayerStats
+from ..ttl import TTL, ttl_seconds
+from ._bits_py import spread
+from ._hotkeys_py import HotKeyTable
+from ._policy_py import PROBATION, PROTECTED, WINDOW, WTinyLfuPolicy
+from ._support import (
+    checked_clock,
+    checked_weight,
+    deadline_after,
+    default_ttl_seconds,
+    layer_bounds,
+    seconds_to_ns,
+    unhashable_key,
+)
+from ._timerwheel_py import NO_DEADLINE, TimerWheel
+
+_MISSING = object()
+
+
+class InMemoryLayer:
+    """An in-process cache: W-TinyLFU admission, per-entry TTL, bounded by size or weight.
+
+    >>> l1 = InMemoryLayer(max_size=10_000, ttl=60)
+    >>> l1.set("user:1", {"name": "Ada"})
+    >>> l1.get("user:1")
+    {'name': 'Ada'}
+    """
+
+    def __init__(
+        self,
+        max_size: int | None = None,
+        *,
+        max_weight: int | None = None,
+        weigher: Callable[[Any, Any], int] | None = None,
+        ttl: TTL | None = None,
+        clock: Callable[[], float] | None = None,
+        name: str = "memory",
+    ) -> None:
+        capacity, weighted = layer_bounds(max_size, max_weight, weigher)
+        self.name = name
+        self.max_size = None if weighted else capacity
+        self.max_weight = capacity if weighted else None
+        self.default_ttl = default_ttl_seconds(ttl)
+        self._weigher = weigher
+        self._clock = checked_clock(clock)
+        self._policy = WTinyLfuPolicy(capacity, weighted)
+        self._wheel = TimerWheel(self._now_ns())
+        self._hot_keys = HotKeyTable()
+        self._slots: dict[Any, int] = {}
+        self._keys: list[Any] = []
+        self._values: list[Any] = []
+        self._free: list[int] = []
+        self._lock = threading.RLock()
+        self._hits = self._misses = self._expirations = 0
+        self._oversized = 0
+
+    # ------------------------------------------------------------------ reads
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The cached value, or ``default`` on a miss or an expired entry."""
+        key_hash = self._spread_hash(key)
+        with self._lock:
+            self._policy.record_access(key_hash)
+            slot = self._slots.get(key, -1)
+            if slot >= 0 and self._wheel.deadline(slot) != NO_DEADLINE:
+                if self._wheel.deadline(slot) <= self._now_ns():
+                    self._remove(slot)
+                    self._expirations += 1
+                    slot = -1
+            if slot < 0:
+                self._misses += 1
+                self._hot_keys.record(key_hash, key, False)
+                return default
+            self._hits += 1
+            self._hot_keys.record(key_hash, key, True)
+            self._policy.on_hit(slot)
+            return self._values[slot]
+
+    def __contains__(self, key: Any) -> bool:
+        """Whether a live entry exists (does not count as an access)."""
+        self._spread_hash(key)
+        with self._lock:
+            slot = self._slots.get(key, -1)
+            return slot >= 0 and not self._is_expired(slot)
+
+    def __len__(self) -> int:
+        """Live entries (expired ones are reclaimed first)."""
+        with self._lock:
+            self._reclaim_expired()
+            return self._policy.entries
+
+    # ------------------------------------------------------------------ writes
+    def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
+        """Store ``value`` (``ttl``: seconds or timedelta, ``None`` = the layer default,
+        ``math.inf`` = never expires). The policy may decline to keep a new entry."""
+        key_hash = self._spread_hash(key)
+        seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        weight = 1
+        if self._weigher is not None:
+            weight = checked_weight(self._weigher(key, value), key)
+        now_ns = self._now_ns()
+        deadline = deadline_after(now_ns, seconds)
+        with self._lock:
+            self._reclaim_expired(now_ns)
+            slot = self._slots.get(key, -1)
+            if deadline <= now_ns or weight > self._policy.capacity:
+                # Already expired, or can never fit: the old value must not survive the write.
+                if weight > self._policy.capacity:
+                    self._oversized += 1
+                if slot >= 0:
+                    self._remove(slot)
+                return
+            if slot >= 0:
+                self._values[slot] = value
+                self._wheel.schedule(slot, deadline)
+                if self._policy.weighted:
+                    self._drop_evicted(self._policy.on_update(slot, weight))
+                return
+            slot = self._allocate_slot(key, value)
+            self._wheel.schedule(slot, deadline)
+            self._drop_evicted(self._policy.on_insert(slot, key_hash, weight))
+
+    def delete(self, key: Any) -> bool:
+        """Remove the entry; True if a live one was there."""
+        self._spread_hash(key)
+        with self._lock:
+            slot = self._slots.get(key, -1)
+            if slot < 0:
+                return False
+            live = not self._is_expired(slot)
+            if not live:
+                self._expirations += 1
+            self._remove(slot)
+            return live
+
+    def adjust_ttl(self, key: Any, ttl: TTL | None) -> bool:
+        """Give a live entry a new TTL, counted from now (``None`` = the layer default).
+        Returns False if there is no live entry."""
+        self._spread_hash(key)
+        seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        now_ns = self._now_ns()
+        with self._lock:
+            slot = self._slots.get(key, -1)
+            if slot < 0 or self._is_expired(slot, now_ns):
+                return False
+            deadline = deadline_after(now_ns, seconds)
+            if deadline <= now_ns:
+                self._remove(slot)
+                self._expirations += 1
+            else:
+                self._wheel.schedule(slot, deadline)
+            return True
+
+    def clear(self) -> None:
+        """Remove every entry (frequency history is kept)."""
+        with self._lock:
+            for slot in list(self._slots.values()):
+                self._remove(slot)
+
+    # ------------------------------------------------------------------ introspection
+    def get_frequency_estimate(self, key: Any) -> int:
+        """Estimated recent accesses of ``key`` (0..16), cached or not."""
+        key_hash = self._spread_hash(key)
+        with self._lock:
+            return self._policy.frequency(key_hash)
+
+    def get_top_keys(self, n: int = 10) -> list[tuple[Any, int]]:
+        """The ``n`` cached keys with the highest estimated frequency, hottest first."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        with self._lock:
+            now_ns = self._now_ns()
+            ranked = [
+                (key, self._policy.frequency(spread(hash(key))))
+                for key, slot in self._slots.items()
+                if not self._is_expired(slot, now_ns)
+            ]
+        ranked.sort(key=lambda pair: -pair[1])
+        return ranked[:n]
+
+    def stats(self) -> LayerStats:
+        """Counters since creation: hits, misses, evictions, expirations, rejections, ..."""
+        with self._lock:
+            policy = self._policy
+            return LayerStats(
+                name=self.name,
+                hits=self._hits,
+                misses=self._misses,
+                evictions=policy.evictions,
+                expirations=self._expirations,
+                rejections=policy.rejections + self._oversized,
+                size=policy.entries,
+                weight=policy.total_weight,
+                max_size=self.max_size,
+                max_weight=self.max_weight,
+                window_weight=policy.window_max,
+            )
+
+    def snapshot(self, hot_keys: int = 32) -> LayerSnapshot:
+        """A raw export: sketch table copy, the hottest keys' hits and misses, counters."""
+        with self._lock:
+            policy = self._policy
+            hot = [
+                HotKey(key, hits, misses, policy.frequency(key_hash))
+                for key, hits, misses, key_hash in self._hot_keys.top(hot_keys)
+            ]
+            return LayerSnapshot(
+                stats=self.stats(),
+                sketch=policy.sketch.table,
+                sketch_additions=policy.sketch.additions,
+                sketch_sample_size=policy.sketch.sample_size,
+                hot_keys=hot,
+                window_max=policy.window_max,
+                protected_max=policy.protected_max,
+                region_weights=(
+                    policy.region_weights[WINDOW],
+                    policy.region_weights[PROBATION],
+                    policy.region_weights[PROTECTED],
+                ),
+            )
+
+    # ------------------------------------------------------------------ internals
+    def _now_ns(self) -> int:
+        if self._clock is not None:
+            return seconds_to_ns(self._clock())
+        return time.monotonic_ns()
+
+    @staticmethod
+    def _spread_hash(key: Any) -> int:
+        try:
+            return spread(hash(key))
+        except TypeError:
+            raise unhashable_key(key) from None
+
+    def _is_expired(self, slot: int, now_ns: int | None = None) -> bool:
+        deadline = self._wheel.deadline(slot)
+        if deadline == NO_DEADLINE:
+            return False
+        return deadline <= (self._now_ns() if now_ns is None else now_ns)
+
+    def _allocate_slot(self, key: Any, value: Any) -> int:
+        if self._free:
+            slot = self._free.pop()
+            self._keys[slot] = key
+            self._values[slot] = value
+        else:
+            slot = len(self._keys)
+            self._keys.append(key)
+            self._values.append(value)
+            self._policy.grow(slot + 1)
+            self._wheel.grow(slot + 1)
+        self._slots[key] = slot
+        return slot
+
+    def _release_slot(self, slot: int) -> None:
+        del self._slots[self._keys[slot]]
+        self._keys[slot] = None
+        self._values[slot] = None
+        self._free.append(slot)
+
+    def _remove(self, slot: int) -> None:
+        self._policy.on_remove(slot)
+        self._wheel.deschedule(slot)
+        self._release_slot(slot)
+
+    def _drop_evicted(self, evicted: list[int]) -> None:
+        for slot in evicted:
+            self._wheel.deschedule(slot)
+            self._release_slot(slot)
+
+    def _reclaim_expired(self, now_ns: int | None = None) -> None:
+        if not self._wheel.scheduled:
+            return
+        for slot in self._wheel.advance(self._now_ns() if now_ns is None else now_ns):
+            self._policy.on_remove(slot)
+            self._release_slot(slot)
+            self._expirations += 1
