@@ -10,7 +10,8 @@ How the pieces fit:
   Freed slots are reused (last freed, first reused).
 * ``WTinyLfuPolicy`` decides which slots stay (admission, eviction, adaptive window).
 * ``TimerWheel`` holds per-slot deadlines and finds expired slots without a scan.
-* ``HotKeyTable`` keeps per-key hits and misses of the hottest keys for ``snapshot()``.
+* ``_slot_hits`` counts hits per cached entry, and a ``HotKeyTable`` counts the misses of
+  the keys that miss most; ``snapshot()`` ranks both by estimated frequency.
 
 Concurrency: every public method holds one re-entrant lock, so the layer is safe to share
 between threads (also on free-threaded builds). The compiled twin relies on the GIL instead.
@@ -23,17 +24,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..stats import HotKey, LayerSnapshot, LayerStats
+from ..stats import LayerSnapshot, LayerStats
 from ..ttl import TTL, ttl_seconds
 from ._bits_py import spread
 from ._hotkeys_py import HotKeyTable
-from ._policy_py import PROBATION, PROTECTED, WINDOW, WTinyLfuPolicy
+from ._policy_py import NOT_CACHED, PROBATION, PROTECTED, WINDOW, WTinyLfuPolicy
 from ._support import (
     checked_clock,
     checked_weight,
     deadline_after,
     default_ttl_seconds,
     layer_bounds,
+    rank_hot_keys,
     seconds_to_ns,
     unhashable_key,
 )
@@ -70,10 +72,11 @@ class InMemoryLayer:
         self._clock = checked_clock(clock)
         self._policy = WTinyLfuPolicy(capacity, weighted)
         self._wheel = TimerWheel(self._now_ns())
-        self._hot_keys = HotKeyTable()
+        self._missed = HotKeyTable()
         self._slots: dict[Any, int] = {}
         self._keys: list[Any] = []
         self._values: list[Any] = []
+        self._slot_hits: list[int] = []
         self._free: list[int] = []
         self._lock = threading.RLock()
         self._hits = self._misses = self._expirations = 0
@@ -93,10 +96,10 @@ class InMemoryLayer:
                     slot = -1
             if slot < 0:
                 self._misses += 1
-                self._hot_keys.record(key_hash, key, False)
+                self._missed.record(key_hash, key)
                 return default
             self._hits += 1
-            self._hot_keys.record(key_hash, key, True)
+            self._slot_hits[slot] = min(self._slot_hits[slot] + 1, 0xFFFFFFFF)
             self._policy.on_hit(slot)
             return self._values[slot]
 
@@ -178,7 +181,7 @@ class InMemoryLayer:
     def clear(self) -> None:
         """Remove every entry (frequency history is kept)."""
         with self._lock:
-            for slot in list(self._slots.values()):
+            for slot in self._cached_slots():
                 self._remove(slot)
 
     # ------------------------------------------------------------------ introspection
@@ -195,8 +198,8 @@ class InMemoryLayer:
         with self._lock:
             now_ns = self._now_ns()
             ranked = [
-                (key, self._policy.frequency(spread(hash(key))))
-                for key, slot in self._slots.items()
+                (self._keys[slot], self._policy.frequency(self._policy._hash[slot]))
+                for slot in self._cached_slots()
                 if not self._is_expired(slot, now_ns)
             ]
         ranked.sort(key=lambda pair: -pair[1])
@@ -224,16 +227,16 @@ class InMemoryLayer:
         """A raw export: sketch table copy, the hottest keys' hits and misses, counters."""
         with self._lock:
             policy = self._policy
-            hot = [
-                HotKey(key, hits, misses, policy.frequency(key_hash))
-                for key, hits, misses, key_hash in self._hot_keys.top(hot_keys)
+            cached = [
+                (self._keys[slot], policy._hash[slot], self._slot_hits[slot])
+                for slot in self._cached_slots()
             ]
             return LayerSnapshot(
                 stats=self.stats(),
                 sketch=policy.sketch.table,
                 sketch_additions=policy.sketch.additions,
                 sketch_sample_size=policy.sketch.sample_size,
-                hot_keys=hot,
+                hot_keys=rank_hot_keys(cached, self._missed, policy.frequency, hot_keys),
                 window_max=policy.window_max,
                 protected_max=policy.protected_max,
                 region_weights=(
@@ -267,14 +270,19 @@ class InMemoryLayer:
             slot = self._free.pop()
             self._keys[slot] = key
             self._values[slot] = value
+            self._slot_hits[slot] = 0
         else:
             slot = len(self._keys)
             self._keys.append(key)
             self._values.append(value)
+            self._slot_hits.append(0)
             self._policy.grow(slot + 1)
             self._wheel.grow(slot + 1)
         self._slots[key] = slot
         return slot
+
+    def _cached_slots(self) -> list[int]:
+        return [slot for slot in range(len(self._keys)) if self._policy.region_of(slot) != NOT_CACHED]
 
     def _release_slot(self, slot: int) -> None:
         del self._slots[self._keys[slot]]

@@ -161,7 +161,8 @@ class WTinyLfuPolicy:
         """A lookup found the entry: update its recency and region."""
         region = self._region[slot]
         if region == PROTECTED:
-            self._relink(slot, PROTECTED)
+            if self._prev[PROTECTED] != HEADS + slot:  # already most recent: nothing to do
+                self._relink(slot, PROTECTED)
             return
         # window -> probation (like ARC's T1 -> T2), probation -> protected
         self._relink(slot, PROBATION if region == WINDOW else PROTECTED)
@@ -169,6 +170,8 @@ class WTinyLfuPolicy:
 
     def on_insert(self, slot: int, key_hash: int, weight: int) -> list[int]:
         """A new entry in ``slot``; returns the slots evicted to make room (maybe ``slot``)."""
+        if not self.weighted:
+            weight = 1
         self._ensure_sized(self.entries + 1)
         self._learn_from_ghost(slot, key_hash)
         self._region[slot] = WINDOW
@@ -182,6 +185,8 @@ class WTinyLfuPolicy:
 
     def on_update(self, slot: int, weight: int) -> list[int]:
         """The entry's weight changed; returns the slots evicted to make room."""
+        if not self.weighted:
+            return self._balance()
         delta = weight - self._weight[slot]
         self._weight[slot] = weight
         self.region_weights[self._region[slot]] += delta

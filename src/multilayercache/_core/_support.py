@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from ..stats import HotKey
 from ..ttl import NANOSECONDS_PER_SECOND, ttl_seconds
 from ._timerwheel_py import NO_DEADLINE
 
@@ -68,8 +69,9 @@ def default_ttl_seconds(ttl: object) -> float:
 
 
 def seconds_to_ns(seconds: float) -> int:
-    """Seconds (from an injected clock) to integer nanoseconds, as the compiled twin does."""
-    return int(seconds * NANOSECONDS_PER_SECOND)
+    """Seconds (from an injected clock) to integer nanoseconds, as the compiled twin does:
+    through a C double, truncated toward zero."""
+    return int(float(seconds) * NANOSECONDS_PER_SECOND)
 
 
 def deadline_after(now_ns: int, ttl: float) -> int:
@@ -81,3 +83,23 @@ def deadline_after(now_ns: int, ttl: float) -> int:
 
 def unhashable_key(key: Any) -> TypeError:
     return TypeError(f"cache keys must be hashable, got unhashable {type(key).__name__!r}")
+
+
+def rank_hot_keys(
+    cached: list[tuple[Any, int, int]],
+    missed: Any,
+    frequency: Callable[[int], int],
+    n: int,
+) -> list[HotKey]:
+    """The ``n`` hottest keys by estimated frequency, from the cached entries
+    ``(key, key_hash, hits)`` and the keys that keep missing (a ``HotKeyTable``)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"hot_keys must be an int >= 0, got {n!r}")
+    found: dict[int, HotKey] = {}
+    for key, key_hash, hits in cached:
+        found[key_hash] = HotKey(key, hits, missed.count_of(key_hash), frequency(key_hash))
+    for key, misses, key_hash in missed.top(n):
+        if key_hash not in found:
+            found[key_hash] = HotKey(key, 0, misses, frequency(key_hash))
+    ranked = sorted(found.values(), key=lambda hot: (-hot.frequency, -(hot.hits + hot.misses)))
+    return ranked[:n]

@@ -47,7 +47,7 @@ class TimerWheel:
 
     @property
     def links(self) -> np.ndarray:
-        """A copy of the (prev, next) link arrays, shape (2, nodes)."""
+        """A copy of the (prev, next) link arrays, shape (2, BUCKET_COUNT + slots)."""
         return np.array([self._prev, self._next], dtype=np.int32)
 
     def grow(self, slot_count: int) -> None:

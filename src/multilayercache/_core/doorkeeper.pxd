@@ -1,0 +1,45 @@
+cimport cython
+from libc.stdint cimport uint64_t
+
+from .bits cimport prefetch
+
+# Hot operations inline over the raw bit array (pointer and mask), compiled into the policy
+# that cimports this file and caches both.
+
+
+@cython.final
+cdef class Doorkeeper:
+    cdef uint64_t[::1] _words
+    cdef uint64_t* words
+    cdef readonly uint64_t bit_mask
+
+    cdef void wipe(self) noexcept
+
+
+cdef inline bint doorkeeper_contains(uint64_t* words, uint64_t bit_mask, uint64_t key_hash) noexcept:
+    # Two probes from the two halves of the hash (Kirsch & Mitzenmacher).
+    cdef uint64_t high = key_hash >> 32, low = key_hash & 0xFFFFFFFFULL
+    cdef uint64_t first = high & bit_mask
+    cdef uint64_t second = (high + low) & bit_mask
+    return ((words[first >> 6] >> (first & 63)) & 1
+            and (words[second >> 6] >> (second & 63)) & 1)
+
+
+cdef inline bint doorkeeper_add(uint64_t* words, uint64_t bit_mask, uint64_t key_hash) noexcept:
+    """Set the key's bits; return whether both were set already."""
+    cdef uint64_t high = key_hash >> 32, low = key_hash & 0xFFFFFFFFULL
+    cdef uint64_t first = high & bit_mask
+    cdef uint64_t second = (high + low) & bit_mask
+    cdef uint64_t first_mask = (<uint64_t>1) << (first & 63)
+    cdef uint64_t second_mask = (<uint64_t>1) << (second & 63)
+    cdef bint present = (words[first >> 6] & first_mask) != 0
+    present = (words[second >> 6] & second_mask) != 0 and present
+    words[first >> 6] |= first_mask
+    words[second >> 6] |= second_mask
+    return present
+
+
+cdef inline void doorkeeper_prefetch(uint64_t* words, uint64_t bit_mask, uint64_t key_hash) noexcept:
+    cdef uint64_t high = key_hash >> 32, low = key_hash & 0xFFFFFFFFULL
+    prefetch(words + ((high & bit_mask) >> 6))
+    prefetch(words + (((high + low) & bit_mask) >> 6))

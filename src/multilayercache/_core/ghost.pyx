@@ -1,0 +1,74 @@
+"""Ghost table of recently evicted keys (compiled twin of ``_ghost_py.py``, which explains
+it)."""
+
+import numpy as np
+
+from libc.stdint cimport uint32_t, uint64_t
+
+from .bits cimport next_power_of_two
+
+WINDOW = 1
+MAIN = 2
+
+cdef enum:
+    REGION_BITS = 3
+    SLOT_SHIFT = 20
+
+
+cdef class GhostTable:
+    """Recently evicted key hashes: ``remember`` on eviction, ``take`` on a miss."""
+
+    def __init__(self, Py_ssize_t capacity):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity!r}")
+        cdef Py_ssize_t slot_count = max(8, next_power_of_two(capacity))
+        self._tags = np.zeros(slot_count, dtype=np.uint32)
+        self._stamps = np.zeros(slot_count, dtype=np.uint32)
+        self.slot_mask = slot_count - 1
+        self._evictions[0] = self._evictions[1] = self._evictions[2] = 0
+
+    @property
+    def tags(self):
+        """A copy of the tag column (``uint32``; 0 = empty slot)."""
+        return np.array(self._tags, dtype=np.uint32, copy=True)
+
+    @property
+    def stamps(self):
+        """A copy of the stamp column (``uint32`` eviction counts)."""
+        return np.array(self._stamps, dtype=np.uint32, copy=True)
+
+    @property
+    def evictions(self):
+        """Evictions counted per region, indexed by WINDOW / MAIN (wrapping at 2^32)."""
+        return [self._evictions[0], self._evictions[1], self._evictions[2]]
+
+    cdef void note(self, uint64_t key_hash, int region) noexcept:
+        # uint32 arithmetic wraps by itself, as the twin's explicit mask does.
+        self._evictions[region] += 1
+        cdef uint64_t slot = (key_hash >> SLOT_SHIFT) & self.slot_mask
+        self._tags[slot] = (<uint32_t>(key_hash >> 32) & ~(<uint32_t>REGION_BITS)) | region
+        self._stamps[slot] = self._evictions[region]
+
+    cdef int pop(self, uint64_t key_hash, uint32_t* age) noexcept:
+        cdef uint64_t slot = (key_hash >> SLOT_SHIFT) & self.slot_mask
+        cdef uint32_t tag = self._tags[slot]
+        cdef uint32_t wanted = <uint32_t>(key_hash >> 32) & ~(<uint32_t>REGION_BITS)
+        if tag == 0 or (tag & ~(<uint32_t>REGION_BITS)) != wanted:
+            age[0] = 0
+            return 0
+        cdef int region = tag & REGION_BITS
+        self._tags[slot] = 0
+        age[0] = self._evictions[region] - self._stamps[slot]
+        return region
+
+    def remember(self, uint64_t key_hash, int region) -> None:
+        """Record that the key was just evicted from ``region`` (WINDOW or MAIN)."""
+        if region != WINDOW and region != MAIN:
+            raise ValueError(f"region must be WINDOW (1) or MAIN (2), got {region!r}")
+        self.note(key_hash, region)
+
+    def take(self, uint64_t key_hash):
+        """``(region, age)`` if the key is a ghost, else ``(0, 0)``; the ghost is consumed."""
+        cdef uint32_t age
+        cdef int region = self.pop(key_hash, &age)
+        return region, age

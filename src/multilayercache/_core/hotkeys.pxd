@@ -1,0 +1,13 @@
+cimport cython
+from libc.stdint cimport uint32_t, uint64_t
+
+
+@cython.final
+cdef class HotKeyTable:
+    cdef readonly uint64_t slot_mask
+    cdef list _keys
+    cdef uint64_t[::1] _hashes
+    cdef uint32_t[::1] _scores
+    cdef uint32_t[::1] _counts
+
+    cdef void count(self, uint64_t key_hash, object key) noexcept

@@ -1,0 +1,519 @@
+"""``InMemoryLayer``: the in-process L1 cache (compiled twin of ``_memory_py.py``, which
+explains the design). Comments here cover memory layout and why each trick is safe.
+
+Layout:
+
+* ``_index`` is an open-addressing table (linear probing, backward-shift deletion, load
+  <= 3/4) of ``int32`` slot numbers, probed from the key's spread hash. The hash itself is
+  the policy's per-slot ``_hash`` (one copy for both), so a probe compares 64-bit hashes
+  before it ever touches a key object. About 8 bytes per entry.
+* ``_entries`` is one Python list holding slot ``s``'s key at ``2s`` and value at ``2s + 1``:
+  the garbage collector sees what the cache holds, and a hit reads key and value from one
+  cache line. A probe checks the key's identity before comparing hashes, which saves a
+  memory access whenever the caller passes the stored key object itself.
+* ``_slot_hits`` counts hits per cached entry (for snapshots); misses go to a
+  ``HotKeyTable``, off the hit path.
+* Freed slots go on an ``int32`` stack and are reused last-freed first, as in the twin.
+
+Concurrency: under the GIL each public method is atomic with respect to the cache's own
+structures, because Python code (a key's ``__hash__`` / ``__eq__``, the weigher, the clock,
+a value's ``__del__``) only runs where the structures are consistent:
+
+* hashing, weighing and reading the clock happen before anything changes;
+* a lookup that had to call ``__eq__`` restarts if the table changed meanwhile (``_version``);
+* keys and values leaving the cache are moved into locals and released only on return.
+
+On a free-threaded build (3.13t) importing this module re-enables the GIL, since it does
+not declare itself free-threading safe; the pure twin uses a lock instead.
+"""
+
+import numpy as np
+
+from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
+from cpython.list cimport PyList_GET_ITEM
+from cpython.object cimport Py_EQ, PyObject_RichCompareBool
+from cpython.ref cimport PyObject
+from libc.math cimport INFINITY
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+
+from .bits cimport spread
+from .hotkeys cimport HotKeyTable
+from .policy cimport WTinyLfuPolicy, policy_prefetch
+from .timerwheel cimport TimerWheel
+
+from ..stats import LayerSnapshot, LayerStats
+from ..ttl import ttl_seconds
+from ._support import (
+    checked_clock,
+    checked_weight,
+    default_ttl_seconds,
+    layer_bounds,
+    rank_hot_keys,
+    unhashable_key,
+)
+
+cdef extern from "Python.h":
+    # Declared without an exception value, so that _key_hash can word the error itself.
+    Py_hash_t hash_or_minus_one "PyObject_Hash"(object key)
+
+cdef extern from *:
+    """
+    #include <time.h>
+    static inline int64_t mlc_monotonic_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    }
+    /* CLOCK_MONOTONIC_COARSE reads the same clock at tick resolution (~1-4 ms) for a few
+       nanoseconds; it lags the precise clock by at most its resolution. */
+    #ifdef CLOCK_MONOTONIC_COARSE
+    static inline int64_t mlc_coarse_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    }
+    static int64_t mlc_coarse_slack_ns(void) {
+        struct timespec res;
+        if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0) return -1;
+        return 2 * ((int64_t)res.tv_sec * 1000000000LL + res.tv_nsec);
+    }
+    #else
+    static inline int64_t mlc_coarse_ns(void) { return mlc_monotonic_ns(); }
+    static int64_t mlc_coarse_slack_ns(void) { return 0; }
+    #endif
+    """
+    int64_t mlc_monotonic_ns() nogil
+    int64_t mlc_coarse_ns() nogil
+    int64_t mlc_coarse_slack_ns() nogil
+
+cdef enum:
+    EMPTY = -1
+    NOT_CACHED = 3
+    MIN_INDEX = 16
+
+cdef int64_t NEVER = 0x7FFFFFFFFFFFFFFF
+cdef uint32_t MAX_HITS = 0xFFFFFFFF
+cdef double NS_PER_SECOND = 1e9
+
+
+cdef class InMemoryLayer:
+    """An in-process cache: W-TinyLFU admission, per-entry TTL, bounded by size or weight.
+
+    >>> l1 = InMemoryLayer(max_size=10_000, ttl=60)
+    >>> l1.set("user:1", {"name": "Ada"})
+    >>> l1.get("user:1")
+    {'name': 'Ada'}
+    """
+
+    cdef readonly str name
+    cdef readonly object max_size
+    cdef readonly object max_weight
+    cdef readonly double default_ttl
+    cdef object _weigher
+    cdef object _clock
+    cdef WTinyLfuPolicy _policy
+    cdef TimerWheel _wheel
+    cdef HotKeyTable _missed
+    cdef uint32_t[::1] _slot_hits
+    cdef int32_t[::1] _index
+    cdef uint64_t _index_mask
+    cdef list _entries
+    cdef int32_t[::1] _free
+    cdef Py_ssize_t _free_count
+    cdef Py_ssize_t _slot_count
+    cdef uint64_t _version
+    cdef int64_t _coarse_slack_ns
+    cdef Py_ssize_t _hits, _misses, _expirations, _oversized
+
+    def __init__(self, max_size=None, *, max_weight=None, weigher=None, ttl=None,
+                 clock=None, str name="memory"):
+        capacity, weighted = layer_bounds(max_size, max_weight, weigher)
+        self.name = name
+        self.max_size = None if weighted else capacity
+        self.max_weight = capacity if weighted else None
+        self.default_ttl = default_ttl_seconds(ttl)
+        self._weigher = weigher
+        self._clock = checked_clock(clock)
+        self._coarse_slack_ns = mlc_coarse_slack_ns()
+        self._policy = WTinyLfuPolicy(capacity, weighted)
+        self._wheel = TimerWheel(self._now_ns())
+        self._missed = HotKeyTable()
+        self._slot_hits = np.zeros(16, dtype=np.uint32)
+        self._index = np.full(MIN_INDEX, EMPTY, dtype=np.int32)
+        self._index_mask = MIN_INDEX - 1
+        self._entries = []
+        self._free = np.empty(16, dtype=np.int32)
+        self._free_count = 0
+        self._slot_count = 0
+        self._version = 0
+        self._hits = self._misses = self._expirations = self._oversized = 0
+
+    # ------------------------------------------------------------------ reads
+    def get(self, key, default=None):
+        """The cached value, or ``default`` on a miss or an expired entry."""
+        cdef uint64_t key_hash = _key_hash(key)
+        cdef Py_ssize_t slot
+        policy_prefetch(self._policy, key_hash)
+        slot = self._find(key, key_hash)
+        self._policy.record(key_hash)  # frequency counts every lookup, hit or miss
+        if slot >= 0 and self._wheel.scheduled and self._expire_if_due(slot):
+            slot = -1
+        if slot < 0:
+            self._misses += 1
+            self._missed.count(key_hash, key)
+            return default
+        self._hits += 1
+        if self._slot_hits[slot] != MAX_HITS:
+            self._slot_hits[slot] += 1
+        self._policy.hit(slot)
+        return <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
+
+    def __contains__(self, key):
+        """Whether a live entry exists (does not count as an access)."""
+        cdef Py_ssize_t slot = self._find(key, _key_hash(key))
+        if slot < 0:
+            return False
+        cdef int64_t deadline = self._wheel.deadline_of(slot)
+        return deadline == NEVER or not self._has_passed(deadline)
+
+    def __len__(self):
+        """Live entries (expired ones are reclaimed first)."""
+        if self._wheel.scheduled:
+            self._reclaim_expired(self._now_ns())
+        return self._policy.entries
+
+    # ------------------------------------------------------------------ writes
+    def set(self, key, value, ttl=None):
+        """Store ``value`` (``ttl``: seconds or timedelta, ``None`` = the layer default,
+        ``math.inf`` = never expires). The policy may decline to keep a new entry."""
+        cdef uint64_t key_hash = _key_hash(key)
+        cdef double seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        cdef int64_t weight = 1
+        cdef int64_t now_ns = 0, deadline = NEVER
+        cdef Py_ssize_t slot, evicted
+        cdef object dropped = None
+        if self._weigher is not None:
+            weight = checked_weight(self._weigher(key, value), key)
+        if seconds != INFINITY or self._wheel.scheduled:
+            now_ns = self._now_ns()
+            if seconds != INFINITY:
+                deadline = _deadline_after(now_ns, seconds)
+            if self._wheel.scheduled:
+                dropped = self._reclaim_expired(now_ns)
+        slot = self._find(key, key_hash)
+        if (deadline != NEVER and deadline <= now_ns) or weight > self._policy.capacity:
+            # Already expired, or can never fit: the old value must not survive the write.
+            if weight > self._policy.capacity:
+                self._oversized += 1
+            if slot >= 0:
+                dropped = (dropped, self._take_entry(slot))
+                self._remove(slot)
+            return
+        if slot >= 0:
+            dropped = (dropped, self._entries[2 * slot + 1])
+            self._entries[2 * slot + 1] = value
+            self._wheel.plan(slot, deadline)
+            if self._policy.weighted:
+                evicted = self._policy.update(slot, weight)
+                dropped = (dropped, self._drop_evicted(evicted))
+            return
+        slot = self._allocate_slot(key, value, key_hash)
+        if deadline != NEVER:
+            self._wheel.plan(slot, deadline)
+        evicted = self._policy.insert(slot, key_hash, weight)
+        if evicted:
+            dropped = (dropped, self._drop_evicted(evicted))
+
+    def delete(self, key):
+        """Remove the entry; True if a live one was there."""
+        cdef Py_ssize_t slot = self._find(key, _key_hash(key))
+        if slot < 0:
+            return False
+        cdef int64_t deadline = self._wheel.deadline_of(slot)
+        cdef bint live = deadline == NEVER or not self._has_passed(deadline)
+        if not live:
+            self._expirations += 1
+        dropped = self._take_entry(slot)
+        self._remove(slot)
+        return live
+
+    def adjust_ttl(self, key, ttl):
+        """Give a live entry a new TTL, counted from now (``None`` = the layer default).
+        Returns False if there is no live entry."""
+        cdef uint64_t key_hash = _key_hash(key)
+        cdef double seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        cdef int64_t now_ns = self._now_ns()
+        cdef Py_ssize_t slot = self._find(key, key_hash)
+        if slot < 0:
+            return False
+        cdef int64_t deadline = self._wheel.deadline_of(slot)
+        if deadline != NEVER and deadline <= now_ns:
+            return False
+        deadline = NEVER if seconds == INFINITY else _deadline_after(now_ns, seconds)
+        if deadline <= now_ns:
+            dropped = self._take_entry(slot)
+            self._remove(slot)
+            self._expirations += 1
+        else:
+            self._wheel.plan(slot, deadline)
+        return True
+
+    def clear(self):
+        """Remove every entry (frequency history is kept)."""
+        slots = self._cached_slots()
+        dropped = [self._take_entry(slot) for slot in slots]
+        for slot in slots:
+            self._remove(slot)
+
+    # ------------------------------------------------------------------ introspection
+    def get_frequency_estimate(self, key):
+        """Estimated recent accesses of ``key`` (0..16), cached or not."""
+        return self._policy.freq(_key_hash(key))
+
+    def get_top_keys(self, n=10):
+        """The ``n`` cached keys with the highest estimated frequency, hottest first."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        cdef int64_t now_ns = self._now_ns()
+        cdef int64_t deadline
+        ranked = []
+        for slot in self._cached_slots():
+            deadline = self._wheel.deadline_of(slot)
+            if deadline != NEVER and deadline <= now_ns:
+                continue
+            ranked.append((self._entries[2 * slot], self._policy.freq(self._policy._hash[slot])))
+        ranked.sort(key=lambda pair: -pair[1])
+        return ranked[:n]
+
+    def stats(self):
+        """Counters since creation: hits, misses, evictions, expirations, rejections, ..."""
+        policy = self._policy
+        return LayerStats(
+            name=self.name,
+            hits=self._hits,
+            misses=self._misses,
+            evictions=policy.evictions,
+            expirations=self._expirations,
+            rejections=policy.rejections + self._oversized,
+            size=policy.entries,
+            weight=policy.total_weight,
+            max_size=self.max_size,
+            max_weight=self.max_weight,
+            window_weight=policy.window_max,
+        )
+
+    def snapshot(self, hot_keys=32):
+        """A raw export: sketch table copy, the hottest keys' hits and misses, counters."""
+        policy = self._policy
+        cached = [
+            (self._entries[2 * slot], policy._hash[slot], self._slot_hits[slot])
+            for slot in self._cached_slots()
+        ]
+        return LayerSnapshot(
+            stats=self.stats(),
+            sketch=policy.sketch.table,
+            sketch_additions=policy.sketch.additions,
+            sketch_sample_size=policy.sketch.sample_size,
+            hot_keys=rank_hot_keys(cached, self._missed, policy.frequency, hot_keys),
+            window_max=policy.window_max,
+            protected_max=policy.protected_max,
+            region_weights=tuple(policy.region_weights),
+        )
+
+    # ------------------------------------------------------------------ time
+    cdef int64_t _now_ns(self) except? -1:
+        if self._clock is not None:
+            return <int64_t>(<double>self._clock() * NS_PER_SECOND)
+        return mlc_monotonic_ns()
+
+    cdef bint _has_passed(self, int64_t deadline) except -1:
+        if self._clock is not None:
+            return deadline <= self._now_ns()
+        # Safe shortcut: the coarse clock trails the precise one by less than the slack.
+        if self._coarse_slack_ns >= 0 and deadline - mlc_coarse_ns() > self._coarse_slack_ns:
+            return False
+        return deadline <= mlc_monotonic_ns()
+
+    # ------------------------------------------------------------------ index
+    cdef Py_ssize_t _find(self, object key, uint64_t key_hash) except -2:
+        cdef uint64_t bucket
+        cdef int32_t slot
+        cdef uint64_t version
+        cdef int equal
+        cdef PyObject* stored
+        while True:
+            bucket = key_hash & self._index_mask
+            while True:
+                slot = self._index[bucket]
+                if slot == EMPTY:
+                    return -1
+                stored = PyList_GET_ITEM(self._entries, 2 * slot)
+                if stored == <PyObject*>key:
+                    return slot
+                if self._policy._hash[slot] == key_hash:
+                    version = self._version
+                    equal = PyObject_RichCompareBool(<object>stored, key, Py_EQ)
+                    if self._version != version:
+                        break  # the cache changed while __eq__ ran: look again
+                    if equal:
+                        return slot
+                bucket = (bucket + 1) & self._index_mask
+
+    cdef int _index_insert(self, Py_ssize_t slot, uint64_t key_hash) except -1:
+        if 4 * (self._policy.entries + 1) > 3 * (self._index_mask + 1):
+            self._grow_index()
+        cdef uint64_t bucket = key_hash & self._index_mask
+        while self._index[bucket] != EMPTY:
+            bucket = (bucket + 1) & self._index_mask
+        self._index[bucket] = <int32_t>slot
+        return 0
+
+    cdef void _index_delete(self, Py_ssize_t slot) noexcept:
+        # Backward-shift deletion: pull later entries of the probe run into the hole, so
+        # that lookups never need tombstones.
+        cdef uint64_t mask = self._index_mask
+        cdef uint64_t hole = self._policy._hash[slot] & mask
+        cdef uint64_t probe, home
+        cdef int32_t moved
+        while self._index[hole] != slot:
+            hole = (hole + 1) & mask
+        probe = hole
+        while True:
+            probe = (probe + 1) & mask
+            moved = self._index[probe]
+            if moved == EMPTY:
+                break
+            home = self._policy._hash[moved] & mask
+            # Move ``moved`` into the hole unless its home lies cyclically in (hole, probe].
+            if ((probe - home) & mask) >= ((probe - hole) & mask):
+                self._index[hole] = moved
+                hole = probe
+        self._index[hole] = EMPTY
+
+    cdef int _grow_index(self) except -1:
+        cdef Py_ssize_t size = 2 * (self._index_mask + 1)
+        cdef int32_t[::1] index = np.full(size, EMPTY, dtype=np.int32)
+        cdef uint64_t mask = size - 1, bucket
+        cdef Py_ssize_t slot
+        for slot in range(self._slot_count):
+            if self._policy._region[slot] == NOT_CACHED:
+                continue
+            bucket = self._policy._hash[slot] & mask
+            while index[bucket] != EMPTY:
+                bucket = (bucket + 1) & mask
+            index[bucket] = <int32_t>slot
+        self._index = index
+        self._index_mask = mask
+        return 0
+
+    # ------------------------------------------------------------------ slots
+    cdef Py_ssize_t _allocate_slot(self, object key, object value, uint64_t key_hash) except -1:
+        cdef Py_ssize_t slot
+        if self._free_count:
+            self._free_count -= 1
+            slot = self._free[self._free_count]
+            self._entries[2 * slot] = key  # replaces None: nothing is released
+            self._entries[2 * slot + 1] = value
+        else:
+            slot = self._slot_count
+            self._slot_count += 1
+            self._entries.append(key)
+            self._entries.append(value)
+            self._policy.ensure_slots(self._slot_count)
+            self._wheel.ensure(self._slot_count)
+            if slot == self._slot_hits.shape[0]:
+                bigger = np.zeros(2 * slot, dtype=np.uint32)
+                bigger[:slot] = self._slot_hits
+                self._slot_hits = bigger
+        self._slot_hits[slot] = 0
+        # The index needs the hash before the policy has it; the policy overwrites it with
+        # the same value on insert.
+        self._policy._hash[slot] = key_hash
+        self._index_insert(slot, key_hash)
+        self._version += 1
+        return slot
+
+    cdef bint _expire_if_due(self, Py_ssize_t slot) except -1:
+        """Remove the entry if its deadline has passed (a read found it expired)."""
+        cdef int64_t deadline = self._wheel.deadline_of(slot)
+        if deadline == NEVER or not self._has_passed(deadline):
+            return False
+        dropped = self._take_entry(slot)
+        self._remove(slot)
+        self._expirations += 1
+        return True
+
+    cdef tuple _take_entry(self, Py_ssize_t slot):
+        """The slot's key and value, for the caller to hold until it returns."""
+        return (self._entries[2 * slot], self._entries[2 * slot + 1])
+
+    cdef int _release_slot(self, Py_ssize_t slot) except -1:
+        # Callers hold references to the key and value (``_take_entry``), so these stores
+        # release nothing.
+        self._index_delete(slot)
+        self._entries[2 * slot] = None
+        self._entries[2 * slot + 1] = None
+        if self._free_count == self._free.shape[0]:
+            bigger = np.empty(2 * self._free_count, dtype=np.int32)
+            bigger[:self._free_count] = self._free
+            self._free = bigger
+        self._free[self._free_count] = <int32_t>slot
+        self._free_count += 1
+        self._version += 1
+        return 0
+
+    cdef int _remove(self, Py_ssize_t slot) except -1:
+        self._policy.remove(slot)
+        self._wheel.cancel(slot)
+        self._release_slot(slot)
+        return 0
+
+    cdef list _drop_evicted(self, Py_ssize_t count):
+        cdef Py_ssize_t i, slot
+        cdef list dropped = []
+        for i in range(count):
+            slot = self._policy._evicted[i]
+            dropped.append(self._take_entry(slot))
+            self._wheel.cancel(slot)
+            self._release_slot(slot)
+        return dropped
+
+    cdef object _reclaim_expired(self, int64_t now_ns):
+        cdef Py_ssize_t count = self._wheel.tick(now_ns)
+        if not count:
+            return None
+        cdef Py_ssize_t i, slot
+        cdef list dropped = []
+        for i in range(count):
+            slot = self._wheel._expired[i]
+            dropped.append(self._take_entry(slot))
+            self._policy.remove(slot)
+            self._release_slot(slot)
+            self._expirations += 1
+        return dropped
+
+    def _cached_slots(self):
+        return [
+            slot for slot in range(self._slot_count)
+            if self._policy._region[slot] != NOT_CACHED
+        ]
+
+
+cdef inline uint64_t _key_hash(object key) except? 0:
+    cdef Py_hash_t h = hash_or_minus_one(key)
+    if h == -1:
+        _raise_hash_error(key)
+    return spread(<uint64_t>h)
+
+
+cdef int _raise_hash_error(object key) except -1:
+    # -1 is never a valid hash: an exception is pending. Reword "unhashable" ones.
+    if PyErr_ExceptionMatches(TypeError):
+        PyErr_Clear()
+        raise unhashable_key(key)
+    return -1
+
+
+cdef inline int64_t _deadline_after(int64_t now_ns, double seconds) noexcept:
+    cdef int64_t deadline = now_ns + <int64_t>(seconds * NS_PER_SECOND)
+    return deadline if deadline < NEVER - 1 else NEVER - 1

@@ -1,0 +1,75 @@
+cimport cython
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+
+from .doorkeeper cimport Doorkeeper, doorkeeper_prefetch
+from .ghost cimport GhostTable
+from .sketch cimport CountMinSketch, sketch_prefetch
+
+
+@cython.final
+cdef class WTinyLfuPolicy:
+    cdef readonly int64_t capacity
+    cdef readonly bint weighted
+    cdef readonly Py_ssize_t entry_limit
+    cdef readonly Py_ssize_t sized_for
+    cdef readonly CountMinSketch sketch
+    cdef readonly Doorkeeper doorkeeper
+    cdef readonly GhostTable ghosts
+    cdef readonly uint64_t random_state
+    cdef readonly Py_ssize_t entries
+    cdef readonly int64_t total_weight
+    cdef readonly int64_t window_target
+    cdef readonly int64_t window_max
+    cdef readonly int64_t protected_max
+    cdef readonly Py_ssize_t evictions
+    cdef readonly Py_ssize_t rejections
+    cdef int64_t[3] _region_weights
+    # raw views of the frequency structures, refreshed whenever they are rebuilt
+    cdef uint64_t* _sketch_words
+    cdef uint64_t _sketch_mask
+    cdef uint64_t* _doorkeeper_words
+    cdef uint64_t _doorkeeper_mask
+    cdef Py_ssize_t _slot_count
+    cdef int32_t[::1] _prev
+    cdef int32_t[::1] _next
+    cdef uint8_t[::1] _region
+    cdef uint8_t[::1] _readmit
+    cdef uint64_t[::1] _hash
+    cdef int64_t[::1] _weight
+    cdef int32_t[::1] _evicted
+    cdef Py_ssize_t _evicted_count
+
+    cdef void record(self, uint64_t key_hash) noexcept
+    cdef int freq(self, uint64_t key_hash) noexcept
+    cdef void hit(self, Py_ssize_t slot) noexcept
+    cdef Py_ssize_t insert(self, Py_ssize_t slot, uint64_t key_hash, int64_t weight) except -1
+    cdef Py_ssize_t update(self, Py_ssize_t slot, int64_t weight) except -1
+    cdef void remove(self, Py_ssize_t slot) noexcept
+    cdef int ensure_slots(self, Py_ssize_t slot_count) except -1
+
+    # private
+    cdef int64_t _weight_of(self, Py_ssize_t slot) noexcept
+    cdef int _ensure_sized(self, Py_ssize_t entries) except -1
+    cdef void _cache_frequency_views(self) noexcept
+    cdef void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash) noexcept
+    cdef Py_ssize_t _entry_capacity(self) noexcept
+    cdef int64_t _step(self) noexcept
+    cdef void _set_window(self, int64_t target) noexcept
+    cdef Py_ssize_t _balance(self) except -1
+    cdef bint _make_room_in_main(self, Py_ssize_t candidate) except -1
+    cdef Py_ssize_t _main_victim(self) noexcept
+    cdef bint _prefer_candidate(self, Py_ssize_t candidate, Py_ssize_t victim) noexcept
+    cdef int _evict(self, Py_ssize_t slot, int ghost_region) except -1
+    cdef void _forget(self, Py_ssize_t slot) noexcept
+    cdef void _demote_protected_overflow(self) noexcept
+    cdef void _relink(self, Py_ssize_t slot, uint8_t region) noexcept
+    cdef uint64_t _next_random(self) noexcept
+    cdef void _push_most_recent(self, int32_t head, int32_t node) noexcept
+    cdef void _unlink(self, int32_t node) noexcept
+
+
+cdef inline void policy_prefetch(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:
+    """Start loading the frequency counters ``record`` will touch, so that their memory
+    latency overlaps the layer's own lookup."""
+    doorkeeper_prefetch(policy._doorkeeper_words, policy._doorkeeper_mask, key_hash)
+    sketch_prefetch(policy._sketch_words, policy._sketch_mask, key_hash)
