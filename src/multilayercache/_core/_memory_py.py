@@ -281,6 +281,18 @@ class InMemoryLayer:
         self._slots[key] = slot
         return slot
 
+    def _internals(self) -> dict[str, Any]:
+        """For tests: the structures behind the layer (see tests/invariants.py)."""
+        return {
+            "policy": self._policy,
+            "wheel": self._wheel,
+            "cached": [(slot, self._keys[slot]) for slot in self._cached_slots()],
+            "free": list(self._free),
+            "slot_count": len(self._keys),
+            "indexed": len(self._slots),
+            "find": lambda key: self._slots.get(key, -1),
+        }
+
     def _cached_slots(self) -> list[int]:
         return [slot for slot in range(len(self._keys)) if self._policy.region_of(slot) != NOT_CACHED]
 

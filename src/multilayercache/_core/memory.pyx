@@ -492,6 +492,22 @@ cdef class InMemoryLayer:
             self._expirations += 1
         return dropped
 
+    def _internals(self):
+        """For tests: the structures behind the layer (see tests/invariants.py)."""
+        cdef Py_ssize_t bucket
+        return {
+            "policy": self._policy,
+            "wheel": self._wheel,
+            "cached": [(slot, self._entries[2 * slot]) for slot in self._cached_slots()],
+            "free": [self._free[i] for i in range(self._free_count)],
+            "slot_count": self._slot_count,
+            "indexed": sum(1 for bucket in range(self._index_mask + 1) if self._index[bucket] != EMPTY),
+            "find": self._find_slot,
+        }
+
+    def _find_slot(self, key):
+        return self._find(key, _key_hash(key))
+
     def _cached_slots(self):
         return [
             slot for slot in range(self._slot_count)

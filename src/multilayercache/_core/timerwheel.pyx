@@ -83,6 +83,7 @@ cdef class TimerWheel:
         links[1, :BUCKETS_TOTAL] = np.arange(BUCKETS_TOTAL, dtype=np.int32)
         self._prev = links[0]
         self._next = links[1]
+        self._materialized = True
         return 0
 
     cdef int64_t deadline_of(self, Py_ssize_t slot) noexcept:

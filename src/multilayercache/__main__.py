@@ -1,0 +1,5 @@
+"""``python -m multilayercache``: see ``multilayercache.cli``."""
+
+from .cli import main
+
+raise SystemExit(main())
