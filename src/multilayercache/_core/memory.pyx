@@ -32,6 +32,16 @@ import numpy as np
 from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
 from cpython.list cimport PyList_GET_ITEM
 from cpython.object cimport Py_EQ, PyObject_RichCompareBool
+from cpython.pythread cimport (
+    NOWAIT_LOCK,
+    WAIT_LOCK,
+    PyThread_acquire_lock,
+    PyThread_allocate_lock,
+    PyThread_free_lock,
+    PyThread_get_thread_ident,
+    PyThread_release_lock,
+    PyThread_type_lock,
+)
 from cpython.ref cimport PyObject
 from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
@@ -88,6 +98,7 @@ cdef extern from *:
 
 cdef enum:
     EMPTY = -1
+    INTERRUPTED = -3
     NOT_CACHED = 3
     MIN_INDEX = 16
 
@@ -124,6 +135,8 @@ cdef class InMemoryLayer:
     cdef uint64_t _version
     cdef int64_t _coarse_slack_ns
     cdef Py_ssize_t _hits, _misses, _expirations, _oversized
+    cdef PyThread_type_lock _lock
+    cdef unsigned long _writer  # thread inside a locked operation, 0 if none
 
     def __init__(self, max_size=None, *, max_weight=None, weigher=None, ttl=None,
                  clock=None, str name="memory"):
@@ -148,16 +161,35 @@ cdef class InMemoryLayer:
         self._version = 0
         self._hits = self._misses = self._expirations = self._oversized = 0
 
+    def __cinit__(self):
+        self._lock = PyThread_allocate_lock()
+        if self._lock == NULL:
+            raise MemoryError("cannot allocate the layer's lock")
+        self._writer = 0
+
+    def __dealloc__(self):
+        if self._lock != NULL:
+            PyThread_free_lock(self._lock)
+
     # ------------------------------------------------------------------ reads
     def get(self, key, default=None):
         """The cached value, or ``default`` on a miss or an expired entry."""
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
+        cdef int64_t deadline
+        if self._writer:  # another thread is inside a write: wait for it
+            return self._get_locked(key, key_hash, default)
         policy_prefetch(self._policy, key_hash)
-        slot = self._find(key, key_hash)
+        slot = self._find(key, key_hash, False)
+        if slot == INTERRUPTED:
+            return self._get_locked(key, key_hash, default)
+        if slot >= 0 and self._wheel.scheduled:
+            deadline = self._wheel.deadline_of(slot)
+            # An injected clock runs Python code, and an expired entry must be removed:
+            # both take the locked path.
+            if deadline != NEVER and (self._clock is not None or self._has_passed(deadline)):
+                return self._get_locked(key, key_hash, default)
         self._policy.record(key_hash)  # frequency counts every lookup, hit or miss
-        if slot >= 0 and self._wheel.scheduled and self._expire_if_due(slot):
-            slot = -1
         if slot < 0:
             self._misses += 1
             self._missed.count(key_hash, key)
@@ -168,19 +200,58 @@ cdef class InMemoryLayer:
         self._policy.hit(slot)
         return <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
 
+    cdef object _get_locked(self, object key, uint64_t key_hash, object default):
+        cdef Py_ssize_t slot
+        cdef object dropped = None, result
+        self._lock_for_write()
+        try:
+            slot = self._find(key, key_hash, True)
+            self._policy.record(key_hash)
+            if slot >= 0 and self._wheel.scheduled:
+                dropped = self._expire_if_due(slot)
+                if dropped is not None:
+                    slot = -1
+            if slot < 0:
+                self._misses += 1
+                result = default
+            else:
+                self._hits += 1
+                if self._slot_hits[slot] != MAX_HITS:
+                    self._slot_hits[slot] += 1
+                self._policy.hit(slot)
+                result = <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
+        finally:
+            self._unlock()
+        if slot < 0:
+            self._missed.count(key_hash, key)
+        return result
+
     def __contains__(self, key):
         """Whether a live entry exists (does not count as an access)."""
-        cdef Py_ssize_t slot = self._find(key, _key_hash(key))
-        if slot < 0:
-            return False
-        cdef int64_t deadline = self._wheel.deadline_of(slot)
-        return deadline == NEVER or not self._has_passed(deadline)
+        cdef uint64_t key_hash = _key_hash(key)
+        cdef Py_ssize_t slot
+        cdef int64_t deadline
+        self._lock_for_write()
+        try:
+            slot = self._find(key, key_hash, True)
+            if slot < 0:
+                return False
+            deadline = self._wheel.deadline_of(slot)
+            return deadline == NEVER or not self._has_passed(deadline)
+        finally:
+            self._unlock()
 
     def __len__(self):
         """Live entries (expired ones are reclaimed first)."""
-        if self._wheel.scheduled:
-            self._reclaim_expired(self._now_ns())
-        return self._policy.entries
+        cdef object dropped = None
+        cdef int64_t now_ns = self._now_ns() if self._wheel.scheduled else 0
+        self._lock_for_write()
+        try:
+            if now_ns:
+                dropped = self._reclaim_expired(now_ns)
+            return self._policy.entries
+        finally:
+            self._unlock()
 
     # ------------------------------------------------------------------ writes
     def set(self, key, value, ttl=None):
@@ -190,17 +261,27 @@ cdef class InMemoryLayer:
         cdef double seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
         cdef int64_t weight = 1
         cdef int64_t now_ns = 0, deadline = NEVER
-        cdef Py_ssize_t slot, evicted
         cdef object dropped = None
+        # Everything that may run Python code happens before the lock.
         if self._weigher is not None:
             weight = checked_weight(self._weigher(key, value), key)
         if seconds != INFINITY or self._wheel.scheduled:
             now_ns = self._now_ns()
             if seconds != INFINITY:
                 deadline = _deadline_after(now_ns, seconds)
-            if self._wheel.scheduled:
-                dropped = self._reclaim_expired(now_ns)
-        slot = self._find(key, key_hash)
+        self._lock_for_write()
+        try:
+            dropped = self._set_locked(key, value, key_hash, weight, now_ns, deadline)
+        finally:
+            self._unlock()
+
+    cdef object _set_locked(self, object key, object value, uint64_t key_hash, int64_t weight,
+                            int64_t now_ns, int64_t deadline):
+        cdef Py_ssize_t slot, evicted
+        cdef object dropped = None
+        if now_ns and self._wheel.scheduled:
+            dropped = self._reclaim_expired(now_ns)
+        slot = self._find(key, key_hash, True)
         if (deadline != NEVER and deadline <= now_ns) or weight > self._policy.capacity:
             # Already expired, or can never fit: the old value must not survive the write.
             if weight > self._policy.capacity:
@@ -208,7 +289,7 @@ cdef class InMemoryLayer:
             if slot >= 0:
                 dropped = (dropped, self._take_entry(slot))
                 self._remove(slot)
-            return
+            return dropped
         if slot >= 0:
             dropped = (dropped, self._entries[2 * slot + 1])
             self._entries[2 * slot + 1] = value
@@ -216,26 +297,36 @@ cdef class InMemoryLayer:
             if self._policy.weighted:
                 evicted = self._policy.update(slot, weight)
                 dropped = (dropped, self._drop_evicted(evicted))
-            return
+            return dropped
         slot = self._allocate_slot(key, value, key_hash)
         if deadline != NEVER:
             self._wheel.plan(slot, deadline)
         evicted = self._policy.insert(slot, key_hash, weight)
         if evicted:
             dropped = (dropped, self._drop_evicted(evicted))
+        return dropped
 
     def delete(self, key):
         """Remove the entry; True if a live one was there."""
-        cdef Py_ssize_t slot = self._find(key, _key_hash(key))
-        if slot < 0:
-            return False
-        cdef int64_t deadline = self._wheel.deadline_of(slot)
-        cdef bint live = deadline == NEVER or not self._has_passed(deadline)
-        if not live:
-            self._expirations += 1
-        dropped = self._take_entry(slot)
-        self._remove(slot)
-        return live
+        cdef uint64_t key_hash = _key_hash(key)
+        cdef Py_ssize_t slot
+        cdef int64_t deadline
+        cdef bint live
+        cdef object dropped = None
+        self._lock_for_write()
+        try:
+            slot = self._find(key, key_hash, True)
+            if slot < 0:
+                return False
+            deadline = self._wheel.deadline_of(slot)
+            live = deadline == NEVER or not self._has_passed(deadline)
+            if not live:
+                self._expirations += 1
+            dropped = self._take_entry(slot)
+            self._remove(slot)
+            return live
+        finally:
+            self._unlock()
 
     def adjust_ttl(self, key, ttl):
         """Give a live entry a new TTL, counted from now (``None`` = the layer default).
@@ -243,32 +334,49 @@ cdef class InMemoryLayer:
         cdef uint64_t key_hash = _key_hash(key)
         cdef double seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
         cdef int64_t now_ns = self._now_ns()
-        cdef Py_ssize_t slot = self._find(key, key_hash)
-        if slot < 0:
-            return False
-        cdef int64_t deadline = self._wheel.deadline_of(slot)
-        if deadline != NEVER and deadline <= now_ns:
-            return False
-        deadline = NEVER if seconds == INFINITY else _deadline_after(now_ns, seconds)
-        if deadline <= now_ns:
-            dropped = self._take_entry(slot)
-            self._remove(slot)
-            self._expirations += 1
-        else:
-            self._wheel.plan(slot, deadline)
-        return True
+        cdef int64_t deadline
+        cdef Py_ssize_t slot
+        cdef object dropped = None
+        self._lock_for_write()
+        try:
+            slot = self._find(key, key_hash, True)
+            if slot < 0:
+                return False
+            deadline = self._wheel.deadline_of(slot)
+            if deadline != NEVER and deadline <= now_ns:
+                return False
+            deadline = NEVER if seconds == INFINITY else _deadline_after(now_ns, seconds)
+            if deadline <= now_ns:
+                dropped = self._take_entry(slot)
+                self._remove(slot)
+                self._expirations += 1
+            else:
+                self._wheel.plan(slot, deadline)
+            return True
+        finally:
+            self._unlock()
 
     def clear(self):
         """Remove every entry (frequency history is kept)."""
-        slots = self._cached_slots()
-        dropped = [self._take_entry(slot) for slot in slots]
-        for slot in slots:
-            self._remove(slot)
+        cdef object dropped = None
+        self._lock_for_write()
+        try:
+            slots = self._cached_slots()
+            dropped = [self._take_entry(slot) for slot in slots]
+            for slot in slots:
+                self._remove(slot)
+        finally:
+            self._unlock()
 
     # ------------------------------------------------------------------ introspection
     def get_frequency_estimate(self, key):
         """Estimated recent accesses of ``key`` (0..16), cached or not."""
-        return self._policy.freq(_key_hash(key))
+        cdef uint64_t key_hash = _key_hash(key)
+        self._lock_for_write()
+        try:
+            return self._policy.freq(key_hash)
+        finally:
+            self._unlock()
 
     def get_top_keys(self, n=10):
         """The ``n`` cached keys with the highest estimated frequency, hottest first."""
@@ -276,49 +384,88 @@ cdef class InMemoryLayer:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         cdef int64_t now_ns = self._now_ns()
         cdef int64_t deadline
-        ranked = []
-        for slot in self._cached_slots():
-            deadline = self._wheel.deadline_of(slot)
-            if deadline != NEVER and deadline <= now_ns:
-                continue
-            ranked.append((self._entries[2 * slot], self._policy.freq(self._policy._hash[slot])))
+        self._lock_for_write()
+        try:
+            ranked = []
+            for slot in self._cached_slots():
+                deadline = self._wheel.deadline_of(slot)
+                if deadline != NEVER and deadline <= now_ns:
+                    continue
+                ranked.append((self._entries[2 * slot], self._policy.freq(self._policy._hash[slot])))
+        finally:
+            self._unlock()
         ranked.sort(key=lambda pair: -pair[1])
         return ranked[:n]
 
     def stats(self):
         """Counters since creation: hits, misses, evictions, expirations, rejections, ..."""
         policy = self._policy
+        self._lock_for_write()
+        try:
+            counters = (self._hits, self._misses, policy.evictions, self._expirations,
+                        policy.rejections + self._oversized, policy.entries, policy.total_weight,
+                        policy.window_max)
+        finally:
+            self._unlock()
+        hits, misses, evictions, expirations, rejections, size, weight, window = counters
         return LayerStats(
             name=self.name,
-            hits=self._hits,
-            misses=self._misses,
-            evictions=policy.evictions,
-            expirations=self._expirations,
-            rejections=policy.rejections + self._oversized,
-            size=policy.entries,
-            weight=policy.total_weight,
+            hits=hits,
+            misses=misses,
+            evictions=evictions,
+            expirations=expirations,
+            rejections=rejections,
+            size=size,
+            weight=weight,
             max_size=self.max_size,
             max_weight=self.max_weight,
-            window_weight=policy.window_max,
+            window_weight=window,
         )
 
     def snapshot(self, hot_keys=32):
         """A raw export: sketch table copy, the hottest keys' hits and misses, counters."""
         policy = self._policy
-        cached = [
-            (self._entries[2 * slot], policy._hash[slot], self._slot_hits[slot])
-            for slot in self._cached_slots()
-        ]
+        stats = self.stats()
+        self._lock_for_write()
+        try:
+            cached = [
+                (self._entries[2 * slot], policy._hash[slot], self._slot_hits[slot])
+                for slot in self._cached_slots()
+            ]
+            sketch = policy.sketch.table
+            state = (policy.sketch.additions, policy.sketch.sample_size, policy.window_max,
+                     policy.protected_max, tuple(policy.region_weights))
+        finally:
+            self._unlock()
+        additions, sample_size, window_max, protected_max, region_weights = state
         return LayerSnapshot(
-            stats=self.stats(),
-            sketch=policy.sketch.table,
-            sketch_additions=policy.sketch.additions,
-            sketch_sample_size=policy.sketch.sample_size,
+            stats=stats,
+            sketch=sketch,
+            sketch_additions=additions,
+            sketch_sample_size=sample_size,
             hot_keys=rank_hot_keys(cached, self._missed, policy.frequency, hot_keys),
-            window_max=policy.window_max,
-            protected_max=policy.protected_max,
-            region_weights=tuple(policy.region_weights),
+            window_max=window_max,
+            protected_max=protected_max,
+            region_weights=region_weights,
         )
+
+    # ------------------------------------------------------------------ locking
+    cdef int _lock_for_write(self) except -1:
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if self._writer == me:
+            raise RuntimeError(
+                "InMemoryLayer was called re-entrantly from inside one of its own operations "
+                "(from a key's __eq__, or from a finalizer that ran mid-write)"
+            )
+        if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            with nogil:  # let the writer we wait for run
+                PyThread_acquire_lock(self._lock, WAIT_LOCK)
+        self._writer = me
+        return 0
+
+    cdef void _unlock(self) noexcept:
+        self._writer = 0
+        PyThread_release_lock(self._lock)
 
     # ------------------------------------------------------------------ time
     cdef int64_t _now_ns(self) except? -1:
@@ -335,7 +482,7 @@ cdef class InMemoryLayer:
         return deadline <= mlc_monotonic_ns()
 
     # ------------------------------------------------------------------ index
-    cdef Py_ssize_t _find(self, object key, uint64_t key_hash) except -2:
+    cdef Py_ssize_t _find(self, object key, uint64_t key_hash, bint locked) except -2:
         cdef uint64_t bucket
         cdef int32_t slot
         cdef uint64_t version
@@ -353,6 +500,8 @@ cdef class InMemoryLayer:
                 if self._policy._hash[slot] == key_hash:
                     version = self._version
                     equal = PyObject_RichCompareBool(<object>stored, key, Py_EQ)
+                    if not locked and self._writer:
+                        return INTERRUPTED  # a write began while __eq__ ran
                     if self._version != version:
                         break  # the cache changed while __eq__ ran: look again
                     if equal:
@@ -433,15 +582,16 @@ cdef class InMemoryLayer:
         self._version += 1
         return slot
 
-    cdef bint _expire_if_due(self, Py_ssize_t slot) except -1:
-        """Remove the entry if its deadline has passed (a read found it expired)."""
+    cdef object _expire_if_due(self, Py_ssize_t slot):
+        """Remove the entry if its deadline has passed; return it (or None) for the caller
+        to release once unlocked."""
         cdef int64_t deadline = self._wheel.deadline_of(slot)
         if deadline == NEVER or not self._has_passed(deadline):
-            return False
+            return None
         dropped = self._take_entry(slot)
         self._remove(slot)
         self._expirations += 1
-        return True
+        return dropped
 
     cdef tuple _take_entry(self, Py_ssize_t slot):
         """The slot's key and value, for the caller to hold until it returns."""
@@ -506,7 +656,7 @@ cdef class InMemoryLayer:
         }
 
     def _find_slot(self, key):
-        return self._find(key, _key_hash(key))
+        return self._find(key, _key_hash(key), True)
 
     def _cached_slots(self):
         return [

@@ -1,0 +1,254 @@
+"""Compiled modules against their pure-Python twins on random operation sequences: the same
+results after every call, and the same internal arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import COMPILED, PURE, FakeClock, requires_compiled
+from invariants import check_invariants
+
+pytestmark = requires_compiled
+SETTINGS = settings(max_examples=150, deadline=None)
+
+# A few hashes repeat often (so counters climb and collide), the rest are arbitrary.
+HOT_HASHES = [0, 1, 2**63, 2**64 - 1, 0x9E3779B97F4A7C15, 12345678901234567]
+hashes = st.one_of(st.sampled_from(HOT_HASHES), st.integers(0, 2**64 - 1))
+
+
+def same_arrays(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+
+
+@SETTINGS
+@given(capacity=st.integers(1, 300), ops=st.lists(st.tuples(st.sampled_from("iifr"), hashes), max_size=400))
+def test_sketch(capacity, ops) -> None:
+    pure, compiled = PURE.CountMinSketch(capacity), COMPILED.CountMinSketch(capacity)
+    for op, key_hash in ops:
+        if op == "i":
+            assert pure.increment(key_hash) == compiled.increment(key_hash)
+        elif op == "f":
+            assert pure.frequency(key_hash) == compiled.frequency(key_hash)
+        else:
+            pure.reset(), compiled.reset()
+        assert pure.additions == compiled.additions
+        assert pure.needs_reset() == compiled.needs_reset()
+    same_arrays(pure.table, compiled.table)
+    assert pure.sample_size == compiled.sample_size
+
+
+@SETTINGS
+@given(capacity=st.integers(1, 300), ops=st.lists(st.tuples(st.sampled_from("ppmc"), hashes), max_size=400))
+def test_doorkeeper(capacity, ops) -> None:
+    pure, compiled = PURE.Doorkeeper(capacity), COMPILED.Doorkeeper(capacity)
+    for op, key_hash in ops:
+        if op == "p":
+            assert pure.put(key_hash) == compiled.put(key_hash)
+        elif op == "m":
+            assert pure.might_contain(key_hash) == compiled.might_contain(key_hash)
+        else:
+            pure.clear(), compiled.clear()
+    same_arrays(pure.bits, compiled.bits)
+
+
+@SETTINGS
+@given(
+    capacity=st.integers(1, 100),
+    ops=st.lists(st.tuples(st.sampled_from(["window", "main", "take"]), hashes), max_size=400),
+)
+def test_ghost_table(capacity, ops) -> None:
+    pure, compiled = PURE.GhostTable(capacity), COMPILED.GhostTable(capacity)
+    for op, key_hash in ops:
+        if op == "take":
+            assert pure.take(key_hash) == compiled.take(key_hash)
+        else:
+            region = 1 if op == "window" else 2
+            pure.remember(key_hash, region), compiled.remember(key_hash, region)
+    same_arrays(pure.tags, compiled.tags)
+    same_arrays(pure.stamps, compiled.stamps)
+    assert pure.evictions == compiled.evictions
+
+
+@SETTINGS
+@given(ops=st.lists(st.tuples(st.sampled_from("rrrct"), st.integers(0, 40)), max_size=500))
+def test_hot_key_table(ops) -> None:
+    pure, compiled = PURE.HotKeyTable(8), COMPILED.HotKeyTable(8)
+    for op, key in ops:
+        key_hash = key * 0x9E3779B97F4A7C15 % 2**64
+        if op == "r":
+            pure.record(key_hash, key), compiled.record(key_hash, key)
+        elif op == "c":
+            assert pure.count_of(key_hash) == compiled.count_of(key_hash)
+        else:
+            assert pure.top(5) == compiled.top(5)
+    same_arrays(pure.scores, compiled.scores)
+
+
+SECOND = 1_000_000_000
+
+
+@SETTINGS
+@given(
+    start=st.integers(0, 2**50),
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("schedule"), st.integers(0, 30), st.integers(-SECOND, 10**6 * SECOND)),
+            st.tuples(st.just("deschedule"), st.integers(0, 30), st.just(0)),
+            st.tuples(st.just("advance"), st.just(0), st.integers(0, 10**5 * SECOND)),
+        ),
+        max_size=200,
+    ),
+)
+def test_timer_wheel(start, ops) -> None:
+    pure, compiled = PURE.TimerWheel(start, 31), COMPILED.TimerWheel(start, 31)
+    now = start
+    for op, slot, amount in ops:
+        if op == "schedule":
+            pure.schedule(slot, now + amount), compiled.schedule(slot, now + amount)
+        elif op == "deschedule":
+            pure.deschedule(slot), compiled.deschedule(slot)
+        else:
+            now += amount
+            expired = pure.advance(now)
+            assert expired == compiled.advance(now)
+            # Nothing due stays scheduled, nothing not due expired.
+            assert all(pure.deadline(s) > now for s in range(31) if pure.deadline(s) != (1 << 63) - 1)
+        assert pure.scheduled == compiled.scheduled
+        assert [pure.deadline(s) for s in range(31)] == [compiled.deadline(s) for s in range(31)]
+    same_arrays(pure.links, compiled.links)
+
+
+def policy_ops():
+    return st.lists(
+        st.tuples(st.sampled_from(["insert", "insert", "hit", "hit", "access", "remove", "update"]),
+                  st.integers(0, 2**64 - 1), st.integers(0, 12)),
+        max_size=300,
+    )
+
+
+@SETTINGS
+@given(capacity=st.integers(1, 40), weighted=st.booleans(), ops=policy_ops())
+def test_policy(capacity, weighted, ops) -> None:
+    pure = PURE.WTinyLfuPolicy(capacity, weighted)
+    compiled = COMPILED.WTinyLfuPolicy(capacity, weighted)
+    live: list[int] = []
+    free: list[int] = []
+    next_slot = 0
+    pool = HOT_HASHES + [h * 7919 for h in range(1, 30)]
+    for op, raw, number in ops:
+        key_hash = pool[raw % len(pool)] if raw % 3 else raw
+        if op == "insert":
+            if free:
+                slot = free.pop()
+            else:
+                slot, next_slot = next_slot, next_slot + 1
+                pure.grow(next_slot), compiled.grow(next_slot)
+            weight = min(number, capacity) if weighted else 1
+            evicted = pure.on_insert(slot, key_hash, weight)
+            assert evicted == compiled.on_insert(slot, key_hash, weight)
+            live.append(slot)
+            for gone in evicted:
+                live.remove(gone)
+                free.append(gone)
+        elif op == "access":
+            pure.record_access(key_hash), compiled.record_access(key_hash)
+        elif not live:
+            continue
+        elif op == "hit":
+            slot = live[number % len(live)]
+            pure.on_hit(slot), compiled.on_hit(slot)
+        elif op == "remove":
+            slot = live.pop(number % len(live))
+            pure.on_remove(slot), compiled.on_remove(slot)
+            free.append(slot)
+        else:
+            slot = live[number % len(live)]
+            weight = min(number, capacity) if weighted else 1
+            evicted = pure.on_update(slot, weight)
+            assert evicted == compiled.on_update(slot, weight)
+            for gone in evicted:
+                live.remove(gone)
+                free.append(gone)
+        assert pure.frequency(key_hash) == compiled.frequency(key_hash)
+        for attribute in ("entries", "total_weight", "window_max", "protected_max", "evictions",
+                          "rejections", "random_state", "sized_for"):
+            assert getattr(pure, attribute) == getattr(compiled, attribute), attribute
+        assert list(pure.region_weights) == list(compiled.region_weights)
+        assert pure.total_weight <= capacity
+    same_arrays(pure.regions, compiled.regions)
+    same_arrays(pure.links, compiled.links)
+    same_arrays(pure.sketch.table, compiled.sketch.table)
+    same_arrays(pure.doorkeeper.bits, compiled.doorkeeper.bits)
+    same_arrays(pure.ghosts.tags, compiled.ghosts.tags)
+
+
+layer_ops = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["get", "get", "set", "delete", "contains", "adjust", "len"]),
+                  st.integers(0, 60), st.sampled_from([None, 0, 0.5, 1, 3, 10, float("inf")])),
+        st.tuples(st.just("tick"), st.just(0), st.sampled_from([0.1, 0.5, 1, 2, 7, 30])),
+    ),
+    max_size=300,
+)
+
+
+@SETTINGS
+@given(max_size=st.integers(1, 30), default_ttl=st.sampled_from([None, 2, 5]), ops=layer_ops)
+def test_memory_layer(max_size, default_ttl, ops) -> None:
+    clocks = FakeClock(), FakeClock()
+    pure = PURE.InMemoryLayer(max_size=max_size, ttl=default_ttl, clock=clocks[0])
+    compiled = COMPILED.InMemoryLayer(max_size=max_size, ttl=default_ttl, clock=clocks[1])
+    run_layer_ops(pure, compiled, clocks, ops)
+
+
+@SETTINGS
+@given(max_weight=st.integers(1, 60), ops=layer_ops)
+def test_weighted_memory_layer(max_weight, ops) -> None:
+    clocks = FakeClock(), FakeClock()
+    weigher = lambda key, value: key % 9  # noqa: E731
+    pure = PURE.InMemoryLayer(max_weight=max_weight, weigher=weigher, clock=clocks[0])
+    compiled = COMPILED.InMemoryLayer(max_weight=max_weight, weigher=weigher, clock=clocks[1])
+    run_layer_ops(pure, compiled, clocks, ops)
+
+
+def run_layer_ops(pure, compiled, clocks, ops) -> None:
+    version = 0
+    for op, key, ttl in ops:
+        version += 1
+        if op == "tick":
+            for clock in clocks:
+                clock.advance(ttl)
+        elif op == "get":
+            assert pure.get(key, "miss") == compiled.get(key, "miss")
+        elif op == "set":
+            pure.set(key, (key, version), ttl=ttl)
+            compiled.set(key, (key, version), ttl=ttl)
+        elif op == "delete":
+            assert pure.delete(key) == compiled.delete(key)
+        elif op == "contains":
+            assert (key in pure) == (key in compiled)
+        elif op == "adjust":
+            assert pure.adjust_ttl(key, ttl) == compiled.adjust_ttl(key, ttl)
+        else:
+            assert len(pure) == len(compiled)
+        assert pure.stats() == compiled.stats()
+    check_invariants(pure)
+    check_invariants(compiled)
+    assert pure.get_top_keys(5) == compiled.get_top_keys(5)
+    assert pure.snapshot(5).hot_keys == compiled.snapshot(5).hot_keys
+
+
+@pytest.mark.parametrize("name,sizes", [("gli", [500, 1000, 1500]), ("corda-vault", [10, 25, 50])])
+def test_same_hits_on_traces(name, sizes) -> None:
+    from conftest import trace_path
+    from multilayercache.simulation import load_trace, replay
+
+    trace = load_trace(trace_path(name))
+    for size in sizes:
+        pure_hits = replay(trace, size, layer_factory=lambda n: PURE.InMemoryLayer(max_size=n))
+        compiled_hits = replay(trace, size, layer_factory=lambda n: COMPILED.InMemoryLayer(max_size=n))
+        assert pure_hits == compiled_hits
