@@ -4,7 +4,7 @@ explains the design). Comments here cover memory layout and why each trick is sa
 Layout:
 
 * ``_index`` is an open-addressing table (linear probing, backward-shift deletion, load
-  <= 3/4) of ``int32`` slot numbers, probed from the key's spread hash. The hash itself is
+  <= 1/2, so a miss probes ~2.5 buckets on average) of ``int32`` slot numbers, probed from the key's spread hash. The hash itself is
   the policy's per-slot ``_hash`` (one copy for both), so a probe compares 64-bit hashes
   before it ever touches a key object. About 8 bytes per entry.
 * ``_entries`` is one Python list holding slot ``s``'s key at ``2s`` and value at ``2s + 1``:
@@ -30,18 +30,11 @@ not declare itself free-threading safe; the pure twin uses a lock instead.
 import numpy as np
 
 from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
-from cpython.list cimport PyList_GET_ITEM
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_SET_ITEM
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
+from libc.string cimport memcpy
 from cpython.object cimport Py_EQ, PyObject_RichCompareBool
-from cpython.pythread cimport (
-    NOWAIT_LOCK,
-    WAIT_LOCK,
-    PyThread_acquire_lock,
-    PyThread_allocate_lock,
-    PyThread_free_lock,
-    PyThread_get_thread_ident,
-    PyThread_release_lock,
-    PyThread_type_lock,
-)
+from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport PyObject
 from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
@@ -61,6 +54,9 @@ from ._support import (
     rank_hot_keys,
     unhashable_key,
 )
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
 
 cdef extern from "Python.h":
     # Declared without an exception value, so that _key_hash can word the error itself.
@@ -99,6 +95,7 @@ cdef extern from *:
 cdef enum:
     EMPTY = -1
     INTERRUPTED = -3
+    GRAVES = 64
     NOT_CACHED = 3
     MIN_INDEX = 16
 
@@ -135,8 +132,12 @@ cdef class InMemoryLayer:
     cdef uint64_t _version
     cdef int64_t _coarse_slack_ns
     cdef Py_ssize_t _hits, _misses, _expirations, _oversized
-    cdef PyThread_type_lock _lock
     cdef unsigned long _writer  # thread inside a locked operation, 0 if none
+    # Keys and values that left the cache during the current operation, released on unlock:
+    # owned references in a fixed array, spilling into a list for large batches.
+    cdef PyObject* _graves[GRAVES]
+    cdef Py_ssize_t _grave_count
+    cdef list _grave_overflow
 
     def __init__(self, max_size=None, *, max_weight=None, weigher=None, ttl=None,
                  clock=None, str name="memory"):
@@ -162,14 +163,14 @@ cdef class InMemoryLayer:
         self._hits = self._misses = self._expirations = self._oversized = 0
 
     def __cinit__(self):
-        self._lock = PyThread_allocate_lock()
-        if self._lock == NULL:
-            raise MemoryError("cannot allocate the layer's lock")
         self._writer = 0
+        self._grave_count = 0
+        self._grave_overflow = []
 
     def __dealloc__(self):
-        if self._lock != NULL:
-            PyThread_free_lock(self._lock)
+        cdef Py_ssize_t i
+        for i in range(self._grave_count):
+            Py_XDECREF(self._graves[i])
 
     # ------------------------------------------------------------------ reads
     def get(self, key, default=None):
@@ -202,15 +203,13 @@ cdef class InMemoryLayer:
 
     cdef object _get_locked(self, object key, uint64_t key_hash, object default):
         cdef Py_ssize_t slot
-        cdef object dropped = None, result
+        cdef object result
         self._lock_for_write()
         try:
             slot = self._find(key, key_hash, True)
             self._policy.record(key_hash)
-            if slot >= 0 and self._wheel.scheduled:
-                dropped = self._expire_if_due(slot)
-                if dropped is not None:
-                    slot = -1
+            if slot >= 0 and self._wheel.scheduled and self._expire_if_due(slot):
+                slot = -1
             if slot < 0:
                 self._misses += 1
                 result = default
@@ -243,12 +242,11 @@ cdef class InMemoryLayer:
 
     def __len__(self):
         """Live entries (expired ones are reclaimed first)."""
-        cdef object dropped = None
         cdef int64_t now_ns = self._now_ns() if self._wheel.scheduled else 0
         self._lock_for_write()
         try:
             if now_ns:
-                dropped = self._reclaim_expired(now_ns)
+                self._reclaim_expired(now_ns)
             return self._policy.entries
         finally:
             self._unlock()
@@ -261,7 +259,6 @@ cdef class InMemoryLayer:
         cdef double seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
         cdef int64_t weight = 1
         cdef int64_t now_ns = 0, deadline = NEVER
-        cdef object dropped = None
         # Everything that may run Python code happens before the lock.
         if self._weigher is not None:
             weight = checked_weight(self._weigher(key, value), key)
@@ -271,40 +268,37 @@ cdef class InMemoryLayer:
                 deadline = _deadline_after(now_ns, seconds)
         self._lock_for_write()
         try:
-            dropped = self._set_locked(key, value, key_hash, weight, now_ns, deadline)
+            self._set_locked(key, value, key_hash, weight, now_ns, deadline)
         finally:
             self._unlock()
 
-    cdef object _set_locked(self, object key, object value, uint64_t key_hash, int64_t weight,
-                            int64_t now_ns, int64_t deadline):
+    cdef int _set_locked(self, object key, object value, uint64_t key_hash, int64_t weight,
+                         int64_t now_ns, int64_t deadline) except -1:
         cdef Py_ssize_t slot, evicted
-        cdef object dropped = None
         if now_ns and self._wheel.scheduled:
-            dropped = self._reclaim_expired(now_ns)
+            self._reclaim_expired(now_ns)
         slot = self._find(key, key_hash, True)
         if (deadline != NEVER and deadline <= now_ns) or weight > self._policy.capacity:
             # Already expired, or can never fit: the old value must not survive the write.
             if weight > self._policy.capacity:
                 self._oversized += 1
             if slot >= 0:
-                dropped = (dropped, self._take_entry(slot))
                 self._remove(slot)
-            return dropped
+            return 0
         if slot >= 0:
-            dropped = (dropped, self._entries[2 * slot + 1])
-            self._entries[2 * slot + 1] = value
+            self._keep(PyList_GET_ITEM(self._entries, 2 * slot + 1))
+            _replace_item(self._entries, 2 * slot + 1, value)
             self._wheel.plan(slot, deadline)
             if self._policy.weighted:
-                evicted = self._policy.update(slot, weight)
-                dropped = (dropped, self._drop_evicted(evicted))
-            return dropped
+                self._drop_evicted(self._policy.update(slot, weight))
+            return 0
         slot = self._allocate_slot(key, value, key_hash)
         if deadline != NEVER:
             self._wheel.plan(slot, deadline)
         evicted = self._policy.insert(slot, key_hash, weight)
         if evicted:
-            dropped = (dropped, self._drop_evicted(evicted))
-        return dropped
+            self._drop_evicted(evicted)
+        return 0
 
     def delete(self, key):
         """Remove the entry; True if a live one was there."""
@@ -312,7 +306,6 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t slot
         cdef int64_t deadline
         cdef bint live
-        cdef object dropped = None
         self._lock_for_write()
         try:
             slot = self._find(key, key_hash, True)
@@ -322,7 +315,6 @@ cdef class InMemoryLayer:
             live = deadline == NEVER or not self._has_passed(deadline)
             if not live:
                 self._expirations += 1
-            dropped = self._take_entry(slot)
             self._remove(slot)
             return live
         finally:
@@ -336,7 +328,6 @@ cdef class InMemoryLayer:
         cdef int64_t now_ns = self._now_ns()
         cdef int64_t deadline
         cdef Py_ssize_t slot
-        cdef object dropped = None
         self._lock_for_write()
         try:
             slot = self._find(key, key_hash, True)
@@ -347,7 +338,6 @@ cdef class InMemoryLayer:
                 return False
             deadline = NEVER if seconds == INFINITY else _deadline_after(now_ns, seconds)
             if deadline <= now_ns:
-                dropped = self._take_entry(slot)
                 self._remove(slot)
                 self._expirations += 1
             else:
@@ -358,12 +348,9 @@ cdef class InMemoryLayer:
 
     def clear(self):
         """Remove every entry (frequency history is kept)."""
-        cdef object dropped = None
         self._lock_for_write()
         try:
-            slots = self._cached_slots()
-            dropped = [self._take_entry(slot) for slot in slots]
-            for slot in slots:
+            for slot in self._cached_slots():
                 self._remove(slot)
         finally:
             self._unlock()
@@ -450,6 +437,12 @@ cdef class InMemoryLayer:
         )
 
     # ------------------------------------------------------------------ locking
+    # Each operation that changes or walks the structures owns the layer while it runs.
+    # Ownership is a field set and checked with the GIL held, which makes the check-and-set
+    # atomic: it costs two stores when uncontended. It is contended only when a writer was
+    # switched out mid-write (Python code ran: a key's __eq__, numpy growing an array, a
+    # finalizer); the waiting thread then yields the GIL until the writer is done.
+
     cdef int _lock_for_write(self) except -1:
         cdef unsigned long me = PyThread_get_thread_ident()
         if self._writer == me:
@@ -457,15 +450,29 @@ cdef class InMemoryLayer:
                 "InMemoryLayer was called re-entrantly from inside one of its own operations "
                 "(from a key's __eq__, or from a finalizer that ran mid-write)"
             )
-        if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
-            with nogil:  # let the writer we wait for run
-                PyThread_acquire_lock(self._lock, WAIT_LOCK)
+        while self._writer:
+            with nogil:
+                sched_yield()
         self._writer = me
         return 0
 
     cdef void _unlock(self) noexcept:
         self._writer = 0
-        PyThread_release_lock(self._lock)
+        if self._grave_count:
+            self._release_graves()
+
+    cdef void _release_graves(self) noexcept:
+        # Release what left the cache now that it is consistent again. Finalizers may run
+        # and even call back into the cache, so empty the graves before releasing anything.
+        cdef PyObject* graves[GRAVES]
+        cdef Py_ssize_t i, count = self._grave_count
+        memcpy(graves, self._graves, count * sizeof(PyObject*))
+        self._grave_count = 0
+        overflow = None
+        if PyList_GET_SIZE(self._grave_overflow):
+            overflow, self._grave_overflow = self._grave_overflow, []
+        for i in range(count):
+            Py_DECREF(<object>graves[i])
 
     # ------------------------------------------------------------------ time
     cdef int64_t _now_ns(self) except? -1:
@@ -509,7 +516,7 @@ cdef class InMemoryLayer:
                 bucket = (bucket + 1) & self._index_mask
 
     cdef int _index_insert(self, Py_ssize_t slot, uint64_t key_hash) except -1:
-        if 4 * (self._policy.entries + 1) > 3 * (self._index_mask + 1):
+        if 2 * (self._policy.entries + 1) > <Py_ssize_t>(self._index_mask + 1):
             self._grow_index()
         cdef uint64_t bucket = key_hash & self._index_mask
         while self._index[bucket] != EMPTY:
@@ -561,8 +568,8 @@ cdef class InMemoryLayer:
         if self._free_count:
             self._free_count -= 1
             slot = self._free[self._free_count]
-            self._entries[2 * slot] = key  # replaces None: nothing is released
-            self._entries[2 * slot + 1] = value
+            _replace_item(self._entries, 2 * slot, key)  # replaces None: nothing is released
+            _replace_item(self._entries, 2 * slot + 1, value)
         else:
             slot = self._slot_count
             self._slot_count += 1
@@ -582,27 +589,35 @@ cdef class InMemoryLayer:
         self._version += 1
         return slot
 
-    cdef object _expire_if_due(self, Py_ssize_t slot):
-        """Remove the entry if its deadline has passed; return it (or None) for the caller
-        to release once unlocked."""
+    cdef bint _expire_if_due(self, Py_ssize_t slot) except -1:
+        """Remove the entry if its deadline has passed."""
         cdef int64_t deadline = self._wheel.deadline_of(slot)
         if deadline == NEVER or not self._has_passed(deadline):
-            return None
-        dropped = self._take_entry(slot)
+            return False
         self._remove(slot)
         self._expirations += 1
-        return dropped
+        return True
 
-    cdef tuple _take_entry(self, Py_ssize_t slot):
-        """The slot's key and value, for the caller to hold until it returns."""
-        return (self._entries[2 * slot], self._entries[2 * slot + 1])
+    cdef int _bury(self, Py_ssize_t slot) except -1:
+        """Keep the slot's key and value alive until unlock, then release them."""
+        self._keep(PyList_GET_ITEM(self._entries, 2 * slot))
+        self._keep(PyList_GET_ITEM(self._entries, 2 * slot + 1))
+        return 0
+
+    cdef int _keep(self, PyObject* item) except -1:
+        if self._grave_count < GRAVES:
+            Py_INCREF(<object>item)
+            self._graves[self._grave_count] = item
+            self._grave_count += 1
+        else:
+            self._grave_overflow.append(<object>item)
+        return 0
 
     cdef int _release_slot(self, Py_ssize_t slot) except -1:
-        # Callers hold references to the key and value (``_take_entry``), so these stores
-        # release nothing.
+        # The key and value are in the graveyard (``_bury``), so these stores release nothing.
         self._index_delete(slot)
-        self._entries[2 * slot] = None
-        self._entries[2 * slot + 1] = None
+        _replace_item(self._entries, 2 * slot, None)
+        _replace_item(self._entries, 2 * slot + 1, None)
         if self._free_count == self._free.shape[0]:
             bigger = np.empty(2 * self._free_count, dtype=np.int32)
             bigger[:self._free_count] = self._free
@@ -613,34 +628,31 @@ cdef class InMemoryLayer:
         return 0
 
     cdef int _remove(self, Py_ssize_t slot) except -1:
+        self._bury(slot)
         self._policy.remove(slot)
         self._wheel.cancel(slot)
         self._release_slot(slot)
         return 0
 
-    cdef list _drop_evicted(self, Py_ssize_t count):
+    cdef int _drop_evicted(self, Py_ssize_t count) except -1:
         cdef Py_ssize_t i, slot
-        cdef list dropped = []
         for i in range(count):
             slot = self._policy._evicted[i]
-            dropped.append(self._take_entry(slot))
+            self._bury(slot)
             self._wheel.cancel(slot)
             self._release_slot(slot)
-        return dropped
+        return 0
 
-    cdef object _reclaim_expired(self, int64_t now_ns):
+    cdef int _reclaim_expired(self, int64_t now_ns) except -1:
         cdef Py_ssize_t count = self._wheel.tick(now_ns)
-        if not count:
-            return None
         cdef Py_ssize_t i, slot
-        cdef list dropped = []
         for i in range(count):
             slot = self._wheel._expired[i]
-            dropped.append(self._take_entry(slot))
+            self._bury(slot)
             self._policy.remove(slot)
             self._release_slot(slot)
             self._expirations += 1
-        return dropped
+        return 0
 
     def _internals(self):
         """For tests: the structures behind the layer (see tests/invariants.py)."""
@@ -663,6 +675,15 @@ cdef class InMemoryLayer:
             slot for slot in range(self._slot_count)
             if self._policy._region[slot] != NOT_CACHED
         ]
+
+
+cdef inline void _replace_item(list items, Py_ssize_t index, object item) noexcept:
+    # Callers guarantee the old item is kept alive elsewhere (or is None), so dropping the
+    # list's reference here runs no Python code.
+    cdef PyObject* old = PyList_GET_ITEM(items, index)
+    Py_INCREF(item)
+    PyList_SET_ITEM(items, index, item)
+    Py_DECREF(<object>old)
 
 
 cdef inline uint64_t _key_hash(object key) except? 0:
