@@ -1,0 +1,281 @@
+"""multilayercache against peer caches, measured side by side in one run.
+
+    python benchmarks/compare_peers.py [--traces ../shared/traces] [--quick]
+
+Sections (each prints a table):
+
+1. ``get`` on a hit: ns per call and ratio to ``dict.get`` (int and str keys; zipf and
+   uniform choice of the hit keys among 10,000 cached ones).
+2. Mixed zipf replay: capacity 10,000; 1,000,000 operations over 1,000,000 keys, s = 0.9;
+   ``get``, and ``set`` on a miss. ns per operation, median of 3 runs, with ratios.
+3. Memory: RSS growth per entry while 500,000 entries go in (``get`` then ``set``, as a
+   cache is used), keys made beforehand and one shared value, each library in a fresh
+   process, so only the structure is counted.
+4. Hit ratio on every row of the peer table in ``../shared/traces/README.md``: ours, and
+   theine, moka-py and cachebox measured here with the same replay (``--quick`` skips the
+   peers and prints the README's numbers instead).
+
+Peers are imported when installed (``pip install -e '.[bench]'``); a missing one is skipped.
+The machine has 2 shared cores: compare ratios within one run, not absolute numbers across
+runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from multilayercache import InMemoryLayer, _core
+from multilayercache.benchmarking import hit_latency_table
+from multilayercache.simulation import load_trace
+
+ROWS = [("oltp", 1000), ("oltp", 2000), ("oltp", 5000), ("oltp", 10000), ("gli", 500),
+        ("gli", 1000), ("gli", 1500), ("scarab-recs", 25000), ("scarab-recs", 50000),
+        ("scarab-recs", 100000), ("p3", 32768), ("p3", 131072), ("corda-vault", 10),
+        ("corda-vault", 25), ("corda-vault", 50)]
+# From ../shared/traces/README.md: theine, moka-py, best of every policy on this page.
+README = {
+    ("oltp", 1000): (39.71, 32.64, 40.86), ("oltp", 2000): (46.34, 39.57, 47.03),
+    ("oltp", 5000): (53.34, 48.85, 55.75), ("oltp", 10000): (56.77, 55.77, 62.69),
+    ("gli", 500): (33.00, 20.81, 33.22), ("gli", 1000): (50.79, 48.89, 50.79),
+    ("gli", 1500): (53.57, 53.37, 53.57), ("scarab-recs", 25000): (59.08, 57.26, 62.50),
+    ("scarab-recs", 50000): (63.59, 65.24, 69.75), ("scarab-recs", 100000): (72.24, 72.21, 76.08),
+    ("p3", 32768): (18.15, 14.58, 18.15), ("p3", 131072): (43.59, 46.24, 50.63),
+    ("corda-vault", 10): (0.15, 0.21, 0.30), ("corda-vault", 25): (0.39, 0.49, 19.85),
+    ("corda-vault", 50): (2.53, 1.08, 33.31),
+}
+
+# ----------------------------------------------------------------------------- caches
+# Each factory returns (get, set) bound methods of a fresh cache of the given capacity.
+Factory = Callable[[int], tuple[Callable, Callable]]
+
+
+def ours(capacity: int):
+    cache = InMemoryLayer(max_size=capacity)
+    return cache.get, cache.set
+
+
+def cachebox_lru(capacity: int):
+    import cachebox
+
+    cache = cachebox.LRUCache(capacity)
+    return cache.get, cache.insert
+
+
+def cachebox_lfu(capacity: int):
+    import cachebox
+
+    cache = cachebox.LFUCache(capacity)
+    return cache.get, cache.insert
+
+
+def cachetools_lru(capacity: int):
+    import cachetools
+
+    cache = cachetools.LRUCache(capacity)
+    return cache.get, cache.__setitem__
+
+
+def lru_dict(capacity: int):
+    import lru
+
+    cache = lru.LRU(capacity)
+    return cache.get, cache.__setitem__
+
+
+def theine_cache(capacity: int):
+    import theine
+
+    cache = theine.Cache(capacity)
+    return cache.get, cache.set
+
+
+def moka(capacity: int):
+    import moka_py
+
+    cache = moka_py.Moka(capacity)
+
+    def put(key, value):
+        # Run moka's pending maintenance after every set, as the shared README did, so that
+        # it never holds more than ``capacity`` entries (left lazy it overshoots).
+        cache.set(key, value)
+        cache.run_pending_tasks()
+
+    return cache.get, put
+
+
+PEERS: dict[str, Factory] = {
+    "multilayercache": ours,
+    "cachebox LRU": cachebox_lru,
+    "cachetools LRU": cachetools_lru,
+    "lru-dict": lru_dict,
+    "theine": theine_cache,
+    "moka-py": moka,
+}
+
+
+def available(factories: dict[str, Factory]) -> dict[str, Factory]:
+    found = {}
+    for name, factory in factories.items():
+        try:
+            factory(10)
+        except ImportError:
+            print(f"  ({name} is not installed: skipped)")
+            continue
+        found[name] = factory
+    return found
+
+
+# ----------------------------------------------------------------------------- 2. zipf mix
+def zipf_operations(count: int, universe: int, exponent: float, seed: int = 3) -> list[int]:
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, universe + 1) ** exponent
+    cdf = np.cumsum(weights)
+    cdf /= cdf[-1]
+    ranks = np.searchsorted(cdf, rng.random(count))
+    return rng.permutation(universe)[ranks].tolist()
+
+
+def replay_seconds(factory: Factory, operations: list[int], capacity: int) -> tuple[float, int]:
+    get, put = factory(capacity)
+    hits = 0
+    start = time.perf_counter()
+    for key in operations:
+        if get(key) is None:
+            put(key, key)
+        else:
+            hits += 1
+    return time.perf_counter() - start, hits
+
+
+def zipf_mix_table(quick: bool) -> str:
+    operations = zipf_operations(200_000 if quick else 1_000_000, 1_000_000, 0.9)
+    factories = available(PEERS)
+    times: dict[str, list[float]] = {name: [] for name in factories}
+    ratios: dict[str, float] = {}
+    for _ in range(3):
+        for name, factory in factories.items():  # interleaved, so drift hits everyone alike
+            seconds, hits = replay_seconds(factory, operations, 10_000)
+            times[name].append(seconds)
+            ratios[name] = hits / len(operations)
+    ns = {name: statistics.median(values) / len(operations) * 1e9 for name, values in times.items()}
+    lines = [f"mixed zipf replay: capacity 10,000; {len(operations):,} operations over 1,000,000 "
+             "keys, s = 0.9 (get; set on a miss); median of 3"]
+    lines.append(f"{'cache':<18}{'ns/op':>9}{'vs cachebox':>13}{'vs cachetools':>15}{'hit ratio':>11}")
+    for name, value in ns.items():
+        vs_box = value / ns["cachebox LRU"] if "cachebox LRU" in ns else float("nan")
+        vs_tools = value / ns["cachetools LRU"] if "cachetools LRU" in ns else float("nan")
+        lines.append(f"{name:<18}{value:9.1f}{vs_box:12.2f}x{vs_tools:14.2f}x{100 * ratios[name]:10.2f}%")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- 3. memory
+MEMORY_PROBE = r"""
+import gc, json, sys
+sys.path[:0] = {path!r}
+import compare_peers
+ENTRIES = 500_000
+keys = {keys}
+value = object()
+gc.collect()
+
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+before = rss()
+get, put = compare_peers.PEERS[{name!r}](ENTRIES)
+for key in keys:
+    get(key)
+    put(key, value)
+gc.collect()
+print(json.dumps((rss() - before) / ENTRIES))
+"""
+
+
+def memory_table() -> str:
+    lines = ["memory: RSS growth per entry for 500,000 entries (get then set; keys made "
+             "beforehand; one shared value)"]
+    lines.append(f"{'cache':<18}{'int keys':>12}{'str keys':>12}")
+    here = str(Path(__file__).parent)
+    for name in available(PEERS):
+        cells = []
+        for keys in ("list(range(ENTRIES))", "[f'key:{i}' for i in range(ENTRIES)]"):
+            code = MEMORY_PROBE.format(path=[here], keys=keys, name=name)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            cells.append(f"{json.loads(out.stdout):9.1f} B" if out.returncode == 0 else "error")
+        lines.append(f"{name:<18}{cells[0]:>12}{cells[1]:>12}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- 4. hit ratio
+def hit_ratio_table(traces: Path, quick: bool) -> str:
+    columns: dict[str, Factory] = {"multilayercache": ours}
+    if not quick:
+        peers = available({"theine": theine_cache, "moka-py": moka, "cachebox LRU": cachebox_lru,
+                           "cachebox LFU": cachebox_lfu})
+        columns.update(peers)
+    lines = [f"hit ratio (%) on the shared traces ({'compiled' if _core.COMPILED else 'pure'} core)"]
+    header = f"{'trace':<12}{'size':>8}" + "".join(f"{name:>17}" for name in columns)
+    header += f"{'README theine':>15}{'README moka':>13}{'best of all':>13}{'ok':>5}"
+    lines.append(header)
+    total = best_total = 0.0
+    loaded: dict[str, list[int]] = {}
+    for name, size in ROWS:
+        if name not in loaded:
+            loaded[name] = load_trace(traces / f"{name}.npy").tolist()
+        keys = loaded[name]
+        row = []
+        for column, factory in columns.items():
+            get, put = factory(size)
+            hits = 0
+            for key in keys:
+                if get(key) is None:
+                    put(key, True)
+                else:
+                    hits += 1
+            ratio = 100 * hits / len(keys)
+            row.append(ratio)
+            if column == "multilayercache":
+                ours_ratio = ratio
+        theine, moka_ratio, best = README[(name, size)]
+        ok = round(ours_ratio, 2) >= max(theine, moka_ratio)
+        total += ours_ratio
+        best_total += best
+        lines.append(f"{name:<12}{size:>8}" + "".join(f"{r:16.2f} " for r in row)
+                     + f"{theine:15.2f}{moka_ratio:13.2f}{best:13.2f}{'yes' if ok else 'NO':>5}")
+    lines.append(f"mean of ours {total / len(ROWS):.3f}; mean of 'best of every policy' "
+                 f"{best_total / len(ROWS):.3f}; difference {(total - best_total) / len(ROWS):+.3f}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--traces", type=Path, default=Path(__file__).parents[2] / "shared" / "traces")
+    parser.add_argument("--quick", action="store_true", help="shorter runs; no peer hit ratios")
+    parser.add_argument("--only", choices=["hits", "zipf", "memory", "ratio"], action="append")
+    args = parser.parse_args()
+    sections = args.only or ["hits", "zipf", "memory", "ratio"]
+    print(f"python {sys.version.split()[0]}, multilayercache core: "
+          f"{'compiled' if _core.COMPILED else 'pure Python'}\n")
+    if "hits" in sections:
+        print(hit_latency_table(), "\n", flush=True)
+    if "zipf" in sections:
+        print(zipf_mix_table(args.quick), "\n", flush=True)
+    if "memory" in sections:
+        print(memory_table(), "\n", flush=True)
+    if "ratio" in sections:
+        print(hit_ratio_table(args.traces, args.quick), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
