@@ -37,19 +37,39 @@ from multilayercache import InMemoryLayer, _core
 from multilayercache.benchmarking import hit_latency_table
 from multilayercache.simulation import load_trace
 
-ROWS = [("oltp", 1000), ("oltp", 2000), ("oltp", 5000), ("oltp", 10000), ("gli", 500),
-        ("gli", 1000), ("gli", 1500), ("scarab-recs", 25000), ("scarab-recs", 50000),
-        ("scarab-recs", 100000), ("p3", 32768), ("p3", 131072), ("corda-vault", 10),
-        ("corda-vault", 25), ("corda-vault", 50)]
+ROWS = [
+    ("oltp", 1000),
+    ("oltp", 2000),
+    ("oltp", 5000),
+    ("oltp", 10000),
+    ("gli", 500),
+    ("gli", 1000),
+    ("gli", 1500),
+    ("scarab-recs", 25000),
+    ("scarab-recs", 50000),
+    ("scarab-recs", 100000),
+    ("p3", 32768),
+    ("p3", 131072),
+    ("corda-vault", 10),
+    ("corda-vault", 25),
+    ("corda-vault", 50),
+]
 # From ../shared/traces/README.md: theine, moka-py, best of every policy on this page.
 README = {
-    ("oltp", 1000): (39.71, 32.64, 40.86), ("oltp", 2000): (46.34, 39.57, 47.03),
-    ("oltp", 5000): (53.34, 48.85, 55.75), ("oltp", 10000): (56.77, 55.77, 62.69),
-    ("gli", 500): (33.00, 20.81, 33.22), ("gli", 1000): (50.79, 48.89, 50.79),
-    ("gli", 1500): (53.57, 53.37, 53.57), ("scarab-recs", 25000): (59.08, 57.26, 62.50),
-    ("scarab-recs", 50000): (63.59, 65.24, 69.75), ("scarab-recs", 100000): (72.24, 72.21, 76.08),
-    ("p3", 32768): (18.15, 14.58, 18.15), ("p3", 131072): (43.59, 46.24, 50.63),
-    ("corda-vault", 10): (0.15, 0.21, 0.30), ("corda-vault", 25): (0.39, 0.49, 19.85),
+    ("oltp", 1000): (39.71, 32.64, 40.86),
+    ("oltp", 2000): (46.34, 39.57, 47.03),
+    ("oltp", 5000): (53.34, 48.85, 55.75),
+    ("oltp", 10000): (56.77, 55.77, 62.69),
+    ("gli", 500): (33.00, 20.81, 33.22),
+    ("gli", 1000): (50.79, 48.89, 50.79),
+    ("gli", 1500): (53.57, 53.37, 53.57),
+    ("scarab-recs", 25000): (59.08, 57.26, 62.50),
+    ("scarab-recs", 50000): (63.59, 65.24, 69.75),
+    ("scarab-recs", 100000): (72.24, 72.21, 76.08),
+    ("p3", 32768): (18.15, 14.58, 18.15),
+    ("p3", 131072): (43.59, 46.24, 50.63),
+    ("corda-vault", 10): (0.15, 0.21, 0.30),
+    ("corda-vault", 25): (0.39, 0.49, 19.85),
     ("corda-vault", 50): (2.53, 1.08, 33.31),
 }
 
@@ -95,7 +115,12 @@ def theine_cache(capacity: int):
     import theine
 
     cache = theine.Cache(capacity)
-    return cache.get, cache.set
+
+    def get(key):
+        value, found = cache.get(key)  # theine 2 returns (value, found)
+        return value if found else None
+
+    return get, cache.set
 
 
 def moka(capacity: int):
@@ -167,13 +192,19 @@ def zipf_mix_table(quick: bool) -> str:
             times[name].append(seconds)
             ratios[name] = hits / len(operations)
     ns = {name: statistics.median(values) / len(operations) * 1e9 for name, values in times.items()}
-    lines = [f"mixed zipf replay: capacity 10,000; {len(operations):,} operations over 1,000,000 "
-             "keys, s = 0.9 (get; set on a miss); median of 3"]
-    lines.append(f"{'cache':<18}{'ns/op':>9}{'vs cachebox':>13}{'vs cachetools':>15}{'hit ratio':>11}")
+    lines = [
+        f"mixed zipf replay: capacity 10,000; {len(operations):,} operations over 1,000,000 "
+        "keys, s = 0.9 (get; set on a miss); median of 3"
+    ]
+    lines.append(
+        f"{'cache':<18}{'ns/op':>9}{'vs cachebox':>13}{'vs cachetools':>15}{'hit ratio':>11}"
+    )
     for name, value in ns.items():
         vs_box = value / ns["cachebox LRU"] if "cachebox LRU" in ns else float("nan")
         vs_tools = value / ns["cachetools LRU"] if "cachetools LRU" in ns else float("nan")
-        lines.append(f"{name:<18}{value:9.1f}{vs_box:12.2f}x{vs_tools:14.2f}x{100 * ratios[name]:10.2f}%")
+        lines.append(
+            f"{name:<18}{value:9.1f}{vs_box:12.2f}x{vs_tools:14.2f}x{100 * ratios[name]:10.2f}%"
+        )
     return "\n".join(lines)
 
 
@@ -202,8 +233,10 @@ print(json.dumps((rss() - before) / ENTRIES))
 
 
 def memory_table() -> str:
-    lines = ["memory: RSS growth per entry for 500,000 entries (get then set; keys made "
-             "beforehand; one shared value)"]
+    lines = [
+        "memory: RSS growth per entry for 500,000 entries (get then set; keys made "
+        "beforehand; one shared value)"
+    ]
     lines.append(f"{'cache':<18}{'int keys':>12}{'str keys':>12}")
     here = str(Path(__file__).parent)
     for name in available(PEERS):
@@ -220,10 +253,18 @@ def memory_table() -> str:
 def hit_ratio_table(traces: Path, quick: bool) -> str:
     columns: dict[str, Factory] = {"multilayercache": ours}
     if not quick:
-        peers = available({"theine": theine_cache, "moka-py": moka, "cachebox LRU": cachebox_lru,
-                           "cachebox LFU": cachebox_lfu})
+        peers = available(
+            {
+                "theine": theine_cache,
+                "moka-py": moka,
+                "cachebox LRU": cachebox_lru,
+                "cachebox LFU": cachebox_lfu,
+            }
+        )
         columns.update(peers)
-    lines = [f"hit ratio (%) on the shared traces ({'compiled' if _core.COMPILED else 'pure'} core)"]
+    lines = [
+        f"hit ratio (%) on the shared traces ({'compiled' if _core.COMPILED else 'pure'} core)"
+    ]
     header = f"{'trace':<12}{'size':>8}" + "".join(f"{name:>17}" for name in columns)
     header += f"{'README theine':>15}{'README moka':>13}{'best of all':>13}{'ok':>5}"
     lines.append(header)
@@ -250,22 +291,31 @@ def hit_ratio_table(traces: Path, quick: bool) -> str:
         ok = round(ours_ratio, 2) >= max(theine, moka_ratio)
         total += ours_ratio
         best_total += best
-        lines.append(f"{name:<12}{size:>8}" + "".join(f"{r:16.2f} " for r in row)
-                     + f"{theine:15.2f}{moka_ratio:13.2f}{best:13.2f}{'yes' if ok else 'NO':>5}")
-    lines.append(f"mean of ours {total / len(ROWS):.3f}; mean of 'best of every policy' "
-                 f"{best_total / len(ROWS):.3f}; difference {(total - best_total) / len(ROWS):+.3f}")
+        lines.append(
+            f"{name:<12}{size:>8}"
+            + "".join(f"{r:16.2f} " for r in row)
+            + f"{theine:15.2f}{moka_ratio:13.2f}{best:13.2f}{'yes' if ok else 'NO':>5}"
+        )
+    lines.append(
+        f"mean of ours {total / len(ROWS):.3f}; mean of 'best of every policy' "
+        f"{best_total / len(ROWS):.3f}; difference {(total - best_total) / len(ROWS):+.3f}"
+    )
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--traces", type=Path, default=Path(__file__).parents[2] / "shared" / "traces")
+    parser.add_argument(
+        "--traces", type=Path, default=Path(__file__).parents[2] / "shared" / "traces"
+    )
     parser.add_argument("--quick", action="store_true", help="shorter runs; no peer hit ratios")
     parser.add_argument("--only", choices=["hits", "zipf", "memory", "ratio"], action="append")
     args = parser.parse_args()
     sections = args.only or ["hits", "zipf", "memory", "ratio"]
-    print(f"python {sys.version.split()[0]}, multilayercache core: "
-          f"{'compiled' if _core.COMPILED else 'pure Python'}\n")
+    print(
+        f"python {sys.version.split()[0]}, multilayercache core: "
+        f"{'compiled' if _core.COMPILED else 'pure Python'}\n"
+    )
     if "hits" in sections:
         print(hit_latency_table(), "\n", flush=True)
     if "zipf" in sections:

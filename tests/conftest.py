@@ -19,7 +19,9 @@ from multilayercache._core import (
     _timerwheel_py,
 )
 
-TRACES = Path(os.environ.get("MULTILAYERCACHE_TRACES", Path(__file__).parents[2] / "shared" / "traces"))
+TRACES = Path(
+    os.environ.get("MULTILAYERCACHE_TRACES", Path(__file__).parents[2] / "shared" / "traces")
+)
 
 PURE = SimpleNamespace(
     name="pure",
@@ -35,7 +37,15 @@ PURE = SimpleNamespace(
 
 def compiled_twins() -> SimpleNamespace | None:
     try:
-        from multilayercache._core import doorkeeper, ghost, hotkeys, memory, policy, sketch, timerwheel
+        from multilayercache._core import (
+            doorkeeper,
+            ghost,
+            hotkeys,
+            memory,
+            policy,
+            sketch,
+            timerwheel,
+        )
     except ImportError:
         return None
     return SimpleNamespace(
@@ -91,4 +101,12 @@ def trace_path(name: str) -> Path:
     return path
 
 
-__all__ = ["COMPILED", "FakeClock", "IMPLEMENTATIONS", "PURE", "_core", "requires_compiled", "trace_path"]
+__all__ = [
+    "COMPILED",
+    "FakeClock",
+    "IMPLEMENTATIONS",
+    "PURE",
+    "_core",
+    "requires_compiled",
+    "trace_path",
+]

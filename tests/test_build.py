@@ -20,9 +20,14 @@ def test_no_extensions_switch_forces_the_twins() -> None:
     import subprocess
     import sys
 
-    code = "from multilayercache import _core, InMemoryLayer; print(_core.COMPILED, InMemoryLayer.__module__)"
+    code = (
+        "from multilayercache import _core, InMemoryLayer;"
+        "print(_core.COMPILED, InMemoryLayer.__module__)"
+    )
     env = dict(os.environ, MULTILAYERCACHE_NO_EXTENSIONS="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert out.stdout.split() == ["False", "multilayercache._core._memory_py"]
 
 

@@ -11,8 +11,12 @@ from conftest import trace_path
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "multilayercache", *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "multilayercache", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_simulate_prints_one_line_per_size() -> None:
@@ -27,7 +31,9 @@ def test_simulate_prints_one_line_per_size() -> None:
 
 def test_simulate_compare_and_plot(tmp_path) -> None:
     plot = tmp_path / "hits.png"
-    out = run("simulate", str(trace_path("gli")), "--size", "1500", "--compare", "--plot", str(plot))
+    out = run(
+        "simulate", str(trace_path("gli")), "--size", "1500", "--compare", "--plot", str(plot)
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[1].split() == ["size", "multilayercache", "LRU", "OPT"]
     assert out.stdout.splitlines()[2].split()[2:] == ["36.56%", "57.96%"]

@@ -151,8 +151,13 @@ def test_ttl_of_wrong_type_is_refused(Layer, ttl) -> None:
 @pytest.mark.parametrize("key", [[1, 2], {"a": 1}, {1}, bytearray(b"x")])
 def test_unhashable_keys_get_a_clear_error(Layer, key) -> None:
     cache = Layer(max_size=10)
-    for call in (lambda: cache.get(key), lambda: cache.set(key, 1), lambda: cache.delete(key),
-                 lambda: key in cache, lambda: cache.get_frequency_estimate(key)):
+    for call in (
+        lambda: cache.get(key),
+        lambda: cache.set(key, 1),
+        lambda: cache.delete(key),
+        lambda: key in cache,
+        lambda: cache.get_frequency_estimate(key),
+    ):
         with pytest.raises(TypeError, match="cache keys must be hashable, got unhashable"):
             call()
     assert len(cache) == 0
@@ -245,8 +250,12 @@ def test_a_value_that_grows_too_large_replaces_nothing(Layer) -> None:
 
 @pytest.mark.parametrize(
     ("weight", "error", "message"),
-    [(-1, ValueError, "weight >= 0"), (1.5, TypeError, "must return an int"), (None, TypeError, "must return an int"),
-     (True, TypeError, "must return an int")],
+    [
+        (-1, ValueError, "weight >= 0"),
+        (1.5, TypeError, "must return an int"),
+        (None, TypeError, "must return an int"),
+        (True, TypeError, "must return an int"),
+    ],
 )
 def test_bad_weigher_results_are_refused_and_nothing_changes(Layer, weight, error, message) -> None:
     cache = Layer(max_weight=10, weigher=lambda key, value: weight if key == "bad" else 1)
@@ -284,7 +293,11 @@ def test_frequency_estimate_and_top_keys(Layer) -> None:
         cache.set(key, key)
         for _ in range(reads):
             cache.get(key)
-    assert cache.get_frequency_estimate("hot") > cache.get_frequency_estimate("warm") > cache.get_frequency_estimate("cold")
+    assert (
+        cache.get_frequency_estimate("hot")
+        > cache.get_frequency_estimate("warm")
+        > cache.get_frequency_estimate("cold")
+    )
     assert cache.get_frequency_estimate("never seen") == 0
     top = cache.get_top_keys(2)
     assert [key for key, _ in top] == ["hot", "warm"]

@@ -32,9 +32,15 @@ class LayerModel(RuleBasedStateMachine):
         self.default_ttl = math.inf if default_ttl is None else default_ttl
         if self.weighted:
             self.cache = self.implementation.InMemoryLayer(
-                max_weight=bound * 3, weigher=lambda key, value: key % 5, ttl=default_ttl, clock=self.clock)
+                max_weight=bound * 3,
+                weigher=lambda key, value: key % 5,
+                ttl=default_ttl,
+                clock=self.clock,
+            )
         else:
-            self.cache = self.implementation.InMemoryLayer(max_size=bound, ttl=default_ttl, clock=self.clock)
+            self.cache = self.implementation.InMemoryLayer(
+                max_size=bound, ttl=default_ttl, clock=self.clock
+            )
         self.model: dict[int, tuple[object, float]] = {}  # key -> (value, expiry time)
         self.writes = 0
 
@@ -99,5 +105,7 @@ for _impl in IMPLEMENTATIONS:
     for _weighted in (False, True):
         _name = f"Test{_impl.name.title()}{'Weighted' if _weighted else 'Sized'}Layer"
         _machine = type(_name, (LayerModel,), {"implementation": _impl, "weighted": _weighted})
-        _machine.TestCase.settings = settings(max_examples=60, stateful_step_count=60, deadline=None)
+        _machine.TestCase.settings = settings(
+            max_examples=60, stateful_step_count=60, deadline=None
+        )
         globals()[_name] = _machine.TestCase

@@ -3,15 +3,14 @@ trace README (which were computed by other tools)."""
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import trace_path
 from multilayercache.simulation import belady_hits, load_trace, lru_hits, next_uses, replay
+
+from conftest import trace_path
 
 small_traces = st.lists(st.integers(0, 7), min_size=0, max_size=14)
 
@@ -65,8 +64,10 @@ def test_lru_matches_a_list_model(trace, size) -> None:
 @settings(max_examples=100, deadline=None)
 @given(trace=small_traces)
 def test_next_uses(trace) -> None:
-    expected = [next((j for j in range(i + 1, len(trace)) if trace[j] == trace[i]), len(trace))
-                for i in range(len(trace))]
+    expected = [
+        next((j for j in range(i + 1, len(trace)) if trace[j] == trace[i]), len(trace))
+        for i in range(len(trace))
+    ]
     assert next_uses(np.array(trace, dtype=np.uint64)).tolist() == expected
 
 
@@ -97,9 +98,13 @@ def test_load_trace_rejects_bad_arrays(tmp_path) -> None:
 # Published values in ../shared/traces/README.md (LRU reproduces the ARC paper's Table IV;
 # OPT is the exact Belady MIN with bypass).
 REFERENCE = {
-    ("gli", 500): (0.95, 34.33), ("gli", 1000): (11.21, 53.15), ("gli", 1500): (36.56, 57.96),
-    ("corda-vault", 10): (0.23, 24.48), ("corda-vault", 25): (7.49, 33.33),
-    ("corda-vault", 50): (33.27, 33.33), ("oltp", 1000): (32.83, 53.62),
+    ("gli", 500): (0.95, 34.33),
+    ("gli", 1000): (11.21, 53.15),
+    ("gli", 1500): (36.56, 57.96),
+    ("corda-vault", 10): (0.23, 24.48),
+    ("corda-vault", 25): (7.49, 33.33),
+    ("corda-vault", 50): (33.27, 33.33),
+    ("oltp", 1000): (32.83, 53.62),
 }
 
 

@@ -25,7 +25,10 @@ def same_arrays(a: np.ndarray, b: np.ndarray) -> None:
 
 
 @SETTINGS
-@given(capacity=st.integers(1, 300), ops=st.lists(st.tuples(st.sampled_from("iifr"), hashes), max_size=400))
+@given(
+    capacity=st.integers(1, 300),
+    ops=st.lists(st.tuples(st.sampled_from("iifr"), hashes), max_size=400),
+)
 def test_sketch(capacity, ops) -> None:
     pure, compiled = PURE.CountMinSketch(capacity), COMPILED.CountMinSketch(capacity)
     for op, key_hash in ops:
@@ -42,7 +45,10 @@ def test_sketch(capacity, ops) -> None:
 
 
 @SETTINGS
-@given(capacity=st.integers(1, 300), ops=st.lists(st.tuples(st.sampled_from("ppmc"), hashes), max_size=400))
+@given(
+    capacity=st.integers(1, 300),
+    ops=st.lists(st.tuples(st.sampled_from("ppmc"), hashes), max_size=400),
+)
 def test_doorkeeper(capacity, ops) -> None:
     pure, compiled = PURE.Doorkeeper(capacity), COMPILED.Doorkeeper(capacity)
     for op, key_hash in ops:
@@ -96,7 +102,9 @@ SECOND = 1_000_000_000
     start=st.integers(0, 2**50),
     ops=st.lists(
         st.one_of(
-            st.tuples(st.just("schedule"), st.integers(0, 30), st.integers(-SECOND, 10**6 * SECOND)),
+            st.tuples(
+                st.just("schedule"), st.integers(0, 30), st.integers(-SECOND, 10**6 * SECOND)
+            ),
             st.tuples(st.just("deschedule"), st.integers(0, 30), st.just(0)),
             st.tuples(st.just("advance"), st.just(0), st.integers(0, 10**5 * SECOND)),
         ),
@@ -116,7 +124,9 @@ def test_timer_wheel(start, ops) -> None:
             expired = pure.advance(now)
             assert expired == compiled.advance(now)
             # Nothing due stays scheduled, nothing not due expired.
-            assert all(pure.deadline(s) > now for s in range(31) if pure.deadline(s) != (1 << 63) - 1)
+            assert all(
+                pure.deadline(s) > now for s in range(31) if pure.deadline(s) != (1 << 63) - 1
+            )
         assert pure.scheduled == compiled.scheduled
         assert [pure.deadline(s) for s in range(31)] == [compiled.deadline(s) for s in range(31)]
     same_arrays(pure.links, compiled.links)
@@ -124,8 +134,11 @@ def test_timer_wheel(start, ops) -> None:
 
 def policy_ops():
     return st.lists(
-        st.tuples(st.sampled_from(["insert", "insert", "hit", "hit", "access", "remove", "update"]),
-                  st.integers(0, 2**64 - 1), st.integers(0, 12)),
+        st.tuples(
+            st.sampled_from(["insert", "insert", "hit", "hit", "access", "remove", "update"]),
+            st.integers(0, 2**64 - 1),
+            st.integers(0, 12),
+        ),
         max_size=300,
     )
 
@@ -174,8 +187,16 @@ def test_policy(capacity, weighted, ops) -> None:
                 live.remove(gone)
                 free.append(gone)
         assert pure.frequency(key_hash) == compiled.frequency(key_hash)
-        for attribute in ("entries", "total_weight", "window_max", "protected_max", "evictions",
-                          "rejections", "random_state", "sized_for"):
+        for attribute in (
+            "entries",
+            "total_weight",
+            "window_max",
+            "protected_max",
+            "evictions",
+            "rejections",
+            "random_state",
+            "sized_for",
+        ):
             assert getattr(pure, attribute) == getattr(compiled, attribute), attribute
         assert list(pure.region_weights) == list(compiled.region_weights)
         assert pure.total_weight <= capacity
@@ -188,8 +209,11 @@ def test_policy(capacity, weighted, ops) -> None:
 
 layer_ops = st.lists(
     st.one_of(
-        st.tuples(st.sampled_from(["get", "get", "set", "delete", "contains", "adjust", "len"]),
-                  st.integers(0, 60), st.sampled_from([None, 0, 0.5, 1, 3, 10, float("inf")])),
+        st.tuples(
+            st.sampled_from(["get", "get", "set", "delete", "contains", "adjust", "len"]),
+            st.integers(0, 60),
+            st.sampled_from([None, 0, 0.5, 1, 3, 10, float("inf")]),
+        ),
         st.tuples(st.just("tick"), st.just(0), st.sampled_from([0.1, 0.5, 1, 2, 7, 30])),
     ),
     max_size=300,
@@ -244,11 +268,14 @@ def run_layer_ops(pure, compiled, clocks, ops) -> None:
 
 @pytest.mark.parametrize("name,sizes", [("gli", [500, 1000, 1500]), ("corda-vault", [10, 25, 50])])
 def test_same_hits_on_traces(name, sizes) -> None:
-    from conftest import trace_path
     from multilayercache.simulation import load_trace, replay
+
+    from conftest import trace_path
 
     trace = load_trace(trace_path(name))
     for size in sizes:
         pure_hits = replay(trace, size, layer_factory=lambda n: PURE.InMemoryLayer(max_size=n))
-        compiled_hits = replay(trace, size, layer_factory=lambda n: COMPILED.InMemoryLayer(max_size=n))
+        compiled_hits = replay(
+            trace, size, layer_factory=lambda n: COMPILED.InMemoryLayer(max_size=n)
+        )
         assert pure_hits == compiled_hits

@@ -29,7 +29,9 @@ def zipf_indices(count: int, universe: int, exponent: float = 1.1, seed: int = 7
     return np.concatenate(drawn)[:count]
 
 
-def ns_per_call(function: Callable[[Any], Any], arguments: Sequence[Any], repeat: int = 15) -> float:
+def ns_per_call(
+    function: Callable[[Any], Any], arguments: Sequence[Any], repeat: int = 15
+) -> float:
     """Median over ``repeat`` runs of the time per call of ``function(argument)``, looping
     over ``arguments`` in a Python ``for`` loop (as a caller would), in nanoseconds."""
     number = max(1, 200_000 // max(1, len(arguments)))
@@ -119,7 +121,9 @@ def hit_latencies(entries: int = 10_000, probes: int = 1_000) -> dict[tuple[str,
     results: dict[tuple[str, str, str], float] = {}
     rng = np.random.default_rng(11)
     for kind in ("int", "str"):
-        keys: list[Any] = list(range(entries)) if kind == "int" else [f"key:{i}" for i in range(entries)]
+        keys: list[Any] = (
+            list(range(entries)) if kind == "int" else [f"key:{i}" for i in range(entries)]
+        )
         getters = hit_getters(keys)
         for distribution in ("zipf", "uniform"):
             if distribution == "zipf":
@@ -136,14 +140,14 @@ def hit_latency_table(entries: int = 10_000) -> str:
     """A printable table of :func:`hit_latencies` with ratios to ``dict.get``."""
     results = hit_latencies(entries)
     names = list(dict.fromkeys(name for (_, _, name) in results))
-    lines = [f"get on a hit, {entries:,} entries, 1,000 probe keys; ns per call (ratio to dict.get)"]
+    lines = [
+        f"get on a hit, {entries:,} entries, 1,000 probe keys; ns per call (ratio to dict.get)"
+    ]
     lines.append(f"{'keys':<14}" + "".join(f"{name:>18}" for name in names))
     for distribution in ("zipf", "uniform"):
         for kind in ("int", "str"):
             base = results[(distribution, kind, "dict.get")]
-            cells = [
-                f"{results[(distribution, kind, n)]:7.1f} ({results[(distribution, kind, n)] / base:4.2f}x)"
-                for n in names
-            ]
+            row = [results[(distribution, kind, name)] for name in names]
+            cells = [f"{value:7.1f} ({value / base:4.2f}x)" for value in row]
             lines.append(f"{distribution + ' ' + kind:<14}" + "".join(f"{c:>18}" for c in cells))
     return "\n".join(lines)

@@ -1,31 +1,40 @@
 """Command line: ``python -m multilayercache {simulate,bench} ...``.
 
-    python -m multilayercache simulate TRACE.npy --size 1000 --size 2000 [--compare] [--plot F.png]
-    python -m multilayercache bench
+python -m multilayercache simulate TRACE.npy --size 1000 --size 2000 [--compare] [--plot F.png]
+python -m multilayercache bench
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator
 
 from . import _core
 from .simulation import Progress, belady_hits, load_trace, lru_hits, replay
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m multilayercache", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m multilayercache", description=__doc__.split("\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     simulate = commands.add_parser("simulate", help="replay a trace and print the L1 hit ratio")
     simulate.add_argument("trace", help="a .npy array of uint64 keys, one per request")
-    simulate.add_argument("--size", type=_positive, action="append", required=True,
-                          help="cache size in entries (repeat for several)")
-    simulate.add_argument("--compare", action="store_true",
-                          help="also replay LRU and the optimum (Belady MIN with bypass)")
+    simulate.add_argument(
+        "--size",
+        type=_positive,
+        action="append",
+        required=True,
+        help="cache size in entries (repeat for several)",
+    )
+    simulate.add_argument(
+        "--compare",
+        action="store_true",
+        help="also replay LRU and the optimum (Belady MIN with bypass)",
+    )
     simulate.add_argument("--plot", metavar="FILE.png", help="draw hit ratio against size")
     simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
     simulate.set_defaults(run=_simulate)
@@ -57,8 +66,10 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.compare:
         policies += [("LRU", lru_hits), ("OPT", belady_hits)]
     n = len(trace)
-    print(f"{args.trace}: {n:,} requests, {len(set(trace.tolist())):,} unique keys "
-          f"({'compiled' if _core.COMPILED else 'pure-Python'} core)")
+    print(
+        f"{args.trace}: {n:,} requests, {len(set(trace.tolist())):,} unique keys "
+        f"({'compiled' if _core.COMPILED else 'pure-Python'} core)"
+    )
     print(f"{'size':>10}" + "".join(f"{name:>17}" for name, _ in policies))
     results: dict[str, list[float]] = {name: [] for name, _ in policies}
     show = not args.no_progress and sys.stderr.isatty()

@@ -294,7 +294,9 @@ class InMemoryLayer:
         }
 
     def _cached_slots(self) -> list[int]:
-        return [slot for slot in range(len(self._keys)) if self._policy.region_of(slot) != NOT_CACHED]
+        return [
+            slot for slot in range(len(self._keys)) if self._policy.region_of(slot) != NOT_CACHED
+        ]
 
     def _release_slot(self, slot: int) -> None:
         del self._slots[self._keys[slot]]

@@ -47,7 +47,8 @@ import numpy as np
 
 from ._bits_py import MASK64
 from ._doorkeeper_py import Doorkeeper
-from ._ghost_py import MAIN, WINDOW as WINDOW_GHOST, GhostTable
+from ._ghost_py import MAIN, GhostTable
+from ._ghost_py import WINDOW as WINDOW_GHOST
 from ._sketch_py import CountMinSketch
 
 WINDOW = 0

@@ -78,7 +78,7 @@ class CountMinSketch:
         smallest = min(values)
         if smallest == MAX_COUNT:
             return False
-        for (word, shift), value in zip(counters, values):
+        for (word, shift), value in zip(counters, values, strict=True):
             if value == smallest:
                 table[word] += 1 << shift
         self.additions += 1

@@ -17,9 +17,7 @@ from ._timerwheel_py import NO_DEADLINE
 DEFAULT_MAX_SIZE = 10_000
 
 
-def layer_bounds(
-    max_size: object, max_weight: object, weigher: object
-) -> tuple[int, bool]:
+def layer_bounds(max_size: object, max_weight: object, weigher: object) -> tuple[int, bool]:
     """Check the size arguments; return ``(capacity, weighted)``."""
     if max_weight is not None or weigher is not None:
         if max_size is not None:
@@ -49,9 +47,7 @@ def _positive_int(value: object, what: str) -> int:
 def checked_weight(weight: object, key: Any) -> int:
     """Validate what the weigher returned for ``key``."""
     if isinstance(weight, bool) or not isinstance(weight, int):
-        raise TypeError(
-            f"weigher must return an int, got {type(weight).__name__} for key {key!r}"
-        )
+        raise TypeError(f"weigher must return an int, got {type(weight).__name__} for key {key!r}")
     if weight < 0:
         raise ValueError(f"weigher must return a weight >= 0, got {weight!r} for key {key!r}")
     return weight

@@ -9,6 +9,11 @@ call is atomic with respect to the cache's structures; on a free-threaded build 
 re-enables the GIL). The pure twin holds a lock in every method.
 """
 
-from .._core import InMemoryLayer
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the twin carries the annotations; both have the same signatures
+    from .._core._memory_py import InMemoryLayer
+else:
+    from .._core import InMemoryLayer
 
 __all__ = ["InMemoryLayer"]
