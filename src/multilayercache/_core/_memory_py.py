@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..stats import LayerSnapshot, LayerStats
@@ -103,6 +103,15 @@ class InMemoryLayer:
             self._policy.on_hit(slot)
             return self._values[slot]
 
+    def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
+        """The cached values among ``keys`` (hits only), each lookup counted as a ``get``."""
+        found = {}
+        for key in keys:
+            value = self.get(key, _MISSING)
+            if value is not _MISSING:
+                found[key] = value
+        return found
+
     def __contains__(self, key: Any) -> bool:
         """Whether a live entry exists (does not count as an access)."""
         self._spread_hash(key)
@@ -146,6 +155,17 @@ class InMemoryLayer:
             slot = self._allocate_slot(key, value)
             self._wheel.schedule(slot, deadline)
             self._drop_evicted(self._policy.on_insert(slot, key_hash, weight))
+
+    def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
+        """``set`` every item. The TTL and every key are checked first, so bad input writes
+        nothing."""
+        if ttl is not None:
+            ttl_seconds(ttl)
+        items = list(mapping.items())
+        for key, _ in items:
+            self._spread_hash(key)
+        for key, value in items:
+            self.set(key, value, ttl)
 
     def delete(self, key: Any) -> bool:
         """Remove the entry; True if a live one was there."""

@@ -100,6 +100,7 @@ cdef enum:
     MIN_INDEX = 16
 
 cdef int64_t NEVER = 0x7FFFFFFFFFFFFFFF
+cdef object _MISSING = object()
 cdef uint32_t MAX_HITS = 0xFFFFFFFF
 cdef double NS_PER_SECOND = 1e9
 
@@ -225,6 +226,15 @@ cdef class InMemoryLayer:
             self._missed.count(key_hash, key)
         return result
 
+    def get_many(self, keys):
+        """The cached values among ``keys`` (hits only), each lookup counted as a ``get``."""
+        found = {}
+        for key in keys:
+            value = self.get(key, _MISSING)
+            if value is not _MISSING:
+                found[key] = value
+        return found
+
     def __contains__(self, key):
         """Whether a live entry exists (does not count as an access)."""
         cdef uint64_t key_hash = _key_hash(key)
@@ -299,6 +309,17 @@ cdef class InMemoryLayer:
         if evicted:
             self._drop_evicted(evicted)
         return 0
+
+    def set_many(self, mapping, ttl=None):
+        """``set`` every item. The TTL and every key are checked first, so bad input writes
+        nothing."""
+        if ttl is not None:
+            ttl_seconds(ttl)
+        items = list(mapping.items())
+        for key, _ in items:
+            _key_hash(key)
+        for key, value in items:
+            self.set(key, value, ttl)
 
     def delete(self, key):
         """Remove the entry; True if a live one was there."""

@@ -1,0 +1,219 @@
+"""RedisLayer and AsyncRedisLayer against real servers (single and a 3-master cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+import redis.asyncio
+import redis.cluster
+
+from multilayercache import (
+    AsyncRedisLayer,
+    LayerUnavailableError,
+    RedisLayer,
+    SerializationError,
+    SignedPickleSerializer,
+)
+from multilayercache.servers import free_port
+
+from conftest import command_calls
+
+VALUES = [None, True, 0, -(2**62), 3.5, "text", b"\x00bytes", [1, "a", None], {"k": [1, 2]}]
+SECRET = b"0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def make_layer():
+    """Build RedisLayers that are closed when the test ends."""
+    made = []
+
+    def make(*args, **kwargs) -> RedisLayer:
+        made.append(RedisLayer(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for layer in made:
+        layer.close()
+
+
+@pytest.fixture
+def layer(make_layer, redis_url, prefix):
+    return make_layer(redis_url, prefix=prefix)
+
+
+@pytest.mark.parametrize("value", VALUES, ids=repr)
+def test_round_trip(layer, value) -> None:
+    layer.set("k", value)
+    assert layer.get("k", "missing") == value
+    assert layer.stats().hits == 1
+
+
+def test_miss_default_delete(layer, raw_redis, prefix) -> None:
+    assert layer.get("absent") is None and layer.get("absent", 7) == 7
+    layer.set("k", 1)
+    assert raw_redis.exists(f"{prefix}k") == 1  # the prefix is part of the Redis key
+    assert layer.delete("k") is True and layer.delete("k") is False
+    assert layer.stats().misses == 2
+
+
+def test_ttl_and_jitter(make_layer, redis_url, prefix, raw_redis) -> None:
+    layer = make_layer(redis_url, prefix=prefix, ttl=100, ttl_jitter=0.2)
+    for i in range(50):
+        layer.set(f"k{i}", i)
+    ttls = [raw_redis.pttl(f"{prefix}k{i}") for i in range(50)]
+    assert all(80_000 - 100 <= ttl <= 100_000 for ttl in ttls)  # jitter only shortens
+    assert len(set(ttls)) > 10  # spread, not synchronized
+    layer.set("short", 1, ttl=timedelta(milliseconds=150))
+    layer.set("forever", 1, ttl=float("inf"))
+    assert raw_redis.pttl(f"{prefix}forever") == -1
+    time.sleep(0.3)
+    assert layer.get("short") is None
+    layer.set("k0", "x", ttl=0)  # ttl 0 removes
+    assert raw_redis.exists(f"{prefix}k0") == 0
+
+
+def test_bad_input_writes_nothing(layer, raw_redis, prefix) -> None:
+    layer.set("k", "old")
+    with pytest.raises(SerializationError, match="cannot encode a object"):
+        layer.set("k", object())
+    with pytest.raises(SerializationError):
+        layer.set_many({"a": 1, "k": lambda: 0})
+    assert layer.get("k") == "old" and raw_redis.exists(f"{prefix}a") == 0
+    with pytest.raises(TypeError, match="keys must be str"):
+        layer.set(42, "x")
+    with pytest.raises(ValueError, match="ttl"):
+        layer.set("k", 1, ttl=-1)
+    assert layer.get("k") == "old"
+
+
+def test_get_many_is_one_round_trip(layer, raw_redis) -> None:
+    layer.set_many({f"k{i}": i for i in range(100)})
+    mget_before = command_calls(raw_redis, "mget")
+    get_before = command_calls(raw_redis, "get")
+    found = layer.get_many([f"k{i}" for i in range(100)] + ["k5", "absent"])
+    assert found == {f"k{i}": i for i in range(100)}
+    assert command_calls(raw_redis, "mget") == mget_before + 1
+    assert command_calls(raw_redis, "get") == get_before
+    assert layer.get_many([]) == {}
+
+
+def test_forged_pickle_is_refused(make_layer, redis_url, prefix, raw_redis, tmp_path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    layer = make_layer(redis_url, prefix=prefix, serializer=SignedPickleSerializer(SECRET))
+    layer.set("good", {1, 2, 3})  # signed pickle round-trips arbitrary objects
+    assert layer.get("good") == {1, 2, 3}
+    payload = pickle.dumps(Exploit())
+    forged = [
+        payload,  # raw pickle
+        b"\x02" + b"\x00" * 32 + payload,  # right tag, wrong signature
+        SignedPickleSerializer(b"another key of sixteen+ bytes").dumps({"x": 1})[:33] + payload,
+    ]
+    for i, data in enumerate(forged):
+        raw_redis.set(f"{prefix}evil{i}", data)
+        assert layer.get(f"evil{i}", "refused") == "refused"
+    assert layer.get_many([f"evil{i}" for i in range(3)]) == {}
+    assert not marker.exists(), "a forged pickle was executed"
+    assert layer.stats().errors == 6
+    # The default serializer never unpickles anything.
+    default = make_layer(redis_url, prefix=prefix)
+    assert default.get("evil0", "refused") == "refused" and not marker.exists()
+    assert default.get("good", "refused") == "refused"
+
+
+def test_signing_key_is_required() -> None:
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        SignedPickleSerializer(b"short")
+
+
+def test_verify_reports_an_unreachable_server() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(LayerUnavailableError, match="cannot reach"):
+        RedisLayer(url, verify=True, socket_connect_timeout=1)
+    RedisLayer(url)  # without verify, construction does no IO
+
+
+def test_construction_errors(redis_url) -> None:
+    with pytest.raises(ValueError, match="either a url or a client"):
+        RedisLayer()
+    with pytest.raises(ValueError, match="either a url or a client"):
+        RedisLayer(redis_url, client=redis.Redis())
+    with pytest.raises(TypeError, match="use AsyncRedisLayer"):
+        RedisLayer(client=redis.asyncio.Redis())
+    with pytest.raises(ValueError, match="ttl_jitter"):
+        RedisLayer(redis_url, ttl_jitter=1.5)
+
+
+def test_existing_client(make_layer, redis_url, prefix) -> None:
+    layer = make_layer(client=redis.Redis.from_url(redis_url), prefix=prefix)
+    layer.set("k", [1])
+    assert layer.get("k") == [1]
+
+
+def test_cluster_multi_key_operations(redis_cluster, prefix) -> None:
+    layer = RedisLayer(client=redis.cluster.RedisCluster.from_url(redis_cluster.url), prefix=prefix)
+    assert layer.is_cluster
+    items = {f"user:{i}": {"id": i} for i in range(300)}  # spread over many hash slots
+    layer.set_many(items, ttl=60)
+    assert layer.get_many(list(items) + ["absent"]) == items
+    assert layer.get("user:7") == {"id": 7}
+    assert layer.delete("user:7") and layer.get("user:7") is None
+    nodes = {layer.client.keyslot(f"{prefix}{key}") for key in items}
+    assert len(nodes) > 100
+    layer.close()
+
+
+def test_cluster_from_url(redis_cluster, prefix) -> None:
+    layer = RedisLayer(redis_cluster.url, cluster=True, prefix=prefix)
+    layer.set_many({f"k{i}": i for i in range(20)})
+    assert layer.get_many([f"k{i}" for i in range(20)]) == {f"k{i}": i for i in range(20)}
+    layer.close()
+
+
+# ----------------------------------------------------------------------------- asyncio
+async def test_async_layer(redis_url, prefix, raw_redis) -> None:
+    layer = AsyncRedisLayer(redis_url, prefix=prefix, ttl=30)
+    await layer.verify()
+    for value in VALUES:
+        await layer.set("k", value)
+        assert await layer.get("k", "missing") == value
+    await layer.set_many({f"k{i}": i for i in range(50)})
+    before = command_calls(raw_redis, "mget")
+    assert await layer.get_many([f"k{i}" for i in range(50)]) == {f"k{i}": i for i in range(50)}
+    assert command_calls(raw_redis, "mget") == before + 1
+    assert await layer.delete("k1") and not await layer.delete("k1")
+    with pytest.raises(SerializationError):
+        await layer.set("k2", object())
+    assert await layer.get("k2") == 2
+    await layer.close()
+
+
+async def test_async_layer_many_tasks_share_a_bounded_pool(redis_url, prefix) -> None:
+    layer = AsyncRedisLayer(redis_url, prefix=prefix, max_connections=8)
+    await layer.set("k", "v")
+    results = await asyncio.gather(*[layer.get("k") for _ in range(1000)])
+    assert results == ["v"] * 1000 and layer.stats().errors == 0
+    await layer.close()
+
+
+async def test_async_verify_and_cluster(redis_cluster, prefix) -> None:
+    unreachable = AsyncRedisLayer(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    with pytest.raises(LayerUnavailableError):
+        await unreachable.verify()
+    await unreachable.close()
+    layer = AsyncRedisLayer(redis_cluster.url, cluster=True, prefix=prefix)
+    items = {f"user:{i}": i for i in range(200)}
+    await layer.set_many(items)
+    assert await layer.get_many(list(items)) == items
+    await layer.close()
+    with pytest.raises(TypeError, match="use RedisLayer"):
+        AsyncRedisLayer(client=redis.Redis())
