@@ -53,3 +53,27 @@ def test_simulate_errors(tmp_path) -> None:
     np.save(tmp_path / "floats.npy", np.array([0.5, 1.5]))
     floats = run("simulate", str(tmp_path / "floats.npy"), "--size", "10")
     assert floats.returncode == 2 and "integer keys" in floats.stderr
+
+
+def test_demo_runs_against_a_real_server() -> None:
+    out = run(
+        "demo",
+        "--threads",
+        "2",
+        "--requests",
+        "2000",
+        "--keys",
+        "300",
+        "--loader-ms",
+        "1",
+        "--l1-entries",
+        "50",
+    )
+    assert out.returncode == 0, out.stderr
+    report = out.stdout
+    for row in ("L1 memory", "L2 redis", "loader", "end to end"):
+        assert row in report
+    l1 = next(line for line in report.splitlines() if line.startswith("L1 memory")).split()
+    hits, misses = int(l1[2].replace(",", "")), int(l1[3].replace(",", ""))
+    assert hits + misses == 2000 and hits > 0
+    assert "speed-up" in report and "errors: 0" in report

@@ -269,3 +269,15 @@ def test_a_dead_l2_degrades_reads_and_fails_writes(doomed_server, prefix, caplog
     assert stats.read_errors["redis"] >= 2 and stats.write_errors["redis"] >= 1
     assert any("treated as a miss" in message for message in caplog.messages)
     l2.close()
+
+
+def test_compiled_front_door_and_reference_get_agree(layers) -> None:
+    l1, l2 = layers
+    cache = MultilayerCache([l1, l2])
+    reference = MultilayerCache.get  # the readable Python version
+    cache.set("both", 1)
+    l2.set("below", 2)
+    for key, expected in (("both", 1), ("below", 2), ("nowhere", "dflt")):
+        assert cache.get(key, "dflt") == reference(cache, key, "dflt") == expected
+    assert reference(cache, "below") == 2 and "below" in l1  # both promote
+    assert cache.get("nowhere") is None and reference(cache, "nowhere") is None

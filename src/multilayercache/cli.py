@@ -39,6 +39,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
     simulate.set_defaults(run=_simulate)
 
+    demo = commands.add_parser("demo", help="L1 + L2 in front of a slow loader, measured")
+    demo.add_argument("--threads", type=_positive, default=4)
+    demo.add_argument("--requests", type=_positive, default=60_000)
+    demo.add_argument("--keys", type=_positive, default=10_000, help="distinct keys")
+    demo.add_argument("--l1-entries", type=_positive, default=1_000)
+    demo.add_argument("--loader-ms", type=float, default=3.0, help="loader latency")
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(run=_demo)
+
     bench = commands.add_parser("bench", help="time get on a hit against dict.get and peers")
     bench.add_argument("--entries", type=_positive, default=10_000)
     bench.set_defaults(run=_bench)
@@ -121,6 +130,27 @@ def _plot(path: str, trace: str, sizes: list[int], results: dict[str, list[float
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     print(f"plot written to {path}")
+
+
+# ---------------------------------------------------------------------------- demo
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoSettings, run_demo
+    from .servers import ServerUnavailableError
+
+    settings = DemoSettings(
+        threads=args.threads,
+        requests=args.requests,
+        keys=args.keys,
+        l1_entries=args.l1_entries,
+        loader_ms=args.loader_ms,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    try:
+        print(run_demo(settings))
+    except ServerUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 # ---------------------------------------------------------------------------- bench

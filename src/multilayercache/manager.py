@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from ._core import FrontDoor
 from .latency import LatencyRecorder
 from .layering import (
     CacheStats,
@@ -60,8 +61,11 @@ class MultilayerCache:
         self.layers = [slot.layer for slot in self._slots]
         self._record_latency = record_latency
         self._first = self._slots[0]
-        # The L1 hit path: one bound method call, nothing else.
         self._first_get = self._first.layer.get if not record_latency else self._timed_first_get
+        if not record_latency:
+            # Reads are mostly L1 hits: answer them from compiled code, with the same
+            # behaviour as ``get`` below (see _core/_frontdoor_py.py).
+            self.get = FrontDoor(self._first_get, self._get_below, MISSING).get
         self._flight = SingleFlight()
         self._rng = random.Random()
         self._loads = LatencyRecorder()

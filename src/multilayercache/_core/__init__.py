@@ -12,7 +12,16 @@ if NO_EXTENSIONS:
     COMPILED = False
 else:
     try:
-        from . import doorkeeper, ghost, hotkeys, memory, policy, sketch, timerwheel  # noqa: F401
+        from . import (  # noqa: F401
+            doorkeeper,
+            frontdoor,
+            ghost,
+            hotkeys,
+            memory,
+            policy,
+            sketch,
+            timerwheel,
+        )
 
         COMPILED = True
     except ImportError:  # not built (a source checkout without build_ext): use the twins
@@ -20,6 +29,7 @@ else:
 
 if COMPILED:
     from .doorkeeper import Doorkeeper
+    from .frontdoor import FrontDoor
     from .ghost import GhostTable
     from .hotkeys import HotKeyTable
     from .memory import InMemoryLayer
@@ -28,6 +38,7 @@ if COMPILED:
     from .timerwheel import TimerWheel
 else:
     from ._doorkeeper_py import Doorkeeper
+    from ._frontdoor_py import FrontDoor
     from ._ghost_py import GhostTable
     from ._hotkeys_py import HotKeyTable
     from ._memory_py import InMemoryLayer
@@ -39,6 +50,7 @@ __all__ = [
     "COMPILED",
     "CountMinSketch",
     "Doorkeeper",
+    "FrontDoor",
     "GhostTable",
     "HotKeyTable",
     "InMemoryLayer",
