@@ -109,6 +109,8 @@ class AsyncMultilayerCache:
 
     async def _promote_many(self, hits: dict[Any, Any], depth: int) -> None:
         for slot in self._slots[:depth]:
+            if slot.policy.promote == "never":
+                continue
             accepted = {
                 k: v for k, v in hits.items() if slot.policy.accepts_promotion(k, slot.layer)
             }

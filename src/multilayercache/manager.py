@@ -117,22 +117,29 @@ class MultilayerCache:
         """The keys found in any layer, as a dict (one batch call per layer)."""
         wanted = unique(keys)
         found: dict[Any, Any] = {}
+        remaining = wanted
         for depth, slot in enumerate(self._slots):
-            remaining = [key for key in wanted if key not in found]
-            if not remaining:
-                break
             try:
                 hits = slot.layer.get_many(remaining)
             except LayerError as error:
                 note_read_error(slot, remaining, error)
                 continue
-            if hits and depth:
+            if not hits:
+                continue
+            if depth:
                 self._promote_many(hits, depth)
+            if not found and len(hits) == len(wanted):
+                return hits  # one layer had everything (in the order asked)
             found.update(hits)
+            remaining = [key for key in remaining if key not in hits]
+            if not remaining:
+                break
         return {key: found[key] for key in wanted if key in found}
 
     def _promote_many(self, hits: dict[Any, Any], depth: int) -> None:
         for slot in self._slots[:depth]:
+            if slot.policy.promote == "never":
+                continue
             accepted = {
                 k: v for k, v in hits.items() if slot.policy.accepts_promotion(k, slot.layer)
             }
