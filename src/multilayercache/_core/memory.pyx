@@ -11,7 +11,8 @@ Layout:
   the garbage collector sees what the cache holds, and a hit reads key and value from one
   cache line. A probe checks the key's identity before comparing hashes, which saves a
   memory access whenever the caller passes the stored key object itself.
-* ``_slot_hits`` counts hits per cached entry (for snapshots); misses go to a
+* ``_slot_meta`` holds per cached entry its hits (for snapshots) and the frequency epoch in
+  which it was found saturated (hits then skip recording it); misses go to a
   ``HotKeyTable``, off the hit path.
 * Freed slots go on an ``int32`` stack and are reused last-freed first, as in the twin.
 
@@ -123,7 +124,8 @@ cdef class InMemoryLayer:
     cdef WTinyLfuPolicy _policy
     cdef TimerWheel _wheel
     cdef HotKeyTable _missed
-    cdef uint32_t[::1] _slot_hits
+    # per slot: [2s] hits, [2s + 1] the policy epoch in which the key was saturated
+    cdef uint32_t[::1] _slot_meta
     cdef int32_t[::1] _index
     cdef uint64_t _index_mask
     cdef list _entries
@@ -153,7 +155,7 @@ cdef class InMemoryLayer:
         self._policy = WTinyLfuPolicy(capacity, weighted)
         self._wheel = TimerWheel(self._now_ns())
         self._missed = HotKeyTable()
-        self._slot_hits = np.zeros(16, dtype=np.uint32)
+        self._slot_meta = np.zeros(32, dtype=np.uint32)
         self._index = np.full(MIN_INDEX, EMPTY, dtype=np.int32)
         self._index_mask = MIN_INDEX - 1
         self._entries = []
@@ -191,15 +193,12 @@ cdef class InMemoryLayer:
             # both take the locked path.
             if deadline != NEVER and (self._clock is not None or self._has_passed(deadline)):
                 return self._get_locked(key, key_hash, default)
-        self._policy.record(key_hash)  # frequency counts every lookup, hit or miss
         if slot < 0:
+            self._policy.record(key_hash)  # frequency counts every lookup, hit or miss
             self._misses += 1
             self._missed.count(key_hash, key)
             return default
-        self._hits += 1
-        if self._slot_hits[slot] != MAX_HITS:
-            self._slot_hits[slot] += 1
-        self._policy.hit(slot)
+        self._record_hit(slot, key_hash)
         return <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
 
     cdef object _get_locked(self, object key, uint64_t key_hash, object default):
@@ -208,17 +207,14 @@ cdef class InMemoryLayer:
         self._lock_for_write()
         try:
             slot = self._find(key, key_hash, True)
-            self._policy.record(key_hash)
             if slot >= 0 and self._wheel.scheduled and self._expire_if_due(slot):
                 slot = -1
             if slot < 0:
+                self._policy.record(key_hash)
                 self._misses += 1
                 result = default
             else:
-                self._hits += 1
-                if self._slot_hits[slot] != MAX_HITS:
-                    self._slot_hits[slot] += 1
-                self._policy.hit(slot)
+                self._record_hit(slot, key_hash)
                 result = <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
         finally:
             self._unlock()
@@ -437,7 +433,7 @@ cdef class InMemoryLayer:
         self._lock_for_write()
         try:
             cached = [
-                (self._entries[2 * slot], policy._hash[slot], self._slot_hits[slot])
+                (self._entries[2 * slot], policy._hash[slot], self._slot_meta[2 * slot])
                 for slot in self._cached_slots()
             ]
             sketch = policy.sketch.table
@@ -598,17 +594,30 @@ cdef class InMemoryLayer:
             self._entries.append(value)
             self._policy.ensure_slots(self._slot_count)
             self._wheel.ensure(self._slot_count)
-            if slot == self._slot_hits.shape[0]:
-                bigger = np.zeros(2 * slot, dtype=np.uint32)
-                bigger[:slot] = self._slot_hits
-                self._slot_hits = bigger
-        self._slot_hits[slot] = 0
+            if 2 * slot == self._slot_meta.shape[0]:
+                bigger = np.zeros(4 * slot, dtype=np.uint32)
+                bigger[:2 * slot] = self._slot_meta
+                self._slot_meta = bigger
+        self._slot_meta[2 * slot] = 0
+        self._slot_meta[2 * slot + 1] = 0
         # The index needs the hash before the policy has it; the policy overwrites it with
         # the same value on insert.
         self._policy._hash[slot] = key_hash
         self._index_insert(slot, key_hash)
         self._version += 1
         return slot
+
+    cdef inline void _record_hit(self, Py_ssize_t slot, uint64_t key_hash) noexcept:
+        # Frequency first: recording a key already known to be saturated in this epoch is
+        # a no-op (see WTinyLfuPolicy.record), so skip it; hot keys are hit most.
+        cdef uint32_t* meta = &self._slot_meta[2 * slot]
+        cdef WTinyLfuPolicy policy = self._policy
+        if meta[1] != policy.epoch and policy.record(key_hash):
+            meta[1] = policy.epoch
+        self._hits += 1
+        if meta[0] != MAX_HITS:
+            meta[0] += 1
+        policy.hit(slot)
 
     cdef bint _expire_if_due(self, Py_ssize_t slot) except -1:
         """Remove the entry if its deadline has passed."""

@@ -1,5 +1,5 @@
 cimport cython
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 from .doorkeeper cimport Doorkeeper, doorkeeper_prefetch
 from .ghost cimport GhostTable
@@ -23,6 +23,7 @@ cdef class WTinyLfuPolicy:
     cdef readonly int64_t protected_max
     cdef readonly Py_ssize_t evictions
     cdef readonly Py_ssize_t rejections
+    cdef readonly uint32_t epoch  # bumped whenever frequencies age or are rebuilt
     cdef int64_t[3] _region_weights
     # raw views of the frequency structures, refreshed whenever they are rebuilt
     cdef uint64_t* _sketch_words
@@ -39,7 +40,7 @@ cdef class WTinyLfuPolicy:
     cdef int32_t[::1] _evicted
     cdef Py_ssize_t _evicted_count
 
-    cdef void record(self, uint64_t key_hash) noexcept
+    cdef bint record(self, uint64_t key_hash) noexcept
     cdef int freq(self, uint64_t key_hash) noexcept
     cdef void hit(self, Py_ssize_t slot) noexcept
     cdef Py_ssize_t insert(self, Py_ssize_t slot, uint64_t key_hash, int64_t weight) except -1

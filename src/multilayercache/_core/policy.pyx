@@ -59,6 +59,7 @@ cdef class WTinyLfuPolicy:
         self.doorkeeper = Doorkeeper(self.sized_for)
         self.ghosts = GhostTable(self.sized_for)
         self._cache_frequency_views()
+        self.epoch = 1
         self.random_state = seed
         self._region_weights[0] = self._region_weights[1] = self._region_weights[2] = 0
         self.entries = 0
@@ -113,16 +114,22 @@ cdef class WTinyLfuPolicy:
         self._doorkeeper_words = self.doorkeeper.words
         self._doorkeeper_mask = self.doorkeeper.bit_mask
 
-    cdef void record(self, uint64_t key_hash) noexcept:
+    cdef bint record(self, uint64_t key_hash) noexcept:
+        """Count one access. Returns True when the key is *saturated*: in the doorkeeper,
+        and its sketch minimum at 15. Until ``epoch`` changes, recording it again changes
+        nothing (doorkeeper bits and counters only go up between agings), so the layer may
+        skip it for a key it knows is saturated in the current epoch."""
         if not doorkeeper_add(self._doorkeeper_words, self._doorkeeper_mask, key_hash):
-            return
+            return False
         if not sketch_add(self._sketch_words, self._sketch_mask, key_hash):
-            return
+            return True
         cdef CountMinSketch sketch = self.sketch
         sketch.additions += 1
         if sketch.additions >= sketch.sample_size:
             sketch.halve()
             self.doorkeeper.wipe()
+            self.epoch += 1
+        return False
 
     cdef int freq(self, uint64_t key_hash) noexcept:
         return (sketch_frequency(self._sketch_words, self._sketch_mask, key_hash)
@@ -230,6 +237,7 @@ cdef class WTinyLfuPolicy:
         self.doorkeeper = Doorkeeper(self.sized_for)
         self.ghosts = GhostTable(self.sized_for)
         self._cache_frequency_views()
+        self.epoch += 1
         return 0
 
     cdef void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash) noexcept:
