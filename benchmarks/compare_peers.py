@@ -28,135 +28,21 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from multilayercache import InMemoryLayer, _core
-from multilayercache.benchmarking import hit_latency_table
+from multilayercache import _core
+from multilayercache.benchmarking import (
+    REFERENCE_HIT_RATIOS,
+    CacheUnderTest,
+    hit_latency_table,
+    installed,
+)
 from multilayercache.simulation import load_trace
 
-ROWS = [
-    ("oltp", 1000),
-    ("oltp", 2000),
-    ("oltp", 5000),
-    ("oltp", 10000),
-    ("gli", 500),
-    ("gli", 1000),
-    ("gli", 1500),
-    ("scarab-recs", 25000),
-    ("scarab-recs", 50000),
-    ("scarab-recs", 100000),
-    ("p3", 32768),
-    ("p3", 131072),
-    ("corda-vault", 10),
-    ("corda-vault", 25),
-    ("corda-vault", 50),
-]
-# From ../shared/traces/README.md: theine, moka-py, best of every policy on this page.
-README = {
-    ("oltp", 1000): (39.71, 32.64, 40.86),
-    ("oltp", 2000): (46.34, 39.57, 47.03),
-    ("oltp", 5000): (53.34, 48.85, 55.75),
-    ("oltp", 10000): (56.77, 55.77, 62.69),
-    ("gli", 500): (33.00, 20.81, 33.22),
-    ("gli", 1000): (50.79, 48.89, 50.79),
-    ("gli", 1500): (53.57, 53.37, 53.57),
-    ("scarab-recs", 25000): (59.08, 57.26, 62.50),
-    ("scarab-recs", 50000): (63.59, 65.24, 69.75),
-    ("scarab-recs", 100000): (72.24, 72.21, 76.08),
-    ("p3", 32768): (18.15, 14.58, 18.15),
-    ("p3", 131072): (43.59, 46.24, 50.63),
-    ("corda-vault", 10): (0.15, 0.21, 0.30),
-    ("corda-vault", 25): (0.39, 0.49, 19.85),
-    ("corda-vault", 50): (2.53, 1.08, 33.31),
-}
-
-# ----------------------------------------------------------------------------- caches
-# Each factory returns (get, set) bound methods of a fresh cache of the given capacity.
-Factory = Callable[[int], tuple[Callable, Callable]]
-
-
-def ours(capacity: int):
-    cache = InMemoryLayer(max_size=capacity)
-    return cache.get, cache.set
-
-
-def cachebox_lru(capacity: int):
-    import cachebox
-
-    cache = cachebox.LRUCache(capacity)
-    return cache.get, cache.insert
-
-
-def cachebox_lfu(capacity: int):
-    import cachebox
-
-    cache = cachebox.LFUCache(capacity)
-    return cache.get, cache.insert
-
-
-def cachetools_lru(capacity: int):
-    import cachetools
-
-    cache = cachetools.LRUCache(capacity)
-    return cache.get, cache.__setitem__
-
-
-def lru_dict(capacity: int):
-    import lru
-
-    cache = lru.LRU(capacity)
-    return cache.get, cache.__setitem__
-
-
-def theine_cache(capacity: int):
-    import theine
-
-    cache = theine.Cache(capacity)
-
-    def get(key):
-        value, found = cache.get(key)  # theine 2 returns (value, found)
-        return value if found else None
-
-    return get, cache.set
-
-
-def moka(capacity: int):
-    import moka_py
-
-    cache = moka_py.Moka(capacity)
-
-    def put(key, value):
-        # Run moka's pending maintenance after every set, as the shared README did, so that
-        # it never holds more than ``capacity`` entries (left lazy it overshoots).
-        cache.set(key, value)
-        cache.run_pending_tasks()
-
-    return cache.get, put
-
-
-PEERS: dict[str, Factory] = {
-    "multilayercache": ours,
-    "cachebox LRU": cachebox_lru,
-    "cachetools LRU": cachetools_lru,
-    "lru-dict": lru_dict,
-    "theine": theine_cache,
-    "moka-py": moka,
-}
-
-
-def available(factories: dict[str, Factory]) -> dict[str, Factory]:
-    found = {}
-    for name, factory in factories.items():
-        try:
-            factory(10)
-        except ImportError:
-            print(f"  ({name} is not installed: skipped)")
-            continue
-        found[name] = factory
-    return found
+ROWS = list(REFERENCE_HIT_RATIOS)
+PEERS = ("multilayercache", "cachebox LRU", "cachetools LRU", "lru-dict", "theine", "moka-py")
 
 
 # ----------------------------------------------------------------------------- 2. zipf mix
@@ -169,8 +55,8 @@ def zipf_operations(count: int, universe: int, exponent: float, seed: int = 3) -
     return rng.permutation(universe)[ranks].tolist()
 
 
-def replay_seconds(factory: Factory, operations: list[int], capacity: int) -> tuple[float, int]:
-    get, put = factory(capacity)
+def replay_seconds(cache: CacheUnderTest, operations: list[int]) -> tuple[float, int]:
+    get, put = cache.lookup, cache.store
     hits = 0
     start = time.perf_counter()
     for key in operations:
@@ -183,12 +69,12 @@ def replay_seconds(factory: Factory, operations: list[int], capacity: int) -> tu
 
 def zipf_mix_table(quick: bool) -> str:
     operations = zipf_operations(200_000 if quick else 1_000_000, 1_000_000, 0.9)
-    factories = available(PEERS)
+    factories = installed(PEERS)
     times: dict[str, list[float]] = {name: [] for name in factories}
     ratios: dict[str, float] = {}
     for _ in range(3):
-        for name, factory in factories.items():  # interleaved, so drift hits everyone alike
-            seconds, hits = replay_seconds(factory, operations, 10_000)
+        for name, make in factories.items():  # interleaved, so drift hits everyone alike
+            seconds, hits = replay_seconds(make(10_000), operations)
             times[name].append(seconds)
             ratios[name] = hits / len(operations)
     ns = {name: statistics.median(values) / len(operations) * 1e9 for name, values in times.items()}
@@ -210,9 +96,8 @@ def zipf_mix_table(quick: bool) -> str:
 
 # ----------------------------------------------------------------------------- 3. memory
 MEMORY_PROBE = r"""
-import gc, json, sys
-sys.path[:0] = {path!r}
-import compare_peers
+import gc, json
+from multilayercache.benchmarking import CACHES
 ENTRIES = 500_000
 keys = {keys}
 value = object()
@@ -223,7 +108,8 @@ def rss():
         return int(statm.read().split()[1]) * 4096
 
 before = rss()
-get, put = compare_peers.PEERS[{name!r}](ENTRIES)
+cache = CACHES[{name!r}](ENTRIES)
+get, put = cache.lookup, cache.store
 for key in keys:
     get(key)
     put(key, value)
@@ -238,11 +124,10 @@ def memory_table() -> str:
         "beforehand; one shared value)"
     ]
     lines.append(f"{'cache':<18}{'int keys':>12}{'str keys':>12}")
-    here = str(Path(__file__).parent)
-    for name in available(PEERS):
+    for name in installed(PEERS):
         cells = []
         for keys in ("list(range(ENTRIES))", "[f'key:{i}' for i in range(ENTRIES)]"):
-            code = MEMORY_PROBE.format(path=[here], keys=keys, name=name)
+            code = MEMORY_PROBE.format(keys=keys, name=name)
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             cells.append(f"{json.loads(out.stdout):9.1f} B" if out.returncode == 0 else "error")
         lines.append(f"{name:<18}{cells[0]:>12}{cells[1]:>12}")
@@ -251,17 +136,10 @@ def memory_table() -> str:
 
 # ----------------------------------------------------------------------------- 4. hit ratio
 def hit_ratio_table(traces: Path, quick: bool) -> str:
-    columns: dict[str, Factory] = {"multilayercache": ours}
+    names = ["multilayercache"]
     if not quick:
-        peers = available(
-            {
-                "theine": theine_cache,
-                "moka-py": moka,
-                "cachebox LRU": cachebox_lru,
-                "cachebox LFU": cachebox_lfu,
-            }
-        )
-        columns.update(peers)
+        names += ["theine", "moka-py", "cachebox LRU", "cachebox LFU"]
+    columns = installed(names)
     lines = [
         f"hit ratio (%) on the shared traces ({'compiled' if _core.COMPILED else 'pure'} core)"
     ]
@@ -275,8 +153,9 @@ def hit_ratio_table(traces: Path, quick: bool) -> str:
             loaded[name] = load_trace(traces / f"{name}.npy").tolist()
         keys = loaded[name]
         row = []
-        for column, factory in columns.items():
-            get, put = factory(size)
+        for column, make in columns.items():
+            cache = make(size)
+            get, put = cache.lookup, cache.store
             hits = 0
             for key in keys:
                 if get(key) is None:
@@ -287,7 +166,7 @@ def hit_ratio_table(traces: Path, quick: bool) -> str:
             row.append(ratio)
             if column == "multilayercache":
                 ours_ratio = ratio
-        theine, moka_ratio, best = README[(name, size)]
+        theine, moka_ratio, best = REFERENCE_HIT_RATIOS[(name, size)]
         ok = round(ours_ratio, 2) >= max(theine, moka_ratio)
         total += ours_ratio
         best_total += best

@@ -9,28 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+from multilayercache.benchmarking import REFERENCE_HIT_RATIOS
 from multilayercache.simulation import load_trace, replay
 
 from conftest import trace_path
 
-# (trace, size): (theine, moka-py, best of every policy), copied from the shared README.
-PEERS = {
-    ("oltp", 1000): (39.71, 32.64, 40.86),
-    ("oltp", 2000): (46.34, 39.57, 47.03),
-    ("oltp", 5000): (53.34, 48.85, 55.75),
-    ("oltp", 10000): (56.77, 55.77, 62.69),
-    ("gli", 500): (33.00, 20.81, 33.22),
-    ("gli", 1000): (50.79, 48.89, 50.79),
-    ("gli", 1500): (53.57, 53.37, 53.57),
-    ("scarab-recs", 25000): (59.08, 57.26, 62.50),
-    ("scarab-recs", 50000): (63.59, 65.24, 69.75),
-    ("scarab-recs", 100000): (72.24, 72.21, 76.08),
-    ("p3", 32768): (18.15, 14.58, 18.15),
-    ("p3", 131072): (43.59, 46.24, 50.63),
-    ("corda-vault", 10): (0.15, 0.21, 0.30),
-    ("corda-vault", 25): (0.39, 0.49, 19.85),
-    ("corda-vault", 50): (2.53, 1.08, 33.31),
-}
+PEERS = REFERENCE_HIT_RATIOS  # (theine, moka-py, best of every policy) per row
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,12 @@ from .layering import (
     build_stats,
     check_tags,
     checked_bulk_result,
-    function_key,
+    key_maker,
     make_slots,
     note_read_error,
     note_write_error,
     now,
+    promotable,
     unique,
 )
 from .layers.base import MISSING, LayerError, LayerPolicy
@@ -109,11 +110,7 @@ class AsyncMultilayerCache:
 
     async def _promote_many(self, hits: dict[Any, Any], depth: int) -> None:
         for slot in self._slots[:depth]:
-            if slot.policy.promote == "never":
-                continue
-            accepted = {
-                k: v for k, v in hits.items() if slot.policy.accepts_promotion(k, slot.layer)
-            }
+            accepted = promotable(slot, hits)
             if not accepted:
                 continue
             try:
@@ -234,12 +231,7 @@ class AsyncMultilayerCache:
                     "decorate it with MultilayerCache.cached"
                 )
 
-            def key_of(*args: Any, **kwargs: Any) -> Any:
-                return (
-                    key(*args, **kwargs)
-                    if key is not None
-                    else function_key(function, args, kwargs)
-                )
+            key_of = key_maker(function, key)
 
             @functools.wraps(function)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Timing helpers shared by ``python -m multilayercache bench`` and ``benchmarks/``.
+"""Measuring helpers shared by ``python -m multilayercache bench``, ``benchmarks/`` and the
+hit-ratio tests: peer caches, timing, and the reference numbers of the shared traces.
 
 Speed is compared as ratios measured in one process, one after the other, with medians over
 repeats, because the absolute numbers of a shared machine drift from run to run.
@@ -9,11 +10,125 @@ from __future__ import annotations
 import statistics
 import timeit
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .layers.memory import InMemoryLayer
+
+# Hit ratios (%) from ../shared/traces/README.md: (theine 2.0.0, moka-py 0.5.0, the best of
+# every policy on that page), per (trace, size).
+REFERENCE_HIT_RATIOS: dict[tuple[str, int], tuple[float, float, float]] = {
+    ("oltp", 1000): (39.71, 32.64, 40.86),
+    ("oltp", 2000): (46.34, 39.57, 47.03),
+    ("oltp", 5000): (53.34, 48.85, 55.75),
+    ("oltp", 10000): (56.77, 55.77, 62.69),
+    ("gli", 500): (33.00, 20.81, 33.22),
+    ("gli", 1000): (50.79, 48.89, 50.79),
+    ("gli", 1500): (53.57, 53.37, 53.57),
+    ("scarab-recs", 25000): (59.08, 57.26, 62.50),
+    ("scarab-recs", 50000): (63.59, 65.24, 69.75),
+    ("scarab-recs", 100000): (72.24, 72.21, 76.08),
+    ("p3", 32768): (18.15, 14.58, 18.15),
+    ("p3", 131072): (43.59, 46.24, 50.63),
+    ("corda-vault", 10): (0.15, 0.21, 0.30),
+    ("corda-vault", 25): (0.39, 0.49, 19.85),
+    ("corda-vault", 50): (2.53, 1.08, 33.31),
+}
+
+
+@dataclass(frozen=True)
+class CacheUnderTest:
+    """One cache, ready to measure: its own ``get`` (for timing, as users call it), and a
+    ``lookup`` returning ``None`` on a miss and a ``store`` (for replays)."""
+
+    native_get: Callable[[Any], Any]
+    lookup: Callable[[Any], Any]
+    store: Callable[[Any, Any], Any]
+
+
+def _ours(capacity: int) -> CacheUnderTest:
+    cache = InMemoryLayer(max_size=capacity)
+    return CacheUnderTest(cache.get, cache.get, cache.set)
+
+
+def _cachebox_lru(capacity: int) -> CacheUnderTest:
+    import cachebox
+
+    cache = cachebox.LRUCache(capacity)
+    return CacheUnderTest(cache.get, cache.get, cache.insert)
+
+
+def _cachebox_lfu(capacity: int) -> CacheUnderTest:
+    import cachebox
+
+    cache = cachebox.LFUCache(capacity)
+    return CacheUnderTest(cache.get, cache.get, cache.insert)
+
+
+def _cachetools_lru(capacity: int) -> CacheUnderTest:
+    import cachetools
+
+    cache = cachetools.LRUCache(capacity)
+    return CacheUnderTest(cache.get, cache.get, cache.__setitem__)
+
+
+def _lru_dict(capacity: int) -> CacheUnderTest:
+    import lru
+
+    cache = lru.LRU(capacity)
+    return CacheUnderTest(cache.get, cache.get, cache.__setitem__)
+
+
+def _theine(capacity: int) -> CacheUnderTest:
+    import theine
+
+    cache = theine.Cache(capacity)
+
+    def lookup(key: Any) -> Any:
+        value, found = cache.get(key)  # theine 2 returns (value, found)
+        return value if found else None
+
+    return CacheUnderTest(cache.get, lookup, cache.set)
+
+
+def _moka(capacity: int) -> CacheUnderTest:
+    import moka_py
+
+    cache = moka_py.Moka(capacity)
+
+    def store(key: Any, value: Any) -> None:
+        # Run moka's pending maintenance after every set, as the shared README did, so that
+        # it never holds more than ``capacity`` entries (left lazy it overshoots).
+        cache.set(key, value)
+        cache.run_pending_tasks()
+
+    return CacheUnderTest(cache.get, cache.get, store)
+
+
+CACHES: dict[str, Callable[[int], CacheUnderTest]] = {
+    "multilayercache": _ours,
+    "cachebox LRU": _cachebox_lru,
+    "cachebox LFU": _cachebox_lfu,
+    "lru-dict": _lru_dict,
+    "cachetools LRU": _cachetools_lru,
+    "theine": _theine,
+    "moka-py": _moka,
+}
+"""Every cache we measure, by name: ``CACHES[name](capacity)``."""
+
+
+def installed(names: Sequence[str]) -> dict[str, Callable[[int], CacheUnderTest]]:
+    """The named caches whose library is installed."""
+    found = {}
+    for name in names:
+        try:
+            CACHES[name](10)
+        except ImportError:
+            continue
+        found[name] = CACHES[name]
+    return found
 
 
 def zipf_indices(count: int, universe: int, exponent: float = 1.1, seed: int = 7) -> np.ndarray:
@@ -44,76 +159,25 @@ def ns_per_call(
     return statistics.median(times) / (number * len(arguments)) * 1e9
 
 
+HIT_LATENCY_CACHES = (
+    "multilayercache",
+    "cachebox LRU",
+    "lru-dict",
+    "cachetools LRU",
+    "theine",
+    "moka-py",
+)
+
+
 def hit_getters(keys: Sequence[Any]) -> dict[str, Callable[[Any], Any]]:
-    """``get`` of ``dict``, ``InMemoryLayer`` and every installed peer, all holding ``keys``."""
-    capacity = 2 * len(keys)
-    getters: dict[str, Callable[[Any], Any]] = {}
-    plain = {key: key for key in keys}
-    getters["dict.get"] = plain.get
-    ours = InMemoryLayer(max_size=capacity)
-    for key in keys:
-        ours.set(key, key)
-    getters["multilayercache"] = ours.get
-    for name, build in _PEERS.items():
-        try:
-            getters[name] = build(keys, capacity)
-        except ImportError:
-            continue
+    """``get`` of ``dict`` and of every installed cache, each holding ``keys``."""
+    getters: dict[str, Callable[[Any], Any]] = {"dict.get": {key: key for key in keys}.get}
+    for name, make in installed(HIT_LATENCY_CACHES).items():
+        cache = make(2 * len(keys))
+        for key in keys:
+            cache.store(key, key)
+        getters[name] = cache.native_get
     return getters
-
-
-def _cachebox(keys: Sequence[Any], capacity: int) -> Callable[[Any], Any]:
-    import cachebox
-
-    cache = cachebox.LRUCache(capacity)
-    for key in keys:
-        cache.insert(key, key)
-    return cache.get
-
-
-def _cachetools(keys: Sequence[Any], capacity: int) -> Callable[[Any], Any]:
-    import cachetools
-
-    cache = cachetools.LRUCache(capacity)
-    for key in keys:
-        cache[key] = key
-    return cache.get
-
-
-def _lru_dict(keys: Sequence[Any], capacity: int) -> Callable[[Any], Any]:
-    import lru
-
-    cache = lru.LRU(capacity)
-    for key in keys:
-        cache[key] = key
-    return cache.get
-
-
-def _theine(keys: Sequence[Any], capacity: int) -> Callable[[Any], Any]:
-    import theine
-
-    cache = theine.Cache(capacity)
-    for key in keys:
-        cache.set(key, key)
-    return cache.get
-
-
-def _moka(keys: Sequence[Any], capacity: int) -> Callable[[Any], Any]:
-    import moka_py
-
-    cache = moka_py.Moka(capacity)
-    for key in keys:
-        cache.set(key, key)
-    return cache.get
-
-
-_PEERS: dict[str, Callable[[Sequence[Any], int], Callable[[Any], Any]]] = {
-    "cachebox LRU": _cachebox,
-    "lru-dict": _lru_dict,
-    "cachetools LRU": _cachetools,
-    "theine": _theine,
-    "moka-py": _moka,
-}
 
 
 def hit_latencies(entries: int = 10_000, probes: int = 1_000) -> dict[tuple[str, str, str], float]:

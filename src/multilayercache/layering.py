@@ -105,6 +105,22 @@ def function_key(function: Callable[..., Any], args: tuple, kwargs: dict[str, An
     return f"{function.__module__}.{function.__qualname__}:{arguments.decode()}"
 
 
+def key_maker(function: Callable[..., Any], key: Callable[..., Any] | None) -> Callable[..., Any]:
+    """The decorator's key for a call: ``key(*args, **kwargs)`` if given, else
+    ``function_key``."""
+    if key is not None:
+        return key
+    return lambda *args, **kwargs: function_key(function, args, kwargs)
+
+
+def promotable(slot: LayerSlot, hits: Mapping[Any, Any]) -> dict[Any, Any]:
+    """The hits found below that ``slot``'s policy lets into its layer."""
+    if slot.policy.promote == "never":
+        return {}
+    accepts = slot.policy.accepts_promotion
+    return {key: value for key, value in hits.items() if accepts(key, slot.layer)}
+
+
 def checked_bulk_result(result: Any, loader: Callable[..., Any]) -> Mapping[Any, Any]:
     if not isinstance(result, Mapping):
         raise TypeError(

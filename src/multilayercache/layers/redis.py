@@ -165,6 +165,16 @@ class _RedisCore:
                 self.redis_key(key)
             raise
 
+    def write_plan(
+        self, mapping: Mapping[Any, Any], ttl: TTL | None
+    ) -> list[tuple[bytes, bytes, int | None]]:
+        """``(redis key, data, milliseconds)`` for each item, every value encoded before any
+        IO (so one that cannot be encoded writes nothing); 0 milliseconds means delete."""
+        return [
+            (self.redis_key(key), self.encode(value), self.expiry_ms(ttl))
+            for key, value in mapping.items()
+        ]
+
     def failure(self, operation: str, error: RedisError) -> LayerError:
         self.count(errors=1)
         return LayerError(f"{self.name}: {operation} failed: {error}")
@@ -282,12 +292,11 @@ class RedisLayer(_RedisCore):
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Store every item in one pipeline. Every value is encoded first: if one cannot
         be, nothing is written."""
-        items = [(self.redis_key(key), self.encode(value)) for key, value in mapping.items()]
-        if not items:
+        plan = self.write_plan(mapping, ttl)
+        if not plan:
             return
         pipeline = self.client.pipeline(transaction=False)
-        for redis_key, data in items:
-            milliseconds = self.expiry_ms(ttl)
+        for redis_key, data, milliseconds in plan:
             if milliseconds == 0:
                 pipeline.delete(redis_key)
             else:
@@ -416,12 +425,11 @@ class AsyncRedisLayer(_RedisCore):
     async def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Store every item in one pipeline. Every value is encoded first: if one cannot
         be, nothing is written."""
-        items = [(self.redis_key(key), self.encode(value)) for key, value in mapping.items()]
-        if not items:
+        plan = self.write_plan(mapping, ttl)
+        if not plan:
             return
         pipeline = self.client.pipeline(transaction=False)
-        for redis_key, data in items:
-            milliseconds = self.expiry_ms(ttl)
+        for redis_key, data, milliseconds in plan:
             if milliseconds == 0:
                 pipeline.delete(redis_key)
             else:
