@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .latency import LatencyRecorder
 from .layering import (
-    CacheStats,
     LayerSlot,
-    build_stats,
+    ManagerBase,
     check_tags,
     checked_bulk_result,
     key_maker,
-    make_slots,
     note_read_error,
     note_write_error,
     now,
@@ -44,7 +40,7 @@ async def _call(slot: LayerSlot, method: str, *args: Any, **kwargs: Any) -> Any:
     return await result if slot.is_async else result
 
 
-class AsyncMultilayerCache:
+class AsyncMultilayerCache(ManagerBase):
     """A cache made of layers, fastest first, for asyncio code."""
 
     def __init__(
@@ -54,13 +50,7 @@ class AsyncMultilayerCache:
         *,
         record_latency: bool = False,
     ) -> None:
-        self._slots: list[LayerSlot] = make_slots(layers, policies, allow_async=True)
-        self.layers = [slot.layer for slot in self._slots]
-        self._record_latency = record_latency
-        self._flight = AsyncSingleFlight()
-        self._rng = random.Random()
-        self._loads = LatencyRecorder()
-        self._loader_calls = 0
+        super().__init__(layers, policies, record_latency, AsyncSingleFlight(), allow_async=True)
 
     # ------------------------------------------------------------------ reads
     async def get(self, key: Any, default: Any = None) -> Any:
@@ -179,8 +169,7 @@ class AsyncMultilayerCache:
                 )
             value = await result
         finally:
-            self._loads.record(now() - start)
-            self._loader_calls += 1
+            self._count_load(now() - start)
         await self._write_loaded({key: value}, ttl)
         return value
 
@@ -205,8 +194,7 @@ class AsyncMultilayerCache:
             try:
                 loaded = checked_bulk_result(await bulk_loader(missing), bulk_loader)
             finally:
-                self._loads.record(now() - start)
-                self._loader_calls += 1
+                self._count_load(now() - start)
             loaded = {key: loaded[key] for key in missing if key in loaded}
             if loaded:
                 await self._write_loaded(loaded, ttl)
@@ -249,21 +237,6 @@ class AsyncMultilayerCache:
         return decorate
 
     # ------------------------------------------------------------------ introspection
-    @property
-    def in_flight(self) -> int:
-        """Loads running now."""
-        return len(self._flight)
-
-    def stats(self) -> CacheStats:
-        """Every layer's stats, loader calls, coalesced waits and load latency percentiles."""
-        return build_stats(
-            self._slots,
-            self._loader_calls,
-            self._flight.coalesced,
-            self._loads,
-            self._record_latency,
-        )
-
     async def close(self) -> None:
         """Close the layers that hold connections."""
         for slot in self._slots:

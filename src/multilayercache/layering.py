@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -128,6 +129,47 @@ def checked_bulk_result(result: Any, loader: Callable[..., Any]) -> Mapping[Any,
             f"key -> value, got {type(result).__name__}"
         )
     return result
+
+
+class ManagerBase:
+    """State and IO-free behaviour shared by the sync and asyncio managers."""
+
+    def __init__(
+        self,
+        layers: Sequence[Any],
+        policies: Sequence[LayerPolicy | None] | None,
+        record_latency: bool,
+        flight: Any,
+        allow_async: bool,
+    ) -> None:
+        self._slots: list[LayerSlot] = make_slots(layers, policies, allow_async=allow_async)
+        self.layers = [slot.layer for slot in self._slots]
+        self._record_latency = record_latency
+        self._flight = flight
+        self._rng = random.Random()
+        self._loads = LatencyRecorder()
+        self._loader_calls = 0
+        self._count_lock = threading.Lock()
+
+    def _count_load(self, seconds: float) -> None:
+        self._loads.record(seconds)
+        with self._count_lock:
+            self._loader_calls += 1
+
+    @property
+    def in_flight(self) -> int:
+        """Loads running now (keys being loaded by ``get_or_load``)."""
+        return len(self._flight)
+
+    def stats(self) -> CacheStats:
+        """Every layer's stats, loader calls, coalesced waits and load latency percentiles."""
+        return build_stats(
+            self._slots,
+            self._loader_calls,
+            self._flight.coalesced,
+            self._loads,
+            self._record_latency,
+        )
 
 
 @dataclass(frozen=True)

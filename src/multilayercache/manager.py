@@ -19,21 +19,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-import random
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ._core import FrontDoor
-from .latency import LatencyRecorder
 from .layering import (
-    CacheStats,
-    LayerSlot,
-    build_stats,
+    ManagerBase,
     check_tags,
     checked_bulk_result,
     key_maker,
-    make_slots,
     note_read_error,
     note_write_error,
     now,
@@ -48,7 +42,7 @@ Loader = Callable[[Any], Any]
 BulkLoader = Callable[[list[Any]], Mapping[Any, Any]]
 
 
-class MultilayerCache:
+class MultilayerCache(ManagerBase):
     """A cache made of layers (``InMemoryLayer``, ``RedisLayer``, ...), fastest first."""
 
     def __init__(
@@ -58,20 +52,13 @@ class MultilayerCache:
         *,
         record_latency: bool = False,
     ) -> None:
-        self._slots: list[LayerSlot] = make_slots(layers, policies, allow_async=False)
-        self.layers = [slot.layer for slot in self._slots]
-        self._record_latency = record_latency
+        super().__init__(layers, policies, record_latency, SingleFlight(), allow_async=False)
         self._first = self._slots[0]
         self._first_get = self._first.layer.get if not record_latency else self._timed_first_get
         if not record_latency:
             # Reads are mostly L1 hits: answer them from compiled code, with the same
             # behaviour as ``get`` below (see _core/_frontdoor_py.py).
             self.get = FrontDoor(self._first_get, self._get_below, MISSING).get
-        self._flight = SingleFlight()
-        self._rng = random.Random()
-        self._loads = LatencyRecorder()
-        self._loader_calls = 0
-        self._count_lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
     def get(self, key: Any, default: Any = None) -> Any:
@@ -203,11 +190,6 @@ class MultilayerCache:
         self._write_loaded({key: value}, ttl)
         return value
 
-    def _count_load(self, seconds: float) -> None:
-        self._loads.record(seconds)
-        with self._count_lock:
-            self._loader_calls += 1
-
     def _write_loaded(self, mapping: Mapping[Any, Any], ttl: TTL | None) -> None:
         # A loaded value is returned even if caching it fails: log and count, do not raise.
         for slot in reversed(self._slots):
@@ -280,21 +262,6 @@ class MultilayerCache:
         return decorate
 
     # ------------------------------------------------------------------ introspection
-    @property
-    def in_flight(self) -> int:
-        """Loads running now (``get_or_load`` keys being loaded)."""
-        return len(self._flight)
-
-    def stats(self) -> CacheStats:
-        """Every layer's stats, loader calls, coalesced waits and load latency percentiles."""
-        return build_stats(
-            self._slots,
-            self._loader_calls,
-            self._flight.coalesced,
-            self._loads,
-            self._record_latency,
-        )
-
     def close(self) -> None:
         """Close the layers that hold connections."""
         for slot in self._slots:
