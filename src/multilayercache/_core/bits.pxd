@@ -4,15 +4,8 @@ from libc.stdint cimport uint64_t
 cdef extern from *:
     """
     #define MLC_GOLDEN64 0x9E3779B97F4A7C15ULL
-    #if defined(__GNUC__) || defined(__clang__)
-    #define MLC_PREFETCH(p) __builtin_prefetch((p), 1, 3)
-    #else
-    #define MLC_PREFETCH(p) ((void)(p))
-    #endif
     """
     uint64_t GOLDEN64 "MLC_GOLDEN64"
-    # Start loading a cache line we will write soon; a no-op where unsupported.
-    void prefetch "MLC_PREFETCH"(const void* address) nogil
 
 
 cdef inline uint64_t spread(uint64_t z) noexcept nogil:

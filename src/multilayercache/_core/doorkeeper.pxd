@@ -1,8 +1,6 @@
 cimport cython
 from libc.stdint cimport uint64_t
 
-from .bits cimport prefetch
-
 # Hot operations inline over the raw bit array (pointer and mask), compiled into the policy
 # that cimports this file and caches both.
 
@@ -38,8 +36,3 @@ cdef inline bint doorkeeper_add(uint64_t* words, uint64_t bit_mask, uint64_t key
     words[second >> 6] |= second_mask
     return present
 
-
-cdef inline void doorkeeper_prefetch(uint64_t* words, uint64_t bit_mask, uint64_t key_hash) noexcept:
-    cdef uint64_t high = key_hash >> 32, low = key_hash & 0xFFFFFFFFULL
-    prefetch(words + ((high & bit_mask) >> 6))
-    prefetch(words + (((high + low) & bit_mask) >> 6))

@@ -42,7 +42,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 from .bits cimport spread
 from .hotkeys cimport HotKeyTable
-from .policy cimport WTinyLfuPolicy, policy_prefetch
+from .policy cimport WTinyLfuPolicy
 from .timerwheel cimport TimerWheel
 
 from ..stats import LayerSnapshot, LayerStats
@@ -183,7 +183,6 @@ cdef class InMemoryLayer:
         cdef int64_t deadline
         if self._writer:  # another thread is inside a write: wait for it
             return self._get_locked(key, key_hash, default)
-        policy_prefetch(self._policy, key_hash)
         slot = self._find(key, key_hash, False)
         if slot == INTERRUPTED:
             return self._get_locked(key, key_hash, default)

@@ -1,9 +1,9 @@
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
-from .doorkeeper cimport Doorkeeper, doorkeeper_prefetch
+from .doorkeeper cimport Doorkeeper
 from .ghost cimport GhostTable
-from .sketch cimport CountMinSketch, sketch_prefetch
+from .sketch cimport CountMinSketch
 
 
 @cython.final
@@ -68,9 +68,3 @@ cdef class WTinyLfuPolicy:
     cdef void _push_most_recent(self, int32_t head, int32_t node) noexcept
     cdef void _unlink(self, int32_t node) noexcept
 
-
-cdef inline void policy_prefetch(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:
-    """Start loading the frequency counters ``record`` will touch, so that their memory
-    latency overlaps the layer's own lookup."""
-    doorkeeper_prefetch(policy._doorkeeper_words, policy._doorkeeper_mask, key_hash)
-    sketch_prefetch(policy._sketch_words, policy._sketch_mask, key_hash)

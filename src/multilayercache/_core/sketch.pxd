@@ -1,7 +1,7 @@
 cimport cython
 from libc.stdint cimport uint64_t
 
-from .bits cimport GOLDEN64, prefetch
+from .bits cimport GOLDEN64
 
 # The hot operations are inline functions over the raw table (pointer and mask) so that the
 # policy, which cimports this file and caches both, compiles them into its own code: no call,
@@ -60,6 +60,3 @@ cdef inline bint sketch_add(uint64_t* words, uint64_t block_mask, uint64_t key_h
     w3[0] += (<uint64_t>(v3 == smallest)) << s3
     return True
 
-
-cdef inline void sketch_prefetch(uint64_t* words, uint64_t block_mask, uint64_t key_hash) noexcept:
-    prefetch(words + (key_hash & block_mask) * 8)
