@@ -30,6 +30,7 @@ not declare itself free-threading safe; the pure twin uses a lock instead.
 
 import numpy as np
 
+cimport cython
 from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_SET_ITEM
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
@@ -106,6 +107,7 @@ cdef uint32_t MAX_HITS = 0xFFFFFFFF
 cdef double NS_PER_SECOND = 1e9
 
 
+@cython.final
 cdef class InMemoryLayer:
     """An in-process cache: W-TinyLFU admission, per-entry TTL, bounded by size or weight.
 
