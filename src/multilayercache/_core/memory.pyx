@@ -570,7 +570,7 @@ cdef class InMemoryLayer:
         cdef uint64_t mask = size - 1, bucket
         cdef Py_ssize_t slot
         for slot in range(self._slot_count):
-            if self._policy._region[slot] == NOT_CACHED:
+            if self._policy.slot_region(slot) == NOT_CACHED:
                 continue
             bucket = self._policy._hash[slot] & mask
             while index[bucket] != EMPTY:
@@ -704,7 +704,7 @@ cdef class InMemoryLayer:
     def _cached_slots(self):
         return [
             slot for slot in range(self._slot_count)
-            if self._policy._region[slot] != NOT_CACHED
+            if self._policy.slot_region(slot) != NOT_CACHED
         ]
 
 

@@ -31,10 +31,8 @@ cdef class WTinyLfuPolicy:
     cdef uint64_t* _doorkeeper_words
     cdef uint64_t _doorkeeper_mask
     cdef Py_ssize_t _slot_count
-    cdef int32_t[::1] _prev
-    cdef int32_t[::1] _next
-    cdef uint8_t[::1] _region
-    cdef uint8_t[::1] _readmit
+    cdef int32_t[::1] _nodes  # per node: prev, next, region, readmit
+    cdef Py_ssize_t _node_capacity
     cdef uint64_t[::1] _hash
     cdef int64_t[::1] _weight
     cdef int32_t[::1] _evicted
@@ -47,6 +45,7 @@ cdef class WTinyLfuPolicy:
     cdef Py_ssize_t update(self, Py_ssize_t slot, int64_t weight) except -1
     cdef void remove(self, Py_ssize_t slot) noexcept
     cdef int ensure_slots(self, Py_ssize_t slot_count) except -1
+    cdef uint8_t slot_region(self, Py_ssize_t slot) noexcept
 
     # private
     cdef int64_t _weight_of(self, Py_ssize_t slot) noexcept

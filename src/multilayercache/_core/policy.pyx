@@ -1,9 +1,10 @@
 """W-TinyLFU policy with a ghost-guided adaptive window (compiled twin of
 ``_policy_py.py``, which explains the algorithm and every choice).
 
-Memory layout: per-slot state lives in parallel numpy arrays (``int32`` links, ``uint8``
-region and readmit flag, ``uint64`` hash, ``int64`` weight only for weighted caches), and
-node ``3 + slot`` of the link arrays is the entry in ``slot``. Evicted slots are written to
+Memory layout: node ``n`` is four ``int32`` in one array (prev, next, region, readmit
+flag); nodes 0-2 are the list sentinels and node ``3 + slot`` the entry in ``slot``. A hit
+then reads and writes one 16-byte record per node it touches. The ``uint64`` hash and the
+``int64`` weight (weighted caches only) are separate arrays, read on admission only. Evicted slots are written to
 a reusable ``int32`` buffer; the layer reads ``_evicted[0 .. count)`` after each call.
 """
 
@@ -29,6 +30,13 @@ DEFAULT_SEED = 0x2545F4914F6CDD1D
 MAX_ENTRIES = (1 << 31) - 1
 
 cdef enum:
+    # Each node is NODE_FIELDS int32s, so a node's links and region share one cache line
+    # (and its neighbours' links are one line each).
+    NODE_FIELDS = 4
+    PREV = 0
+    NEXT = 1
+    REGION = 2
+    READMIT = 3
     C_WINDOW = 0
     C_PROBATION = 1
     C_PROTECTED = 2
@@ -65,10 +73,11 @@ cdef class WTinyLfuPolicy:
         self.entries = 0
         self.total_weight = 0
         self._slot_count = 0
-        self._prev = np.arange(C_HEADS, dtype=np.int32)
-        self._next = np.arange(C_HEADS, dtype=np.int32)
-        self._region = np.empty(0, dtype=np.uint8)
-        self._readmit = np.empty(0, dtype=np.uint8)
+        self._nodes = np.zeros(NODE_FIELDS * C_HEADS, dtype=np.int32)
+        for head in range(C_HEADS):  # empty lists: each sentinel points at itself
+            self._nodes[NODE_FIELDS * head + PREV] = head
+            self._nodes[NODE_FIELDS * head + NEXT] = head
+        self._node_capacity = 0
         self._hash = np.empty(0, dtype=np.uint64)
         self._weight = np.empty(0, dtype=np.int64) if weighted else None
         self._evicted = np.empty(16, dtype=np.int32)
@@ -86,25 +95,27 @@ cdef class WTinyLfuPolicy:
     @property
     def regions(self):
         """A copy of the per-slot region codes (0 window, 1 probation, 2 protected, 3 free)."""
-        return np.array(self._region[:self._slot_count], dtype=np.uint8)
+        nodes = np.asarray(self._nodes).reshape(-1, NODE_FIELDS)
+        return nodes[C_HEADS:C_HEADS + self._slot_count, REGION].astype(np.uint8)
 
     @property
     def links(self):
         """A copy of the (prev, next) link arrays, shape (2, 3 + slots)."""
         cdef Py_ssize_t nodes = C_HEADS + self._slot_count
-        return np.array([self._prev[:nodes], self._next[:nodes]], dtype=np.int32)
+        fields = np.asarray(self._nodes).reshape(-1, NODE_FIELDS)[:nodes]
+        return np.array([fields[:, PREV], fields[:, NEXT]], dtype=np.int32)
 
     def region_of(self, Py_ssize_t slot) -> int:
         """The slot's region code."""
-        return self._region[slot]
+        return self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION]
 
     def order(self, int region):
         """Slots of one region, least recent first (for tests and snapshots)."""
         slots = []
-        cdef int32_t node = self._next[region]
+        cdef int32_t node = self._nodes[NODE_FIELDS * (region) + NEXT]
         while node != region:
             slots.append(node - C_HEADS)
-            node = self._next[node]
+            node = self._nodes[NODE_FIELDS * (node) + NEXT]
         return slots
 
     # ------------------------------------------------------------------ frequency
@@ -153,17 +164,24 @@ cdef class WTinyLfuPolicy:
         if slot_count <= old:
             return 0
         self._slot_count = slot_count
-        if slot_count <= self._region.shape[0]:
+        if slot_count <= self._node_capacity:
             return 0
-        cdef Py_ssize_t capacity = max(slot_count, 2 * self._region.shape[0], 16)
-        self._region = _grown(self._region, old, capacity, C_NOT_CACHED)
-        self._readmit = _grown(self._readmit, old, capacity, 0)
+        cdef Py_ssize_t capacity = max(slot_count, 2 * self._node_capacity, 16)
+        nodes = np.zeros(NODE_FIELDS * (C_HEADS + capacity), dtype=np.int32)
+        nodes[:NODE_FIELDS * (C_HEADS + old)] = self._nodes[:NODE_FIELDS * (C_HEADS + old)]
+        fields = nodes.reshape(-1, NODE_FIELDS)
+        fields[C_HEADS + old:, PREV] = -1
+        fields[C_HEADS + old:, NEXT] = -1
+        fields[C_HEADS + old:, REGION] = C_NOT_CACHED
+        self._nodes = nodes
+        self._node_capacity = capacity
         self._hash = _grown(self._hash, old, capacity, 0)
         if self.weighted:
             self._weight = _grown(self._weight, old, capacity, 0)
-        self._prev = _grown(self._prev, C_HEADS + old, C_HEADS + capacity, -1)
-        self._next = _grown(self._next, C_HEADS + old, C_HEADS + capacity, -1)
         return 0
+
+    cdef uint8_t slot_region(self, Py_ssize_t slot) noexcept:
+        return <uint8_t>self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION]
 
     def grow(self, Py_ssize_t slot_count) -> None:
         """Make room for slots ``0 .. slot_count - 1``."""
@@ -173,9 +191,9 @@ cdef class WTinyLfuPolicy:
         return self._weight[slot] if self.weighted else 1
 
     cdef void hit(self, Py_ssize_t slot) noexcept:
-        cdef uint8_t region = self._region[slot]
+        cdef uint8_t region = self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION]
         if region == C_PROTECTED:
-            if self._prev[C_PROTECTED] != C_HEADS + slot:
+            if self._nodes[NODE_FIELDS * (C_PROTECTED) + PREV] != C_HEADS + slot:
                 self._relink(slot, C_PROTECTED)
             return
         self._relink(slot, C_PROBATION if region == C_WINDOW else C_PROTECTED)
@@ -184,7 +202,7 @@ cdef class WTinyLfuPolicy:
     cdef Py_ssize_t insert(self, Py_ssize_t slot, uint64_t key_hash, int64_t weight) except -1:
         self._ensure_sized(self.entries + 1)
         self._learn_from_ghost(slot, key_hash)
-        self._region[slot] = C_WINDOW
+        self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION] = C_WINDOW
         self._hash[slot] = key_hash
         if self.weighted:
             self._weight[slot] = weight
@@ -201,7 +219,7 @@ cdef class WTinyLfuPolicy:
         if self.weighted:
             delta = weight - self._weight[slot]
             self._weight[slot] = weight
-            self._region_weights[self._region[slot]] += delta
+            self._region_weights[self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION]] += delta
             self.total_weight += delta
         return self._balance()
 
@@ -245,7 +263,7 @@ cdef class WTinyLfuPolicy:
         cdef int region = self.ghosts.pop(key_hash, &age)
         cdef Py_ssize_t horizon = max(1, self._entry_capacity() // 2)
         cdef bint recent = region != 0 and age < horizon
-        self._readmit[slot] = 1 if recent and region == GHOST_WINDOW else 0
+        self._nodes[NODE_FIELDS * (C_HEADS + slot) + READMIT] = 1 if recent and region == GHOST_WINDOW else 0
         if not recent:
             return
         if region == GHOST_WINDOW:
@@ -271,7 +289,7 @@ cdef class WTinyLfuPolicy:
         cdef Py_ssize_t candidate, victim
         self._evicted_count = 0
         while self._region_weights[C_WINDOW] > self.window_max:
-            candidate = self._next[C_WINDOW] - C_HEADS
+            candidate = self._nodes[NODE_FIELDS * (C_WINDOW) + NEXT] - C_HEADS
             if self._make_room_in_main(candidate):
                 self._relink(candidate, C_PROBATION)
             else:
@@ -282,7 +300,7 @@ cdef class WTinyLfuPolicy:
             if victim >= 0:
                 self._evict(victim, GHOST_MAIN)
             else:
-                self._evict(self._next[C_WINDOW] - C_HEADS, GHOST_WINDOW)
+                self._evict(self._nodes[NODE_FIELDS * (C_WINDOW) + NEXT] - C_HEADS, GHOST_WINDOW)
         self._demote_protected_overflow()
         return self._evicted_count
 
@@ -296,16 +314,16 @@ cdef class WTinyLfuPolicy:
         return True
 
     cdef Py_ssize_t _main_victim(self) noexcept:
-        cdef int32_t node = self._next[C_PROBATION]
+        cdef int32_t node = self._nodes[NODE_FIELDS * (C_PROBATION) + NEXT]
         if node != C_PROBATION:
             return node - C_HEADS
-        node = self._next[C_PROTECTED]
+        node = self._nodes[NODE_FIELDS * (C_PROTECTED) + NEXT]
         if node != C_PROTECTED:
             return node - C_HEADS
         return -1
 
     cdef bint _prefer_candidate(self, Py_ssize_t candidate, Py_ssize_t victim) noexcept:
-        if self._readmit[candidate]:
+        if self._nodes[NODE_FIELDS * (C_HEADS + candidate) + READMIT]:
             return True
         cdef int candidate_frequency = self.freq(self._hash[candidate])
         if candidate_frequency > self.freq(self._hash[victim]):
@@ -329,27 +347,27 @@ cdef class WTinyLfuPolicy:
 
     cdef void _forget(self, Py_ssize_t slot) noexcept:
         cdef int64_t weight = self._weight_of(slot)
-        self._region_weights[self._region[slot]] -= weight
+        self._region_weights[self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION]] -= weight
         self.total_weight -= weight
         self.entries -= 1
-        self._region[slot] = C_NOT_CACHED
-        self._readmit[slot] = 0
+        self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION] = C_NOT_CACHED
+        self._nodes[NODE_FIELDS * (C_HEADS + slot) + READMIT] = 0
         if self.weighted:
             self._weight[slot] = 0
 
     cdef void _demote_protected_overflow(self) noexcept:
         while self._region_weights[C_PROTECTED] > self.protected_max:
-            self._relink(self._next[C_PROTECTED] - C_HEADS, C_PROBATION)
+            self._relink(self._nodes[NODE_FIELDS * (C_PROTECTED) + NEXT] - C_HEADS, C_PROBATION)
 
     cdef void _relink(self, Py_ssize_t slot, uint8_t region) noexcept:
         cdef int32_t node = <int32_t>(C_HEADS + slot)
         cdef int64_t weight
         self._unlink(node)
-        if self._region[slot] != region:
+        if self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION] != region:
             weight = self._weight_of(slot)
-            self._region_weights[self._region[slot]] -= weight
+            self._region_weights[self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION]] -= weight
             self._region_weights[region] += weight
-            self._region[slot] = region
+            self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION] = region
         self._push_most_recent(region, node)
 
     cdef uint64_t _next_random(self) noexcept:
@@ -362,16 +380,16 @@ cdef class WTinyLfuPolicy:
 
     # ------------------------------------------------------------------ lists
     cdef void _push_most_recent(self, int32_t head, int32_t node) noexcept:
-        cdef int32_t last = self._prev[head]
-        self._prev[node] = last
-        self._next[node] = head
-        self._next[last] = node
-        self._prev[head] = node
+        cdef int32_t last = self._nodes[NODE_FIELDS * (head) + PREV]
+        self._nodes[NODE_FIELDS * (node) + PREV] = last
+        self._nodes[NODE_FIELDS * (node) + NEXT] = head
+        self._nodes[NODE_FIELDS * (last) + NEXT] = node
+        self._nodes[NODE_FIELDS * (head) + PREV] = node
 
     cdef void _unlink(self, int32_t node) noexcept:
-        cdef int32_t before = self._prev[node], after = self._next[node]
-        self._next[before] = after
-        self._prev[after] = before
+        cdef int32_t before = self._nodes[NODE_FIELDS * (node) + PREV], after = self._nodes[NODE_FIELDS * (node) + NEXT]
+        self._nodes[NODE_FIELDS * (before) + NEXT] = after
+        self._nodes[NODE_FIELDS * (after) + PREV] = before
 
 
 def _grown(view, Py_ssize_t used, Py_ssize_t capacity, fill):
