@@ -11,9 +11,11 @@ import pytest
 import redis
 import redis.asyncio
 import redis.cluster
+from redis.cache import CacheConfig
 
 from multilayercache import (
     AsyncRedisLayer,
+    LayerError,
     LayerUnavailableError,
     RedisLayer,
     SerializationError,
@@ -100,6 +102,48 @@ def test_get_many_is_one_round_trip(layer, raw_redis) -> None:
     assert command_calls(raw_redis, "mget") == mget_before + 1
     assert command_calls(raw_redis, "get") == get_before
     assert layer.get_many([]) == {}
+    stats = layer.stats()  # every key read counts, a repeated one too
+    assert (stats.hits, stats.misses) == (101, 1)
+
+
+def test_reads_recover_from_killed_connections(make_layer, redis_url, prefix, raw_redis):
+    # Reads drive pooled connections themselves: a connection the server dropped must be
+    # disconnected and given back, never leaked (two connections at most here) or reused.
+    layer = make_layer(redis_url, prefix=prefix, max_connections=2)
+    items = {f"k{i}": i for i in range(50)}
+    layer.set_many(items)
+    for _ in range(10):
+        raw_redis.client_kill_filter(_type="normal", skipme=True)
+        try:
+            layer.get_many(items)
+        except LayerError:
+            pass  # the dropped connection may surface once, if redis-py does not retry
+        assert layer.get_many(items) == items
+        raw_redis.client_kill_filter(_type="normal", skipme=True)
+        try:
+            layer.get("k1")
+        except LayerError:
+            pass
+        assert layer.get("k1") == 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"single_connection_client": True}, {"protocol": 3, "cache_config": CacheConfig()}],
+    ids=["single connection", "client-side cache"],
+)
+def test_reads_through_any_client_setup(make_layer, redis_url, prefix, raw_redis, options):
+    layer = make_layer(client=redis.Redis.from_url(redis_url, **options), prefix=prefix)
+    try:
+        layer.set_many({"a": 1, "b": 2})
+    except LayerError as error:
+        if "client-side caching is supported by" in str(error):  # valkey, or Redis < 7.4
+            pytest.skip(str(error))
+        raise
+    assert layer.get_many(["a", "b", "c"]) == {"a": 1, "b": 2}
+    raw_redis.set(f"{prefix}a", layer.encode(5))  # another instance writes
+    assert layer.get_many(["a", "b"]) == {"a": 5, "b": 2}
+    assert layer.get("a") == 5 and layer.get("c", "none") == "none"
 
 
 def test_forged_pickle_is_refused(make_layer, redis_url, prefix, raw_redis, tmp_path) -> None:
@@ -194,6 +238,44 @@ async def test_async_layer(redis_url, prefix, raw_redis) -> None:
     with pytest.raises(SerializationError):
         await layer.set("k2", object())
     assert await layer.get("k2") == 2
+    await layer.close()
+
+
+async def test_async_get_many_survives_cancellation_and_a_killed_connection(
+    redis_url, prefix, raw_redis
+) -> None:
+    # get_many drives pooled connections itself: a task cancelled between sending MGET and
+    # reading the reply must not leave that reply on a connection for the next reader.
+    layer = AsyncRedisLayer(redis_url, prefix=prefix, max_connections=4)
+    evens = {f"a{i}": i for i in range(50)}
+    odds = {f"b{i}": -i for i in range(50)}
+    await layer.set_many(evens | odds)
+
+    async def read(items: dict) -> None:
+        assert await layer.get_many(items) == items
+
+    for round_ in range(30):
+        tasks = [asyncio.create_task(read(odds if i % 2 else evens)) for i in range(8)]
+        await asyncio.sleep(0.0001 * round_)
+        for task in tasks[::2]:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            assert outcome is None or isinstance(outcome, asyncio.CancelledError), outcome
+    raw_redis.client_kill_filter(_type="normal", skipme=True)
+    try:
+        await read(evens)
+    except LayerError:
+        pass  # the dropped connection may surface once: redis-py's asyncio client does not retry
+    await read(evens)
+    await read(odds)
+    await layer.close()
+
+
+async def test_async_get_many_with_a_single_connection_client(redis_url, prefix) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url, single_connection_client=True)
+    layer = AsyncRedisLayer(client=client, prefix=prefix)
+    await layer.set_many({"a": 1, "b": 2})
+    assert await layer.get_many(["a", "b", "c"]) == {"a": 1, "b": 2}
     await layer.close()
 
 
