@@ -46,6 +46,8 @@ log = logging.getLogger("multilayercache")
 class _RedisCore:
     """IO-free state and logic shared by both Redis layers."""
 
+    client: Any  # set by each layer: a sync or an asyncio redis-py client
+
     def __init__(
         self,
         prefix: str,
@@ -172,15 +174,22 @@ class _RedisCore:
                 self.redis_key(key)
             raise
 
-    def write_plan(
-        self, mapping: Mapping[Any, Any], ttl: TTL | None
-    ) -> list[tuple[bytes, bytes, int | None]]:
-        """``(redis key, data, milliseconds)`` for each item, every value encoded before any
-        IO (so one that cannot be encoded writes nothing); 0 milliseconds means delete."""
-        return [
+    def write_pipeline(self, mapping: Mapping[Any, Any], ttl: TTL | None) -> Any:
+        """A pipeline, not yet run, that stores every item (``None`` if there is none).
+        Every value is encoded before any IO, so one that cannot be encoded writes nothing."""
+        plan = [
             (self.redis_key(key), self.encode(value), self.expiry_ms(ttl))
             for key, value in mapping.items()
         ]
+        if not plan:
+            return None
+        pipeline = self.client.pipeline(transaction=False)
+        for redis_key, data, milliseconds in plan:
+            if milliseconds == 0:  # a TTL of 0: expired already
+                pipeline.delete(redis_key)
+            else:
+                pipeline.set(redis_key, data, px=milliseconds)
+        return pipeline
 
     def failure(self, operation: str, error: RedisError) -> LayerError:
         self.count(errors=1)
@@ -332,15 +341,9 @@ class RedisLayer(_RedisCore):
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Store every item in one pipeline. Every value is encoded first: if one cannot
         be, nothing is written."""
-        plan = self.write_plan(mapping, ttl)
-        if not plan:
+        pipeline = self.write_pipeline(mapping, ttl)
+        if pipeline is None:
             return
-        pipeline = self.client.pipeline(transaction=False)
-        for redis_key, data, milliseconds in plan:
-            if milliseconds == 0:
-                pipeline.delete(redis_key)
-            else:
-                pipeline.set(redis_key, data, px=milliseconds)
         try:
             pipeline.execute()
         except RedisError as error:
@@ -491,15 +494,9 @@ class AsyncRedisLayer(_RedisCore):
     async def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Store every item in one pipeline. Every value is encoded first: if one cannot
         be, nothing is written."""
-        plan = self.write_plan(mapping, ttl)
-        if not plan:
+        pipeline = self.write_pipeline(mapping, ttl)
+        if pipeline is None:
             return
-        pipeline = self.client.pipeline(transaction=False)
-        for redis_key, data, milliseconds in plan:
-            if milliseconds == 0:
-                pipeline.delete(redis_key)
-            else:
-                pipeline.set(redis_key, data, px=milliseconds)
         try:
             await self._run(pipeline.execute)
         except RedisError as error:
