@@ -236,14 +236,10 @@ cdef class InMemoryLayer:
         """Whether a live entry exists (does not count as an access)."""
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
-        cdef int64_t deadline
         self._lock_for_write()
         try:
             slot = self._find(key, key_hash, True)
-            if slot < 0:
-                return False
-            deadline = self._wheel.deadline_of(slot)
-            return deadline == NEVER or not self._has_passed(deadline)
+            return slot >= 0 and not self._is_expired(slot)
         finally:
             self._unlock()
 
@@ -322,15 +318,13 @@ cdef class InMemoryLayer:
         """Remove the entry; True if a live one was there."""
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
-        cdef int64_t deadline
         cdef bint live
         self._lock_for_write()
         try:
             slot = self._find(key, key_hash, True)
             if slot < 0:
                 return False
-            deadline = self._wheel.deadline_of(slot)
-            live = deadline == NEVER or not self._has_passed(deadline)
+            live = not self._is_expired(slot)
             if not live:
                 self._expirations += 1
             self._remove(slot)
@@ -498,6 +492,10 @@ cdef class InMemoryLayer:
             return <int64_t>(<double>self._clock() * NS_PER_SECOND)
         return mlc_monotonic_ns()
 
+    cdef bint _is_expired(self, Py_ssize_t slot) except -1:
+        cdef int64_t deadline = self._wheel.deadline_of(slot)
+        return deadline != NEVER and self._has_passed(deadline)
+
     cdef bint _has_passed(self, int64_t deadline) except -1:
         if self._clock is not None:
             return deadline <= self._now_ns()
@@ -622,8 +620,7 @@ cdef class InMemoryLayer:
 
     cdef bint _expire_if_due(self, Py_ssize_t slot) except -1:
         """Remove the entry if its deadline has passed."""
-        cdef int64_t deadline = self._wheel.deadline_of(slot)
-        if deadline == NEVER or not self._has_passed(deadline):
+        if not self._is_expired(slot):
             return False
         self._remove(slot)
         self._expirations += 1
