@@ -343,10 +343,7 @@ cdef class InMemoryLayer:
         self._lock_for_write()
         try:
             slot = self._find(key, key_hash, True)
-            if slot < 0:
-                return False
-            deadline = self._wheel.deadline_of(slot)
-            if deadline != NEVER and deadline <= now_ns:
+            if slot < 0 or self._is_expired(slot, now_ns):
                 return False
             deadline = NEVER if seconds == INFINITY else _deadline_after(now_ns, seconds)
             if deadline <= now_ns:
@@ -382,13 +379,11 @@ cdef class InMemoryLayer:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         cdef int64_t now_ns = self._now_ns()
-        cdef int64_t deadline
         self._lock_for_write()
         try:
             ranked = []
             for slot in self._cached_slots():
-                deadline = self._wheel.deadline_of(slot)
-                if deadline != NEVER and deadline <= now_ns:
+                if self._is_expired(slot, now_ns):
                     continue
                 ranked.append((self._entries[2 * slot], self._policy.freq(self._policy._hash[slot])))
         finally:
@@ -492,9 +487,12 @@ cdef class InMemoryLayer:
             return <int64_t>(<double>self._clock() * NS_PER_SECOND)
         return mlc_monotonic_ns()
 
-    cdef bint _is_expired(self, Py_ssize_t slot) except -1:
+    cdef bint _is_expired(self, Py_ssize_t slot, int64_t now_ns=-1) except -1:
+        """Whether the entry's deadline has passed (by ``now_ns`` if given)."""
         cdef int64_t deadline = self._wheel.deadline_of(slot)
-        return deadline != NEVER and self._has_passed(deadline)
+        if deadline == NEVER:
+            return False
+        return self._has_passed(deadline) if now_ns < 0 else deadline <= now_ns
 
     cdef bint _has_passed(self, int64_t deadline) except -1:
         if self._clock is not None:
