@@ -2,64 +2,49 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from multilayercache import _core
-from multilayercache._core import (
-    _doorkeeper_py,
-    _ghost_py,
-    _hotkeys_py,
-    _memory_py,
-    _policy_py,
-    _sketch_py,
-    _timerwheel_py,
-)
 
 TRACES = Path(
     os.environ.get("MULTILAYERCACHE_TRACES", Path(__file__).parents[2] / "shared" / "traces")
 )
 
-PURE = SimpleNamespace(
-    name="pure",
-    CountMinSketch=_sketch_py.CountMinSketch,
-    Doorkeeper=_doorkeeper_py.Doorkeeper,
-    GhostTable=_ghost_py.GhostTable,
-    HotKeyTable=_hotkeys_py.HotKeyTable,
-    TimerWheel=_timerwheel_py.TimerWheel,
-    WTinyLfuPolicy=_policy_py.WTinyLfuPolicy,
-    InMemoryLayer=_memory_py.InMemoryLayer,
-)
+# Each twinned class and its module: ``_core.<module>`` compiled, ``_core._<module>_py`` pure.
+TWINNED = {
+    "CountMinSketch": "sketch",
+    "Doorkeeper": "doorkeeper",
+    "GhostTable": "ghost",
+    "HotKeyTable": "hotkeys",
+    "TimerWheel": "timerwheel",
+    "WTinyLfuPolicy": "policy",
+    "InMemoryLayer": "memory",
+}
+
+
+def twins(name: str, module_name: Callable[[str], str]) -> SimpleNamespace:
+    """One implementation of every twinned class (ImportError if not built)."""
+    classes = {
+        cls: getattr(importlib.import_module(f"multilayercache._core.{module_name(module)}"), cls)
+        for cls, module in TWINNED.items()
+    }
+    return SimpleNamespace(name=name, **classes)
 
 
 def compiled_twins() -> SimpleNamespace | None:
     try:
-        from multilayercache._core import (
-            doorkeeper,
-            ghost,
-            hotkeys,
-            memory,
-            policy,
-            sketch,
-            timerwheel,
-        )
+        return twins("compiled", lambda module: module)
     except ImportError:
         return None
-    return SimpleNamespace(
-        name="compiled",
-        CountMinSketch=sketch.CountMinSketch,
-        Doorkeeper=doorkeeper.Doorkeeper,
-        GhostTable=ghost.GhostTable,
-        HotKeyTable=hotkeys.HotKeyTable,
-        TimerWheel=timerwheel.TimerWheel,
-        WTinyLfuPolicy=policy.WTinyLfuPolicy,
-        InMemoryLayer=memory.InMemoryLayer,
-    )
 
 
+PURE = twins("pure", lambda module: f"_{module}_py")
 COMPILED = compiled_twins()
 IMPLEMENTATIONS = [PURE] + ([COMPILED] if COMPILED else [])
 requires_compiled = pytest.mark.skipif(COMPILED is None, reason="the extension is not built")
