@@ -19,8 +19,8 @@ from .layering import (
     LayerSlot,
     ManagerBase,
     check_tags,
-    checked_bulk_result,
     key_maker,
+    loaded_for,
     note_read_error,
     note_write_error,
     now,
@@ -84,18 +84,23 @@ class AsyncMultilayerCache(ManagerBase):
         """The keys found in any layer, as a dict (one batch call per layer)."""
         wanted = unique(keys)
         found: dict[Any, Any] = {}
+        remaining = wanted
         for depth, slot in enumerate(self._slots):
-            remaining = [key for key in wanted if key not in found]
-            if not remaining:
-                break
             try:
                 hits = await _call(slot, "get_many", remaining)
             except LayerError as error:
                 note_read_error(slot, remaining, error)
                 continue
-            if hits and depth:
+            if not hits:
+                continue
+            if depth:
                 await self._promote_many(hits, depth)
+            if not found and len(hits) == len(wanted):
+                return hits  # one layer had everything (in the order asked)
             found.update(hits)
+            remaining = [key for key in remaining if key not in hits]
+            if not remaining:
+                break
         return {key: found[key] for key in wanted if key in found}
 
     async def _promote_many(self, hits: dict[Any, Any], depth: int) -> None:
@@ -192,10 +197,9 @@ class AsyncMultilayerCache(ManagerBase):
         if missing:
             start = now()
             try:
-                loaded = checked_bulk_result(await bulk_loader(missing), bulk_loader)
+                loaded = loaded_for(missing, await bulk_loader(missing), bulk_loader)
             finally:
                 self._count_load(now() - start)
-            loaded = {key: loaded[key] for key in missing if key in loaded}
             if loaded:
                 await self._write_loaded(loaded, ttl)
             found.update(loaded)

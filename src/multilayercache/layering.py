@@ -122,13 +122,15 @@ def promotable(slot: LayerSlot, hits: Mapping[Any, Any]) -> dict[Any, Any]:
     return {key: value for key, value in hits.items() if accepts(key, slot.layer)}
 
 
-def checked_bulk_result(result: Any, loader: Callable[..., Any]) -> Mapping[Any, Any]:
+def loaded_for(missing: list[Any], result: Any, loader: Callable[..., Any]) -> dict[Any, Any]:
+    """What a bulk loader returned for the ``missing`` keys (keys it was not asked for are
+    ignored; keys it left out stay missing)."""
     if not isinstance(result, Mapping):
         raise TypeError(
             f"bulk loader {getattr(loader, '__qualname__', loader)!r} must return a mapping of "
             f"key -> value, got {type(result).__name__}"
         )
-    return result
+    return {key: result[key] for key in missing if key in result}
 
 
 class ManagerBase:

@@ -26,8 +26,8 @@ from ._core import FrontDoor
 from .layering import (
     ManagerBase,
     check_tags,
-    checked_bulk_result,
     key_maker,
+    loaded_for,
     note_read_error,
     note_write_error,
     now,
@@ -214,10 +214,9 @@ class MultilayerCache(ManagerBase):
         if missing:
             start = now()
             try:
-                loaded = checked_bulk_result(bulk_loader(missing), bulk_loader)
+                loaded = loaded_for(missing, bulk_loader(missing), bulk_loader)
             finally:
                 self._count_load(now() - start)
-            loaded = {key: loaded[key] for key in missing if key in loaded}
             if loaded:
                 self._write_loaded(loaded, ttl)
             found.update(loaded)
