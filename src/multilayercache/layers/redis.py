@@ -263,10 +263,7 @@ class RedisLayer(_RedisCore):
         """The stored value, or ``default`` on a miss (or an untrusted value)."""
         redis_key = self.redis_key(key)
         try:
-            if self.is_cluster:
-                data = self.client.get(redis_key)
-            else:
-                data = self._execute("GET", redis_key)
+            data = self._execute("GET", redis_key)
         except RedisError as error:
             raise self.failure("GET", error) from error
         return self.found(key, data, default)
@@ -316,10 +313,11 @@ class RedisLayer(_RedisCore):
         which walks every argument in Python before packing: ~10% of a GET and ~20% of a
         100-key MGET. Connection handling keeps redis-py's contract (the connection's retry
         policy, disconnect on failure, release to the pool). Clients this does not fit
-        (one dedicated connection, client-side caching) run the command themselves.
+        (a cluster, one dedicated connection, client-side caching) run the command
+        themselves.
         """
         client = self.client
-        if client.connection is not None:  # single_connection_client=True
+        if self.is_cluster or client.connection is not None:  # set by single_connection_client
             return client.execute_command(*args)
         command = [pack_command(args)]
         pool = client.connection_pool
@@ -411,9 +409,7 @@ class AsyncRedisLayer(_RedisCore):
         """The stored value, or ``default`` on a miss (or an untrusted value)."""
         redis_key = self.redis_key(key)
         try:
-            if self.is_cluster:
-                data = await self.client.get(redis_key)
-            elif self._gate is None:
+            if self._gate is None:
                 data = await self._execute("GET", redis_key)
             else:
                 async with self._gate:
@@ -471,7 +467,7 @@ class AsyncRedisLayer(_RedisCore):
         """Run one read command on a pooled connection, packed by hiredis at once (see
         ``RedisLayer._execute``)."""
         client = self.client
-        if client.single_connection_client:
+        if self.is_cluster or client.single_connection_client:
             return await client.execute_command(*args)
         command = [pack_command(args)]
         pool = client.connection_pool
