@@ -299,6 +299,7 @@ async def test_async_verify_and_cluster(redis_cluster, prefix) -> None:
     items = {f"user:{i}": i for i in range(200)}
     await layer.set_many(items)
     assert await layer.get_many(list(items)) == items
+    assert await layer.get("user:7") == 7 and await layer.get("absent") is None
     await layer.close()
     with pytest.raises(TypeError, match="use RedisLayer"):
         AsyncRedisLayer(client=redis.Redis())
