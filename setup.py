@@ -1,4 +1,5 @@
-"""Builds the compiled policy core: every ``src/multilayercache/_core/*.pyx``.
+"""Builds the compiled modules: every ``.pyx`` under ``src/multilayercache`` (the policy core
+in ``_core/``, the in-memory layer, the manager's fast path).
 
 Compiler directives are set once, here. ``MULTILAYERCACHE_CYTHON_DEBUG=1`` turns bounds and
 wrap-around checks back on for debugging a crash in the core.
@@ -25,15 +26,17 @@ DIRECTIVES = {
     "embedsignature": True,
 }
 
+SOURCE = Path("src")
+
 extensions = [
     Extension(
-        f"multilayercache._core.{pyx.stem}",
+        ".".join(pyx.relative_to(SOURCE).with_suffix("").parts),
         [str(pyx)],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"] if not DEBUG else ["-O0", "-g"],
     )
-    for pyx in sorted(Path("src/multilayercache/_core").glob("*.pyx"))
+    for pyx in sorted((SOURCE / "multilayercache").rglob("*.pyx"))
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES))

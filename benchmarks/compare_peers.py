@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from multilayercache import _core
-from multilayercache.benchmarking import (
+from multilayercache.tools.benchmarking import (
     REFERENCE_HIT_RATIOS,
     CacheUnderTest,
     hit_latency_table,
     installed,
 )
-from multilayercache.simulation import load_trace
+from multilayercache.tools.simulation import load_trace
 
 ROWS = list(REFERENCE_HIT_RATIOS)
 PEERS = ("multilayercache", "cachebox LRU", "cachetools LRU", "lru-dict", "theine", "moka-py")
@@ -97,7 +97,7 @@ def zipf_mix_table(quick: bool) -> str:
 # ----------------------------------------------------------------------------- 3. memory
 MEMORY_PROBE = r"""
 import gc, json
-from multilayercache.benchmarking import CACHES
+from multilayercache.tools.benchmarking import CACHES
 ENTRIES = 500_000
 keys = {keys}
 value = object()

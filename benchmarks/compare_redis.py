@@ -36,8 +36,8 @@ from multilayercache import (
     MultilayerCache,
     RedisLayer,
 )
-from multilayercache.benchmarking import zipf_indices
-from multilayercache.servers import RedisServer
+from multilayercache.tools.benchmarking import zipf_indices
+from multilayercache.tools.servers import RedisServer
 
 VALUES = {
     "record": {"id": 1, "name": "product", "price": 9.99, "tags": ["a", "b"]},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from multilayercache import InMemoryLayer
-from multilayercache.benchmarking import zipf_indices
+from multilayercache.tools.benchmarking import zipf_indices
 
 ENTRIES = 10_000
 BATCH = 1_000

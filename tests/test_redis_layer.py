@@ -21,7 +21,7 @@ from multilayercache import (
     SerializationError,
     SignedPickleSerializer,
 )
-from multilayercache.servers import free_port
+from multilayercache.tools.servers import free_port
 
 from conftest import command_calls
 

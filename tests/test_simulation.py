@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from multilayercache.simulation import belady_hits, load_trace, lru_hits, next_uses, replay
+from multilayercache.tools.simulation import belady_hits, load_trace, lru_hits, next_uses, replay
 
 from conftest import trace_path
 

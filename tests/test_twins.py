@@ -268,7 +268,7 @@ def run_layer_ops(pure, compiled, clocks, ops) -> None:
 
 @pytest.mark.parametrize("name,sizes", [("gli", [500, 1000, 1500]), ("corda-vault", [10, 25, 50])])
 def test_same_hits_on_traces(name, sizes) -> None:
-    from multilayercache.simulation import load_trace, replay
+    from multilayercache.tools.simulation import load_trace, replay
 
     from conftest import trace_path
 

@@ -7,20 +7,21 @@ coordinated by a manager::
     cache = MultilayerCache([InMemoryLayer(max_size=10_000), RedisLayer(url, prefix="app:")])
 """
 
-from .aio import AsyncMultilayerCache
-from .latency import Percentiles
-from .layering import CacheStats
-from .layers.base import MISSING, LayerError, LayerPolicy, LayerUnavailableError
-from .layers.memory import InMemoryLayer
-from .layers.redis import AsyncRedisLayer, RedisLayer
-from .manager import MultilayerCache
-from .serializers import (
-    MsgpackSerializer,
+from .aio.cache import AsyncMultilayerCache
+from .core.errors import (
+    LayerError,
+    LayerUnavailableError,
     SerializationError,
-    SignedPickleSerializer,
     UntrustedDataError,
 )
-from .stats import HotKey, LayerSnapshot, LayerStats
+from .core.latency import Percentiles
+from .core.missing import MISSING
+from .core.options import LayerPolicy
+from .core.stats import CacheStats, HotKey, LayerSnapshot, LayerStats
+from .layers.memory import InMemoryLayer
+from .layers.redis import AsyncRedisLayer, RedisLayer
+from .serializers import MsgpackSerializer, SignedPickleSerializer
+from .sync.cache import MultilayerCache
 
 __all__ = [
     "MISSING",

@@ -1,5 +1,5 @@
-"""``python -m multilayercache``: see ``multilayercache.cli``."""
+"""``python -m multilayercache ...``: see ``multilayercache.tools.cli``."""
 
-from .cli import main
+from .tools.cli import main
 
 raise SystemExit(main())

@@ -4,24 +4,13 @@
 without it the compiled modules are used whenever they were built.
 """
 
-import os
-
-NO_EXTENSIONS = os.environ.get("MULTILAYERCACHE_NO_EXTENSIONS", "") not in ("", "0")
+from .._build import NO_EXTENSIONS
 
 if NO_EXTENSIONS:
     COMPILED = False
 else:
     try:
-        from . import (  # noqa: F401
-            doorkeeper,
-            frontdoor,
-            ghost,
-            hotkeys,
-            memory,
-            policy,
-            sketch,
-            timerwheel,
-        )
+        from . import doorkeeper, ghost, hotkeys, policy, sketch, timerwheel  # noqa: F401
 
         COMPILED = True
     except ImportError:  # not built (a source checkout without build_ext): use the twins
@@ -29,19 +18,15 @@ else:
 
 if COMPILED:
     from .doorkeeper import Doorkeeper
-    from .frontdoor import FrontDoor
     from .ghost import GhostTable
     from .hotkeys import HotKeyTable
-    from .memory import InMemoryLayer
     from .policy import WTinyLfuPolicy
     from .sketch import CountMinSketch
     from .timerwheel import TimerWheel
 else:
     from ._doorkeeper_py import Doorkeeper
-    from ._frontdoor_py import FrontDoor
     from ._ghost_py import GhostTable
     from ._hotkeys_py import HotKeyTable
-    from ._memory_py import InMemoryLayer
     from ._policy_py import WTinyLfuPolicy
     from ._sketch_py import CountMinSketch
     from ._timerwheel_py import TimerWheel
@@ -50,10 +35,8 @@ __all__ = [
     "COMPILED",
     "CountMinSketch",
     "Doorkeeper",
-    "FrontDoor",
     "GhostTable",
     "HotKeyTable",
-    "InMemoryLayer",
     "TimerWheel",
     "WTinyLfuPolicy",
 ]

@@ -43,6 +43,7 @@ class TimerWheel:
         self._prev = list(range(BUCKET_COUNT))
         self._next = list(range(BUCKET_COUNT))
         self.scheduled = 0
+        self.expired: list[int] = []  # the slots that the last ``advance`` expired
         self.grow(slot_count)
 
     @property
@@ -94,11 +95,12 @@ class TimerWheel:
         self.deadlines[slot] = NO_DEADLINE
         self.scheduled -= 1
 
-    def advance(self, now_ns: int) -> list[int]:
-        """Move the clock to ``now_ns``; return the slots that expired (now descheduled)."""
-        expired: list[int] = []
+    def advance(self, now_ns: int) -> int:
+        """Move the clock to ``now_ns``; return how many slots expired (now descheduled):
+        they are ``expired``."""
+        self.expired = expired = []
         if now_ns < self.now_ns:
-            return expired
+            return 0
         previous_ns = self.now_ns
         self.now_ns = now_ns
         for level, shift in enumerate(LEVEL_SHIFTS):
@@ -110,7 +112,7 @@ class TimerWheel:
             sweep = min(current_tick - previous_tick + 1, buckets)
             for tick in range(previous_tick, previous_tick + sweep):
                 self._sweep(LEVEL_OFFSETS[level] + (tick & (buckets - 1)), expired)
-        return expired
+        return len(expired)
 
     def _sweep(self, bucket: int, expired: list[int]) -> None:
         # Detach the whole list first: entries rescheduled below may land in this bucket again.

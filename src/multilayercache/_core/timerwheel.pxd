@@ -1,6 +1,18 @@
 cimport cython
 from libc.stdint cimport int32_t, int64_t
 
+cdef enum:
+    LEVELS = 5
+    BUCKETS_TOTAL = 149
+    C_UNSCHEDULED = -1
+
+cdef extern from *:
+    """
+    #define MLC_NEVER ((int64_t)0x7FFFFFFFFFFFFFFFLL)
+    """
+    # "No deadline": the largest int64 nanosecond count (also used by the memory layer).
+    int64_t NEVER "MLC_NEVER"
+
 
 @cython.final
 cdef class TimerWheel:
@@ -14,11 +26,11 @@ cdef class TimerWheel:
     cdef int32_t[::1] _expired
     cdef Py_ssize_t _expired_count
 
-    cdef int ensure(self, Py_ssize_t slot_count) except -1
-    cdef int64_t deadline_of(self, Py_ssize_t slot) noexcept
-    cdef int plan(self, Py_ssize_t slot, int64_t deadline_ns) except -1
-    cdef void cancel(self, Py_ssize_t slot) noexcept
-    cdef Py_ssize_t tick(self, int64_t now_ns) except -1
+    cpdef void grow(self, Py_ssize_t slot_count) except *
+    cpdef int64_t deadline(self, Py_ssize_t slot) noexcept
+    cpdef void schedule(self, Py_ssize_t slot, int64_t deadline_ns) except *
+    cpdef void deschedule(self, Py_ssize_t slot) noexcept
+    cpdef Py_ssize_t advance(self, int64_t now_ns) except -1
 
     # private
     cdef int _materialize(self) except -1

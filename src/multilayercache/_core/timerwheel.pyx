@@ -1,28 +1,25 @@
 """Hierarchical timer wheel (compiled twin of ``_timerwheel_py.py``, which explains it).
 
 Memory layout: the per-slot arrays exist only once something has a deadline, so a cache
-that never uses TTLs pays nothing for them. ``_expired`` is a reusable buffer that ``tick``
-fills; callers read ``_expired[0 .. count)``.
+that never uses TTLs pays nothing for them. ``_expired`` is a reusable buffer that
+``advance`` fills; compiled callers read ``_expired[0 .. count)``.
 """
 
 import numpy as np
 
 from libc.stdint cimport int32_t, int64_t
 
-NO_DEADLINE = (1 << 63) - 1
-LEVEL_SHIFTS = (30, 36, 42, 46, 48)
-LEVEL_BUCKETS = (64, 64, 16, 4, 1)
-BUCKET_COUNT = 149
-
-cdef enum:
-    LEVELS = 5
-    BUCKETS_TOTAL = 149
-    UNSCHEDULED = -1
-
-cdef int64_t NEVER = 0x7FFFFFFFFFFFFFFF
 cdef int[LEVELS] SHIFTS = [30, 36, 42, 46, 48]
 cdef int[LEVELS] BUCKETS = [64, 64, 16, 4, 1]
 cdef int[LEVELS] OFFSETS = [0, 64, 128, 144, 148]
+
+# The constants under the pure twin's names (tests/test_twins.py compares them).
+NO_DEADLINE = NEVER
+LEVEL_SHIFTS = tuple(SHIFTS)
+LEVEL_BUCKETS = tuple(BUCKETS)
+LEVEL_OFFSETS = tuple(OFFSETS)
+BUCKET_COUNT = BUCKETS_TOTAL
+UNSCHEDULED = C_UNSCHEDULED
 
 
 cdef class TimerWheel:
@@ -35,14 +32,14 @@ cdef class TimerWheel:
         self._materialized = False
         self._expired = np.empty(16, dtype=np.int32)
         self._expired_count = 0
-        self.ensure(slot_count)
+        self.grow(slot_count)
 
     @property
     def links(self):
         """A copy of the (prev, next) link arrays, shape (2, BUCKET_COUNT + slots)."""
         cdef Py_ssize_t nodes = BUCKETS_TOTAL + self._slot_count
         if not self._materialized:
-            links = np.full((2, nodes), UNSCHEDULED, dtype=np.int32)
+            links = np.full((2, nodes), C_UNSCHEDULED, dtype=np.int32)
             links[:, :BUCKETS_TOTAL] = np.arange(BUCKETS_TOTAL, dtype=np.int32)
             return links
         return np.array([self._prev[:nodes], self._next[:nodes]], dtype=np.int32)
@@ -54,31 +51,31 @@ cdef class TimerWheel:
             return [NEVER] * self._slot_count
         return [self._deadlines[i] for i in range(self._slot_count)]
 
-    cdef int ensure(self, Py_ssize_t slot_count) except -1:
+    cpdef void grow(self, Py_ssize_t slot_count) except *:
+        """Make room for slots ``0 .. slot_count - 1``."""
         cdef Py_ssize_t old = self._slot_count
         if slot_count <= old:
-            return 0
+            return
         self._slot_count = slot_count
         if not self._materialized:
-            return 0  # materialized on the first real deadline
+            return  # materialized on the first real deadline
         cdef Py_ssize_t capacity = self._deadlines.shape[0]
         if slot_count <= capacity:
-            return 0
+            return
         capacity = max(slot_count, 2 * capacity)
         deadlines = np.full(capacity, NEVER, dtype=np.int64)
         deadlines[:old] = self._deadlines[:old]
-        links = np.full((2, BUCKETS_TOTAL + capacity), UNSCHEDULED, dtype=np.int32)
+        links = np.full((2, BUCKETS_TOTAL + capacity), C_UNSCHEDULED, dtype=np.int32)
         links[0, :BUCKETS_TOTAL + old] = self._prev[:BUCKETS_TOTAL + old]
         links[1, :BUCKETS_TOTAL + old] = self._next[:BUCKETS_TOTAL + old]
         self._deadlines = deadlines
         self._prev = links[0]
         self._next = links[1]
-        return 0
 
     cdef int _materialize(self) except -1:
         cdef Py_ssize_t capacity = max(16, self._slot_count)
         self._deadlines = np.full(capacity, NEVER, dtype=np.int64)
-        links = np.full((2, BUCKETS_TOTAL + capacity), UNSCHEDULED, dtype=np.int32)
+        links = np.full((2, BUCKETS_TOTAL + capacity), C_UNSCHEDULED, dtype=np.int32)
         links[0, :BUCKETS_TOTAL] = np.arange(BUCKETS_TOTAL, dtype=np.int32)
         links[1, :BUCKETS_TOTAL] = np.arange(BUCKETS_TOTAL, dtype=np.int32)
         self._prev = links[0]
@@ -86,7 +83,8 @@ cdef class TimerWheel:
         self._materialized = True
         return 0
 
-    cdef int64_t deadline_of(self, Py_ssize_t slot) noexcept:
+    cpdef int64_t deadline(self, Py_ssize_t slot) noexcept:
+        """The slot's deadline in nanoseconds, or ``NO_DEADLINE``."""
         if not self._materialized:
             return NEVER
         return self._deadlines[slot]
@@ -107,32 +105,35 @@ cdef class TimerWheel:
         self._next[last] = node
         self._prev[bucket] = node
 
-    cdef int plan(self, Py_ssize_t slot, int64_t deadline_ns) except -1:
-        self.cancel(slot)
+    cpdef void schedule(self, Py_ssize_t slot, int64_t deadline_ns) except *:
+        """Expire ``slot`` at ``deadline_ns`` (replacing any earlier schedule)."""
+        self.deschedule(slot)
         if deadline_ns == NEVER:
-            return 0
+            return
         if not self._materialized:
             self._materialize()
         self._deadlines[slot] = deadline_ns
         self._link(self._bucket_for(deadline_ns), <int32_t>(BUCKETS_TOTAL + slot))
         self.scheduled += 1
-        return 0
 
-    cdef void cancel(self, Py_ssize_t slot) noexcept:
+    cpdef void deschedule(self, Py_ssize_t slot) noexcept:
+        """Forget the slot's deadline, if any."""
         if not self._materialized:
             return
         cdef int32_t node = <int32_t>(BUCKETS_TOTAL + slot)
         cdef int32_t before = self._prev[node], after
-        if before == UNSCHEDULED:
+        if before == C_UNSCHEDULED:
             return
         after = self._next[node]
         self._next[before] = after
         self._prev[after] = before
-        self._prev[node] = self._next[node] = UNSCHEDULED
+        self._prev[node] = self._next[node] = C_UNSCHEDULED
         self._deadlines[slot] = NEVER
         self.scheduled -= 1
 
-    cdef Py_ssize_t tick(self, int64_t now_ns) except -1:
+    cpdef Py_ssize_t advance(self, int64_t now_ns) except -1:
+        """Move the clock to ``now_ns``; return how many slots expired (now descheduled):
+        they are ``expired``."""
         self._expired_count = 0
         if now_ns < self.now_ns:
             return 0
@@ -161,7 +162,7 @@ cdef class TimerWheel:
         while node != bucket:
             following = self._next[node]
             slot = node - BUCKETS_TOTAL
-            self._prev[node] = self._next[node] = UNSCHEDULED
+            self._prev[node] = self._next[node] = C_UNSCHEDULED
             deadline_ns = self._deadlines[slot]
             if deadline_ns <= self.now_ns:
                 self._deadlines[slot] = NEVER
@@ -181,24 +182,7 @@ cdef class TimerWheel:
         self._expired_count += 1
         return 0
 
-    # ------------------------------------------------------------- Python API (twin's)
-    def grow(self, Py_ssize_t slot_count) -> None:
-        """Make room for slots ``0 .. slot_count - 1``."""
-        self.ensure(slot_count)
-
-    def deadline(self, Py_ssize_t slot) -> int:
-        """The slot's deadline in nanoseconds, or ``NO_DEADLINE``."""
-        return self.deadline_of(slot)
-
-    def schedule(self, Py_ssize_t slot, int64_t deadline_ns) -> None:
-        """Expire ``slot`` at ``deadline_ns`` (replacing any earlier schedule)."""
-        self.plan(slot, deadline_ns)
-
-    def deschedule(self, Py_ssize_t slot) -> None:
-        """Forget the slot's deadline, if any."""
-        self.cancel(slot)
-
-    def advance(self, int64_t now_ns):
-        """Move the clock to ``now_ns``; return the slots that expired (now descheduled)."""
-        cdef Py_ssize_t count = self.tick(now_ns)
-        return [self._expired[i] for i in range(count)]
+    @property
+    def expired(self):
+        """The slots that the last ``advance`` expired."""
+        return [self._expired[i] for i in range(self._expired_count)]

@@ -1,17 +1,6 @@
-"""Cache layers: one module per kind."""
+"""Cache layers, one folder each: ``memory`` (the in-process L1) and ``redis`` (the shared
+L2). ``base`` says what the managers expect of a layer."""
 
 from .base import MISSING, AsyncLayer, Layer, LayerError, LayerPolicy, LayerUnavailableError
-from .memory import InMemoryLayer
-from .redis import AsyncRedisLayer, RedisLayer
 
-__all__ = [
-    "MISSING",
-    "AsyncLayer",
-    "AsyncRedisLayer",
-    "InMemoryLayer",
-    "Layer",
-    "LayerError",
-    "LayerPolicy",
-    "LayerUnavailableError",
-    "RedisLayer",
-]
+__all__ = ["MISSING", "AsyncLayer", "Layer", "LayerError", "LayerPolicy", "LayerUnavailableError"]

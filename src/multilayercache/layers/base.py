@@ -1,4 +1,5 @@
-"""What a layer is, and how the manager treats each one (``LayerPolicy``).
+"""What a layer is (the ``Layer`` and ``AsyncLayer`` protocols the managers check), and how a
+manager treats each one (``LayerPolicy``).
 
 A layer is a cache on its own: it decides its TTLs, admission and eviction. The managers
 (``MultilayerCache``, ``AsyncMultilayerCache``) only coordinate layers, fastest first.
@@ -6,43 +7,15 @@ A layer is a cache on its own: it decides its TTLs, admission and eviction. The 
 
 from __future__ import annotations
 
-import math
-import random
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
-from ..stats import LayerStats
-from ..ttl import TTL, optional_ttl_seconds
-
-
-class Missing:
-    """The type of ``MISSING``: "no value", where ``None`` is a legitimate cached value."""
-
-    _instance: Missing | None = None
-
-    def __new__(cls) -> Missing:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-MISSING = Missing()
-
-
-class LayerError(Exception):
-    """A layer's backend failed (connection, timeout, protocol). The manager treats a read
-    error as a miss in that layer."""
-
-
-class LayerUnavailableError(LayerError):
-    """A layer's backend cannot be reached (raised at construction with ``verify=True``)."""
+from ..core.errors import LayerError, LayerUnavailableError
+from ..core.missing import MISSING
+from ..core.options import LayerPolicy, PromotionRule
+from ..core.stats import LayerStats
+from ..core.tiers import LAYER_METHODS
+from ..core.ttl import TTL
 
 
 @runtime_checkable
@@ -83,72 +56,13 @@ class AsyncLayer(Protocol):
     def stats(self) -> LayerStats: ...
 
 
-PromotionRule = Literal["seen_before", "always", "never"] | Callable[[Any, Any], bool]
-
-
-@dataclass(frozen=True)
-class LayerPolicy:
-    """How the manager uses one layer.
-
-    ttl:
-        Upper bound on how long this layer keeps what the manager writes into it (``None``:
-        the layer's own default). A ``ttl`` given to ``set``/``get_or_load`` applies too; the
-        shorter wins. Typical: L1 short (seconds), L2 longer (minutes).
-    ttl_jitter:
-        Shorten each TTL by a random fraction up to this (``0.1``: between 90% and 100% of
-        it), so that entries written together do not all expire together. Jitter never
-        makes an entry outlive the TTL asked for.
-    promote:
-        Whether a value found in a slower layer is copied into this one. ``"seen_before"``
-        (default): when this layer has seen the key before in its current frequency period
-        (W-TinyLFU doorkeeper; layers without frequencies always accept). ``"always"``,
-        ``"never"``, or ``callable(key, layer) -> bool``.
-    """
-
-    ttl: TTL | None = None
-    ttl_jitter: float = 0.0
-    promote: PromotionRule = "seen_before"
-
-    def __post_init__(self) -> None:
-        optional_ttl_seconds(self.ttl, "LayerPolicy ttl")
-        if isinstance(self.ttl_jitter, bool) or not isinstance(self.ttl_jitter, (int, float)):
-            raise TypeError("ttl_jitter must be a fraction between 0 and 1")
-        if not 0 <= self.ttl_jitter < 1:
-            raise ValueError(f"ttl_jitter must be in [0, 1), got {self.ttl_jitter!r}")
-        if not callable(self.promote) and self.promote not in ("seen_before", "always", "never"):
-            raise ValueError(
-                f"promote must be 'seen_before', 'always', 'never' or a callable, "
-                f"got {self.promote!r}"
-            )
-
-    def ttl_for(self, requested: TTL | None, rng: random.Random) -> float | None:
-        """The TTL (seconds) to give this layer for a write, or ``None`` for its default."""
-        requested_seconds = optional_ttl_seconds(requested)
-        cap = optional_ttl_seconds(self.ttl, "LayerPolicy ttl")
-        if requested_seconds is None:
-            seconds = cap
-        elif cap is None:
-            seconds = requested_seconds
-        else:
-            seconds = min(requested_seconds, cap)
-        return jittered(seconds, self.ttl_jitter, rng)
-
-    def accepts_promotion(self, key: Any, layer: Any) -> bool:
-        """Whether a value found below may be copied into ``layer``."""
-        if self.promote == "always":
-            return True
-        if self.promote == "never":
-            return False
-        if callable(self.promote):
-            return bool(self.promote(key, layer))
-        estimate = getattr(layer, "get_frequency_estimate", None)
-        # A key seen once is in the doorkeeper only (estimate 1); seen before means >= 2.
-        return estimate is None or estimate(key) >= 2
-
-
-def jittered(seconds: float | None, jitter: float, rng: random.Random) -> float | None:
-    """``seconds`` shortened by a random fraction up to ``jitter`` (never lengthened;
-    unchanged when 0, inf or None)."""
-    if seconds is None or seconds in (0.0, math.inf) or not jitter:
-        return seconds
-    return seconds * (1 - jitter * rng.random())
+__all__ = [
+    "LAYER_METHODS",
+    "MISSING",
+    "AsyncLayer",
+    "Layer",
+    "LayerError",
+    "LayerPolicy",
+    "LayerUnavailableError",
+    "PromotionRule",
+]

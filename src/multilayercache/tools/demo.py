@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .latency import LatencyRecorder, Percentiles
-from .layers.base import LayerPolicy
-from .layers.memory import InMemoryLayer
-from .layers.redis import RedisLayer
-from .manager import MultilayerCache
+from ..core.latency import LatencyRecorder, Percentiles
+from ..core.options import LayerPolicy
+from ..layers.memory import InMemoryLayer
+from ..layers.redis import RedisLayer
+from ..sync.cache import MultilayerCache
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .layers.memory import InMemoryLayer
+from ..layers.memory import InMemoryLayer
 
 # Hit ratios (%) from ../shared/traces/README.md: (theine 2.0.0, moka-py 0.5.0, the best of
 # every policy on that page), per (trace, size).

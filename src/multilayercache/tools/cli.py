@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from . import _core
+from .. import _core
 from .simulation import Progress, belady_hits, load_trace, lru_hits, replay
 
 

@@ -1,5 +1,6 @@
-"""What layers report about themselves: counters (``LayerStats``) and raw exports
-(``LayerSnapshot``). Plain data, shared by every layer."""
+"""What the cache reports: each layer's counters (``LayerStats``), raw exports of the
+in-memory layer (``LayerSnapshot``), and the manager's view of all its layers
+(``CacheStats``). Plain data."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from .latency import Percentiles
+
 
 @dataclass(frozen=True)
 class LayerStats:
-    """Counters of one layer since it was created (or since ``reset_stats``)."""
+    """Counters of one layer since it was created."""
 
     name: str
     hits: int = 0
@@ -74,3 +77,28 @@ class LayerSnapshot:
     protected_max: int = 0
     region_weights: tuple[int, int, int] = (0, 0, 0)
     """Weight held by the window, probation and protected regions."""
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """What a manager reports: each layer's own counters, and its coordination."""
+
+    layers: list[LayerStats]
+    loader_calls: int
+    """Calls of a loader (``get_or_load``, ``get_or_load_many``, ``@cached``)."""
+    coalesced_waits: int
+    """Callers that waited for another caller's load of the same key instead of loading."""
+    load_latency: Percentiles
+    """Loader durations (seconds), over the most recent loads."""
+    layer_latency: dict[str, Percentiles]
+    """Per-layer read latency (seconds); empty unless ``record_latency=True``."""
+    read_errors: dict[str, int]
+    """Failed reads per layer (treated as misses)."""
+    write_errors: dict[str, int]
+
+    def layer(self, name: str) -> LayerStats:
+        """The stats of the layer called ``name``."""
+        for stats in self.layers:
+            if stats.name == name:
+                return stats
+        raise KeyError(name)

@@ -1,4 +1,4 @@
-"""``InMemoryLayer``: the in-process L1 cache (pure-Python twin of ``memory.pyx``).
+"""``InMemoryLayer``: the in-process L1 cache (pure-Python twin of ``layer.pyx``).
 
 The compiled twin is what ``multilayercache.InMemoryLayer`` normally is; this one is the
 readable reference, the fallback where the extension is not built, and the test oracle.
@@ -24,22 +24,22 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..stats import LayerSnapshot, LayerStats
-from ..ttl import TTL, ttl_seconds
-from ._bits_py import spread
-from ._hotkeys_py import HotKeyTable
-from ._policy_py import NOT_CACHED, PROBATION, PROTECTED, WINDOW, WTinyLfuPolicy
-from ._support import (
+from ..._core._bits_py import spread
+from ..._core._hotkeys_py import HotKeyTable
+from ..._core._policy_py import NOT_CACHED, WTinyLfuPolicy
+from ..._core._timerwheel_py import NO_DEADLINE, TimerWheel
+from ...core.stats import LayerSnapshot, LayerStats
+from ...core.ttl import TTL, ttl_seconds
+from .arguments import (
     checked_clock,
+    checked_top_n,
     checked_weight,
-    deadline_after,
     default_ttl_seconds,
     layer_bounds,
-    rank_hot_keys,
-    seconds_to_ns,
     unhashable_key,
 )
-from ._timerwheel_py import NO_DEADLINE, TimerWheel
+from .deadlines import deadline_after, seconds_to_ns
+from .introspection import layer_snapshot, layer_stats
 
 _MISSING = object()
 
@@ -213,8 +213,7 @@ class InMemoryLayer:
 
     def get_top_keys(self, n: int = 10) -> list[tuple[Any, int]]:
         """The ``n`` cached keys with the highest estimated frequency, hottest first."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        checked_top_n(n)
         with self._lock:
             now_ns = self._now_ns()
             ranked = [
@@ -229,42 +228,27 @@ class InMemoryLayer:
         """Counters since creation: hits, misses, evictions, expirations, rejections, ..."""
         with self._lock:
             policy = self._policy
-            return LayerStats(
-                name=self.name,
-                hits=self._hits,
-                misses=self._misses,
-                evictions=policy.evictions,
-                expirations=self._expirations,
-                rejections=policy.rejections + self._oversized,
-                size=policy.entries,
-                weight=policy.total_weight,
-                max_size=self.max_size,
-                max_weight=self.max_weight,
-                window_weight=policy.window_max,
+            counters = (
+                self._hits,
+                self._misses,
+                policy.evictions,
+                self._expirations,
+                policy.rejections + self._oversized,
+                policy.entries,
+                policy.total_weight,
+                policy.window_max,
             )
+        return layer_stats(self, counters)
 
     def snapshot(self, hot_keys: int = 32) -> LayerSnapshot:
         """A raw export: sketch table copy, the hottest keys' hits and misses, counters."""
+        stats = self.stats()
         with self._lock:
-            policy = self._policy
             cached = [
-                (self._keys[slot], policy._hash[slot], self._slot_hits[slot])
+                (self._keys[slot], self._policy._hash[slot], self._slot_hits[slot])
                 for slot in self._cached_slots()
             ]
-            return LayerSnapshot(
-                stats=self.stats(),
-                sketch=policy.sketch.table,
-                sketch_additions=policy.sketch.additions,
-                sketch_sample_size=policy.sketch.sample_size,
-                hot_keys=rank_hot_keys(cached, self._missed, policy.frequency, hot_keys),
-                window_max=policy.window_max,
-                protected_max=policy.protected_max,
-                region_weights=(
-                    policy.region_weights[WINDOW],
-                    policy.region_weights[PROBATION],
-                    policy.region_weights[PROTECTED],
-                ),
-            )
+            return layer_snapshot(stats, self._policy, cached, self._missed, hot_keys)
 
     # ------------------------------------------------------------------ internals
     def _now_ns(self) -> int:
@@ -337,7 +321,8 @@ class InMemoryLayer:
     def _reclaim_expired(self, now_ns: int | None = None) -> None:
         if not self._wheel.scheduled:
             return
-        for slot in self._wheel.advance(self._now_ns() if now_ns is None else now_ns):
+        self._wheel.advance(self._now_ns() if now_ns is None else now_ns)
+        for slot in self._wheel.expired:
             self._policy.on_remove(slot)
             self._release_slot(slot)
             self._expirations += 1

@@ -1,12 +1,12 @@
-"""``InMemoryLayer``: the in-process L1 cache (compiled twin of ``_memory_py.py``, which
+"""``InMemoryLayer``: the in-process L1 cache (compiled twin of ``_layer_py.py``, which
 explains the design). Comments here cover memory layout and why each trick is safe.
 
 Layout:
 
-* ``_index`` is an open-addressing table (linear probing, backward-shift deletion, load
-  <= 1/2, so a miss probes ~2.5 buckets on average) of ``int32`` slot numbers, probed from the key's spread hash. The hash itself is
-  the policy's per-slot ``_hash`` (one copy for both), so a probe compares 64-bit hashes
-  before it ever touches a key object. About 8 bytes per entry.
+* ``_index`` is an open-addressing table of ``int32`` slot numbers (``index.pxd``) probed
+  from the key's spread hash; the hash itself is the policy's per-slot ``_hash`` (one copy
+  for both), so a probe compares 64-bit hashes before it ever touches a key object. About
+  8 bytes per entry.
 * ``_entries`` is one Python list holding slot ``s``'s key at ``2s`` and value at ``2s + 1``:
   the garbage collector sees what the cache holds, and a hit reads key and value from one
   cache line. A probe checks the key's identity before comparing hashes, which saves a
@@ -22,7 +22,7 @@ a value's ``__del__``) only runs where the structures are consistent:
 
 * hashing, weighing and reading the clock happen before anything changes;
 * a lookup that had to call ``__eq__`` restarts if the table changed meanwhile (``_version``);
-* keys and values leaving the cache are moved into locals and released only on return.
+* keys and values leaving the cache wait in ``graves.pxd`` and are released on unlock.
 
 On a free-threaded build (3.13t) importing this module re-enables the GIL, since it does
 not declare itself free-threading safe; the pure twin uses a lock instead.
@@ -33,29 +33,30 @@ import numpy as np
 cimport cython
 from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_SET_ITEM
-from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
-from libc.string cimport memcpy
 from cpython.object cimport Py_EQ, PyObject_RichCompareBool
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.ref cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.math cimport INFINITY
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
-from .bits cimport spread
-from .hotkeys cimport HotKeyTable
-from .policy cimport WTinyLfuPolicy
-from .timerwheel cimport TimerWheel
+from ..._core.bits cimport spread
+from ..._core.hotkeys cimport HotKeyTable
+from ..._core.policy cimport WTinyLfuPolicy
+from ..._core.timerwheel cimport NEVER, TimerWheel
+from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
+from .graves cimport Graves, graves_clear, graves_keep, graves_release
+from .index cimport EMPTY, MIN_INDEX, index_place, index_remove
 
-from ..stats import LayerSnapshot, LayerStats
-from ..ttl import ttl_seconds
-from ._support import (
+from ...core.ttl import ttl_seconds
+from .arguments import (
     checked_clock,
+    checked_top_n,
     checked_weight,
     default_ttl_seconds,
     layer_bounds,
-    rank_hot_keys,
     unhashable_key,
 )
+from .introspection import layer_snapshot, layer_stats
 
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
@@ -64,47 +65,12 @@ cdef extern from "Python.h":
     # Declared without an exception value, so that _key_hash can word the error itself.
     Py_hash_t hash_or_minus_one "PyObject_Hash"(object key)
 
-cdef extern from *:
-    """
-    #include <time.h>
-    static inline int64_t mlc_monotonic_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-    }
-    /* CLOCK_MONOTONIC_COARSE reads the same clock at tick resolution (~1-4 ms) for a few
-       nanoseconds; it lags the precise clock by at most its resolution. */
-    #ifdef CLOCK_MONOTONIC_COARSE
-    static inline int64_t mlc_coarse_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-        return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-    }
-    static int64_t mlc_coarse_slack_ns(void) {
-        struct timespec res;
-        if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0) return -1;
-        return 2 * ((int64_t)res.tv_sec * 1000000000LL + res.tv_nsec);
-    }
-    #else
-    static inline int64_t mlc_coarse_ns(void) { return mlc_monotonic_ns(); }
-    static int64_t mlc_coarse_slack_ns(void) { return 0; }
-    #endif
-    """
-    int64_t mlc_monotonic_ns() nogil
-    int64_t mlc_coarse_ns() nogil
-    int64_t mlc_coarse_slack_ns() nogil
-
 cdef enum:
-    EMPTY = -1
-    INTERRUPTED = -3
-    GRAVES = 64
-    NOT_CACHED = 3
-    MIN_INDEX = 16
+    INTERRUPTED = -3  # _find: a write began while a key's __eq__ ran
+    NOT_CACHED = 3  # the policy's region code of a free slot
 
-cdef int64_t NEVER = 0x7FFFFFFFFFFFFFFF
 cdef object _MISSING = object()
 cdef uint32_t MAX_HITS = 0xFFFFFFFF
-cdef double NS_PER_SECOND = 1e9
 
 
 @cython.final
@@ -138,10 +104,7 @@ cdef class InMemoryLayer:
     cdef int64_t _coarse_slack_ns
     cdef Py_ssize_t _hits, _misses, _expirations, _oversized
     cdef unsigned long _writer  # thread inside a locked operation, 0 if none
-    # Keys and values that left the cache during the current operation, released on unlock:
-    # owned references in a fixed array, spilling into a list for large batches.
-    cdef PyObject* _graves[GRAVES]
-    cdef Py_ssize_t _grave_count
+    cdef Graves _graves
     cdef list _grave_overflow
 
     def __init__(self, max_size=None, *, max_weight=None, weigher=None, ttl=None,
@@ -153,7 +116,7 @@ cdef class InMemoryLayer:
         self.default_ttl = default_ttl_seconds(ttl)
         self._weigher = weigher
         self._clock = checked_clock(clock)
-        self._coarse_slack_ns = mlc_coarse_slack_ns()
+        self._coarse_slack_ns = coarse_slack_ns()
         self._policy = WTinyLfuPolicy(capacity, weighted)
         self._wheel = TimerWheel(self._now_ns())
         self._missed = HotKeyTable()
@@ -169,13 +132,11 @@ cdef class InMemoryLayer:
 
     def __cinit__(self):
         self._writer = 0
-        self._grave_count = 0
+        self._graves.count = 0
         self._grave_overflow = []
 
     def __dealloc__(self):
-        cdef Py_ssize_t i
-        for i in range(self._grave_count):
-            Py_XDECREF(self._graves[i])
+        graves_clear(&self._graves)
 
     # ------------------------------------------------------------------ reads
     def get(self, key, default=None):
@@ -189,7 +150,7 @@ cdef class InMemoryLayer:
         if slot == INTERRUPTED:
             return self._get_locked(key, key_hash, default)
         if slot >= 0 and self._wheel.scheduled:
-            deadline = self._wheel.deadline_of(slot)
+            deadline = self._wheel.deadline(slot)
             # An injected clock runs Python code, and an expired entry must be removed:
             # both take the locked path.
             if deadline != NEVER and (self._clock is not None or self._has_passed(deadline)):
@@ -197,7 +158,7 @@ cdef class InMemoryLayer:
         if slot < 0:
             self._policy.record(key_hash)  # frequency counts every lookup, hit or miss
             self._misses += 1
-            self._missed.count(key_hash, key)
+            self._missed.record(key_hash, key)
             return default
         self._record_hit(slot, key_hash)
         return <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
@@ -220,7 +181,7 @@ cdef class InMemoryLayer:
         finally:
             self._unlock()
         if slot < 0:
-            self._missed.count(key_hash, key)
+            self._missed.record(key_hash, key)
         return result
 
     def get_many(self, keys):
@@ -268,7 +229,7 @@ cdef class InMemoryLayer:
         if seconds != INFINITY or self._wheel.scheduled:
             now_ns = self._now_ns()
             if seconds != INFINITY:
-                deadline = _deadline_after(now_ns, seconds)
+                deadline = deadline_after(now_ns, seconds, NEVER)
         self._lock_for_write()
         try:
             self._set_locked(key, value, key_hash, weight, now_ns, deadline)
@@ -291,13 +252,13 @@ cdef class InMemoryLayer:
         if slot >= 0:
             self._keep(PyList_GET_ITEM(self._entries, 2 * slot + 1))
             _replace_item(self._entries, 2 * slot + 1, value)
-            self._wheel.plan(slot, deadline)
+            self._wheel.schedule(slot, deadline)
             if self._policy.weighted:
                 self._drop_evicted(self._policy.update(slot, weight))
             return 0
         slot = self._allocate_slot(key, value, key_hash)
         if deadline != NEVER:
-            self._wheel.plan(slot, deadline)
+            self._wheel.schedule(slot, deadline)
         evicted = self._policy.insert(slot, key_hash, weight)
         if evicted:
             self._drop_evicted(evicted)
@@ -345,12 +306,12 @@ cdef class InMemoryLayer:
             slot = self._find(key, key_hash, True)
             if slot < 0 or self._is_expired(slot, now_ns):
                 return False
-            deadline = NEVER if seconds == INFINITY else _deadline_after(now_ns, seconds)
+            deadline = NEVER if seconds == INFINITY else deadline_after(now_ns, seconds, NEVER)
             if deadline <= now_ns:
                 self._remove(slot)
                 self._expirations += 1
             else:
-                self._wheel.plan(slot, deadline)
+                self._wheel.schedule(slot, deadline)
             return True
         finally:
             self._unlock()
@@ -376,16 +337,15 @@ cdef class InMemoryLayer:
 
     def get_top_keys(self, n=10):
         """The ``n`` cached keys with the highest estimated frequency, hottest first."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        checked_top_n(n)
         cdef int64_t now_ns = self._now_ns()
         self._lock_for_write()
         try:
-            ranked = []
-            for slot in self._cached_slots():
-                if self._is_expired(slot, now_ns):
-                    continue
-                ranked.append((self._entries[2 * slot], self._policy.freq(self._policy._hash[slot])))
+            ranked = [
+                (self._entries[2 * slot], self._policy.freq(self._policy._hash[slot]))
+                for slot in self._cached_slots()
+                if not self._is_expired(slot, now_ns)
+            ]
         finally:
             self._unlock()
         ranked.sort(key=lambda pair: -pair[1])
@@ -393,7 +353,7 @@ cdef class InMemoryLayer:
 
     def stats(self):
         """Counters since creation: hits, misses, evictions, expirations, rejections, ..."""
-        policy = self._policy
+        cdef WTinyLfuPolicy policy = self._policy
         self._lock_for_write()
         try:
             counters = (self._hits, self._misses, policy.evictions, self._expirations,
@@ -401,47 +361,20 @@ cdef class InMemoryLayer:
                         policy.window_max)
         finally:
             self._unlock()
-        hits, misses, evictions, expirations, rejections, size, weight, window = counters
-        return LayerStats(
-            name=self.name,
-            hits=hits,
-            misses=misses,
-            evictions=evictions,
-            expirations=expirations,
-            rejections=rejections,
-            size=size,
-            weight=weight,
-            max_size=self.max_size,
-            max_weight=self.max_weight,
-            window_weight=window,
-        )
+        return layer_stats(self, counters)
 
     def snapshot(self, hot_keys=32):
         """A raw export: sketch table copy, the hottest keys' hits and misses, counters."""
-        policy = self._policy
         stats = self.stats()
         self._lock_for_write()
         try:
             cached = [
-                (self._entries[2 * slot], policy._hash[slot], self._slot_meta[2 * slot])
+                (self._entries[2 * slot], self._policy._hash[slot], self._slot_meta[2 * slot])
                 for slot in self._cached_slots()
             ]
-            sketch = policy.sketch.table
-            state = (policy.sketch.additions, policy.sketch.sample_size, policy.window_max,
-                     policy.protected_max, tuple(policy.region_weights))
+            return layer_snapshot(stats, self._policy, cached, self._missed, hot_keys)
         finally:
             self._unlock()
-        additions, sample_size, window_max, protected_max, region_weights = state
-        return LayerSnapshot(
-            stats=stats,
-            sketch=sketch,
-            sketch_additions=additions,
-            sketch_sample_size=sample_size,
-            hot_keys=rank_hot_keys(cached, self._missed, policy.frequency, hot_keys),
-            window_max=window_max,
-            protected_max=protected_max,
-            region_weights=region_weights,
-        )
 
     # ------------------------------------------------------------------ locking
     # Each operation that changes or walks the structures owns the layer while it runs.
@@ -465,31 +398,23 @@ cdef class InMemoryLayer:
 
     cdef void _unlock(self) noexcept:
         self._writer = 0
-        if self._grave_count:
-            self._release_graves()
-
-    cdef void _release_graves(self) noexcept:
-        # Release what left the cache now that it is consistent again. Finalizers may run
-        # and even call back into the cache, so empty the graves before releasing anything.
-        cdef PyObject* graves[GRAVES]
-        cdef Py_ssize_t i, count = self._grave_count
-        memcpy(graves, self._graves, count * sizeof(PyObject*))
-        self._grave_count = 0
-        overflow = None
+        if self._graves.count:
+            graves_release(&self._graves)
         if PyList_GET_SIZE(self._grave_overflow):
-            overflow, self._grave_overflow = self._grave_overflow, []
-        for i in range(count):
-            Py_DECREF(<object>graves[i])
+            self._grave_overflow = []  # releases what spilled over, after the unlock
+
+    cdef int _keep(self, PyObject* item) except -1:
+        return graves_keep(&self._graves, item, self._grave_overflow)
 
     # ------------------------------------------------------------------ time
     cdef int64_t _now_ns(self) except? -1:
         if self._clock is not None:
-            return <int64_t>(<double>self._clock() * NS_PER_SECOND)
-        return mlc_monotonic_ns()
+            return <int64_t>(<double>self._clock() * 1e9)
+        return monotonic_ns()
 
     cdef bint _is_expired(self, Py_ssize_t slot, int64_t now_ns=-1) except -1:
         """Whether the entry's deadline has passed (by ``now_ns`` if given)."""
-        cdef int64_t deadline = self._wheel.deadline_of(slot)
+        cdef int64_t deadline = self._wheel.deadline(slot)
         if deadline == NEVER:
             return False
         return self._has_passed(deadline) if now_ns < 0 else deadline <= now_ns
@@ -497,10 +422,7 @@ cdef class InMemoryLayer:
     cdef bint _has_passed(self, int64_t deadline) except -1:
         if self._clock is not None:
             return deadline <= self._now_ns()
-        # Safe shortcut: the coarse clock trails the precise one by less than the slack.
-        if self._coarse_slack_ns >= 0 and deadline - mlc_coarse_ns() > self._coarse_slack_ns:
-            return False
-        return deadline <= mlc_monotonic_ns()
+        return has_passed(deadline, self._coarse_slack_ns)
 
     # ------------------------------------------------------------------ index
     cdef Py_ssize_t _find(self, object key, uint64_t key_hash, bint locked) except -2:
@@ -522,58 +444,22 @@ cdef class InMemoryLayer:
                     version = self._version
                     equal = PyObject_RichCompareBool(<object>stored, key, Py_EQ)
                     if not locked and self._writer:
-                        return INTERRUPTED  # a write began while __eq__ ran
+                        return INTERRUPTED
                     if self._version != version:
                         break  # the cache changed while __eq__ ran: look again
                     if equal:
                         return slot
                 bucket = (bucket + 1) & self._index_mask
 
-    cdef int _index_insert(self, Py_ssize_t slot, uint64_t key_hash) except -1:
-        if 2 * (self._policy.entries + 1) > <Py_ssize_t>(self._index_mask + 1):
-            self._grow_index()
-        cdef uint64_t bucket = key_hash & self._index_mask
-        while self._index[bucket] != EMPTY:
-            bucket = (bucket + 1) & self._index_mask
-        self._index[bucket] = <int32_t>slot
-        return 0
-
-    cdef void _index_delete(self, Py_ssize_t slot) noexcept:
-        # Backward-shift deletion: pull later entries of the probe run into the hole, so
-        # that lookups never need tombstones.
-        cdef uint64_t mask = self._index_mask
-        cdef uint64_t hole = self._policy._hash[slot] & mask
-        cdef uint64_t probe, home
-        cdef int32_t moved
-        while self._index[hole] != slot:
-            hole = (hole + 1) & mask
-        probe = hole
-        while True:
-            probe = (probe + 1) & mask
-            moved = self._index[probe]
-            if moved == EMPTY:
-                break
-            home = self._policy._hash[moved] & mask
-            # Move ``moved`` into the hole unless its home lies cyclically in (hole, probe].
-            if ((probe - home) & mask) >= ((probe - hole) & mask):
-                self._index[hole] = moved
-                hole = probe
-        self._index[hole] = EMPTY
-
     cdef int _grow_index(self) except -1:
         cdef Py_ssize_t size = 2 * (self._index_mask + 1)
         cdef int32_t[::1] index = np.full(size, EMPTY, dtype=np.int32)
-        cdef uint64_t mask = size - 1, bucket
         cdef Py_ssize_t slot
         for slot in range(self._slot_count):
-            if self._policy.slot_region(slot) == NOT_CACHED:
-                continue
-            bucket = self._policy._hash[slot] & mask
-            while index[bucket] != EMPTY:
-                bucket = (bucket + 1) & mask
-            index[bucket] = <int32_t>slot
+            if self._policy.slot_region(slot) != NOT_CACHED:
+                index_place(&index[0], size - 1, <int32_t>slot, self._policy._hash[slot])
         self._index = index
-        self._index_mask = mask
+        self._index_mask = size - 1
         return 0
 
     # ------------------------------------------------------------------ slots
@@ -590,17 +476,17 @@ cdef class InMemoryLayer:
             self._entries.append(key)
             self._entries.append(value)
             self._policy.ensure_slots(self._slot_count)
-            self._wheel.ensure(self._slot_count)
+            self._wheel.grow(self._slot_count)
             if 2 * slot == self._slot_meta.shape[0]:
-                bigger = np.zeros(4 * slot, dtype=np.uint32)
-                bigger[:2 * slot] = self._slot_meta
-                self._slot_meta = bigger
+                self._slot_meta = _grown(self._slot_meta, 4 * slot)
         self._slot_meta[2 * slot] = 0
         self._slot_meta[2 * slot + 1] = 0
         # The index needs the hash before the policy has it; the policy overwrites it with
         # the same value on insert.
         self._policy._hash[slot] = key_hash
-        self._index_insert(slot, key_hash)
+        if 2 * (self._policy.entries + 1) > <Py_ssize_t>(self._index_mask + 1):
+            self._grow_index()
+        index_place(&self._index[0], self._index_mask, <int32_t>slot, key_hash)
         self._version += 1
         return slot
 
@@ -624,39 +510,23 @@ cdef class InMemoryLayer:
         self._expirations += 1
         return True
 
-    cdef int _bury(self, Py_ssize_t slot) except -1:
-        """Keep the slot's key and value alive until unlock, then release them."""
+    cdef int _release_slot(self, Py_ssize_t slot) except -1:
+        # Keep the key and value alive until unlock; the stores below then release nothing.
         self._keep(PyList_GET_ITEM(self._entries, 2 * slot))
         self._keep(PyList_GET_ITEM(self._entries, 2 * slot + 1))
-        return 0
-
-    cdef int _keep(self, PyObject* item) except -1:
-        if self._grave_count < GRAVES:
-            Py_INCREF(<object>item)
-            self._graves[self._grave_count] = item
-            self._grave_count += 1
-        else:
-            self._grave_overflow.append(<object>item)
-        return 0
-
-    cdef int _release_slot(self, Py_ssize_t slot) except -1:
-        # The key and value are in the graveyard (``_bury``), so these stores release nothing.
-        self._index_delete(slot)
+        index_remove(&self._index[0], self._index_mask, &self._policy._hash[0], <int32_t>slot)
         _replace_item(self._entries, 2 * slot, None)
         _replace_item(self._entries, 2 * slot + 1, None)
         if self._free_count == self._free.shape[0]:
-            bigger = np.empty(2 * self._free_count, dtype=np.int32)
-            bigger[:self._free_count] = self._free
-            self._free = bigger
+            self._free = _grown(self._free, 2 * self._free_count)
         self._free[self._free_count] = <int32_t>slot
         self._free_count += 1
         self._version += 1
         return 0
 
     cdef int _remove(self, Py_ssize_t slot) except -1:
-        self._bury(slot)
         self._policy.remove(slot)
-        self._wheel.cancel(slot)
+        self._wheel.deschedule(slot)
         self._release_slot(slot)
         return 0
 
@@ -664,17 +534,15 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t i, slot
         for i in range(count):
             slot = self._policy._evicted[i]
-            self._bury(slot)
-            self._wheel.cancel(slot)
+            self._wheel.deschedule(slot)
             self._release_slot(slot)
         return 0
 
     cdef int _reclaim_expired(self, int64_t now_ns) except -1:
-        cdef Py_ssize_t count = self._wheel.tick(now_ns)
+        cdef Py_ssize_t count = self._wheel.advance(now_ns)
         cdef Py_ssize_t i, slot
         for i in range(count):
             slot = self._wheel._expired[i]
-            self._bury(slot)
             self._policy.remove(slot)
             self._release_slot(slot)
             self._expirations += 1
@@ -727,6 +595,9 @@ cdef int _raise_hash_error(object key) except -1:
     return -1
 
 
-cdef inline int64_t _deadline_after(int64_t now_ns, double seconds) noexcept:
-    cdef int64_t deadline = now_ns + <int64_t>(seconds * NS_PER_SECOND)
-    return deadline if deadline < NEVER - 1 else NEVER - 1
+def _grown(view, Py_ssize_t size):
+    # A bigger copy of a per-slot array (growth is rare: amortized by doubling).
+    array = np.asarray(view)
+    bigger = np.zeros(size, dtype=array.dtype)
+    bigger[:array.shape[0]] = array
+    return bigger

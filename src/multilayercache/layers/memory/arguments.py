@@ -1,8 +1,5 @@
-"""IO-free helpers shared by both twins of ``InMemoryLayer`` (not a twin itself).
-
-Everything here runs off the hot path: argument checks with clear errors, deadline
-arithmetic, and turning raw counters into ``LayerStats``.
-"""
+"""Argument checks shared by both twins of ``InMemoryLayer``, with clear errors (off the hot
+path: construction, weighers, bad keys)."""
 
 from __future__ import annotations
 
@@ -10,11 +7,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..stats import HotKey
-from ..ttl import NANOSECONDS_PER_SECOND, ttl_seconds
-from ._timerwheel_py import NO_DEADLINE
+from ...core.ttl import ttl_seconds
 
 DEFAULT_MAX_SIZE = 10_000
+MAX_CAPACITY = 1 << 62
 
 
 def layer_bounds(max_size: object, max_weight: object, weigher: object) -> tuple[int, bool]:
@@ -39,7 +35,7 @@ def _positive_int(value: object, what: str) -> int:
         raise TypeError(f"{what} must be an int, got {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{what} must be > 0, got {value!r}")
-    if value > (1 << 62):
+    if value > MAX_CAPACITY:
         raise ValueError(f"{what} is too large: {value!r}")
     return value
 
@@ -64,38 +60,11 @@ def default_ttl_seconds(ttl: object) -> float:
     return math.inf if ttl is None else ttl_seconds(ttl, "ttl")
 
 
-def seconds_to_ns(seconds: float) -> int:
-    """Seconds (from an injected clock) to integer nanoseconds, as the compiled twin does:
-    through a C double, truncated toward zero."""
-    return int(float(seconds) * NANOSECONDS_PER_SECOND)
-
-
-def deadline_after(now_ns: int, ttl: float) -> int:
-    """The deadline ``ttl`` seconds after ``now_ns``, or ``NO_DEADLINE``."""
-    if ttl == math.inf:
-        return NO_DEADLINE
-    return min(now_ns + int(ttl * NANOSECONDS_PER_SECOND), NO_DEADLINE - 1)
+def checked_top_n(n: object, what: str = "n") -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"{what} must be an int >= 0, got {n!r}")
+    return n
 
 
 def unhashable_key(key: Any) -> TypeError:
     return TypeError(f"cache keys must be hashable, got unhashable {type(key).__name__!r}")
-
-
-def rank_hot_keys(
-    cached: list[tuple[Any, int, int]],
-    missed: Any,
-    frequency: Callable[[int], int],
-    n: int,
-) -> list[HotKey]:
-    """The ``n`` hottest keys by estimated frequency, from the cached entries
-    ``(key, key_hash, hits)`` and the keys that keep missing (a ``HotKeyTable``)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"hot_keys must be an int >= 0, got {n!r}")
-    found: dict[int, HotKey] = {}
-    for key, key_hash, hits in cached:
-        found[key_hash] = HotKey(key, hits, missed.count_of(key_hash), frequency(key_hash))
-    for key, misses, key_hash in missed.top(n):
-        if key_hash not in found:
-            found[key_hash] = HotKey(key, 0, misses, frequency(key_hash))
-    ranked = sorted(found.values(), key=lambda hot: (-hot.frequency, -(hot.hits + hot.misses)))
-    return ranked[:n]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layers.memory import InMemoryLayer
+from ..layers.memory import InMemoryLayer
 
 Progress = Callable[[int], None]
 """Called with the number of requests replayed since the last call."""

@@ -1,0 +1,247 @@
+"""What the managers do, written once: each operation is a *plan*, a generator that decides
+and yields the calls it needs, and the driver (sync or asyncio) performs them.
+
+    def read(state, key, default):          # the plan: decisions only
+        for tier in state.tiers:
+            value = yield Call(tier, "get", (key, MISSING))
+            ...
+
+    # sync driver                            # asyncio driver
+    reply = layer.get(*step.args)            reply = await layer.get(*step.args)
+    step = plan.send(reply)                  step = plan.send(reply)
+
+This is the sans-IO pattern of h11 and hyper-h2: the plans never block, sleep or await, so
+``MultilayerCache`` and ``AsyncMultilayerCache`` run exactly the same decisions. A plan
+receives the result of each step from ``send``; when a step fails, the driver throws the
+exception into the plan at the ``yield``, where the plan decides (a failed read is a miss
+in that layer, a failed write raises).
+
+Steps:
+
+* ``Call(tier, method, args)``: ``tier.layer.<method>(*args)`` (awaited for asyncio layers).
+* ``Load(loader, argument)``: the user's loader, counted and timed by the driver.
+* ``Flight(key, plan)``: run ``plan`` once for every caller that asks for ``key`` while it
+  runs (request coalescing); each gets its result or its exception.
+
+Writes go slowest layer first: a value the shared layer cannot encode is then written
+nowhere, and a faster layer never holds a value that the slower ones refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar
+
+from .errors import LayerError
+from .keys import unique
+from .missing import MISSING
+from .state import CacheState
+from .tiers import Tier
+from .ttl import TTL, optional_ttl_seconds
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Perform ``tier.layer.<method>(*args)``; reply with its result."""
+
+    tier: Tier
+    method: str
+    args: tuple[Any, ...]
+
+    @property
+    def timed(self) -> bool:
+        """Whether the driver records its duration: reads, with ``record_latency=True``."""
+        return self.tier.timed and self.method in READ_METHODS
+
+
+READ_METHODS = frozenset({"get", "get_many"})
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """Call the user's ``loader(argument)`` (await it under asyncio); reply with its value."""
+
+    loader: Callable[[Any], Any]
+    argument: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Flight:
+    """Run ``plan`` once for all concurrent callers of ``key``; reply with its result."""
+
+    key: Hashable
+    plan: Plan[Any]
+
+
+Step: TypeAlias = "Call | Load | Flight"
+Plan: TypeAlias = Generator[Step, Any, T]
+
+
+# ---------------------------------------------------------------------------- reads
+def read(state: CacheState, key: Any, default: Any, start: int = 0) -> Plan[Any]:
+    """``get``: the value from the fastest layer (from depth ``start``) that has it, copied
+    up into the faster layers whose policy accepts it; ``default`` if none has it. A layer
+    that fails counts as a miss there."""
+    for tier in state.tiers[start:]:
+        try:
+            value = yield Call(tier, "get", (key, MISSING))
+        except LayerError as error:
+            state.note_read_error(tier, key, error)
+            continue
+        if value is not MISSING:
+            yield from promote(state, {key: value}, tier.depth)
+            return value
+    return default
+
+
+def read_many(state: CacheState, keys: Iterable[Any]) -> Plan[dict[Any, Any]]:
+    """``get_many``: the keys found in any layer (one batch call per layer, each asked only
+    for what the faster ones missed), in the order asked."""
+    wanted = unique(keys)
+    found: dict[Any, Any] = {}
+    remaining = wanted
+    for tier in state.tiers:
+        if not remaining:
+            break
+        try:
+            hits = yield Call(tier, "get_many", (remaining,))
+        except LayerError as error:
+            state.note_read_error(tier, remaining, error)
+            continue
+        if not hits:
+            continue
+        yield from promote(state, hits, tier.depth)
+        if not found and len(hits) == len(wanted):
+            return hits  # one layer had everything (in the order asked)
+        found.update(hits)
+        remaining = [key for key in remaining if key not in hits]
+    return {key: found[key] for key in wanted if key in found}
+
+
+def promote(state: CacheState, hits: Mapping[Any, Any], depth: int) -> Plan[None]:
+    """Copy values found at ``depth`` into the faster layers that accept them. A failed
+    copy is counted and logged: the read itself succeeded."""
+    for tier in state.tiers[:depth]:
+        if tier.policy.promote == "never":
+            continue
+        accepts = tier.policy.accepts_promotion
+        accepted = {key: value for key, value in hits.items() if accepts(key, tier.layer)}
+        if accepted:
+            yield from _store(state, tier, accepted, None, quiet=True)
+
+
+# ---------------------------------------------------------------------------- writes
+def write(state: CacheState, mapping: Mapping[Any, Any], ttl: TTL | None) -> Plan[None]:
+    """``set`` / ``set_many``: write through every layer, slowest first, each capping
+    ``ttl`` by its policy. A failed write raises: the caller must know."""
+    optional_ttl_seconds(ttl)
+    if not mapping:
+        return
+    for tier in reversed(state.tiers):
+        yield from _store(state, tier, mapping, ttl, quiet=False)
+
+
+def delete(state: CacheState, key: Any) -> Plan[bool]:
+    """``delete``: remove the key from every layer; True if any had it. If a layer fails,
+    the others are still cleared, then the first error is raised."""
+    removed = False
+    failure: LayerError | None = None
+    for tier in state.tiers:
+        try:
+            removed = (yield Call(tier, "delete", (key,))) or removed
+        except LayerError as error:
+            state.note_write_error(tier, key, error)
+            failure = failure or error
+    if failure is not None:
+        raise failure
+    return removed
+
+
+def _store(
+    state: CacheState, tier: Tier, mapping: Mapping[Any, Any], ttl: TTL | None, quiet: bool
+) -> Plan[None]:
+    """Write ``mapping`` into one tier: ``set`` for one item, ``set_many`` for more. With
+    ``quiet``, a failure is counted and logged instead of raised."""
+    seconds = tier.policy.ttl_for(ttl, state.rng)
+    if len(mapping) == 1:
+        ((key, value),) = mapping.items()
+        call = Call(tier, "set", (key, value, seconds))
+    else:
+        call = Call(tier, "set_many", (mapping, seconds))
+    try:
+        yield call
+    except LayerError as error:
+        if not quiet:
+            raise
+        state.note_write_error(tier, list(mapping), error)
+
+
+# ---------------------------------------------------------------------------- loading
+def load(
+    state: CacheState, key: Any, loader: Callable[[Any], Any], ttl: TTL | None, start: int = 0
+) -> Plan[Any]:
+    """``get_or_load`` after a miss in the layers above ``start``: the whole miss, lookups
+    below included, runs once for concurrent callers of the key."""
+    optional_ttl_seconds(ttl)
+    return (yield Flight(key, _load_through(state, key, loader, ttl, start)))
+
+
+def _load_through(
+    state: CacheState, key: Any, loader: Callable[[Any], Any], ttl: TTL | None, start: int
+) -> Plan[Any]:
+    value = yield from read(state, key, MISSING, start)
+    if value is not MISSING:
+        return value
+    value = yield Load(loader, key)
+    yield from _write_loaded(state, {key: value}, ttl)
+    return value
+
+
+def load_many(
+    state: CacheState,
+    keys: Iterable[Any],
+    bulk_loader: Callable[[list[Any]], Any],
+    ttl: TTL | None,
+) -> Plan[dict[Any, Any]]:
+    """``get_or_load_many``: like ``read_many``; the keys every layer missed go to
+    ``bulk_loader(missing)`` in one call, which returns a mapping (keys it leaves out stay
+    missing, keys it was not asked for are ignored)."""
+    optional_ttl_seconds(ttl)
+    wanted = unique(keys)
+    found = yield from read_many(state, wanted)
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        result = yield Load(bulk_loader, missing)
+        loaded = loaded_for(missing, result, bulk_loader)
+        if loaded:
+            yield from _write_loaded(state, loaded, ttl)
+        found.update(loaded)
+    return {key: found[key] for key in wanted if key in found}
+
+
+def _write_loaded(state: CacheState, mapping: Mapping[Any, Any], ttl: TTL | None) -> Plan[None]:
+    # A loaded value is returned even if caching it fails: count and log, do not raise.
+    for tier in reversed(state.tiers):
+        yield from _store(state, tier, mapping, ttl, quiet=True)
+
+
+def loaded_for(missing: list[Any], result: Any, loader: Callable[..., Any]) -> dict[Any, Any]:
+    """What a bulk loader returned for the ``missing`` keys."""
+    if not isinstance(result, Mapping):
+        raise TypeError(
+            f"bulk loader {getattr(loader, '__qualname__', loader)!r} must return a mapping of "
+            f"key -> value, got {type(result).__name__}"
+        )
+    return {key: result[key] for key in missing if key in result}
+
+
+def check_tags(tags: Iterable[str]) -> None:
+    """Tags are reserved in this version: accepted only when empty."""
+    if tags:
+        raise NotImplementedError(
+            "tags are reserved: tag-based invalidation is not implemented yet, so tagged "
+            "writes are refused rather than silently ignored"
+        )

@@ -1,0 +1,91 @@
+"""The IO-free state of one manager (``CacheState``): its tiers, the random source of TTL
+jitter, and what it counts (loads, failed reads and writes), shared by the sync and asyncio
+managers and read by the plans in ``plans.py``."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from .latency import LatencyRecorder
+from .options import LayerPolicy
+from .stats import CacheStats
+from .tiers import Tier, make_tiers
+
+
+class CacheState:
+    """What a manager knows, apart from how it performs IO.
+
+    ``lock`` guards the counters: the drivers pass a ``threading.Lock`` (the core itself
+    knows nothing about threads).
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[Any],
+        policies: Sequence[LayerPolicy | None] | None,
+        *,
+        record_latency: bool,
+        allow_async: bool,
+        lock: AbstractContextManager[Any],
+    ) -> None:
+        self.tiers: list[Tier] = make_tiers(layers, policies, allow_async)
+        self.record_latency = record_latency
+        for tier in self.tiers:
+            tier.timed = record_latency
+        self.rng = random.Random()
+        self.loads = LatencyRecorder()
+        self.loader_calls = 0
+        self._lock = lock
+
+    # ---------------------------------------------------------------- counting
+    def count_load(self, seconds: float) -> None:
+        """One loader call took ``seconds``."""
+        self.loads.record(seconds)
+        with self._lock:
+            self.loader_calls += 1
+
+    def note_read_error(self, tier: Tier, key: Any, error: Exception) -> None:
+        """A read failed: the tier counts as a miss for it."""
+        with self._lock:
+            tier.read_errors += 1
+            errors = tier.read_errors + tier.write_errors
+        tier.warn(
+            "%s: read of %r failed, treated as a miss (%d errors so far): %s",
+            tier.name,
+            key,
+            errors,
+            error,
+        )
+
+    def note_write_error(self, tier: Tier, key: Any, error: Exception) -> None:
+        """A write the caller is not told about failed (a promotion, a loaded value)."""
+        with self._lock:
+            tier.write_errors += 1
+            errors = tier.read_errors + tier.write_errors
+        tier.warn(
+            "%s: write of %r failed, not cached (%d errors so far): %s",
+            tier.name,
+            key,
+            errors,
+            error,
+        )
+
+    # ---------------------------------------------------------------- reporting
+    def stats(self, coalesced_waits: int) -> CacheStats:
+        """Every layer's stats and the manager's own counters."""
+        return CacheStats(
+            layers=[tier.layer.stats() for tier in self.tiers],
+            loader_calls=self.loader_calls,
+            coalesced_waits=coalesced_waits,
+            load_latency=self.loads.percentiles(),
+            layer_latency=(
+                {tier.name: tier.latency.percentiles() for tier in self.tiers}
+                if self.record_latency
+                else {}
+            ),
+            read_errors={tier.name: tier.read_errors for tier in self.tiers},
+            write_errors={tier.name: tier.write_errors for tier in self.tiers},
+        )

@@ -1,0 +1,83 @@
+"""One layer as a manager holds it: a ``Tier`` (the layer, its policy, its depth, and what
+the manager counts about it), and the checks that turn a list of layers into tiers."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .latency import LatencyRecorder
+from .log import ThrottledWarning
+from .options import LayerPolicy
+
+LAYER_METHODS = ("get", "set", "delete", "get_many", "set_many", "stats")
+"""What the manager calls on a layer (see ``multilayercache.layers.base.Layer``)."""
+
+
+@dataclass(eq=False)
+class Tier:
+    """One layer of a manager, ``depth`` 0 being the fastest."""
+
+    layer: Any
+    policy: LayerPolicy
+    name: str
+    depth: int
+    is_async: bool
+    timed: bool = False
+    """Whether reads are timed into ``latency`` (``record_latency=True``)."""
+    latency: LatencyRecorder = field(default_factory=LatencyRecorder)
+    read_errors: int = 0
+    write_errors: int = 0
+    warn: ThrottledWarning = field(default_factory=ThrottledWarning)
+
+
+def make_tiers(
+    layers: Sequence[Any], policies: Sequence[LayerPolicy | None] | None, allow_async: bool
+) -> list[Tier]:
+    """Check the layers (fastest first) and pair each with its policy."""
+    layers = list(layers)
+    if not layers:
+        raise ValueError("a cache needs at least one layer")
+    if policies is None:
+        policies = [None] * len(layers)
+    policies = list(policies)
+    if len(policies) != len(layers):
+        raise ValueError(f"got {len(policies)} policies for {len(layers)} layers")
+    tiers = []
+    names: set[str] = set()
+    for depth, (layer, policy) in enumerate(zip(layers, policies, strict=True)):
+        missing = [method for method in LAYER_METHODS if not callable(getattr(layer, method, None))]
+        if missing:
+            raise TypeError(f"layer {depth} ({type(layer).__name__}) lacks {', '.join(missing)}")
+        if policy is not None and not isinstance(policy, LayerPolicy):
+            raise TypeError(f"policy {depth} must be a LayerPolicy or None")
+        is_async = inspect.iscoroutinefunction(layer.get)
+        if is_async and not allow_async:
+            raise TypeError(
+                f"layer {depth} ({type(layer).__name__}) is asyncio-only: "
+                "use AsyncMultilayerCache for it"
+            )
+        name = str(getattr(layer, "name", f"layer{depth}"))
+        if name in names:
+            name = f"{name}#{depth}"
+        names.add(name)
+        tiers.append(Tier(layer, policy or LayerPolicy(), name, depth, is_async))
+    return tiers
+
+
+def timed_get(tier: Tier) -> Callable[[Any, Any], Any]:
+    """The tier's ``get`` for an in-process layer, recording how long each call takes
+    (``record_latency=True``)."""
+    get, record = tier.layer.get, tier.latency.record
+
+    def get_timed(key: Any, default: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return get(key, default)
+        finally:
+            record(time.perf_counter() - start)
+
+    return get_timed

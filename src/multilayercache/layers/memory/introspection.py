@@ -1,0 +1,69 @@
+"""What both twins of ``InMemoryLayer`` report: ``LayerStats`` from their counters, and the
+ranking of hot keys in a ``LayerSnapshot``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ...core.stats import HotKey, LayerSnapshot, LayerStats
+
+
+def layer_stats(layer: Any, counters: tuple[int, ...]) -> LayerStats:
+    """``LayerStats`` from ``(hits, misses, evictions, expirations, rejections, size,
+    weight, window)``, read together while the layer was consistent."""
+    hits, misses, evictions, expirations, rejections, size, weight, window = counters
+    return LayerStats(
+        name=layer.name,
+        hits=hits,
+        misses=misses,
+        evictions=evictions,
+        expirations=expirations,
+        rejections=rejections,
+        size=size,
+        weight=weight,
+        max_size=layer.max_size,
+        max_weight=layer.max_weight,
+        window_weight=window,
+    )
+
+
+def layer_snapshot(
+    stats: LayerStats,
+    policy: Any,
+    cached: list[tuple[Any, int, int]],
+    missed: Any,
+    hot_keys: int,
+) -> LayerSnapshot:
+    """A ``LayerSnapshot`` of ``policy``, with the ``hot_keys`` hottest keys among the
+    ``cached`` entries ``(key, key_hash, hits)`` and the keys that keep missing."""
+    return LayerSnapshot(
+        stats=stats,
+        sketch=policy.sketch.table,
+        sketch_additions=policy.sketch.additions,
+        sketch_sample_size=policy.sketch.sample_size,
+        hot_keys=rank_hot_keys(cached, missed, policy.frequency, hot_keys),
+        window_max=policy.window_max,
+        protected_max=policy.protected_max,
+        region_weights=tuple(policy.region_weights),
+    )
+
+
+def rank_hot_keys(
+    cached: list[tuple[Any, int, int]],
+    missed: Any,
+    frequency: Callable[[int], int],
+    n: int,
+) -> list[HotKey]:
+    """The ``n`` hottest keys by estimated frequency, from the cached entries
+    ``(key, key_hash, hits)`` and the keys that keep missing (a ``HotKeyTable``)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"hot_keys must be an int >= 0, got {n!r}")
+    found: dict[int, HotKey] = {}
+    for key, key_hash, hits in cached:
+        found[key_hash] = HotKey(key, hits, missed.count_of(key_hash), frequency(key_hash))
+    for key, misses, key_hash in missed.top(n):
+        if key_hash not in found:
+            found[key_hash] = HotKey(key, 0, misses, frequency(key_hash))
+    ranked = sorted(found.values(), key=lambda hot: (-hot.frequency, -(hot.hits + hot.misses)))
+    return ranked[:n]

@@ -1,0 +1,198 @@
+"""What both Redis layers do without IO (``RedisCodec``): Redis keys from cache keys, expiry
+in milliseconds with jitter, values to bytes and back, batch writes as a pipeline, and the
+layer's counters.
+
+``RedisLayer`` and ``AsyncRedisLayer`` are this codec plus the calls into redis-py.
+
+Keys are ``str`` (stored as ``prefix + key``, UTF-8). Values go through a ``Serializer``:
+MessagePack by default, which cannot run code whatever is in Redis; opt in to pickle with
+``SignedPickleSerializer(key=...)``. A value that cannot be encoded raises
+``SerializationError`` and nothing is written. A value that cannot be decoded (corrupt, or
+forged by whoever can write to Redis) is never trusted: it counts as an error and a miss.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ...core.errors import LayerError, UntrustedDataError
+from ...core.log import ThrottledWarning
+from ...core.missing import MISSING
+from ...core.options import check_jitter, jittered
+from ...core.stats import LayerStats
+from ...core.ttl import TTL, optional_ttl_seconds
+from ...serializers import MsgpackSerializer, Serializer
+
+
+class RedisCodec:
+    """IO-free state and logic shared by both Redis layers."""
+
+    client: Any  # set by each layer: a sync or an asyncio redis-py client
+
+    def __init__(
+        self,
+        prefix: str,
+        ttl: TTL | None,
+        ttl_jitter: float,
+        serializer: Serializer | None,
+        name: str,
+    ) -> None:
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        if serializer is not None and not isinstance(serializer, Serializer):
+            raise TypeError("serializer must have dumps(value) -> bytes and loads(bytes)")
+        self.name = name
+        self.prefix = prefix
+        default = optional_ttl_seconds(ttl)
+        self.default_ttl = math.inf if default is None else default
+        self.ttl_jitter = check_jitter(ttl_jitter)
+        self.serializer = serializer or MsgpackSerializer()
+        self._dumps = self.serializer.dumps
+        self._loads = self.serializer.loads
+        loads_many = getattr(self.serializer, "loads_many", None)
+        self._loads_many = loads_many or (lambda items: [self._loads(item) for item in items])
+        self._rng = random.Random()
+        self._counter_lock = threading.Lock()
+        self._hits = self._misses = self._errors = 0
+        self._warn_untrusted = ThrottledWarning()
+
+    # ---------------------------------------------------------------- keys and TTLs
+    def redis_key(self, key: Any) -> str:
+        """The Redis key for ``key``: the prefix and the key (redis-py sends it as UTF-8;
+        handing it a ``str`` saves encoding it twice)."""
+        if not isinstance(key, str):
+            raise TypeError(
+                f"RedisLayer keys must be str, got {type(key).__name__} {key!r} "
+                "(build a string key, e.g. f'user:{user_id}')"
+            )
+        return self.prefix + key
+
+    def redis_keys(self, keys: list[Any]) -> list[str]:
+        """``redis_key`` of every key."""
+        prefix = self.prefix
+        try:
+            return [prefix + key for key in keys]
+        except TypeError:  # not a str: let redis_key word the error
+            for key in keys:
+                self.redis_key(key)
+            raise
+
+    def expiry_ms(self, ttl: TTL | None) -> int | None:
+        """Milliseconds to keep a value written with ``ttl`` (``None``: the layer default),
+        after jitter: ``None`` means no expiry, 0 means "expired already"."""
+        seconds = optional_ttl_seconds(ttl)
+        if seconds is None:
+            seconds = self.default_ttl
+        seconds = jittered(seconds, self.ttl_jitter, self._rng)
+        if seconds == math.inf:
+            return None
+        if seconds <= 0:
+            return 0
+        return max(1, round(seconds * 1000))
+
+    # ---------------------------------------------------------------- values
+    def encode(self, value: Any) -> bytes:
+        return self._dumps(value)
+
+    def decode(self, key: Any, data: Any) -> Any:
+        """The value stored as ``data``, or ``MISSING`` if it cannot be trusted."""
+        if not isinstance(data, bytes):
+            raise TypeError(
+                "the Redis client must return bytes: create it with "
+                "decode_responses=False (the default)"
+            )
+        try:
+            return self._loads(data)
+        except UntrustedDataError as error:
+            self.count(errors=1)
+            self._warn_untrusted("%s: ignoring the stored value of %r: %s", self.name, key, error)
+            return MISSING
+
+    def found(self, key: Any, data: Any, default: Any) -> Any:
+        """Account for one read of ``key`` that returned ``data``."""
+        if data is not None:
+            value = self.decode(key, data)
+            if value is not MISSING:
+                self.count(hits=1)
+                return value
+        self.count(misses=1)
+        return default
+
+    def found_many(self, keys: list[Any], values: list[Any]) -> dict[Any, Any]:
+        """Account for one batch read of ``keys`` (each read counts, repeats too) that
+        returned ``values``; return the hits."""
+        if None not in values:  # every key found: decode the reply as it is
+            try:
+                result = dict(zip(keys, self._loads_many(values), strict=True))
+                self.count(hits=len(values))
+                return result
+            except UntrustedDataError:
+                pass  # decode one by one below, keeping the good values
+        found_keys = []
+        found_data = []
+        for key, data in zip(keys, values, strict=True):
+            if data is not None:
+                found_keys.append(key)
+                found_data.append(data)
+        result = {}
+        hits = 0
+        if found_data:
+            try:
+                result = dict(zip(found_keys, self._loads_many(found_data), strict=True))
+                hits = len(found_data)
+            except UntrustedDataError:  # one bad item: decode one by one, keep the good ones
+                for key, data in zip(found_keys, found_data, strict=True):
+                    value = self.decode(key, data)
+                    if value is not MISSING:
+                        result[key] = value
+                        hits += 1
+        self.count(hits=hits, misses=len(keys) - hits)
+        return result
+
+    def write_pipeline(self, mapping: Mapping[Any, Any], ttl: TTL | None) -> Any:
+        """A pipeline, not yet run, that stores every item (``None`` if there is none).
+        Every value is encoded before any IO, so one that cannot be encoded writes nothing."""
+        plan = [
+            (self.redis_key(key), self.encode(value), self.expiry_ms(ttl))
+            for key, value in mapping.items()
+        ]
+        if not plan:
+            return None
+        pipeline = self.client.pipeline(transaction=False)
+        for redis_key, data, milliseconds in plan:
+            if milliseconds == 0:  # a TTL of 0: expired already
+                pipeline.delete(redis_key)
+            else:
+                pipeline.set(redis_key, data, px=milliseconds)
+        return pipeline
+
+    def failure(self, operation: str, error: RedisError) -> LayerError:
+        """The ``LayerError`` to raise for a failed Redis call (counted)."""
+        self.count(errors=1)
+        return LayerError(f"{self.name}: {operation} failed: {error}")
+
+    # ---------------------------------------------------------------- stats
+    def count(self, hits: int = 0, misses: int = 0, errors: int = 0) -> None:
+        with self._counter_lock:
+            self._hits += hits
+            self._misses += misses
+            self._errors += errors
+
+    def stats(self) -> LayerStats:
+        """Hits, misses and errors (failed calls and untrusted values) since creation."""
+        with self._counter_lock:
+            return LayerStats(
+                name=self.name, hits=self._hits, misses=self._misses, errors=self._errors
+            )
+
+
+def as_list(keys: Iterable[Any]) -> list[Any]:
+    """The keys of a batch read as a list. No need to drop repeats: MGET answers each, and
+    the result is a dict anyway."""
+    return keys if type(keys) is list else list(keys)

@@ -1,0 +1,69 @@
+"""Reads packed by hiredis in one call, on a pooled redis-py connection (sync and asyncio).
+
+``client.get`` / ``client.mget`` run redis-py's generic command path, which walks every
+argument in Python before packing it: about 10% of a GET and 20% of a 100-key MGET on
+loopback. ``read`` / ``read_async`` pack the command with ``hiredis.pack_command`` at once
+and send it on a connection taken from the client's pool, keeping redis-py's connection
+contract: the connection's own retry policy, disconnect on failure, release to the pool.
+
+Clients this does not fit run the command themselves: a cluster, a client bound to one
+connection (``single_connection_client``), and connections that are not plain redis-py
+connections (a client-side cache proxy). Tested against the oldest and newest redis-py
+this package supports (``tests/layers/redis/test_fastpath.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hiredis import pack_command
+from redis.asyncio.connection import AbstractConnection as AsyncAbstractConnection
+from redis.connection import AbstractConnection
+
+
+def read(client: Any, is_cluster: bool, *args: str) -> Any:
+    """Run one read command (GET, MGET) and return redis-py's parsed reply."""
+    if is_cluster or client.connection is not None:  # set by single_connection_client
+        return client.execute_command(*args)
+    command = [pack_command(args)]
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        if not isinstance(connection, AbstractConnection):  # e.g. a client-side cache proxy
+            return client.execute_command(*args)
+
+        def send_and_read() -> Any:
+            connection.send_packed_command(command)
+            return connection.read_response()
+
+        return connection.retry.call_with_retry(
+            send_and_read, lambda _error: connection.disconnect()
+        )
+    finally:
+        pool.release(connection)
+
+
+async def read_async(client: Any, is_cluster: bool, *args: str) -> Any:
+    """The asyncio twin of ``read``."""
+    if is_cluster or client.single_connection_client:
+        return await client.execute_command(*args)
+    command = [pack_command(args)]
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    try:
+        if not isinstance(connection, AsyncAbstractConnection):
+            return await client.execute_command(*args)
+
+        async def send_and_read() -> Any:
+            await connection.send_packed_command(command)
+            return await connection.read_response()
+
+        async def drop(_error: Exception) -> None:
+            await connection.disconnect()
+
+        return await connection.retry.call_with_retry(send_and_read, drop)
+    finally:
+        await pool.release(connection)
+
+
+__all__ = ["read", "read_async"]

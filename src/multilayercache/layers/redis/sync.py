@@ -1,0 +1,154 @@
+"""``RedisLayer``: the shared layer (L2) for synchronous code, single server or cluster.
+
+    l2 = RedisLayer("redis://127.0.0.1:6379/0", prefix="app:", ttl=300, ttl_jitter=0.1)
+    # ttl_jitter=0.1: each entry lives between 270 and 300 seconds
+    l2 = RedisLayer(client=redis.cluster.RedisCluster.from_url(url), prefix="app:")
+
+Keys, expiry, values and counters are the IO-free ``RedisCodec`` (see ``codec.py``); this
+module only makes the calls. ``AsyncRedisLayer`` (``aio.py``) is its asyncio twin, with the
+same methods and parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+import redis.cluster
+from redis.exceptions import RedisError
+
+from ...core.errors import LayerUnavailableError
+from ...core.ttl import TTL
+from ...serializers import Serializer
+from . import fastpath
+from .codec import RedisCodec, as_list
+
+
+class RedisLayer(RedisCodec):
+    """A Redis (or Redis Cluster) layer for synchronous code.
+
+    Give a ``url`` (``cluster=True`` for a cluster URL), or an existing ``client``
+    (``redis.Redis`` or ``redis.cluster.RedisCluster``). ``verify=True`` pings the server
+    now and raises ``LayerUnavailableError`` if it cannot be reached.
+    ``max_connections``: ``None`` lets the pool open one connection per thread that needs
+    one (redis-py's default); a number caps it, and threads beyond it wait their turn.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: redis.Redis | redis.cluster.RedisCluster | None = None,
+        cluster: bool = False,
+        prefix: str = "",
+        ttl: TTL | None = None,
+        ttl_jitter: float = 0.0,
+        serializer: Serializer | None = None,
+        name: str = "redis",
+        verify: bool = False,
+        max_connections: int | None = None,
+        **client_options: Any,
+    ) -> None:
+        super().__init__(prefix, ttl, ttl_jitter, serializer, name)
+        if (url is None) == (client is None):
+            raise ValueError("give either a url or a client")
+        if client is None:
+            client = _client_for(url, cluster, max_connections, client_options)
+        elif not isinstance(client, (redis.Redis, redis.cluster.RedisCluster)):
+            raise TypeError(
+                f"client must be a redis.Redis or redis.cluster.RedisCluster, got "
+                f"{type(client).__name__} (use AsyncRedisLayer for asyncio clients)"
+            )
+        self.client = client
+        self.is_cluster = isinstance(client, redis.cluster.RedisCluster)
+        self.url = url
+        if verify:
+            self.verify()
+
+    def verify(self) -> None:
+        """Ping the server; raise ``LayerUnavailableError`` if it cannot be reached."""
+        try:
+            self.client.ping()
+        except RedisError as error:
+            raise LayerUnavailableError(
+                f"{self.name}: cannot reach {self.url or self.client!r}: {error}"
+            ) from error
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The stored value, or ``default`` on a miss (or an untrusted value)."""
+        redis_key = self.redis_key(key)
+        try:
+            data = fastpath.read(self.client, self.is_cluster, "GET", redis_key)
+        except RedisError as error:
+            raise self.failure("GET", error) from error
+        return self.found(key, data, default)
+
+    def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
+        """Store ``value`` (``ttl``: seconds or timedelta; ``None`` = the layer default;
+        ``0`` deletes)."""
+        redis_key = self.redis_key(key)
+        data = self.encode(value)
+        milliseconds = self.expiry_ms(ttl)
+        try:
+            if milliseconds == 0:
+                self.client.delete(redis_key)
+            else:
+                self.client.set(redis_key, data, px=milliseconds)
+        except RedisError as error:
+            raise self.failure("SET", error) from error
+
+    def delete(self, key: Any) -> bool:
+        """Remove the key; True if it existed."""
+        redis_key = self.redis_key(key)
+        try:
+            return bool(self.client.delete(redis_key))
+        except RedisError as error:
+            raise self.failure("DEL", error) from error
+
+    def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
+        """The hits among ``keys``, in one round trip (MGET; a pipeline per hash slot on a
+        cluster)."""
+        wanted = as_list(keys)
+        if not wanted:
+            return {}
+        redis_keys = self.redis_keys(wanted)
+        try:
+            if self.is_cluster:
+                values = self.client.mget_nonatomic(redis_keys)
+            else:
+                values = fastpath.read(self.client, False, "MGET", *redis_keys)
+        except RedisError as error:
+            raise self.failure("MGET", error) from error
+        return self.found_many(wanted, values)
+
+    def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
+        """Store every item in one pipeline. Every value is encoded first: if one cannot
+        be, nothing is written."""
+        pipeline = self.write_pipeline(mapping, ttl)
+        if pipeline is None:
+            return
+        try:
+            pipeline.execute()
+        except RedisError as error:
+            raise self.failure("pipeline SET", error) from error
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+
+def _client_for(
+    url: str, cluster: bool, max_connections: int | None, options: dict[str, Any]
+) -> redis.Redis | redis.cluster.RedisCluster:
+    if cluster:
+        if max_connections is not None:
+            options = {**options, "max_connections": max_connections}
+        return redis.cluster.RedisCluster.from_url(url, **options)
+    if max_connections is None:
+        return redis.Redis.from_url(url, **options)
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, **options)
+    return redis.Redis.from_pool(pool)  # the client owns, and closes, the pool
+
+
+__all__ = ["RedisLayer"]
