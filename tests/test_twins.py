@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import COMPILED, PURE, FakeClock, requires_compiled
+from support import COMPILED, PURE, FakeClock, requires_compiled
 from invariants import check_invariants
 
 pytestmark = requires_compiled
@@ -270,7 +270,7 @@ def run_layer_ops(pure, compiled, clocks, ops) -> None:
 def test_same_hits_on_traces(name, sizes) -> None:
     from multilayercache.tools.simulation import load_trace, replay
 
-    from conftest import trace_path
+    from support import trace_path
 
     trace = load_trace(trace_path(name))
     for size in sizes:

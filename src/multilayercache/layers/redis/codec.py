@@ -73,7 +73,7 @@ class RedisCodec:
             )
         return self.prefix + key
 
-    def redis_keys(self, keys: list[Any]) -> list[str]:
+    def _redis_keys(self, keys: list[Any]) -> list[str]:
         """``redis_key`` of every key."""
         prefix = self.prefix
         try:
@@ -83,7 +83,7 @@ class RedisCodec:
                 self.redis_key(key)
             raise
 
-    def expiry_ms(self, ttl: TTL | None) -> int | None:
+    def _expiry_ms(self, ttl: TTL | None) -> int | None:
         """Milliseconds to keep a value written with ``ttl`` (``None``: the layer default),
         after jitter: ``None`` means no expiry, 0 means "expired already"."""
         seconds = optional_ttl_seconds(ttl)
@@ -97,10 +97,10 @@ class RedisCodec:
         return max(1, round(seconds * 1000))
 
     # ---------------------------------------------------------------- values
-    def encode(self, value: Any) -> bytes:
+    def _encode(self, value: Any) -> bytes:
         return self._dumps(value)
 
-    def decode(self, key: Any, data: Any) -> Any:
+    def _decode(self, key: Any, data: Any) -> Any:
         """The value stored as ``data``, or ``MISSING`` if it cannot be trusted."""
         if not isinstance(data, bytes):
             raise TypeError(
@@ -110,27 +110,27 @@ class RedisCodec:
         try:
             return self._loads(data)
         except UntrustedDataError as error:
-            self.count(errors=1)
+            self._count(errors=1)
             self._warn_untrusted("%s: ignoring the stored value of %r: %s", self.name, key, error)
             return MISSING
 
-    def found(self, key: Any, data: Any, default: Any) -> Any:
+    def _found(self, key: Any, data: Any, default: Any) -> Any:
         """Account for one read of ``key`` that returned ``data``."""
         if data is not None:
-            value = self.decode(key, data)
+            value = self._decode(key, data)
             if value is not MISSING:
-                self.count(hits=1)
+                self._count(hits=1)
                 return value
-        self.count(misses=1)
+        self._count(misses=1)
         return default
 
-    def found_many(self, keys: list[Any], values: list[Any]) -> dict[Any, Any]:
+    def _found_many(self, keys: list[Any], values: list[Any]) -> dict[Any, Any]:
         """Account for one batch read of ``keys`` (each read counts, repeats too) that
         returned ``values``; return the hits."""
         if None not in values:  # every key found: decode the reply as it is
             try:
                 result = dict(zip(keys, self._loads_many(values), strict=True))
-                self.count(hits=len(values))
+                self._count(hits=len(values))
                 return result
             except UntrustedDataError:
                 pass  # decode one by one below, keeping the good values
@@ -148,18 +148,18 @@ class RedisCodec:
                 hits = len(found_data)
             except UntrustedDataError:  # one bad item: decode one by one, keep the good ones
                 for key, data in zip(found_keys, found_data, strict=True):
-                    value = self.decode(key, data)
+                    value = self._decode(key, data)
                     if value is not MISSING:
                         result[key] = value
                         hits += 1
-        self.count(hits=hits, misses=len(keys) - hits)
+        self._count(hits=hits, misses=len(keys) - hits)
         return result
 
-    def write_pipeline(self, mapping: Mapping[Any, Any], ttl: TTL | None) -> Any:
+    def _write_pipeline(self, mapping: Mapping[Any, Any], ttl: TTL | None) -> Any:
         """A pipeline, not yet run, that stores every item (``None`` if there is none).
         Every value is encoded before any IO, so one that cannot be encoded writes nothing."""
         plan = [
-            (self.redis_key(key), self.encode(value), self.expiry_ms(ttl))
+            (self.redis_key(key), self._encode(value), self._expiry_ms(ttl))
             for key, value in mapping.items()
         ]
         if not plan:
@@ -172,13 +172,13 @@ class RedisCodec:
                 pipeline.set(redis_key, data, px=milliseconds)
         return pipeline
 
-    def failure(self, operation: str, error: RedisError) -> LayerError:
+    def _failure(self, operation: str, error: RedisError) -> LayerError:
         """The ``LayerError`` to raise for a failed Redis call (counted)."""
-        self.count(errors=1)
+        self._count(errors=1)
         return LayerError(f"{self.name}: {operation} failed: {error}")
 
     # ---------------------------------------------------------------- stats
-    def count(self, hits: int = 0, misses: int = 0, errors: int = 0) -> None:
+    def _count(self, hits: int = 0, misses: int = 0, errors: int = 0) -> None:
         with self._counter_lock:
             self._hits += hits
             self._misses += misses

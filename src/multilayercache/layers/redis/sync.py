@@ -81,22 +81,22 @@ class RedisLayer(RedisCodec):
         try:
             data = fastpath.read(self.client, self.is_cluster, "GET", redis_key)
         except RedisError as error:
-            raise self.failure("GET", error) from error
-        return self.found(key, data, default)
+            raise self._failure("GET", error) from error
+        return self._found(key, data, default)
 
     def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
         """Store ``value`` (``ttl``: seconds or timedelta; ``None`` = the layer default;
         ``0`` deletes)."""
         redis_key = self.redis_key(key)
-        data = self.encode(value)
-        milliseconds = self.expiry_ms(ttl)
+        data = self._encode(value)
+        milliseconds = self._expiry_ms(ttl)
         try:
             if milliseconds == 0:
                 self.client.delete(redis_key)
             else:
                 self.client.set(redis_key, data, px=milliseconds)
         except RedisError as error:
-            raise self.failure("SET", error) from error
+            raise self._failure("SET", error) from error
 
     def delete(self, key: Any) -> bool:
         """Remove the key; True if it existed."""
@@ -104,7 +104,7 @@ class RedisLayer(RedisCodec):
         try:
             return bool(self.client.delete(redis_key))
         except RedisError as error:
-            raise self.failure("DEL", error) from error
+            raise self._failure("DEL", error) from error
 
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """The hits among ``keys``, in one round trip (MGET; a pipeline per hash slot on a
@@ -112,26 +112,26 @@ class RedisLayer(RedisCodec):
         wanted = as_list(keys)
         if not wanted:
             return {}
-        redis_keys = self.redis_keys(wanted)
+        redis_keys = self._redis_keys(wanted)
         try:
             if self.is_cluster:
                 values = self.client.mget_nonatomic(redis_keys)
             else:
                 values = fastpath.read(self.client, False, "MGET", *redis_keys)
         except RedisError as error:
-            raise self.failure("MGET", error) from error
-        return self.found_many(wanted, values)
+            raise self._failure("MGET", error) from error
+        return self._found_many(wanted, values)
 
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Store every item in one pipeline. Every value is encoded first: if one cannot
         be, nothing is written."""
-        pipeline = self.write_pipeline(mapping, ttl)
+        pipeline = self._write_pipeline(mapping, ttl)
         if pipeline is None:
             return
         try:
             pipeline.execute()
         except RedisError as error:
-            raise self.failure("pipeline SET", error) from error
+            raise self._failure("pipeline SET", error) from error
 
     def close(self) -> None:
         """Close the client's connections."""

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from conftest import trace_path
+from support import trace_path
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from conftest import IMPLEMENTATIONS, FakeClock
+from support import IMPLEMENTATIONS, FakeClock
 from invariants import check_invariants
 
 MISS = object()

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from multilayercache.tools.simulation import belady_hits, load_trace, lru_hits, next_uses, replay
 
-from conftest import trace_path
+from support import trace_path
 
 small_traces = st.lists(st.integers(0, 7), min_size=0, max_size=14)
 

@@ -12,7 +12,7 @@ import pytest
 from multilayercache.tools.benchmarking import REFERENCE_HIT_RATIOS
 from multilayercache.tools.simulation import load_trace, replay
 
-from conftest import trace_path
+from support import trace_path
 
 PEERS = REFERENCE_HIT_RATIOS  # (theine, moka-py, best of every policy) per row
 

@@ -23,7 +23,7 @@ from multilayercache import (
 )
 from multilayercache.tools.servers import free_port
 
-from conftest import command_calls
+from support import command_calls
 
 VALUES = [None, True, 0, -(2**62), 3.5, "text", b"\x00bytes", [1, "a", None], {"k": [1, 2]}]
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -144,7 +144,7 @@ def test_reads_through_any_client_setup(make_layer, redis_url, prefix, raw_redis
     layer = make_layer(client=client, prefix=prefix)
     layer.set_many({"a": 1, "b": 2})
     assert layer.get_many(["a", "b", "c"]) == {"a": 1, "b": 2}
-    raw_redis.set(f"{prefix}a", layer.encode(5))  # another instance writes
+    raw_redis.set(f"{prefix}a", layer.serializer.dumps(5))  # another instance writes
     assert layer.get_many(["a", "b"]) == {"a": 5, "b": 2}
     assert layer.get("a") == 5 and layer.get("c", "none") == "none"
 

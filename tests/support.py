@@ -1,0 +1,114 @@
+"""Helpers the tests import (fixtures live in conftest.py): the twin table, a fake clock,
+trace paths, server-side command counts, and ``Blocking``, which lets one behaviour spec
+drive the sync and the asyncio classes alike."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+TRACES = Path(
+    os.environ.get("MULTILAYERCACHE_TRACES", Path(__file__).parents[2] / "shared" / "traces")
+)
+
+# Each twinned class and its compiled module; the pure twin of ``package.module`` is
+# ``package._module_py``.
+TWINNED = {
+    "CountMinSketch": "multilayercache._core.sketch",
+    "Doorkeeper": "multilayercache._core.doorkeeper",
+    "GhostTable": "multilayercache._core.ghost",
+    "HotKeyTable": "multilayercache._core.hotkeys",
+    "TimerWheel": "multilayercache._core.timerwheel",
+    "WTinyLfuPolicy": "multilayercache._core.policy",
+    "InMemoryLayer": "multilayercache.layers.memory.layer",
+    "FrontDoor": "multilayercache.sync.frontdoor",
+}
+
+
+def pure_module(compiled: str) -> str:
+    package, _, module = compiled.rpartition(".")
+    return f"{package}._{module}_py"
+
+
+def twins(name: str, module_name: Callable[[str], str]) -> SimpleNamespace:
+    """One implementation of every twinned class (ImportError if not built)."""
+    classes = {
+        cls: getattr(importlib.import_module(module_name(module)), cls)
+        for cls, module in TWINNED.items()
+    }
+    return SimpleNamespace(name=name, **classes)
+
+
+def compiled_twins() -> SimpleNamespace | None:
+    try:
+        return twins("compiled", lambda module: module)
+    except ImportError:
+        return None
+
+
+PURE = twins("pure", pure_module)
+COMPILED = compiled_twins()
+IMPLEMENTATIONS = [PURE] + ([COMPILED] if COMPILED else [])
+requires_compiled = pytest.mark.skipif(COMPILED is None, reason="the extension is not built")
+
+
+class FakeClock:
+    """An injectable monotonic clock (seconds) that tests move by hand."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def trace_path(name: str) -> Path:
+    path = TRACES / f"{name}.npy"
+    if not path.exists():
+        pytest.skip(f"trace {path} not found (../shared/traces beside the checkout)")
+    return path
+
+
+def command_calls(client: Any, command: str) -> int:
+    """How many times the server has run ``command`` (INFO commandstats)."""
+    stats = client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command.lower()}", {}).get("calls", 0))
+
+
+class Blocking:
+    """A view of ``target`` whose coroutine methods run to completion on ``loop``, so that
+    one behaviour spec drives ``AsyncMultilayerCache`` (or ``AsyncRedisLayer``) exactly as
+    it drives the sync class. Plain attributes and sync methods pass through."""
+
+    def __init__(self, target: Any, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._target = target
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if self._loop is None or not callable(attribute):
+            return attribute
+        loop = self._loop
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = attribute(*args, **kwargs)
+            return loop.run_until_complete(result) if inspect.isawaitable(result) else result
+
+        return call
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._target
+
+    def __repr__(self) -> str:
+        return f"Blocking({self._target!r})"
