@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support import COMPILED, PURE, FakeClock, requires_compiled
 from invariants import check_invariants
+from support import COMPILED, PURE, FakeClock, requires_compiled
 
 pytestmark = requires_compiled
 SETTINGS = settings(max_examples=150, deadline=None)

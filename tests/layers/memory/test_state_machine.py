@@ -13,8 +13,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from support import IMPLEMENTATIONS, FakeClock
 from invariants import check_invariants
+from support import IMPLEMENTATIONS, FakeClock
 
 MISS = object()
 keys = st.integers(0, 40)
