@@ -3,13 +3,17 @@ results after every call, and the same internal arrays."""
 
 from __future__ import annotations
 
+import ast
+import importlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from invariants import check_invariants
-from support import COMPILED, PURE, FakeClock, requires_compiled
+from support import COMPILED, PURE, TWINNED, FakeClock, pure_module, requires_compiled
 
 pytestmark = requires_compiled
 SETTINGS = settings(max_examples=150, deadline=None)
@@ -122,7 +126,8 @@ def test_timer_wheel(start, ops) -> None:
         else:
             now += amount
             expired = pure.advance(now)
-            assert expired == compiled.advance(now)
+            assert expired == compiled.advance(now) == len(pure.expired)
+            assert pure.expired == compiled.expired
             # Nothing due stays scheduled, nothing not due expired.
             assert all(
                 pure.deadline(s) > now for s in range(31) if pure.deadline(s) != (1 << 63) - 1
@@ -264,6 +269,70 @@ def run_layer_ops(pure, compiled, clocks, ops) -> None:
     check_invariants(compiled)
     assert pure.get_top_keys(5) == compiled.get_top_keys(5)
     assert pure.snapshot(5).hot_keys == compiled.snapshot(5).hot_keys
+
+
+@SETTINGS
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from(["get", "get", "set", "delete"]), st.integers(0, 8)),
+        max_size=60,
+    )
+)
+def test_front_door(ops) -> None:
+    # The manager's fast path: the first layer answers, ``below`` only on a miss.
+    worlds = []
+    for twin in (PURE, COMPILED):
+        first: dict = {}
+        below: dict = {5: "deep", 6: None}
+        asked: list = []
+
+        def ask_below(key, default, below=below, asked=asked):
+            asked.append(key)
+            return below.get(key, default)
+
+        missing = object()
+        door = twin.FrontDoor(lambda key, default, first=first: first.get(key, default),
+                              ask_below, missing)  # fmt: skip
+        worlds.append((door, first, asked))
+    for op, key in ops:
+        results = []
+        for door, first, asked in worlds:
+            if op == "set":
+                first[key] = f"value {key}"
+            elif op == "delete":
+                first.pop(key, None)
+            else:
+                results.append((door.get(key, "default"), door.get(key), list(asked)))
+        if results:
+            assert results[0] == results[1]
+
+
+def defined_constants(module) -> set[str]:
+    """The public UPPER_CASE names a module assigns itself (not the ones it imports)."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    names = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id.isupper() and target.id[0] != "_":
+                names.add(target.id)
+    return names
+
+
+TWINNED_MODULES = sorted(
+    {(module, pure_module(module)) for module in TWINNED.values()}
+)
+
+
+@pytest.mark.parametrize(("compiled", "pure"), TWINNED_MODULES, ids=lambda name: name)
+def test_twins_define_the_same_constants(compiled, pure) -> None:
+    # Constants are written once per twin; they must agree (regions, "never expires", ...).
+    compiled_module, pure_twin = importlib.import_module(compiled), importlib.import_module(pure)
+    for name in sorted(defined_constants(pure_twin)):
+        assert hasattr(compiled_module, name), f"{compiled} does not define {name}"
+        assert getattr(compiled_module, name) == getattr(pure_twin, name), name
 
 
 @pytest.mark.parametrize("name,sizes", [("gli", [500, 1000, 1500]), ("corda-vault", [10, 25, 50])])

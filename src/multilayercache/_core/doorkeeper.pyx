@@ -7,8 +7,9 @@ from libc.string cimport memset
 
 from .bits cimport next_power_of_two
 
-cdef enum:
+cpdef enum:
     BITS_PER_ENTRY = 16
+    PROBES = 2  # doorkeeper.pxd's inline functions are written out for exactly two
 
 
 cdef class Doorkeeper:

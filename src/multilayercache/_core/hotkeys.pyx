@@ -8,7 +8,8 @@ from libc.stdint cimport uint32_t, uint64_t
 
 HOT_KEY_BUCKETS = 256
 
-cdef uint32_t MAX_COUNT = 0xFFFFFFFF
+MAX_COUNT = 0xFFFFFFFF
+cdef uint32_t _MAX_COUNT = MAX_COUNT
 
 
 cdef class HotKeyTable:
@@ -34,9 +35,9 @@ cdef class HotKeyTable:
         cdef uint32_t score = self._scores[bucket]
         cdef PyObject* old
         if score and self._hashes[bucket] == key_hash:
-            if score != MAX_COUNT:
+            if score != _MAX_COUNT:
                 self._scores[bucket] = score + 1
-            if self._counts[bucket] != MAX_COUNT:
+            if self._counts[bucket] != _MAX_COUNT:
                 self._counts[bucket] += 1
         elif score:
             self._scores[bucket] = score - 1

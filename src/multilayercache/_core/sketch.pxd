@@ -3,6 +3,13 @@ from libc.stdint cimport uint64_t
 
 from .bits cimport GOLDEN64
 
+cpdef enum:
+    DEPTH = 4  # (the inline functions below are written out for exactly four rows)
+    MAX_COUNT = 15
+    WORDS_PER_BLOCK = 8
+    MIN_WORDS = 64
+    SAMPLE_MULTIPLIER = 10
+
 # The hot operations are inline functions over the raw table (pointer and mask) so that the
 # policy, which cimports this file and caches both, compiles them into its own code: no call,
 # no reference counting on a cache hit.
@@ -23,11 +30,11 @@ cdef class CountMinSketch:
 # hash picks the word (bit 0) and the nibble in it (bits 1-4). Rows never share a word.
 
 cdef inline int _nibble(uint64_t word, unsigned shift) noexcept nogil:
-    return <int>((word >> shift) & 15)
+    return <int>((word >> shift) & MAX_COUNT)
 
 
 cdef inline int sketch_frequency(uint64_t* words, uint64_t block_mask, uint64_t key_hash) noexcept:
-    cdef uint64_t* block = words + (key_hash & block_mask) * 8
+    cdef uint64_t* block = words + (key_hash & block_mask) * WORDS_PER_BLOCK
     cdef uint64_t c = (key_hash * GOLDEN64) >> 32
     cdef int v0 = _nibble(block[c & 1], ((c >> 1) & 15) << 2)
     cdef int v1 = _nibble(block[2 + ((c >> 8) & 1)], ((c >> 9) & 15) << 2)
@@ -39,7 +46,7 @@ cdef inline int sketch_frequency(uint64_t* words, uint64_t block_mask, uint64_t 
 cdef inline bint sketch_add(uint64_t* words, uint64_t block_mask, uint64_t key_hash) noexcept:
     # Conservative update: bump only the counters that equal the current minimum. The caller
     # counts the addition (``additions``) when this returns True.
-    cdef uint64_t* block = words + (key_hash & block_mask) * 8
+    cdef uint64_t* block = words + (key_hash & block_mask) * WORDS_PER_BLOCK
     cdef uint64_t c = (key_hash * GOLDEN64) >> 32
     cdef uint64_t* w0 = block + (c & 1)
     cdef uint64_t* w1 = block + 2 + ((c >> 8) & 1)
@@ -52,7 +59,7 @@ cdef inline bint sketch_add(uint64_t* words, uint64_t block_mask, uint64_t key_h
     cdef int v0 = _nibble(w0[0], s0), v1 = _nibble(w1[0], s1)
     cdef int v2 = _nibble(w2[0], s2), v3 = _nibble(w3[0], s3)
     cdef int smallest = min(min(v0, v1), min(v2, v3))
-    if smallest == 15:
+    if smallest == MAX_COUNT:
         return False
     w0[0] += (<uint64_t>(v0 == smallest)) << s0
     w1[0] += (<uint64_t>(v1 == smallest)) << s1

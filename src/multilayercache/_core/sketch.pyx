@@ -7,12 +7,8 @@ from libc.stdint cimport uint64_t
 
 from .bits cimport next_power_of_two
 
-cdef enum:
-    DEPTH = 4
-    MAX_COUNT = 15
-    WORDS_PER_BLOCK = 8
-    MIN_WORDS = 64
-    SAMPLE_MULTIPLIER = 10
+ODD_NIBBLES_MASK = 0x7777777777777777
+cdef uint64_t _ODD_NIBBLES_MASK = ODD_NIBBLES_MASK
 
 
 cdef class CountMinSketch:
@@ -37,7 +33,7 @@ cdef class CountMinSketch:
         cdef Py_ssize_t i
         cdef uint64_t* table = &self._table[0]
         for i in range(self._table.shape[0]):
-            table[i] = (table[i] >> 1) & 0x7777777777777777ULL
+            table[i] = (table[i] >> 1) & _ODD_NIBBLES_MASK
         self.additions //= 2
 
     def frequency(self, uint64_t key_hash) -> int:
