@@ -38,11 +38,9 @@ from .arguments import (
     layer_bounds,
     unhashable_key,
 )
+from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_to_ns
 from .introspection import layer_snapshot, layer_stats
-
-_MISSING = object()
-
 
 class InMemoryLayer:
     """An in-process cache: W-TinyLFU admission, per-entry TTL, bounded by size or weight.
@@ -105,12 +103,7 @@ class InMemoryLayer:
 
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """The cached values among ``keys`` (hits only), each lookup counted as a ``get``."""
-        found = {}
-        for key in keys:
-            value = self.get(key, _MISSING)
-            if value is not _MISSING:
-                found[key] = value
-        return found
+        return hits_among(self.get, keys)
 
     def __contains__(self, key: Any) -> bool:
         """Whether a live entry exists (does not count as an access)."""
@@ -159,13 +152,7 @@ class InMemoryLayer:
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """``set`` every item. The TTL and every key are checked first, so bad input writes
         nothing."""
-        if ttl is not None:
-            ttl_seconds(ttl)
-        items = list(mapping.items())
-        for key, _ in items:
-            self._spread_hash(key)
-        for key, value in items:
-            self.set(key, value, ttl)
+        set_each(self.set, self._spread_hash, mapping, ttl)
 
     def delete(self, key: Any) -> bool:
         """Remove the entry; True if a live one was there."""

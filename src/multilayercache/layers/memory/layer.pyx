@@ -1,31 +1,19 @@
 """``InMemoryLayer``: the in-process L1 cache (compiled twin of ``_layer_py.py``, which
 explains the design). Comments here cover memory layout and why each trick is safe.
 
-Layout:
-
-* ``_index`` is an open-addressing table of ``int32`` slot numbers (``index.pxd``) probed
-  from the key's spread hash; the hash itself is the policy's per-slot ``_hash`` (one copy
-  for both), so a probe compares 64-bit hashes before it ever touches a key object. About
-  8 bytes per entry.
-* ``_entries`` is one Python list holding slot ``s``'s key at ``2s`` and value at ``2s + 1``:
-  the garbage collector sees what the cache holds, and a hit reads key and value from one
-  cache line. A probe checks the key's identity before comparing hashes, which saves a
-  memory access whenever the caller passes the stored key object itself.
-* ``_slot_meta`` holds per cached entry its hits (for snapshots) and the frequency epoch in
-  which it was found saturated (hits then skip recording it); misses go to a
-  ``HotKeyTable``, off the hit path.
-* Freed slots go on an ``int32`` stack and are reused last-freed first, as in the twin.
+Layout: ``_index`` (``index.pxd``) maps spread hashes to slots, comparing the policy's
+per-slot hashes before any key object. ``_entries`` is one list with slot ``s``'s key at
+``2s`` and value at ``2s + 1``: the garbage collector sees what the cache holds, and a hit
+reads both from one cache line. ``_slot_meta`` holds per slot its hits (for snapshots) and
+the frequency epoch in which it was found saturated (hits then skip recording it).
 
 Concurrency: under the GIL each public method is atomic with respect to the cache's own
 structures, because Python code (a key's ``__hash__`` / ``__eq__``, the weigher, the clock,
-a value's ``__del__``) only runs where the structures are consistent:
-
-* hashing, weighing and reading the clock happen before anything changes;
-* a lookup that had to call ``__eq__`` restarts if the table changed meanwhile (``_version``);
-* keys and values leaving the cache wait in ``graves.pxd`` and are released on unlock.
-
-On a free-threaded build (3.13t) importing this module re-enables the GIL, since it does
-not declare itself free-threading safe; the pure twin uses a lock instead.
+a value's ``__del__``) only runs where the structures are consistent: hashing, weighing and
+reading the clock happen first; a lookup that had to call ``__eq__`` restarts if the table
+changed meanwhile (``_version``); what leaves the cache is released when the operation ends
+(``ownership.pxd``). On a free-threaded build importing this module re-enables the GIL; the
+pure twin uses a lock instead.
 """
 
 import numpy as np
@@ -34,7 +22,6 @@ cimport cython
 from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_SET_ITEM
 from cpython.object cimport Py_EQ, PyObject_RichCompareBool
-from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
@@ -44,10 +31,17 @@ from ..._core.hotkeys cimport HotKeyTable
 from ..._core.policy cimport WTinyLfuPolicy
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
-from .graves cimport Graves, graves_clear, graves_keep, graves_release
+from .ownership cimport (
+    Ownership,
+    clear_graves,
+    keep_until_released,
+    release_graves,
+    take_ownership,
+)
 from .index cimport EMPTY, MIN_INDEX, index_place, index_remove
 
 from ...core.ttl import ttl_seconds
+from .batch import hits_among, set_each
 from .arguments import (
     checked_clock,
     checked_top_n,
@@ -58,9 +52,6 @@ from .arguments import (
 )
 from .introspection import layer_snapshot, layer_stats
 
-cdef extern from "<sched.h>" nogil:
-    int sched_yield()
-
 cdef extern from "Python.h":
     # Declared without an exception value, so that _key_hash can word the error itself.
     Py_hash_t hash_or_minus_one "PyObject_Hash"(object key)
@@ -69,7 +60,6 @@ cdef enum:
     INTERRUPTED = -3  # _find: a write began while a key's __eq__ ran
     NOT_CACHED = 3  # the policy's region code of a free slot
 
-cdef object _MISSING = object()
 cdef uint32_t MAX_HITS = 0xFFFFFFFF
 
 
@@ -103,8 +93,7 @@ cdef class InMemoryLayer:
     cdef uint64_t _version
     cdef int64_t _coarse_slack_ns
     cdef Py_ssize_t _hits, _misses, _expirations, _oversized
-    cdef unsigned long _writer  # thread inside a locked operation, 0 if none
-    cdef Graves _graves
+    cdef Ownership _ownership
     cdef list _grave_overflow
 
     def __init__(self, max_size=None, *, max_weight=None, weigher=None, ttl=None,
@@ -131,12 +120,12 @@ cdef class InMemoryLayer:
         self._hits = self._misses = self._expirations = self._oversized = 0
 
     def __cinit__(self):
-        self._writer = 0
-        self._graves.count = 0
+        self._ownership.owner = 0
+        self._ownership.grave_count = 0
         self._grave_overflow = []
 
     def __dealloc__(self):
-        graves_clear(&self._graves)
+        clear_graves(&self._ownership)
 
     # ------------------------------------------------------------------ reads
     def get(self, key, default=None):
@@ -144,7 +133,7 @@ cdef class InMemoryLayer:
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
         cdef int64_t deadline
-        if self._writer:  # another thread is inside a write: wait for it
+        if self._ownership.owner:  # another thread is inside a write: wait for it
             return self._get_locked(key, key_hash, default)
         slot = self._find(key, key_hash, False)
         if slot == INTERRUPTED:
@@ -186,12 +175,7 @@ cdef class InMemoryLayer:
 
     def get_many(self, keys):
         """The cached values among ``keys`` (hits only), each lookup counted as a ``get``."""
-        found = {}
-        for key in keys:
-            value = self.get(key, _MISSING)
-            if value is not _MISSING:
-                found[key] = value
-        return found
+        return hits_among(self.get, keys)
 
     def __contains__(self, key):
         """Whether a live entry exists (does not count as an access)."""
@@ -267,13 +251,7 @@ cdef class InMemoryLayer:
     def set_many(self, mapping, ttl=None):
         """``set`` every item. The TTL and every key are checked first, so bad input writes
         nothing."""
-        if ttl is not None:
-            ttl_seconds(ttl)
-        items = list(mapping.items())
-        for key, _ in items:
-            _key_hash(key)
-        for key, value in items:
-            self.set(key, value, ttl)
+        set_each(self.set, _check_key, mapping, ttl)
 
     def delete(self, key):
         """Remove the entry; True if a live one was there."""
@@ -376,35 +354,19 @@ cdef class InMemoryLayer:
         finally:
             self._unlock()
 
-    # ------------------------------------------------------------------ locking
-    # Each operation that changes or walks the structures owns the layer while it runs.
-    # Ownership is a field set and checked with the GIL held, which makes the check-and-set
-    # atomic: it costs two stores when uncontended. It is contended only when a writer was
-    # switched out mid-write (Python code ran: a key's __eq__, numpy growing an array, a
-    # finalizer); the waiting thread then yields the GIL until the writer is done.
-
-    cdef int _lock_for_write(self) except -1:
-        cdef unsigned long me = PyThread_get_thread_ident()
-        if self._writer == me:
-            raise RuntimeError(
-                "InMemoryLayer was called re-entrantly from inside one of its own operations "
-                "(from a key's __eq__, or from a finalizer that ran mid-write)"
-            )
-        while self._writer:
-            with nogil:
-                sched_yield()
-        self._writer = me
-        return 0
+    # ------------------------------------------------------------------ ownership
+    cdef inline int _lock_for_write(self) except -1:
+        return take_ownership(&self._ownership)
 
     cdef void _unlock(self) noexcept:
-        self._writer = 0
-        if self._graves.count:
-            graves_release(&self._graves)
+        self._ownership.owner = 0
+        if self._ownership.grave_count:
+            release_graves(&self._ownership)
         if PyList_GET_SIZE(self._grave_overflow):
             self._grave_overflow = []  # releases what spilled over, after the unlock
 
     cdef int _keep(self, PyObject* item) except -1:
-        return graves_keep(&self._graves, item, self._grave_overflow)
+        return keep_until_released(&self._ownership, item, self._grave_overflow)
 
     # ------------------------------------------------------------------ time
     cdef int64_t _now_ns(self) except? -1:
@@ -443,7 +405,7 @@ cdef class InMemoryLayer:
                 if self._policy._hash[slot] == key_hash:
                     version = self._version
                     equal = PyObject_RichCompareBool(<object>stored, key, Py_EQ)
-                    if not locked and self._writer:
+                    if not locked and self._ownership.owner:
                         return INTERRUPTED
                     if self._version != version:
                         break  # the cache changed while __eq__ ran: look again
@@ -585,6 +547,11 @@ cdef inline uint64_t _key_hash(object key) except? 0:
     if h == -1:
         _raise_hash_error(key)
     return spread(<uint64_t>h)
+
+
+def _check_key(key):
+    """Raise the layer's error for an unhashable key."""
+    _key_hash(key)
 
 
 cdef int _raise_hash_error(object key) except -1:

@@ -1,0 +1,73 @@
+# Ownership of the compiled layer during an operation, and deferred release.
+#
+# Each operation that changes or walks the layer's structures owns the layer while it runs.
+# Ownership is a field set and checked with the GIL held, which makes the check-and-set
+# atomic: it costs two stores when uncontended. It is contended only when the owner was
+# switched out mid-operation (Python code ran: a key's __eq__, numpy growing an array, a
+# finalizer); a waiting thread then yields the GIL until the owner is done. A hit takes no
+# ownership: it only checks that nobody owns the layer.
+#
+# Keys and values that leave the cache during an operation are kept alive in ``graves`` and
+# released only when ownership ends, once the cache is consistent again: releasing an object
+# can run Python code (a __del__, a weakref callback) that might call back into the cache.
+# Owned references in a fixed array, spilling into a list for large batches.
+from cpython.list cimport PyList_GET_SIZE
+from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF, PyObject
+from libc.string cimport memcpy
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
+cdef enum:
+    GRAVES = 64
+
+
+cdef struct Ownership:
+    unsigned long owner  # the thread inside an operation, 0 if none
+    PyObject* graves[GRAVES]
+    Py_ssize_t grave_count
+
+
+cdef inline int take_ownership(Ownership* state) except -1:
+    cdef unsigned long me = PyThread_get_thread_ident()
+    if state.owner == me:
+        raise RuntimeError(
+            "InMemoryLayer was called re-entrantly from inside one of its own operations "
+            "(from a key's __eq__, or from a finalizer that ran mid-write)"
+        )
+    while state.owner:
+        with nogil:
+            sched_yield()
+    state.owner = me
+    return 0
+
+
+cdef inline int keep_until_released(Ownership* state, PyObject* item, list overflow) except -1:
+    """Hold a reference to ``item`` until ownership ends."""
+    if state.grave_count < GRAVES:
+        Py_INCREF(<object>item)
+        state.graves[state.grave_count] = item
+        state.grave_count += 1
+    else:
+        overflow.append(<object>item)
+    return 0
+
+
+cdef inline void release_graves(Ownership* state) noexcept:
+    # The array is emptied before anything is released, so a finalizer that calls back into
+    # the cache sees no graves.
+    cdef PyObject* items[GRAVES]
+    cdef Py_ssize_t i, count = state.grave_count
+    memcpy(items, state.graves, count * sizeof(PyObject*))
+    state.grave_count = 0
+    for i in range(count):
+        Py_DECREF(<object>items[i])
+
+
+cdef inline void clear_graves(Ownership* state) noexcept:
+    """At deallocation: drop what is still held."""
+    cdef Py_ssize_t i
+    for i in range(state.grave_count):
+        Py_XDECREF(state.graves[i])
+    state.grave_count = 0
