@@ -17,12 +17,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..core import plans
-from ..core.keys import key_maker
+from ..core.manager import ManagerBase, check_decorator_options
 from ..core.missing import MISSING
 from ..core.options import LayerPolicy
 from ..core.state import CacheState
-from ..core.stats import CacheStats
-from ..core.tiers import timed_get
 from ..core.ttl import TTL, optional_ttl_seconds
 from .driver import AsyncDriver
 
@@ -30,7 +28,7 @@ AsyncLoader = Callable[[Any], Awaitable[Any]]
 AsyncBulkLoader = Callable[[list[Any]], Awaitable[Mapping[Any, Any]]]
 
 
-class AsyncMultilayerCache:
+class AsyncMultilayerCache(ManagerBase):
     """A cache made of layers, fastest first, for asyncio code."""
 
     def __init__(
@@ -40,22 +38,14 @@ class AsyncMultilayerCache:
         *,
         record_latency: bool = False,
     ) -> None:
-        self._state = CacheState(
+        state = CacheState(
             layers,
             policies,
             record_latency=record_latency,
             allow_async=True,
             lock=threading.Lock(),
         )
-        self._driver = AsyncDriver(self._state)
-        self._run = self._driver.run
-        self.layers = [tier.layer for tier in self._state.tiers]
-        # An in-process L1 answers without awaiting anything: its hits skip the driver.
-        first = self._state.tiers[0]
-        self._first_get = None if first.is_async else first.layer.get
-        if self._first_get is not None and record_latency:
-            self._first_get = timed_get(first)
-        self._checked_depth = 0 if self._first_get is None else 1
+        super().__init__(state, AsyncDriver)
 
     # ------------------------------------------------------------------ reads
     async def get(self, key: Any, default: Any = None) -> Any:
@@ -120,17 +110,10 @@ class AsyncMultilayerCache:
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
         """Decorator for coroutine functions: cache results by arguments (see
         ``MultilayerCache.cached``)."""
-        plans.check_tags(tags)
-        optional_ttl_seconds(ttl)
+        check_decorator_options(ttl, tags)
 
         def decorate(function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-            if not inspect.iscoroutinefunction(function):
-                raise TypeError(
-                    f"{function.__qualname__} is not a coroutine function: "
-                    "decorate it with MultilayerCache.cached"
-                )
-
-            key_of = key_maker(function, key)
+            key_of = self._decorator_key(function, key, coroutine=True)
 
             @functools.wraps(function)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -148,15 +131,6 @@ class AsyncMultilayerCache:
         return decorate
 
     # ------------------------------------------------------------------ introspection
-    @property
-    def in_flight(self) -> int:
-        """Loads running now (keys being loaded by ``get_or_load``)."""
-        return len(self._driver.flight)
-
-    def stats(self) -> CacheStats:
-        """Every layer's stats, loader calls, coalesced waits and load latency percentiles."""
-        return self._state.stats(self._driver.flight.coalesced)
-
     async def close(self) -> None:
         """Close the layers that hold connections."""
         for layer in self.layers:

@@ -51,27 +51,18 @@ class CacheState:
         """A read failed: the tier counts as a miss for it."""
         with self._lock:
             tier.read_errors += 1
-            errors = tier.read_errors + tier.write_errors
-        tier.warn(
-            "%s: read of %r failed, treated as a miss (%d errors so far): %s",
-            tier.name,
-            key,
-            errors,
-            error,
-        )
+        self._warn(tier, "read", key, "treated as a miss", error)
 
     def note_write_error(self, tier: Tier, key: Any, error: Exception) -> None:
         """A write the caller is not told about failed (a promotion, a loaded value)."""
         with self._lock:
             tier.write_errors += 1
-            errors = tier.read_errors + tier.write_errors
-        tier.warn(
-            "%s: write of %r failed, not cached (%d errors so far): %s",
-            tier.name,
-            key,
-            errors,
-            error,
-        )
+        self._warn(tier, "write", key, "not cached", error)
+
+    def _warn(self, tier: Tier, action: str, key: Any, outcome: str, error: Exception) -> None:
+        errors = tier.read_errors + tier.write_errors
+        message = "%s: %s of %r failed, %s (%d errors so far): %s"
+        tier.warn(message, tier.name, action, key, outcome, errors, error)
 
     # ---------------------------------------------------------------- reporting
     def stats(self, coalesced_waits: int) -> CacheStats:

@@ -21,19 +21,16 @@ this class only performs the calls, through ``Driver``.
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .._build import twin
 from ..core import plans
-from ..core.keys import key_maker
+from ..core.manager import ManagerBase, check_decorator_options
 from ..core.missing import MISSING
 from ..core.options import LayerPolicy
 from ..core.state import CacheState
-from ..core.stats import CacheStats
-from ..core.tiers import timed_get
 from ..core.ttl import TTL, optional_ttl_seconds
 from .driver import Driver
 
@@ -43,8 +40,10 @@ Loader = Callable[[Any], Any]
 BulkLoader = Callable[[list[Any]], Mapping[Any, Any]]
 
 
-class MultilayerCache:
+class MultilayerCache(ManagerBase):
     """A cache made of layers (``InMemoryLayer``, ``RedisLayer``, ...), fastest first."""
+
+    _first_get: Callable[[Any, Any], Any]  # every layer of a sync manager is sync
 
     def __init__(
         self,
@@ -53,20 +52,16 @@ class MultilayerCache:
         *,
         record_latency: bool = False,
     ) -> None:
-        self._state = CacheState(
+        state = CacheState(
             layers,
             policies,
             record_latency=record_latency,
             allow_async=False,
             lock=threading.Lock(),
         )
-        self._driver = Driver(self._state)
-        self._run = self._driver.run
-        self.layers = [tier.layer for tier in self._state.tiers]
+        super().__init__(state, Driver)
         # Reads are mostly L1 hits: answer them from compiled code, with the same behaviour
         # as ``get`` below (see sync/_frontdoor_py.py). The plans take over below L1.
-        first = self._state.tiers[0]
-        self._first_get = first.layer.get if not record_latency else timed_get(first)
         self.get = FrontDoor(self._first_get, self._get_below, MISSING).get
 
     # ------------------------------------------------------------------ reads
@@ -136,17 +131,10 @@ class MultilayerCache:
         The key is ``key(*args, **kwargs)`` if given, else the function's qualified name and
         its arguments as canonical JSON. ``user.invalidate(42)`` forgets one result.
         """
-        plans.check_tags(tags)
-        optional_ttl_seconds(ttl)
+        check_decorator_options(ttl, tags)
 
         def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-            if inspect.iscoroutinefunction(function):
-                raise TypeError(
-                    f"{function.__qualname__} is a coroutine function: "
-                    "decorate it with AsyncMultilayerCache.cached"
-                )
-
-            key_of = key_maker(function, key)
+            key_of = self._decorator_key(function, key, coroutine=False)
 
             @functools.wraps(function)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -161,15 +149,6 @@ class MultilayerCache:
         return decorate
 
     # ------------------------------------------------------------------ introspection
-    @property
-    def in_flight(self) -> int:
-        """Loads running now (keys being loaded by ``get_or_load``)."""
-        return len(self._driver.flight)
-
-    def stats(self) -> CacheStats:
-        """Every layer's stats, loader calls, coalesced waits and load latency percentiles."""
-        return self._state.stats(self._driver.flight.coalesced)
-
     def close(self) -> None:
         """Close the layers that hold connections."""
         for layer in self.layers:

@@ -42,6 +42,7 @@ from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_to_ns
 from .introspection import layer_snapshot, layer_stats
 
+
 class InMemoryLayer:
     """An in-process cache: W-TinyLFU admission, per-entry TTL, bounded by size or weight.
 
