@@ -110,9 +110,11 @@ def _run_workload(cache: MultilayerCache, settings: DemoSettings) -> WorkloadRep
     recorder = LatencyRecorder(window=settings.requests)
     total_latency = [0.0] * settings.threads
     bar = None
-    if settings.progress:
-        from tqdm import tqdm
-
+    try:
+        from tqdm import tqdm  # an optional extra: progress is a nicety
+    except ImportError:
+        tqdm = None
+    if settings.progress and tqdm is not None:
         bar = tqdm(
             total=per_thread * settings.threads,
             unit="req",
