@@ -11,7 +11,7 @@ cdef class Doorkeeper:
     cdef uint64_t* words
     cdef readonly uint64_t bit_mask
 
-    cdef void wipe(self) noexcept
+    cpdef void clear(self) noexcept
 
 
 cdef inline bint doorkeeper_contains(uint64_t* words, uint64_t bit_mask, uint64_t key_hash) noexcept:

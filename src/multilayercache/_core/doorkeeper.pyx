@@ -28,7 +28,8 @@ cdef class Doorkeeper:
         """A copy of the filter: bit ``i`` is bit ``i % 64`` of word ``i // 64``."""
         return np.array(self._words, dtype=np.uint64, copy=True)
 
-    cdef void wipe(self) noexcept:
+    cpdef void clear(self) noexcept:
+        """Forget every key (called when the sketch ages)."""
         memset(&self._words[0], 0, self._words.shape[0] * sizeof(uint64_t))
 
     def might_contain(self, uint64_t key_hash) -> bool:
@@ -38,7 +39,3 @@ cdef class Doorkeeper:
     def put(self, uint64_t key_hash) -> bool:
         """Add the key. Returns whether it (probably) was there already."""
         return doorkeeper_add(self.words, self.bit_mask, key_hash)
-
-    def clear(self) -> None:
-        """Forget every key (called when the sketch ages)."""
-        self.wipe()

@@ -137,8 +137,8 @@ cdef class WTinyLfuPolicy:
         cdef CountMinSketch sketch = self.sketch
         sketch.additions += 1
         if sketch.additions >= sketch.sample_size:
-            sketch.halve()
-            self.doorkeeper.wipe()
+            sketch.reset()
+            self.doorkeeper.clear()
             self.epoch += 1
         return False
 

@@ -23,7 +23,7 @@ cdef class CountMinSketch:
     cdef readonly Py_ssize_t sample_size
     cdef public Py_ssize_t additions
 
-    cdef void halve(self) noexcept
+    cpdef void reset(self) noexcept
 
 
 # Row i of the sketch uses words 2i and 2i + 1 of the key's block; byte i of the counter

@@ -29,7 +29,8 @@ cdef class CountMinSketch:
         """A copy of the counter table: ``uint64`` words of 16 four-bit counters."""
         return np.array(self._table, dtype=np.uint64, copy=True)
 
-    cdef void halve(self) noexcept:
+    cpdef void reset(self) noexcept:
+        """Halve every counter (aging) and the increment count with them."""
         cdef Py_ssize_t i
         cdef uint64_t* table = &self._table[0]
         for i in range(self._table.shape[0]):
@@ -50,10 +51,6 @@ cdef class CountMinSketch:
     def needs_reset(self) -> bool:
         """True once a sample period's worth of increments has been counted."""
         return self.additions >= self.sample_size
-
-    def reset(self) -> None:
-        """Halve every counter (aging) and the increment count with them."""
-        self.halve()
 
 
 def _cache_line_aligned_zeros(Py_ssize_t length):
