@@ -95,7 +95,7 @@ def sync_table(url: str, repeat: int) -> list[str]:
     for shape, value in VALUES.items():
         keys = [f"{shape}:{i}" for i in range(100)]
         l2.set_many({key: value for key in keys})
-        raw_keys = l2.redis_keys(keys)
+        raw_keys = [l2.redis_key(key) for key in keys]
         one = raw_keys[0]
         rows = {
             "raw GET": lambda: raw.get(one),
@@ -144,7 +144,7 @@ async def async_table(url: str, repeat: int) -> list[str]:
     for shape, value in VALUES.items():
         keys = [f"{shape}:{i}" for i in range(100)]
         await l2.set_many({key: value for key in keys})
-        raw_keys = l2.redis_keys(keys)
+        raw_keys = [l2.redis_key(key) for key in keys]
         rows = {
             "raw GET": (lambda: raw.get(raw_keys[0]), 2000),
             "manager get": (lambda: cache.get(keys[0]), 2000),

@@ -321,9 +321,7 @@ def defined_constants(module) -> set[str]:
     return names
 
 
-TWINNED_MODULES = sorted(
-    {(module, pure_module(module)) for module in TWINNED.values()}
-)
+TWINNED_MODULES = sorted({(module, pure_module(module)) for module in TWINNED.values()})
 
 
 @pytest.mark.parametrize(("compiled", "pure"), TWINNED_MODULES, ids=lambda name: name)

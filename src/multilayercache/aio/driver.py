@@ -8,7 +8,7 @@ import inspect
 import time
 from typing import Any
 
-from ..core.plans import Call, Flight, Load, Plan, T
+from ..core.plans import READ_METHODS, Call, Flight, Load, Plan, T
 from ..core.state import CacheState
 from .singleflight import AsyncSingleFlight
 
@@ -43,7 +43,7 @@ class AsyncDriver:
                 result = method(*step.args)
                 return await result if step.tier.is_async else result
             finally:
-                if step.timed:
+                if self.state.record_latency and step.method in READ_METHODS:
                     step.tier.latency.record(time.perf_counter() - start)
         if type(step) is Load:
             start = time.perf_counter()

@@ -33,8 +33,6 @@ class CacheState:
     ) -> None:
         self.tiers: list[Tier] = make_tiers(layers, policies, allow_async)
         self.record_latency = record_latency
-        for tier in self.tiers:
-            tier.timed = record_latency
         self.rng = random.Random()
         self.loads = LatencyRecorder()
         self.loader_calls = 0

@@ -26,8 +26,6 @@ class Tier:
     name: str
     depth: int
     is_async: bool
-    timed: bool = False
-    """Whether reads are timed into ``latency`` (``record_latency=True``)."""
     latency: LatencyRecorder = field(default_factory=LatencyRecorder)
     read_errors: int = 0
     write_errors: int = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..core.plans import Call, Flight, Load, Plan, T
+from ..core.plans import READ_METHODS, Call, Flight, Load, Plan, T
 from ..core.state import CacheState
 from .singleflight import SingleFlight
 
@@ -20,6 +20,7 @@ class Driver:
 
     def run(self, plan: Plan[T]) -> T:
         """Drive ``plan`` to its end and return its result (or raise its exception)."""
+        timed = self.state.record_latency
         reply: Any = None
         failure: Exception | None = None
         while True:
@@ -29,14 +30,17 @@ class Driver:
                 return done.value
             failure = None
             try:
-                reply = self._perform(step)
+                if type(step) is Call and not timed:  # the common step, kept inline
+                    reply = getattr(step.tier.layer, step.method)(*step.args)
+                else:
+                    reply = self._perform(step)
             except Exception as error:  # the plan decides what a failure means
                 reply, failure = None, error
 
     def _perform(self, step: Any) -> Any:
         if type(step) is Call:
             method = getattr(step.tier.layer, step.method)
-            if not step.timed:
+            if step.method not in READ_METHODS:
                 return method(*step.args)
             start = time.perf_counter()
             try:
