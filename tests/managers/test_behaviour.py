@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import pytest
@@ -128,10 +129,9 @@ def test_loader_exception_reaches_the_caller_and_caches_nothing(harness, cache) 
     assert cache.get_or_load("k", harness.loader(lambda key: "recovered")) == "recovered"
 
 
-def test_tags_are_reserved(cache) -> None:
-    with pytest.raises(NotImplementedError, match="tags are reserved"):
-        cache.set("k", 1, tags=["users"])
-    assert cache.get("k") is None
+def test_no_signature_advertises_tags_before_they_work(cache) -> None:
+    for method in ("set", "set_many", "get_or_load", "get_or_load_many", "cached"):
+        assert "tags" not in inspect.signature(getattr(cache, method)).parameters, method
 
 
 def test_construction_errors(harness, layers) -> None:

@@ -6,6 +6,9 @@ directly since they never wait on IO. Loaders are coroutine functions: ``async d
 
     acache = AsyncMultilayerCache([InMemoryLayer(max_size=10_000), AsyncRedisLayer(url)])
     user = await acache.get_or_load("user:1", load_user)
+
+A cache created at import time may serve successive ``asyncio.run()`` calls (or one test
+event loop after another): ``AsyncRedisLayer`` built from a URL connects afresh in each loop.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import functools
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
 from typing import Any
 
 from ..core import plans
-from ..core.manager import ManagerBase, check_decorator_options
+from ..core.manager import ManagerBase
 from ..core.missing import MISSING
 from ..core.options import LayerPolicy
 from ..core.state import CacheState
@@ -29,7 +33,7 @@ AsyncBulkLoader = Callable[[list[Any]], Awaitable[Mapping[Any, Any]]]
 
 
 class AsyncMultilayerCache(ManagerBase):
-    """A cache made of layers, fastest first, for asyncio code."""
+    """A cache made of layers, fastest first, for asyncio code (see ``MultilayerCache``)."""
 
     def __init__(
         self,
@@ -37,6 +41,7 @@ class AsyncMultilayerCache(ManagerBase):
         policies: Sequence[LayerPolicy | None] | None = None,
         *,
         record_latency: bool = False,
+        value_type: Any = None,
     ) -> None:
         state = CacheState(
             layers,
@@ -44,73 +49,98 @@ class AsyncMultilayerCache(ManagerBase):
             record_latency=record_latency,
             allow_async=True,
             lock=threading.Lock(),
+            value_type=value_type,
         )
         super().__init__(state, AsyncDriver)
 
     # ------------------------------------------------------------------ reads
     async def get(self, key: Any, default: Any = None) -> Any:
         """The value from the fastest layer that has it, or ``default``."""
-        if self._first_get is not None:
-            value = self._first_get(key, MISSING)
-            if value is not MISSING:
-                return value
-        return await self._run(plans.read(self._state, key, default, self._checked_depth))
+        value = self._first_get(key, MISSING)  # an L1 hit returns before anything awaits
+        if value is not MISSING:
+            return value
+        state = self._state
+        return await self._run(
+            plans.read(state, key, default, self._checked_depth, state.value_type)
+        )
 
     async def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """The keys found in any layer, as a dict (one batch call per layer)."""
-        return await self._run(plans.read_many(self._state, keys))
+        return await self._run(plans.read_many(self._state, keys, 0, self._state.value_type))
+
+    async def contains(self, key: Any) -> bool:
+        """Whether any layer holds the key (not counted as a read; nothing is promoted)."""
+        return await self._run(plans.contains(self._state, key))
+
+    def __contains__(self, key: Any) -> bool:
+        raise TypeError("`in` cannot await: use `await cache.contains(key)`")
+
+    async def remaining_ttl(self, key: Any) -> float | None:
+        """How long the longest-lived layer holding the key keeps serving it, in seconds
+        (``math.inf``: until deleted), or ``None`` if no layer holds it."""
+        return await self._run(plans.remaining_ttl(self._state, key))
 
     # ------------------------------------------------------------------ writes
-    async def set(
-        self, key: Any, value: Any, ttl: TTL | None = None, tags: Iterable[str] = ()
-    ) -> None:
+    async def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
         """Write through every layer, slowest first (each caps ``ttl`` by its policy)."""
-        plans.check_tags(tags)
-        await self._run(plans.write(self._state, {key: value}, ttl))
+        await self._run(plans.write(self._state, {key: value}, ttl, self._state.value_type))
 
-    async def set_many(
-        self, mapping: Mapping[Any, Any], ttl: TTL | None = None, tags: Iterable[str] = ()
-    ) -> None:
+    async def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Write every item through every layer (one batch call per layer)."""
-        plans.check_tags(tags)
-        await self._run(plans.write(self._state, mapping, ttl))
+        await self._run(plans.write(self._state, mapping, ttl, self._state.value_type))
 
     async def delete(self, key: Any) -> bool:
         """Remove the key from every layer; True if any layer had it."""
         return await self._run(plans.delete(self._state, key))
 
+    async def delete_many(self, keys: Iterable[Any]) -> None:
+        """Remove the keys from every layer (one batch call per layer)."""
+        await self._run(plans.delete_many(self._state, keys))
+
+    async def clear(self) -> None:
+        """Empty the cache: L1 entirely, and a shared layer's keys under its prefix."""
+        await self._run(plans.clear(self._state))
+
     # ------------------------------------------------------------------ loading
     async def get_or_load(
-        self, key: Any, loader: AsyncLoader, ttl: TTL | None = None, tags: Iterable[str] = ()
+        self, key: Any, loader: AsyncLoader, ttl: TTL | None = None, value_type: Any = None
     ) -> Any:
         """The cached value, or ``await loader(key)``'s, written through every layer.
-        Concurrent tasks asking for one missing key share one loader call."""
-        plans.check_tags(tags)
-        optional_ttl_seconds(ttl)
+        Concurrent tasks asking for one missing key share one lookup below L1 and one
+        loader call."""
+        if ttl is not None:
+            optional_ttl_seconds(ttl)
         if not callable(loader):
             raise TypeError("loader must be a coroutine function: async def load(key)")
-        if self._first_get is not None:
-            value = self._first_get(key, MISSING)
-            if value is not MISSING:
-                return value
-        return await self._run(plans.load(self._state, key, loader, ttl, self._checked_depth))
+        value = self._first_get(key, MISSING)
+        if value is not MISSING:
+            return value
+        value_type = self._type_for(value_type)
+        return await self._run(
+            plans.load(self._state, key, loader, ttl, self._checked_depth, value_type)
+        )
 
     async def get_or_load_many(
-        self, keys: Iterable[Any], bulk_loader: AsyncBulkLoader, ttl: TTL | None = None
+        self,
+        keys: Iterable[Any],
+        bulk_loader: AsyncBulkLoader,
+        ttl: TTL | None = None,
+        value_type: Any = None,
     ) -> dict[Any, Any]:
         """Like ``get_many``; the keys every layer missed go to ``await bulk_loader(missing)``
         in one call, which returns a mapping (keys it leaves out stay missing)."""
-        return await self._run(plans.load_many(self._state, keys, bulk_loader, ttl))
+        value_type = self._type_for(value_type)
+        plan = plans.load_many(self._state, keys, bulk_loader, ttl, self._checked_depth, value_type)
+        return await self._run(plan)
 
     def cached(
         self,
         ttl: TTL | None = None,
         key: Callable[..., Any] | None = None,
-        tags: Iterable[str] = (),
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
         """Decorator for coroutine functions: cache results by arguments (see
         ``MultilayerCache.cached``)."""
-        check_decorator_options(ttl, tags)
+        optional_ttl_seconds(ttl)
 
         def decorate(function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             key_of = self._decorator_key(function, key, coroutine=True)
@@ -130,7 +160,7 @@ class AsyncMultilayerCache(ManagerBase):
 
         return decorate
 
-    # ------------------------------------------------------------------ introspection
+    # ------------------------------------------------------------------ lifetime
     async def close(self) -> None:
         """Close the layers that hold connections."""
         for layer in self.layers:
@@ -139,3 +169,11 @@ class AsyncMultilayerCache(ManagerBase):
                 result = close()
                 if inspect.isawaitable(result):
                     await result
+
+    async def __aenter__(self) -> AsyncMultilayerCache:
+        return self
+
+    async def __aexit__(
+        self, kind: type | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()

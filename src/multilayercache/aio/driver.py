@@ -8,7 +8,7 @@ import inspect
 import time
 from typing import Any
 
-from ..core.plans import READ_METHODS, Call, Flight, Load, Plan, T
+from ..core.plans import READ_METHODS, Call, Flight, FlightMany, Load, Plan, T
 from ..core.state import CacheState
 from .singleflight import AsyncSingleFlight
 
@@ -60,4 +60,7 @@ class AsyncDriver:
         if type(step) is Flight:
             plan = step.plan
             return await self.flight.do(step.key, lambda: self.run(plan))
+        if type(step) is FlightMany:
+            plan_for = step.plan_for
+            return await self.flight.do_many(step.keys, lambda led: self.run(plan_for(led)))
         raise TypeError(f"a plan yielded {step!r}, which is not a step")

@@ -17,10 +17,12 @@ class AsyncSingleFlight:
 
     def __init__(self) -> None:
         self._tasks: dict[Hashable, asyncio.Task] = {}
+        self._batched: dict[Hashable, asyncio.Task] = {}  # per key, the batch loading it
         self.coalesced = 0
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        """Keys in flight."""
+        return len(self._tasks) + len(self._batched)
 
     async def do(self, key: Hashable, function: Callable[[], Awaitable[Any]]) -> Any:
         task = self._tasks.get(key)
@@ -35,5 +37,36 @@ class AsyncSingleFlight:
     def _forget(self, key: Hashable, task: asyncio.Task) -> None:
         if self._tasks.get(key) is task:
             del self._tasks[key]
+        if not task.cancelled():
+            task.exception()  # mark it retrieved: every waiter got it already
+
+    async def do_many(
+        self,
+        keys: list[Hashable],
+        function: Callable[[list[Hashable]], Awaitable[dict[Any, Any]]],
+    ) -> dict[Any, Any]:
+        """``function(led)`` for the keys that no other task is loading right now, awaiting
+        the other tasks' loads of the rest (see ``SingleFlight.do_many``)."""
+        led = [key for key in keys if key not in self._batched]
+        waits = {self._batched[key] for key in keys if key in self._batched}
+        self.coalesced += len(keys) - len(led)
+        batches = list(waits)
+        if led:
+            task = asyncio.ensure_future(function(led))
+            for key in led:
+                self._batched[key] = task
+            task.add_done_callback(lambda done, led=led: self._forget_batch(led, done))
+            batches.insert(0, task)
+        found: dict[Any, Any] = {}
+        wanted = set(keys)
+        for batch in batches:
+            loaded = await asyncio.shield(batch)
+            found.update((key, value) for key, value in loaded.items() if key in wanted)
+        return found
+
+    def _forget_batch(self, keys: list[Hashable], task: asyncio.Task) -> None:
+        for key in keys:
+            if self._batched.get(key) is task:
+                del self._batched[key]
         if not task.cancelled():
             task.exception()  # mark it retrieved: every waiter got it already

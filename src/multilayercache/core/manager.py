@@ -1,18 +1,16 @@
-"""What ``MultilayerCache`` and ``AsyncMultilayerCache`` share apart from IO: building their
-state and driver, the L1 fast path, introspection, and the decorator's checks."""
+"""What ``MultilayerCache`` and ``AsyncMultilayerCache`` share apart from IO: their state and
+driver, the L1 fast path, introspection, and the decorator's checks."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from .keys import key_maker
-from .plans import check_tags
 from .state import CacheState
 from .stats import CacheStats
 from .tiers import timed_get
-from .ttl import TTL, optional_ttl_seconds
 
 
 class ManagerBase:
@@ -22,13 +20,21 @@ class ManagerBase:
         self._state = state
         self._driver = driver(state)
         self._run = self._driver.run
-        self.layers: list[Any] = [tier.layer for tier in self._state.tiers]
-        # An in-process L1 answers without IO: its hits skip the plans and the driver.
-        first = self._state.tiers[0]
-        self._first_get: Callable[[Any, Any], Any] | None = None
-        if not first.is_async:
+        self.layers: list[Any] = [tier.layer for tier in state.tiers]
+        # An in-process L1 answers without IO: its hits skip the plans and the driver, which
+        # then start below it (``_checked_depth``).
+        first = state.tiers[0]
+        self._first_get: Callable[[Any, Any], Any] = _not_checked
+        self._checked_depth = 0
+        if first.in_process:
             self._first_get = timed_get(first) if state.record_latency else first.layer.get
-        self._checked_depth = 0 if self._first_get is None else 1
+            self._checked_depth = 1
+
+    @property
+    def value_type(self) -> Any:
+        """What values are read back as from layers that encode them (``None``: their
+        serializer's data model, see ``multilayercache.serializers.msgpack``)."""
+        return self._state.value_type
 
     @property
     def in_flight(self) -> int:
@@ -36,8 +42,16 @@ class ManagerBase:
         return len(self._driver.flight)
 
     def stats(self) -> CacheStats:
-        """Every layer's stats, loader calls, coalesced waits and load latency percentiles."""
+        """Every layer's stats, loader calls, coalesced waits and load latency percentiles
+        (counted since the cache was created)."""
         return self._state.stats(self._driver.flight.coalesced)
+
+    def __repr__(self) -> str:
+        layers = ", ".join(repr(layer) for layer in self.layers)
+        return f"{type(self).__name__}([{layers}])"
+
+    def _type_for(self, value_type: Any) -> Any:
+        return self._state.value_type if value_type is None else value_type
 
     def _decorator_key(
         self,
@@ -60,7 +74,7 @@ class ManagerBase:
         return key_maker(function, key)
 
 
-def check_decorator_options(ttl: TTL | None, tags: Iterable[str]) -> None:
-    """``cached(...)``'s options are checked when the decorator is made, not at a call."""
-    check_tags(tags)
-    optional_ttl_seconds(ttl)
+def _not_checked(key: Any, default: Any) -> Any:
+    """The fast path's lookup when the first layer is not in-process: nothing found, so
+    every read goes through the plans from the first layer on."""
+    return default

@@ -30,9 +30,13 @@ class CacheState:
         record_latency: bool,
         allow_async: bool,
         lock: AbstractContextManager[Any],
+        value_type: Any = None,
     ) -> None:
         self.tiers: list[Tier] = make_tiers(layers, policies, allow_async)
         self.record_latency = record_latency
+        self.value_type = value_type
+        """What values are read back as from layers that encode them (``None``: their
+        serializer's own data model)."""
         self.rng = random.Random()
         self.loads = LatencyRecorder()
         self.loader_calls = 0
@@ -57,6 +61,13 @@ class CacheState:
             tier.write_errors += 1
         self._warn(tier, "write", key, "not cached", error)
 
+    def note_encode_error(self, tier: Tier, key: Any, error: Exception) -> None:
+        """A loaded (or promoted) value this layer cannot encode: returned to the caller and
+        cached in the layers that can hold it, not in this one."""
+        with self._lock:
+            tier.encode_errors += 1
+        self._warn(tier, "write", key, "not cached in this layer", error)
+
     def _warn(self, tier: Tier, action: str, key: Any, outcome: str, error: Exception) -> None:
         errors = tier.read_errors + tier.write_errors
         message = "%s: %s of %r failed, %s (%d errors so far): %s"
@@ -77,4 +88,5 @@ class CacheState:
             ),
             read_errors={tier.name: tier.read_errors for tier in self.tiers},
             write_errors={tier.name: tier.write_errors for tier in self.tiers},
+            encode_errors={tier.name: tier.encode_errors for tier in self.tiers},
         )

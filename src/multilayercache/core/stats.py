@@ -25,9 +25,9 @@ class LayerStats:
     """Entries removed because their TTL ran out."""
     rejections: int = 0
     """New entries that lost admission against main's victim (W-TinyLFU) and were dropped."""
-    size: int = 0
-    """Entries held now."""
-    weight: int = 0
+    size: int | None = None
+    """Entries held now (``None``: the layer cannot tell cheaply, e.g. a shared Redis)."""
+    weight: int | None = None
     """Total weight held now (equals ``size`` without a weigher)."""
     max_size: int | None = None
     max_weight: int | None = None
@@ -95,6 +95,9 @@ class CacheStats:
     read_errors: dict[str, int]
     """Failed reads per layer (treated as misses)."""
     write_errors: dict[str, int]
+    """Failed writes per layer: raised for ``set``, counted for promotions and loads."""
+    encode_errors: dict[str, int] = field(default_factory=dict)
+    """Loaded values a layer could not encode (returned, and cached where they fit)."""
 
     def layer(self, name: str) -> LayerStats:
         """The stats of the layer called ``name``."""

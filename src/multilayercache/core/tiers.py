@@ -29,7 +29,22 @@ class Tier:
     latency: LatencyRecorder = field(default_factory=LatencyRecorder)
     read_errors: int = 0
     write_errors: int = 0
+    encode_errors: int = 0
+    """Values this layer could not encode, that were therefore not cached in it."""
     warn: ThrottledWarning = field(default_factory=ThrottledWarning)
+
+    def __post_init__(self) -> None:
+        self.typed = bool(getattr(self.layer, "typed_values", False))
+        """The layer encodes values: it takes ``value_type=`` (see ``RedisCodec``)."""
+        self.in_process = bool(getattr(self.layer, "in_process", False)) and not self.is_async
+        """The layer never waits on IO (``InMemoryLayer``): the fast paths may call it
+        directly, outside any plan."""
+        self.contains_method = "contains" if self.has("contains") else "__contains__"
+
+    def has(self, method: str) -> bool:
+        """Whether the layer offers ``method`` (the optional ones: ``delete_many``,
+        ``clear``, ``remaining_ttl``, ``contains``)."""
+        return callable(getattr(self.layer, method, None))
 
 
 def make_tiers(

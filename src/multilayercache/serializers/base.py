@@ -7,16 +7,32 @@ by one serializer is never mistaken for another's.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
 class Serializer(Protocol):
-    """Turns values into bytes and back."""
+    """Turns values into bytes and back.
+
+    A serializer may also take ``value_type=`` on both methods (the type the value is read
+    back as); the Redis layers pass it to those that do (``accepts_value_type``).
+    """
 
     def dumps(self, value: Any) -> bytes: ...
 
     def loads(self, data: bytes) -> Any: ...
+
+
+def accepts_value_type(serializer: Serializer) -> bool:
+    """Whether ``serializer.dumps`` and ``loads`` take ``value_type=``."""
+    try:
+        return all(
+            "value_type" in inspect.signature(method).parameters
+            for method in (serializer.dumps, serializer.loads)
+        )
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
 
 
 MSGPACK_TAG = b"\x01"

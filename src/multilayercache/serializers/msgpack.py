@@ -1,12 +1,39 @@
 """``MsgpackSerializer``, the safe default: MessagePack via msgspec.
 
-JSON-like values (``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``, lists, dicts,
-plus ``datetime``/``date``/``uuid``/``decimal``); tuples come back as lists. Decoding builds
-plain data only, so nothing in Redis can make it run code.
+Decoding builds plain data only, so nothing in Redis can make it run code.
+
+**With a declared type** (``value_type=`` on the cache, on ``get_or_load``, or the return
+annotation of a ``@cached`` function), values come back as that type: msgspec's typed
+decoding handles tuples, sets, frozensets, ``datetime`` (naive and aware), ``date``,
+``time``, ``timedelta``, ``Decimal``, ``UUID``, enums, dataclasses, ``msgspec.Struct``, and
+any nesting of them (``list[tuple[int, str]]``, ``dict[str, set[UUID]]``, ...); pydantic
+models (and types containing them) go through pydantic's own ``TypeAdapter`` when pydantic
+is installed. Stored data that does not fit the declared type is not trusted: it reads as a
+miss (and an error in the layer's stats), so a changed schema reloads instead of failing.
+
+**Without a declared type**, what comes back is MessagePack's data model:
+
+=====================================  ==============================================
+stored                                 read back from a shared layer
+=====================================  ==============================================
+None, bool, int, float, str, bytes     the same
+list, tuple, set, frozenset            list
+dict                                   dict
+dataclass, msgspec Struct              dict of its fields
+aware datetime                         datetime in UTC
+naive datetime, date, time, timedelta  ISO 8601 str
+Decimal, UUID                          str
+enum member                            its value
+=====================================  ==============================================
+
+Ints must fit in 64 bits (-2**63 .. 2**64 - 1); larger ones raise ``SerializationError``
+(store them as str, or use ``SignedPickleSerializer``). Objects MessagePack cannot represent
+(a pydantic model without a declared type, a socket, ...) raise ``SerializationError``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -17,35 +44,76 @@ from .base import MSGPACK_TAG
 _MSGPACK_TAG_VALUE = 1  # the tag byte read as MessagePack: a positive fixint
 
 
+class _TypedCodec:
+    """How values of one declared type are encoded and decoded."""
+
+    __slots__ = ("prepare", "decode")
+
+    def __init__(self, prepare: Callable[[Any], Any], decode: Callable[[Any], Any]) -> None:
+        self.prepare = prepare  # value -> what msgspec encodes
+        self.decode = decode  # bytes (without the tag) -> value
+
+
 class MsgpackSerializer:
-    """The safe default: MessagePack via msgspec (see the module docstring)."""
+    """The safe default: MessagePack via msgspec (see the module docstring).
+
+    >>> serializer = MsgpackSerializer()
+    >>> serializer.loads(serializer.dumps((1, "a")), value_type=tuple[int, str])
+    (1, 'a')
+    """
 
     def __init__(self) -> None:
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder().decode
+        self._typed: dict[Any, _TypedCodec] = {}
 
-    def dumps(self, value: Any) -> bytes:
+    def dumps(self, value: Any, value_type: Any = None) -> bytes:
+        """``value`` as bytes (``value_type``: what it will be read back as)."""
         try:
+            if value_type is not None:
+                value = self._codec_for(value_type).prepare(value)
             return MSGPACK_TAG + self._encode(value)
-        except (TypeError, ValueError, OverflowError) as error:
+        except OverflowError:
+            raise SerializationError(
+                f"cannot encode this {type(value).__name__} with MessagePack: it holds an int "
+                "beyond 64 bits (-2**63 .. 2**64-1); store it as a str, or use "
+                "SignedPickleSerializer(key=...)"
+            ) from None
+        except (TypeError, ValueError) as error:
+            hint = "declare value_type=... " if _is_pydantic_model(value) else ""
             raise SerializationError(
                 f"cannot encode a {type(value).__name__} with MessagePack ({error}); "
-                "store plain data, or use SignedPickleSerializer(key=...)"
+                f"{hint or 'store plain data, '}or use SignedPickleSerializer(key=...)"
             ) from None
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, value_type: Any = None) -> Any:
+        """The value stored as ``data`` (as ``value_type`` when given)."""
         if data[:1] != MSGPACK_TAG:
             raise UntrustedDataError("not MessagePack data written by multilayercache")
+        payload = memoryview(data)[1:]
         try:
-            return self._decode(data[1:])
+            if value_type is None:
+                return self._decode(payload)
+            return self._codec_for(value_type).decode(payload)
+        except msgspec.ValidationError as error:
+            raise UntrustedDataError(
+                f"stored value is not a {_name(value_type)}: {error}"
+            ) from None
         except msgspec.DecodeError as error:
             raise UntrustedDataError(f"corrupt MessagePack data: {error}") from None
+        except ValueError as error:  # pydantic's ValidationError is a ValueError
+            raise UntrustedDataError(
+                f"stored value is not a {_name(value_type)}: {error}"
+            ) from None
 
-    def loads_many(self, items: list[bytes]) -> list[Any]:
-        """Decode many values in one msgspec call. The tag byte is itself a MessagePack
-        object (the integer 1), so each item is two objects, and the items joined behind an
-        array header are an array of tag, value, tag, value... If any item is not valid,
-        raise ``UntrustedDataError`` (callers fall back to ``loads`` per item)."""
+    def loads_many(self, items: list[bytes], value_type: Any = None) -> list[Any]:
+        """Decode many values. Untyped, in one msgspec call: the tag byte is itself a
+        MessagePack object (the integer 1), so each item is two objects, and the items
+        joined behind an array header are an array of tag, value, tag, value... If any item
+        is not valid, raise ``UntrustedDataError`` (callers fall back to ``loads`` per
+        item)."""
+        if value_type is not None:
+            return [self.loads(item, value_type) for item in items]
         count = len(items)
         joined = b"\xdd" + (2 * count).to_bytes(4, "big") + b"".join(items)  # array 32
         try:
@@ -56,3 +124,45 @@ class MsgpackSerializer:
         if len(decoded) != 2 * count or tags.count(_MSGPACK_TAG_VALUE) != count:
             raise UntrustedDataError("not MessagePack data written by multilayercache")
         return decoded[1::2]
+
+    def _codec_for(self, value_type: Any) -> _TypedCodec:
+        codec = self._typed.get(value_type)
+        if codec is None:
+            codec = self._typed[value_type] = _typed_codec(value_type, self._decode)
+        return codec
+
+
+def _typed_codec(value_type: Any, decode_untyped: Callable[[Any], Any]) -> _TypedCodec:
+    try:
+        decoder = msgspec.msgpack.Decoder(value_type)
+    except TypeError as unsupported:  # not a type msgspec knows: pydantic may
+        try:
+            from pydantic import TypeAdapter
+        except ImportError:
+            raise TypeError(
+                f"value_type {_name(value_type)} is not supported ({unsupported}); "
+                "pydantic models need pydantic installed"
+            ) from None
+        adapter = TypeAdapter(value_type)
+        # JSON mode turns every value into plain data, which pydantic parses back on read.
+        return _TypedCodec(
+            lambda value: adapter.dump_python(value, mode="json"),
+            lambda payload: adapter.validate_python(decode_untyped(payload)),
+        )
+    return _TypedCodec(_unchanged, decoder.decode)
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _is_pydantic_model(value: Any) -> bool:
+    return any(cls.__module__.startswith("pydantic") for cls in type(value).__mro__[1:])
+
+
+def _not_a(value_type: Any, error: Exception) -> UntrustedDataError:
+    return UntrustedDataError(f"stored value is not a {_name(value_type)}: {error}")
+
+
+def _name(value_type: Any) -> str:
+    return getattr(value_type, "__name__", None) or repr(value_type)

@@ -34,14 +34,17 @@ class SignedPickleSerializer:
     def _signature(self, payload: bytes | memoryview) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()
 
-    def dumps(self, value: Any) -> bytes:
+    def dumps(self, value: Any, value_type: Any = None) -> bytes:
+        """``value`` pickled and signed (pickle keeps every type: ``value_type`` is not
+        needed)."""
         try:
             payload = pickle.dumps(value, protocol=self._protocol)
         except (pickle.PicklingError, TypeError, AttributeError) as error:
             raise SerializationError(f"cannot pickle a {type(value).__name__}: {error}") from None
         return SIGNED_PICKLE_TAG + self._signature(payload) + payload
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, value_type: Any = None) -> Any:
+        """The value, if ``data`` carries a valid signature."""
         if data[:1] != SIGNED_PICKLE_TAG or len(data) < 33:
             raise UntrustedDataError("unsigned data: refusing to unpickle it")
         view = memoryview(data)

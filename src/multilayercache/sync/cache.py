@@ -10,7 +10,8 @@
   layers whose policy accepts it (by default: L1 once its doorkeeper has seen the key).
 * ``set`` writes through every layer (slowest first, so a value the shared layer cannot
   encode is written nowhere); ``delete`` removes from every layer.
-* ``get_or_load``: concurrent callers for one missing key share one loader call.
+* ``get_or_load``: concurrent callers for one missing key share one lookup below L1 and one
+  loader call.
 * A layer that fails on a read counts as a miss there (logged, counted in ``stats()``); a
   failed write raises, since the caller must know that the write did not happen.
 
@@ -23,11 +24,12 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
 from typing import Any
 
 from .._build import twin
 from ..core import plans
-from ..core.manager import ManagerBase, check_decorator_options
+from ..core.manager import ManagerBase
 from ..core.missing import MISSING
 from ..core.options import LayerPolicy
 from ..core.state import CacheState
@@ -41,9 +43,13 @@ BulkLoader = Callable[[list[Any]], Mapping[Any, Any]]
 
 
 class MultilayerCache(ManagerBase):
-    """A cache made of layers (``InMemoryLayer``, ``RedisLayer``, ...), fastest first."""
+    """A cache made of layers (``InMemoryLayer``, ``RedisLayer``, ...), fastest first.
 
-    _first_get: Callable[[Any, Any], Any]  # every layer of a sync manager is sync
+    ``value_type``: what values are read back as from layers that encode them (Redis),
+    e.g. ``tuple[int, str]`` or a dataclass; ``None`` gives their serializer's data model
+    (see ``multilayercache.serializers.msgpack``). ``get_or_load`` and ``@cached`` take
+    their own.
+    """
 
     def __init__(
         self,
@@ -51,6 +57,7 @@ class MultilayerCache(ManagerBase):
         policies: Sequence[LayerPolicy | None] | None = None,
         *,
         record_latency: bool = False,
+        value_type: Any = None,
     ) -> None:
         state = CacheState(
             layers,
@@ -58,6 +65,7 @@ class MultilayerCache(ManagerBase):
             record_latency=record_latency,
             allow_async=False,
             lock=threading.Lock(),
+            value_type=value_type,
         )
         super().__init__(state, Driver)
         # Reads are mostly L1 hits: answer them from compiled code, with the same behaviour
@@ -73,55 +81,84 @@ class MultilayerCache(ManagerBase):
         return self._get_below(key, default)
 
     def _get_below(self, key: Any, default: Any) -> Any:
-        return self._run(plans.read(self._state, key, default, start=1))
+        state = self._state
+        return self._run(plans.read(state, key, default, self._checked_depth, state.value_type))
 
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """The keys found in any layer, as a dict (one batch call per layer)."""
-        return self._run(plans.read_many(self._state, keys))
+        return self._run(plans.read_many(self._state, keys, 0, self._state.value_type))
+
+    def contains(self, key: Any) -> bool:
+        """Whether any layer holds the key (not counted as a read; nothing is promoted)."""
+        return self._run(plans.contains(self._state, key))
+
+    def __contains__(self, key: Any) -> bool:
+        return self.contains(key)
+
+    def remaining_ttl(self, key: Any) -> float | None:
+        """How long the longest-lived layer holding the key keeps serving it, in seconds
+        (``math.inf``: until deleted), or ``None`` if no layer holds it. Each layer's own
+        ``remaining_ttl`` tells its part."""
+        return self._run(plans.remaining_ttl(self._state, key))
 
     # ------------------------------------------------------------------ writes
-    def set(self, key: Any, value: Any, ttl: TTL | None = None, tags: Iterable[str] = ()) -> None:
-        """Write through every layer (each caps ``ttl`` by its policy)."""
-        plans.check_tags(tags)
-        self._run(plans.write(self._state, {key: value}, ttl))
+    def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
+        """Write through every layer (each caps ``ttl`` by its policy). A value the shared
+        layer cannot encode raises ``SerializationError`` and is written nowhere."""
+        self._run(plans.write(self._state, {key: value}, ttl, self._state.value_type))
 
-    def set_many(
-        self, mapping: Mapping[Any, Any], ttl: TTL | None = None, tags: Iterable[str] = ()
-    ) -> None:
+    def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Write every item through every layer (one batch call per layer)."""
-        plans.check_tags(tags)
-        self._run(plans.write(self._state, mapping, ttl))
+        self._run(plans.write(self._state, mapping, ttl, self._state.value_type))
 
     def delete(self, key: Any) -> bool:
         """Remove the key from every layer; True if any layer had it. If a layer fails, the
         others are still cleared and the error is raised."""
         return self._run(plans.delete(self._state, key))
 
+    def delete_many(self, keys: Iterable[Any]) -> None:
+        """Remove the keys from every layer (one batch call per layer)."""
+        self._run(plans.delete_many(self._state, keys))
+
+    def clear(self) -> None:
+        """Empty the cache: L1 entirely, and a shared layer's keys under its prefix (a batch
+        at a time, so Redis never blocks; every node of a cluster)."""
+        self._run(plans.clear(self._state))
+
     # ------------------------------------------------------------------ loading
     def get_or_load(
-        self, key: Any, loader: Loader, ttl: TTL | None = None, tags: Iterable[str] = ()
+        self, key: Any, loader: Loader, ttl: TTL | None = None, value_type: Any = None
     ) -> Any:
         """The cached value, or ``loader(key)``'s, written through every layer. Concurrent
-        callers for one missing key share one loader call (and its value or exception)."""
-        plans.check_tags(tags)
-        optional_ttl_seconds(ttl)
+        callers for one missing key share one lookup below L1 and one loader call (and its
+        value or exception). A loaded value a layer cannot encode is still returned, and
+        cached in the layers that can hold it."""
+        if ttl is not None:
+            optional_ttl_seconds(ttl)  # bad input fails on a hit too, not only on a miss
         value = self._first_get(key, MISSING)
         if value is not MISSING:
             return value
-        return self._run(plans.load(self._state, key, loader, ttl, start=1))
+        value_type = self._type_for(value_type)
+        return self._run(plans.load(self._state, key, loader, ttl, self._checked_depth, value_type))
 
     def get_or_load_many(
-        self, keys: Iterable[Any], bulk_loader: BulkLoader, ttl: TTL | None = None
+        self,
+        keys: Iterable[Any],
+        bulk_loader: BulkLoader,
+        ttl: TTL | None = None,
+        value_type: Any = None,
     ) -> dict[Any, Any]:
         """Like ``get_many``; the keys every layer missed go to ``bulk_loader(missing)`` in
-        one call, which returns a mapping (keys it leaves out stay missing)."""
-        return self._run(plans.load_many(self._state, keys, bulk_loader, ttl))
+        one call, which returns a mapping (keys it leaves out stay missing). Concurrent
+        callers share the lookups and loads of the keys they have in common."""
+        value_type = self._type_for(value_type)
+        plan = plans.load_many(self._state, keys, bulk_loader, ttl, self._checked_depth, value_type)
+        return self._run(plan)
 
     def cached(
         self,
         ttl: TTL | None = None,
         key: Callable[..., Any] | None = None,
-        tags: Iterable[str] = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator: cache a function's results by its arguments.
 
@@ -131,7 +168,7 @@ class MultilayerCache(ManagerBase):
         The key is ``key(*args, **kwargs)`` if given, else the function's qualified name and
         its arguments as canonical JSON. ``user.invalidate(42)`` forgets one result.
         """
-        check_decorator_options(ttl, tags)
+        optional_ttl_seconds(ttl)
 
         def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
             key_of = self._decorator_key(function, key, coroutine=False)
@@ -148,10 +185,18 @@ class MultilayerCache(ManagerBase):
 
         return decorate
 
-    # ------------------------------------------------------------------ introspection
+    # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
         """Close the layers that hold connections."""
         for layer in self.layers:
             close = getattr(layer, "close", None)
             if callable(close):
                 close()
+
+    def __enter__(self) -> MultilayerCache:
+        return self
+
+    def __exit__(
+        self, kind: type | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()

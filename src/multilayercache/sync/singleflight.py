@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from ..core.missing import MISSING
+
 
 class _Call:
     __slots__ = ("done", "value", "error")
@@ -27,11 +29,12 @@ class SingleFlight:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls: dict[Hashable, _Call] = {}
-        self.coalesced = 0  # callers that waited for another's call
+        self._batched: dict[Hashable, _Call] = {}  # per key, loads that run in batches
+        self.coalesced = 0  # callers (or, for batches, keys) that waited for another's call
 
     def __len__(self) -> int:
-        """Calls in flight."""
-        return len(self._calls)
+        """Keys in flight."""
+        return len(self._calls) + len(self._batched)
 
     def do(self, key: Hashable, function: Callable[[], Any]) -> Any:
         """``function()``, run once for all the callers of ``key`` that overlap with it."""
@@ -57,3 +60,43 @@ class SingleFlight:
             with self._lock:
                 del self._calls[key]
             call.done.set()
+
+    def do_many(
+        self, keys: list[Hashable], function: Callable[[list[Hashable]], dict[Any, Any]]
+    ) -> dict[Any, Any]:
+        """``function(led)`` for the keys that no other caller is loading right now (``led``),
+        while this caller waits for the others' loads of the rest; ``{key: value}`` for every
+        key that got one. Each caller loads its own keys before it waits, so two callers
+        that wait on each other's keys cannot deadlock."""
+        with self._lock:
+            led = [key for key in keys if key not in self._batched]
+            for key in led:
+                self._batched[key] = _Call()
+            calls = {key: self._batched[key] for key in keys}
+            self.coalesced += len(keys) - len(led)
+        found: dict[Any, Any] = {}
+        if led:
+            try:
+                loaded = function(led)
+                for key in led:
+                    calls[key].value = loaded.get(key, MISSING)
+                found.update(loaded)
+            except BaseException as error:
+                for key in led:
+                    calls[key].error = error
+                raise
+            finally:
+                with self._lock:
+                    for key in led:
+                        del self._batched[key]
+                for key in led:
+                    calls[key].done.set()
+        for key, call in calls.items():
+            if key in found:
+                continue
+            call.done.wait()
+            if call.error is not None:
+                raise call.error
+            if call.value is not MISSING:
+                found[key] = call.value
+        return found

@@ -39,8 +39,8 @@ from .arguments import (
     unhashable_key,
 )
 from .batch import hits_among, set_each
-from .deadlines import deadline_after, seconds_to_ns
-from .introspection import layer_snapshot, layer_stats
+from .deadlines import deadline_after, seconds_left, seconds_to_ns
+from .introspection import layer_repr, layer_snapshot, layer_stats
 
 
 class InMemoryLayer:
@@ -51,6 +51,9 @@ class InMemoryLayer:
     >>> l1.get("user:1")
     {'name': 'Ada'}
     """
+
+    in_process = True
+    """Never waits on IO: a manager calls it directly, outside its plans."""
 
     def __init__(
         self,
@@ -193,6 +196,20 @@ class InMemoryLayer:
                 self._remove(slot)
 
     # ------------------------------------------------------------------ introspection
+    def remaining_ttl(self, key: Any) -> float | None:
+        """Seconds until the live entry expires (``math.inf``: never), or ``None`` when
+        there is no live entry. Does not count as an access."""
+        self._spread_hash(key)
+        now_ns = self._now_ns()
+        with self._lock:
+            slot = self._slots.get(key, -1)
+            if slot < 0 or self._is_expired(slot, now_ns):
+                return None
+            return seconds_left(self._wheel.deadline(slot), now_ns)
+
+    def __repr__(self) -> str:
+        return layer_repr(self)
+
     def get_frequency_estimate(self, key: Any) -> int:
         """Estimated recent accesses of ``key`` (0..16), cached or not."""
         key_hash = self._spread_hash(key)

@@ -20,3 +20,10 @@ def deadline_after(now_ns: int, ttl: float) -> int:
     if ttl == math.inf:
         return NO_DEADLINE
     return min(now_ns + int(ttl * NANOSECONDS_PER_SECOND), NO_DEADLINE - 1)
+
+
+def seconds_left(deadline_ns: int, now_ns: int) -> float:
+    """Seconds from ``now_ns`` to ``deadline_ns`` (``math.inf`` for ``NO_DEADLINE``)."""
+    if deadline_ns == NO_DEADLINE:
+        return math.inf
+    return max(0.0, (deadline_ns - now_ns) / NANOSECONDS_PER_SECOND)

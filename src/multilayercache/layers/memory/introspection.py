@@ -28,6 +28,16 @@ def layer_stats(layer: Any, counters: tuple[int, ...]) -> LayerStats:
     )
 
 
+def layer_repr(layer: Any) -> str:
+    """``InMemoryLayer(name='l1', max_size=1000, size=12)``: what it is and holds."""
+    bound = (
+        f"max_size={layer.max_size}"
+        if layer.max_size is not None
+        else f"max_weight={layer.max_weight}"
+    )
+    return f"InMemoryLayer(name={layer.name!r}, {bound}, size={len(layer)})"
+
+
 def layer_snapshot(
     stats: LayerStats,
     policy: Any,

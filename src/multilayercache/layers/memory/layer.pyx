@@ -50,7 +50,8 @@ from .arguments import (
     layer_bounds,
     unhashable_key,
 )
-from .introspection import layer_snapshot, layer_stats
+from .deadlines import seconds_left
+from .introspection import layer_repr, layer_snapshot, layer_stats
 
 cdef extern from "Python.h":
     # Declared without an exception value, so that _key_hash can word the error itself.
@@ -72,6 +73,8 @@ cdef class InMemoryLayer:
     >>> l1.get("user:1")
     {'name': 'Ada'}
     """
+
+    in_process = True
 
     cdef readonly str name
     cdef readonly object max_size
@@ -304,6 +307,24 @@ cdef class InMemoryLayer:
             self._unlock()
 
     # ------------------------------------------------------------------ introspection
+    def remaining_ttl(self, key):
+        """Seconds until the live entry expires (``math.inf``: never), or ``None`` when
+        there is no live entry. Does not count as an access."""
+        cdef uint64_t key_hash = _key_hash(key)
+        cdef int64_t now_ns = self._now_ns()
+        cdef Py_ssize_t slot
+        self._lock_for_write()
+        try:
+            slot = self._find(key, key_hash, True)
+            if slot < 0 or self._is_expired(slot, now_ns):
+                return None
+            return seconds_left(self._wheel.deadline(slot), now_ns)
+        finally:
+            self._unlock()
+
+    def __repr__(self):
+        return layer_repr(self)
+
     def get_frequency_estimate(self, key):
         """Estimated recent accesses of ``key`` (0..16), cached or not."""
         cdef uint64_t key_hash = _key_hash(key)

@@ -1,10 +1,18 @@
 """``AsyncRedisLayer``: the asyncio twin of ``RedisLayer`` (``redis.asyncio`` clients), with
 the same methods and parameters; keys, expiry, values and counters are the shared
-``RedisCodec``."""
+``RedisCodec``.
+
+Connections belong to the event loop that opened them. A layer built from a URL therefore
+keeps one client per loop: created at import time and used under successive
+``asyncio.run()`` calls (or one test loop after another), it opens fresh connections in each
+new loop and drops the old loop's. A layer given an existing ``client`` cannot rebuild it,
+and says so clearly when used from a second loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -18,7 +26,7 @@ from ...core.errors import LayerUnavailableError
 from ...core.ttl import TTL
 from ...serializers import Serializer
 from . import fastpath
-from .codec import RedisCodec, as_list
+from .codec import SCAN_BATCH, RedisCodec, as_list
 
 DEFAULT_ASYNC_MAX_CONNECTIONS = 50
 
@@ -56,97 +64,183 @@ class AsyncRedisLayer(RedisCodec):
                 "verify=True needs a url (construction cannot await); "
                 "with an existing client, await layer.verify()"
             )
-        self._gate: asyncio.Semaphore | None = None
-        if client is None and cluster:
-            if max_connections is not None:
-                client_options = {**client_options, "max_connections": max_connections}
-            client = redis.asyncio.cluster.RedisCluster.from_url(url, **client_options)
-        elif client is None:
-            # A semaphore in front of a plain pool costs ~1 us where redis-py's blocking
-            # pool costs ~17 us per command.
-            limit = max_connections or DEFAULT_ASYNC_MAX_CONNECTIONS
-            pool = redis.asyncio.ConnectionPool.from_url(
-                url, max_connections=limit, **client_options
-            )
-            client = redis.asyncio.Redis.from_pool(pool)  # the client owns, and closes, the pool
-            self._gate = asyncio.Semaphore(limit)
-        elif not isinstance(client, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)):
+        if client is not None and not isinstance(
+            client, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
+        ):
             raise TypeError(
                 f"client must be a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster, "
                 f"got {type(client).__name__} (use RedisLayer for synchronous clients)"
             )
-        self.client = client
-        self.is_cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
         self.url = url
+        self._cluster = cluster
+        self._max_connections = max_connections
+        self._client_options = client_options
+        self._gate: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the client serves
+        self.client = client if client is not None else self._new_client()
+        self.is_cluster = isinstance(self.client, redis.asyncio.cluster.RedisCluster)
         if verify:
-            _ping_now(url, cluster, self.name, client_options)
+            _ping_now(url, cluster, self.name, client_options)  # type: ignore[arg-type]
+
+    def _new_client(self) -> Any:
+        if self._cluster:
+            options = dict(self._client_options)
+            if self._max_connections is not None:
+                options["max_connections"] = self._max_connections
+            self._gate = None
+            return redis.asyncio.cluster.RedisCluster.from_url(self.url, **options)
+        # A semaphore in front of a plain pool costs ~1 us where redis-py's blocking pool
+        # costs ~17 us per command.
+        limit = self._max_connections or DEFAULT_ASYNC_MAX_CONNECTIONS
+        pool = redis.asyncio.ConnectionPool.from_url(
+            self.url, max_connections=limit, **self._client_options
+        )
+        self._gate = asyncio.Semaphore(limit)
+        return redis.asyncio.Redis.from_pool(pool)  # the client owns, and closes, the pool
+
+    def _bound(self) -> Any:
+        """The client for the running loop (a new one if the loop changed)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None:
+                if self.url is None:
+                    raise RuntimeError(
+                        f"{self.name}: this AsyncRedisLayer's client was first used in another "
+                        "event loop, and redis.asyncio connections cannot move between loops; "
+                        "build the layer from a url (it then connects afresh in each loop), "
+                        "or create the client inside the loop that uses it"
+                    )
+                _drop_connections(self.client)
+                self.client = self._new_client()
+            self._loop = loop
+        return self.client
 
     async def verify(self) -> None:
         """Ping the server; raise ``LayerUnavailableError`` if it cannot be reached."""
+        client = self._bound()
         try:
-            await self._run(self.client.ping)
+            await self._run(client.ping)
         except RedisError as error:
             raise LayerUnavailableError(
-                f"{self.name}: cannot reach {self.url or self.client!r}: {error}"
+                f"{self.name}: cannot reach {self.url or client!r}: {error}"
             ) from error
 
-    async def get(self, key: Any, default: Any = None) -> Any:
-        """The stored value, or ``default`` on a miss (or an untrusted value)."""
+    async def get(self, key: Any, default: Any = None, value_type: Any = None) -> Any:
+        """The stored value (decoded as ``value_type`` when given), or ``default`` on a miss
+        (or an untrusted value)."""
         redis_key = self.redis_key(key)
+        client = self._bound()
         try:
             if self._gate is None:
-                data = await fastpath.read_async(self.client, self.is_cluster, "GET", redis_key)
+                data = await fastpath.read_async(client, self.is_cluster, "GET", redis_key)
             else:
                 async with self._gate:
-                    data = await fastpath.read_async(self.client, False, "GET", redis_key)
+                    data = await fastpath.read_async(client, False, "GET", redis_key)
         except RedisError as error:
             raise self._failure("GET", error) from error
-        return self._found(key, data, default)
+        return self._found(key, data, default, value_type)
 
-    async def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
+    async def set(
+        self, key: Any, value: Any, ttl: TTL | None = None, value_type: Any = None
+    ) -> None:
         """Store ``value`` (``ttl``: seconds or timedelta; ``None`` = the layer default;
         ``0`` deletes)."""
         redis_key = self.redis_key(key)
-        data = self._encode(value)
+        data = self._encode(value, value_type)
         milliseconds = self._expiry_ms(ttl)
+        client = self._bound()
         try:
             if milliseconds == 0:
-                await self._run(lambda: self.client.delete(redis_key))
+                await self._run(lambda: client.delete(redis_key))
             else:
-                await self._run(lambda: self.client.set(redis_key, data, px=milliseconds))
+                await self._run(lambda: client.set(redis_key, data, px=milliseconds))
         except RedisError as error:
             raise self._failure("SET", error) from error
 
     async def delete(self, key: Any) -> bool:
         """Remove the key; True if it existed."""
         redis_key = self.redis_key(key)
+        client = self._bound()
         try:
-            return bool(await self._run(lambda: self.client.delete(redis_key)))
+            return bool(await self._run(lambda: client.delete(redis_key)))
         except RedisError as error:
             raise self._failure("DEL", error) from error
 
-    async def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
+    async def delete_many(self, keys: Iterable[Any]) -> int:
+        """Remove the keys in one round trip; the number that existed."""
+        redis_keys = self._redis_keys(as_list(keys))
+        if not redis_keys:
+            return 0
+        client = self._bound()
+        try:
+            return int(await self._run(lambda: client.delete(*redis_keys)))
+        except RedisError as error:
+            raise self._failure("DEL", error) from error
+
+    async def contains(self, key: Any) -> bool:
+        """Whether the key is stored (does not count as a read)."""
+        redis_key = self.redis_key(key)
+        client = self._bound()
+        try:
+            return bool(await self._run(lambda: client.exists(redis_key)))
+        except RedisError as error:
+            raise self._failure("EXISTS", error) from error
+
+    async def remaining_ttl(self, key: Any) -> float | None:
+        """Seconds until the key expires (``math.inf``: never), or ``None`` if absent."""
+        redis_key = self.redis_key(key)
+        client = self._bound()
+        try:
+            return self._seconds_left(await self._run(lambda: client.pttl(redis_key)))
+        except RedisError as error:
+            raise self._failure("PTTL", error) from error
+
+    async def clear(self) -> int:
+        """Delete every key under this layer's prefix, a batch at a time (SCAN + UNLINK:
+        Redis never blocks on it; on a cluster, every primary is scanned). Returns how many
+        were deleted. Refuses without a prefix, which would empty the whole database."""
+        pattern = self._match_pattern()
+        client = self._bound()
+        deleted = 0
+        batch: list[bytes] = []
+        try:
+            async for redis_key in client.scan_iter(match=pattern, count=SCAN_BATCH):
+                batch.append(redis_key)
+                if len(batch) == SCAN_BATCH:
+                    keys, batch = batch, []
+                    deleted += int(await self._run(lambda keys=keys: client.unlink(*keys)))
+            if batch:
+                deleted += int(await self._run(lambda: client.unlink(*batch)))
+        except RedisError as error:
+            raise self._failure("SCAN/UNLINK", error) from error
+        return deleted
+
+    async def get_many(self, keys: Iterable[Any], value_type: Any = None) -> dict[Any, Any]:
         """The hits among ``keys``, in one round trip (MGET; a pipeline per hash slot on a
         cluster)."""
         wanted = as_list(keys)
         if not wanted:
             return {}
         redis_keys = self._redis_keys(wanted)
+        client = self._bound()
         try:
             if self.is_cluster:
-                values = await self._run(lambda: self.client.mget_nonatomic(redis_keys))
+                values = await self._run(lambda: client.mget_nonatomic(redis_keys))
             else:
                 values = await self._run(
-                    lambda: fastpath.read_async(self.client, False, "MGET", *redis_keys)
+                    lambda: fastpath.read_async(client, False, "MGET", *redis_keys)
                 )
         except RedisError as error:
             raise self._failure("MGET", error) from error
-        return self._found_many(wanted, values)
+        return self._found_many(wanted, values, value_type)
 
-    async def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
+    async def set_many(
+        self, mapping: Mapping[Any, Any], ttl: TTL | None = None, value_type: Any = None
+    ) -> None:
         """Store every item in one pipeline. Every value is encoded first: if one cannot
         be, nothing is written."""
-        pipeline = self._write_pipeline(mapping, ttl)
+        self._bound()
+        pipeline = self._write_pipeline(mapping, ttl, value_type)
         if pipeline is None:
             return
         try:
@@ -156,7 +250,11 @@ class AsyncRedisLayer(RedisCodec):
 
     async def close(self) -> None:
         """Close the client's connections."""
-        await self.client.aclose()
+        if self._loop is None or self._loop is asyncio.get_running_loop():
+            await self.client.aclose()
+        else:  # opened in a loop that has finished
+            _drop_connections(self.client)
+        self._loop = None
 
     async def _run(self, command: Callable[[], Awaitable[Any]]) -> Any:
         """Run one client call, through the gate when this layer built the pool."""
@@ -164,6 +262,36 @@ class AsyncRedisLayer(RedisCodec):
             return await command()
         async with self._gate:
             return await command()
+
+
+def _drop_connections(client: Any) -> None:
+    """Close, without a loop, the sockets of a client whose event loop has finished.
+
+    Their transports belong to a closed loop, so the usual close (which schedules work on
+    that loop) cannot run; left alone, they would only be reclaimed by the garbage collector,
+    with ResourceWarnings. Best effort: this reaches into redis-py's pool and asyncio's
+    transport, and whatever it cannot close is left to the collector.
+    """
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:  # a cluster client: its nodes' pools are dropped with it
+        return
+    connections = [
+        *getattr(pool, "_available_connections", ()),
+        *getattr(pool, "_in_use_connections", ()),
+    ]
+    for connection in connections:
+        writer = getattr(connection, "_writer", None)
+        if writer is None:
+            continue
+        transport = writer.transport
+        with contextlib.suppress(Exception):
+            transport.abort()  # marks it closing; scheduling the rest fails on a closed loop
+        with contextlib.suppress(Exception):
+            transport._sock.close()
+            transport._sock = None
+        connection._reader = connection._writer = None
+    with contextlib.suppress(Exception):
+        pool.reset()
 
 
 def _ping_now(url: str, cluster: bool, name: str, options: dict[str, Any]) -> None:

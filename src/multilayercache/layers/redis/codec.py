@@ -1,6 +1,6 @@
 """What both Redis layers do without IO (``RedisCodec``): Redis keys from cache keys, expiry
-in milliseconds with jitter, values to bytes and back, batch writes as a pipeline, and the
-layer's counters.
+in milliseconds with jitter, values to bytes and back (as a declared ``value_type``), batch
+writes as a pipeline, and the layer's counters.
 
 ``RedisLayer`` and ``AsyncRedisLayer`` are this codec plus the calls into redis-py.
 
@@ -9,6 +9,10 @@ MessagePack by default, which cannot run code whatever is in Redis; opt in to pi
 ``SignedPickleSerializer(key=...)``. A value that cannot be encoded raises
 ``SerializationError`` and nothing is written. A value that cannot be decoded (corrupt, or
 forged by whoever can write to Redis) is never trusted: it counts as an error and a miss.
+
+A write without a TTL of its own gets the layer's ``ttl``: one hour unless set otherwise
+(``DEFAULT_TTL_SECONDS``), so that a shared layer never keeps keys forever by accident;
+``ttl=math.inf`` keeps them until they are deleted.
 """
 
 from __future__ import annotations
@@ -28,12 +32,22 @@ from ...core.options import check_jitter, jittered
 from ...core.stats import LayerStats
 from ...core.ttl import TTL, optional_ttl_seconds
 from ...serializers import MsgpackSerializer, Serializer
+from ...serializers.base import accepts_value_type
+
+DEFAULT_TTL_SECONDS = 3600.0
+"""How long a shared layer keeps a value written without a TTL, unless told otherwise."""
+
+SCAN_BATCH = 500
+"""Keys per SCAN call and per UNLINK when ``clear`` empties a prefix."""
 
 
 class RedisCodec:
     """IO-free state and logic shared by both Redis layers."""
 
     client: Any  # set by each layer: a sync or an asyncio redis-py client
+    url: str | None
+    typed_values = True
+    """The manager may pass ``value_type=`` to ``get``, ``get_many``, ``set``, ``set_many``."""
 
     def __init__(
         self,
@@ -50,13 +64,16 @@ class RedisCodec:
         self.name = name
         self.prefix = prefix
         default = optional_ttl_seconds(ttl)
-        self.default_ttl = math.inf if default is None else default
+        self.default_ttl = DEFAULT_TTL_SECONDS if default is None else default
         self.ttl_jitter = check_jitter(ttl_jitter)
         self.serializer = serializer or MsgpackSerializer()
         self._dumps = self.serializer.dumps
         self._loads = self.serializer.loads
+        self._typed = accepts_value_type(self.serializer)
         loads_many = getattr(self.serializer, "loads_many", None)
-        self._loads_many = loads_many or (lambda items: [self._loads(item) for item in items])
+        if loads_many is None or not self._typed:
+            loads_many = None
+        self._loads_many = loads_many or self._loads_each
         self._rng = random.Random()
         self._counter_lock = threading.Lock()
         self._hits = self._misses = self._errors = 0
@@ -72,6 +89,16 @@ class RedisCodec:
                 "(build a string key, e.g. f'user:{user_id}')"
             )
         return self.prefix + key
+
+    def _match_pattern(self) -> str:
+        """A SCAN pattern matching exactly this layer's keys (the prefix, glob-escaped)."""
+        if not self.prefix:
+            raise ValueError(
+                f"{self.name}: clear() needs a key prefix, or it would delete every key of "
+                "the database; give the layer a prefix (or run FLUSHDB yourself)"
+            )
+        escaped = "".join(f"\\{char}" if char in "*?[]\\" else char for char in self.prefix)
+        return escaped + "*"
 
     def _redis_keys(self, keys: list[Any]) -> list[str]:
         """``redis_key`` of every key."""
@@ -96,11 +123,30 @@ class RedisCodec:
             return 0
         return max(1, round(seconds * 1000))
 
-    # ---------------------------------------------------------------- values
-    def _encode(self, value: Any) -> bytes:
-        return self._dumps(value)
+    @staticmethod
+    def _seconds_left(milliseconds: int) -> float | None:
+        """What PTTL answered, as ``remaining_ttl`` reports it."""
+        if milliseconds == -2:  # no such key
+            return None
+        if milliseconds == -1:  # no expiry
+            return math.inf
+        return milliseconds / 1000
 
-    def _decode(self, key: Any, data: Any) -> Any:
+    # ---------------------------------------------------------------- values
+    def _encode(self, value: Any, value_type: Any = None) -> bytes:
+        if value_type is None or not self._typed:
+            return self._dumps(value)
+        return self._dumps(value, value_type=value_type)
+
+    def _loads_each(self, items: list[bytes], value_type: Any = None) -> list[Any]:
+        return [self._load(item, value_type) for item in items]
+
+    def _load(self, data: bytes, value_type: Any) -> Any:
+        if value_type is None or not self._typed:
+            return self._loads(data)
+        return self._loads(data, value_type=value_type)
+
+    def _decode(self, key: Any, data: Any, value_type: Any = None) -> Any:
         """The value stored as ``data``, or ``MISSING`` if it cannot be trusted."""
         if not isinstance(data, bytes):
             raise TypeError(
@@ -108,28 +154,30 @@ class RedisCodec:
                 "decode_responses=False (the default)"
             )
         try:
-            return self._loads(data)
+            return self._load(data, value_type)
         except UntrustedDataError as error:
             self._count(errors=1)
             self._warn_untrusted("%s: ignoring the stored value of %r: %s", self.name, key, error)
             return MISSING
 
-    def _found(self, key: Any, data: Any, default: Any) -> Any:
+    def _found(self, key: Any, data: Any, default: Any, value_type: Any = None) -> Any:
         """Account for one read of ``key`` that returned ``data``."""
         if data is not None:
-            value = self._decode(key, data)
+            value = self._decode(key, data, value_type)
             if value is not MISSING:
                 self._count(hits=1)
                 return value
         self._count(misses=1)
         return default
 
-    def _found_many(self, keys: list[Any], values: list[Any]) -> dict[Any, Any]:
+    def _found_many(
+        self, keys: list[Any], values: list[Any], value_type: Any = None
+    ) -> dict[Any, Any]:
         """Account for one batch read of ``keys`` (each read counts, repeats too) that
         returned ``values``; return the hits."""
         if None not in values:  # every key found: decode the reply as it is
             try:
-                result = dict(zip(keys, self._loads_many(values), strict=True))
+                result = dict(zip(keys, self._loads_many(values, value_type), strict=True))
                 self._count(hits=len(values))
                 return result
             except UntrustedDataError:
@@ -144,22 +192,25 @@ class RedisCodec:
         hits = 0
         if found_data:
             try:
-                result = dict(zip(found_keys, self._loads_many(found_data), strict=True))
+                decoded = self._loads_many(found_data, value_type)
+                result = dict(zip(found_keys, decoded, strict=True))
                 hits = len(found_data)
             except UntrustedDataError:  # one bad item: decode one by one, keep the good ones
                 for key, data in zip(found_keys, found_data, strict=True):
-                    value = self._decode(key, data)
+                    value = self._decode(key, data, value_type)
                     if value is not MISSING:
                         result[key] = value
                         hits += 1
         self._count(hits=hits, misses=len(keys) - hits)
         return result
 
-    def _write_pipeline(self, mapping: Mapping[Any, Any], ttl: TTL | None) -> Any:
+    def _write_pipeline(
+        self, mapping: Mapping[Any, Any], ttl: TTL | None, value_type: Any = None
+    ) -> Any:
         """A pipeline, not yet run, that stores every item (``None`` if there is none).
         Every value is encoded before any IO, so one that cannot be encoded writes nothing."""
         plan = [
-            (self.redis_key(key), self._encode(value), self._expiry_ms(ttl))
+            (self.redis_key(key), self._encode(value, value_type), self._expiry_ms(ttl))
             for key, value in mapping.items()
         ]
         if not plan:
@@ -185,11 +236,26 @@ class RedisCodec:
             self._errors += errors
 
     def stats(self) -> LayerStats:
-        """Hits, misses and errors (failed calls and untrusted values) since creation."""
+        """Hits, misses and errors (failed calls and untrusted values) since creation.
+        ``size`` is ``None``: counting this layer's keys would mean scanning Redis."""
         with self._counter_lock:
             return LayerStats(
                 name=self.name, hits=self._hits, misses=self._misses, errors=self._errors
             )
+
+    def __repr__(self) -> str:
+        where = _without_password(self.url) if self.url else type(self.client).__name__
+        return f"{type(self).__name__}(name={self.name!r}, {where!r}, prefix={self.prefix!r})"
+
+
+def _without_password(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (reprs end up in logs)."""
+    scheme, separator, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{separator}{user}:***@{host}"
 
 
 def as_list(keys: Iterable[Any]) -> list[Any]:

@@ -22,7 +22,7 @@ from ...core.errors import LayerUnavailableError
 from ...core.ttl import TTL
 from ...serializers import Serializer
 from . import fastpath
-from .codec import RedisCodec, as_list
+from .codec import SCAN_BATCH, RedisCodec, as_list
 
 
 class RedisLayer(RedisCodec):
@@ -30,7 +30,9 @@ class RedisLayer(RedisCodec):
 
     Give a ``url`` (``cluster=True`` for a cluster URL), or an existing ``client``
     (``redis.Redis`` or ``redis.cluster.RedisCluster``). ``verify=True`` pings the server
-    now and raises ``LayerUnavailableError`` if it cannot be reached.
+    now and raises ``LayerUnavailableError`` if it cannot be reached. ``ttl``: how long a
+    value written without a TTL of its own is kept (default one hour; ``math.inf``: until
+    deleted).
     ``max_connections``: ``None`` lets the pool open one connection per thread that needs
     one (redis-py's default); a number caps it, and threads beyond it wait their turn.
     """
@@ -75,20 +77,21 @@ class RedisLayer(RedisCodec):
                 f"{self.name}: cannot reach {self.url or self.client!r}: {error}"
             ) from error
 
-    def get(self, key: Any, default: Any = None) -> Any:
-        """The stored value, or ``default`` on a miss (or an untrusted value)."""
+    def get(self, key: Any, default: Any = None, value_type: Any = None) -> Any:
+        """The stored value (decoded as ``value_type`` when given), or ``default`` on a miss
+        (or an untrusted value)."""
         redis_key = self.redis_key(key)
         try:
             data = fastpath.read(self.client, self.is_cluster, "GET", redis_key)
         except RedisError as error:
             raise self._failure("GET", error) from error
-        return self._found(key, data, default)
+        return self._found(key, data, default, value_type)
 
-    def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
+    def set(self, key: Any, value: Any, ttl: TTL | None = None, value_type: Any = None) -> None:
         """Store ``value`` (``ttl``: seconds or timedelta; ``None`` = the layer default;
         ``0`` deletes)."""
         redis_key = self.redis_key(key)
-        data = self._encode(value)
+        data = self._encode(value, value_type)
         milliseconds = self._expiry_ms(ttl)
         try:
             if milliseconds == 0:
@@ -106,7 +109,55 @@ class RedisLayer(RedisCodec):
         except RedisError as error:
             raise self._failure("DEL", error) from error
 
-    def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
+    def delete_many(self, keys: Iterable[Any]) -> int:
+        """Remove the keys in one round trip; the number that existed."""
+        redis_keys = self._redis_keys(as_list(keys))
+        if not redis_keys:
+            return 0
+        try:
+            return int(self.client.delete(*redis_keys))
+        except RedisError as error:
+            raise self._failure("DEL", error) from error
+
+    def contains(self, key: Any) -> bool:
+        """Whether the key is stored (does not count as a read)."""
+        redis_key = self.redis_key(key)
+        try:
+            return bool(self.client.exists(redis_key))
+        except RedisError as error:
+            raise self._failure("EXISTS", error) from error
+
+    def __contains__(self, key: Any) -> bool:
+        return self.contains(key)
+
+    def remaining_ttl(self, key: Any) -> float | None:
+        """Seconds until the key expires (``math.inf``: never), or ``None`` if absent."""
+        redis_key = self.redis_key(key)
+        try:
+            return self._seconds_left(self.client.pttl(redis_key))
+        except RedisError as error:
+            raise self._failure("PTTL", error) from error
+
+    def clear(self) -> int:
+        """Delete every key under this layer's prefix, a batch at a time (SCAN + UNLINK:
+        Redis never blocks on it; on a cluster, every primary is scanned). Returns how many
+        were deleted. Refuses without a prefix, which would empty the whole database."""
+        pattern = self._match_pattern()
+        deleted = 0
+        batch: list[bytes] = []
+        try:
+            for redis_key in self.client.scan_iter(match=pattern, count=SCAN_BATCH):
+                batch.append(redis_key)
+                if len(batch) == SCAN_BATCH:
+                    deleted += int(self.client.unlink(*batch))
+                    batch = []
+            if batch:
+                deleted += int(self.client.unlink(*batch))
+        except RedisError as error:
+            raise self._failure("SCAN/UNLINK", error) from error
+        return deleted
+
+    def get_many(self, keys: Iterable[Any], value_type: Any = None) -> dict[Any, Any]:
         """The hits among ``keys``, in one round trip (MGET; a pipeline per hash slot on a
         cluster)."""
         wanted = as_list(keys)
@@ -120,12 +171,14 @@ class RedisLayer(RedisCodec):
                 values = fastpath.read(self.client, False, "MGET", *redis_keys)
         except RedisError as error:
             raise self._failure("MGET", error) from error
-        return self._found_many(wanted, values)
+        return self._found_many(wanted, values, value_type)
 
-    def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
+    def set_many(
+        self, mapping: Mapping[Any, Any], ttl: TTL | None = None, value_type: Any = None
+    ) -> None:
         """Store every item in one pipeline. Every value is encoded first: if one cannot
         be, nothing is written."""
-        pipeline = self._write_pipeline(mapping, ttl)
+        pipeline = self._write_pipeline(mapping, ttl, value_type)
         if pipeline is None:
             return
         try:
