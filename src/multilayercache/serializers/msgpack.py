@@ -33,6 +33,7 @@ Ints must fit in 64 bits (-2**63 .. 2**64 - 1); larger ones raise ``Serializatio
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -133,23 +134,27 @@ class MsgpackSerializer:
 
 
 def _typed_codec(value_type: Any, decode_untyped: Callable[[Any], Any]) -> _TypedCodec:
-    try:
-        decoder = msgspec.msgpack.Decoder(value_type)
-    except TypeError as unsupported:  # not a type msgspec knows: pydantic may
-        try:
-            from pydantic import TypeAdapter
-        except ImportError:
-            raise TypeError(
-                f"value_type {_name(value_type)} is not supported ({unsupported}); "
-                "pydantic models need pydantic installed"
-            ) from None
+    if _mentions_pydantic(value_type):
+        from pydantic import TypeAdapter
+
         adapter = TypeAdapter(value_type)
         # JSON mode turns every value into plain data, which pydantic parses back on read.
         return _TypedCodec(
             lambda value: adapter.dump_python(value, mode="json"),
             lambda payload: adapter.validate_python(decode_untyped(payload)),
         )
+    try:
+        decoder = msgspec.msgpack.Decoder(value_type)
+    except TypeError as unsupported:
+        raise TypeError(f"value_type {_name(value_type)} is not supported: {unsupported}") from None
     return _TypedCodec(_unchanged, decoder.decode)
+
+
+def _mentions_pydantic(value_type: Any) -> bool:
+    """Whether ``value_type`` is, or contains, a pydantic model (``list[User]``, ...)."""
+    if isinstance(value_type, type):
+        return any(cls.__module__.startswith("pydantic") for cls in value_type.__mro__[1:])
+    return any(_mentions_pydantic(argument) for argument in typing.get_args(value_type))
 
 
 def _unchanged(value: Any) -> Any:
@@ -157,7 +162,7 @@ def _unchanged(value: Any) -> Any:
 
 
 def _is_pydantic_model(value: Any) -> bool:
-    return any(cls.__module__.startswith("pydantic") for cls in type(value).__mro__[1:])
+    return _mentions_pydantic(type(value))
 
 
 def _not_a(value_type: Any, error: Exception) -> UntrustedDataError:
