@@ -30,6 +30,9 @@ TWINNED = {
     "WTinyLfuPolicy": "multilayercache._core.policy",
     "InMemoryLayer": "multilayercache.layers.memory.layer",
     "FrontDoor": "multilayercache.sync.frontdoor",
+    "CachedCall": "multilayercache.sync.frontdoor",
+    "CallKey": "multilayercache._core.callkey",
+    "KeyMaker": "multilayercache._core.callkey",
 }
 
 

@@ -321,6 +321,55 @@ def defined_constants(module) -> set[str]:
     return names
 
 
+def signature_cases():
+    def plain(a, b=2, c="c"):
+        pass
+
+    def varargs(a, *rest, flag=False, **options):
+        pass
+
+    def method(self, item, count=1):
+        pass
+
+    return [plain, varargs, method]
+
+
+@SETTINGS
+@given(
+    case=st.integers(0, 2),
+    args=st.lists(st.one_of(st.integers(-5, 5), st.text(max_size=2)), max_size=4),
+    kwargs=st.dictionaries(
+        st.sampled_from(["a", "b", "c", "flag", "item", "x"]), st.integers(0, 3)
+    ),
+)
+def test_call_keys(case, args, kwargs) -> None:
+    # The compiled normaliser makes exactly the pure one's keys (and the same errors).
+    from multilayercache.core.decorate import CallKeys, FunctionToken
+
+    function = signature_cases()[case]
+    keys = CallKeys(function, None, include_self=False)
+    token = FunctionToken(function)
+    outcomes = []
+    for twin in (PURE, COMPILED):
+        maker = twin.KeyMaker(token, *_layout(function), keys.bind)
+        try:
+            key = maker.key(tuple(args), dict(kwargs))
+            outcomes.append((type(key).__name__, key.arguments, key.text))
+        except TypeError as error:
+            outcomes.append(("TypeError", str(error)))
+    assert outcomes[0] == outcomes[1]
+
+
+def _layout(function):
+    import inspect
+
+    parameters = list(inspect.signature(function).parameters.values())
+    positional = [p for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
+    defaults = tuple(p.default for p in positional if p.default is not p.empty)
+    skip = parameters[0].name == "self"
+    return len(positional), defaults, len(positional) == len(parameters), skip
+
+
 TWINNED_MODULES = sorted({(module, pure_module(module)) for module in TWINNED.values()})
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -65,6 +66,23 @@ class Harness:
             return function(argument)
 
         return load
+
+    def define(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function`` as this kind of manager decorates it (a coroutine function for
+        asyncio, with the same signature and annotations)."""
+        if not self.is_async:
+            return function
+
+        @functools.wraps(function)
+        async def coroutine_function(*args: Any, **kwargs: Any) -> Any:
+            return function(*args, **kwargs)
+
+        return coroutine_function
+
+    def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call a (decorated) function and return its result, awaiting it for asyncio."""
+        result = function(*args, **kwargs)
+        return self.loop.run_until_complete(result) if self.is_async else result
 
     def close(self) -> None:
         for layer in self._closers:

@@ -21,6 +21,16 @@ from types import TracebackType
 from typing import Any
 
 from ..core import plans
+from ..core.decorate import (
+    AsyncCachedFunction,
+    CallKeys,
+    Condition,
+    P,
+    R,
+    check_kind,
+    check_options,
+    return_type,
+)
 from ..core.manager import ManagerBase
 from ..core.missing import MISSING
 from ..core.options import LayerPolicy
@@ -136,27 +146,41 @@ class AsyncMultilayerCache(ManagerBase):
     def cached(
         self,
         ttl: TTL | None = None,
-        key: Callable[..., Any] | None = None,
-    ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-        """Decorator for coroutine functions: cache results by arguments (see
-        ``MultilayerCache.cached``)."""
-        optional_ttl_seconds(ttl)
+        *,
+        key: str | Callable[..., Any] | None = None,
+        condition: Condition | None = None,
+        value_type: Any = None,
+        include_self: bool = False,
+    ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
+        """Decorator for coroutine functions: cache results by arguments (the options of
+        ``MultilayerCache.cached``). ``await f.invalidate(...)`` forgets one result."""
+        check_options(ttl, condition)
 
-        def decorate(function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-            key_of = self._decorator_key(function, key, coroutine=True)
+        def decorate(function: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
+            check_kind(function, coroutine=True)
+            keys = CallKeys(function, key, include_self)
+            typed = self._type_for(value_type if value_type is not None else return_type(function))
+            state, depth, run = self._state, self._checked_depth, self._run
+            key_of, first_get = keys.of, self._first_get
 
             @functools.wraps(function)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.get_or_load(
-                    key_of(*args, **kwargs), lambda _: function(*args, **kwargs), ttl=ttl
-                )
+                call_key = key_of(args, kwargs)
+                value = first_get(call_key, MISSING)  # an L1 hit returns before any await
+                if value is not MISSING:
+                    return value
+
+                def call(_: Any) -> Any:
+                    return function(*args, **kwargs)
+
+                return await run(plans.load(state, call_key, call, ttl, depth, typed, condition))
 
             async def invalidate(*args: Any, **kwargs: Any) -> bool:
-                return await self.delete(key_of(*args, **kwargs))
+                return await self.delete(key_of(args, kwargs))
 
-            wrapper.cache_key = key_of  # type: ignore[attr-defined]
+            wrapper.cache_key = keys  # type: ignore[attr-defined]
             wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-            return wrapper
+            return wrapper  # type: ignore[return-value]
 
         return decorate
 

@@ -3,11 +3,9 @@ driver, the L1 fast path, introspection, and the decorator's checks."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .keys import key_maker
 from .state import CacheState
 from .stats import CacheStats
 from .tiers import timed_get
@@ -52,26 +50,6 @@ class ManagerBase:
 
     def _type_for(self, value_type: Any) -> Any:
         return self._state.value_type if value_type is None else value_type
-
-    def _decorator_key(
-        self,
-        function: Callable[..., Any],
-        key: Callable[..., Any] | None,
-        *,
-        coroutine: bool,
-    ) -> Callable[..., Any]:
-        """Check that this manager can decorate ``function``; return its key maker."""
-        if inspect.iscoroutinefunction(function) and not coroutine:
-            raise TypeError(
-                f"{function.__qualname__} is a coroutine function: "
-                "decorate it with AsyncMultilayerCache.cached"
-            )
-        if coroutine and not inspect.iscoroutinefunction(function):
-            raise TypeError(
-                f"{function.__qualname__} is not a coroutine function: "
-                "decorate it with MultilayerCache.cached"
-            )
-        return key_maker(function, key)
 
 
 def _not_checked(key: Any, default: Any) -> Any:

@@ -289,11 +289,14 @@ def load(
     ttl: TTL | None,
     start: int = 0,
     value_type: Any = None,
+    condition: Callable[[Any], bool] | None = None,
 ) -> Plan[Any]:
     """``get_or_load`` after a miss in the layers above ``start``: the whole miss, lookups
-    below included, runs once for concurrent callers of the key."""
+    below included, runs once for concurrent callers of the key. A loaded value is cached
+    unless ``condition(value)`` is false."""
     optional_ttl_seconds(ttl)
-    return (yield Flight(key, _load_through(state, key, loader, ttl, start, value_type)))
+    through = _load_through(state, key, loader, ttl, start, value_type, condition)
+    return (yield Flight(key, through))
 
 
 def _load_through(
@@ -303,12 +306,14 @@ def _load_through(
     ttl: TTL | None,
     start: int,
     value_type: Any,
+    condition: Callable[[Any], bool] | None,
 ) -> Plan[Any]:
     value = yield from read(state, key, MISSING, start, value_type)
     if value is not MISSING:
         return value
     value = yield Load(loader, key)
-    yield from _write_loaded(state, {key: value}, ttl, value_type)
+    if condition is None or condition(value):
+        yield from _write_loaded(state, {key: value}, ttl, value_type)
     return value
 
 

@@ -1,12 +1,19 @@
-"""The manager's ``get`` fast path (pure-Python twin of ``frontdoor.pyx``).
+"""The sync manager's fast paths for L1 hits (pure-Python twin of ``frontdoor.pyx``).
 
 ``MultilayerCache.get`` runs on every read, and most reads are L1 hits. A Python method
 that calls the L1's ``get`` costs about 50 ns on top of the L1's own 40 ns, more than the
-hit itself. The compiled twin of this class is the same three lines without the Python
-frame: the manager installs ``FrontDoor(...).get`` as its instance's ``get``, and the
-slower layers (``below``) stay in readable Python, where the IO dominates anyway.
+hit itself. The compiled twins of these classes are the same few lines without the Python
+frames:
+
+* ``FrontDoor.get``: the manager installs it as its instance's ``get``;
+* ``CachedCall``: what ``@cache.cached`` returns: build the call's key, ask the first
+  layer, and only on a miss go to ``load`` (the plans, in readable Python, where the IO
+  dominates anyway).
 """
 
+from __future__ import annotations
+
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -30,3 +37,33 @@ class FrontDoor:
         if value is not self._missing:
             return value
         return self._below(key, default)
+
+
+class CachedCall:
+    """A cached function: ``key_of(args, kwargs)`` is the call's key; a hit in the first
+    layer answers, a miss calls ``load(key, args, kwargs)``. Bound as a method when it is a
+    class attribute (``__get__``), like a function."""
+
+    def __init__(
+        self,
+        key_of: Callable[[tuple[Any, ...], dict[str, Any] | None], Any],
+        first_get: Callable[[Any, Any], Any],
+        load: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any],
+        missing: Any,
+    ) -> None:
+        self._key_of = key_of
+        self._first_get = first_get
+        self._load = load
+        self._missing = missing
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        key = self._key_of(args, kwargs)
+        value = self._first_get(key, self._missing)
+        if value is not self._missing:
+            return value
+        return self._load(key, args, kwargs)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return types.MethodType(self, instance)

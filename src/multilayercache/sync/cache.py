@@ -29,6 +29,16 @@ from typing import Any
 
 from .._build import twin
 from ..core import plans
+from ..core.decorate import (
+    CachedFunction,
+    CallKeys,
+    Condition,
+    P,
+    R,
+    check_kind,
+    check_options,
+    return_type,
+)
 from ..core.manager import ManagerBase
 from ..core.missing import MISSING
 from ..core.options import LayerPolicy
@@ -36,7 +46,8 @@ from ..core.state import CacheState
 from ..core.ttl import TTL, optional_ttl_seconds
 from .driver import Driver
 
-FrontDoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py").FrontDoor
+_frontdoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py")
+FrontDoor, CachedCall = _frontdoor.FrontDoor, _frontdoor.CachedCall
 
 Loader = Callable[[Any], Any]
 BulkLoader = Callable[[list[Any]], Mapping[Any, Any]]
@@ -158,30 +169,44 @@ class MultilayerCache(ManagerBase):
     def cached(
         self,
         ttl: TTL | None = None,
-        key: Callable[..., Any] | None = None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        *,
+        key: str | Callable[..., Any] | None = None,
+        condition: Condition | None = None,
+        value_type: Any = None,
+        include_self: bool = False,
+    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Decorator: cache a function's results by its arguments.
 
-        >>> @cache.cached(ttl=60)
-        ... def user(user_id: int) -> dict: ...
+        >>> @cache.cached(ttl=60, condition=lambda user: user is not None)
+        ... def user(user_id: int) -> User | None: ...
+        >>> user.invalidate(42)
 
-        The key is ``key(*args, **kwargs)`` if given, else the function's qualified name and
-        its arguments as canonical JSON. ``user.invalidate(42)`` forgets one result.
+        Arguments are normalised by the signature (``f(1)`` and ``f(a=1)`` are one key); a
+        method's ``self`` is not part of the key unless ``include_self=True``. ``key``: a
+        template (``"user:{user_id}"``) or a function of the arguments, instead.
+        ``condition(value)``: cache a result only when true. ``value_type``: what a shared
+        layer hands back (default: the return annotation). An L1 hit is a compiled fast
+        path (``CachedCall``).
         """
-        optional_ttl_seconds(ttl)
+        check_options(ttl, condition)
 
-        def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-            key_of = self._decorator_key(function, key, coroutine=False)
+        def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
+            check_kind(function, coroutine=False)
+            keys = CallKeys(function, key, include_self)
+            typed = self._type_for(value_type if value_type is not None else return_type(function))
+            state, depth, run = self._state, self._checked_depth, self._run
 
-            @functools.wraps(function)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return self.get_or_load(
-                    key_of(*args, **kwargs), lambda _: function(*args, **kwargs), ttl=ttl
-                )
+            def load(call_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+                def call(_: Any) -> Any:
+                    return function(*args, **kwargs)
 
-            wrapper.cache_key = key_of  # type: ignore[attr-defined]
-            wrapper.invalidate = lambda *a, **kw: self.delete(key_of(*a, **kw))  # type: ignore[attr-defined]
-            return wrapper
+                return run(plans.load(state, call_key, call, ttl, depth, typed, condition))
+
+            wrapper = CachedCall(keys.of, self._first_get, load, MISSING)
+            functools.update_wrapper(wrapper, function)
+            wrapper.cache_key = keys
+            wrapper.invalidate = lambda *args, **kwargs: self.delete(keys.of(args, kwargs))
+            return wrapper  # type: ignore[no-any-return]
 
         return decorate
 

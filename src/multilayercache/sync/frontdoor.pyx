@@ -1,5 +1,8 @@
-"""The manager's ``get`` fast path (compiled twin of ``_frontdoor_py.py``, which explains it).
-"""
+"""The sync manager's fast paths for L1 hits (compiled twin of ``_frontdoor_py.py``, which
+explains them)."""
+
+import types
+
 
 cdef class FrontDoor:
     """``get`` that asks the first layer, and calls ``below`` only on a miss."""
@@ -19,3 +22,32 @@ cdef class FrontDoor:
         if value is not self._missing:
             return value
         return self._below(key, default)
+
+
+cdef class CachedCall:
+    """A cached function: ``key_of(args, kwargs)`` is the call's key; a hit in the first
+    layer answers, a miss calls ``load(key, args, kwargs)``."""
+
+    cdef object _key_of
+    cdef object _first_get
+    cdef object _load
+    cdef object _missing
+    cdef dict __dict__  # functools.update_wrapper sets __name__, __doc__, __wrapped__ ...
+
+    def __init__(self, key_of, first_get, load, missing):
+        self._key_of = key_of
+        self._first_get = first_get
+        self._load = load
+        self._missing = missing
+
+    def __call__(self, *args, **kwargs):
+        key = self._key_of(args, kwargs)
+        value = self._first_get(key, self._missing)
+        if value is not self._missing:
+            return value
+        return self._load(key, args, kwargs)
+
+    def __get__(self, instance, owner):
+        if instance is None:
+            return self
+        return types.MethodType(self, instance)

@@ -25,6 +25,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from ...core.decorate import CallKey
 from ...core.errors import LayerError, UntrustedDataError
 from ...core.log import ThrottledWarning
 from ...core.missing import MISSING
@@ -82,13 +83,16 @@ class RedisCodec:
     # ---------------------------------------------------------------- keys and TTLs
     def redis_key(self, key: Any) -> str:
         """The Redis key for ``key``: the prefix and the key (redis-py sends it as UTF-8;
-        handing it a ``str`` saves encoding it twice)."""
-        if not isinstance(key, str):
-            raise TypeError(
-                f"RedisLayer keys must be str, got {type(key).__name__} {key!r} "
-                "(build a string key, e.g. f'user:{user_id}')"
-            )
-        return self.prefix + key
+        handing it a ``str`` saves encoding it twice). A ``@cached`` call's key is stored
+        under its canonical text."""
+        if isinstance(key, str):
+            return self.prefix + key
+        if isinstance(key, CallKey):
+            return self.prefix + key.text
+        raise TypeError(
+            f"RedisLayer keys must be str, got {type(key).__name__} {key!r} "
+            "(build a string key, e.g. f'user:{user_id}')"
+        )
 
     def _match_pattern(self) -> str:
         """A SCAN pattern matching exactly this layer's keys (the prefix, glob-escaped)."""
@@ -105,10 +109,8 @@ class RedisCodec:
         prefix = self.prefix
         try:
             return [prefix + key for key in keys]
-        except TypeError:  # not a str: let redis_key word the error
-            for key in keys:
-                self.redis_key(key)
-            raise
+        except TypeError:  # not all str: one at a time (call keys, or the error)
+            return [self.redis_key(key) for key in keys]
 
     def _expiry_ms(self, ttl: TTL | None) -> int | None:
         """Milliseconds to keep a value written with ``ttl`` (``None``: the layer default),

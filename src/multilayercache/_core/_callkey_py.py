@@ -1,0 +1,97 @@
+"""Keys of cached function calls (pure-Python twin of ``callkey.pyx``).
+
+``@cache.cached`` turns every call into a key: the function, and its arguments normalised
+by the function's signature, so that ``f(1)``, ``f(a=1)`` and ``f(1, b=2)`` (where ``b``
+defaults to 2) are one key. The in-process layer keys on a ``CallKey`` directly (cheap to
+build, hash and compare: the function's token compares by identity, the arguments as a
+tuple); a shared layer stores it under ``CallKey.text``, a canonical string that every
+process derives alike, built only when a shared layer is asked.
+
+``KeyMaker.key(args, kwargs)`` is the hot path of a decorated call: when the call passes
+only positional arguments to a function with a plain signature (no ``*args``, keyword-only
+parameters or ``**kwargs``), the normalised arguments are ``args`` plus the defaults of the
+trailing parameters it left out, with no binding at all. Anything else goes through
+``bind`` (``inspect.Signature.bind`` and its defaults), which also raises the ``TypeError``
+that calling the function with those arguments would raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+class CallKey:
+    """The key of one call: ``function`` (a token, compared by identity) and the normalised
+    ``arguments``. ``text`` is the form shared layers store it under."""
+
+    __slots__ = ("function", "arguments", "_hash")
+
+    def __init__(self, function: Any, arguments: tuple[Any, ...]) -> None:
+        self.function = function
+        self.arguments = arguments
+        try:
+            self._hash = hash((id(function), arguments))
+        except TypeError:
+            raise function.unhashable(arguments) from None
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not CallKey:
+            return NotImplemented
+        return other.function is self.function and other.arguments == self.arguments
+
+    @property
+    def text(self) -> str:
+        """``module.qualname:[arguments as canonical JSON]``, the same in every process."""
+        return self.function.text_for(self.arguments)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"CallKey({self.function.name!r}, {self.arguments!r})"
+
+
+class KeyMaker:
+    """Normalises a call's arguments into a ``CallKey`` (see the module docstring).
+
+    ``positional``: how many positional-or-keyword parameters the function has;
+    ``defaults``: the defaults of its trailing ones; ``plain``: no ``*args``, keyword-only
+    parameters or ``**kwargs``; ``skip_first``: drop the first argument (``self`` of a
+    method) from the key; ``bind(args, kwargs)``: the general normalisation.
+    """
+
+    __slots__ = ("_token", "_positional", "_required", "_defaults", "_plain", "_skip", "_bind")
+
+    def __init__(
+        self,
+        token: Any,
+        positional: int,
+        defaults: tuple[Any, ...],
+        plain: bool,
+        skip_first: bool,
+        bind: Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, ...]],
+    ) -> None:
+        self._token = token
+        self._positional = positional
+        self._required = positional - len(defaults)
+        self._defaults = defaults
+        self._plain = plain
+        self._skip = skip_first
+        self._bind = bind
+
+    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> CallKey:
+        """The key of the call ``function(*args, **kwargs)``."""
+        count = len(args)
+        if kwargs or not self._plain or not self._required <= count <= self._positional:
+            arguments = self._bind(args, kwargs or {})
+        elif count == self._positional:
+            arguments = args
+        else:  # the trailing parameters take their defaults
+            arguments = args + self._defaults[count - self._required :]
+        if self._skip:
+            arguments = arguments[1:]
+        return CallKey(self._token, arguments)

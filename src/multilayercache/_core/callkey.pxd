@@ -1,0 +1,21 @@
+cimport cython
+
+
+@cython.final
+cdef class CallKey:
+    cdef readonly object function
+    cdef readonly tuple arguments
+    cdef Py_hash_t _hash
+
+
+@cython.final
+cdef class KeyMaker:
+    cdef object _token
+    cdef Py_ssize_t _positional
+    cdef Py_ssize_t _required
+    cdef tuple _defaults
+    cdef bint _plain
+    cdef bint _skip
+    cdef object _bind
+
+    cpdef CallKey key(self, tuple args, dict kwargs)

@@ -1,0 +1,85 @@
+"""Keys of cached function calls (compiled twin of ``_callkey_py.py``, which explains them).
+
+A ``CallKey`` is a small final object: its hash is computed once, and equality compares the
+function token by identity before the argument tuples. ``KeyMaker.key`` slices and joins
+tuples with the C API only, so a decorated call's hit path allocates the key and nothing
+else.
+"""
+
+from cpython.object cimport Py_EQ, PyObject_RichCompareBool
+from cpython.tuple cimport PyTuple_GET_SIZE
+
+
+cdef class CallKey:
+    """The key of one call: ``function`` (a token, compared by identity) and the normalised
+    ``arguments``. ``text`` is the form shared layers store it under."""
+
+    def __init__(self, function, tuple arguments):
+        cdef Py_hash_t arguments_hash
+        cdef size_t mixed
+        self.function = function
+        self.arguments = arguments
+        try:
+            arguments_hash = hash(arguments)
+        except TypeError:
+            raise function.unhashable(arguments) from None
+        # Mixing in the token's address keeps the keys of two functions called with the
+        # same arguments apart in the index.
+        mixed = (<size_t><void*>function >> 4) * <size_t>0x9E3779B97F4A7C15
+        self._hash = arguments_hash ^ <Py_hash_t>mixed
+        if self._hash == -1:
+            self._hash = -2
+
+    def __hash__(self):
+        return self._hash
+
+    def __richcmp__(self, other, int op):
+        if type(other) is not CallKey:
+            return NotImplemented
+        cdef CallKey that = <CallKey>other
+        cdef bint equal = (that.function is self.function and that._hash == self._hash
+                           and PyObject_RichCompareBool(that.arguments, self.arguments, Py_EQ))
+        if op == Py_EQ:
+            return equal
+        if op == 3:  # Py_NE
+            return not equal
+        return NotImplemented
+
+    @property
+    def text(self):
+        """``module.qualname:[arguments as canonical JSON]``, the same in every process."""
+        return self.function.text_for(self.arguments)
+
+    def __str__(self):
+        return self.text
+
+    def __repr__(self):
+        return f"CallKey({self.function.name!r}, {self.arguments!r})"
+
+
+cdef class KeyMaker:
+    """Normalises a call's arguments into a ``CallKey`` (see ``_callkey_py.py``)."""
+
+    def __init__(self, token, Py_ssize_t positional, tuple defaults, bint plain,
+                 bint skip_first, bind):
+        self._token = token
+        self._positional = positional
+        self._required = positional - len(defaults)
+        self._defaults = defaults
+        self._plain = plain
+        self._skip = skip_first
+        self._bind = bind
+
+    cpdef CallKey key(self, tuple args, dict kwargs):
+        """The key of the call ``function(*args, **kwargs)``."""
+        cdef Py_ssize_t count = PyTuple_GET_SIZE(args)
+        cdef tuple arguments
+        if kwargs or not self._plain or not self._required <= count <= self._positional:
+            arguments = self._bind(args, kwargs or {})
+        elif count == self._positional:
+            arguments = args
+        else:  # the trailing parameters take their defaults
+            arguments = args + self._defaults[count - self._required:]
+        if self._skip:
+            arguments = arguments[1:]
+        return CallKey(self._token, arguments)
