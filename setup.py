@@ -24,6 +24,8 @@ DIRECTIVES = {
     # which is a third of our budget for a cache hit.
     "binding": False,
     "embedsignature": True,
+    # signatures as __text_signature__, so that inspect.signature reads compiled methods too
+    "embedsignature.format": "clinic",
 }
 
 SOURCE = Path("src")

@@ -290,9 +290,13 @@ def test_front_door(ops) -> None:
             asked.append(key)
             return below.get(key, default)
 
+        def load_below(key, loader, ttl, value_type, asked=asked):
+            asked.append(("load", key, ttl))
+            return loader(key)
+
         missing = object()
         door = twin.FrontDoor(lambda key, default, first=first: first.get(key, default),
-                              ask_below, missing)  # fmt: skip
+                              ask_below, load_below, float, missing)  # fmt: skip
         worlds.append((door, first, asked))
     for op, key in ops:
         results = []
@@ -302,7 +306,8 @@ def test_front_door(ops) -> None:
             elif op == "delete":
                 first.pop(key, None)
             else:
-                results.append((door.get(key, "default"), door.get(key), list(asked)))
+                loaded = door.get_or_load(key, lambda k: f"loaded {k}", ttl=key or None)
+                results.append((door.get(key, "default"), door.get(key), loaded, list(asked)))
         if results:
             assert results[0] == results[1]
 

@@ -19,16 +19,21 @@ from typing import Any
 
 
 class FrontDoor:
-    """``get`` that asks the first layer, and calls ``below`` only on a miss."""
+    """``get`` and ``get_or_load`` that ask the first layer, and call ``below`` or
+    ``load_below`` only on a miss."""
 
     def __init__(
         self,
         first_get: Callable[[Any, Any], Any],
         below: Callable[[Any, Any], Any],
+        load_below: Callable[[Any, Any, Any, Any], Any],
+        check_ttl: Callable[[Any], object],
         missing: Any,
     ) -> None:
         self._first_get = first_get
         self._below = below
+        self._load_below = load_below
+        self._check_ttl = check_ttl
         self._missing = missing
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -37,6 +42,18 @@ class FrontDoor:
         if value is not self._missing:
             return value
         return self._below(key, default)
+
+    def get_or_load(
+        self, key: Any, loader: Any, ttl: Any = None, value_type: Any = None
+    ) -> Any:
+        """The value from the first layer, else ``load_below(key, loader, ttl,
+        value_type)``. A TTL is checked on a hit too, so bad input never passes unseen."""
+        if ttl is not None:
+            self._check_ttl(ttl)
+        value = self._first_get(key, self._missing)
+        if value is not self._missing:
+            return value
+        return self._load_below(key, loader, ttl, value_type)
 
 
 class CachedCall:

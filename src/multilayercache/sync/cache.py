@@ -81,7 +81,10 @@ class MultilayerCache(ManagerBase):
         super().__init__(state, Driver)
         # Reads are mostly L1 hits: answer them from compiled code, with the same behaviour
         # as ``get`` below (see sync/_frontdoor_py.py). The plans take over below L1.
-        self.get = FrontDoor(self._first_get, self._get_below, MISSING).get
+        door = FrontDoor(
+            self._first_get, self._get_below, self._load_below, optional_ttl_seconds, MISSING
+        )
+        self.get, self.get_or_load = door.get, door.get_or_load
 
     # ------------------------------------------------------------------ reads
     def get(self, key: Any, default: Any = None) -> Any:
@@ -149,6 +152,9 @@ class MultilayerCache(ManagerBase):
         value = self._first_get(key, MISSING)
         if value is not MISSING:
             return value
+        return self._load_below(key, loader, ttl, value_type)
+
+    def _load_below(self, key: Any, loader: Loader, ttl: TTL | None, value_type: Any) -> Any:
         value_type = self._type_for(value_type)
         return self._run(plans.load(self._state, key, loader, ttl, self._checked_depth, value_type))
 

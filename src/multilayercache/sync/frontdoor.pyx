@@ -5,15 +5,20 @@ import types
 
 
 cdef class FrontDoor:
-    """``get`` that asks the first layer, and calls ``below`` only on a miss."""
+    """``get`` and ``get_or_load`` that ask the first layer, and call ``below`` or
+    ``load_below`` only on a miss."""
 
     cdef object _first_get
     cdef object _below
+    cdef object _load_below
+    cdef object _check_ttl
     cdef object _missing
 
-    def __init__(self, first_get, below, missing):
+    def __init__(self, first_get, below, load_below, check_ttl, missing):
         self._first_get = first_get
         self._below = below
+        self._load_below = load_below
+        self._check_ttl = check_ttl
         self._missing = missing
 
     def get(self, key, default=None):
@@ -22,6 +27,16 @@ cdef class FrontDoor:
         if value is not self._missing:
             return value
         return self._below(key, default)
+
+    def get_or_load(self, key, loader, ttl=None, value_type=None):
+        """The value from the first layer, else ``load_below(key, loader, ttl,
+        value_type)``. A TTL is checked on a hit too, so bad input never passes unseen."""
+        if ttl is not None:
+            self._check_ttl(ttl)
+        value = self._first_get(key, self._missing)
+        if value is not self._missing:
+            return value
+        return self._load_below(key, loader, ttl, value_type)
 
 
 cdef class CachedCall:
