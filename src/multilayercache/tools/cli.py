@@ -34,9 +34,9 @@ class CliError(Exception):
     """A mistake of the user's: printed as ``PROG: error: MESSAGE``, exit status 2."""
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the examples' line breaks, and ends every flag's help with its default
-    (unless the help text already states it in words, or the flag is required)."""
+class _HelpFormatter(argparse.HelpFormatter):
+    """Ends every flag's help with its default (unless the help text already states it in
+    words, or the flag is required)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -48,6 +48,10 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         ):
             return text
         return f"{text} (default: %(default)s)"
+
+
+class _TopHelpFormatter(_HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Also keeps the line breaks of the examples below the top-level help."""
 
 
 def program_name(argv0: str | None = None) -> str:
@@ -65,7 +69,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         prog=prog,
         description=__doc__.split("\n")[0],
         epilog=EXAMPLES.format(prog=prog),
-        formatter_class=_HelpFormatter,
+        formatter_class=_TopHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"multilayercache {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -372,7 +376,7 @@ def _bench(args: argparse.Namespace) -> int:
             flush=True,
         )
     show = _show_progress(args)
-    with _progress(hit_latency_measurements(), "timing", show, "measurement") as tick:
+    with _progress(hit_latency_measurements(), "timing get", show, "timing") as tick:
         table = hit_latency_table(args.entries, repeat=args.repeat, progress=tick)
     print(table)
     return 0

@@ -160,18 +160,31 @@ def _run_threads(work: Callable[[int], None], count: int, stop: threading.Event)
     """Run ``work(0)`` ... ``work(count - 1)`` on threads and wait for them. On Ctrl-C, set
     ``stop`` (``work`` polls it) and wait again: a thread left running would keep reading
     from a server that is being stopped, and delay the exit until it is done."""
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    # Waits on an event per thread, not on Thread.join(): on Python 3.11 a join that Ctrl-C
+    # interrupts marks its thread as finished although it still runs, so a second join
+    # would not wait for it.
+    finished = [threading.Event() for _ in range(count)]
+
+    def run(index: int) -> None:
+        try:
+            work(index)
+        finally:
+            finished[index].set()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     try:
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        for event in finished:
+            event.wait()
     except BaseException:
         stop.set()
-        for thread in threads:
-            if thread.is_alive():
-                thread.join()
+        for thread, event in zip(threads, finished, strict=True):
+            if thread.ident is not None:  # it was started
+                event.wait()
         raise
+    for thread in threads:
+        thread.join()
 
 
 @dataclass(frozen=True)
