@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, _core
+from ..layers.memory.arguments import MAX_CAPACITY
 from .simulation import Progress, belady_hits, load_trace, lru_hits, replay
 
 EXIT_ERROR = 2  # what argparse uses for bad flags; ours match it
@@ -92,7 +93,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     simulate.add_argument(
         "--size",
-        type=_count(),
+        type=_count(maximum=MAX_CAPACITY),
         action="append",
         required=True,
         metavar="N",
@@ -140,7 +141,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--keys", type=_count(), default=10_000, metavar="N", help="distinct keys (products)"
     )
     demo.add_argument(
-        "--l1-entries", type=_count(), default=1_000, metavar="N", help="L1 capacity in entries"
+        "--l1-entries",
+        type=_count(maximum=MAX_CAPACITY),
+        default=1_000,
+        metavar="N",
+        help="L1 capacity in entries",
     )
     demo.add_argument(
         "--loader-ms",
