@@ -24,7 +24,7 @@ import pytest
 
 import multilayercache
 from multilayercache.tools import demo
-from multilayercache.tools.cli import main
+from multilayercache.tools.cli import main, program_name
 from multilayercache.tools.demo import check_reachable
 from multilayercache.tools.servers import ServerUnavailableError
 from multilayercache.tools.simulation import load_trace, replay
@@ -302,6 +302,14 @@ def test_demo_rejects_bad_flags_in_process(capsys, flags, names) -> None:
     assert all(name in error for name in names), error
 
 
+def test_demo_settings_refuse_what_would_run_no_reads() -> None:
+    # For callers of run_demo() who skip the command line's checks.
+    with pytest.raises(ValueError, match=r"requests \(10\) must be at least threads \(16\)"):
+        demo.DemoSettings(threads=16, requests=10)
+    with pytest.raises(ValueError, match="loader_ms"):
+        demo.DemoSettings(loader_ms=float("nan"))
+
+
 def test_demo_says_when_redis_url_points_nowhere() -> None:
     start = time.monotonic()
     out = run("demo", env=environment(REDIS_URL="redis://127.0.0.1:1/0"), timeout=30)
@@ -442,6 +450,12 @@ def test_version() -> None:
 
 def test_a_missing_command_is_a_usage_error(capsys) -> None:
     assert "COMMAND" in main_error(capsys)
+
+
+def test_the_program_name_follows_how_it_was_started() -> None:
+    assert program_name("/venv/bin/multilayercache") == "multilayercache"
+    assert program_name("/venv/Scripts/multilayercache.exe") == "multilayercache"
+    assert program_name("/src/multilayercache/__main__.py") == PROG
 
 
 def test_the_console_script_says_its_own_name() -> None:
