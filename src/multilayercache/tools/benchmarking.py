@@ -169,6 +169,12 @@ HIT_LATENCY_CACHES = (
 )
 
 
+def skipped_peers(names: Sequence[str] = HIT_LATENCY_CACHES) -> list[str]:
+    """The named caches that are left out because their library is not installed."""
+    found = installed(names)
+    return [name for name in names if name not in found]
+
+
 def hit_getters(keys: Sequence[Any]) -> dict[str, Callable[[Any], Any]]:
     """``get`` of ``dict`` and of every installed cache, each holding ``keys``."""
     getters: dict[str, Callable[[Any], Any]] = {"dict.get": {key: key for key in keys}.get}
@@ -180,36 +186,57 @@ def hit_getters(keys: Sequence[Any]) -> dict[str, Callable[[Any], Any]]:
     return getters
 
 
-def hit_latencies(entries: int = 10_000, probes: int = 1_000) -> dict[tuple[str, str, str], float]:
-    """ns per ``get`` on a hit for each (distribution, key kind, library)."""
+_DISTRIBUTIONS = ("zipf", "uniform")
+_KEY_KINDS = ("int", "str")
+
+
+def hit_latency_measurements() -> int:
+    """How many measurements :func:`hit_latencies` makes (one per table cell), for a
+    progress bar."""
+    return len(_DISTRIBUTIONS) * len(_KEY_KINDS) * (1 + len(installed(HIT_LATENCY_CACHES)))
+
+
+def hit_latencies(
+    entries: int = 10_000,
+    probes: int = 1_000,
+    repeat: int = 15,
+    progress: Callable[[int], None] | None = None,
+) -> dict[tuple[str, str, str], float]:
+    """ns per ``get`` on a hit for each (distribution, key kind, library); ``progress(1)``
+    is called after each measurement, ``repeat`` is passed to :func:`ns_per_call`."""
     results: dict[tuple[str, str, str], float] = {}
     rng = np.random.default_rng(11)
-    for kind in ("int", "str"):
+    for kind in _KEY_KINDS:
         keys: list[Any] = (
             list(range(entries)) if kind == "int" else [f"key:{i}" for i in range(entries)]
         )
         getters = hit_getters(keys)
-        for distribution in ("zipf", "uniform"):
+        for distribution in _DISTRIBUTIONS:
             if distribution == "zipf":
                 indices = zipf_indices(probes, entries)
             else:
                 indices = rng.integers(0, entries, probes)
             probe = [keys[i] for i in indices]
             for name, get in getters.items():
-                results[(distribution, kind, name)] = ns_per_call(get, probe)
+                results[(distribution, kind, name)] = ns_per_call(get, probe, repeat)
+                if progress:
+                    progress(1)
     return results
 
 
-def hit_latency_table(entries: int = 10_000) -> str:
+def hit_latency_table(
+    entries: int = 10_000, repeat: int = 15, progress: Callable[[int], None] | None = None
+) -> str:
     """A printable table of :func:`hit_latencies` with ratios to ``dict.get``."""
-    results = hit_latencies(entries)
+    results = hit_latencies(entries, repeat=repeat, progress=progress)
     names = list(dict.fromkeys(name for (_, _, name) in results))
     lines = [
-        f"get on a hit, {entries:,} entries, 1,000 probe keys; ns per call (ratio to dict.get)"
+        f"get on a hit, {entries:,} entries, 1,000 probe keys; ns per call (ratio to dict.get), "
+        f"median of {repeat} runs"
     ]
     lines.append(f"{'keys':<14}" + "".join(f"{name:>18}" for name in names))
-    for distribution in ("zipf", "uniform"):
-        for kind in ("int", "str"):
+    for distribution in _DISTRIBUTIONS:
+        for kind in _KEY_KINDS:
             base = results[(distribution, kind, "dict.get")]
             row = [results[(distribution, kind, name)] for name in names]
             cells = [f"{value:7.1f} ({value / base:4.2f}x)" for value in row]

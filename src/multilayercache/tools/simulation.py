@@ -7,6 +7,7 @@ is a read of a unit-size object: ``get``, and ``set`` on a miss. Hit ratio = hit
 from __future__ import annotations
 
 import heapq
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -20,14 +21,48 @@ Progress = Callable[[int], None]
 
 _PROGRESS_STEP = 65_536
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"  # a .npz file is a zip archive of .npy files
+_NPZ_ARRAY = "keys"
+
 
 def load_trace(path: str | Path) -> np.ndarray:
-    """Load a ``.npy`` trace of ``uint64`` keys (other integer dtypes are accepted)."""
-    trace = np.load(path, allow_pickle=False)
+    """Load a trace as a ``uint64`` array, one key per request.
+
+    ``.npy``: a 1-D array of integer keys. ``.npz``: an archive holding such an array named
+    ``keys`` (the shared traces store large ones as ``uint32`` there). The file's contents,
+    not its name, decide which it is. Unsigned keys are widened to ``uint64`` directly, never
+    through ``int64``, so 64-bit hashes up to 2^64-1 survive. Raises ``OSError`` if the file
+    cannot be read and ``ValueError`` (naming the file) if it does not hold a trace.
+    """
+    with open(path, "rb") as file:  # OSError here: missing, a folder, not readable
+        magic = file.read(len(_NPY_MAGIC))
+        file.seek(0)
+        if not (magic == _NPY_MAGIC or magic.startswith(_ZIP_MAGIC)):
+            raise ValueError(f"{path}: not a trace (expected a .npy array or a .npz archive)")
+        names: list[str] = []
+        try:
+            if magic == _NPY_MAGIC:
+                trace = np.load(file, allow_pickle=False)
+            else:
+                with np.load(file, allow_pickle=False) as archive:
+                    names = archive.files
+                    trace = archive[_NPZ_ARRAY] if _NPZ_ARRAY in names else None
+        except (EOFError, ValueError, zipfile.BadZipFile) as error:
+            # numpy's own complaints: a truncated file, pickled objects, a damaged archive
+            raise ValueError(f"{path}: unreadable trace file: {error}") from error
+    if trace is None:
+        raise ValueError(
+            f"{path}: a .npz trace holds an array {_NPZ_ARRAY!r}; this one holds: "
+            f"{', '.join(names) or 'nothing'}"
+        )
     if trace.ndim != 1 or not np.issubdtype(trace.dtype, np.integer):
-        raise ValueError(f"{path}: a trace is a 1-D array of integer keys, got {trace.dtype}")
+        raise ValueError(
+            f"{path}: a trace is a 1-D array of integer keys, got a {trace.ndim}-D array "
+            f"of {trace.dtype}"
+        )
     if np.issubdtype(trace.dtype, np.signedinteger) and trace.size and trace.min() < 0:
-        raise ValueError(f"{path}: trace keys must be >= 0")
+        raise ValueError(f"{path}: trace keys must be >= 0, found {trace.min()}")
     return trace.astype(np.uint64, copy=False)
 
 
