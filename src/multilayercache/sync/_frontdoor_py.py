@@ -43,9 +43,7 @@ class FrontDoor:
             return value
         return self._below(key, default)
 
-    def get_or_load(
-        self, key: Any, loader: Any, ttl: Any = None, value_type: Any = None
-    ) -> Any:
+    def get_or_load(self, key: Any, loader: Any, ttl: Any = None, value_type: Any = None) -> Any:
         """The value from the first layer, else ``load_below(key, loader, ttl,
         value_type)``. A TTL is checked on a hit too, so bad input never passes unseen."""
         if ttl is not None:
