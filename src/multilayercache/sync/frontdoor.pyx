@@ -3,6 +3,8 @@ explains them)."""
 
 import types
 
+from .._core.callkey cimport KeyMaker
+
 
 cdef class FrontDoor:
     """``get`` and ``get_or_load`` that ask the first layer, and call ``below`` or
@@ -44,6 +46,7 @@ cdef class CachedCall:
     layer answers, a miss calls ``load(key, args, kwargs)``."""
 
     cdef object _key_of
+    cdef KeyMaker _maker  # when key_of is a KeyMaker's key: called directly, in C
     cdef object _first_get
     cdef object _load
     cdef object _missing
@@ -51,12 +54,17 @@ cdef class CachedCall:
 
     def __init__(self, key_of, first_get, load, missing):
         self._key_of = key_of
+        maker = getattr(key_of, "__self__", None)
+        self._maker = maker if type(maker) is KeyMaker else None
         self._first_get = first_get
         self._load = load
         self._missing = missing
 
     def __call__(self, *args, **kwargs):
-        key = self._key_of(args, kwargs)
+        if self._maker is not None:
+            key = self._maker.key(args, kwargs)
+        else:
+            key = self._key_of(args, kwargs)
         value = self._first_get(key, self._missing)
         if value is not self._missing:
             return value
