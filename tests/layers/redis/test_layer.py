@@ -219,6 +219,29 @@ def test_cluster_multi_key_operations(redis_cluster, prefix) -> None:
     layer.close()
 
 
+def test_cluster_clear_delete_many_and_ttl(redis_cluster, prefix) -> None:
+    layer = RedisLayer(redis_cluster.url, cluster=True, prefix=prefix)
+    other = RedisLayer(redis_cluster.url, cluster=True, prefix=f"other-{prefix}")
+    items = {f"k{i}": i for i in range(700)}  # every node, more than one SCAN batch
+    layer.set_many(items, ttl=60)
+    other.set("kept", 1)
+    assert 59 < layer.remaining_ttl("k1") <= 60 and layer.contains("k1")
+    assert layer.delete_many(["k1", "k2", "absent"]) == 2
+    assert layer.clear() == len(items) - 2
+    assert layer.get_many(list(items)) == {} and other.get("kept") == 1
+    other.clear()
+    layer.close(), other.close()
+
+
+async def test_async_cluster_clear(redis_cluster, prefix) -> None:
+    layer = AsyncRedisLayer(redis_cluster.url, cluster=True, prefix=prefix)
+    await layer.set_many({f"k{i}": i for i in range(300)})
+    assert await layer.delete_many(["k0"]) == 1
+    assert await layer.clear() == 299
+    assert await layer.get_many([f"k{i}" for i in range(300)]) == {}
+    await layer.close()
+
+
 def test_cluster_from_url(redis_cluster, prefix) -> None:
     layer = RedisLayer(redis_cluster.url, cluster=True, prefix=prefix)
     layer.set_many({f"k{i}": i for i in range(20)})
