@@ -31,6 +31,7 @@ from ..core.decorate import (
     check_options,
     return_type,
 )
+from ..core.keys import single
 from ..core.manager import ManagerBase
 from ..core.missing import MISSING
 from ..core.options import LayerPolicy
@@ -93,7 +94,7 @@ class AsyncMultilayerCache(ManagerBase):
     # ------------------------------------------------------------------ writes
     async def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
         """Write through every layer, slowest first (each caps ``ttl`` by its policy)."""
-        await self._run(plans.write(self._state, {key: value}, ttl, self._state.value_type))
+        await self._run(plans.write(self._state, single(key, value), ttl, self._state.value_type))
 
     async def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Write every item through every layer (one batch call per layer)."""

@@ -295,6 +295,7 @@ def load(
     below included, runs once for concurrent callers of the key. A loaded value is cached
     unless ``condition(value)`` is false."""
     optional_ttl_seconds(ttl)
+    check_loader(loader)
     through = _load_through(state, key, loader, ttl, start, value_type, condition)
     return (yield Flight(key, through))
 
@@ -331,6 +332,7 @@ def load_many(
     looked up and loaded once for all concurrent callers, whatever batches they came in; the
     in-process layers above ``start`` need no coalescing."""
     optional_ttl_seconds(ttl)
+    check_loader(bulk_loader)
     wanted = unique(keys)
     found: dict[Any, Any] = {}
     if start:
@@ -373,6 +375,11 @@ def _write_loaded(
     # value the shared layer cannot encode still goes into the in-process layer.
     for tier in reversed(state.tiers):
         yield from _store(state, tier, mapping, ttl, value_type, quiet=True)
+
+
+def check_loader(loader: Any) -> None:
+    if not callable(loader):
+        raise TypeError(f"the loader must be a function of the key(s), got {loader!r}")
 
 
 def loaded_for(missing: list[Any], result: Any, loader: Callable[..., Any]) -> dict[Any, Any]:

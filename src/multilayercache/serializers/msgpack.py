@@ -83,7 +83,8 @@ class MsgpackSerializer:
         except (TypeError, ValueError) as error:
             hint = "declare value_type=... " if _is_pydantic_model(value) else ""
             raise SerializationError(
-                f"cannot encode a {type(value).__name__} with MessagePack ({error}); "
+                f"cannot encode a value of type {type(value).__qualname__!r} with MessagePack "
+                f"({error}); "
                 f"{hint or 'store plain data, '}or use SignedPickleSerializer(key=...)"
             ) from None
 

@@ -39,6 +39,7 @@ from ..core.decorate import (
     check_options,
     return_type,
 )
+from ..core.keys import single
 from ..core.manager import ManagerBase
 from ..core.missing import MISSING
 from ..core.options import LayerPolicy
@@ -119,7 +120,7 @@ class MultilayerCache(ManagerBase):
     def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
         """Write through every layer (each caps ``ttl`` by its policy). A value the shared
         layer cannot encode raises ``SerializationError`` and is written nowhere."""
-        self._run(plans.write(self._state, {key: value}, ttl, self._state.value_type))
+        self._run(plans.write(self._state, single(key, value), ttl, self._state.value_type))
 
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Write every item through every layer (one batch call per layer)."""

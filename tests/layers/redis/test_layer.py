@@ -81,7 +81,7 @@ def test_ttl_and_jitter(make_layer, redis_url, prefix, raw_redis) -> None:
 
 def test_bad_input_writes_nothing(layer, raw_redis, prefix) -> None:
     layer.set("k", "old")
-    with pytest.raises(SerializationError, match="cannot encode a object"):
+    with pytest.raises(SerializationError, match="cannot encode a value of type 'object'"):
         layer.set("k", object())
     with pytest.raises(SerializationError):
         layer.set_many({"a": 1, "k": lambda: 0})
