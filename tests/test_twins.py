@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from multilayercache.core.freshness import Lifetime
+
 from invariants import check_invariants
 from support import COMPILED, PURE, TWINNED, FakeClock, pure_module, requires_compiled
 
@@ -212,12 +214,26 @@ def test_policy(capacity, weighted, ops) -> None:
     same_arrays(pure.ghosts.tags, compiled.ghosts.tags)
 
 
+LIFETIMES = [
+    (1, 0, float("inf")),
+    (2, 3, 1),
+    (5, 5, 4),
+    (float("inf"), 0, 2),
+    (0.5, 10, float("inf")),
+]
 layer_ops = st.lists(
     st.one_of(
         st.tuples(
-            st.sampled_from(["get", "get", "set", "delete", "contains", "adjust", "len"]),
+            st.sampled_from(
+                ["get", "get", "set", "delete", "contains", "adjust", "len", "remaining"]
+            ),
             st.integers(0, 60),
             st.sampled_from([None, 0, 0.5, 1, 3, 10, float("inf")]),
+        ),
+        st.tuples(
+            st.sampled_from(["set_entry", "get_entry", "lookup", "lookup"]),
+            st.integers(0, 60),
+            st.sampled_from(LIFETIMES),
         ),
         st.tuples(st.just("tick"), st.just(0), st.sampled_from([0.1, 0.5, 1, 2, 7, 30])),
     ),
@@ -262,6 +278,16 @@ def run_layer_ops(pure, compiled, clocks, ops) -> None:
             assert (key in pure) == (key in compiled)
         elif op == "adjust":
             assert pure.adjust_ttl(key, ttl) == compiled.adjust_ttl(key, ttl)
+        elif op == "remaining":
+            assert pure.remaining_ttl(key) == compiled.remaining_ttl(key)
+        elif op == "set_entry":
+            lifetime = Lifetime(*ttl)
+            pure.set_entry(key, (key, version), lifetime)
+            compiled.set_entry(key, (key, version), lifetime)
+        elif op == "get_entry":
+            assert pure.get_entry(key) == compiled.get_entry(key)
+        elif op == "lookup":
+            assert pure.lookup(key, "miss") == compiled.lookup(key, "miss")
         else:
             assert len(pure) == len(compiled)
         assert pure.stats() == compiled.stats()

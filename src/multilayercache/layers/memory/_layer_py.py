@@ -12,6 +12,12 @@ How the pieces fit:
 * ``TimerWheel`` holds per-slot deadlines and finds expired slots without a scan.
 * ``_slot_hits`` counts hits per cached entry, and a ``HotKeyTable`` counts the misses of
   the keys that miss most; ``snapshot()`` ranks both by estimated frequency.
+* Freshness (``multilayercache.core.freshness``): the wheel holds when an entry is *gone*;
+  an entry written with a stale window or a refresh point also has the deadlines of
+  ``FreshnessDeadlines``. ``get`` serves fresh values only; ``get_entry`` reports any
+  held value with its freshness (the manager's stale-while-revalidate and fail-safe use
+  it); ``lookup`` is the manager's fast path: fresh and no refresh due, else it steps
+  aside without counting, and the manager asks ``get_entry``.
 
 Concurrency: every public method holds one re-entrant lock, so the layer is safe to share
 between threads (also on free-threaded builds). The compiled twin relies on the GIL instead.
@@ -28,8 +34,10 @@ from ..._core._bits_py import spread
 from ..._core._hotkeys_py import HotKeyTable
 from ..._core._policy_py import NOT_CACHED, WTinyLfuPolicy
 from ..._core._timerwheel_py import NO_DEADLINE, TimerWheel
+from ...core.freshness import Entry, Freshness, Lifetime
 from ...core.stats import LayerSnapshot, LayerStats
 from ...core.ttl import TTL, ttl_seconds
+from ._freshness_py import FreshnessDeadlines
 from .arguments import (
     checked_clock,
     checked_top_n,
@@ -74,6 +82,7 @@ class InMemoryLayer:
         self._clock = checked_clock(clock)
         self._policy = WTinyLfuPolicy(capacity, weighted)
         self._wheel = TimerWheel(self._now_ns())
+        self._fresh = FreshnessDeadlines()
         self._missed = HotKeyTable()
         self._slots: dict[Any, int] = {}
         self._keys: list[Any] = []
@@ -86,24 +95,89 @@ class InMemoryLayer:
 
     # ------------------------------------------------------------------ reads
     def get(self, key: Any, default: Any = None) -> Any:
-        """The cached value, or ``default`` on a miss or an expired entry."""
+        """The cached value while it is fresh, or ``default`` (a miss, or an entry that is
+        gone or stale)."""
+        return self._read(key, default, Freshness.DUE, step_aside=False)
+
+    def lookup(self, key: Any, missing: Any) -> Any:
+        """The managers' fast path: the value while it is fresh and no refresh is due;
+        otherwise ``missing``, counting nothing (the manager then asks ``get_entry``)."""
+        return self._read(key, missing, Freshness.FRESH, step_aside=True)
+
+    def get_entry(self, key: Any) -> Entry | None:
+        """The held value with its freshness (stale ones too), or ``None``; counted as a
+        hit or a miss."""
         key_hash = self._spread_hash(key)
         with self._lock:
+            slot = self._live_slot(key)
             self._policy.record_access(key_hash)
-            slot = self._slots.get(key, -1)
-            if slot >= 0 and self._wheel.deadline(slot) != NO_DEADLINE:
-                if self._wheel.deadline(slot) <= self._now_ns():
-                    self._remove(slot)
-                    self._expirations += 1
-                    slot = -1
             if slot < 0:
-                self._misses += 1
-                self._missed.record(key_hash, key)
+                self._count_miss(key_hash, key)
+                return None
+            self._count_hit(slot)
+            return self._entry(slot, self._now_ns())
+
+    def get_entries(self, keys: Iterable[Any]) -> dict[Any, Entry]:
+        """``get_entry`` of every key, the ones held only."""
+        found = {}
+        for key in keys:
+            entry = self.get_entry(key)
+            if entry is not None:
+                found[key] = entry
+        return found
+
+    def _read(self, key: Any, default: Any, accept: Freshness, step_aside: bool) -> Any:
+        key_hash = self._spread_hash(key)
+        with self._lock:
+            slot = self._live_slot(key)
+            if slot >= 0 and self._fresh.count and self._freshness(slot) > accept:
+                if step_aside:
+                    return default
+                slot = -1  # stale: ``get`` no longer serves it
+            self._policy.record_access(key_hash)
+            if slot < 0:
+                self._count_miss(key_hash, key)
                 return default
-            self._hits += 1
-            self._slot_hits[slot] = min(self._slot_hits[slot] + 1, 0xFFFFFFFF)
-            self._policy.on_hit(slot)
+            self._count_hit(slot)
             return self._values[slot]
+
+    def _live_slot(self, key: Any) -> int:
+        """The key's slot, or -1; an entry found gone is removed first."""
+        slot = self._slots.get(key, -1)
+        if slot >= 0 and self._is_expired(slot):
+            self._remove(slot)
+            self._expirations += 1
+            return -1
+        return slot
+
+    def _freshness(self, slot: int, now_ns: int | None = None) -> Freshness:
+        now_ns = self._now_ns() if now_ns is None else now_ns
+        fresh_until = self._fresh.fresh_until(slot)
+        if fresh_until != NO_DEADLINE and fresh_until <= now_ns:
+            return Freshness.STALE
+        refresh_at = self._fresh.refresh_at(slot)
+        if refresh_at != NO_DEADLINE and refresh_at <= now_ns:
+            return Freshness.DUE
+        return Freshness.FRESH
+
+    def _entry(self, slot: int, now_ns: int) -> Entry:
+        gone = self._wheel.deadline(slot)
+        fresh_until = self._fresh.fresh_until(slot)
+        return Entry(
+            self._values[slot],
+            fresh_for=seconds_left(gone if fresh_until == NO_DEADLINE else fresh_until, now_ns),
+            gone_in=seconds_left(gone, now_ns),
+            refresh_in=seconds_left(self._fresh.refresh_at(slot), now_ns),
+        )
+
+    def _count_hit(self, slot: int) -> None:
+        self._hits += 1
+        self._slot_hits[slot] = min(self._slot_hits[slot] + 1, 0xFFFFFFFF)
+        self._policy.on_hit(slot)
+
+    def _count_miss(self, key_hash: int, key: Any) -> None:
+        self._misses += 1
+        self._missed.record(key_hash, key)
 
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """The cached values among ``keys`` (hits only), each lookup counted as a ``get``."""
@@ -126,13 +200,38 @@ class InMemoryLayer:
     def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
         """Store ``value`` (``ttl``: seconds or timedelta, ``None`` = the layer default,
         ``math.inf`` = never expires). The policy may decline to keep a new entry."""
-        key_hash = self._spread_hash(key)
         seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        self._store(key, value, seconds, 0.0, seconds)
+
+    def set_entry(
+        self, key: Any, value: Any, lifetime: Lifetime, load_seconds: float = 0.0
+    ) -> None:
+        """Store ``value`` for ``lifetime``: fresh for ``ttl`` seconds, then stale (served
+        only by the managers' stale-while-revalidate and fail-safe) for ``stale_ttl``
+        more; a refresh is due after ``refresh_after``."""
+        ttl = self.default_ttl if lifetime.ttl is None else ttl_seconds(lifetime.ttl)
+        stale = ttl_seconds(lifetime.stale_ttl, "stale_ttl")
+        refresh = ttl_seconds(lifetime.refresh_after, "refresh_after")
+        self._store(key, value, ttl, stale, refresh)
+
+    def set_many_entries(
+        self, mapping: Mapping[Any, Any], lifetime: Lifetime, load_seconds: float = 0.0
+    ) -> None:
+        """``set_entry`` every item (the keys are checked first)."""
+        for key in mapping:
+            self._spread_hash(key)
+        for key, value in mapping.items():
+            self.set_entry(key, value, lifetime, load_seconds)
+
+    def _store(self, key: Any, value: Any, ttl: float, stale: float, refresh: float) -> None:
+        key_hash = self._spread_hash(key)
         weight = 1
         if self._weigher is not None:
             weight = checked_weight(self._weigher(key, value), key)
         now_ns = self._now_ns()
-        deadline = deadline_after(now_ns, seconds)
+        deadline = deadline_after(now_ns, ttl + stale)
+        fresh_until = deadline_after(now_ns, ttl) if stale else NO_DEADLINE
+        refresh_at = deadline_after(now_ns, refresh) if refresh < ttl else NO_DEADLINE
         with self._lock:
             self._reclaim_expired(now_ns)
             slot = self._slots.get(key, -1)
@@ -146,11 +245,13 @@ class InMemoryLayer:
             if slot >= 0:
                 self._values[slot] = value
                 self._wheel.schedule(slot, deadline)
+                self._fresh.assign(slot, fresh_until, refresh_at)
                 if self._policy.weighted:
                     self._drop_evicted(self._policy.on_update(slot, weight))
                 return
             slot = self._allocate_slot(key, value)
             self._wheel.schedule(slot, deadline)
+            self._fresh.assign(slot, fresh_until, refresh_at)
             self._drop_evicted(self._policy.on_insert(slot, key_hash, weight))
 
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
@@ -187,6 +288,7 @@ class InMemoryLayer:
                 self._expirations += 1
             else:
                 self._wheel.schedule(slot, deadline)
+                self._fresh.forget(slot)  # a new TTL: fresh until it is gone
             return True
 
     def clear(self) -> None:
@@ -197,15 +299,16 @@ class InMemoryLayer:
 
     # ------------------------------------------------------------------ introspection
     def remaining_ttl(self, key: Any) -> float | None:
-        """Seconds until the live entry expires (``math.inf``: never), or ``None`` when
-        there is no live entry. Does not count as an access."""
+        """Seconds the entry stays fresh (``math.inf``: never expires; ``0.0``: stale, still
+        held for the managers' fail-safe), or ``None`` when there is none. Does not count
+        as an access."""
         self._spread_hash(key)
         now_ns = self._now_ns()
         with self._lock:
             slot = self._slots.get(key, -1)
             if slot < 0 or self._is_expired(slot, now_ns):
                 return None
-            return seconds_left(self._wheel.deadline(slot), now_ns)
+            return self._entry(slot, now_ns).fresh_for
 
     def __repr__(self) -> str:
         return layer_repr(self)
@@ -287,6 +390,7 @@ class InMemoryLayer:
             self._slot_hits.append(0)
             self._policy.grow(slot + 1)
             self._wheel.grow(slot + 1)
+            self._fresh.grow(slot + 1)
         self._slots[key] = slot
         return slot
 
@@ -308,6 +412,7 @@ class InMemoryLayer:
         ]
 
     def _release_slot(self, slot: int) -> None:
+        self._fresh.forget(slot)
         del self._slots[self._keys[slot]]
         self._keys[slot] = None
         self._values[slot] = None

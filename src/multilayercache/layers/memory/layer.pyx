@@ -31,6 +31,7 @@ from ..._core.hotkeys cimport HotKeyTable
 from ..._core.policy cimport WTinyLfuPolicy
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
+from .freshness cimport FreshnessDeadlines
 from .ownership cimport (
     Ownership,
     clear_graves,
@@ -40,6 +41,7 @@ from .ownership cimport (
 )
 from .index cimport EMPTY, MIN_INDEX, index_place, index_remove
 
+from ...core.freshness import Entry
 from ...core.ttl import ttl_seconds
 from .batch import hits_among, set_each
 from .arguments import (
@@ -60,6 +62,10 @@ cdef extern from "Python.h":
 cdef enum:
     INTERRUPTED = -3  # _find: a write began while a key's __eq__ ran
     NOT_CACHED = 3  # the policy's region code of a free slot
+    # core.freshness.Freshness, as C constants for the hit path
+    FRESH = 0
+    DUE = 1
+    STALE = 2
 
 cdef uint32_t MAX_HITS = 0xFFFFFFFF
 
@@ -84,6 +90,7 @@ cdef class InMemoryLayer:
     cdef object _clock
     cdef WTinyLfuPolicy _policy
     cdef TimerWheel _wheel
+    cdef FreshnessDeadlines _fresh
     cdef HotKeyTable _missed
     # per slot: [2s] hits, [2s + 1] the policy epoch in which the key was saturated
     cdef uint32_t[::1] _slot_meta
@@ -111,6 +118,7 @@ cdef class InMemoryLayer:
         self._coarse_slack_ns = coarse_slack_ns()
         self._policy = WTinyLfuPolicy(capacity, weighted)
         self._wheel = TimerWheel(self._now_ns())
+        self._fresh = FreshnessDeadlines()
         self._missed = HotKeyTable()
         self._slot_meta = np.zeros(32, dtype=np.uint32)
         self._index = np.full(MIN_INDEX, EMPTY, dtype=np.int32)
@@ -132,21 +140,37 @@ cdef class InMemoryLayer:
 
     # ------------------------------------------------------------------ reads
     def get(self, key, default=None):
-        """The cached value, or ``default`` on a miss or an expired entry."""
+        """The cached value while it is fresh, or ``default`` (a miss, or an entry that is
+        gone or stale)."""
+        return self._read(key, default, DUE, False)
+
+    def lookup(self, key, missing):
+        """The managers' fast path: the value while it is fresh and no refresh is due;
+        otherwise ``missing``, counting nothing (the manager then asks ``get_entry``)."""
+        return self._read(key, missing, FRESH, True)
+
+    cdef inline object _read(self, object key, object default, int accept, bint step_aside):
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
         cdef int64_t deadline
         if self._ownership.owner:  # another thread is inside a write: wait for it
-            return self._get_locked(key, key_hash, default)
+            return self._read_locked(key, key_hash, default, accept, step_aside)
         slot = self._find(key, key_hash, False)
         if slot == INTERRUPTED:
-            return self._get_locked(key, key_hash, default)
+            return self._read_locked(key, key_hash, default, accept, step_aside)
         if slot >= 0 and self._wheel.scheduled:
             deadline = self._wheel.deadline(slot)
             # An injected clock runs Python code, and an expired entry must be removed:
             # both take the locked path.
             if deadline != NEVER and (self._clock is not None or self._has_passed(deadline)):
-                return self._get_locked(key, key_hash, default)
+                return self._read_locked(key, key_hash, default, accept, step_aside)
+        if slot >= 0 and self._fresh.count:
+            if self._clock is not None:
+                return self._read_locked(key, key_hash, default, accept, step_aside)
+            if self._freshness(slot, -1) > accept:
+                if step_aside:
+                    return default
+                slot = -1  # stale: ``get`` no longer serves it
         if slot < 0:
             self._policy.record(key_hash)  # frequency counts every lookup, hit or miss
             self._misses += 1
@@ -155,13 +179,18 @@ cdef class InMemoryLayer:
         self._record_hit(slot, key_hash)
         return <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
 
-    cdef object _get_locked(self, object key, uint64_t key_hash, object default):
+    cdef object _read_locked(self, object key, uint64_t key_hash, object default, int accept,
+                             bint step_aside):
         cdef Py_ssize_t slot
         cdef object result
         self._lock_for_write()
         try:
             slot = self._find(key, key_hash, True)
             if slot >= 0 and self._wheel.scheduled and self._expire_if_due(slot):
+                slot = -1
+            if slot >= 0 and self._fresh.count and self._freshness(slot, -1) > accept:
+                if step_aside:
+                    return default
                 slot = -1
             if slot < 0:
                 self._policy.record(key_hash)
@@ -175,6 +204,62 @@ cdef class InMemoryLayer:
         if slot < 0:
             self._missed.record(key_hash, key)
         return result
+
+    def get_entry(self, key):
+        """The held value with its freshness (stale ones too), or ``None``; counted as a
+        hit or a miss."""
+        cdef uint64_t key_hash = _key_hash(key)
+        cdef Py_ssize_t slot
+        cdef object entry = None
+        self._lock_for_write()
+        try:
+            slot = self._find(key, key_hash, True)
+            if slot >= 0 and self._wheel.scheduled and self._expire_if_due(slot):
+                slot = -1
+            if slot < 0:
+                self._policy.record(key_hash)
+                self._misses += 1
+            else:
+                self._record_hit(slot, key_hash)
+                entry = self._entry(slot, self._now_ns())
+        finally:
+            self._unlock()
+        if slot < 0:
+            self._missed.record(key_hash, key)
+        return entry
+
+    def get_entries(self, keys):
+        """``get_entry`` of every key, the ones held only."""
+        found = {}
+        for key in keys:
+            entry = self.get_entry(key)
+            if entry is not None:
+                found[key] = entry
+        return found
+
+    cdef int _freshness(self, Py_ssize_t slot, int64_t now_ns) except -1:
+        """FRESH, DUE or STALE (``now_ns < 0``: read the clock as the hit path does)."""
+        cdef int64_t fresh_until = self._fresh.fresh_until(slot)
+        cdef int64_t refresh_at = self._fresh.refresh_at(slot)
+        if fresh_until != NEVER and (
+            fresh_until <= now_ns if now_ns >= 0 else self._has_passed(fresh_until)
+        ):
+            return STALE
+        if refresh_at != NEVER and (
+            refresh_at <= now_ns if now_ns >= 0 else self._has_passed(refresh_at)
+        ):
+            return DUE
+        return FRESH
+
+    cdef object _entry(self, Py_ssize_t slot, int64_t now_ns):
+        cdef int64_t gone = self._wheel.deadline(slot)
+        cdef int64_t fresh_until = self._fresh.fresh_until(slot)
+        return Entry(
+            <object>PyList_GET_ITEM(self._entries, 2 * slot + 1),
+            seconds_left(gone if fresh_until == NEVER else fresh_until, now_ns),
+            seconds_left(gone, now_ns),
+            seconds_left(self._fresh.refresh_at(slot), now_ns),
+        )
 
     def get_many(self, keys):
         """The cached values among ``keys`` (hits only), each lookup counted as a ``get``."""
@@ -206,25 +291,53 @@ cdef class InMemoryLayer:
     def set(self, key, value, ttl=None):
         """Store ``value`` (``ttl``: seconds or timedelta, ``None`` = the layer default,
         ``math.inf`` = never expires). The policy may decline to keep a new entry."""
-        cdef uint64_t key_hash = _key_hash(key)
         cdef double seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        self._store(key, value, seconds, 0.0, seconds)
+
+    def set_entry(self, key, value, lifetime, load_seconds=0.0):
+        """Store ``value`` for ``lifetime``: fresh for ``ttl`` seconds, then stale (served
+        only by the managers' stale-while-revalidate and fail-safe) for ``stale_ttl``
+        more; a refresh is due after ``refresh_after``."""
+        ttl = self.default_ttl if lifetime.ttl is None else ttl_seconds(lifetime.ttl)
+        stale = ttl_seconds(lifetime.stale_ttl, "stale_ttl")
+        refresh = ttl_seconds(lifetime.refresh_after, "refresh_after")
+        self._store(key, value, ttl, stale, refresh)
+
+    def set_many_entries(self, mapping, lifetime, load_seconds=0.0):
+        """``set_entry`` every item (the keys are checked first)."""
+        for key in mapping:
+            _key_hash(key)
+        for key, value in mapping.items():
+            self.set_entry(key, value, lifetime, load_seconds)
+
+    cdef int _store(self, object key, object value, double ttl, double stale,
+                    double refresh) except -1:
+        cdef uint64_t key_hash = _key_hash(key)
         cdef int64_t weight = 1
         cdef int64_t now_ns = 0, deadline = NEVER
+        cdef int64_t fresh_until = NEVER, refresh_at = NEVER
         # Everything that may run Python code happens before the lock.
         if self._weigher is not None:
             weight = checked_weight(self._weigher(key, value), key)
-        if seconds != INFINITY or self._wheel.scheduled:
+        if ttl != INFINITY or stale != 0.0 or refresh < ttl or self._wheel.scheduled:
             now_ns = self._now_ns()
-            if seconds != INFINITY:
-                deadline = deadline_after(now_ns, seconds, NEVER)
+            if ttl + stale != INFINITY:
+                deadline = deadline_after(now_ns, ttl + stale, NEVER)
+            if stale != 0.0 and ttl != INFINITY:
+                fresh_until = deadline_after(now_ns, ttl, NEVER)
+            if refresh < ttl:
+                refresh_at = deadline_after(now_ns, refresh, NEVER)
         self._lock_for_write()
         try:
-            self._set_locked(key, value, key_hash, weight, now_ns, deadline)
+            self._set_locked(key, value, key_hash, weight, now_ns, deadline, fresh_until,
+                             refresh_at)
         finally:
             self._unlock()
+        return 0
 
     cdef int _set_locked(self, object key, object value, uint64_t key_hash, int64_t weight,
-                         int64_t now_ns, int64_t deadline) except -1:
+                         int64_t now_ns, int64_t deadline, int64_t fresh_until,
+                         int64_t refresh_at) except -1:
         cdef Py_ssize_t slot, evicted
         if now_ns and self._wheel.scheduled:
             self._reclaim_expired(now_ns)
@@ -240,12 +353,15 @@ cdef class InMemoryLayer:
             self._keep(PyList_GET_ITEM(self._entries, 2 * slot + 1))
             _replace_item(self._entries, 2 * slot + 1, value)
             self._wheel.schedule(slot, deadline)
+            self._fresh.assign(slot, fresh_until, refresh_at)
             if self._policy.weighted:
                 self._drop_evicted(self._policy.update(slot, weight))
             return 0
         slot = self._allocate_slot(key, value, key_hash)
         if deadline != NEVER:
             self._wheel.schedule(slot, deadline)
+        if fresh_until != NEVER or refresh_at != NEVER:
+            self._fresh.assign(slot, fresh_until, refresh_at)
         evicted = self._policy.insert(slot, key_hash, weight)
         if evicted:
             self._drop_evicted(evicted)
@@ -293,6 +409,7 @@ cdef class InMemoryLayer:
                 self._expirations += 1
             else:
                 self._wheel.schedule(slot, deadline)
+                self._fresh.forget(slot)  # a new TTL: fresh until it is gone
             return True
         finally:
             self._unlock()
@@ -308,8 +425,9 @@ cdef class InMemoryLayer:
 
     # ------------------------------------------------------------------ introspection
     def remaining_ttl(self, key):
-        """Seconds until the live entry expires (``math.inf``: never), or ``None`` when
-        there is no live entry. Does not count as an access."""
+        """Seconds the entry stays fresh (``math.inf``: never expires; ``0.0``: stale, still
+        held for the managers' fail-safe), or ``None`` when there is none. Does not count
+        as an access."""
         cdef uint64_t key_hash = _key_hash(key)
         cdef int64_t now_ns = self._now_ns()
         cdef Py_ssize_t slot
@@ -318,7 +436,7 @@ cdef class InMemoryLayer:
             slot = self._find(key, key_hash, True)
             if slot < 0 or self._is_expired(slot, now_ns):
                 return None
-            return seconds_left(self._wheel.deadline(slot), now_ns)
+            return self._entry(slot, now_ns).fresh_for
         finally:
             self._unlock()
 
@@ -460,6 +578,7 @@ cdef class InMemoryLayer:
             self._entries.append(value)
             self._policy.ensure_slots(self._slot_count)
             self._wheel.grow(self._slot_count)
+            self._fresh.grow(self._slot_count)
             if 2 * slot == self._slot_meta.shape[0]:
                 self._slot_meta = _grown(self._slot_meta, 4 * slot)
         self._slot_meta[2 * slot] = 0
@@ -494,6 +613,7 @@ cdef class InMemoryLayer:
         return True
 
     cdef int _release_slot(self, Py_ssize_t slot) except -1:
+        self._fresh.forget(slot)
         # Keep the key and value alive until unlock; the stores below then release nothing.
         self._keep(PyList_GET_ITEM(self._entries, 2 * slot))
         self._keep(PyList_GET_ITEM(self._entries, 2 * slot + 1))
