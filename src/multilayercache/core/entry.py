@@ -2,17 +2,22 @@
 when it turns stale and when it is gone, how long it took to load, and room for the versions
 of its tags.
 
-    byte 0       ENVELOPE_TAG (0x03): never a serializer's first byte (0x01, 0x02)
-    byte 1       format version (1)
-    8 bytes x 4  written, refresh due, stale from, gone at: ms since the epoch, big-endian,
-                 -1 for "never"
-    4 bytes      load time, float32 seconds
-    2 bytes      number of tags, then per tag: 1 byte name length, name, 8 bytes version
-    the rest     the serializer's bytes (they start with its own tag)
+The header is itself a MessagePack array with fixed-width fields, followed by the
+serializer's bytes (which start with the serializer's own tag, 0x01 or 0x02):
 
-Times are wall-clock milliseconds, so that every process reading the entry agrees on it
-(to within their clocks' skew). Data written before envelopes existed (a serializer's bytes
-alone) is still read: as fresh, for as long as Redis keeps it.
+    0x97                 array of 7
+    0x01                 format version 1
+    0xd3 + 8 bytes x 4   written, refresh due, stale from, gone at: ms since the epoch,
+                         big-endian int64, -1 for "never"
+    0xca + 4 bytes       load time, float32 seconds
+    0x9N / 0xdc + 2 b.   tags: an array of [name, version] pairs, each 0x92, 0xd9 + length
+                         + UTF-8 name, 0xd3 + int64 version (empty: 0x90)
+
+Fixed widths let a reader find where the header ends without a MessagePack parser, and
+being MessagePack lets a batch of enveloped MessagePack values decode in a single msgspec
+call (see ``RedisCodec``). Times are wall-clock milliseconds, so that every process reading
+the entry agrees on it (to within their clocks' skew). Data written before envelopes
+existed (a serializer's bytes alone) is still read: as fresh, for as long as Redis keeps it.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from typing import NamedTuple
 from .errors import SerializationError, UntrustedDataError
 from .freshness import Entry, Lifetime
 
-ENVELOPE_TAG = 0x03
 FORMAT_VERSION = 1
-_HEADER = struct.Struct(">BBqqqqfH")
-_TAG_VERSION = struct.Struct(">q")
+FIRST_BYTE = 0x97  # a MessagePack array of 7: never a serializer's first byte
 NEVER = -1
+_FIXED = struct.Struct(">BBBqBqBqBqBf")  # array, version, (0xd3, int64) x 4, 0xca, float32
+_TAG = struct.Struct(">BB")  # 0x92 (pair), 0xd9 (str 8) ...; then name, then 0xd3 + int64
+_VERSION = struct.Struct(">Bq")
+HEADER_SIZE = _FIXED.size + 1  # with no tags
 
 
 class Envelope(NamedTuple):
@@ -52,6 +59,16 @@ class Envelope(NamedTuple):
             load_seconds,
         )
 
+    @classmethod
+    def from_fields(cls, fields: list[object]) -> Envelope:
+        """An envelope decoded by MessagePack as ``[version, written, refresh, stale, gone,
+        load, tags]``."""
+        if len(fields) != 7 or fields[0] != FORMAT_VERSION:
+            raise UntrustedDataError("not a cache envelope this version knows")
+        _, written, refresh, stale, gone, load, tags = fields
+        pairs = tuple((str(name), int(version)) for name, version in tags)  # type: ignore[attr-defined]
+        return cls(written, refresh, stale, gone, float(load), pairs)  # type: ignore[arg-type]
+
     def entry(self, value: object, now_ms: int) -> Entry:
         """What the value is worth at ``now_ms``."""
         return Entry(
@@ -65,51 +82,73 @@ class Envelope(NamedTuple):
 
 def wrap(envelope: Envelope, payload: bytes) -> bytes:
     """The stored form: the header, then the serializer's ``payload``."""
-    parts = [
-        _HEADER.pack(
-            ENVELOPE_TAG,
-            FORMAT_VERSION,
-            envelope.written_ms,
-            envelope.refresh_ms,
-            envelope.stale_ms,
-            envelope.gone_ms,
-            envelope.load_seconds,
-            len(envelope.tags),
-        )
-    ]
-    for name, version in envelope.tags:
+    fixed = _FIXED.pack(
+        FIRST_BYTE,
+        FORMAT_VERSION,
+        0xD3,
+        envelope.written_ms,
+        0xD3,
+        envelope.refresh_ms,
+        0xD3,
+        envelope.stale_ms,
+        0xD3,
+        envelope.gone_ms,
+        0xCA,
+        envelope.load_seconds,
+    )
+    return fixed + _tags(envelope.tags) + payload
+
+
+def unwrap(data: bytes | memoryview) -> tuple[Envelope | None, memoryview]:
+    """The envelope (``None`` for data written without one) and the serializer's bytes."""
+    view = memoryview(data)
+    if not view or view[0] != FIRST_BYTE:
+        return None, view
+    try:
+        fields = _FIXED.unpack_from(view)
+        count, offset = _array_length(view, _FIXED.size)
+        tags = []
+        for _ in range(count):
+            pair, marker = _TAG.unpack_from(view, offset)
+            length = view[offset + 2]
+            name = bytes(view[offset + 3 : offset + 3 + length]).decode()
+            offset += 3 + length
+            version_marker, version = _VERSION.unpack_from(view, offset)
+            offset += _VERSION.size
+            if (pair, marker, version_marker) != (0x92, 0xD9, 0xD3):
+                raise UntrustedDataError("corrupt tags in a cache envelope")
+            tags.append((name, version))
+    except (IndexError, struct.error, UnicodeDecodeError):
+        raise UntrustedDataError("truncated or corrupt cache envelope") from None
+    _, version, _, written, _, refresh, _, stale, _, gone, _, load = fields
+    if version != FORMAT_VERSION:
+        raise UntrustedDataError(f"cache envelope version {version} is not known here")
+    return Envelope(written, refresh, stale, gone, load, tuple(tags)), view[offset:]
+
+
+def _tags(tags: tuple[tuple[str, int], ...]) -> bytes:
+    count = len(tags)
+    parts = [bytes([0x90 | count]) if count < 16 else b"\xdc" + count.to_bytes(2, "big")]
+    for name, version in tags:
         encoded = name.encode()
         if len(encoded) > 255:
             raise SerializationError(f"tag names are at most 255 bytes, got {name[:40]!r}...")
-        parts += [bytes([len(encoded)]), encoded, _TAG_VERSION.pack(version)]
-    parts.append(payload)
+        parts += [
+            _TAG.pack(0x92, 0xD9),
+            bytes([len(encoded)]),
+            encoded,
+            _VERSION.pack(0xD3, version),
+        ]
     return b"".join(parts)
 
 
-def unwrap(data: bytes) -> tuple[Envelope | None, memoryview]:
-    """The envelope (``None`` for data written without one) and the serializer's bytes."""
-    view = memoryview(data)
-    if not data or data[0] != ENVELOPE_TAG:
-        return None, view
-    if len(data) < _HEADER.size:
-        raise UntrustedDataError("truncated cache envelope")
-    tag, version, written, refresh, stale, gone, load, tag_count = _HEADER.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise UntrustedDataError(f"cache envelope version {version} is not known here")
-    offset = _HEADER.size
-    tags = []
-    try:
-        for _ in range(tag_count):
-            length = data[offset]
-            name = bytes(view[offset + 1 : offset + 1 + length]).decode()
-            offset += 1 + length
-            (tag_version,) = _TAG_VERSION.unpack_from(data, offset)
-            offset += _TAG_VERSION.size
-            tags.append((name, tag_version))
-    except (IndexError, struct.error, UnicodeDecodeError):
-        raise UntrustedDataError("corrupt tags in a cache envelope") from None
-    envelope = Envelope(written, refresh, stale, gone, float(load), tuple(tags))
-    return envelope, view[offset:]
+def _array_length(view: memoryview, offset: int) -> tuple[int, int]:
+    first = view[offset]
+    if first & 0xF0 == 0x90:
+        return first & 0x0F, offset + 1
+    if first == 0xDC:
+        return int.from_bytes(view[offset + 1 : offset + 3], "big"), offset + 3
+    raise UntrustedDataError("corrupt tags in a cache envelope")
 
 
 def _at(now_ms: int, seconds: float) -> int:

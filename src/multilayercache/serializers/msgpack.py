@@ -42,7 +42,7 @@ import msgspec
 from ..core.errors import SerializationError, UntrustedDataError
 from .base import MSGPACK_TAG
 
-_MSGPACK_TAG_VALUE = 1  # the tag byte read as MessagePack: a positive fixint
+MSGPACK_TAG_VALUE = 1  # the tag byte read as MessagePack: a positive fixint
 
 
 class _TypedCodec:
@@ -123,9 +123,21 @@ class MsgpackSerializer:
         except msgspec.DecodeError as error:
             raise UntrustedDataError(f"corrupt MessagePack data: {error}") from None
         tags = decoded[0::2]
-        if len(decoded) != 2 * count or tags.count(_MSGPACK_TAG_VALUE) != count:
+        if len(decoded) != 2 * count or tags.count(MSGPACK_TAG_VALUE) != count:
             raise UntrustedDataError("not MessagePack data written by multilayercache")
         return decoded[1::2]
+
+    def loads_sequence(self, items: list[bytes], objects_per_item: int) -> list[Any] | None:
+        """The MessagePack objects of many items (each exactly ``objects_per_item`` of
+        them, e.g. an envelope's header, the tag and the value), decoded in one msgspec
+        call; ``None`` if they do not parse that way (callers then go item by item)."""
+        total = objects_per_item * len(items)
+        joined = b"\xdd" + total.to_bytes(4, "big") + b"".join(items)  # array 32
+        try:
+            decoded = self._decode(joined)
+        except msgspec.DecodeError:
+            return None
+        return decoded if len(decoded) == total else None
 
     def _codec_for(self, value_type: Any) -> _TypedCodec:
         codec = self._typed.get(value_type)

@@ -326,3 +326,29 @@ async def test_async_verify_and_cluster(redis_cluster, prefix) -> None:
     await layer.close()
     with pytest.raises(TypeError, match="use RedisLayer"):
         AsyncRedisLayer(client=redis.Redis())
+
+
+# ----------------------------------------------------------------------------- freshness
+def test_entries_carry_their_freshness(redis_url, prefix, raw_redis) -> None:
+    from multilayercache.core.freshness import Freshness, Lifetime
+
+    layer = RedisLayer(redis_url, prefix=prefix)
+    layer.set_entry("k", {"v": 1}, Lifetime(ttl=0.2, stale_ttl=30, refresh_after=0.1), 0.05)
+    entry = layer.get_entry("k")
+    assert entry.freshness is Freshness.FRESH and entry.load_seconds == pytest.approx(0.05)
+    assert 30_000 < raw_redis.pttl(f"{prefix}k") <= 30_200  # Redis keeps it past the TTL
+    time.sleep(0.25)
+    assert layer.get("k", "dflt") == "dflt"  # stale: get no longer serves it ...
+    stale = layer.get_entry("k")
+    assert stale.freshness is Freshness.STALE and stale.value == {"v": 1}  # ... get_entry does
+    assert layer.get_many(["k"]) == {} and layer.get_entries(["k"])["k"].value == {"v": 1}
+    layer.close()
+
+
+def test_values_written_before_envelopes_are_still_read(redis_url, prefix, raw_redis) -> None:
+    layer = RedisLayer(redis_url, prefix=prefix)
+    raw_redis.set(f"{prefix}old", layer.serializer.dumps([1, 2]))  # the 0.1.0 format
+    assert layer.get("old") == [1, 2] and layer.get_entry("old").fresh_for == float("inf")
+    layer.set("new", 3)
+    assert layer.get_many(["old", "new"]) == {"old": [1, 2], "new": 3}
+    layer.close()

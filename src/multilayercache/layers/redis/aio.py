@@ -23,6 +23,7 @@ import redis.cluster
 from redis.exceptions import RedisError
 
 from ...core.errors import LayerUnavailableError
+from ...core.freshness import Entry, Lifetime
 from ...core.ttl import TTL
 from ...serializers import Serializer
 from . import fastpath
@@ -126,28 +127,36 @@ class AsyncRedisLayer(RedisCodec):
             ) from error
 
     async def get(self, key: Any, default: Any = None, value_type: Any = None) -> Any:
-        """The stored value (decoded as ``value_type`` when given), or ``default`` on a miss
-        (or an untrusted value)."""
-        redis_key = self.redis_key(key)
-        client = self._bound()
-        try:
-            if self._gate is None:
-                data = await fastpath.read_async(client, self.is_cluster, "GET", redis_key)
-            else:
-                async with self._gate:
-                    data = await fastpath.read_async(client, False, "GET", redis_key)
-        except RedisError as error:
-            raise self._failure("GET", error) from error
+        """The stored value while it is fresh (decoded as ``value_type`` when given), or
+        ``default`` on a miss, a stale value or an untrusted one."""
+        data = await self._read("GET", self.redis_key(key))
         return self._found(key, data, default, value_type)
+
+    async def get_entry(self, key: Any, value_type: Any = None) -> Entry | None:
+        """The stored value with its freshness (stale ones too), or ``None``."""
+        data = await self._read("GET", self.redis_key(key))
+        return self._found(key, data, None, value_type, False)
 
     async def set(
         self, key: Any, value: Any, ttl: TTL | None = None, value_type: Any = None
     ) -> None:
         """Store ``value`` (``ttl``: seconds or timedelta; ``None`` = the layer default;
         ``0`` deletes)."""
+        await self.set_entry(key, value, self.lifetime(ttl), 0.0, value_type)
+
+    async def set_entry(
+        self,
+        key: Any,
+        value: Any,
+        lifetime: Lifetime,
+        load_seconds: float = 0.0,
+        value_type: Any = None,
+    ) -> None:
+        """Store ``value`` for ``lifetime`` (fresh for ``ttl``, then stale for
+        ``stale_ttl``; Redis drops it after both)."""
         redis_key = self.redis_key(key)
-        data = self._encode(value, value_type)
-        milliseconds = self._expiry_ms(ttl)
+        data = self._pack(value, lifetime, load_seconds, value_type)
+        milliseconds = self._expiry_ms(lifetime)
         client = self._bound()
         try:
             if milliseconds == 0:
@@ -156,6 +165,16 @@ class AsyncRedisLayer(RedisCodec):
                 await self._run(lambda: client.set(redis_key, data, px=milliseconds))
         except RedisError as error:
             raise self._failure("SET", error) from error
+
+    async def _read(self, *command: str) -> Any:
+        client = self._bound()
+        try:
+            if self._gate is None:
+                return await fastpath.read_async(client, self.is_cluster, *command)
+            async with self._gate:
+                return await fastpath.read_async(client, False, *command)
+        except RedisError as error:
+            raise self._failure(command[0], error) from error
 
     async def delete(self, key: Any) -> bool:
         """Remove the key; True if it existed."""
@@ -216,31 +235,47 @@ class AsyncRedisLayer(RedisCodec):
         return deleted
 
     async def get_many(self, keys: Iterable[Any], value_type: Any = None) -> dict[Any, Any]:
-        """The hits among ``keys``, in one round trip (MGET; a pipeline per hash slot on a
-        cluster)."""
+        """The fresh hits among ``keys``, in one round trip (MGET; a pipeline per hash slot
+        on a cluster)."""
         wanted = as_list(keys)
         if not wanted:
             return {}
-        redis_keys = self._redis_keys(wanted)
+        return self._found_many(wanted, await self._read_many(wanted), value_type)
+
+    async def get_entries(self, keys: Iterable[Any], value_type: Any = None) -> dict[Any, Entry]:
+        """``get_entry`` of every key held, in one round trip."""
+        wanted = as_list(keys)
+        if not wanted:
+            return {}
+        return self._found_many(wanted, await self._read_many(wanted), value_type, False)
+
+    async def _read_many(self, keys: list[Any]) -> list[Any]:
+        redis_keys = self._redis_keys(keys)
         client = self._bound()
         try:
             if self.is_cluster:
-                values = await self._run(lambda: client.mget_nonatomic(redis_keys))
-            else:
-                values = await self._run(
-                    lambda: fastpath.read_async(client, False, "MGET", *redis_keys)
-                )
+                return await self._run(lambda: client.mget_nonatomic(redis_keys))
+            return await self._run(lambda: fastpath.read_async(client, False, "MGET", *redis_keys))
         except RedisError as error:
             raise self._failure("MGET", error) from error
-        return self._found_many(wanted, values, value_type)
 
     async def set_many(
         self, mapping: Mapping[Any, Any], ttl: TTL | None = None, value_type: Any = None
     ) -> None:
         """Store every item in one pipeline. Every value is encoded first: if one cannot
         be, nothing is written."""
+        await self.set_many_entries(mapping, self.lifetime(ttl), 0.0, value_type)
+
+    async def set_many_entries(
+        self,
+        mapping: Mapping[Any, Any],
+        lifetime: Lifetime,
+        load_seconds: float = 0.0,
+        value_type: Any = None,
+    ) -> None:
+        """``set_entry`` every item, in one pipeline."""
         self._bound()
-        pipeline = self._write_pipeline(mapping, ttl, value_type)
+        pipeline = self._write_pipeline(mapping, lifetime, load_seconds, value_type)
         if pipeline is None:
             return
         try:

@@ -20,20 +20,23 @@ from __future__ import annotations
 import math
 import random
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from ...core.decorate import CallKey
+from ...core.entry import Envelope, unwrap, wrap
 from ...core.errors import LayerError, UntrustedDataError
+from ...core.freshness import Entry, Lifetime
 from ...core.log import ThrottledWarning
-from ...core.missing import MISSING
 from ...core.options import check_jitter, jittered
 from ...core.stats import LayerStats
 from ...core.ttl import TTL, optional_ttl_seconds
 from ...serializers import MsgpackSerializer, Serializer
 from ...serializers.base import accepts_value_type
+from ...serializers.msgpack import MSGPACK_TAG_VALUE
 
 DEFAULT_TTL_SECONDS = 3600.0
 """How long a shared layer keeps a value written without a TTL, unless told otherwise."""
@@ -71,10 +74,7 @@ class RedisCodec:
         self._dumps = self.serializer.dumps
         self._loads = self.serializer.loads
         self._typed = accepts_value_type(self.serializer)
-        loads_many = getattr(self.serializer, "loads_many", None)
-        if loads_many is None or not self._typed:
-            loads_many = None
-        self._loads_many = loads_many or self._loads_each
+        self._loads_sequence = getattr(self.serializer, "loads_sequence", None)
         self._rng = random.Random()
         self._counter_lock = threading.Lock()
         self._hits = self._misses = self._errors = 0
@@ -112,13 +112,19 @@ class RedisCodec:
         except TypeError:  # not all str: one at a time (call keys, or the error)
             return [self.redis_key(key) for key in keys]
 
-    def _expiry_ms(self, ttl: TTL | None) -> int | None:
-        """Milliseconds to keep a value written with ``ttl`` (``None``: the layer default),
-        after jitter: ``None`` means no expiry, 0 means "expired already"."""
+    def lifetime(self, ttl: TTL | None) -> Lifetime:
+        """What a plain ``set`` with ``ttl`` (``None``: the layer default) lives, after the
+        layer's jitter: fresh until gone, no refresh point."""
         seconds = optional_ttl_seconds(ttl)
         if seconds is None:
             seconds = self.default_ttl
-        seconds = jittered(seconds, self.ttl_jitter, self._rng)
+        return Lifetime(jittered(seconds, self.ttl_jitter, self._rng) or 0.0)
+
+    @staticmethod
+    def _expiry_ms(lifetime: Lifetime) -> int | None:
+        """Milliseconds Redis keeps a value living ``lifetime``: ``None`` means no expiry,
+        0 means "expired already"."""
+        seconds = lifetime.total
         if seconds == math.inf:
             return None
         if seconds <= 0:
@@ -135,91 +141,115 @@ class RedisCodec:
         return milliseconds / 1000
 
     # ---------------------------------------------------------------- values
-    def _encode(self, value: Any, value_type: Any = None) -> bytes:
+    def _pack(
+        self, value: Any, lifetime: Lifetime, load_seconds: float = 0.0, value_type: Any = None
+    ) -> bytes:
+        """The stored form of ``value``: its envelope, then the serializer's bytes."""
         if value_type is None or not self._typed:
-            return self._dumps(value)
-        return self._dumps(value, value_type=value_type)
+            payload = self._dumps(value)
+        else:
+            payload = self._dumps(value, value_type=value_type)
+        return wrap(Envelope.for_write(_now_ms(), lifetime, load_seconds), payload)
 
-    def _loads_each(self, items: list[bytes], value_type: Any = None) -> list[Any]:
-        return [self._load(item, value_type) for item in items]
-
-    def _load(self, data: bytes, value_type: Any) -> Any:
+    def _load(self, data: Any, value_type: Any) -> Any:
         if value_type is None or not self._typed:
             return self._loads(data)
         return self._loads(data, value_type=value_type)
 
-    def _decode(self, key: Any, data: Any, value_type: Any = None) -> Any:
-        """The value stored as ``data``, or ``MISSING`` if it cannot be trusted."""
+    def _unpack(self, key: Any, data: Any, value_type: Any, now_ms: int) -> Entry | None:
+        """The entry stored as ``data``, or ``None`` if it cannot be trusted (counted and
+        logged)."""
         if not isinstance(data, bytes):
             raise TypeError(
                 "the Redis client must return bytes: create it with "
                 "decode_responses=False (the default)"
             )
         try:
-            return self._load(data, value_type)
+            envelope, payload = unwrap(data)
+            value = self._load(bytes(payload) if envelope else data, value_type)
         except UntrustedDataError as error:
             self._count(errors=1)
             self._warn_untrusted("%s: ignoring the stored value of %r: %s", self.name, key, error)
-            return MISSING
+            return None
+        if envelope is None:  # written before envelopes: fresh while Redis keeps it
+            return Entry(value, math.inf, math.inf)
+        return envelope.entry(value, now_ms)
 
-    def _found(self, key: Any, data: Any, default: Any, value_type: Any = None) -> Any:
-        """Account for one read of ``key`` that returned ``data``."""
+    def _found(
+        self, key: Any, data: Any, default: Any, value_type: Any = None, fresh: bool = True
+    ) -> Any:
+        """Account for one read of ``key`` that returned ``data``: the value (``fresh``:
+        only while fresh, for ``get``) or the ``Entry`` (for ``get_entry``), or
+        ``default``."""
         if data is not None:
-            value = self._decode(key, data, value_type)
-            if value is not MISSING:
+            entry = self._unpack(key, data, value_type, _now_ms())
+            if entry is not None and (not fresh or entry.fresh_for > 0):
                 self._count(hits=1)
-                return value
+                return entry.value if fresh else entry
         self._count(misses=1)
         return default
 
     def _found_many(
-        self, keys: list[Any], values: list[Any], value_type: Any = None
+        self, keys: list[Any], values: list[Any], value_type: Any = None, fresh: bool = True
     ) -> dict[Any, Any]:
         """Account for one batch read of ``keys`` (each read counts, repeats too) that
-        returned ``values``; return the hits."""
-        if None not in values:  # every key found: decode the reply as it is
-            try:
-                result = dict(zip(keys, self._loads_many(values, value_type), strict=True))
-                self._count(hits=len(values))
-                return result
-            except UntrustedDataError:
-                pass  # decode one by one below, keeping the good values
-        found_keys = []
-        found_data = []
-        for key, data in zip(keys, values, strict=True):
-            if data is not None:
-                found_keys.append(key)
-                found_data.append(data)
-        result = {}
-        hits = 0
-        if found_data:
-            try:
-                decoded = self._loads_many(found_data, value_type)
-                result = dict(zip(found_keys, decoded, strict=True))
-                hits = len(found_data)
-            except UntrustedDataError:  # one bad item: decode one by one, keep the good ones
-                for key, data in zip(found_keys, found_data, strict=True):
-                    value = self._decode(key, data, value_type)
-                    if value is not MISSING:
-                        result[key] = value
-                        hits += 1
+        returned ``values``; the hits, as values (``fresh``) or entries."""
+        now_ms = _now_ms()
+        entries = self._entries_at_once(keys, values, value_type, now_ms)
+        if entries is None:
+            entries = {}
+            for key, data in zip(keys, values, strict=True):
+                if data is not None:
+                    entry = self._unpack(key, data, value_type, now_ms)
+                    if entry is not None:
+                        entries[key] = entry
+        if fresh:
+            found = {key: entry.value for key, entry in entries.items() if entry.fresh_for > 0}
+        else:
+            found = entries
+        hits = sum(1 for key in keys if key in found)  # each read counts, a repeated key too
         self._count(hits=hits, misses=len(keys) - hits)
-        return result
+        return found
+
+    def _entries_at_once(
+        self, keys: list[Any], values: list[Any], value_type: Any, now_ms: int
+    ) -> dict[Any, Entry] | None:
+        """The fast path of a batch read: every key found, all enveloped MessagePack, no
+        declared type: one msgspec call decodes headers and values together (``None``
+        when that does not apply)."""
+        if value_type is not None or self._loads_sequence is None or None in values:
+            return None
+        decoded = self._loads_sequence(values, 3)  # header, serializer tag, value per item
+        if decoded is None or decoded[1::3].count(MSGPACK_TAG_VALUE) != len(values):
+            return None
+        try:
+            envelopes = [Envelope.from_fields(fields) for fields in decoded[0::3]]
+        except (UntrustedDataError, TypeError, ValueError):
+            return None
+        return {
+            key: envelope.entry(value, now_ms)
+            for key, envelope, value in zip(keys, envelopes, decoded[2::3], strict=True)
+        }
 
     def _write_pipeline(
-        self, mapping: Mapping[Any, Any], ttl: TTL | None, value_type: Any = None
+        self,
+        mapping: Mapping[Any, Any],
+        lifetime: Lifetime,
+        load_seconds: float = 0.0,
+        value_type: Any = None,
     ) -> Any:
         """A pipeline, not yet run, that stores every item (``None`` if there is none).
         Every value is encoded before any IO, so one that cannot be encoded writes nothing."""
+        milliseconds = self._expiry_ms(lifetime)
         plan = [
-            (self.redis_key(key), self._encode(value, value_type), self._expiry_ms(ttl))
+            (self.redis_key(key), self._pack(value, lifetime, load_seconds, value_type))
             for key, value in mapping.items()
         ]
         if not plan:
             return None
         pipeline = self.client.pipeline(transaction=False)
-        for redis_key, data, milliseconds in plan:
-            if milliseconds == 0:  # a TTL of 0: expired already
+        for redis_key, data in plan:
+            if milliseconds == 0:  # expired already
                 pipeline.delete(redis_key)
             else:
                 pipeline.set(redis_key, data, px=milliseconds)
@@ -258,6 +288,10 @@ def _without_password(url: str) -> str:
         return url
     user = credentials.split(":", 1)[0]
     return f"{scheme}{separator}{user}:***@{host}"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def as_list(keys: Iterable[Any]) -> list[Any]:

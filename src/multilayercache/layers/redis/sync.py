@@ -19,6 +19,7 @@ import redis.cluster
 from redis.exceptions import RedisError
 
 from ...core.errors import LayerUnavailableError
+from ...core.freshness import Entry, Lifetime
 from ...core.ttl import TTL
 from ...serializers import Serializer
 from . import fastpath
@@ -78,21 +79,32 @@ class RedisLayer(RedisCodec):
             ) from error
 
     def get(self, key: Any, default: Any = None, value_type: Any = None) -> Any:
-        """The stored value (decoded as ``value_type`` when given), or ``default`` on a miss
-        (or an untrusted value)."""
-        redis_key = self.redis_key(key)
-        try:
-            data = fastpath.read(self.client, self.is_cluster, "GET", redis_key)
-        except RedisError as error:
-            raise self._failure("GET", error) from error
-        return self._found(key, data, default, value_type)
+        """The stored value while it is fresh (decoded as ``value_type`` when given), or
+        ``default`` on a miss, a stale value or an untrusted one."""
+        return self._found(key, self._read("GET", self.redis_key(key)), default, value_type)
+
+    def get_entry(self, key: Any, value_type: Any = None) -> Entry | None:
+        """The stored value with its freshness (stale ones too), or ``None``."""
+        return self._found(key, self._read("GET", self.redis_key(key)), None, value_type, False)
 
     def set(self, key: Any, value: Any, ttl: TTL | None = None, value_type: Any = None) -> None:
         """Store ``value`` (``ttl``: seconds or timedelta; ``None`` = the layer default;
         ``0`` deletes)."""
+        self.set_entry(key, value, self.lifetime(ttl), 0.0, value_type)
+
+    def set_entry(
+        self,
+        key: Any,
+        value: Any,
+        lifetime: Lifetime,
+        load_seconds: float = 0.0,
+        value_type: Any = None,
+    ) -> None:
+        """Store ``value`` for ``lifetime`` (fresh for ``ttl``, then stale for
+        ``stale_ttl``; Redis drops it after both)."""
         redis_key = self.redis_key(key)
-        data = self._encode(value, value_type)
-        milliseconds = self._expiry_ms(ttl)
+        data = self._pack(value, lifetime, load_seconds, value_type)
+        milliseconds = self._expiry_ms(lifetime)
         try:
             if milliseconds == 0:
                 self.client.delete(redis_key)
@@ -100,6 +112,12 @@ class RedisLayer(RedisCodec):
                 self.client.set(redis_key, data, px=milliseconds)
         except RedisError as error:
             raise self._failure("SET", error) from error
+
+    def _read(self, *command: str) -> Any:
+        try:
+            return fastpath.read(self.client, self.is_cluster, *command)
+        except RedisError as error:
+            raise self._failure(command[0], error) from error
 
     def delete(self, key: Any) -> bool:
         """Remove the key; True if it existed."""
@@ -158,27 +176,43 @@ class RedisLayer(RedisCodec):
         return deleted
 
     def get_many(self, keys: Iterable[Any], value_type: Any = None) -> dict[Any, Any]:
-        """The hits among ``keys``, in one round trip (MGET; a pipeline per hash slot on a
-        cluster)."""
+        """The fresh hits among ``keys``, in one round trip (MGET; a pipeline per hash slot
+        on a cluster)."""
+        wanted = as_list(keys)
+        return self._found_many(wanted, self._read_many(wanted), value_type) if wanted else {}
+
+    def get_entries(self, keys: Iterable[Any], value_type: Any = None) -> dict[Any, Entry]:
+        """``get_entry`` of every key held, in one round trip."""
         wanted = as_list(keys)
         if not wanted:
             return {}
-        redis_keys = self._redis_keys(wanted)
+        return self._found_many(wanted, self._read_many(wanted), value_type, False)
+
+    def _read_many(self, keys: list[Any]) -> list[Any]:
+        redis_keys = self._redis_keys(keys)
         try:
             if self.is_cluster:
-                values = self.client.mget_nonatomic(redis_keys)
-            else:
-                values = fastpath.read(self.client, False, "MGET", *redis_keys)
+                return self.client.mget_nonatomic(redis_keys)
+            return fastpath.read(self.client, False, "MGET", *redis_keys)
         except RedisError as error:
             raise self._failure("MGET", error) from error
-        return self._found_many(wanted, values, value_type)
 
     def set_many(
         self, mapping: Mapping[Any, Any], ttl: TTL | None = None, value_type: Any = None
     ) -> None:
         """Store every item in one pipeline. Every value is encoded first: if one cannot
         be, nothing is written."""
-        pipeline = self._write_pipeline(mapping, ttl, value_type)
+        self.set_many_entries(mapping, self.lifetime(ttl), 0.0, value_type)
+
+    def set_many_entries(
+        self,
+        mapping: Mapping[Any, Any],
+        lifetime: Lifetime,
+        load_seconds: float = 0.0,
+        value_type: Any = None,
+    ) -> None:
+        """``set_entry`` every item, in one pipeline."""
+        pipeline = self._write_pipeline(mapping, lifetime, load_seconds, value_type)
         if pipeline is None:
             return
         try:
