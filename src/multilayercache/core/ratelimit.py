@@ -220,5 +220,14 @@ class LoadGateTimeout(TimeoutError):
     """No load slot became free in time (raised by ``LoadGate.acquire``, sync and
     asyncio alike)."""
 
+    @classmethod
+    def for_limit(cls, limit: LoadLimit, waited: float | None) -> LoadGateTimeout:
+        """The error for a caller that waited ``waited`` seconds for a slot of ``limit``."""
+        within = f"within {waited:g} s" if waited else "at once"
+        return cls(
+            f"no load slot came free {within} ({limit.in_flight} of {limit.max_in_flight} "
+            "loads in flight)"
+        )
+
 
 __all__ = ["KeyThrottle", "LoadGateTimeout", "LoadLimit", "TokenBucket"]
