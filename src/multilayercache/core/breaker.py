@@ -363,7 +363,8 @@ class CircuitBreaker:
     def _probe_in(self, now: float) -> float:
         if self._current_state(now) is not BreakerState.OPEN:
             return 0.0
-        return self._open_until - now
+        # Capped by the cool-down it opened with: (now + c) - now can round to just above c.
+        return min(self._cooldown, self._open_until - now)
 
     def _open(self, now: float) -> None:
         self._state = BreakerState.OPEN
