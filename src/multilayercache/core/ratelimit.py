@@ -21,6 +21,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
+_ROUNDING = 1e-9
+"""Tokens short of a request that still let it pass: refilling from clock differences
+(``1000.05 - 1000.0`` is ``0.04999...``) would otherwise leave 4.9999999 tokens where 5
+are due."""
+
 
 class TokenBucket:
     """A token bucket: holds up to ``burst`` tokens and gains ``rate`` per second; an
@@ -70,8 +75,8 @@ class TokenBucket:
         ``n`` larger than ``burst`` can never pass: ``ValueError``."""
         self._check(n)
         self._refill()
-        if self._tokens >= n:
-            self._tokens -= n
+        if self._tokens >= n - _ROUNDING:
+            self._tokens = max(0.0, self._tokens - n)
             self.granted += 1
             return True
         self.denied += 1
@@ -82,7 +87,8 @@ class TokenBucket:
         caller may take them first, so wait, then ``try_acquire`` again."""
         self._check(n)
         self._refill()
-        return max(0.0, (n - self._tokens) / self.rate)
+        missing = n - self._tokens
+        return 0.0 if missing <= _ROUNDING else missing / self.rate
 
     def _check(self, n: float) -> None:
         if not 0 <= n <= self.burst:
@@ -154,11 +160,11 @@ class KeyThrottle:
 
     def failed(self, key: Hashable, now: float) -> None:
         """A load (refresh) of ``key`` failed at ``now``: hold it off for ``throttle``."""
+        self._expire(now)  # first, so that only a key still held off can be forgotten
         self._failed_at[key] = now
         self._failed_at.move_to_end(key)
         if len(self._failed_at) > self.max_keys:
             self._failed_at.popitem(last=False)
-        self._expire(now)
 
     def succeeded(self, key: Hashable) -> None:
         """A load of ``key`` succeeded: forget its failure."""
