@@ -1,0 +1,151 @@
+"""The waiting parts of retries and load limits, for asyncio: ``call_with_retry`` awaits
+``asyncio.sleep`` between tries, ``LoadGate`` awaits a free load slot. The twin of
+``multilayercache.sync.retry``: the same names and parameters; the decisions are the
+core's (``core.backoff.RetryState``, ``core.ratelimit.LoadLimit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from types import TracebackType
+from typing import TypeVar
+
+from ..core.backoff import RetryPolicy, RetryState
+from ..core.ratelimit import LoadGateTimeout, LoadLimit
+
+T = TypeVar("T")
+
+_rng = random.Random()
+
+
+async def call_with_retry(
+    function: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    rng: random.Random | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    on_retry: Callable[[BaseException, float], None] | None = None,
+) -> T:
+    """``await function()``, tried again after a transient error (``policy.retry_on``)
+    with full jitter backoff, within ``policy.attempts`` and ``policy.budget``; see
+    ``multilayercache.sync.retry.call_with_retry``. Cancelling it cancels the try or the
+    wait in progress (``CancelledError`` is never retried)."""
+    state = RetryState(policy, rng or _rng)
+    start = clock()
+    while True:
+        try:
+            return await function()
+        except Exception as error:
+            delay = state.next_delay(error, clock() - start)
+            if delay is None:
+                if state.retries:
+                    error.add_note(f"gave up after {state.retries + 1} tries")
+                raise
+            if on_retry is not None:
+                on_retry(error, delay)
+        await asyncio.sleep(delay)
+
+
+class LoadGate:
+    """At most ``max_in_flight`` loads at once across asyncio tasks; the others wait for a
+    slot, up to ``timeout`` seconds (``None``: as long as it takes), then
+    ``LoadGateTimeout``.
+
+    ``async with gate:`` (or ``async with gate.slot(timeout=0.1):``) holds a slot for the
+    block. Waiters are served first come, first served: a freed slot is handed straight to
+    the oldest waiter (like ``asyncio.Semaphore``), and a waiter that times out or is
+    cancelled as it is handed one passes it on, so no slot is lost.
+    """
+
+    def __init__(self, max_in_flight: int, *, timeout: float | None = None) -> None:
+        self.limit = LoadLimit(max_in_flight)
+        self.timeout = timeout
+        self.timeouts = 0
+        """Acquisitions that gave up."""
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        """Slots taken now."""
+        return self.limit.in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Tasks waiting for a slot now."""
+        return len(self._waiters)
+
+    async def acquire(self, timeout: float | None = None) -> None:
+        """Take a slot, waiting up to ``timeout`` seconds (``None``: the gate's
+        ``timeout``; ``math.inf``: forever); ``LoadGateTimeout`` if none came free."""
+        wait = _seconds(self.timeout if timeout is None else timeout)
+        if not self._waiters and self.limit.try_enter():
+            return
+        if wait == 0:
+            self.timeouts += 1
+            raise LoadGateTimeout.for_limit(self.limit, wait)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            async with asyncio.timeout(wait):
+                await future  # resolved by release(), which hands over its slot
+        except BaseException as error:
+            if future.done() and not future.cancelled():
+                self.release()  # handed a slot as we gave up: pass it on
+            else:
+                with suppress(ValueError):  # release() may have dropped it already
+                    self._waiters.remove(future)
+            if isinstance(error, TimeoutError):
+                self.timeouts += 1
+                raise LoadGateTimeout.for_limit(self.limit, wait) from None
+            raise
+
+    def release(self) -> None:
+        """Give a slot back (``RuntimeError`` if none is taken): to the oldest waiter if
+        any, else to the pool."""
+        # Waiters exist only while every slot is taken, so a release without an acquire
+        # finds none and reaches leave(), which raises.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot changes hands: in_flight stays
+                return
+        self.limit.leave()
+
+    @asynccontextmanager
+    async def slot(self, timeout: float | None = None) -> AsyncIterator[None]:
+        """``async with gate.slot(timeout):`` holds a slot for the block."""
+        await self.acquire(timeout)
+        try:
+            yield
+        finally:
+            self.release()
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<LoadGate {self.in_flight}/{self.limit.max_in_flight} in flight>"
+
+
+def _seconds(timeout: float | None) -> float | None:
+    """A timeout as ``asyncio.timeout`` takes it: ``None`` for forever."""
+    if timeout is None or timeout == math.inf:
+        return None
+    return max(0.0, timeout)
+
+
+__all__ = ["LoadGate", "LoadGateTimeout", "call_with_retry"]

@@ -1,0 +1,239 @@
+"""Rate limits and hot-key protection, as IO-free state (the waiting lives in
+``multilayercache.sync.retry`` / ``multilayercache.aio.retry``).
+
+* ``TokenBucket``: at most ``rate`` operations per second on average, ``burst`` at once,
+  over an injected clock: a per-layer rate limit.
+* ``KeyThrottle``: a key whose load or refresh just failed is not tried again for
+  ``throttle`` seconds, so one hot key whose loader fails cannot hammer the loader (or a
+  layer) with every request. Bounded memory.
+* ``LoadLimit``: the count of loads in flight against a maximum, so a miss storm cannot
+  exhaust the loader: ``try_enter`` / ``leave``. ``LoadGate`` (sync and asyncio) waits
+  for a free slot around it.
+
+Not thread-safe, on purpose, like the rest of the core: callers serialize access (a
+``threading.Lock`` on the sync side, one event loop under asyncio).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+_ROUNDING = 1e-9
+"""Tokens short of a request that still let it pass: refilling from clock differences
+(``1000.05 - 1000.0`` is ``0.04999...``) would otherwise leave 4.9999999 tokens where 5
+are due."""
+
+
+class TokenBucket:
+    """A token bucket: holds up to ``burst`` tokens and gains ``rate`` per second; an
+    operation that costs ``n`` tokens goes only if the bucket holds them. It starts full.
+    Over any period of ``t`` seconds it grants at most ``burst + rate * t`` tokens.
+
+    >>> now = [0.0]
+    >>> bucket = TokenBucket(rate=10, burst=2, clock=lambda: now[0])
+    >>> bucket.try_acquire(), bucket.try_acquire(), bucket.try_acquire()
+    (True, True, False)
+    >>> round(bucket.wait_time(), 3)                 # one token comes every 0.1 s
+    0.1
+    >>> now[0] += 0.1
+    >>> bucket.try_acquire()
+    True
+    """
+
+    __slots__ = ("rate", "burst", "clock", "_tokens", "_updated", "granted", "denied")
+
+    def __init__(
+        self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if not 0 < rate < math.inf:
+            raise ValueError(f"rate must be a positive number per second, got {rate}")
+        # Default: one second's worth, and at least one token so that n=1 can ever pass.
+        burst = max(1.0, float(rate)) if burst is None else float(burst)
+        if not 0 < burst < math.inf:
+            raise ValueError(f"burst must be a positive number of tokens, got {burst}")
+        self.rate = float(rate)
+        self.burst = burst
+        self.clock = clock
+        self._tokens = burst
+        self._updated = clock()
+        self.granted = 0
+        """Operations let through."""
+        self.denied = 0
+        """Operations refused by ``try_acquire``."""
+
+    @property
+    def tokens(self) -> float:
+        """Tokens in the bucket now."""
+        self._refill()
+        return self._tokens
+
+    def try_acquire(self, n: float = 1) -> bool:
+        """Take ``n`` tokens if the bucket holds them (True), else take none (False).
+        ``n`` larger than ``burst`` can never pass: ``ValueError``."""
+        self._check(n)
+        self._refill()
+        if self._tokens >= n - _ROUNDING:
+            self._tokens = max(0.0, self._tokens - n)
+            self.granted += 1
+            return True
+        self.denied += 1
+        return False
+
+    def wait_time(self, n: float = 1) -> float:
+        """Seconds until ``n`` tokens will be there (0: now). Nothing is reserved: another
+        caller may take them first, so wait, then ``try_acquire`` again."""
+        self._check(n)
+        self._refill()
+        missing = n - self._tokens
+        return 0.0 if missing <= _ROUNDING else missing / self.rate
+
+    def _check(self, n: float) -> None:
+        if not 0 <= n <= self.burst:
+            raise ValueError(f"cannot take {n} tokens from a bucket of {self.burst}")
+
+    def _refill(self) -> None:
+        now = self.clock()
+        elapsed = now - self._updated
+        if elapsed > 0:  # a clock read twice in the same instant (or stepping back) adds none
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+            self._updated = now
+
+
+class KeyThrottle:
+    """Per-key throttling of failed loads: after ``failed(key, now)``, ``allow(key, t)``
+    is False until ``t >= now + throttle``. ``now`` is passed in (monotonic seconds) because
+    a plan reads the clock once for a whole batch of keys.
+
+    Memory: the keys that failed within the last ``throttle`` seconds, at most
+    ``max_keys`` of them. They are kept in an ``OrderedDict`` in the order they failed,
+    which is also the order in which they are allowed again: expired keys are dropped from
+    the front as time passes (amortized O(1) per call), and when more than ``max_keys``
+    keys fail within ``throttle`` seconds the oldest failure is forgotten first: that key
+    is retried a little early, the mildest way to be wrong.
+
+    >>> throttle = KeyThrottle(throttle=1.0)
+    >>> throttle.allow("user:1", now=0.0)
+    True
+    >>> throttle.failed("user:1", now=0.0)
+    >>> throttle.allow("user:1", now=0.5), throttle.retry_in("user:1", now=0.5)
+    (False, 0.5)
+    >>> throttle.allow("user:1", now=1.0)
+    True
+    """
+
+    __slots__ = ("throttle", "max_keys", "_failed_at", "throttled")
+
+    def __init__(self, throttle: float, max_keys: int = 10_000) -> None:
+        if not 0 <= throttle < math.inf:
+            raise ValueError(f"throttle must be seconds >= 0, got {throttle}")
+        if max_keys < 1:
+            raise ValueError(f"max_keys must be at least 1, got {max_keys}")
+        self.throttle = float(throttle)
+        self.max_keys = max_keys
+        self._failed_at: OrderedDict[Hashable, float] = OrderedDict()
+        self.throttled = 0
+        """Times ``allow`` said no."""
+
+    def __len__(self) -> int:
+        """Keys remembered (some may have expired since the last call)."""
+        return len(self._failed_at)
+
+    def allow(self, key: Hashable, now: float) -> bool:
+        """May ``key`` be loaded (refreshed) now?"""
+        if self.retry_in(key, now) > 0:
+            self.throttled += 1
+            return False
+        return True
+
+    def retry_in(self, key: Hashable, now: float) -> float:
+        """Seconds until ``key`` may be loaded again (0: now)."""
+        self._expire(now)
+        failed_at = self._failed_at.get(key)
+        if failed_at is None:
+            return 0.0
+        # Checked per key, so a caller passing a slightly older ``now`` than the last one
+        # (threads racing for the lock) only delays when an entry is dropped.
+        return max(0.0, failed_at + self.throttle - now)
+
+    def failed(self, key: Hashable, now: float) -> None:
+        """A load (refresh) of ``key`` failed at ``now``: hold it off for ``throttle``."""
+        self._expire(now)  # first, so that only a key still held off can be forgotten
+        self._failed_at[key] = now
+        self._failed_at.move_to_end(key)
+        if len(self._failed_at) > self.max_keys:
+            self._failed_at.popitem(last=False)
+
+    def succeeded(self, key: Hashable) -> None:
+        """A load of ``key`` succeeded: forget its failure."""
+        self._failed_at.pop(key, None)
+
+    def _expire(self, now: float) -> None:
+        entries = self._failed_at
+        while entries:
+            key, failed_at = next(iter(entries.items()))
+            if failed_at + self.throttle > now:
+                break
+            del entries[key]
+
+
+class LoadLimit:
+    """How many loads are in flight, against ``max_in_flight``: ``try_enter()`` takes a
+    slot if one is free, ``leave()`` gives it back.
+
+    >>> limit = LoadLimit(2)
+    >>> limit.try_enter(), limit.try_enter(), limit.try_enter()
+    (True, True, False)
+    >>> limit.leave(); limit.try_enter()
+    True
+    """
+
+    __slots__ = ("max_in_flight", "in_flight", "peak", "entered")
+
+    def __init__(self, max_in_flight: int) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self.peak = 0
+        """The most loads that were ever in flight at once."""
+        self.entered = 0
+        """Slots taken in all."""
+
+    @property
+    def full(self) -> bool:
+        return self.in_flight >= self.max_in_flight
+
+    def try_enter(self) -> bool:
+        """Take a slot (True), or False if all ``max_in_flight`` are taken."""
+        if self.in_flight >= self.max_in_flight:
+            return False
+        self.in_flight += 1
+        self.entered += 1
+        self.peak = max(self.peak, self.in_flight)
+        return True
+
+    def leave(self) -> None:
+        """Give a slot back. Leaving more often than entering is a bug: ``RuntimeError``."""
+        if self.in_flight <= 0:
+            raise RuntimeError("LoadLimit.leave() without a matching try_enter()")
+        self.in_flight -= 1
+
+
+class LoadGateTimeout(TimeoutError):
+    """No load slot became free in time (raised by ``LoadGate.acquire``, sync and
+    asyncio alike)."""
+
+    @classmethod
+    def for_limit(cls, limit: LoadLimit, waited: float | None) -> LoadGateTimeout:
+        """The error for a caller that waited ``waited`` seconds for a slot of ``limit``."""
+        within = f"within {waited:g} s" if waited else "at once"
+        return cls(
+            f"no load slot came free {within} ({limit.in_flight} of {limit.max_in_flight} "
+            "loads in flight)"
+        )
+
+
+__all__ = ["KeyThrottle", "LoadGateTimeout", "LoadLimit", "TokenBucket"]

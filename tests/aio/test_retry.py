@@ -1,0 +1,254 @@
+"""``multilayercache.aio.retry`` under real asyncio tasks and real (short) sleeps: the load
+gate never lets more than its maximum through, serves waiters in order, times out with a
+clear error and loses no slot to a timeout or a cancellation; ``call_with_retry`` retries
+transient errors only. And the twins have the same public names and parameters."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import random
+import time
+
+import pytest
+
+from multilayercache.aio import retry as aio_retry
+from multilayercache.aio.retry import LoadGate, LoadGateTimeout, call_with_retry
+from multilayercache.core.backoff import RetryPolicy
+from multilayercache.sync import retry as sync_retry
+
+FAST = RetryPolicy(attempts=3, base=0.001, cap=0.005, budget=1.0)
+
+
+async def settle() -> None:
+    """Let every ready task run."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+# ------------------------------------------------------------------ the twins
+def public_names(module) -> list[str]:
+    return sorted(module.__all__)
+
+
+def test_the_twins_have_the_same_names_and_parameters() -> None:
+    assert public_names(aio_retry) == public_names(sync_retry)
+    assert aio_retry.LoadGateTimeout is sync_retry.LoadGateTimeout
+    pairs = [(aio_retry.call_with_retry, sync_retry.call_with_retry)]
+    for name in ("__init__", "acquire", "release", "slot"):
+        pairs.append((getattr(aio_retry.LoadGate, name), getattr(sync_retry.LoadGate, name)))
+    for aio_function, sync_function in pairs:
+        aio_parameters = list(inspect.signature(aio_function).parameters.values())
+        sync_parameters = list(inspect.signature(sync_function).parameters.values())
+        shape = [(p.name, p.kind, p.default) for p in aio_parameters]
+        assert shape == [(p.name, p.kind, p.default) for p in sync_parameters], aio_function
+    public = {name for name in dir(sync_retry.LoadGate(1)) if not name.startswith("_")}
+    assert public == {name for name in dir(aio_retry.LoadGate(1)) if not name.startswith("_")}
+
+
+# ------------------------------------------------------------------ the load gate
+async def test_16_tasks_through_a_gate_of_4_never_exceed_4() -> None:
+    gate = LoadGate(4, timeout=5.0)
+    inside = peak = 0
+
+    async def load() -> None:
+        nonlocal inside, peak
+        for _ in range(3):
+            async with gate:
+                inside += 1
+                peak = max(peak, inside)
+                assert gate.in_flight <= 4
+                await asyncio.sleep(0.002)
+                inside -= 1
+
+    await asyncio.gather(*[load() for _ in range(16)])
+    assert peak == 4 and gate.limit.peak == 4
+    assert gate.in_flight == 0 and gate.waiting == 0 and gate.limit.entered <= 48
+
+
+async def test_waiters_are_served_first_come_first_served() -> None:
+    gate = LoadGate(1)
+    await gate.acquire()
+    order: list[int] = []
+
+    async def waiter(number: int) -> None:
+        async with gate.slot(timeout=math.inf):
+            order.append(number)
+            await asyncio.sleep(0)
+
+    tasks = []
+    for number in range(5):
+        tasks.append(asyncio.create_task(waiter(number)))
+        await settle()  # each is queued before the next arrives
+    assert gate.waiting == 5
+    gate.release()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3, 4]
+    assert gate.in_flight == 0
+
+
+async def test_a_newcomer_does_not_jump_the_queue() -> None:
+    gate = LoadGate(1)
+    await gate.acquire()
+    waiter = asyncio.create_task(gate.acquire())
+    await settle()
+    gate.release()  # handed to the waiter, even before it runs
+    with pytest.raises(LoadGateTimeout):
+        await gate.acquire(timeout=0)
+    await waiter
+    assert gate.in_flight == 1
+    gate.release()
+
+
+async def test_a_timeout_raises_a_clear_error() -> None:
+    gate = LoadGate(1)
+    await gate.acquire()
+    started = time.monotonic()
+    with pytest.raises(LoadGateTimeout, match=r"within 0.05 s \(1 of 1 loads in flight\)"):
+        await gate.acquire(timeout=0.05)
+    assert 0.04 <= time.monotonic() - started < 2.0
+    assert gate.timeouts == 1 and gate.waiting == 0
+    with pytest.raises(LoadGateTimeout, match="at once"):
+        await gate.acquire(timeout=0)
+    gate.release()
+    await gate.acquire(timeout=0)  # free again: no wait needed
+    gate.release()
+
+
+async def test_the_gates_own_timeout_applies_to_async_with() -> None:
+    gate = LoadGate(1, timeout=0.02)
+    async with gate:
+        with pytest.raises(LoadGateTimeout):
+            async with gate:
+                pass
+    assert gate.in_flight == 0
+
+
+async def test_a_cancelled_waiter_loses_no_slot() -> None:
+    gate = LoadGate(1)
+    await gate.acquire()
+    waiter = asyncio.create_task(gate.acquire())
+    await settle()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert gate.waiting == 0
+    gate.release()
+    assert gate.in_flight == 0
+    await gate.acquire(timeout=0)
+    gate.release()
+
+
+async def test_a_waiter_cancelled_as_it_is_handed_the_slot_passes_it_on() -> None:
+    gate = LoadGate(1)
+    await gate.acquire()
+    first = asyncio.create_task(gate.acquire())
+    second = asyncio.create_task(gate.acquire())
+    await settle()
+    gate.release()  # hands the slot to `first`...
+    first.cancel()  # ...which is cancelled before it can run
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(second, timeout=2)  # `second` got the slot instead
+    assert gate.in_flight == 1 and gate.waiting == 0
+    gate.release()
+    assert gate.in_flight == 0
+
+
+async def test_a_waiter_timing_out_as_it_is_handed_the_slot_passes_it_on() -> None:
+    gate = LoadGate(1)
+    await gate.acquire()
+    first = asyncio.create_task(gate.acquire(timeout=0.02))
+    second = asyncio.create_task(gate.acquire(timeout=2))
+    await settle()
+    # Block the loop past both deadlines: when it runs again, the release (due first)
+    # hands the slot to `first`, then `first`'s timeout fires before `first` can run.
+    asyncio.get_running_loop().call_later(0.015, gate.release)
+    time.sleep(0.03)
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    assert isinstance(results[0], LoadGateTimeout) and results[1] is None
+    assert gate.in_flight == 1 and gate.waiting == 0  # `second` holds it: none lost
+    gate.release()
+    assert gate.in_flight == 0
+
+
+async def test_an_error_inside_the_block_gives_the_slot_back() -> None:
+    gate = LoadGate(2)
+    with pytest.raises(KeyError):
+        async with gate.slot(timeout=1):
+            raise KeyError("loader failed")
+    assert gate.in_flight == 0
+
+
+async def test_releasing_an_unheld_gate_is_a_bug() -> None:
+    with pytest.raises(RuntimeError):
+        LoadGate(1).release()
+
+
+# ------------------------------------------------------------------ call_with_retry
+def flaky(failures: int, error: Exception):
+    calls = []
+
+    async def function() -> str:
+        calls.append(time.monotonic())
+        await asyncio.sleep(0)
+        if len(calls) <= failures:
+            raise error
+        return "value"
+
+    return function, calls
+
+
+async def test_transient_errors_are_retried_until_it_works() -> None:
+    function, calls = flaky(2, ConnectionResetError("connection dropped"))
+    retried = []
+    result = await call_with_retry(function, FAST, on_retry=lambda e, d: retried.append(d))
+    assert result == "value" and len(calls) == 3 and len(retried) == 2
+
+
+async def test_other_errors_are_raised_at_once() -> None:
+    function, calls = flaky(1, ValueError("bad input"))
+    with pytest.raises(ValueError, match="bad input"):
+        await call_with_retry(function, FAST)
+    assert len(calls) == 1
+
+
+async def test_it_gives_up_after_the_attempts_with_the_last_error() -> None:
+    function, calls = flaky(10, TimeoutError("read timed out"))
+    with pytest.raises(TimeoutError, match="read timed out") as raised:
+        await call_with_retry(function, FAST, rng=random.Random(1))
+    assert len(calls) == 3
+    assert raised.value.__notes__ == ["gave up after 3 tries"]
+
+
+async def test_it_gives_up_when_the_budget_is_spent() -> None:
+    policy = RetryPolicy(attempts=None, base=0.005, cap=0.01, budget=0.06)
+
+    async def slow_failure() -> None:
+        await asyncio.sleep(0.02)
+        raise TimeoutError("slow")
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await call_with_retry(slow_failure, policy)
+    assert 0.06 <= time.monotonic() - started < 0.06 + 0.02 + 0.5
+
+
+async def test_cancelling_it_during_a_wait_stops_it() -> None:
+    function, calls = flaky(100, TimeoutError())
+    policy = RetryPolicy(attempts=None, base=10.0, cap=10.0, budget=60.0)  # long waits
+    task = asyncio.create_task(call_with_retry(function, policy, rng=random.Random(0)))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(calls) == 1
+
+
+async def test_tasks_retry_independently() -> None:
+    async def one() -> tuple[str, int]:
+        function, calls = flaky(2, ConnectionError("blip"))
+        return await call_with_retry(function, FAST), len(calls)
+
+    assert await asyncio.gather(*[one() for _ in range(8)]) == [("value", 3)] * 8

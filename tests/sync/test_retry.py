@@ -1,0 +1,222 @@
+"""``multilayercache.sync.retry`` under real threads and real (short) sleeps: the load gate
+never lets more than its maximum through, times out with a clear error, and loses no slot;
+``call_with_retry`` retries transient errors only, within its attempts and its budget."""
+
+from __future__ import annotations
+
+import doctest
+import math
+import random
+import threading
+import time
+
+import pytest
+
+from multilayercache.core.backoff import RetryPolicy
+from multilayercache.sync import retry as retry_module
+from multilayercache.sync.retry import LoadGate, LoadGateTimeout, call_with_retry
+
+FAST = RetryPolicy(attempts=3, base=0.001, cap=0.005, budget=1.0)
+
+
+def run_threads(count: int, work) -> None:
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            work()
+        except BaseException as error:  # reported by the test thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert not errors, errors
+
+
+def test_the_docstring_examples_run() -> None:
+    assert doctest.testmod(retry_module).failed == 0
+
+
+# ------------------------------------------------------------------ the load gate
+def test_16_threads_through_a_gate_of_4_never_exceed_4() -> None:
+    gate = LoadGate(4, timeout=5.0)
+    lock = threading.Lock()
+    inside = peak = 0
+
+    def load() -> None:
+        nonlocal inside, peak
+        for _ in range(3):
+            with gate:
+                with lock:
+                    inside += 1
+                    peak = max(peak, inside)
+                    assert gate.in_flight <= 4
+                time.sleep(0.005)
+                with lock:
+                    inside -= 1
+
+    run_threads(16, load)
+    assert peak <= 4 and gate.limit.peak <= 4
+    assert peak >= 2  # the threads did overlap (4 almost always; a busy machine may lag)
+    assert gate.in_flight == 0 and gate.waiting == 0 and gate.limit.entered == 48
+
+
+def test_a_timeout_raises_a_clear_error() -> None:
+    gate = LoadGate(1)
+    gate.acquire()
+    started = time.monotonic()
+    with pytest.raises(LoadGateTimeout, match=r"within 0.05 s \(1 of 1 loads in flight\)"):
+        gate.acquire(timeout=0.05)
+    assert 0.04 <= time.monotonic() - started < 2.0
+    assert gate.timeouts == 1 and gate.waiting == 0
+    gate.release()
+    gate.acquire(timeout=0)  # free again: no wait needed
+    gate.release()
+
+
+def test_a_timeout_of_zero_fails_at_once_when_full() -> None:
+    gate = LoadGate(1)
+    with gate.slot():
+        started = time.monotonic()
+        with pytest.raises(LoadGateTimeout, match="at once"):
+            gate.acquire(timeout=0)
+        assert time.monotonic() - started < 0.5
+
+
+def test_the_gates_own_timeout_applies_to_with() -> None:
+    gate = LoadGate(1, timeout=0.02)
+    errors = []
+    with gate:
+
+        def other() -> None:
+            try:
+                with gate:
+                    pass
+            except LoadGateTimeout as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(timeout=5)
+    assert len(errors) == 1 and gate.in_flight == 0
+
+
+def test_a_waiter_gets_the_slot_as_soon_as_it_is_released() -> None:
+    gate = LoadGate(1)
+    gate.acquire()
+    got_it = threading.Event()
+
+    def waiter() -> None:
+        with gate.slot(timeout=math.inf):
+            got_it.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.02)
+    assert not got_it.is_set() and gate.waiting == 1
+    released = time.monotonic()
+    gate.release()
+    assert got_it.wait(timeout=2)
+    assert time.monotonic() - released < 1.0
+    thread.join(timeout=5)
+    assert gate.in_flight == 0
+
+
+def test_an_error_inside_the_block_gives_the_slot_back() -> None:
+    gate = LoadGate(2)
+    with pytest.raises(KeyError):
+        with gate.slot(timeout=1):
+            raise KeyError("loader failed")
+    assert gate.in_flight == 0
+
+
+def test_releasing_an_unheld_gate_is_a_bug() -> None:
+    with pytest.raises(RuntimeError):
+        LoadGate(1).release()
+
+
+def test_a_gate_of_zero_is_refused() -> None:
+    with pytest.raises(ValueError):
+        LoadGate(0)
+
+
+# ------------------------------------------------------------------ call_with_retry
+def flaky(failures: int, error: Exception):
+    calls = []
+
+    def function() -> str:
+        calls.append(time.monotonic())
+        if len(calls) <= failures:
+            raise error
+        return "value"
+
+    return function, calls
+
+
+def test_transient_errors_are_retried_until_it_works() -> None:
+    function, calls = flaky(2, ConnectionResetError("connection dropped"))
+    retried = []
+    result = call_with_retry(function, FAST, on_retry=lambda e, d: retried.append((e, d)))
+    assert result == "value" and len(calls) == 3
+    assert [type(error) for error, _ in retried] == [ConnectionResetError] * 2
+    assert all(0 <= delay <= FAST.cap for _, delay in retried)
+
+
+def test_other_errors_are_raised_at_once() -> None:
+    function, calls = flaky(1, ValueError("bad input"))
+    with pytest.raises(ValueError, match="bad input") as raised:
+        call_with_retry(function, FAST)
+    assert len(calls) == 1
+    assert not getattr(raised.value, "__notes__", None)
+
+
+def test_it_gives_up_after_the_attempts_with_the_last_error() -> None:
+    function, calls = flaky(10, TimeoutError("read timed out"))
+    with pytest.raises(TimeoutError, match="read timed out") as raised:
+        call_with_retry(function, FAST)
+    assert len(calls) == 3
+    assert raised.value.__notes__ == ["gave up after 3 tries"]
+
+
+def test_it_gives_up_when_the_budget_is_spent() -> None:
+    policy = RetryPolicy(attempts=None, base=0.005, cap=0.01, budget=0.06)
+
+    def slow_failure() -> None:
+        time.sleep(0.02)
+        raise TimeoutError("slow")
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        call_with_retry(slow_failure, policy)
+    elapsed = time.monotonic() - started
+    # Tries start within the budget; the last one may run past it by one try.
+    assert 0.06 <= elapsed < 0.06 + 0.02 + 0.5
+
+
+def test_a_seeded_rng_makes_the_delays_reproducible() -> None:
+    def delays_of_one_run() -> list[float]:
+        delays: list[float] = []
+        function, _calls = flaky(2, TimeoutError())
+        call_with_retry(
+            function, FAST, rng=random.Random(5), on_retry=lambda e, d: delays.append(d)
+        )
+        return delays
+
+    first = delays_of_one_run()
+    assert first == delays_of_one_run() and len(first) == 2
+
+
+def test_threads_retry_independently() -> None:
+    results = []
+
+    def work() -> None:
+        function, calls = flaky(2, ConnectionError("blip"))
+        results.append((call_with_retry(function, FAST), len(calls)))
+
+    run_threads(8, work)
+    assert results == [("value", 3)] * 8
