@@ -287,7 +287,7 @@ def run_layer_ops(pure, compiled, clocks, ops) -> None:
         elif op == "get_entry":
             assert pure.get_entry(key) == compiled.get_entry(key)
         elif op == "lookup":
-            assert pure.lookup(key, "miss") == compiled.lookup(key, "miss")
+            assert pure.lookup(key, "miss", "aside") == compiled.lookup(key, "miss", "aside")
         else:
             assert len(pure) == len(compiled)
         assert pure.stats() == compiled.stats()
@@ -316,13 +316,14 @@ def test_front_door(ops) -> None:
             asked.append(key)
             return below.get(key, default)
 
-        def load_below(key, loader, ttl, value_type, asked=asked):
-            asked.append(("load", key, ttl))
+        def load_below(key, loader, ttl, value_type, soft, hard, aside, asked=asked):
+            asked.append(("load", key, ttl, aside))
             return loader(key)
 
-        missing = object()
+        missing, aside = object(), object()
         door = twin.FrontDoor(lambda key, default, first=first: first.get(key, default),
-                              ask_below, load_below, float, missing)  # fmt: skip
+                              lambda key, default, aside, first=first: first.get(key, default),
+                              ask_below, load_below, float, missing, aside)  # fmt: skip
         worlds.append((door, first, asked))
     for op, key in ops:
         results = []

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..core import plans
+from ..core import loading, plans
 from ..core.decorate import (
     AsyncCachedFunction,
     CallKeys,
@@ -33,8 +33,8 @@ from ..core.decorate import (
 )
 from ..core.keys import single
 from ..core.manager import ManagerBase
-from ..core.missing import MISSING
-from ..core.options import LayerPolicy
+from ..core.missing import MISSING, STEPPED_ASIDE
+from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
 from ..core.ttl import TTL, optional_ttl_seconds
 from .driver import AsyncDriver
@@ -53,6 +53,7 @@ class AsyncMultilayerCache(ManagerBase):
         *,
         record_latency: bool = False,
         value_type: Any = None,
+        load_options: LoadOptions | None = None,
     ) -> None:
         state = CacheState(
             layers,
@@ -61,6 +62,7 @@ class AsyncMultilayerCache(ManagerBase):
             allow_async=True,
             lock=threading.Lock(),
             value_type=value_type,
+            load_options=load_options,
         )
         super().__init__(state, AsyncDriver)
 
@@ -77,7 +79,7 @@ class AsyncMultilayerCache(ManagerBase):
 
     async def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """The keys found in any layer, as a dict (one batch call per layer)."""
-        return await self._run(plans.read_many(self._state, keys, 0, self._state.value_type))
+        return await self._run(plans.read_many(self._state, keys, self._state.value_type))
 
     async def contains(self, key: Any) -> bool:
         """Whether any layer holds the key (not counted as a read; nothing is promoted)."""
@@ -114,22 +116,30 @@ class AsyncMultilayerCache(ManagerBase):
 
     # ------------------------------------------------------------------ loading
     async def get_or_load(
-        self, key: Any, loader: AsyncLoader, ttl: TTL | None = None, value_type: Any = None
+        self,
+        key: Any,
+        loader: AsyncLoader,
+        ttl: TTL | None = None,
+        value_type: Any = None,
+        soft_timeout: float | None = None,
+        hard_timeout: float | None = None,
     ) -> Any:
         """The cached value, or ``await loader(key)``'s, written through every layer.
         Concurrent tasks asking for one missing key share one lookup below L1 and one
-        loader call."""
+        loader call; stale values as ``MultilayerCache.get_or_load`` serves them."""
         if ttl is not None:
             optional_ttl_seconds(ttl)
         if not callable(loader):
             raise TypeError("loader must be a coroutine function: async def load(key)")
-        value = self._first_get(key, MISSING)
-        if value is not MISSING:
+        value = self._first_lookup(key, MISSING, STEPPED_ASIDE)
+        if value is not MISSING and value is not STEPPED_ASIDE:
             return value
-        value_type = self._type_for(value_type)
-        return await self._run(
-            plans.load(self._state, key, loader, ttl, self._checked_depth, value_type)
+        start = 0 if value is STEPPED_ASIDE else self._checked_depth
+        options = self._options_for(soft_timeout, hard_timeout)
+        plan = loading.load(
+            self._state, key, loader, ttl, self._type_for(value_type), None, options, start
         )
+        return await self._run(plan)
 
     async def get_or_load_many(
         self,
@@ -141,7 +151,9 @@ class AsyncMultilayerCache(ManagerBase):
         """Like ``get_many``; the keys every layer missed go to ``await bulk_loader(missing)``
         in one call, which returns a mapping (keys it leaves out stay missing)."""
         value_type = self._type_for(value_type)
-        plan = plans.load_many(self._state, keys, bulk_loader, ttl, self._checked_depth, value_type)
+        plan = loading.load_many(
+            self._state, keys, bulk_loader, ttl, self._checked_depth, value_type
+        )
         return await self._run(plan)
 
     def cached(
@@ -162,19 +174,21 @@ class AsyncMultilayerCache(ManagerBase):
             keys = CallKeys(function, key, include_self)
             typed = self._type_for(value_type if value_type is not None else return_type(function))
             state, depth, run = self._state, self._checked_depth, self._run
-            key_of, first_get = keys.of, self._first_get
+            key_of, first_lookup = keys.of, self._first_lookup
 
             @functools.wraps(function)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 call_key = key_of(args, kwargs)
-                value = first_get(call_key, MISSING)  # an L1 hit returns before any await
-                if value is not MISSING:
+                value = first_lookup(call_key, MISSING, STEPPED_ASIDE)  # before any await
+                if value is not MISSING and value is not STEPPED_ASIDE:
                     return value
 
                 def call(_: Any) -> Any:
                     return function(*args, **kwargs)
 
-                return await run(plans.load(state, call_key, call, ttl, depth, typed, condition))
+                start = 0 if value is STEPPED_ASIDE else depth
+                plan = loading.load(state, call_key, call, ttl, typed, condition, None, start)
+                return await run(plan)
 
             async def invalidate(*args: Any, **kwargs: Any) -> bool:
                 return await self.delete(key_of(args, kwargs))

@@ -1,16 +1,33 @@
 """The asyncio driver: performs the steps of a plan (``multilayercache.core.plans``),
 awaiting asyncio layers and loaders and calling in-process layers directly (they never wait
-on IO)."""
+on IO); background refreshes run as tasks of ``RefreshWorkers``."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..core.plans import READ_METHODS, Call, Flight, FlightMany, Load, Plan, T
+from ..core.backoff import RetryState
+from ..core.plans import (
+    READ_METHODS,
+    Await,
+    Call,
+    Flight,
+    FlightMany,
+    Load,
+    Loaded,
+    Pending,
+    Plan,
+    Refresh,
+    T,
+)
 from ..core.state import CacheState
+from ..core.tiers import Tier
 from .singleflight import AsyncSingleFlight
+from .worker import RefreshWorkers
 
 
 class AsyncDriver:
@@ -19,6 +36,7 @@ class AsyncDriver:
     def __init__(self, state: CacheState) -> None:
         self.state = state
         self.flight = AsyncSingleFlight()
+        self.workers = RefreshWorkers(self, state)
 
     async def run(self, plan: Plan[T]) -> T:
         """Drive ``plan`` to its end and return its result (or raise its exception)."""
@@ -36,31 +54,90 @@ class AsyncDriver:
                 reply, failure = None, error
 
     async def _perform(self, step: Any) -> Any:
-        if type(step) is Call:
-            method = getattr(step.tier.layer, step.method)
-            start = time.perf_counter()
-            try:
-                result = method(*step.args)
-                return await result if step.tier.is_async else result
-            finally:
-                if self.state.record_latency and step.method in READ_METHODS:
-                    step.tier.latency.record(time.perf_counter() - start)
-        if type(step) is Load:
-            start = time.perf_counter()
-            try:
-                result = step.loader(step.argument)
-                if not inspect.isawaitable(result):
-                    raise TypeError(
-                        f"loader {getattr(step.loader, '__qualname__', step.loader)!r} returned "
-                        f"a {type(result).__name__}, not an awaitable: use async def"
-                    )
-                return await result
-            finally:
-                self.state.count_load(time.perf_counter() - start)
-        if type(step) is Flight:
+        kind = type(step)
+        if kind is Call:
+            return await self._call(step)
+        if kind is Load:
+            return await self._load(step)
+        if kind is Await:
+            return await step.handle
+        if kind is Flight:
             plan = step.plan
             return await self.flight.do(step.key, lambda: self.run(plan))
-        if type(step) is FlightMany:
+        if kind is FlightMany:
             plan_for = step.plan_for
             return await self.flight.do_many(step.keys, lambda led: self.run(plan_for(led)))
+        if kind is Refresh:
+            self.workers.submit(step)  # its flight joins any load of the key still running
+            return None
         raise TypeError(f"a plan yielded {step!r}, which is not a step")
+
+    async def _call(self, step: Call) -> Any:
+        tier, method = step.tier, getattr(step.tier.layer, step.method)
+        start = time.perf_counter()
+        try:
+            return await guarded_call(tier, method, step.args, self.state)
+        finally:
+            if self.state.record_latency and step.method in READ_METHODS:
+                tier.latency.record(time.perf_counter() - start)
+
+    async def _load(self, step: Load) -> Loaded | Pending:
+        wait = step.soft_timeout if step.soft_timeout is not None else step.hard_timeout
+        if wait is None:
+            return await self._timed_load(step.loader, step.argument)
+        # Its own task, so that the caller can stop waiting while the load goes on.
+        task = asyncio.ensure_future(self._timed_load(step.loader, step.argument))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), wait)
+        except TimeoutError:
+            return Pending(task, hard=step.soft_timeout is None)
+
+    async def _timed_load(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
+        start = time.perf_counter()
+        try:
+            result = loader(argument)
+            if not inspect.isawaitable(result):
+                raise TypeError(
+                    f"loader {getattr(loader, '__qualname__', loader)!r} returned a "
+                    f"{type(result).__name__}, not an awaitable: use async def"
+                )
+            value = await result
+        finally:
+            seconds = time.perf_counter() - start
+            self.state.count_load(seconds)
+        return Loaded(value, seconds)
+
+
+async def guarded_call(
+    tier: Tier, method: Callable[..., Any], args: tuple, state: CacheState
+) -> Any:
+    """``method(*args)`` on a layer (awaited for an asyncio one), through its circuit
+    breaker, retried after a transient failure as its retry policy says (the twin of
+    ``multilayercache.sync.driver.guarded_call``)."""
+    if not tier.guarded:
+        result = method(*args)
+        return await result if tier.is_async else result
+    retry = RetryState(tier.retry, state.rng) if tier.retry is not None else None
+    start = state.clock()
+    while True:
+        tier.admit()
+        try:
+            result = method(*args)
+            if tier.is_async:
+                result = await _awaited(result)
+        except Exception as error:
+            tier.settle(error)
+            delay = None if retry is None else retry.next_delay(error, state.clock() - start)
+            if delay is None:
+                raise
+            await asyncio.sleep(delay)
+            continue
+        except BaseException as error:  # cancelled: not the layer's fault
+            tier.settle(error)
+            raise
+        tier.settle(None)
+        return result
+
+
+async def _awaited(result: Awaitable[Any]) -> Any:
+    return await result

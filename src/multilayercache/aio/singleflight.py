@@ -24,6 +24,10 @@ class AsyncSingleFlight:
         """Keys in flight."""
         return len(self._tasks) + len(self._batched)
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether a call for ``key`` is in flight."""
+        return key in self._tasks or key in self._batched
+
     async def do(self, key: Hashable, function: Callable[[], Awaitable[Any]]) -> Any:
         task = self._tasks.get(key)
         if task is None:

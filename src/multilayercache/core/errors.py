@@ -5,11 +5,30 @@ from __future__ import annotations
 
 class LayerError(Exception):
     """A layer's backend failed (connection, timeout, protocol). The manager treats a read
-    error as a miss in that layer."""
+    error as a miss in that layer.
+
+    ``transient``: the backend could not be reached or did not answer in time (worth a
+    retry, and counted by the layer's circuit breaker); not one that answered with an
+    error."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class LayerUnavailableError(LayerError):
-    """A layer's backend cannot be reached (raised at construction with ``verify=True``)."""
+    """A layer's backend cannot be reached: at construction with ``verify=True``, or while
+    its circuit breaker is open (then raised at once, without trying)."""
+
+
+class LoadTimeoutError(TimeoutError):
+    """A load passed its hard timeout and no stale value could answer instead. The load
+    goes on in the background, and its value is cached when it ends."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` is a transient layer failure (see ``LayerError``)."""
+    return isinstance(error, LayerError) and error.transient
 
 
 class SerializationError(TypeError):

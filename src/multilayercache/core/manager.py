@@ -3,12 +3,15 @@ driver, the L1 fast path, introspection, and the decorator's checks."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from .missing import STEPPED_ASIDE
+from .options import LoadOptions
 from .state import CacheState
 from .stats import CacheStats
-from .tiers import timed_get
+from .tiers import timed
 
 
 class ManagerBase:
@@ -20,12 +23,16 @@ class ManagerBase:
         self._run = self._driver.run
         self.layers: list[Any] = [tier.layer for tier in state.tiers]
         # An in-process L1 answers without IO: its hits skip the plans and the driver, which
-        # then start below it (``_checked_depth``).
+        # then start below it (``_checked_depth``), or at it when it stepped aside.
         first = state.tiers[0]
         self._first_get: Callable[[Any, Any], Any] = _not_checked
+        self._first_lookup: Callable[[Any, Any, Any], Any] = _aside
         self._checked_depth = 0
         if first.in_process:
-            self._first_get = timed_get(first) if state.record_latency else first.layer.get
+            timed_too = state.record_latency
+            self._first_get = timed(first, "get") if timed_too else first.layer.get
+            if first.has("lookup"):
+                self._first_lookup = timed(first, "lookup") if timed_too else first.layer.lookup
             self._checked_depth = 1
 
     @property
@@ -51,8 +58,34 @@ class ManagerBase:
     def _type_for(self, value_type: Any) -> Any:
         return self._state.value_type if value_type is None else value_type
 
+    @property
+    def load_options(self) -> LoadOptions:
+        """Stale-while-revalidate, fail-safe and timeouts of ``get_or_load``."""
+        return self._state.load_options
+
+    def _options_for(self, soft_timeout: float | None, hard_timeout: float | None) -> LoadOptions:
+        """The cache's load options, with a call's own timeouts."""
+        options = self._state.load_options
+        if soft_timeout is None and hard_timeout is None:
+            return options
+        return dataclasses.replace(
+            options,
+            soft_timeout=options.soft_timeout if soft_timeout is None else soft_timeout,
+            hard_timeout=options.hard_timeout if hard_timeout is None else hard_timeout,
+        )
+
+    def _start_for(self, looked_up: Any) -> int:
+        """Where the plans start after the fast path: at L1 when it stepped aside (it holds
+        the key, due or stale), below it after a miss."""
+        return 0 if looked_up is STEPPED_ASIDE else self._checked_depth
+
 
 def _not_checked(key: Any, default: Any) -> Any:
-    """The fast path's lookup when the first layer is not in-process: nothing found, so
+    """The fast path's ``get`` when the first layer is not in-process: nothing found, so
     every read goes through the plans from the first layer on."""
     return default
+
+
+def _aside(key: Any, missing: Any, aside: Any) -> Any:
+    """The fast path's ``lookup`` when the first layer is not in-process."""
+    return aside

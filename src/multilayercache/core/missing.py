@@ -24,3 +24,25 @@ class Missing:
 
 
 MISSING = Missing()
+
+
+class SteppedAside:
+    """The type of ``STEPPED_ASIDE``: an in-process layer's ``lookup`` holds the key, but
+    not a settled fresh value (a refresh is due, or it is stale): the manager's plans take
+    over, from that layer on. Nothing was counted."""
+
+    _instance: SteppedAside | None = None
+
+    def __new__(cls) -> SteppedAside:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "STEPPED_ASIDE"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+STEPPED_ASIDE = SteppedAside()

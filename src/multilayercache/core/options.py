@@ -1,4 +1,5 @@
-"""How the manager treats each layer (``LayerPolicy``), and TTL jitter."""
+"""How the manager treats each layer (``LayerPolicy``), how it loads (``LoadOptions``), and
+TTL jitter."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .ttl import TTL, optional_ttl_seconds
+from .backoff import RetryPolicy
+from .breaker import BreakerPolicy
+from .errors import is_transient
+from .freshness import Lifetime, refresh_point
+from .ttl import TTL, optional_ttl_seconds, ttl_seconds
 
 PromotionRule = Literal["seen_before", "always", "never"] | Callable[[Any, Any], bool]
 
@@ -30,15 +35,52 @@ class LayerPolicy:
         (default): when this layer has seen the key before in its current frequency period
         (W-TinyLFU doorkeeper; layers without frequencies always accept). ``"always"``,
         ``"never"``, or ``callable(key, layer) -> bool``.
+    stale_ttl:
+        How long past ``ttl`` this layer keeps a value to serve it stale: at once while one
+        background reload runs (stale-while-revalidate), or when the loader or a slower
+        layer fails or is too slow (fail-safe). 0 (default): never stale.
+    refresh_ahead:
+        A fraction of ``ttl`` (``0.8``: at 80%) after which a hit refreshes the value in the
+        background, so a hot key never misses; moved earlier by up to ``refresh_jitter`` of
+        the TTL at random, so keys written together do not refresh together.
+    xfetch_beta:
+        Probabilistic early refresh (XFetch) of values read from this layer: the closer to
+        expiry and the longer the value took to load, the likelier a read refreshes it
+        early (``1.0`` is the paper's choice; ``None``: off).
+    breaker:
+        The circuit breaker of a layer that does IO (``None``: none): after repeated
+        transient failures the layer is skipped at once, without a connect timeout per
+        call, until a probe call succeeds (see ``core/breaker.py``). In-process layers have
+        none.
+    retry:
+        How a transient failure of this layer is retried (``None``: not at all): by default
+        once, within a quarter of a second, so that a dropped connection heals unseen while
+        a dead server costs little before the breaker opens.
     """
 
     ttl: TTL | None = None
     ttl_jitter: float = 0.0
     promote: PromotionRule = "seen_before"
+    stale_ttl: TTL = 0.0
+    refresh_ahead: float | None = None
+    refresh_jitter: float = 0.1
+    xfetch_beta: float | None = None
+    breaker: BreakerPolicy | None = BreakerPolicy()
+    retry: RetryPolicy | None = RetryPolicy(
+        attempts=2, base=0.01, cap=0.1, budget=0.25, retry_on=is_transient
+    )
 
     def __post_init__(self) -> None:
         optional_ttl_seconds(self.ttl, "LayerPolicy ttl")
         check_jitter(self.ttl_jitter)
+        ttl_seconds(self.stale_ttl, "LayerPolicy stale_ttl")
+        if self.refresh_ahead is not None and not 0 < _fraction(self.refresh_ahead) < 1:
+            raise ValueError(
+                f"refresh_ahead must be a fraction in (0, 1), got {self.refresh_ahead!r}"
+            )
+        check_jitter(self.refresh_jitter, "refresh_jitter")
+        if self.xfetch_beta is not None and not _fraction(self.xfetch_beta) > 0:
+            raise ValueError(f"xfetch_beta must be > 0, got {self.xfetch_beta!r}")
         if not callable(self.promote) and self.promote not in ("seen_before", "always", "never"):
             raise ValueError(
                 f"promote must be 'seen_before', 'always', 'never' or a callable, "
@@ -57,6 +99,21 @@ class LayerPolicy:
             seconds = min(requested_seconds, cap)
         return jittered(seconds, self.ttl_jitter, rng)
 
+    def lifetime_for(
+        self, requested: TTL | None, rng: random.Random, default: float | None = None
+    ) -> Lifetime:
+        """The lifetime of a write into this layer: the requested TTL capped by this
+        policy's (``default``, the layer's own, when neither is given; ``None``: the layer
+        decides), jitter applied to it and to the stale window, and the refresh point."""
+        ttl = self.ttl_for(requested, rng)
+        if ttl is None:
+            ttl = default
+        if ttl is None:
+            return Lifetime(None, 0.0, math.inf)  # type: ignore[arg-type]
+        stale = jittered(ttl_seconds(self.stale_ttl), self.ttl_jitter, rng) or 0.0
+        refresh = refresh_point(ttl, self.refresh_ahead, self.refresh_jitter, rng)
+        return Lifetime(ttl, stale, refresh)
+
     def accepts_promotion(self, key: Any, layer: Any) -> bool:
         """Whether a value found below may be copied into ``layer``."""
         if self.promote == "always":
@@ -70,13 +127,56 @@ class LayerPolicy:
         return estimate is None or estimate(key) >= 2
 
 
-def check_jitter(jitter: object) -> float:
+def check_jitter(jitter: object, what: str = "ttl_jitter") -> float:
     """Validate a jitter fraction (``0 <= jitter < 1``)."""
     if isinstance(jitter, bool) or not isinstance(jitter, (int, float)):
-        raise TypeError(f"ttl_jitter must be a fraction between 0 and 1, got {jitter!r}")
+        raise TypeError(f"{what} must be a fraction between 0 and 1, got {jitter!r}")
     if not 0 <= jitter < 1:
-        raise ValueError(f"ttl_jitter must be in [0, 1), got {jitter!r}")
+        raise ValueError(f"{what} must be in [0, 1), got {jitter!r}")
     return float(jitter)
+
+
+def _fraction(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How ``get_or_load`` (and ``@cached``) behave around stale values, failures and slow
+    loaders; per cache, and per call for the timeouts.
+
+    stale_while_revalidate:
+        A stale value is returned at once and one background reload refreshes it (per key,
+        across threads and tasks). Off: callers wait for the reload, and get the stale
+        value only if it fails or is too slow.
+    fail_safe:
+        When the loader (or a slower layer) fails, a stale value is returned instead of the
+        error; the key is then not reloaded for ``fail_safe_throttle`` seconds (its stale
+        value is served meanwhile), so a failing backend is not hammered.
+    soft_timeout:
+        Seconds a caller waits for a load when a stale value could answer instead: past it,
+        the stale value is returned and the load goes on, updating the cache when it ends.
+    hard_timeout:
+        Seconds after which a caller gives up on a load (``LoadTimeoutError``, or the stale
+        value when there is one); the load still updates the cache if it ends later.
+    """
+
+    stale_while_revalidate: bool = True
+    fail_safe: bool = True
+    fail_safe_throttle: float = 10.0
+    soft_timeout: float | None = None
+    hard_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        ttl_seconds(self.fail_safe_throttle, "fail_safe_throttle")
+        for name in ("soft_timeout", "hard_timeout"):
+            value = getattr(self, name)
+            if value is not None and not _fraction(value) > 0:
+                raise ValueError(f"{name} must be > 0 seconds or None, got {value!r}")
+        if self.soft_timeout and self.hard_timeout and self.hard_timeout < self.soft_timeout:
+            raise ValueError("hard_timeout must not be shorter than soft_timeout")
 
 
 def jittered(seconds: float | None, jitter: float, rng: random.Random) -> float | None:

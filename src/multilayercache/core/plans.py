@@ -3,11 +3,11 @@ and yields the calls it needs, and the driver (sync or asyncio) performs them.
 
     def read(state, key, default):          # the plan: decisions only
         for tier in state.tiers:
-            value = yield Call(tier, "get", (key, MISSING))
+            entry = yield Call(tier, "get_entry", (key,))
             ...
 
     # sync driver                            # asyncio driver
-    reply = layer.get(*step.args)            reply = await layer.get(*step.args)
+    reply = layer.get_entry(*step.args)      reply = await layer.get_entry(*step.args)
     step = plan.send(reply)                  step = plan.send(reply)
 
 This is the sans-IO pattern of h11 and hyper-h2: the plans never block, sleep or await, so
@@ -16,15 +16,23 @@ receives the result of each step from ``send``; when a step fails, the driver th
 exception into the plan at the ``yield``, where the plan decides (a failed read is a miss
 in that layer, a failed write raises).
 
-Steps:
+Steps (the loading ones are used by ``loading.py``):
 
 * ``Call(tier, method, args)``: ``tier.layer.<method>(*args)`` (awaited for asyncio layers).
-* ``Load(loader, argument)``: the user's loader, counted and timed by the driver.
+* ``Load(loader, argument, soft_timeout, hard_timeout)``: the user's loader, counted and
+  timed; the reply is ``Loaded(value, seconds)``, or ``Pending(handle, hard)`` when a
+  timeout passed first (the load goes on).
+* ``Await(handle)``: the rest of a pending load; the reply is its ``Loaded``.
 * ``Flight(key, plan)``: run ``plan`` once for every caller that asks for ``key`` while it
   runs (request coalescing); each gets its result or its exception.
 * ``FlightMany(keys, plan_for)``: the same per key, for a batch: the caller runs
   ``plan_for(keys nobody is loading yet)`` and waits for the others' loads of the rest.
+* ``Refresh(key, job, stale, frequency)``: queue a background refresh (at most one per key;
+  see ``refresh.py``); the reply is ``None`` at once.
 
+Layers that keep freshness (``tier.entries``: both of this package's layers) are read with
+``get_entry`` and written with ``set_entry``, so that a value copied up into a faster layer
+never outlives its freshness below, and stale values stay available to ``loading.py``.
 Writes go slowest layer first: a value the shared layer cannot encode is then written
 nowhere, and a faster layer never holds a value that the slower ones refused.
 
@@ -34,12 +42,15 @@ nowhere, and a faster layer never holds a value that the slower ones refused.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from .errors import LayerError, SerializationError
+from .freshness import Entry, Freshness, Lifetime, lifetime_of
 from .keys import unique
 from .missing import MISSING
+from .refresh import RefreshJob
 from .state import CacheState
 from .tiers import Tier
 from .ttl import TTL, optional_ttl_seconds
@@ -57,15 +68,36 @@ class Call(NamedTuple):
     args: tuple[Any, ...]
 
 
-READ_METHODS = frozenset({"get", "get_many"})
+READ_METHODS = frozenset({"get", "get_many", "get_entry", "get_entries"})
 """The calls whose duration a tier records with ``record_latency=True``."""
 
 
 class Load(NamedTuple):
-    """Call the user's ``loader(argument)`` (await it under asyncio); reply with its value."""
+    """Call the user's ``loader(argument)`` (await it under asyncio); reply ``Loaded``, or
+    ``Pending`` once ``soft_timeout`` or ``hard_timeout`` (seconds, ``None``: none) passed."""
 
     loader: Callable[[Any], Any]
     argument: Any
+    soft_timeout: float | None = None
+    hard_timeout: float | None = None
+
+
+class Loaded(NamedTuple):
+    value: Any
+    seconds: float
+
+
+class Pending(NamedTuple):
+    """A load still running when a timeout passed; ``hard``: the hard one."""
+
+    handle: Any
+    hard: bool
+
+
+class Await(NamedTuple):
+    """Wait for a pending load to end; reply with its ``Loaded``."""
+
+    handle: Any
 
 
 class Flight(NamedTuple):
@@ -84,79 +116,168 @@ class FlightMany(NamedTuple):
     plan_for: Callable[[list[Any]], Plan[dict[Any, Any]]]
 
 
-Step: TypeAlias = "Call | Load | Flight | FlightMany"
+class Refresh(NamedTuple):
+    """Queue a background refresh of ``key`` (see ``refresh.py``); reply ``None``."""
+
+    key: Any
+    job: RefreshJob
+    stale: bool
+    frequency: int
+
+
+Step: TypeAlias = "Call | Load | Await | Flight | FlightMany | Refresh"
 Plan: TypeAlias = Generator[Step, Any, T]
 
 
-def _typed(tier: Tier, args: tuple[Any, ...], value_type: Any) -> tuple[Any, ...]:
+def typed(tier: Tier, args: tuple[Any, ...], value_type: Any) -> tuple[Any, ...]:
     """``args`` with ``value_type`` appended, for layers that decode by type."""
     return (*args, value_type) if value_type is not None and tier.typed else args
 
 
 # ---------------------------------------------------------------------------- reads
-def read(
-    state: CacheState, key: Any, default: Any, start: int = 0, value_type: Any = None
-) -> Plan[Any]:
-    """``get``: the value from the fastest layer (from depth ``start``) that has it, copied
-    up into the faster layers whose policy accepts it; ``default`` if none has it. A layer
-    that fails counts as a miss there."""
-    for tier in state.tiers[start:]:
+def get_entry(tier: Tier, key: Any, value_type: Any) -> Plan[Entry | None]:
+    """One layer's entry for ``key`` (a layer without freshness: fresh while held)."""
+    if tier.entries:
+        return (yield Call(tier, "get_entry", typed(tier, (key,), value_type)))
+    value = yield Call(tier, "get", typed(tier, (key, MISSING), value_type))
+    return None if value is MISSING else Entry(value, math.inf, math.inf)
+
+
+def get_entries(tier: Tier, keys: list[Any], value_type: Any) -> Plan[dict[Any, Entry]]:
+    """One layer's entries for ``keys``, in one call."""
+    if tier.entries:
+        return (yield Call(tier, "get_entries", typed(tier, (keys,), value_type)))
+    hits = yield Call(tier, "get_many", typed(tier, (keys,), value_type))
+    return {key: Entry(value, math.inf, math.inf) for key, value in hits.items()}
+
+
+def find_entry(
+    state: CacheState,
+    key: Any,
+    value_type: Any,
+    start: int = 0,
+    settle_for_stale: bool = True,
+    stop: int | None = None,
+) -> Plan[tuple[Entry | None, int]]:
+    """``(entry, depth)`` of the first layer from ``start`` (to ``stop``) that holds the
+    key, or ``(None, -1)``. A fresh (or due) entry ends the search; a stale one ends it when
+    ``settle_for_stale``, else the search goes on below for a fresh one and falls back to
+    the stale one. A layer that fails counts as not holding the key."""
+    fallback: tuple[Entry | None, int] = (None, -1)
+    for tier in state.tiers[start:stop]:
         try:
-            value = yield Call(tier, "get", _typed(tier, (key, MISSING), value_type))
+            entry = yield from get_entry(tier, key, value_type)
         except LayerError as error:
             state.note_read_error(tier, key, error)
             continue
-        if value is not MISSING:
-            if tier.depth:
-                yield from promote(state, {key: value}, tier.depth, value_type)
-            return value
-    return default
+        if entry is None:
+            continue
+        if settle_for_stale or entry.freshness is not Freshness.STALE:
+            return entry, tier.depth
+        if fallback[0] is None:
+            fallback = (entry, tier.depth)
+    return fallback
 
 
-def read_many(
+def read(
+    state: CacheState, key: Any, default: Any, start: int = 0, value_type: Any = None
+) -> Plan[Any]:
+    """``get``: the fresh value from the fastest layer (from depth ``start``) that has one,
+    copied up into the faster layers whose policy accepts it; ``default`` if none has."""
+    entry, depth = yield from find_entry(state, key, value_type, start, settle_for_stale=False)
+    if entry is None or entry.freshness is Freshness.STALE:
+        return default
+    if depth:
+        yield from promote(state, {key: entry}, depth, value_type)
+    return entry.value
+
+
+def find_entries(
     state: CacheState,
-    keys: Iterable[Any],
+    keys: list[Any],
+    value_type: Any,
     start: int = 0,
-    value_type: Any = None,
     stop: int | None = None,
-) -> Plan[dict[Any, Any]]:
-    """``get_many``: the keys found in any layer (from depth ``start`` to ``stop``; one
-    batch call per layer, each asked only for what the faster ones missed), in the order
-    asked."""
-    wanted = unique(keys)
-    found: dict[Any, Any] = {}
-    remaining = wanted
+    settle_for_stale: bool = True,
+) -> Plan[dict[Any, tuple[Entry, int]]]:
+    """``find_entry`` for a batch: ``{key: (entry, depth)}`` for the keys some layer from
+    ``start`` to ``stop`` holds; one batch call per layer, asking each only for the keys
+    still unsettled."""
+    found: dict[Any, tuple[Entry, int]] = {}
+    remaining = keys
     for tier in state.tiers[start:stop]:
         if not remaining:
             break
         try:
-            hits = yield Call(tier, "get_many", _typed(tier, (remaining,), value_type))
+            entries = yield from get_entries(tier, remaining, value_type)
         except LayerError as error:
             state.note_read_error(tier, remaining, error)
             continue
-        if not hits:
-            continue
-        if tier.depth:
-            yield from promote(state, hits, tier.depth, value_type)
-        if not found and len(hits) == len(wanted):
-            return hits  # one layer had everything (in the order asked)
-        found.update(hits)
-        remaining = [key for key in remaining if key not in hits]
-    return {key: found[key] for key in wanted if key in found}
+        for key, entry in entries.items():
+            if key not in found or entry.freshness is not Freshness.STALE:
+                found[key] = (entry, tier.depth)
+        remaining = [
+            key
+            for key in remaining
+            if key not in found
+            or (not settle_for_stale and found[key][0].freshness is Freshness.STALE)
+        ]
+    return found
+
+
+def read_many(state: CacheState, keys: Iterable[Any], value_type: Any = None) -> Plan[dict]:
+    """``get_many``: the keys with a fresh value in any layer (one batch call per layer,
+    each asked only for what the faster ones missed), in the order asked; values found
+    below are copied up."""
+    wanted = unique(keys)
+    found = yield from find_entries(state, wanted, value_type, settle_for_stale=False)
+    yield from promote_found(state, found, value_type)
+    return {
+        key: found[key][0].value
+        for key in wanted
+        if key in found and found[key][0].freshness is not Freshness.STALE
+    }
+
+
+def promote_found(
+    state: CacheState, found: Mapping[Any, tuple[Entry, int]], value_type: Any
+) -> Plan[None]:
+    """Copy every fresh entry found below L1 up, one batch per depth."""
+    by_depth: dict[int, dict[Any, Entry]] = {}
+    for key, (entry, depth) in found.items():
+        if depth and entry.freshness is not Freshness.STALE:
+            by_depth.setdefault(depth, {})[key] = entry
+    for depth, entries in by_depth.items():
+        yield from promote(state, entries, depth, value_type)
 
 
 def promote(
-    state: CacheState, hits: Mapping[Any, Any], depth: int, value_type: Any = None
+    state: CacheState, entries: Mapping[Any, Entry], depth: int, value_type: Any = None
 ) -> Plan[None]:
-    """Copy values found at ``depth`` into the faster layers that accept them. A failed
-    copy is counted and logged: the read itself succeeded."""
+    """Copy entries found at ``depth`` into the faster layers that accept them, each for no
+    longer than the entry is still fresh (and stale) below. A failed copy is counted and
+    logged: the read itself succeeded."""
     for tier in state.tiers[:depth]:
         if tier.policy.promote == "never":
             continue
         accepts = tier.policy.accepts_promotion
-        accepted = {key: value for key, value in hits.items() if accepts(key, tier.layer)}
-        if accepted:
-            yield from _store(state, tier, accepted, None, value_type, quiet=True)
+        accepted = {key: entry for key, entry in entries.items() if accepts(key, tier.layer)}
+        if not accepted:
+            continue
+        lifetime = _shortest(tier.policy.lifetime_for(None, state.rng), accepted.values())
+        values = {key: entry.value for key, entry in accepted.items()}
+        yield from store(state, tier, values, lifetime, value_type, quiet=True)
+
+
+def _shortest(lifetime: Lifetime, entries: Iterable[Entry]) -> Lifetime:
+    """``lifetime``, cut so that no copy outlives the entries it copies."""
+    ttl, stale, refresh = lifetime
+    for entry in entries:
+        left = lifetime_of(entry)
+        ttl = left.ttl if ttl is None else min(ttl, left.ttl)
+        stale = min(stale, left.stale_ttl)
+        refresh = min(refresh, left.refresh_after)
+    return Lifetime(ttl, stale, refresh)
 
 
 def contains(state: CacheState, key: Any) -> Plan[bool]:
@@ -193,12 +314,68 @@ def write(
     state: CacheState, mapping: Mapping[Any, Any], ttl: TTL | None, value_type: Any = None
 ) -> Plan[None]:
     """``set`` / ``set_many``: write through every layer, slowest first, each capping
-    ``ttl`` by its policy. A failed write raises: the caller must know."""
+    ``ttl`` by its policy (and adding its stale window and refresh point). A failed write
+    raises: the caller must know."""
     optional_ttl_seconds(ttl)
     if not mapping:
         return
     for tier in reversed(state.tiers):
-        yield from _store(state, tier, mapping, ttl, value_type, quiet=False)
+        lifetime = tier.policy.lifetime_for(ttl, state.rng)
+        yield from store(state, tier, mapping, lifetime, value_type, quiet=False)
+
+
+def write_loaded(
+    state: CacheState,
+    mapping: Mapping[Any, Any],
+    ttl: TTL | None,
+    value_type: Any,
+    load_seconds: float = 0.0,
+) -> Plan[None]:
+    """Write loaded values through every layer, slowest first. A loaded value is returned
+    even if caching it fails: count and log, do not raise; a value the shared layer cannot
+    encode still goes into the in-process layer."""
+    for tier in reversed(state.tiers):
+        lifetime = tier.policy.lifetime_for(ttl, state.rng)
+        yield from store(state, tier, mapping, lifetime, value_type, True, load_seconds)
+
+
+def store(
+    state: CacheState,
+    tier: Tier,
+    mapping: Mapping[Any, Any],
+    lifetime: Lifetime,
+    value_type: Any,
+    quiet: bool,
+    load_seconds: float = 0.0,
+) -> Plan[None]:
+    """Write ``mapping`` into one tier (one call for one item or a batch). With ``quiet``
+    (a promotion, a loaded value), a failure is counted and logged instead of raised, and a
+    value the layer cannot encode is simply not cached there."""
+    one = len(mapping) == 1
+    if tier.entries:
+        if one:
+            ((key, value),) = mapping.items()
+            args: tuple[Any, ...] = (key, value, lifetime, load_seconds)
+        else:
+            args = (mapping, lifetime, load_seconds)
+        call = Call(tier, "set_entry" if one else "set_many_entries", typed(tier, args, value_type))
+    else:
+        seconds = lifetime.ttl if lifetime.stale_ttl == 0 else lifetime.total
+        if one:
+            ((key, value),) = mapping.items()
+            call = Call(tier, "set", typed(tier, (key, value, seconds), value_type))
+        else:
+            call = Call(tier, "set_many", typed(tier, (mapping, seconds), value_type))
+    try:
+        yield call
+    except LayerError as error:
+        if not quiet:
+            raise
+        state.note_write_error(tier, list(mapping), error)
+    except SerializationError as error:
+        if not quiet:
+            raise
+        state.note_encode_error(tier, list(mapping), error)
 
 
 def delete(state: CacheState, key: Any) -> Plan[bool]:
@@ -250,143 +427,3 @@ def clear(state: CacheState) -> Plan[None]:
             failure = failure or error
     if failure is not None:
         raise failure
-
-
-def _store(
-    state: CacheState,
-    tier: Tier,
-    mapping: Mapping[Any, Any],
-    ttl: TTL | None,
-    value_type: Any,
-    quiet: bool,
-) -> Plan[None]:
-    """Write ``mapping`` into one tier: ``set`` for one item, ``set_many`` for more. With
-    ``quiet`` (a promotion, a loaded value), a failure is counted and logged instead of
-    raised, and a value the layer cannot encode is simply not cached there."""
-    seconds = tier.policy.ttl_for(ttl, state.rng)
-    if len(mapping) == 1:
-        ((key, value),) = mapping.items()
-        call = Call(tier, "set", _typed(tier, (key, value, seconds), value_type))
-    else:
-        call = Call(tier, "set_many", _typed(tier, (mapping, seconds), value_type))
-    try:
-        yield call
-    except LayerError as error:
-        if not quiet:
-            raise
-        state.note_write_error(tier, list(mapping), error)
-    except SerializationError as error:
-        if not quiet:
-            raise
-        state.note_encode_error(tier, list(mapping), error)
-
-
-# ---------------------------------------------------------------------------- loading
-def load(
-    state: CacheState,
-    key: Any,
-    loader: Callable[[Any], Any],
-    ttl: TTL | None,
-    start: int = 0,
-    value_type: Any = None,
-    condition: Callable[[Any], bool] | None = None,
-) -> Plan[Any]:
-    """``get_or_load`` after a miss in the layers above ``start``: the whole miss, lookups
-    below included, runs once for concurrent callers of the key. A loaded value is cached
-    unless ``condition(value)`` is false."""
-    optional_ttl_seconds(ttl)
-    check_loader(loader)
-    through = _load_through(state, key, loader, ttl, start, value_type, condition)
-    return (yield Flight(key, through))
-
-
-def _load_through(
-    state: CacheState,
-    key: Any,
-    loader: Callable[[Any], Any],
-    ttl: TTL | None,
-    start: int,
-    value_type: Any,
-    condition: Callable[[Any], bool] | None,
-) -> Plan[Any]:
-    value = yield from read(state, key, MISSING, start, value_type)
-    if value is not MISSING:
-        return value
-    value = yield Load(loader, key)
-    if condition is None or condition(value):
-        yield from _write_loaded(state, {key: value}, ttl, value_type)
-    return value
-
-
-def load_many(
-    state: CacheState,
-    keys: Iterable[Any],
-    bulk_loader: Callable[[list[Any]], Any],
-    ttl: TTL | None,
-    start: int = 0,
-    value_type: Any = None,
-) -> Plan[dict[Any, Any]]:
-    """``get_or_load_many``: like ``read_many``; the keys every layer missed go to
-    ``bulk_loader(missing)`` in one call, which returns a mapping (keys it leaves out stay
-    missing, keys it was not asked for are ignored). From depth ``start`` down, each key is
-    looked up and loaded once for all concurrent callers, whatever batches they came in; the
-    in-process layers above ``start`` need no coalescing."""
-    optional_ttl_seconds(ttl)
-    check_loader(bulk_loader)
-    wanted = unique(keys)
-    found: dict[Any, Any] = {}
-    if start:
-        found = dict((yield from read_many(state, wanted, 0, value_type, stop=start)))
-        if len(found) == len(wanted):
-            return found
-    missing = [key for key in wanted if key not in found]
-
-    def plan_for(led: list[Any]) -> Plan[dict[Any, Any]]:
-        return _load_many_through(state, led, bulk_loader, ttl, start, value_type)
-
-    found.update((yield FlightMany(missing, plan_for)))
-    return {key: found[key] for key in wanted if key in found}
-
-
-def _load_many_through(
-    state: CacheState,
-    keys: list[Any],
-    bulk_loader: Callable[[list[Any]], Any],
-    ttl: TTL | None,
-    start: int,
-    value_type: Any,
-) -> Plan[dict[Any, Any]]:
-    found = yield from read_many(state, keys, start, value_type)
-    missing = [key for key in keys if key not in found]
-    if not missing:
-        return found
-    found = dict(found)
-    loaded = loaded_for(missing, (yield Load(bulk_loader, missing)), bulk_loader)
-    if loaded:
-        yield from _write_loaded(state, loaded, ttl, value_type)
-    found.update(loaded)
-    return found
-
-
-def _write_loaded(
-    state: CacheState, mapping: Mapping[Any, Any], ttl: TTL | None, value_type: Any
-) -> Plan[None]:
-    # A loaded value is returned even if caching it fails: count and log, do not raise. A
-    # value the shared layer cannot encode still goes into the in-process layer.
-    for tier in reversed(state.tiers):
-        yield from _store(state, tier, mapping, ttl, value_type, quiet=True)
-
-
-def check_loader(loader: Any) -> None:
-    if not callable(loader):
-        raise TypeError(f"the loader must be a function of the key(s), got {loader!r}")
-
-
-def loaded_for(missing: list[Any], result: Any, loader: Callable[..., Any]) -> dict[Any, Any]:
-    """What a bulk loader returned for the ``missing`` keys."""
-    if not isinstance(result, Mapping):
-        raise TypeError(
-            f"bulk loader {getattr(loader, '__qualname__', loader)!r} must return a mapping of "
-            f"key -> value, got {type(result).__name__}"
-        )
-    return {key: result[key] for key in missing if key in result}

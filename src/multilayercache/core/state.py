@@ -1,16 +1,21 @@
 """The IO-free state of one manager (``CacheState``): its tiers, the random source of TTL
-jitter, and what it counts (loads, failed reads and writes), shared by the sync and asyncio
-managers and read by the plans in ``plans.py``."""
+jitter, its clock, the keys whose loads failed lately, the queue of background refreshes,
+and what it counts; shared by the sync and asyncio managers and read by the plans."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from .latency import LatencyRecorder
-from .options import LayerPolicy
+from .log import ThrottledWarning
+from .options import LayerPolicy, LoadOptions
+from .ratelimit import KeyThrottle
+from .refresh import RefreshQueue
 from .stats import CacheStats
 from .tiers import Tier, make_tiers
 
@@ -31,16 +36,31 @@ class CacheState:
         allow_async: bool,
         lock: AbstractContextManager[Any],
         value_type: Any = None,
+        load_options: LoadOptions | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tiers: list[Tier] = make_tiers(layers, policies, allow_async)
+        self.local_depth = 1 if self.tiers[0].in_process else 0
+        """How many of the fastest layers are in-process: read without coalescing."""
         self.record_latency = record_latency
         self.value_type = value_type
         """What values are read back as from layers that encode them (``None``: their
         serializer's own data model)."""
+        if load_options is not None and not isinstance(load_options, LoadOptions):
+            raise TypeError(f"load_options must be a LoadOptions, got {load_options!r}")
+        self.load_options = load_options or LoadOptions()
+        self.clock = clock
         self.rng = random.Random()
         self.loads = LatencyRecorder()
         self.loader_calls = 0
+        self.throttle = KeyThrottle(self.load_options.fail_safe_throttle)
+        """Keys whose load or refresh failed lately: served stale, not reloaded yet."""
+        self.refreshes = RefreshQueue()
+        self.counts: Counter[str] = Counter()
         self._lock = lock
+        self._warn_loads = ThrottledWarning()
+        for tier in self.tiers:
+            tier.share_lock(lock)
 
     # ---------------------------------------------------------------- counting
     def count_load(self, seconds: float) -> None:
@@ -48,6 +68,17 @@ class CacheState:
         self.loads.record(seconds)
         with self._lock:
             self.loader_calls += 1
+
+    def count(self, what: str, n: int = 1) -> None:
+        """Add to one of the manager's counters (``stale_served``, ``refreshes``, ...)."""
+        with self._lock:
+            self.counts[what] += n
+
+    def note_load_failure(self, key: Any, error: BaseException, outcome: str) -> None:
+        """A load or refresh failed and the caller was spared the error (fail-safe)."""
+        with self._lock:
+            self.counts["load_failures"] += 1
+        self._warn_loads("loading %r failed, %s: %r", key, outcome, error)
 
     def note_read_error(self, tier: Tier, key: Any, error: Exception) -> None:
         """A read failed: the tier counts as a miss for it."""
@@ -89,4 +120,13 @@ class CacheState:
             read_errors={tier.name: tier.read_errors for tier in self.tiers},
             write_errors={tier.name: tier.write_errors for tier in self.tiers},
             encode_errors={tier.name: tier.encode_errors for tier in self.tiers},
+            stale_served=self.counts["stale_served"],
+            fail_safe=self.counts["fail_safe"],
+            load_failures=self.counts["load_failures"],
+            refreshes=self.counts["refreshes"],
+            refresh_failures=self.counts["refresh_failures"],
+            refreshes_dropped=self.refreshes.dropped,
+            soft_timeouts=self.counts["soft_timeouts"],
+            hard_timeouts=self.counts["hard_timeouts"],
+            breakers={tier.name: tier.breaker.stats() for tier in self.tiers if tier.breaker},
         )

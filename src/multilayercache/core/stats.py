@@ -98,6 +98,21 @@ class CacheStats:
     """Failed writes per layer: raised for ``set``, counted for promotions and loads."""
     encode_errors: dict[str, int] = field(default_factory=dict)
     """Loaded values a layer could not encode (returned, and cached where they fit)."""
+    stale_served: int = 0
+    """Reads answered with a stale value (stale-while-revalidate, fail-safe, timeouts)."""
+    fail_safe: int = 0
+    """Failed loads whose callers got a stale value instead of the error."""
+    load_failures: int = 0
+    """Loads and refreshes that failed without the caller seeing the error."""
+    refreshes: int = 0
+    """Background refreshes run (refresh-ahead, stale-while-revalidate)."""
+    refresh_failures: int = 0
+    refreshes_dropped: int = 0
+    """Refreshes not run for want of budget (see ``core/refresh.py``)."""
+    soft_timeouts: int = 0
+    hard_timeouts: int = 0
+    breakers: dict[str, Any] = field(default_factory=dict)
+    """Each IO layer's circuit breaker: state, times opened, calls rejected."""
 
     def layer(self, name: str) -> LayerStats:
         """The stats of the layer called ``name``."""

@@ -6,12 +6,17 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from .breaker import CircuitBreaker
+from .errors import LayerError, LayerUnavailableError, is_transient
 from .latency import LatencyRecorder
 from .log import ThrottledWarning
 from .options import LayerPolicy
+
+_NO_LOCK: AbstractContextManager[Any] = nullcontext()
 
 LAYER_METHODS = ("get", "set", "delete", "get_many", "set_many", "stats")
 """What the manager calls on a layer (see ``multilayercache.layers.base.Layer``)."""
@@ -34,12 +39,55 @@ class Tier:
     warn: ThrottledWarning = field(default_factory=ThrottledWarning)
 
     def __post_init__(self) -> None:
+        self.entries = self.has("get_entry") and self.has("set_entry")
+        """The layer keeps freshness (``get_entry`` / ``set_entry``): stale values too."""
         self.typed = bool(getattr(self.layer, "typed_values", False))
         """The layer encodes values: it takes ``value_type=`` (see ``RedisCodec``)."""
         self.in_process = bool(getattr(self.layer, "in_process", False)) and not self.is_async
         """The layer never waits on IO (``InMemoryLayer``): the fast paths may call it
         directly, outside any plan."""
         self.contains_method = "contains" if self.has("contains") else "__contains__"
+        self.breaker: CircuitBreaker | None = None
+        self.retry = None if self.in_process else self.policy.retry
+        if not self.in_process and self.policy.breaker is not None:
+            self.breaker = CircuitBreaker(self.policy.breaker)
+        self._guard = _NO_LOCK
+
+    @property
+    def guarded(self) -> bool:
+        """Whether calls to this layer go through its breaker or retry policy."""
+        return self.breaker is not None or self.retry is not None
+
+    def share_lock(self, lock: AbstractContextManager[Any]) -> None:
+        """The lock that serializes the breaker's state (the drivers pass a thread lock)."""
+        self._guard = lock
+
+    def admit(self) -> None:
+        """Before a call: raise ``LayerUnavailableError`` at once while the breaker is
+        open (or its probe slots are taken)."""
+        if self.breaker is None:
+            return
+        with self._guard:
+            allowed = self.breaker.allow()
+            probe_in = self.breaker.probe_in
+        if not allowed:
+            raise LayerUnavailableError(
+                f"{self.name}: circuit breaker open (next probe in {probe_in:.2f} s)",
+                transient=False,
+            )
+
+    def settle(self, error: BaseException | None) -> None:
+        """After an admitted call: a transient failure counts against the layer, an answer
+        (or an error the backend answered with) for it, anything else (bad input) not."""
+        if self.breaker is None:
+            return
+        with self._guard:
+            if error is None or (isinstance(error, LayerError) and not error.transient):
+                self.breaker.record_success()
+            elif is_transient(error):
+                self.breaker.record_failure()
+            else:
+                self.breaker.release()
 
     def has(self, method: str) -> bool:
         """Whether the layer offers ``method`` (the optional ones: ``delete_many``,
@@ -81,16 +129,16 @@ def make_tiers(
     return tiers
 
 
-def timed_get(tier: Tier) -> Callable[[Any, Any], Any]:
-    """The tier's ``get`` for an in-process layer, recording how long each call takes
-    (``record_latency=True``)."""
-    get, record = tier.layer.get, tier.latency.record
+def timed(tier: Tier, method: str) -> Callable[..., Any]:
+    """The in-process tier's ``method`` (``get``, ``lookup``), recording how long each call
+    takes (``record_latency=True``)."""
+    call, record = getattr(tier.layer, method), tier.latency.record
 
-    def get_timed(key: Any, default: Any) -> Any:
+    def timed_call(*args: Any) -> Any:
         start = time.perf_counter()
         try:
-            return get(key, default)
+            return call(*args)
         finally:
             record(time.perf_counter() - start)
 
-    return get_timed
+    return timed_call

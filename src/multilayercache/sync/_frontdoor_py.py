@@ -20,21 +20,26 @@ from typing import Any
 
 class FrontDoor:
     """``get`` and ``get_or_load`` that ask the first layer, and call ``below`` or
-    ``load_below`` only on a miss."""
+    ``load_below`` only when it has no fresh value (``first_get``) or no settled fresh value
+    (``first_lookup``, which answers ``aside`` for a key held but due or stale)."""
 
     def __init__(
         self,
         first_get: Callable[[Any, Any], Any],
+        first_lookup: Callable[[Any, Any, Any], Any],
         below: Callable[[Any, Any], Any],
-        load_below: Callable[[Any, Any, Any, Any], Any],
+        load_below: Callable[..., Any],
         check_ttl: Callable[[Any], object],
         missing: Any,
+        aside: Any,
     ) -> None:
         self._first_get = first_get
+        self._first_lookup = first_lookup
         self._below = below
         self._load_below = load_below
         self._check_ttl = check_ttl
         self._missing = missing
+        self._aside = aside
 
     def get(self, key: Any, default: Any = None) -> Any:
         """The value from the fastest layer that has it, or ``default``."""
@@ -43,40 +48,53 @@ class FrontDoor:
             return value
         return self._below(key, default)
 
-    def get_or_load(self, key: Any, loader: Any, ttl: Any = None, value_type: Any = None) -> Any:
-        """The value from the first layer, else ``load_below(key, loader, ttl,
-        value_type)``. A TTL is checked on a hit too, so bad input never passes unseen."""
+    def get_or_load(
+        self,
+        key: Any,
+        loader: Any,
+        ttl: Any = None,
+        value_type: Any = None,
+        soft_timeout: Any = None,
+        hard_timeout: Any = None,
+    ) -> Any:
+        """The settled value from the first layer, else ``load_below(key, loader, ttl,
+        value_type, soft_timeout, hard_timeout, stepped_aside)``. A TTL is checked on a hit
+        too, so bad input never passes unseen."""
         if ttl is not None:
             self._check_ttl(ttl)
-        value = self._first_get(key, self._missing)
-        if value is not self._missing:
+        value = self._first_lookup(key, self._missing, self._aside)
+        if value is not self._missing and value is not self._aside:
             return value
-        return self._load_below(key, loader, ttl, value_type)
+        return self._load_below(
+            key, loader, ttl, value_type, soft_timeout, hard_timeout, value is self._aside
+        )
 
 
 class CachedCall:
-    """A cached function: ``key_of(args, kwargs)`` is the call's key; a hit in the first
-    layer answers, a miss calls ``load(key, args, kwargs)``. Bound as a method when it is a
-    class attribute (``__get__``), like a function."""
+    """A cached function: ``key_of(args, kwargs)`` is the call's key; a settled hit in the
+    first layer answers, anything else calls ``load(key, args, kwargs, stepped_aside)``.
+    Bound as a method when it is a class attribute (``__get__``), like a function."""
 
     def __init__(
         self,
         key_of: Callable[[tuple[Any, ...], dict[str, Any] | None], Any],
-        first_get: Callable[[Any, Any], Any],
-        load: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any],
+        first_lookup: Callable[[Any, Any, Any], Any],
+        load: Callable[[Any, tuple[Any, ...], dict[str, Any], bool], Any],
         missing: Any,
+        aside: Any,
     ) -> None:
         self._key_of = key_of
-        self._first_get = first_get
+        self._first_lookup = first_lookup
         self._load = load
         self._missing = missing
+        self._aside = aside
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         key = self._key_of(args, kwargs)
-        value = self._first_get(key, self._missing)
-        if value is not self._missing:
+        value = self._first_lookup(key, self._missing, self._aside)
+        if value is not self._missing and value is not self._aside:
             return value
-        return self._load(key, args, kwargs)
+        return self._load(key, args, kwargs, value is self._aside)
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:

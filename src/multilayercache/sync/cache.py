@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from .._build import twin
-from ..core import plans
+from ..core import loading, plans
 from ..core.decorate import (
     CachedFunction,
     CallKeys,
@@ -41,8 +41,8 @@ from ..core.decorate import (
 )
 from ..core.keys import single
 from ..core.manager import ManagerBase
-from ..core.missing import MISSING
-from ..core.options import LayerPolicy
+from ..core.missing import MISSING, STEPPED_ASIDE
+from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
 from ..core.ttl import TTL, optional_ttl_seconds
 from .driver import Driver
@@ -70,6 +70,7 @@ class MultilayerCache(ManagerBase):
         *,
         record_latency: bool = False,
         value_type: Any = None,
+        load_options: LoadOptions | None = None,
     ) -> None:
         state = CacheState(
             layers,
@@ -78,12 +79,19 @@ class MultilayerCache(ManagerBase):
             allow_async=False,
             lock=threading.Lock(),
             value_type=value_type,
+            load_options=load_options,
         )
         super().__init__(state, Driver)
         # Reads are mostly L1 hits: answer them from compiled code, with the same behaviour
         # as ``get`` below (see sync/_frontdoor_py.py). The plans take over below L1.
         door = FrontDoor(
-            self._first_get, self._get_below, self._load_below, optional_ttl_seconds, MISSING
+            self._first_get,
+            self._first_lookup,
+            self._get_below,
+            self._load_below,
+            optional_ttl_seconds,
+            MISSING,
+            STEPPED_ASIDE,
         )
         self.get, self.get_or_load = door.get, door.get_or_load
 
@@ -101,7 +109,7 @@ class MultilayerCache(ManagerBase):
 
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """The keys found in any layer, as a dict (one batch call per layer)."""
-        return self._run(plans.read_many(self._state, keys, 0, self._state.value_type))
+        return self._run(plans.read_many(self._state, keys, self._state.value_type))
 
     def contains(self, key: Any) -> bool:
         """Whether any layer holds the key (not counted as a read; nothing is promoted)."""
@@ -142,22 +150,44 @@ class MultilayerCache(ManagerBase):
 
     # ------------------------------------------------------------------ loading
     def get_or_load(
-        self, key: Any, loader: Loader, ttl: TTL | None = None, value_type: Any = None
+        self,
+        key: Any,
+        loader: Loader,
+        ttl: TTL | None = None,
+        value_type: Any = None,
+        soft_timeout: float | None = None,
+        hard_timeout: float | None = None,
     ) -> Any:
         """The cached value, or ``loader(key)``'s, written through every layer. Concurrent
         callers for one missing key share one lookup below L1 and one loader call (and its
-        value or exception). A loaded value a layer cannot encode is still returned, and
-        cached in the layers that can hold it."""
+        value or exception). A stale value is served at once while one background reload
+        runs, or instead of a failed or slow load (``LoadOptions``; the timeouts here
+        override the cache's for this call). A loaded value a layer cannot encode is still
+        returned, and cached in the layers that can hold it."""
         if ttl is not None:
             optional_ttl_seconds(ttl)  # bad input fails on a hit too, not only on a miss
-        value = self._first_get(key, MISSING)
-        if value is not MISSING:
+        value = self._first_lookup(key, MISSING, STEPPED_ASIDE)
+        if value is not MISSING and value is not STEPPED_ASIDE:
             return value
-        return self._load_below(key, loader, ttl, value_type)
+        aside = value is STEPPED_ASIDE
+        return self._load_below(key, loader, ttl, value_type, soft_timeout, hard_timeout, aside)
 
-    def _load_below(self, key: Any, loader: Loader, ttl: TTL | None, value_type: Any) -> Any:
-        value_type = self._type_for(value_type)
-        return self._run(plans.load(self._state, key, loader, ttl, self._checked_depth, value_type))
+    def _load_below(
+        self,
+        key: Any,
+        loader: Loader,
+        ttl: TTL | None,
+        value_type: Any,
+        soft_timeout: float | None,
+        hard_timeout: float | None,
+        stepped_aside: bool,
+    ) -> Any:
+        options = self._options_for(soft_timeout, hard_timeout)
+        start = 0 if stepped_aside else self._checked_depth
+        plan = loading.load(
+            self._state, key, loader, ttl, self._type_for(value_type), None, options, start
+        )
+        return self._run(plan)
 
     def get_or_load_many(
         self,
@@ -168,9 +198,12 @@ class MultilayerCache(ManagerBase):
     ) -> dict[Any, Any]:
         """Like ``get_many``; the keys every layer missed go to ``bulk_loader(missing)`` in
         one call, which returns a mapping (keys it leaves out stay missing). Concurrent
-        callers share the lookups and loads of the keys they have in common."""
+        callers share the lookups and loads of the keys they have in common; stale values
+        are served and refreshed as by ``get_or_load`` (one bulk call per batch)."""
         value_type = self._type_for(value_type)
-        plan = plans.load_many(self._state, keys, bulk_loader, ttl, self._checked_depth, value_type)
+        plan = loading.load_many(
+            self._state, keys, bulk_loader, ttl, self._checked_depth, value_type
+        )
         return self._run(plan)
 
     def cached(
@@ -203,13 +236,15 @@ class MultilayerCache(ManagerBase):
             typed = self._type_for(value_type if value_type is not None else return_type(function))
             state, depth, run = self._state, self._checked_depth, self._run
 
-            def load(call_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            def load(call_key: Any, args: tuple, kwargs: dict[str, Any], aside: bool) -> Any:
                 def call(_: Any) -> Any:
                     return function(*args, **kwargs)
 
-                return run(plans.load(state, call_key, call, ttl, depth, typed, condition))
+                start = 0 if aside else depth
+                plan = loading.load(state, call_key, call, ttl, typed, condition, None, start)
+                return run(plan)
 
-            wrapper = CachedCall(keys.of, self._first_get, load, MISSING)
+            wrapper = CachedCall(keys.of, self._first_lookup, load, MISSING, STEPPED_ASIDE)
             functools.update_wrapper(wrapper, function)
             wrapper.cache_key = keys
             wrapper.invalidate = lambda *args, **kwargs: self.delete(keys.of(args, kwargs))

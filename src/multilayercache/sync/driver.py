@@ -1,14 +1,33 @@
 """The sync driver: performs the steps of a plan (``multilayercache.core.plans``) with plain
-calls, in the caller's thread."""
+calls, in the caller's thread; background refreshes run on ``RefreshWorkers`` threads, and a
+load with a timeout on a thread of its own, so that the caller can stop waiting for it."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from ..core.plans import READ_METHODS, Call, Flight, FlightMany, Load, Plan, T
+from ..core.backoff import RetryState
+from ..core.plans import (
+    READ_METHODS,
+    Await,
+    Call,
+    Flight,
+    FlightMany,
+    Load,
+    Loaded,
+    Pending,
+    Plan,
+    Refresh,
+    T,
+)
 from ..core.state import CacheState
+from ..core.tiers import Tier
 from .singleflight import SingleFlight
+from .worker import RefreshWorkers
 
 
 class Driver:
@@ -17,6 +36,7 @@ class Driver:
     def __init__(self, state: CacheState) -> None:
         self.state = state
         self.flight = SingleFlight()
+        self.workers = RefreshWorkers(self, state)
 
     def run(self, plan: Plan[T]) -> T:
         """Drive ``plan`` to its end and return its result (or raise its exception)."""
@@ -30,33 +50,92 @@ class Driver:
                 return done.value
             failure = None
             try:
-                if type(step) is Call and not timed:  # the common step, kept inline
-                    reply = getattr(step.tier.layer, step.method)(*step.args)
+                if type(step) is Call and not timed and not step.tier.guarded:
+                    reply = getattr(step.tier.layer, step.method)(*step.args)  # the common step
                 else:
                     reply = self._perform(step)
             except Exception as error:  # the plan decides what a failure means
                 reply, failure = None, error
 
     def _perform(self, step: Any) -> Any:
-        if type(step) is Call:
-            method = getattr(step.tier.layer, step.method)
-            if step.method not in READ_METHODS:
-                return method(*step.args)
-            start = time.perf_counter()
-            try:
-                return method(*step.args)
-            finally:
-                step.tier.latency.record(time.perf_counter() - start)
-        if type(step) is Load:
-            start = time.perf_counter()
-            try:
-                return step.loader(step.argument)
-            finally:
-                self.state.count_load(time.perf_counter() - start)
-        if type(step) is Flight:
+        kind = type(step)
+        if kind is Call:
+            return self._call(step)
+        if kind is Load:
+            return self._load(step)
+        if kind is Await:
+            return step.handle.result()
+        if kind is Flight:
             plan = step.plan
             return self.flight.do(step.key, lambda: self.run(plan))
-        if type(step) is FlightMany:
+        if kind is FlightMany:
             plan_for = step.plan_for
             return self.flight.do_many(step.keys, lambda led: self.run(plan_for(led)))
+        if kind is Refresh:
+            self.workers.submit(step)  # its flight joins any load of the key still running
+            return None
         raise TypeError(f"a plan yielded {step!r}, which is not a step")
+
+    def _call(self, step: Call) -> Any:
+        tier, method = step.tier, getattr(step.tier.layer, step.method)
+        if not self.state.record_latency or step.method not in READ_METHODS:
+            return guarded_call(tier, method, step.args, self.state)
+        start = time.perf_counter()
+        try:
+            return guarded_call(tier, method, step.args, self.state)
+        finally:
+            tier.latency.record(time.perf_counter() - start)
+
+    def _load(self, step: Load) -> Loaded | Pending:
+        wait = step.soft_timeout if step.soft_timeout is not None else step.hard_timeout
+        if wait is None:
+            return self._timed_load(step.loader, step.argument)
+        # A thread of its own, so that the caller can stop waiting: a daemon, so that a
+        # loader that never returns does not keep the process from exiting.
+        future: concurrent.futures.Future[Loaded] = concurrent.futures.Future()
+
+        def work() -> None:
+            try:
+                future.set_result(self._timed_load(step.loader, step.argument))
+            except BaseException as error:
+                future.set_exception(error)
+
+        threading.Thread(target=work, name="multilayercache-load", daemon=True).start()
+        try:
+            return future.result(timeout=wait)
+        except concurrent.futures.TimeoutError:
+            return Pending(future, hard=step.soft_timeout is None)
+
+    def _timed_load(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
+        start = time.perf_counter()
+        try:
+            value = loader(argument)
+        finally:
+            seconds = time.perf_counter() - start
+            self.state.count_load(seconds)
+        return Loaded(value, seconds)
+
+
+def guarded_call(tier: Tier, method: Callable[..., Any], args: tuple, state: CacheState) -> Any:
+    """``method(*args)`` on a layer, through its circuit breaker (an open breaker raises at
+    once), retried after a transient failure as its retry policy says."""
+    if not tier.guarded:
+        return method(*args)
+    retry = RetryState(tier.retry, state.rng) if tier.retry is not None else None
+    start = state.clock()
+    while True:
+        tier.admit()
+        try:
+            result = method(*args)
+        except Exception as error:
+            tier.settle(error)
+            delay = None if retry is None else retry.next_delay(error, state.clock() - start)
+            if delay is None:
+                raise
+            time.sleep(delay)
+            continue
+        except BaseException as error:  # KeyboardInterrupt: not the layer's fault
+            tier.settle(error)
+            raise
+        tier.settle(None)
+        return result

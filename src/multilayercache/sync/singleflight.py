@@ -36,6 +36,10 @@ class SingleFlight:
         """Keys in flight."""
         return len(self._calls) + len(self._batched)
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether a call for ``key`` is in flight."""
+        return key in self._calls or key in self._batched
+
     def do(self, key: Hashable, function: Callable[[], Any]) -> Any:
         """``function()``, run once for all the callers of ``key`` that overlap with it."""
         with self._lock:

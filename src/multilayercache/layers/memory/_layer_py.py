@@ -97,12 +97,13 @@ class InMemoryLayer:
     def get(self, key: Any, default: Any = None) -> Any:
         """The cached value while it is fresh, or ``default`` (a miss, or an entry that is
         gone or stale)."""
-        return self._read(key, default, Freshness.DUE, step_aside=False)
+        return self._read(key, default, Freshness.DUE, None)
 
-    def lookup(self, key: Any, missing: Any) -> Any:
-        """The managers' fast path: the value while it is fresh and no refresh is due;
-        otherwise ``missing``, counting nothing (the manager then asks ``get_entry``)."""
-        return self._read(key, missing, Freshness.FRESH, step_aside=True)
+    def lookup(self, key: Any, missing: Any, aside: Any) -> Any:
+        """The managers' fast path: the value while it is fresh and no refresh is due,
+        ``missing`` on a miss (counted), or ``aside`` when the key is held but due or stale
+        (nothing counted: the manager then asks ``get_entry``)."""
+        return self._read(key, missing, Freshness.FRESH, aside)
 
     def get_entry(self, key: Any) -> Entry | None:
         """The held value with its freshness (stale ones too), or ``None``; counted as a
@@ -126,13 +127,14 @@ class InMemoryLayer:
                 found[key] = entry
         return found
 
-    def _read(self, key: Any, default: Any, accept: Freshness, step_aside: bool) -> Any:
+    def _read(self, key: Any, default: Any, accept: Freshness, aside: Any) -> Any:
+        # ``aside`` is None for ``get``: a stale entry then reads as a miss.
         key_hash = self._spread_hash(key)
         with self._lock:
             slot = self._live_slot(key)
             if slot >= 0 and self._fresh.count and self._freshness(slot) > accept:
-                if step_aside:
-                    return default
+                if aside is not None:
+                    return aside
                 slot = -1  # stale: ``get`` no longer serves it
             self._policy.record_access(key_hash)
             if slot < 0:

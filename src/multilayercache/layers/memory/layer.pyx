@@ -142,34 +142,36 @@ cdef class InMemoryLayer:
     def get(self, key, default=None):
         """The cached value while it is fresh, or ``default`` (a miss, or an entry that is
         gone or stale)."""
-        return self._read(key, default, DUE, False)
+        return self._read(key, default, DUE, None)
 
-    def lookup(self, key, missing):
-        """The managers' fast path: the value while it is fresh and no refresh is due;
-        otherwise ``missing``, counting nothing (the manager then asks ``get_entry``)."""
-        return self._read(key, missing, FRESH, True)
+    def lookup(self, key, missing, aside):
+        """The managers' fast path: the value while it is fresh and no refresh is due,
+        ``missing`` on a miss (counted), or ``aside`` when the key is held but due or stale
+        (nothing counted: the manager then asks ``get_entry``)."""
+        return self._read(key, missing, FRESH, aside)
 
-    cdef inline object _read(self, object key, object default, int accept, bint step_aside):
+    cdef inline object _read(self, object key, object default, int accept, object aside):
+        # ``aside`` is None for ``get``: a stale entry then reads as a miss.
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
         cdef int64_t deadline
         if self._ownership.owner:  # another thread is inside a write: wait for it
-            return self._read_locked(key, key_hash, default, accept, step_aside)
+            return self._read_locked(key, key_hash, default, accept, aside)
         slot = self._find(key, key_hash, False)
         if slot == INTERRUPTED:
-            return self._read_locked(key, key_hash, default, accept, step_aside)
+            return self._read_locked(key, key_hash, default, accept, aside)
         if slot >= 0 and self._wheel.scheduled:
             deadline = self._wheel.deadline(slot)
             # An injected clock runs Python code, and an expired entry must be removed:
             # both take the locked path.
             if deadline != NEVER and (self._clock is not None or self._has_passed(deadline)):
-                return self._read_locked(key, key_hash, default, accept, step_aside)
+                return self._read_locked(key, key_hash, default, accept, aside)
         if slot >= 0 and self._fresh.count:
             if self._clock is not None:
-                return self._read_locked(key, key_hash, default, accept, step_aside)
+                return self._read_locked(key, key_hash, default, accept, aside)
             if self._freshness(slot, -1) > accept:
-                if step_aside:
-                    return default
+                if aside is not None:
+                    return aside
                 slot = -1  # stale: ``get`` no longer serves it
         if slot < 0:
             self._policy.record(key_hash)  # frequency counts every lookup, hit or miss
@@ -180,7 +182,7 @@ cdef class InMemoryLayer:
         return <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
 
     cdef object _read_locked(self, object key, uint64_t key_hash, object default, int accept,
-                             bint step_aside):
+                             object aside):
         cdef Py_ssize_t slot
         cdef object result
         self._lock_for_write()
@@ -189,8 +191,8 @@ cdef class InMemoryLayer:
             if slot >= 0 and self._wheel.scheduled and self._expire_if_due(slot):
                 slot = -1
             if slot >= 0 and self._fresh.count and self._freshness(slot, -1) > accept:
-                if step_aside:
-                    return default
+                if aside is not None:
+                    return aside
                 slot = -1
             if slot < 0:
                 self._policy.record(key_hash)

@@ -20,7 +20,9 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from ...core.errors import LayerUnavailableError
 from ...core.freshness import Entry, Lifetime
@@ -28,6 +30,7 @@ from ...core.ttl import TTL
 from ...serializers import Serializer
 from . import fastpath
 from .codec import SCAN_BATCH, RedisCodec, as_list
+from .codec import client_options as with_defaults
 
 DEFAULT_ASYNC_MAX_CONNECTIONS = 50
 
@@ -58,6 +61,7 @@ class AsyncRedisLayer(RedisCodec):
         **client_options: Any,
     ) -> None:
         super().__init__(prefix, ttl, ttl_jitter, serializer, name)
+        options_given = client_options
         if (url is None) == (client is None):
             raise ValueError("give either a url or a client")
         if verify and url is None:
@@ -75,13 +79,13 @@ class AsyncRedisLayer(RedisCodec):
         self.url = url
         self._cluster = cluster
         self._max_connections = max_connections
-        self._client_options = client_options
+        self._client_options = with_defaults(options_given, AsyncRetry)
         self._gate: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the client serves
         self.client = client if client is not None else self._new_client()
         self.is_cluster = isinstance(self.client, redis.asyncio.cluster.RedisCluster)
         if verify:
-            _ping_now(url, cluster, self.name, client_options)  # type: ignore[arg-type]
+            _ping_now(url, cluster, self.name, options_given)  # type: ignore[arg-type]
 
     def _new_client(self) -> Any:
         if self._cluster:
@@ -155,6 +159,7 @@ class AsyncRedisLayer(RedisCodec):
         """Store ``value`` for ``lifetime`` (fresh for ``ttl``, then stale for
         ``stale_ttl``; Redis drops it after both)."""
         redis_key = self.redis_key(key)
+        lifetime = self._resolved(lifetime)
         data = self._pack(value, lifetime, load_seconds, value_type)
         milliseconds = self._expiry_ms(lifetime)
         client = self._bound()
@@ -333,7 +338,7 @@ def _ping_now(url: str, cluster: bool, name: str, options: dict[str, Any]) -> No
     """``verify=True``: ping ``url`` with a short-lived sync client, at construction."""
     factory = redis.cluster.RedisCluster if cluster else redis.Redis
     try:
-        probe = factory.from_url(url, **options)
+        probe = factory.from_url(url, **with_defaults(options, Retry))
     except RedisError as error:
         raise LayerUnavailableError(f"{name}: cannot reach {url}: {error}") from error
     try:

@@ -24,7 +24,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.decorate import CallKey
 from ...core.entry import Envelope, unwrap, wrap
@@ -40,6 +43,12 @@ from ...serializers.msgpack import MSGPACK_TAG_VALUE
 
 DEFAULT_TTL_SECONDS = 3600.0
 """How long a shared layer keeps a value written without a TTL, unless told otherwise."""
+
+CONNECT_TIMEOUT_SECONDS = 0.5
+"""Default ``socket_connect_timeout``: a server that does not accept gives up this soon."""
+READ_TIMEOUT_SECONDS = 0.5
+"""Default ``socket_timeout``: a server that accepts but does not answer (blackholed, or
+stuck) gives up this soon, instead of after the OS's TCP timeout (minutes)."""
 
 SCAN_BATCH = 500
 """Keys per SCAN call and per UNLINK when ``clear`` empties a prefix."""
@@ -119,6 +128,13 @@ class RedisCodec:
         if seconds is None:
             seconds = self.default_ttl
         return Lifetime(jittered(seconds, self.ttl_jitter, self._rng) or 0.0)
+
+    def _resolved(self, lifetime: Lifetime) -> Lifetime:
+        """``lifetime`` with the layer's default TTL where the manager left it to the layer
+        (``ttl=None``)."""
+        if lifetime.ttl is not None:
+            return lifetime
+        return lifetime._replace(ttl=self.lifetime(None).ttl)
 
     @staticmethod
     def _expiry_ms(lifetime: Lifetime) -> int | None:
@@ -240,6 +256,7 @@ class RedisCodec:
     ) -> Any:
         """A pipeline, not yet run, that stores every item (``None`` if there is none).
         Every value is encoded before any IO, so one that cannot be encoded writes nothing."""
+        lifetime = self._resolved(lifetime)
         milliseconds = self._expiry_ms(lifetime)
         plan = [
             (self.redis_key(key), self._pack(value, lifetime, load_seconds, value_type))
@@ -256,9 +273,12 @@ class RedisCodec:
         return pipeline
 
     def _failure(self, operation: str, error: RedisError) -> LayerError:
-        """The ``LayerError`` to raise for a failed Redis call (counted)."""
+        """The ``LayerError`` to raise for a failed Redis call (counted). It is transient
+        (retried, and counted by the breaker) when Redis could not be reached or did not
+        answer in time, not when it answered with an error."""
         self._count(errors=1)
-        return LayerError(f"{self.name}: {operation} failed: {error}")
+        transient = isinstance(error, (RedisConnectionError, RedisTimeoutError))
+        return LayerError(f"{self.name}: {operation} failed: {error}", transient=transient)
 
     # ---------------------------------------------------------------- stats
     def _count(self, hits: int = 0, misses: int = 0, errors: int = 0) -> None:
@@ -288,6 +308,19 @@ def _without_password(url: str) -> str:
         return url
     user = credentials.split(":", 1)[0]
     return f"{scheme}{separator}{user}:***@{host}"
+
+
+def client_options(options: dict[str, Any], retry_class: type) -> dict[str, Any]:
+    """redis-py client options with this package's defaults for what the user left out:
+    short timeouts, and no retries of redis-py's own. (redis-py 8 retries 10 times with up
+    to a second between tries: a dead server then takes seconds per call to fail; the
+    layer's ``LayerPolicy.retry`` and circuit breaker take that role instead.)"""
+    defaults = {
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": READ_TIMEOUT_SECONDS,
+        "retry": retry_class(NoBackoff(), 0),
+    }
+    return {**defaults, **options}
 
 
 def _now_ms() -> int:

@@ -17,13 +17,14 @@ from typing import Any
 import redis
 import redis.cluster
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from ...core.errors import LayerUnavailableError
 from ...core.freshness import Entry, Lifetime
 from ...core.ttl import TTL
 from ...serializers import Serializer
 from . import fastpath
-from .codec import SCAN_BATCH, RedisCodec, as_list
+from .codec import SCAN_BATCH, RedisCodec, as_list, client_options
 
 
 class RedisLayer(RedisCodec):
@@ -36,6 +37,9 @@ class RedisLayer(RedisCodec):
     deleted).
     ``max_connections``: ``None`` lets the pool open one connection per thread that needs
     one (redis-py's default); a number caps it, and threads beyond it wait their turn.
+    Built from a URL, the client gives up connecting or reading after 0.5 s and does not
+    retry on its own (``client_options`` overrides either); ``LayerPolicy.retry`` and the
+    circuit breaker do that.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class RedisLayer(RedisCodec):
         """Store ``value`` for ``lifetime`` (fresh for ``ttl``, then stale for
         ``stale_ttl``; Redis drops it after both)."""
         redis_key = self.redis_key(key)
+        lifetime = self._resolved(lifetime)
         data = self._pack(value, lifetime, load_seconds, value_type)
         milliseconds = self._expiry_ms(lifetime)
         try:
@@ -228,6 +233,7 @@ class RedisLayer(RedisCodec):
 def _client_for(
     url: str, cluster: bool, max_connections: int | None, options: dict[str, Any]
 ) -> redis.Redis | redis.cluster.RedisCluster:
+    options = client_options(options, Retry)
     if cluster:
         if max_connections is not None:
             options = {**options, "max_connections": max_connections}

@@ -1,0 +1,83 @@
+"""Background refreshes for asyncio: a few worker tasks take the refreshes that plans queue
+(``core/refresh.py``) and run each in the flight of its key (the asyncio twin of
+``multilayercache.sync.worker``). Workers belong to the running event loop; a new loop gets
+new ones."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..core.plans import Refresh
+from ..core.state import CacheState
+
+if TYPE_CHECKING:
+    from .driver import AsyncDriver
+
+log = logging.getLogger("multilayercache")
+
+WORKERS = 2
+"""Refreshes run at once (see ``multilayercache.sync.worker.WORKERS``)."""
+BATCH = 64
+"""Keys refreshed together by one bulk loader call at most."""
+
+
+class RefreshWorkers:
+    """The tasks that run one manager's background refreshes (started on first use)."""
+
+    def __init__(self, driver: AsyncDriver, state: CacheState, size: int = WORKERS) -> None:
+        self._driver = driver
+        self._state = state
+        self._size = size
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._busy = 0
+
+    def submit(self, step: Refresh) -> None:
+        """Queue a refresh (dropped if its key is queued already, or the budget is spent)."""
+        if not self._state.refreshes.push(step.key, step.job, step.stale, step.frequency):
+            return
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop: the old one's tasks are gone
+            self._loop, self._tasks, self._busy = loop, set(), 0
+        if len(self._tasks) < self._size and self._busy >= len(self._tasks):
+            task = loop.create_task(self._work())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def idle(self, timeout: float | None = None) -> bool:
+        """Wait until no refresh is queued or running (tests, shutdown); False on timeout."""
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        while self._busy or len(self._state.refreshes):
+            if deadline is not None and asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    async def _work(self) -> None:
+        # A worker ends when the queue is empty; the next refresh starts another.
+        while True:
+            batch = self._state.refreshes.pop_batch(BATCH)
+            if not batch:
+                return
+            self._busy += 1
+            try:
+                await self._refresh(batch)
+            except Exception:  # a plan's bug must not kill the worker
+                log.exception("multilayercache: a background refresh failed")
+            finally:
+                self._busy -= 1
+
+    async def _refresh(self, batch: list[tuple[Any, Any]]) -> None:
+        run, flight = self._driver.run, self._driver.flight
+        keys = [key for key, _ in batch]
+        job = batch[0][1]
+        if len(batch) == 1:
+            await flight.do(keys[0], lambda: run(job.plan_for(keys)))
+        else:
+
+            async def many(led: list[Any]) -> dict[Any, Any]:
+                return (await run(job.plan_for(led))) or {}
+
+            await flight.do_many(keys, many)

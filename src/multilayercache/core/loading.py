@@ -1,0 +1,390 @@
+"""How ``get_or_load`` and ``get_or_load_many`` answer, written once for both managers (the
+steps are those of ``plans.py``).
+
+A read that reaches the plans (the L1 fast path did not hold a settled fresh value) looks for
+the key layer by layer (``find_entry``) and then:
+
+* **fresh**: answers; a value found below is copied up.
+* **due** (past its refresh point, or picked by XFetch): answers, and queues one
+  background refresh: a hot key never misses.
+* **stale**, with stale-while-revalidate: answers at once, and queues one background refresh.
+* **stale** without it, or **missing**: loads, once for all concurrent callers of the key
+  (``Flight``), the lookups below L1 included. If the loader fails or a timeout passes and a
+  stale value is held, the stale value answers (fail-safe) and the key is not reloaded for
+  ``fail_safe_throttle`` seconds; a load that outlives a timeout still updates the cache.
+
+A background refresh first asks the layers below the one that answered (another process may
+have refreshed the shared layer), then the loader; if that fails, the stale value keeps
+being served and the key is throttled. Refreshes wait in a ``RefreshQueue``, stale before
+early and hot (by the L1's frequency sketch) before cold; batches of keys loaded with one
+bulk loader are refreshed with one bulk call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .errors import LayerError, LoadTimeoutError
+from .freshness import Entry, Freshness, xfetch_due
+from .keys import unique
+from .options import LoadOptions
+from .plans import (
+    Await,
+    Call,
+    Flight,
+    FlightMany,
+    Load,
+    Pending,
+    Plan,
+    Refresh,
+    find_entries,
+    find_entry,
+    promote,
+    write_loaded,
+)
+from .refresh import RefreshJob
+from .state import CacheState
+from .ttl import TTL, optional_ttl_seconds
+
+Condition = Callable[[Any], bool] | None
+
+
+# ---------------------------------------------------------------------------- one key
+def load(
+    state: CacheState,
+    key: Any,
+    loader: Callable[[Any], Any],
+    ttl: TTL | None,
+    value_type: Any = None,
+    condition: Condition = None,
+    options: LoadOptions | None = None,
+    start: int = 0,
+) -> Plan[Any]:
+    """``get_or_load`` once the L1 fast path did not answer: from depth ``start`` (0 when
+    L1 holds the key due or stale, 1 after an L1 miss); see the module docstring. The
+    in-process layers are read at once; everything below them (lookups included) runs once
+    for all concurrent callers of the key."""
+    optional_ttl_seconds(ttl)
+    check_loader(loader)
+    options = options or state.load_options
+    local = state.local_depth
+    stale: Entry | None = None
+    if start < local:
+        entry, depth = yield from find_entry(state, key, value_type, start, True, local)
+        if entry is not None:
+            answered, value = yield from _serve(
+                state, key, entry, depth, loader, ttl, value_type, condition, options
+            )
+            if answered:
+                return value
+            stale = entry
+    through = _load_now(state, key, loader, ttl, value_type, condition, options, stale, local)
+    return (yield Flight(key, through))
+
+
+def _serve(
+    state: CacheState,
+    key: Any,
+    entry: Entry,
+    depth: int,
+    loader: Callable[[Any], Any],
+    ttl: TTL | None,
+    value_type: Any,
+    condition: Condition,
+    options: LoadOptions,
+) -> Plan[tuple[bool, Any]]:
+    """Answer with a held entry if it may: fresh; due (and queue a refresh); stale with
+    stale-while-revalidate (and queue a refresh). ``(False, None)``: it may not (stale,
+    and the caller must wait for a load)."""
+    freshness = _freshness(state, entry, depth)
+    stale = freshness is Freshness.STALE
+    if stale and not options.stale_while_revalidate:
+        return False, None
+    if depth and not stale:
+        yield from promote(state, {key: entry}, depth, value_type)
+    if freshness is not Freshness.FRESH:
+        if stale:
+            state.count("stale_served")
+
+        def refresh_one(keys: list[Any]) -> Plan[None]:
+            return _refresh(state, keys[0], loader, ttl, value_type, condition, depth)
+
+        yield from _ask_refresh(state, key, RefreshJob(refresh_one), stale)
+    return True, entry.value
+
+
+def _load_now(
+    state: CacheState,
+    key: Any,
+    loader: Callable[[Any], Any],
+    ttl: TTL | None,
+    value_type: Any,
+    condition: Condition,
+    options: LoadOptions,
+    stale: Entry | None,
+    start: int,
+) -> Plan[Any]:
+    """Inside the key's flight: the layers below the in-process ones, then the loader."""
+    swr = options.stale_while_revalidate
+    entry, depth = yield from find_entry(state, key, value_type, start, swr)
+    if entry is not None:
+        answered, value = yield from _serve(
+            state, key, entry, depth, loader, ttl, value_type, condition, options
+        )
+        if answered:
+            return value
+        stale = entry
+    if stale is not None and options.fail_safe and not state.throttle.allow(key, state.clock()):
+        state.count("stale_served")  # it failed a moment ago: do not hammer the backend
+        return stale.value
+    soft = options.soft_timeout if stale is not None else None
+    try:
+        reply = yield Load(loader, key, soft, options.hard_timeout)
+    except Exception as error:
+        if stale is None or not options.fail_safe:
+            raise
+        state.throttle.failed(key, state.clock())
+        state.note_load_failure(key, error, "served stale")
+        state.count("fail_safe")
+        state.count("stale_served")
+        return stale.value
+    if type(reply) is Pending:
+        finish = _finish(state, key, reply.handle, ttl, value_type, condition)
+        yield Refresh(key, RefreshJob(lambda keys: finish), True, 0)
+        state.count("hard_timeouts" if reply.hard else "soft_timeouts")
+        if stale is not None:
+            state.count("stale_served")
+            return stale.value
+        raise LoadTimeoutError(
+            f"loading {key!r} took longer than the hard timeout of {options.hard_timeout} s; "
+            "it goes on in the background and will be cached when it ends"
+        )
+    state.throttle.succeeded(key)
+    if condition is None or condition(reply.value):
+        yield from write_loaded(state, {key: reply.value}, ttl, value_type, reply.seconds)
+    return reply.value
+
+
+def _finish(
+    state: CacheState,
+    key: Any,
+    handle: Any,
+    ttl: TTL | None,
+    value_type: Any,
+    condition: Condition,
+) -> Plan[None]:
+    """The rest of a load that outlived a timeout: cache its value when it ends."""
+    try:
+        reply = yield Await(handle)
+    except Exception as error:
+        state.throttle.failed(key, state.clock())
+        state.note_load_failure(key, error, "after its timeout")
+        return
+    if condition is None or condition(reply.value):
+        yield from write_loaded(state, {key: reply.value}, ttl, value_type, reply.seconds)
+
+
+def _refresh(
+    state: CacheState,
+    key: Any,
+    loader: Callable[[Any], Any],
+    ttl: TTL | None,
+    value_type: Any,
+    condition: Condition,
+    depth: int,
+) -> Plan[None]:
+    """A background refresh of a key that the layer at ``depth`` served due or stale."""
+    state.count("refreshes")
+    entry, found_at = yield from find_entry(state, key, value_type, depth + 1)
+    if entry is not None and _freshness(state, entry, found_at) is Freshness.FRESH:
+        yield from promote(state, {key: entry}, found_at, value_type)  # refreshed elsewhere
+        return
+    try:
+        reply = yield Load(loader, key, None, state.load_options.hard_timeout)
+    except Exception as error:
+        state.throttle.failed(key, state.clock())
+        state.count("refresh_failures")
+        state.note_load_failure(key, error, "refresh failed, stale value kept")
+        return
+    if type(reply) is Pending:  # the hard timeout: let it finish in its own time
+        yield from _finish(state, key, reply.handle, ttl, value_type, condition)
+        return
+    state.throttle.succeeded(key)
+    if condition is None or condition(reply.value):
+        yield from write_loaded(state, {key: reply.value}, ttl, value_type, reply.seconds)
+
+
+def _ask_refresh(state: CacheState, key: Any, job: RefreshJob, stale: bool) -> Plan[None]:
+    """Queue a background refresh, unless the key failed lately (fail-safe throttle)."""
+    if not state.throttle.allow(key, state.clock()):
+        return
+    yield Refresh(key, job, stale, (yield from _frequency(state, key)))
+
+
+def _frequency(state: CacheState, key: Any) -> Plan[int]:
+    """The L1's frequency estimate of ``key`` (0 without a frequency sketch)."""
+    first = state.tiers[0]
+    if not first.has("get_frequency_estimate"):
+        return 0
+    return int((yield Call(first, "get_frequency_estimate", (key,))))
+
+
+def _freshness(state: CacheState, entry: Entry, depth: int) -> Freshness:
+    """The entry's freshness, with the layer's XFetch early refresh applied."""
+    freshness = entry.freshness
+    beta = state.tiers[depth].policy.xfetch_beta
+    if freshness is Freshness.FRESH and beta is not None and xfetch_due(entry, beta, state.rng):
+        return Freshness.DUE
+    return freshness
+
+
+# ---------------------------------------------------------------------------- batches
+def load_many(
+    state: CacheState,
+    keys: Iterable[Any],
+    bulk_loader: Callable[[list[Any]], Any],
+    ttl: TTL | None,
+    start: int = 0,
+    value_type: Any = None,
+    options: LoadOptions | None = None,
+) -> Plan[dict[Any, Any]]:
+    """``get_or_load_many``: each key as ``load`` answers it; the keys no layer holds go to
+    ``bulk_loader(missing)`` in one call, which returns a mapping (keys it leaves out stay
+    missing, keys it was not asked for are ignored). The in-process layers above ``start``
+    are read at once; from ``start`` down, each key is looked up and loaded once for all
+    concurrent callers, whatever batches they came in."""
+    optional_ttl_seconds(ttl)
+    check_loader(bulk_loader)
+    options = options or state.load_options
+    wanted = unique(keys)
+    found = yield from find_entries(state, wanted, value_type, 0, start, True)
+    answers, stale = yield from _answer(state, found, bulk_loader, ttl, value_type, options)
+    missing = [key for key in wanted if key not in answers]
+    if missing:
+
+        def plan_for(led: list[Any]) -> Plan[dict[Any, Any]]:
+            return _load_many_now(state, led, bulk_loader, ttl, start, value_type, options, stale)
+
+        answers.update((yield FlightMany(missing, plan_for)))
+    return {key: answers[key] for key in wanted if key in answers}
+
+
+def _answer(
+    state: CacheState,
+    found: dict[Any, tuple[Entry, int]],
+    bulk_loader: Callable[[list[Any]], Any],
+    ttl: TTL | None,
+    value_type: Any,
+    options: LoadOptions,
+) -> Plan[tuple[dict[Any, Any], dict[Any, Entry]]]:
+    """The values that answer now (fresh, due, and stale with stale-while-revalidate; due
+    and stale ones queued for a refresh by the bulk loader), and the stale entries kept to
+    fall back on."""
+    answers: dict[Any, Any] = {}
+    stale: dict[Any, Entry] = {}
+    for key, (entry, depth) in found.items():
+        freshness = _freshness(state, entry, depth)
+        if freshness is Freshness.STALE and not options.stale_while_revalidate:
+            stale[key] = entry
+            continue
+        answers[key] = entry.value
+        if freshness is not Freshness.FRESH:
+            if freshness is Freshness.STALE:
+                state.count("stale_served")
+            job = RefreshJob(_refresh_many_for(state, bulk_loader, ttl, value_type), bulk_loader)
+            yield from _ask_refresh(state, key, job, freshness is Freshness.STALE)
+    yield from _promote_fresh(state, found, value_type)
+    return answers, stale
+
+
+def _promote_fresh(
+    state: CacheState, found: dict[Any, tuple[Entry, int]], value_type: Any
+) -> Plan[None]:
+    by_depth: dict[int, dict[Any, Entry]] = {}
+    for key, (entry, depth) in found.items():
+        if depth and entry.freshness is not Freshness.STALE:
+            by_depth.setdefault(depth, {})[key] = entry
+    for depth, entries in by_depth.items():
+        yield from promote(state, entries, depth, value_type)
+
+
+def _load_many_now(
+    state: CacheState,
+    keys: list[Any],
+    bulk_loader: Callable[[list[Any]], Any],
+    ttl: TTL | None,
+    start: int,
+    value_type: Any,
+    options: LoadOptions,
+    stale: dict[Any, Entry],
+) -> Plan[dict[Any, Any]]:
+    swr = options.stale_while_revalidate
+    found = yield from find_entries(state, keys, value_type, start, None, swr)
+    answers, more_stale = yield from _answer(state, found, bulk_loader, ttl, value_type, options)
+    stale = {**stale, **more_stale}
+    missing = [key for key in keys if key not in answers]
+    if not missing:
+        return answers
+    try:
+        reply = yield Load(bulk_loader, missing, None, options.hard_timeout)
+        if type(reply) is Pending:
+            raise LoadTimeoutError(f"the bulk load of {len(missing)} keys passed its hard timeout")
+        loaded = loaded_for(missing, reply.value, bulk_loader)
+    except Exception as error:
+        held = {key: stale[key].value for key in missing if key in stale}
+        if not held or not options.fail_safe:
+            raise
+        state.note_load_failure(missing, error, "served stale")
+        state.count("fail_safe")
+        state.count("stale_served", len(held))
+        return {**answers, **held}
+    if loaded:
+        yield from write_loaded(state, loaded, ttl, value_type, reply.seconds / len(missing))
+    return {**answers, **loaded}
+
+
+def _refresh_many_for(
+    state: CacheState, bulk_loader: Callable[[list[Any]], Any], ttl: TTL | None, value_type: Any
+) -> Callable[[list[Any]], Plan[None]]:
+    def refresh(keys: list[Any]) -> Plan[None]:
+        state.count("refreshes", len(keys))
+        try:
+            reply = yield Load(bulk_loader, keys, None, state.load_options.hard_timeout)
+            if type(reply) is Pending:
+                return
+            loaded = loaded_for(keys, reply.value, bulk_loader)
+        except Exception as error:
+            now = state.clock()
+            for key in keys:
+                state.throttle.failed(key, now)
+            state.count("refresh_failures", len(keys))
+            state.note_load_failure(keys, error, "refresh failed, stale values kept")
+            return
+        for key in loaded:
+            state.throttle.succeeded(key)
+        if loaded:
+            yield from write_loaded(state, loaded, ttl, value_type, reply.seconds / len(keys))
+
+    return refresh
+
+
+# ---------------------------------------------------------------------------- checks
+def check_loader(loader: Any) -> None:
+    if not callable(loader):
+        raise TypeError(f"the loader must be a function of the key(s), got {loader!r}")
+
+
+def loaded_for(missing: list[Any], result: Any, loader: Callable[..., Any]) -> dict[Any, Any]:
+    """What a bulk loader returned for the ``missing`` keys."""
+    from collections.abc import Mapping
+
+    if not isinstance(result, Mapping):
+        raise TypeError(
+            f"bulk loader {getattr(loader, '__qualname__', loader)!r} must return a mapping of "
+            f"key -> value, got {type(result).__name__}"
+        )
+    return {key: result[key] for key in missing if key in result}
+
+
+__all__ = ["LayerError", "check_loader", "load", "load_many", "loaded_for"]

@@ -1,0 +1,80 @@
+"""Background refreshes for threads: a few daemon worker threads take the refreshes that
+plans queue (``core/refresh.py``: stale before early, hot before cold, bounded) and run each
+in the flight of its key, so that a caller who needs the key meanwhile waits for that
+refresh instead of loading again. The asyncio twin is ``multilayercache.aio.worker``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..core.plans import Refresh
+from ..core.state import CacheState
+
+if TYPE_CHECKING:
+    from .driver import Driver
+
+log = logging.getLogger("multilayercache")
+
+WORKERS = 2
+"""Refreshes run at once. A refresh mostly waits on IO; more workers only help a loader
+that can take more concurrent calls, and the queue keeps the hottest keys first anyway."""
+BATCH = 64
+"""Keys refreshed together by one bulk loader call at most."""
+
+
+class RefreshWorkers:
+    """The threads that run one manager's background refreshes (started on first use)."""
+
+    def __init__(self, driver: Driver, state: CacheState, size: int = WORKERS) -> None:
+        self._driver = driver
+        self._state = state
+        self._size = size
+        self._ready = threading.Condition(threading.Lock())
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+
+    def submit(self, step: Refresh) -> None:
+        """Queue a refresh (dropped if its key is queued already, or the budget is spent)."""
+        with self._ready:
+            if not self._state.refreshes.push(step.key, step.job, step.stale, step.frequency):
+                return
+            if len(self._threads) < self._size and self._busy >= len(self._threads):
+                thread = threading.Thread(
+                    target=self._work, name="multilayercache-refresh", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+            self._ready.notify_all()
+
+    def idle(self, timeout: float | None = None) -> bool:
+        """Wait until no refresh is queued or running (tests, shutdown); False on timeout."""
+        with self._ready:
+            return self._ready.wait_for(
+                lambda: not self._busy and not len(self._state.refreshes), timeout
+            )
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: len(self._state.refreshes) > 0)
+                batch = self._state.refreshes.pop_batch(BATCH)
+                self._busy += 1
+            try:
+                self._refresh(batch)
+            except Exception:  # a plan's bug must not kill the worker
+                log.exception("multilayercache: a background refresh failed")
+            finally:
+                with self._ready:
+                    self._busy -= 1
+                    self._ready.notify_all()
+
+    def _refresh(self, batch: list[tuple[Any, Any]]) -> None:
+        run, flight = self._driver.run, self._driver.flight
+        keys = [key for key, _ in batch]
+        job = batch[0][1]
+        if len(batch) == 1:
+            flight.do(keys[0], lambda: run(job.plan_for(keys)))
+        else:
+            flight.do_many(keys, lambda led: run(job.plan_for(led)) or {})
