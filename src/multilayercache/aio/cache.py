@@ -200,6 +200,10 @@ class AsyncMultilayerCache(ManagerBase):
         return decorate
 
     # ------------------------------------------------------------------ lifetime
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no background refresh is queued or running; False on timeout."""
+        return await self._driver.workers.idle(timeout)
+
     async def close(self) -> None:
         """Close the layers that hold connections."""
         for layer in self.layers:

@@ -26,11 +26,12 @@ class AsyncSingleFlight:
 
     def __contains__(self, key: Hashable) -> bool:
         """Whether a call for ``key`` is in flight."""
-        return key in self._tasks or key in self._batched
+        running = self._tasks.get(key) or self._batched.get(key)
+        return running is not None and not running.done()
 
     async def do(self, key: Hashable, function: Callable[[], Awaitable[Any]]) -> Any:
         task = self._tasks.get(key)
-        if task is None:
+        if task is None or task.done():  # a finished call is forgotten on the next tick
             task = asyncio.ensure_future(function())
             self._tasks[key] = task
             task.add_done_callback(lambda done, key=key: self._forget(key, done))
@@ -51,8 +52,8 @@ class AsyncSingleFlight:
     ) -> dict[Any, Any]:
         """``function(led)`` for the keys that no other task is loading right now, awaiting
         the other tasks' loads of the rest (see ``SingleFlight.do_many``)."""
-        led = [key for key in keys if key not in self._batched]
-        waits = {self._batched[key] for key in keys if key in self._batched}
+        led = [key for key in keys if key not in self._batched or self._batched[key].done()]
+        waits = {self._batched[key] for key in keys if key not in led}
         self.coalesced += len(keys) - len(led)
         batches = list(waits)
         if led:

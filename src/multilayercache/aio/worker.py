@@ -35,8 +35,13 @@ class RefreshWorkers:
         self._busy = 0
 
     def submit(self, step: Refresh) -> None:
-        """Queue a refresh (dropped if its key is queued already, or the budget is spent)."""
-        if not self._state.refreshes.push(step.key, step.job, step.stale, step.frequency):
+        """Queue refreshes (each dropped if its key is queued or running already, or the
+        budget is spent)."""
+        queued = [
+            self._state.refreshes.push(key, step.job, stale, frequency)
+            for key, stale, frequency in step.items
+        ]
+        if not any(queued):
             return
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop: the old one's tasks are gone
@@ -67,13 +72,16 @@ class RefreshWorkers:
             except Exception:  # a plan's bug must not kill the worker
                 log.exception("multilayercache: a background refresh failed")
             finally:
+                self._state.refreshes.finish([key for key, _ in batch])
                 self._busy -= 1
 
     async def _refresh(self, batch: list[tuple[Any, Any]]) -> None:
         run, flight = self._driver.run, self._driver.flight
         keys = [key for key, _ in batch]
         job = batch[0][1]
-        if len(batch) == 1:
+        if not job.coalesce:
+            await run(job.plan_for(keys))
+        elif len(batch) == 1:
             await flight.do(keys[0], lambda: run(job.plan_for(keys)))
         else:
 

@@ -48,6 +48,7 @@ from .state import CacheState
 from .ttl import TTL, optional_ttl_seconds
 
 Condition = Callable[[Any], bool] | None
+_FINISH = object()  # queues the rest of a timed-out load apart from the key's refreshes
 
 
 # ---------------------------------------------------------------------------- one key
@@ -151,7 +152,7 @@ def _load_now(
         return stale.value
     if type(reply) is Pending:
         finish = _finish(state, key, reply.handle, ttl, value_type, condition)
-        yield Refresh(key, RefreshJob(lambda keys: finish), True, 0)
+        yield Refresh(RefreshJob(lambda keys: finish, coalesce=False), (((_FINISH, key), True, 0),))
         state.count("hard_timeouts" if reply.hard else "soft_timeouts")
         if stale is not None:
             state.count("stale_served")
@@ -217,9 +218,16 @@ def _refresh(
 
 def _ask_refresh(state: CacheState, key: Any, job: RefreshJob, stale: bool) -> Plan[None]:
     """Queue a background refresh, unless the key failed lately (fail-safe throttle)."""
+    item = yield from _refresh_item(state, key, stale)
+    if item is not None:
+        yield Refresh(job, (item,))
+
+
+def _refresh_item(state: CacheState, key: Any, stale: bool) -> Plan[tuple[Any, bool, int] | None]:
+    """What to queue for a refresh of ``key``: ``None`` while it failed lately."""
     if not state.throttle.allow(key, state.clock()):
-        return
-    yield Refresh(key, job, stale, (yield from _frequency(state, key)))
+        return None
+    return key, stale, (yield from _frequency(state, key))
 
 
 def _frequency(state: CacheState, key: Any) -> Plan[int]:
@@ -283,6 +291,7 @@ def _answer(
     fall back on."""
     answers: dict[Any, Any] = {}
     stale: dict[Any, Entry] = {}
+    refreshes = []
     for key, (entry, depth) in found.items():
         freshness = _freshness(state, entry, depth)
         if freshness is Freshness.STALE and not options.stale_while_revalidate:
@@ -292,8 +301,12 @@ def _answer(
         if freshness is not Freshness.FRESH:
             if freshness is Freshness.STALE:
                 state.count("stale_served")
-            job = RefreshJob(_refresh_many_for(state, bulk_loader, ttl, value_type), bulk_loader)
-            yield from _ask_refresh(state, key, job, freshness is Freshness.STALE)
+            item = yield from _refresh_item(state, key, freshness is Freshness.STALE)
+            if item is not None:
+                refreshes.append(item)
+    if refreshes:
+        job = RefreshJob(_refresh_many_for(state, bulk_loader, ttl, value_type), bulk_loader)
+        yield Refresh(job, tuple(refreshes))
     yield from _promote_fresh(state, found, value_type)
     return answers, stale
 

@@ -27,8 +27,8 @@ Steps (the loading ones are used by ``loading.py``):
   runs (request coalescing); each gets its result or its exception.
 * ``FlightMany(keys, plan_for)``: the same per key, for a batch: the caller runs
   ``plan_for(keys nobody is loading yet)`` and waits for the others' loads of the rest.
-* ``Refresh(key, job, stale, frequency)``: queue a background refresh (at most one per key;
-  see ``refresh.py``); the reply is ``None`` at once.
+* ``Refresh(job, items)``: queue background refreshes of ``(key, stale, frequency)`` items
+  (at most one per key; see ``refresh.py``) together; the reply is ``None`` at once.
 
 Layers that keep freshness (``tier.entries``: both of this package's layers) are read with
 ``get_entry`` and written with ``set_entry``, so that a value copied up into a faster layer
@@ -117,12 +117,12 @@ class FlightMany(NamedTuple):
 
 
 class Refresh(NamedTuple):
-    """Queue a background refresh of ``key`` (see ``refresh.py``); reply ``None``."""
+    """Queue background refreshes by ``job`` of the ``(key, stale, frequency)`` items (see
+    ``refresh.py``), all at once so that a bulk refresh finds them together; reply
+    ``None``."""
 
-    key: Any
     job: RefreshJob
-    stale: bool
-    frequency: int
+    items: tuple[tuple[Any, bool, int], ...]
 
 
 Step: TypeAlias = "Call | Load | Await | Flight | FlightMany | Refresh"

@@ -15,9 +15,9 @@ do, the order decides what is refreshed:
   otherwise it is dropped. So under pressure only hot keys are refreshed early, and a cold
   key that goes stale is refreshed when it is read (or loaded when it expires).
 
-Each key is queued once. A job that names a ``group`` (the bulk loader of
-``get_or_load_many``) can be taken together with the other queued jobs of its group, so
-that one bulk call refreshes them all.
+Each key is queued once, and not again while its refresh runs (``finish`` ends that). A job
+that names a ``group`` (the bulk loader of ``get_or_load_many``) can be taken together with
+the other queued jobs of its group, so that one bulk call refreshes them all.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ from typing import Any, NamedTuple
 
 class RefreshJob(NamedTuple):
     """How to refresh some keys: ``plan_for(keys)`` is the plan (see ``loading.py``);
-    jobs of the same ``group`` may run as one batch."""
+    jobs of the same ``group`` may run as one batch. ``coalesce``: run in the flight of its
+    keys (a refresh); off for the rest of a load that outlived its timeout, which must not
+    join the flight that is waiting for it."""
 
     plan_for: Callable[[list[Any]], Any]
     group: Hashable | None = None
+    coalesce: bool = True
 
 
 class _Queued(NamedTuple):
@@ -63,6 +66,7 @@ class RefreshQueue:
         self.capacity = capacity
         self._heap: list[_Queued] = []
         self._queued: dict[Any, _Queued] = {}
+        self._running: set[Any] = set()
         self._arrivals = itertools.count()
         self.dropped = 0
         """Refreshes refused or displaced for want of budget."""
@@ -73,10 +77,15 @@ class RefreshQueue:
     def __contains__(self, key: Any) -> bool:
         return key in self._queued
 
+    @property
+    def running(self) -> int:
+        """Keys whose refresh was taken and has not finished."""
+        return len(self._running)
+
     def push(self, key: Any, job: RefreshJob, stale: bool, frequency: int) -> bool:
-        """Queue a refresh of ``key``; False if it was already queued or the budget is
-        spent (see the module docstring)."""
-        if key in self._queued:
+        """Queue a refresh of ``key``; False if it is queued or running already, or the
+        budget is spent (see the module docstring)."""
+        if key in self._queued or key in self._running:
             return False
         item = _Queued((0 if stale else 1, -frequency, next(self._arrivals)), key, job)
         if len(self._queued) >= self.capacity and not self._make_room_for(item):
@@ -90,7 +99,7 @@ class RefreshQueue:
 
     def pop_batch(self, limit: int) -> list[tuple[Any, RefreshJob]]:
         """The first job, and up to ``limit - 1`` more queued jobs of its group (best
-        ranked first); empty if nothing is queued."""
+        ranked first); empty if nothing is queued. Their keys run until ``finish``."""
         first = self._pop_first()
         if first is None:
             return []
@@ -103,7 +112,12 @@ class RefreshQueue:
             for item in same:
                 del self._queued[item.key]  # its heap entry is skipped when it surfaces
                 batch.append((item.key, item.job))
+        self._running.update(key for key, _ in batch)
         return batch
+
+    def finish(self, keys: list[Any]) -> None:
+        """The refreshes of ``keys`` (taken by ``pop_batch``) are over."""
+        self._running.difference_update(keys)
 
     def _pop_first(self) -> _Queued | None:
         while self._heap:

@@ -253,6 +253,10 @@ class MultilayerCache(ManagerBase):
         return decorate
 
     # ------------------------------------------------------------------ lifetime
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no background refresh is queued or running; False on timeout."""
+        return self._driver.workers.idle(timeout)
+
     def close(self) -> None:
         """Close the layers that hold connections."""
         for layer in self.layers:

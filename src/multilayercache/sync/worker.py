@@ -36,9 +36,14 @@ class RefreshWorkers:
         self._busy = 0
 
     def submit(self, step: Refresh) -> None:
-        """Queue a refresh (dropped if its key is queued already, or the budget is spent)."""
+        """Queue refreshes (each dropped if its key is queued or running already, or the
+        budget is spent)."""
         with self._ready:
-            if not self._state.refreshes.push(step.key, step.job, step.stale, step.frequency):
+            queued = [
+                self._state.refreshes.push(key, step.job, stale, frequency)
+                for key, stale, frequency in step.items
+            ]
+            if not any(queued):
                 return
             if len(self._threads) < self._size and self._busy >= len(self._threads):
                 thread = threading.Thread(
@@ -67,6 +72,7 @@ class RefreshWorkers:
                 log.exception("multilayercache: a background refresh failed")
             finally:
                 with self._ready:
+                    self._state.refreshes.finish([key for key, _ in batch])
                     self._busy -= 1
                     self._ready.notify_all()
 
@@ -74,7 +80,9 @@ class RefreshWorkers:
         run, flight = self._driver.run, self._driver.flight
         keys = [key for key, _ in batch]
         job = batch[0][1]
-        if len(batch) == 1:
+        if not job.coalesce:
+            run(job.plan_for(keys))
+        elif len(batch) == 1:
             flight.do(keys[0], lambda: run(job.plan_for(keys)))
         else:
             flight.do_many(keys, lambda led: run(job.plan_for(led)) or {})

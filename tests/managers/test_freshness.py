@@ -1,0 +1,215 @@
+"""Freshness and fail-safe through the managers, on {sync, asyncio} x {compiled, pure} L1:
+stale-while-revalidate, refresh-ahead, fail-safe with its throttle, soft and hard timeouts,
+batches, and stale values kept in the shared layer."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from multilayercache import AsyncMultilayerCache, LayerPolicy, MultilayerCache
+from multilayercache.core.errors import LoadTimeoutError
+from multilayercache.core.options import LoadOptions
+
+STALE = [LayerPolicy(ttl=10, stale_ttl=100)]
+
+
+class Source:
+    """A loader that counts its calls and hands out new versions."""
+
+    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+        self.delay, self.fail, self.calls = delay, fail, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, key):
+        version = self._begin()
+        time.sleep(self.delay)
+        return self._end(key, version)
+
+    async def awaited(self, key):
+        version = self._begin()
+        await asyncio.sleep(self.delay)  # a slow database must not block the event loop
+        return self._end(key, version)
+
+    def _begin(self) -> int:
+        with self.lock:
+            self.calls += 1
+            return self.calls
+
+    def _end(self, key, version):
+        if self.fail:
+            raise ConnectionError("database down")
+        return f"{key} v{version}"
+
+    def for_(self, harness):
+        return self.awaited if harness.is_async else self
+
+
+def test_a_stale_value_is_served_at_once_and_reloaded_once(harness, clock) -> None:
+    cache = harness.cache([harness.l1(clock=clock)], STALE)
+    source = Source(delay=0.2)
+    assert cache.get_or_load("k", source.for_(harness)) == "k v1"
+    clock.advance(20)  # past the TTL, within the stale window
+    start = time.perf_counter()
+    for _ in range(50):
+        assert cache.get_or_load("k", source.for_(harness)) == "k v1"
+    assert time.perf_counter() - start < 0.15  # none waited for the 0.2 s reload
+    assert cache.get("k", "no fresh value") == "no fresh value"
+    assert cache.wait_idle(5)
+    assert source.calls == 2 and cache.get_or_load("k", source.for_(harness)) == "k v2"
+    stats = cache.stats()
+    assert stats.stale_served == 50 and stats.refreshes == 1
+
+
+def test_refresh_ahead_keeps_a_hot_key_from_ever_missing(harness, clock) -> None:
+    policy = LayerPolicy(ttl=10, refresh_ahead=0.5, refresh_jitter=0)
+    cache = harness.cache([harness.l1(clock=clock)], [policy])
+    source = Source()
+    versions = []
+    for _ in range(100):  # ten TTL periods, a read every second
+        versions.append(cache.get_or_load("hot", source.for_(harness)))
+        clock.advance(1)
+        assert cache.wait_idle(5)
+    assert cache.layers[0].stats().misses == 1  # only the very first read
+    assert source.calls >= 10  # refreshed in the background, every half TTL
+    assert versions[-1] == f"hot v{source.calls}"
+
+
+def test_fail_safe_serves_stale_and_throttles_the_failing_key(harness, clock) -> None:
+    options = LoadOptions(stale_while_revalidate=False, fail_safe_throttle=0.3)
+    cache = harness.cache([harness.l1(clock=clock)], STALE, load_options=options)
+    assert cache.get_or_load("k", Source().for_(harness)) == "k v1"
+    clock.advance(20)
+    failing = Source(fail=True)
+    for _ in range(5):
+        assert cache.get_or_load("k", failing.for_(harness)) == "k v1"
+    assert failing.calls == 1  # throttled after the first failure
+    time.sleep(0.35)
+    assert cache.get_or_load("k", failing.for_(harness)) == "k v1" and failing.calls == 2
+    stats = cache.stats()
+    assert stats.fail_safe == 2 and stats.stale_served == 6
+    with pytest.raises(ConnectionError):  # nothing stale to fall back on: the error shows
+        cache.get_or_load("never-loaded", failing.for_(harness))
+
+
+def test_a_failed_background_refresh_keeps_the_stale_value(harness, clock) -> None:
+    cache = harness.cache([harness.l1(clock=clock)], STALE)
+    assert cache.get_or_load("k", Source().for_(harness)) == "k v1"
+    clock.advance(20)
+    failing = Source(fail=True)
+    assert cache.get_or_load("k", failing.for_(harness)) == "k v1"
+    assert cache.wait_idle(5)
+    assert cache.get_or_load("k", failing.for_(harness)) == "k v1"
+    assert cache.stats().refresh_failures == 1 and failing.calls == 1  # then throttled
+
+
+def test_a_soft_timeout_answers_stale_and_the_load_finishes_later(harness, clock) -> None:
+    options = LoadOptions(stale_while_revalidate=False, soft_timeout=0.05)
+    cache = harness.cache([harness.l1(clock=clock)], STALE, load_options=options)
+    assert cache.get_or_load("k", Source().for_(harness)) == "k v1"
+    clock.advance(20)
+    slow = Source(delay=0.3)
+    start = time.perf_counter()
+    assert cache.get_or_load("k", slow.for_(harness)) == "k v1"
+    assert time.perf_counter() - start < 0.25
+    assert cache.wait_idle(5)
+    assert cache.get("k") == "k v1" and cache.stats().soft_timeouts == 1
+
+
+def test_a_hard_timeout_gives_up_but_the_value_is_cached_later(harness) -> None:
+    cache = harness.cache([harness.l1()])
+    slow = Source(delay=0.3)
+    start = time.perf_counter()
+    with pytest.raises(LoadTimeoutError, match="hard timeout"):
+        cache.get_or_load("k", slow.for_(harness), hard_timeout=0.05)
+    assert time.perf_counter() - start < 0.25
+    assert cache.wait_idle(5)
+    assert cache.get("k") == "k v1" and cache.stats().hard_timeouts == 1
+
+
+def test_stale_batches_are_refreshed_with_one_bulk_call(harness, clock) -> None:
+    cache = harness.cache([harness.l1(clock=clock)], STALE)
+    calls = []
+
+    def bulk(keys):
+        calls.append(sorted(keys))
+        return {key: f"{key} v{len(calls)}" for key in keys}
+
+    keys = [f"k{i}" for i in range(5)]
+    assert cache.get_or_load_many(keys, harness.loader(bulk)) == {k: f"{k} v1" for k in keys}
+    clock.advance(20)
+    assert cache.get_or_load_many(keys, harness.loader(bulk)) == {k: f"{k} v1" for k in keys}
+    assert cache.wait_idle(5)
+    assert calls == [keys, keys]  # one bulk refresh for the five stale keys
+    assert cache.get_or_load_many(keys, harness.loader(bulk)) == {k: f"{k} v2" for k in keys}
+
+
+def test_the_shared_layer_keeps_stale_values_for_other_instances(harness, layers) -> None:
+    l1, l2 = layers
+    policies = [LayerPolicy(ttl=0.1), LayerPolicy(ttl=0.2, stale_ttl=30)]
+    writer = harness.cache([l1, l2], policies)
+    assert writer.get_or_load("k", Source().for_(harness)) == "k v1"
+    time.sleep(0.3)  # stale in L2, gone from L1
+    other = harness.cache([harness.l1(), l2], policies)
+    source = Source()
+    assert other.get_or_load("k", source.for_(harness)) == "k v1"  # stale, at once
+    assert other.wait_idle(5)
+    assert source.calls == 1 and l2.get("k") == "k v1"  # refreshed below, fresh again
+
+
+def test_xfetch_refreshes_a_slow_to_load_value_early(harness, layers) -> None:
+    l1, l2 = layers
+    policies = [None, LayerPolicy(ttl=60, xfetch_beta=1e9)]
+    cache = harness.cache([l1, l2], policies)
+    assert cache.get_or_load("k", Source(delay=0.01).for_(harness)) == "k v1"
+    other = harness.cache([harness.l1(), l2], policies)
+    source = Source()
+    assert other.get_or_load("k", source.for_(harness)) == "k v1"
+    assert other.wait_idle(5)
+    assert source.calls == 1 and other.stats().refreshes == 1
+
+
+def test_1000_threads_on_a_stale_key_make_one_reload(Layer, clock) -> None:
+    cache = MultilayerCache([Layer(max_size=10, clock=clock)], STALE)
+    source = Source(delay=0.2)
+    cache.get_or_load("k", source)
+    clock.advance(20)
+    barrier = threading.Barrier(50)
+    slowest = []
+
+    def read() -> None:
+        barrier.wait()
+        for _ in range(20):
+            start = time.perf_counter()
+            assert cache.get_or_load("k", source) == "k v1"
+            slowest.append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=read) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(slowest) == 1000 and max(slowest) < 0.1  # none waited for the reload
+    assert cache.wait_idle(5) and source.calls == 2
+
+
+async def test_1000_tasks_on_a_stale_key_make_one_reload(Layer, clock) -> None:
+    cache = AsyncMultilayerCache([Layer(max_size=10, clock=clock)], STALE)
+    calls = []
+
+    async def load(key):
+        calls.append(key)
+        await asyncio.sleep(0.2)
+        return f"{key} v{len(calls)}"
+
+    await cache.get_or_load("k", load)
+    clock.advance(20)
+    start = time.perf_counter()
+    results = await asyncio.gather(*[cache.get_or_load("k", load) for _ in range(1000)])
+    assert time.perf_counter() - start < 0.15
+    assert results == ["k v1"] * 1000
+    assert await cache.wait_idle(5) and len(calls) == 2
+    assert await cache.get_or_load("k", load) == "k v2"
