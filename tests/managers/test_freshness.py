@@ -213,3 +213,41 @@ async def test_1000_tasks_on_a_stale_key_make_one_reload(Layer, clock) -> None:
     assert results == ["k v1"] * 1000
     assert await cache.wait_idle(5) and len(calls) == 2
     assert await cache.get_or_load("k", load) == "k v2"
+
+
+def test_a_miss_storm_runs_at_most_max_concurrent_loads(Layer) -> None:
+    options = LoadOptions(max_concurrent_loads=3)
+    cache = MultilayerCache([Layer(max_size=1_000)], load_options=options)
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def load(key):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return key
+
+    threads = [threading.Thread(target=cache.get_or_load, args=(f"k{i}", load)) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] == 3 and cache.stats().loader_calls == 24
+
+
+async def test_a_task_storm_runs_at_most_max_concurrent_loads(Layer) -> None:
+    options = LoadOptions(max_concurrent_loads=3)
+    cache = AsyncMultilayerCache([Layer(max_size=1_000)], load_options=options)
+    running, peak = [0], [0]
+
+    async def load(key):
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        await asyncio.sleep(0.02)
+        running[0] -= 1
+        return key
+
+    await asyncio.gather(*[cache.get_or_load(f"k{i}", load) for i in range(24)])
+    assert peak[0] == 3 and cache.stats().loader_calls == 24

@@ -26,6 +26,7 @@ from ..core.plans import (
 )
 from ..core.state import CacheState
 from ..core.tiers import Tier
+from .retry import LoadGate
 from .singleflight import AsyncSingleFlight
 from .worker import RefreshWorkers
 
@@ -37,6 +38,10 @@ class AsyncDriver:
         self.state = state
         self.flight = AsyncSingleFlight()
         self.workers = RefreshWorkers(self, state)
+        options = state.load_options
+        self.gate = None
+        if options.max_concurrent_loads is not None:
+            self.gate = LoadGate(options.max_concurrent_loads, timeout=options.load_wait)
 
     async def run(self, plan: Plan[T]) -> T:
         """Drive ``plan`` to its end and return its result (or raise its exception)."""
@@ -93,6 +98,12 @@ class AsyncDriver:
             return Pending(task, hard=step.soft_timeout is None)
 
     async def _timed_load(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
+        if self.gate is not None:
+            async with self.gate.slot():
+                return await self._call_loader(loader, argument)
+        return await self._call_loader(loader, argument)
+
+    async def _call_loader(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
         start = time.perf_counter()
         try:
             result = loader(argument)

@@ -161,6 +161,12 @@ class LoadOptions:
     hard_timeout:
         Seconds after which a caller gives up on a load (``LoadTimeoutError``, or the stale
         value when there is one); the load still updates the cache if it ends later.
+    max_concurrent_loads:
+        At most this many loader calls at once across all keys (``None``: no limit), so a
+        miss storm cannot exhaust the loader's backend; each key has only one anyway
+        (coalescing), and a failing key is throttled. Callers beyond it wait up to
+        ``load_wait`` seconds for a slot, then fail (``LoadGateTimeout``) or, with a stale
+        value, get that.
     """
 
     stale_while_revalidate: bool = True
@@ -168,9 +174,16 @@ class LoadOptions:
     fail_safe_throttle: float = 10.0
     soft_timeout: float | None = None
     hard_timeout: float | None = None
+    max_concurrent_loads: int | None = None
+    load_wait: float | None = 10.0
 
     def __post_init__(self) -> None:
         ttl_seconds(self.fail_safe_throttle, "fail_safe_throttle")
+        limit = self.max_concurrent_loads
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValueError(f"max_concurrent_loads must be an int >= 1 or None, got {limit!r}")
         for name in ("soft_timeout", "hard_timeout"):
             value = getattr(self, name)
             if value is not None and not _fraction(value) > 0:

@@ -26,6 +26,7 @@ from ..core.plans import (
 )
 from ..core.state import CacheState
 from ..core.tiers import Tier
+from .retry import LoadGate
 from .singleflight import SingleFlight
 from .worker import RefreshWorkers
 
@@ -37,6 +38,10 @@ class Driver:
         self.state = state
         self.flight = SingleFlight()
         self.workers = RefreshWorkers(self, state)
+        options = state.load_options
+        self.gate = None
+        if options.max_concurrent_loads is not None:
+            self.gate = LoadGate(options.max_concurrent_loads, timeout=options.load_wait)
 
     def run(self, plan: Plan[T]) -> T:
         """Drive ``plan`` to its end and return its result (or raise its exception)."""
@@ -107,6 +112,12 @@ class Driver:
             return Pending(future, hard=step.soft_timeout is None)
 
     def _timed_load(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
+        if self.gate is not None:
+            with self.gate.slot():
+                return self._call_loader(loader, argument)
+        return self._call_loader(loader, argument)
+
+    def _call_loader(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
         start = time.perf_counter()
         try:
             value = loader(argument)
