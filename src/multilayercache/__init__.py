@@ -8,15 +8,18 @@ coordinated by a manager::
 """
 
 from .aio.cache import AsyncMultilayerCache
+from .core.backoff import RetryPolicy
+from .core.breaker import BreakerPolicy
 from .core.errors import (
     LayerError,
     LayerUnavailableError,
+    LoadTimeoutError,
     SerializationError,
     UntrustedDataError,
 )
 from .core.latency import Percentiles
 from .core.missing import MISSING
-from .core.options import LayerPolicy
+from .core.options import LayerPolicy, LoadOptions
 from .core.stats import CacheStats, HotKey, LayerSnapshot, LayerStats
 from .layers.memory import InMemoryLayer
 from .layers.redis import AsyncRedisLayer, RedisLayer
@@ -27,6 +30,7 @@ __all__ = [
     "MISSING",
     "AsyncMultilayerCache",
     "AsyncRedisLayer",
+    "BreakerPolicy",
     "CacheStats",
     "HotKey",
     "InMemoryLayer",
@@ -35,10 +39,13 @@ __all__ = [
     "LayerSnapshot",
     "LayerStats",
     "LayerUnavailableError",
+    "LoadOptions",
+    "LoadTimeoutError",
     "MsgpackSerializer",
     "MultilayerCache",
     "Percentiles",
     "RedisLayer",
+    "RetryPolicy",
     "SerializationError",
     "SignedPickleSerializer",
     "UntrustedDataError",
