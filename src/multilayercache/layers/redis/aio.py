@@ -29,7 +29,7 @@ from ...core.freshness import Entry, Lifetime
 from ...core.ttl import TTL
 from ...serializers import Serializer
 from . import fastpath
-from .codec import SCAN_BATCH, RedisCodec, as_list
+from .codec import SCAN_BATCH, PackedWrite, RedisCodec, as_list
 from .codec import client_options as with_defaults
 
 DEFAULT_ASYNC_MAX_CONNECTIONS = 50
@@ -283,6 +283,18 @@ class AsyncRedisLayer(RedisCodec):
         pipeline = self._write_pipeline(mapping, lifetime, load_seconds, value_type)
         if pipeline is None:
             return
+        try:
+            await self._run(pipeline.execute)
+        except RedisError as error:
+            raise self._failure("pipeline SET", error) from error
+
+    async def write_packed(self, writes: list[PackedWrite]) -> None:
+        """Send encoded writes (``encode_write`` / ``encode_delete``) in one pipeline: the
+        write-behind queue's flush."""
+        if not writes:
+            return
+        self._bound()
+        pipeline = self._packed_pipeline(writes)
         try:
             await self._run(pipeline.execute)
         except RedisError as error:

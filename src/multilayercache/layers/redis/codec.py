@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -52,6 +52,20 @@ stuck) gives up this soon, instead of after the OS's TCP timeout (minutes)."""
 
 SCAN_BATCH = 500
 """Keys per SCAN call and per UNLINK when ``clear`` empties a prefix."""
+
+
+class PackedWrite(NamedTuple):
+    """An encoded write: SET ``redis_key`` to ``data`` for ``milliseconds`` (``None``: no
+    expiry), or DEL it when ``data`` is ``None``."""
+
+    redis_key: str
+    data: bytes | None
+    milliseconds: int | None
+
+    @property
+    def size(self) -> int:
+        """Bytes it holds in a write-behind queue (key and value)."""
+        return len(self.redis_key) + (len(self.data) if self.data is not None else 0)
 
 
 class RedisCodec:
@@ -246,6 +260,34 @@ class RedisCodec:
             key: envelope.entry(value, now_ms)
             for key, envelope, value in zip(keys, envelopes, decoded[2::3], strict=True)
         }
+
+    def encode_write(
+        self,
+        key: Any,
+        value: Any,
+        lifetime: Lifetime,
+        load_seconds: float = 0.0,
+        value_type: Any = None,
+    ) -> PackedWrite:
+        """A write, encoded now and sent later (write-behind): the Redis key, the stored
+        bytes and the expiry. Raises ``SerializationError`` at once for a value that cannot
+        be encoded, so that nothing unwritable is ever acknowledged."""
+        lifetime = self._resolved(lifetime)
+        data = self._pack(value, lifetime, load_seconds, value_type)
+        return PackedWrite(self.redis_key(key), data, self._expiry_ms(lifetime))
+
+    def encode_delete(self, key: Any) -> PackedWrite:
+        """A delete, to be sent later (write-behind)."""
+        return PackedWrite(self.redis_key(key), None, 0)
+
+    def _packed_pipeline(self, writes: Iterable[PackedWrite]) -> Any:
+        pipeline = self.client.pipeline(transaction=False)
+        for write in writes:
+            if write.data is None or write.milliseconds == 0:
+                pipeline.delete(write.redis_key)
+            else:
+                pipeline.set(write.redis_key, write.data, px=write.milliseconds)
+        return pipeline
 
     def _write_pipeline(
         self,

@@ -24,7 +24,7 @@ from ...core.freshness import Entry, Lifetime
 from ...core.ttl import TTL
 from ...serializers import Serializer
 from . import fastpath
-from .codec import SCAN_BATCH, RedisCodec, as_list, client_options
+from .codec import SCAN_BATCH, PackedWrite, RedisCodec, as_list, client_options
 
 
 class RedisLayer(RedisCodec):
@@ -222,6 +222,16 @@ class RedisLayer(RedisCodec):
             return
         try:
             pipeline.execute()
+        except RedisError as error:
+            raise self._failure("pipeline SET", error) from error
+
+    def write_packed(self, writes: list[PackedWrite]) -> None:
+        """Send encoded writes (``encode_write`` / ``encode_delete``) in one pipeline: the
+        write-behind queue's flush."""
+        if not writes:
+            return
+        try:
+            self._packed_pipeline(writes).execute()
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
 
