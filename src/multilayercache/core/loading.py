@@ -41,6 +41,7 @@ from .plans import (
     find_entries,
     find_entry,
     promote,
+    promote_found,
     write_loaded,
 )
 from .refresh import RefreshJob
@@ -307,19 +308,8 @@ def _answer(
     if refreshes:
         job = RefreshJob(_refresh_many_for(state, bulk_loader, ttl, value_type), bulk_loader)
         yield Refresh(job, tuple(refreshes))
-    yield from _promote_fresh(state, found, value_type)
+    yield from promote_found(state, found, value_type)
     return answers, stale
-
-
-def _promote_fresh(
-    state: CacheState, found: dict[Any, tuple[Entry, int]], value_type: Any
-) -> Plan[None]:
-    by_depth: dict[int, dict[Any, Entry]] = {}
-    for key, (entry, depth) in found.items():
-        if depth and entry.freshness is not Freshness.STALE:
-            by_depth.setdefault(depth, {})[key] = entry
-    for depth, entries in by_depth.items():
-        yield from promote(state, entries, depth, value_type)
 
 
 def _load_many_now(

@@ -158,16 +158,10 @@ class AsyncRedisLayer(RedisCodec):
     ) -> None:
         """Store ``value`` for ``lifetime`` (fresh for ``ttl``, then stale for
         ``stale_ttl``; Redis drops it after both)."""
-        redis_key = self.redis_key(key)
-        lifetime = self._resolved(lifetime)
-        data = self._pack(value, lifetime, load_seconds, value_type)
-        milliseconds = self._expiry_ms(lifetime)
+        write = self.encode_write(key, value, lifetime, load_seconds, value_type)
         client = self._bound()
         try:
-            if milliseconds == 0:
-                await self._run(lambda: client.delete(redis_key))
-            else:
-                await self._run(lambda: client.set(redis_key, data, px=milliseconds))
+            await self._run(lambda: write.apply(client))
         except RedisError as error:
             raise self._failure("SET", error) from error
 

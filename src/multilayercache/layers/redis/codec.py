@@ -62,6 +62,12 @@ class PackedWrite(NamedTuple):
     data: bytes | None
     milliseconds: int | None
 
+    def apply(self, client: Any) -> Any:
+        """Send it through ``client`` (a client or a pipeline; awaitable for asyncio)."""
+        if self.data is None or self.milliseconds == 0:  # a delete, or expired already
+            return client.delete(self.redis_key)
+        return client.set(self.redis_key, self.data, px=self.milliseconds)
+
     @property
     def size(self) -> int:
         """Bytes it holds in a write-behind queue (key and value)."""
@@ -283,10 +289,7 @@ class RedisCodec:
     def _packed_pipeline(self, writes: Iterable[PackedWrite]) -> Any:
         pipeline = self.client.pipeline(transaction=False)
         for write in writes:
-            if write.data is None or write.milliseconds == 0:
-                pipeline.delete(write.redis_key)
-            else:
-                pipeline.set(write.redis_key, write.data, px=write.milliseconds)
+            write.apply(pipeline)
         return pipeline
 
     def _write_pipeline(
@@ -298,21 +301,11 @@ class RedisCodec:
     ) -> Any:
         """A pipeline, not yet run, that stores every item (``None`` if there is none).
         Every value is encoded before any IO, so one that cannot be encoded writes nothing."""
-        lifetime = self._resolved(lifetime)
-        milliseconds = self._expiry_ms(lifetime)
-        plan = [
-            (self.redis_key(key), self._pack(value, lifetime, load_seconds, value_type))
+        writes = [
+            self.encode_write(key, value, lifetime, load_seconds, value_type)
             for key, value in mapping.items()
         ]
-        if not plan:
-            return None
-        pipeline = self.client.pipeline(transaction=False)
-        for redis_key, data in plan:
-            if milliseconds == 0:  # expired already
-                pipeline.delete(redis_key)
-            else:
-                pipeline.set(redis_key, data, px=milliseconds)
-        return pipeline
+        return self._packed_pipeline(writes) if writes else None
 
     def _failure(self, operation: str, error: RedisError) -> LayerError:
         """The ``LayerError`` to raise for a failed Redis call (counted). It is transient

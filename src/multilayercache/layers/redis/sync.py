@@ -106,15 +106,9 @@ class RedisLayer(RedisCodec):
     ) -> None:
         """Store ``value`` for ``lifetime`` (fresh for ``ttl``, then stale for
         ``stale_ttl``; Redis drops it after both)."""
-        redis_key = self.redis_key(key)
-        lifetime = self._resolved(lifetime)
-        data = self._pack(value, lifetime, load_seconds, value_type)
-        milliseconds = self._expiry_ms(lifetime)
+        write = self.encode_write(key, value, lifetime, load_seconds, value_type)
         try:
-            if milliseconds == 0:
-                self.client.delete(redis_key)
-            else:
-                self.client.set(redis_key, data, px=milliseconds)
+            write.apply(self.client)
         except RedisError as error:
             raise self._failure("SET", error) from error
 
