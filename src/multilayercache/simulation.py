@@ -22,8 +22,21 @@ _PROGRESS_STEP = 65_536
 
 
 def load_trace(path: str | Path) -> np.ndarray:
-    """Load a ``.npy`` trace of ``uint64`` keys (other integer dtypes are accepted)."""
-    trace = np.load(path, allow_pickle=False)
+    """Load a trace of integer keys as ``uint64``: a ``.npy`` array, or a ``.npz`` archive
+    holding one array named ``keys`` (the large shared traces are stored so, as uint32).
+    A missing ``NAME.npy`` whose ``NAME.npz`` exists loads that, so a caller may name every
+    shared trace ``NAME.npy``."""
+    path = Path(path)
+    if path.suffix == ".npy" and not path.exists() and path.with_suffix(".npz").exists():
+        path = path.with_suffix(".npz")
+    loaded = np.load(path, allow_pickle=False)
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            if "keys" not in loaded.files:
+                raise ValueError(f"{path}: a .npz trace holds an array named 'keys'")
+            trace = loaded["keys"]
+    else:
+        trace = loaded
     if trace.ndim != 1 or not np.issubdtype(trace.dtype, np.integer):
         raise ValueError(f"{path}: a trace is a 1-D array of integer keys, got {trace.dtype}")
     if np.issubdtype(trace.dtype, np.signedinteger) and trace.size and trace.min() < 0:
