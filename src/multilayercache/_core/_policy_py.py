@@ -265,7 +265,7 @@ class WTinyLfuPolicy:
         self._last_use[slot] = self.clock
         if region == WINDOW:
             self.window_hits += 1
-            if 2 * self.window_target <= self.capacity:
+            if self.window_target <= self.capacity // 2:
                 self._relink(slot, WINDOW)  # a small window is plain LRU (see 3.)
                 return
             self._relink(slot, PROBATION)  # a large one hands re-used entries to main
@@ -347,7 +347,9 @@ class WTinyLfuPolicy:
         if DENSITY_PERIOD * self.misses_since_check < self._entry_capacity():
             return
         window, probation = self.region_weights[WINDOW], self.region_weights[PROBATION]
-        if window > 0 and self.window_hits * probation < self.probation_hits * window:
+        # Compared in floats, exactly as the compiled twin does in C doubles (hit counts
+        # times weights may exceed 64 bits there); exact for any unweighted cache.
+        if window > 0 and float(self.window_hits) * probation < float(self.probation_hits) * window:
             shrink = max(self._step(), self.window_target >> DENSITY_SHRINK_SHIFT)
             self._set_window(self.window_target - shrink)
         self.window_hits = self.probation_hits = self.misses_since_check = 0

@@ -218,7 +218,7 @@ cdef class WTinyLfuPolicy:
         self._nodes[NODE_FIELDS * (C_HEADS + slot) + LAST_USE] = <int32_t>self.clock
         if region == C_WINDOW:
             self.window_hits += 1
-            if 2 * self.window_target <= self.capacity:
+            if self.window_target <= self.capacity // 2:
                 self._relink(slot, C_WINDOW)
                 return
             self._relink(slot, C_PROBATION)
@@ -318,7 +318,9 @@ cdef class WTinyLfuPolicy:
             return
         window = self._region_weights[C_WINDOW]
         probation = self._region_weights[C_PROBATION]
-        if window > 0 and self.window_hits * probation < self.probation_hits * window:
+        # In doubles, as the twin does: hit counts times weights may overflow int64.
+        if window > 0 and (<double>self.window_hits * <double>probation
+                           < <double>self.probation_hits * <double>window):
             self._set_window(self.window_target
                              - max(self._step(), self.window_target >> C_DENSITY_SHRINK_SHIFT))
         self.window_hits = self.probation_hits = self.misses_since_check = 0
