@@ -82,7 +82,29 @@ def test_ghost_table(capacity, ops) -> None:
             pure.remember(key_hash, region), compiled.remember(key_hash, region)
     same_arrays(pure.tags, compiled.tags)
     same_arrays(pure.stamps, compiled.stamps)
+    same_arrays(pure.last_uses, compiled.last_uses)
     assert pure.evictions == compiled.evictions
+
+
+@SETTINGS
+@given(
+    capacity=st.integers(1, 100),
+    ops=st.lists(
+        st.tuples(st.sampled_from(["window", "main", "take"]), hashes, st.integers(0, 2**32 - 1)),
+        max_size=400,
+    ),
+)
+def test_ghost_table_last_uses(capacity, ops) -> None:
+    pure, compiled = PURE.GhostTable(capacity), COMPILED.GhostTable(capacity)
+    for op, key_hash, last_use in ops:
+        if op == "take":
+            assert pure.take(key_hash) == compiled.take(key_hash)
+        else:
+            region = 1 if op == "window" else 2
+            pure.remember(key_hash, region, last_use)
+            compiled.remember(key_hash, region, last_use)
+    same_arrays(pure.last_uses, compiled.last_uses)
+    same_arrays(pure.stamps, compiled.stamps)
 
 
 @SETTINGS
@@ -203,6 +225,11 @@ def test_policy(capacity, weighted, ops) -> None:
             "rejections",
             "random_state",
             "sized_for",
+            "clock",
+            "window_target",
+            "window_hits",
+            "probation_hits",
+            "misses_since_check",
         ):
             assert getattr(pure, attribute) == getattr(compiled, attribute), attribute
         assert list(pure.region_weights) == list(compiled.region_weights)
@@ -212,6 +239,8 @@ def test_policy(capacity, weighted, ops) -> None:
     same_arrays(pure.sketch.table, compiled.sketch.table)
     same_arrays(pure.doorkeeper.bits, compiled.doorkeeper.bits)
     same_arrays(pure.ghosts.tags, compiled.ghosts.tags)
+    same_arrays(pure.ghosts.stamps, compiled.ghosts.stamps)
+    same_arrays(pure.ghosts.last_uses, compiled.ghosts.last_uses)
 
 
 LIFETIMES = [

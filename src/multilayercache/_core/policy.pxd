@@ -24,6 +24,10 @@ cdef class WTinyLfuPolicy:
     cdef readonly Py_ssize_t evictions
     cdef readonly Py_ssize_t rejections
     cdef readonly uint32_t epoch  # bumped whenever frequencies age or are rebuilt
+    cdef readonly uint32_t clock  # misses so far (wraps)
+    cdef readonly Py_ssize_t window_hits  # since the last density check
+    cdef readonly Py_ssize_t probation_hits
+    cdef readonly Py_ssize_t misses_since_check
     cdef int64_t[3] _region_weights
     # raw views of the frequency structures, refreshed whenever they are rebuilt
     cdef uint64_t* _sketch_words
@@ -31,9 +35,11 @@ cdef class WTinyLfuPolicy:
     cdef uint64_t* _doorkeeper_words
     cdef uint64_t _doorkeeper_mask
     cdef Py_ssize_t _slot_count
-    cdef int32_t[::1] _nodes  # per node: prev, next, region, readmit
+    cdef int32_t[::1] _nodes  # per node: prev, next, region, last use (clock bits)
     cdef Py_ssize_t _node_capacity
     cdef uint64_t[::1] _hash
+    cdef uint32_t[::1] _reuse  # per slot: reuse distance seen at insertion
+    cdef uint8_t[::1] _readmit  # per slot: a recent window ghost (second chance)
     cdef int64_t[::1] _weight
     cdef int32_t[::1] _evicted
     cdef Py_ssize_t _evicted_count
@@ -51,7 +57,9 @@ cdef class WTinyLfuPolicy:
     cdef int64_t _weight_of(self, Py_ssize_t slot) noexcept
     cdef int _ensure_sized(self, Py_ssize_t entries) except -1
     cdef void _cache_frequency_views(self) noexcept
+    cdef uint32_t _idle_time(self, Py_ssize_t slot) noexcept
     cdef void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash) noexcept
+    cdef void _check_density(self) noexcept
     cdef Py_ssize_t _entry_capacity(self) noexcept
     cdef int64_t _step(self) noexcept
     cdef void _set_window(self, int64_t target) noexcept

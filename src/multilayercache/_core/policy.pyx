@@ -1,11 +1,13 @@
-"""W-TinyLFU policy with a ghost-guided adaptive window (compiled twin of
-``_policy_py.py``, which explains the algorithm and every choice).
+"""W-TinyLFU policy with a ghost-guided adaptive window and reuse-distance ties (compiled
+twin of ``_policy_py.py``, which explains the algorithm and every choice).
 
-Memory layout: node ``n`` is four ``int32`` in one array (prev, next, region, readmit
-flag); nodes 0-2 are the list sentinels and node ``3 + slot`` the entry in ``slot``. A hit
-then reads and writes one 16-byte record per node it touches. The ``uint64`` hash and the
-``int64`` weight (weighted caches only) are separate arrays, read on admission only. Evicted slots are written to
-a reusable ``int32`` buffer; the layer reads ``_evicted[0 .. count)`` after each call.
+Memory layout: node ``n`` is four ``int32`` in one array (prev, next, region, last use);
+nodes 0-2 are the list sentinels and node ``3 + slot`` the entry in ``slot``. A hit then
+reads and writes one 16-byte record per node it touches, and a window or probation hit
+stamps its last use in the record it already writes. The ``uint64`` hash, the ``uint32``
+reuse distance, the ``uint8`` readmission flag and the ``int64`` weight (weighted caches
+only) are separate arrays, read on admission only. Evicted slots are written to a reusable
+``int32`` buffer; the layer reads ``_evicted[0 .. count)`` after each call.
 """
 
 import numpy as np
@@ -24,6 +26,11 @@ HEADS = 3
 PROTECTED_PERCENT = 65
 WARM_FREQUENCY = 6
 RANDOM_ADMIT_BITS = 7
+CLOSE_CALL = 1
+RECENCY_FREQUENCY = 2
+UNKNOWN_REUSE = 0xFFFFFFFF
+DENSITY_PERIOD = 4
+DENSITY_SHRINK_SHIFT = 3
 INITIAL_SIZING = 1 << 20
 WEIGHTED_INITIAL_SIZING = 1 << 10
 DEFAULT_SEED = 0x2545F4914F6CDD1D
@@ -36,7 +43,7 @@ cdef enum:
     PREV = 0
     NEXT = 1
     REGION = 2
-    READMIT = 3
+    LAST_USE = 3
     C_WINDOW = 0
     C_PROBATION = 1
     C_PROTECTED = 2
@@ -45,8 +52,14 @@ cdef enum:
     C_PROTECTED_PERCENT = 65
     C_WARM_FREQUENCY = 6
     C_RANDOM_ADMIT_BITS = 7
+    C_CLOSE_CALL = 1
+    C_RECENCY_FREQUENCY = 2
+    C_DENSITY_PERIOD = 4
+    C_DENSITY_SHRINK_SHIFT = 3
     GHOST_WINDOW = 1
     GHOST_MAIN = 2
+
+cdef uint32_t C_UNKNOWN_REUSE = 0xFFFFFFFF
 
 
 cdef class WTinyLfuPolicy:
@@ -79,9 +92,13 @@ cdef class WTinyLfuPolicy:
             self._nodes[NODE_FIELDS * head + NEXT] = head
         self._node_capacity = 0
         self._hash = np.empty(0, dtype=np.uint64)
+        self._reuse = np.empty(0, dtype=np.uint32)
+        self._readmit = np.empty(0, dtype=np.uint8)
         self._weight = np.empty(0, dtype=np.int64) if weighted else None
         self._evicted = np.empty(16, dtype=np.int32)
         self._evicted_count = 0
+        self.clock = 0
+        self.window_hits = self.probation_hits = self.misses_since_check = 0
         self.evictions = 0
         self.rejections = 0
         self._set_window(0)
@@ -176,6 +193,8 @@ cdef class WTinyLfuPolicy:
         self._nodes = nodes
         self._node_capacity = capacity
         self._hash = _grown(self._hash, old, capacity, 0)
+        self._reuse = _grown(self._reuse, old, capacity, 0)
+        self._readmit = _grown(self._readmit, old, capacity, 0)
         if self.weighted:
             self._weight = _grown(self._weight, old, capacity, 0)
         return 0
@@ -192,16 +211,28 @@ cdef class WTinyLfuPolicy:
 
     cdef void hit(self, Py_ssize_t slot) noexcept:
         cdef uint8_t region = self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION]
-        if region == C_PROTECTED:
+        if region == C_PROTECTED:  # the hot path: unchanged by the recency bookkeeping
             if self._nodes[NODE_FIELDS * (C_PROTECTED) + PREV] != C_HEADS + slot:
                 self._relink(slot, C_PROTECTED)
             return
-        self._relink(slot, C_PROBATION if region == C_WINDOW else C_PROTECTED)
+        self._nodes[NODE_FIELDS * (C_HEADS + slot) + LAST_USE] = <int32_t>self.clock
+        if region == C_WINDOW:
+            self.window_hits += 1
+            if self.window_target <= self.capacity // 2:
+                self._relink(slot, C_WINDOW)
+                return
+            self._relink(slot, C_PROBATION)
+        else:
+            self.probation_hits += 1
+            self._relink(slot, C_PROTECTED)
         self._demote_protected_overflow()
 
     cdef Py_ssize_t insert(self, Py_ssize_t slot, uint64_t key_hash, int64_t weight) except -1:
         self._ensure_sized(self.entries + 1)
+        self.clock += 1
         self._learn_from_ghost(slot, key_hash)
+        self._nodes[NODE_FIELDS * (C_HEADS + slot) + LAST_USE] = <int32_t>self.clock
+        self._check_density()
         self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION] = C_WINDOW
         self._hash[slot] = key_hash
         if self.weighted:
@@ -258,18 +289,41 @@ cdef class WTinyLfuPolicy:
         self.epoch += 1
         return 0
 
+    cdef uint32_t _idle_time(self, Py_ssize_t slot) noexcept:
+        return self.clock - <uint32_t>self._nodes[NODE_FIELDS * (C_HEADS + slot) + LAST_USE]
+
     cdef void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash) noexcept:
-        cdef uint32_t age
-        cdef int region = self.ghosts.pop(key_hash, &age)
+        cdef uint32_t age, last_use
+        cdef int region = self.ghosts.pop(key_hash, &age, &last_use)
+        self._reuse[slot] = self.clock - last_use if region else C_UNKNOWN_REUSE
         cdef Py_ssize_t horizon = max(1, self._entry_capacity() // 2)
         cdef bint recent = region != 0 and age < horizon
-        self._nodes[NODE_FIELDS * (C_HEADS + slot) + READMIT] = 1 if recent and region == GHOST_WINDOW else 0
+        self._readmit[slot] = 1 if recent and region == GHOST_WINDOW else 0
         if not recent:
             return
-        if region == GHOST_WINDOW:
-            self._set_window(self.window_target + self._step())
-        else:
+        if region == GHOST_MAIN:
             self._set_window(self.window_target - self._step())
+            return
+        if self.freq(key_hash) > C_RECENCY_FREQUENCY:
+            return
+        cdef Py_ssize_t victim = self._main_victim()
+        if victim >= 0 and self._reuse[slot] >= self._idle_time(victim):
+            return
+        self._set_window(self.window_target + self._step())
+
+    cdef void _check_density(self) noexcept:
+        cdef int64_t window, probation
+        self.misses_since_check += 1
+        if C_DENSITY_PERIOD * self.misses_since_check < self._entry_capacity():
+            return
+        window = self._region_weights[C_WINDOW]
+        probation = self._region_weights[C_PROBATION]
+        # In doubles, as the twin does: hit counts times weights may overflow int64.
+        if window > 0 and (<double>self.window_hits * <double>probation
+                           < <double>self.probation_hits * <double>window):
+            self._set_window(self.window_target
+                             - max(self._step(), self.window_target >> C_DENSITY_SHRINK_SHIFT))
+        self.window_hits = self.probation_hits = self.misses_since_check = 0
 
     cdef Py_ssize_t _entry_capacity(self) noexcept:
         return self.sized_for if self.weighted else <Py_ssize_t>self.capacity
@@ -323,10 +377,14 @@ cdef class WTinyLfuPolicy:
         return -1
 
     cdef bint _prefer_candidate(self, Py_ssize_t candidate, Py_ssize_t victim) noexcept:
-        if self._nodes[NODE_FIELDS * (C_HEADS + candidate) + READMIT]:
+        cdef bint sooner = self._reuse[candidate] < self._idle_time(victim)
+        if self._readmit[candidate] and sooner:
             return True
         cdef int candidate_frequency = self.freq(self._hash[candidate])
-        if candidate_frequency > self.freq(self._hash[victim]):
+        cdef int victim_frequency = self.freq(self._hash[victim])
+        if victim_frequency <= candidate_frequency <= victim_frequency + C_CLOSE_CALL:
+            return sooner
+        if candidate_frequency > victim_frequency:
             return True
         if candidate_frequency >= C_WARM_FREQUENCY:
             return self._next_random() >> (64 - C_RANDOM_ADMIT_BITS) == 0
@@ -334,7 +392,8 @@ cdef class WTinyLfuPolicy:
 
     cdef int _evict(self, Py_ssize_t slot, int ghost_region) except -1:
         self._unlink(<int32_t>(C_HEADS + slot))
-        self.ghosts.note(self._hash[slot], ghost_region)
+        self.ghosts.note(self._hash[slot], ghost_region,
+                         <uint32_t>self._nodes[NODE_FIELDS * (C_HEADS + slot) + LAST_USE])
         self._forget(slot)
         self.evictions += 1
         if self._evicted_count == self._evicted.shape[0]:
@@ -351,7 +410,7 @@ cdef class WTinyLfuPolicy:
         self.total_weight -= weight
         self.entries -= 1
         self._nodes[NODE_FIELDS * (C_HEADS + slot) + REGION] = C_NOT_CACHED
-        self._nodes[NODE_FIELDS * (C_HEADS + slot) + READMIT] = 0
+        self._readmit[slot] = 0
         if self.weighted:
             self._weight[slot] = 0
 

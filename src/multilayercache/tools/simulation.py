@@ -26,6 +26,16 @@ _ZIP_MAGIC = b"PK\x03\x04"  # a .npz file is a zip archive of .npy files
 _NPZ_ARRAY = "keys"
 
 
+def find_trace(folder: str | Path, name: str) -> Path:
+    """The file of the trace ``name`` in ``folder``: ``NAME.npy``, else ``NAME.npz`` (the
+    shared traces keep the three large ones compressed); ``FileNotFoundError`` if neither."""
+    for suffix in (".npy", ".npz"):
+        path = Path(folder) / f"{name}{suffix}"
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"no trace {name!r} (.npy or .npz) in {folder}")
+
+
 def load_trace(path: str | Path) -> np.ndarray:
     """Load a trace as a ``uint64`` array, one key per request.
 
