@@ -190,14 +190,17 @@ def test_policy(capacity, weighted, ops) -> None:
                 slot, next_slot = next_slot, next_slot + 1
                 pure.grow(next_slot), compiled.grow(next_slot)
             weight = min(number, capacity) if weighted else 1
-            evicted = pure.on_insert(slot, key_hash, weight)
-            assert evicted == compiled.on_insert(slot, key_hash, weight)
+            assert pure.on_insert(slot, key_hash, weight) == compiled.on_insert(
+                slot, key_hash, weight
+            )
+            evicted = pure.evicted
+            assert evicted == compiled.evicted
             live.append(slot)
             for gone in evicted:
                 live.remove(gone)
                 free.append(gone)
         elif op == "access":
-            pure.record_access(key_hash), compiled.record_access(key_hash)
+            assert pure.record_access(key_hash) == compiled.record_access(key_hash)
         elif not live:
             continue
         elif op == "hit":
@@ -210,8 +213,9 @@ def test_policy(capacity, weighted, ops) -> None:
         else:
             slot = live[number % len(live)]
             weight = min(number, capacity) if weighted else 1
-            evicted = pure.on_update(slot, weight)
-            assert evicted == compiled.on_update(slot, weight)
+            assert pure.on_update(slot, weight) == compiled.on_update(slot, weight)
+            evicted = pure.evicted
+            assert evicted == compiled.evicted
             for gone in evicted:
                 live.remove(gone)
                 free.append(gone)
@@ -225,6 +229,7 @@ def test_policy(capacity, weighted, ops) -> None:
             "rejections",
             "random_state",
             "sized_for",
+            "epoch",
             "clock",
             "window_target",
             "window_hits",

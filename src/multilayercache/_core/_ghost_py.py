@@ -18,11 +18,11 @@ was last accessed before it was evicted. When the key comes back, ``now - last u
 reuse distance (LIRS's inter-reference recency), which the policy compares with how long its
 residents have gone unused.
 
-Layout: a direct-mapped table with one slot per cached entry (rounded up to a power of two).
-A slot holds a 32-bit tag (30 bits of the hash, 2 bits for the region), the region's
+Layout: a direct-mapped table with one bucket per cached entry (rounded up to a power of two).
+A bucket holds a 32-bit tag (30 bits of the hash, 2 bits for the region), the region's
 eviction count at the time of eviction and the last use (32 bits each, wrapping; ages and
 reuse distances that matter are far below 2^31). A newer ghost simply overwrites an older
-one in its slot: forgetting a ghost only costs a hint.
+one in its bucket: forgetting a ghost only costs a hint.
 """
 
 import numpy as np
@@ -32,7 +32,7 @@ from ._bits_py import MASK32, next_power_of_two
 WINDOW = 1
 MAIN = 2
 _REGION_BITS = 3
-_SLOT_SHIFT = 20  # slot index from hash bits 20.., tag from bits 32..: nearly independent
+_BUCKET_SHIFT = 20  # bucket index from hash bits 20.., tag from bits 32..: nearly independent
 
 
 class GhostTable:
@@ -41,16 +41,16 @@ class GhostTable:
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity!r}")
-        slot_count = max(8, next_power_of_two(capacity))
-        self._tags = [0] * slot_count
-        self._stamps = [0] * slot_count
-        self._last_uses = [0] * slot_count
-        self.slot_mask = slot_count - 1
+        bucket_count = max(8, next_power_of_two(capacity))
+        self._tags = [0] * bucket_count
+        self._stamps = [0] * bucket_count
+        self._last_uses = [0] * bucket_count
+        self.bucket_mask = bucket_count - 1
         self.evictions = [0, 0, 0]  # per region, indexed by WINDOW / MAIN; wraps at 2^32
 
     @property
     def tags(self) -> np.ndarray:
-        """A copy of the tag column (``uint32``; 0 = empty slot)."""
+        """A copy of the tag column (``uint32``; 0 = empty bucket)."""
         return np.array(self._tags, dtype=np.uint32)
 
     @property
@@ -68,19 +68,19 @@ class GhostTable:
         been used last at clock ``last_use``."""
         count = (self.evictions[region] + 1) & MASK32
         self.evictions[region] = count
-        slot = (key_hash >> _SLOT_SHIFT) & self.slot_mask
-        self._tags[slot] = ((key_hash >> 32) & ~_REGION_BITS & MASK32) | region
-        self._stamps[slot] = count
-        self._last_uses[slot] = last_use & MASK32
+        bucket = (key_hash >> _BUCKET_SHIFT) & self.bucket_mask
+        self._tags[bucket] = ((key_hash >> 32) & ~_REGION_BITS & MASK32) | region
+        self._stamps[bucket] = count
+        self._last_uses[bucket] = last_use & MASK32
 
     def take(self, key_hash: int) -> tuple[int, int, int]:
         """``(region, age, last use)`` if the key is a ghost, else ``(0, 0, 0)``; the ghost
         is consumed."""
-        slot = (key_hash >> _SLOT_SHIFT) & self.slot_mask
-        tag = self._tags[slot]
+        bucket = (key_hash >> _BUCKET_SHIFT) & self.bucket_mask
+        tag = self._tags[bucket]
         if tag == 0 or (tag & ~_REGION_BITS) != ((key_hash >> 32) & ~_REGION_BITS & MASK32):
             return 0, 0, 0
         region = tag & _REGION_BITS
-        self._tags[slot] = 0
-        age = (self.evictions[region] - self._stamps[slot]) & MASK32
-        return region, age, self._last_uses[slot]
+        self._tags[bucket] = 0
+        age = (self.evictions[region] - self._stamps[bucket]) & MASK32
+        return region, age, self._last_uses[bucket]

@@ -220,6 +220,8 @@ class WTinyLfuPolicy:
         self.probation_hits = 0  # ... in probation
         self.misses_since_check = 0
         self.evictions = 0
+        self.epoch = 1  # bumped whenever frequencies age or are rebuilt
+        self.evicted: list[int] = []  # the slots the last on_insert / on_update evicted
         self.rejections = 0
 
     # ------------------------------------------------------------------ introspection
@@ -247,13 +249,20 @@ class WTinyLfuPolicy:
         return slots
 
     # ------------------------------------------------------------------ frequency
-    def record_access(self, key_hash: int) -> None:
-        """Count one access to the key (hit or miss)."""
+    def record_access(self, key_hash: int) -> bool:
+        """Count one access to the key (hit or miss). Returns True when the key is
+        *saturated* (in the doorkeeper, its sketch count at its maximum): until the next
+        aging (``epoch``), recording it again changes nothing, so the compiled layer skips
+        it for keys it knows are saturated."""
         if not self.doorkeeper.put(key_hash):
-            return  # first sighting in this sample period: the doorkeeper absorbs it
-        if self.sketch.increment(key_hash) and self.sketch.needs_reset():
+            return False  # first sighting in this sample period: the doorkeeper absorbs it
+        if not self.sketch.increment(key_hash):
+            return True
+        if self.sketch.needs_reset():
             self.sketch.reset()
             self.doorkeeper.clear()
+            self.epoch += 1
+        return False
 
     def frequency(self, key_hash: int) -> int:
         """Estimated recent accesses of the key: sketch count, plus one if the doorkeeper
@@ -297,8 +306,9 @@ class WTinyLfuPolicy:
             self._relink(slot, PROTECTED)
         self._demote_protected_overflow()
 
-    def on_insert(self, slot: int, key_hash: int, weight: int) -> list[int]:
-        """A new entry in ``slot``; returns the slots evicted to make room (maybe ``slot``)."""
+    def on_insert(self, slot: int, key_hash: int, weight: int) -> int:
+        """A new entry in ``slot``; returns how many slots were evicted to make room (maybe
+        ``slot`` itself): they are ``evicted``."""
         if not self.weighted:
             weight = 1
         self._ensure_sized(self.entries + 1)
@@ -315,8 +325,8 @@ class WTinyLfuPolicy:
         self.entries += 1
         return self._balance()
 
-    def on_update(self, slot: int, weight: int) -> list[int]:
-        """The entry's weight changed; returns the slots evicted to make room."""
+    def on_update(self, slot: int, weight: int) -> int:
+        """The entry's weight changed; returns how many slots were evicted to make room."""
         if not self.weighted:
             return self._balance()
         delta = weight - self._weight[slot]
@@ -339,6 +349,7 @@ class WTinyLfuPolicy:
         self.sketch = CountMinSketch(self.sized_for)
         self.doorkeeper = Doorkeeper(self.sized_for)
         self.ghosts = GhostTable(self.sized_for)
+        self.epoch += 1
 
     def _idle_time(self, slot: int) -> int:
         """Misses since the entry's last use."""
@@ -391,8 +402,8 @@ class WTinyLfuPolicy:
         self.protected_max = (self.capacity - self.window_max) * PROTECTED_PERCENT // 100
 
     # ------------------------------------------------------------------ eviction
-    def _balance(self) -> list[int]:
-        evicted: list[int] = []
+    def _balance(self) -> int:
+        self.evicted = evicted = []
         # Window overflow: each least recent window entry competes for a place in main.
         while self.region_weights[WINDOW] > self.window_max:
             candidate = self._next[WINDOW] - HEADS
@@ -409,7 +420,7 @@ class WTinyLfuPolicy:
             else:
                 self._evict(self._next[WINDOW] - HEADS, WINDOW_GHOST, evicted)
         self._demote_protected_overflow()
-        return evicted
+        return len(evicted)
 
     def _make_room_in_main(self, candidate: int, evicted: list[int]) -> bool:
         """Evict main victims that the window's candidate beats until it fits; False if it

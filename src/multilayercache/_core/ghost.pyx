@@ -7,12 +7,9 @@ from libc.stdint cimport uint32_t, uint64_t
 
 from .bits cimport next_power_of_two
 
-WINDOW = 1
-MAIN = 2
-
 cdef enum:
     REGION_BITS = 3
-    SLOT_SHIFT = 20
+    BUCKET_SHIFT = 20
 
 
 cdef class GhostTable:
@@ -21,16 +18,16 @@ cdef class GhostTable:
     def __init__(self, Py_ssize_t capacity):
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity!r}")
-        cdef Py_ssize_t slot_count = max(8, next_power_of_two(capacity))
-        self._tags = np.zeros(slot_count, dtype=np.uint32)
-        self._stamps = np.zeros(slot_count, dtype=np.uint32)
-        self._last_uses = np.zeros(slot_count, dtype=np.uint32)
-        self.slot_mask = slot_count - 1
+        cdef Py_ssize_t bucket_count = max(8, next_power_of_two(capacity))
+        self._tags = np.zeros(bucket_count, dtype=np.uint32)
+        self._stamps = np.zeros(bucket_count, dtype=np.uint32)
+        self._last_uses = np.zeros(bucket_count, dtype=np.uint32)
+        self.bucket_mask = bucket_count - 1
         self._evictions[0] = self._evictions[1] = self._evictions[2] = 0
 
     @property
     def tags(self):
-        """A copy of the tag column (``uint32``; 0 = empty slot)."""
+        """A copy of the tag column (``uint32``; 0 = empty bucket)."""
         return np.array(self._tags, dtype=np.uint32, copy=True)
 
     @property
@@ -48,38 +45,27 @@ cdef class GhostTable:
         """Evictions counted per region, indexed by WINDOW / MAIN (wrapping at 2^32)."""
         return [self._evictions[0], self._evictions[1], self._evictions[2]]
 
-    cdef void note(self, uint64_t key_hash, int region, uint32_t last_use) noexcept:
-        # uint32 arithmetic wraps by itself, as the twin's explicit mask does.
-        self._evictions[region] += 1
-        cdef uint64_t slot = (key_hash >> SLOT_SHIFT) & self.slot_mask
-        self._tags[slot] = (<uint32_t>(key_hash >> 32) & ~(<uint32_t>REGION_BITS)) | region
-        self._stamps[slot] = self._evictions[region]
-        self._last_uses[slot] = last_use
-
-    cdef int pop(self, uint64_t key_hash, uint32_t* age, uint32_t* last_use) noexcept:
-        cdef uint64_t slot = (key_hash >> SLOT_SHIFT) & self.slot_mask
-        cdef uint32_t tag = self._tags[slot]
-        cdef uint32_t wanted = <uint32_t>(key_hash >> 32) & ~(<uint32_t>REGION_BITS)
-        if tag == 0 or (tag & ~(<uint32_t>REGION_BITS)) != wanted:
-            age[0] = 0
-            last_use[0] = 0
-            return 0
-        cdef int region = tag & REGION_BITS
-        self._tags[slot] = 0
-        age[0] = self._evictions[region] - self._stamps[slot]
-        last_use[0] = self._last_uses[slot]
-        return region
-
-    def remember(self, uint64_t key_hash, int region, uint64_t last_use=0) -> None:
+    cpdef void remember(self, uint64_t key_hash, int region, uint32_t last_use=0) except *:
         """Record that the key was just evicted from ``region`` (WINDOW or MAIN), having
         been used last at clock ``last_use``."""
         if region != WINDOW and region != MAIN:
             raise ValueError(f"region must be WINDOW (1) or MAIN (2), got {region!r}")
-        self.note(key_hash, region, <uint32_t>last_use)
+        # uint32 arithmetic wraps by itself, as the twin's explicit mask does.
+        self._evictions[region] += 1
+        cdef uint64_t bucket = (key_hash >> BUCKET_SHIFT) & self.bucket_mask
+        self._tags[bucket] = (<uint32_t>(key_hash >> 32) & ~(<uint32_t>REGION_BITS)) | region
+        self._stamps[bucket] = self._evictions[region]
+        self._last_uses[bucket] = last_use
 
-    def take(self, uint64_t key_hash):
+    cpdef (int, uint32_t, uint32_t) take(self, uint64_t key_hash) noexcept:
         """``(region, age, last use)`` if the key is a ghost, else ``(0, 0, 0)``; the ghost
         is consumed."""
-        cdef uint32_t age, last_use
-        cdef int region = self.pop(key_hash, &age, &last_use)
-        return region, age, last_use
+        cdef uint64_t bucket = (key_hash >> BUCKET_SHIFT) & self.bucket_mask
+        cdef uint32_t tag = self._tags[bucket]
+        cdef uint32_t wanted = <uint32_t>(key_hash >> 32) & ~(<uint32_t>REGION_BITS)
+        if tag == 0 or (tag & ~(<uint32_t>REGION_BITS)) != wanted:
+            return 0, 0, 0
+        cdef int region = tag & REGION_BITS
+        self._tags[bucket] = 0
+        return region, self._evictions[region] - self._stamps[bucket], self._last_uses[bucket]
+

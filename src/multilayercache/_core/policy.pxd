@@ -5,6 +5,25 @@ from .doorkeeper cimport Doorkeeper
 from .ghost cimport GhostTable
 from .sketch cimport CountMinSketch
 
+cpdef enum:
+    # Regions, as per-slot codes; nodes 0..2 are the lists' sentinels.
+    WINDOW = 0
+    PROBATION = 1
+    PROTECTED = 2
+    NOT_CACHED = 3
+    HEADS = 3
+    # Tuning (explained in _policy_py.py).
+    PROTECTED_PERCENT = 65
+    WARM_FREQUENCY = 6
+    RANDOM_ADMIT_BITS = 7
+    CLOSE_CALL = 1
+    RECENCY_FREQUENCY = 2
+    DENSITY_PERIOD = 4
+    DENSITY_SHRINK_SHIFT = 3
+    INITIAL_SIZING = 1048576  # 1 << 20
+    WEIGHTED_INITIAL_SIZING = 1024  # 1 << 10
+    MAX_ENTRIES = 2147483647  # (1 << 31) - 1: slots are int32
+
 
 @cython.final
 cdef class WTinyLfuPolicy:
@@ -44,14 +63,14 @@ cdef class WTinyLfuPolicy:
     cdef int32_t[::1] _evicted
     cdef Py_ssize_t _evicted_count
 
-    cdef bint record(self, uint64_t key_hash) noexcept
-    cdef int freq(self, uint64_t key_hash) noexcept
-    cdef void hit(self, Py_ssize_t slot) noexcept
-    cdef Py_ssize_t insert(self, Py_ssize_t slot, uint64_t key_hash, int64_t weight) except -1
-    cdef Py_ssize_t update(self, Py_ssize_t slot, int64_t weight) except -1
-    cdef void remove(self, Py_ssize_t slot) noexcept
-    cdef int ensure_slots(self, Py_ssize_t slot_count) except -1
-    cdef uint8_t slot_region(self, Py_ssize_t slot) noexcept
+    cpdef bint record_access(self, uint64_t key_hash) noexcept
+    cpdef int frequency(self, uint64_t key_hash) noexcept
+    cpdef void on_hit(self, Py_ssize_t slot) noexcept
+    cpdef Py_ssize_t on_insert(self, Py_ssize_t slot, uint64_t key_hash, int64_t weight) except -1
+    cpdef Py_ssize_t on_update(self, Py_ssize_t slot, int64_t weight) except -1
+    cpdef void on_remove(self, Py_ssize_t slot) noexcept
+    cpdef void grow(self, Py_ssize_t slot_count) except *
+    cpdef int region_of(self, Py_ssize_t slot) noexcept
 
     # private
     cdef int64_t _weight_of(self, Py_ssize_t slot) noexcept

@@ -249,12 +249,14 @@ class InMemoryLayer:
                 self._wheel.schedule(slot, deadline)
                 self._fresh.assign(slot, fresh_until, refresh_at)
                 if self._policy.weighted:
-                    self._drop_evicted(self._policy.on_update(slot, weight))
+                    self._policy.on_update(slot, weight)
+                    self._drop_evicted(self._policy.evicted)
                 return
             slot = self._allocate_slot(key, value)
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
-            self._drop_evicted(self._policy.on_insert(slot, key_hash, weight))
+            self._policy.on_insert(slot, key_hash, weight)
+            self._drop_evicted(self._policy.evicted)
 
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """``set`` every item. The TTL and every key are checked first, so bad input writes

@@ -28,7 +28,7 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 from ..._core.bits cimport spread
 from ..._core.hotkeys cimport HotKeyTable
-from ..._core.policy cimport WTinyLfuPolicy
+from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
 from .freshness cimport FreshnessDeadlines
@@ -61,7 +61,6 @@ cdef extern from "Python.h":
 
 cdef enum:
     INTERRUPTED = -3  # _find: a write began while a key's __eq__ ran
-    NOT_CACHED = 3  # the policy's region code of a free slot
     # core.freshness.Freshness, as C constants for the hit path
     FRESH = 0
     DUE = 1
@@ -174,7 +173,7 @@ cdef class InMemoryLayer:
                     return aside
                 slot = -1  # stale: ``get`` no longer serves it
         if slot < 0:
-            self._policy.record(key_hash)  # frequency counts every lookup, hit or miss
+            self._policy.record_access(key_hash)  # frequency counts every lookup, hit or miss
             self._misses += 1
             self._missed.record(key_hash, key)
             return default
@@ -195,7 +194,7 @@ cdef class InMemoryLayer:
                     return aside
                 slot = -1
             if slot < 0:
-                self._policy.record(key_hash)
+                self._policy.record_access(key_hash)
                 self._misses += 1
                 result = default
             else:
@@ -219,7 +218,7 @@ cdef class InMemoryLayer:
             if slot >= 0 and self._wheel.scheduled and self._expire_if_due(slot):
                 slot = -1
             if slot < 0:
-                self._policy.record(key_hash)
+                self._policy.record_access(key_hash)
                 self._misses += 1
             else:
                 self._record_hit(slot, key_hash)
@@ -357,14 +356,14 @@ cdef class InMemoryLayer:
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
             if self._policy.weighted:
-                self._drop_evicted(self._policy.update(slot, weight))
+                self._drop_evicted(self._policy.on_update(slot, weight))
             return 0
         slot = self._allocate_slot(key, value, key_hash)
         if deadline != NEVER:
             self._wheel.schedule(slot, deadline)
         if fresh_until != NEVER or refresh_at != NEVER:
             self._fresh.assign(slot, fresh_until, refresh_at)
-        evicted = self._policy.insert(slot, key_hash, weight)
+        evicted = self._policy.on_insert(slot, key_hash, weight)
         if evicted:
             self._drop_evicted(evicted)
         return 0
@@ -450,7 +449,7 @@ cdef class InMemoryLayer:
         cdef uint64_t key_hash = _key_hash(key)
         self._lock_for_write()
         try:
-            return self._policy.freq(key_hash)
+            return self._policy.frequency(key_hash)
         finally:
             self._unlock()
 
@@ -461,7 +460,7 @@ cdef class InMemoryLayer:
         self._lock_for_write()
         try:
             ranked = [
-                (self._entries[2 * slot], self._policy.freq(self._policy._hash[slot]))
+                (self._entries[2 * slot], self._policy.frequency(self._policy._hash[slot]))
                 for slot in self._cached_slots()
                 if not self._is_expired(slot, now_ns)
             ]
@@ -559,7 +558,7 @@ cdef class InMemoryLayer:
         cdef int32_t[::1] index = np.full(size, EMPTY, dtype=np.int32)
         cdef Py_ssize_t slot
         for slot in range(self._slot_count):
-            if self._policy.slot_region(slot) != NOT_CACHED:
+            if self._policy.region_of(slot) != NOT_CACHED:
                 index_place(&index[0], size - 1, <int32_t>slot, self._policy._hash[slot])
         self._index = index
         self._index_mask = size - 1
@@ -578,7 +577,7 @@ cdef class InMemoryLayer:
             self._slot_count += 1
             self._entries.append(key)
             self._entries.append(value)
-            self._policy.ensure_slots(self._slot_count)
+            self._policy.grow(self._slot_count)
             self._wheel.grow(self._slot_count)
             self._fresh.grow(self._slot_count)
             if 2 * slot == self._slot_meta.shape[0]:
@@ -599,12 +598,12 @@ cdef class InMemoryLayer:
         # a no-op (see WTinyLfuPolicy.record), so skip it; hot keys are hit most.
         cdef uint32_t* meta = &self._slot_meta[2 * slot]
         cdef WTinyLfuPolicy policy = self._policy
-        if meta[1] != policy.epoch and policy.record(key_hash):
+        if meta[1] != policy.epoch and policy.record_access(key_hash):
             meta[1] = policy.epoch
         self._hits += 1
         if meta[0] != MAX_HITS:
             meta[0] += 1
-        policy.hit(slot)
+        policy.on_hit(slot)
 
     cdef bint _expire_if_due(self, Py_ssize_t slot) except -1:
         """Remove the entry if its deadline has passed."""
@@ -630,7 +629,7 @@ cdef class InMemoryLayer:
         return 0
 
     cdef int _remove(self, Py_ssize_t slot) except -1:
-        self._policy.remove(slot)
+        self._policy.on_remove(slot)
         self._wheel.deschedule(slot)
         self._release_slot(slot)
         return 0
@@ -648,7 +647,7 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t i, slot
         for i in range(count):
             slot = self._wheel._expired[i]
-            self._policy.remove(slot)
+            self._policy.on_remove(slot)
             self._release_slot(slot)
             self._expirations += 1
         return 0
@@ -672,7 +671,7 @@ cdef class InMemoryLayer:
     def _cached_slots(self):
         return [
             slot for slot in range(self._slot_count)
-            if self._policy.slot_region(slot) != NOT_CACHED
+            if self._policy.region_of(slot) != NOT_CACHED
         ]
 
 
