@@ -345,9 +345,7 @@ def test_a_transient_layer_error_is_retried_whatever_retry_on_says() -> None:
     class DatabaseDown(Exception):
         pass
 
-    custom = RetryPolicy(
-        attempts=None, budget=10.0, retry_on=lambda e: isinstance(e, DatabaseDown)
-    )
+    custom = RetryPolicy(attempts=None, budget=10.0, retry_on=lambda e: isinstance(e, DatabaseDown))
     wq = queue(retry=custom)
     wq.put("k", "set", b"", 0, now=0.0)
     batch = wq.take(0.0)
@@ -676,7 +674,7 @@ class WriteQueueMachine(RuleBasedStateMachine):
         # Drain: every write is delivered or dead-lettered (once), or superseded by a later
         # write of its key that was; the latest write of every key is accounted for.
         for _ in range(100):
-            for batch in list(self.batches):
+            while self.batches:
                 self.done(0, set())
             while (batch := self.queue.take(self.now)) is not None:
                 self.batches.append(batch)
