@@ -316,7 +316,9 @@ def test_transient_failures_are_retried_with_full_jitter_then_given_up() -> None
     assert wq.pending("k") == ("set", b"v")  # still in flight: reads still see it
     assert wq.failed(batch, DOWN, 0.0) is None
     assert batch.finished and batch.dead == [DeadWrite("k", "set", b"v", 1, DOWN, 4)]
-    assert wq.idle and wq.pending("k") is None and wq.dead_lettered == 1
+    assert wq.pending("k") is None and wq.dead_lettered == 1 and wq.depth == 0
+    wq.settle(batch)
+    assert wq.idle
     # The same seed gives the same delays: nothing random but the injected rng.
     again = queue(rng_seed=7, retry=policy)
     again.put("k", "set", b"v", 1, now=0.0)
@@ -331,7 +333,7 @@ def test_a_permanent_error_gives_up_at_once() -> None:
     batch = wq.take(0.0)
     assert wq.failed(batch, BAD, 0.0) is None
     assert [(d.key, d.op, d.attempts) for d in batch.dead] == [("a", "set", 1), ("b", "delete", 1)]
-    assert wq.dead_lettered == 2 and wq.retries == 0 and wq.idle
+    assert wq.dead_lettered == 2 and wq.retries == 0 and wq.unsettled == 2
 
 
 def test_a_transient_layer_error_is_retried_whatever_retry_on_says() -> None:
@@ -359,6 +361,25 @@ def test_the_budget_counts_from_the_first_attempt() -> None:
     batch = wq.take(100.0)
     assert wq.failed(batch, DOWN, 101.9) is not None
     assert wq.failed(batch, DOWN, 102.1) is None
+
+
+def test_a_flush_waits_until_the_dead_writes_are_settled() -> None:
+    # "After flush(), every write is in the slower layer or in the dead letter": a flush
+    # must not end between the give-up and the dead-letter sink's append.
+    wq = queue()
+    wq.put("k", "set", b"v", 1, now=0.0)
+    mark = wq.mark()
+    batch = wq.take(0.0)
+    assert wq.failed(batch, BAD, 0.0) is None
+    assert not wq.reached(mark) and not wq.idle and wq.unsettled == 1
+    assert wq.depth == wq.bytes == 0 and not wq.full(1)  # its room is free at once
+    wq.put("k", "set", b"v2", 1, now=0.0)  # and its key: a newer write may go
+    assert keys(wq.take(0.0)) == ["k"]
+    wq.settle(batch)
+    wq.settle(batch)  # idempotent
+    assert wq.reached(mark) and wq.unsettled == 0
+    clean = wq.take(0.0)
+    assert clean is None
 
 
 def test_a_superseded_write_is_never_dead_lettered() -> None:
@@ -497,6 +518,8 @@ class WriteQueueMachine(RuleBasedStateMachine):
         )
         self.model = Model()
         self.batches: list[Batch] = []
+        self.unsettled: list[Batch] = []
+        self.settled: set[int] = set()  # seqs of dead writes the sink has taken
         self.marks: list[tuple[int, dict[int, int]]] = []
         self.now = 0.0
         self.seq = 0
@@ -539,6 +562,8 @@ class WriteQueueMachine(RuleBasedStateMachine):
             assert seq not in sent
             self.finish(seq, "dead")
         self.batches.remove(batch)
+        if batch.dead:
+            self.unsettled.append(batch)
 
     # -------------------------------------------------------------- rules
     @rule(key=KEYS, delete=st.booleans(), size=st.integers(0, 10))
@@ -615,6 +640,13 @@ class WriteQueueMachine(RuleBasedStateMachine):
         else:
             assert transient and 0 <= delay <= 0.05 and not batch.finished
 
+    @precondition(lambda self: self.unsettled)
+    @rule(index=st.integers(0, 100))
+    def settle(self, index: int) -> None:
+        batch = self.unsettled.pop(index % len(self.unsettled))
+        self.queue.settle(batch)
+        self.settled.update(dead.payload for dead in batch.dead)
+
     @rule(seconds=st.sampled_from([0.001, 0.02, 0.05, 1.0]))
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -645,7 +677,8 @@ class WriteQueueMachine(RuleBasedStateMachine):
         assert queue.bytes == sum(self.model.puts[seq].size for seq in held)
         assert queue.bytes <= MAX_BYTES or queue.depth == 1
         assert queue.in_flight == len(self.in_flight())
-        assert queue.idle == (not held)
+        assert queue.unsettled == sum(len(batch.dead) for batch in self.unsettled)
+        assert queue.idle == (not held and not self.unsettled)
         puts = self.model.puts.values()
         stats = queue.stats()
         assert stats.dropped == 0 and stats.puts == len(self.model.puts)
@@ -667,7 +700,11 @@ class WriteQueueMachine(RuleBasedStateMachine):
                 assert not self.queue.idle
                 continue
             for key, seq in latest.items():
-                finished = self.model.finish_order.get(key, [])
+                finished = [
+                    done
+                    for done in self.model.finish_order.get(key, [])
+                    if self.model.puts[done].finished == "delivered" or done in self.settled
+                ]
                 assert finished and finished[-1] >= seq, (mark, key, seq, finished)
 
     def teardown(self) -> None:
@@ -678,6 +715,8 @@ class WriteQueueMachine(RuleBasedStateMachine):
                 self.done(0, set())
             while (batch := self.queue.take(self.now)) is not None:
                 self.batches.append(batch)
+            while self.unsettled:
+                self.settle(0)
             if not self.batches:
                 break
         assert self.queue.idle and not self.batches

@@ -28,7 +28,8 @@ acknowledges once the faster layers hold the value and queues the write for the 
 * **Retries, then the dead letter.** ``failed(batch, error, now)`` returns how long to wait
   before sending the batch again (full-jitter backoff, ``core/backoff.py``), or ``None``:
   give up, and ``batch.dead`` holds the writes for the dead-letter sink
-  (``multilayercache.deadletter``). Transient errors (``LayerError.transient``, which includes
+  (``multilayercache.deadletter``); the driver hands them over, then calls
+  ``settle(batch)``. Transient errors (``LayerError.transient``, which includes
   a layer's open breaker, and socket errors) are retried until the policy's budget is spent;
   any other error gives up at once, since sending the same bytes again cannot succeed.
 * **Superseded writes are never dead-lettered.** When a batch fails, a write of it whose key
@@ -38,9 +39,11 @@ acknowledges once the faster layers hold the value and queues the write for the 
   write is the key's latest, and it is delivered or dead-lettered in its turn, so every
   key's latest acknowledged value still ends up in the slower layer or in the dead letter.
 * **Flush marks.** ``mark()`` returns a token; ``reached(token)`` is true once every write
-  put before it has finished (delivered, dead-lettered, or superseded by a later write that
-  finished). A ``flush()`` waits for its own mark, not for an idle queue, so it ends even
-  while other threads keep writing. While a mark is not reached, ``due`` sends at once.
+  put before it has finished (delivered, dead-lettered and settled, or superseded by a
+  later write that finished): after a flush, every acknowledged write is in the slower
+  layer or in the dead-letter sink. A ``flush()`` waits for its own mark, not for an idle
+  queue, so it ends even while other threads keep writing. While a mark is not reached,
+  ``due`` sends at once.
 
 Every operation is O(1) amortized (O(batch) for ``take``/``done``/``failed``): dicts keyed
 by key and a deque of ready keys in order; no scan, no heap. Deterministic: the time is the
@@ -244,11 +247,12 @@ class Batch:
     """Writes taken together (one pipeline, one bulk call): distinct keys, oldest first.
 
     ``attempts``: sends so far, counting the one about to be made (1 after ``take``).
-    ``dead``: set by ``done``/``failed``, the writes to hand to the dead-letter sink.
+    ``dead``: set by ``done``/``failed``, the writes to hand to the dead-letter sink
+    (then ``WriteQueue.settle(batch)``).
     ``failed`` may drop superseded writes from ``writes`` before a retry: rebuild the
     request from ``writes`` on every attempt."""
 
-    __slots__ = ("writes", "attempts", "taken_at", "dead", "_retry", "_open")
+    __slots__ = ("writes", "attempts", "taken_at", "dead", "_retry", "_open", "_unsettled")
 
     def __init__(self, writes: list[QueuedWrite], taken_at: float, retry: RetryState) -> None:
         self.writes = writes
@@ -257,6 +261,7 @@ class Batch:
         self.dead: list[DeadWrite] = []
         self._retry = retry
         self._open = True
+        self._unsettled: list[int] = []  # flush epochs of the dead writes, until settle()
 
     def __len__(self) -> int:
         return len(self.writes)
@@ -347,6 +352,7 @@ class WriteQueue:
         self._open: dict[int, int] = {}
         self._flush_upto = -1  # the newest mark somebody waits for
         self._batches_in_flight = 0
+        self._unsettled = 0  # dead writes not yet settled (in the dead-letter sink)
         self.puts = 0
         self.coalesced = 0
         self.batches = 0
@@ -359,7 +365,9 @@ class WriteQueue:
     def put(self, key: Any, op: Op, payload: Any, size: int, now: float) -> None:
         """Queue a write of ``key`` (``op``: "set" or "delete"; ``payload``: opaque, what
         the driver will send; ``size``: its cost in bytes). Raises ``QueueFull`` if a bound
-        would be exceeded (nothing queued), ``WriteQueueClosed`` after ``close()``."""
+        would be exceeded (nothing queued; counted in ``rejected``: a driver that blocks
+        waits while ``full(size, key)`` first, then puts), ``WriteQueueClosed`` after
+        ``close()``."""
         if op != "set" and op != "delete":
             raise ValueError(f'op must be "set" or "delete", got {op!r}')
         if self._closed:
@@ -454,7 +462,8 @@ class WriteQueue:
     def done(self, batch: Batch, errors: Mapping[Any, BaseException] | None = None) -> None:
         """The batch was sent. ``errors``: keys whose own command failed (a pipeline run
         with ``raise_on_error=False``): those writes go to ``batch.dead`` at once (the
-        backend answered, so sending them again would fail again), unless superseded."""
+        backend answered, so sending them again would fail again), unless superseded.
+        Then ``settle(batch)`` once ``batch.dead`` (if any) is in the sink."""
         self._check_open(batch)
         batch._open = False
         self._batches_in_flight -= 1
@@ -467,15 +476,14 @@ class WriteQueue:
                 self.coalesced += 1
                 self._release(write, superseded=True)
             else:
-                batch.dead.append(self._dead(write, error, batch.attempts))
-                self._release(write)
+                self._bury(batch, write, error)
 
     def failed(self, batch: Batch, error: BaseException, now: float) -> float | None:
-        """The batch's attempt failed with ``error`` (none of it is known to have landed).
-        Returns the seconds to wait before sending it again, or ``None``: give up, hand
-        ``batch.dead`` to the dead-letter sink (it may be empty, when every write was
-        superseded). Writes superseded by a newer write of their key leave the batch either
-        way (see the module docstring)."""
+        """The batch's attempt failed with ``error`` (some of it may have landed: resending
+        sets and deletes is harmless). Returns the seconds to wait before sending it again,
+        or ``None``: give up, hand ``batch.dead`` to the dead-letter sink (it may be empty,
+        when every write was superseded), then ``settle(batch)``. Writes superseded by a
+        newer write of their key leave the batch either way (see the module docstring)."""
         self._check_open(batch)
         kept = []
         for write in batch.writes:
@@ -493,9 +501,19 @@ class WriteQueue:
         batch._open = False
         self._batches_in_flight -= 1
         for write in kept:
-            batch.dead.append(self._dead(write, error, batch.attempts))
-            self._release(write)
+            self._bury(batch, write, error)
         return None
+
+    def settle(self, batch: Batch) -> None:
+        """``batch.dead`` was handed to the dead-letter sink (successfully or not: call it
+        in a ``finally``). Until then flush marks that wait for those writes are not
+        reached and the queue is not ``idle``, so that a ``flush()`` returns only once
+        every write is in the slower layer *or in the dead letter*. A no-op for a batch
+        without dead writes; idempotent."""
+        for epoch in batch._unsettled:
+            self._finish_slot(epoch)
+        self._unsettled -= len(batch._unsettled)
+        batch._unsettled.clear()
 
     # ---------------------------------------------------------------- flush and close
     def mark(self) -> int:
@@ -549,8 +567,14 @@ class WriteQueue:
 
     @property
     def idle(self) -> bool:
-        """Nothing held at all: every write accepted so far has finished."""
-        return not self._ready and not self._waiting and not self._in_flight
+        """Nothing held at all: every write accepted so far has finished (dead ones
+        settled)."""
+        return not self._ready and not self._waiting and not self._in_flight and not self._unsettled
+
+    @property
+    def unsettled(self) -> int:
+        """Dead writes handed out in ``batch.dead`` and not yet ``settle``d."""
+        return self._unsettled
 
     def stats(self) -> WriteQueueStats:
         return WriteQueueStats(
@@ -589,7 +613,7 @@ class WriteQueue:
     def _superseded(self, write: QueuedWrite) -> bool:
         return write.key in self._waiting
 
-    def _release(self, write: QueuedWrite, superseded: bool = False) -> None:
+    def _release(self, write: QueuedWrite, superseded: bool = False, finish: bool = True) -> None:
         """``write`` (in flight) is finished: free its key, and make the key's waiting
         write ready, at the front (it has waited longest for its turn). A ``superseded``
         write hands its age and its flush epoch to the newer write that replaces it: a flush
@@ -606,7 +630,8 @@ class WriteQueue:
                     newer.epoch, write.epoch = write.epoch, newer.epoch
             self._ready[key] = newer
             self._order.appendleft(key)
-        self._finish_slot(write.epoch)
+        if finish:
+            self._finish_slot(write.epoch)
 
     def _finish_slot(self, epoch: int) -> None:
         left = self._open[epoch] - 1
@@ -615,9 +640,16 @@ class WriteQueue:
         else:
             del self._open[epoch]
 
-    def _dead(self, write: QueuedWrite, error: BaseException, attempts: int) -> DeadWrite:
+    def _bury(self, batch: Batch, write: QueuedWrite, error: BaseException) -> None:
+        """``write`` failed for good: to ``batch.dead``. Its key is free at once (a newer
+        write of it may go), but flush marks wait for it until ``settle(batch)``."""
         self.dead_lettered += 1
-        return DeadWrite(write.key, write.op, write.payload, write.size, error, attempts)
+        batch.dead.append(
+            DeadWrite(write.key, write.op, write.payload, write.size, error, batch.attempts)
+        )
+        batch._unsettled.append(write.epoch)
+        self._unsettled += 1
+        self._release(write, finish=False)
 
     @staticmethod
     def _check_open(batch: Batch) -> None:
