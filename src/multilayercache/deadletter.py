@@ -446,8 +446,11 @@ def replay_into_redis(
     persistence writer's) fails and is kept."""
     import redis as redis_module
 
-    owned = isinstance(client_or_url, str)
-    client = redis_module.Redis.from_url(client_or_url) if owned else client_or_url
+    client: redis.Redis | redis.cluster.RedisCluster
+    if isinstance(client_or_url, str):
+        client, owned = redis_module.Redis.from_url(client_or_url), True
+    else:
+        client, owned = client_or_url, False
 
     def write(record: DeadLetterRecord) -> Outcome:
         if layer is not None and record.layer != layer:
@@ -528,7 +531,7 @@ def _read_locked(path: Path) -> list[bytes]:
 # ----------------------------------------------------------------------------- helpers
 def _json_round_trips(value: Any) -> bool:
     try:
-        return json.loads(json.dumps(value, allow_nan=False)) == value
+        return bool(json.loads(json.dumps(value, allow_nan=False)) == value)
     except (TypeError, ValueError, RecursionError):
         return False
 
