@@ -1,0 +1,676 @@
+"""Write policies, and the write-behind queue: which writes to send to a slower layer, when,
+in what batches, what to retry and what to give up on. IO-free and single-threaded: the
+drivers (``multilayercache.sync.worker``, ``multilayercache.aio.worker``) do the sending,
+the waiting and the locking.
+
+``WriteThrough()`` writes every layer before ``set()`` returns (as before). ``WriteBehind(...)``
+acknowledges once the faster layers hold the value and queues the write for the slower one
+(Redis behind the L1, or a persistence writer behind Redis). The queue:
+
+* **One slot per key, latest wins.** A newer write of a key replaces its pending one (value,
+  delete or expiry alike): ten updates of a hot key cost one Redis command. The slot keeps
+  its place and its age, so a key rewritten every millisecond is still sent within
+  ``max_delay`` instead of being pushed back forever.
+* **Per-key order.** A write of a key whose earlier write is *in flight* (taken in a batch
+  that has not finished) waits behind it, in a second slot, and cannot be taken until that
+  batch is over (``done`` or given up). So a later write is never sent before, or at the same
+  time as, an earlier one of the same key: the slower layer ends with the latest value even
+  when batches run concurrently or are retried.
+* **Batches, on size or age.** ``due(now)`` says when to send: ``batch_size`` writes are
+  ready, or the oldest ready one has waited ``max_delay``, or a ``flush`` or ``close`` wants
+  everything out. ``take(now)`` hands out up to ``batch_size`` writes, oldest first, as a
+  ``Batch`` (one Redis pipeline, or one bulk call of a persistence writer).
+* **Bounded: items and bytes**, counting every write held (ready, waiting behind a key's
+  in-flight write, in flight). ``put`` raises ``QueueFull`` rather than exceed a bound; the
+  driver blocks (``when_full="block"``, up to ``block_timeout``) or lets it propagate
+  (``"raise"``). A write that only replaces a pending one of the same key needs no new slot,
+  so hot keys keep being accepted when the queue is full. Nothing is ever dropped.
+* **Retries, then the dead letter.** ``failed(batch, error, now)`` returns how long to wait
+  before sending the batch again (full-jitter backoff, ``core/backoff.py``), or ``None``:
+  give up, and ``batch.dead`` holds the writes for the dead-letter sink
+  (``multilayercache.deadletter``); the driver hands them over, then calls
+  ``settle(batch)``. Transient errors (``LayerError.transient``, which includes
+  a layer's open breaker, and socket errors) are retried until the policy's budget is spent;
+  any other error gives up at once, since sending the same bytes again cannot succeed.
+* **Superseded writes are never dead-lettered.** When a batch fails, a write of it whose key
+  has a newer write waiting is dropped from the batch (neither retried nor dead-lettered),
+  and the newer one becomes ready. Its value is stale: replaying it from a dead-letter file
+  could overwrite the newer value, and retrying it only delays the newer one. The newer
+  write is the key's latest, and it is delivered or dead-lettered in its turn, so every
+  key's latest acknowledged value still ends up in the slower layer or in the dead letter.
+* **Flush marks.** ``mark()`` returns a token; ``reached(token)`` is true once every write
+  put before it has finished (delivered, dead-lettered and settled, or superseded by a
+  later write that finished): after a flush, every acknowledged write is in the slower
+  layer or in the dead-letter sink. A ``flush()`` waits for its own mark, not for an idle
+  queue, so it ends even while other threads keep writing. While a mark is not reached,
+  ``due`` sends at once.
+
+Every operation is O(1) amortized (O(batch) for ``take``/``done``/``failed``): dicts keyed
+by key and a deque of ready keys in order; no scan, no heap. Deterministic: the time is the
+``now`` argument (monotonic seconds from the driver), the jitter an injectable
+``random.Random``.
+
+**Not thread-safe, on purpose.** Drivers call it under one lock (a ``threading.Condition``
+on the sync side, notified whenever ``put`` adds work or ``done``/``failed`` frees room);
+asyncio code calls it from one event loop without awaiting inside a call. Reads that check
+``pending(key)`` take the same lock: a write moves between the ready, waiting and in-flight
+slots inside one call, and a read without the lock could miss it during the move.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+from .backoff import TRANSIENT, RetryPolicy, RetryState
+from .errors import is_transient
+
+Op = Literal["set", "delete"]
+"""What a queued write does to its key."""
+WhenFull = Literal["block", "raise"]
+
+DEFAULT_DEAD_LETTER_PATH = "multilayercache-dead-letters.jsonl"
+"""The default dead-letter file, relative to the working directory when the cache starts."""
+
+
+def write_transient(error: BaseException) -> bool:
+    """The default ``retry_on`` of write-behind: a transient ``LayerError`` (an unreachable
+    or timed-out backend, a layer's open breaker) or a socket ``ConnectionError`` /
+    ``TimeoutError`` anywhere in the cause chain (a persistence writer's driver error)."""
+    return is_transient(error) or TRANSIENT(error)
+
+
+DEFAULT_WRITE_RETRY = RetryPolicy(
+    attempts=None, base=0.05, cap=1.0, budget=60.0, retry_on=write_transient
+)
+"""Retries of a write-behind batch (see ``WriteBehind.retry``)."""
+
+
+@runtime_checkable
+class DeadLetterSink(Protocol):
+    """Where dead writes go: ``multilayercache.deadletter.DeadLetter`` (a JSONL file and/or a
+    callback) or anything with the same ``append``."""
+
+    def append(self, records: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class WriteThrough:
+    """Write the layer before ``set()`` returns (the default policy)."""
+
+
+@dataclass(frozen=True)
+class WriteBehind:
+    """Acknowledge a write once the faster layers hold it; queue it for this layer.
+
+    max_items, max_bytes:
+        Bounds on the writes held (ready, waiting behind their key's in-flight write, in
+        flight). ``bytes`` are what the driver says a write costs (its encoded value and
+        key). A single write bigger than ``max_bytes`` is taken only into an empty queue.
+    batch_size:
+        Writes sent in one batch (one pipeline / one bulk call) at most; a full batch is
+        sent at once.
+    max_delay:
+        Seconds a ready write waits for a batch to fill before it is sent anyway.
+    when_full:
+        ``"block"``: ``set()`` waits for room up to ``block_timeout`` seconds (``None``:
+        without limit), then raises ``QueueFull``. ``"raise"``: ``QueueFull`` at once.
+    retry:
+        Backoff between attempts of a failing batch; ``retry_on`` says which errors are
+        worth it (a transient ``LayerError`` always is).
+    dead_letter:
+        Where writes that fail for good go: a path (a JSONL file appended to; relative to
+        the working directory when the cache is built), a sink object (``DeadLetter``,
+        e.g. with a callback), or ``None`` (logged at ERROR and counted, nothing kept).
+
+    Why these defaults:
+
+    * ``max_items=100_000``, ``max_bytes=64 MiB``: room for two seconds of writes at 50k/s
+      (and far longer at usual rates, or with hot keys coalescing), at a memory cost a
+      service notices but survives; both bounds because keys vary from bytes to megabytes.
+    * ``batch_size=500``: a Redis pipeline of 500 SETs amortizes the round trip (throughput
+      is flat past a few hundred commands) while one batch still takes well under a
+      millisecond to send, so writes of other keys do not wait behind a huge one.
+    * ``max_delay=0.05``: other processes see a write in Redis within about 50 ms at low
+      write rates, and a busy queue fills its batches long before that.
+    * ``when_full="block"``, ``block_timeout=1.0``: back-pressure slows writers down instead
+      of failing them on a short burst; past a second the slower layer is not keeping up
+      (or is down with a full queue) and the caller should hear about it.
+    * ``retry``: no attempt limit, a 60 s budget, delays ``uniform(0, min(1 s, 50 ms * 2**n))``.
+      A Redis restart (the 5 s kill of the acceptance test) or a Sentinel failover (10-30 s)
+      is ridden out, not dead-lettered; a batch sits in memory at most about a minute
+      before it goes to the dead letter; and with the 1 s cap a write lands on average
+      within half a second of the server coming back. While the layer's breaker is open
+      each attempt fails at once, so the ~120 attempts of a minute cost nothing.
+    * ``dead_letter="multilayercache-dead-letters.jsonl"``: a file next to the service,
+      easy to find and replay (``multilayercache.deadletter.replay``); it is created only
+      when a write first fails for good. A temporary directory would lose it on reboot,
+      a home directory is often read-only in a container.
+    """
+
+    max_items: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+    batch_size: int = 500
+    max_delay: float = 0.05
+    when_full: WhenFull = "block"
+    block_timeout: float | None = 1.0
+    retry: RetryPolicy = field(default=DEFAULT_WRITE_RETRY)
+    dead_letter: str | os.PathLike[str] | DeadLetterSink | None = DEFAULT_DEAD_LETTER_PATH
+
+    def __post_init__(self) -> None:
+        for name in ("max_items", "max_bytes", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.batch_size > self.max_items:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must not exceed max_items ({self.max_items}): "
+                f"a batch could never fill"
+            )
+        if not _seconds(self.max_delay):
+            raise ValueError(f"max_delay must be seconds >= 0, got {self.max_delay!r}")
+        if self.when_full not in ("block", "raise"):
+            raise ValueError(f'when_full must be "block" or "raise", got {self.when_full!r}')
+        if self.block_timeout is not None and not _seconds(self.block_timeout):
+            raise ValueError(
+                f"block_timeout must be seconds >= 0 or None, got {self.block_timeout!r}"
+            )
+        if not isinstance(self.retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {self.retry!r}")
+        sink = self.dead_letter
+        if not (sink is None or isinstance(sink, (str, os.PathLike, DeadLetterSink))):
+            raise TypeError(
+                f"dead_letter must be a path, an object with append(records), or None, got {sink!r}"
+            )
+
+
+WritePolicy = WriteThrough | WriteBehind
+"""A layer's write policy (``LayerPolicy(write=...)``)."""
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
+
+
+class QueueFull(Exception):
+    """The write-behind queue has no room for a write (``when_full="raise"``, or still none
+    after ``block_timeout``). The write was not acknowledged: nothing was queued."""
+
+    def __init__(self, message: str, *, depth: int = 0, bytes: int = 0) -> None:
+        super().__init__(message)
+        self.depth = depth
+        self.bytes = bytes
+
+
+class WriteQueueClosed(RuntimeError):
+    """A write was put into a queue that was closed (the cache is shutting down)."""
+
+
+class QueuedWrite:
+    """One write held by the queue. Drivers read ``key``, ``op``, ``payload`` and ``size``
+    and must not change anything. ``since``: when its key's slot opened (the age that
+    ``max_delay`` counts); ``epoch``: which flush marks wait for it."""
+
+    __slots__ = ("key", "op", "payload", "size", "since", "epoch")
+
+    def __init__(self, key: Any, op: Op, payload: Any, size: int, since: float, epoch: int):
+        self.key = key
+        self.op = op
+        self.payload = payload
+        self.size = size
+        self.since = since
+        self.epoch = epoch
+
+    def __repr__(self) -> str:
+        return f"<QueuedWrite {self.op} {self.key!r} ({self.size} bytes)>"
+
+
+class DeadWrite(NamedTuple):
+    """A write given up on: what a dead-letter record is made from. ``attempts``: times its
+    batch was sent; ``error``: the last error."""
+
+    key: Any
+    op: Op
+    payload: Any
+    size: int
+    error: BaseException
+    attempts: int
+
+
+class Batch:
+    """Writes taken together (one pipeline, one bulk call): distinct keys, oldest first.
+
+    ``attempts``: sends so far, counting the one about to be made (1 after ``take``).
+    ``dead``: set by ``done``/``failed``, the writes to hand to the dead-letter sink
+    (then ``WriteQueue.settle(batch)``).
+    ``failed`` may drop superseded writes from ``writes`` before a retry: rebuild the
+    request from ``writes`` on every attempt."""
+
+    __slots__ = ("writes", "attempts", "taken_at", "dead", "_retry", "_open", "_unsettled")
+
+    def __init__(self, writes: list[QueuedWrite], taken_at: float, retry: RetryState) -> None:
+        self.writes = writes
+        self.attempts = 1
+        self.taken_at = taken_at
+        self.dead: list[DeadWrite] = []
+        self._retry = retry
+        self._open = True
+        self._unsettled: list[int] = []  # flush epochs of the dead writes, until settle()
+
+    def __len__(self) -> int:
+        return len(self.writes)
+
+    def __iter__(self) -> Iterator[QueuedWrite]:
+        return iter(self.writes)
+
+    @property
+    def finished(self) -> bool:
+        """``done`` was called, or ``failed`` gave up: nothing more to send."""
+        return not self._open
+
+    def __repr__(self) -> str:
+        state = "finished" if self.finished else f"attempt {self.attempts}"
+        return f"<Batch of {len(self.writes)} writes, {state}>"
+
+
+@dataclass(frozen=True)
+class WriteQueueStats:
+    """A write-behind queue's gauges and counters (``stats()``)."""
+
+    depth: int
+    """Writes held: ready, waiting behind their key's in-flight write, or in flight."""
+    bytes: int
+    """Their sizes added up."""
+    in_flight: int
+    """Writes in batches being sent."""
+    puts: int
+    """Writes accepted."""
+    coalesced: int
+    """Writes replaced by a newer write of their key before they were sent or retried."""
+    batches: int
+    """Batches taken."""
+    delivered: int
+    """Writes sent successfully (``done``)."""
+    retries: int
+    """Batch attempts after the first."""
+    dead_lettered: int
+    """Writes given up on (handed to the dead-letter sink)."""
+    rejected: int
+    """Writes refused with ``QueueFull`` (never acknowledged)."""
+    dropped: int = 0
+    """Always 0: the queue never drops a write. Here so that a dashboard can show it."""
+
+
+_NO_KEY: Any = object()
+
+
+class WriteQueue:
+    """The write-behind state machine of one layer (see the module docstring).
+
+    >>> queue = WriteQueue(WriteBehind(batch_size=2, max_delay=0.05))
+    >>> queue.put("a", "set", b"1", 1, now=0.0)
+    >>> queue.put("a", "set", b"2", 1, now=0.01)      # latest wins
+    >>> queue.pending("a"), queue.due(0.02), queue.due(0.05)
+    (('set', b'2'), False, True)
+    >>> batch = queue.take(0.05)
+    >>> [(w.key, w.payload) for w in batch.writes]
+    [('a', b'2')]
+    >>> queue.put("a", "delete", None, 0, now=0.06)   # waits behind the in-flight write
+    >>> queue.take(0.2) is None
+    True
+    >>> queue.done(batch); queue.pending("a")
+    ('delete', None)
+    """
+
+    def __init__(self, options: WriteBehind | None = None, rng: random.Random | None = None):
+        self.options = options or WriteBehind()
+        self._max_items = self.options.max_items
+        self._max_bytes = self.options.max_bytes
+        retry = self.options.retry
+        user_retry_on = retry.retry_on
+        # A transient LayerError is retryable whatever the policy says (it is what the word
+        # means, and an open breaker raises one); the policy adds its own errors.
+        self._retry_policy = dataclasses.replace(
+            retry, retry_on=lambda error: is_transient(error) or user_retry_on(error)
+        )
+        self._rng = rng or random.Random()
+        self._ready: dict[Any, QueuedWrite] = {}  # takeable, one per key
+        self._order: deque[Any] = deque()  # exactly the keys of _ready, oldest first
+        self._waiting: dict[Any, QueuedWrite] = {}  # behind their key's in-flight write
+        self._in_flight: dict[Any, QueuedWrite] = {}
+        self._bytes = 0
+        self._closed = False
+        # Flush marks: open slots counted per epoch; epochs only grow, so the dict's first
+        # key is the oldest epoch with an unfinished write.
+        self._epoch = 0
+        self._open: dict[int, int] = {}
+        self._flush_upto = -1  # the newest mark somebody waits for
+        self._batches_in_flight = 0
+        self._unsettled = 0  # dead writes not yet settled (in the dead-letter sink)
+        self.puts = 0
+        self.coalesced = 0
+        self.batches = 0
+        self.delivered = 0
+        self.retries = 0
+        self.dead_lettered = 0
+        self.rejected = 0
+
+    # ---------------------------------------------------------------- writers
+    def put(self, key: Any, op: Op, payload: Any, size: int, now: float) -> None:
+        """Queue a write of ``key`` (``op``: "set" or "delete"; ``payload``: opaque, what
+        the driver will send; ``size``: its cost in bytes). Raises ``QueueFull`` if a bound
+        would be exceeded (nothing queued; counted in ``rejected``: a driver that blocks
+        waits while ``full(size, key)`` first, then puts), ``WriteQueueClosed`` after
+        ``close()``."""
+        if op != "set" and op != "delete":
+            raise ValueError(f'op must be "set" or "delete", got {op!r}')
+        if self._closed:
+            raise WriteQueueClosed("the write-behind queue is closed")
+        # full() inlined: this is the hot path of every write-behind set().
+        slots = self._waiting if key in self._in_flight else self._ready
+        old = slots.get(key)
+        if old is not None:  # latest wins; the slot keeps its age and its flush epoch
+            held = self._bytes - old.size
+            if held + size > self._max_bytes and held > 0:
+                raise self._full()
+            self.puts += 1
+            self.coalesced += 1
+            self._bytes = held + size
+            # In place: a ready or waiting write belongs to no batch, nothing else holds it.
+            old.op, old.payload, old.size = op, payload, size
+            return
+        held = self._bytes
+        if len(self._ready) + len(self._waiting) + len(self._in_flight) >= self._max_items or (
+            held + size > self._max_bytes and held > 0
+        ):
+            raise self._full()
+        self.puts += 1
+        epoch = self._epoch
+        slots[key] = QueuedWrite(key, op, payload, size, now, epoch)
+        if slots is self._ready:
+            self._order.append(key)
+        opened = self._open
+        opened[epoch] = opened.get(epoch, 0) + 1
+        self._bytes = held + size
+
+    def full(self, size: int, key: Any = _NO_KEY) -> bool:
+        """Would a write of ``size`` bytes (of ``key``, when given: a write that replaces a
+        pending one of the same key needs no new slot) exceed a bound?"""
+        replaced = None
+        if key is not _NO_KEY:
+            replaced = (self._waiting if key in self._in_flight else self._ready).get(key)
+        items = self.depth + (replaced is None)
+        held = self._bytes - (0 if replaced is None else replaced.size)
+        if items > self._max_items:
+            return True
+        # An oversize write alone in the queue is let in: otherwise it could never be.
+        return held + size > self._max_bytes and held > 0
+
+    def pending(self, key: Any) -> tuple[Op, Any] | None:
+        """``(op, payload)`` of the latest write of ``key`` not yet finished (waiting,
+        ready or in flight), or ``None``: what a read must answer instead of the slower
+        layer's (older) value."""
+        write = self._waiting.get(key) or self._ready.get(key) or self._in_flight.get(key)
+        return None if write is None else (write.op, write.payload)
+
+    # ---------------------------------------------------------------- the worker
+    def due(self, now: float) -> bool:
+        """Should a batch be taken now? Yes when ``batch_size`` writes are ready, the oldest
+        ready one is ``max_delay`` old, a flush mark is not reached, or the queue is closed
+        (and something is ready)."""
+        ready = len(self._ready)
+        if not ready:
+            return False
+        if ready >= self.options.batch_size or self._closed or self._flushing():
+            return True
+        return now - self._ready[self._order[0]].since >= self.options.max_delay
+
+    def next_due_in(self, now: float) -> float | None:
+        """Seconds until ``due`` turns true by age alone (0: due now), or ``None`` when
+        nothing is ready: how long a worker may sleep unless woken by a ``put``."""
+        if not self._ready:
+            return None
+        if self.due(now):
+            return 0.0
+        return self.options.max_delay - (now - self._ready[self._order[0]].since)
+
+    def take(self, now: float) -> Batch | None:
+        """Up to ``batch_size`` ready writes, oldest first, now in flight (their keys' later
+        writes wait until the batch finishes); ``None`` if none is ready. Whether it is time
+        is ``due``'s question: ``take`` does not ask it. Report the outcome with ``done`` or
+        ``failed``."""
+        ready, order, in_flight = self._ready, self._order, self._in_flight
+        count = min(len(ready), self.options.batch_size)
+        if not count:
+            return None
+        writes = []
+        for _ in range(count):
+            key = order.popleft()
+            write = ready.pop(key)
+            in_flight[key] = write
+            writes.append(write)
+        self.batches += 1
+        self._batches_in_flight += 1
+        return Batch(writes, now, RetryState(self._retry_policy, self._rng))
+
+    def done(self, batch: Batch, errors: Mapping[Any, BaseException] | None = None) -> None:
+        """The batch was sent. ``errors``: keys whose own command failed (a pipeline run
+        with ``raise_on_error=False``): those writes go to ``batch.dead`` at once (the
+        backend answered, so sending them again would fail again), unless superseded.
+        Then ``settle(batch)`` once ``batch.dead`` (if any) is in the sink."""
+        self._check_open(batch)
+        batch._open = False
+        self._batches_in_flight -= 1
+        for write in batch.writes:
+            error = errors.get(write.key) if errors else None
+            if error is None:
+                self.delivered += 1
+                self._release(write)
+            elif self._superseded(write):
+                self.coalesced += 1
+                self._release(write, superseded=True)
+            else:
+                self._bury(batch, write, error)
+
+    def failed(self, batch: Batch, error: BaseException, now: float) -> float | None:
+        """The batch's attempt failed with ``error`` (some of it may have landed: resending
+        sets and deletes is harmless). Returns the seconds to wait before sending it again,
+        or ``None``: give up, hand ``batch.dead`` to the dead-letter sink (it may be empty,
+        when every write was superseded), then ``settle(batch)``. Writes superseded by a
+        newer write of their key leave the batch either way (see the module docstring)."""
+        self._check_open(batch)
+        kept = []
+        for write in batch.writes:
+            if self._superseded(write):
+                self.coalesced += 1
+                self._release(write, superseded=True)
+            else:
+                kept.append(write)
+        batch.writes = kept
+        delay = batch._retry.next_delay(error, now - batch.taken_at) if kept else None
+        if delay is not None:
+            batch.attempts += 1
+            self.retries += 1
+            return delay
+        batch._open = False
+        self._batches_in_flight -= 1
+        for write in kept:
+            self._bury(batch, write, error)
+        return None
+
+    def settle(self, batch: Batch) -> None:
+        """``batch.dead`` was handed to the dead-letter sink (successfully or not: call it
+        in a ``finally``). Until then flush marks that wait for those writes are not
+        reached and the queue is not ``idle``, so that a ``flush()`` returns only once
+        every write is in the slower layer *or in the dead letter*. A no-op for a batch
+        without dead writes; idempotent."""
+        for epoch in batch._unsettled:
+            self._finish_slot(epoch)
+        self._unsettled -= len(batch._unsettled)
+        batch._unsettled.clear()
+
+    # ---------------------------------------------------------------- flush and close
+    def mark(self) -> int:
+        """A flush mark: ``reached(mark)`` once every write put before this call finished.
+        Until then ``due`` is true whenever something is ready."""
+        mark = self._epoch
+        self._epoch += 1
+        self._flush_upto = mark
+        return mark
+
+    def reached(self, mark: int) -> bool:
+        """Has every write put before ``mark()`` returned ``mark`` finished?"""
+        oldest = next(iter(self._open), None)
+        return oldest is None or oldest > mark
+
+    def close(self) -> None:
+        """Refuse new writes (``WriteQueueClosed``) and send the rest without waiting for
+        batches to fill. Idempotent. The driver then waits for ``idle``."""
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def depth(self) -> int:
+        """Writes held (ready, waiting, in flight)."""
+        return len(self._ready) + len(self._waiting) + len(self._in_flight)
+
+    def __len__(self) -> int:
+        return self.depth
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def in_flight(self) -> int:
+        """Writes in batches not finished."""
+        return len(self._in_flight)
+
+    @property
+    def batches_in_flight(self) -> int:
+        return self._batches_in_flight
+
+    @property
+    def empty(self) -> bool:
+        """No write left to take, now or after the in-flight batches (some may be in
+        flight)."""
+        return not self._ready and not self._waiting
+
+    @property
+    def idle(self) -> bool:
+        """Nothing held at all: every write accepted so far has finished (dead ones
+        settled)."""
+        return not self._ready and not self._waiting and not self._in_flight and not self._unsettled
+
+    @property
+    def unsettled(self) -> int:
+        """Dead writes handed out in ``batch.dead`` and not yet ``settle``d."""
+        return self._unsettled
+
+    def stats(self) -> WriteQueueStats:
+        return WriteQueueStats(
+            depth=self.depth,
+            bytes=self._bytes,
+            in_flight=len(self._in_flight),
+            puts=self.puts,
+            coalesced=self.coalesced,
+            batches=self.batches,
+            delivered=self.delivered,
+            retries=self.retries,
+            dead_lettered=self.dead_lettered,
+            rejected=self.rejected,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<WriteQueue {self.depth} writes ({self._bytes} bytes), "
+            f"{len(self._in_flight)} in flight{', closed' if self._closed else ''}>"
+        )
+
+    # ---------------------------------------------------------------- internals
+    def _full(self) -> QueueFull:
+        self.rejected += 1
+        return QueueFull(
+            f"write-behind queue full: {self.depth} writes, {self._bytes} bytes held "
+            f"(max {self._max_items}, {self._max_bytes})",
+            depth=self.depth,
+            bytes=self._bytes,
+        )
+
+    def _flushing(self) -> bool:
+        oldest = next(iter(self._open), None)
+        return oldest is not None and oldest <= self._flush_upto
+
+    def _superseded(self, write: QueuedWrite) -> bool:
+        return write.key in self._waiting
+
+    def _release(self, write: QueuedWrite, superseded: bool = False, finish: bool = True) -> None:
+        """``write`` (in flight) is finished: free its key, and make the key's waiting
+        write ready, at the front (it has waited longest for its turn). A ``superseded``
+        write hands its age and its flush epoch to the newer write that replaces it: a flush
+        mark then waits until the newer value is out. A delivered one does not, or a key
+        rewritten without pause would keep an old mark open forever."""
+        key = write.key
+        del self._in_flight[key]
+        self._bytes -= write.size
+        newer = self._waiting.pop(key, None)
+        if newer is not None:
+            if superseded:
+                newer.since = min(newer.since, write.since)
+                if write.epoch < newer.epoch:  # the newer write keeps the older epoch open
+                    newer.epoch, write.epoch = write.epoch, newer.epoch
+            self._ready[key] = newer
+            self._order.appendleft(key)
+        if finish:
+            self._finish_slot(write.epoch)
+
+    def _finish_slot(self, epoch: int) -> None:
+        left = self._open[epoch] - 1
+        if left:
+            self._open[epoch] = left
+        else:
+            del self._open[epoch]
+
+    def _bury(self, batch: Batch, write: QueuedWrite, error: BaseException) -> None:
+        """``write`` failed for good: to ``batch.dead``. Its key is free at once (a newer
+        write of it may go), but flush marks wait for it until ``settle(batch)``."""
+        self.dead_lettered += 1
+        batch.dead.append(
+            DeadWrite(write.key, write.op, write.payload, write.size, error, batch.attempts)
+        )
+        batch._unsettled.append(write.epoch)
+        self._unsettled += 1
+        self._release(write, finish=False)
+
+    @staticmethod
+    def _check_open(batch: Batch) -> None:
+        if not batch._open:
+            raise ValueError(f"{batch!r} is finished: report each batch's outcome once")
+
+
+__all__ = [
+    "DEFAULT_DEAD_LETTER_PATH",
+    "DEFAULT_WRITE_RETRY",
+    "Batch",
+    "DeadLetterSink",
+    "DeadWrite",
+    "Op",
+    "QueueFull",
+    "QueuedWrite",
+    "WriteBehind",
+    "WritePolicy",
+    "WriteQueue",
+    "WriteQueueClosed",
+    "WriteQueueStats",
+    "WriteThrough",
+    "write_transient",
+]
