@@ -21,8 +21,11 @@ from .core.latency import Percentiles
 from .core.missing import MISSING
 from .core.options import LayerPolicy, LoadOptions
 from .core.stats import CacheStats, HotKey, LayerSnapshot, LayerStats
+from .core.writequeue import QueueFull, WriteBehind, WriteQueueStats, WriteThrough
+from .deadletter import DeadLetter, read_dead_letters, replay, replay_into_redis
 from .layers.memory import InMemoryLayer
 from .layers.redis import AsyncRedisLayer, RedisLayer
+from .layers.writer import AsyncWriterLayer, WriterLayer
 from .serializers import MsgpackSerializer, SignedPickleSerializer
 from .sync.cache import MultilayerCache
 
@@ -30,8 +33,10 @@ __all__ = [
     "MISSING",
     "AsyncMultilayerCache",
     "AsyncRedisLayer",
+    "AsyncWriterLayer",
     "BreakerPolicy",
     "CacheStats",
+    "DeadLetter",
     "HotKey",
     "InMemoryLayer",
     "LayerError",
@@ -44,10 +49,18 @@ __all__ = [
     "MsgpackSerializer",
     "MultilayerCache",
     "Percentiles",
+    "QueueFull",
     "RedisLayer",
     "RetryPolicy",
     "SerializationError",
     "SignedPickleSerializer",
     "UntrustedDataError",
+    "WriteBehind",
+    "WriteQueueStats",
+    "WriteThrough",
+    "WriterLayer",
+    "read_dead_letters",
+    "replay",
+    "replay_into_redis",
 ]
 __version__ = "0.1.0"

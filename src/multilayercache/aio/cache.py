@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -204,8 +205,22 @@ class AsyncMultilayerCache(ManagerBase):
         """Wait until no background refresh is queued or running; False on timeout."""
         return await self._driver.workers.idle(timeout)
 
-    async def close(self) -> None:
-        """Close the layers that hold connections."""
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every write-behind write acknowledged so far is in its layer or in
+        the dead letter (at once without write-behind); False if ``timeout`` passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for writer in self._driver.writers.values():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not await writer.flush(left):
+                return False
+        return True
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Deliver the queued write-behind writes (waiting up to ``timeout``, default each
+        layer's ``WriteBehind.close_timeout``; what is still queued then goes to the dead
+        letter), then close the layers that hold connections."""
+        for writer in self._driver.writers.values():
+            await writer.close(timeout)
         for layer in self.layers:
             close = getattr(layer, "close", None)
             if callable(close):

@@ -14,6 +14,7 @@ from .breaker import BreakerPolicy
 from .errors import is_transient
 from .freshness import Lifetime, refresh_point
 from .ttl import TTL, optional_ttl_seconds, ttl_seconds
+from .writequeue import WriteBehind, WritePolicy, WriteThrough
 
 PromotionRule = Literal["seen_before", "always", "never"] | Callable[[Any, Any], bool]
 
@@ -56,6 +57,13 @@ class LayerPolicy:
         How a transient failure of this layer is retried (``None``: not at all): by default
         once, within a quarter of a second, so that a dropped connection heals unseen while
         a dead server costs little before the breaker opens.
+    write:
+        When a write reaches this layer. ``WriteThrough()`` (default): before ``set()``
+        returns. ``WriteBehind(...)``: ``set()`` returns once the faster layers hold the
+        value (encoded for this layer already, so a value it cannot take still raises);
+        a background worker sends it in batches, retries it while the layer is down, and
+        hands what fails for good to a dead-letter file (see ``core/writequeue.py``).
+        Reads see the queued value. Not for the first layer: nothing is faster.
     """
 
     ttl: TTL | None = None
@@ -69,6 +77,7 @@ class LayerPolicy:
     retry: RetryPolicy | None = RetryPolicy(
         attempts=2, base=0.01, cap=0.1, budget=0.25, retry_on=is_transient
     )
+    write: WritePolicy = WriteThrough()
 
     def __post_init__(self) -> None:
         optional_ttl_seconds(self.ttl, "LayerPolicy ttl")
@@ -86,6 +95,8 @@ class LayerPolicy:
                 f"promote must be 'seen_before', 'always', 'never' or a callable, "
                 f"got {self.promote!r}"
             )
+        if not isinstance(self.write, (WriteThrough, WriteBehind)):
+            raise TypeError(f"write must be WriteThrough() or WriteBehind(...), got {self.write!r}")
 
     def ttl_for(self, requested: TTL | None, rng: random.Random) -> float | None:
         """The TTL (seconds) to give this layer for a write, or ``None`` for its default."""

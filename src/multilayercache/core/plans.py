@@ -29,6 +29,14 @@ Steps (the loading ones are used by ``loading.py``):
   ``plan_for(keys nobody is loading yet)`` and waits for the others' loads of the rest.
 * ``Refresh(job, items)``: queue background refreshes of ``(key, stale, frequency)`` items
   (at most one per key; see ``refresh.py``) together; the reply is ``None`` at once.
+* ``Enqueue(tier, writes, block)``, ``Peek(tier, keys)``, ``Flush(tier)``: a write-behind
+  layer's queue (``tier.queue``, see ``writequeue.py``): put encoded writes into it (waiting
+  for room, or not), read the queued writes of some keys, wait until it is delivered. The
+  driver makes these calls under the queue's lock and wakes its worker.
+
+A write-behind layer is written by encoding the value at once (so a value it cannot take
+raises in ``set()``) and queueing it; it is read by asking its queue first: a queued value
+answers as the layer will once it is sent, a queued delete as a miss.
 
 Layers that keep freshness (``tier.entries``: both of this package's layers) are read with
 ``get_entry`` and written with ``set_entry``, so that a value copied up into a faster layer
@@ -54,6 +62,7 @@ from .refresh import RefreshJob
 from .state import CacheState
 from .tiers import Tier
 from .ttl import TTL, optional_ttl_seconds
+from .writequeue import Op, QueueFull, WriteQueueClosed
 
 T = TypeVar("T")
 
@@ -125,7 +134,30 @@ class Refresh(NamedTuple):
     items: tuple[tuple[Any, bool, int], ...]
 
 
-Step: TypeAlias = "Call | Load | Await | Flight | FlightMany | Refresh"
+class Enqueue(NamedTuple):
+    """Put ``writes`` (``(key, op, payload, size)``) into ``tier``'s write-behind queue; with
+    ``block``, wait for room as the queue's policy says. Reply ``None``, or raise
+    ``QueueFull`` (nothing of the write that did not fit was queued)."""
+
+    tier: Tier
+    writes: list[tuple[Any, Op, Any, int]]
+    block: bool
+
+
+class Peek(NamedTuple):
+    """The writes of ``keys`` still queued for ``tier``: reply ``{key: (op, payload)}``."""
+
+    tier: Tier
+    keys: list[Any]
+
+
+class Flush(NamedTuple):
+    """Wait until every write queued for ``tier`` so far is delivered or dead-lettered."""
+
+    tier: Tier
+
+
+Step: TypeAlias = "Call | Load | Await | Flight | FlightMany | Refresh | Enqueue | Peek | Flush"
 Plan: TypeAlias = Generator[Step, Any, T]
 
 
@@ -136,7 +168,12 @@ def typed(tier: Tier, args: tuple[Any, ...], value_type: Any) -> tuple[Any, ...]
 
 # ---------------------------------------------------------------------------- reads
 def get_entry(tier: Tier, key: Any, value_type: Any) -> Plan[Entry | None]:
-    """One layer's entry for ``key`` (a layer without freshness: fresh while held)."""
+    """One layer's entry for ``key`` (a layer without freshness: fresh while held; a
+    write-behind layer: its queued write first)."""
+    if tier.queue is not None:
+        pending = yield Peek(tier, [key])
+        if key in pending:
+            return queued_entry(tier, key, pending[key], value_type)
     if tier.entries:
         return (yield Call(tier, "get_entry", typed(tier, (key,), value_type)))
     value = yield Call(tier, "get", typed(tier, (key, MISSING), value_type))
@@ -144,11 +181,36 @@ def get_entry(tier: Tier, key: Any, value_type: Any) -> Plan[Entry | None]:
 
 
 def get_entries(tier: Tier, keys: list[Any], value_type: Any) -> Plan[dict[Any, Entry]]:
-    """One layer's entries for ``keys``, in one call."""
+    """One layer's entries for ``keys``, in one call (a write-behind layer: the queued
+    writes first, the layer for the other keys)."""
+    queued: dict[Any, Entry] = {}
+    if tier.queue is not None:
+        pending = yield Peek(tier, keys)
+        if pending:
+            for key, write in pending.items():
+                entry = queued_entry(tier, key, write, value_type)
+                if entry is not None:
+                    queued[key] = entry
+            keys = [key for key in keys if key not in pending]
+            if not keys:
+                return queued
     if tier.entries:
-        return (yield Call(tier, "get_entries", typed(tier, (keys,), value_type)))
-    hits = yield Call(tier, "get_many", typed(tier, (keys,), value_type))
-    return {key: Entry(value, math.inf, math.inf) for key, value in hits.items()}
+        entries = yield Call(tier, "get_entries", typed(tier, (keys,), value_type))
+    else:
+        hits = yield Call(tier, "get_many", typed(tier, (keys,), value_type))
+        entries = {key: Entry(value, math.inf, math.inf) for key, value in hits.items()}
+    if queued:
+        entries.update(queued)
+    return entries
+
+
+def queued_entry(tier: Tier, key: Any, write: tuple[Op, Any], value_type: Any) -> Entry | None:
+    """What a read of ``key`` finds in ``tier`` while ``write`` is queued for it: the
+    value it carries (decoded as the layer would decode it), or nothing for a delete."""
+    op, payload = write
+    if op == "delete":
+        return None
+    return tier.layer.pending_entry(key, payload, value_type)  # type: ignore[no-any-return]
 
 
 def find_entry(
@@ -285,6 +347,12 @@ def contains(state: CacheState, key: Any) -> Plan[bool]:
     promoted). A layer that fails counts as not holding it."""
     for tier in state.tiers:
         try:
+            if tier.queue is not None:
+                pending = yield Peek(tier, [key])
+                if key in pending:
+                    if queued_entry(tier, key, pending[key], None) is not None:
+                        return True
+                    continue  # a queued delete: this layer no longer holds it
             if (yield Call(tier, tier.contains_method, (key,))):
                 return True
         except LayerError as error:
@@ -297,10 +365,17 @@ def remaining_ttl(state: CacheState, key: Any) -> Plan[float | None]:
     ``math.inf`` for never), or ``None`` when no layer holds it."""
     longest: float | None = None
     for tier in state.tiers:
-        if not tier.has("remaining_ttl"):
+        if not tier.has("remaining_ttl") and tier.queue is None:
             continue
         try:
-            seconds = yield Call(tier, "remaining_ttl", (key,))
+            pending = {} if tier.queue is None else (yield Peek(tier, [key]))
+            if key in pending:
+                entry = queued_entry(tier, key, pending[key], None)
+                seconds = None if entry is None else entry.gone_in
+            elif tier.has("remaining_ttl"):
+                seconds = yield Call(tier, "remaining_ttl", (key,))
+            else:
+                continue
         except LayerError as error:
             state.note_read_error(tier, key, error)
             continue
@@ -350,7 +425,11 @@ def store(
 ) -> Plan[None]:
     """Write ``mapping`` into one tier (one call for one item or a batch). With ``quiet``
     (a promotion, a loaded value), a failure is counted and logged instead of raised, and a
-    value the layer cannot encode is simply not cached there."""
+    value the layer cannot encode is simply not cached there. A write-behind layer gets
+    the writes encoded now and queued (``quiet`` ones only if there is room at once)."""
+    if tier.queue is not None:
+        yield from enqueue_writes(state, tier, mapping, lifetime, value_type, quiet, load_seconds)
+        return
     one = len(mapping) == 1
     if tier.entries:
         if one:
@@ -378,13 +457,62 @@ def store(
         state.note_encode_error(tier, list(mapping), error)
 
 
+def enqueue_writes(
+    state: CacheState,
+    tier: Tier,
+    mapping: Mapping[Any, Any],
+    lifetime: Lifetime,
+    value_type: Any,
+    quiet: bool,
+    load_seconds: float = 0.0,
+) -> Plan[None]:
+    """``store`` into a write-behind layer: encode every value first (one that cannot be
+    raises, or with ``quiet`` is not cached there; nothing is queued for it), then queue."""
+    encode = tier.layer.encode_write
+    writes = []
+    for key, value in mapping.items():
+        try:
+            payload = encode(key, value, lifetime, load_seconds, value_type=value_type)
+        except SerializationError as error:
+            if not quiet:
+                raise
+            state.note_encode_error(tier, [key], error)
+            continue
+        writes.append((key, "set", payload, payload.size))
+    if not writes:
+        return
+    try:
+        yield Enqueue(tier, writes, block=not quiet)
+    except (QueueFull, WriteQueueClosed) as error:
+        if not quiet:
+            raise
+        state.note_write_error(tier, list(mapping), error)
+
+
+def enqueue_deletes(tier: Tier, keys: list[Any]) -> Plan[None]:
+    """Queue deletes of ``keys`` for a write-behind layer (after the writes queued before
+    them: a key's writes are sent in order)."""
+    encode = tier.layer.encode_delete
+    writes = []
+    for key in keys:
+        payload = encode(key)
+        writes.append((key, "delete", payload, payload.size))
+    yield Enqueue(tier, writes, block=True)
+
+
 def delete(state: CacheState, key: Any) -> Plan[bool]:
     """``delete``: remove the key from every layer; True if any had it. If a layer fails,
-    the others are still cleared, then the first error is raised."""
+    the others are still cleared, then the first error is raised. A write-behind layer gets
+    the delete queued (it counts as having had the key only if a write of it was queued)."""
     removed = False
     failure: LayerError | None = None
-    for tier in state.tiers:
+    for tier in reversed(state.tiers):
         try:
+            if tier.queue is not None:
+                pending = yield Peek(tier, [key])
+                removed = removed or (key in pending and pending[key][0] == "set")
+                yield from enqueue_deletes(tier, [key])
+                continue
             removed = (yield Call(tier, "delete", (key,))) or removed
         except LayerError as error:
             state.note_write_error(tier, key, error)
@@ -399,9 +527,11 @@ def delete_many(state: CacheState, keys: Iterable[Any]) -> Plan[None]:
     has one); like ``delete``, the other layers are cleared before an error is raised."""
     wanted = unique(keys)
     failure: LayerError | None = None
-    for tier in state.tiers:
+    for tier in reversed(state.tiers):
         try:
-            if tier.has("delete_many"):
+            if tier.queue is not None:
+                yield from enqueue_deletes(tier, wanted)
+            elif tier.has("delete_many"):
                 yield Call(tier, "delete_many", (wanted,))
             else:
                 for key in wanted:
@@ -415,12 +545,16 @@ def delete_many(state: CacheState, keys: Iterable[Any]) -> Plan[None]:
 
 def clear(state: CacheState) -> Plan[None]:
     """``clear``: empty every layer that can be emptied (the in-process one, and a shared
-    one under its key prefix); the others are cleared before an error is raised."""
+    one under its key prefix); the others are cleared before an error is raised. A
+    write-behind layer's queue is flushed first, so that no write queued before the clear
+    lands after it."""
     failure: LayerError | None = None
     for tier in state.tiers:
         if not tier.has("clear"):
             continue
         try:
+            if tier.queue is not None:
+                yield Flush(tier)
             yield Call(tier, "clear", ())
         except LayerError as error:
             state.note_write_error(tier, "(clear)", error)

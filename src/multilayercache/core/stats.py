@@ -113,6 +113,9 @@ class CacheStats:
     hard_timeouts: int = 0
     breakers: dict[str, Any] = field(default_factory=dict)
     """Each IO layer's circuit breaker: state, times opened, calls rejected."""
+    write_queues: dict[str, Any] = field(default_factory=dict)
+    """Each write-behind layer's queue (``WriteQueueStats``): depth, bytes, batches,
+    retries, dead-lettered, coalesced, rejected."""
 
     def layer(self, name: str) -> LayerStats:
         """The stats of the layer called ``name``."""

@@ -15,11 +15,23 @@ from .errors import LayerError, LayerUnavailableError, is_transient
 from .latency import LatencyRecorder
 from .log import ThrottledWarning
 from .options import LayerPolicy
+from .writequeue import WriteBehind, WriteQueue
 
 _NO_LOCK: AbstractContextManager[Any] = nullcontext()
 
 LAYER_METHODS = ("get", "set", "delete", "get_many", "set_many", "stats")
 """What the manager calls on a layer (see ``multilayercache.layers.base.Layer``)."""
+
+WRITE_BEHIND_METHODS = (
+    "encode_write",
+    "encode_delete",
+    "write_packed",
+    "pending_entry",
+    "dead_letter_record",
+)
+"""What a write-behind layer also offers: encode a write now, send a batch of them later,
+read a queued one back, and describe one given up on (both Redis layers and the writer
+layers do)."""
 
 
 @dataclass(eq=False)
@@ -52,6 +64,24 @@ class Tier:
         if not self.in_process and self.policy.breaker is not None:
             self.breaker = CircuitBreaker(self.policy.breaker)
         self._guard = _NO_LOCK
+        write = self.policy.write
+        self.queue: WriteQueue | None = None
+        """The write-behind queue (``LayerPolicy(write=WriteBehind(...))``), or ``None``:
+        writes go through at once. The driver's worker sends it; every call on it is made
+        under the driver's lock for it (see ``core/writequeue.py``)."""
+        if isinstance(write, WriteBehind):
+            if self.depth == 0:
+                raise ValueError(
+                    f"layer 0 ({self.name}) cannot be write-behind: no faster layer holds "
+                    "the value meanwhile"
+                )
+            lacks = [method for method in WRITE_BEHIND_METHODS if not self.has(method)]
+            if lacks:
+                raise TypeError(
+                    f"layer {self.depth} ({type(self.layer).__name__}) cannot be write-behind: "
+                    f"it lacks {', '.join(lacks)}"
+                )
+            self.queue = WriteQueue(write)
 
     @property
     def guarded(self) -> bool:

@@ -128,6 +128,10 @@ class WriteBehind:
         Where writes that fail for good go: a path (a JSONL file appended to; relative to
         the working directory when the cache is built), a sink object (``DeadLetter``,
         e.g. with a callback), or ``None`` (logged at ERROR and counted, nothing kept).
+    close_timeout:
+        How long ``close()`` (and ``with`` exit, and interpreter exit) waits for the queue
+        to be delivered; what is still queued then goes to the dead letter, not nowhere
+        (``None``: wait without limit).
 
     Why these defaults:
 
@@ -162,6 +166,7 @@ class WriteBehind:
     block_timeout: float | None = 1.0
     retry: RetryPolicy = field(default=DEFAULT_WRITE_RETRY)
     dead_letter: str | os.PathLike[str] | DeadLetterSink | None = DEFAULT_DEAD_LETTER_PATH
+    close_timeout: float | None = 10.0
 
     def __post_init__(self) -> None:
         for name in ("max_items", "max_bytes", "batch_size"):
@@ -180,6 +185,10 @@ class WriteBehind:
         if self.block_timeout is not None and not _seconds(self.block_timeout):
             raise ValueError(
                 f"block_timeout must be seconds >= 0 or None, got {self.block_timeout!r}"
+            )
+        if self.close_timeout is not None and not _seconds(self.close_timeout):
+            raise ValueError(
+                f"close_timeout must be seconds >= 0 or None, got {self.close_timeout!r}"
             )
         if not isinstance(self.retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {self.retry!r}")
@@ -209,7 +218,9 @@ class QueueFull(Exception):
 
 
 class WriteQueueClosed(RuntimeError):
-    """A write was put into a queue that was closed (the cache is shutting down)."""
+    """A write was put into a queue that was closed (the cache is shutting down); or, as
+    the error of a dead-letter record, a write still queued when ``close_timeout`` ran
+    out."""
 
 
 class QueuedWrite:

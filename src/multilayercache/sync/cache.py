@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -257,8 +258,22 @@ class MultilayerCache(ManagerBase):
         """Wait until no background refresh is queued or running; False on timeout."""
         return self._driver.workers.idle(timeout)
 
-    def close(self) -> None:
-        """Close the layers that hold connections."""
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every write-behind write acknowledged so far is in its layer or in
+        the dead letter (at once without write-behind); False if ``timeout`` passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for writer in self._driver.writers.values():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not writer.flush(left):
+                return False
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver the queued write-behind writes (waiting up to ``timeout``, default each
+        layer's ``WriteBehind.close_timeout``; what is still queued then goes to the dead
+        letter), then close the layers that hold connections."""
+        for writer in self._driver.writers.values():
+            writer.close(timeout)
         for layer in self.layers:
             close = getattr(layer, "close", None)
             if callable(close):

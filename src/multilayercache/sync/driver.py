@@ -15,10 +15,13 @@ from ..core.plans import (
     READ_METHODS,
     Await,
     Call,
+    Enqueue,
     Flight,
+    Flush,
     FlightMany,
     Load,
     Loaded,
+    Peek,
     Pending,
     Plan,
     Refresh,
@@ -29,6 +32,7 @@ from ..core.tiers import Tier
 from .retry import LoadGate
 from .singleflight import SingleFlight
 from .worker import RefreshWorkers
+from .writeback import WriteBehindWorker
 
 
 class Driver:
@@ -38,6 +42,10 @@ class Driver:
         self.state = state
         self.flight = SingleFlight()
         self.workers = RefreshWorkers(self, state)
+        self.writers = {
+            tier.depth: WriteBehindWorker(tier, state) for tier in state.tiers if tier.queue is not None
+        }
+        """The write-behind workers, by tier depth."""
         options = state.load_options
         self.gate = None
         if options.max_concurrent_loads is not None:
@@ -79,6 +87,12 @@ class Driver:
         if kind is Refresh:
             self.workers.submit(step)  # its flight joins any load of the key still running
             return None
+        if kind is Peek:
+            return self.writers[step.tier.depth].pending(step.keys)
+        if kind is Enqueue:
+            return self.writers[step.tier.depth].put(step.writes, step.block)
+        if kind is Flush:
+            return self.writers[step.tier.depth].flush()
         raise TypeError(f"a plan yielded {step!r}, which is not a step")
 
     def _call(self, step: Call) -> Any:

@@ -30,6 +30,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.decorate import CallKey
+from ...core.writequeue import DeadWrite
+from ...deadletter import DeadLetterRecord
 from ...core.entry import Envelope, unwrap, wrap
 from ...core.errors import LayerError, UntrustedDataError
 from ...core.freshness import Entry, Lifetime
@@ -55,18 +57,26 @@ SCAN_BATCH = 500
 
 
 class PackedWrite(NamedTuple):
-    """An encoded write: SET ``redis_key`` to ``data`` for ``milliseconds`` (``None``: no
-    expiry), or DEL it when ``data`` is ``None``."""
+    """An encoded write: SET ``redis_key`` to ``data`` until ``expires_at`` (Unix seconds;
+    ``None``: no expiry), or DEL it when ``data`` is ``None``. ``milliseconds``: the expiry
+    as it was when the write was encoded (what a dead-letter record shows)."""
 
     redis_key: str
     data: bytes | None
     milliseconds: int | None
+    expires_at: float | None = None
 
     def apply(self, client: Any) -> Any:
-        """Send it through ``client`` (a client or a pipeline; awaitable for asyncio)."""
-        if self.data is None or self.milliseconds == 0:  # a delete, or expired already
+        """Send it through ``client`` (a client or a pipeline; awaitable for asyncio). A
+        write sent late (queued, retried) keeps its deadline: it gets what is left of its
+        lifetime, and one whose lifetime is over becomes a DEL, since the value it carried
+        must no longer be served."""
+        milliseconds = self.milliseconds
+        if self.expires_at is not None and self.data is not None:
+            milliseconds = max(0, math.ceil((self.expires_at - time.time()) * 1000))
+        if self.data is None or milliseconds == 0:  # a delete, or expired already
             return client.delete(self.redis_key)
-        return client.set(self.redis_key, self.data, px=self.milliseconds)
+        return client.set(self.redis_key, self.data, px=milliseconds)
 
     @property
     def size(self) -> int:
@@ -280,11 +290,34 @@ class RedisCodec:
         be encoded, so that nothing unwritable is ever acknowledged."""
         lifetime = self._resolved(lifetime)
         data = self._pack(value, lifetime, load_seconds, value_type)
-        return PackedWrite(self.redis_key(key), data, self._expiry_ms(lifetime))
+        milliseconds = self._expiry_ms(lifetime)
+        expires_at = None if milliseconds is None else time.time() + milliseconds / 1000
+        return PackedWrite(self.redis_key(key), data, milliseconds, expires_at)
 
     def encode_delete(self, key: Any) -> PackedWrite:
         """A delete, to be sent later (write-behind)."""
         return PackedWrite(self.redis_key(key), None, 0)
+
+    def pending_entry(self, key: Any, write: PackedWrite, value_type: Any = None) -> Entry | None:
+        """What a read of ``key`` finds while ``write`` waits in the write-behind queue:
+        the entry it will store, decoded as a read from Redis would decode it (``None``
+        for a delete). Not counted as a hit or a miss of the layer: Redis was not asked."""
+        if write.data is None:
+            return None
+        return self._unpack(key, write.data, value_type, _now_ms())
+
+    def dead_letter_record(self, dead: DeadWrite) -> DeadLetterRecord:
+        """The dead-letter record of a write the queue gave up on: the encoded bytes, the
+        Redis key and the expiry, so that ``replay_into_redis`` writes it byte for byte."""
+        write: PackedWrite = dead.payload
+        return DeadLetterRecord.of(
+            dead,
+            self.name,
+            value=write.data,
+            store_key=write.redis_key,
+            px=write.milliseconds,
+            expires_at=write.expires_at,
+        )
 
     def _packed_pipeline(self, writes: Iterable[PackedWrite]) -> Any:
         pipeline = self.client.pipeline(transaction=False)

@@ -1,0 +1,51 @@
+"""What the write-behind workers (``sync/writeback.py``, ``aio/writeback.py``) decide without
+IO: whether a batch may be sent now (the layer's breaker), what its failure means, and what
+goes to the dead letter. The workers only send, sleep and lock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import LayerError, LayerUnavailableError
+from .tiers import Tier
+from .writequeue import Batch, WriteQueueClosed
+
+EXIT_TIMEOUT_SECONDS = 10.0
+"""How long interpreter exit waits for a queue whose policy sets no ``close_timeout``."""
+
+
+def admission_error(tier: Tier) -> LayerError | None:
+    """``None`` if the layer's breaker lets a batch through now, else the error to report
+    to the queue. An open breaker means the layer is down for now: transient, so the
+    batch waits and is retried instead of being dead-lettered."""
+    try:
+        tier.admit()
+    except LayerUnavailableError as error:
+        return LayerError(str(error), transient=True)
+    return None
+
+
+def payloads(batch: Batch) -> list[Any]:
+    """What the layer's ``write_packed`` sends for ``batch`` (rebuilt on every attempt: a
+    retry may have dropped superseded writes)."""
+    return [write.payload for write in batch.writes]
+
+
+def abandoned(tier: Tier) -> WriteQueueClosed:
+    """The error of the writes still queued when ``close()`` stopped waiting: not
+    retryable, so the queue hands them to the dead letter."""
+    return WriteQueueClosed(
+        f"{tier.name}: the cache was closed before this write could be delivered"
+    )
+
+
+def dead_letter_records(tier: Tier, batch: Batch) -> list[Any]:
+    """The dead-letter records of the writes of ``batch`` given up on."""
+    describe = tier.layer.dead_letter_record
+    return [describe(dead) for dead in batch.dead]
+
+
+def close_timeout(tier: Tier, timeout: float | None) -> float | None:
+    """How long a ``close`` waits for ``tier``'s queue: the call's own, else the policy's."""
+    assert tier.queue is not None
+    return tier.queue.options.close_timeout if timeout is None else timeout

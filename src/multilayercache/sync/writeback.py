@@ -1,0 +1,193 @@
+"""The write-behind worker of a sync cache: one daemon thread per write-behind layer, which
+sends the layer's queue (``core/writequeue.py``) in batches, retries them while the layer is
+down, and hands what fails for good to the dead-letter sink.
+
+Every call on the queue is made under ``self.changed`` (a ``threading.Condition``): writers
+``put`` under it and wake the worker when a batch becomes due; the worker wakes the writers
+blocked on a full queue, and the flushes, whenever a batch finishes. The thread starts with
+the first write and ends at ``close()``; interpreter exit closes every worker still open
+(``atexit``), so writes acknowledged before a normal exit are delivered or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from typing import Any
+
+from ..core.state import CacheState
+from ..core.tiers import Tier
+from ..core.writeback import (
+    EXIT_TIMEOUT_SECONDS,
+    abandoned,
+    admission_error,
+    close_timeout,
+    dead_letter_records,
+    payloads,
+)
+from ..core.writequeue import Batch, Op, WriteQueue
+from ..deadletter import sink_for
+
+log = logging.getLogger("multilayercache.writeback")
+
+
+class WriteBehindWorker:
+    """Sends one write-behind tier's queue from a thread of its own."""
+
+    def __init__(self, tier: Tier, state: CacheState) -> None:
+        assert tier.queue is not None
+        self.tier = tier
+        self.queue: WriteQueue = tier.queue
+        self.options = self.queue.options
+        self.sink = sink_for(self.options.dead_letter)
+        self.changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._abandon = False  # close() stopped waiting: dead-letter the rest
+        _OPEN.add(self)
+
+    # ---------------------------------------------------------------- callers
+    def put(self, writes: list[tuple[Any, Op, Any, int]], block: bool) -> None:
+        """Queue ``writes``; with ``block`` and ``when_full="block"``, wait for room up to
+        ``block_timeout`` per write (``QueueFull`` after that, and at once otherwise)."""
+        queue, changed = self.queue, self.changed
+        waits = block and self.options.when_full == "block"
+        with changed:
+            self._start()
+            now = time.monotonic()
+            was_idle = queue.next_due_in(now) is None
+            for key, op, payload, size in writes:
+                if waits and queue.full(size, key):
+                    changed.notify_all()  # the worker makes room: let it send what is due
+                    changed.wait_for(
+                        lambda: not queue.full(size, key) or queue.closed,  # noqa: B023
+                        self.options.block_timeout,
+                    )
+                    now = time.monotonic()
+                queue.put(key, op, payload, size, now)  # QueueFull if still no room
+            if was_idle or queue.due(now):  # else the worker's sleep already ends in time
+                changed.notify_all()
+
+    def pending(self, keys: list[Any]) -> dict[Any, tuple[Op, Any]]:
+        """The queued writes of ``keys`` (see ``WriteQueue.pending``)."""
+        found = {}
+        with self.changed:
+            for key in keys:
+                write = self.queue.pending(key)
+                if write is not None:
+                    found[key] = write
+        return found
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every write queued before this call is delivered or dead-lettered;
+        False if ``timeout`` passed first."""
+        with self.changed:
+            mark = self.queue.mark()
+            if self.queue.reached(mark):
+                return True
+            self._start()
+            self.changed.notify_all()
+            return self.changed.wait_for(lambda: self.queue.reached(mark), timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Refuse new writes, deliver the rest within ``timeout`` (default: the policy's
+        ``close_timeout``), then dead-letter what is left. True if all was delivered or
+        dead-lettered by the worker's own decisions, False if ``close`` had to give up."""
+        wait = close_timeout(self.tier, timeout)
+        with self.changed:
+            self.queue.close()
+            if self.queue.idle:
+                return True
+            self._start()
+            self.changed.notify_all()
+            if self.changed.wait_for(lambda: self.queue.idle, wait):
+                return True
+            self._abandon = True  # every batch from now on goes to the dead letter
+            self.changed.notify_all()
+            # Giving up costs one attempt at most (a socket timeout) plus the sink's IO.
+            self.changed.wait_for(lambda: self.queue.idle, EXIT_TIMEOUT_SECONDS)
+            return False
+
+    # ---------------------------------------------------------------- the thread
+    def _start(self) -> None:
+        """Start the thread if it is not running (first write, or after a fork)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._work, name=f"multilayercache-writeback-{self.tier.name}", daemon=True
+            )
+            self._thread.start()
+
+    def _work(self) -> None:
+        queue, changed = self.queue, self.changed
+        while True:
+            with changed:
+                while not queue.due(now := time.monotonic()):  # a closed queue: due if any
+                    if queue.closed and queue.idle:
+                        return
+                    changed.wait(queue.next_due_in(now))
+                batch = queue.take(now)
+            if batch is not None:
+                self._send(batch)
+
+    def _send(self, batch: Batch) -> None:
+        """Send ``batch`` until it is delivered or the queue gives up on it."""
+        queue, changed = self.queue, self.changed
+        while True:
+            error = abandoned(self.tier) if self._abandon else self._attempt(batch)
+            with changed:
+                if error is None:
+                    queue.done(batch)
+                    changed.notify_all()
+                    break
+                delay = queue.failed(batch, error, time.monotonic())
+                changed.notify_all()  # superseded writes may have left: room
+                if delay is None:
+                    break
+                changed.wait_for(lambda: self._abandon, delay)  # close() cuts the wait short
+        if batch.dead:
+            self._bury(batch)
+
+    def _attempt(self, batch: Batch) -> Exception | None:
+        """One send of ``batch`` through the layer's breaker; the error, or ``None``."""
+        tier = self.tier
+        error = admission_error(tier)
+        if error is not None:
+            return error
+        try:
+            tier.layer.write_packed(payloads(batch))
+        except Exception as failure:
+            tier.settle(failure)
+            return failure
+        tier.settle(None)
+        return None
+
+    def _bury(self, batch: Batch) -> None:
+        try:
+            self.sink.append(dead_letter_records(self.tier, batch))  # file IO: not under the lock
+        except Exception:
+            log.exception(
+                "multilayercache: %s: %d dead write(s) could not be kept", self.tier.name,
+                len(batch.dead),
+            )
+        finally:
+            with self.changed:
+                self.queue.settle(batch)  # now a flush may count them as finished
+                self.changed.notify_all()
+
+
+_OPEN: weakref.WeakSet[WriteBehindWorker] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """At interpreter exit: deliver (or dead-letter) every queue still open. Daemon threads
+    still run while ``atexit`` handlers do."""
+    for worker in list(_OPEN):
+        if not worker.queue.idle or not worker.queue.closed:
+            timeout = worker.options.close_timeout
+            worker.close(EXIT_TIMEOUT_SECONDS if timeout is None else timeout)
+
+
+__all__ = ["WriteBehindWorker"]
