@@ -129,5 +129,5 @@ class CacheState:
             soft_timeouts=self.counts["soft_timeouts"],
             hard_timeouts=self.counts["hard_timeouts"],
             breakers={tier.name: tier.breaker.stats() for tier in self.tiers if tier.breaker},
-            write_queues={tier.name: tier.queue.stats() for tier in self.tiers if tier.queue},
+            write_queues={tier.name: tier.queue.stats() for tier in self.tiers if tier.queue is not None},
         )
