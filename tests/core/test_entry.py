@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from multilayercache import UntrustedDataError
-from multilayercache.core.entry import HEADER_SIZE, Envelope, unwrap, wrap
+from multilayercache.core.entry import HEADER_SIZE, Envelope, deltas, unwrap, wrap, wrap_at
 from multilayercache.core.freshness import Freshness, Lifetime
 
 seconds = st.one_of(st.just(math.inf), st.floats(0, 1e7, allow_nan=False))
@@ -76,3 +76,19 @@ def test_an_unknown_version_is_refused() -> None:
     data[1] = 9
     with pytest.raises(UntrustedDataError, match="version 9"):
         unwrap(bytes(data))
+
+
+@given(
+    now_ms=st.integers(0, 2**50),
+    ttl=st.one_of(st.floats(0, 1e7), st.just(math.inf)),
+    stale=st.one_of(st.floats(0, 1e7), st.just(math.inf)),
+    refresh=st.one_of(st.floats(0, 1e7), st.just(math.inf)),
+    load=st.floats(0, 100, width=32),
+    payload=st.binary(max_size=40),
+)
+def test_the_one_step_wrap_is_byte_for_byte_the_envelope_wrap(
+    now_ms: int, ttl: float, stale: float, refresh: float, load: float, payload: bytes
+) -> None:
+    lifetime = Lifetime(ttl, stale, refresh)
+    expected = wrap(Envelope.for_write(now_ms, lifetime, load), payload)
+    assert wrap_at(now_ms, deltas(lifetime), load, payload) == expected

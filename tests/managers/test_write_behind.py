@@ -214,7 +214,10 @@ def test_redis_down_for_good_dead_letters_bytes_that_replay(
     cache.delete("gone")
     assert cache.flush(timeout=10)
     records = list(read_dead_letters(dead_path))
-    assert sorted((record.key, record.op) for record in records) == [("gone", "delete"), ("k", "set")]
+    assert sorted((record.key, record.op) for record in records) == [
+        ("gone", "delete"),
+        ("k", "set"),
+    ]
     assert all(record.attempts == 3 for record in records)
     report = replay_into_redis(dead_path, raw_redis, layer="l2")
     assert report.replayed == 2 and report.failed == 0
@@ -265,3 +268,23 @@ def test_write_behind_needs_a_faster_layer_and_a_capable_layer(harness) -> None:
         LayerPolicy(write="behind")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="close_timeout"):
         WriteBehind(close_timeout=-1)
+
+
+def test_the_fast_set_and_the_planned_set_store_the_same(harness, tmp_path) -> None:
+    # set() of one key skips the plan when no layer must be waited for; set_many() runs
+    # the plan: both must leave the same entries (lifetimes, stale windows) in each layer.
+    l1, l2 = harness.l1(), harness.l2()
+    write = behind(tmp_path).write
+    policies = [LayerPolicy(ttl=30, stale_ttl=5), LayerPolicy(ttl=300, stale_ttl=60, write=write)]
+    cache = harness.cache([l1, l2], policies)
+    cache.set("fast", [1, 2])
+    cache.set_many({"planned": [1, 2]})
+    cache.set("fast-ttl", [1, 2], ttl=10)
+    cache.set_many({"planned-ttl": [1, 2]}, ttl=10)
+    assert cache.flush(timeout=5)
+    for fast, planned in (("fast", "planned"), ("fast-ttl", "planned-ttl")):
+        for layer in (l1, l2):
+            one, other = layer.get_entry(fast), layer.get_entry(planned)
+            assert one.value == other.value == [1, 2]
+            assert one.fresh_for == pytest.approx(other.fresh_for, abs=0.1)
+            assert one.gone_in == pytest.approx(other.gone_in, abs=0.1)

@@ -189,7 +189,8 @@ from multilayercache import *
 url, mode = sys.argv[1], sys.argv[2]
 policy = [None, LayerPolicy(write=WriteBehind(max_delay=60.0))]  # never due by age
 if mode == "sync":
-    cache = MultilayerCache([InMemoryLayer(max_size=10_000), RedisLayer(url, prefix="exit:")], policy)
+    layers = [InMemoryLayer(max_size=10_000), RedisLayer(url, prefix="exit:")]
+    cache = MultilayerCache(layers, policy)
     for index in range(1000):
         cache.set(f"k{index}", index)
 else:

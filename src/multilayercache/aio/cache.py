@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import time
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -97,7 +97,12 @@ class AsyncMultilayerCache(ManagerBase):
     # ------------------------------------------------------------------ writes
     async def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
         """Write through every layer, slowest first (each caps ``ttl`` by its policy)."""
-        await self._run(plans.write(self._state, single(key, value), ttl, self._state.value_type))
+        state = self._state
+        if state.writes_at_once and plans.write_at_once(
+            state, key, value, ttl, state.value_type, self._driver.put_now
+        ):
+            return
+        await self._run(plans.write(state, single(key, value), ttl, state.value_type))
 
     async def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Write every item through every layer (one batch call per layer)."""

@@ -50,6 +50,9 @@ class AsyncWriteBehindWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed: asyncio.Condition | None = None
+        """Notified by the worker whenever a batch finishes (room, flush marks)."""
+        self._wake = asyncio.Event()
+        """Set by callers when the worker should look again (work due, flush, close)."""
         self._current: Batch | None = None  # taken and not finished: resent by a new task
         self._abandon = False
         _OPEN.add(self)
@@ -61,12 +64,10 @@ class AsyncWriteBehindWorker:
         queue = self.queue
         changed = self._running()
         waits = block and self.options.when_full == "block"
-        now = time.monotonic()
-        was_idle = queue.next_due_in(now) is None
         for key, op, payload, size in writes:
             if waits and queue.full(size, key):
+                self._wake.set()  # the worker makes room: let it send what is due
                 async with changed:
-                    changed.notify_all()  # the worker makes room: let it send what is due
                     try:
                         await asyncio.wait_for(
                             changed.wait_for(lambda: not queue.full(size, key) or queue.closed),  # noqa: B023
@@ -74,11 +75,26 @@ class AsyncWriteBehindWorker:
                         )
                     except TimeoutError:
                         pass  # still full: put raises QueueFull
-                now = time.monotonic()
-            queue.put(key, op, payload, size, now)
-        if was_idle or queue.due(now):
-            async with changed:
-                changed.notify_all()
+            self._put(key, op, payload, size)
+
+    def put_now(self, key: Any, op: Op, payload: Any, size: int) -> bool:
+        """Queue one write if there is room now; False (nothing queued) if not. Called
+        from the event loop (no await: the fast path of ``set``)."""
+        if self.queue.full(size, key):
+            return False
+        self._running()
+        self._put(key, op, payload, size)
+        return True
+
+    def _put(self, key: Any, op: Op, payload: Any, size: int) -> None:
+        """Put; wake the worker if this write makes a batch due sooner than it would wake
+        by itself (nothing was ready, or a batch is full now)."""
+        queue = self.queue
+        now = time.monotonic()
+        was_empty = not queue.ready
+        queue.put(key, op, payload, size, now)
+        if was_empty or queue.due(now):
+            self._wake.set()
 
     def pending(self, keys: list[Any]) -> dict[Any, tuple[Op, Any]]:
         """The queued writes of ``keys`` (see ``WriteQueue.pending``)."""
@@ -111,8 +127,8 @@ class AsyncWriteBehindWorker:
 
     async def _wait_for(self, predicate: Any, timeout: float | None) -> bool:
         changed = self._running()
+        self._wake.set()
         async with changed:
-            changed.notify_all()
             try:
                 await asyncio.wait_for(changed.wait_for(predicate), timeout)
             except TimeoutError:
@@ -125,6 +141,7 @@ class AsyncWriteBehindWorker:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._changed is None:
             self._loop, self._changed, self._task = loop, asyncio.Condition(), None
+            self._wake = asyncio.Event()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._work(self._changed))
         return self._changed
@@ -134,14 +151,17 @@ class AsyncWriteBehindWorker:
         while True:
             batch = self._current
             if batch is None:
-                async with changed:
-                    while not queue.due(now := time.monotonic()):
-                        if queue.closed and queue.idle:
-                            return
-                        try:
-                            await asyncio.wait_for(changed.wait(), queue.next_due_in(now))
-                        except TimeoutError:
-                            pass
+                wake = self._wake
+                while True:
+                    wake.clear()  # no await until the wait: a set() from now on is seen
+                    if queue.due(now := time.monotonic()):
+                        break
+                    if queue.closed and queue.idle:
+                        return
+                    try:
+                        await asyncio.wait_for(wake.wait(), queue.next_due_in(now))
+                    except TimeoutError:
+                        pass
                 batch = self._current = queue.take(now)
                 if batch is None:
                     continue
@@ -174,10 +194,15 @@ class AsyncWriteBehindWorker:
                 return
             async with changed:
                 changed.notify_all()  # superseded writes may have left: room
+            wake = self._wake
+            wake.clear()
+            deadline = time.monotonic() + delay
+            while not self._abandon and (left := deadline - time.monotonic()) > 0:
                 try:  # close() cuts the wait short
-                    await asyncio.wait_for(changed.wait_for(lambda: self._abandon), delay)
+                    await asyncio.wait_for(wake.wait(), left)
                 except TimeoutError:
-                    pass
+                    break
+                wake.clear()
 
     async def _attempt(self, batch: Batch) -> Exception | None:
         """One send of ``batch`` through the layer's breaker; the error, or ``None``."""

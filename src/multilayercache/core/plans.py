@@ -399,6 +399,33 @@ def write(
         yield from store(state, tier, mapping, lifetime, value_type, quiet=False)
 
 
+def write_at_once(
+    state: CacheState,
+    key: Any,
+    value: Any,
+    ttl: TTL | None,
+    value_type: Any,
+    put_now: Callable[[Tier, Any, Op, Any, int], bool],
+) -> bool:
+    """``set`` of one key without a plan, when no layer has to be waited for (every layer
+    in-process or write-behind: ``state.writes_at_once``): ``write``'s decisions, slowest
+    first, as plain calls. ``put_now(tier, key, op, payload, size)`` queues a write if
+    there is room now; when a queue has none, returns False before any faster layer is
+    written, and the caller runs ``write``, which waits for room (a write already queued
+    below is then queued again: the same value, coalesced)."""
+    for tier in state.tiers_slowest_first:
+        lifetime = tier.default_lifetime
+        if ttl is not None or lifetime is None:
+            lifetime = tier.policy.lifetime_for(ttl, state.rng)
+        if tier.queue is not None:
+            payload = tier.layer.encode_write(key, value, lifetime, 0.0, value_type=value_type)
+            if not put_now(tier, key, "set", payload, payload.size):
+                return False
+        else:
+            tier.layer.set_entry(key, value, lifetime)
+    return True
+
+
 def write_loaded(
     state: CacheState,
     mapping: Mapping[Any, Any],

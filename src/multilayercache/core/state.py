@@ -41,6 +41,12 @@ class CacheState:
     ) -> None:
         self.tiers: list[Tier] = make_tiers(layers, policies, allow_async)
         self.local_depth = 1 if self.tiers[0].in_process else 0
+        self.tiers_slowest_first = self.tiers[::-1]
+        self.writes_at_once = any(tier.queue is not None for tier in self.tiers) and all(
+            (tier.in_process and tier.entries) or tier.queue is not None for tier in self.tiers
+        )
+        """No layer has to be waited for to ``set`` a key (in-process ones, write-behind
+        ones): ``plans.write_at_once`` may do it without a plan."""
         """How many of the fastest layers are in-process: read without coalescing."""
         self.record_latency = record_latency
         self.value_type = value_type
@@ -129,5 +135,7 @@ class CacheState:
             soft_timeouts=self.counts["soft_timeouts"],
             hard_timeouts=self.counts["hard_timeouts"],
             breakers={tier.name: tier.breaker.stats() for tier in self.tiers if tier.breaker},
-            write_queues={tier.name: tier.queue.stats() for tier in self.tiers if tier.queue is not None},
+            write_queues={
+                tier.name: tier.queue.stats() for tier in self.tiers if tier.queue is not None
+            },
         )

@@ -4,6 +4,7 @@ the manager counts about it), and the checks that turn a list of layers into tie
 from __future__ import annotations
 
 import inspect
+import random
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -12,6 +13,7 @@ from typing import Any
 
 from .breaker import CircuitBreaker
 from .errors import LayerError, LayerUnavailableError, is_transient
+from .freshness import Lifetime
 from .latency import LatencyRecorder
 from .log import ThrottledWarning
 from .options import LayerPolicy
@@ -64,6 +66,13 @@ class Tier:
         if not self.in_process and self.policy.breaker is not None:
             self.breaker = CircuitBreaker(self.policy.breaker)
         self._guard = _NO_LOCK
+        policy = self.policy
+        self.default_lifetime: Lifetime | None = None
+        """The lifetime of a write without a TTL of its own, when the policy draws no
+        random jitter for it (computed once: ``set()`` without ``ttl`` is the common
+        case)."""
+        if not policy.ttl_jitter and (policy.refresh_ahead is None or not policy.refresh_jitter):
+            self.default_lifetime = policy.lifetime_for(None, random.Random())
         write = self.policy.write
         self.queue: WriteQueue | None = None
         """The write-behind queue (``LayerPolicy(write=WriteBehind(...))``), or ``None``:

@@ -562,6 +562,11 @@ class WriteQueue:
         return self._bytes
 
     @property
+    def ready(self) -> int:
+        """Writes that may be taken now (not waiting behind their key's in-flight one)."""
+        return len(self._ready)
+
+    @property
     def in_flight(self) -> int:
         """Writes in batches not finished."""
         return len(self._in_flight)

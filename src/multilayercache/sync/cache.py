@@ -129,7 +129,12 @@ class MultilayerCache(ManagerBase):
     def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
         """Write through every layer (each caps ``ttl`` by its policy). A value the shared
         layer cannot encode raises ``SerializationError`` and is written nowhere."""
-        self._run(plans.write(self._state, single(key, value), ttl, self._state.value_type))
+        state = self._state
+        if state.writes_at_once and plans.write_at_once(
+            state, key, value, ttl, state.value_type, self._driver.put_now
+        ):
+            return
+        self._run(plans.write(state, single(key, value), ttl, state.value_type))
 
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Write every item through every layer (one batch call per layer)."""

@@ -17,8 +17,8 @@ from ..core.plans import (
     Call,
     Enqueue,
     Flight,
-    Flush,
     FlightMany,
+    Flush,
     Load,
     Loaded,
     Peek,
@@ -43,13 +43,19 @@ class Driver:
         self.flight = SingleFlight()
         self.workers = RefreshWorkers(self, state)
         self.writers = {
-            tier.depth: WriteBehindWorker(tier, state) for tier in state.tiers if tier.queue is not None
+            tier.depth: WriteBehindWorker(tier, state)
+            for tier in state.tiers
+            if tier.queue is not None
         }
         """The write-behind workers, by tier depth."""
         options = state.load_options
         self.gate = None
         if options.max_concurrent_loads is not None:
             self.gate = LoadGate(options.max_concurrent_loads, timeout=options.load_wait)
+
+    def put_now(self, tier: Tier, key: Any, op: Any, payload: Any, size: int) -> bool:
+        """Queue one write for ``tier`` if its queue has room now (``plans.write_at_once``)."""
+        return self.writers[tier.depth].put_now(key, op, payload, size)
 
     def run(self, plan: Plan[T]) -> T:
         """Drive ``plan`` to its end and return its result (or raise its exception)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import weakref
@@ -46,6 +47,7 @@ class WriteBehindWorker:
         self.changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._abandon = False  # close() stopped waiting: dead-letter the rest
+        self._asleep = False  # the worker waits on ``changed`` for work to be due
         _OPEN.add(self)
 
     # ---------------------------------------------------------------- callers
@@ -56,8 +58,6 @@ class WriteBehindWorker:
         waits = block and self.options.when_full == "block"
         with changed:
             self._start()
-            now = time.monotonic()
-            was_idle = queue.next_due_in(now) is None
             for key, op, payload, size in writes:
                 if waits and queue.full(size, key):
                     changed.notify_all()  # the worker makes room: let it send what is due
@@ -65,10 +65,27 @@ class WriteBehindWorker:
                         lambda: not queue.full(size, key) or queue.closed,  # noqa: B023
                         self.options.block_timeout,
                     )
-                    now = time.monotonic()
-                queue.put(key, op, payload, size, now)  # QueueFull if still no room
-            if was_idle or queue.due(now):  # else the worker's sleep already ends in time
-                changed.notify_all()
+                self._put(key, op, payload, size)  # QueueFull if still no room
+
+    def put_now(self, key: Any, op: Op, payload: Any, size: int) -> bool:
+        """Queue one write if there is room now; False (nothing queued) if not."""
+        with self.changed:
+            if self.queue.full(size, key):
+                return False
+            self._start()
+            self._put(key, op, payload, size)
+        return True
+
+    def _put(self, key: Any, op: Op, payload: Any, size: int) -> None:
+        """Put under ``changed``; wake the worker only if it sleeps and this write makes a
+        batch due sooner than it will wake by itself (nothing was ready, or a batch is
+        full now)."""
+        queue = self.queue
+        now = time.monotonic()
+        was_empty = not queue.ready
+        queue.put(key, op, payload, size, now)
+        if self._asleep and (was_empty or queue.due(now)):
+            self.changed.notify_all()
 
     def pending(self, keys: list[Any]) -> dict[Any, tuple[Op, Any]]:
         """The queued writes of ``keys`` (see ``WriteQueue.pending``)."""
@@ -113,7 +130,7 @@ class WriteBehindWorker:
     # ---------------------------------------------------------------- the thread
     def _start(self) -> None:
         """Start the thread if it is not running (first write, or after a fork)."""
-        if self._thread is None or not self._thread.is_alive():
+        if self._thread is None:
             self._thread = threading.Thread(
                 target=self._work, name=f"multilayercache-writeback-{self.tier.name}", daemon=True
             )
@@ -125,8 +142,11 @@ class WriteBehindWorker:
             with changed:
                 while not queue.due(now := time.monotonic()):  # a closed queue: due if any
                     if queue.closed and queue.idle:
+                        self._thread = None
                         return
+                    self._asleep = True
                     changed.wait(queue.next_due_in(now))
+                    self._asleep = False
                 batch = queue.take(now)
             if batch is not None:
                 self._send(batch)
@@ -168,7 +188,8 @@ class WriteBehindWorker:
             self.sink.append(dead_letter_records(self.tier, batch))  # file IO: not under the lock
         except Exception:
             log.exception(
-                "multilayercache: %s: %d dead write(s) could not be kept", self.tier.name,
+                "multilayercache: %s: %d dead write(s) could not be kept",
+                self.tier.name,
                 len(batch.dead),
             )
         finally:
@@ -178,6 +199,19 @@ class WriteBehindWorker:
 
 
 _OPEN: weakref.WeakSet[WriteBehindWorker] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """A forked child has none of its parent's threads (and maybe a lock held by one of
+    them): each worker gets a new condition and starts its thread at its next write. The
+    child's copy of the queue is sent too, which only repeats sets and deletes."""
+    for worker in list(_OPEN):
+        worker._thread = None
+        worker._asleep = False
+        worker.changed = threading.Condition()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 @atexit.register

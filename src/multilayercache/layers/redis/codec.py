@@ -30,15 +30,15 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.decorate import CallKey
-from ...core.writequeue import DeadWrite
-from ...deadletter import DeadLetterRecord
-from ...core.entry import Envelope, unwrap, wrap
+from ...core.entry import Envelope, deltas, unwrap, wrap_at
 from ...core.errors import LayerError, UntrustedDataError
 from ...core.freshness import Entry, Lifetime
 from ...core.log import ThrottledWarning
 from ...core.options import check_jitter, jittered
 from ...core.stats import LayerStats
 from ...core.ttl import TTL, optional_ttl_seconds
+from ...core.writequeue import DeadWrite
+from ...deadletter import DeadLetterRecord
 from ...serializers import MsgpackSerializer, Serializer
 from ...serializers.base import accepts_value_type
 from ...serializers.msgpack import MSGPACK_TAG_VALUE
@@ -118,6 +118,8 @@ class RedisCodec:
         self._counter_lock = threading.Lock()
         self._hits = self._misses = self._errors = 0
         self._warn_untrusted = ThrottledWarning()
+        # encode_write's memo: the last lifetime, and its deltas and expiry.
+        self._packing_memo: tuple[Lifetime | None, tuple[Any, int | None]] = (None, (None, None))
 
     # ---------------------------------------------------------------- keys and TTLs
     def redis_key(self, key: Any) -> str:
@@ -164,7 +166,11 @@ class RedisCodec:
         (``ttl=None``)."""
         if lifetime.ttl is not None:
             return lifetime
-        return lifetime._replace(ttl=self.lifetime(None).ttl)
+        if self.ttl_jitter:
+            ttl = jittered(self.default_ttl, self.ttl_jitter, self._rng) or 0.0
+        else:
+            ttl = self.default_ttl
+        return Lifetime(ttl, lifetime.stale_ttl, lifetime.refresh_after)
 
     @staticmethod
     def _expiry_ms(lifetime: Lifetime) -> int | None:
@@ -191,11 +197,16 @@ class RedisCodec:
         self, value: Any, lifetime: Lifetime, load_seconds: float = 0.0, value_type: Any = None
     ) -> bytes:
         """The stored form of ``value``: its envelope, then the serializer's bytes."""
+        return self._pack_at(_now_ms(), value, lifetime, load_seconds, value_type)
+
+    def _pack_at(
+        self, now_ms: int, value: Any, lifetime: Lifetime, load_seconds: float, value_type: Any
+    ) -> bytes:
         if value_type is None or not self._typed:
             payload = self._dumps(value)
         else:
             payload = self._dumps(value, value_type=value_type)
-        return wrap(Envelope.for_write(_now_ms(), lifetime, load_seconds), payload)
+        return wrap_at(now_ms, deltas(lifetime), load_seconds, payload)
 
     def _load(self, data: Any, value_type: Any) -> Any:
         if value_type is None or not self._typed:
@@ -288,11 +299,30 @@ class RedisCodec:
         """A write, encoded now and sent later (write-behind): the Redis key, the stored
         bytes and the expiry. Raises ``SerializationError`` at once for a value that cannot
         be encoded, so that nothing unwritable is ever acknowledged."""
-        lifetime = self._resolved(lifetime)
-        data = self._pack(value, lifetime, load_seconds, value_type)
-        milliseconds = self._expiry_ms(lifetime)
-        expires_at = None if milliseconds is None else time.time() + milliseconds / 1000
-        return PackedWrite(self.redis_key(key), data, milliseconds, expires_at)
+        # Every write-behind set() runs this: the lifetime's arithmetic is done once per
+        # lifetime (a set() without ttl passes the same object each time).
+        memo = self._packing_memo  # one read: threads replace it whole
+        if memo[0] is lifetime:
+            packing = memo[1]
+        else:
+            resolved = self._resolved(lifetime)
+            total = resolved.ttl + resolved.stale_ttl
+            if total == math.inf:
+                packing = (deltas(resolved), None)
+            else:
+                packing = (deltas(resolved), 0 if total <= 0 else max(1, round(total * 1000)))
+            if lifetime.ttl is not None or not self.ttl_jitter:  # else jittered each time
+                self._packing_memo = (lifetime, packing)
+        now_ms = time.time_ns() // 1_000_000
+        if value_type is None or not self._typed:
+            payload = self._dumps(value)
+        else:
+            payload = self._dumps(value, value_type=value_type)
+        lifetime_deltas, milliseconds = packing
+        data = wrap_at(now_ms, lifetime_deltas, load_seconds, payload)
+        if milliseconds is None:
+            return PackedWrite(self.redis_key(key), data, None, None)
+        return PackedWrite(self.redis_key(key), data, milliseconds, (now_ms + milliseconds) / 1000)
 
     def encode_delete(self, key: Any) -> PackedWrite:
         """A delete, to be sent later (write-behind)."""
