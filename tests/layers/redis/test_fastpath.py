@@ -50,6 +50,42 @@ async def test_async_reads_match_redis_py(redis_url, prefix, single_connection) 
     await client.aclose()
 
 
+WRITES = [("SET", "a", b"1", "PX", 60_000), ("SET", "b", b"\x00\xff"), ("DEL", "gone")]
+
+
+def commands(prefix: str) -> list[tuple]:
+    return [(name, prefix + key, *rest) for name, key, *rest in WRITES]
+
+
+@pytest.mark.parametrize("single_connection", [False, True], ids=["pooled", "single"])
+def test_sync_batch_writes_land_and_an_error_reply_raises_after_all(
+    redis_url, prefix, single_connection
+) -> None:
+    client = redis.Redis.from_url(redis_url, single_connection_client=single_connection)
+    client.set(f"{prefix}gone", b"x")
+    fastpath.write(client, False, commands(prefix))
+    assert client.mget([f"{prefix}a", f"{prefix}b", f"{prefix}gone"]) == [b"1", b"\x00\xff", None]
+    assert 0 < client.pttl(f"{prefix}a") <= 60_000 and client.pttl(f"{prefix}b") == -1
+    client.rpush(f"{prefix}list", b"x")  # INCR on a list: an error reply mid-batch
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        fastpath.write(client, False, [("INCR", f"{prefix}list"), ("SET", f"{prefix}after", b"2")])
+    assert client.get(f"{prefix}after") == b"2"  # the rest of the batch ran
+    assert client.ping()  # and the connection is still in step
+    client.close()
+
+
+@pytest.mark.parametrize("single_connection", [False, True], ids=["pooled", "single"])
+async def test_async_batch_writes_land(redis_url, prefix, single_connection) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url, single_connection_client=single_connection)
+    await fastpath.write_async(client, False, commands(prefix))
+    assert await client.mget([f"{prefix}a", f"{prefix}b"]) == [b"1", b"\x00\xff"]
+    await client.rpush(f"{prefix}list", b"x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        await fastpath.write_async(client, False, [("INCR", f"{prefix}list"), ("PING",)])
+    assert await client.ping()
+    await client.aclose()
+
+
 SCRIPT = textwrap.dedent(
     """
     import asyncio, os, sys
@@ -65,6 +101,9 @@ SCRIPT = textwrap.dedent(
     assert layer.get_many(["a", "b", "c"]) == {"a": [1, 2], "b": "two"}
     client = layer.client
     assert fastpath.read(client, False, "GET", prefix + "b") == client.get(prefix + "b")
+    fastpath.write(client, False, [("SET", prefix + "w", b"1", "PX", 60000), ("DEL", prefix + "b")])
+    assert client.get(prefix + "w") == b"1" and client.get(prefix + "b") is None
+    layer.set("b", "two")
     # a connection the server dropped is retried or reported, never left broken in the pool
     pooled = client.client_id()  # runs on the pooled connection the next read will take
     killer = redis.Redis.from_url(url)
@@ -80,6 +119,8 @@ SCRIPT = textwrap.dedent(
         alayer = AsyncRedisLayer(url, prefix=prefix)
         assert await alayer.get("a") == [1, 2]
         assert await alayer.get_many(["a", "b", "c"]) == {"a": [1, 2], "b": "two"}
+        await fastpath.write_async(alayer._bound(), False, [("SET", prefix + "x", b"2")])
+        assert await alayer._bound().get(prefix + "x") == b"2"
         await alayer.close()
 
     asyncio.run(main())

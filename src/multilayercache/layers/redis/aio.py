@@ -287,10 +287,10 @@ class AsyncRedisLayer(RedisCodec):
         write-behind queue's flush."""
         if not writes:
             return
-        self._bound()
-        pipeline = self._packed_pipeline(writes)
+        client = self._bound()
+        commands = [write.command() for write in writes]
         try:
-            await self._run(pipeline.execute)
+            await self._run(lambda: fastpath.write_async(client, self.is_cluster, commands))
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
 

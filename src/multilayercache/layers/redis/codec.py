@@ -67,16 +67,21 @@ class PackedWrite(NamedTuple):
     expires_at: float | None = None
 
     def apply(self, client: Any) -> Any:
-        """Send it through ``client`` (a client or a pipeline; awaitable for asyncio). A
-        write sent late (queued, retried) keeps its deadline: it gets what is left of its
-        lifetime, and one whose lifetime is over becomes a DEL, since the value it carried
-        must no longer be served."""
+        """Send it through ``client`` (a client or a pipeline; awaitable for asyncio)."""
+        return client.execute_command(*self.command())
+
+    def command(self) -> tuple[Any, ...]:
+        """The Redis command. A write sent late (queued, retried) keeps its deadline: it
+        gets what is left of its lifetime, and one whose lifetime is over becomes a DEL,
+        since the value it carried must no longer be served."""
         milliseconds = self.milliseconds
         if self.expires_at is not None and self.data is not None:
             milliseconds = max(0, math.ceil((self.expires_at - time.time()) * 1000))
         if self.data is None or milliseconds == 0:  # a delete, or expired already
-            return client.delete(self.redis_key)
-        return client.set(self.redis_key, self.data, px=milliseconds)
+            return ("DEL", self.redis_key)
+        if milliseconds is None:
+            return ("SET", self.redis_key, self.data)
+        return ("SET", self.redis_key, self.data, "PX", milliseconds)
 
     @property
     def size(self) -> int:

@@ -225,7 +225,7 @@ class RedisLayer(RedisCodec):
         if not writes:
             return
         try:
-            self._packed_pipeline(writes).execute()
+            fastpath.write(self.client, self.is_cluster, [write.command() for write in writes])
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
 
