@@ -242,6 +242,35 @@ async def test_async_cluster_clear(redis_cluster, prefix) -> None:
     await layer.close()
 
 
+def test_cluster_write_behind_batches_span_every_node(redis_cluster, prefix) -> None:
+    from multilayercache import InMemoryLayer, LayerPolicy, MultilayerCache, WriteBehind
+
+    layer = RedisLayer(redis_cluster.url, cluster=True, prefix=prefix)
+    cache = MultilayerCache(
+        [InMemoryLayer(max_size=1000), layer], [None, LayerPolicy(write=WriteBehind())]
+    )
+    items = {f"k{i}": i for i in range(600)}  # more than a batch, over every node
+    for key, value in items.items():
+        cache.set(key, value)
+    cache.delete("k0")
+    assert cache.flush(timeout=10)
+    assert layer.get_many(list(items)) == {key: v for key, v in items.items() if key != "k0"}
+    cache.close()
+
+
+async def test_async_cluster_write_behind(redis_cluster, prefix) -> None:
+    from multilayercache import AsyncMultilayerCache, InMemoryLayer, LayerPolicy, WriteBehind
+
+    layer = AsyncRedisLayer(redis_cluster.url, cluster=True, prefix=prefix)
+    cache = AsyncMultilayerCache(
+        [InMemoryLayer(max_size=1000), layer], [None, LayerPolicy(write=WriteBehind())]
+    )
+    await cache.set_many({f"k{i}": i for i in range(300)})
+    assert await cache.flush(timeout=10)
+    assert await layer.get_many([f"k{i}" for i in range(300)]) == {f"k{i}": i for i in range(300)}
+    await cache.close()
+
+
 def test_cluster_from_url(redis_cluster, prefix) -> None:
     layer = RedisLayer(redis_cluster.url, cluster=True, prefix=prefix)
     layer.set_many({f"k{i}": i for i in range(20)})
