@@ -11,9 +11,11 @@ import multilayercache
 from multilayercache import (
     AsyncMultilayerCache,
     AsyncRedisLayer,
+    AsyncWriterLayer,
     InMemoryLayer,
     MultilayerCache,
     RedisLayer,
+    WriterLayer,
 )
 
 CONTRACT = {
@@ -53,8 +55,12 @@ def public_signatures(cls: type) -> dict[str, list[tuple[str, str]]]:
 
 @pytest.mark.parametrize(
     ("sync_class", "async_class"),
-    [(MultilayerCache, AsyncMultilayerCache), (RedisLayer, AsyncRedisLayer)],
-    ids=["managers", "redis layers"],
+    [
+        (MultilayerCache, AsyncMultilayerCache),
+        (RedisLayer, AsyncRedisLayer),
+        (WriterLayer, AsyncWriterLayer),
+    ],
+    ids=["managers", "redis layers", "writer layers"],
 )
 def test_sync_and_asyncio_twins_have_the_same_methods_and_parameters(
     sync_class, async_class
@@ -68,8 +74,12 @@ def test_sync_and_asyncio_twins_have_the_same_methods_and_parameters(
 
 @pytest.mark.parametrize(
     ("sync_class", "async_class"),
-    [(MultilayerCache, AsyncMultilayerCache), (RedisLayer, AsyncRedisLayer)],
-    ids=["managers", "redis layers"],
+    [
+        (MultilayerCache, AsyncMultilayerCache),
+        (RedisLayer, AsyncRedisLayer),
+        (WriterLayer, AsyncWriterLayer),
+    ],
+    ids=["managers", "redis layers", "writer layers"],
 )
 def test_asyncio_twins_await_what_does_io(sync_class, async_class) -> None:
     # No "maybe awaitable" results: a method is a coroutine on the asyncio twin and plain on
