@@ -16,7 +16,8 @@ import pytest
 
 from multilayercache import deadletter
 from multilayercache.core.errors import LayerError, SerializationError
-from multilayercache.core.writequeue import DeadWrite, WriteBehind, WriteQueue
+from multilayercache.core.writepolicy import WriteBehind
+from multilayercache.core.writequeue import DeadWrite, WriteQueue
 from multilayercache.deadletter import (
     DeadLetter,
     DeadLetterRecord,

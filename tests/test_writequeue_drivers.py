@@ -19,7 +19,8 @@ from redis.retry import Retry
 
 from multilayercache.core.backoff import RetryPolicy
 from multilayercache.core.errors import LayerError
-from multilayercache.core.writequeue import Batch, QueueFull, WriteBehind, WriteQueue
+from multilayercache.core.writepolicy import QueueFull, WriteBehind
+from multilayercache.core.writequeue import Batch, WriteQueue
 from multilayercache.deadletter import DeadLetter, DeadLetterRecord, read_dead_letters
 from multilayercache.layers.redis.codec import client_options
 from multilayercache.tools.servers import RedisServer, server_binary

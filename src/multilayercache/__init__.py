@@ -21,7 +21,8 @@ from .core.latency import Percentiles
 from .core.missing import MISSING
 from .core.options import LayerPolicy, LoadOptions
 from .core.stats import CacheStats, HotKey, LayerSnapshot, LayerStats
-from .core.writequeue import QueueFull, WriteBehind, WriteQueueStats, WriteThrough
+from .core.writepolicy import QueueFull, WriteBehind, WriteThrough
+from .core.writequeue import WriteQueueStats
 from .deadletter import DeadLetter, read_dead_letters, replay, replay_into_redis
 from .layers.memory import InMemoryLayer
 from .layers.redis import AsyncRedisLayer, RedisLayer

@@ -63,7 +63,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .core.writequeue import DEFAULT_DEAD_LETTER_PATH, DeadLetterSink, DeadWrite
+from .core.writepolicy import DEFAULT_DEAD_LETTER_PATH, DeadLetterSink
+from .core.writequeue import DeadWrite
 
 try:
     import fcntl

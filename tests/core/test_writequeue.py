@@ -20,16 +20,14 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from multilayercache.core import writequeue as writequeue_module
 from multilayercache.core.backoff import RetryPolicy
 from multilayercache.core.errors import LayerError, LayerUnavailableError, SerializationError
-from multilayercache.core.writequeue import (
+from multilayercache.core.writepolicy import (
     DEFAULT_WRITE_RETRY,
-    Batch,
-    DeadWrite,
     QueueFull,
     WriteBehind,
-    WriteQueue,
     WriteQueueClosed,
     WriteThrough,
 )
+from multilayercache.core.writequeue import Batch, DeadWrite, WriteQueue
 
 DOWN = LayerError("redis: connection refused")  # transient
 BAD = SerializationError("cannot encode")  # permanent

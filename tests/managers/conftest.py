@@ -33,6 +33,7 @@ class Harness:
         self.prefix = prefix
         self.loop = asyncio.new_event_loop() if kind == "asyncio" else None
         self._closers: list[Any] = []
+        self._caches: list[Any] = []
 
     @property
     def is_async(self) -> bool:
@@ -54,7 +55,9 @@ class Harness:
     ) -> Any:
         raw = [layer._target if isinstance(layer, Blocking) else layer for layer in layers]
         factory = AsyncMultilayerCache if self.is_async else MultilayerCache
-        return Blocking(factory(raw, policies, **options), self.loop)
+        cache = Blocking(factory(raw, policies, **options), self.loop)
+        self._caches.append(cache)
+        return cache
 
     def loader(self, function: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """``function`` as the loader this kind of manager takes (a coroutine function for
@@ -85,6 +88,12 @@ class Harness:
         return self.loop.run_until_complete(result) if self.is_async else result
 
     def close(self) -> None:
+        for cache in self._caches:  # stops write-behind workers (their tasks, on asyncio)
+            if cache._target._driver.writers:
+                try:
+                    cache.close(timeout=1)
+                except Exception:
+                    pass
         for layer in self._closers:
             try:
                 layer.close()

@@ -14,7 +14,7 @@ from .breaker import BreakerPolicy
 from .errors import is_transient
 from .freshness import Lifetime, refresh_point
 from .ttl import TTL, optional_ttl_seconds, ttl_seconds
-from .writequeue import WriteBehind, WritePolicy, WriteThrough
+from .writepolicy import WriteBehind, WritePolicy, WriteThrough
 
 PromotionRule = Literal["seen_before", "always", "never"] | Callable[[Any, Any], bool]
 

@@ -62,7 +62,7 @@ from .refresh import RefreshJob
 from .state import CacheState
 from .tiers import Tier
 from .ttl import TTL, optional_ttl_seconds
-from .writequeue import Op, QueueFull, WriteQueueClosed
+from .writepolicy import Op, QueueFull, WriteQueueClosed
 
 T = TypeVar("T")
 

@@ -17,7 +17,8 @@ from .freshness import Lifetime
 from .latency import LatencyRecorder
 from .log import ThrottledWarning
 from .options import LayerPolicy
-from .writequeue import WriteBehind, WriteQueue
+from .writepolicy import WriteBehind
+from .writequeue import WriteQueue
 
 _NO_LOCK: AbstractContextManager[Any] = nullcontext()
 

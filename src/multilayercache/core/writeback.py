@@ -8,7 +8,8 @@ from typing import Any
 
 from .errors import LayerError, LayerUnavailableError
 from .tiers import Tier
-from .writequeue import Batch, WriteQueueClosed
+from .writepolicy import WriteQueueClosed
+from .writequeue import Batch
 
 EXIT_TIMEOUT_SECONDS = 10.0
 """How long interpreter exit waits for a queue whose policy sets no ``close_timeout``."""

@@ -1,11 +1,10 @@
-"""Write policies, and the write-behind queue: which writes to send to a slower layer, when,
-in what batches, what to retry and what to give up on. IO-free and single-threaded: the
-drivers (``multilayercache.sync.worker``, ``multilayercache.aio.worker``) do the sending,
-the waiting and the locking.
+"""The write-behind queue: which writes to send to a slower layer, when, in what batches,
+what to retry and what to give up on. IO-free and single-threaded: the workers
+(``multilayercache.sync.writeback``, ``multilayercache.aio.writeback``) do the sending, the
+waiting and the locking. The policy it follows is ``WriteBehind`` (``writepolicy.py``).
 
-``WriteThrough()`` writes every layer before ``set()`` returns (as before). ``WriteBehind(...)``
-acknowledges once the faster layers hold the value and queues the write for the slower one
-(Redis behind the L1, or a persistence writer behind Redis). The queue:
+A ``WriteBehind(...)`` layer acknowledges once the faster layers hold the value and queues
+the write for itself (Redis behind the L1, or a persistence writer behind Redis). The queue:
 
 * **One slot per key, latest wins.** A newer write of a key replaces its pending one (value,
   delete or expiry alike): ten updates of a hot key cost one Redis command. The slot keeps
@@ -60,167 +59,15 @@ slots inside one call, and a read without the lock could miss it during the move
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import random
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from .backoff import TRANSIENT, RetryPolicy, RetryState
+from .backoff import RetryState
 from .errors import is_transient
-
-Op = Literal["set", "delete"]
-"""What a queued write does to its key."""
-WhenFull = Literal["block", "raise"]
-
-DEFAULT_DEAD_LETTER_PATH = "multilayercache-dead-letters.jsonl"
-"""The default dead-letter file, relative to the working directory when the cache starts."""
-
-
-def write_transient(error: BaseException) -> bool:
-    """The default ``retry_on`` of write-behind: a transient ``LayerError`` (an unreachable
-    or timed-out backend, a layer's open breaker) or a socket ``ConnectionError`` /
-    ``TimeoutError`` anywhere in the cause chain (a persistence writer's driver error)."""
-    return is_transient(error) or TRANSIENT(error)
-
-
-DEFAULT_WRITE_RETRY = RetryPolicy(
-    attempts=None, base=0.05, cap=1.0, budget=60.0, retry_on=write_transient
-)
-"""Retries of a write-behind batch (see ``WriteBehind.retry``)."""
-
-
-@runtime_checkable
-class DeadLetterSink(Protocol):
-    """Where dead writes go: ``multilayercache.deadletter.DeadLetter`` (a JSONL file and/or a
-    callback) or anything with the same ``append``."""
-
-    def append(self, records: Any) -> None: ...
-
-
-@dataclass(frozen=True)
-class WriteThrough:
-    """Write the layer before ``set()`` returns (the default policy)."""
-
-
-@dataclass(frozen=True)
-class WriteBehind:
-    """Acknowledge a write once the faster layers hold it; queue it for this layer.
-
-    max_items, max_bytes:
-        Bounds on the writes held (ready, waiting behind their key's in-flight write, in
-        flight). ``bytes`` are what the driver says a write costs (its encoded value and
-        key). A single write bigger than ``max_bytes`` is taken only into an empty queue.
-    batch_size:
-        Writes sent in one batch (one pipeline / one bulk call) at most; a full batch is
-        sent at once.
-    max_delay:
-        Seconds a ready write waits for a batch to fill before it is sent anyway.
-    when_full:
-        ``"block"``: ``set()`` waits for room up to ``block_timeout`` seconds (``None``:
-        without limit), then raises ``QueueFull``. ``"raise"``: ``QueueFull`` at once.
-    retry:
-        Backoff between attempts of a failing batch; ``retry_on`` says which errors are
-        worth it (a transient ``LayerError`` always is).
-    dead_letter:
-        Where writes that fail for good go: a path (a JSONL file appended to; relative to
-        the working directory when the cache is built), a sink object (``DeadLetter``,
-        e.g. with a callback), or ``None`` (logged at ERROR and counted, nothing kept).
-    close_timeout:
-        How long ``close()`` (and ``with`` exit, and interpreter exit) waits for the queue
-        to be delivered; what is still queued then goes to the dead letter, not nowhere
-        (``None``: wait without limit).
-
-    Why these defaults:
-
-    * ``max_items=100_000``, ``max_bytes=64 MiB``: room for two seconds of writes at 50k/s
-      (and far longer at usual rates, or with hot keys coalescing), at a memory cost a
-      service notices but survives; both bounds because keys vary from bytes to megabytes.
-    * ``batch_size=500``: a Redis pipeline of 500 SETs amortizes the round trip (throughput
-      is flat past a few hundred commands) while one batch still takes well under a
-      millisecond to send, so writes of other keys do not wait behind a huge one.
-    * ``max_delay=0.05``: other processes see a write in Redis within about 50 ms at low
-      write rates, and a busy queue fills its batches long before that.
-    * ``when_full="block"``, ``block_timeout=1.0``: back-pressure slows writers down instead
-      of failing them on a short burst; past a second the slower layer is not keeping up
-      (or is down with a full queue) and the caller should hear about it.
-    * ``retry``: no attempt limit, a 60 s budget, delays ``uniform(0, min(1 s, 50 ms * 2**n))``.
-      A Redis restart (the 5 s kill of the acceptance test) or a Sentinel failover (10-30 s)
-      is ridden out, not dead-lettered; a batch sits in memory at most about a minute
-      before it goes to the dead letter; and with the 1 s cap a write lands on average
-      within half a second of the server coming back. While the layer's breaker is open
-      each attempt fails at once, so the ~120 attempts of a minute cost nothing.
-    * ``dead_letter="multilayercache-dead-letters.jsonl"``: a file next to the service,
-      easy to find and replay (``multilayercache.deadletter.replay``); it is created only
-      when a write first fails for good. A temporary directory would lose it on reboot,
-      a home directory is often read-only in a container.
-    """
-
-    max_items: int = 100_000
-    max_bytes: int = 64 * 1024 * 1024
-    batch_size: int = 500
-    max_delay: float = 0.05
-    when_full: WhenFull = "block"
-    block_timeout: float | None = 1.0
-    retry: RetryPolicy = field(default=DEFAULT_WRITE_RETRY)
-    dead_letter: str | os.PathLike[str] | DeadLetterSink | None = DEFAULT_DEAD_LETTER_PATH
-    close_timeout: float | None = 10.0
-
-    def __post_init__(self) -> None:
-        for name in ("max_items", "max_bytes", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if self.batch_size > self.max_items:
-            raise ValueError(
-                f"batch_size ({self.batch_size}) must not exceed max_items ({self.max_items}): "
-                f"a batch could never fill"
-            )
-        if not _seconds(self.max_delay):
-            raise ValueError(f"max_delay must be seconds >= 0, got {self.max_delay!r}")
-        if self.when_full not in ("block", "raise"):
-            raise ValueError(f'when_full must be "block" or "raise", got {self.when_full!r}')
-        if self.block_timeout is not None and not _seconds(self.block_timeout):
-            raise ValueError(
-                f"block_timeout must be seconds >= 0 or None, got {self.block_timeout!r}"
-            )
-        if self.close_timeout is not None and not _seconds(self.close_timeout):
-            raise ValueError(
-                f"close_timeout must be seconds >= 0 or None, got {self.close_timeout!r}"
-            )
-        if not isinstance(self.retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy, got {self.retry!r}")
-        sink = self.dead_letter
-        if not (sink is None or isinstance(sink, (str, os.PathLike, DeadLetterSink))):
-            raise TypeError(
-                f"dead_letter must be a path, an object with append(records), or None, got {sink!r}"
-            )
-
-
-WritePolicy = WriteThrough | WriteBehind
-"""A layer's write policy (``LayerPolicy(write=...)``)."""
-
-
-def _seconds(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
-
-
-class QueueFull(Exception):
-    """The write-behind queue has no room for a write (``when_full="raise"``, or still none
-    after ``block_timeout``). The write was not acknowledged: nothing was queued."""
-
-    def __init__(self, message: str, *, depth: int = 0, bytes: int = 0) -> None:
-        super().__init__(message)
-        self.depth = depth
-        self.bytes = bytes
-
-
-class WriteQueueClosed(RuntimeError):
-    """A write was put into a queue that was closed (the cache is shutting down); or, as
-    the error of a dead-letter record, a write still queued when ``close_timeout`` ran
-    out."""
+from .writepolicy import Op, QueueFull, WriteBehind, WriteQueueClosed
 
 
 class QueuedWrite:
@@ -674,19 +521,9 @@ class WriteQueue:
 
 
 __all__ = [
-    "DEFAULT_DEAD_LETTER_PATH",
-    "DEFAULT_WRITE_RETRY",
     "Batch",
-    "DeadLetterSink",
     "DeadWrite",
-    "Op",
-    "QueueFull",
     "QueuedWrite",
-    "WriteBehind",
-    "WritePolicy",
     "WriteQueue",
-    "WriteQueueClosed",
     "WriteQueueStats",
-    "WriteThrough",
-    "write_transient",
 ]

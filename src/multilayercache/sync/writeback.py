@@ -29,7 +29,8 @@ from ..core.writeback import (
     dead_letter_records,
     payloads,
 )
-from ..core.writequeue import Batch, Op, WriteQueue
+from ..core.writepolicy import Op
+from ..core.writequeue import Batch, WriteQueue
 from ..deadletter import sink_for
 
 log = logging.getLogger("multilayercache.writeback")

@@ -24,9 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 from hiredis import pack_command
-from redis.exceptions import ResponseError
 from redis.asyncio.connection import AbstractConnection as AsyncAbstractConnection
 from redis.connection import AbstractConnection
+from redis.exceptions import ResponseError
 
 
 def read(client: Any, is_cluster: bool, *args: str) -> Any:
