@@ -97,9 +97,12 @@ def sync_table(url: str, repeat: int) -> list[str]:
         l2.set_many({key: value for key in keys})
         raw_keys = [l2.redis_key(key) for key in keys]
         one = raw_keys[0]
+        # What precedes the MessagePack value (the layer's envelope and serializer tag) is
+        # skipped by offset, as a user who knows the format would: decoding only.
+        skip = len(raw.get(one)) - len(msgspec.msgpack.encode(value))
         rows = {
             "raw GET": lambda: raw.get(one),
-            "raw GET + decode": lambda: decode(raw.get(one)[1:]),
+            "raw GET + decode": lambda: decode(raw.get(one)[skip:]),
             "manager get (L2 hit)": lambda: cache.get(keys[0]),
         }
         t = measure(rows, 2000, repeat)
@@ -112,7 +115,7 @@ def sync_table(url: str, repeat: int) -> list[str]:
         )
         rows = {
             "raw MGET": lambda: raw.mget(raw_keys),
-            "raw MGET + decode": lambda: [decode(data[1:]) for data in raw.mget(raw_keys)],
+            "raw MGET + decode": lambda: [decode(data[skip:]) for data in raw.mget(raw_keys)],
             "manager get_many": lambda: cache.get_many(keys),
         }
         t = measure(rows, 400, repeat)

@@ -275,15 +275,16 @@ def find_entries(
         except LayerError as error:
             state.note_read_error(tier, remaining, error)
             continue
+        depth = tier.depth
         for key, entry in entries.items():
-            if key not in found or entry.freshness is not Freshness.STALE:
-                found[key] = (entry, tier.depth)
-        remaining = [
-            key
-            for key in remaining
-            if key not in found
-            or (not settle_for_stale and found[key][0].freshness is Freshness.STALE)
-        ]
+            if entry.fresh_for > 0 or key not in found:  # fresh beats stale from above
+                found[key] = (entry, depth)
+        if settle_for_stale:
+            remaining = [key for key in remaining if key not in found]
+        else:  # a stale entry goes on looking below for a fresh one
+            remaining = [
+                key for key in remaining if key not in found or found[key][0].fresh_for <= 0
+            ]
     return found
 
 
@@ -293,21 +294,25 @@ def read_many(state: CacheState, keys: Iterable[Any], value_type: Any = None) ->
     below are copied up."""
     wanted = unique(keys)
     found = yield from find_entries(state, wanted, value_type, settle_for_stale=False)
-    yield from promote_found(state, found, value_type)
-    return {
-        key: found[key][0].value
-        for key in wanted
-        if key in found and found[key][0].freshness is not Freshness.STALE
-    }
+    if found:
+        yield from promote_found(state, found, value_type)
+    hits = {}
+    for key in wanted:
+        hit = found.get(key)
+        if hit is not None and hit[0].fresh_for > 0:  # stale entries are not returned
+            hits[key] = hit[0].value
+    return hits
 
 
 def promote_found(
     state: CacheState, found: Mapping[Any, tuple[Entry, int]], value_type: Any
 ) -> Plan[None]:
     """Copy every fresh entry found below L1 up, one batch per depth."""
+    if not state.promotes:
+        return
     by_depth: dict[int, dict[Any, Entry]] = {}
     for key, (entry, depth) in found.items():
-        if depth and entry.freshness is not Freshness.STALE:
+        if depth and entry.fresh_for > 0:
             by_depth.setdefault(depth, {})[key] = entry
     for depth, entries in by_depth.items():
         yield from promote(state, entries, depth, value_type)

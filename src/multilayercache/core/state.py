@@ -42,6 +42,8 @@ class CacheState:
         self.tiers: list[Tier] = make_tiers(layers, policies, allow_async)
         self.local_depth = 1 if self.tiers[0].in_process else 0
         self.tiers_slowest_first = self.tiers[::-1]
+        self.promotes = any(tier.policy.promote != "never" for tier in self.tiers[:-1])
+        """Some layer takes copies of what is found below it."""
         self.writes_at_once = any(tier.queue is not None for tier in self.tiers) and all(
             (tier.in_process and tier.entries) or tier.queue is not None for tier in self.tiers
         )

@@ -381,3 +381,36 @@ def test_values_written_before_envelopes_are_still_read(redis_url, prefix, raw_r
     layer.set("new", 3)
     assert layer.get_many(["old", "new"]) == {"old": [1, 2], "new": 3}
     layer.close()
+
+
+def test_a_batch_read_decodes_exactly_as_reads_one_by_one(redis_url, prefix, raw_redis) -> None:
+    # get_entries decodes a batch of enveloped values in one msgspec call and one loop;
+    # anything unusual (old format, a forged header, a missing key) takes the general path.
+    from multilayercache.core.freshness import Lifetime
+
+    layer = RedisLayer(redis_url, prefix=prefix)
+    lifetimes = [Lifetime(30, 5, 20), Lifetime(float("inf")), Lifetime(0.5, 0, float("inf"))]
+    for index, lifetime in enumerate(lifetimes):
+        layer.set_entry(f"k{index}", {"n": index}, lifetime, 0.25)
+    keys = [f"k{index}" for index in range(len(lifetimes))]
+
+    def same(batch: dict, keys: list[str]) -> None:
+        for key in keys:
+            one = layer.get_entry(key)
+            assert (batch[key].value, batch[key].load_seconds) == (one.value, one.load_seconds)
+            for field in ("fresh_for", "gone_in", "refresh_in"):
+                assert getattr(batch[key], field) == pytest.approx(getattr(one, field), abs=0.05)
+
+    same(layer.get_entries(keys), keys)
+    raw_redis.set(f"{prefix}old", layer.serializer.dumps([1]))  # no envelope: general path
+    from multilayercache.core.entry import HEADER_SIZE
+
+    tag_and_value = raw_redis.get(f"{prefix}k0")[HEADER_SIZE:]
+    forged = b"\x97\x01" + b"\xa1x" * 5 + b"\x90" + tag_and_value  # deadlines are text
+    raw_redis.set(f"{prefix}forged", forged)
+    for batch_keys in ([*keys, "forged"], [*keys, "old", "forged", "absent"]):
+        batch = layer.get_entries(batch_keys)
+        same(batch, keys)
+        assert ("forged" in batch) == (layer.get_entry("forged") is not None)
+    assert batch["old"].value == [1] and "absent" not in batch
+    layer.close()

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.decorate import CallKey
-from ...core.entry import Envelope, deltas, unwrap, wrap_at
+from ...core.entry import FORMAT_VERSION, NEVER, deltas, unwrap, wrap_at
 from ...core.errors import LayerError, UntrustedDataError
 from ...core.freshness import Entry, Lifetime
 from ...core.log import ThrottledWarning
@@ -284,14 +284,29 @@ class RedisCodec:
         decoded = self._loads_sequence(values, 3)  # header, serializer tag, value per item
         if decoded is None or decoded[1::3].count(MSGPACK_TAG_VALUE) != len(values):
             return None
+        # Envelope.from_fields and Envelope.entry, inlined: this loop runs per key of
+        # every get_many. Anything unusual (tags, another version, a forged header that
+        # is not numbers) leaves it to the general path, which checks it all.
+        inf, never, entries = math.inf, NEVER, {}
+        new = tuple.__new__  # Entry(...) without the named tuple's Python-level __new__
         try:
-            envelopes = [Envelope.from_fields(fields) for fields in decoded[0::3]]
-        except (UntrustedDataError, TypeError, ValueError):
+            for key, header, value in zip(keys, decoded[0::3], decoded[2::3], strict=True):
+                version, _written, refresh, stale, gone, load, tags = header
+                if version != FORMAT_VERSION or tags:
+                    return None
+                entries[key] = new(
+                    Entry,
+                    (
+                        value,
+                        inf if stale == never else (stale - now_ms) / 1000,
+                        inf if gone == never else (gone - now_ms) / 1000,
+                        inf if refresh == never else (refresh - now_ms) / 1000,
+                        float(load),
+                    ),
+                )
+        except (TypeError, ValueError):
             return None
-        return {
-            key: envelope.entry(value, now_ms)
-            for key, envelope, value in zip(keys, envelopes, decoded[2::3], strict=True)
-        }
+        return entries
 
     def encode_write(
         self,
