@@ -95,15 +95,19 @@ class AsyncMultilayerCache(ManagerBase):
 
     # ------------------------------------------------------------------ writes
     async def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
-        """Write through every layer, slowest first (each caps ``ttl`` by its policy)."""
+        """Write through every layer, slowest first (each caps ``ttl`` by its policy). A
+        layer that fails raises its ``LayerError``, and the faster layers drop the key
+        (see ``MultilayerCache.set``)."""
         await self._run(plans.write(self._state, single(key, value), ttl, self._state.value_type))
 
     async def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
-        """Write every item through every layer (one batch call per layer)."""
+        """Write every item through every layer (one batch call per layer); a failure is
+        handled as by ``set``, for every key."""
         await self._run(plans.write(self._state, mapping, ttl, self._state.value_type))
 
     async def delete(self, key: Any) -> bool:
-        """Remove the key from every layer; True if any layer had it."""
+        """Remove the key from every layer; True if any layer had it. If a layer fails, the
+        others are still cleared and its ``LayerError`` is raised."""
         return await self._run(plans.delete(self._state, key))
 
     async def delete_many(self, keys: Iterable[Any]) -> None:
