@@ -57,7 +57,7 @@ def test_a_blackhole_accepts_and_never_answers() -> None:
         with pytest.raises(redis.TimeoutError):  # connected, then no reply
             client.ping()
         assert 0.2 <= time.monotonic() - start < 2
-        # More clients than a listen backlog would hold: every one is accepted at once.
+        # A burst of connects, as a pool opens them: every one is accepted, and held.
         clients = [socket.create_connection(("127.0.0.1", hole.port), 1) for _ in range(150)]
         deadline = time.monotonic() + 5
         while len(hole.accepted) < 151 and time.monotonic() < deadline:

@@ -216,14 +216,16 @@ class Blackhole:
         with Blackhole() as hole:
             client = redis.Redis.from_url(hole.url, socket_timeout=0.5)
 
-    Connections are accepted by a thread (not left in the kernel's backlog, which would
-    fill up and turn connects into timeouts too) and held open, unread, until ``close``.
+    Connections are accepted by a thread and held open, unread, until ``close``; the
+    backlog is the largest the system allows, so that a burst of connects (a pool opening
+    fifty at once) is not dropped while the thread catches up: a dropped connect would
+    time out connecting, not reading.
     """
 
     def __init__(self) -> None:
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(128)
+        self._listener.listen(socket.SOMAXCONN)
         self._listener.settimeout(0.05)  # how often the thread looks at ``_closing``
         self.port: int = self._listener.getsockname()[1]
         self.url = f"redis://127.0.0.1:{self.port}/0"
