@@ -41,7 +41,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -200,42 +200,62 @@ def offsets(workers: int) -> Iterator[int]:
 
 
 # ---------------------------------------------------------------------------- conductor
+class Sleep(NamedTuple):
+    seconds: float
+
+
+class Block(NamedTuple):
+    """A blocking call (kill, restart): off the event loop for tasks."""
+
+    function: Callable[[], object]
+
+
+class Poll(NamedTuple):
+    """Wait until ``ready()`` or ``deadline`` (``time.perf_counter``)."""
+
+    ready: Callable[[], bool]
+    deadline: float
+
+
+Step = Sleep | Block | Poll
+
+
 class Conductor:
     """Moves through the phases: kills the server, notes when the breaker opens, restarts
-    it, notes the first L2 hit after that. ``pause`` sleeps (``time.sleep`` for threads,
-    ``asyncio.sleep`` for tasks) and ``blocking`` runs a blocking call (off the event loop
-    for tasks), so that one script serves both modes."""
+    it, notes the first L2 hit after that. Its steps are performed by the mode's driver
+    (``conduct_in_thread`` or ``conduct_in_task``), so that one script serves both."""
 
     def __init__(self, settings: Settings, server: RedisServer, cache: Any, l2: Any) -> None:
         self.settings, self.server, self.cache, self.l2 = settings, server, cache, l2
         self.timeline = Timeline()
 
-    def steps(self) -> Iterator[tuple[str, Any]]:
-        """``("sleep", seconds)``, ``("call", function)`` or ``("poll", predicate,
-        deadline)`` steps, performed by the mode's driver."""
+    def steps(self) -> Iterator[Step]:
         settings, timeline = self.settings, self.timeline
-        yield "sleep", settings.warm_up
+        yield Sleep(settings.warm_up)
         self._enter(BEFORE)
-        yield "sleep", settings.before
+        yield Sleep(settings.before)
         timeline.killed = time.perf_counter()
-        yield "call", self.server.kill
+        yield Block(self.server.kill)
         self._enter(CLOSED)
         deadline = timeline.killed + settings.outage
-        yield "poll", lambda: self.cache.stats().breakers["l2"].opened > 0, deadline
-        if self.cache.stats().breakers["l2"].opened:
+        yield Poll(self._breaker_opened, deadline)
+        if self._breaker_opened():
             timeline.opened = time.perf_counter()
             self._enter(OPEN)
-        yield "sleep", max(0.0, deadline - time.perf_counter())
+        yield Sleep(max(0.0, deadline - time.perf_counter()))
         hits = self.l2.stats().hits
-        yield "call", self.server.restart
+        yield Block(self.server.restart)
         timeline.restarted = time.perf_counter()
         self._enter(AFTER)
         finish = timeline.restarted + settings.after
-        yield "poll", lambda: self.l2.stats().hits > hits, finish
+        yield Poll(lambda: self.l2.stats().hits > hits, finish)
         if self.l2.stats().hits > hits:
             timeline.first_l2_hit = time.perf_counter()
-        yield "sleep", max(0.0, finish - time.perf_counter())
+        yield Sleep(max(0.0, finish - time.perf_counter()))
         self._enter(len(PHASES))  # the end
+
+    def _breaker_opened(self) -> bool:
+        return bool(self.cache.stats().breakers["l2"].opened)
 
     def _enter(self, phase: int) -> None:
         self.timeline.starts[phase] = time.perf_counter()
@@ -244,25 +264,23 @@ class Conductor:
 
 def conduct_in_thread(conductor: Conductor) -> None:
     for step in conductor.steps():
-        if step[0] == "sleep":
-            time.sleep(step[1])
-        elif step[0] == "call":
-            step[1]()
+        if isinstance(step, Sleep):
+            time.sleep(step.seconds)
+        elif isinstance(step, Block):
+            step.function()
         else:
-            _, ready, deadline = step
-            while not ready() and time.perf_counter() < deadline:
+            while not step.ready() and time.perf_counter() < step.deadline:
                 time.sleep(POLL_SECONDS)
 
 
 async def conduct_in_task(conductor: Conductor) -> None:
     for step in conductor.steps():
-        if step[0] == "sleep":
-            await asyncio.sleep(step[1])
-        elif step[0] == "call":
-            await asyncio.to_thread(step[1])  # restarting blocks: not on the loop
+        if isinstance(step, Sleep):
+            await asyncio.sleep(step.seconds)
+        elif isinstance(step, Block):
+            await asyncio.to_thread(step.function)
         else:
-            _, ready, deadline = step
-            while not ready() and time.perf_counter() < deadline:
+            while not step.ready() and time.perf_counter() < step.deadline:
                 await asyncio.sleep(POLL_SECONDS)
 
 
