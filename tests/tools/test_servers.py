@@ -36,7 +36,7 @@ def test_restart_waits_for_a_port_that_is_busy_for_a_moment() -> None:
         squatter = socket.socket()
         squatter.bind(("127.0.0.1", server.port))
         squatter.listen()
-        threading.Timer(0.5, squatter.close).start()
+        threading.Timer(0.2, squatter.close).start()
         server.restart()  # fails to bind at first, then gets the port back
         client = redis.Redis.from_url(server.url)
         assert client.info("server")["process_id"] == server.process.pid  # ours, not another
