@@ -465,7 +465,7 @@ def report(run: Run, settings: Settings) -> tuple[str, bool]:
         ),
     ]
     lines += [f"  {'PASS' if ok else 'FAIL'}  {what}" for what, ok in verdicts]
-    return "\n".join(lines), all(ok for _, ok in verdicts)
+    return "\n".join(line.rstrip() for line in lines), all(ok for _, ok in verdicts)
 
 
 def _p50(latencies: np.ndarray) -> float:
