@@ -8,6 +8,7 @@ import asyncio
 import importlib
 import inspect
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -115,3 +116,39 @@ class Blocking:
 
     def __repr__(self) -> str:
         return f"Blocking({self._target!r})"
+
+
+# ----------------------------------------------------------------------------- fault tests
+RESUME_SECONDS = 2.0
+"""Issue 9: L2 hits resume within this long after its server is back."""
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> float | None:
+    """Poll ``condition`` until it holds: the seconds that took, or ``None`` past
+    ``timeout``."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            return None
+        time.sleep(0.005)
+    return time.monotonic() - start
+
+
+async def eventually(condition: Callable[[], bool], timeout: float) -> float | None:
+    """``wait_until`` for asyncio tests: polls without blocking the event loop."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            return None
+        await asyncio.sleep(0.005)
+    return time.monotonic() - start
+
+
+def l2_breaker(cache: Any) -> Any:
+    """The ``BreakerStats`` of the cache's layer named ``l2``."""
+    return cache.stats().breakers["l2"]
+
+
+def expected(key: str) -> str:
+    """What the fault tests' loaders return for ``key``: the source of truth."""
+    return f"value of {key}"

@@ -261,11 +261,17 @@ def test_demo_runs_against_a_real_server() -> None:
     )
     assert out.returncode == 0, out.stderr
     report = out.stdout
-    for row in ("L1 memory", "L2 redis", "loader", "end to end"):
+    for row in ("L1 memory", "L2 redis", "loader", "end to end", "stale", "refreshes"):
         assert row in report
-    l1 = next(line for line in report.splitlines() if line.startswith("L1 memory")).split()
+    rows = {line.split("  ")[0]: line for line in report.splitlines()}
+    l1 = rows["L1 memory"].split()
     hits, misses = int(l1[2].replace(",", "")), int(l1[3].replace(",", ""))
     assert hits + misses == 2000 and hits > 0
+    # The breaker of each layer that has one (L1, in-process, has none), from stats().
+    assert rows["L1 memory"].endswith("  -")
+    assert rows["L2 redis"].endswith("  closed (opened 0 times)")
+    assert "reads answered at once with a stale value" in rows["stale"]
+    assert "run in the background" in rows["refreshes"]
     assert "speed-up" in report and "errors: 0" in report
     # The time without the cache is extrapolated, not measured: the report says so.
     wall_clock = next(line for line in report.splitlines() if line.startswith("wall clock"))

@@ -96,7 +96,9 @@ class AsyncMultilayerCache(ManagerBase):
 
     # ------------------------------------------------------------------ writes
     async def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
-        """Write through every layer, slowest first (each caps ``ttl`` by its policy)."""
+        """Write through every layer, slowest first (each caps ``ttl`` by its policy). A
+        layer that fails raises its ``LayerError``, and the faster layers drop the key
+        (see ``MultilayerCache.set``); a write-behind layer gets the write queued."""
         state = self._state
         if state.writes_at_once and plans.write_at_once(
             state, key, value, ttl, state.value_type, self._driver.put_now
@@ -105,11 +107,13 @@ class AsyncMultilayerCache(ManagerBase):
         await self._run(plans.write(state, single(key, value), ttl, state.value_type))
 
     async def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
-        """Write every item through every layer (one batch call per layer)."""
+        """Write every item through every layer (one batch call per layer); a failure is
+        handled as by ``set``, for every key."""
         await self._run(plans.write(self._state, mapping, ttl, self._state.value_type))
 
     async def delete(self, key: Any) -> bool:
-        """Remove the key from every layer; True if any layer had it."""
+        """Remove the key from every layer; True if any layer had it. If a layer fails, the
+        others are still cleared and its ``LayerError`` is raised."""
         return await self._run(plans.delete(self._state, key))
 
     async def delete_many(self, keys: Iterable[Any]) -> None:

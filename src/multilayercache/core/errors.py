@@ -31,6 +31,12 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, LayerError) and error.transient
 
 
+def is_unreachable(error: BaseException) -> bool:
+    """Whether a layer call failed without an answer from the backend: it could not be
+    reached, did not answer in time, or its circuit breaker refused the call."""
+    return is_transient(error) or isinstance(error, LayerUnavailableError)
+
+
 class SerializationError(TypeError):
     """A value could not be encoded; nothing was written."""
 

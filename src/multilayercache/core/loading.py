@@ -129,7 +129,8 @@ def _load_now(
 ) -> Plan[Any]:
     """Inside the key's flight: the layers below the in-process ones, then the loader."""
     swr = options.stale_while_revalidate
-    entry, depth = yield from find_entry(state, key, value_type, start, swr)
+    unreachable: set[int] = set()  # not written back to: the caller waited on them once
+    entry, depth = yield from find_entry(state, key, value_type, start, swr, None, unreachable)
     if entry is not None:
         answered, value = yield from _serve(
             state, key, entry, depth, loader, ttl, value_type, condition, options
@@ -164,7 +165,8 @@ def _load_now(
         )
     state.throttle.succeeded(key)
     if condition is None or condition(reply.value):
-        yield from write_loaded(state, {key: reply.value}, ttl, value_type, reply.seconds)
+        seconds = reply.seconds
+        yield from write_loaded(state, {key: reply.value}, ttl, value_type, seconds, unreachable)
     return reply.value
 
 
@@ -323,7 +325,8 @@ def _load_many_now(
     stale: dict[Any, Entry],
 ) -> Plan[dict[Any, Any]]:
     swr = options.stale_while_revalidate
-    found = yield from find_entries(state, keys, value_type, start, None, swr)
+    unreachable: set[int] = set()  # not written back to: the callers waited on them once
+    found = yield from find_entries(state, keys, value_type, start, None, swr, unreachable)
     answers, more_stale = yield from _answer(state, found, bulk_loader, ttl, value_type, options)
     stale = {**stale, **more_stale}
     missing = [key for key in keys if key not in answers]
@@ -343,7 +346,8 @@ def _load_many_now(
         state.count("stale_served", len(held))
         return {**answers, **held}
     if loaded:
-        yield from write_loaded(state, loaded, ttl, value_type, reply.seconds / len(missing))
+        seconds = reply.seconds / len(missing)
+        yield from write_loaded(state, loaded, ttl, value_type, seconds, unreachable)
     return {**answers, **loaded}
 
 

@@ -51,10 +51,10 @@ nowhere, and a faster layer never holds a value that the slower ones refused.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
+from collections.abc import Callable, Container, Generator, Hashable, Iterable, Mapping
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
-from .errors import LayerError, SerializationError
+from .errors import LayerError, SerializationError, is_unreachable
 from .freshness import Entry, Freshness, Lifetime, lifetime_of
 from .keys import unique
 from .missing import MISSING
@@ -220,17 +220,21 @@ def find_entry(
     start: int = 0,
     settle_for_stale: bool = True,
     stop: int | None = None,
+    unreachable: set[int] | None = None,
 ) -> Plan[tuple[Entry | None, int]]:
     """``(entry, depth)`` of the first layer from ``start`` (to ``stop``) that holds the
     key, or ``(None, -1)``. A fresh (or due) entry ends the search; a stale one ends it when
     ``settle_for_stale``, else the search goes on below for a fresh one and falls back to
-    the stale one. A layer that fails counts as not holding the key."""
+    the stale one. A layer that fails counts as not holding the key; the depths of those
+    that did not answer at all go into ``unreachable``."""
     fallback: tuple[Entry | None, int] = (None, -1)
     for tier in state.tiers[start:stop]:
         try:
             entry = yield from get_entry(tier, key, value_type)
         except LayerError as error:
             state.note_read_error(tier, key, error)
+            if unreachable is not None and is_unreachable(error):
+                unreachable.add(tier.depth)
             continue
         if entry is None:
             continue
@@ -261,6 +265,7 @@ def find_entries(
     start: int = 0,
     stop: int | None = None,
     settle_for_stale: bool = True,
+    unreachable: set[int] | None = None,
 ) -> Plan[dict[Any, tuple[Entry, int]]]:
     """``find_entry`` for a batch: ``{key: (entry, depth)}`` for the keys some layer from
     ``start`` to ``stop`` holds; one batch call per layer, asking each only for the keys
@@ -274,6 +279,8 @@ def find_entries(
             entries = yield from get_entries(tier, remaining, value_type)
         except LayerError as error:
             state.note_read_error(tier, remaining, error)
+            if unreachable is not None and is_unreachable(error):
+                unreachable.add(tier.depth)
             continue
         depth = tier.depth
         for key, entry in entries.items():
@@ -395,13 +402,38 @@ def write(
 ) -> Plan[None]:
     """``set`` / ``set_many``: write through every layer, slowest first, each capping
     ``ttl`` by its policy (and adding its stale window and refresh point). A failed write
-    raises: the caller must know."""
+    raises: the caller must know. Before it does, the faster layers (not written yet)
+    drop the keys: the failed layer may hold the new value or still the old one (a
+    timeout does not say whether the write landed), and a faster layer must not go on
+    answering with the value the caller meant to replace."""
     optional_ttl_seconds(ttl)
     if not mapping:
         return
     for tier in reversed(state.tiers):
         lifetime = tier.policy.lifetime_for(ttl, state.rng)
-        yield from store(state, tier, mapping, lifetime, value_type, quiet=False)
+        try:
+            yield from store(state, tier, mapping, lifetime, value_type, quiet=False)
+        except LayerError as error:
+            state.note_write_error(tier, list(mapping), error)
+            yield from forget(state, list(mapping), tier.depth)
+            raise
+
+
+def forget(state: CacheState, keys: list[Any], stop: int) -> Plan[None]:
+    """Drop ``keys`` from the layers faster than depth ``stop`` (after a write into it
+    failed). Best effort: a layer that fails here too is counted and logged, and the
+    write's own error is the one the caller gets."""
+    for tier in state.tiers[:stop]:
+        try:
+            if tier.queue is not None:  # after its queued writes of the keys, in order
+                yield from enqueue_deletes(tier, keys)
+            elif len(keys) > 1 and tier.has("delete_many"):
+                yield Call(tier, "delete_many", (keys,))
+            else:
+                for key in keys:
+                    yield Call(tier, "delete", (key,))
+        except (LayerError, QueueFull, WriteQueueClosed) as error:
+            state.note_write_error(tier, keys, error)
 
 
 def write_at_once(
@@ -437,11 +469,16 @@ def write_loaded(
     ttl: TTL | None,
     value_type: Any,
     load_seconds: float = 0.0,
+    skip: Container[int] = (),
 ) -> Plan[None]:
     """Write loaded values through every layer, slowest first. A loaded value is returned
     even if caching it fails: count and log, do not raise; a value the shared layer cannot
-    encode still goes into the in-process layer."""
+    encode still goes into the in-process layer. The layers at the depths in ``skip`` are
+    left out: those that did not answer the lookup before this load, which the caller
+    would otherwise wait on a second time (a blackholed server: twice its timeout)."""
     for tier in reversed(state.tiers):
+        if tier.depth in skip:
+            continue
         lifetime = tier.policy.lifetime_for(ttl, state.rng)
         yield from store(state, tier, mapping, lifetime, value_type, True, load_seconds)
 

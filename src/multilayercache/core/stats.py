@@ -95,7 +95,8 @@ class CacheStats:
     read_errors: dict[str, int]
     """Failed reads per layer (treated as misses)."""
     write_errors: dict[str, int]
-    """Failed writes per layer: raised for ``set``, counted for promotions and loads."""
+    """Failed writes per layer: counted always, and raised for ``set`` and ``delete``
+    (promotions and loaded values are only counted)."""
     encode_errors: dict[str, int] = field(default_factory=dict)
     """Loaded values a layer could not encode (returned, and cached where they fit)."""
     stale_served: int = 0

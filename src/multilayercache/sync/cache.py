@@ -13,7 +13,9 @@
 * ``get_or_load``: concurrent callers for one missing key share one lookup below L1 and one
   loader call.
 * A layer that fails on a read counts as a miss there (logged, counted in ``stats()``); a
-  failed write raises, since the caller must know that the write did not happen.
+  failed write raises (``LayerError``, naming the layer), since the caller must know that
+  the write may not have happened. The faster layers then no longer hold the key (see
+  ``set``), so a read falls through to the loader, or to the layer once it is back.
 
 Every decision is in ``multilayercache.core.plans`` (shared with ``AsyncMultilayerCache``);
 this class only performs the calls, through ``Driver``.
@@ -128,7 +130,13 @@ class MultilayerCache(ManagerBase):
     # ------------------------------------------------------------------ writes
     def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
         """Write through every layer (each caps ``ttl`` by its policy). A value the shared
-        layer cannot encode raises ``SerializationError`` and is written nowhere."""
+        layer cannot encode raises ``SerializationError`` and is written nowhere.
+
+        If a layer fails (its backend down or too slow, or its circuit breaker open), the
+        ``LayerError`` it raised (naming the layer) reaches the caller, and the faster
+        layers drop the key instead of keeping the value it was to replace: a write that
+        timed out may still land, so neither value is known to be the layer's. A
+        write-behind layer is not waited for: the write is queued (see ``WriteBehind``)."""
         state = self._state
         if state.writes_at_once and plans.write_at_once(
             state, key, value, ttl, state.value_type, self._driver.put_now
@@ -137,12 +145,14 @@ class MultilayerCache(ManagerBase):
         self._run(plans.write(state, single(key, value), ttl, state.value_type))
 
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
-        """Write every item through every layer (one batch call per layer)."""
+        """Write every item through every layer (one batch call per layer); a failure is
+        handled as by ``set``, for every key."""
         self._run(plans.write(self._state, mapping, ttl, self._state.value_type))
 
     def delete(self, key: Any) -> bool:
         """Remove the key from every layer; True if any layer had it. If a layer fails, the
-        others are still cleared and the error is raised."""
+        others are still cleared and its ``LayerError`` is raised (the failed layer may
+        still hold the value, and serve it again once it is back)."""
         return self._run(plans.delete(self._state, key))
 
     def delete_many(self, keys: Iterable[Any]) -> None:

@@ -10,6 +10,14 @@ on free loopback ports, keep no data on disk, and stop when the ``with`` block e
 
     with RedisCluster.start(masters=3) as cluster:
         client = redis.cluster.RedisCluster.from_url(cluster.url)
+
+Fault tests kill a server and bring it back where clients expect it, or point clients at
+an address that accepts connections and never answers:
+
+    server.kill(); ...; server.restart()          # the same port, the same data folder
+
+    with Blackhole() as hole:
+        RedisLayer(hole.url)                       # every call waits for its timeout
 """
 
 from __future__ import annotations
@@ -19,13 +27,19 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 START_TIMEOUT_SECONDS = 10.0
+RESTART_TIMEOUT_SECONDS = 5.0
+"""How long ``restart`` keeps trying to bind the old port (a client's socket in TIME_WAIT,
+or the killed process not yet reaped by the kernel, can hold it for a moment)."""
 CLUSTER_SLOTS = 16384
 
 
@@ -64,6 +78,8 @@ class RedisServer:
     port: int
     process: subprocess.Popen | None = None
     directory: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+    arguments: tuple[str, ...] = field(default=(), repr=False)
+    """The extra server arguments it was started with, used again by ``restart``."""
 
     @classmethod
     def start(cls, *extra_args: str, use_env: bool = True) -> RedisServer:
@@ -74,52 +90,89 @@ class RedisServer:
                 url=url,
                 port=redis.Redis.from_url(url).connection_pool.connection_kwargs.get("port", 6379),
             )
-        binary = server_binary()
+        binary = server_binary()  # before making a folder: no server, nothing to clean up
         directory = tempfile.TemporaryDirectory(prefix="multilayercache-redis-")
         for _ in range(5):  # a free port can be taken by someone else before we bind it
             port = free_port()
-            process = subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    directory.name,
-                    "--protected-mode",
-                    "no",
-                    *extra_args,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-            )
             server = cls(
-                url=f"redis://127.0.0.1:{port}/0", port=port, process=process, directory=directory
+                url=f"redis://127.0.0.1:{port}/0",
+                port=port,
+                directory=directory,
+                arguments=tuple(extra_args),
             )
+            server.process = server._spawn()
             if server._wait_until_ready():
                 return server
             server.stop(keep_directory=True)
         directory.cleanup()
         raise ServerUnavailableError(f"{binary} did not start on a free port")
 
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        assert self.directory is not None
+        return subprocess.Popen(
+            [
+                server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.directory.name,
+                "--protected-mode",
+                "no",
+                *self.arguments,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def restart(self) -> None:
+        """Start the server again on the same port, with the same arguments and data folder
+        (what it persisted, with ``--appendonly yes`` say, it reads back), after ``kill()``;
+        a process still running is killed first. Retries for up to
+        ``RESTART_TIMEOUT_SECONDS`` while the port cannot be bound yet."""
+        if self.directory is None:
+            raise RuntimeError(
+                "only a server this module started can be restarted (not REDIS_URL's, "
+                "and not one stopped with stop(), whose data folder is gone)"
+            )
+        self.kill()
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
+        deadline = time.monotonic() + RESTART_TIMEOUT_SECONDS
+        while True:
+            self.process = self._spawn()
+            if self._wait_until_ready():
+                return
+            self.kill()  # it exited (the port was still taken) or never answered
+            self.process.stderr.close()  # type: ignore[union-attr]
+            if time.monotonic() >= deadline:
+                raise ServerUnavailableError(f"could not restart the server on port {self.port}")
+            time.sleep(0.1)
+
     def _wait_until_ready(self) -> bool:
+        """Whether our process answers on the port. Another server that took the port
+        meanwhile would answer too: its process id tells them apart."""
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5)
+        # One try per probe: redis-py's own retries would keep probing a squatter for seconds.
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        )
         try:
             while time.monotonic() < deadline:
                 if self.process is not None and self.process.poll() is not None:
                     return False
                 try:
-                    if client.ping():
-                        return True
-                except redis.exceptions.ConnectionError:
+                    answered = client.info("server").get("process_id")
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                     time.sleep(0.02)
+                    continue
+                return self.process is None or answered == self.process.pid
             return False
         finally:
             client.close()
@@ -140,8 +193,9 @@ class RedisServer:
             self.directory = None
 
     def kill(self) -> None:
-        """Kill the process abruptly (fault tests)."""
-        if self.process is not None:
+        """Kill the process abruptly (SIGKILL: no reply, no goodbye, no save; fault
+        tests). ``restart`` brings it back."""
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
 
@@ -152,6 +206,60 @@ class RedisServer:
         self, kind: type | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class Blackhole:
+    """A loopback address that accepts TCP connections and never answers: what a client
+    sees of a server that hangs, or of a network that drops every reply. Connecting
+    succeeds, every command waits for the client's read timeout.
+
+        with Blackhole() as hole:
+            client = redis.Redis.from_url(hole.url, socket_timeout=0.5)
+
+    Connections are accepted by a thread and held open, unread, until ``close``; the
+    backlog is the largest the system allows, so that a burst of connects (a pool opening
+    fifty at once) is not dropped while the thread catches up: a dropped connect would
+    time out connecting, not reading.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(socket.SOMAXCONN)
+        self._listener.settimeout(0.05)  # how often the thread looks at ``_closing``
+        self.port: int = self._listener.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.accepted: list[socket.socket] = []
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="blackhole", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closing.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # the listener was closed under us
+                return
+            self.accepted.append(connection)
+
+    def close(self) -> None:
+        """Stop accepting and close every connection (clients then see them reset)."""
+        self._closing.set()
+        self._thread.join()
+        self._listener.close()
+        for connection in self.accepted:
+            connection.close()
+        self.accepted.clear()
+
+    def __enter__(self) -> Blackhole:
+        return self
+
+    def __exit__(
+        self, kind: type | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 @dataclass
@@ -216,4 +324,11 @@ def _as_bytes(value: object) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
-__all__ = ["RedisCluster", "RedisServer", "ServerUnavailableError", "free_port", "server_binary"]
+__all__ = [
+    "Blackhole",
+    "RedisCluster",
+    "RedisServer",
+    "ServerUnavailableError",
+    "free_port",
+    "server_binary",
+]
