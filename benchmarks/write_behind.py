@@ -44,7 +44,7 @@ from multilayercache import (
     read_dead_letters,
 )
 from multilayercache.core.freshness import Lifetime
-from multilayercache.tools.servers import RedisServer, server_binary
+from multilayercache.tools.servers import RedisServer
 
 VALUE = {"id": 1, "name": "product", "price": 9.99, "tags": ["a", "b"]}
 BEHIND = [None, LayerPolicy(write=WriteBehind())]
@@ -128,15 +128,6 @@ class Phases:
         self.samples[self.phase].append(seconds)
 
 
-def restart(server: RedisServer) -> Any:
-    import subprocess
-
-    assert server.directory is not None
-    command = [server_binary(), "--port", str(server.port), "--bind", "127.0.0.1", "--save", ""]
-    command += ["--dir", server.directory.name, *PERSIST]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def outage_policy(dead: Path) -> list[LayerPolicy | None]:
     retry = RetryPolicy(attempts=None, base=0.05, cap=0.5, budget=60.0)
     return [None, LayerPolicy(write=WriteBehind(retry=retry, dead_letter=dead))]
@@ -187,7 +178,7 @@ def outage_threads(seconds: float, folder: Path) -> list[str]:
     server.kill()
     phases.phase = "during"
     time.sleep(seconds)
-    restarted = restart(server)
+    server.restart()  # same port, same append-only file
     phases.phase = "after"
     time.sleep(1.0)
     stop.set()
@@ -197,8 +188,6 @@ def outage_threads(seconds: float, folder: Path) -> list[str]:
     queue = cache.stats().write_queues["redis"]
     cache.close()
     found, buried, lost = tally(server.url, acknowledged, dead)
-    restarted.terminate()
-    restarted.wait()
     server.stop()
     return report(
         "8 threads", phases, acknowledged, refused[0], found, buried, lost, flushed, queue
@@ -239,7 +228,7 @@ def outage_tasks(seconds: float, folder: Path) -> list[str]:
         server.kill()
         phases.phase = "during"
         await asyncio.sleep(seconds)
-        result["restarted"] = restart(server)
+        await asyncio.to_thread(server.restart)
         phases.phase = "after"
         await asyncio.sleep(1.0)
         stop.set()
@@ -250,8 +239,6 @@ def outage_tasks(seconds: float, folder: Path) -> list[str]:
 
     asyncio.run(main())
     found, buried, lost = tally(server.url, acknowledged, dead)
-    result["restarted"].terminate()
-    result["restarted"].wait()
     server.stop()
     return report(
         "200 tasks", phases, acknowledged, refused[0], found, buried, lost,

@@ -27,38 +27,13 @@ from multilayercache import (
     WriteBehind,
     read_dead_letters,
 )
-from multilayercache.tools.servers import RedisServer, server_binary
+from multilayercache.tools.servers import RedisServer
 
 # An append-only file fsynced on every write, as a production Redis that must not lose
 # what it acknowledged: with "everysec" a SIGKILL loses up to a second of writes that
 # Redis itself acknowledged, which no client can see or redo.
 PERSIST = ("--appendonly", "yes", "--appendfsync", "always")
 OUTAGE_SECONDS = 1.0  # benchmarks/write_behind.py runs the 5 s of the acceptance figure
-
-
-class Outage:
-    """A server with an append-only file, SIGKILLed and restarted on the same port."""
-
-    def __init__(self) -> None:
-        self.server = RedisServer.start(*PERSIST, use_env=False)
-        self.restarted: subprocess.Popen[bytes] | None = None
-
-    def kill(self) -> None:
-        self.server.kill()
-
-    def restart(self) -> None:
-        assert self.server.directory is not None
-        command = [server_binary(), "--port", str(self.server.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--dir", self.server.directory.name, *PERSIST]
-        self.restarted = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
-    def stop(self) -> None:
-        if self.restarted is not None:
-            self.restarted.terminate()
-            self.restarted.wait()
-        self.server.stop()
 
 
 def policy(dead_path: Path) -> LayerPolicy:
@@ -89,9 +64,9 @@ def check_none_lost(url: str, acknowledged: dict[str, int], dead_path: Path) -> 
 
 
 def test_redis_killed_under_8_writer_threads_loses_no_acknowledged_write(tmp_path) -> None:
-    outage = Outage()
+    outage = RedisServer.start(*PERSIST, use_env=False)
     dead_path = tmp_path / "dead.jsonl"
-    l2 = RedisLayer(outage.server.url, prefix="outage:")
+    l2 = RedisLayer(outage.url, prefix="outage:")
     cache = MultilayerCache([InMemoryLayer(max_size=100_000), l2], [None, policy(dead_path)])
     acknowledged: dict[str, int] = {}
     refused = 0
@@ -120,13 +95,13 @@ def test_redis_killed_under_8_writer_threads_loses_no_acknowledged_write(tmp_pat
         time.sleep(0.3)
         outage.kill()
         time.sleep(OUTAGE_SECONDS)
-        outage.restart()
+        outage.restart()  # same port, same append-only file
         time.sleep(0.5)
         stop.set()
         for thread in threads:
             thread.join()
         assert cache.flush(timeout=30)
-        check_none_lost(outage.server.url, acknowledged, dead_path)
+        check_none_lost(outage.url, acknowledged, dead_path)
         queue = cache.stats().write_queues["redis"]
         assert queue.retries > 0  # the outage was ridden out by retrying
         assert queue.delivered + queue.coalesced + queue.dead_lettered == queue.puts
@@ -137,12 +112,12 @@ def test_redis_killed_under_8_writer_threads_loses_no_acknowledged_write(tmp_pat
 
 
 def test_redis_killed_under_200_tasks_loses_no_acknowledged_write(tmp_path) -> None:
-    outage = Outage()
+    outage = RedisServer.start(*PERSIST, use_env=False)
     dead_path = tmp_path / "dead.jsonl"
     acknowledged: dict[str, int] = {}
 
     async def main() -> None:
-        l2 = AsyncRedisLayer(outage.server.url, prefix="outage:")
+        l2 = AsyncRedisLayer(outage.url, prefix="outage:")
         cache = AsyncMultilayerCache(
             [InMemoryLayer(max_size=100_000), l2], [None, policy(dead_path)]
         )
@@ -165,7 +140,7 @@ def test_redis_killed_under_200_tasks_loses_no_acknowledged_write(tmp_path) -> N
         await asyncio.sleep(0.3)
         outage.kill()
         await asyncio.sleep(OUTAGE_SECONDS)
-        outage.restart()
+        await asyncio.to_thread(outage.restart)
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*tasks)
@@ -177,7 +152,7 @@ def test_redis_killed_under_200_tasks_loses_no_acknowledged_write(tmp_path) -> N
 
     try:
         asyncio.run(main())
-        check_none_lost(outage.server.url, acknowledged, dead_path)
+        check_none_lost(outage.url, acknowledged, dead_path)
     finally:
         outage.stop()
 
