@@ -81,10 +81,14 @@ class AsyncWriteBehindWorker:
     def put_now(self, key: Any, op: Op, payload: Any, size: int) -> bool:
         """Queue one write if there is room now; False (nothing queued) if not. Called
         from the event loop (no await: the fast path of ``set``)."""
-        if self.queue.full(size, key):
+        queue = self.queue
+        now = time.monotonic()
+        was_empty = not queue.ready
+        if not queue.offer(key, op, payload, size, now):
             return False
         self._running()
-        self._put(key, op, payload, size)
+        if was_empty or queue.due(now):
+            self._wake.set()
         return True
 
     def _put(self, key: Any, op: Op, payload: Any, size: int) -> None:

@@ -226,6 +226,12 @@ class WriteQueue:
         would be exceeded (nothing queued; counted in ``rejected``: a driver that blocks
         waits while ``full(size, key)`` first, then puts), ``WriteQueueClosed`` after
         ``close()``."""
+        if not self.offer(key, op, payload, size, now):
+            raise self._full()
+
+    def offer(self, key: Any, op: Op, payload: Any, size: int, now: float) -> bool:
+        """``put``, but a write that does not fit is refused by returning False (not
+        counted in ``rejected``: the caller may still wait for room and ``put``)."""
         if op != "set" and op != "delete":
             raise ValueError(f'op must be "set" or "delete", got {op!r}')
         if self._closed:
@@ -236,18 +242,18 @@ class WriteQueue:
         if old is not None:  # latest wins; the slot keeps its age and its flush epoch
             held = self._bytes - old.size
             if held + size > self._max_bytes and held > 0:
-                raise self._full()
+                return False
             self.puts += 1
             self.coalesced += 1
             self._bytes = held + size
             # In place: a ready or waiting write belongs to no batch, nothing else holds it.
             old.op, old.payload, old.size = op, payload, size
-            return
+            return True
         held = self._bytes
         if len(self._ready) + len(self._waiting) + len(self._in_flight) >= self._max_items or (
             held + size > self._max_bytes and held > 0
         ):
-            raise self._full()
+            return False
         self.puts += 1
         epoch = self._epoch
         slots[key] = QueuedWrite(key, op, payload, size, now, epoch)
@@ -256,6 +262,7 @@ class WriteQueue:
         opened = self._open
         opened[epoch] = opened.get(epoch, 0) + 1
         self._bytes = held + size
+        return True
 
     def full(self, size: int, key: Any = _NO_KEY) -> bool:
         """Would a write of ``size`` bytes (of ``key``, when given: a write that replaces a

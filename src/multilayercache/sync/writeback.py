@@ -69,12 +69,19 @@ class WriteBehindWorker:
                 self._put(key, op, payload, size)  # QueueFull if still no room
 
     def put_now(self, key: Any, op: Op, payload: Any, size: int) -> bool:
-        """Queue one write if there is room now; False (nothing queued) if not."""
+        """Queue one write if there is room now; False (nothing queued) if not. The
+        fast path of ``set``: as little as possible under the lock, which every writer
+        thread takes."""
+        now = time.monotonic()
+        queue = self.queue
         with self.changed:
-            if self.queue.full(size, key):
+            was_empty = not queue.ready
+            if not queue.offer(key, op, payload, size, now):
                 return False
-            self._start()
-            self._put(key, op, payload, size)
+            if self._thread is None:
+                self._start()
+            if self._asleep and (was_empty or queue.due(now)):
+                self.changed.notify_all()
         return True
 
     def _put(self, key: Any, op: Op, payload: Any, size: int) -> None:
