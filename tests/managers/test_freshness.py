@@ -174,7 +174,7 @@ def test_xfetch_refreshes_a_slow_to_load_value_early(harness, layers) -> None:
 
 def test_1000_threads_on_a_stale_key_make_one_reload(Layer, clock) -> None:
     cache = MultilayerCache([Layer(max_size=10, clock=clock)], STALE)
-    source = Source(delay=0.2)
+    source = Source(delay=1.0)  # a reload far slower than any read may take
     cache.get_or_load("k", source)
     clock.advance(20)
     barrier = threading.Barrier(50)
@@ -192,7 +192,9 @@ def test_1000_threads_on_a_stale_key_make_one_reload(Layer, clock) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(slowest) == 1000 and max(slowest) < 0.1  # none waited for the reload
+    # None waited for the reload: the slowest read is far below the loader's second (a
+    # loaded machine can still stall a thread for tens of milliseconds).
+    assert len(slowest) == 1000 and max(slowest) < 0.5
     assert cache.wait_idle(5) and source.calls == 2
 
 
@@ -202,14 +204,14 @@ async def test_1000_tasks_on_a_stale_key_make_one_reload(Layer, clock) -> None:
 
     async def load(key):
         calls.append(key)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # a reload far slower than the reads may take
         return f"{key} v{len(calls)}"
 
     await cache.get_or_load("k", load)
     clock.advance(20)
     start = time.perf_counter()
     results = await asyncio.gather(*[cache.get_or_load("k", load) for _ in range(1000)])
-    assert time.perf_counter() - start < 0.15
+    assert time.perf_counter() - start < 0.5  # none of them waited for the reload
     assert results == ["k v1"] * 1000
     assert await cache.wait_idle(5) and len(calls) == 2
     assert await cache.get_or_load("k", load) == "k v2"
