@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.backoff import RetryState
+from ..core.driving import DriverBase
 from ..core.plans import (
     READ_METHODS,
     Await,
@@ -35,27 +36,13 @@ from .worker import RefreshWorkers
 from .writeback import AsyncWriteBehindWorker
 
 
-class AsyncDriver:
+class AsyncDriver(DriverBase):
     """Runs plans for one ``AsyncMultilayerCache``."""
 
-    def __init__(self, state: CacheState) -> None:
-        self.state = state
-        self.flight = AsyncSingleFlight()
-        self.workers = RefreshWorkers(self, state)
-        self.writers = {
-            tier.depth: AsyncWriteBehindWorker(tier, state)
-            for tier in state.tiers
-            if tier.queue is not None
-        }
-        """The write-behind workers, by tier depth."""
-        options = state.load_options
-        self.gate = None
-        if options.max_concurrent_loads is not None:
-            self.gate = LoadGate(options.max_concurrent_loads, timeout=options.load_wait)
-
-    def put_now(self, tier: Tier, key: Any, op: Any, payload: Any, size: int) -> bool:
-        """Queue one write for ``tier`` if its queue has room now (``plans.write_at_once``)."""
-        return self.writers[tier.depth].put_now(key, op, payload, size)
+    single_flight = AsyncSingleFlight
+    refresh_workers = RefreshWorkers
+    write_worker = AsyncWriteBehindWorker
+    load_gate = LoadGate
 
     async def run(self, plan: Plan[T]) -> T:
         """Drive ``plan`` to its end and return its result (or raise its exception)."""
