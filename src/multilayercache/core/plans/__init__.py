@@ -1,0 +1,102 @@
+"""What the managers do, written once: each operation is a *plan*, a generator that decides
+and yields the calls it needs, and the driver (sync or asyncio) performs them.
+
+    def read(state, key, default):          # the plan: decisions only
+        for tier in state.tiers:
+            entry = yield Call(tier, "get_entry", (key,))
+            ...
+
+    # sync driver                            # asyncio driver
+    reply = layer.get_entry(*step.args)      reply = await layer.get_entry(*step.args)
+    step = plan.send(reply)                  step = plan.send(reply)
+
+This is the sans-IO pattern of h11 and hyper-h2: the plans never block, sleep or await, so
+``MultilayerCache`` and ``AsyncMultilayerCache`` run exactly the same decisions. A plan
+receives the result of each step from ``send``; when a step fails, the driver throws the
+exception into the plan at the ``yield``, where the plan decides (a failed read is a miss
+in that layer, a failed write raises).
+
+Steps (the loading ones are used by ``loading.py``):
+
+* ``Call(tier, method, args)``: ``tier.layer.<method>(*args)`` (awaited for asyncio layers).
+* ``Load(loader, argument, soft_timeout, hard_timeout)``: the user's loader, counted and
+  timed; the reply is ``Loaded(value, seconds)``, or ``Pending(handle, hard)`` when a
+  timeout passed first (the load goes on).
+* ``Await(handle)``: the rest of a pending load; the reply is its ``Loaded``.
+* ``Flight(key, plan)``: run ``plan`` once for every caller that asks for ``key`` while it
+  runs (request coalescing); each gets its result or its exception.
+* ``FlightMany(keys, plan_for)``: the same per key, for a batch: the caller runs
+  ``plan_for(keys nobody is loading yet)`` and waits for the others' loads of the rest.
+* ``Refresh(job, items)``: queue background refreshes of ``(key, stale, frequency)`` items
+  (at most one per key; see ``refresh.py``) together; the reply is ``None`` at once.
+* ``Enqueue(tier, writes, block)``, ``Peek(tier, keys)``, ``Flush(tier)``: a write-behind
+  layer's queue (``tier.queue``, see ``writequeue.py``): put encoded writes into it (waiting
+  for room, or not), read the queued writes of some keys, wait until it is delivered. The
+  driver makes these calls under the queue's lock and wakes its worker.
+
+A write-behind layer is written by encoding the value at once (so a value it cannot take
+raises in ``set()``) and queueing it; it is read by asking its queue first: a queued value
+answers as the layer will once it is sent, a queued delete as a miss.
+
+Layers that keep freshness (``tier.entries``: both of this package's layers) are read with
+``get_entry`` and written with ``set_entry``, so that a value copied up into a faster layer
+never outlives its freshness below, and stale values stay available to ``loading.py``.
+Writes go slowest layer first: a value the shared layer cannot encode is then written
+nowhere, and a faster layer never holds a value that the slower ones refused.
+
+``value_type`` (the type values are read back as) goes to the layers that encode values
+(``tier.typed``); in-process layers hold the objects themselves.
+"""
+
+from .reads import (
+    contains,
+    find_entries,
+    find_entry,
+    get_entries,
+    get_entry,
+    promote,
+    promote_found,
+    queued_entry,
+    read,
+    read_many,
+    remaining_ttl,
+)
+from .steps import (
+    READ_METHODS,
+    Await,
+    Call,
+    Enqueue,
+    Flight,
+    FlightMany,
+    Flush,
+    Load,
+    Loaded,
+    Peek,
+    Pending,
+    Plan,
+    Refresh,
+    Step,
+    T,
+    typed,
+)
+from .writes import (
+    clear,
+    delete,
+    delete_many,
+    enqueue_deletes,
+    enqueue_writes,
+    forget,
+    store,
+    write,
+    write_at_once,
+    write_loaded,
+)
+
+__all__ = [
+    "READ_METHODS", "Await", "Call", "Enqueue", "Flight", "FlightMany", "Flush", "Load",
+    "Loaded", "Peek", "Pending", "Plan", "Refresh", "Step", "T", "clear", "contains",
+    "delete", "delete_many", "enqueue_deletes", "enqueue_writes", "find_entries",
+    "find_entry", "forget", "get_entries", "get_entry", "promote", "promote_found",
+    "queued_entry", "read", "read_many", "remaining_ttl", "store", "typed", "write",
+    "write_at_once", "write_loaded",
+]  # fmt: skip

@@ -1,0 +1,247 @@
+"""Read plans: ``get``, ``get_many``, ``contains``, ``remaining_ttl``, the search through
+the layers that ``loading.py`` builds on, and promotion into the faster layers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..errors import LayerError, is_unreachable
+from ..freshness import Entry, Freshness, Lifetime, lifetime_of
+from ..keys import unique
+from ..missing import MISSING
+from ..state import CacheState
+from ..tiers import Tier
+from ..writepolicy import Op
+from .steps import Call, Peek, Plan, typed
+from .writes import store
+
+
+def get_entry(tier: Tier, key: Any, value_type: Any) -> Plan[Entry | None]:
+    """One layer's entry for ``key`` (a layer without freshness: fresh while held; a
+    write-behind layer: its queued write first)."""
+    if tier.queue is not None:
+        pending = yield Peek(tier, [key])
+        if key in pending:
+            return queued_entry(tier, key, pending[key], value_type)
+    if tier.entries:
+        return (yield Call(tier, "get_entry", typed(tier, (key,), value_type)))
+    value = yield Call(tier, "get", typed(tier, (key, MISSING), value_type))
+    return None if value is MISSING else Entry(value, math.inf, math.inf)
+
+
+def get_entries(tier: Tier, keys: list[Any], value_type: Any) -> Plan[dict[Any, Entry]]:
+    """One layer's entries for ``keys``, in one call (a write-behind layer: the queued
+    writes first, the layer for the other keys)."""
+    queued: dict[Any, Entry] = {}
+    if tier.queue is not None:
+        pending = yield Peek(tier, keys)
+        if pending:
+            for key, write in pending.items():
+                entry = queued_entry(tier, key, write, value_type)
+                if entry is not None:
+                    queued[key] = entry
+            keys = [key for key in keys if key not in pending]
+            if not keys:
+                return queued
+    if tier.entries:
+        entries = yield Call(tier, "get_entries", typed(tier, (keys,), value_type))
+    else:
+        hits = yield Call(tier, "get_many", typed(tier, (keys,), value_type))
+        entries = {key: Entry(value, math.inf, math.inf) for key, value in hits.items()}
+    if queued:
+        entries.update(queued)
+    return entries
+
+
+def queued_entry(tier: Tier, key: Any, write: tuple[Op, Any], value_type: Any) -> Entry | None:
+    """What a read of ``key`` finds in ``tier`` while ``write`` is queued for it: the
+    value it carries (decoded as the layer would decode it), or nothing for a delete."""
+    op, payload = write
+    if op == "delete":
+        return None
+    return tier.layer.pending_entry(key, payload, value_type)  # type: ignore[no-any-return]
+
+
+def find_entry(
+    state: CacheState,
+    key: Any,
+    value_type: Any,
+    start: int = 0,
+    settle_for_stale: bool = True,
+    stop: int | None = None,
+    unreachable: set[int] | None = None,
+) -> Plan[tuple[Entry | None, int]]:
+    """``(entry, depth)`` of the first layer from ``start`` (to ``stop``) that holds the
+    key, or ``(None, -1)``. A fresh (or due) entry ends the search; a stale one ends it when
+    ``settle_for_stale``, else the search goes on below for a fresh one and falls back to
+    the stale one. A layer that fails counts as not holding the key; the depths of those
+    that did not answer at all go into ``unreachable``."""
+    fallback: tuple[Entry | None, int] = (None, -1)
+    for tier in state.tiers[start:stop]:
+        try:
+            entry = yield from get_entry(tier, key, value_type)
+        except LayerError as error:
+            state.note_read_error(tier, key, error)
+            if unreachable is not None and is_unreachable(error):
+                unreachable.add(tier.depth)
+            continue
+        if entry is None:
+            continue
+        if settle_for_stale or entry.freshness is not Freshness.STALE:
+            return entry, tier.depth
+        if fallback[0] is None:
+            fallback = (entry, tier.depth)
+    return fallback
+
+
+def read(
+    state: CacheState, key: Any, default: Any, start: int = 0, value_type: Any = None
+) -> Plan[Any]:
+    """``get``: the fresh value from the fastest layer (from depth ``start``) that has one,
+    copied up into the faster layers whose policy accepts it; ``default`` if none has."""
+    entry, depth = yield from find_entry(state, key, value_type, start, settle_for_stale=False)
+    if entry is None or entry.freshness is Freshness.STALE:
+        return default
+    if depth:
+        yield from promote(state, {key: entry}, depth, value_type)
+    return entry.value
+
+
+def find_entries(
+    state: CacheState,
+    keys: list[Any],
+    value_type: Any,
+    start: int = 0,
+    stop: int | None = None,
+    settle_for_stale: bool = True,
+    unreachable: set[int] | None = None,
+) -> Plan[dict[Any, tuple[Entry, int]]]:
+    """``find_entry`` for a batch: ``{key: (entry, depth)}`` for the keys some layer from
+    ``start`` to ``stop`` holds; one batch call per layer, asking each only for the keys
+    still unsettled."""
+    found: dict[Any, tuple[Entry, int]] = {}
+    remaining = keys
+    for tier in state.tiers[start:stop]:
+        if not remaining:
+            break
+        try:
+            entries = yield from get_entries(tier, remaining, value_type)
+        except LayerError as error:
+            state.note_read_error(tier, remaining, error)
+            if unreachable is not None and is_unreachable(error):
+                unreachable.add(tier.depth)
+            continue
+        depth = tier.depth
+        for key, entry in entries.items():
+            if entry.fresh_for > 0 or key not in found:  # fresh beats stale from above
+                found[key] = (entry, depth)
+        if settle_for_stale:
+            remaining = [key for key in remaining if key not in found]
+        else:  # a stale entry goes on looking below for a fresh one
+            remaining = [
+                key for key in remaining if key not in found or found[key][0].fresh_for <= 0
+            ]
+    return found
+
+
+def read_many(state: CacheState, keys: Iterable[Any], value_type: Any = None) -> Plan[dict]:
+    """``get_many``: the keys with a fresh value in any layer (one batch call per layer,
+    each asked only for what the faster ones missed), in the order asked; values found
+    below are copied up."""
+    wanted = unique(keys)
+    found = yield from find_entries(state, wanted, value_type, settle_for_stale=False)
+    if found:
+        yield from promote_found(state, found, value_type)
+    hits = {}
+    for key in wanted:
+        hit = found.get(key)
+        if hit is not None and hit[0].fresh_for > 0:  # stale entries are not returned
+            hits[key] = hit[0].value
+    return hits
+
+
+def promote_found(
+    state: CacheState, found: Mapping[Any, tuple[Entry, int]], value_type: Any
+) -> Plan[None]:
+    """Copy every fresh entry found below L1 up, one batch per depth."""
+    if not state.promotes:
+        return
+    by_depth: dict[int, dict[Any, Entry]] = {}
+    for key, (entry, depth) in found.items():
+        if depth and entry.fresh_for > 0:
+            by_depth.setdefault(depth, {})[key] = entry
+    for depth, entries in by_depth.items():
+        yield from promote(state, entries, depth, value_type)
+
+
+def promote(
+    state: CacheState, entries: Mapping[Any, Entry], depth: int, value_type: Any = None
+) -> Plan[None]:
+    """Copy entries found at ``depth`` into the faster layers that accept them, each for no
+    longer than the entry is still fresh (and stale) below. A failed copy is counted and
+    logged: the read itself succeeded."""
+    for tier in state.tiers[:depth]:
+        if tier.policy.promote == "never":
+            continue
+        accepts = tier.policy.accepts_promotion
+        accepted = {key: entry for key, entry in entries.items() if accepts(key, tier.layer)}
+        if not accepted:
+            continue
+        lifetime = _shortest(tier.policy.lifetime_for(None, state.rng), accepted.values())
+        values = {key: entry.value for key, entry in accepted.items()}
+        yield from store(state, tier, values, lifetime, value_type, quiet=True)
+
+
+def _shortest(lifetime: Lifetime, entries: Iterable[Entry]) -> Lifetime:
+    """``lifetime``, cut so that no copy outlives the entries it copies."""
+    ttl, stale, refresh = lifetime
+    for entry in entries:
+        left = lifetime_of(entry)
+        ttl = left.ttl if ttl is None else min(ttl, left.ttl)
+        stale = min(stale, left.stale_ttl)
+        refresh = min(refresh, left.refresh_after)
+    return Lifetime(ttl, stale, refresh)
+
+
+def contains(state: CacheState, key: Any) -> Plan[bool]:
+    """``contains``: whether any layer holds a live entry (not counted as a read, never
+    promoted). A layer that fails counts as not holding it."""
+    for tier in state.tiers:
+        try:
+            if tier.queue is not None:
+                pending = yield Peek(tier, [key])
+                if key in pending:
+                    if queued_entry(tier, key, pending[key], None) is not None:
+                        return True
+                    continue  # a queued delete: this layer no longer holds it
+            if (yield Call(tier, tier.contains_method, (key,))):
+                return True
+        except LayerError as error:
+            state.note_read_error(tier, key, error)
+    return False
+
+
+def remaining_ttl(state: CacheState, key: Any) -> Plan[float | None]:
+    """``remaining_ttl``: the longest time any layer will still serve the key (seconds,
+    ``math.inf`` for never), or ``None`` when no layer holds it."""
+    longest: float | None = None
+    for tier in state.tiers:
+        if not tier.has("remaining_ttl") and tier.queue is None:
+            continue
+        try:
+            pending = {} if tier.queue is None else (yield Peek(tier, [key]))
+            if key in pending:
+                entry = queued_entry(tier, key, pending[key], None)
+                seconds = None if entry is None else entry.gone_in
+            elif tier.has("remaining_ttl"):
+                seconds = yield Call(tier, "remaining_ttl", (key,))
+            else:
+                continue
+        except LayerError as error:
+            state.note_read_error(tier, key, error)
+            continue
+        if seconds is not None and (longest is None or seconds > longest):
+            longest = seconds
+    return longest

@@ -1,0 +1,251 @@
+"""Write plans: ``set`` / ``set_many`` (and its plan-free fast path), loaded values, and
+``delete`` / ``delete_many`` / ``clear``, through write-through and write-behind layers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Iterable, Mapping
+from typing import Any
+
+from ..errors import LayerError, SerializationError
+from ..freshness import Lifetime
+from ..keys import unique
+from ..state import CacheState
+from ..tiers import Tier
+from ..ttl import TTL, optional_ttl_seconds
+from ..writepolicy import Op, QueueFull, WriteQueueClosed
+from .steps import Call, Enqueue, Flush, Peek, Plan, typed
+
+
+def write(
+    state: CacheState, mapping: Mapping[Any, Any], ttl: TTL | None, value_type: Any = None
+) -> Plan[None]:
+    """``set`` / ``set_many``: write through every layer, slowest first, each capping
+    ``ttl`` by its policy (and adding its stale window and refresh point). A failed write
+    raises: the caller must know. Before it does, the faster layers (not written yet)
+    drop the keys: the failed layer may hold the new value or still the old one (a
+    timeout does not say whether the write landed), and a faster layer must not go on
+    answering with the value the caller meant to replace."""
+    optional_ttl_seconds(ttl)
+    if not mapping:
+        return
+    for tier in reversed(state.tiers):
+        lifetime = tier.policy.lifetime_for(ttl, state.rng)
+        try:
+            yield from store(state, tier, mapping, lifetime, value_type, quiet=False)
+        except LayerError as error:
+            state.note_write_error(tier, list(mapping), error)
+            yield from forget(state, list(mapping), tier.depth)
+            raise
+
+
+def forget(state: CacheState, keys: list[Any], stop: int) -> Plan[None]:
+    """Drop ``keys`` from the layers faster than depth ``stop`` (after a write into it
+    failed). Best effort: a layer that fails here too is counted and logged, and the
+    write's own error is the one the caller gets."""
+    for tier in state.tiers[:stop]:
+        try:
+            if tier.queue is not None:  # after its queued writes of the keys, in order
+                yield from enqueue_deletes(tier, keys)
+            elif len(keys) > 1 and tier.has("delete_many"):
+                yield Call(tier, "delete_many", (keys,))
+            else:
+                for key in keys:
+                    yield Call(tier, "delete", (key,))
+        except (LayerError, QueueFull, WriteQueueClosed) as error:
+            state.note_write_error(tier, keys, error)
+
+
+def write_at_once(
+    state: CacheState,
+    key: Any,
+    value: Any,
+    ttl: TTL | None,
+    value_type: Any,
+    put_now: Callable[[Tier, Any, Op, Any, int], bool],
+) -> bool:
+    """``set`` of one key without a plan, when no layer has to be waited for (every layer
+    in-process or write-behind: ``state.writes_at_once``): ``write``'s decisions, slowest
+    first, as plain calls. ``put_now(tier, key, op, payload, size)`` queues a write if
+    there is room now; when a queue has none, returns False before any faster layer is
+    written, and the caller runs ``write``, which waits for room (a write already queued
+    below is then queued again: the same value, coalesced)."""
+    for tier in state.tiers_slowest_first:
+        lifetime = tier.default_lifetime
+        if ttl is not None or lifetime is None:
+            lifetime = tier.policy.lifetime_for(ttl, state.rng)
+        if tier.queue is not None:
+            payload = tier.layer.encode_write(key, value, lifetime, 0.0, value_type=value_type)
+            if not put_now(tier, key, "set", payload, payload.size):
+                return False
+        else:
+            tier.layer.set_entry(key, value, lifetime)
+    return True
+
+
+def write_loaded(
+    state: CacheState,
+    mapping: Mapping[Any, Any],
+    ttl: TTL | None,
+    value_type: Any,
+    load_seconds: float = 0.0,
+    skip: Container[int] = (),
+) -> Plan[None]:
+    """Write loaded values through every layer, slowest first. A loaded value is returned
+    even if caching it fails: count and log, do not raise; a value the shared layer cannot
+    encode still goes into the in-process layer. The layers at the depths in ``skip`` are
+    left out: those that did not answer the lookup before this load, which the caller
+    would otherwise wait on a second time (a blackholed server: twice its timeout)."""
+    for tier in reversed(state.tiers):
+        if tier.depth in skip:
+            continue
+        lifetime = tier.policy.lifetime_for(ttl, state.rng)
+        yield from store(state, tier, mapping, lifetime, value_type, True, load_seconds)
+
+
+def store(
+    state: CacheState,
+    tier: Tier,
+    mapping: Mapping[Any, Any],
+    lifetime: Lifetime,
+    value_type: Any,
+    quiet: bool,
+    load_seconds: float = 0.0,
+) -> Plan[None]:
+    """Write ``mapping`` into one tier (one call for one item or a batch). With ``quiet``
+    (a promotion, a loaded value), a failure is counted and logged instead of raised, and a
+    value the layer cannot encode is simply not cached there. A write-behind layer gets
+    the writes encoded now and queued (``quiet`` ones only if there is room at once)."""
+    if tier.queue is not None:
+        yield from enqueue_writes(state, tier, mapping, lifetime, value_type, quiet, load_seconds)
+        return
+    one = len(mapping) == 1
+    if tier.entries:
+        if one:
+            ((key, value),) = mapping.items()
+            args: tuple[Any, ...] = (key, value, lifetime, load_seconds)
+        else:
+            args = (mapping, lifetime, load_seconds)
+        call = Call(tier, "set_entry" if one else "set_many_entries", typed(tier, args, value_type))
+    else:
+        seconds = lifetime.ttl if lifetime.stale_ttl == 0 else lifetime.total
+        if one:
+            ((key, value),) = mapping.items()
+            call = Call(tier, "set", typed(tier, (key, value, seconds), value_type))
+        else:
+            call = Call(tier, "set_many", typed(tier, (mapping, seconds), value_type))
+    try:
+        yield call
+    except LayerError as error:
+        if not quiet:
+            raise
+        state.note_write_error(tier, list(mapping), error)
+    except SerializationError as error:
+        if not quiet:
+            raise
+        state.note_encode_error(tier, list(mapping), error)
+
+
+def enqueue_writes(
+    state: CacheState,
+    tier: Tier,
+    mapping: Mapping[Any, Any],
+    lifetime: Lifetime,
+    value_type: Any,
+    quiet: bool,
+    load_seconds: float = 0.0,
+) -> Plan[None]:
+    """``store`` into a write-behind layer: encode every value first (one that cannot be
+    raises, or with ``quiet`` is not cached there; nothing is queued for it), then queue."""
+    encode = tier.layer.encode_write
+    writes = []
+    for key, value in mapping.items():
+        try:
+            payload = encode(key, value, lifetime, load_seconds, value_type=value_type)
+        except SerializationError as error:
+            if not quiet:
+                raise
+            state.note_encode_error(tier, [key], error)
+            continue
+        writes.append((key, "set", payload, payload.size))
+    if not writes:
+        return
+    try:
+        yield Enqueue(tier, writes, block=not quiet)
+    except (QueueFull, WriteQueueClosed) as error:
+        if not quiet:
+            raise
+        state.note_write_error(tier, list(mapping), error)
+
+
+def enqueue_deletes(tier: Tier, keys: list[Any]) -> Plan[None]:
+    """Queue deletes of ``keys`` for a write-behind layer (after the writes queued before
+    them: a key's writes are sent in order)."""
+    encode = tier.layer.encode_delete
+    writes = []
+    for key in keys:
+        payload = encode(key)
+        writes.append((key, "delete", payload, payload.size))
+    yield Enqueue(tier, writes, block=True)
+
+
+def delete(state: CacheState, key: Any) -> Plan[bool]:
+    """``delete``: remove the key from every layer; True if any had it. If a layer fails,
+    the others are still cleared, then the first error is raised. A write-behind layer gets
+    the delete queued (it counts as having had the key only if a write of it was queued)."""
+    removed = False
+    failure: LayerError | None = None
+    for tier in reversed(state.tiers):
+        try:
+            if tier.queue is not None:
+                pending = yield Peek(tier, [key])
+                removed = removed or (key in pending and pending[key][0] == "set")
+                yield from enqueue_deletes(tier, [key])
+                continue
+            removed = (yield Call(tier, "delete", (key,))) or removed
+        except LayerError as error:
+            state.note_write_error(tier, key, error)
+            failure = failure or error
+    if failure is not None:
+        raise failure
+    return removed
+
+
+def delete_many(state: CacheState, keys: Iterable[Any]) -> Plan[None]:
+    """``delete_many``: remove every key from every layer (one batch call per layer that
+    has one); like ``delete``, the other layers are cleared before an error is raised."""
+    wanted = unique(keys)
+    failure: LayerError | None = None
+    for tier in reversed(state.tiers):
+        try:
+            if tier.queue is not None:
+                yield from enqueue_deletes(tier, wanted)
+            elif tier.has("delete_many"):
+                yield Call(tier, "delete_many", (wanted,))
+            else:
+                for key in wanted:
+                    yield Call(tier, "delete", (key,))
+        except LayerError as error:
+            state.note_write_error(tier, wanted, error)
+            failure = failure or error
+    if failure is not None:
+        raise failure
+
+
+def clear(state: CacheState) -> Plan[None]:
+    """``clear``: empty every layer that can be emptied (the in-process one, and a shared
+    one under its key prefix); the others are cleared before an error is raised. A
+    write-behind layer's queue is flushed first, so that no write queued before the clear
+    lands after it."""
+    failure: LayerError | None = None
+    for tier in state.tiers:
+        if not tier.has("clear"):
+            continue
+        try:
+            if tier.queue is not None:
+                yield Flush(tier)
+            yield Call(tier, "clear", ())
+        except LayerError as error:
+            state.note_write_error(tier, "(clear)", error)
+            failure = failure or error
+    if failure is not None:
+        raise failure
