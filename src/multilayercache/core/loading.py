@@ -1,5 +1,5 @@
 """How ``get_or_load`` and ``get_or_load_many`` answer, written once for both managers (the
-steps are those of ``plans.py``).
+steps are those of ``plans/``).
 
 A read that reaches the plans (the L1 fast path did not hold a settled fresh value) looks for
 the key layer by layer (``find_entry``) and then:
