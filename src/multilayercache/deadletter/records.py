@@ -1,0 +1,181 @@
+"""One dead write as a record: what a dead-letter line holds, to and from JSON."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from ..core.writequeue import DeadWrite
+
+FORMAT_VERSION = 1
+Encoding = Literal["base64", "json", "repr"]
+Outcome = Literal["replayed", "kept", "expired"] | None
+"""What a replay's ``write`` returns: ``None`` or ``"replayed"`` (done: dropped from the
+file), ``"kept"`` (not for this writer: left in the file), ``"expired"`` (its lifetime is
+over: nothing to write, dropped). Raising counts as a failure: kept. ``True`` / ``False``
+are read as ``"replayed"`` / ``"kept"``."""
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    """One dead write, as written to and read back from a dead-letter file (see the module
+    docstring for the fields). Build one with ``create`` or ``of``."""
+
+    key: str
+    op: str
+    value: Any
+    encoding: Encoding | None
+    error_type: str
+    error_message: str
+    attempts: int
+    time: str
+    layer: str
+    key_repr: bool = False
+    store_key: str | None = None
+    px: int | None = None
+    expires_at: float | None = None
+
+    @classmethod
+    def create(
+        cls,
+        key: Any,
+        op: str,
+        value: Any,
+        error: BaseException | str,
+        attempts: int,
+        layer: str,
+        *,
+        store_key: str | None = None,
+        px: int | None = None,
+        expires_at: float | None = None,
+        at: datetime | None = None,
+    ) -> DeadLetterRecord:
+        """A record of a write of ``key`` (``value``: bytes for a Redis layer, the value for
+        a persistence writer; ignored for a delete) that failed with ``error``."""
+        if op not in ("set", "delete"):
+            raise ValueError(f'op must be "set" or "delete", got {op!r}')
+        text_key, key_repr = (key, False) if isinstance(key, str) else (repr(key), True)
+        encoding: Encoding | None
+        if op == "delete":
+            value, encoding = None, None
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            value, encoding = bytes(value), "base64"
+        elif _json_round_trips(value):
+            encoding = "json"
+        else:
+            value, encoding = _safe_repr(value), "repr"
+        if isinstance(error, BaseException):
+            error_type, message = _type_name(error), str(error)
+        else:
+            error_type, message = "str", str(error)
+        moment = (at or datetime.now(UTC)).astimezone(UTC)
+        return cls(
+            key=text_key,
+            op=op,
+            value=value,
+            encoding=encoding,
+            error_type=error_type,
+            error_message=message,
+            attempts=attempts,
+            time=moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            layer=layer,
+            key_repr=key_repr,
+            store_key=store_key,
+            px=px,
+            expires_at=expires_at,
+        )
+
+    @classmethod
+    def of(cls, dead: DeadWrite, layer: str, **fields: Any) -> DeadLetterRecord:
+        """The record of a ``DeadWrite`` (``WriteQueue``'s ``batch.dead``) of ``layer``.
+        ``fields``: ``value`` (default: the write's payload), ``store_key``, ``px``,
+        ``expires_at``, ``at``: what the layer knows of the payload it queued."""
+        value = fields.pop("value", dead.payload)
+        return cls.create(dead.key, dead.op, value, dead.error, dead.attempts, layer, **fields)
+
+    def original_key(self) -> Any:
+        """The cache key: ``key`` itself, or the literal its ``repr`` spells (``42``,
+        ``('user', 1)``, ``b'k'``); ``ValueError`` for a repr that is no literal."""
+        if not self.key_repr:
+            return self.key
+        try:
+            return ast.literal_eval(self.key)
+        except (ValueError, SyntaxError) as error:
+            raise ValueError(f"key {self.key} is not a Python literal") from error
+
+    def to_json(self) -> str:
+        """The record as one JSON line (without the newline)."""
+        value = self.value
+        if self.encoding == "base64":
+            value = base64.b64encode(value).decode("ascii")
+        return json.dumps(
+            {
+                "time": self.time,
+                "layer": self.layer,
+                "op": self.op,
+                "key": self.key,
+                "key_repr": self.key_repr,
+                "store_key": self.store_key,
+                "attempts": self.attempts,
+                "error": {"type": self.error_type, "message": self.error_message},
+                "encoding": self.encoding,
+                "value": value,
+                "px": self.px,
+                "expires_at": self.expires_at,
+                "v": FORMAT_VERSION,
+            },
+            ensure_ascii=False,
+            separators=(", ", ": "),
+        )
+
+    @classmethod
+    def from_json(cls, line: str | bytes) -> DeadLetterRecord:
+        """Parse one line; ``ValueError`` if it is not a dead-letter record."""
+        try:
+            data = json.loads(line)
+            value = data["value"]
+            if data["encoding"] == "base64":
+                value = base64.b64decode(value, validate=True)
+            error = data["error"]
+            return cls(
+                key=data["key"],
+                op=data["op"],
+                value=value,
+                encoding=data["encoding"],
+                error_type=error["type"],
+                error_message=error["message"],
+                attempts=data["attempts"],
+                time=data["time"],
+                layer=data["layer"],
+                key_repr=data["key_repr"],
+                store_key=data["store_key"],
+                px=data["px"],
+                expires_at=data["expires_at"],
+            )
+        except (ValueError, KeyError, TypeError, binascii.Error) as error:
+            raise ValueError(f"not a dead-letter record: {error}") from error
+
+
+def _json_round_trips(value: Any) -> bool:
+    try:
+        return bool(json.loads(json.dumps(value, allow_nan=False)) == value)
+    except (TypeError, ValueError, RecursionError):
+        return False
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception as error:  # a broken __repr__ must not lose the record
+        return f"<{_type_name(value)} object: repr failed: {error}>"
+
+
+def _type_name(obj: object) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
