@@ -135,7 +135,7 @@ async def guarded_call(
     if not tier.guarded:
         result = method(*args)
         return await result if tier.is_async else result
-    retry = RetryState(tier.retry, state.rng) if tier.retry is not None else None
+    retry = None  # made at the first failure: most calls succeed at once
     start = state.clock()
     while True:
         tier.admit()
@@ -145,6 +145,8 @@ async def guarded_call(
                 result = await _awaited(result)
         except Exception as error:
             tier.settle(error)
+            if retry is None and tier.retry is not None:
+                retry = RetryState(tier.retry, state.rng)
             delay = None if retry is None else retry.next_delay(error, state.clock() - start)
             if delay is None:
                 raise

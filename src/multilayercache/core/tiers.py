@@ -108,13 +108,13 @@ class Tier:
         if self.breaker is None:
             return
         with self._guard:
-            allowed = self.breaker.allow()
+            if self.breaker.allow():
+                return
             probe_in = self.breaker.probe_in
-        if not allowed:
-            raise LayerUnavailableError(
-                f"{self.name}: circuit breaker open (next probe in {probe_in:.2f} s)",
-                transient=False,
-            )
+        raise LayerUnavailableError(
+            f"{self.name}: circuit breaker open (next probe in {probe_in:.2f} s)",
+            transient=False,
+        )
 
     def settle(self, error: BaseException | None) -> None:
         """After an admitted call: a transient failure counts against the layer, an answer

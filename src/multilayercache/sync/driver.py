@@ -139,7 +139,7 @@ def guarded_call(tier: Tier, method: Callable[..., Any], args: tuple, state: Cac
     once), retried after a transient failure as its retry policy says."""
     if not tier.guarded:
         return method(*args)
-    retry = RetryState(tier.retry, state.rng) if tier.retry is not None else None
+    retry = None  # made at the first failure: most calls succeed at once
     start = state.clock()
     while True:
         tier.admit()
@@ -147,6 +147,8 @@ def guarded_call(tier: Tier, method: Callable[..., Any], args: tuple, state: Cac
             result = method(*args)
         except Exception as error:
             tier.settle(error)
+            if retry is None and tier.retry is not None:
+                retry = RetryState(tier.retry, state.rng)
             delay = None if retry is None else retry.next_delay(error, state.clock() - start)
             if delay is None:
                 raise
