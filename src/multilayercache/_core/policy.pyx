@@ -17,7 +17,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from .doorkeeper cimport Doorkeeper, doorkeeper_add, doorkeeper_contains
 from .ghost cimport MAIN as GHOST_MAIN
 from .ghost cimport WINDOW as GHOST_WINDOW
-from .ghost cimport GhostTable
+from .ghost cimport GhostTable, ghost_remember, ghost_take
 from .sketch cimport CountMinSketch, sketch_add, sketch_frequency
 
 # The int constants are ``cpdef enum``s in policy.pxd (C and Python alike); these do not
@@ -251,7 +251,7 @@ cdef class WTinyLfuPolicy:
     cdef void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash) noexcept:
         cdef uint32_t age, last_use
         cdef int region
-        region, age, last_use = self.ghosts.take(key_hash)
+        region, age, last_use = ghost_take(self.ghosts, key_hash)
         self._reuse[slot] = self.clock - last_use if region else C_UNKNOWN_REUSE
         cdef Py_ssize_t horizon = max(1, self._entry_capacity() // 2)
         cdef bint recent = region != 0 and age < horizon
@@ -349,8 +349,8 @@ cdef class WTinyLfuPolicy:
 
     cdef int _evict(self, Py_ssize_t slot, int ghost_region) except -1:
         self._unlink(<int32_t>(HEADS + slot))
-        self.ghosts.remember(self._hash[slot], ghost_region,
-                            <uint32_t>self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE])
+        ghost_remember(self.ghosts, self._hash[slot], ghost_region,
+                       <uint32_t>self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE])
         self._forget(slot)
         self.evictions += 1
         if self._evicted_count == self._evicted.shape[0]:
