@@ -4,8 +4,9 @@ explains the design). Comments here cover memory layout and why each trick is sa
 Layout: ``_index`` (``index.pxd``) maps spread hashes to slots, comparing the policy's
 per-slot hashes before any key object. ``_entries`` is one list with slot ``s``'s key at
 ``2s`` and value at ``2s + 1``: the garbage collector sees what the cache holds, and a hit
-reads both from one cache line. ``_slot_meta`` holds per slot its hits (for snapshots) and
-the frequency epoch in which it was found saturated (hits then skip recording it).
+reads both from one cache line. ``_slot_meta`` holds per slot (one 16-byte record) its hits
+(for snapshots), the frequency epoch in which it was found saturated (hits then skip
+recording it) and whether its key is a plain int (``keys.pxd``: compared by hash alone).
 
 Concurrency: under the GIL each public method is atomic with respect to the cache's own
 structures, because Python code (a key's ``__hash__`` / ``__eq__``, the weigher, the clock,
@@ -26,7 +27,7 @@ from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
-from ..._core.bits cimport spread
+from ..._core.bits cimport prefetch, spread
 from ..._core.hotkeys cimport HotKeyTable
 from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
 from ..._core.timerwheel cimport NEVER, TimerWheel
@@ -40,6 +41,7 @@ from .ownership cimport (
     take_ownership,
 )
 from .index cimport EMPTY, MIN_INDEX, index_place, index_remove
+from .keys cimport is_plain_int
 
 from ...core.freshness import Entry
 from ...core.ttl import ttl_seconds
@@ -66,7 +68,19 @@ cdef enum:
     DUE = 1
     STALE = 2
 
+cdef enum:
+    # _slot_meta: per slot, these fields
+    META_FIELDS = 4
+    HITS = 0
+    SATURATED_IN = 1  # the policy epoch in which the key was found saturated
+    PLAIN_INT = 2  # 1 if the key is an int hashed to its own value
+    # field 3 is unused: it pads a record to 16 bytes, so one never straddles cache lines
+
 cdef uint32_t MAX_HITS = 0xFFFFFFFF
+# ``_last_miss_version`` when no key is known absent (the version, counting writes, never
+# gets there).
+cdef uint64_t NOT_ABSENT = 0xFFFFFFFFFFFFFFFF
+cdef object _NO_KEY = object()  # ``_last_miss`` before any miss: no caller holds it
 
 
 @cython.final
@@ -91,15 +105,20 @@ cdef class InMemoryLayer:
     cdef TimerWheel _wheel
     cdef FreshnessDeadlines _fresh
     cdef HotKeyTable _missed
-    # per slot: [2s] hits, [2s + 1] the policy epoch in which the key was saturated
-    cdef uint32_t[::1] _slot_meta
+    cdef uint32_t[::1] _slot_meta  # META_FIELDS per slot
     cdef int32_t[::1] _index
     cdef uint64_t _index_mask
     cdef list _entries
     cdef int32_t[::1] _free
     cdef Py_ssize_t _free_count
     cdef Py_ssize_t _slot_count
-    cdef uint64_t _version
+    cdef uint64_t _version  # bumped whenever a slot enters or leaves the index
+    # The last key that the fast path found missing, its spread hash, and the version at
+    # which it was missing: a ``set`` of that same object while the version holds knows
+    # its hash and that it is absent (a miss is usually followed by a set of its key).
+    cdef object _last_miss
+    cdef uint64_t _last_miss_hash
+    cdef uint64_t _last_miss_version
     cdef int64_t _coarse_slack_ns
     cdef Py_ssize_t _hits, _misses, _expirations, _oversized
     cdef Ownership _ownership
@@ -119,7 +138,7 @@ cdef class InMemoryLayer:
         self._wheel = TimerWheel(self._now_ns())
         self._fresh = FreshnessDeadlines()
         self._missed = HotKeyTable()
-        self._slot_meta = np.zeros(32, dtype=np.uint32)
+        self._slot_meta = np.zeros(8 * META_FIELDS, dtype=np.uint32)
         self._index = np.full(MIN_INDEX, EMPTY, dtype=np.int32)
         self._index_mask = MIN_INDEX - 1
         self._entries = []
@@ -127,6 +146,8 @@ cdef class InMemoryLayer:
         self._free_count = 0
         self._slot_count = 0
         self._version = 0
+        self._last_miss = _NO_KEY
+        self._last_miss_version = NOT_ABSENT
         self._hits = self._misses = self._expirations = self._oversized = 0
 
     def __cinit__(self):
@@ -154,11 +175,18 @@ cdef class InMemoryLayer:
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
         cdef int64_t deadline
+        cdef uint64_t absent_at
         if self._ownership.owner:  # another thread is inside a write: wait for it
             return self._read_locked(key, key_hash, default, accept, aside)
         slot = self._find(key, key_hash, False)
         if slot == INTERRUPTED:
             return self._read_locked(key, key_hash, default, accept, aside)
+        # No Python code ran since the probe ended: the key is absent at this version.
+        absent_at = self._version if slot < 0 else NOT_ABSENT
+        if slot >= 0:
+            # The value's own line is often cold and returning it touches it (the reference
+            # count): start that load now, so that it overlaps the hit's bookkeeping.
+            prefetch(PyList_GET_ITEM(self._entries, 2 * slot + 1))
         if slot >= 0 and self._wheel.scheduled:
             deadline = self._wheel.deadline(slot)
             # An injected clock runs Python code, and an expired entry must be removed:
@@ -176,6 +204,7 @@ cdef class InMemoryLayer:
             self._policy.record_access(key_hash)  # frequency counts every lookup, hit or miss
             self._misses += 1
             self._missed.record(key_hash, key)
+            self._remember_miss(key, key_hash, absent_at)
             return default
         self._record_hit(slot, key_hash)
         return <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
@@ -184,11 +213,14 @@ cdef class InMemoryLayer:
                              object aside):
         cdef Py_ssize_t slot
         cdef object result
+        cdef uint64_t absent_at = NOT_ABSENT
         self._lock_for_write()
         try:
             slot = self._find(key, key_hash, True)
             if slot >= 0 and self._wheel.scheduled and self._expire_if_due(slot):
                 slot = -1
+            if slot < 0:
+                absent_at = self._version
             if slot >= 0 and self._fresh.count and self._freshness(slot, -1) > accept:
                 if aside is not None:
                     return aside
@@ -204,6 +236,7 @@ cdef class InMemoryLayer:
             self._unlock()
         if slot < 0:
             self._missed.record(key_hash, key)
+            self._remember_miss(key, key_hash, absent_at)
         return result
 
     def get_entry(self, key):
@@ -212,12 +245,14 @@ cdef class InMemoryLayer:
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
         cdef object entry = None
+        cdef uint64_t absent_at = NOT_ABSENT
         self._lock_for_write()
         try:
             slot = self._find(key, key_hash, True)
             if slot >= 0 and self._wheel.scheduled and self._expire_if_due(slot):
                 slot = -1
             if slot < 0:
+                absent_at = self._version
                 self._policy.record_access(key_hash)
                 self._misses += 1
             else:
@@ -227,6 +262,7 @@ cdef class InMemoryLayer:
             self._unlock()
         if slot < 0:
             self._missed.record(key_hash, key)
+            self._remember_miss(key, key_hash, absent_at)
         return entry
 
     def get_entries(self, keys):
@@ -311,9 +347,23 @@ cdef class InMemoryLayer:
         for key, value in mapping.items():
             self.set_entry(key, value, lifetime, load_seconds)
 
+    cdef inline void _remember_miss(self, object key, uint64_t key_hash,
+                                    uint64_t absent_at) noexcept:
+        # The version first: dropping the previous key may run Python code that changes
+        # the cache, which then bumps the version past ``absent_at``.
+        self._last_miss_version = absent_at
+        self._last_miss_hash = key_hash
+        self._last_miss = key
+
     cdef int _store(self, object key, object value, double ttl, double stale,
                     double refresh) except -1:
-        cdef uint64_t key_hash = _key_hash(key)
+        cdef uint64_t key_hash
+        cdef uint64_t absent_at = NOT_ABSENT
+        if key is self._last_miss:  # the key that just missed: hashed already
+            key_hash = self._last_miss_hash
+            absent_at = self._last_miss_version
+        else:
+            key_hash = _key_hash(key)
         cdef int64_t weight = 1
         cdef int64_t now_ns = 0, deadline = NEVER
         cdef int64_t fresh_until = NEVER, refresh_at = NEVER
@@ -330,19 +380,21 @@ cdef class InMemoryLayer:
                 refresh_at = deadline_after(now_ns, refresh, NEVER)
         self._lock_for_write()
         try:
-            self._set_locked(key, value, key_hash, weight, now_ns, deadline, fresh_until,
-                             refresh_at)
+            self._set_locked(key, value, key_hash, absent_at, weight, now_ns, deadline,
+                             fresh_until, refresh_at)
         finally:
             self._unlock()
         return 0
 
-    cdef int _set_locked(self, object key, object value, uint64_t key_hash, int64_t weight,
-                         int64_t now_ns, int64_t deadline, int64_t fresh_until,
-                         int64_t refresh_at) except -1:
+    cdef int _set_locked(self, object key, object value, uint64_t key_hash,
+                         uint64_t absent_at, int64_t weight, int64_t now_ns, int64_t deadline,
+                         int64_t fresh_until, int64_t refresh_at) except -1:
+        # ``absent_at``: the version at which the key was seen missing (NOT_ABSENT: unknown).
+        # The weigher and the clock ran Python code since; any change bumped the version.
         cdef Py_ssize_t slot, evicted
         if now_ns and self._wheel.scheduled:
             self._reclaim_expired(now_ns)
-        slot = self._find(key, key_hash, True)
+        slot = -1 if absent_at == self._version else self._find(key, key_hash, True)
         if (deadline != NEVER and deadline <= now_ns) or weight > self._policy.capacity:
             # Already expired, or can never fit: the old value must not survive the write.
             if weight > self._policy.capacity:
@@ -487,7 +539,7 @@ cdef class InMemoryLayer:
         self._lock_for_write()
         try:
             cached = [
-                (self._entries[2 * slot], self._policy._hash[slot], self._slot_meta[2 * slot])
+                (self._entries[2 * slot], self._policy._hash[slot], self._slot_meta[META_FIELDS * slot + HITS])
                 for slot in self._cached_slots()
             ]
             return layer_snapshot(stats, self._policy, cached, self._missed, hot_keys)
@@ -543,6 +595,10 @@ cdef class InMemoryLayer:
                 if stored == <PyObject*>key:
                     return slot
                 if self._policy._hash[slot] == key_hash:
+                    if self._slot_meta[META_FIELDS * slot + PLAIN_INT] and is_plain_int(
+                        key, key_hash
+                    ):
+                        return slot  # equal ints: the stored one need not be read
                     version = self._version
                     equal = PyObject_RichCompareBool(<object>stored, key, Py_EQ)
                     if not locked and self._ownership.owner:
@@ -580,10 +636,12 @@ cdef class InMemoryLayer:
             self._policy.grow(self._slot_count)
             self._wheel.grow(self._slot_count)
             self._fresh.grow(self._slot_count)
-            if 2 * slot == self._slot_meta.shape[0]:
-                self._slot_meta = _grown(self._slot_meta, 4 * slot)
-        self._slot_meta[2 * slot] = 0
-        self._slot_meta[2 * slot + 1] = 0
+            if META_FIELDS * slot == self._slot_meta.shape[0]:
+                self._slot_meta = _grown(self._slot_meta, 2 * META_FIELDS * slot)
+        cdef uint32_t* meta = &self._slot_meta[META_FIELDS * slot]
+        meta[HITS] = 0
+        meta[SATURATED_IN] = 0
+        meta[PLAIN_INT] = is_plain_int(key, key_hash)
         # The index needs the hash before the policy has it; the policy overwrites it with
         # the same value on insert.
         self._policy._hash[slot] = key_hash
@@ -596,13 +654,13 @@ cdef class InMemoryLayer:
     cdef inline void _record_hit(self, Py_ssize_t slot, uint64_t key_hash) noexcept:
         # Frequency first: recording a key already known to be saturated in this epoch is
         # a no-op (see WTinyLfuPolicy.record), so skip it; hot keys are hit most.
-        cdef uint32_t* meta = &self._slot_meta[2 * slot]
+        cdef uint32_t* meta = &self._slot_meta[META_FIELDS * slot]
         cdef WTinyLfuPolicy policy = self._policy
-        if meta[1] != policy.epoch and policy.record_access(key_hash):
-            meta[1] = policy.epoch
+        if meta[SATURATED_IN] != policy.epoch and policy.record_access(key_hash):
+            meta[SATURATED_IN] = policy.epoch
         self._hits += 1
-        if meta[0] != MAX_HITS:
-            meta[0] += 1
+        if meta[HITS] != MAX_HITS:
+            meta[HITS] += 1
         policy.on_hit(slot)
 
     cdef bint _expire_if_due(self, Py_ssize_t slot) except -1:
