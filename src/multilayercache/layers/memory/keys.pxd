@@ -7,19 +7,47 @@
 # Python hashes to their own value (|n| < 2**61 - 1 on 64-bit CPython, -1 excepted: it
 # hashes to -2), the hash is the value, so equal hashes mean equal keys. The layer flags
 # such keys when it stores them and then answers from the hashes alone.
-from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
-from libc.stdint cimport uint64_t
+from cpython.long cimport PyLong_CheckExact
+from libc.stdint cimport int64_t, uint64_t
 
 from ..._core.bits cimport spread
+
+cdef extern from *:
+    """
+    /* The value of an exact int, if it fits in int64 (*fits = 0 otherwise). Small ints are
+       read in place (one machine digit); others go through the C API, which cannot fail
+       for an exact int. */
+    static inline int64_t mlc_int_value(PyObject* op, int* fits) {
+        int overflow = 0;
+        long long value;
+    #if PY_VERSION_HEX >= 0x030C0000
+        if (PyUnstable_Long_IsCompact((PyLongObject*)op)) {
+            *fits = 1;
+            return (int64_t)PyUnstable_Long_CompactValue((PyLongObject*)op);
+        }
+    #else
+        Py_ssize_t size = Py_SIZE(op);
+        if (size == 0) { *fits = 1; return 0; }
+        if (size == 1 || size == -1) {
+            *fits = 1;
+            return (int64_t)size * (int64_t)((PyLongObject*)op)->ob_digit[0];
+        }
+    #endif
+        value = PyLong_AsLongLongAndOverflow(op, &overflow);
+        *fits = !overflow;
+        return (int64_t)value;
+    }
+    """
+    int64_t int_value "mlc_int_value"(object op, int* fits) noexcept
 
 
 cdef inline bint is_plain_int(object key, uint64_t key_hash) noexcept:
     """Whether ``key`` is an exact int whose hash is its value (``key_hash`` is its spread
-    hash). Never raises: an exact int converts or overflows, with no error."""
-    cdef int overflow = 0
-    cdef long long value
+    hash)."""
+    cdef int fits = 0
+    cdef int64_t value
     if not PyLong_CheckExact(key):
         return False
-    value = PyLong_AsLongLongAndOverflow(key, &overflow)
+    value = int_value(key, &fits)
     # spread is a bijection: equal spread hashes mean value == hash(key).
-    return not overflow and spread(<uint64_t>value) == key_hash
+    return fits and spread(<uint64_t>value) == key_hash

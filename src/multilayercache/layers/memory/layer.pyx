@@ -33,13 +33,7 @@ from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
 from .freshness cimport FreshnessDeadlines
-from .ownership cimport (
-    Ownership,
-    clear_graves,
-    keep_until_released,
-    release_graves,
-    take_ownership,
-)
+from .ownership cimport Ownership, clear_graves, release_graves, replace_item, take_ownership
 from .index cimport EMPTY, MIN_INDEX, index_place, index_remove
 from .keys cimport is_plain_int
 
@@ -386,7 +380,7 @@ cdef class InMemoryLayer:
             self._unlock()
         return 0
 
-    cdef int _set_locked(self, object key, object value, uint64_t key_hash,
+    cdef inline int _set_locked(self, object key, object value, uint64_t key_hash,
                          uint64_t absent_at, int64_t weight, int64_t now_ns, int64_t deadline,
                          int64_t fresh_until, int64_t refresh_at) except -1:
         # ``absent_at``: the version at which the key was seen missing (NOT_ABSENT: unknown).
@@ -403,8 +397,7 @@ cdef class InMemoryLayer:
                 self._remove(slot)
             return 0
         if slot >= 0:
-            self._keep(PyList_GET_ITEM(self._entries, 2 * slot + 1))
-            _replace_item(self._entries, 2 * slot + 1, value)
+            self._replace_item(2 * slot + 1, value)
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
             if self._policy.weighted:
@@ -550,15 +543,16 @@ cdef class InMemoryLayer:
     cdef inline int _lock_for_write(self) except -1:
         return take_ownership(&self._ownership)
 
-    cdef void _unlock(self) noexcept:
+    cdef inline void _unlock(self) noexcept:
         self._ownership.owner = 0
         if self._ownership.grave_count:
             release_graves(&self._ownership)
         if PyList_GET_SIZE(self._grave_overflow):
             self._grave_overflow = []  # releases what spilled over, after the unlock
 
-    cdef int _keep(self, PyObject* item) except -1:
-        return keep_until_released(&self._ownership, item, self._grave_overflow)
+    cdef inline int _replace_item(self, Py_ssize_t index, object item) except -1:
+        # ``_entries[index] = item``; the old item is released when the operation ends.
+        return replace_item(&self._ownership, self._entries, index, item, self._grave_overflow)
 
     # ------------------------------------------------------------------ time
     cdef int64_t _now_ns(self) except? -1:
@@ -621,23 +615,17 @@ cdef class InMemoryLayer:
         return 0
 
     # ------------------------------------------------------------------ slots
-    cdef Py_ssize_t _allocate_slot(self, object key, object value, uint64_t key_hash) except -1:
+    cdef inline Py_ssize_t _allocate_slot(self, object key, object value,
+                                          uint64_t key_hash) except -1:
         cdef Py_ssize_t slot
         if self._free_count:
             self._free_count -= 1
             slot = self._free[self._free_count]
-            _replace_item(self._entries, 2 * slot, key)  # replaces None: nothing is released
-            _replace_item(self._entries, 2 * slot + 1, value)
+            # A free slot holds None twice: replacing them releases nothing.
+            _replace_none(self._entries, 2 * slot, key)
+            _replace_none(self._entries, 2 * slot + 1, value)
         else:
-            slot = self._slot_count
-            self._slot_count += 1
-            self._entries.append(key)
-            self._entries.append(value)
-            self._policy.grow(self._slot_count)
-            self._wheel.grow(self._slot_count)
-            self._fresh.grow(self._slot_count)
-            if META_FIELDS * slot == self._slot_meta.shape[0]:
-                self._slot_meta = _grown(self._slot_meta, 2 * META_FIELDS * slot)
+            slot = self._append_slot(key, value)
         cdef uint32_t* meta = &self._slot_meta[META_FIELDS * slot]
         meta[HITS] = 0
         meta[SATURATED_IN] = 0
@@ -649,6 +637,19 @@ cdef class InMemoryLayer:
             self._grow_index()
         index_place(&self._index[0], self._index_mask, <int32_t>slot, key_hash)
         self._version += 1
+        return slot
+
+    cdef Py_ssize_t _append_slot(self, object key, object value) except -1:
+        # A new slot at the end: rare once the cache is full, so out of the hot path.
+        cdef Py_ssize_t slot = self._slot_count
+        self._slot_count += 1
+        self._entries.append(key)
+        self._entries.append(value)
+        self._policy.grow(self._slot_count)
+        self._wheel.grow(self._slot_count)
+        self._fresh.grow(self._slot_count)
+        if META_FIELDS * slot == self._slot_meta.shape[0]:
+            self._slot_meta = _grown(self._slot_meta, 2 * META_FIELDS * slot)
         return slot
 
     cdef inline void _record_hit(self, Py_ssize_t slot, uint64_t key_hash) noexcept:
@@ -671,14 +672,13 @@ cdef class InMemoryLayer:
         self._expirations += 1
         return True
 
-    cdef int _release_slot(self, Py_ssize_t slot) except -1:
-        self._fresh.forget(slot)
-        # Keep the key and value alive until unlock; the stores below then release nothing.
-        self._keep(PyList_GET_ITEM(self._entries, 2 * slot))
-        self._keep(PyList_GET_ITEM(self._entries, 2 * slot + 1))
+    cdef inline int _release_slot(self, Py_ssize_t slot) except -1:
+        if self._fresh.count:
+            self._fresh.forget(slot)
         index_remove(&self._index[0], self._index_mask, &self._policy._hash[0], <int32_t>slot)
-        _replace_item(self._entries, 2 * slot, None)
-        _replace_item(self._entries, 2 * slot + 1, None)
+        # The key and value are released when the operation ends (that may run Python code).
+        self._replace_item(2 * slot, None)
+        self._replace_item(2 * slot + 1, None)
         if self._free_count == self._free.shape[0]:
             self._free = _grown(self._free, 2 * self._free_count)
         self._free[self._free_count] = <int32_t>slot
@@ -688,15 +688,17 @@ cdef class InMemoryLayer:
 
     cdef int _remove(self, Py_ssize_t slot) except -1:
         self._policy.on_remove(slot)
-        self._wheel.deschedule(slot)
+        if self._wheel.scheduled:  # else nothing is scheduled: nothing to deschedule
+            self._wheel.deschedule(slot)
         self._release_slot(slot)
         return 0
 
-    cdef int _drop_evicted(self, Py_ssize_t count) except -1:
+    cdef inline int _drop_evicted(self, Py_ssize_t count) except -1:
         cdef Py_ssize_t i, slot
         for i in range(count):
             slot = self._policy._evicted[i]
-            self._wheel.deschedule(slot)
+            if self._wheel.scheduled:
+                self._wheel.deschedule(slot)
             self._release_slot(slot)
         return 0
 
@@ -733,9 +735,8 @@ cdef class InMemoryLayer:
         ]
 
 
-cdef inline void _replace_item(list items, Py_ssize_t index, object item) noexcept:
-    # Callers guarantee the old item is kept alive elsewhere (or is None), so dropping the
-    # list's reference here runs no Python code.
+cdef inline void _replace_none(list items, Py_ssize_t index, object item) noexcept:
+    # ``items[index]`` is None: dropping the list's reference to it runs no Python code.
     cdef PyObject* old = PyList_GET_ITEM(items, index)
     Py_INCREF(item)
     PyList_SET_ITEM(items, index, item)
