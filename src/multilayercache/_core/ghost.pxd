@@ -1,6 +1,8 @@
 cimport cython
 from libc.stdint cimport uint32_t, uint64_t
 
+from .bits cimport prefetch
+
 cpdef enum:
     WINDOW = 1  # the region that evicted a ghost
     MAIN = 2
@@ -52,3 +54,9 @@ cdef inline (int, uint32_t, uint32_t) ghost_take(GhostTable ghosts, uint64_t key
     cdef int region = tag & REGION_BITS
     bucket.tag = 0
     return region, ghosts._evictions[region] - bucket.stamp, bucket.last_use
+
+
+cdef inline void ghost_prefetch(GhostTable ghosts, uint64_t key_hash) noexcept:
+    """Start loading the key's bucket: a miss calls this, and the insert that usually
+    follows then takes its ghost from cache."""
+    prefetch(ghosts.buckets + ((key_hash >> BUCKET_SHIFT) & ghosts.bucket_mask))

@@ -28,7 +28,8 @@ from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 from ..._core.bits cimport prefetch, spread
-from ..._core.hotkeys cimport HotKeyTable
+from ..._core.ghost cimport ghost_prefetch
+from ..._core.hotkeys cimport HotKeyTable, hot_keys_record
 from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
@@ -196,8 +197,9 @@ cdef class InMemoryLayer:
                 slot = -1  # stale: ``get`` no longer serves it
         if slot < 0:
             self._policy.record_access(key_hash)  # frequency counts every lookup, hit or miss
+            ghost_prefetch(self._policy.ghosts, key_hash)  # for the set that usually follows
             self._misses += 1
-            self._missed.record(key_hash, key)
+            hot_keys_record(self._missed, key_hash, key)
             self._remember_miss(key, key_hash, absent_at)
             return default
         self._record_hit(slot, key_hash)
