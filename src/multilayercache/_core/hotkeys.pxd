@@ -3,7 +3,12 @@ from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport uint32_t, uint64_t
 
-cdef uint32_t HOT_MAX_COUNT = 0xFFFFFFFF
+cdef extern from *:
+    """
+    #define MLC_HOT_MAX_COUNT 0xFFFFFFFFU
+    """
+    # counts saturate here (a constant for the inline record below)
+    const uint32_t HOT_MAX_COUNT "MLC_HOT_MAX_COUNT"
 
 
 @cython.final

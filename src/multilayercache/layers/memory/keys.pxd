@@ -1,4 +1,5 @@
-# Keys of the compiled layer: which ones compare equal without reading the stored key.
+# Keys of the compiled layer: their spread hash, and which ones compare equal without
+# reading the stored key.
 #
 # A hit on a key that is equal but not identical to the stored one (ints and strings built
 # per request) must compare the two, and ``__eq__`` reads the stored key object, which sits
@@ -7,10 +8,15 @@
 # Python hashes to their own value (|n| < 2**61 - 1 on 64-bit CPython, -1 excepted: it
 # hashes to -2), the hash is the value, so equal hashes mean equal keys. The layer flags
 # such keys when it stores them and then answers from the hashes alone.
+from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
 from cpython.long cimport PyLong_CheckExact
 from libc.stdint cimport int64_t, uint64_t
 
 from ..._core.bits cimport spread
+
+cdef extern from "Python.h":
+    # Declared without an exception value, so that key_hash can word the error itself.
+    Py_hash_t hash_or_minus_one "PyObject_Hash"(object key)
 
 cdef extern from *:
     """
@@ -51,3 +57,21 @@ cdef inline bint is_plain_int(object key, uint64_t key_hash) noexcept:
     value = int_value(key, &fits)
     # spread is a bijection: equal spread hashes mean value == hash(key).
     return fits and spread(<uint64_t>value) == key_hash
+
+
+cdef inline uint64_t key_hash(object key) except? 0:
+    """The key's spread hash (``bits.pxd``); the layer's error for an unhashable key."""
+    cdef Py_hash_t h = hash_or_minus_one(key)
+    if h == -1:
+        raise_hash_error(key)
+    return spread(<uint64_t>h)
+
+
+cdef inline int raise_hash_error(object key) except -1:
+    # -1 is never a valid hash: an exception is pending. Reword "unhashable" ones.
+    if PyErr_ExceptionMatches(TypeError):
+        PyErr_Clear()
+        from multilayercache.layers.memory.arguments import unhashable_key
+
+        raise unhashable_key(key)
+    return -1
