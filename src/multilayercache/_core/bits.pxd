@@ -4,8 +4,15 @@ from libc.stdint cimport uint64_t
 cdef extern from *:
     """
     #define MLC_GOLDEN64 0x9E3779B97F4A7C15ULL
+    #if defined(__GNUC__) || defined(__clang__)
+    #define MLC_PREFETCH(address) __builtin_prefetch(address)
+    #else
+    #define MLC_PREFETCH(address) ((void)(address))
+    #endif
     """
     uint64_t GOLDEN64 "MLC_GOLDEN64"
+    # A hint to start loading the cache line at ``address``; never faults, changes nothing.
+    void prefetch "MLC_PREFETCH"(const void* address) nogil
 
 
 cdef inline uint64_t spread(uint64_t z) noexcept nogil:

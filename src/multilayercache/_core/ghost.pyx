@@ -1,5 +1,5 @@
 """Ghost table of recently evicted keys (compiled twin of ``_ghost_py.py``, which explains
-it)."""
+it). The buckets are 16-byte records (``ghost.pxd``); the columns below are copies."""
 
 import numpy as np
 
@@ -8,8 +8,7 @@ from libc.stdint cimport uint32_t, uint64_t
 from .bits cimport next_power_of_two
 
 cdef enum:
-    REGION_BITS = 3
-    BUCKET_SHIFT = 20
+    FIELDS = 4  # uint32 per GhostBucket
 
 
 cdef class GhostTable:
@@ -19,26 +18,28 @@ cdef class GhostTable:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity!r}")
         cdef Py_ssize_t bucket_count = max(8, next_power_of_two(capacity))
-        self._tags = np.zeros(bucket_count, dtype=np.uint32)
-        self._stamps = np.zeros(bucket_count, dtype=np.uint32)
-        self._last_uses = np.zeros(bucket_count, dtype=np.uint32)
+        self._storage = np.zeros(FIELDS * bucket_count, dtype=np.uint32)
+        self.buckets = <GhostBucket*>&self._storage[0]
         self.bucket_mask = bucket_count - 1
         self._evictions[0] = self._evictions[1] = self._evictions[2] = 0
+
+    def _column(self, Py_ssize_t field):
+        return np.array(np.asarray(self._storage)[field::FIELDS], dtype=np.uint32, copy=True)
 
     @property
     def tags(self):
         """A copy of the tag column (``uint32``; 0 = empty bucket)."""
-        return np.array(self._tags, dtype=np.uint32, copy=True)
+        return self._column(0)
 
     @property
     def stamps(self):
         """A copy of the stamp column (``uint32`` eviction counts)."""
-        return np.array(self._stamps, dtype=np.uint32, copy=True)
+        return self._column(1)
 
     @property
     def last_uses(self):
         """A copy of the last-use column (``uint32`` policy clock values)."""
-        return np.array(self._last_uses, dtype=np.uint32, copy=True)
+        return self._column(2)
 
     @property
     def evictions(self):
@@ -50,22 +51,9 @@ cdef class GhostTable:
         been used last at clock ``last_use``."""
         if region != WINDOW and region != MAIN:
             raise ValueError(f"region must be WINDOW (1) or MAIN (2), got {region!r}")
-        # uint32 arithmetic wraps by itself, as the twin's explicit mask does.
-        self._evictions[region] += 1
-        cdef uint64_t bucket = (key_hash >> BUCKET_SHIFT) & self.bucket_mask
-        self._tags[bucket] = (<uint32_t>(key_hash >> 32) & ~(<uint32_t>REGION_BITS)) | region
-        self._stamps[bucket] = self._evictions[region]
-        self._last_uses[bucket] = last_use
+        ghost_remember(self, key_hash, region, last_use)
 
     cpdef (int, uint32_t, uint32_t) take(self, uint64_t key_hash) noexcept:
         """``(region, age, last use)`` if the key is a ghost, else ``(0, 0, 0)``; the ghost
         is consumed."""
-        cdef uint64_t bucket = (key_hash >> BUCKET_SHIFT) & self.bucket_mask
-        cdef uint32_t tag = self._tags[bucket]
-        cdef uint32_t wanted = <uint32_t>(key_hash >> 32) & ~(<uint32_t>REGION_BITS)
-        if tag == 0 or (tag & ~(<uint32_t>REGION_BITS)) != wanted:
-            return 0, 0, 0
-        cdef int region = tag & REGION_BITS
-        self._tags[bucket] = 0
-        return region, self._evictions[region] - self._stamps[bucket], self._last_uses[bucket]
-
+        return ghost_take(self, key_hash)

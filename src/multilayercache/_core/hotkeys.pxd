@@ -1,5 +1,14 @@
 cimport cython
+from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport uint32_t, uint64_t
+
+cdef extern from *:
+    """
+    #define MLC_HOT_MAX_COUNT 0xFFFFFFFFU
+    """
+    # counts saturate here (a constant for the inline record below)
+    const uint32_t HOT_MAX_COUNT "MLC_HOT_MAX_COUNT"
 
 
 @cython.final
@@ -11,3 +20,27 @@ cdef class HotKeyTable:
     cdef uint32_t[::1] _counts
 
     cpdef void record(self, uint64_t key_hash, object key) noexcept
+
+
+cdef inline void hot_keys_record(HotKeyTable table, uint64_t key_hash, object key) noexcept:
+    """``record``, inline here so that the layer's miss path compiles it in (no call)."""
+    cdef uint64_t bucket = key_hash & table.bucket_mask
+    cdef uint32_t score = table._scores[bucket]
+    cdef PyObject* old
+    if score and table._hashes[bucket] == key_hash:
+        if score != HOT_MAX_COUNT:
+            table._scores[bucket] = score + 1
+        if table._counts[bucket] != HOT_MAX_COUNT:
+            table._counts[bucket] += 1
+    elif score:
+        table._scores[bucket] = score - 1
+    else:
+        table._hashes[bucket] = key_hash
+        table._scores[bucket] = 1
+        table._counts[bucket] = 1
+        # Swap the key reference by hand; releasing the old key last, once the table is
+        # consistent, since that may run arbitrary Python code.
+        old = PyList_GET_ITEM(table._keys, bucket)
+        Py_INCREF(key)
+        PyList_SET_ITEM(table._keys, bucket, key)
+        Py_DECREF(<object>old)

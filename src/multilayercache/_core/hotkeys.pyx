@@ -2,8 +2,6 @@
 
 import numpy as np
 
-from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
-from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport uint32_t, uint64_t
 
 HOT_KEY_BUCKETS = 256
@@ -31,26 +29,7 @@ cdef class HotKeyTable:
 
     cpdef void record(self, uint64_t key_hash, object key) noexcept:
         """Count one event for ``key`` (whose spread hash is ``key_hash``)."""
-        cdef uint64_t bucket = key_hash & self.bucket_mask
-        cdef uint32_t score = self._scores[bucket]
-        cdef PyObject* old
-        if score and self._hashes[bucket] == key_hash:
-            if score != _MAX_COUNT:
-                self._scores[bucket] = score + 1
-            if self._counts[bucket] != _MAX_COUNT:
-                self._counts[bucket] += 1
-        elif score:
-            self._scores[bucket] = score - 1
-        else:
-            self._hashes[bucket] = key_hash
-            self._scores[bucket] = 1
-            self._counts[bucket] = 1
-            # Swap the key reference by hand; releasing the old key last, once the table
-            # is consistent, since that may run arbitrary Python code.
-            old = PyList_GET_ITEM(self._keys, bucket)
-            Py_INCREF(key)
-            PyList_SET_ITEM(self._keys, bucket, key)
-            Py_DECREF(<object>old)
+        hot_keys_record(self, key_hash, key)
 
     def count_of(self, uint64_t key_hash) -> int:
         """Events counted for the key, or 0 if it is not tracked."""

@@ -75,6 +75,7 @@ cdef class WTinyLfuPolicy:
     # private
     cdef int64_t _weight_of(self, Py_ssize_t slot) noexcept
     cdef int _ensure_sized(self, Py_ssize_t entries) except -1
+    cdef int _resize_frequency(self, Py_ssize_t entries) except -1
     cdef void _cache_frequency_views(self) noexcept
     cdef uint32_t _idle_time(self, Py_ssize_t slot) noexcept
     cdef void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash) noexcept
@@ -87,6 +88,7 @@ cdef class WTinyLfuPolicy:
     cdef Py_ssize_t _main_victim(self) noexcept
     cdef bint _prefer_candidate(self, Py_ssize_t candidate, Py_ssize_t victim) noexcept
     cdef int _evict(self, Py_ssize_t slot, int ghost_region) except -1
+    cdef int _grow_evicted(self) except -1
     cdef void _forget(self, Py_ssize_t slot) noexcept
     cdef void _demote_protected_overflow(self) noexcept
     cdef void _relink(self, Py_ssize_t slot, uint8_t region) noexcept

@@ -17,7 +17,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from .doorkeeper cimport Doorkeeper, doorkeeper_add, doorkeeper_contains
 from .ghost cimport MAIN as GHOST_MAIN
 from .ghost cimport WINDOW as GHOST_WINDOW
-from .ghost cimport GhostTable
+from .ghost cimport GhostTable, ghost_remember, ghost_take
 from .sketch cimport CountMinSketch, sketch_add, sketch_frequency
 
 # The int constants are ``cpdef enum``s in policy.pxd (C and Python alike); these do not
@@ -174,7 +174,7 @@ cdef class WTinyLfuPolicy:
         if self.weighted:
             self._weight = _grown(self._weight, old, capacity, 0)
 
-    cdef int64_t _weight_of(self, Py_ssize_t slot) noexcept:
+    cdef inline int64_t _weight_of(self, Py_ssize_t slot) noexcept:
         return self._weight[slot] if self.weighted else 1
 
     cpdef void on_hit(self, Py_ssize_t slot) noexcept:
@@ -233,9 +233,13 @@ cdef class WTinyLfuPolicy:
         self._forget(slot)
 
     # ------------------------------------------------------------------ adaptation
-    cdef int _ensure_sized(self, Py_ssize_t entries) except -1:
+    cdef inline int _ensure_sized(self, Py_ssize_t entries) except -1:
         if entries <= self.sized_for or self.sized_for >= self.entry_limit:
             return 0
+        return self._resize_frequency(entries)
+
+    cdef int _resize_frequency(self, Py_ssize_t entries) except -1:
+        # Rare (weighted caches that outgrow their first sizing), so out of the hot path.
         while entries > self.sized_for and self.sized_for < self.entry_limit:
             self.sized_for = min(2 * self.sized_for, self.entry_limit)
         self.sketch = CountMinSketch(self.sized_for)
@@ -245,13 +249,13 @@ cdef class WTinyLfuPolicy:
         self.epoch += 1
         return 0
 
-    cdef uint32_t _idle_time(self, Py_ssize_t slot) noexcept:
+    cdef inline uint32_t _idle_time(self, Py_ssize_t slot) noexcept:
         return self.clock - <uint32_t>self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE]
 
-    cdef void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash) noexcept:
+    cdef inline void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash) noexcept:
         cdef uint32_t age, last_use
         cdef int region
-        region, age, last_use = self.ghosts.take(key_hash)
+        region, age, last_use = ghost_take(self.ghosts, key_hash)
         self._reuse[slot] = self.clock - last_use if region else C_UNKNOWN_REUSE
         cdef Py_ssize_t horizon = max(1, self._entry_capacity() // 2)
         cdef bint recent = region != 0 and age < horizon
@@ -268,7 +272,7 @@ cdef class WTinyLfuPolicy:
             return
         self._set_window(self.window_target + self._step())
 
-    cdef void _check_density(self) noexcept:
+    cdef inline void _check_density(self) noexcept:
         cdef int64_t window, probation
         self.misses_since_check += 1
         if DENSITY_PERIOD * self.misses_since_check < self._entry_capacity():
@@ -282,7 +286,7 @@ cdef class WTinyLfuPolicy:
                              - max(self._step(), self.window_target >> DENSITY_SHRINK_SHIFT))
         self.window_hits = self.probation_hits = self.misses_since_check = 0
 
-    cdef Py_ssize_t _entry_capacity(self) noexcept:
+    cdef inline Py_ssize_t _entry_capacity(self) noexcept:
         return self.sized_for if self.weighted else <Py_ssize_t>self.capacity
 
     cdef int64_t _step(self) noexcept:
@@ -296,7 +300,7 @@ cdef class WTinyLfuPolicy:
         self.protected_max = (self.capacity - self.window_max) * PROTECTED_PERCENT // 100
 
     # ------------------------------------------------------------------ eviction
-    cdef Py_ssize_t _balance(self) except -1:
+    cdef inline Py_ssize_t _balance(self) except -1:
         cdef Py_ssize_t candidate, victim
         self._evicted_count = 0
         while self._region_weights[WINDOW] > self.window_max:
@@ -315,7 +319,7 @@ cdef class WTinyLfuPolicy:
         self._demote_protected_overflow()
         return self._evicted_count
 
-    cdef bint _make_room_in_main(self, Py_ssize_t candidate) except -1:
+    cdef inline bint _make_room_in_main(self, Py_ssize_t candidate) except -1:
         cdef Py_ssize_t victim
         while self.total_weight > self.capacity:
             victim = self._main_victim()
@@ -324,7 +328,7 @@ cdef class WTinyLfuPolicy:
             self._evict(victim, GHOST_MAIN)
         return True
 
-    cdef Py_ssize_t _main_victim(self) noexcept:
+    cdef inline Py_ssize_t _main_victim(self) noexcept:
         cdef int32_t node = self._nodes[NODE_FIELDS * (PROBATION) + NEXT]
         if node != PROBATION:
             return node - HEADS
@@ -333,7 +337,7 @@ cdef class WTinyLfuPolicy:
             return node - HEADS
         return -1
 
-    cdef bint _prefer_candidate(self, Py_ssize_t candidate, Py_ssize_t victim) noexcept:
+    cdef inline bint _prefer_candidate(self, Py_ssize_t candidate, Py_ssize_t victim) noexcept:
         cdef bint sooner = self._reuse[candidate] < self._idle_time(victim)
         if self._readmit[candidate] and sooner:
             return True
@@ -347,21 +351,26 @@ cdef class WTinyLfuPolicy:
             return self._next_random() >> (64 - RANDOM_ADMIT_BITS) == 0
         return False
 
-    cdef int _evict(self, Py_ssize_t slot, int ghost_region) except -1:
+    cdef inline int _evict(self, Py_ssize_t slot, int ghost_region) except -1:
         self._unlink(<int32_t>(HEADS + slot))
-        self.ghosts.remember(self._hash[slot], ghost_region,
-                            <uint32_t>self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE])
+        ghost_remember(self.ghosts, self._hash[slot], ghost_region,
+                       <uint32_t>self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE])
         self._forget(slot)
         self.evictions += 1
         if self._evicted_count == self._evicted.shape[0]:
-            bigger = np.empty(2 * self._evicted_count, dtype=np.int32)
-            bigger[:self._evicted_count] = self._evicted
-            self._evicted = bigger
+            self._grow_evicted()
         self._evicted[self._evicted_count] = <int32_t>slot
         self._evicted_count += 1
         return 0
 
-    cdef void _forget(self, Py_ssize_t slot) noexcept:
+    cdef int _grow_evicted(self) except -1:
+        # Rare (a write that evicts more than ever before), so out of the hot path.
+        bigger = np.empty(2 * self._evicted_count, dtype=np.int32)
+        bigger[:self._evicted_count] = self._evicted
+        self._evicted = bigger
+        return 0
+
+    cdef inline void _forget(self, Py_ssize_t slot) noexcept:
         cdef int64_t weight = self._weight_of(slot)
         self._region_weights[self._nodes[NODE_FIELDS * (HEADS + slot) + REGION]] -= weight
         self.total_weight -= weight
@@ -371,11 +380,11 @@ cdef class WTinyLfuPolicy:
         if self.weighted:
             self._weight[slot] = 0
 
-    cdef void _demote_protected_overflow(self) noexcept:
+    cdef inline void _demote_protected_overflow(self) noexcept:
         while self._region_weights[PROTECTED] > self.protected_max:
             self._relink(self._nodes[NODE_FIELDS * (PROTECTED) + NEXT] - HEADS, PROBATION)
 
-    cdef void _relink(self, Py_ssize_t slot, uint8_t region) noexcept:
+    cdef inline void _relink(self, Py_ssize_t slot, uint8_t region) noexcept:
         cdef int32_t node = <int32_t>(HEADS + slot)
         cdef int64_t weight
         self._unlink(node)
@@ -395,14 +404,14 @@ cdef class WTinyLfuPolicy:
         return x * 0x2545F4914F6CDD1DULL
 
     # ------------------------------------------------------------------ lists
-    cdef void _push_most_recent(self, int32_t head, int32_t node) noexcept:
+    cdef inline void _push_most_recent(self, int32_t head, int32_t node) noexcept:
         cdef int32_t last = self._nodes[NODE_FIELDS * (head) + PREV]
         self._nodes[NODE_FIELDS * (node) + PREV] = last
         self._nodes[NODE_FIELDS * (node) + NEXT] = head
         self._nodes[NODE_FIELDS * (last) + NEXT] = node
         self._nodes[NODE_FIELDS * (head) + PREV] = node
 
-    cdef void _unlink(self, int32_t node) noexcept:
+    cdef inline void _unlink(self, int32_t node) noexcept:
         cdef int32_t before = self._nodes[NODE_FIELDS * (node) + PREV], after = self._nodes[NODE_FIELDS * (node) + NEXT]
         self._nodes[NODE_FIELDS * (before) + NEXT] = after
         self._nodes[NODE_FIELDS * (after) + PREV] = before

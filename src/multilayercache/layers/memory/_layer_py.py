@@ -32,15 +32,23 @@ from typing import Any
 
 from ..._core._bits_py import spread
 from ..._core._hotkeys_py import HotKeyTable
-from ..._core._policy_py import NOT_CACHED, WTinyLfuPolicy
+from ..._core._policy_py import WTinyLfuPolicy
 from ..._core._timerwheel_py import NO_DEADLINE, TimerWheel
 from ...core.freshness import Entry, Freshness, Lifetime
 from ...core.stats import LayerSnapshot, LayerStats
 from ...core.ttl import TTL, ttl_seconds
 from ._freshness_py import FreshnessDeadlines
+from ._inspect_py import (
+    cached_slots,
+    frequency_estimate,
+    internals,
+    remaining_ttl,
+    snapshot,
+    stats,
+    top_keys,
+)
 from .arguments import (
     checked_clock,
-    checked_top_n,
     checked_weight,
     default_ttl_seconds,
     layer_bounds,
@@ -48,7 +56,7 @@ from .arguments import (
 )
 from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_left, seconds_to_ns
-from .introspection import layer_repr, layer_snapshot, layer_stats
+from .introspection import layer_repr
 
 
 class InMemoryLayer:
@@ -298,7 +306,7 @@ class InMemoryLayer:
     def clear(self) -> None:
         """Remove every entry (frequency history is kept)."""
         with self._lock:
-            for slot in self._cached_slots():
+            for slot in cached_slots(self):
                 self._remove(slot)
 
     # ------------------------------------------------------------------ introspection
@@ -306,61 +314,30 @@ class InMemoryLayer:
         """Seconds the entry stays fresh (``math.inf``: never expires; ``0.0``: stale, still
         held for the managers' fail-safe), or ``None`` when there is none. Does not count
         as an access."""
-        self._spread_hash(key)
-        now_ns = self._now_ns()
-        with self._lock:
-            slot = self._slots.get(key, -1)
-            if slot < 0 or self._is_expired(slot, now_ns):
-                return None
-            return self._entry(slot, now_ns).fresh_for
+        return remaining_ttl(self, key)
 
     def __repr__(self) -> str:
         return layer_repr(self)
 
     def get_frequency_estimate(self, key: Any) -> int:
         """Estimated recent accesses of ``key`` (0..16), cached or not."""
-        key_hash = self._spread_hash(key)
-        with self._lock:
-            return self._policy.frequency(key_hash)
+        return frequency_estimate(self, key)
 
     def get_top_keys(self, n: int = 10) -> list[tuple[Any, int]]:
         """The ``n`` cached keys with the highest estimated frequency, hottest first."""
-        checked_top_n(n)
-        with self._lock:
-            now_ns = self._now_ns()
-            ranked = [
-                (self._keys[slot], self._policy.frequency(self._policy._hash[slot]))
-                for slot in self._cached_slots()
-                if not self._is_expired(slot, now_ns)
-            ]
-        ranked.sort(key=lambda pair: -pair[1])
-        return ranked[:n]
+        return top_keys(self, n)
 
     def stats(self) -> LayerStats:
         """Counters since creation: hits, misses, evictions, expirations, rejections, ..."""
-        with self._lock:
-            policy = self._policy
-            counters = (
-                self._hits,
-                self._misses,
-                policy.evictions,
-                self._expirations,
-                policy.rejections + self._oversized,
-                policy.entries,
-                policy.total_weight,
-                policy.window_max,
-            )
-        return layer_stats(self, counters)
+        return stats(self)
 
     def snapshot(self, hot_keys: int = 32) -> LayerSnapshot:
         """A raw export: sketch table copy, the hottest keys' hits and misses, counters."""
-        stats = self.stats()
-        with self._lock:
-            cached = [
-                (self._keys[slot], self._policy._hash[slot], self._slot_hits[slot])
-                for slot in self._cached_slots()
-            ]
-            return layer_snapshot(stats, self._policy, cached, self._missed, hot_keys)
+        return snapshot(self, hot_keys)
+
+    def _internals(self) -> dict[str, Any]:
+        """For tests: the structures behind the layer (see tests/invariants.py)."""
+        return internals(self)
 
     # ------------------------------------------------------------------ internals
     def _now_ns(self) -> int:
@@ -397,23 +374,6 @@ class InMemoryLayer:
             self._fresh.grow(slot + 1)
         self._slots[key] = slot
         return slot
-
-    def _internals(self) -> dict[str, Any]:
-        """For tests: the structures behind the layer (see tests/invariants.py)."""
-        return {
-            "policy": self._policy,
-            "wheel": self._wheel,
-            "cached": [(slot, self._keys[slot]) for slot in self._cached_slots()],
-            "free": list(self._free),
-            "slot_count": len(self._keys),
-            "indexed": len(self._slots),
-            "find": lambda key: self._slots.get(key, -1),
-        }
-
-    def _cached_slots(self) -> list[int]:
-        return [
-            slot for slot in range(len(self._keys)) if self._policy.region_of(slot) != NOT_CACHED
-        ]
 
     def _release_slot(self, slot: int) -> None:
         self._fresh.forget(slot)

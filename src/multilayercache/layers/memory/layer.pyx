@@ -1,11 +1,9 @@
 """``InMemoryLayer``: the in-process L1 cache (compiled twin of ``_layer_py.py``, which
 explains the design). Comments here cover memory layout and why each trick is safe.
 
-Layout: ``_index`` (``index.pxd``) maps spread hashes to slots, comparing the policy's
-per-slot hashes before any key object. ``_entries`` is one list with slot ``s``'s key at
-``2s`` and value at ``2s + 1``: the garbage collector sees what the cache holds, and a hit
-reads both from one cache line. ``_slot_meta`` holds per slot its hits (for snapshots) and
-the frequency epoch in which it was found saturated (hits then skip recording it).
+The layer's fields and their layout are in ``layer.pxd``; the slot table (find a key's
+slot, fill one, free one, count a hit) is in ``slots.pxd``, inline into the methods here;
+stats, snapshots and the other views are in ``inspect.pyx``.
 
 Concurrency: under the GIL each public method is atomic with respect to the cache's own
 structures, because Python code (a key's ``__hash__`` / ``__eq__``, the weigher, the clock,
@@ -18,58 +16,60 @@ pure twin uses a lock instead.
 
 import numpy as np
 
-cimport cython
-from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_SET_ITEM
-from cpython.object cimport Py_EQ, PyObject_RichCompareBool
-from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from libc.math cimport INFINITY
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t
 
-from ..._core.bits cimport spread
-from ..._core.hotkeys cimport HotKeyTable
-from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
+from ..._core.bits cimport prefetch
+from ..._core.ghost cimport ghost_prefetch
+from ..._core.hotkeys cimport HotKeyTable, hot_keys_record
+from ..._core.policy cimport WTinyLfuPolicy
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
 from .freshness cimport FreshnessDeadlines
-from .ownership cimport (
-    Ownership,
-    clear_graves,
-    keep_until_released,
-    release_graves,
-    take_ownership,
+from .index cimport EMPTY, MIN_INDEX
+from .keys cimport key_hash as _key_hash
+from .ownership cimport clear_graves, release_graves, replace_item, take_ownership
+from .slots cimport (
+    INTERRUPTED,
+    META_FIELDS,
+    allocate_slot,
+    drop_evicted,
+    expire_if_due,
+    find_slot,
+    reclaim_expired,
+    record_hit,
+    remove_slot,
 )
-from .index cimport EMPTY, MIN_INDEX, index_place, index_remove
 
 from ...core.freshness import Entry
 from ...core.ttl import ttl_seconds
+from .arguments import checked_clock, checked_weight, default_ttl_seconds, layer_bounds
 from .batch import hits_among, set_each
-from .arguments import (
-    checked_clock,
-    checked_top_n,
-    checked_weight,
-    default_ttl_seconds,
-    layer_bounds,
-    unhashable_key,
-)
 from .deadlines import seconds_left
-from .introspection import layer_repr, layer_snapshot, layer_stats
-
-cdef extern from "Python.h":
-    # Declared without an exception value, so that _key_hash can word the error itself.
-    Py_hash_t hash_or_minus_one "PyObject_Hash"(object key)
+from .inspect import (
+    cached_slots,
+    frequency_estimate,
+    internals,
+    remaining_ttl,
+    snapshot,
+    stats,
+    top_keys,
+)
+from .introspection import layer_repr
 
 cdef enum:
-    INTERRUPTED = -3  # _find: a write began while a key's __eq__ ran
     # core.freshness.Freshness, as C constants for the hit path
     FRESH = 0
     DUE = 1
     STALE = 2
 
-cdef uint32_t MAX_HITS = 0xFFFFFFFF
+# ``_last_miss_version`` when no key is known absent (the version, counting writes, never
+# gets there).
+cdef uint64_t NOT_ABSENT = 0xFFFFFFFFFFFFFFFF
+cdef object _NO_KEY = object()  # ``_last_miss`` before any miss: no caller holds it
 
 
-@cython.final
 cdef class InMemoryLayer:
     """An in-process cache: W-TinyLFU admission, per-entry TTL, bounded by size or weight.
 
@@ -80,30 +80,6 @@ cdef class InMemoryLayer:
     """
 
     in_process = True
-
-    cdef readonly str name
-    cdef readonly object max_size
-    cdef readonly object max_weight
-    cdef readonly double default_ttl
-    cdef object _weigher
-    cdef object _clock
-    cdef WTinyLfuPolicy _policy
-    cdef TimerWheel _wheel
-    cdef FreshnessDeadlines _fresh
-    cdef HotKeyTable _missed
-    # per slot: [2s] hits, [2s + 1] the policy epoch in which the key was saturated
-    cdef uint32_t[::1] _slot_meta
-    cdef int32_t[::1] _index
-    cdef uint64_t _index_mask
-    cdef list _entries
-    cdef int32_t[::1] _free
-    cdef Py_ssize_t _free_count
-    cdef Py_ssize_t _slot_count
-    cdef uint64_t _version
-    cdef int64_t _coarse_slack_ns
-    cdef Py_ssize_t _hits, _misses, _expirations, _oversized
-    cdef Ownership _ownership
-    cdef list _grave_overflow
 
     def __init__(self, max_size=None, *, max_weight=None, weigher=None, ttl=None,
                  clock=None, str name="memory"):
@@ -119,7 +95,7 @@ cdef class InMemoryLayer:
         self._wheel = TimerWheel(self._now_ns())
         self._fresh = FreshnessDeadlines()
         self._missed = HotKeyTable()
-        self._slot_meta = np.zeros(32, dtype=np.uint32)
+        self._slot_meta = np.zeros(8 * META_FIELDS, dtype=np.uint32)
         self._index = np.full(MIN_INDEX, EMPTY, dtype=np.int32)
         self._index_mask = MIN_INDEX - 1
         self._entries = []
@@ -127,6 +103,8 @@ cdef class InMemoryLayer:
         self._free_count = 0
         self._slot_count = 0
         self._version = 0
+        self._last_miss = _NO_KEY
+        self._last_miss_version = NOT_ABSENT
         self._hits = self._misses = self._expirations = self._oversized = 0
 
     def __cinit__(self):
@@ -154,11 +132,18 @@ cdef class InMemoryLayer:
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
         cdef int64_t deadline
+        cdef uint64_t absent_at
         if self._ownership.owner:  # another thread is inside a write: wait for it
             return self._read_locked(key, key_hash, default, accept, aside)
-        slot = self._find(key, key_hash, False)
+        slot = find_slot(self, key, key_hash, False)
         if slot == INTERRUPTED:
             return self._read_locked(key, key_hash, default, accept, aside)
+        # No Python code ran since the probe ended: the key is absent at this version.
+        absent_at = self._version if slot < 0 else NOT_ABSENT
+        if slot >= 0:
+            # The value's own line is often cold and returning it touches it (the reference
+            # count): start that load now, so that it overlaps the hit's bookkeeping.
+            prefetch(PyList_GET_ITEM(self._entries, 2 * slot + 1))
         if slot >= 0 and self._wheel.scheduled:
             deadline = self._wheel.deadline(slot)
             # An injected clock runs Python code, and an expired entry must be removed:
@@ -174,21 +159,26 @@ cdef class InMemoryLayer:
                 slot = -1  # stale: ``get`` no longer serves it
         if slot < 0:
             self._policy.record_access(key_hash)  # frequency counts every lookup, hit or miss
+            ghost_prefetch(self._policy.ghosts, key_hash)  # for the set that usually follows
             self._misses += 1
-            self._missed.record(key_hash, key)
+            hot_keys_record(self._missed, key_hash, key)
+            self._remember_miss(key, key_hash, absent_at)
             return default
-        self._record_hit(slot, key_hash)
+        record_hit(self, slot, key_hash)
         return <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
 
     cdef object _read_locked(self, object key, uint64_t key_hash, object default, int accept,
                              object aside):
         cdef Py_ssize_t slot
         cdef object result
+        cdef uint64_t absent_at = NOT_ABSENT
         self._lock_for_write()
         try:
-            slot = self._find(key, key_hash, True)
-            if slot >= 0 and self._wheel.scheduled and self._expire_if_due(slot):
+            slot = find_slot(self, key, key_hash, True)
+            if slot >= 0 and self._wheel.scheduled and expire_if_due(self, slot):
                 slot = -1
+            if slot < 0:
+                absent_at = self._version
             if slot >= 0 and self._fresh.count and self._freshness(slot, -1) > accept:
                 if aside is not None:
                     return aside
@@ -198,12 +188,13 @@ cdef class InMemoryLayer:
                 self._misses += 1
                 result = default
             else:
-                self._record_hit(slot, key_hash)
+                record_hit(self, slot, key_hash)
                 result = <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
         finally:
             self._unlock()
         if slot < 0:
             self._missed.record(key_hash, key)
+            self._remember_miss(key, key_hash, absent_at)
         return result
 
     def get_entry(self, key):
@@ -212,21 +203,24 @@ cdef class InMemoryLayer:
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
         cdef object entry = None
+        cdef uint64_t absent_at = NOT_ABSENT
         self._lock_for_write()
         try:
-            slot = self._find(key, key_hash, True)
-            if slot >= 0 and self._wheel.scheduled and self._expire_if_due(slot):
+            slot = find_slot(self, key, key_hash, True)
+            if slot >= 0 and self._wheel.scheduled and expire_if_due(self, slot):
                 slot = -1
             if slot < 0:
+                absent_at = self._version
                 self._policy.record_access(key_hash)
                 self._misses += 1
             else:
-                self._record_hit(slot, key_hash)
+                record_hit(self, slot, key_hash)
                 entry = self._entry(slot, self._now_ns())
         finally:
             self._unlock()
         if slot < 0:
             self._missed.record(key_hash, key)
+            self._remember_miss(key, key_hash, absent_at)
         return entry
 
     def get_entries(self, keys):
@@ -272,7 +266,7 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t slot
         self._lock_for_write()
         try:
-            slot = self._find(key, key_hash, True)
+            slot = find_slot(self, key, key_hash, True)
             return slot >= 0 and not self._is_expired(slot)
         finally:
             self._unlock()
@@ -283,7 +277,7 @@ cdef class InMemoryLayer:
         self._lock_for_write()
         try:
             if now_ns:
-                self._reclaim_expired(now_ns)
+                reclaim_expired(self, now_ns)
             return self._policy.entries
         finally:
             self._unlock()
@@ -311,9 +305,23 @@ cdef class InMemoryLayer:
         for key, value in mapping.items():
             self.set_entry(key, value, lifetime, load_seconds)
 
+    cdef inline void _remember_miss(self, object key, uint64_t key_hash,
+                                    uint64_t absent_at) noexcept:
+        # The version first: dropping the previous key may run Python code that changes
+        # the cache, which then bumps the version past ``absent_at``.
+        self._last_miss_version = absent_at
+        self._last_miss_hash = key_hash
+        self._last_miss = key
+
     cdef int _store(self, object key, object value, double ttl, double stale,
                     double refresh) except -1:
-        cdef uint64_t key_hash = _key_hash(key)
+        cdef uint64_t key_hash
+        cdef uint64_t absent_at = NOT_ABSENT
+        if key is self._last_miss:  # the key that just missed: hashed already
+            key_hash = self._last_miss_hash
+            absent_at = self._last_miss_version
+        else:
+            key_hash = _key_hash(key)
         cdef int64_t weight = 1
         cdef int64_t now_ns = 0, deadline = NEVER
         cdef int64_t fresh_until = NEVER, refresh_at = NEVER
@@ -330,42 +338,44 @@ cdef class InMemoryLayer:
                 refresh_at = deadline_after(now_ns, refresh, NEVER)
         self._lock_for_write()
         try:
-            self._set_locked(key, value, key_hash, weight, now_ns, deadline, fresh_until,
-                             refresh_at)
+            self._set_locked(key, value, key_hash, absent_at, weight, now_ns, deadline,
+                             fresh_until, refresh_at)
         finally:
             self._unlock()
         return 0
 
-    cdef int _set_locked(self, object key, object value, uint64_t key_hash, int64_t weight,
-                         int64_t now_ns, int64_t deadline, int64_t fresh_until,
-                         int64_t refresh_at) except -1:
+    cdef inline int _set_locked(self, object key, object value, uint64_t key_hash,
+                                uint64_t absent_at, int64_t weight, int64_t now_ns,
+                                int64_t deadline, int64_t fresh_until,
+                                int64_t refresh_at) except -1:
+        # ``absent_at``: the version at which the key was seen missing (NOT_ABSENT: unknown).
+        # The weigher and the clock ran Python code since; any change bumped the version.
         cdef Py_ssize_t slot, evicted
         if now_ns and self._wheel.scheduled:
-            self._reclaim_expired(now_ns)
-        slot = self._find(key, key_hash, True)
+            reclaim_expired(self, now_ns)
+        slot = -1 if absent_at == self._version else find_slot(self, key, key_hash, True)
         if (deadline != NEVER and deadline <= now_ns) or weight > self._policy.capacity:
             # Already expired, or can never fit: the old value must not survive the write.
             if weight > self._policy.capacity:
                 self._oversized += 1
             if slot >= 0:
-                self._remove(slot)
+                remove_slot(self, slot)
             return 0
         if slot >= 0:
-            self._keep(PyList_GET_ITEM(self._entries, 2 * slot + 1))
-            _replace_item(self._entries, 2 * slot + 1, value)
+            self._replace_item(2 * slot + 1, value)
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
             if self._policy.weighted:
-                self._drop_evicted(self._policy.on_update(slot, weight))
+                drop_evicted(self, self._policy.on_update(slot, weight))
             return 0
-        slot = self._allocate_slot(key, value, key_hash)
+        slot = allocate_slot(self, key, value, key_hash)
         if deadline != NEVER:
             self._wheel.schedule(slot, deadline)
         if fresh_until != NEVER or refresh_at != NEVER:
             self._fresh.assign(slot, fresh_until, refresh_at)
         evicted = self._policy.on_insert(slot, key_hash, weight)
         if evicted:
-            self._drop_evicted(evicted)
+            drop_evicted(self, evicted)
         return 0
 
     def set_many(self, mapping, ttl=None):
@@ -380,13 +390,13 @@ cdef class InMemoryLayer:
         cdef bint live
         self._lock_for_write()
         try:
-            slot = self._find(key, key_hash, True)
+            slot = find_slot(self, key, key_hash, True)
             if slot < 0:
                 return False
             live = not self._is_expired(slot)
             if not live:
                 self._expirations += 1
-            self._remove(slot)
+            remove_slot(self, slot)
             return live
         finally:
             self._unlock()
@@ -401,12 +411,12 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t slot
         self._lock_for_write()
         try:
-            slot = self._find(key, key_hash, True)
+            slot = find_slot(self, key, key_hash, True)
             if slot < 0 or self._is_expired(slot, now_ns):
                 return False
             deadline = NEVER if seconds == INFINITY else deadline_after(now_ns, seconds, NEVER)
             if deadline <= now_ns:
-                self._remove(slot)
+                remove_slot(self, slot)
                 self._expirations += 1
             else:
                 self._wheel.schedule(slot, deadline)
@@ -419,8 +429,8 @@ cdef class InMemoryLayer:
         """Remove every entry (frequency history is kept)."""
         self._lock_for_write()
         try:
-            for slot in self._cached_slots():
-                self._remove(slot)
+            for slot in cached_slots(self):
+                remove_slot(self, slot)
         finally:
             self._unlock()
 
@@ -429,84 +439,45 @@ cdef class InMemoryLayer:
         """Seconds the entry stays fresh (``math.inf``: never expires; ``0.0``: stale, still
         held for the managers' fail-safe), or ``None`` when there is none. Does not count
         as an access."""
-        cdef uint64_t key_hash = _key_hash(key)
-        cdef int64_t now_ns = self._now_ns()
-        cdef Py_ssize_t slot
-        self._lock_for_write()
-        try:
-            slot = self._find(key, key_hash, True)
-            if slot < 0 or self._is_expired(slot, now_ns):
-                return None
-            return self._entry(slot, now_ns).fresh_for
-        finally:
-            self._unlock()
+        return remaining_ttl(self, key)
 
     def __repr__(self):
         return layer_repr(self)
 
     def get_frequency_estimate(self, key):
         """Estimated recent accesses of ``key`` (0..16), cached or not."""
-        cdef uint64_t key_hash = _key_hash(key)
-        self._lock_for_write()
-        try:
-            return self._policy.frequency(key_hash)
-        finally:
-            self._unlock()
+        return frequency_estimate(self, key)
 
     def get_top_keys(self, n=10):
         """The ``n`` cached keys with the highest estimated frequency, hottest first."""
-        checked_top_n(n)
-        cdef int64_t now_ns = self._now_ns()
-        self._lock_for_write()
-        try:
-            ranked = [
-                (self._entries[2 * slot], self._policy.frequency(self._policy._hash[slot]))
-                for slot in self._cached_slots()
-                if not self._is_expired(slot, now_ns)
-            ]
-        finally:
-            self._unlock()
-        ranked.sort(key=lambda pair: -pair[1])
-        return ranked[:n]
+        return top_keys(self, n)
 
     def stats(self):
         """Counters since creation: hits, misses, evictions, expirations, rejections, ..."""
-        cdef WTinyLfuPolicy policy = self._policy
-        self._lock_for_write()
-        try:
-            counters = (self._hits, self._misses, policy.evictions, self._expirations,
-                        policy.rejections + self._oversized, policy.entries, policy.total_weight,
-                        policy.window_max)
-        finally:
-            self._unlock()
-        return layer_stats(self, counters)
+        return stats(self)
 
     def snapshot(self, hot_keys=32):
         """A raw export: sketch table copy, the hottest keys' hits and misses, counters."""
-        stats = self.stats()
-        self._lock_for_write()
-        try:
-            cached = [
-                (self._entries[2 * slot], self._policy._hash[slot], self._slot_meta[2 * slot])
-                for slot in self._cached_slots()
-            ]
-            return layer_snapshot(stats, self._policy, cached, self._missed, hot_keys)
-        finally:
-            self._unlock()
+        return snapshot(self, hot_keys)
+
+    def _internals(self):
+        """For tests: the structures behind the layer (see tests/invariants.py)."""
+        return internals(self)
 
     # ------------------------------------------------------------------ ownership
     cdef inline int _lock_for_write(self) except -1:
         return take_ownership(&self._ownership)
 
-    cdef void _unlock(self) noexcept:
+    cdef inline void _unlock(self) noexcept:
         self._ownership.owner = 0
         if self._ownership.grave_count:
             release_graves(&self._ownership)
         if PyList_GET_SIZE(self._grave_overflow):
             self._grave_overflow = []  # releases what spilled over, after the unlock
 
-    cdef int _keep(self, PyObject* item) except -1:
-        return keep_until_released(&self._ownership, item, self._grave_overflow)
+    cdef inline int _replace_item(self, Py_ssize_t index, object item) except -1:
+        # ``_entries[index] = item``; the old item is released when the operation ends.
+        return replace_item(&self._ownership, self._entries, index, item, self._grave_overflow)
 
     # ------------------------------------------------------------------ time
     cdef int64_t _now_ns(self) except? -1:
@@ -526,187 +497,7 @@ cdef class InMemoryLayer:
             return deadline <= self._now_ns()
         return has_passed(deadline, self._coarse_slack_ns)
 
-    # ------------------------------------------------------------------ index
-    cdef Py_ssize_t _find(self, object key, uint64_t key_hash, bint locked) except -2:
-        cdef uint64_t bucket
-        cdef int32_t slot
-        cdef uint64_t version
-        cdef int equal
-        cdef PyObject* stored
-        while True:
-            bucket = key_hash & self._index_mask
-            while True:
-                slot = self._index[bucket]
-                if slot == EMPTY:
-                    return -1
-                stored = PyList_GET_ITEM(self._entries, 2 * slot)
-                if stored == <PyObject*>key:
-                    return slot
-                if self._policy._hash[slot] == key_hash:
-                    version = self._version
-                    equal = PyObject_RichCompareBool(<object>stored, key, Py_EQ)
-                    if not locked and self._ownership.owner:
-                        return INTERRUPTED
-                    if self._version != version:
-                        break  # the cache changed while __eq__ ran: look again
-                    if equal:
-                        return slot
-                bucket = (bucket + 1) & self._index_mask
-
-    cdef int _grow_index(self) except -1:
-        cdef Py_ssize_t size = 2 * (self._index_mask + 1)
-        cdef int32_t[::1] index = np.full(size, EMPTY, dtype=np.int32)
-        cdef Py_ssize_t slot
-        for slot in range(self._slot_count):
-            if self._policy.region_of(slot) != NOT_CACHED:
-                index_place(&index[0], size - 1, <int32_t>slot, self._policy._hash[slot])
-        self._index = index
-        self._index_mask = size - 1
-        return 0
-
-    # ------------------------------------------------------------------ slots
-    cdef Py_ssize_t _allocate_slot(self, object key, object value, uint64_t key_hash) except -1:
-        cdef Py_ssize_t slot
-        if self._free_count:
-            self._free_count -= 1
-            slot = self._free[self._free_count]
-            _replace_item(self._entries, 2 * slot, key)  # replaces None: nothing is released
-            _replace_item(self._entries, 2 * slot + 1, value)
-        else:
-            slot = self._slot_count
-            self._slot_count += 1
-            self._entries.append(key)
-            self._entries.append(value)
-            self._policy.grow(self._slot_count)
-            self._wheel.grow(self._slot_count)
-            self._fresh.grow(self._slot_count)
-            if 2 * slot == self._slot_meta.shape[0]:
-                self._slot_meta = _grown(self._slot_meta, 4 * slot)
-        self._slot_meta[2 * slot] = 0
-        self._slot_meta[2 * slot + 1] = 0
-        # The index needs the hash before the policy has it; the policy overwrites it with
-        # the same value on insert.
-        self._policy._hash[slot] = key_hash
-        if 2 * (self._policy.entries + 1) > <Py_ssize_t>(self._index_mask + 1):
-            self._grow_index()
-        index_place(&self._index[0], self._index_mask, <int32_t>slot, key_hash)
-        self._version += 1
-        return slot
-
-    cdef inline void _record_hit(self, Py_ssize_t slot, uint64_t key_hash) noexcept:
-        # Frequency first: recording a key already known to be saturated in this epoch is
-        # a no-op (see WTinyLfuPolicy.record), so skip it; hot keys are hit most.
-        cdef uint32_t* meta = &self._slot_meta[2 * slot]
-        cdef WTinyLfuPolicy policy = self._policy
-        if meta[1] != policy.epoch and policy.record_access(key_hash):
-            meta[1] = policy.epoch
-        self._hits += 1
-        if meta[0] != MAX_HITS:
-            meta[0] += 1
-        policy.on_hit(slot)
-
-    cdef bint _expire_if_due(self, Py_ssize_t slot) except -1:
-        """Remove the entry if its deadline has passed."""
-        if not self._is_expired(slot):
-            return False
-        self._remove(slot)
-        self._expirations += 1
-        return True
-
-    cdef int _release_slot(self, Py_ssize_t slot) except -1:
-        self._fresh.forget(slot)
-        # Keep the key and value alive until unlock; the stores below then release nothing.
-        self._keep(PyList_GET_ITEM(self._entries, 2 * slot))
-        self._keep(PyList_GET_ITEM(self._entries, 2 * slot + 1))
-        index_remove(&self._index[0], self._index_mask, &self._policy._hash[0], <int32_t>slot)
-        _replace_item(self._entries, 2 * slot, None)
-        _replace_item(self._entries, 2 * slot + 1, None)
-        if self._free_count == self._free.shape[0]:
-            self._free = _grown(self._free, 2 * self._free_count)
-        self._free[self._free_count] = <int32_t>slot
-        self._free_count += 1
-        self._version += 1
-        return 0
-
-    cdef int _remove(self, Py_ssize_t slot) except -1:
-        self._policy.on_remove(slot)
-        self._wheel.deschedule(slot)
-        self._release_slot(slot)
-        return 0
-
-    cdef int _drop_evicted(self, Py_ssize_t count) except -1:
-        cdef Py_ssize_t i, slot
-        for i in range(count):
-            slot = self._policy._evicted[i]
-            self._wheel.deschedule(slot)
-            self._release_slot(slot)
-        return 0
-
-    cdef int _reclaim_expired(self, int64_t now_ns) except -1:
-        cdef Py_ssize_t count = self._wheel.advance(now_ns)
-        cdef Py_ssize_t i, slot
-        for i in range(count):
-            slot = self._wheel._expired[i]
-            self._policy.on_remove(slot)
-            self._release_slot(slot)
-            self._expirations += 1
-        return 0
-
-    def _internals(self):
-        """For tests: the structures behind the layer (see tests/invariants.py)."""
-        cdef Py_ssize_t bucket
-        return {
-            "policy": self._policy,
-            "wheel": self._wheel,
-            "cached": [(slot, self._entries[2 * slot]) for slot in self._cached_slots()],
-            "free": [self._free[i] for i in range(self._free_count)],
-            "slot_count": self._slot_count,
-            "indexed": sum(1 for bucket in range(self._index_mask + 1) if self._index[bucket] != EMPTY),
-            "find": self._find_slot,
-        }
-
-    def _find_slot(self, key):
-        return self._find(key, _key_hash(key), True)
-
-    def _cached_slots(self):
-        return [
-            slot for slot in range(self._slot_count)
-            if self._policy.region_of(slot) != NOT_CACHED
-        ]
-
-
-cdef inline void _replace_item(list items, Py_ssize_t index, object item) noexcept:
-    # Callers guarantee the old item is kept alive elsewhere (or is None), so dropping the
-    # list's reference here runs no Python code.
-    cdef PyObject* old = PyList_GET_ITEM(items, index)
-    Py_INCREF(item)
-    PyList_SET_ITEM(items, index, item)
-    Py_DECREF(<object>old)
-
-
-cdef inline uint64_t _key_hash(object key) except? 0:
-    cdef Py_hash_t h = hash_or_minus_one(key)
-    if h == -1:
-        _raise_hash_error(key)
-    return spread(<uint64_t>h)
-
 
 def _check_key(key):
     """Raise the layer's error for an unhashable key."""
     _key_hash(key)
-
-
-cdef int _raise_hash_error(object key) except -1:
-    # -1 is never a valid hash: an exception is pending. Reword "unhashable" ones.
-    if PyErr_ExceptionMatches(TypeError):
-        PyErr_Clear()
-        raise unhashable_key(key)
-    return -1
-
-
-def _grown(view, Py_ssize_t size):
-    # A bigger copy of a per-slot array (growth is rare: amortized by doubling).
-    array = np.asarray(view)
-    bigger = np.zeros(size, dtype=array.dtype)
-    bigger[:array.shape[0]] = array
-    return bigger

@@ -11,10 +11,9 @@
 # released only when ownership ends, once the cache is consistent again: releasing an object
 # can run Python code (a __del__, a weakref callback) that might call back into the cache.
 # Owned references in a fixed array, spilling into a list for large batches.
-from cpython.list cimport PyList_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_SET_ITEM
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF, PyObject
-from libc.string cimport memcpy
 
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
@@ -43,15 +42,26 @@ cdef inline int take_ownership(Ownership* state) except -1:
     return 0
 
 
-cdef inline int keep_until_released(Ownership* state, PyObject* item, list overflow) except -1:
-    """Hold a reference to ``item`` until ownership ends."""
+cdef inline int bury(Ownership* state, PyObject* item, list overflow) except -1:
+    """Take over a reference to ``item`` (the caller's, which it no longer holds) and release
+    it when ownership ends."""
     if state.grave_count < GRAVES:
-        Py_INCREF(<object>item)
         state.graves[state.grave_count] = item
         state.grave_count += 1
     else:
-        overflow.append(<object>item)
+        overflow.append(<object>item)  # the list holds it now: ours can go at once
+        Py_DECREF(<object>item)
     return 0
+
+
+cdef inline int replace_item(Ownership* state, list items, Py_ssize_t index, object item,
+                             list overflow) except -1:
+    """``items[index] = item``, the old item buried: the list's reference moves to the graves,
+    so nothing is counted twice and nothing is released mid-operation."""
+    cdef PyObject* old = PyList_GET_ITEM(items, index)
+    Py_INCREF(item)
+    PyList_SET_ITEM(items, index, item)
+    return bury(state, old, overflow)
 
 
 cdef inline void release_graves(Ownership* state) noexcept:
@@ -59,7 +69,8 @@ cdef inline void release_graves(Ownership* state) noexcept:
     # the cache sees no graves.
     cdef PyObject* items[GRAVES]
     cdef Py_ssize_t i, count = state.grave_count
-    memcpy(items, state.graves, count * sizeof(PyObject*))
+    for i in range(count):  # a loop, not memcpy: usually two or four pointers
+        items[i] = state.graves[i]
     state.grave_count = 0
     for i in range(count):
         Py_DECREF(<object>items[i])

@@ -1,0 +1,93 @@
+"""What ``InMemoryLayer`` reports about itself (pure-Python twin of ``inspect.pyx``): a key's
+remaining TTL and frequency, the top keys, stats, snapshots, and the structures behind it for
+tests. The layer's methods of the same names call these; each holds the layer's lock."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..._core._policy_py import NOT_CACHED
+from ...core.stats import LayerSnapshot, LayerStats
+from .arguments import checked_top_n
+from .introspection import layer_snapshot, layer_stats
+
+if TYPE_CHECKING:
+    from ._layer_py import InMemoryLayer
+
+
+def remaining_ttl(layer: InMemoryLayer, key: Any) -> float | None:
+    """``InMemoryLayer.remaining_ttl``: seconds the entry stays fresh, or None."""
+    layer._spread_hash(key)
+    now_ns = layer._now_ns()
+    with layer._lock:
+        slot = layer._slots.get(key, -1)
+        if slot < 0 or layer._is_expired(slot, now_ns):
+            return None
+        return layer._entry(slot, now_ns).fresh_for
+
+
+def frequency_estimate(layer: InMemoryLayer, key: Any) -> int:
+    """``InMemoryLayer.get_frequency_estimate``: estimated recent accesses (0..16)."""
+    key_hash = layer._spread_hash(key)
+    with layer._lock:
+        return layer._policy.frequency(key_hash)
+
+
+def top_keys(layer: InMemoryLayer, n: int) -> list[tuple[Any, int]]:
+    """``InMemoryLayer.get_top_keys``: the ``n`` hottest live keys with their estimates."""
+    checked_top_n(n)
+    with layer._lock:
+        now_ns = layer._now_ns()
+        ranked = [
+            (layer._keys[slot], layer._policy.frequency(layer._policy._hash[slot]))
+            for slot in cached_slots(layer)
+            if not layer._is_expired(slot, now_ns)
+        ]
+    ranked.sort(key=lambda pair: -pair[1])
+    return ranked[:n]
+
+
+def stats(layer: InMemoryLayer) -> LayerStats:
+    """``InMemoryLayer.stats``: the counters, read together."""
+    with layer._lock:
+        policy = layer._policy
+        counters = (
+            layer._hits,
+            layer._misses,
+            policy.evictions,
+            layer._expirations,
+            policy.rejections + layer._oversized,
+            policy.entries,
+            policy.total_weight,
+            policy.window_max,
+        )
+    return layer_stats(layer, counters)
+
+
+def snapshot(layer: InMemoryLayer, hot_keys: int) -> LayerSnapshot:
+    """``InMemoryLayer.snapshot``: sketch table copy, hot keys' hits and misses, counters."""
+    counted = stats(layer)
+    with layer._lock:
+        cached = [
+            (layer._keys[slot], layer._policy._hash[slot], layer._slot_hits[slot])
+            for slot in cached_slots(layer)
+        ]
+        return layer_snapshot(counted, layer._policy, cached, layer._missed, hot_keys)
+
+
+def internals(layer: InMemoryLayer) -> dict[str, Any]:
+    """For tests: the structures behind the layer (see tests/invariants.py)."""
+    return {
+        "policy": layer._policy,
+        "wheel": layer._wheel,
+        "cached": [(slot, layer._keys[slot]) for slot in cached_slots(layer)],
+        "free": list(layer._free),
+        "slot_count": len(layer._keys),
+        "indexed": len(layer._slots),
+        "find": lambda key: layer._slots.get(key, -1),
+    }
+
+
+def cached_slots(layer: InMemoryLayer) -> list[int]:
+    """The slots that hold an entry, in slot order."""
+    return [slot for slot in range(len(layer._keys)) if layer._policy.region_of(slot) != NOT_CACHED]

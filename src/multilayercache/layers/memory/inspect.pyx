@@ -1,0 +1,112 @@
+"""What the compiled ``InMemoryLayer`` reports about itself (compiled twin of
+``_inspect_py.py``): a key's remaining TTL and frequency, the top keys, stats, snapshots, and
+the structures behind it for tests. None of it is on the hot path; the layer's methods of the
+same names call these. Each reads the layer under its ownership, as its own operations do.
+"""
+
+from libc.stdint cimport int64_t, uint64_t
+
+from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
+from .index cimport EMPTY
+from .keys cimport key_hash
+from .layer cimport InMemoryLayer
+from .slots cimport HITS, META_FIELDS, find_slot
+
+from .arguments import checked_top_n
+from .introspection import layer_snapshot, layer_stats
+
+
+def remaining_ttl(InMemoryLayer layer, key):
+    """``InMemoryLayer.remaining_ttl``: seconds the entry stays fresh, or None."""
+    cdef uint64_t hashed = key_hash(key)
+    cdef int64_t now_ns = layer._now_ns()
+    cdef Py_ssize_t slot
+    layer._lock_for_write()
+    try:
+        slot = find_slot(layer, key, hashed, True)
+        if slot < 0 or layer._is_expired(slot, now_ns):
+            return None
+        return layer._entry(slot, now_ns).fresh_for
+    finally:
+        layer._unlock()
+
+
+def frequency_estimate(InMemoryLayer layer, key):
+    """``InMemoryLayer.get_frequency_estimate``: estimated recent accesses (0..16)."""
+    cdef uint64_t hashed = key_hash(key)
+    layer._lock_for_write()
+    try:
+        return layer._policy.frequency(hashed)
+    finally:
+        layer._unlock()
+
+
+def top_keys(InMemoryLayer layer, n):
+    """``InMemoryLayer.get_top_keys``: the ``n`` hottest live keys with their estimates."""
+    checked_top_n(n)
+    cdef int64_t now_ns = layer._now_ns()
+    cdef WTinyLfuPolicy policy = layer._policy
+    layer._lock_for_write()
+    try:
+        ranked = [
+            (layer._entries[2 * slot], policy.frequency(policy._hash[slot]))
+            for slot in cached_slots(layer)
+            if not layer._is_expired(slot, now_ns)
+        ]
+    finally:
+        layer._unlock()
+    ranked.sort(key=lambda pair: -pair[1])
+    return ranked[:n]
+
+
+def stats(InMemoryLayer layer):
+    """``InMemoryLayer.stats``: the counters, read together."""
+    cdef WTinyLfuPolicy policy = layer._policy
+    layer._lock_for_write()
+    try:
+        counters = (layer._hits, layer._misses, policy.evictions, layer._expirations,
+                    policy.rejections + layer._oversized, policy.entries, policy.total_weight,
+                    policy.window_max)
+    finally:
+        layer._unlock()
+    return layer_stats(layer, counters)
+
+
+def snapshot(InMemoryLayer layer, hot_keys):
+    """``InMemoryLayer.snapshot``: sketch table copy, hot keys' hits and misses, counters."""
+    counted = stats(layer)
+    cdef WTinyLfuPolicy policy = layer._policy
+    layer._lock_for_write()
+    try:
+        cached = [
+            (layer._entries[2 * slot], policy._hash[slot],
+             layer._slot_meta[META_FIELDS * slot + HITS])
+            for slot in cached_slots(layer)
+        ]
+        return layer_snapshot(counted, policy, cached, layer._missed, hot_keys)
+    finally:
+        layer._unlock()
+
+
+def internals(InMemoryLayer layer):
+    """For tests: the structures behind the layer (see tests/invariants.py)."""
+    cdef Py_ssize_t bucket
+    return {
+        "policy": layer._policy,
+        "wheel": layer._wheel,
+        "cached": [(slot, layer._entries[2 * slot]) for slot in cached_slots(layer)],
+        "free": [layer._free[i] for i in range(layer._free_count)],
+        "slot_count": layer._slot_count,
+        "indexed": sum(
+            1 for bucket in range(layer._index_mask + 1) if layer._index[bucket] != EMPTY
+        ),
+        "find": lambda key: find_slot(layer, key, key_hash(key), True),
+    }
+
+
+def cached_slots(InMemoryLayer layer):
+    """The slots that hold an entry, in slot order."""
+    return [
+        slot for slot in range(layer._slot_count)
+        if layer._policy.region_of(slot) != NOT_CACHED
+    ]

@@ -1,0 +1,71 @@
+# What the compiled InMemoryLayer holds (layer.pyx defines its methods). Declared here so
+# that its friends compile against it: slots.pxd (the slot table, inline into the layer's
+# hot path; slots.pyx grows it) and inspect.pyx (stats, snapshots and the other views, off
+# the hot path).
+#
+# Layout: ``_index`` (index.pxd) maps spread hashes to slots, comparing the policy's per-slot
+# hashes before any key object. ``_entries`` is one list with slot ``s``'s key at ``2s`` and
+# value at ``2s + 1``: the garbage collector sees what the cache holds, and a hit reads both
+# from one cache line. ``_slot_meta`` holds one 16-byte record per slot (slots.pxd).
+cimport cython
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+
+from ..._core.hotkeys cimport HotKeyTable
+from ..._core.policy cimport WTinyLfuPolicy
+from ..._core.timerwheel cimport TimerWheel
+from .freshness cimport FreshnessDeadlines
+from .ownership cimport Ownership
+
+
+@cython.final
+cdef class InMemoryLayer:
+    cdef readonly str name
+    cdef readonly object max_size
+    cdef readonly object max_weight
+    cdef readonly double default_ttl
+    cdef object _weigher
+    cdef object _clock
+    cdef WTinyLfuPolicy _policy
+    cdef TimerWheel _wheel
+    cdef FreshnessDeadlines _fresh
+    cdef HotKeyTable _missed
+    cdef uint32_t[::1] _slot_meta  # META_FIELDS per slot (slots.pxd)
+    cdef int32_t[::1] _index
+    cdef uint64_t _index_mask
+    cdef list _entries
+    cdef int32_t[::1] _free
+    cdef Py_ssize_t _free_count
+    cdef Py_ssize_t _slot_count
+    cdef uint64_t _version  # bumped whenever a slot enters or leaves the index
+    # The last key that the fast path found missing, its spread hash, and the version at
+    # which it was missing: a ``set`` of that same object while the version holds knows
+    # its hash and that it is absent (a miss is usually followed by a set of its key).
+    cdef object _last_miss
+    cdef uint64_t _last_miss_hash
+    cdef uint64_t _last_miss_version
+    cdef int64_t _coarse_slack_ns
+    cdef Py_ssize_t _hits, _misses, _expirations, _oversized
+    cdef Ownership _ownership
+    cdef list _grave_overflow
+
+    # reads
+    cdef object _read(self, object key, object default, int accept, object aside)
+    cdef object _read_locked(self, object key, uint64_t key_hash, object default, int accept,
+                             object aside)
+    cdef int _freshness(self, Py_ssize_t slot, int64_t now_ns) except -1
+    cdef object _entry(self, Py_ssize_t slot, int64_t now_ns)
+    cdef void _remember_miss(self, object key, uint64_t key_hash, uint64_t absent_at) noexcept
+    # writes
+    cdef int _store(self, object key, object value, double ttl, double stale,
+                    double refresh) except -1
+    cdef int _set_locked(self, object key, object value, uint64_t key_hash,
+                         uint64_t absent_at, int64_t weight, int64_t now_ns, int64_t deadline,
+                         int64_t fresh_until, int64_t refresh_at) except -1
+    # ownership
+    cdef int _lock_for_write(self) except -1
+    cdef void _unlock(self) noexcept
+    cdef int _replace_item(self, Py_ssize_t index, object item) except -1
+    # time
+    cdef int64_t _now_ns(self) except? -1
+    cdef bint _is_expired(self, Py_ssize_t slot, int64_t now_ns=*) except -1
+    cdef bint _has_passed(self, int64_t deadline) except -1

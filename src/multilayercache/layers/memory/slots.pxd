@@ -1,0 +1,172 @@
+# The compiled layer's slot table: find a key's slot, fill a free slot, free one (removed,
+# evicted or expired), count a hit. Inline functions over the layer's fields (layer.pxd),
+# so that they compile into the layer's hot path with no call. The pure twin keeps a dict
+# instead (``_layer_py.py``).
+from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
+from cpython.object cimport Py_EQ, PyObject_RichCompareBool
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+
+from ..._core.policy cimport WTinyLfuPolicy
+from .index cimport EMPTY, index_place, index_remove
+from .keys cimport is_plain_int
+from .layer cimport InMemoryLayer
+from .ownership cimport replace_item
+
+cdef enum:
+    INTERRUPTED = -3  # find_slot: a write began while a key's __eq__ ran
+    # _slot_meta: per slot, these fields
+    META_FIELDS = 4
+    HITS = 0
+    SATURATED_IN = 1  # the policy epoch in which the key was found saturated
+    PLAIN_INT = 2  # 1 if the key is an int hashed to its own value (keys.pxd)
+    # field 3 is unused: it pads a record to 16 bytes, so one never straddles cache lines
+
+cdef extern from *:
+    """
+    #define MLC_MAX_HITS 0xFFFFFFFFU
+    """
+    const uint32_t MAX_HITS "MLC_MAX_HITS"  # per-slot hit counts saturate here
+
+
+# Growth, rare once the cache is full (slots.pyx: numpy allocates, so out of the hot path).
+cdef int grow_index(InMemoryLayer layer) except -1
+cdef Py_ssize_t append_slot(InMemoryLayer layer, object key, object value) except -1
+cdef int grow_free(InMemoryLayer layer) except -1
+
+
+cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_hash,
+                                 bint locked) except -2:
+    """The key's slot, or -1; INTERRUPTED if not ``locked`` and a write began while a key's
+    ``__eq__`` ran (the caller then retries under ownership)."""
+    cdef uint64_t bucket
+    cdef int32_t slot
+    cdef uint64_t version
+    cdef int equal
+    cdef PyObject* stored
+    while True:
+        bucket = key_hash & layer._index_mask
+        while True:
+            slot = layer._index[bucket]
+            if slot == EMPTY:
+                return -1
+            stored = PyList_GET_ITEM(layer._entries, 2 * slot)
+            if stored == <PyObject*>key:
+                return slot
+            if layer._policy._hash[slot] == key_hash:
+                if layer._slot_meta[META_FIELDS * slot + PLAIN_INT] and is_plain_int(
+                    key, key_hash
+                ):
+                    return slot  # equal ints: the stored one need not be read
+                version = layer._version
+                equal = PyObject_RichCompareBool(<object>stored, key, Py_EQ)
+                if not locked and layer._ownership.owner:
+                    return INTERRUPTED
+                if layer._version != version:
+                    break  # the cache changed while __eq__ ran: look again
+                if equal:
+                    return slot
+            bucket = (bucket + 1) & layer._index_mask
+
+
+cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object value,
+                                     uint64_t key_hash) except -1:
+    """A slot holding ``key`` and ``value``, in the index (the policy is told next)."""
+    cdef Py_ssize_t slot
+    if layer._free_count:
+        layer._free_count -= 1
+        slot = layer._free[layer._free_count]
+        # A free slot holds None twice: replacing them releases nothing.
+        replace_none(layer._entries, 2 * slot, key)
+        replace_none(layer._entries, 2 * slot + 1, value)
+    else:
+        slot = append_slot(layer, key, value)
+    cdef uint32_t* meta = &layer._slot_meta[META_FIELDS * slot]
+    meta[HITS] = 0
+    meta[SATURATED_IN] = 0
+    meta[PLAIN_INT] = is_plain_int(key, key_hash)
+    # The index needs the hash before the policy has it; the policy overwrites it with the
+    # same value on insert.
+    layer._policy._hash[slot] = key_hash
+    if 2 * (layer._policy.entries + 1) > <Py_ssize_t>(layer._index_mask + 1):
+        grow_index(layer)
+    index_place(&layer._index[0], layer._index_mask, <int32_t>slot, key_hash)
+    layer._version += 1
+    return slot
+
+
+cdef inline int release_slot(InMemoryLayer layer, Py_ssize_t slot) except -1:
+    """Take the slot out of the index and free it (the policy has forgotten it)."""
+    if layer._fresh.count:
+        layer._fresh.forget(slot)
+    index_remove(&layer._index[0], layer._index_mask, &layer._policy._hash[0], <int32_t>slot)
+    # The key and value are released when the operation ends (that may run Python code).
+    replace_item(&layer._ownership, layer._entries, 2 * slot, None, layer._grave_overflow)
+    replace_item(&layer._ownership, layer._entries, 2 * slot + 1, None, layer._grave_overflow)
+    if layer._free_count == layer._free.shape[0]:
+        grow_free(layer)
+    layer._free[layer._free_count] = <int32_t>slot
+    layer._free_count += 1
+    layer._version += 1
+    return 0
+
+
+cdef inline int remove_slot(InMemoryLayer layer, Py_ssize_t slot) except -1:
+    """Drop the entry in ``slot`` (a delete, an expiry, a write that cannot stay)."""
+    layer._policy.on_remove(slot)
+    if layer._wheel.scheduled:  # else nothing is scheduled: nothing to deschedule
+        layer._wheel.deschedule(slot)
+    return release_slot(layer, slot)
+
+
+cdef inline int drop_evicted(InMemoryLayer layer, Py_ssize_t count) except -1:
+    """Free the ``count`` slots the policy just evicted (its ``_evicted`` buffer)."""
+    cdef Py_ssize_t i, slot
+    for i in range(count):
+        slot = layer._policy._evicted[i]
+        if layer._wheel.scheduled:
+            layer._wheel.deschedule(slot)
+        release_slot(layer, slot)
+    return 0
+
+
+cdef inline int reclaim_expired(InMemoryLayer layer, int64_t now_ns) except -1:
+    """Free every slot whose deadline is at or before ``now_ns`` (the timer wheel's)."""
+    cdef Py_ssize_t count = layer._wheel.advance(now_ns)
+    cdef Py_ssize_t i, slot
+    for i in range(count):
+        slot = layer._wheel._expired[i]
+        layer._policy.on_remove(slot)
+        release_slot(layer, slot)
+        layer._expirations += 1
+    return 0
+
+
+cdef inline bint expire_if_due(InMemoryLayer layer, Py_ssize_t slot) except -1:
+    """Remove the entry if its deadline has passed."""
+    if not layer._is_expired(slot):
+        return False
+    remove_slot(layer, slot)
+    layer._expirations += 1
+    return True
+
+
+cdef inline void record_hit(InMemoryLayer layer, Py_ssize_t slot, uint64_t key_hash) noexcept:
+    # Frequency first: recording a key already known to be saturated in this epoch is a
+    # no-op (see WTinyLfuPolicy.record_access), so skip it; hot keys are hit most.
+    cdef uint32_t* meta = &layer._slot_meta[META_FIELDS * slot]
+    cdef WTinyLfuPolicy policy = layer._policy
+    if meta[SATURATED_IN] != policy.epoch and policy.record_access(key_hash):
+        meta[SATURATED_IN] = policy.epoch
+    layer._hits += 1
+    if meta[HITS] != MAX_HITS:
+        meta[HITS] += 1
+    policy.on_hit(slot)
+
+
+cdef inline void replace_none(list items, Py_ssize_t index, object item) noexcept:
+    # ``items[index]`` is None: dropping the list's reference to it runs no Python code.
+    cdef PyObject* old = PyList_GET_ITEM(items, index)
+    Py_INCREF(item)
+    PyList_SET_ITEM(items, index, item)
+    Py_DECREF(<object>old)

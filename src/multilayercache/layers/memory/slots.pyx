@@ -1,0 +1,50 @@
+"""Growth of the compiled layer's slot table (``slots.pxd`` has the hot operations). Rare
+once a cache is full: every array doubles, so growth is amortized."""
+
+import numpy as np
+
+from libc.stdint cimport int32_t
+
+from ..._core.policy cimport NOT_CACHED
+from .index cimport EMPTY, index_place
+
+
+cdef int grow_index(InMemoryLayer layer) except -1:
+    """Double the index (its load stays <= 1/2), placing every cached slot again."""
+    cdef Py_ssize_t size = 2 * (layer._index_mask + 1)
+    cdef int32_t[::1] index = np.full(size, EMPTY, dtype=np.int32)
+    cdef Py_ssize_t slot
+    for slot in range(layer._slot_count):
+        if layer._policy.region_of(slot) != NOT_CACHED:
+            index_place(&index[0], size - 1, <int32_t>slot, layer._policy._hash[slot])
+    layer._index = index
+    layer._index_mask = size - 1
+    return 0
+
+
+cdef Py_ssize_t append_slot(InMemoryLayer layer, object key, object value) except -1:
+    """A new slot at the end, for ``key`` and ``value``; every per-slot array grows."""
+    cdef Py_ssize_t slot = layer._slot_count
+    layer._slot_count += 1
+    layer._entries.append(key)
+    layer._entries.append(value)
+    layer._policy.grow(layer._slot_count)
+    layer._wheel.grow(layer._slot_count)
+    layer._fresh.grow(layer._slot_count)
+    if META_FIELDS * slot == layer._slot_meta.shape[0]:
+        layer._slot_meta = _grown(layer._slot_meta, 2 * META_FIELDS * slot)
+    return slot
+
+
+cdef int grow_free(InMemoryLayer layer) except -1:
+    """Double the free list."""
+    layer._free = _grown(layer._free, 2 * layer._free_count)
+    return 0
+
+
+def _grown(view, Py_ssize_t size):
+    # A bigger copy of a per-slot array.
+    array = np.asarray(view)
+    bigger = np.zeros(size, dtype=array.dtype)
+    bigger[:array.shape[0]] = array
+    return bigger

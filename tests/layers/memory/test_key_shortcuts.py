@@ -1,0 +1,125 @@
+"""The shortcuts the compiled layer takes with keys keep Python's key semantics (both twins).
+
+The compiled layer compares exact ints hashed to their own value by hash alone, and a miss
+remembers its key so that the set that follows skips hashing and probing. These tests pick
+the keys and interleavings where such shortcuts could go wrong.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+import pytest
+
+from invariants import check_invariants
+
+MODULUS = sys.hash_info.modulus  # 2**61 - 1 on 64-bit CPython
+
+
+@pytest.mark.parametrize(
+    "key, colliding",
+    [
+        (5, MODULUS + 5),  # same hash, different ints
+        (-2, -1),  # hash(-1) == hash(-2) == -2
+        (0, MODULUS),  # hash(MODULUS) == 0
+        (MODULUS - 1, 2 * MODULUS - 1),
+        (-(MODULUS - 1), -(2 * MODULUS - 1)),
+        (2**62, 2**62 + MODULUS),  # neither hashes to itself
+    ],
+)
+def test_ints_with_equal_hashes_stay_distinct(Layer, key, colliding) -> None:
+    assert hash(key) == hash(colliding) and key != colliding
+    cache = Layer(max_size=10)
+    cache.set(key, "key")
+    assert cache.get(colliding) is None
+    cache.set(colliding, "colliding")
+    assert cache.get(int(str(key))) == "key"  # an equal but distinct int object
+    assert cache.get(int(str(colliding))) == "colliding"
+    assert len(cache) == 2
+    check_invariants(cache)
+
+
+def test_equal_keys_of_other_types_find_an_int_entry(Layer) -> None:
+    cache = Layer(max_size=10)
+    cache.set(7, "seven")
+    assert cache.get(7.0) == cache.get(True + 6) == "seven"
+    cache.set(1, "one")
+    assert cache.get(True) == "one"
+    cache.set(2.0, "two")  # a float entry, found by an int
+    assert cache.get(2) == "two"
+
+    class Seven(int):  # a subclass: compared by its own __eq__
+        pass
+
+    assert cache.get(Seven(7)) == "seven"
+    check_invariants(cache)
+
+
+def test_a_set_after_a_miss_sees_an_equal_key_written_between(Layer) -> None:
+    cache = Layer(max_size=10)
+    missed = int("123456")
+    assert cache.get(missed) is None
+    cache.set(int("123456"), "between")  # an equal key, another object
+    cache.set(missed, "after")  # must overwrite, not add a second entry
+    assert len(cache) == 1
+    assert cache.get(123456) == "after"
+    check_invariants(cache)
+
+
+def test_a_set_after_a_miss_sees_a_delete_and_clear_between(Layer) -> None:
+    cache = Layer(max_size=10)
+    cache.set("other", 1)
+    key = "k" + str(1)
+    assert cache.get(key) is None
+    cache.delete("other")
+    cache.set(key, "a")
+    assert cache.get(key) == "a" and len(cache) == 1
+    assert cache.get("missing") is None
+    cache.clear()
+    cache.set("missing", "b")
+    assert cache.get("missing") == "b" and len(cache) == 1
+    check_invariants(cache)
+
+
+def test_a_finalizer_that_writes_between_a_miss_and_its_set(Layer) -> None:
+    # Dropping the previously missed key runs its __del__, which writes an equal key: the
+    # set that follows must still find that entry.
+    cache = Layer(max_size=10)
+
+    class Key:
+        def __init__(self, name: str, on_release=None) -> None:
+            self.name, self.on_release = name, on_release
+
+        def __hash__(self) -> int:
+            return hash(self.name)
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Key) and other.name == self.name
+
+        def __del__(self) -> None:
+            if self.on_release:
+                self.on_release()
+
+    first = Key("first", on_release=lambda: cache.set(Key("second"), "from __del__"))
+    assert cache.get(first) is None
+    del first
+    second = Key("second")
+    assert cache.get(second) is None  # the layer may drop its hold on ``first`` here
+    gc.collect()
+    cache.set(second, "set")
+    assert cache.get(Key("second")) == "set"
+    assert len(cache) == 1
+    check_invariants(cache)
+
+
+def test_a_stale_entry_is_overwritten_not_duplicated(Layer, clock) -> None:
+    from multilayercache.core.freshness import Lifetime
+
+    cache = Layer(max_size=10, clock=clock)
+    cache.set_entry("k", "old", Lifetime(ttl=1, stale_ttl=10))
+    clock.advance(2)
+    assert cache.get("k") is None  # stale: a miss for ``get``, but the entry is held
+    cache.set("k", "new")
+    assert cache.get("k") == "new" and len(cache) == 1
+    check_invariants(cache)
