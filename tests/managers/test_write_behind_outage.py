@@ -200,3 +200,33 @@ def test_a_normal_exit_delivers_the_queued_writes(
         f"k{index}": index for index in range(1000)
     }
     reader.close()
+
+
+DROPPED_SCRIPT = """
+import asyncio, gc, sys
+from multilayercache import *
+
+url = sys.argv[1]
+
+async def main():
+    cache = AsyncMultilayerCache(
+        [InMemoryLayer(max_size=100), AsyncRedisLayer(url, prefix="dropped:")],
+        [None, LayerPolicy(write=WriteBehind(max_delay=60.0))],
+    )
+    for index in range(100):
+        await cache.set(f"k{index}", index)
+
+asyncio.run(main())  # the cache is garbage now, its loop gone, its writes still queued
+gc.collect()
+"""
+
+
+def test_an_asyncio_cache_dropped_with_writes_queued_delivers_them_at_exit(
+    redis_url: str, raw_redis: Any, tmp_path: Path
+) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(DROPPED_SCRIPT), redis_url],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert raw_redis.exists(*[f"dropped:k{index}" for index in range(100)]) == 100

@@ -86,6 +86,7 @@ class AsyncWriteBehindWorker:
         was_empty = not queue.ready
         if not queue.offer(key, op, payload, size, now):
             return False
+        _HOLDING.add(self)
         self._running()
         if was_empty or queue.due(now):
             self._wake.set()
@@ -98,6 +99,7 @@ class AsyncWriteBehindWorker:
         now = time.monotonic()
         was_empty = not queue.ready
         queue.put(key, op, payload, size, now)
+        _HOLDING.add(self)
         if was_empty or queue.due(now):
             self._wake.set()
 
@@ -161,8 +163,10 @@ class AsyncWriteBehindWorker:
                     wake.clear()  # no await until the wait: a set() from now on is seen
                     if queue.due(now := time.monotonic()):
                         break
-                    if queue.closed and queue.idle:
-                        return
+                    if queue.idle:
+                        _HOLDING.discard(self)
+                        if queue.closed:
+                            return
                     try:
                         await asyncio.wait_for(wake.wait(), queue.next_due_in(now))
                     except TimeoutError:
@@ -225,6 +229,10 @@ class AsyncWriteBehindWorker:
 
 
 _OPEN: weakref.WeakSet[AsyncWriteBehindWorker] = weakref.WeakSet()
+_HOLDING: set[AsyncWriteBehindWorker] = set()
+"""Workers with writes not delivered yet, held strongly: a task does not keep its worker
+alive once its event loop is gone, and a cache dropped with writes queued must still
+deliver them at exit."""
 
 
 @atexit.register

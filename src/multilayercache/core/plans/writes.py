@@ -157,7 +157,7 @@ def enqueue_writes(
     """``store`` into a write-behind layer: encode every value first (one that cannot be
     raises, or with ``quiet`` is not cached there; nothing is queued for it), then queue."""
     encode = tier.layer.encode_write
-    writes = []
+    writes: list[tuple[Any, Op, Any, int]] = []
     for key, value in mapping.items():
         try:
             payload = encode(key, value, lifetime, load_seconds, value_type=value_type)
@@ -181,7 +181,7 @@ def enqueue_deletes(tier: Tier, keys: list[Any]) -> Plan[None]:
     """Queue deletes of ``keys`` for a write-behind layer (after the writes queued before
     them: a key's writes are sent in order)."""
     encode = tier.layer.encode_delete
-    writes = []
+    writes: list[tuple[Any, Op, Any, int]] = []
     for key in keys:
         payload = encode(key)
         writes.append((key, "delete", payload, payload.size))
