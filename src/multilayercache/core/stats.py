@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .latency import Percentiles
+from .writequeue import WriteQueueStats
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class CacheStats:
     hard_timeouts: int = 0
     breakers: dict[str, Any] = field(default_factory=dict)
     """Each IO layer's circuit breaker: state, times opened, calls rejected."""
-    write_queues: dict[str, Any] = field(default_factory=dict)
+    write_queues: dict[str, WriteQueueStats] = field(default_factory=dict)
     """Each write-behind layer's queue (``WriteQueueStats``): depth, bytes, batches,
     retries, dead-lettered, coalesced, rejected."""
 
