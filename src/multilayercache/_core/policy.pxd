@@ -1,9 +1,9 @@
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
-from .doorkeeper cimport Doorkeeper
+from .doorkeeper cimport Doorkeeper, doorkeeper_add, doorkeeper_contains
 from .ghost cimport GhostTable
-from .sketch cimport CountMinSketch
+from .sketch cimport CountMinSketch, sketch_add, sketch_frequency
 
 cpdef enum:
     # Regions, as per-slot codes; nodes 0..2 are the lists' sentinels.
@@ -76,6 +76,7 @@ cdef class WTinyLfuPolicy:
     cdef int64_t _weight_of(self, Py_ssize_t slot) noexcept
     cdef int _ensure_sized(self, Py_ssize_t entries) except -1
     cdef int _resize_frequency(self, Py_ssize_t entries) except -1
+    cdef void _age(self) noexcept
     cdef void _cache_frequency_views(self) noexcept
     cdef uint32_t _idle_time(self, Py_ssize_t slot) noexcept
     cdef void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash) noexcept
@@ -96,3 +97,22 @@ cdef class WTinyLfuPolicy:
     cdef void _push_most_recent(self, int32_t head, int32_t node) noexcept
     cdef void _unlink(self, int32_t node) noexcept
 
+
+
+# ``record_access`` and ``frequency``, inline here so that the policy and the layer (which
+# call them on every miss, hit and admission) compile them in: no call.
+
+cdef inline bint policy_record_access(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:
+    if not doorkeeper_add(policy._doorkeeper_words, policy._doorkeeper_mask, key_hash):
+        return False
+    if not sketch_add(policy._sketch_words, policy._sketch_mask, key_hash):
+        return True
+    policy.sketch.additions += 1  # (no local: that would count a reference)
+    if policy.sketch.additions >= policy.sketch.sample_size:
+        policy._age()
+    return False
+
+
+cdef inline int policy_frequency(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:
+    return (sketch_frequency(policy._sketch_words, policy._sketch_mask, key_hash)
+            + doorkeeper_contains(policy._doorkeeper_words, policy._doorkeeper_mask, key_hash))

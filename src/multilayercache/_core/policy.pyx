@@ -14,11 +14,11 @@ import numpy as np
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
-from .doorkeeper cimport Doorkeeper, doorkeeper_add, doorkeeper_contains
+from .doorkeeper cimport Doorkeeper, doorkeeper_contains
 from .ghost cimport MAIN as GHOST_MAIN
 from .ghost cimport WINDOW as GHOST_WINDOW
 from .ghost cimport GhostTable, ghost_remember, ghost_take
-from .sketch cimport CountMinSketch, sketch_add, sketch_frequency
+from .sketch cimport CountMinSketch
 
 # The int constants are ``cpdef enum``s in policy.pxd (C and Python alike); these do not
 # fit a C int.
@@ -128,23 +128,18 @@ cdef class WTinyLfuPolicy:
         and its sketch minimum at 15. Until ``epoch`` changes, recording it again changes
         nothing (doorkeeper bits and counters only go up between agings), so the layer may
         skip it for a key it knows is saturated in the current epoch."""
-        if not doorkeeper_add(self._doorkeeper_words, self._doorkeeper_mask, key_hash):
-            return False
-        if not sketch_add(self._sketch_words, self._sketch_mask, key_hash):
-            return True
-        cdef CountMinSketch sketch = self.sketch
-        sketch.additions += 1
-        if sketch.additions >= sketch.sample_size:
-            sketch.reset()
-            self.doorkeeper.clear()
-            self.epoch += 1
-        return False
+        return policy_record_access(self, key_hash)
+
+    cdef void _age(self) noexcept:
+        # Out of line: once per sample period.
+        self.sketch.reset()
+        self.doorkeeper.clear()
+        self.epoch += 1
 
     cpdef int frequency(self, uint64_t key_hash) noexcept:
         """Estimated recent accesses of the key: sketch count, plus one if the doorkeeper
         has seen it."""
-        return (sketch_frequency(self._sketch_words, self._sketch_mask, key_hash)
-                + doorkeeper_contains(self._doorkeeper_words, self._doorkeeper_mask, key_hash))
+        return policy_frequency(self, key_hash)
 
     def has_seen(self, uint64_t key_hash) -> bool:
         """Whether the key was accessed before in this sample period (doorkeeper)."""
@@ -265,7 +260,7 @@ cdef class WTinyLfuPolicy:
         if region == GHOST_MAIN:
             self._set_window(self.window_target - self._step())
             return
-        if self.frequency(key_hash) > RECENCY_FREQUENCY:
+        if policy_frequency(self, key_hash) > RECENCY_FREQUENCY:
             return
         cdef Py_ssize_t victim = self._main_victim()
         if victim >= 0 and self._reuse[slot] >= self._idle_time(victim):
@@ -341,8 +336,8 @@ cdef class WTinyLfuPolicy:
         cdef bint sooner = self._reuse[candidate] < self._idle_time(victim)
         if self._readmit[candidate] and sooner:
             return True
-        cdef int candidate_frequency = self.frequency(self._hash[candidate])
-        cdef int victim_frequency = self.frequency(self._hash[victim])
+        cdef int candidate_frequency = policy_frequency(self, self._hash[candidate])
+        cdef int victim_frequency = policy_frequency(self, self._hash[victim])
         if victim_frequency <= candidate_frequency <= victim_frequency + CLOSE_CALL:
             return sooner
         if candidate_frequency > victim_frequency:

@@ -7,7 +7,7 @@ from cpython.object cimport Py_EQ, PyObject_RichCompareBool
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
-from ..._core.policy cimport WTinyLfuPolicy
+from ..._core.policy cimport WTinyLfuPolicy, policy_record_access
 from .index cimport EMPTY, index_place, index_remove
 from .keys cimport is_plain_int
 from .layer cimport InMemoryLayer
@@ -156,7 +156,7 @@ cdef inline void record_hit(InMemoryLayer layer, Py_ssize_t slot, uint64_t key_h
     # no-op (see WTinyLfuPolicy.record_access), so skip it; hot keys are hit most.
     cdef uint32_t* meta = &layer._slot_meta[META_FIELDS * slot]
     cdef WTinyLfuPolicy policy = layer._policy
-    if meta[SATURATED_IN] != policy.epoch and policy.record_access(key_hash):
+    if meta[SATURATED_IN] != policy.epoch and policy_record_access(policy, key_hash):
         meta[SATURATED_IN] = policy.epoch
     layer._hits += 1
     if meta[HITS] != MAX_HITS:
