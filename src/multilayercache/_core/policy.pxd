@@ -25,6 +25,16 @@ cpdef enum:
     MAX_ENTRIES = 2147483647  # (1 << 31) - 1: slots are int32
 
 
+cdef enum:
+    # Each node is NODE_FIELDS int32s, so a node's links and region share one cache line
+    # (and its neighbours' links are one line each).
+    NODE_FIELDS = 4
+    PREV = 0
+    NEXT = 1
+    REGION = 2
+    LAST_USE = 3
+
+
 @cython.final
 cdef class WTinyLfuPolicy:
     cdef readonly int64_t capacity
@@ -116,3 +126,25 @@ cdef inline bint policy_record_access(WTinyLfuPolicy policy, uint64_t key_hash) 
 cdef inline int policy_frequency(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:
     return (sketch_frequency(policy._sketch_words, policy._sketch_mask, key_hash)
             + doorkeeper_contains(policy._doorkeeper_words, policy._doorkeeper_mask, key_hash))
+
+
+cdef inline void policy_on_hit(WTinyLfuPolicy policy, Py_ssize_t slot) noexcept:
+    """``on_hit``, its common case (a protected entry) inline here for the layer's hit
+    path: the entry moves to the protected list's most recent end, nothing else changes."""
+    cdef int32_t* nodes = &policy._nodes[0]
+    cdef int32_t node = <int32_t>(HEADS + slot)
+    cdef int32_t* record = nodes + NODE_FIELDS * node
+    cdef int32_t last
+    if record[REGION] != PROTECTED:
+        policy.on_hit(slot)
+        return
+    last = nodes[NODE_FIELDS * PROTECTED + PREV]
+    if last == node:
+        return  # already the most recent
+    # unlink (``node`` is not the last, so ``last`` stays the last), then push after ``last``
+    nodes[NODE_FIELDS * record[PREV] + NEXT] = record[NEXT]
+    nodes[NODE_FIELDS * record[NEXT] + PREV] = record[PREV]
+    record[PREV] = last
+    record[NEXT] = PROTECTED
+    nodes[NODE_FIELDS * last + NEXT] = node
+    nodes[NODE_FIELDS * PROTECTED + PREV] = node

@@ -25,15 +25,6 @@ from .sketch cimport CountMinSketch
 UNKNOWN_REUSE = 0xFFFFFFFF
 DEFAULT_SEED = 0x2545F4914F6CDD1D
 
-cdef enum:
-    # Each node is NODE_FIELDS int32s, so a node's links and region share one cache line
-    # (and its neighbours' links are one line each).
-    NODE_FIELDS = 4
-    PREV = 0
-    NEXT = 1
-    REGION = 2
-    LAST_USE = 3
-
 cdef uint32_t C_UNKNOWN_REUSE = UNKNOWN_REUSE
 
 

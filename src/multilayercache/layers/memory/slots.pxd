@@ -7,7 +7,7 @@ from cpython.object cimport Py_EQ, PyObject_RichCompareBool
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
-from ..._core.policy cimport WTinyLfuPolicy, policy_record_access
+from ..._core.policy cimport WTinyLfuPolicy, policy_on_hit, policy_record_access
 from .index cimport EMPTY, index_place, index_remove
 from .keys cimport is_plain_int
 from .layer cimport InMemoryLayer
@@ -161,7 +161,7 @@ cdef inline void record_hit(InMemoryLayer layer, Py_ssize_t slot, uint64_t key_h
     layer._hits += 1
     if meta[HITS] != MAX_HITS:
         meta[HITS] += 1
-    policy.on_hit(slot)
+    policy_on_hit(policy, slot)
 
 
 cdef inline void replace_none(list items, Py_ssize_t index, object item) noexcept:
