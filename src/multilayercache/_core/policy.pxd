@@ -26,13 +26,16 @@ cpdef enum:
 
 
 cdef enum:
-    # Each node is NODE_FIELDS int32s, so a node's links and region share one cache line
-    # (and its neighbours' links are one line each).
-    NODE_FIELDS = 4
+    # Each node is NODE_FIELDS int32s on a 32-byte boundary, so a node's links, region and
+    # its owner's fields share one cache line (and its neighbours' links are one line each).
+    NODE_FIELDS = 8
     PREV = 0
     NEXT = 1
     REGION = 2
     LAST_USE = 3
+    # Fields OWNER .. NODE_FIELDS - 1 of an entry's node are its owner's (the memory layer's
+    # per-slot record): the policy never reads or writes them, but keeps them when it grows.
+    OWNER = 4
 
 
 @cython.final

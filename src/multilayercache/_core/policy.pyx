@@ -1,10 +1,12 @@
 """W-TinyLFU policy with a ghost-guided adaptive window and reuse-distance ties (compiled
 twin of ``_policy_py.py``, which explains the algorithm and every choice).
 
-Memory layout: node ``n`` is four ``int32`` in one array (prev, next, region, last use);
-nodes 0-2 are the list sentinels and node ``3 + slot`` the entry in ``slot``. A hit then
-reads and writes one 16-byte record per node it touches, and a window or probation hit
-stamps its last use in the record it already writes. The ``uint64`` hash, the ``uint32``
+Memory layout: node ``n`` is eight ``int32`` in one array (prev, next, region, last use,
+then four that belong to the policy's owner: the layer keeps its per-slot record there);
+nodes 0-2 are the list sentinels and node ``3 + slot`` the entry in ``slot``. The array
+starts on a 64-byte boundary, so a hit reads and writes one cache line per node it touches
+(its own holding the layer's record too), and a window or probation hit stamps its last use
+in the record it already writes. The ``uint64`` hash, the ``uint32``
 reuse distance, the ``uint8`` readmission flag and the ``int64`` weight (weighted caches
 only) are separate arrays, read on admission only. Evicted slots are written to a reusable
 ``int32`` buffer; the layer reads ``_evicted[0 .. count)`` after each call.
@@ -52,7 +54,7 @@ cdef class WTinyLfuPolicy:
         self.entries = 0
         self.total_weight = 0
         self._slot_count = 0
-        self._nodes = np.zeros(NODE_FIELDS * HEADS, dtype=np.int32)
+        self._nodes = _aligned_zeros(NODE_FIELDS * HEADS)
         for head in range(HEADS):  # empty lists: each sentinel points at itself
             self._nodes[NODE_FIELDS * head + PREV] = head
             self._nodes[NODE_FIELDS * head + NEXT] = head
@@ -146,7 +148,7 @@ cdef class WTinyLfuPolicy:
         if slot_count <= self._node_capacity:
             return
         cdef Py_ssize_t capacity = max(slot_count, 2 * self._node_capacity, 16)
-        nodes = np.zeros(NODE_FIELDS * (HEADS + capacity), dtype=np.int32)
+        nodes = _aligned_zeros(NODE_FIELDS * (HEADS + capacity))
         nodes[:NODE_FIELDS * (HEADS + old)] = self._nodes[:NODE_FIELDS * (HEADS + old)]
         fields = nodes.reshape(-1, NODE_FIELDS)
         fields[HEADS + old:, PREV] = -1
@@ -408,3 +410,11 @@ def _grown(view, Py_ssize_t used, Py_ssize_t capacity, fill):
     bigger = np.full(capacity, fill, dtype=array.dtype)
     bigger[:used] = array[:used]
     return bigger
+
+
+def _aligned_zeros(Py_ssize_t count):
+    # int32 zeros starting on a 64-byte boundary (numpy guarantees 16): with 32-byte nodes,
+    # none straddles two cache lines. The view keeps its buffer alive.
+    raw = np.zeros(count + 16, dtype=np.int32)
+    cdef Py_ssize_t skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip:skip + count]

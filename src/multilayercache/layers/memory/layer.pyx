@@ -32,7 +32,6 @@ from .keys cimport key_hash as _key_hash
 from .ownership cimport clear_graves, release_graves, replace_item, take_ownership
 from .slots cimport (
     INTERRUPTED,
-    META_FIELDS,
     allocate_slot,
     drop_evicted,
     expire_if_due,
@@ -95,7 +94,6 @@ cdef class InMemoryLayer:
         self._wheel = TimerWheel(self._now_ns())
         self._fresh = FreshnessDeadlines()
         self._missed = HotKeyTable()
-        self._slot_meta = np.zeros(8 * META_FIELDS, dtype=np.uint32)
         self._index = np.full(MIN_INDEX, EMPTY, dtype=np.int32)
         self._index_mask = MIN_INDEX - 1
         self._entries = []
