@@ -1,9 +1,9 @@
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
-from .doorkeeper cimport Doorkeeper
+from .doorkeeper cimport Doorkeeper, doorkeeper_add, doorkeeper_contains
 from .ghost cimport GhostTable
-from .sketch cimport CountMinSketch
+from .sketch cimport CountMinSketch, sketch_add, sketch_frequency
 
 cpdef enum:
     # Regions, as per-slot codes; nodes 0..2 are the lists' sentinels.
@@ -23,6 +23,19 @@ cpdef enum:
     INITIAL_SIZING = 1048576  # 1 << 20
     WEIGHTED_INITIAL_SIZING = 1024  # 1 << 10
     MAX_ENTRIES = 2147483647  # (1 << 31) - 1: slots are int32
+
+
+cdef enum:
+    # Each node is NODE_FIELDS int32s on a 32-byte boundary, so a node's links, region and
+    # its owner's fields share one cache line (and its neighbours' links are one line each).
+    NODE_FIELDS = 8
+    PREV = 0
+    NEXT = 1
+    REGION = 2
+    LAST_USE = 3
+    # Fields OWNER .. NODE_FIELDS - 1 of an entry's node are its owner's (the memory layer's
+    # per-slot record): the policy never reads or writes them, but keeps them when it grows.
+    OWNER = 4
 
 
 @cython.final
@@ -76,6 +89,7 @@ cdef class WTinyLfuPolicy:
     cdef int64_t _weight_of(self, Py_ssize_t slot) noexcept
     cdef int _ensure_sized(self, Py_ssize_t entries) except -1
     cdef int _resize_frequency(self, Py_ssize_t entries) except -1
+    cdef void _age(self) noexcept
     cdef void _cache_frequency_views(self) noexcept
     cdef uint32_t _idle_time(self, Py_ssize_t slot) noexcept
     cdef void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash) noexcept
@@ -96,3 +110,44 @@ cdef class WTinyLfuPolicy:
     cdef void _push_most_recent(self, int32_t head, int32_t node) noexcept
     cdef void _unlink(self, int32_t node) noexcept
 
+
+
+# ``record_access`` and ``frequency``, inline here so that the policy and the layer (which
+# call them on every miss, hit and admission) compile them in: no call.
+
+cdef inline bint policy_record_access(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:
+    if not doorkeeper_add(policy._doorkeeper_words, policy._doorkeeper_mask, key_hash):
+        return False
+    if not sketch_add(policy._sketch_words, policy._sketch_mask, key_hash):
+        return True
+    policy.sketch.additions += 1  # (no local: that would count a reference)
+    if policy.sketch.additions >= policy.sketch.sample_size:
+        policy._age()
+    return False
+
+
+cdef inline int policy_frequency(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:
+    return (sketch_frequency(policy._sketch_words, policy._sketch_mask, key_hash)
+            + doorkeeper_contains(policy._doorkeeper_words, policy._doorkeeper_mask, key_hash))
+
+
+cdef inline void policy_on_hit(WTinyLfuPolicy policy, Py_ssize_t slot) noexcept:
+    """``on_hit``, its common case (a protected entry) inline here for the layer's hit
+    path: the entry moves to the protected list's most recent end, nothing else changes."""
+    cdef int32_t* nodes = &policy._nodes[0]
+    cdef int32_t node = <int32_t>(HEADS + slot)
+    cdef int32_t* record = nodes + NODE_FIELDS * node
+    cdef int32_t last
+    if record[REGION] != PROTECTED:
+        policy.on_hit(slot)
+        return
+    last = nodes[NODE_FIELDS * PROTECTED + PREV]
+    if last == node:
+        return  # already the most recent
+    # unlink (``node`` is not the last, so ``last`` stays the last), then push after ``last``
+    nodes[NODE_FIELDS * record[PREV] + NEXT] = record[NEXT]
+    nodes[NODE_FIELDS * record[NEXT] + PREV] = record[PREV]
+    record[PREV] = last
+    record[NEXT] = PROTECTED
+    nodes[NODE_FIELDS * last + NEXT] = node
+    nodes[NODE_FIELDS * PROTECTED + PREV] = node

@@ -1,10 +1,12 @@
 """W-TinyLFU policy with a ghost-guided adaptive window and reuse-distance ties (compiled
 twin of ``_policy_py.py``, which explains the algorithm and every choice).
 
-Memory layout: node ``n`` is four ``int32`` in one array (prev, next, region, last use);
-nodes 0-2 are the list sentinels and node ``3 + slot`` the entry in ``slot``. A hit then
-reads and writes one 16-byte record per node it touches, and a window or probation hit
-stamps its last use in the record it already writes. The ``uint64`` hash, the ``uint32``
+Memory layout: node ``n`` is eight ``int32`` in one array (prev, next, region, last use,
+then four that belong to the policy's owner: the layer keeps its per-slot record there);
+nodes 0-2 are the list sentinels and node ``3 + slot`` the entry in ``slot``. The array
+starts on a 64-byte boundary, so a hit reads and writes one cache line per node it touches
+(its own holding the layer's record too), and a window or probation hit stamps its last use
+in the record it already writes. The ``uint64`` hash, the ``uint32``
 reuse distance, the ``uint8`` readmission flag and the ``int64`` weight (weighted caches
 only) are separate arrays, read on admission only. Evicted slots are written to a reusable
 ``int32`` buffer; the layer reads ``_evicted[0 .. count)`` after each call.
@@ -14,25 +16,16 @@ import numpy as np
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
-from .doorkeeper cimport Doorkeeper, doorkeeper_add, doorkeeper_contains
+from .doorkeeper cimport Doorkeeper, doorkeeper_contains
 from .ghost cimport MAIN as GHOST_MAIN
 from .ghost cimport WINDOW as GHOST_WINDOW
 from .ghost cimport GhostTable, ghost_remember, ghost_take
-from .sketch cimport CountMinSketch, sketch_add, sketch_frequency
+from .sketch cimport CountMinSketch
 
 # The int constants are ``cpdef enum``s in policy.pxd (C and Python alike); these do not
 # fit a C int.
 UNKNOWN_REUSE = 0xFFFFFFFF
 DEFAULT_SEED = 0x2545F4914F6CDD1D
-
-cdef enum:
-    # Each node is NODE_FIELDS int32s, so a node's links and region share one cache line
-    # (and its neighbours' links are one line each).
-    NODE_FIELDS = 4
-    PREV = 0
-    NEXT = 1
-    REGION = 2
-    LAST_USE = 3
 
 cdef uint32_t C_UNKNOWN_REUSE = UNKNOWN_REUSE
 
@@ -61,7 +54,7 @@ cdef class WTinyLfuPolicy:
         self.entries = 0
         self.total_weight = 0
         self._slot_count = 0
-        self._nodes = np.zeros(NODE_FIELDS * HEADS, dtype=np.int32)
+        self._nodes = _aligned_zeros(NODE_FIELDS * HEADS)
         for head in range(HEADS):  # empty lists: each sentinel points at itself
             self._nodes[NODE_FIELDS * head + PREV] = head
             self._nodes[NODE_FIELDS * head + NEXT] = head
@@ -128,23 +121,18 @@ cdef class WTinyLfuPolicy:
         and its sketch minimum at 15. Until ``epoch`` changes, recording it again changes
         nothing (doorkeeper bits and counters only go up between agings), so the layer may
         skip it for a key it knows is saturated in the current epoch."""
-        if not doorkeeper_add(self._doorkeeper_words, self._doorkeeper_mask, key_hash):
-            return False
-        if not sketch_add(self._sketch_words, self._sketch_mask, key_hash):
-            return True
-        cdef CountMinSketch sketch = self.sketch
-        sketch.additions += 1
-        if sketch.additions >= sketch.sample_size:
-            sketch.reset()
-            self.doorkeeper.clear()
-            self.epoch += 1
-        return False
+        return policy_record_access(self, key_hash)
+
+    cdef void _age(self) noexcept:
+        # Out of line: once per sample period.
+        self.sketch.reset()
+        self.doorkeeper.clear()
+        self.epoch += 1
 
     cpdef int frequency(self, uint64_t key_hash) noexcept:
         """Estimated recent accesses of the key: sketch count, plus one if the doorkeeper
         has seen it."""
-        return (sketch_frequency(self._sketch_words, self._sketch_mask, key_hash)
-                + doorkeeper_contains(self._doorkeeper_words, self._doorkeeper_mask, key_hash))
+        return policy_frequency(self, key_hash)
 
     def has_seen(self, uint64_t key_hash) -> bool:
         """Whether the key was accessed before in this sample period (doorkeeper)."""
@@ -160,7 +148,7 @@ cdef class WTinyLfuPolicy:
         if slot_count <= self._node_capacity:
             return
         cdef Py_ssize_t capacity = max(slot_count, 2 * self._node_capacity, 16)
-        nodes = np.zeros(NODE_FIELDS * (HEADS + capacity), dtype=np.int32)
+        nodes = _aligned_zeros(NODE_FIELDS * (HEADS + capacity))
         nodes[:NODE_FIELDS * (HEADS + old)] = self._nodes[:NODE_FIELDS * (HEADS + old)]
         fields = nodes.reshape(-1, NODE_FIELDS)
         fields[HEADS + old:, PREV] = -1
@@ -265,7 +253,7 @@ cdef class WTinyLfuPolicy:
         if region == GHOST_MAIN:
             self._set_window(self.window_target - self._step())
             return
-        if self.frequency(key_hash) > RECENCY_FREQUENCY:
+        if policy_frequency(self, key_hash) > RECENCY_FREQUENCY:
             return
         cdef Py_ssize_t victim = self._main_victim()
         if victim >= 0 and self._reuse[slot] >= self._idle_time(victim):
@@ -341,8 +329,8 @@ cdef class WTinyLfuPolicy:
         cdef bint sooner = self._reuse[candidate] < self._idle_time(victim)
         if self._readmit[candidate] and sooner:
             return True
-        cdef int candidate_frequency = self.frequency(self._hash[candidate])
-        cdef int victim_frequency = self.frequency(self._hash[victim])
+        cdef int candidate_frequency = policy_frequency(self, self._hash[candidate])
+        cdef int victim_frequency = policy_frequency(self, self._hash[victim])
         if victim_frequency <= candidate_frequency <= victim_frequency + CLOSE_CALL:
             return sooner
         if candidate_frequency > victim_frequency:
@@ -422,3 +410,11 @@ def _grown(view, Py_ssize_t used, Py_ssize_t capacity, fill):
     bigger = np.full(capacity, fill, dtype=array.dtype)
     bigger[:used] = array[:used]
     return bigger
+
+
+def _aligned_zeros(Py_ssize_t count):
+    # int32 zeros starting on a 64-byte boundary (numpy guarantees 16): with 32-byte nodes,
+    # none straddles two cache lines. The view keeps its buffer alive.
+    raw = np.zeros(count + 16, dtype=np.int32)
+    cdef Py_ssize_t skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip:skip + count]

@@ -10,7 +10,7 @@ from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
 from .index cimport EMPTY
 from .keys cimport key_hash
 from .layer cimport InMemoryLayer
-from .slots cimport HITS, META_FIELDS, find_slot
+from .slots cimport HITS, find_slot, slot_record
 
 from .arguments import checked_top_n
 from .introspection import layer_snapshot, layer_stats
@@ -80,7 +80,7 @@ def snapshot(InMemoryLayer layer, hot_keys):
     try:
         cached = [
             (layer._entries[2 * slot], policy._hash[slot],
-             layer._slot_meta[META_FIELDS * slot + HITS])
+             slot_record(layer, slot)[HITS])
             for slot in cached_slots(layer)
         ]
         return layer_snapshot(counted, policy, cached, layer._missed, hot_keys)

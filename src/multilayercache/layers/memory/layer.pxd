@@ -6,7 +6,8 @@
 # Layout: ``_index`` (index.pxd) maps spread hashes to slots, comparing the policy's per-slot
 # hashes before any key object. ``_entries`` is one list with slot ``s``'s key at ``2s`` and
 # value at ``2s + 1``: the garbage collector sees what the cache holds, and a hit reads both
-# from one cache line. ``_slot_meta`` holds one 16-byte record per slot (slots.pxd).
+# from one cache line. The layer's per-slot record (hits, ...) lives in the policy's node
+# of the slot (``slot_record`` in slots.pxd).
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
@@ -29,7 +30,6 @@ cdef class InMemoryLayer:
     cdef TimerWheel _wheel
     cdef FreshnessDeadlines _fresh
     cdef HotKeyTable _missed
-    cdef uint32_t[::1] _slot_meta  # META_FIELDS per slot (slots.pxd)
     cdef int32_t[::1] _index
     cdef uint64_t _index_mask
     cdef list _entries

@@ -23,7 +23,7 @@ from libc.stdint cimport int64_t, uint64_t
 from ..._core.bits cimport prefetch
 from ..._core.ghost cimport ghost_prefetch
 from ..._core.hotkeys cimport HotKeyTable, hot_keys_record
-from ..._core.policy cimport WTinyLfuPolicy
+from ..._core.policy cimport WTinyLfuPolicy, policy_record_access
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
 from .freshness cimport FreshnessDeadlines
@@ -32,7 +32,6 @@ from .keys cimport key_hash as _key_hash
 from .ownership cimport clear_graves, release_graves, replace_item, take_ownership
 from .slots cimport (
     INTERRUPTED,
-    META_FIELDS,
     allocate_slot,
     drop_evicted,
     expire_if_due,
@@ -95,7 +94,6 @@ cdef class InMemoryLayer:
         self._wheel = TimerWheel(self._now_ns())
         self._fresh = FreshnessDeadlines()
         self._missed = HotKeyTable()
-        self._slot_meta = np.zeros(8 * META_FIELDS, dtype=np.uint32)
         self._index = np.full(MIN_INDEX, EMPTY, dtype=np.int32)
         self._index_mask = MIN_INDEX - 1
         self._entries = []
@@ -158,7 +156,7 @@ cdef class InMemoryLayer:
                     return aside
                 slot = -1  # stale: ``get`` no longer serves it
         if slot < 0:
-            self._policy.record_access(key_hash)  # frequency counts every lookup, hit or miss
+            policy_record_access(self._policy, key_hash)  # frequency counts every lookup, hit or miss
             ghost_prefetch(self._policy.ghosts, key_hash)  # for the set that usually follows
             self._misses += 1
             hot_keys_record(self._missed, key_hash, key)
@@ -184,7 +182,7 @@ cdef class InMemoryLayer:
                     return aside
                 slot = -1
             if slot < 0:
-                self._policy.record_access(key_hash)
+                policy_record_access(self._policy, key_hash)
                 self._misses += 1
                 result = default
             else:
@@ -211,7 +209,7 @@ cdef class InMemoryLayer:
                 slot = -1
             if slot < 0:
                 absent_at = self._version
-                self._policy.record_access(key_hash)
+                policy_record_access(self._policy, key_hash)
                 self._misses += 1
             else:
                 record_hit(self, slot, key_hash)

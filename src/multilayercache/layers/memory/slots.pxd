@@ -7,7 +7,14 @@ from cpython.object cimport Py_EQ, PyObject_RichCompareBool
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
-from ..._core.policy cimport WTinyLfuPolicy
+from ..._core.policy cimport (
+    HEADS,
+    NODE_FIELDS,
+    OWNER,
+    WTinyLfuPolicy,
+    policy_on_hit,
+    policy_record_access,
+)
 from .index cimport EMPTY, index_place, index_remove
 from .keys cimport is_plain_int
 from .layer cimport InMemoryLayer
@@ -15,12 +22,11 @@ from .ownership cimport replace_item
 
 cdef enum:
     INTERRUPTED = -3  # find_slot: a write began while a key's __eq__ ran
-    # _slot_meta: per slot, these fields
-    META_FIELDS = 4
+    # The slot's record (slot_record): these fields
     HITS = 0
     SATURATED_IN = 1  # the policy epoch in which the key was found saturated
     PLAIN_INT = 2  # 1 if the key is an int hashed to its own value (keys.pxd)
-    # field 3 is unused: it pads a record to 16 bytes, so one never straddles cache lines
+    # field 3 is unused
 
 cdef extern from *:
     """
@@ -33,6 +39,12 @@ cdef extern from *:
 cdef int grow_index(InMemoryLayer layer) except -1
 cdef Py_ssize_t append_slot(InMemoryLayer layer, object key, object value) except -1
 cdef int grow_free(InMemoryLayer layer) except -1
+
+
+cdef inline uint32_t* slot_record(InMemoryLayer layer, Py_ssize_t slot) noexcept:
+    """The layer's record of ``slot``: kept in the owner's fields of the slot's policy node,
+    the cache line that a hit reads and writes for the recency order anyway."""
+    return <uint32_t*>&layer._policy._nodes[NODE_FIELDS * (HEADS + slot) + OWNER]
 
 
 cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_hash,
@@ -54,7 +66,7 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
             if stored == <PyObject*>key:
                 return slot
             if layer._policy._hash[slot] == key_hash:
-                if layer._slot_meta[META_FIELDS * slot + PLAIN_INT] and is_plain_int(
+                if slot_record(layer, slot)[PLAIN_INT] and is_plain_int(
                     key, key_hash
                 ):
                     return slot  # equal ints: the stored one need not be read
@@ -81,7 +93,7 @@ cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object val
         replace_none(layer._entries, 2 * slot + 1, value)
     else:
         slot = append_slot(layer, key, value)
-    cdef uint32_t* meta = &layer._slot_meta[META_FIELDS * slot]
+    cdef uint32_t* meta = slot_record(layer, slot)
     meta[HITS] = 0
     meta[SATURATED_IN] = 0
     meta[PLAIN_INT] = is_plain_int(key, key_hash)
@@ -154,14 +166,14 @@ cdef inline bint expire_if_due(InMemoryLayer layer, Py_ssize_t slot) except -1:
 cdef inline void record_hit(InMemoryLayer layer, Py_ssize_t slot, uint64_t key_hash) noexcept:
     # Frequency first: recording a key already known to be saturated in this epoch is a
     # no-op (see WTinyLfuPolicy.record_access), so skip it; hot keys are hit most.
-    cdef uint32_t* meta = &layer._slot_meta[META_FIELDS * slot]
+    cdef uint32_t* meta = slot_record(layer, slot)
     cdef WTinyLfuPolicy policy = layer._policy
-    if meta[SATURATED_IN] != policy.epoch and policy.record_access(key_hash):
+    if meta[SATURATED_IN] != policy.epoch and policy_record_access(policy, key_hash):
         meta[SATURATED_IN] = policy.epoch
     layer._hits += 1
     if meta[HITS] != MAX_HITS:
         meta[HITS] += 1
-    policy.on_hit(slot)
+    policy_on_hit(policy, slot)
 
 
 cdef inline void replace_none(list items, Py_ssize_t index, object item) noexcept:

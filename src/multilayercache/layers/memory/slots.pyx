@@ -31,8 +31,6 @@ cdef Py_ssize_t append_slot(InMemoryLayer layer, object key, object value) excep
     layer._policy.grow(layer._slot_count)
     layer._wheel.grow(layer._slot_count)
     layer._fresh.grow(layer._slot_count)
-    if META_FIELDS * slot == layer._slot_meta.shape[0]:
-        layer._slot_meta = _grown(layer._slot_meta, 2 * META_FIELDS * slot)
     return slot
 
 
