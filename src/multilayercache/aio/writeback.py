@@ -26,6 +26,7 @@ from ..core.state import CacheState
 from ..core.tiers import Tier
 from ..core.writeback import (
     EXIT_TIMEOUT_SECONDS,
+    WorkerBase,
     abandoned,
     admission_error,
     close_timeout,
@@ -33,21 +34,18 @@ from ..core.writeback import (
     payloads,
 )
 from ..core.writepolicy import Op
-from ..core.writequeue import Batch, WriteQueue
+from ..core.writequeue import Batch
 from ..deadletter import sink_for
 
 log = logging.getLogger("multilayercache.writeback")
 
 
-class AsyncWriteBehindWorker:
+class AsyncWriteBehindWorker(WorkerBase):
     """Sends one write-behind tier's queue from a task of its own."""
 
     def __init__(self, tier: Tier, state: CacheState) -> None:
         assert tier.queue is not None
-        self.tier = tier
-        self.queue: WriteQueue = tier.queue
-        self.options = self.queue.options
-        self.sink = sink_for(self.options.dead_letter)
+        super().__init__(tier, sink_for(tier.queue.options.dead_letter))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed: asyncio.Condition | None = None
@@ -55,7 +53,6 @@ class AsyncWriteBehindWorker:
         self._wake = asyncio.Event()
         """Set by callers when the worker should look again (work due, flush, close)."""
         self._current: Batch | None = None  # taken and not finished: resent by a new task
-        self._abandon = False
         _OPEN.add(self)
 
     # ---------------------------------------------------------------- callers
@@ -105,12 +102,7 @@ class AsyncWriteBehindWorker:
 
     def pending(self, keys: list[Any]) -> dict[Any, tuple[Op, Any]]:
         """The queued writes of ``keys`` (see ``WriteQueue.pending``)."""
-        found = {}
-        for key in keys:
-            write = self.queue.pending(key)
-            if write is not None:
-                found[key] = write
-        return found
+        return self.pending_in(keys)  # one event loop: no lock needed
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every write queued before this call is delivered or dead-lettered;

@@ -9,10 +9,32 @@ from typing import Any
 from .errors import LayerError, LayerUnavailableError
 from .tiers import Tier
 from .writepolicy import WriteQueueClosed
-from .writequeue import Batch
+from .writequeue import Batch, WriteQueue
 
 EXIT_TIMEOUT_SECONDS = 10.0
 """How long interpreter exit waits for a queue whose policy sets no ``close_timeout``."""
+
+
+class WorkerBase:
+    """What both workers hold: the tier, its queue and policy, the dead-letter sink (made by
+    the caller: file IO is not the core's), and whether ``close()`` gave up waiting."""
+
+    def __init__(self, tier: Tier, sink: Any) -> None:
+        assert tier.queue is not None
+        self.tier = tier
+        self.queue: WriteQueue = tier.queue
+        self.options = self.queue.options
+        self.sink = sink
+        self._abandon = False  # close() stopped waiting: dead-letter the rest
+
+    def pending_in(self, keys: list[Any]) -> dict[Any, Any]:
+        """The queued writes of ``keys`` (callers hold the queue's lock, if any)."""
+        found = {}
+        for key in keys:
+            write = self.queue.pending(key)
+            if write is not None:
+                found[key] = write
+        return found
 
 
 def admission_error(tier: Tier) -> LayerError | None:

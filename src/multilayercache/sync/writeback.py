@@ -23,6 +23,7 @@ from ..core.state import CacheState
 from ..core.tiers import Tier
 from ..core.writeback import (
     EXIT_TIMEOUT_SECONDS,
+    WorkerBase,
     abandoned,
     admission_error,
     close_timeout,
@@ -30,24 +31,20 @@ from ..core.writeback import (
     payloads,
 )
 from ..core.writepolicy import Op
-from ..core.writequeue import Batch, WriteQueue
+from ..core.writequeue import Batch
 from ..deadletter import sink_for
 
 log = logging.getLogger("multilayercache.writeback")
 
 
-class WriteBehindWorker:
+class WriteBehindWorker(WorkerBase):
     """Sends one write-behind tier's queue from a thread of its own."""
 
     def __init__(self, tier: Tier, state: CacheState) -> None:
         assert tier.queue is not None
-        self.tier = tier
-        self.queue: WriteQueue = tier.queue
-        self.options = self.queue.options
-        self.sink = sink_for(self.options.dead_letter)
+        super().__init__(tier, sink_for(tier.queue.options.dead_letter))
         self.changed = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._abandon = False  # close() stopped waiting: dead-letter the rest
         self._asleep = False  # the worker waits on ``changed`` for work to be due
         _OPEN.add(self)
 
@@ -97,13 +94,8 @@ class WriteBehindWorker:
 
     def pending(self, keys: list[Any]) -> dict[Any, tuple[Op, Any]]:
         """The queued writes of ``keys`` (see ``WriteQueue.pending``)."""
-        found = {}
         with self.changed:
-            for key in keys:
-                write = self.queue.pending(key)
-                if write is not None:
-                    found[key] = write
-        return found
+            return self.pending_in(keys)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every write queued before this call is delivered or dead-lettered;
