@@ -93,6 +93,14 @@ class Tier:
                 )
             self.queue = WriteQueue(write)
 
+    def lifetime_for(self, ttl: Any, rng: random.Random) -> Lifetime:
+        """The lifetime of a write into this layer (see ``LayerPolicy.lifetime_for``):
+        ``default_lifetime`` when the write has no TTL of its own and the policy draws no
+        jitter, so the common ``set()`` computes nothing."""
+        if ttl is None and self.default_lifetime is not None:
+            return self.default_lifetime
+        return self.policy.lifetime_for(ttl, rng)
+
     @property
     def guarded(self) -> bool:
         """Whether calls to this layer go through its breaker or retry policy."""

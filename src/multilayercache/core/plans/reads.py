@@ -189,7 +189,7 @@ def promote(
         accepted = {key: entry for key, entry in entries.items() if accepts(key, tier.layer)}
         if not accepted:
             continue
-        lifetime = _shortest(tier.policy.lifetime_for(None, state.rng), accepted.values())
+        lifetime = _shortest(tier.lifetime_for(None, state.rng), accepted.values())
         values = {key: entry.value for key, entry in accepted.items()}
         yield from store(state, tier, values, lifetime, value_type, quiet=True)
 

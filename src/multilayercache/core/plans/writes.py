@@ -28,8 +28,8 @@ def write(
     optional_ttl_seconds(ttl)
     if not mapping:
         return
-    for tier in reversed(state.tiers):
-        lifetime = tier.policy.lifetime_for(ttl, state.rng)
+    for tier in state.tiers_slowest_first:
+        lifetime = tier.lifetime_for(ttl, state.rng)
         try:
             yield from store(state, tier, mapping, lifetime, value_type, quiet=False)
         except LayerError as error:
@@ -44,15 +44,21 @@ def forget(state: CacheState, keys: list[Any], stop: int) -> Plan[None]:
     write's own error is the one the caller gets."""
     for tier in state.tiers[:stop]:
         try:
-            if tier.queue is not None:  # after its queued writes of the keys, in order
-                yield from enqueue_deletes(tier, keys)
-            elif len(keys) > 1 and tier.has("delete_many"):
-                yield Call(tier, "delete_many", (keys,))
-            else:
-                for key in keys:
-                    yield Call(tier, "delete", (key,))
+            yield from remove(tier, keys)
         except (LayerError, QueueFull, WriteQueueClosed) as error:
             state.note_write_error(tier, keys, error)
+
+
+def remove(tier: Tier, keys: list[Any]) -> Plan[None]:
+    """Delete ``keys`` from one layer: queued for a write-behind one (after its queued
+    writes of them, in order), else in one batch call when the layer has one."""
+    if tier.queue is not None:
+        yield from enqueue_deletes(tier, keys)
+    elif len(keys) > 1 and tier.has("delete_many"):
+        yield Call(tier, "delete_many", (keys,))
+    else:
+        for key in keys:
+            yield Call(tier, "delete", (key,))
 
 
 def write_at_once(
@@ -70,9 +76,7 @@ def write_at_once(
     written, and the caller runs ``write``, which waits for room (a write already queued
     below is then queued again: the same value, coalesced)."""
     for tier in state.tiers_slowest_first:
-        lifetime = tier.default_lifetime
-        if ttl is not None or lifetime is None:
-            lifetime = tier.policy.lifetime_for(ttl, state.rng)
+        lifetime = tier.lifetime_for(ttl, state.rng)
         if tier.queue is not None:
             payload = tier.layer.encode_write(key, value, lifetime, 0.0, value_type=value_type)
             if not put_now(tier, key, "set", payload, payload.size):
@@ -95,10 +99,10 @@ def write_loaded(
     encode still goes into the in-process layer. The layers at the depths in ``skip`` are
     left out: those that did not answer the lookup before this load, which the caller
     would otherwise wait on a second time (a blackholed server: twice its timeout)."""
-    for tier in reversed(state.tiers):
+    for tier in state.tiers_slowest_first:
         if tier.depth in skip:
             continue
-        lifetime = tier.policy.lifetime_for(ttl, state.rng)
+        lifetime = tier.lifetime_for(ttl, state.rng)
         yield from store(state, tier, mapping, lifetime, value_type, True, load_seconds)
 
 
@@ -194,7 +198,7 @@ def delete(state: CacheState, key: Any) -> Plan[bool]:
     the delete queued (it counts as having had the key only if a write of it was queued)."""
     removed = False
     failure: LayerError | None = None
-    for tier in reversed(state.tiers):
+    for tier in state.tiers_slowest_first:
         try:
             if tier.queue is not None:
                 pending = yield Peek(tier, [key])
@@ -215,15 +219,9 @@ def delete_many(state: CacheState, keys: Iterable[Any]) -> Plan[None]:
     has one); like ``delete``, the other layers are cleared before an error is raised."""
     wanted = unique(keys)
     failure: LayerError | None = None
-    for tier in reversed(state.tiers):
+    for tier in state.tiers_slowest_first:
         try:
-            if tier.queue is not None:
-                yield from enqueue_deletes(tier, wanted)
-            elif tier.has("delete_many"):
-                yield Call(tier, "delete_many", (wanted,))
-            else:
-                for key in wanted:
-                    yield Call(tier, "delete", (key,))
+            yield from remove(tier, wanted)
         except LayerError as error:
             state.note_write_error(tier, wanted, error)
             failure = failure or error
