@@ -72,8 +72,9 @@ class AsyncWriteBehindWorker(WorkerBase):
                             self.options.block_timeout,
                         )
                     except TimeoutError:
-                        pass  # still full: put raises QueueFull
-            self._put(key, op, payload, size)
+                        pass
+            if not self.put_now(key, op, payload, size):
+                raise queue.refusal()  # still no room after block_timeout
 
     def put_now(self, key: Any, op: Op, payload: Any, size: int) -> bool:
         """Queue one write if there is room now; False (nothing queued) if not. Called
@@ -88,17 +89,6 @@ class AsyncWriteBehindWorker(WorkerBase):
         if was_empty or queue.due(now):
             self._wake.set()
         return True
-
-    def _put(self, key: Any, op: Op, payload: Any, size: int) -> None:
-        """Put; wake the worker if this write makes a batch due sooner than it would wake
-        by itself (nothing was ready, or a batch is full now)."""
-        queue = self.queue
-        now = time.monotonic()
-        was_empty = not queue.ready
-        queue.put(key, op, payload, size, now)
-        _HOLDING.add(self)
-        if was_empty or queue.due(now):
-            self._wake.set()
 
     def pending(self, keys: list[Any]) -> dict[Any, tuple[Op, Any]]:
         """The queued writes of ``keys`` (see ``WriteQueue.pending``)."""

@@ -227,7 +227,7 @@ class WriteQueue:
         waits while ``full(size, key)`` first, then puts), ``WriteQueueClosed`` after
         ``close()``."""
         if not self.offer(key, op, payload, size, now):
-            raise self._full()
+            raise self.refusal()
 
     def offer(self, key: Any, op: Op, payload: Any, size: int, now: float) -> bool:
         """``put``, but a write that does not fit is refused by returning False (not
@@ -467,7 +467,8 @@ class WriteQueue:
         )
 
     # ---------------------------------------------------------------- internals
-    def _full(self) -> QueueFull:
+    def refusal(self) -> QueueFull:
+        """The ``QueueFull`` for a write refused now (counted in ``rejected``)."""
         self.rejected += 1
         return QueueFull(
             f"write-behind queue full: {self.depth} writes, {self._bytes} bytes held "

@@ -63,7 +63,8 @@ class WriteBehindWorker(WorkerBase):
                         lambda: not queue.full(size, key) or queue.closed,  # noqa: B023
                         self.options.block_timeout,
                     )
-                self._put(key, op, payload, size)  # QueueFull if still no room
+                if not self.put_now(key, op, payload, size):
+                    raise queue.refusal()  # still no room after block_timeout
 
     def put_now(self, key: Any, op: Op, payload: Any, size: int) -> bool:
         """Queue one write if there is room now; False (nothing queued) if not. The
@@ -75,22 +76,10 @@ class WriteBehindWorker(WorkerBase):
             was_empty = not queue.ready
             if not queue.offer(key, op, payload, size, now):
                 return False
-            if self._thread is None:
-                self._start()
+            self._start()
             if self._asleep and (was_empty or queue.due(now)):
                 self.changed.notify_all()
         return True
-
-    def _put(self, key: Any, op: Op, payload: Any, size: int) -> None:
-        """Put under ``changed``; wake the worker only if it sleeps and this write makes a
-        batch due sooner than it will wake by itself (nothing was ready, or a batch is
-        full now)."""
-        queue = self.queue
-        now = time.monotonic()
-        was_empty = not queue.ready
-        queue.put(key, op, payload, size, now)
-        if self._asleep and (was_empty or queue.due(now)):
-            self.changed.notify_all()
 
     def pending(self, keys: list[Any]) -> dict[Any, tuple[Op, Any]]:
         """The queued writes of ``keys`` (see ``WriteQueue.pending``)."""
