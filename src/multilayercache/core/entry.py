@@ -199,7 +199,8 @@ def _array_length(view: memoryview, offset: int) -> tuple[int, int]:
 
 
 def _at(now_ms: int, seconds: float) -> int:
-    return NEVER if seconds == math.inf else now_ms + max(0, round(seconds * 1000))
+    delta = _delta(seconds)
+    return NEVER if delta is None else now_ms + delta
 
 
 def _left(at_ms: int, now_ms: int) -> float:

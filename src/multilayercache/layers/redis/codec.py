@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.decorate import CallKey
-from ...core.entry import FORMAT_VERSION, NEVER, deltas, unwrap, wrap_at
+from ...core.entry import FORMAT_VERSION, NEVER, Deltas, deltas, unwrap, wrap_at
 from ...core.errors import LayerError, UntrustedDataError
 from ...core.freshness import Entry, Lifetime
 from ...core.log import ThrottledWarning
@@ -202,16 +202,16 @@ class RedisCodec:
         self, value: Any, lifetime: Lifetime, load_seconds: float = 0.0, value_type: Any = None
     ) -> bytes:
         """The stored form of ``value``: its envelope, then the serializer's bytes."""
-        return self._pack_at(_now_ms(), value, lifetime, load_seconds, value_type)
+        return self._pack_at(_now_ms(), value, deltas(lifetime), load_seconds, value_type)
 
     def _pack_at(
-        self, now_ms: int, value: Any, lifetime: Lifetime, load_seconds: float, value_type: Any
+        self, now_ms: int, value: Any, lifetime: Deltas, load_seconds: float, value_type: Any
     ) -> bytes:
         if value_type is None or not self._typed:
             payload = self._dumps(value)
         else:
             payload = self._dumps(value, value_type=value_type)
-        return wrap_at(now_ms, deltas(lifetime), load_seconds, payload)
+        return wrap_at(now_ms, lifetime, load_seconds, payload)
 
     def _load(self, data: Any, value_type: Any) -> Any:
         if value_type is None or not self._typed:
@@ -326,20 +326,12 @@ class RedisCodec:
             packing = memo[1]
         else:
             resolved = self._resolved(lifetime)
-            total = resolved.ttl + resolved.stale_ttl
-            if total == math.inf:
-                packing = (deltas(resolved), None)
-            else:
-                packing = (deltas(resolved), 0 if total <= 0 else max(1, round(total * 1000)))
+            packing = (deltas(resolved), self._expiry_ms(resolved))
             if lifetime.ttl is not None or not self.ttl_jitter:  # else jittered each time
                 self._packing_memo = (lifetime, packing)
-        now_ms = time.time_ns() // 1_000_000
-        if value_type is None or not self._typed:
-            payload = self._dumps(value)
-        else:
-            payload = self._dumps(value, value_type=value_type)
+        now_ms = _now_ms()
         lifetime_deltas, milliseconds = packing
-        data = wrap_at(now_ms, lifetime_deltas, load_seconds, payload)
+        data = self._pack_at(now_ms, value, lifetime_deltas, load_seconds, value_type)
         if milliseconds is None:
             return PackedWrite(self.redis_key(key), data, None, None)
         return PackedWrite(self.redis_key(key), data, milliseconds, (now_ms + milliseconds) / 1000)
