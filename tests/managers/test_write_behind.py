@@ -288,3 +288,19 @@ def test_the_fast_set_and_the_planned_set_store_the_same(harness, tmp_path) -> N
             assert one.value == other.value == [1, 2]
             assert one.fresh_for == pytest.approx(other.fresh_for, abs=0.1)
             assert one.gone_in == pytest.approx(other.gone_in, abs=0.1)
+
+
+def test_close_ends_the_worker_even_when_nothing_is_queued(redis_url, prefix, tmp_path) -> None:
+    # A closed cache must not leave its worker thread waiting forever on an idle queue.
+
+    from multilayercache import InMemoryLayer, MultilayerCache, RedisLayer
+
+    layer = RedisLayer(redis_url, prefix=prefix)
+    cache = MultilayerCache([InMemoryLayer(max_size=10), layer], [None, behind(tmp_path)])
+    cache.set("k", 1)
+    assert cache.flush(timeout=5)  # delivered: the worker now sleeps on an idle queue
+    thread = cache._driver.writers[1]._thread
+    assert thread is not None and thread.is_alive()
+    cache.close()
+    thread.join(timeout=5)
+    assert not thread.is_alive()

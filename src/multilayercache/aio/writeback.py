@@ -106,6 +106,7 @@ class AsyncWriteBehindWorker(WorkerBase):
         """Refuse new writes, deliver the rest within ``timeout`` (default: the policy's
         ``close_timeout``), then dead-letter what is left; False if it had to give up."""
         self.queue.close()
+        self._wake.set()  # a worker asleep on an idle queue sees it closed, and ends
         if self.queue.idle:
             return True
         if await self._wait_for(lambda: self.queue.idle, close_timeout(self.tier, timeout)):

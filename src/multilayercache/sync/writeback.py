@@ -104,10 +104,10 @@ class WriteBehindWorker(WorkerBase):
         wait = close_timeout(self.tier, timeout)
         with self.changed:
             self.queue.close()
+            self.changed.notify_all()  # a worker asleep on an idle queue sees it closed, and ends
             if self.queue.idle:
                 return True
             self._start()
-            self.changed.notify_all()
             if self.changed.wait_for(lambda: self.queue.idle, wait):
                 return True
             self._abandon = True  # every batch from now on goes to the dead letter
