@@ -27,14 +27,10 @@ class LoadTimeoutError(TimeoutError):
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether ``error`` is a transient layer failure (see ``LayerError``)."""
+    """Whether ``error`` is a transient layer failure (see ``LayerError``): the backend
+    could not be reached, did not answer in time, or its circuit breaker refused the
+    call."""
     return isinstance(error, LayerError) and error.transient
-
-
-def is_unreachable(error: BaseException) -> bool:
-    """Whether a layer call failed without an answer from the backend: it could not be
-    reached, did not answer in time, or its circuit breaker refused the call."""
-    return is_transient(error) or isinstance(error, LayerUnavailableError)
 
 
 class SerializationError(TypeError):

@@ -112,7 +112,10 @@ class Tier:
 
     def admit(self) -> None:
         """Before a call: raise ``LayerUnavailableError`` at once while the breaker is
-        open (or its probe slots are taken)."""
+        open (or its probe slots are taken). Transient, as the layer's own timeouts are:
+        the backend is down for now, and a later call may get through (a write-behind
+        batch waits and is retried; a read counts the layer as unreachable). The drivers
+        admit outside their retry loop, so an open breaker is never retried at once."""
         if self.breaker is None:
             return
         with self._guard:
@@ -120,8 +123,7 @@ class Tier:
                 return
             probe_in = self.breaker.probe_in
         raise LayerUnavailableError(
-            f"{self.name}: circuit breaker open (next probe in {probe_in:.2f} s)",
-            transient=False,
+            f"{self.name}: circuit breaker open (next probe in {probe_in:.2f} s)"
         )
 
     def settle(self, error: BaseException | None) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import LayerError, LayerUnavailableError
 from .tiers import Tier
 from .writepolicy import WriteQueueClosed
 from .writequeue import Batch, WriteQueue
@@ -35,17 +34,6 @@ class WorkerBase:
             if write is not None:
                 found[key] = write
         return found
-
-
-def admission_error(tier: Tier) -> LayerError | None:
-    """``None`` if the layer's breaker lets a batch through now, else the error to report
-    to the queue. An open breaker means the layer is down for now: transient, so the
-    batch waits and is retried instead of being dead-lettered."""
-    try:
-        tier.admit()
-    except LayerUnavailableError as error:
-        return LayerError(str(error), transient=True)
-    return None
 
 
 def payloads(batch: Batch) -> list[Any]:

@@ -19,13 +19,13 @@ import time
 import weakref
 from typing import Any
 
+from ..core.errors import LayerError
 from ..core.state import CacheState
 from ..core.tiers import Tier
 from ..core.writeback import (
     EXIT_TIMEOUT_SECONDS,
     WorkerBase,
     abandoned,
-    admission_error,
     close_timeout,
     dead_letter_records,
     payloads,
@@ -161,9 +161,10 @@ class WriteBehindWorker(WorkerBase):
     def _attempt(self, batch: Batch) -> Exception | None:
         """One send of ``batch`` through the layer's breaker; the error, or ``None``."""
         tier = self.tier
-        error = admission_error(tier)
-        if error is not None:
-            return error
+        try:
+            tier.admit()  # an open breaker: a transient error, the batch waits and retries
+        except LayerError as refused:
+            return refused
         try:
             tier.layer.write_packed(payloads(batch))
         except Exception as failure:

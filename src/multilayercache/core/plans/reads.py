@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..errors import LayerError, is_unreachable
+from ..errors import LayerError, is_transient
 from ..freshness import Entry, Freshness, Lifetime, lifetime_of
 from ..keys import unique
 from ..missing import MISSING
@@ -84,7 +84,7 @@ def find_entry(
             entry = yield from get_entry(tier, key, value_type)
         except LayerError as error:
             state.note_read_error(tier, key, error)
-            if unreachable is not None and is_unreachable(error):
+            if unreachable is not None and is_transient(error):
                 unreachable.add(tier.depth)
             continue
         if entry is None:
@@ -130,7 +130,7 @@ def find_entries(
             entries = yield from get_entries(tier, remaining, value_type)
         except LayerError as error:
             state.note_read_error(tier, remaining, error)
-            if unreachable is not None and is_unreachable(error):
+            if unreachable is not None and is_transient(error):
                 unreachable.add(tier.depth)
             continue
         depth = tier.depth
