@@ -99,12 +99,10 @@ class AsyncMultilayerCache(ManagerBase):
         """Write through every layer, slowest first (each caps ``ttl`` by its policy). A
         layer that fails raises its ``LayerError``, and the faster layers drop the key
         (see ``MultilayerCache.set``); a write-behind layer gets the write queued."""
-        state = self._state
-        if state.writes_at_once and plans.write_at_once(
-            state, key, value, ttl, state.value_type, self._driver.put_now
-        ):
-            return
-        await self._run(plans.write(state, single(key, value), ttl, state.value_type))
+        if not self._set_at_once(key, value, ttl):
+            await self._run(
+                plans.write(self._state, single(key, value), ttl, self._state.value_type)
+            )
 
     async def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Write every item through every layer (one batch call per layer); a failure is

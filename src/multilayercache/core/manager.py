@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from . import plans
 from .missing import STEPPED_ASIDE
 from .options import LoadOptions
 from .state import CacheState
@@ -54,6 +55,14 @@ class ManagerBase:
     def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self.layers)
         return f"{type(self).__name__}([{layers}])"
+
+    def _set_at_once(self, key: Any, value: Any, ttl: Any) -> bool:
+        """``set`` without a plan when no layer has to be waited for (see
+        ``plans.write_at_once``); False: run the plan."""
+        state = self._state
+        return state.writes_at_once and plans.write_at_once(
+            state, key, value, ttl, state.value_type, self._driver.put_now
+        )
 
     def _type_for(self, value_type: Any) -> Any:
         return self._state.value_type if value_type is None else value_type

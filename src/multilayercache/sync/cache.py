@@ -137,12 +137,8 @@ class MultilayerCache(ManagerBase):
         layers drop the key instead of keeping the value it was to replace: a write that
         timed out may still land, so neither value is known to be the layer's. A
         write-behind layer is not waited for: the write is queued (see ``WriteBehind``)."""
-        state = self._state
-        if state.writes_at_once and plans.write_at_once(
-            state, key, value, ttl, state.value_type, self._driver.put_now
-        ):
-            return
-        self._run(plans.write(state, single(key, value), ttl, state.value_type))
+        if not self._set_at_once(key, value, ttl):
+            self._run(plans.write(self._state, single(key, value), ttl, self._state.value_type))
 
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Write every item through every layer (one batch call per layer); a failure is
