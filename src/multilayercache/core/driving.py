@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .state import CacheState
-from .tiers import Tier
 
 
 class DriverBase:
@@ -29,11 +28,9 @@ class DriverBase:
             if tier.queue is not None
         }
         """The write-behind workers, by tier depth."""
+        self.put_now = {depth: writer.put_now for depth, writer in self.writers.items()}
+        """Each worker's ``put_now`` by tier depth (``plans.write_at_once``)."""
         options = state.load_options
         self.gate = None
         if options.max_concurrent_loads is not None:
             self.gate = self.load_gate(options.max_concurrent_loads, timeout=options.load_wait)
-
-    def put_now(self, tier: Tier, key: Any, op: Any, payload: Any, size: int) -> bool:
-        """Queue one write for ``tier`` if its queue has room now (``plans.write_at_once``)."""
-        return self.writers[tier.depth].put_now(key, op, payload, size)  # type: ignore[no-any-return]

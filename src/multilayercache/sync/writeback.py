@@ -76,7 +76,8 @@ class WriteBehindWorker(WorkerBase):
             was_empty = not queue.ready
             if not queue.offer(key, op, payload, size, now):
                 return False
-            self._start()
+            if self._thread is None:  # inlined check: every write-behind set() runs this
+                self._start()
             if self._asleep and (was_empty or queue.due(now)):
                 self.changed.notify_all()
         return True

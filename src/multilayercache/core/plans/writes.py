@@ -67,19 +67,22 @@ def write_at_once(
     value: Any,
     ttl: TTL | None,
     value_type: Any,
-    put_now: Callable[[Tier, Any, Op, Any, int], bool],
+    put_now: Mapping[int, Callable[[Any, Op, Any, int], bool]],
 ) -> bool:
     """``set`` of one key without a plan, when no layer has to be waited for (every layer
     in-process or write-behind: ``state.writes_at_once``): ``write``'s decisions, slowest
-    first, as plain calls. ``put_now(tier, key, op, payload, size)`` queues a write if
-    there is room now; when a queue has none, returns False before any faster layer is
-    written, and the caller runs ``write``, which waits for room (a write already queued
-    below is then queued again: the same value, coalesced)."""
+    first, as plain calls. ``put_now[depth](key, op, payload, size)`` queues a write for
+    the layer at ``depth`` if there is room now; when a queue has none, returns False
+    before any faster layer is written, and the caller runs ``write``, which waits for
+    room (a write already queued below is then queued again: the same value, coalesced)."""
     for tier in state.tiers_slowest_first:
-        lifetime = tier.lifetime_for(ttl, state.rng)
+        # Tier.lifetime_for, inlined: this loop is the whole of a write-behind set().
+        lifetime = tier.default_lifetime if ttl is None else None
+        if lifetime is None:
+            lifetime = tier.policy.lifetime_for(ttl, state.rng)
         if tier.queue is not None:
             payload = tier.layer.encode_write(key, value, lifetime, 0.0, value_type=value_type)
-            if not put_now(tier, key, "set", payload, payload.size):
+            if not put_now[tier.depth](key, "set", payload, payload.size):
                 return False
         else:
             tier.layer.set_entry(key, value, lifetime)

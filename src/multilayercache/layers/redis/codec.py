@@ -332,9 +332,11 @@ class RedisCodec:
         now_ms = _now_ms()
         lifetime_deltas, milliseconds = packing
         data = self._pack_at(now_ms, value, lifetime_deltas, load_seconds, value_type)
+        # tuple.__new__: the named tuple without its Python-level __new__ (every set()).
         if milliseconds is None:
-            return PackedWrite(self.redis_key(key), data, None, None)
-        return PackedWrite(self.redis_key(key), data, milliseconds, (now_ms + milliseconds) / 1000)
+            return _new(PackedWrite, (self.redis_key(key), data, None, None))
+        expires_at = (now_ms + milliseconds) / 1000
+        return _new(PackedWrite, (self.redis_key(key), data, milliseconds, expires_at))
 
     def encode_delete(self, key: Any) -> PackedWrite:
         """A delete, to be sent later (write-behind)."""
@@ -431,6 +433,9 @@ def client_options(options: dict[str, Any], retry_class: type) -> dict[str, Any]
         "retry": retry_class(NoBackoff(), 0),
     }
     return {**defaults, **options}
+
+
+_new = tuple.__new__
 
 
 def _now_ms() -> int:
