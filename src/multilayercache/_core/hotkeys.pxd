@@ -26,21 +26,27 @@ cdef inline void hot_keys_record(HotKeyTable table, uint64_t key_hash, object ke
     """``record``, inline here so that the layer's miss path compiles it in (no call)."""
     cdef uint64_t bucket = key_hash & table.bucket_mask
     cdef uint32_t score = table._scores[bucket]
-    cdef PyObject* old
+    cdef uint32_t count
     if score and table._hashes[bucket] == key_hash:
+        count = table._counts[bucket]
         if score != HOT_MAX_COUNT:
             table._scores[bucket] = score + 1
-        if table._counts[bucket] != HOT_MAX_COUNT:
-            table._counts[bucket] += 1
+        if count != HOT_MAX_COUNT:
+            table._counts[bucket] = count + 1
+        if count == 1:  # its second event: store the key now (see the twin), last
+            store_key(table, bucket, key)
     elif score:
         table._scores[bucket] = score - 1
     else:
         table._hashes[bucket] = key_hash
         table._scores[bucket] = 1
         table._counts[bucket] = 1
-        # Swap the key reference by hand; releasing the old key last, once the table is
-        # consistent, since that may run arbitrary Python code.
-        old = PyList_GET_ITEM(table._keys, bucket)
-        Py_INCREF(key)
-        PyList_SET_ITEM(table._keys, bucket, key)
-        Py_DECREF(<object>old)
+
+
+cdef inline void store_key(HotKeyTable table, uint64_t bucket, object key) noexcept:
+    # Swap the key reference by hand; releasing the old key last, once the table is
+    # consistent, since that may run arbitrary Python code.
+    cdef PyObject* old = PyList_GET_ITEM(table._keys, bucket)
+    Py_INCREF(key)
+    PyList_SET_ITEM(table._keys, bucket, key)
+    Py_DECREF(<object>old)

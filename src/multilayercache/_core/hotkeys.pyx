@@ -39,8 +39,12 @@ cdef class HotKeyTable:
         return 0
 
     def top(self, Py_ssize_t n):
-        """Up to ``n`` tracked keys as ``(key, count, key_hash)``, highest score first."""
-        occupied = [bucket for bucket in range(self.bucket_mask + 1) if self._scores[bucket]]
+        """Up to ``n`` tracked keys seen twice or more, as ``(key, count, key_hash)``,
+        highest score first."""
+        occupied = [
+            bucket for bucket in range(self.bucket_mask + 1)
+            if self._scores[bucket] and self._counts[bucket] > 1
+        ]
         occupied.sort(key=lambda bucket: -self._scores[bucket])
         return [(self._keys[bucket], self._counts[bucket], self._hashes[bucket]) for bucket in occupied[:n]]
 

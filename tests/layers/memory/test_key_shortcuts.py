@@ -105,7 +105,9 @@ def test_a_finalizer_that_writes_between_a_miss_and_its_set(Layer) -> None:
     assert cache.get(first) is None
     del first
     second = Key("second")
-    assert cache.get(second) is None  # the layer may drop its hold on ``first`` here
+    # The compiled layer drops its hold on ``first`` (its last missed key) here, after the
+    # lookup; nothing else holds it, so in the pure layer __del__ has already run.
+    assert cache.get(second) in (None, "from __del__")
     gc.collect()
     cache.set(second, "set")
     assert cache.get(Key("second")) == "set"

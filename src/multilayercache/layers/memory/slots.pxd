@@ -15,7 +15,7 @@ from ..._core.policy cimport (
     policy_on_hit,
     policy_record_access,
 )
-from .index cimport EMPTY, index_place, index_remove
+from .index cimport EMPTY, index_place, index_remove, index_tag
 from .keys cimport is_plain_int
 from .layer cimport InMemoryLayer
 from .ownership cimport replace_item
@@ -52,32 +52,38 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
     """The key's slot, or -1; INTERRUPTED if not ``locked`` and a write began while a key's
     ``__eq__`` ran (the caller then retries under ownership)."""
     cdef uint64_t bucket
-    cdef int32_t slot
+    cdef int32_t tagged
+    cdef uint32_t tag, slot_mask
+    cdef Py_ssize_t slot
     cdef uint64_t version
     cdef int equal
     cdef PyObject* stored
     while True:
+        # (Inside the loop: a key's __eq__ may grow the table, which changes the tags.)
+        slot_mask = layer._slot_mask
+        tag = index_tag(key_hash, slot_mask)
         bucket = key_hash & layer._index_mask
         while True:
-            slot = layer._index[bucket]
-            if slot == EMPTY:
+            tagged = layer._index[bucket]
+            if tagged == EMPTY:
                 return -1
-            stored = PyList_GET_ITEM(layer._entries, 2 * slot)
-            if stored == <PyObject*>key:
-                return slot
-            if layer._policy._hash[slot] == key_hash:
-                if slot_record(layer, slot)[PLAIN_INT] and is_plain_int(
-                    key, key_hash
-                ):
-                    return slot  # equal ints: the stored one need not be read
-                version = layer._version
-                equal = PyObject_RichCompareBool(<object>stored, key, Py_EQ)
-                if not locked and layer._ownership.owner:
-                    return INTERRUPTED
-                if layer._version != version:
-                    break  # the cache changed while __eq__ ran: look again
-                if equal:
-                    return slot
+            # Another key's tag: skip it without reading its hash or its key (index.pxd).
+            if (<uint32_t>tagged & ~slot_mask) == tag:
+                slot = <uint32_t>tagged & slot_mask
+                if layer._policy._hash[slot] == key_hash:
+                    stored = PyList_GET_ITEM(layer._entries, 2 * slot)
+                    if stored == <PyObject*>key:
+                        return slot
+                    if slot_record(layer, slot)[PLAIN_INT] and is_plain_int(key, key_hash):
+                        return slot  # equal ints: the stored one need not be read
+                    version = layer._version
+                    equal = PyObject_RichCompareBool(<object>stored, key, Py_EQ)
+                    if not locked and layer._ownership.owner:
+                        return INTERRUPTED
+                    if layer._version != version:
+                        break  # the cache changed while __eq__ ran: look again
+                    if equal:
+                        return slot
             bucket = (bucket + 1) & layer._index_mask
 
 
@@ -102,7 +108,8 @@ cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object val
     layer._policy._hash[slot] = key_hash
     if 2 * (layer._policy.entries + 1) > <Py_ssize_t>(layer._index_mask + 1):
         grow_index(layer)
-    index_place(&layer._index[0], layer._index_mask, <int32_t>slot, key_hash)
+    index_place(&layer._index[0], layer._index_mask, layer._slot_mask, <int32_t>slot,
+                key_hash)
     layer._version += 1
     return slot
 
@@ -111,7 +118,8 @@ cdef inline int release_slot(InMemoryLayer layer, Py_ssize_t slot) except -1:
     """Take the slot out of the index and free it (the policy has forgotten it)."""
     if layer._fresh.count:
         layer._fresh.forget(slot)
-    index_remove(&layer._index[0], layer._index_mask, &layer._policy._hash[0], <int32_t>slot)
+    index_remove(&layer._index[0], layer._index_mask, layer._slot_mask,
+                 &layer._policy._hash[0], <int32_t>slot)
     # The key and value are released when the operation ends (that may run Python code).
     replace_item(&layer._ownership, layer._entries, 2 * slot, None, layer._grave_overflow)
     replace_item(&layer._ownership, layer._entries, 2 * slot + 1, None, layer._grave_overflow)
