@@ -8,15 +8,32 @@
 # Python hashes to their own value (|n| < 2**61 - 1 on 64-bit CPython, -1 excepted: it
 # hashes to -2), the hash is the value, so equal hashes mean equal keys. The layer flags
 # such keys when it stores them and then answers from the hashes alone.
-from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
 from cpython.long cimport PyLong_CheckExact
 from libc.stdint cimport int64_t, uint64_t
 
 from ..._core.bits cimport spread
 
-cdef extern from "Python.h":
-    # Declared without an exception value, so that key_hash can word the error itself.
-    Py_hash_t hash_or_minus_one "PyObject_Hash"(object key)
+cdef extern from *:
+    """
+    /* PyObject_Hash, with the layer's wording for an unhashable key (as
+       arguments.unhashable_key words it for the pure twin). Out of line: keeping the
+       error path out of key_hash lets the compiler inline key_hash into every caller. */
+    static __attribute__((noinline)) Py_hash_t mlc_hash_slowly(PyObject* key) {
+        Py_hash_t h = PyObject_Hash(key);
+        PyObject* name;
+        if (h == -1 && PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            name = PyType_GetName(Py_TYPE(key));
+            if (name != NULL) {
+                PyErr_Format(PyExc_TypeError,
+                             "cache keys must be hashable, got unhashable %R", name);
+                Py_DECREF(name);
+            }
+        }
+        return h;
+    }
+    """
+    Py_hash_t hash_slowly "mlc_hash_slowly"(object key) except -1
 
 cdef extern from *:
     """
@@ -46,6 +63,30 @@ cdef extern from *:
     """
     int64_t int_value "mlc_int_value"(object op, int* fits) noexcept
 
+cdef extern from *:
+    """
+    /* Python's hash of the two commonest key types, read in place rather than through
+       PyObject_Hash's call into the type: an exact str's cached hash (-1 until first
+       computed), an exact int of one machine digit (its value; -1 hashes to -2). -1 for
+       anything else: the caller then asks PyObject_Hash. */
+    static inline Py_hash_t mlc_quick_hash(PyObject* op) {
+        Py_hash_t value;
+    #if PY_VERSION_HEX < 0x030E0000
+        if (PyUnicode_CheckExact(op)) return ((PyASCIIObject*)op)->hash;
+    #endif
+        if (!PyLong_CheckExact(op)) return -1;
+    #if PY_VERSION_HEX >= 0x030C0000
+        if (!PyUnstable_Long_IsCompact((PyLongObject*)op)) return -1;
+        value = (Py_hash_t)PyUnstable_Long_CompactValue((PyLongObject*)op);
+    #else
+        if (Py_SIZE(op) < -1 || Py_SIZE(op) > 1) return -1;
+        value = (Py_hash_t)Py_SIZE(op) * (Py_hash_t)((PyLongObject*)op)->ob_digit[0];
+    #endif
+        return value == -1 ? -2 : value;
+    }
+    """
+    Py_hash_t quick_hash "mlc_quick_hash"(object op) noexcept
+
 
 cdef inline bint is_plain_int(object key, uint64_t key_hash) noexcept:
     """Whether ``key`` is an exact int whose hash is its value (``key_hash`` is its spread
@@ -61,17 +102,7 @@ cdef inline bint is_plain_int(object key, uint64_t key_hash) noexcept:
 
 cdef inline uint64_t key_hash(object key) except? 0:
     """The key's spread hash (``bits.pxd``); the layer's error for an unhashable key."""
-    cdef Py_hash_t h = hash_or_minus_one(key)
+    cdef Py_hash_t h = quick_hash(key)
     if h == -1:
-        raise_hash_error(key)
+        h = hash_slowly(key)
     return spread(<uint64_t>h)
-
-
-cdef inline int raise_hash_error(object key) except -1:
-    # -1 is never a valid hash: an exception is pending. Reword "unhashable" ones.
-    if PyErr_ExceptionMatches(TypeError):
-        PyErr_Clear()
-        from multilayercache.layers.memory.arguments import unhashable_key
-
-        raise unhashable_key(key)
-    return -1

@@ -70,10 +70,10 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
             # Another key's tag: skip it without reading its hash or its key (index.pxd).
             if (<uint32_t>tagged & ~slot_mask) == tag:
                 slot = <uint32_t>tagged & slot_mask
+                stored = PyList_GET_ITEM(layer._entries, 2 * slot)
+                if stored == <PyObject*>key:
+                    return slot  # the very object (a hit reads this line for the value anyway)
                 if layer._policy._hash[slot] == key_hash:
-                    stored = PyList_GET_ITEM(layer._entries, 2 * slot)
-                    if stored == <PyObject*>key:
-                        return slot
                     if slot_record(layer, slot)[PLAIN_INT] and is_plain_int(key, key_hash):
                         return slot  # equal ints: the stored one need not be read
                     version = layer._version
