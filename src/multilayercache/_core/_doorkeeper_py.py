@@ -14,6 +14,13 @@ per cached entry (rounded up to a power of two) and two probes, derived from the
 of the 64-bit hash (Kirsch & Mitzenmacher 2006). With the trace set of this project, fewer
 bits let false positives hide first occurrences (gli at 500 entries dropped from 33.6% to
 29.3% hit ratio with 8 bits), and three probes saturated the filter sooner than two.
+
+Both probes fall in one 64-bit word, the one the first probe picks (a *blocked* Bloom
+filter, Putze, Sanders & Singler 2007): a lookup touches one cache line instead of two,
+and a miss does three lookups (its own, then the admission's candidate and victim). The
+cost in false positives does not show: on the 45 development rows the mean moved by -0.01
+points and no row by more than 0.23, while a mixed zipf replay's first-level cache misses
+fell by ~0.8 per operation (cachegrind).
 """
 
 import numpy as np
@@ -43,7 +50,9 @@ class Doorkeeper:
     def _probes(self, key_hash: int) -> list[int]:
         high = key_hash >> 32
         low = key_hash & MASK32
-        return [(high + i * low) & self.bit_mask for i in range(PROBES)]
+        first = high & self.bit_mask
+        # Every probe in the first one's 64-bit word (a blocked Bloom filter).
+        return [(first & ~63) | ((high + i * low) & 63) for i in range(PROBES)]
 
     def might_contain(self, key_hash: int) -> bool:
         """False if the key was certainly not put since the last clear."""
