@@ -113,6 +113,14 @@ victim it then looks idle since then, which measured the same (45-row mean uncha
 stamping every hit. A miss costs a few more comparisons (the ghost's filters, the density
 check every ``capacity / 4`` misses, which is O(1)).
 
+Main's victim's frequency is read from the sketch once per victim and sample period, not at
+every admission. Most candidates lose (92% of admissions on a mixed zipf replay, capacity
+10,000, s = 0.9), and while they do the victim stays the same; re-reading its counters was
+~60 instructions of every miss. A victim that is hit or evicted is unlinked, which forgets
+the reading; what the reading can miss is other keys' increments on counters it shares,
+which only ever raise an estimate, so a stale one is at most a count-min collision low.
+Measured: 45-row mean -0.01, no row moved by more than 0.10.
+
 5. Where it falls short
 -----------------------
 On the 45 development rows the mean equals the mean of the best of every policy taken row
@@ -223,6 +231,9 @@ class WTinyLfuPolicy:
         self.epoch = 1  # bumped whenever frequencies age or are rebuilt
         self.evicted: list[int] = []  # the slots the last on_insert / on_update evicted
         self.rejections = 0
+        self._victim_node = -1  # main's victim whose frequency is remembered (section 4)
+        self._victim_epoch = 0
+        self._victim_estimate = 0
 
     # ------------------------------------------------------------------ introspection
     @property
@@ -446,7 +457,7 @@ class WTinyLfuPolicy:
         if self._readmit[candidate] and sooner:
             return True
         candidate_frequency = self.frequency(self._hash[candidate])
-        victim_frequency = self.frequency(self._hash[victim])
+        victim_frequency = self._victim_frequency(victim)
         if victim_frequency <= candidate_frequency <= victim_frequency + CLOSE_CALL:
             return sooner
         if candidate_frequency > victim_frequency:
@@ -454,6 +465,17 @@ class WTinyLfuPolicy:
         if candidate_frequency >= WARM_FREQUENCY:
             return self._next_random() >> (64 - RANDOM_ADMIT_BITS) == 0
         return False
+
+    def _victim_frequency(self, victim: int) -> int:
+        """Main's victim's frequency, read once per victim and sample period (section 4)."""
+        node = HEADS + victim
+        if node != self._victim_node or self._victim_epoch != self.epoch:
+            self._victim_estimate = self.frequency(self._hash[victim])
+            # Only a probation victim is remembered: whatever moves it (a hit, an eviction)
+            # unlinks it, which forgets it; a protected one is moved in place by hits.
+            self._victim_node = node if self._region[victim] == PROBATION else -1
+            self._victim_epoch = self.epoch
+        return self._victim_estimate
 
     def _evict(self, slot: int, ghost_region: int, evicted: list[int]) -> None:
         self._unlink(HEADS + slot)
@@ -503,6 +525,8 @@ class WTinyLfuPolicy:
         self._prev[head] = node
 
     def _unlink(self, node: int) -> None:
+        if node == self._victim_node:
+            self._victim_node = -1  # it moves: its remembered frequency goes with it
         before, after = self._prev[node], self._next[node]
         self._next[before] = after
         self._prev[after] = before

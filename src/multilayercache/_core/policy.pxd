@@ -75,6 +75,9 @@ cdef class WTinyLfuPolicy:
     cdef int64_t[::1] _weight
     cdef int32_t[::1] _evicted
     cdef Py_ssize_t _evicted_count
+    cdef int32_t _victim_node  # main's victim whose frequency is remembered, or -1
+    cdef uint32_t _victim_epoch
+    cdef int _victim_estimate
 
     cpdef bint record_access(self, uint64_t key_hash) noexcept
     cpdef int frequency(self, uint64_t key_hash) noexcept
@@ -101,6 +104,7 @@ cdef class WTinyLfuPolicy:
     cdef bint _make_room_in_main(self, Py_ssize_t candidate) except -1
     cdef Py_ssize_t _main_victim(self) noexcept
     cdef bint _prefer_candidate(self, Py_ssize_t candidate, Py_ssize_t victim) noexcept
+    cdef int _victim_frequency(self, Py_ssize_t victim) noexcept
     cdef int _evict(self, Py_ssize_t slot, int ghost_region) except -1
     cdef int _grow_evicted(self) except -1
     cdef void _forget(self, Py_ssize_t slot) noexcept

@@ -69,6 +69,9 @@ cdef class WTinyLfuPolicy:
         self.window_hits = self.probation_hits = self.misses_since_check = 0
         self.evictions = 0
         self.rejections = 0
+        self._victim_node = -1
+        self._victim_epoch = 0
+        self._victim_estimate = 0
         self._set_window(0)
 
     # ------------------------------------------------------------------ introspection
@@ -330,7 +333,7 @@ cdef class WTinyLfuPolicy:
         if self._readmit[candidate] and sooner:
             return True
         cdef int candidate_frequency = policy_frequency(self, self._hash[candidate])
-        cdef int victim_frequency = policy_frequency(self, self._hash[victim])
+        cdef int victim_frequency = self._victim_frequency(victim)
         if victim_frequency <= candidate_frequency <= victim_frequency + CLOSE_CALL:
             return sooner
         if candidate_frequency > victim_frequency:
@@ -338,6 +341,16 @@ cdef class WTinyLfuPolicy:
         if candidate_frequency >= WARM_FREQUENCY:
             return self._next_random() >> (64 - RANDOM_ADMIT_BITS) == 0
         return False
+
+    cdef inline int _victim_frequency(self, Py_ssize_t victim) noexcept:
+        cdef int32_t node = <int32_t>(HEADS + victim)
+        if node != self._victim_node or self._victim_epoch != self.epoch:
+            self._victim_estimate = policy_frequency(self, self._hash[victim])
+            self._victim_node = (
+                node if self._nodes[NODE_FIELDS * node + REGION] == PROBATION else -1
+            )
+            self._victim_epoch = self.epoch
+        return self._victim_estimate
 
     cdef inline int _evict(self, Py_ssize_t slot, int ghost_region) except -1:
         self._unlink(<int32_t>(HEADS + slot))
@@ -400,6 +413,8 @@ cdef class WTinyLfuPolicy:
         self._nodes[NODE_FIELDS * (head) + PREV] = node
 
     cdef inline void _unlink(self, int32_t node) noexcept:
+        if node == self._victim_node:
+            self._victim_node = -1
         cdef int32_t before = self._nodes[NODE_FIELDS * (node) + PREV], after = self._nodes[NODE_FIELDS * (node) + NEXT]
         self._nodes[NODE_FIELDS * (before) + NEXT] = after
         self._nodes[NODE_FIELDS * (after) + PREV] = before
