@@ -65,6 +65,13 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    #define MLC_HASH_MODULUS ((int64_t)2305843009213693951LL)
+    """
+    # 2**61 - 1: ``sys.hash_info.modulus`` on 64-bit CPython, which this layer requires
+    const int64_t HASH_MODULUS "MLC_HASH_MODULUS"
+
+cdef extern from *:
+    """
     /* Python's hash of the two commonest key types, read in place rather than through
        PyObject_Hash's call into the type: an exact str's cached hash (-1 until first
        computed), an exact int of one machine digit (its value; -1 hashes to -2). -1 for
@@ -90,14 +97,14 @@ cdef extern from *:
 
 cdef inline bint is_plain_int(object key, uint64_t key_hash) noexcept:
     """Whether ``key`` is an exact int whose hash is its value (``key_hash`` is its spread
-    hash)."""
+    hash). Python hashes an int ``n`` with ``|n| < 2**61 - 1`` to ``n`` itself, but -1 to
+    -2; beyond that, modulo 2**61 - 1 (64-bit CPython, ``sys.hash_info.modulus``)."""
     cdef int fits = 0
     cdef int64_t value
     if not PyLong_CheckExact(key):
         return False
     value = int_value(key, &fits)
-    # spread is a bijection: equal spread hashes mean value == hash(key).
-    return fits and spread(<uint64_t>value) == key_hash
+    return fits and -HASH_MODULUS < value < HASH_MODULUS and value != -1
 
 
 cdef inline uint64_t key_hash(object key) except? 0:
