@@ -34,13 +34,7 @@ ROWS = list(REFERENCE_HIT_RATIOS)
 FAST_LIMIT = 1_000_000  # requests: rows on longer traces are slow
 
 # Rows that miss their bound today, with the reason; strict, so a fix is noticed.
-KNOWN_MISSES = {
-    ("ps", 200): (
-        "46.94 against moka-py's 48.69 - 0.5: ps at 200 entries wants a faster-aging, "
-        "doorkeeper-free sketch, which costs more elsewhere (oltp, p2, 2_pools); moka-py "
-        "itself scores 45.4-49.1 from run to run on this row"
-    ),
-}
+KNOWN_MISSES: dict[tuple[str, int], str] = {}
 
 # Twin identity (slow): one or more rows of every trace of at most 130,000 requests, which
 # between them exercise every mechanism of the policy (loops, recency, phase changes).

@@ -333,6 +333,8 @@ cdef class WTinyLfuPolicy:
         if self._readmit[candidate] and sooner:
             return True
         cdef int candidate_frequency = policy_frequency(self, self._hash[candidate])
+        if sooner and candidate_frequency > RECENCY_FREQUENCY:
+            return True
         cdef int victim_frequency = self._victim_frequency(victim)
         if victim_frequency <= candidate_frequency <= victim_frequency + CLOSE_CALL:
             return sooner
