@@ -17,7 +17,8 @@ otherwise.
 A key takes its bucket by its hash alone; the key object itself is stored at its second
 event. Most keys of a long tail are seen once, and storing each of them would release the
 object they replace, a key from long ago whose reference count sits on a cold cache line:
-on a mixed zipf replay that one touch was ~6% of the layer's time. ``top`` therefore lists
+on a mixed zipf replay that one touch was 3.4% of all perf samples, the miss path's largest
+single stall. ``top`` therefore lists
 keys seen at least twice while holding their bucket (a key seen once is not hot).
 """
 

@@ -9,9 +9,10 @@
 # entries ever held at once), so ``slot_mask`` = 2**(k - 1) - 1 covers the slot and the
 # bits above it, up to the sign bit, are free: they hold the key's top hash bits. A probe
 # then passes over a bucket whose tag differs without reading the per-slot hash or the
-# key: on a miss, most probes touch the index alone (~10% of a mixed zipf replay's time went
-# to those reads). The tags shrink by a bit each time the table doubles; at worst (2**31
-# buckets) none are left and every probe compares hashes, as before tags.
+# key: on a miss, most probes touch the index alone. (With the hot-key change of the same
+# commit, a mixed zipf replay's first-level cache misses fell from 12.8 to 11.6 per
+# operation, by cachegrind.) The tags shrink by a bit each time the table doubles; at worst
+# (2**31 buckets) none are left and every probe compares hashes, as before tags.
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 
 cdef enum:
