@@ -7,7 +7,8 @@ Sections (each prints a table):
 1. ``get`` on a hit: ns per call and ratio to ``dict.get`` (int and str keys; zipf and
    uniform choice of the hit keys among 10,000 cached ones).
 2. Mixed zipf replay: capacity 10,000; 1,000,000 operations over 1,000,000 keys, s = 0.9;
-   ``get``, and ``set`` on a miss. ns per operation, median of 3 runs, with ratios.
+   ``get``, and ``set`` on a miss. ns per operation, median of 7 rounds; ratios taken per
+   round (the machine's swings cancel within a pair), their median and range.
 3. Memory: RSS growth per entry while 500,000 entries go in (``get`` then ``set``, as a
    cache is used), keys made beforehand and one shared value, each library in a fresh
    process, so only the structure is counted.
@@ -70,27 +71,38 @@ def replay_seconds(cache: CacheUnderTest, operations: list[int]) -> tuple[float,
 def zipf_mix_table(quick: bool) -> str:
     operations = zipf_operations(200_000 if quick else 1_000_000, 1_000_000, 0.9)
     factories = installed(PEERS)
+    rounds = 3 if quick else 7
     times: dict[str, list[float]] = {name: [] for name in factories}
     ratios: dict[str, float] = {}
-    for _ in range(3):
+    for _ in range(rounds):
         for name, make in factories.items():  # interleaved, so drift hits everyone alike
             seconds, hits = replay_seconds(make(10_000), operations)
             times[name].append(seconds)
             ratios[name] = hits / len(operations)
     ns = {name: statistics.median(values) / len(operations) * 1e9 for name, values in times.items()}
+
+    def versus(name: str, base: str) -> list[float]:
+        # Per round, so that the machine's swings (10-20% here) cancel within each pair.
+        if base not in times:
+            return [float("nan")]
+        return sorted(mine / theirs for mine, theirs in zip(times[name], times[base], strict=True))
+
     lines = [
         f"mixed zipf replay: capacity 10,000; {len(operations):,} operations over 1,000,000 "
-        "keys, s = 0.9 (get; set on a miss); median of 3"
+        f"keys, s = 0.9 (get; set on a miss); median of {rounds} rounds, ratios taken per "
+        "round (median, and the range for multilayercache)"
     ]
     lines.append(
         f"{'cache':<18}{'ns/op':>9}{'vs cachebox':>13}{'vs cachetools':>15}{'hit ratio':>11}"
     )
     for name, value in ns.items():
-        vs_box = value / ns["cachebox LRU"] if "cachebox LRU" in ns else float("nan")
-        vs_tools = value / ns["cachetools LRU"] if "cachetools LRU" in ns else float("nan")
+        vs_box = statistics.median(versus(name, "cachebox LRU"))
+        vs_tools = statistics.median(versus(name, "cachetools LRU"))
         lines.append(
             f"{name:<18}{value:9.1f}{vs_box:12.2f}x{vs_tools:14.2f}x{100 * ratios[name]:10.2f}%"
         )
+    spread = versus("multilayercache", "cachebox LRU")
+    lines.append(f"multilayercache vs cachebox per round: {spread[0]:.2f}x .. {spread[-1]:.2f}x")
     return "\n".join(lines)
 
 
