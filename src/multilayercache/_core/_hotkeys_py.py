@@ -18,8 +18,8 @@ A key takes its bucket by its hash alone; the key object itself is stored at its
 event. Most keys of a long tail are seen once, and storing each of them would release the
 object they replace, a key from long ago whose reference count sits on a cold cache line:
 on a mixed zipf replay that one touch was 3.4% of all perf samples, the miss path's largest
-single stall. ``top`` therefore lists
-keys seen at least twice while holding their bucket (a key seen once is not hot).
+single stall. ``top`` therefore lists keys seen at least twice while holding their bucket
+(a key seen once is not hot).
 """
 
 from typing import Any
@@ -51,10 +51,13 @@ class HotKeyTable:
         """Count one event for ``key`` (whose spread hash is ``key_hash``)."""
         bucket = key_hash & self.bucket_mask
         if self._scores[bucket] and self._hashes[bucket] == key_hash:
-            if self._counts[bucket] == 1:
-                self._keys[bucket] = key  # its second event: now worth keeping
+            second = self._counts[bucket] == 1
             self._scores[bucket] = min(self._scores[bucket] + 1, MAX_COUNT)
             self._counts[bucket] = min(self._counts[bucket] + 1, MAX_COUNT)
+            if second:
+                # Its second event: now worth keeping. Last, as releasing the key it
+                # replaces may run Python code.
+                self._keys[bucket] = key
         elif self._scores[bucket]:
             self._scores[bucket] -= 1
         else:

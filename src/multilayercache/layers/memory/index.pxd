@@ -6,8 +6,8 @@
 #
 # A bucket is EMPTY or a slot number *tagged* with hash bits. With 2**k buckets and load
 # <= 1/2, every slot is below 2**(k - 1) (slots are reused, so there are never more than the
-# entries ever held at once), so ``slot_mask`` = 2**(k - 1) - 1 covers the slot and the
-# bits above it, up to the sign bit, are free: they hold the key's top hash bits. A probe
+# entries ever held at once), so ``slot_mask`` = 2**(k - 1) - 1 (the table's mask shifted
+# right by one) covers the slot and the bits above it, up to the sign bit, are free: they hold the key's top hash bits. A probe
 # then passes over a bucket whose tag differs without reading the per-slot hash or the
 # key: on a miss, most probes touch the index alone. (With the hot-key change of the same
 # commit, a mixed zipf replay's first-level cache misses fell from 12.8 to 11.6 per
@@ -20,9 +20,9 @@ cdef enum:
     MIN_INDEX = 16  # buckets of a new table
 
 
-cdef inline uint32_t slot_mask_for(uint64_t buckets) noexcept nogil:
-    """The bits a slot may use in a table of ``buckets`` (a power of two) buckets."""
-    return <uint32_t>((buckets >> 1) - 1)
+cdef inline uint32_t slot_mask_of(uint64_t mask) noexcept nogil:
+    """The bits a slot may use in a table whose bucket mask is ``mask``."""
+    return <uint32_t>(mask >> 1)
 
 
 cdef inline uint32_t index_tag(uint64_t key_hash, uint32_t slot_mask) noexcept nogil:
@@ -32,18 +32,19 @@ cdef inline uint32_t index_tag(uint64_t key_hash, uint32_t slot_mask) noexcept n
     return <uint32_t>(key_hash >> 33) & ~slot_mask
 
 
-cdef inline void index_place(int32_t* index, uint64_t mask, uint32_t slot_mask, int32_t slot,
+cdef inline void index_place(int32_t* index, uint64_t mask, int32_t slot,
                              uint64_t key_hash) noexcept nogil:
     """Put ``slot``, tagged, in the first empty bucket of its probe run."""
     cdef uint64_t bucket = key_hash & mask
     while index[bucket] != EMPTY:
         bucket = (bucket + 1) & mask
-    index[bucket] = <int32_t>(index_tag(key_hash, slot_mask) | <uint32_t>slot)
+    index[bucket] = <int32_t>(index_tag(key_hash, slot_mask_of(mask)) | <uint32_t>slot)
 
 
-cdef inline void index_remove(int32_t* index, uint64_t mask, uint32_t slot_mask,
-                              const uint64_t* hashes, int32_t slot) noexcept nogil:
+cdef inline void index_remove(int32_t* index, uint64_t mask, const uint64_t* hashes,
+                              int32_t slot) noexcept nogil:
     """Take ``slot`` out, pulling later entries of its probe run into the hole."""
+    cdef uint32_t slot_mask = slot_mask_of(mask)
     cdef uint64_t hole = hashes[slot] & mask
     cdef uint64_t probe, home
     cdef int32_t moved

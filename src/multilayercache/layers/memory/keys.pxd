@@ -37,68 +37,56 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* The value of an exact int, if it fits in int64 (*fits = 0 otherwise). Small ints are
-       read in place (one machine digit); others go through the C API, which cannot fail
-       for an exact int. */
-    static inline int64_t mlc_int_value(PyObject* op, int* fits) {
-        int overflow = 0;
-        long long value;
+    /* An exact int of one machine digit, read in place: 1 and its value in *value, else 0
+       (the layout differs from 3.12 on). */
+    static inline int mlc_compact_int(PyObject* op, int64_t* value) {
     #if PY_VERSION_HEX >= 0x030C0000
-        if (PyUnstable_Long_IsCompact((PyLongObject*)op)) {
-            *fits = 1;
-            return (int64_t)PyUnstable_Long_CompactValue((PyLongObject*)op);
-        }
+        if (!PyUnstable_Long_IsCompact((PyLongObject*)op)) return 0;
+        *value = (int64_t)PyUnstable_Long_CompactValue((PyLongObject*)op);
     #else
         Py_ssize_t size = Py_SIZE(op);
-        if (size == 0) { *fits = 1; return 0; }
-        if (size == 1 || size == -1) {
-            *fits = 1;
-            return (int64_t)size * (int64_t)((PyLongObject*)op)->ob_digit[0];
-        }
+        if (size < -1 || size > 1) return 0;
+        *value = (int64_t)size * (int64_t)((PyLongObject*)op)->ob_digit[0];
     #endif
-        value = PyLong_AsLongLongAndOverflow(op, &overflow);
-        *fits = !overflow;
-        return (int64_t)value;
+        return 1;
     }
-    """
-    int64_t int_value "mlc_int_value"(object op, int* fits) noexcept
 
-cdef extern from *:
-    """
-    #define MLC_HASH_MODULUS ((int64_t)2305843009213693951LL)
-    """
-    # 2**61 - 1: ``sys.hash_info.modulus`` on 64-bit CPython, which this layer requires
-    const int64_t HASH_MODULUS "MLC_HASH_MODULUS"
+    /* The value of an exact int, if it fits in int64 (*fits = 0 otherwise); beyond one
+       digit through the C API, which cannot fail for an exact int. */
+    static inline int64_t mlc_int_value(PyObject* op, int* fits) {
+        int overflow = 0;
+        int64_t value;
+        if (mlc_compact_int(op, &value)) { *fits = 1; return value; }
+        value = (int64_t)PyLong_AsLongLongAndOverflow(op, &overflow);
+        *fits = !overflow;
+        return value;
+    }
 
-cdef extern from *:
-    """
     /* Python's hash of the two commonest key types, read in place rather than through
        PyObject_Hash's call into the type: an exact str's cached hash (-1 until first
-       computed), an exact int of one machine digit (its value; -1 hashes to -2). -1 for
-       anything else: the caller then asks PyObject_Hash. */
+       computed), an exact one-digit int's value (-1 hashes to -2). -1 for anything else:
+       the caller then asks PyObject_Hash. */
     static inline Py_hash_t mlc_quick_hash(PyObject* op) {
-        Py_hash_t value;
+        int64_t value;
     #if PY_VERSION_HEX < 0x030E0000
         if (PyUnicode_CheckExact(op)) return ((PyASCIIObject*)op)->hash;
     #endif
-        if (!PyLong_CheckExact(op)) return -1;
-    #if PY_VERSION_HEX >= 0x030C0000
-        if (!PyUnstable_Long_IsCompact((PyLongObject*)op)) return -1;
-        value = (Py_hash_t)PyUnstable_Long_CompactValue((PyLongObject*)op);
-    #else
-        if (Py_SIZE(op) < -1 || Py_SIZE(op) > 1) return -1;
-        value = (Py_hash_t)Py_SIZE(op) * (Py_hash_t)((PyLongObject*)op)->ob_digit[0];
-    #endif
-        return value == -1 ? -2 : value;
+        if (!PyLong_CheckExact(op) || !mlc_compact_int(op, &value)) return -1;
+        return value == -1 ? -2 : (Py_hash_t)value;
     }
+
+    #define MLC_HASH_MODULUS ((int64_t)2305843009213693951LL)
     """
+    int64_t int_value "mlc_int_value"(object op, int* fits) noexcept
     Py_hash_t quick_hash "mlc_quick_hash"(object op) noexcept
+    # 2**61 - 1: ``sys.hash_info.modulus`` on 64-bit CPython, which this layer requires
+    const int64_t HASH_MODULUS "MLC_HASH_MODULUS"
 
 
-cdef inline bint is_plain_int(object key, uint64_t key_hash) noexcept:
-    """Whether ``key`` is an exact int whose hash is its value (``key_hash`` is its spread
-    hash). Python hashes an int ``n`` with ``|n| < 2**61 - 1`` to ``n`` itself, but -1 to
-    -2; beyond that, modulo 2**61 - 1 (64-bit CPython, ``sys.hash_info.modulus``)."""
+cdef inline bint is_plain_int(object key) noexcept:
+    """Whether ``key`` is an exact int whose hash is its value. Python hashes an int ``n``
+    with ``|n| < 2**61 - 1`` to ``n`` itself, but -1 to -2; beyond that, modulo 2**61 - 1
+    (64-bit CPython, ``sys.hash_info.modulus``)."""
     cdef int fits = 0
     cdef int64_t value
     if not PyLong_CheckExact(key):

@@ -4,10 +4,11 @@
 # the hot path).
 #
 # Layout: ``_index`` (index.pxd) maps spread hashes to slots tagged with hash bits, and
-# compares the tag, then the policy's per-slot hash, before any key object. ``_entries`` is one list with slot ``s``'s key at ``2s`` and
-# value at ``2s + 1``: the garbage collector sees what the cache holds, and a hit reads both
-# from one cache line. The layer's per-slot record (hits, ...) lives in the policy's node
-# of the slot (``slot_record`` in slots.pxd).
+# compares the tag, then the policy's per-slot hash, before any key object. ``_entries``
+# is one list with slot ``s``'s key at ``2s`` and value at ``2s + 1``: the garbage
+# collector sees what the cache holds, and a hit reads both from one cache line. The
+# layer's per-slot record (hits, ...) lives in the policy's node of the slot
+# (``slot_record`` in slots.pxd).
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
@@ -32,7 +33,6 @@ cdef class InMemoryLayer:
     cdef HotKeyTable _missed
     cdef int32_t[::1] _index
     cdef uint64_t _index_mask
-    cdef uint32_t _slot_mask  # the bits of an index bucket that hold its slot (index.pxd)
     cdef list _entries
     cdef int32_t[::1] _free
     cdef Py_ssize_t _free_count

@@ -27,7 +27,7 @@ from ..._core.policy cimport WTinyLfuPolicy, policy_record_access
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
 from .freshness cimport FreshnessDeadlines
-from .index cimport EMPTY, MIN_INDEX, slot_mask_for
+from .index cimport EMPTY, MIN_INDEX
 from .keys cimport key_hash as _key_hash
 from .ownership cimport clear_graves, release_graves, replace_item, take_ownership
 from .slots cimport (
@@ -96,7 +96,6 @@ cdef class InMemoryLayer:
         self._missed = HotKeyTable()
         self._index = np.full(MIN_INDEX, EMPTY, dtype=np.int32)
         self._index_mask = MIN_INDEX - 1
-        self._slot_mask = slot_mask_for(MIN_INDEX)
         self._entries = []
         self._free = np.empty(16, dtype=np.int32)
         self._free_count = 0

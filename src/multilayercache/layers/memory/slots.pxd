@@ -15,7 +15,7 @@ from ..._core.policy cimport (
     policy_on_hit,
     policy_record_access,
 )
-from .index cimport EMPTY, index_place, index_remove, index_tag
+from .index cimport EMPTY, index_place, index_remove, index_tag, slot_mask_of
 from .keys cimport is_plain_int
 from .layer cimport InMemoryLayer
 from .ownership cimport replace_item
@@ -60,7 +60,7 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
     cdef PyObject* stored
     while True:
         # (Inside the loop: a key's __eq__ may grow the table, which changes the tags.)
-        slot_mask = layer._slot_mask
+        slot_mask = slot_mask_of(layer._index_mask)
         tag = index_tag(key_hash, slot_mask)
         bucket = key_hash & layer._index_mask
         while True:
@@ -74,7 +74,7 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
                 if stored == <PyObject*>key:
                     return slot  # the very object (a hit reads this line for the value anyway)
                 if layer._policy._hash[slot] == key_hash:
-                    if slot_record(layer, slot)[PLAIN_INT] and is_plain_int(key, key_hash):
+                    if slot_record(layer, slot)[PLAIN_INT] and is_plain_int(key):
                         return slot  # equal ints: the stored one need not be read
                     version = layer._version
                     equal = PyObject_RichCompareBool(<object>stored, key, Py_EQ)
@@ -102,14 +102,13 @@ cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object val
     cdef uint32_t* meta = slot_record(layer, slot)
     meta[HITS] = 0
     meta[SATURATED_IN] = 0
-    meta[PLAIN_INT] = is_plain_int(key, key_hash)
+    meta[PLAIN_INT] = is_plain_int(key)
     # The index needs the hash before the policy has it; the policy overwrites it with the
     # same value on insert.
     layer._policy._hash[slot] = key_hash
     if 2 * (layer._policy.entries + 1) > <Py_ssize_t>(layer._index_mask + 1):
         grow_index(layer)
-    index_place(&layer._index[0], layer._index_mask, layer._slot_mask, <int32_t>slot,
-                key_hash)
+    index_place(&layer._index[0], layer._index_mask, <int32_t>slot, key_hash)
     layer._version += 1
     return slot
 
@@ -118,8 +117,7 @@ cdef inline int release_slot(InMemoryLayer layer, Py_ssize_t slot) except -1:
     """Take the slot out of the index and free it (the policy has forgotten it)."""
     if layer._fresh.count:
         layer._fresh.forget(slot)
-    index_remove(&layer._index[0], layer._index_mask, layer._slot_mask,
-                 &layer._policy._hash[0], <int32_t>slot)
+    index_remove(&layer._index[0], layer._index_mask, &layer._policy._hash[0], <int32_t>slot)
     # The key and value are released when the operation ends (that may run Python code).
     replace_item(&layer._ownership, layer._entries, 2 * slot, None, layer._grave_overflow)
     replace_item(&layer._ownership, layer._entries, 2 * slot + 1, None, layer._grave_overflow)

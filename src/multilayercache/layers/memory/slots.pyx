@@ -3,24 +3,23 @@ once a cache is full: every array doubles, so growth is amortized."""
 
 import numpy as np
 
-from libc.stdint cimport int32_t, uint32_t
+from libc.stdint cimport int32_t
 
 from ..._core.policy cimport NOT_CACHED
-from .index cimport EMPTY, index_place, slot_mask_for
+from .index cimport EMPTY, index_place
 
 
 cdef int grow_index(InMemoryLayer layer) except -1:
-    """Double the index (its load stays <= 1/2), placing every cached slot again."""
+    """Double the index (its load stays <= 1/2), placing every cached slot again (the
+    tags lose a bit: index.pxd)."""
     cdef Py_ssize_t size = 2 * (layer._index_mask + 1)
     cdef int32_t[::1] index = np.full(size, EMPTY, dtype=np.int32)
-    cdef uint32_t slot_mask = slot_mask_for(size)  # one bit less for the tags
     cdef Py_ssize_t slot
     for slot in range(layer._slot_count):
         if layer._policy.region_of(slot) != NOT_CACHED:
-            index_place(&index[0], size - 1, slot_mask, <int32_t>slot, layer._policy._hash[slot])
+            index_place(&index[0], size - 1, <int32_t>slot, layer._policy._hash[slot])
     layer._index = index
     layer._index_mask = size - 1
-    layer._slot_mask = slot_mask
     return 0
 
 
