@@ -44,8 +44,7 @@ class AsyncWriteBehindWorker(WorkerBase):
     """Sends one write-behind tier's queue from a task of its own."""
 
     def __init__(self, tier: Tier, state: CacheState) -> None:
-        assert tier.queue is not None
-        super().__init__(tier, sink_for(tier.queue.options.dead_letter))
+        super().__init__(tier, sink_for)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed: asyncio.Condition | None = None

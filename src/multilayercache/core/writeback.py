@@ -1,9 +1,10 @@
-"""What the write-behind workers (``sync/writeback.py``, ``aio/writeback.py``) decide without
-IO: whether a batch may be sent now (the layer's breaker), what its failure means, and what
-goes to the dead letter. The workers only send, sleep and lock."""
+"""What the write-behind workers (``sync/writeback.py``, ``aio/writeback.py``) share without
+IO: their state (``WorkerBase``), what a batch sends, how long close waits, and what goes
+to the dead letter. The workers only send (through the layer's breaker), sleep and lock."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .tiers import Tier
@@ -16,14 +17,15 @@ EXIT_TIMEOUT_SECONDS = 10.0
 
 class WorkerBase:
     """What both workers hold: the tier, its queue and policy, the dead-letter sink (made by
-    the caller: file IO is not the core's), and whether ``close()`` gave up waiting."""
+    ``make_sink`` from the policy's ``dead_letter``: file IO is not the core's), and whether
+    ``close()`` gave up waiting."""
 
-    def __init__(self, tier: Tier, sink: Any) -> None:
+    def __init__(self, tier: Tier, make_sink: Callable[[Any], Any]) -> None:
         assert tier.queue is not None
         self.tier = tier
         self.queue: WriteQueue = tier.queue
         self.options = self.queue.options
-        self.sink = sink
+        self.sink = make_sink(self.options.dead_letter)
         self._abandon = False  # close() stopped waiting: dead-letter the rest
 
     def pending_in(self, keys: list[Any]) -> dict[Any, Any]:

@@ -41,8 +41,7 @@ class WriteBehindWorker(WorkerBase):
     """Sends one write-behind tier's queue from a thread of its own."""
 
     def __init__(self, tier: Tier, state: CacheState) -> None:
-        assert tier.queue is not None
-        super().__init__(tier, sink_for(tier.queue.options.dead_letter))
+        super().__init__(tier, sink_for)
         self.changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._asleep = False  # the worker waits on ``changed`` for work to be due
