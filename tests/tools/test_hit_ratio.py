@@ -33,9 +33,6 @@ from support import COMPILED, PURE, TRACES, requires_compiled
 ROWS = list(REFERENCE_HIT_RATIOS)
 FAST_LIMIT = 1_000_000  # requests: rows on longer traces are slow
 
-# Rows that miss their bound today, with the reason; strict, so a fix is noticed.
-KNOWN_MISSES: dict[tuple[str, int], str] = {}
-
 # Twin identity (slow): one or more rows of every trace of at most 130,000 requests, which
 # between them exercise every mechanism of the policy (loops, recency, phase changes).
 TWIN_ROWS = [
@@ -82,8 +79,6 @@ def requests(name: str) -> int:
 
 def row_param(row: tuple[str, int], slow: bool):
     marks = [pytest.mark.slow] if slow else []
-    if row in KNOWN_MISSES:
-        marks.append(pytest.mark.xfail(reason=KNOWN_MISSES[row], strict=True))
     return pytest.param(row, marks=marks, id=f"{row[0]}-{row[1]}")
 
 
