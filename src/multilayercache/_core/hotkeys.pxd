@@ -27,6 +27,7 @@ cdef inline void hot_keys_record(HotKeyTable table, uint64_t key_hash, object ke
     cdef uint64_t bucket = key_hash & table.bucket_mask
     cdef uint32_t score = table._scores[bucket]
     cdef uint32_t count
+    cdef bint empty
     if score and table._hashes[bucket] == key_hash:
         count = table._counts[bucket]
         if score != HOT_MAX_COUNT:
@@ -35,12 +36,13 @@ cdef inline void hot_keys_record(HotKeyTable table, uint64_t key_hash, object ke
             table._counts[bucket] = count + 1
         if count == 1:  # its second event: store the key now (see the twin), last
             store_key(table, bucket, key)
-    elif score:
-        table._scores[bucket] = score - 1
-    else:
-        table._hashes[bucket] = key_hash
-        table._scores[bucket] = 1
-        table._counts[bucket] = 1
+        return
+    # Another key's bucket loses a point, an empty one takes this key. Without a branch:
+    # on a miss stream the two cases alternate at random, which no predictor learns.
+    empty = score == 0
+    table._scores[bucket] = score - 1 + 2 * empty
+    table._hashes[bucket] = key_hash if empty else table._hashes[bucket]
+    table._counts[bucket] = 1 if empty else table._counts[bucket]
 
 
 cdef inline void store_key(HotKeyTable table, uint64_t bucket, object key) noexcept:

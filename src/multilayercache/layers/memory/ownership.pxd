@@ -10,10 +10,11 @@
 # Keys and values that leave the cache during an operation are kept alive in ``graves`` and
 # released only when ownership ends, once the cache is consistent again: releasing an object
 # can run Python code (a __del__, a weakref callback) that might call back into the cache.
+# (One that somebody else also holds cannot be freed, so its reference is dropped at once.)
 # Owned references in a fixed array, spilling into a list for large batches.
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_SET_ITEM
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF, PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_REFCNT, Py_XDECREF, PyObject
 
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
@@ -61,6 +62,11 @@ cdef inline int replace_item(Ownership* state, list items, Py_ssize_t index, obj
     cdef PyObject* old = PyList_GET_ITEM(items, index)
     Py_INCREF(item)
     PyList_SET_ITEM(items, index, item)
+    if Py_REFCNT(<object>old) > 1:
+        # Somebody else holds it too: dropping our reference cannot free it, so no code
+        # runs and it need not wait in the graves (keys usually outlive their entries).
+        Py_DECREF(<object>old)
+        return 0
     return bury(state, old, overflow)
 
 
