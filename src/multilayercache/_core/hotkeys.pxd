@@ -28,7 +28,9 @@ cdef inline void hot_keys_record(HotKeyTable table, uint64_t key_hash, object ke
     cdef uint32_t score = table._scores[bucket]
     cdef uint32_t count
     cdef bint empty
-    if score and table._hashes[bucket] == key_hash:
+    # The hash first: it almost never matches on a miss stream, a predictable branch,
+    # where a zero score (half the buckets, at random) is not.
+    if table._hashes[bucket] == key_hash and score:
         count = table._counts[bucket]
         if score != HOT_MAX_COUNT:
             table._scores[bucket] = score + 1

@@ -36,6 +36,7 @@ from .slots cimport (
     drop_evicted,
     expire_if_due,
     find_slot,
+    prefetch_evictees,
     reclaim_expired,
     record_hit,
     remove_slot,
@@ -158,6 +159,7 @@ cdef class InMemoryLayer:
         if slot < 0:
             policy_record_access(self._policy, key_hash)  # frequency counts every lookup, hit or miss
             ghost_prefetch(self._policy.ghosts, key_hash)  # for the set that usually follows
+            prefetch_evictees(self)
             self._misses += 1
             hot_keys_record(self._missed, key_hash, key)
             self._remember_miss(key, key_hash, absent_at)

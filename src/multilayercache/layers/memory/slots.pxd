@@ -7,10 +7,15 @@ from cpython.object cimport Py_EQ, PyObject_RichCompareBool
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
+from ..._core.bits cimport prefetch
 from ..._core.policy cimport (
     HEADS,
+    NEXT,
     NODE_FIELDS,
     OWNER,
+    PROBATION,
+    PROTECTED,
+    WINDOW,
     WTinyLfuPolicy,
     policy_on_hit,
     policy_record_access,
@@ -180,6 +185,29 @@ cdef inline void record_hit(InMemoryLayer layer, Py_ssize_t slot, uint64_t key_h
     if meta[HITS] != MAX_HITS:
         meta[HITS] += 1
     policy_on_hit(policy, slot)
+
+
+cdef inline void prefetch_evictees(InMemoryLayer layer) noexcept:
+    """Start loading what the insert that usually follows a miss reads about the two entries
+    that may leave: the window's oldest (the admission candidate) and main's victim. Their
+    nodes, hashes, keys and index buckets are cold by then (an entry is evicted long after
+    anything last touched it), and the insert would wait for each in turn."""
+    cdef int32_t* nodes = &layer._policy._nodes[0]
+    prefetch_entry(layer, nodes[NODE_FIELDS * WINDOW + NEXT])
+    cdef int32_t victim = nodes[NODE_FIELDS * PROBATION + NEXT]
+    prefetch_entry(layer, victim if victim != PROBATION else nodes[NODE_FIELDS * PROTECTED + NEXT])
+
+
+cdef inline void prefetch_entry(InMemoryLayer layer, int32_t node) noexcept:
+    if node < HEADS:
+        return  # a list's sentinel: that list is empty
+    cdef Py_ssize_t slot = node - HEADS
+    cdef WTinyLfuPolicy policy = layer._policy
+    cdef uint64_t key_hash = policy._hash[slot]
+    prefetch(&policy._nodes[NODE_FIELDS * node])
+    prefetch(&layer._index[key_hash & layer._index_mask])
+    prefetch(policy._sketch_words + (key_hash & policy._sketch_mask) * 8)
+    prefetch(PyList_GET_ITEM(layer._entries, 2 * slot))
 
 
 cdef inline void replace_none(list items, Py_ssize_t index, object item) noexcept:
