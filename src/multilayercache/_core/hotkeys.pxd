@@ -28,6 +28,7 @@ cdef inline void hot_keys_record(HotKeyTable table, uint64_t key_hash, object ke
     cdef uint32_t score = table._scores[bucket]
     cdef uint32_t count
     cdef bint empty
+    cdef uint64_t take
     # The hash first: it almost never matches on a miss stream, a predictable branch,
     # where a zero score (half the buckets, at random) is not.
     if table._hashes[bucket] == key_hash and score:
@@ -41,10 +42,12 @@ cdef inline void hot_keys_record(HotKeyTable table, uint64_t key_hash, object ke
         return
     # Another key's bucket loses a point, an empty one takes this key. Without a branch:
     # on a miss stream the two cases alternate at random, which no predictor learns.
+    # (Masks, not ``x if empty else y``: Cython writes that as an ``if``.)
     empty = score == 0
+    take = -<uint64_t>empty  # all ones if the bucket is empty
     table._scores[bucket] = score - 1 + 2 * empty
-    table._hashes[bucket] = key_hash if empty else table._hashes[bucket]
-    table._counts[bucket] = 1 if empty else table._counts[bucket]
+    table._hashes[bucket] = (key_hash & take) | (table._hashes[bucket] & ~take)
+    table._counts[bucket] = (<uint32_t>take & 1) | (table._counts[bucket] & ~<uint32_t>take)
 
 
 cdef inline void store_key(HotKeyTable table, uint64_t bucket, object key) noexcept:

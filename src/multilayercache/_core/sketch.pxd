@@ -44,15 +44,8 @@ cdef inline int sketch_frequency(uint64_t* words, uint64_t block_mask, uint64_t 
 
 
 cdef inline bint sketch_add(uint64_t* words, uint64_t block_mask, uint64_t key_hash) noexcept:
-    return sketch_add_if(words, block_mask, key_hash, True)
-
-
-cdef inline bint sketch_add_if(uint64_t* words, uint64_t block_mask, uint64_t key_hash,
-                               bint wanted) noexcept:
-    # Conservative update: bump only the counters that equal the current minimum, and only
-    # if ``wanted`` and the minimum is below MAX_COUNT; returns whether it bumped (the caller
-    # then counts the addition, ``additions``). Without a branch: the policy asks for every
-    # key the doorkeeper has seen, which on a miss stream is a coin flip.
+    # Conservative update: bump only the counters that equal the current minimum. The caller
+    # counts the addition (``additions``) when this returns True.
     cdef uint64_t* block = words + (key_hash & block_mask) * WORDS_PER_BLOCK
     cdef uint64_t c = (key_hash * GOLDEN64) >> 32
     cdef uint64_t* w0 = block + (c & 1)
@@ -66,10 +59,11 @@ cdef inline bint sketch_add_if(uint64_t* words, uint64_t block_mask, uint64_t ke
     cdef int v0 = _nibble(w0[0], s0), v1 = _nibble(w1[0], s1)
     cdef int v2 = _nibble(w2[0], s2), v3 = _nibble(w3[0], s3)
     cdef int smallest = min(min(v0, v1), min(v2, v3))
-    cdef uint64_t bump = wanted & (smallest != MAX_COUNT)
-    w0[0] += (bump & (v0 == smallest)) << s0
-    w1[0] += (bump & (v1 == smallest)) << s1
-    w2[0] += (bump & (v2 == smallest)) << s2
-    w3[0] += (bump & (v3 == smallest)) << s3
-    return bump
+    if smallest == MAX_COUNT:
+        return False
+    w0[0] += (<uint64_t>(v0 == smallest)) << s0
+    w1[0] += (<uint64_t>(v1 == smallest)) << s1
+    w2[0] += (<uint64_t>(v2 == smallest)) << s2
+    w3[0] += (<uint64_t>(v3 == smallest)) << s3
+    return True
 

@@ -19,6 +19,12 @@ cdef enum:
     EMPTY = -1
     MIN_INDEX = 16  # buckets of a new table
 
+cdef extern from *:
+    """
+    #define MLC_NO_BUCKET 0xFFFFFFFFFFFFFFFFULL
+    """
+    const uint64_t NO_BUCKET "MLC_NO_BUCKET"  # no bucket known
+
 
 cdef inline uint32_t slot_mask_of(uint64_t mask) noexcept nogil:
     """The bits a slot may use in a table whose bucket mask is ``mask``."""
@@ -38,6 +44,12 @@ cdef inline void index_place(int32_t* index, uint64_t mask, int32_t slot,
     cdef uint64_t bucket = key_hash & mask
     while index[bucket] != EMPTY:
         bucket = (bucket + 1) & mask
+    index_place_at(index, mask, slot, key_hash, bucket)
+
+
+cdef inline void index_place_at(int32_t* index, uint64_t mask, int32_t slot,
+                                uint64_t key_hash, uint64_t bucket) noexcept nogil:
+    """Put ``slot``, tagged, in ``bucket``: the first empty bucket of its probe run."""
     index[bucket] = <int32_t>(index_tag(key_hash, slot_mask_of(mask)) | <uint32_t>slot)
 
 

@@ -44,6 +44,8 @@ cdef class InMemoryLayer:
     cdef object _last_miss
     cdef uint64_t _last_miss_hash
     cdef uint64_t _last_miss_version
+    cdef uint64_t _last_miss_bucket  # where its probe found an empty bucket (or NO_BUCKET)
+    cdef uint64_t _vacant_bucket  # where the last find_slot that missed stopped
     cdef int64_t _coarse_slack_ns
     cdef Py_ssize_t _hits, _misses, _expirations, _oversized
     cdef Ownership _ownership
@@ -55,7 +57,8 @@ cdef class InMemoryLayer:
                              object aside)
     cdef int _freshness(self, Py_ssize_t slot, int64_t now_ns) except -1
     cdef object _entry(self, Py_ssize_t slot, int64_t now_ns)
-    cdef void _remember_miss(self, object key, uint64_t key_hash, uint64_t absent_at) noexcept
+    cdef void _remember_miss(self, object key, uint64_t key_hash, uint64_t absent_at,
+                             uint64_t bucket) noexcept
     # writes
     cdef int _store(self, object key, object value, double ttl, double stale,
                     double refresh) except -1

@@ -27,7 +27,7 @@ from ..._core.policy cimport WTinyLfuPolicy, policy_record_access
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
 from .freshness cimport FreshnessDeadlines
-from .index cimport EMPTY, MIN_INDEX
+from .index cimport EMPTY, MIN_INDEX, NO_BUCKET
 from .keys cimport key_hash as _key_hash
 from .ownership cimport clear_graves, release_graves, replace_item, take_ownership
 from .slots cimport (
@@ -104,6 +104,7 @@ cdef class InMemoryLayer:
         self._version = 0
         self._last_miss = _NO_KEY
         self._last_miss_version = NOT_ABSENT
+        self._last_miss_bucket = self._vacant_bucket = NO_BUCKET
         self._hits = self._misses = self._expirations = self._oversized = 0
 
     def __cinit__(self):
@@ -131,14 +132,17 @@ cdef class InMemoryLayer:
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
         cdef int64_t deadline
-        cdef uint64_t absent_at
+        cdef uint64_t absent_at, vacant
         if self._ownership.owner:  # another thread is inside a write: wait for it
             return self._read_locked(key, key_hash, default, accept, aside)
         slot = find_slot(self, key, key_hash, False)
         if slot == INTERRUPTED:
             return self._read_locked(key, key_hash, default, accept, aside)
-        # No Python code ran since the probe ended: the key is absent at this version.
+        # No Python code ran since the probe ended: the key is absent at this version, and
+        # would go in the bucket where the probe stopped (read now: Python code that runs
+        # before the miss is remembered may probe for other keys).
         absent_at = self._version if slot < 0 else NOT_ABSENT
+        vacant = self._vacant_bucket
         if slot >= 0:
             # The value's own line is often cold and returning it touches it (the reference
             # count): start that load now, so that it overlaps the hit's bookkeeping.
@@ -162,7 +166,7 @@ cdef class InMemoryLayer:
             prefetch_evictees(self)
             self._misses += 1
             hot_keys_record(self._missed, key_hash, key)
-            self._remember_miss(key, key_hash, absent_at)
+            self._remember_miss(key, key_hash, absent_at, vacant)
             return default
         record_hit(self, slot, key_hash)
         return <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
@@ -194,7 +198,7 @@ cdef class InMemoryLayer:
             self._unlock()
         if slot < 0:
             self._missed.record(key_hash, key)
-            self._remember_miss(key, key_hash, absent_at)
+            self._remember_miss(key, key_hash, absent_at, NO_BUCKET)
         return result
 
     def get_entry(self, key):
@@ -220,7 +224,7 @@ cdef class InMemoryLayer:
             self._unlock()
         if slot < 0:
             self._missed.record(key_hash, key)
-            self._remember_miss(key, key_hash, absent_at)
+            self._remember_miss(key, key_hash, absent_at, NO_BUCKET)
         return entry
 
     def get_entries(self, keys):
@@ -306,11 +310,12 @@ cdef class InMemoryLayer:
             self.set_entry(key, value, lifetime, load_seconds)
 
     cdef inline void _remember_miss(self, object key, uint64_t key_hash,
-                                    uint64_t absent_at) noexcept:
+                                    uint64_t absent_at, uint64_t bucket) noexcept:
         # The version first: dropping the previous key may run Python code that changes
         # the cache, which then bumps the version past ``absent_at``.
         self._last_miss_version = absent_at
         self._last_miss_hash = key_hash
+        self._last_miss_bucket = bucket
         self._last_miss = key
 
     cdef int _store(self, object key, object value, double ttl, double stale,
@@ -351,9 +356,16 @@ cdef class InMemoryLayer:
         # ``absent_at``: the version at which the key was seen missing (NOT_ABSENT: unknown).
         # The weigher and the clock ran Python code since; any change bumped the version.
         cdef Py_ssize_t slot, evicted
+        cdef uint64_t vacant = NO_BUCKET
         if now_ns and self._wheel.scheduled:
             reclaim_expired(self, now_ns)
-        slot = -1 if absent_at == self._version else find_slot(self, key, key_hash, True)
+        if absent_at == self._version:
+            slot = -1
+            vacant = self._last_miss_bucket
+        else:
+            slot = find_slot(self, key, key_hash, True)
+            if slot < 0:
+                vacant = self._vacant_bucket
         if (deadline != NEVER and deadline <= now_ns) or weight > self._policy.capacity:
             # Already expired, or can never fit: the old value must not survive the write.
             if weight > self._policy.capacity:
@@ -368,7 +380,7 @@ cdef class InMemoryLayer:
             if self._policy.weighted:
                 drop_evicted(self, self._policy.on_update(slot, weight))
             return 0
-        slot = allocate_slot(self, key, value, key_hash)
+        slot = allocate_slot(self, key, value, key_hash, vacant)
         if deadline != NEVER:
             self._wheel.schedule(slot, deadline)
         if fresh_until != NEVER or refresh_at != NEVER:

@@ -20,7 +20,15 @@ from ..._core.policy cimport (
     policy_on_hit,
     policy_record_access,
 )
-from .index cimport EMPTY, index_place, index_remove, index_tag, slot_mask_of
+from .index cimport (
+    EMPTY,
+    NO_BUCKET,
+    index_place,
+    index_place_at,
+    index_remove,
+    index_tag,
+    slot_mask_of,
+)
 from .keys cimport is_plain_int
 from .layer cimport InMemoryLayer
 from .ownership cimport replace_item
@@ -71,6 +79,7 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
         while True:
             tagged = layer._index[bucket]
             if tagged == EMPTY:
+                layer._vacant_bucket = bucket  # where an insert of this key goes
                 return -1
             # Another key's tag: skip it without reading its hash or its key (index.pxd).
             if (<uint32_t>tagged & ~slot_mask) == tag:
@@ -93,8 +102,10 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
 
 
 cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object value,
-                                     uint64_t key_hash) except -1:
-    """A slot holding ``key`` and ``value``, in the index (the policy is told next)."""
+                                     uint64_t key_hash, uint64_t vacant) except -1:
+    """A slot holding ``key`` and ``value``, in the index (the policy is told next).
+    ``vacant``: the empty bucket where a probe for the key ended, the index unchanged since
+    (NO_BUCKET if unknown)."""
     cdef Py_ssize_t slot
     if layer._free_count:
         layer._free_count -= 1
@@ -113,7 +124,13 @@ cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object val
     layer._policy._hash[slot] = key_hash
     if 2 * (layer._policy.entries + 1) > <Py_ssize_t>(layer._index_mask + 1):
         grow_index(layer)
-    index_place(&layer._index[0], layer._index_mask, <int32_t>slot, key_hash)
+        vacant = NO_BUCKET  # the buckets moved
+    if vacant == NO_BUCKET or layer._index[vacant] != EMPTY:
+        index_place(&layer._index[0], layer._index_mask, <int32_t>slot, key_hash)
+    else:
+        # The probe that found the key missing stopped here: no second walk over the run
+        # (its length is random, so the walk's last branch is mispredicted half the time).
+        index_place_at(&layer._index[0], layer._index_mask, <int32_t>slot, key_hash, vacant)
     layer._version += 1
     return slot
 
