@@ -3,7 +3,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 from .doorkeeper cimport Doorkeeper, doorkeeper_add, doorkeeper_contains
 from .ghost cimport GhostTable
-from .sketch cimport CountMinSketch, sketch_add, sketch_frequency
+from .bits cimport prefetch
+from .sketch cimport WORDS_PER_BLOCK, CountMinSketch, sketch_add, sketch_frequency
 
 cpdef enum:
     # Regions, as per-slot codes; nodes 0..2 are the lists' sentinels.
@@ -128,6 +129,13 @@ cdef inline bint policy_record_access(WTinyLfuPolicy policy, uint64_t key_hash) 
     if policy.sketch.additions >= policy.sketch.sample_size:
         policy._age()
     return False
+
+
+cdef inline void policy_prefetch_frequency(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:
+    """Start loading the key's doorkeeper word and sketch block, which recording its access
+    reads (both are too big to stay in the first-level cache between two accesses)."""
+    prefetch(policy._doorkeeper_words + (((key_hash >> 32) & policy._doorkeeper_mask) >> 6))
+    prefetch(policy._sketch_words + (key_hash & policy._sketch_mask) * WORDS_PER_BLOCK)
 
 
 cdef inline int policy_frequency(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:

@@ -23,7 +23,7 @@ from libc.stdint cimport int64_t, uint64_t
 from ..._core.bits cimport prefetch
 from ..._core.ghost cimport ghost_prefetch
 from ..._core.hotkeys cimport HotKeyTable, hot_keys_record
-from ..._core.policy cimport WTinyLfuPolicy, policy_record_access
+from ..._core.policy cimport WTinyLfuPolicy, policy_prefetch_frequency, policy_record_access
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
 from .freshness cimport FreshnessDeadlines
@@ -133,6 +133,8 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t slot
         cdef int64_t deadline
         cdef uint64_t absent_at, vacant
+        # Counting the access reads two cold lines: load them while the index is probed.
+        policy_prefetch_frequency(self._policy, key_hash)
         if self._ownership.owner:  # another thread is inside a write: wait for it
             return self._read_locked(key, key_hash, default, accept, aside)
         slot = find_slot(self, key, key_hash, False)
