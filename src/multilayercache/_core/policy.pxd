@@ -27,16 +27,19 @@ cpdef enum:
 
 
 cdef enum:
-    # Each node is NODE_FIELDS int32s on a 32-byte boundary, so a node's links, region and
-    # its owner's fields share one cache line (and its neighbours' links are one line each).
+    # Each node is NODE_FIELDS int32s on a 32-byte boundary, so a node's links, region, hash
+    # and its owner's fields share one cache line (and its neighbours' links are one line
+    # each): whoever touches an entry reads everything about it in one load.
     NODE_FIELDS = 8
     PREV = 0
     NEXT = 1
     REGION = 2
     LAST_USE = 3
+    HASH = 4  # fields 4 and 5: the entry's spread hash, one uint64 (8-byte aligned)
+    HASH_STRIDE = 4  # NODE_FIELDS / 2: uint64s from one node's hash to the next's
     # Fields OWNER .. NODE_FIELDS - 1 of an entry's node are its owner's (the memory layer's
     # per-slot record): the policy never reads or writes them, but keeps them when it grows.
-    OWNER = 4
+    OWNER = 6
 
 
 @cython.final
@@ -70,7 +73,6 @@ cdef class WTinyLfuPolicy:
     cdef Py_ssize_t _slot_count
     cdef int32_t[::1] _nodes  # per node: prev, next, region, last use (clock bits)
     cdef Py_ssize_t _node_capacity
-    cdef uint64_t[::1] _hash
     cdef uint32_t[::1] _reuse  # per slot: reuse distance seen at insertion
     cdef uint8_t[::1] _readmit  # per slot: a recent window ghost (second chance)
     cdef int64_t[::1] _weight
@@ -129,6 +131,16 @@ cdef inline bint policy_record_access(WTinyLfuPolicy policy, uint64_t key_hash) 
     if policy.sketch.additions >= policy.sketch.sample_size:
         policy._age()
     return False
+
+
+cdef inline uint64_t* policy_hashes(WTinyLfuPolicy policy) noexcept:
+    """Where slot 0's hash is; slot ``s``'s is ``HASH_STRIDE * s`` uint64s further on."""
+    return <uint64_t*>&policy._nodes[NODE_FIELDS * HEADS + HASH]
+
+
+cdef inline uint64_t policy_hash_of(WTinyLfuPolicy policy, Py_ssize_t slot) noexcept:
+    """The spread hash of the key in ``slot`` (cached), as given to ``on_insert``."""
+    return policy_hashes(policy)[HASH_STRIDE * slot]
 
 
 cdef inline void policy_prefetch_frequency(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:

@@ -5,10 +5,10 @@ Memory layout: node ``n`` is eight ``int32`` in one array (prev, next, region, l
 then four that belong to the policy's owner: the layer keeps its per-slot record there);
 nodes 0-2 are the list sentinels and node ``3 + slot`` the entry in ``slot``. The array
 starts on a 64-byte boundary, so a hit reads and writes one cache line per node it touches
-(its own holding the layer's record too), and a window or probation hit stamps its last use
-in the record it already writes. The ``uint64`` hash, the ``uint32``
-reuse distance, the ``uint8`` readmission flag and the ``int64`` weight (weighted caches
-only) are separate arrays, read on admission only. Evicted slots are written to a reusable
+(its own holding the key's hash and the layer's record too), and a window or probation hit
+stamps its last use in the record it already writes. The ``uint32`` reuse distance, the
+``uint8`` readmission flag and the ``int64`` weight (weighted caches only) are separate
+arrays, read on admission only. Evicted slots are written to a reusable
 ``int32`` buffer; the layer reads ``_evicted[0 .. count)`` after each call.
 """
 
@@ -59,7 +59,6 @@ cdef class WTinyLfuPolicy:
             self._nodes[NODE_FIELDS * head + PREV] = head
             self._nodes[NODE_FIELDS * head + NEXT] = head
         self._node_capacity = 0
-        self._hash = np.empty(0, dtype=np.uint64)
         self._reuse = np.empty(0, dtype=np.uint32)
         self._readmit = np.empty(0, dtype=np.uint8)
         self._weight = np.empty(0, dtype=np.int64) if weighted else None
@@ -159,7 +158,6 @@ cdef class WTinyLfuPolicy:
         fields[HEADS + old:, REGION] = NOT_CACHED
         self._nodes = nodes
         self._node_capacity = capacity
-        self._hash = _grown(self._hash, old, capacity, 0)
         self._reuse = _grown(self._reuse, old, capacity, 0)
         self._readmit = _grown(self._readmit, old, capacity, 0)
         if self.weighted:
@@ -197,7 +195,7 @@ cdef class WTinyLfuPolicy:
         self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE] = <int32_t>self.clock
         self._check_density()
         self._nodes[NODE_FIELDS * (HEADS + slot) + REGION] = WINDOW
-        self._hash[slot] = key_hash
+        policy_hashes(self)[HASH_STRIDE * slot] = key_hash
         if self.weighted:
             self._weight[slot] = weight
         else:
@@ -332,7 +330,7 @@ cdef class WTinyLfuPolicy:
         cdef bint sooner = self._reuse[candidate] < self._idle_time(victim)
         if self._readmit[candidate] and sooner:
             return True
-        cdef int candidate_frequency = policy_frequency(self, self._hash[candidate])
+        cdef int candidate_frequency = policy_frequency(self, policy_hash_of(self, candidate))
         if sooner and candidate_frequency > RECENCY_FREQUENCY:
             return True
         cdef int victim_frequency = self._victim_frequency(victim)
@@ -347,7 +345,7 @@ cdef class WTinyLfuPolicy:
     cdef inline int _victim_frequency(self, Py_ssize_t victim) noexcept:
         cdef int32_t node = <int32_t>(HEADS + victim)
         if node != self._victim_node or self._victim_epoch != self.epoch:
-            self._victim_estimate = policy_frequency(self, self._hash[victim])
+            self._victim_estimate = policy_frequency(self, policy_hash_of(self, victim))
             self._victim_node = (
                 node if self._nodes[NODE_FIELDS * node + REGION] == PROBATION else -1
             )
@@ -356,7 +354,7 @@ cdef class WTinyLfuPolicy:
 
     cdef inline int _evict(self, Py_ssize_t slot, int ghost_region) except -1:
         self._unlink(<int32_t>(HEADS + slot))
-        ghost_remember(self.ghosts, self._hash[slot], ghost_region,
+        ghost_remember(self.ghosts, policy_hash_of(self, slot), ghost_region,
                        <uint32_t>self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE])
         self._forget(slot)
         self.evictions += 1

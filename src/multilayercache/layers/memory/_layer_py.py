@@ -58,6 +58,9 @@ from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_left, seconds_to_ns
 from .introspection import layer_repr
 
+# A cached entry's hit count saturates here (the compiled twin keeps it in 31 bits).
+MAX_SLOT_HITS = (1 << 31) - 1
+
 
 class InMemoryLayer:
     """An in-process cache: W-TinyLFU admission, per-entry TTL, bounded by size or weight.
@@ -182,7 +185,7 @@ class InMemoryLayer:
 
     def _count_hit(self, slot: int) -> None:
         self._hits += 1
-        self._slot_hits[slot] = min(self._slot_hits[slot] + 1, 0xFFFFFFFF)
+        self._slot_hits[slot] = min(self._slot_hits[slot] + 1, MAX_SLOT_HITS)
         self._policy.on_hit(slot)
 
     def _count_miss(self, key_hash: int, key: Any) -> None:

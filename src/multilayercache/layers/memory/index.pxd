@@ -1,7 +1,8 @@
 # The compiled layer's index: an open-addressing table (linear probing, load <= 1/2,
 # backward-shift deletion, so no tombstones) of int32 buckets, probed from the key's spread
-# hash. The hashes themselves live in the policy's per-slot array (one copy for both), so
-# these functions take it as ``hashes``. Looking a key up (which may run a key's __eq__)
+# hash. The hashes themselves live in the policy's nodes (one copy for both, in the line
+# that a hit or an eviction reads anyway), so these functions take them as ``hashes``,
+# slot ``s``'s at ``hashes[stride * s]``. Looking a key up (which may run a key's __eq__)
 # stays in the layer, which knows how to stay consistent meanwhile.
 #
 # A bucket is EMPTY or a slot number *tagged* with hash bits. With 2**k buckets and load
@@ -54,10 +55,10 @@ cdef inline void index_place_at(int32_t* index, uint64_t mask, int32_t slot,
 
 
 cdef inline void index_remove(int32_t* index, uint64_t mask, const uint64_t* hashes,
-                              int32_t slot) noexcept nogil:
+                              Py_ssize_t stride, int32_t slot) noexcept nogil:
     """Take ``slot`` out, pulling later entries of its probe run into the hole."""
     cdef uint32_t slot_mask = slot_mask_of(mask)
-    cdef uint64_t hole = hashes[slot] & mask
+    cdef uint64_t hole = hashes[stride * slot] & mask
     cdef uint64_t probe, home
     cdef int32_t moved
     while (<uint32_t>index[hole] & slot_mask) != <uint32_t>slot:
@@ -68,7 +69,7 @@ cdef inline void index_remove(int32_t* index, uint64_t mask, const uint64_t* has
         moved = index[probe]
         if moved == EMPTY:
             break
-        home = hashes[<uint32_t>moved & slot_mask] & mask
+        home = hashes[stride * (<uint32_t>moved & slot_mask)] & mask
         # Move ``moved`` into the hole unless its home lies cyclically in (hole, probe].
         if ((probe - home) & mask) >= ((probe - hole) & mask):
             index[hole] = moved

@@ -6,11 +6,11 @@ same names call these. Each reads the layer under its ownership, as its own oper
 
 from libc.stdint cimport int64_t, uint64_t
 
-from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
+from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy, policy_hash_of
 from .index cimport EMPTY
 from .keys cimport key_hash
 from .layer cimport InMemoryLayer
-from .slots cimport HITS, find_slot, slot_record
+from .slots cimport HITS, MAX_HITS, find_slot, slot_record
 
 from .arguments import checked_top_n
 from .introspection import layer_snapshot, layer_stats
@@ -49,7 +49,7 @@ def top_keys(InMemoryLayer layer, n):
     layer._lock_for_write()
     try:
         ranked = [
-            (layer._entries[2 * slot], policy.frequency(policy._hash[slot]))
+            (layer._entries[2 * slot], policy.frequency(policy_hash_of(policy, slot)))
             for slot in cached_slots(layer)
             if not layer._is_expired(slot, now_ns)
         ]
@@ -79,8 +79,8 @@ def snapshot(InMemoryLayer layer, hot_keys):
     layer._lock_for_write()
     try:
         cached = [
-            (layer._entries[2 * slot], policy._hash[slot],
-             slot_record(layer, slot)[HITS])
+            (layer._entries[2 * slot], policy_hash_of(policy, slot),
+             slot_record(layer, slot)[HITS] & MAX_HITS)
             for slot in cached_slots(layer)
         ]
         return layer_snapshot(counted, policy, cached, layer._missed, hot_keys)

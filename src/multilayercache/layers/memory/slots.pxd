@@ -9,6 +9,7 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 from ..._core.bits cimport prefetch
 from ..._core.policy cimport (
+    HASH_STRIDE,
     HEADS,
     NEXT,
     NODE_FIELDS,
@@ -17,6 +18,8 @@ from ..._core.policy cimport (
     PROTECTED,
     WINDOW,
     WTinyLfuPolicy,
+    policy_hash_of,
+    policy_hashes,
     policy_on_hit,
     policy_record_access,
 )
@@ -36,16 +39,17 @@ from .ownership cimport replace_item
 cdef enum:
     INTERRUPTED = -3  # find_slot: a write began while a key's __eq__ ran
     # The slot's record (slot_record): these fields
-    HITS = 0
+    HITS = 0  # bits 0-30: the entry's hits; bit 31: PLAIN_INT
     SATURATED_IN = 1  # the policy epoch in which the key was found saturated
-    PLAIN_INT = 2  # 1 if the key is an int hashed to its own value (keys.pxd)
-    # field 3 is unused
 
 cdef extern from *:
     """
-    #define MLC_MAX_HITS 0xFFFFFFFFU
+    #define MLC_MAX_HITS 0x7FFFFFFFU
+    #define MLC_PLAIN_INT 0x80000000U
     """
     const uint32_t MAX_HITS "MLC_MAX_HITS"  # per-slot hit counts saturate here
+    # set in HITS if the key is an int hashed to its own value (keys.pxd)
+    const uint32_t PLAIN_INT "MLC_PLAIN_INT"
 
 
 # Growth, rare once the cache is full (slots.pyx: numpy allocates, so out of the hot path).
@@ -87,8 +91,8 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
                 stored = PyList_GET_ITEM(layer._entries, 2 * slot)
                 if stored == <PyObject*>key:
                     return slot  # the very object (a hit reads this line for the value anyway)
-                if layer._policy._hash[slot] == key_hash:
-                    if slot_record(layer, slot)[PLAIN_INT] and is_plain_int(key):
+                if policy_hash_of(layer._policy, slot) == key_hash:
+                    if slot_record(layer, slot)[HITS] & PLAIN_INT and is_plain_int(key):
                         return slot  # equal ints: the stored one need not be read
                     version = layer._version
                     equal = PyObject_RichCompareBool(<object>stored, key, Py_EQ)
@@ -116,12 +120,11 @@ cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object val
     else:
         slot = append_slot(layer, key, value)
     cdef uint32_t* meta = slot_record(layer, slot)
-    meta[HITS] = 0
+    meta[HITS] = PLAIN_INT if is_plain_int(key) else 0
     meta[SATURATED_IN] = 0
-    meta[PLAIN_INT] = is_plain_int(key)
     # The index needs the hash before the policy has it; the policy overwrites it with the
     # same value on insert.
-    layer._policy._hash[slot] = key_hash
+    policy_hashes(layer._policy)[HASH_STRIDE * slot] = key_hash
     if 2 * (layer._policy.entries + 1) > <Py_ssize_t>(layer._index_mask + 1):
         grow_index(layer)
         vacant = NO_BUCKET  # the buckets moved
@@ -139,7 +142,8 @@ cdef inline int release_slot(InMemoryLayer layer, Py_ssize_t slot) except -1:
     """Take the slot out of the index and free it (the policy has forgotten it)."""
     if layer._fresh.count:
         layer._fresh.forget(slot)
-    index_remove(&layer._index[0], layer._index_mask, &layer._policy._hash[0], <int32_t>slot)
+    index_remove(&layer._index[0], layer._index_mask, policy_hashes(layer._policy), HASH_STRIDE,
+                 <int32_t>slot)
     # The key and value are released when the operation ends (that may run Python code).
     replace_item(&layer._ownership, layer._entries, 2 * slot, None, layer._grave_overflow)
     replace_item(&layer._ownership, layer._entries, 2 * slot + 1, None, layer._grave_overflow)
@@ -199,8 +203,8 @@ cdef inline void record_hit(InMemoryLayer layer, Py_ssize_t slot, uint64_t key_h
     if meta[SATURATED_IN] != policy.epoch and policy_record_access(policy, key_hash):
         meta[SATURATED_IN] = policy.epoch
     layer._hits += 1
-    if meta[HITS] != MAX_HITS:
-        meta[HITS] += 1
+    if meta[HITS] & MAX_HITS != MAX_HITS:
+        meta[HITS] += 1  # (never into PLAIN_INT)
     policy_on_hit(policy, slot)
 
 
@@ -220,8 +224,8 @@ cdef inline void prefetch_entry(InMemoryLayer layer, int32_t node) noexcept:
         return  # a list's sentinel: that list is empty
     cdef Py_ssize_t slot = node - HEADS
     cdef WTinyLfuPolicy policy = layer._policy
-    cdef uint64_t key_hash = policy._hash[slot]
     prefetch(&policy._nodes[NODE_FIELDS * node])
+    cdef uint64_t key_hash = policy_hash_of(policy, slot)
     prefetch(&layer._index[key_hash & layer._index_mask])
     prefetch(policy._sketch_words + (key_hash & policy._sketch_mask) * 8)
     prefetch(PyList_GET_ITEM(layer._entries, 2 * slot))
