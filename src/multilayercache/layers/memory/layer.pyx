@@ -36,6 +36,7 @@ from .slots cimport (
     drop_evicted,
     expire_if_due,
     find_slot,
+    prefetch_evictee_nodes,
     prefetch_evictees,
     reclaim_expired,
     record_hit,
@@ -390,6 +391,7 @@ cdef class InMemoryLayer:
         evicted = self._policy.on_insert(slot, key_hash, weight)
         if evicted:
             drop_evicted(self, evicted)
+        prefetch_evictee_nodes(self)  # for the next miss
         return 0
 
     def set_many(self, mapping, ttl=None):

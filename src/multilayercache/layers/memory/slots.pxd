@@ -219,6 +219,14 @@ cdef inline void prefetch_evictees(InMemoryLayer layer) noexcept:
     prefetch_entry(layer, victim if victim != PROBATION else nodes[NODE_FIELDS * PROTECTED + NEXT])
 
 
+cdef inline void prefetch_evictee_nodes(InMemoryLayer layer) noexcept:
+    """Start loading the nodes of the next admission candidate and main's next victim, so
+    that ``prefetch_evictees`` finds their hashes at hand at the next miss."""
+    cdef int32_t* nodes = &layer._policy._nodes[0]
+    prefetch(nodes + NODE_FIELDS * nodes[NODE_FIELDS * WINDOW + NEXT])
+    prefetch(nodes + NODE_FIELDS * nodes[NODE_FIELDS * PROBATION + NEXT])
+
+
 cdef inline void prefetch_entry(InMemoryLayer layer, int32_t node) noexcept:
     if node < HEADS:
         return  # a list's sentinel: that list is empty
