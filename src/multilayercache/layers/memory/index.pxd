@@ -5,20 +5,30 @@
 # slot ``s``'s at ``hashes[stride * s]``. Looking a key up (which may run a key's __eq__)
 # stays in the layer, which knows how to stay consistent meanwhile.
 #
-# A bucket is EMPTY or a slot number *tagged* with hash bits. With 2**k buckets and load
+# A bucket is EMPTY or a slot number with hash facts above it. With 2**k buckets and load
 # <= 1/2, every slot is below 2**(k - 1) (slots are reused, so there are never more than the
 # entries ever held at once), so ``slot_mask`` = 2**(k - 1) - 1 (the table's mask shifted
-# right by one) covers the slot and the bits above it, up to the sign bit, are free: they hold the key's top hash bits. A probe
-# then passes over a bucket whose tag differs without reading the per-slot hash or the
-# key: on a miss, most probes touch the index alone. (With the hot-key change of the same
-# commit, a mixed zipf replay's first-level cache misses fell from 12.8 to 11.6 per
-# operation, by cachegrind.) The tags shrink by a bit each time the table doubles; at worst
-# (2**31 buckets) none are left and every probe compares hashes, as before tags.
+# right by one) covers the slot, and the bits above it, up to the sign bit, are free:
+#
+# * the next DISPLACEMENT_BITS hold the entry's distance from its home bucket, saturated at
+#   the field's maximum: deleting pulls later entries of a probe run back into the hole,
+#   and whether one may move depends on its home; with the distance at hand, the deletion
+#   need not read the hash of every entry it passes (each one a cold cache line). A
+#   saturated distance (a run that long is rare) is recomputed from the hash.
+# * the rest hold the key's *tag*, its top hash bits: a probe passes over a bucket whose tag
+#   differs without reading the hash or the key, so on a miss most probes touch the index
+#   alone.
+#
+# Both fields are kept in units of ``slot_mask + 1`` (where they start), so no shift count
+# is needed. The tags shrink by a bit each time the table doubles; in the largest tables
+# none are left (every probe compares hashes, as before tags) and then the distance field
+# shrinks too, down to none (every deletion reads hashes).
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 
 cdef enum:
     EMPTY = -1
     MIN_INDEX = 16  # buckets of a new table
+    DISPLACEMENT_BITS = 4
 
 cdef extern from *:
     """
@@ -32,16 +42,25 @@ cdef inline uint32_t slot_mask_of(uint64_t mask) noexcept nogil:
     return <uint32_t>(mask >> 1)
 
 
+cdef inline uint32_t displacement_mask_of(uint32_t slot_mask) noexcept nogil:
+    """The bits of the distance field (all set: saturated)."""
+    return (((1 << DISPLACEMENT_BITS) - 1) * (slot_mask + 1)) & 0x7FFFFFFF
+
+
+cdef inline uint32_t tag_mask_of(uint32_t slot_mask) noexcept nogil:
+    """The bits of the tag: the rest below the sign bit."""
+    return ~(slot_mask | displacement_mask_of(slot_mask)) & 0x7FFFFFFF
+
+
 cdef inline uint32_t index_tag(uint64_t key_hash, uint32_t slot_mask) noexcept nogil:
-    """The key's tag: its top hash bits, in bucket bits 31 - popcount(slot_mask) .. 30
-    (never the sign bit, so a tagged slot is never EMPTY). The low hash bits chose the
-    bucket; these are independent of them."""
-    return <uint32_t>(key_hash >> 33) & ~slot_mask
+    """The key's tag, in the bucket's tag bits (never the sign bit, so a tagged slot is
+    never EMPTY). The low hash bits chose the bucket; these are independent of them."""
+    return <uint32_t>(key_hash >> 33) & tag_mask_of(slot_mask)
 
 
 cdef inline void index_place(int32_t* index, uint64_t mask, int32_t slot,
                              uint64_t key_hash) noexcept nogil:
-    """Put ``slot``, tagged, in the first empty bucket of its probe run."""
+    """Put ``slot`` in the first empty bucket of its probe run."""
     cdef uint64_t bucket = key_hash & mask
     while index[bucket] != EMPTY:
         bucket = (bucket + 1) & mask
@@ -50,28 +69,38 @@ cdef inline void index_place(int32_t* index, uint64_t mask, int32_t slot,
 
 cdef inline void index_place_at(int32_t* index, uint64_t mask, int32_t slot,
                                 uint64_t key_hash, uint64_t bucket) noexcept nogil:
-    """Put ``slot``, tagged, in ``bucket``: the first empty bucket of its probe run."""
-    index[bucket] = <int32_t>(index_tag(key_hash, slot_mask_of(mask)) | <uint32_t>slot)
+    """Put ``slot`` in ``bucket``: the first empty bucket of its probe run."""
+    cdef uint32_t slot_mask = slot_mask_of(mask)
+    cdef uint64_t distance = ((bucket - key_hash) & mask) * (slot_mask + 1)
+    index[bucket] = <int32_t>(index_tag(key_hash, slot_mask)
+                              | min(distance, <uint64_t>displacement_mask_of(slot_mask))
+                              | <uint32_t>slot)
 
 
 cdef inline void index_remove(int32_t* index, uint64_t mask, const uint64_t* hashes,
                               Py_ssize_t stride, int32_t slot) noexcept nogil:
     """Take ``slot`` out, pulling later entries of its probe run into the hole."""
     cdef uint32_t slot_mask = slot_mask_of(mask)
+    cdef uint32_t field = displacement_mask_of(slot_mask)
+    cdef uint64_t unit = slot_mask + 1
     cdef uint64_t hole = hashes[stride * slot] & mask
-    cdef uint64_t probe, home
-    cdef int32_t moved
+    cdef uint64_t probe, gap, distance
+    cdef uint32_t moved
     while (<uint32_t>index[hole] & slot_mask) != <uint32_t>slot:
         hole = (hole + 1) & mask
     probe = hole
     while True:
         probe = (probe + 1) & mask
-        moved = index[probe]
-        if moved == EMPTY:
+        if index[probe] == EMPTY:
             break
-        home = hashes[stride * (<uint32_t>moved & slot_mask)] & mask
-        # Move ``moved`` into the hole unless its home lies cyclically in (hole, probe].
-        if ((probe - home) & mask) >= ((probe - hole) & mask):
-            index[hole] = moved
+        moved = <uint32_t>index[probe]
+        # Its distance from home, in field units; read from its hash only if saturated.
+        distance = moved & field
+        if distance == field:
+            distance = ((probe - hashes[stride * (moved & slot_mask)]) & mask) * unit
+        gap = ((probe - hole) & mask) * unit
+        # Move it into the hole unless its home lies cyclically in (hole, probe].
+        if distance >= gap:
+            index[hole] = <int32_t>((moved & ~field) | min(distance - gap, <uint64_t>field))
             hole = probe
     index[hole] = EMPTY

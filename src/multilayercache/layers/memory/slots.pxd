@@ -31,6 +31,7 @@ from .index cimport (
     index_remove,
     index_tag,
     slot_mask_of,
+    tag_mask_of,
 )
 from .keys cimport is_plain_int
 from .layer cimport InMemoryLayer
@@ -70,7 +71,7 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
     ``__eq__`` ran (the caller then retries under ownership)."""
     cdef uint64_t bucket
     cdef int32_t tagged
-    cdef uint32_t tag, slot_mask
+    cdef uint32_t tag, tag_mask, slot_mask
     cdef Py_ssize_t slot
     cdef uint64_t version
     cdef int equal
@@ -78,6 +79,7 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
     while True:
         # (Inside the loop: a key's __eq__ may grow the table, which changes the tags.)
         slot_mask = slot_mask_of(layer._index_mask)
+        tag_mask = tag_mask_of(slot_mask)
         tag = index_tag(key_hash, slot_mask)
         bucket = key_hash & layer._index_mask
         while True:
@@ -86,7 +88,7 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
                 layer._vacant_bucket = bucket  # where an insert of this key goes
                 return -1
             # Another key's tag: skip it without reading its hash or its key (index.pxd).
-            if (<uint32_t>tagged & ~slot_mask) == tag:
+            if (<uint32_t>tagged & tag_mask) == tag:
                 slot = <uint32_t>tagged & slot_mask
                 stored = PyList_GET_ITEM(layer._entries, 2 * slot)
                 if stored == <PyObject*>key:
