@@ -51,9 +51,9 @@ cdef class GhostTable:
         been used last at clock ``last_use``."""
         if region != WINDOW and region != MAIN:
             raise ValueError(f"region must be WINDOW (1) or MAIN (2), got {region!r}")
-        ghost_remember(self, key_hash, region, last_use)
+        self._remember(key_hash, region, last_use)
 
     cpdef (int, uint32_t, uint32_t) take(self, uint64_t key_hash) noexcept:
         """``(region, age, last use)`` if the key is a ghost, else ``(0, 0, 0)``; the ghost
         is consumed."""
-        return ghost_take(self, key_hash)
+        return self._take(key_hash)

@@ -29,7 +29,7 @@ cdef class HotKeyTable:
 
     cpdef void record(self, uint64_t key_hash, object key) noexcept:
         """Count one event for ``key`` (whose spread hash is ``key_hash``)."""
-        hot_keys_record(self, key_hash, key)
+        self._record(key_hash, key)
 
     def count_of(self, uint64_t key_hash) -> int:
         """Events counted for the key, or 0 if it is not tracked."""

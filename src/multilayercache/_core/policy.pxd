@@ -117,61 +117,59 @@ cdef class WTinyLfuPolicy:
     cdef void _push_most_recent(self, int32_t head, int32_t node) noexcept
     cdef void _unlink(self, int32_t node) noexcept
 
+    # The hot path, inline here so that the policy and the layer (which call these on every
+    # miss, hit and admission) compile them in: no call, and, as methods of a final class
+    # reached through an attribute, no reference counting either.
 
-
-# ``record_access`` and ``frequency``, inline here so that the policy and the layer (which
-# call them on every miss, hit and admission) compile them in: no call.
-
-cdef inline bint policy_record_access(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:
-    if not doorkeeper_add(policy._doorkeeper_words, policy._doorkeeper_mask, key_hash):
+    cdef inline bint count_access(self, uint64_t key_hash) noexcept:
+        """``record_access``."""
+        if not doorkeeper_add(self._doorkeeper_words, self._doorkeeper_mask, key_hash):
+            return False
+        if not sketch_add(self._sketch_words, self._sketch_mask, key_hash):
+            return True
+        self.sketch.additions += 1  # (no local: that would count a reference)
+        if self.sketch.additions >= self.sketch.sample_size:
+            self._age()
         return False
-    if not sketch_add(policy._sketch_words, policy._sketch_mask, key_hash):
-        return True
-    policy.sketch.additions += 1  # (no local: that would count a reference)
-    if policy.sketch.additions >= policy.sketch.sample_size:
-        policy._age()
-    return False
+
+    cdef inline void prefetch_frequency(self, uint64_t key_hash) noexcept:
+        """Start loading the key's doorkeeper word and sketch block, which recording its
+        access reads (both are too big to stay in the first-level cache between two
+        accesses)."""
+        prefetch(self._doorkeeper_words + (((key_hash >> 32) & self._doorkeeper_mask) >> 6))
+        prefetch(self._sketch_words + (key_hash & self._sketch_mask) * WORDS_PER_BLOCK)
+
+    cdef inline uint64_t* hashes(self) noexcept:
+        """Where slot 0's hash is; slot ``s``'s is ``HASH_STRIDE * s`` uint64s further on."""
+        return <uint64_t*>&self._nodes[NODE_FIELDS * HEADS + HASH]
+
+    cdef inline uint64_t hash_of(self, Py_ssize_t slot) noexcept:
+        """The spread hash of the key in ``slot`` (cached), as given to ``on_insert``."""
+        return self.hashes()[HASH_STRIDE * slot]
+
+    cdef inline void touch(self, Py_ssize_t slot) noexcept:
+        """``on_hit``, its common case (a protected entry) inline for the layer's hit path:
+        the entry moves to the protected list's most recent end, nothing else changes."""
+        cdef int32_t* nodes = &self._nodes[0]
+        cdef int32_t node = <int32_t>(HEADS + slot)
+        cdef int32_t* record = nodes + NODE_FIELDS * node
+        cdef int32_t last
+        if record[REGION] != PROTECTED:
+            self.on_hit(slot)
+            return
+        last = nodes[NODE_FIELDS * PROTECTED + PREV]
+        if last == node:
+            return  # already the most recent
+        # unlink (``node`` is not the last, so ``last`` stays the last), then push after it
+        nodes[NODE_FIELDS * record[PREV] + NEXT] = record[NEXT]
+        nodes[NODE_FIELDS * record[NEXT] + PREV] = record[PREV]
+        record[PREV] = last
+        record[NEXT] = PROTECTED
+        nodes[NODE_FIELDS * last + NEXT] = node
+        nodes[NODE_FIELDS * PROTECTED + PREV] = node
 
 
-cdef inline uint64_t* policy_hashes(WTinyLfuPolicy policy) noexcept:
-    """Where slot 0's hash is; slot ``s``'s is ``HASH_STRIDE * s`` uint64s further on."""
-    return <uint64_t*>&policy._nodes[NODE_FIELDS * HEADS + HASH]
-
-
-cdef inline uint64_t policy_hash_of(WTinyLfuPolicy policy, Py_ssize_t slot) noexcept:
-    """The spread hash of the key in ``slot`` (cached), as given to ``on_insert``."""
-    return policy_hashes(policy)[HASH_STRIDE * slot]
-
-
-cdef inline void policy_prefetch_frequency(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:
-    """Start loading the key's doorkeeper word and sketch block, which recording its access
-    reads (both are too big to stay in the first-level cache between two accesses)."""
-    prefetch(policy._doorkeeper_words + (((key_hash >> 32) & policy._doorkeeper_mask) >> 6))
-    prefetch(policy._sketch_words + (key_hash & policy._sketch_mask) * WORDS_PER_BLOCK)
-
-
+# ``frequency``, inline for the policy's admission and the layer's views.
 cdef inline int policy_frequency(WTinyLfuPolicy policy, uint64_t key_hash) noexcept:
     return (sketch_frequency(policy._sketch_words, policy._sketch_mask, key_hash)
             + doorkeeper_contains(policy._doorkeeper_words, policy._doorkeeper_mask, key_hash))
-
-
-cdef inline void policy_on_hit(WTinyLfuPolicy policy, Py_ssize_t slot) noexcept:
-    """``on_hit``, its common case (a protected entry) inline here for the layer's hit
-    path: the entry moves to the protected list's most recent end, nothing else changes."""
-    cdef int32_t* nodes = &policy._nodes[0]
-    cdef int32_t node = <int32_t>(HEADS + slot)
-    cdef int32_t* record = nodes + NODE_FIELDS * node
-    cdef int32_t last
-    if record[REGION] != PROTECTED:
-        policy.on_hit(slot)
-        return
-    last = nodes[NODE_FIELDS * PROTECTED + PREV]
-    if last == node:
-        return  # already the most recent
-    # unlink (``node`` is not the last, so ``last`` stays the last), then push after ``last``
-    nodes[NODE_FIELDS * record[PREV] + NEXT] = record[NEXT]
-    nodes[NODE_FIELDS * record[NEXT] + PREV] = record[PREV]
-    record[PREV] = last
-    record[NEXT] = PROTECTED
-    nodes[NODE_FIELDS * last + NEXT] = node
-    nodes[NODE_FIELDS * PROTECTED + PREV] = node

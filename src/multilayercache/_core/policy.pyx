@@ -19,7 +19,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from .doorkeeper cimport Doorkeeper, doorkeeper_contains
 from .ghost cimport MAIN as GHOST_MAIN
 from .ghost cimport WINDOW as GHOST_WINDOW
-from .ghost cimport GhostTable, ghost_remember, ghost_take
+from .ghost cimport GhostTable
 from .sketch cimport CountMinSketch
 
 # The int constants are ``cpdef enum``s in policy.pxd (C and Python alike); these do not
@@ -123,7 +123,7 @@ cdef class WTinyLfuPolicy:
         and its sketch minimum at 15. Until ``epoch`` changes, recording it again changes
         nothing (doorkeeper bits and counters only go up between agings), so the layer may
         skip it for a key it knows is saturated in the current epoch."""
-        return policy_record_access(self, key_hash)
+        return self.count_access(key_hash)
 
     cdef void _age(self) noexcept:
         # Out of line: once per sample period.
@@ -195,7 +195,7 @@ cdef class WTinyLfuPolicy:
         self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE] = <int32_t>self.clock
         self._check_density()
         self._nodes[NODE_FIELDS * (HEADS + slot) + REGION] = WINDOW
-        policy_hashes(self)[HASH_STRIDE * slot] = key_hash
+        self.hashes()[HASH_STRIDE * slot] = key_hash
         if self.weighted:
             self._weight[slot] = weight
         else:
@@ -244,7 +244,7 @@ cdef class WTinyLfuPolicy:
     cdef inline void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash) noexcept:
         cdef uint32_t age, last_use
         cdef int region
-        region, age, last_use = ghost_take(self.ghosts, key_hash)
+        region, age, last_use = self.ghosts._take(key_hash)
         self._reuse[slot] = self.clock - last_use if region else C_UNKNOWN_REUSE
         cdef Py_ssize_t horizon = max(1, self._entry_capacity() // 2)
         cdef bint recent = region != 0 and age < horizon
@@ -330,7 +330,7 @@ cdef class WTinyLfuPolicy:
         cdef bint sooner = self._reuse[candidate] < self._idle_time(victim)
         if self._readmit[candidate] and sooner:
             return True
-        cdef int candidate_frequency = policy_frequency(self, policy_hash_of(self, candidate))
+        cdef int candidate_frequency = policy_frequency(self, self.hash_of(candidate))
         if sooner and candidate_frequency > RECENCY_FREQUENCY:
             return True
         cdef int victim_frequency = self._victim_frequency(victim)
@@ -345,7 +345,7 @@ cdef class WTinyLfuPolicy:
     cdef inline int _victim_frequency(self, Py_ssize_t victim) noexcept:
         cdef int32_t node = <int32_t>(HEADS + victim)
         if node != self._victim_node or self._victim_epoch != self.epoch:
-            self._victim_estimate = policy_frequency(self, policy_hash_of(self, victim))
+            self._victim_estimate = policy_frequency(self, self.hash_of(victim))
             self._victim_node = (
                 node if self._nodes[NODE_FIELDS * node + REGION] == PROBATION else -1
             )
@@ -354,7 +354,7 @@ cdef class WTinyLfuPolicy:
 
     cdef inline int _evict(self, Py_ssize_t slot, int ghost_region) except -1:
         self._unlink(<int32_t>(HEADS + slot))
-        ghost_remember(self.ghosts, policy_hash_of(self, slot), ghost_region,
+        self.ghosts._remember(self.hash_of(slot), ghost_region,
                        <uint32_t>self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE])
         self._forget(slot)
         self.evictions += 1

@@ -6,7 +6,7 @@ same names call these. Each reads the layer under its ownership, as its own oper
 
 from libc.stdint cimport int64_t, uint64_t
 
-from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy, policy_hash_of
+from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
 from .index cimport EMPTY
 from .keys cimport key_hash
 from .layer cimport InMemoryLayer
@@ -49,7 +49,7 @@ def top_keys(InMemoryLayer layer, n):
     layer._lock_for_write()
     try:
         ranked = [
-            (layer._entries[2 * slot], policy.frequency(policy_hash_of(policy, slot)))
+            (layer._entries[2 * slot], policy.frequency(policy.hash_of(slot)))
             for slot in cached_slots(layer)
             if not layer._is_expired(slot, now_ns)
         ]
@@ -79,7 +79,7 @@ def snapshot(InMemoryLayer layer, hot_keys):
     layer._lock_for_write()
     try:
         cached = [
-            (layer._entries[2 * slot], policy_hash_of(policy, slot),
+            (layer._entries[2 * slot], policy.hash_of(slot),
              slot_record(layer, slot)[HITS] & MAX_HITS)
             for slot in cached_slots(layer)
         ]

@@ -16,22 +16,23 @@ pure twin uses a lock instead.
 
 import numpy as np
 
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.list cimport PyList_GET_SIZE
+from cpython.ref cimport PyObject
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uint64_t
 
 from ..._core.bits cimport prefetch
-from ..._core.ghost cimport ghost_prefetch
-from ..._core.hotkeys cimport HotKeyTable, hot_keys_record
-from ..._core.policy cimport WTinyLfuPolicy, policy_prefetch_frequency, policy_record_access
+from ..._core.hotkeys cimport HotKeyTable
+from ..._core.policy cimport WTinyLfuPolicy
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
 from .freshness cimport FreshnessDeadlines
 from .index cimport EMPTY, MIN_INDEX, NO_BUCKET
 from .keys cimport key_hash as _key_hash
-from .ownership cimport clear_graves, release_graves, replace_item, take_ownership
+from .ownership cimport clear_graves, list_items, release_graves, replace_item, take_ownership
 from .slots cimport (
     INTERRUPTED,
+    MAX_HITS,
     allocate_slot,
     drop_evicted,
     expire_if_due,
@@ -69,6 +70,8 @@ cdef enum:
 # gets there).
 cdef uint64_t NOT_ABSENT = 0xFFFFFFFFFFFFFFFF
 cdef object _NO_KEY = object()  # ``_last_miss`` before any miss: no caller holds it
+
+MAX_SLOT_HITS = MAX_HITS  # a cached entry's hit count saturates here (31 bits: slots.pxd)
 
 
 cdef class InMemoryLayer:
@@ -135,7 +138,7 @@ cdef class InMemoryLayer:
         cdef int64_t deadline
         cdef uint64_t absent_at, vacant
         # Counting the access reads two cold lines: load them while the index is probed.
-        policy_prefetch_frequency(self._policy, key_hash)
+        self._policy.prefetch_frequency(key_hash)
         if self._ownership.owner:  # another thread is inside a write: wait for it
             return self._read_locked(key, key_hash, default, accept, aside)
         slot = find_slot(self, key, key_hash, False)
@@ -149,7 +152,7 @@ cdef class InMemoryLayer:
         if slot >= 0:
             # The value's own line is often cold and returning it touches it (the reference
             # count): start that load now, so that it overlaps the hit's bookkeeping.
-            prefetch(PyList_GET_ITEM(self._entries, 2 * slot + 1))
+            prefetch(list_items(<PyObject*>self._entries)[2 * slot + 1])
         if slot >= 0 and self._wheel.scheduled:
             deadline = self._wheel.deadline(slot)
             # An injected clock runs Python code, and an expired entry must be removed:
@@ -164,15 +167,15 @@ cdef class InMemoryLayer:
                     return aside
                 slot = -1  # stale: ``get`` no longer serves it
         if slot < 0:
-            policy_record_access(self._policy, key_hash)  # frequency counts every lookup, hit or miss
-            ghost_prefetch(self._policy.ghosts, key_hash)  # for the set that usually follows
+            self._policy.count_access(key_hash)  # frequency counts every lookup, hit or miss
+            self._policy.ghosts._prefetch(key_hash)  # for the set that usually follows
             prefetch_evictees(self)
             self._misses += 1
-            hot_keys_record(self._missed, key_hash, key)
+            self._missed._record(key_hash, key)
             self._remember_miss(key, key_hash, absent_at, vacant)
             return default
         record_hit(self, slot, key_hash)
-        return <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
+        return <object>list_items(<PyObject*>self._entries)[2 * slot + 1]
 
     cdef object _read_locked(self, object key, uint64_t key_hash, object default, int accept,
                              object aside):
@@ -191,12 +194,12 @@ cdef class InMemoryLayer:
                     return aside
                 slot = -1
             if slot < 0:
-                policy_record_access(self._policy, key_hash)
+                self._policy.count_access(key_hash)
                 self._misses += 1
                 result = default
             else:
                 record_hit(self, slot, key_hash)
-                result = <object>PyList_GET_ITEM(self._entries, 2 * slot + 1)
+                result = <object>list_items(<PyObject*>self._entries)[2 * slot + 1]
         finally:
             self._unlock()
         if slot < 0:
@@ -218,7 +221,7 @@ cdef class InMemoryLayer:
                 slot = -1
             if slot < 0:
                 absent_at = self._version
-                policy_record_access(self._policy, key_hash)
+                self._policy.count_access(key_hash)
                 self._misses += 1
             else:
                 record_hit(self, slot, key_hash)
@@ -257,7 +260,7 @@ cdef class InMemoryLayer:
         cdef int64_t gone = self._wheel.deadline(slot)
         cdef int64_t fresh_until = self._fresh.fresh_until(slot)
         return Entry(
-            <object>PyList_GET_ITEM(self._entries, 2 * slot + 1),
+            <object>list_items(<PyObject*>self._entries)[2 * slot + 1],
             seconds_left(gone if fresh_until == NEVER else fresh_until, now_ns),
             seconds_left(gone, now_ns),
             seconds_left(self._fresh.refresh_at(slot), now_ns),
@@ -493,7 +496,8 @@ cdef class InMemoryLayer:
 
     cdef inline int _replace_item(self, Py_ssize_t index, object item) except -1:
         # ``_entries[index] = item``; the old item is released when the operation ends.
-        return replace_item(&self._ownership, self._entries, index, item, self._grave_overflow)
+        return replace_item(&self._ownership, list_items(<PyObject*>self._entries), index, item,
+                            <PyObject*>self._grave_overflow)
 
     # ------------------------------------------------------------------ time
     cdef int64_t _now_ns(self) except? -1:

@@ -22,6 +22,16 @@ cdef extern from "<sched.h>" nogil:
 cdef enum:
     GRAVES = 64
 
+cdef extern from *:
+    """
+    #define MLC_LIST_ITEMS(list) (((PyListObject *)(list))->ob_item)
+    """
+    # A list's item array, borrowed: ``list_items(<PyObject*>self._entries)[i]`` reads an
+    # item with no reference counting (passing ``self._entries`` itself to a function
+    # would count a reference to the list, and drop it after). Valid until the list grows.
+    PyObject** list_items "MLC_LIST_ITEMS"(PyObject* items) noexcept nogil
+    int PyList_Append(PyObject* items, PyObject* item) except -1
+
 
 cdef struct Ownership:
     unsigned long owner  # the thread inside an operation, 0 if none
@@ -43,25 +53,26 @@ cdef inline int take_ownership(Ownership* state) except -1:
     return 0
 
 
-cdef inline int bury(Ownership* state, PyObject* item, list overflow) except -1:
+cdef inline int bury(Ownership* state, PyObject* item, PyObject* overflow) except -1:
     """Take over a reference to ``item`` (the caller's, which it no longer holds) and release
     it when ownership ends."""
     if state.grave_count < GRAVES:
         state.graves[state.grave_count] = item
         state.grave_count += 1
     else:
-        overflow.append(<object>item)  # the list holds it now: ours can go at once
+        PyList_Append(overflow, item)  # the list holds it now: ours can go at once
         Py_DECREF(<object>item)
     return 0
 
 
-cdef inline int replace_item(Ownership* state, list items, Py_ssize_t index, object item,
-                             list overflow) except -1:
-    """``items[index] = item``, the old item buried: the list's reference moves to the graves,
-    so nothing is counted twice and nothing is released mid-operation."""
-    cdef PyObject* old = PyList_GET_ITEM(items, index)
+cdef inline int replace_item(Ownership* state, PyObject** items, Py_ssize_t index,
+                             object item, PyObject* overflow) except -1:
+    """``items[index] = item`` (a list's ``list_items``), the old item buried: the list's
+    reference moves to the graves, so nothing is counted twice and nothing is released
+    mid-operation. ``overflow``: the list that takes what the graves cannot."""
+    cdef PyObject* old = items[index]
     Py_INCREF(item)
-    PyList_SET_ITEM(items, index, item)
+    items[index] = <PyObject*>item
     if Py_REFCNT(<object>old) > 1:
         # Somebody else holds it too: dropping our reference cannot free it, so no code
         # runs and it need not wait in the graves (keys usually outlive their entries).

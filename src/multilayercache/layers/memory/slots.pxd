@@ -18,10 +18,6 @@ from ..._core.policy cimport (
     PROTECTED,
     WINDOW,
     WTinyLfuPolicy,
-    policy_hash_of,
-    policy_hashes,
-    policy_on_hit,
-    policy_record_access,
 )
 from .index cimport (
     EMPTY,
@@ -35,7 +31,7 @@ from .index cimport (
 )
 from .keys cimport is_plain_int
 from .layer cimport InMemoryLayer
-from .ownership cimport replace_item
+from .ownership cimport list_items, replace_item
 
 cdef enum:
     INTERRUPTED = -3  # find_slot: a write began while a key's __eq__ ran
@@ -90,10 +86,10 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
             # Another key's tag: skip it without reading its hash or its key (index.pxd).
             if (<uint32_t>tagged & tag_mask) == tag:
                 slot = <uint32_t>tagged & slot_mask
-                stored = PyList_GET_ITEM(layer._entries, 2 * slot)
+                stored = list_items(<PyObject*>layer._entries)[2 * slot]
                 if stored == <PyObject*>key:
                     return slot  # the very object (a hit reads this line for the value anyway)
-                if policy_hash_of(layer._policy, slot) == key_hash:
+                if layer._policy.hash_of(slot) == key_hash:
                     if slot_record(layer, slot)[HITS] & PLAIN_INT and is_plain_int(key):
                         return slot  # equal ints: the stored one need not be read
                     version = layer._version
@@ -117,8 +113,8 @@ cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object val
         layer._free_count -= 1
         slot = layer._free[layer._free_count]
         # A free slot holds None twice: replacing them releases nothing.
-        replace_none(layer._entries, 2 * slot, key)
-        replace_none(layer._entries, 2 * slot + 1, value)
+        replace_none(list_items(<PyObject*>layer._entries), 2 * slot, key)
+        replace_none(list_items(<PyObject*>layer._entries), 2 * slot + 1, value)
     else:
         slot = append_slot(layer, key, value)
     cdef uint32_t* meta = slot_record(layer, slot)
@@ -126,7 +122,7 @@ cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object val
     meta[SATURATED_IN] = 0
     # The index needs the hash before the policy has it; the policy overwrites it with the
     # same value on insert.
-    policy_hashes(layer._policy)[HASH_STRIDE * slot] = key_hash
+    layer._policy.hashes()[HASH_STRIDE * slot] = key_hash
     if 2 * (layer._policy.entries + 1) > <Py_ssize_t>(layer._index_mask + 1):
         grow_index(layer)
         vacant = NO_BUCKET  # the buckets moved
@@ -144,11 +140,13 @@ cdef inline int release_slot(InMemoryLayer layer, Py_ssize_t slot) except -1:
     """Take the slot out of the index and free it (the policy has forgotten it)."""
     if layer._fresh.count:
         layer._fresh.forget(slot)
-    index_remove(&layer._index[0], layer._index_mask, policy_hashes(layer._policy), HASH_STRIDE,
+    index_remove(&layer._index[0], layer._index_mask, layer._policy.hashes(), HASH_STRIDE,
                  <int32_t>slot)
     # The key and value are released when the operation ends (that may run Python code).
-    replace_item(&layer._ownership, layer._entries, 2 * slot, None, layer._grave_overflow)
-    replace_item(&layer._ownership, layer._entries, 2 * slot + 1, None, layer._grave_overflow)
+    replace_item(&layer._ownership, list_items(<PyObject*>layer._entries), 2 * slot, None,
+                 <PyObject*>layer._grave_overflow)
+    replace_item(&layer._ownership, list_items(<PyObject*>layer._entries), 2 * slot + 1, None,
+                 <PyObject*>layer._grave_overflow)
     if layer._free_count == layer._free.shape[0]:
         grow_free(layer)
     layer._free[layer._free_count] = <int32_t>slot
@@ -201,13 +199,12 @@ cdef inline void record_hit(InMemoryLayer layer, Py_ssize_t slot, uint64_t key_h
     # Frequency first: recording a key already known to be saturated in this epoch is a
     # no-op (see WTinyLfuPolicy.record_access), so skip it; hot keys are hit most.
     cdef uint32_t* meta = slot_record(layer, slot)
-    cdef WTinyLfuPolicy policy = layer._policy
-    if meta[SATURATED_IN] != policy.epoch and policy_record_access(policy, key_hash):
-        meta[SATURATED_IN] = policy.epoch
+    if meta[SATURATED_IN] != layer._policy.epoch and layer._policy.count_access(key_hash):
+        meta[SATURATED_IN] = layer._policy.epoch
     layer._hits += 1
     if meta[HITS] & MAX_HITS != MAX_HITS:
         meta[HITS] += 1  # (never into PLAIN_INT)
-    policy_on_hit(policy, slot)
+    layer._policy.touch(slot)
 
 
 cdef inline void prefetch_evictees(InMemoryLayer layer) noexcept:
@@ -233,17 +230,17 @@ cdef inline void prefetch_entry(InMemoryLayer layer, int32_t node) noexcept:
     if node < HEADS:
         return  # a list's sentinel: that list is empty
     cdef Py_ssize_t slot = node - HEADS
-    cdef WTinyLfuPolicy policy = layer._policy
-    prefetch(&policy._nodes[NODE_FIELDS * node])
-    cdef uint64_t key_hash = policy_hash_of(policy, slot)
+    prefetch(&layer._policy._nodes[NODE_FIELDS * node])
+    cdef uint64_t key_hash = layer._policy.hash_of(slot)
     prefetch(&layer._index[key_hash & layer._index_mask])
-    prefetch(policy._sketch_words + (key_hash & policy._sketch_mask) * 8)
-    prefetch(PyList_GET_ITEM(layer._entries, 2 * slot))
+    prefetch(layer._policy._sketch_words + (key_hash & layer._policy._sketch_mask) * 8)
+    prefetch(list_items(<PyObject*>layer._entries)[2 * slot])
 
 
-cdef inline void replace_none(list items, Py_ssize_t index, object item) noexcept:
-    # ``items[index]`` is None: dropping the list's reference to it runs no Python code.
-    cdef PyObject* old = PyList_GET_ITEM(items, index)
+cdef inline void replace_none(PyObject** items, Py_ssize_t index, object item) noexcept:
+    # ``items[index]`` (a list's ``list_items``) is None: dropping the list's reference to it
+    # runs no Python code.
+    cdef PyObject* old = items[index]
     Py_INCREF(item)
-    PyList_SET_ITEM(items, index, item)
+    items[index] = <PyObject*>item
     Py_DECREF(<object>old)

@@ -5,7 +5,7 @@ import numpy as np
 
 from libc.stdint cimport int32_t
 
-from ..._core.policy cimport NOT_CACHED, policy_hash_of
+from ..._core.policy cimport NOT_CACHED
 from .index cimport EMPTY, index_place
 
 
@@ -17,7 +17,7 @@ cdef int grow_index(InMemoryLayer layer) except -1:
     cdef Py_ssize_t slot
     for slot in range(layer._slot_count):
         if layer._policy.region_of(slot) != NOT_CACHED:
-            index_place(&index[0], size - 1, <int32_t>slot, policy_hash_of(layer._policy, slot))
+            index_place(&index[0], size - 1, <int32_t>slot, layer._policy.hash_of(slot))
     layer._index = index
     layer._index_mask = size - 1
     return 0
