@@ -16,7 +16,6 @@ pure twin uses a lock instead.
 
 import numpy as np
 
-from cpython.list cimport PyList_GET_SIZE
 from cpython.ref cimport PyObject
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uint64_t
@@ -29,7 +28,14 @@ from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
 from .freshness cimport FreshnessDeadlines
 from .index cimport EMPTY, MIN_INDEX, NO_BUCKET
 from .keys cimport key_hash as _key_hash
-from .ownership cimport clear_graves, list_items, release_graves, replace_item, take_ownership
+from .ownership cimport (
+    clear_graves,
+    list_items,
+    list_size,
+    release_graves,
+    replace_item,
+    take_ownership,
+)
 from .slots cimport (
     INTERRUPTED,
     MAX_HITS,
@@ -491,7 +497,7 @@ cdef class InMemoryLayer:
         self._ownership.owner = 0
         if self._ownership.grave_count:
             release_graves(&self._ownership)
-        if PyList_GET_SIZE(self._grave_overflow):
+        if list_size(<PyObject*>self._grave_overflow):
             self._grave_overflow = []  # releases what spilled over, after the unlock
 
     cdef inline int _replace_item(self, Py_ssize_t index, object item) except -1:

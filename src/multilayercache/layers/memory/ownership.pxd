@@ -12,7 +12,6 @@
 # can run Python code (a __del__, a weakref callback) that might call back into the cache.
 # (One that somebody else also holds cannot be freed, so its reference is dropped at once.)
 # Owned references in a fixed array, spilling into a list for large batches.
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_SET_ITEM
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_REFCNT, Py_XDECREF, PyObject
 
@@ -30,6 +29,7 @@ cdef extern from *:
     # item with no reference counting (passing ``self._entries`` itself to a function
     # would count a reference to the list, and drop it after). Valid until the list grows.
     PyObject** list_items "MLC_LIST_ITEMS"(PyObject* items) noexcept nogil
+    Py_ssize_t list_size "Py_SIZE"(PyObject* items) noexcept nogil  # the same, for its size
     int PyList_Append(PyObject* items, PyObject* item) except -1
 
 

@@ -2,7 +2,6 @@
 # evicted or expired), count a hit. Inline functions over the layer's fields (layer.pxd),
 # so that they compile into the layer's hot path with no call. The pure twin keeps a dict
 # instead (``_layer_py.py``).
-from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
 from cpython.object cimport Py_EQ, PyObject_RichCompareBool
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
