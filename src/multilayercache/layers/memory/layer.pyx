@@ -43,7 +43,7 @@ from .slots cimport (
     drop_evicted,
     expire_if_due,
     find_slot,
-    prefetch_evictee_nodes,
+    prefetch_next_evictees,
     prefetch_evictees,
     reclaim_expired,
     record_hit,
@@ -400,7 +400,7 @@ cdef class InMemoryLayer:
         evicted = self._policy.on_insert(slot, key_hash, weight)
         if evicted:
             drop_evicted(self, evicted)
-        prefetch_evictee_nodes(self)  # for the next miss
+        prefetch_next_evictees(self)  # for the next miss
         return 0
 
     def set_many(self, mapping, ttl=None):

@@ -217,12 +217,21 @@ cdef inline void prefetch_evictees(InMemoryLayer layer) noexcept:
     prefetch_entry(layer, victim if victim != PROBATION else nodes[NODE_FIELDS * PROTECTED + NEXT])
 
 
-cdef inline void prefetch_evictee_nodes(InMemoryLayer layer) noexcept:
-    """Start loading the nodes of the next admission candidate and main's next victim, so
-    that ``prefetch_evictees`` finds their hashes at hand at the next miss."""
+cdef inline void prefetch_next_evictees(InMemoryLayer layer) noexcept:
+    """After an insert: start loading the nodes and keys of the next admission candidate
+    and main's next victim, so that ``prefetch_evictees`` finds their hashes at hand at the
+    next miss, and the insert after it finds the key it may release (its reference count is
+    read, and the key object itself is far: a key was last touched long before it leaves)."""
     cdef int32_t* nodes = &layer._policy._nodes[0]
-    prefetch(nodes + NODE_FIELDS * nodes[NODE_FIELDS * WINDOW + NEXT])
-    prefetch(nodes + NODE_FIELDS * nodes[NODE_FIELDS * PROBATION + NEXT])
+    prefetch_node_and_key(layer, nodes[NODE_FIELDS * WINDOW + NEXT])
+    prefetch_node_and_key(layer, nodes[NODE_FIELDS * PROBATION + NEXT])
+
+
+cdef inline void prefetch_node_and_key(InMemoryLayer layer, int32_t node) noexcept:
+    if node < HEADS:
+        return  # a list's sentinel: that list is empty
+    prefetch(&layer._policy._nodes[NODE_FIELDS * node])
+    prefetch(list_items(<PyObject*>layer._entries)[2 * (node - HEADS)])
 
 
 cdef inline void prefetch_entry(InMemoryLayer layer, int32_t node) noexcept:
@@ -233,7 +242,6 @@ cdef inline void prefetch_entry(InMemoryLayer layer, int32_t node) noexcept:
     cdef uint64_t key_hash = layer._policy.hash_of(slot)
     prefetch(&layer._index[key_hash & layer._index_mask])
     prefetch(layer._policy._sketch_words + (key_hash & layer._policy._sketch_mask) * 8)
-    prefetch(list_items(<PyObject*>layer._entries)[2 * slot])
 
 
 cdef inline void replace_none(PyObject** items, Py_ssize_t index, object item) noexcept:
