@@ -122,7 +122,7 @@ cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object val
     # The index needs the hash before the policy has it; the policy overwrites it with the
     # same value on insert.
     layer._policy.hashes()[HASH_STRIDE * slot] = key_hash
-    if 2 * (layer._policy.entries + 1) > <Py_ssize_t>(layer._index_mask + 1):
+    if 4 * (layer._policy.entries + 1) > <Py_ssize_t>(layer._index_mask + 1):
         grow_index(layer)
         vacant = NO_BUCKET  # the buckets moved
     if vacant == NO_BUCKET or layer._index[vacant] != EMPTY:

@@ -10,7 +10,7 @@ from .index cimport EMPTY, index_place
 
 
 cdef int grow_index(InMemoryLayer layer) except -1:
-    """Double the index (its load stays <= 1/2), placing every cached slot again (the
+    """Double the index (its load stays <= 1/4), placing every cached slot again (the
     tags lose a bit: index.pxd)."""
     cdef Py_ssize_t size = 2 * (layer._index_mask + 1)
     cdef int32_t[::1] index = np.full(size, EMPTY, dtype=np.int32)
