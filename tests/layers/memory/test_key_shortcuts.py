@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from multilayercache._core._bits_py import MASK64, spread
+
 from invariants import check_invariants
 
 MODULUS = sys.hash_info.modulus  # 2**61 - 1 on 64-bit CPython
@@ -112,6 +114,53 @@ def test_a_finalizer_that_writes_between_a_miss_and_its_set(Layer) -> None:
     cache.set(second, "set")
     assert cache.get(Key("second")) == "set"
     assert len(cache) == 1
+    check_invariants(cache)
+
+
+def test_a_finalizer_that_looks_up_between_a_miss_and_its_set(Layer) -> None:
+    # The compiled layer also remembers where a miss's probe stopped, and the set that
+    # follows puts the key there. Here the probe of ``b``'s last miss is followed, before
+    # the miss is remembered, by ``a``'s release from the hot-key table, whose __del__
+    # looks up ``c``: another probe, stopping in another bucket. ``b`` must still go where
+    # its own probe stopped, or it is lost.
+    cache = Layer(max_size=100)
+
+    class Key:
+        def __init__(self, number: int, on_release=None) -> None:
+            self.number, self.on_release = number, on_release
+
+        def __hash__(self) -> int:
+            return self.number
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Key) and other.number == self.number
+
+        def __del__(self) -> None:
+            if self.on_release:
+                self.on_release()
+
+    def spread_of(number: int) -> int:
+        return spread(number & MASK64)
+
+    # ``b`` shares ``a``'s hot-key bucket (the low 8 bits of the spread hash); ``c`` has
+    # another home bucket than ``b`` in the first, 16-bucket index (the low 4 bits).
+    a_number = 1
+    b_number = next(n for n in range(2, 100_000) if spread_of(n) % 256 == spread_of(1) % 256)
+    c_number = next(n for n in range(2, 100) if spread_of(n) % 16 != spread_of(1) % 16)
+    looked_up = []
+    a = Key(a_number, on_release=lambda: looked_up.append(cache.get(Key(c_number))))
+    assert cache.get(a) is None and cache.get(a) is None  # the table now keeps ``a``
+    del a
+    for _ in range(3):  # dock ``a``'s score to nothing, then take its bucket
+        assert cache.get(Key(b_number)) is None
+    b = Key(b_number)
+    assert cache.get(b) is None  # its second miss there: the table keeps ``b``, drops ``a``
+    gc.collect()
+    assert looked_up == [None]
+    cache.set(b, "b")
+    assert cache.get(Key(b_number)) == "b"
+    cache.set(Key(c_number), "c")
+    assert cache.get(Key(c_number)) == "c" and cache.get(Key(b_number)) == "b"
     check_invariants(cache)
 
 
