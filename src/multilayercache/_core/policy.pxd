@@ -3,8 +3,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 from .doorkeeper cimport Doorkeeper, doorkeeper_add, doorkeeper_contains
 from .ghost cimport GhostTable
-from .bits cimport prefetch
-from .sketch cimport WORDS_PER_BLOCK, CountMinSketch, sketch_add, sketch_frequency
+from .sketch cimport CountMinSketch, sketch_add, sketch_frequency
 
 cpdef enum:
     # Regions, as per-slot codes; nodes 0..2 are the lists' sentinels.
@@ -131,13 +130,6 @@ cdef class WTinyLfuPolicy:
         if self.sketch.additions >= self.sketch.sample_size:
             self._age()
         return False
-
-    cdef inline void prefetch_frequency(self, uint64_t key_hash) noexcept:
-        """Start loading the key's doorkeeper word and sketch block, which recording its
-        access reads (both are too big to stay in the first-level cache between two
-        accesses)."""
-        prefetch(self._doorkeeper_words + (((key_hash >> 32) & self._doorkeeper_mask) >> 6))
-        prefetch(self._sketch_words + (key_hash & self._sketch_mask) * WORDS_PER_BLOCK)
 
     cdef inline uint64_t* hashes(self) noexcept:
         """Where slot 0's hash is; slot ``s``'s is ``HASH_STRIDE * s`` uint64s further on."""

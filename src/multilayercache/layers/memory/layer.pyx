@@ -143,8 +143,6 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t slot
         cdef int64_t deadline
         cdef uint64_t absent_at, vacant
-        # Counting the access reads two cold lines: load them while the index is probed.
-        self._policy.prefetch_frequency(key_hash)
         if self._ownership.owner:  # another thread is inside a write: wait for it
             return self._read_locked(key, key_hash, default, accept, aside)
         slot = find_slot(self, key, key_hash, False)
