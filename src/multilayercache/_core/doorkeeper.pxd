@@ -32,7 +32,8 @@ cdef inline bint doorkeeper_add(uint64_t* words, uint64_t bit_mask, uint64_t key
     cdef uint64_t first_mask = (<uint64_t>1) << (first & 63)
     cdef uint64_t second_mask = (<uint64_t>1) << (second & 63)
     # ``&``, not ``and``: no branch on bits that are set at random.
-    cdef bint present = ((words[first >> 6] & first_mask) != 0) & ((words[second >> 6] & second_mask) != 0)
+    cdef bint present = (((words[first >> 6] & first_mask) != 0)
+                         & ((words[second >> 6] & second_mask) != 0))
     words[first >> 6] |= first_mask
     words[second >> 6] |= second_mask
     return present

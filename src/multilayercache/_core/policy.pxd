@@ -70,7 +70,7 @@ cdef class WTinyLfuPolicy:
     cdef uint64_t* _doorkeeper_words
     cdef uint64_t _doorkeeper_mask
     cdef Py_ssize_t _slot_count
-    cdef int32_t[::1] _nodes  # per node: prev, next, region, last use (clock bits)
+    cdef int32_t[::1] _nodes  # per node: prev, next, region, last use, hash, owner's fields
     cdef Py_ssize_t _node_capacity
     cdef uint32_t[::1] _reuse  # per slot: reuse distance seen at insertion
     cdef uint8_t[::1] _readmit  # per slot: a recent window ghost (second chance)

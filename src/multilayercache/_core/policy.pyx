@@ -2,7 +2,8 @@
 twin of ``_policy_py.py``, which explains the algorithm and every choice).
 
 Memory layout: node ``n`` is eight ``int32`` in one array (prev, next, region, last use,
-then four that belong to the policy's owner: the layer keeps its per-slot record there);
+the entry's ``uint64`` hash in two, then two that belong to the policy's owner: the layer
+keeps its per-slot record there);
 nodes 0-2 are the list sentinels and node ``3 + slot`` the entry in ``slot``. The array
 starts on a 64-byte boundary, so a hit reads and writes one cache line per node it touches
 (its own holding the key's hash and the layer's record too), and a window or probation hit
@@ -355,7 +356,7 @@ cdef class WTinyLfuPolicy:
     cdef inline int _evict(self, Py_ssize_t slot, int ghost_region) except -1:
         self._unlink(<int32_t>(HEADS + slot))
         self.ghosts._remember(self.hash_of(slot), ghost_region,
-                       <uint32_t>self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE])
+                              <uint32_t>self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE])
         self._forget(slot)
         self.evictions += 1
         if self._evicted_count == self._evicted.shape[0]:

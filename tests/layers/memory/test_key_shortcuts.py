@@ -19,6 +19,23 @@ from invariants import check_invariants
 MODULUS = sys.hash_info.modulus  # 2**61 - 1 on 64-bit CPython
 
 
+class Key:
+    """A key equal by ``identity`` (hashed as it is), that calls ``on_release`` when freed."""
+
+    def __init__(self, identity: object, on_release=None) -> None:
+        self.identity, self.on_release = identity, on_release
+
+    def __hash__(self) -> int:
+        return hash(self.identity)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Key) and other.identity == self.identity
+
+    def __del__(self) -> None:
+        if self.on_release:
+            self.on_release()
+
+
 @pytest.mark.parametrize(
     "key, colliding",
     [
@@ -89,20 +106,6 @@ def test_a_finalizer_that_writes_between_a_miss_and_its_set(Layer) -> None:
     # set that follows must still find that entry.
     cache = Layer(max_size=10)
 
-    class Key:
-        def __init__(self, name: str, on_release=None) -> None:
-            self.name, self.on_release = name, on_release
-
-        def __hash__(self) -> int:
-            return hash(self.name)
-
-        def __eq__(self, other: object) -> bool:
-            return isinstance(other, Key) and other.name == self.name
-
-        def __del__(self) -> None:
-            if self.on_release:
-                self.on_release()
-
     first = Key("first", on_release=lambda: cache.set(Key("second"), "from __del__"))
     assert cache.get(first) is None
     del first
@@ -125,22 +128,8 @@ def test_a_finalizer_that_looks_up_between_a_miss_and_its_set(Layer) -> None:
     # its own probe stopped, or it is lost.
     cache = Layer(max_size=100)
 
-    class Key:
-        def __init__(self, number: int, on_release=None) -> None:
-            self.number, self.on_release = number, on_release
-
-        def __hash__(self) -> int:
-            return self.number
-
-        def __eq__(self, other: object) -> bool:
-            return isinstance(other, Key) and other.number == self.number
-
-        def __del__(self) -> None:
-            if self.on_release:
-                self.on_release()
-
-    def spread_of(number: int) -> int:
-        return spread(number & MASK64)
+    def spread_of(number: int) -> int:  # the layer's hash of ``Key(number)``
+        return spread(hash(number) & MASK64)
 
     # ``b`` shares ``a``'s hot-key bucket (the low 8 bits of the spread hash); ``c`` has
     # another home bucket than ``b`` in the first, 16-bucket index (the low 4 bits).
