@@ -104,7 +104,6 @@ cdef class WTinyLfuPolicy:
     cdef void _set_window(self, int64_t target) noexcept
     cdef Py_ssize_t _balance(self) except -1
     cdef bint _make_room_in_main(self, Py_ssize_t candidate) except -1
-    cdef Py_ssize_t _main_victim(self) noexcept
     cdef bint _prefer_candidate(self, Py_ssize_t candidate, Py_ssize_t victim) noexcept
     cdef int _victim_frequency(self, Py_ssize_t victim) noexcept
     cdef int _evict(self, Py_ssize_t slot, int ghost_region) except -1
@@ -130,6 +129,21 @@ cdef class WTinyLfuPolicy:
         if self.sketch.additions >= self.sketch.sample_size:
             self._age()
         return False
+
+    cdef inline Py_ssize_t admission_candidate(self) noexcept:
+        """The window's oldest entry, the next to be weighed against main's victim (or a
+        negative slot if the window is empty)."""
+        return self._nodes[NODE_FIELDS * WINDOW + NEXT] - HEADS
+
+    cdef inline Py_ssize_t main_victim(self) noexcept:
+        """Main's next victim: probation's oldest entry, else protected's, else -1."""
+        cdef int32_t node = self._nodes[NODE_FIELDS * PROBATION + NEXT]
+        if node != PROBATION:
+            return node - HEADS
+        node = self._nodes[NODE_FIELDS * PROTECTED + NEXT]
+        if node != PROTECTED:
+            return node - HEADS
+        return -1
 
     cdef inline uint64_t* hashes(self) noexcept:
         """Where slot 0's hash is; slot ``s``'s is ``HASH_STRIDE * s`` uint64s further on."""

@@ -257,7 +257,7 @@ cdef class WTinyLfuPolicy:
             return
         if policy_frequency(self, key_hash) > RECENCY_FREQUENCY:
             return
-        cdef Py_ssize_t victim = self._main_victim()
+        cdef Py_ssize_t victim = self.main_victim()
         if victim >= 0 and self._reuse[slot] >= self._idle_time(victim):
             return
         self._set_window(self.window_target + self._step())
@@ -294,38 +294,29 @@ cdef class WTinyLfuPolicy:
         cdef Py_ssize_t candidate, victim
         self._evicted_count = 0
         while self._region_weights[WINDOW] > self.window_max:
-            candidate = self._nodes[NODE_FIELDS * (WINDOW) + NEXT] - HEADS
+            candidate = self.admission_candidate()
             if self._make_room_in_main(candidate):
                 self._relink(candidate, PROBATION)
             else:
                 self.rejections += 1
                 self._evict(candidate, GHOST_WINDOW)
         while self.total_weight > self.capacity:
-            victim = self._main_victim()
+            victim = self.main_victim()
             if victim >= 0:
                 self._evict(victim, GHOST_MAIN)
             else:
-                self._evict(self._nodes[NODE_FIELDS * (WINDOW) + NEXT] - HEADS, GHOST_WINDOW)
+                self._evict(self.admission_candidate(), GHOST_WINDOW)
         self._demote_protected_overflow()
         return self._evicted_count
 
     cdef inline bint _make_room_in_main(self, Py_ssize_t candidate) except -1:
         cdef Py_ssize_t victim
         while self.total_weight > self.capacity:
-            victim = self._main_victim()
+            victim = self.main_victim()
             if victim < 0 or not self._prefer_candidate(candidate, victim):
                 return False
             self._evict(victim, GHOST_MAIN)
         return True
-
-    cdef inline Py_ssize_t _main_victim(self) noexcept:
-        cdef int32_t node = self._nodes[NODE_FIELDS * (PROBATION) + NEXT]
-        if node != PROBATION:
-            return node - HEADS
-        node = self._nodes[NODE_FIELDS * (PROTECTED) + NEXT]
-        if node != PROTECTED:
-            return node - HEADS
-        return -1
 
     cdef inline bint _prefer_candidate(self, Py_ssize_t candidate, Py_ssize_t victim) noexcept:
         cdef bint sooner = self._reuse[candidate] < self._idle_time(victim)

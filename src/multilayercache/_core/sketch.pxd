@@ -29,12 +29,18 @@ cdef class CountMinSketch:
 # Row i of the sketch uses words 2i and 2i + 1 of the key's block; byte i of the counter
 # hash picks the word (bit 0) and the nibble in it (bits 1-4). Rows never share a word.
 
+cdef inline uint64_t* sketch_block(uint64_t* words, uint64_t block_mask,
+                                   uint64_t key_hash) noexcept nogil:
+    """The key's block: its WORDS_PER_BLOCK words, one cache line."""
+    return words + (key_hash & block_mask) * WORDS_PER_BLOCK
+
+
 cdef inline int _nibble(uint64_t word, unsigned shift) noexcept nogil:
     return <int>((word >> shift) & MAX_COUNT)
 
 
 cdef inline int sketch_frequency(uint64_t* words, uint64_t block_mask, uint64_t key_hash) noexcept:
-    cdef uint64_t* block = words + (key_hash & block_mask) * WORDS_PER_BLOCK
+    cdef uint64_t* block = sketch_block(words, block_mask, key_hash)
     cdef uint64_t c = (key_hash * GOLDEN64) >> 32
     cdef int v0 = _nibble(block[c & 1], ((c >> 1) & 15) << 2)
     cdef int v1 = _nibble(block[2 + ((c >> 8) & 1)], ((c >> 9) & 15) << 2)
@@ -46,7 +52,7 @@ cdef inline int sketch_frequency(uint64_t* words, uint64_t block_mask, uint64_t 
 cdef inline bint sketch_add(uint64_t* words, uint64_t block_mask, uint64_t key_hash) noexcept:
     # Conservative update: bump only the counters that equal the current minimum. The caller
     # counts the addition (``additions``) when this returns True.
-    cdef uint64_t* block = words + (key_hash & block_mask) * WORDS_PER_BLOCK
+    cdef uint64_t* block = sketch_block(words, block_mask, key_hash)
     cdef uint64_t c = (key_hash * GOLDEN64) >> 32
     cdef uint64_t* w0 = block + (c & 1)
     cdef uint64_t* w1 = block + 2 + ((c >> 8) & 1)

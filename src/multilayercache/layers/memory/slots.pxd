@@ -10,14 +10,11 @@ from ..._core.bits cimport prefetch
 from ..._core.policy cimport (
     HASH_STRIDE,
     HEADS,
-    NEXT,
     NODE_FIELDS,
     OWNER,
-    PROBATION,
-    PROTECTED,
-    WINDOW,
     WTinyLfuPolicy,
 )
+from ..._core.sketch cimport sketch_block
 from .index cimport (
     EMPTY,
     NO_BUCKET,
@@ -208,13 +205,12 @@ cdef inline void record_hit(InMemoryLayer layer, Py_ssize_t slot, uint64_t key_h
 
 cdef inline void prefetch_evictees(InMemoryLayer layer) noexcept:
     """Start loading what the insert that usually follows a miss reads about the two entries
-    that may leave: the window's oldest (the admission candidate) and main's victim. Their
-    nodes, hashes, keys and index buckets are cold by then (an entry is evicted long after
-    anything last touched it), and the insert would wait for each in turn."""
-    cdef int32_t* nodes = &layer._policy._nodes[0]
-    prefetch_entry(layer, nodes[NODE_FIELDS * WINDOW + NEXT])
-    cdef int32_t victim = nodes[NODE_FIELDS * PROBATION + NEXT]
-    prefetch_entry(layer, victim if victim != PROBATION else nodes[NODE_FIELDS * PROTECTED + NEXT])
+    that may leave, the admission candidate and main's victim: their index buckets and
+    sketch blocks are cold by then (an entry is evicted long after anything last touched
+    it), and the insert would wait for each in turn. (Their nodes, which hold the hashes,
+    were asked for after the last insert: ``prefetch_next_evictees``.)"""
+    prefetch_index_and_counters(layer, layer._policy.admission_candidate())
+    prefetch_index_and_counters(layer, layer._policy.main_victim())
 
 
 cdef inline void prefetch_next_evictees(InMemoryLayer layer) noexcept:
@@ -222,26 +218,23 @@ cdef inline void prefetch_next_evictees(InMemoryLayer layer) noexcept:
     and main's next victim, so that ``prefetch_evictees`` finds their hashes at hand at the
     next miss, and the insert after it finds the key it may release (its reference count is
     read, and the key object itself is far: a key was last touched long before it leaves)."""
-    cdef int32_t* nodes = &layer._policy._nodes[0]
-    prefetch_node_and_key(layer, nodes[NODE_FIELDS * WINDOW + NEXT])
-    prefetch_node_and_key(layer, nodes[NODE_FIELDS * PROBATION + NEXT])
+    prefetch_node_and_key(layer, layer._policy.admission_candidate())
+    prefetch_node_and_key(layer, layer._policy.main_victim())
 
 
-cdef inline void prefetch_node_and_key(InMemoryLayer layer, int32_t node) noexcept:
-    if node < HEADS:
-        return  # a list's sentinel: that list is empty
-    prefetch(&layer._policy._nodes[NODE_FIELDS * node])
-    prefetch(list_items(<PyObject*>layer._entries)[2 * (node - HEADS)])
+cdef inline void prefetch_node_and_key(InMemoryLayer layer, Py_ssize_t slot) noexcept:
+    if slot < 0:
+        return  # that list is empty
+    prefetch(&layer._policy._nodes[NODE_FIELDS * (HEADS + slot)])
+    prefetch(list_items(<PyObject*>layer._entries)[2 * slot])
 
 
-cdef inline void prefetch_entry(InMemoryLayer layer, int32_t node) noexcept:
-    if node < HEADS:
-        return  # a list's sentinel: that list is empty
-    cdef Py_ssize_t slot = node - HEADS
-    prefetch(&layer._policy._nodes[NODE_FIELDS * node])
+cdef inline void prefetch_index_and_counters(InMemoryLayer layer, Py_ssize_t slot) noexcept:
+    if slot < 0:
+        return  # that list is empty
     cdef uint64_t key_hash = layer._policy.hash_of(slot)
     prefetch(&layer._index[key_hash & layer._index_mask])
-    prefetch(layer._policy._sketch_words + (key_hash & layer._policy._sketch_mask) * 8)
+    prefetch(sketch_block(layer._policy._sketch_words, layer._policy._sketch_mask, key_hash))
 
 
 cdef inline void replace_none(PyObject** items, Py_ssize_t index, object item) noexcept:
