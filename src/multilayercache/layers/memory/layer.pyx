@@ -48,6 +48,7 @@ from .slots cimport (
     reclaim_expired,
     record_hit,
     remove_slot,
+    stored_value,
 )
 
 from ...core.freshness import Entry
@@ -156,7 +157,7 @@ cdef class InMemoryLayer:
         if slot >= 0:
             # The value's own line is often cold and returning it touches it (the reference
             # count): start that load now, so that it overlaps the hit's bookkeeping.
-            prefetch(list_items(<PyObject*>self._entries)[2 * slot + 1])
+            prefetch(stored_value(self, slot))
         if slot >= 0 and self._wheel.scheduled:
             deadline = self._wheel.deadline(slot)
             # An injected clock runs Python code, and an expired entry must be removed:
@@ -179,7 +180,7 @@ cdef class InMemoryLayer:
             self._remember_miss(key, key_hash, absent_at, vacant)
             return default
         record_hit(self, slot, key_hash)
-        return <object>list_items(<PyObject*>self._entries)[2 * slot + 1]
+        return <object>stored_value(self, slot)
 
     cdef object _read_locked(self, object key, uint64_t key_hash, object default, int accept,
                              object aside):
@@ -203,7 +204,7 @@ cdef class InMemoryLayer:
                 result = default
             else:
                 record_hit(self, slot, key_hash)
-                result = <object>list_items(<PyObject*>self._entries)[2 * slot + 1]
+                result = <object>stored_value(self, slot)
         finally:
             self._unlock()
         if slot < 0:
@@ -264,7 +265,7 @@ cdef class InMemoryLayer:
         cdef int64_t gone = self._wheel.deadline(slot)
         cdef int64_t fresh_until = self._fresh.fresh_until(slot)
         return Entry(
-            <object>list_items(<PyObject*>self._entries)[2 * slot + 1],
+            <object>stored_value(self, slot),
             seconds_left(gone if fresh_until == NEVER else fresh_until, now_ns),
             seconds_left(gone, now_ns),
             seconds_left(self._fresh.refresh_at(slot), now_ns),

@@ -51,6 +51,11 @@ cdef Py_ssize_t append_slot(InMemoryLayer layer, object key, object value) excep
 cdef int grow_free(InMemoryLayer layer) except -1
 
 
+cdef inline PyObject* stored_value(InMemoryLayer layer, Py_ssize_t slot) noexcept:
+    """The value in ``slot``, borrowed (the entries list holds it at ``2 * slot + 1``)."""
+    return list_items(<PyObject*>layer._entries)[2 * slot + 1]
+
+
 cdef inline uint32_t* slot_record(InMemoryLayer layer, Py_ssize_t slot) noexcept:
     """The layer's record of ``slot``: kept in the owner's fields of the slot's policy node,
     the cache line that a hit reads and writes for the recency order anyway."""
