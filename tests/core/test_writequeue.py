@@ -511,6 +511,7 @@ class WriteQueueMachine(RuleBasedStateMachine):
                 batch_size=BATCH,
                 max_delay=0.05,
                 retry=policy,
+                max_lag=None,  # the lag bound has tests of its own
             ),
             rng=random.Random(0),
         )
@@ -658,6 +659,25 @@ class WriteQueueMachine(RuleBasedStateMachine):
     def close(self, chance: int) -> None:
         if chance == 0:  # rarely: most runs should go on accepting writes
             self.queue.close()
+
+    @precondition(lambda self: not self.queue.closed)
+    @rule(chance=st.integers(0, 19))
+    def abandon(self, chance: int) -> None:
+        if chance:  # rarely: it ends the queue
+            return
+        given_up = self.queue.abandon(BAD, DOWN, self.now)
+        assert self.queue.closed and self.queue.depth == 0
+        abandoned, self.batches = self.batches, []
+        for batch in abandoned:
+            assert batch.abandoned and batch.finished
+            assert self.queue.failed(batch, DOWN, self.now) is None  # ignored from now on
+            self.queue.done(batch)
+        for dead in given_up.dead:
+            self.finish(dead.payload, "dead")
+        if given_up.dead:
+            self.unsettled.append(given_up)
+        for key, seq in self.model.latest.items():  # every key's latest write is accounted for
+            assert self.model.puts[seq].finished is not None, (key, seq)
 
     # -------------------------------------------------------------- invariants
     @invariant()

@@ -135,7 +135,8 @@ def test_a_value_redis_cannot_encode_raises_and_is_written_nowhere(harness, tmp_
 def test_a_full_queue_refuses_the_write_and_l1_stays_consistent(harness, tmp_path) -> None:
     store = Store(gate=threading.Event())  # the writer hangs until the gate opens
     l1 = harness.l1()
-    policy = behind(tmp_path, max_items=2, batch_size=1, when_full="raise")
+    # One batch at a time: "a" hangs in flight while "b" waits in the queue.
+    policy = behind(tmp_path, max_items=2, batch_size=1, when_full="raise", concurrency=1)
     cache = harness.cache([l1, store.layer(harness)], [None, policy])
     cache.set("a", 1)
     cache.set("b", 1)
@@ -290,8 +291,8 @@ def test_the_fast_set_and_the_planned_set_store_the_same(harness, tmp_path) -> N
             assert one.gone_in == pytest.approx(other.gone_in, abs=0.1)
 
 
-def test_close_ends_the_worker_even_when_nothing_is_queued(redis_url, prefix, tmp_path) -> None:
-    # A closed cache must not leave its worker thread waiting forever on an idle queue.
+def test_close_ends_the_senders_even_when_nothing_is_queued(redis_url, prefix, tmp_path) -> None:
+    # A closed cache must not leave its sender threads waiting forever on an idle queue.
 
     from multilayercache import InMemoryLayer, MultilayerCache, RedisLayer
 
@@ -299,8 +300,9 @@ def test_close_ends_the_worker_even_when_nothing_is_queued(redis_url, prefix, tm
     cache = MultilayerCache([InMemoryLayer(max_size=10), layer], [None, behind(tmp_path)])
     cache.set("k", 1)
     assert cache.flush(timeout=5)  # delivered: the worker now sleeps on an idle queue
-    thread = cache._driver.writers[1]._thread
-    assert thread is not None and thread.is_alive()
+    threads = list(cache._driver.writers[1]._senders)
+    assert len(threads) == 2 and all(thread.is_alive() for thread in threads)  # concurrency=2
     cache.close()
-    thread.join(timeout=5)
-    assert not thread.is_alive()
+    for thread in threads:
+        thread.join(timeout=5)
+        assert not thread.is_alive()

@@ -1,75 +1,92 @@
-"""The write-behind worker of an asyncio cache: one task per write-behind layer (on the
-event loop of the cache's callers), which sends the layer's queue (``core/writequeue.py``)
-in batches, retries them while the layer is down, and hands what fails for good to the
-dead-letter sink (through a thread: file IO).
+"""The write-behind worker of an asyncio cache: ``concurrency`` sender tasks per write-behind
+layer (on the event loop of the cache's callers), each taking batches from the layer's queue
+(``core/writequeue.py``), sending them, retrying them while the layer is down, and handing
+what fails for good to the dead-letter sink (through a thread: file IO).
 
 No lock: every call on the queue is made from the event loop, with no ``await`` inside
 one. An ``asyncio.Condition`` (one per loop) is only there to sleep on and be woken.
 
 A cache may outlive an event loop (``asyncio.run()`` called again, or an import-time
-cache): when the loop that ran the task is gone, the next call starts a task on the new
-loop, which first resends the batch that was in flight. At interpreter exit, a queue that
-is not empty is delivered on a fresh loop (``atexit``), so writes acknowledged before a
-normal exit are delivered or dead-lettered.
+cache): when the loop that ran the tasks is gone, the next call starts tasks on the new
+loop, which first resend the batches that were in flight. An attempt that passes
+``batch_timeout`` is cancelled, counted and retried.
+
+How it ends: ``close(timeout)`` delivers within ``timeout`` and then dead-letters whatever
+is still held, in flight or not; interpreter exit delivers a queue that is not empty on a
+fresh loop (``atexit``); SIGTERM closes every worker first (``multilayercache.shutdown``,
+through ``close_blocking``). In a forked child the queue starts empty (the parent delivers
+its own writes). With ``journal=`` every write is on disk before ``set()`` returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
+from .. import shutdown
+from .._forking import register_after_fork
 from ..core.errors import LayerError
 from ..core.state import CacheState
 from ..core.tiers import Tier
-from ..core.writeback import (
-    EXIT_TIMEOUT_SECONDS,
-    WorkerBase,
-    abandoned,
-    close_timeout,
-    dead_letter_records,
-    payloads,
-)
+from ..core.writeback import WorkerBase, close_timeout, dead_letter_records, payloads, sleep_for
 from ..core.writepolicy import Op
 from ..core.writequeue import Batch
 from ..deadletter import sink_for
+from ..journal import Journal
 
 log = logging.getLogger("multilayercache.writeback")
 
+LOOP_HANDOVER_SECONDS = 5.0
+"""``close_blocking`` from another thread: how long the cache's event loop has beyond the
+close timeout to run the close, before the caller gives up on the loop and dead-letters."""
+
 
 class AsyncWriteBehindWorker(WorkerBase):
-    """Sends one write-behind tier's queue from a task of its own."""
+    """Sends one write-behind tier's queue from tasks of its own."""
 
     def __init__(self, tier: Tier, state: CacheState) -> None:
         super().__init__(tier, sink_for)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Condition | None = None
-        """Notified by the worker whenever a batch finishes (room, flush marks)."""
+        """Notified by the senders whenever a batch finishes (room, flush marks)."""
         self._wake = asyncio.Event()
-        """Set by callers when the worker should look again (work due, flush, close)."""
-        self._current: Batch | None = None  # taken and not finished: resent by a new task
+        """Set by callers when the senders should look again (work due, flush, close)."""
+        self._unfinished: dict[Batch, asyncio.Task[None] | None] = {}
+        """Batches taken and not finished, and the task sending each (``None``: its loop is
+        gone; a sender on the next loop resends it)."""
+        self.journal: Journal | None = None
+        if self.options.journal is not None:
+            self.journal = Journal(self.options.journal, tier.name, self.options.journal_fsync)
+            self._recover()
         _OPEN.add(self)
+        register_after_fork(self)
+        shutdown.watch(self)
 
     # ---------------------------------------------------------------- callers
     async def put(self, writes: list[tuple[Any, Op, Any, int]], block: bool) -> None:
-        """Queue ``writes``; with ``block`` and ``when_full="block"``, wait for room up to
-        ``block_timeout`` per write (``QueueFull`` after that, and at once otherwise)."""
+        """Queue ``writes``; with ``block`` and ``when_full="block"``, wait for room (or for
+        the queue to catch up with ``max_lag``) up to ``block_timeout`` per write
+        (``QueueFull`` after that, and at once otherwise)."""
         queue = self.queue
         changed = self._running()
         waits = block and self.options.when_full == "block"
         for key, op, payload, size in writes:
-            if waits and queue.full(size, key):
-                self._wake.set()  # the worker makes room: let it send what is due
+            if waits and queue.full(size, key, time.monotonic()):
+
+                def room(size: int = size, key: Any = key) -> bool:
+                    return queue.closed or not queue.full(size, key, time.monotonic())
+
+                self._wake.set()  # the senders make room: let them send what is due
                 async with changed:
                     try:
-                        await asyncio.wait_for(
-                            changed.wait_for(lambda: not queue.full(size, key) or queue.closed),  # noqa: B023
-                            self.options.block_timeout,
-                        )
+                        await asyncio.wait_for(changed.wait_for(room), self.options.block_timeout)
                     except TimeoutError:
                         pass
             if not self.put_now(key, op, payload, size):
@@ -79,10 +96,13 @@ class AsyncWriteBehindWorker(WorkerBase):
         """Queue one write if there is room now; False (nothing queued) if not. Called
         from the event loop (no await: the fast path of ``set``)."""
         queue = self.queue
+        record = None if self.journal is None else self.journal.encode(key, op, payload)
         now = time.monotonic()
         was_empty = not queue.ready
         if not queue.offer(key, op, payload, size, now):
             return False
+        if record is not None:
+            self._journal(record, now)
         _HOLDING.add(self)
         self._running()
         if was_empty or queue.due(now):
@@ -103,18 +123,42 @@ class AsyncWriteBehindWorker(WorkerBase):
 
     async def close(self, timeout: float | None = None) -> bool:
         """Refuse new writes, deliver the rest within ``timeout`` (default: the policy's
-        ``close_timeout``), then dead-letter what is left; False if it had to give up."""
-        self.queue.close()
-        self._wake.set()  # a worker asleep on an idle queue sees it closed, and ends
-        if self.queue.idle:
+        ``close_timeout``), then dead-letter what is left, in flight or not; False if it
+        had to give up. Returns within ``timeout`` plus the dead-letter sink's IO."""
+        queue = self.queue
+        queue.close()
+        self._wake.set()  # senders asleep on an idle queue see it closed, and end
+        if queue.idle or await self._wait_for(lambda: queue.idle, close_timeout(self.tier, timeout)):
+            self._close_journal()
             return True
-        if await self._wait_for(lambda: self.queue.idle, close_timeout(self.tier, timeout)):
-            return True
-        self._abandon = True
-        await self._wait_for(lambda: self.queue.idle, EXIT_TIMEOUT_SECONDS)
+        given_up = self.give_up(time.monotonic())
+        for task in self._tasks:  # their batches are abandoned: stop waiting on hung sends
+            task.cancel()
+        self._unfinished.clear()
+        await self._bury(given_up)
+        self._close_journal()
         return False
 
-    async def _wait_for(self, predicate: Any, timeout: float | None) -> bool:
+    def close_blocking(self, timeout: float | None = None) -> bool:
+        """``close`` from a thread that is not running the cache's event loop (SIGTERM,
+        interpreter exit): on that loop while it runs, else on a fresh one."""
+        loop = self._loop
+        wait = close_timeout(self.tier, timeout)
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            future = asyncio.run_coroutine_threadsafe(self.close(timeout), loop)
+            try:
+                return future.result(None if wait is None else wait + LOOP_HANDOVER_SECONDS)
+            except concurrent.futures.TimeoutError:
+                log.error(
+                    "multilayercache: %s: the event loop did not run the close in time",
+                    self.tier.name,
+                )
+                return False
+            except RuntimeError:  # the loop stopped before running it: a fresh one does
+                pass
+        return asyncio.run(self.close(timeout))
+
+    async def _wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
         changed = self._running()
         self._wake.set()
         async with changed:
@@ -124,21 +168,27 @@ class AsyncWriteBehindWorker(WorkerBase):
                 return bool(predicate())
         return True
 
-    # ---------------------------------------------------------------- the task
+    # ---------------------------------------------------------------- the senders
     def _running(self) -> asyncio.Condition:
-        """This loop's condition, with the worker task running on it."""
+        """This loop's condition, with the sender tasks running on it."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._changed is None:
-            self._loop, self._changed, self._task = loop, asyncio.Condition(), None
+            # A new loop: the old one's tasks are gone, their batches wait for new senders.
+            self._loop, self._changed, self._tasks = loop, asyncio.Condition(), set()
             self._wake = asyncio.Event()
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._work(self._changed))
+            self._unfinished = dict.fromkeys(self._unfinished)
+        while len(self._tasks) < self.options.concurrency:
+            task = loop.create_task(self._work(self._changed))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return self._changed
 
     async def _work(self, changed: asyncio.Condition) -> None:
         queue = self.queue
+        me = asyncio.current_task()
+        assert me is not None
         while True:
-            batch = self._current
+            batch = self._orphan()
             if batch is None:
                 wake = self._wake
                 while True:
@@ -150,33 +200,33 @@ class AsyncWriteBehindWorker(WorkerBase):
                         if queue.closed:
                             return
                     try:
-                        await asyncio.wait_for(wake.wait(), queue.next_due_in(now))
+                        await asyncio.wait_for(wake.wait(), sleep_for(queue.next_due_in(now)))
                     except TimeoutError:
                         pass
-                batch = self._current = queue.take(now)
+                batch = queue.take(now)
                 if batch is None:
                     continue
+            self._unfinished[batch] = me
             await self._send(batch, changed)
-            self._current = None
+            self._unfinished.pop(batch, None)
             if batch.dead:
-                try:  # file IO and fsync: off the event loop
-                    await asyncio.to_thread(self.sink.append, dead_letter_records(self.tier, batch))
-                except Exception:
-                    log.exception(
-                        "multilayercache: %s: %d dead write(s) could not be kept",
-                        self.tier.name,
-                        len(batch.dead),
-                    )
-                finally:
-                    queue.settle(batch)
+                await self._bury(batch)
+            self._collect_journal()
             async with changed:
                 changed.notify_all()
 
+    def _orphan(self) -> Batch | None:
+        """A batch whose sender's loop is gone, to send again (it is still in flight)."""
+        for batch, task in self._unfinished.items():
+            if task is None:
+                return batch
+        return None
+
     async def _send(self, batch: Batch, changed: asyncio.Condition) -> None:
-        """Send ``batch`` until it is delivered or the queue gives up on it."""
+        """Send ``batch`` until it is delivered, given up on, or abandoned by ``close``."""
         queue = self.queue
         while True:
-            error = abandoned(self.tier) if self._abandon else await self._attempt(batch)
+            error = await self._attempt(batch)
             if error is None:
                 queue.done(batch)
                 return
@@ -185,30 +235,91 @@ class AsyncWriteBehindWorker(WorkerBase):
                 return
             async with changed:
                 changed.notify_all()  # superseded writes may have left: room
-            wake = self._wake
-            wake.clear()
-            deadline = time.monotonic() + delay
-            while not self._abandon and (left := deadline - time.monotonic()) > 0:
-                try:  # close() cuts the wait short
-                    await asyncio.wait_for(wake.wait(), left)
-                except TimeoutError:
-                    break
-                wake.clear()
+            await asyncio.sleep(delay)
 
     async def _attempt(self, batch: Batch) -> Exception | None:
-        """One send of ``batch`` through the layer's breaker; the error, or ``None``."""
+        """One send of ``batch`` through the layer's breaker, cancelled past
+        ``batch_timeout``; the error, or ``None``."""
         tier = self.tier
         try:
             tier.admit()  # an open breaker: a transient error, the batch waits and retries
         except LayerError as refused:
             return refused
+        limit = self.options.batch_timeout
         try:
-            await tier.layer.write_packed(payloads(batch))
+            await asyncio.wait_for(tier.layer.write_packed(payloads(batch)), limit)
+        except TimeoutError:
+            self.queue.timeouts += 1
+            log.error(
+                "multilayercache: %s: a write-behind batch took more than %s s: cancelled, "
+                "to be retried (timeouts so far: %d)",
+                tier.name,
+                limit,
+                self.queue.timeouts,
+            )
+            timed_out = LayerError(f"{tier.name}: the batch took more than {limit} s")
+            tier.settle(timed_out)
+            return timed_out
         except Exception as failure:
             tier.settle(failure)
             return failure
         tier.settle(None)
         return None
+
+    async def _bury(self, batch: Batch) -> None:
+        try:  # file IO and fsync: off the event loop
+            await asyncio.to_thread(self.sink.append, dead_letter_records(self.tier, batch))
+        except Exception:
+            log.exception(
+                "multilayercache: %s: %d dead write(s) could not be kept",
+                self.tier.name,
+                len(batch.dead),
+            )
+        finally:
+            self.queue.settle(batch)
+
+    # ---------------------------------------------------------------- the journal
+    def _journal(self, record: bytes, now: float) -> None:
+        assert self.journal is not None
+        try:
+            self.journal.append(record, now, lambda: self.queue.mark(flush=False))
+        except OSError as error:  # the write is queued all the same: say it is not journaled
+            log.error("multilayercache: %s: cannot journal a write: %s", self.tier.name, error)
+            return
+        self.queue.journaled += 1
+        self.journal.collect(self.queue.reached)
+
+    def _collect_journal(self) -> None:
+        if self.journal is not None:
+            self.journal.collect(self.queue.reached)
+
+    def _close_journal(self) -> None:
+        if self.journal is not None:
+            self.journal.close(self.queue.idle)
+
+    def _recover(self) -> None:
+        """Queue (and journal again) what dead processes left in the journal."""
+        assert self.journal is not None
+        records, forget = self.journal.recover()
+        now = time.monotonic()
+        for key, op, payload in records:
+            self.queue.restore(key, op, payload, payload.size, now)
+            self._journal(self.journal.encode(key, op, payload), now)
+        if records:
+            _HOLDING.add(self)  # sent on the first loop that uses the cache, or at exit
+        forget()
+
+    # ---------------------------------------------------------------- fork
+    def _after_fork(self) -> None:
+        """In a forked child: its parent's loop and tasks are not the child's, and the
+        queued writes are the parent's to deliver (see ``WriteQueue.forget``)."""
+        self._loop, self._changed, self._tasks = None, None, set()
+        self._wake = asyncio.Event()
+        self._unfinished = {}
+        self.queue.forget()
+        _HOLDING.discard(self)
+        if self.journal is not None:
+            self.journal.after_fork()
 
 
 _OPEN: weakref.WeakSet[AsyncWriteBehindWorker] = weakref.WeakSet()
@@ -226,7 +337,7 @@ def _close_all() -> None:
         if worker.queue.idle:
             continue
         try:
-            asyncio.run(worker.close(worker.options.close_timeout or EXIT_TIMEOUT_SECONDS))
+            asyncio.run(worker.close())
         except Exception:
             log.exception("multilayercache: %s: flushing at exit failed", worker.tier.name)
 

@@ -138,6 +138,6 @@ class CacheState:
             hard_timeouts=self.counts["hard_timeouts"],
             breakers={tier.name: tier.breaker.stats() for tier in self.tiers if tier.breaker},
             write_queues={
-                tier.name: tier.queue.stats() for tier in self.tiers if tier.queue is not None
+                tier.name: tier.queue.stats(self.clock()) for tier in self.tiers if tier.queue is not None
             },
         )

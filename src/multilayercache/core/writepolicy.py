@@ -71,9 +71,36 @@ class WriteBehind:
         the working directory when the cache is built), a sink object (``DeadLetter``,
         e.g. with a callback), or ``None`` (logged at ERROR and counted, nothing kept).
     close_timeout:
-        How long ``close()`` (and ``with`` exit, and interpreter exit) waits for the queue
-        to be delivered; what is still queued then goes to the dead letter, not nowhere
-        (``None``: wait without limit).
+        How long ``close()`` (and ``with`` exit, interpreter exit and SIGTERM) waits for the
+        queue to be delivered; what is still queued then goes to the dead letter, not
+        nowhere (``None``: wait without limit). ``close`` returns within it, plus the time
+        the dead-letter sink takes, even when a batch hangs.
+    concurrency:
+        Batches sent at once (threads, or tasks under asyncio; each on a connection of its
+        own). A key's writes still go out in order: a later write waits for the batch that
+        carries the earlier one.
+    max_lag:
+        Seconds the oldest queued write may wait before ``set()`` pushes back (waits as
+        for a full queue, up to ``block_timeout``, then ``QueueFull``), so that the queue
+        cannot fall further behind than that while the layer takes writes (``None``: no
+        bound but the item and byte ones). While the layer is down, only those hold.
+    batch_timeout:
+        Seconds a batch's attempt may take. Past it the attempt is counted
+        (``stats().write_queues[...].timeouts``) and logged at ERROR, and the worker stops
+        waiting for it: under asyncio the attempt is cancelled and retried; a thread cannot
+        be stopped, so its keys wait for it while the other batches go on (another thread
+        takes its place). Whatever it never delivers goes to the dead letter at close.
+        ``None``: no limit.
+    journal:
+        A directory for a local journal: every write is appended to a file there before
+        ``set()`` returns, so that a process killed outright (SIGKILL, OOM killer, a crash)
+        loses nothing it acknowledged: the next cache built with the same journal
+        directory and layer delivers what the dead process left (see
+        ``multilayercache.journal``). ``None``: no journal.
+    journal_fsync:
+        Also survive a power cut or a kernel crash: the journal is synced to disk before
+        ``set()`` returns (several writers share each sync). Costs a disk flush per batch
+        of concurrent writes.
 
     Why these defaults:
 
@@ -94,6 +121,15 @@ class WriteBehind:
       before it goes to the dead letter; and with the 1 s cap a write lands on average
       within half a second of the server coming back. While the layer's breaker is open
       each attempt fails at once, so the ~120 attempts of a minute cost nothing.
+    * ``concurrency=2``: a second pipeline is packed and sent while the first one's replies
+      come back, which keeps a local Redis ahead of a single tight writer.
+    * ``max_lag=2.0``: delivery normally runs within ``max_delay``; two seconds behind means
+      the writers outpace the layer, and a queue bounded by two seconds of writes drains
+      well within ``close_timeout`` (and a container's grace period) when the process is
+      told to stop.
+    * ``batch_timeout=30.0``: far longer than any healthy batch (a Redis one fails after its
+      0.5 s socket timeout anyway), short enough to notice a persistence writer stuck in a
+      lock wait.
     * ``dead_letter="multilayercache-dead-letters.jsonl"``: a file next to the service,
       easy to find and replay (``multilayercache.deadletter.replay``); it is created only
       when a write first fails for good. A temporary directory would lose it on reboot,
@@ -109,9 +145,14 @@ class WriteBehind:
     retry: RetryPolicy = field(default=DEFAULT_WRITE_RETRY)
     dead_letter: str | os.PathLike[str] | DeadLetterSink | None = DEFAULT_DEAD_LETTER_PATH
     close_timeout: float | None = 10.0
+    concurrency: int = 2
+    max_lag: float | None = 2.0
+    batch_timeout: float | None = 30.0
+    journal: str | os.PathLike[str] | None = None
+    journal_fsync: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("max_items", "max_bytes", "batch_size"):
+        for name in ("max_items", "max_bytes", "batch_size", "concurrency"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -132,6 +173,14 @@ class WriteBehind:
             raise ValueError(
                 f"close_timeout must be seconds >= 0 or None, got {self.close_timeout!r}"
             )
+        for name in ("max_lag", "batch_timeout"):
+            value = getattr(self, name)
+            if value is not None and (not _seconds(value) or value == 0):
+                raise ValueError(f"{name} must be seconds > 0 or None, got {value!r}")
+        if self.journal is not None and not isinstance(self.journal, (str, os.PathLike)):
+            raise TypeError(f"journal must be a directory path or None, got {self.journal!r}")
+        if not isinstance(self.journal_fsync, bool):
+            raise TypeError(f"journal_fsync must be a bool, got {self.journal_fsync!r}")
         if not isinstance(self.retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {self.retry!r}")
         sink = self.dead_letter

@@ -37,6 +37,16 @@ the write for itself (Redis behind the L1, or a persistence writer behind Redis)
   could overwrite the newer value, and retrying it only delays the newer one. The newer
   write is the key's latest, and it is delivered or dead-lettered in its turn, so every
   key's latest acknowledged value still ends up in the slower layer or in the dead letter.
+* **Lag.** ``lag(now)`` is how long the oldest write held has waited. With ``max_lag`` set,
+  a write that needs a new slot is refused while the lag is over it (``offer`` returns
+  False, ``full`` says so): the driver then blocks the writer as for a full queue, so the
+  queue cannot fall further behind than that while the layer is up. While batches fail (the
+  layer is down) the lag grows with the outage and only the item and byte bounds hold; the
+  lag bound comes back once the queue has caught up again.
+* **Abandon.** ``abandon(...)`` hands every write held to the dead letter at once, in-flight
+  ones included (their batch may land later: their record says the outcome is unknown), and
+  closes the queue: what a ``close`` whose time ran out does, so that it returns on time
+  even when a batch hangs. The abandoned batches' outcomes are then ignored.
 * **Flush marks.** ``mark()`` returns a token; ``reached(token)`` is true once every write
   put before it has finished (delivered, dead-lettered and settled, or superseded by a
   later write that finished): after a flush, every acknowledged write is in the slower
@@ -110,13 +120,22 @@ class Batch:
     ``failed`` may drop superseded writes from ``writes`` before a retry: rebuild the
     request from ``writes`` on every attempt."""
 
-    __slots__ = ("writes", "attempts", "taken_at", "dead", "_retry", "_open", "_unsettled")
+    __slots__ = (
+        "writes", "attempts", "taken_at", "oldest", "dead", "abandoned", "_retry", "_open",
+        "_unsettled",
+    )  # fmt: skip
 
-    def __init__(self, writes: list[QueuedWrite], taken_at: float, retry: RetryState) -> None:
+    def __init__(
+        self, writes: list[QueuedWrite], taken_at: float, retry: RetryState | None
+    ) -> None:
         self.writes = writes
         self.attempts = 1
         self.taken_at = taken_at
+        self.oldest = min((write.since for write in writes), default=taken_at)
+        """When the oldest of its writes was queued (what ``lag`` counts)."""
         self.dead: list[DeadWrite] = []
+        self.abandoned = False
+        """``abandon()`` dead-lettered its writes: its outcome no longer matters."""
         self._retry = retry
         self._open = True
         self._unsettled: list[int] = []  # flush epochs of the dead writes, until settle()
@@ -161,6 +180,12 @@ class WriteQueueStats:
     """Writes given up on (handed to the dead-letter sink)."""
     rejected: int
     """Writes refused with ``QueueFull`` (never acknowledged)."""
+    lag: float = 0.0
+    """Seconds the oldest write held has waited (0 when none is held)."""
+    timeouts: int = 0
+    """Batch attempts that ran past ``batch_timeout`` (counted by the worker)."""
+    journaled: int = 0
+    """Writes appended to the local journal (``WriteBehind(journal=...)``)."""
     dropped: int = 0
     """Always 0: the queue never drops a write. Here so that a dashboard can show it."""
 
@@ -190,6 +215,7 @@ class WriteQueue:
         self.options = options or WriteBehind()
         self._max_items = self.options.max_items
         self._max_bytes = self.options.max_bytes
+        self._max_lag = self.options.max_lag
         retry = self.options.retry
         user_retry_on = retry.retry_on
         # A transient LayerError is retryable whatever the policy says (it is what the word
@@ -209,7 +235,8 @@ class WriteQueue:
         self._epoch = 0
         self._open: dict[int, int] = {}
         self._flush_upto = -1  # the newest mark somebody waits for
-        self._batches_in_flight = 0
+        self._batches: dict[Batch, None] = {}  # in flight, oldest first
+        self._catching_up = False  # batches failed: no lag bound until the queue caught up
         self._unsettled = 0  # dead writes not yet settled (in the dead-letter sink)
         self.puts = 0
         self.coalesced = 0
@@ -218,6 +245,8 @@ class WriteQueue:
         self.retries = 0
         self.dead_lettered = 0
         self.rejected = 0
+        self.timeouts = 0
+        self.journaled = 0
 
     # ---------------------------------------------------------------- writers
     def put(self, key: Any, op: Op, payload: Any, size: int, now: float) -> None:
@@ -254,6 +283,8 @@ class WriteQueue:
             held + size > self._max_bytes and held > 0
         ):
             return False
+        if self._max_lag is not None and self.lagging(now):
+            return False
         self.puts += 1
         epoch = self._epoch
         slots[key] = QueuedWrite(key, op, payload, size, now, epoch)
@@ -264,15 +295,29 @@ class WriteQueue:
         self._bytes = held + size
         return True
 
-    def full(self, size: int, key: Any = _NO_KEY) -> bool:
+    def restore(self, key: Any, op: Op, payload: Any, size: int, now: float) -> None:
+        """Queue a write acknowledged by an earlier process (found in its journal), whatever
+        the bounds: it was accepted once, and refusing it now would lose it."""
+        if not self.offer(key, op, payload, size, now):
+            limits = self._max_items, self._max_bytes, self._max_lag
+            self._max_items, self._max_bytes, self._max_lag = 2**62, 2**62, None
+            try:
+                self.offer(key, op, payload, size, now)
+            finally:
+                self._max_items, self._max_bytes, self._max_lag = limits
+
+    def full(self, size: int, key: Any = _NO_KEY, now: float | None = None) -> bool:
         """Would a write of ``size`` bytes (of ``key``, when given: a write that replaces a
-        pending one of the same key needs no new slot) exceed a bound?"""
+        pending one of the same key needs no new slot) exceed a bound? With ``now``, a new
+        slot while ``lagging(now)`` counts as exceeding one."""
         replaced = None
         if key is not _NO_KEY:
             replaced = (self._waiting if key in self._in_flight else self._ready).get(key)
         items = self.depth + (replaced is None)
         held = self._bytes - (0 if replaced is None else replaced.size)
         if items > self._max_items:
+            return True
+        if replaced is None and now is not None and self.lagging(now):
             return True
         # An oversize write alone in the queue is let in: otherwise it could never be.
         return held + size > self._max_bytes and held > 0
@@ -283,6 +328,28 @@ class WriteQueue:
         layer's (older) value."""
         write = self._waiting.get(key) or self._ready.get(key) or self._in_flight.get(key)
         return None if write is None else (write.op, write.payload)
+
+    def lag(self, now: float) -> float:
+        """Seconds the oldest write held has waited: the write at the front of the ready
+        ones, or the oldest batch in flight (0 when nothing is held)."""
+        oldest = now
+        if self._order:
+            oldest = self._ready[self._order[0]].since
+        if self._batches:
+            oldest = min(oldest, next(iter(self._batches)).oldest)
+        return max(0.0, now - oldest)
+
+    def lagging(self, now: float) -> bool:
+        """Is the queue further behind than ``max_lag`` while the layer takes writes? Not
+        while batches fail, nor until the queue has caught up after they did."""
+        if self._max_lag is None:
+            return False
+        behind = self.lag(now) > self._max_lag
+        if self._catching_up:
+            if behind:
+                return False
+            self._catching_up = False
+        return behind
 
     # ---------------------------------------------------------------- the worker
     def due(self, now: float) -> bool:
@@ -321,17 +388,21 @@ class WriteQueue:
             in_flight[key] = write
             writes.append(write)
         self.batches += 1
-        self._batches_in_flight += 1
-        return Batch(writes, now, RetryState(self._retry_policy, self._rng))
+        batch = Batch(writes, now, RetryState(self._retry_policy, self._rng))
+        self._batches[batch] = None
+        return batch
 
     def done(self, batch: Batch, errors: Mapping[Any, BaseException] | None = None) -> None:
         """The batch was sent. ``errors``: keys whose own command failed (a pipeline run
         with ``raise_on_error=False``): those writes go to ``batch.dead`` at once (the
         backend answered, so sending them again would fail again), unless superseded.
-        Then ``settle(batch)`` once ``batch.dead`` (if any) is in the sink."""
+        Then ``settle(batch)`` once ``batch.dead`` (if any) is in the sink. Ignored for a
+        batch that ``abandon`` took over."""
+        if batch.abandoned:
+            return
         self._check_open(batch)
         batch._open = False
-        self._batches_in_flight -= 1
+        del self._batches[batch]
         for write in batch.writes:
             error = errors.get(write.key) if errors else None
             if error is None:
@@ -348,8 +419,13 @@ class WriteQueue:
         sets and deletes is harmless). Returns the seconds to wait before sending it again,
         or ``None``: give up, hand ``batch.dead`` to the dead-letter sink (it may be empty,
         when every write was superseded), then ``settle(batch)``. Writes superseded by a
-        newer write of their key leave the batch either way (see the module docstring)."""
+        newer write of their key leave the batch either way (see the module docstring).
+        ``None`` for a batch that ``abandon`` took over (its writes are dead-lettered)."""
+        if batch.abandoned:
+            return None
         self._check_open(batch)
+        if self._max_lag is not None:
+            self._catching_up = True
         kept = []
         for write in batch.writes:
             if self._superseded(write):
@@ -364,7 +440,7 @@ class WriteQueue:
             self.retries += 1
             return delay
         batch._open = False
-        self._batches_in_flight -= 1
+        del self._batches[batch]
         for write in kept:
             self._bury(batch, write, error)
         return None
@@ -381,12 +457,14 @@ class WriteQueue:
         batch._unsettled.clear()
 
     # ---------------------------------------------------------------- flush and close
-    def mark(self) -> int:
+    def mark(self, flush: bool = True) -> int:
         """A flush mark: ``reached(mark)`` once every write put before this call finished.
-        Until then ``due`` is true whenever something is ready."""
+        Until then ``due`` is true whenever something is ready (unless not ``flush``: a
+        mark that only watches, as the journal's do)."""
         mark = self._epoch
         self._epoch += 1
-        self._flush_upto = mark
+        if flush:
+            self._flush_upto = mark
         return mark
 
     def reached(self, mark: int) -> bool:
@@ -398,6 +476,53 @@ class WriteQueue:
         """Refuse new writes (``WriteQueueClosed``) and send the rest without waiting for
         batches to fill. Idempotent. The driver then waits for ``idle``."""
         self._closed = True
+
+    def abandon(
+        self, error: BaseException, in_flight_error: BaseException, now: float
+    ) -> Batch:
+        """Give up on every write held: close the queue and return a finished batch whose
+        ``dead`` holds them all (those of batches in flight with ``in_flight_error``: they
+        may land yet), for the dead-letter sink; then ``settle`` it as any other. The
+        batches in flight are abandoned: ``done`` and ``failed`` ignore them from now on."""
+        self._closed = True
+        given_up = Batch([], now, None)
+        given_up._open = False
+        for batch in self._batches:
+            batch.abandoned = True
+            batch._open = False
+            for write in batch.writes:
+                newer = self._waiting.get(write.key)
+                if newer is None:
+                    self._give_up(given_up, write, in_flight_error, batch.attempts)
+                else:  # superseded: the newer write is dead-lettered below, with its epoch
+                    self.coalesced += 1
+                    if write.epoch < newer.epoch:
+                        newer.epoch, write.epoch = write.epoch, newer.epoch
+                    self._finish_slot(write.epoch)
+        for write in (*self._waiting.values(), *self._ready.values()):
+            self._give_up(given_up, write, error, 0)
+        self._batches.clear()
+        self._ready.clear()
+        self._order.clear()
+        self._waiting.clear()
+        self._in_flight.clear()
+        self._bytes = 0
+        return given_up
+
+    def forget(self) -> None:
+        """Hold nothing, as a new queue (counters kept): a forked child's copy of its
+        parent's queue. The parent delivers those writes; the child sending them too could
+        land an older value after the parent's newer one."""
+        self._ready.clear()
+        self._order.clear()
+        self._waiting.clear()
+        self._in_flight.clear()
+        self._batches.clear()
+        self._open.clear()
+        self._bytes = 0
+        self._unsettled = 0
+        self._flush_upto = -1
+        self._catching_up = False
 
     @property
     def closed(self) -> bool:
@@ -427,7 +552,7 @@ class WriteQueue:
 
     @property
     def batches_in_flight(self) -> int:
-        return self._batches_in_flight
+        return len(self._batches)
 
     @property
     def empty(self) -> bool:
@@ -446,7 +571,8 @@ class WriteQueue:
         """Dead writes handed out in ``batch.dead`` and not yet ``settle``d."""
         return self._unsettled
 
-    def stats(self) -> WriteQueueStats:
+    def stats(self, now: float | None = None) -> WriteQueueStats:
+        """The gauges and counters (``lag`` needs ``now``, monotonic seconds)."""
         return WriteQueueStats(
             depth=self.depth,
             bytes=self._bytes,
@@ -458,6 +584,9 @@ class WriteQueue:
             retries=self.retries,
             dead_lettered=self.dead_lettered,
             rejected=self.rejected,
+            lag=self.lag(now) if now is not None else 0.0,
+            timeouts=self.timeouts,
+            journaled=self.journaled,
         )
 
     def __repr__(self) -> str:
@@ -510,6 +639,17 @@ class WriteQueue:
             self._open[epoch] = left
         else:
             del self._open[epoch]
+
+    def _give_up(
+        self, batch: Batch, write: QueuedWrite, error: BaseException, attempts: int
+    ) -> None:
+        """``abandon``'s ``_bury``: the structures are cleared in one go afterwards."""
+        self.dead_lettered += 1
+        batch.dead.append(
+            DeadWrite(write.key, write.op, write.payload, write.size, error, attempts)
+        )
+        batch._unsettled.append(write.epoch)
+        self._unsettled += 1
 
     def _bury(self, batch: Batch, write: QueuedWrite, error: BaseException) -> None:
         """``write`` failed for good: to ``batch.dead``. Its key is free at once (a newer

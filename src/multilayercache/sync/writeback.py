@@ -1,81 +1,107 @@
-"""The write-behind worker of a sync cache: one daemon thread per write-behind layer, which
-sends the layer's queue (``core/writequeue.py``) in batches, retries them while the layer is
-down, and hands what fails for good to the dead-letter sink.
+"""The write-behind worker of a sync cache: ``concurrency`` daemon threads per write-behind
+layer, each taking batches from the layer's queue (``core/writequeue.py``), sending them,
+retrying them while the layer is down, and handing what fails for good to the dead-letter
+sink.
 
 Every call on the queue is made under ``self.changed`` (a ``threading.Condition``): writers
-``put`` under it and wake the worker when a batch becomes due; the worker wakes the writers
-blocked on a full queue, and the flushes, whenever a batch finishes. The thread starts with
-the first write and ends at ``close()``; interpreter exit closes every worker still open
-(``atexit``), so writes acknowledged before a normal exit are delivered or dead-lettered.
+``put`` under it and wake the senders when a batch becomes due; the senders wake the writers
+blocked on a full or lagging queue, and the flushes, whenever a batch finishes.
+
+How it ends (every way keeps what was acknowledged: delivered, or in the dead letter):
+
+* ``close(timeout)`` refuses new writes and delivers the rest; when ``timeout`` runs out it
+  dead-letters whatever is still held itself (``WriteQueue.abandon``), so it returns on time
+  even while a batch hangs in the layer.
+* Interpreter exit closes every worker still open (``atexit``); SIGTERM does the same before
+  the process ends (``multilayercache.shutdown``).
+* A sender whose attempt passes ``batch_timeout`` is reported and replaced: a thread cannot
+  be stopped, so its keys wait for it while the other batches go on.
+* In a forked child the queue starts empty (the parent delivers its own writes) and the
+  threads start again at the child's first write.
+* With ``journal=`` every write is appended to a local file before ``set()`` returns
+  (``multilayercache.journal``), so that even SIGKILL loses nothing acknowledged.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 import weakref
 from typing import Any
 
+from .. import shutdown
+from .._forking import register_after_fork
 from ..core.errors import LayerError
 from ..core.state import CacheState
 from ..core.tiers import Tier
 from ..core.writeback import (
-    EXIT_TIMEOUT_SECONDS,
     WorkerBase,
-    abandoned,
     close_timeout,
     dead_letter_records,
     payloads,
+    sleep_for,
 )
 from ..core.writepolicy import Op
 from ..core.writequeue import Batch
 from ..deadletter import sink_for
+from ..journal import Journal
 
 log = logging.getLogger("multilayercache.writeback")
 
 
 class WriteBehindWorker(WorkerBase):
-    """Sends one write-behind tier's queue from a thread of its own."""
+    """Sends one write-behind tier's queue from threads of its own."""
 
     def __init__(self, tier: Tier, state: CacheState) -> None:
         super().__init__(tier, sink_for)
         self.changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._asleep = False  # the worker waits on ``changed`` for work to be due
+        self._senders: set[threading.Thread] = set()
+        self._asleep = 0  # senders waiting on ``changed`` for work to be due
+        self.journal: Journal | None = None
+        if self.options.journal is not None:
+            self.journal = Journal(self.options.journal, tier.name, self.options.journal_fsync)
+            self._recover()
         _OPEN.add(self)
+        register_after_fork(self)
+        shutdown.watch(self)
 
     # ---------------------------------------------------------------- callers
     def put(self, writes: list[tuple[Any, Op, Any, int]], block: bool) -> None:
-        """Queue ``writes``; with ``block`` and ``when_full="block"``, wait for room up to
-        ``block_timeout`` per write (``QueueFull`` after that, and at once otherwise)."""
+        """Queue ``writes``; with ``block`` and ``when_full="block"``, wait for room (or for
+        the queue to catch up with ``max_lag``) up to ``block_timeout`` per write
+        (``QueueFull`` after that, and at once otherwise)."""
         queue, changed = self.queue, self.changed
         waits = block and self.options.when_full == "block"
-        with changed:
-            self._start()
-            for key, op, payload, size in writes:
-                if waits and queue.full(size, key):
-                    changed.notify_all()  # the worker makes room: let it send what is due
-                    changed.wait_for(
-                        lambda: not queue.full(size, key) or queue.closed,  # noqa: B023
-                        self.options.block_timeout,
-                    )
-                if not self.put_now(key, op, payload, size):
+        for key, op, payload, size in writes:
+            if waits:
+                with changed:
+                    if queue.full(size, key, time.monotonic()):
+                        self._start()
+                        changed.notify_all()  # the senders make room: send what is due
+                        changed.wait_for(
+                            lambda: queue.closed or not queue.full(size, key, time.monotonic()),  # noqa: B023
+                            self.options.block_timeout,
+                        )
+            if not self.put_now(key, op, payload, size):
+                with changed:
                     raise queue.refusal()  # still no room after block_timeout
 
     def put_now(self, key: Any, op: Op, payload: Any, size: int) -> bool:
         """Queue one write if there is room now; False (nothing queued) if not. The
         fast path of ``set``: as little as possible under the lock, which every writer
         thread takes."""
+        record = None if self.journal is None else self.journal.encode(key, op, payload)
         now = time.monotonic()
         queue = self.queue
         with self.changed:
             was_empty = not queue.ready
             if not queue.offer(key, op, payload, size, now):
                 return False
-            if self._thread is None:  # inlined check: every write-behind set() runs this
+            if record is not None:
+                self._journal(record, now)
+            if not self._senders:  # inlined check: every write-behind set() runs this
                 self._start()
             if self._asleep and (was_empty or queue.due(now)):
                 self.changed.notify_all()
@@ -99,62 +125,100 @@ class WriteBehindWorker(WorkerBase):
 
     def close(self, timeout: float | None = None) -> bool:
         """Refuse new writes, deliver the rest within ``timeout`` (default: the policy's
-        ``close_timeout``), then dead-letter what is left. True if all was delivered or
-        dead-lettered by the worker's own decisions, False if ``close`` had to give up."""
+        ``close_timeout``), then dead-letter what is left, in flight or not. True if all
+        was delivered or dead-lettered by the senders' own decisions, False if ``close``
+        had to give up. Returns within ``timeout`` plus the dead-letter sink's IO."""
         wait = close_timeout(self.tier, timeout)
-        with self.changed:
-            self.queue.close()
-            self.changed.notify_all()  # a worker asleep on an idle queue sees it closed, and ends
-            if self.queue.idle:
+        deadline = None if wait is None else time.monotonic() + wait
+        queue, changed = self.queue, self.changed
+        with changed:
+            queue.close()
+            changed.notify_all()  # senders asleep on an idle queue see it closed, and end
+            if not queue.idle:
+                self._start()
+            while not queue.idle:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    given_up = self.give_up(now)
+                    changed.notify_all()
+                    break
+                self._notice_hung(now)
+                changed.wait(sleep_for(None if deadline is None else deadline - now, 0.5))
+            else:
+                self._close_journal()
                 return True
-            self._start()
-            if self.changed.wait_for(lambda: self.queue.idle, wait):
-                return True
-            self._abandon = True  # every batch from now on goes to the dead letter
-            self.changed.notify_all()
-            # Giving up costs one attempt at most (a socket timeout) plus the sink's IO.
-            self.changed.wait_for(lambda: self.queue.idle, EXIT_TIMEOUT_SECONDS)
-            return False
+        self._bury(given_up)  # file IO: not under the lock
+        with changed:
+            self._close_journal()
+        return False
 
-    # ---------------------------------------------------------------- the thread
+    def close_blocking(self, timeout: float | None = None) -> bool:
+        """``close``, as ``multilayercache.shutdown`` calls every worker's."""
+        return self.close(timeout)
+
+    # ---------------------------------------------------------------- the senders
     def _start(self) -> None:
-        """Start the thread if it is not running (first write, or after a fork)."""
-        if self._thread is None:
-            self._thread = threading.Thread(
+        """Start the senders that are not running (first write, or after a fork). Callers
+        hold ``changed``."""
+        while len(self._senders) - len(self.hung) < self.options.concurrency:
+            thread = threading.Thread(
                 target=self._work, name=f"multilayercache-writeback-{self.tier.name}", daemon=True
             )
-            self._thread.start()
+            self._senders.add(thread)
+            thread.start()
 
     def _work(self) -> None:
+        me = threading.current_thread()
         queue, changed = self.queue, self.changed
         while True:
             with changed:
                 while not queue.due(now := time.monotonic()):  # a closed queue: due if any
-                    if queue.closed and queue.idle:
-                        self._thread = None
+                    if (queue.closed and queue.idle) or self._surplus(me):
+                        self._senders.discard(me)
                         return
-                    self._asleep = True
-                    changed.wait(queue.next_due_in(now))
-                    self._asleep = False
+                    self._notice_hung(now)
+                    self._asleep += 1
+                    changed.wait(sleep_for(queue.next_due_in(now), self.next_timeout_in(now)))
+                    self._asleep -= 1
                 batch = queue.take(now)
             if batch is not None:
                 self._send(batch)
 
+    def _surplus(self, me: threading.Thread) -> bool:
+        """More senders than ``concurrency`` are not hung: one that came back from a hung
+        attempt (and was replaced meanwhile) ends."""
+        return len(self._senders) - len(self.hung) > self.options.concurrency
+
+    def _notice_hung(self, now: float) -> None:
+        """Report attempts past ``batch_timeout`` and start senders in their place."""
+        late = self.newly_hung(now)
+        if not late:
+            return
+        log.error(
+            "multilayercache: %s: a write-behind batch has been sending for more than %s s; "
+            "its keys wait for it, other writes go on (timeouts so far: %d)",
+            self.tier.name,
+            self.options.batch_timeout,
+            self.queue.timeouts,
+        )
+        self._start()
+
     def _send(self, batch: Batch) -> None:
-        """Send ``batch`` until it is delivered or the queue gives up on it."""
+        """Send ``batch`` until it is delivered, given up on, or abandoned by ``close``."""
         queue, changed = self.queue, self.changed
         while True:
-            error = abandoned(self.tier) if self._abandon else self._attempt(batch)
+            error = self._attempt(batch)
             with changed:
                 if error is None:
                     queue.done(batch)
+                    self._collect_journal()
                     changed.notify_all()
                     break
                 delay = queue.failed(batch, error, time.monotonic())
                 changed.notify_all()  # superseded writes may have left: room
                 if delay is None:
                     break
-                changed.wait_for(lambda: self._abandon, delay)  # close() cuts the wait short
+                changed.wait_for(lambda: batch.abandoned, delay)  # close() cuts the wait short
         if batch.dead:
             self._bury(batch)
 
@@ -165,13 +229,21 @@ class WriteBehindWorker(WorkerBase):
             tier.admit()  # an open breaker: a transient error, the batch waits and retries
         except LayerError as refused:
             return refused
+        me = threading.current_thread()
+        with self.changed:
+            self.attempts[me] = time.monotonic()
         try:
             tier.layer.write_packed(payloads(batch))
         except Exception as failure:
             tier.settle(failure)
             return failure
-        tier.settle(None)
-        return None
+        else:
+            tier.settle(None)
+            return None
+        finally:
+            with self.changed:
+                del self.attempts[me]
+                self.hung.discard(me)
 
     def _bury(self, batch: Batch) -> None:
         try:
@@ -185,23 +257,57 @@ class WriteBehindWorker(WorkerBase):
         finally:
             with self.changed:
                 self.queue.settle(batch)  # now a flush may count them as finished
+                self._collect_journal()
                 self.changed.notify_all()
+
+    # ---------------------------------------------------------------- the journal
+    def _journal(self, record: bytes, now: float) -> None:
+        """Append a write's record (under ``changed``, right after it was queued)."""
+        assert self.journal is not None
+        try:
+            self.journal.append(record, now, lambda: self.queue.mark(flush=False))
+        except OSError as error:  # the write is queued all the same: say it is not journaled
+            log.error("multilayercache: %s: cannot journal a write: %s", self.tier.name, error)
+            return
+        self.queue.journaled += 1
+        self.journal.collect(self.queue.reached)
+
+    def _collect_journal(self) -> None:
+        if self.journal is not None:
+            self.journal.collect(self.queue.reached)
+
+    def _close_journal(self) -> None:
+        if self.journal is not None:
+            self.journal.close(self.queue.idle)
+
+    def _recover(self) -> None:
+        """Queue (and journal again) what dead processes left in the journal."""
+        assert self.journal is not None
+        records, forget = self.journal.recover()
+        now = time.monotonic()
+        with self.changed:
+            for key, op, payload in records:
+                self.queue.restore(key, op, payload, payload.size, now)
+                self._journal(self.journal.encode(key, op, payload), now)
+            if records:
+                self._start()
+        forget()
+
+    # ---------------------------------------------------------------- fork
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's threads are gone and its queued writes are the
+        parent's to deliver (see ``WriteQueue.forget``); start afresh."""
+        self.changed = threading.Condition()
+        self._senders = set()
+        self._asleep = 0
+        self.attempts.clear()
+        self.hung.clear()
+        self.queue.forget()
+        if self.journal is not None:
+            self.journal.after_fork()
 
 
 _OPEN: weakref.WeakSet[WriteBehindWorker] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    """A forked child has none of its parent's threads (and maybe a lock held by one of
-    them): each worker gets a new condition and starts its thread at its next write. The
-    child's copy of the queue is sent too, which only repeats sets and deletes."""
-    for worker in list(_OPEN):
-        worker._thread = None
-        worker._asleep = False
-        worker.changed = threading.Condition()
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 @atexit.register
@@ -210,8 +316,7 @@ def _close_all() -> None:
     still run while ``atexit`` handlers do."""
     for worker in list(_OPEN):
         if not worker.queue.idle or not worker.queue.closed:
-            timeout = worker.options.close_timeout
-            worker.close(EXIT_TIMEOUT_SECONDS if timeout is None else timeout)
+            worker.close()
 
 
 __all__ = ["WriteBehindWorker"]
