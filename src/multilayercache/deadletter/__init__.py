@@ -45,8 +45,9 @@ a live cache is overwritten with the older value, unless you ask for ``only_miss
 """
 
 from .cli import main
+from .into_redis import replay_into_redis
 from .records import FORMAT_VERSION, DeadLetterRecord, Encoding, Outcome
-from .replay import ReplayReport, read_dead_letters, replay, replay_into_redis
+from .replay import ReplayReport, read_dead_letters, replay, replay_batches
 from .sinks import DeadLetter, LogDeadLetters, sink_for
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "main",
     "read_dead_letters",
     "replay",
+    "replay_batches",
     "replay_into_redis",
     "sink_for",
 ]
