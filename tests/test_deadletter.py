@@ -7,14 +7,18 @@ import json
 import logging
 import math
 import os
+import signal
 import stat
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from multilayercache import RedisLayer, deadletter
 from multilayercache.core.entry import deltas, unwrap, wrap_at
@@ -270,10 +274,11 @@ def test_a_forked_child_appends_even_when_forked_mid_append(tmp_path: Path) -> N
         if child == 0:  # the child: append at once, then linger holding what it inherited
             code = 1
             try:
+                signal.alarm(5)  # a child stuck on an inherited lock dies, and fails the test
                 os.fsync = real_fsync  # type: ignore[assignment]
                 sink.append([record("child")])
                 code = 0
-                time.sleep(3)
+                time.sleep(1)
             finally:
                 os._exit(code)
         release.set()
@@ -526,7 +531,6 @@ def test_the_counts_add_up_to_the_lines(tmp_path: Path) -> None:
     assert sum(counts) == 41, counts
 
 
-
 def test_no_dead_letter_is_lost_or_replayed_twice_while_appends_go_on(tmp_path: Path) -> None:
     path = tmp_path / "dead.jsonl"
     sink = DeadLetter(path, fsync=False)
@@ -641,7 +645,9 @@ def test_a_record_is_written_only_over_an_older_value(
     report = replay_into_redis(path, raw_redis)
     assert (report.replayed, report.older) == (4, 3)
     assert report.kept_in is None and not path.exists()
-    assert {name: written_ms_in(raw_redis, prefix + name) for name in [*held, "absent", "del-absent"]} == {
+    assert {
+        name: written_ms_in(raw_redis, prefix + name) for name in [*held, "absent", "del-absent"]
+    } == {
         "newer": 100,  # the record is older: skipped
         "same": 50,  # as new (most likely the very same write, landed): skipped
         "older": 50,
@@ -772,9 +778,9 @@ def test_replay_into_a_redis_cluster(tmp_path: Path, redis_cluster: Any, prefix:
         DeadLetter(path).append(
             [record(n, stamped(50), store_key=prefix + n, written_ms=50) for n in names]
         )
-        assert deadletter.main(
-            ["replay", str(path), "--redis", redis_cluster.url, "--cluster"]
-        ) == 0
+        assert (
+            deadletter.main(["replay", str(path), "--redis", redis_cluster.url, "--cluster"]) == 0
+        )
         written = [written_ms_in(client, prefix + name) for name in names]
         assert written == [100 if index % 2 else 50 for index in range(len(names))]
     finally:
@@ -814,3 +820,94 @@ def test_a_queue_s_dead_letters_replay_into_redis(
 def test_dead_write_is_what_the_queue_hands_out() -> None:
     # The record factory reads these fields: keep them in step with the queue.
     assert DeadWrite._fields == ("key", "op", "payload", "size", "error", "attempts")
+
+
+# ----------------------------------------------------------------------------- the property
+KEYS = ("a", "b", "c")
+Held = int | Literal["legacy"] | None
+Written = tuple[str, str, int | None]  # key, "set" / "delete" / "expired", written_ms
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    writes=st.lists(
+        st.tuples(
+            st.sampled_from(KEYS),
+            st.sampled_from(["set", "delete", "expired"]),
+            st.one_of(st.none(), st.integers(1, 6)),
+        ),
+        max_size=12,
+    ),
+    held=st.fixed_dictionaries(
+        {key: st.one_of(st.none(), st.integers(1, 6), st.just("legacy")) for key in KEYS}
+    ),
+)
+def test_a_replay_never_leaves_a_key_older_than_redis_held_or_the_newest_record(
+    raw_redis: Any, writes: list[Written], held: dict[str, Held]
+) -> None:
+    prefix = f"prop{os.getpid()}-{time.monotonic_ns()}:"
+    for key, state in held.items():
+        if state == "legacy":
+            raw_redis.set(prefix + key, b"\x01no envelope")
+        elif state is not None:
+            raw_redis.set(prefix + key, stamped(state, b"held"))
+    records = [_written(prefix, index, write) for index, write in enumerate(writes)]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "dead.jsonl"
+        if records:
+            DeadLetter(path, fsync=False).append(records)
+            report = replay_into_redis(path, raw_redis)
+            assert report.failed == report.unreadable == 0
+            assert sum(
+                (report.replayed, report.superseded, report.older, report.expired, report.kept)
+            ) == len(records)
+        after = {key: raw_redis.get(prefix + key) for key in KEYS}
+        assert after == {key: _expected(prefix, key, held[key], writes) for key in KEYS}
+        for key in KEYS:  # the property itself, as the issue states it
+            newest = max((t for k, _, t in writes if k == key and t is not None), default=0)
+            was = held[key] if isinstance(held[key], int) else 0
+            now = written_ms_in(raw_redis, prefix + key) if after[key] != b"\x01no envelope" else 0
+            assert now is None or now >= min(was, newest), (key, was, newest, now)
+        # Run twice (the same records given up again): the same end state.
+        if records:
+            DeadLetter(path, fsync=False).append(records)
+            replay_into_redis(path, raw_redis)
+            assert {key: raw_redis.get(prefix + key) for key in KEYS} == after
+    raw_redis.delete(*(prefix + key for key in KEYS))
+
+
+def _written(prefix: str, index: int, write: Written) -> DeadLetterRecord:
+    key, op, written_ms = write
+    if op == "delete":
+        return record(key, None, op="delete", store_key=prefix + key, written_ms=written_ms)
+    return record(
+        key,
+        stamped(written_ms or 0, f"record {index}".encode()),
+        store_key=prefix + key,
+        written_ms=written_ms,
+        expires_at=time.time() - 10 if op == "expired" else None,
+    )
+
+
+def _expected(prefix: str, key: str, held: Held, writes: list[Written]) -> bytes | None:
+    """What the key holds after the replay, by the rules of ``replay_into_redis``."""
+    before = (
+        None if held is None else b"\x01no envelope" if held == "legacy" else stamped(held, b"held")
+    )
+    mine = [(index, op, t) for index, (k, op, t) in enumerate(writes) if k == key]
+    if not mine:
+        return before
+    index, op, written_ms = max(mine, key=lambda w: (w[2] is not None, w[2] or 0, w[0]))
+    if held == "legacy":
+        return before  # its age is unknown: untouched (the records are kept)
+    if written_ms is None:  # a record without a time: only into an empty key
+        if held is None and op == "set":
+            return stamped(0, f"record {index}".encode())
+        return before
+    if held is not None and held >= written_ms:  # not newer than what Redis holds
+        return before
+    return stamped(written_ms, f"record {index}".encode()) if op == "set" else None

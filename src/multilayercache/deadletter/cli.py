@@ -14,8 +14,9 @@ from .replay import ReplayReport
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m multilayercache.deadletter replay FILE --redis URL [--layer NAME]
-    [--only-missing] [--cluster] [--timeout SECONDS]``: replay a dead-letter file into
-    Redis (never making a key older) and print what was done with every record.
+    [--only-missing | --skip-missing] [--cluster] [--timeout SECONDS]``: replay a
+    dead-letter file into Redis (never making a key older) and print what was done with
+    every record.
 
     Exit status: 0 when every record was replayed or rightly dropped (superseded, older,
     expired) or kept for another layer; 1 when a record failed or a line could not be
@@ -34,10 +35,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     command.add_argument("file", type=Path)
     command.add_argument("--redis", required=True, help="redis://host:port/db")
     command.add_argument("--layer", help="replay only this layer's records")
-    command.add_argument(
+    missing = command.add_mutually_exclusive_group()
+    missing.add_argument(
         "--only-missing",
         action="store_true",
         help="write only keys that hold nothing: never overwrite or delete a value",
+    )
+    missing.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="never write into a key that holds nothing (a key a live cache deleted since "
+        "stays deleted; the records are kept)",
     )
     command.add_argument("--cluster", action="store_true", help="URL names a Redis Cluster")
     command.add_argument(
@@ -53,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             arguments.redis,
             layer=arguments.layer,
             only_missing=arguments.only_missing,
+            skip_missing=arguments.skip_missing,
             cluster=arguments.cluster,
             timeout=arguments.timeout,
         )

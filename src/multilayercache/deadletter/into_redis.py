@@ -25,11 +25,12 @@ BATCH_SIZE = 500
 """Records per pipeline: the round trip amortized, one reply still quick to wait for."""
 
 # KEYS[1]: the key. ARGV: the record's written_ms ("": unknown, older than any value),
-# "set" or "delete", the value, PX ("": none). The current value's time is its envelope's
-# written_ms (core/entry.py: 0x97 0x01 0xd3, then a big-endian int64); Lua numbers are
-# doubles, exact for epoch milliseconds. Answers "replayed", "older" (the key holds
-# something as new or newer: nothing written) or "unknown" (a value without an envelope
-# this version knows: its age cannot be told, nothing written).
+# "set" or "delete", the value, PX ("": none), "skip" to leave an empty key empty. The
+# current value's time is its envelope's written_ms (core/entry.py: 0x97 0x01 0xd3, then a
+# big-endian int64); Lua numbers are doubles, exact for epoch milliseconds. Answers
+# "replayed", "older" (the key holds something as new or newer: nothing written),
+# "unknown" (a value without an envelope this version knows: its age cannot be told,
+# nothing written) or "missing" (a set into an empty key, told to skip those).
 COMPARE_AND_WRITE = """
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -44,6 +45,8 @@ if current then
 end
 if ARGV[2] == 'delete' then
   if current then redis.call('DEL', KEYS[1]) end
+elseif not current and ARGV[5] == 'skip' then
+  return 'missing'
 elseif ARGV[4] == '' then
   redis.call('SET', KEYS[1], ARGV[3])
 else
@@ -59,6 +62,7 @@ def replay_into_redis(
     *,
     layer: str | None = None,
     only_missing: bool = False,
+    skip_missing: bool = False,
     key: Callable[[DeadLetterRecord], str] | None = None,
     keep_to: str | os.PathLike[str] | None = None,
     cluster: bool = False,
@@ -80,9 +84,14 @@ def replay_into_redis(
     * A current value without an envelope (written before envelopes, or not by this
       library): its age is unknown, so it is not overwritten; the record is ``kept`` in
       the file for a human to decide.
-    * A key that holds nothing gets the record, even if a live cache deleted it after the
-      record's write (a delete leaves nothing to compare with); ``only_missing``: treat
-      every record as version 1 (never overwrite or delete a value Redis holds).
+    * A key that holds nothing gets the record: a value Redis lost (a restart without
+      persistence) or never had (first written during the outage) is restored. So is one
+      a live cache deleted after the record's write, since a delete leaves nothing to
+      compare with: it comes back until its TTL or the key's next write.
+      ``skip_missing``: never write into an empty key (such records are ``kept``): no
+      deleted value comes back, and the cache loads the keys left empty again.
+      ``only_missing``: the opposite, treat every record as version 1 (never overwrite or
+      delete a value Redis holds).
 
     ``layer``: replay only that layer's records, keep the others. ``key(record)``: the
     Redis key (default ``store_key``, else a ``str`` key as is). A record that cannot go
@@ -92,11 +101,13 @@ def replay_into_redis(
     ``timeout`` seconds to connect and to answer, no retries, ``cluster``: a
     ``RedisCluster``. The server must answer a ``PING`` before the file is touched.
     Records the server did not confirm (it went away midway) are failed and kept."""
+    if only_missing and skip_missing:
+        raise ValueError("only_missing and skip_missing together would write nothing")
     path = Path(path)
     check_replayable(path)  # a directory, or nothing to replay: say so before connecting
     client, owned = _connected(client_or_url, cluster, timeout)
     try:
-        writer = _RedisWriter(client, layer, only_missing, key)
+        writer = _RedisWriter(client, layer, only_missing, skip_missing, key)
         return replay_batches(
             path, writer.write, keep_to=keep_to, identity=writer.identity, batch_size=BATCH_SIZE
         )
@@ -161,11 +172,13 @@ class _RedisWriter:
         client: Any,
         layer: str | None,
         only_missing: bool,
+        skip_missing: bool,
         key: Callable[[DeadLetterRecord], str] | None,
     ) -> None:
         self.client = client
         self.layer = layer
         self.only_missing = only_missing
+        self.if_missing = "skip" if skip_missing else "write"
         self.key = key
         self.sha: str | None = None
         self.gone: Exception | None = None
@@ -214,7 +227,7 @@ class _RedisWriter:
         timed = record.written_ms is not None and not self.only_missing
         written = str(record.written_ms) if timed else ""
         if record.op == "delete":
-            return redis_key, (written, "delete", "", ""), False
+            return redis_key, (written, "delete", "", "", ""), False
         if not isinstance(record.value, bytes):
             raise TypeError(f"the value is {record.encoding}, not bytes: not a Redis layer's")
         expires_at = record.expires_at
@@ -224,8 +237,9 @@ class _RedisWriter:
         if expires_at is not None:
             px = math.ceil((expires_at - time.time()) * 1000)
         if px is not None and px <= 0:  # over: an older value must not be served either
-            return (redis_key, (written, "delete", "", ""), True) if timed else "expired"
-        return redis_key, (written, "set", record.value, "" if px is None else px), False
+            return (redis_key, (written, "delete", "", "", ""), True) if timed else "expired"
+        px_argument = "" if px is None else px
+        return redis_key, (written, "set", record.value, px_argument, self.if_missing), False
 
     def _run(self, scripts: list[tuple[int, str, tuple[Any, ...], bool]]) -> list[BatchResult]:
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -266,6 +280,6 @@ def _result(answer: Any, expired: bool) -> BatchResult:
         return "expired" if expired else "replayed"
     if answer in (b"older", "older"):
         return "older"
-    if answer in (b"unknown", "unknown"):
+    if answer in (b"unknown", "unknown", b"missing", "missing"):
         return "kept"
     return RuntimeError(f"unexpected answer from the replay script: {answer!r}")

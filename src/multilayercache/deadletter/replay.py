@@ -60,7 +60,8 @@ class ReplayReport:
     """Claimed files of earlier replays that died, taken over and replayed too."""
     kept_in: Path | None = None
     errors: tuple[str, ...] = field(default=())
-    """The first few failures and unreadable lines, as ``"key: Type: message"``."""
+    """The first few failures, as ``"key: Type: message"`` (``"(and N more)"`` when more
+    records failed alike), and unreadable lines, as ``"'line...': what is wrong"``."""
 
 
 def replay(
@@ -158,14 +159,14 @@ class _Run:
             ("replayed", "superseded", "older", "expired", "failed", "kept", "unreadable"), 0
         )
         self.resumed = resumed
-        self.errors: list[str] = []
+        self.errors: dict[str, tuple[str, int]] = {}  # error -> (its first record, count)
         self.keep: set[int] = set()
         self.groups: dict[Hashable, list[Numbered]] = {}
         for number, line in enumerate(lines):
             try:
                 record = DeadLetterRecord.from_json(line)
             except ValueError as error:
-                self._count("unreadable", number, f"{_snippet(line)}: {error}")
+                self._count("unreadable", number, (_snippet(line), str(error)))
                 continue
             try:
                 group = identity(record)
@@ -201,19 +202,29 @@ class _Run:
                 self.counts[outcome] += 1
             self.counts["superseded"] += len(members) - 1
 
-    def _count(self, what: str, number: int, error: str | None = None) -> None:
+    def _count(self, what: str, number: int, error: tuple[str, str] | None = None) -> None:
+        """Count a record (or line) as ``what``; ``error``: where and what went wrong."""
         self.counts[what] += 1
         if what in ("kept", "failed", "unreadable"):
             self.keep.add(number)
-        if error is not None and len(self.errors) < MAX_REPORTED_ERRORS:
-            self.errors.append(error)
+        if error is not None:
+            where, message = error
+            first, alike = self.errors.get(message, (where, 0))
+            if alike or len(self.errors) < MAX_REPORTED_ERRORS:
+                self.errors[message] = (first, alike + 1)
 
     def kept_lines(self) -> list[bytes]:
         return [self.lines[number] for number in sorted(self.keep)]
 
     def report(self, kept_in: Path | None) -> ReplayReport:
         return ReplayReport(
-            **self.counts, resumed=self.resumed, kept_in=kept_in, errors=tuple(self.errors)
+            **self.counts,
+            resumed=self.resumed,
+            kept_in=kept_in,
+            errors=tuple(
+                f"{where}: {message}" + (f" (and {alike - 1} more)" if alike > 1 else "")
+                for message, (where, alike) in self.errors.items()
+            ),
         )
 
 
@@ -247,8 +258,8 @@ def _outcome(result: Any) -> str:
     raise ValueError(f"write returned {result!r}: not a replay outcome")
 
 
-def _failure(record: DeadLetterRecord, error: BaseException) -> str:
-    return f"{record.key}: {_type_name(error)}: {error}"
+def _failure(record: DeadLetterRecord, error: BaseException) -> tuple[str, str]:
+    return record.key, f"{_type_name(error)}: {error}"
 
 
 def _snippet(line: bytes, width: int = 60) -> str:
