@@ -787,6 +787,26 @@ def test_replay_into_a_redis_cluster(tmp_path: Path, redis_cluster: Any, prefix:
         client.close()
 
 
+def test_scripts_lost_midway_are_loaded_again(tmp_path: Path, raw_redis: Any, prefix: str) -> None:
+    # A node restarted or failed over (or SCRIPT FLUSH) between two batches: NOSCRIPT.
+    path = tmp_path / "dead.jsonl"
+    count = 1_200  # three batches
+    DeadLetter(path, fsync=False).append(
+        record(f"k{n}", stamped(5), store_key=f"{prefix}k{n}", written_ms=5) for n in range(count)
+    )
+    calls = [0]
+
+    def redis_key(rec: DeadLetterRecord) -> str:
+        calls[0] += 1
+        if calls[0] == count + 600:  # once per record to group them, then while batch 2 is made
+            raw_redis.script_flush()
+        return rec.store_key  # type: ignore[return-value]
+
+    report = replay_into_redis(path, raw_redis, key=redis_key)
+    assert (report.replayed, report.failed) == (count, 0), report.errors
+    assert raw_redis.exists(*(f"{prefix}k{n}" for n in range(count))) == count
+
+
 def test_a_queue_s_dead_letters_replay_into_redis(
     tmp_path: Path, redis_url: str, raw_redis: Any, prefix: str
 ) -> None:

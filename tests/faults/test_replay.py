@@ -133,6 +133,8 @@ def test_a_refused_port_fails_at_once_and_changes_nothing(tmp_path: Path) -> Non
     start = time.monotonic()
     with pytest.raises(ConnectionError, match="did not answer PING"):
         replay_into_redis(path, url)
+    with pytest.raises(ConnectionError, match="did not answer PING"):
+        replay_into_redis(path, url, cluster=True)
     assert time.monotonic() - start < 1.0
     assert list(tmp_path.iterdir()) == [path] and len(list(read_dead_letters(path))) == 10
 

@@ -8,14 +8,14 @@ import os
 import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import redis
     import redis.cluster
 
 from .files import check_replayable
-from .records import DeadLetterRecord, Outcome, _type_name
+from .records import DeadLetterRecord, _type_name
 from .replay import BatchResult, ReplayReport, record_identity, replay_batches
 
 TIMEOUT_SECONDS = 2.0
@@ -122,14 +122,14 @@ def _connected(
     """The client (and whether it is ours to close), once the server answered a ``PING``:
     else ``ConnectionError``, before the file is claimed, so that a replay against a dead
     or hung server changes nothing."""
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 
     client: Any = None
     owned = isinstance(client_or_url, str)
     try:
         client = _client(client_or_url, cluster, timeout)
         client.ping()
-    except RedisError as error:
+    except (RedisError, RedisClusterException) as error:
         if owned and client is not None:
             client.close()
         raise ConnectionError(
@@ -210,7 +210,7 @@ class _RedisWriter:
                 results[index] = error
                 continue
             if isinstance(prepared, str):
-                results[index] = prepared  # type: ignore[assignment]
+                results[index] = prepared
             else:
                 scripts.append((index, *prepared))
         if scripts:
@@ -218,7 +218,9 @@ class _RedisWriter:
                 results[index] = answer
         return results
 
-    def _prepare(self, record: DeadLetterRecord) -> Outcome | tuple[str, tuple[Any, ...], bool]:
+    def _prepare(
+        self, record: DeadLetterRecord
+    ) -> Literal["kept", "expired"] | tuple[str, tuple[Any, ...], bool]:
         """What to do with ``record``: an outcome at once, or the key, the script's
         arguments and whether the record has expired."""
         if self.layer is not None and record.layer != self.layer:
@@ -252,11 +254,11 @@ class _RedisWriter:
             if self.sha is None:
                 self.sha = self.client.script_load(COMPARE_AND_WRITE)
             answers = self._pipeline(scripts)
-            if any(isinstance(answer, NoScriptError) for answer in answers):
-                # The server lost its scripts (a restart, SCRIPT FLUSH): load it again;
-                # the script is idempotent, sending the batch again is harmless.
+            lost = [n for n, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
+            if lost:  # the server (or a node) lost its scripts (a restart, SCRIPT FLUSH)
                 self.sha = self.client.script_load(COMPARE_AND_WRITE)
-                answers = self._pipeline(scripts)
+                for n, answer in zip(lost, self._pipeline([scripts[n] for n in lost]), strict=True):
+                    answers[n] = answer
         except (RedisConnectionError, RedisTimeoutError) as error:
             self.gone = error
             return [error] * len(scripts)
@@ -270,7 +272,8 @@ class _RedisWriter:
         pipeline = self.client.pipeline(transaction=False)
         for _, redis_key, arguments, _ in scripts:
             pipeline.execute_command("EVALSHA", self.sha, 1, redis_key, *arguments)
-        return pipeline.execute(raise_on_error=False)
+        answers: list[Any] = pipeline.execute(raise_on_error=False)
+        return answers
 
 
 def _result(answer: Any, expired: bool) -> BatchResult:

@@ -173,14 +173,14 @@ class DeadLetterRecord:
             value = data["value"]
             if data["encoding"] == "base64":
                 value = base64.b64decode(value, validate=True)
-            error = data["error"]
+            failure = data["error"]
             return cls(
                 key=data["key"],
                 op=op,
                 value=value,
                 encoding=data["encoding"],
-                error_type=error["type"],
-                error_message=error["message"],
+                error_type=failure["type"],
+                error_message=failure["message"],
                 attempts=data["attempts"],
                 time=data["time"],
                 layer=data["layer"],
