@@ -271,44 +271,49 @@ def test_a_replay_still_running_keeps_its_claim(
 
 
 # ----------------------------------------------------------------------------- live writers
-def test_live_writers_racing_a_replay_never_lose_their_newer_value(
+def test_a_live_write_is_never_undone_by_a_replay_running_meanwhile(
     tmp_path: Path, redis_url: str, prefix: str
 ) -> None:
-    # Old dead letters of every key are replayed again and again while live writers store
-    # each key once, newer: a replay that read a key, then wrote, could land between a
-    # live write and its key's read. One script per record leaves no such gap.
-    count = 1_000
-    path = tmp_path / "dead.jsonl"
-    client = redis.Redis.from_url(redis_url)
-    live: dict[str, bytes] = {}
+    # Old dead letters of a few hot keys are replayed again and again while live writers
+    # set, read back and delete those keys. A replay that read a key (empty, just deleted)
+    # and then wrote it could land just after a live set: the live value undone, older.
+    # One script per record leaves no such gap: a live set always reads back as set.
+    hot, path = 20, tmp_path / "dead.jsonl"
+    stop = threading.Event()
+    undone: list[tuple[str, bytes | None]] = []
+    cycles = [0]
 
-    def write_live(part: int) -> None:
-        writer = redis.Redis.from_url(redis_url)
-        names = [f"{prefix}k{n}" for n in range(part, count, 4)]
-        random.Random(part).shuffle(names)
-        for name in names:
-            value = stamped(time.time_ns() // 1_000_000, b"live")
-            writer.set(name, value)
-            live[name] = value
-            time.sleep(0.003)  # spread over about a second: several replays run meanwhile
-        writer.close()
+    def live(part: int) -> None:
+        client = redis.Redis.from_url(redis_url)
+        names = [f"{prefix}k{n}" for n in range(part, hot, 4)]
+        while not stop.is_set():
+            for name in names:
+                value = stamped(time.time_ns() // 1_000_000, f"live {part}".encode())
+                client.set(name, value)
+                held = client.get(name)
+                if held != value:
+                    undone.append((name, held))
+                client.delete(name)
+                cycles[0] += 1
+        client.close()
 
-    threads = [threading.Thread(target=write_live, args=(part,)) for part in range(4)]
+    threads = [threading.Thread(target=live, args=(part,)) for part in range(4)]
     for thread in threads:
         thread.start()
-    replays = 0
+    client = redis.Redis.from_url(redis_url)
+    replays, deadline = 0, time.monotonic() + 1.5
     try:
-        while any(thread.is_alive() for thread in threads) or replays == 0:
-            dead_letters(path, prefix, count, 1_000)  # long before any live write
+        while time.monotonic() < deadline:
+            dead_letters(path, prefix, hot, 1_000)  # long before any live write
             replay_into_redis(path, client)
             replays += 1
     finally:
+        stop.set()
         for thread in threads:
             thread.join()
-    held = client.mget(list(live))
-    stale = [name for name, value in zip(live, held, strict=True) if value != live[name]]
-    assert stale == [], f"{len(stale)} keys lost their live value to {replays} replays"
-    client.close()
+        client.close()
+    assert replays > 20 and cycles[0] > 1_000
+    assert undone == [], f"{len(undone)} live writes undone by {replays} replays"
 
 
 # ----------------------------------------------------------------------------- the figure
