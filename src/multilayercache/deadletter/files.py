@@ -7,10 +7,13 @@ while holding it, and holds it until the replay is over: appends that had the fi
 then see it renamed and go to a new file at ``FILE``, and a later replay knows a claimed
 file is still being replayed while its lock is held. A replay that dies (SIGKILL, power
 loss) leaves its claimed file behind, unlocked: the next replay of ``FILE`` takes it over.
+Without ``fcntl`` (Windows) locks are only in-process: run one replay at a time there.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import stat
 import threading
@@ -145,7 +148,7 @@ class Claim:
         chunks = []
         while chunk := os.read(self.fd, 1 << 20):
             chunks.append(chunk)
-        return b"".join(chunks).splitlines(keepends=True)
+        return io.BytesIO(b"".join(chunks)).readlines()  # lines end at b"\n" only
 
     def finish(self) -> None:
         """The replay is done with it: delete it, then let go of its lock."""
@@ -168,17 +171,21 @@ def check_replayable(path: Path) -> None:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         if not _claimed_names(path):
-            raise FileNotFoundError(
-                2, "no dead-letter file there (nor a replay of one to resume)", str(path)
-            ) from None
+            raise nothing_to_replay(path) from None
         return
     if not stat.S_ISREG(mode):
         raise IsADirectoryError(
-            21,
+            errno.EISDIR,
             "not a dead-letter file (a directory, or not a regular file): give the path of "
             "the file itself",
             str(path),
         )
+
+
+def nothing_to_replay(path: Path) -> FileNotFoundError:
+    return FileNotFoundError(
+        errno.ENOENT, "no dead-letter file there (nor a replay of one to resume)", str(path)
+    )
 
 
 def claim(path: Path) -> list[Claim]:
@@ -257,7 +264,7 @@ def _claim_file(path: Path) -> Claim | None:
         return None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise IsADirectoryError(21, "not a dead-letter file", str(path))
+            raise IsADirectoryError(errno.EISDIR, "not a dead-letter file", str(path))
         claimed = path.with_name(f"{path.name}{CLAIM_MARK}{os.getpid()}-{time.time_ns()}")
         os.rename(path, claimed)
     except BaseException:

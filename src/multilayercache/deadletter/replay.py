@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .files import Claim, _append_locked, claim
+from .files import Claim, _append_locked, claim, nothing_to_replay
 from .records import DeadLetterRecord, Outcome, _type_name
 
 BatchResult = Outcome | bool | Exception
@@ -127,7 +127,7 @@ def replay_batches(
     target = Path(keep_to) if keep_to is not None else path
     claims = claim(path)
     if not claims:
-        raise FileNotFoundError(2, "no dead-letter file there (nor a replay to resume)", str(path))
+        raise nothing_to_replay(path)
     try:
         run = _Run(_lines(claims), identity, resumed=sum(taken.resumed for taken in claims))
         for chunk in run.batches(batch_size):

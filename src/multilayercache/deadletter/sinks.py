@@ -51,7 +51,7 @@ class DeadLetter:
 
     def _after_fork(self) -> None:
         # In a forked child: a thread of the parent may have held the lock mid-append (the
-        # flock went with the parent's descriptor, which the child never had).
+        # descriptor it held, with its flock, the child closes: see files.py).
         self._lock = threading.Lock()
 
     def append(self, records: Iterable[DeadLetterRecord]) -> None:
