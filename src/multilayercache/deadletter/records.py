@@ -12,13 +12,17 @@ from typing import Any, Literal
 
 from ..core.writequeue import DeadWrite
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 added ``written_ms``; version-1 lines are still read (``written_ms`` ``None``)."""
+READABLE_VERSIONS = (1, 2)
+OPS = ("set", "delete")
 Encoding = Literal["base64", "json", "repr"]
-Outcome = Literal["replayed", "kept", "expired"] | None
+Outcome = Literal["replayed", "kept", "expired", "older"] | None
 """What a replay's ``write`` returns: ``None`` or ``"replayed"`` (done: dropped from the
 file), ``"kept"`` (not for this writer: left in the file), ``"expired"`` (its lifetime is
-over: nothing to write, dropped). Raising counts as a failure: kept. ``True`` / ``False``
-are read as ``"replayed"`` / ``"kept"``."""
+over: nothing to write, dropped), ``"older"`` (the layer holds something at least as new:
+skipped, dropped). Raising counts as a failure: kept. ``True`` / ``False`` are read as
+``"replayed"`` / ``"kept"``."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,10 @@ class DeadLetterRecord:
     store_key: str | None = None
     px: int | None = None
     expires_at: float | None = None
+    written_ms: int | None = None
+    """When the write was made, as the cache acknowledged it (Unix epoch milliseconds, the
+    clock of the process that made it); ``None`` if not known (a version-1 line, a
+    persistence writer's record)."""
 
     @classmethod
     def create(
@@ -53,11 +61,13 @@ class DeadLetterRecord:
         store_key: str | None = None,
         px: int | None = None,
         expires_at: float | None = None,
+        written_ms: int | None = None,
         at: datetime | None = None,
     ) -> DeadLetterRecord:
         """A record of a write of ``key`` (``value``: bytes for a Redis layer, the value for
-        a persistence writer; ignored for a delete) that failed with ``error``."""
-        if op not in ("set", "delete"):
+        a persistence writer; ignored for a delete) made at ``written_ms`` that failed with
+        ``error``, given up at ``at`` (default: now)."""
+        if op not in OPS:
             raise ValueError(f'op must be "set" or "delete", got {op!r}')
         text_key, key_repr = (key, False) if isinstance(key, str) else (repr(key), True)
         encoding: Encoding | None
@@ -88,13 +98,15 @@ class DeadLetterRecord:
             store_key=store_key,
             px=px,
             expires_at=expires_at,
+            written_ms=written_ms,
         )
 
     @classmethod
     def of(cls, dead: DeadWrite, layer: str, **fields: Any) -> DeadLetterRecord:
         """The record of a ``DeadWrite`` (``WriteQueue``'s ``batch.dead``) of ``layer``.
         ``fields``: ``value`` (default: the write's payload), ``store_key``, ``px``,
-        ``expires_at``, ``at``: what the layer knows of the payload it queued."""
+        ``expires_at``, ``written_ms``, ``at``: what the layer knows of the payload it
+        queued."""
         value = fields.pop("value", dead.payload)
         return cls.create(dead.key, dead.op, value, dead.error, dead.attempts, layer, **fields)
 
@@ -127,6 +139,7 @@ class DeadLetterRecord:
                 "value": value,
                 "px": self.px,
                 "expires_at": self.expires_at,
+                "written_ms": self.written_ms,
                 "v": FORMAT_VERSION,
             },
             ensure_ascii=False,
@@ -135,20 +148,39 @@ class DeadLetterRecord:
 
     @classmethod
     def from_json(cls, line: str | bytes) -> DeadLetterRecord:
-        """Parse one line; ``ValueError`` if it is not a dead-letter record."""
+        """Parse one line; ``ValueError`` naming what is wrong if it is not a record this
+        version can replay: not JSON, a field missing, or an ``op`` or a format version it
+        does not know (refused, never guessed at: an unknown op is not replayed as a SET)."""
         try:
             data = json.loads(line)
+            version, op = data["v"], data["op"]
+        except KeyError as error:
+            raise ValueError(f"not a dead-letter record: no field {error}") from None
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"not a dead-letter record: {error}") from None
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
+            raise ValueError(
+                f"format version {version!r} is not one this version reads {READABLE_VERSIONS}"
+            )
+        if op not in OPS:
+            raise ValueError(f"unknown op {op!r}: this version replays only {OPS}")
+        try:
+            written_ms = data["written_ms"] if version >= 2 else None
+            if written_ms is not None and (
+                isinstance(written_ms, bool) or not isinstance(written_ms, int)
+            ):
+                raise TypeError(f"written_ms must be an integer or null, got {written_ms!r}")
             value = data["value"]
             if data["encoding"] == "base64":
                 value = base64.b64decode(value, validate=True)
-            error = data["error"]
+            failure = data["error"]
             return cls(
                 key=data["key"],
-                op=data["op"],
+                op=op,
                 value=value,
                 encoding=data["encoding"],
-                error_type=error["type"],
-                error_message=error["message"],
+                error_type=failure["type"],
+                error_message=failure["message"],
                 attempts=data["attempts"],
                 time=data["time"],
                 layer=data["layer"],
@@ -156,9 +188,12 @@ class DeadLetterRecord:
                 store_key=data["store_key"],
                 px=data["px"],
                 expires_at=data["expires_at"],
+                written_ms=written_ms,
             )
-        except (ValueError, KeyError, TypeError, binascii.Error) as error:
-            raise ValueError(f"not a dead-letter record: {error}") from error
+        except KeyError as error:
+            raise ValueError(f"not a dead-letter record: no field {error}") from None
+        except (ValueError, TypeError, binascii.Error) as error:
+            raise ValueError(f"not a dead-letter record: {error}") from None
 
 
 def _json_round_trips(value: Any) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from .._forking import register_after_fork
 from ..core.writepolicy import DEFAULT_DEAD_LETTER_PATH, DeadLetterSink
 from .files import _append_locked
 from .records import DeadLetterRecord
@@ -25,8 +26,9 @@ class DeadLetter:
 
     ``append`` tries every sink even when one fails, then raises the first error: the
     caller (the write-behind worker) logs it and goes on; the writes are then lost, and
-    said so loudly. Thread-safe; blocking (file IO): call it from a worker thread, or
-    through ``asyncio.to_thread`` from a task."""
+    said so loudly. Thread-safe and fork-safe (a child forked mid-append gets a lock of
+    its own); blocking (file IO): call it from a worker thread, or through
+    ``asyncio.to_thread`` from a task."""
 
     def __init__(
         self,
@@ -44,6 +46,12 @@ class DeadLetter:
         self.fsync = fsync
         self.appended = 0
         """Records taken so far (by the file or the callback)."""
+        self._lock = threading.Lock()
+        register_after_fork(self)
+
+    def _after_fork(self) -> None:
+        # In a forked child: a thread of the parent may have held the lock mid-append (the
+        # descriptor it held, with its flock, the child closes: see files.py).
         self._lock = threading.Lock()
 
     def append(self, records: Iterable[DeadLetterRecord]) -> None:

@@ -59,12 +59,15 @@ SCAN_BATCH = 500
 class PackedWrite(NamedTuple):
     """An encoded write: SET ``redis_key`` to ``data`` until ``expires_at`` (Unix seconds;
     ``None``: no expiry), or DEL it when ``data`` is ``None``. ``milliseconds``: the expiry
-    as it was when the write was encoded (what a dead-letter record shows)."""
+    as it was when the write was encoded (what a dead-letter record shows).
+    ``written_ms``: when the write was made (Unix epoch ms; a set's is its envelope's), so
+    that a replay of its dead letter can tell it from newer writes of the key."""
 
     redis_key: str
     data: bytes | None
     milliseconds: int | None
     expires_at: float | None = None
+    written_ms: int | None = None
 
     def apply(self, client: Any) -> Any:
         """Send it through ``client`` (a client or a pipeline; awaitable for asyncio)."""
@@ -334,13 +337,13 @@ class RedisCodec:
         data = self._pack_at(now_ms, value, lifetime_deltas, load_seconds, value_type)
         # tuple.__new__: the named tuple without its Python-level __new__ (every set()).
         if milliseconds is None:
-            return _new(PackedWrite, (self.redis_key(key), data, None, None))
+            return _new(PackedWrite, (self.redis_key(key), data, None, None, now_ms))
         expires_at = (now_ms + milliseconds) / 1000
-        return _new(PackedWrite, (self.redis_key(key), data, milliseconds, expires_at))
+        return _new(PackedWrite, (self.redis_key(key), data, milliseconds, expires_at, now_ms))
 
     def encode_delete(self, key: Any) -> PackedWrite:
-        """A delete, to be sent later (write-behind)."""
-        return PackedWrite(self.redis_key(key), None, 0)
+        """A delete, to be sent later (write-behind), stamped with the time it was made."""
+        return PackedWrite(self.redis_key(key), None, 0, None, _now_ms())
 
     def pending_entry(self, key: Any, write: PackedWrite, value_type: Any = None) -> Entry | None:
         """What a read of ``key`` finds while ``write`` waits in the write-behind queue:
@@ -352,7 +355,8 @@ class RedisCodec:
 
     def dead_letter_record(self, dead: DeadWrite) -> DeadLetterRecord:
         """The dead-letter record of a write the queue gave up on: the encoded bytes, the
-        Redis key and the expiry, so that ``replay_into_redis`` writes it byte for byte."""
+        Redis key, the expiry and when the write was made, so that ``replay_into_redis``
+        writes it byte for byte, and only over older values."""
         write: PackedWrite = dead.payload
         return DeadLetterRecord.of(
             dead,
@@ -361,6 +365,7 @@ class RedisCodec:
             store_key=write.redis_key,
             px=write.milliseconds,
             expires_at=write.expires_at,
+            written_ms=write.written_ms,
         )
 
     def _packed_pipeline(self, writes: Iterable[PackedWrite]) -> Any:
