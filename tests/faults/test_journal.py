@@ -102,3 +102,29 @@ def test_a_forked_child_journals_on_its_own(redis_url: str, prefix: str, tmp_pat
     assert layer.get_many(["parent", "child"]) == {"parent": 1, "child": 2}
     layer.close()
     cache.close()
+
+
+def test_a_recovered_write_never_overwrites_a_newer_value(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    pid = os.fork()
+    if pid == 0:  # a process that acknowledges two writes, then dies before sending them
+        try:
+            held = WriteBehind(journal=tmp_path, batch_size=1000, max_delay=60)
+            l2 = RedisLayer(redis_url, prefix=prefix)
+            cache = MultilayerCache([InMemoryLayer(max_size=10), l2], [None, LayerPolicy(write=held)])
+            cache.set("taken over", "old")
+            cache.set("only journaled", "old")
+        finally:
+            os._exit(0)  # no atexit, no close: as SIGKILL would
+    os.waitpid(pid, 0)
+    other_process = RedisLayer(redis_url, prefix=prefix)
+    other_process.set("taken over", "newer")  # written after the dead one's write
+    cache = recover(redis_url, prefix, tmp_path)
+    assert cache.flush(timeout=5)
+    assert other_process.get_many(["taken over", "only journaled"]) == {
+        "taken over": "newer",
+        "only journaled": "old",
+    }
+    other_process.close()
+    cache.close()

@@ -301,6 +301,10 @@ class AsyncWriteBehindWorker(WorkerBase):
         """Queue (and journal again) what dead processes left in the journal."""
         assert self.journal is not None
         records, forget = self.journal.recover()
+        # Sent so as never to overwrite a newer value, where the layer can (Redis): other
+        # processes may have written these keys since the dead one acknowledged them.
+        recovered = getattr(self.tier.layer, "recovered_write", None) or (lambda write: write)
+        records = [(key, op, recovered(payload)) for key, op, payload in records]
         now = time.monotonic()
         for key, op, payload in records:
             self.queue.restore(key, op, payload, payload.size, now)

@@ -39,6 +39,7 @@ from ...core.stats import LayerStats
 from ...core.ttl import TTL, optional_ttl_seconds
 from ...core.writequeue import DeadWrite
 from ...deadletter import DeadLetterRecord
+from ...deadletter.into_redis import COMPARE_AND_WRITE
 from ...serializers import MsgpackSerializer, Serializer
 from ...serializers.base import accepts_value_type
 from ...serializers.msgpack import MSGPACK_TAG_VALUE
@@ -61,13 +62,17 @@ class PackedWrite(NamedTuple):
     ``None``: no expiry), or DEL it when ``data`` is ``None``. ``milliseconds``: the expiry
     as it was when the write was encoded (what a dead-letter record shows).
     ``written_ms``: when the write was made (Unix epoch ms; a set's is its envelope's), so
-    that a replay of its dead letter can tell it from newer writes of the key."""
+    that a replay of its dead letter can tell it from newer writes of the key.
+    ``only_if_newer``: written only over an older value (or none), atomically in Redis: a
+    write recovered from a dead process's journal, which other processes may have
+    overtaken meanwhile (``recovered_write``)."""
 
     redis_key: str
     data: bytes | None
     milliseconds: int | None
     expires_at: float | None = None
     written_ms: int | None = None
+    only_if_newer: bool = False
 
     def apply(self, client: Any) -> Any:
         """Send it through ``client`` (a client or a pipeline; awaitable for asyncio)."""
@@ -80,6 +85,13 @@ class PackedWrite(NamedTuple):
         milliseconds = self.milliseconds
         if self.expires_at is not None and self.data is not None:
             milliseconds = max(0, math.ceil((self.expires_at - time.time()) * 1000))
+        if self.only_if_newer:
+            op = "delete" if self.data is None or milliseconds == 0 else "set"
+            return (
+                "EVAL", COMPARE_AND_WRITE, 1, self.redis_key,
+                "" if self.written_ms is None else self.written_ms, op,
+                self.data or b"", "" if milliseconds is None else milliseconds, "",
+            )  # fmt: skip
         if self.data is None or milliseconds == 0:  # a delete, or expired already
             return ("DEL", self.redis_key)
         if milliseconds is None:
@@ -337,9 +349,17 @@ class RedisCodec:
         data = self._pack_at(now_ms, value, lifetime_deltas, load_seconds, value_type)
         # tuple.__new__: the named tuple without its Python-level __new__ (every set()).
         if milliseconds is None:
-            return _new(PackedWrite, (self.redis_key(key), data, None, None, now_ms))
+            return _new(PackedWrite, (self.redis_key(key), data, None, None, now_ms, False))
         expires_at = (now_ms + milliseconds) / 1000
-        return _new(PackedWrite, (self.redis_key(key), data, milliseconds, expires_at, now_ms))
+        return _new(
+            PackedWrite, (self.redis_key(key), data, milliseconds, expires_at, now_ms, False)
+        )
+
+    @staticmethod
+    def recovered_write(write: PackedWrite) -> PackedWrite:
+        """A write found in a dead process's journal (``multilayercache.journal``), to be
+        sent so that it never overwrites a newer value of its key."""
+        return write._replace(only_if_newer=True)
 
     def encode_delete(self, key: Any) -> PackedWrite:
         """A delete, to be sent later (write-behind), stamped with the time it was made."""
