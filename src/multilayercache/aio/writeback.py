@@ -154,8 +154,12 @@ class AsyncWriteBehindWorker(WorkerBase):
                     self.tier.name,
                 )
                 return False
-            except RuntimeError:  # the loop stopped before running it: a fresh one does
-                pass
+            except (concurrent.futures.CancelledError, RuntimeError):
+                # The loop is ending (asyncio.run cancels what is left, as a server's
+                # shutdown does): once it has, a fresh loop closes.
+                ends = time.monotonic() + LOOP_HANDOVER_SECONDS
+                while loop.is_running() and time.monotonic() < ends:
+                    time.sleep(0.01)
         return asyncio.run(self.close(timeout))
 
     async def _wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
