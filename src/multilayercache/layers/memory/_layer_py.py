@@ -38,10 +38,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..._core._bits_py import spread
-from ..._forking import register_after_fork
 from ..._core._hotkeys_py import HotKeyTable
 from ..._core._policy_py import WTinyLfuPolicy
 from ..._core._timerwheel_py import NO_DEADLINE, TimerWheel
+from ..._forking import register_after_fork
 from ...core.freshness import Entry, Freshness, Lifetime
 from ...core.stats import LayerSnapshot, LayerStats
 from ...core.ttl import TTL, ttl_seconds
