@@ -76,8 +76,9 @@ class LoadGate:
     may take it before one that waited; ``timeout`` bounds how long any thread waits.
 
     A forked child starts with every slot free: the threads that held them are not in the
-    child. A slot that the forking thread held (a loader that forked) is given back by
-    ``slot()`` in the parent only; ``release()`` of it in the child raises.
+    child. The forking thread's own slot (its loader forked) is then not the child's:
+    ``slot()`` gives it back in the parent only (a ``release()`` of it in the child raises,
+    as for any slot not taken).
     """
 
     def __init__(self, max_in_flight: int, *, timeout: float | None = None) -> None:
