@@ -256,9 +256,14 @@ def storm(Layer: type, redis_url: str, prefix: str, forks: int, seed: int = 0) -
             report.child_seconds.append(time.perf_counter() - start)
             report.child_loads.append(answer["slowest"])
             report.emptied += bool(answer["emptied"])
+        # Every parent thread still makes progress (one may wait up to ``load_wait`` for a
+        # load slot, more on a loaded machine: a stalled one never moves again).
         before = list(operations)
-        time.sleep(0.1)
-        stalled = [n for n, count in enumerate(operations) if count == before[n]]
+        deadline = time.monotonic() + 5
+        stalled = list(range(len(operations)))
+        while stalled and time.monotonic() < deadline:
+            time.sleep(0.05)
+            stalled = [n for n in stalled if operations[n] == before[n]]
         if stalled:
             report.parent_failures.append(f"parent threads stalled after the forks: {stalled}")
     finally:

@@ -549,7 +549,7 @@ def test_a_child_talks_to_redis_on_connections_of_its_own(
     l1.delete("written by the child")
     value, seconds = timed(lambda: cache.call("get", "written by the child"))
     assert value == 1
-    assert seconds < 0.25
+    assert seconds < 0.5  # the layer's socket timeout: the read did not wait it out
     assert cache.wait(l2.client.client_id()) == parent_connection
     assert cache.raw.stats().read_errors["l2"] == 0
 
