@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .._forking import register_after_fork
 from ..core.backoff import RetryState
 from ..core.driving import DriverBase
 from ..core.plans import (
@@ -43,6 +45,15 @@ class AsyncDriver(DriverBase):
     refresh_workers = RefreshWorkers
     write_worker = AsyncWriteBehindWorker
     load_gate = LoadGate
+
+    def __init__(self, state: CacheState) -> None:
+        super().__init__(state)  # its parts register for forks first: they reset first
+        register_after_fork(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a lock of the child's own for the counters and breakers, and
+        none of the refreshes or breaker probes of the parent's threads."""
+        self.state.after_fork(threading.Lock())
 
     async def run(self, plan: Plan[T]) -> T:
         """Drive ``plan`` to its end and return its result (or raise its exception)."""

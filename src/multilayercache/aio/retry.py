@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager, suppress
 from types import TracebackType
 from typing import TypeVar
 
+from .._forking import register_after_fork
 from ..core.backoff import RetryPolicy, RetryState
 from ..core.ratelimit import LoadGateTimeout, LoadLimit
 
@@ -61,6 +62,9 @@ class LoadGate:
     block. Waiters are served first come, first served: a freed slot is handed straight to
     the oldest waiter (like ``asyncio.Semaphore``), and a waiter that times out or is
     cancelled as it is handed one passes it on, so no slot is lost.
+
+    A forked child starts with every slot free and no waiter: the tasks that held or
+    awaited them belong to its parent's event loop.
     """
 
     def __init__(self, max_in_flight: int, *, timeout: float | None = None) -> None:
@@ -69,6 +73,13 @@ class LoadGate:
         self.timeouts = 0
         """Acquisitions that gave up."""
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._forks = 0  # forks this gate's process came from: ``slot()`` tells slots apart
+        register_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self.limit.forget_in_flight()
+        self._waiters = deque()
+        self._forks += 1
 
     @property
     def in_flight(self) -> int:
@@ -121,10 +132,12 @@ class LoadGate:
     async def slot(self, timeout: float | None = None) -> AsyncIterator[None]:
         """``async with gate.slot(timeout):`` holds a slot for the block."""
         await self.acquire(timeout)
+        forks = self._forks
         try:
             yield
         finally:
-            self.release()
+            if self._forks == forks:  # else a forked child, which forgot the slot already
+                self.release()
 
     async def __aenter__(self) -> None:
         await self.acquire()

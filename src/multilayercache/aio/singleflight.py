@@ -1,11 +1,14 @@
 """Request coalescing across asyncio tasks: concurrent callers for one key share one call
-(the asyncio twin of ``multilayercache.sync.singleflight``)."""
+(the asyncio twin of ``multilayercache.sync.singleflight``). A forked child forgets the
+calls in flight: they are tasks of its parent's event loop."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
+
+from .._forking import register_after_fork
 
 
 class AsyncSingleFlight:
@@ -19,6 +22,11 @@ class AsyncSingleFlight:
         self._tasks: dict[Hashable, asyncio.Task] = {}
         self._batched: dict[Hashable, asyncio.Task] = {}  # per key, the batch loading it
         self.coalesced = 0
+        register_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._tasks = {}
+        self._batched = {}
 
     def __len__(self) -> int:
         """Keys in flight."""

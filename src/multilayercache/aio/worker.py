@@ -1,7 +1,7 @@
 """Background refreshes for asyncio: a few worker tasks take the refreshes that plans queue
 (``core/refresh.py``) and run each in the flight of its key (the asyncio twin of
-``multilayercache.sync.worker``). Workers belong to the running event loop; a new loop gets
-new ones."""
+``multilayercache.sync.worker``). Workers belong to the running event loop; a new loop (or a
+forked child) gets new ones."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .._forking import register_after_fork
 from ..core.plans import Refresh
 from ..core.state import CacheState
 
@@ -33,6 +34,10 @@ class RefreshWorkers:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._busy = 0
+        register_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._loop, self._tasks, self._busy = None, set(), 0
 
     def submit(self, step: Refresh) -> None:
         """Queue refreshes (each dropped if its key is queued or running already, or the

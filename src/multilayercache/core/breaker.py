@@ -344,6 +344,11 @@ class CircuitBreaker:
         are kept)."""
         self._close()
 
+    def forget_probes(self) -> None:
+        """Let new probes go: the ones in flight will never report (a forked child's copy
+        of the breaker, whose probes were its parent's calls)."""
+        self._probes_in_flight = 0
+
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.state.value}, opened {self.opened} times>"
 

@@ -221,6 +221,11 @@ class LoadLimit:
             raise RuntimeError("LoadLimit.leave() without a matching try_enter()")
         self.in_flight -= 1
 
+    def forget_in_flight(self) -> None:
+        """Count no slot as taken: in a forked child, whose copy of the limit counts the
+        slots of its parent's threads or tasks, which it does not have."""
+        self.in_flight = 0
+
 
 class LoadGateTimeout(TimeoutError):
     """No load slot became free in time (raised by ``LoadGate.acquire``, sync and

@@ -119,6 +119,13 @@ class RefreshQueue:
         """The refreshes of ``keys`` (taken by ``pop_batch``) are over."""
         self._running.difference_update(keys)
 
+    def clear(self) -> None:
+        """Forget every refresh queued or running (a forked child: the workers that would
+        run them are its parent's; a key read stale again is queued again)."""
+        self._heap.clear()
+        self._queued.clear()
+        self._running.clear()
+
     def _pop_first(self) -> _Queued | None:
         while self._heap:
             item = heapq.heappop(self._heap)

@@ -141,3 +141,15 @@ class CacheState:
                 tier.name: tier.queue.stats(self.clock()) for tier in self.tiers if tier.queue is not None
             },
         )
+
+    # ---------------------------------------------------------------- after a fork
+    def after_fork(self, lock: AbstractContextManager[Any]) -> None:
+        """In a forked child: guard the counters and breakers with ``lock`` (a thread of
+        the parent may hold the old one), and forget what the parent's threads or tasks
+        were doing (the refreshes they ran, the breaker probes they made)."""
+        self._lock = lock
+        for tier in self.tiers:
+            tier.share_lock(lock)
+            if tier.breaker is not None:
+                tier.breaker.forget_probes()
+        self.refreshes.clear()

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
+from .._forking import register_after_fork
 from ..core.freshness import Entry, Lifetime
 from ..core.stats import LayerStats
 from ..core.ttl import TTL
@@ -68,6 +69,10 @@ class _WriterBase:
         """Items handed to the writer so far."""
         self.deletes = 0
         """Keys handed to the delete function so far."""
+        register_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # in a forked child: a thread of the parent may hold it
 
     def encode_write(
         self,

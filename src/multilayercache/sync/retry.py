@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TypeVar
 
+from .._forking import register_after_fork
 from ..core.backoff import RetryPolicy, RetryState
 from ..core.ratelimit import LoadGateTimeout, LoadLimit
 
@@ -73,6 +74,11 @@ class LoadGate:
     Like ``threading.Semaphore`` (a condition variable over a count, here the core's
     ``LoadLimit``), it does not queue waiters in order: a thread arriving as a slot frees
     may take it before one that waited; ``timeout`` bounds how long any thread waits.
+
+    A forked child starts with every slot free: the threads that held them are not in the
+    child. The forking thread's own slot (its loader forked) is then not the child's:
+    ``slot()`` gives it back in the parent only (a ``release()`` of it in the child raises,
+    as for any slot not taken).
     """
 
     def __init__(self, max_in_flight: int, *, timeout: float | None = None) -> None:
@@ -83,6 +89,14 @@ class LoadGate:
         self.timeouts = 0
         """Acquisitions that gave up."""
         self._condition = threading.Condition(threading.Lock())
+        self._forks = 0  # forks this gate's process came from: ``slot()`` tells slots apart
+        register_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self.limit.forget_in_flight()
+        self.waiting = 0
+        self._forks += 1
 
     @property
     def in_flight(self) -> int:
@@ -115,10 +129,12 @@ class LoadGate:
     def slot(self, timeout: float | None = None) -> Iterator[None]:
         """``with gate.slot(timeout):`` holds a slot for the block."""
         self.acquire(timeout)
+        forks = self._forks
         try:
             yield
         finally:
-            self.release()
+            if self._forks == forks:  # else a forked child, which forgot the slot already
+                self.release()
 
     def __enter__(self) -> None:
         self.acquire()

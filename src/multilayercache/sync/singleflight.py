@@ -3,6 +3,9 @@
 The first caller for a key runs the function; callers that arrive while it runs wait for it
 and get its result or its exception. The in-flight entry is removed when the call ends,
 however it ends. (``multilayercache.aio.singleflight`` is the asyncio twin.)
+
+A forked child forgets the calls in flight: the threads running them are not in the child,
+so a caller there would wait for them forever; it makes its own call instead.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from .._forking import register_after_fork
 from ..core.missing import MISSING
 
 
@@ -31,6 +35,12 @@ class SingleFlight:
         self._calls: dict[Hashable, _Call] = {}
         self._batched: dict[Hashable, _Call] = {}  # per key, loads that run in batches
         self.coalesced = 0  # callers (or, for batches, keys) that waited for another's call
+        register_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._calls = {}
+        self._batched = {}
 
     def __len__(self) -> int:
         """Keys in flight."""
@@ -62,7 +72,9 @@ class SingleFlight:
             raise
         finally:
             with self._lock:
-                del self._calls[key]
+                # Not ours any more if a fork happened meanwhile (this thread forked).
+                if self._calls.get(key) is call:
+                    del self._calls[key]
             call.done.set()
 
     def do_many(
@@ -92,7 +104,8 @@ class SingleFlight:
             finally:
                 with self._lock:
                     for key in led:
-                        del self._batched[key]
+                        if self._batched.get(key) is calls[key]:  # (see ``do``)
+                            del self._batched[key]
                 for key in led:
                     calls[key].done.set()
         for key, call in calls.items():

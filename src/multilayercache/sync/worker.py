@@ -1,7 +1,10 @@
 """Background refreshes for threads: a few daemon worker threads take the refreshes that
 plans queue (``core/refresh.py``: stale before early, hot before cold, bounded) and run each
 in the flight of its key, so that a caller who needs the key meanwhile waits for that
-refresh instead of loading again. The asyncio twin is ``multilayercache.aio.worker``."""
+refresh instead of loading again. The asyncio twin is ``multilayercache.aio.worker``.
+
+A forked child has none of its parent's workers: it starts its own at its first refresh
+(``CacheState.after_fork`` forgets the refreshes the parent's were running or had queued)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .._forking import register_after_fork
 from ..core.plans import Refresh
 from ..core.state import CacheState
 
@@ -34,6 +38,15 @@ class RefreshWorkers:
         self._ready = threading.Condition(threading.Lock())
         self._threads: list[threading.Thread] = []
         self._busy = 0
+        register_after_fork(self)
+
+    def _after_fork(self) -> None:
+        # The thread that forked may be one of the workers (its loader forked): it goes on
+        # with its refresh in the child, and is still busy with it.
+        me = threading.current_thread()
+        self._ready = threading.Condition(threading.Lock())
+        self._threads = [thread for thread in self._threads if thread is me]
+        self._busy = len(self._threads)
 
     def submit(self, step: Refresh) -> None:
         """Queue refreshes (each dropped if its key is queued or running already, or the

@@ -21,10 +21,17 @@ How the pieces fit:
 
 Concurrency: every public method holds one re-entrant lock, so the layer is safe to share
 between threads (also on free-threaded builds). The compiled twin relies on the GIL instead.
+
+Forks: a thread of the parent may hold the lock halfway through an update, leaving lists
+that disagree. So ``fork()`` first takes the lock (``_hold_for_fork``), and the child gets
+a consistent copy and lets go of it. A holder that does not let go in time is stuck in
+user code (a key's ``__eq__``, an injected clock, a value's finalizer): the child then
+cannot trust the structures and starts this layer empty, with a lock of its own.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -34,6 +41,7 @@ from ..._core._bits_py import spread
 from ..._core._hotkeys_py import HotKeyTable
 from ..._core._policy_py import WTinyLfuPolicy
 from ..._core._timerwheel_py import NO_DEADLINE, TimerWheel
+from ..._forking import register_after_fork
 from ...core.freshness import Entry, Freshness, Lifetime
 from ...core.stats import LayerSnapshot, LayerStats
 from ...core.ttl import TTL, ttl_seconds
@@ -60,6 +68,8 @@ from .introspection import layer_repr
 
 # A cached entry's hit count saturates here (the compiled twin keeps it in 31 bits).
 MAX_SLOT_HITS = (1 << 31) - 1
+
+log = logging.getLogger("multilayercache")
 
 
 class InMemoryLayer:
@@ -91,7 +101,17 @@ class InMemoryLayer:
         self.default_ttl = default_ttl_seconds(ttl)
         self._weigher = weigher
         self._clock = checked_clock(clock)
-        self._policy = WTinyLfuPolicy(capacity, weighted)
+        self._start_empty()
+        self._lock = threading.RLock()
+        self._held_for_fork = False
+        self._hits = self._misses = self._expirations = 0
+        self._oversized = 0
+        register_after_fork(self)
+
+    def _start_empty(self) -> None:
+        """The structures of an empty layer, frequency history included."""
+        weighted = self.max_weight is not None
+        self._policy = WTinyLfuPolicy(self.max_weight if weighted else self.max_size, weighted)
         self._wheel = TimerWheel(self._now_ns())
         self._fresh = FreshnessDeadlines()
         self._missed = HotKeyTable()
@@ -100,9 +120,6 @@ class InMemoryLayer:
         self._values: list[Any] = []
         self._slot_hits: list[int] = []
         self._free: list[int] = []
-        self._lock = threading.RLock()
-        self._hits = self._misses = self._expirations = 0
-        self._oversized = 0
 
     # ------------------------------------------------------------------ reads
     def get(self, key: Any, default: Any = None) -> Any:
@@ -341,6 +358,30 @@ class InMemoryLayer:
     def _internals(self) -> dict[str, Any]:
         """For tests: the structures behind the layer (see tests/invariants.py)."""
         return internals(self)
+
+    # ------------------------------------------------------------------ forks
+    def _hold_for_fork(self, deadline: float) -> None:
+        # In the parent, just before fork(): wait for a thread inside an update to finish.
+        wait = max(0.0, deadline - time.monotonic())
+        self._held_for_fork = self._lock.acquire(timeout=wait)
+
+    def _end_fork_hold(self) -> None:
+        if self._held_for_fork:
+            self._held_for_fork = False
+            self._lock.release()
+
+    def _after_fork(self) -> None:
+        if self._held_for_fork:  # the copy is consistent; the forking thread holds the lock
+            self._end_fork_hold()
+            return
+        self._lock = threading.RLock()
+        self._start_empty()
+        log.warning(
+            "%s: a thread of the parent process was inside this InMemoryLayer when it forked "
+            "(stuck in a key's __eq__ or __hash__, the clock, or a finalizer); the child "
+            "starts the layer empty",
+            self.name,
+        )
 
     # ------------------------------------------------------------------ internals
     def _now_ns(self) -> int:

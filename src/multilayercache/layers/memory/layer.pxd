@@ -50,6 +50,7 @@ cdef class InMemoryLayer:
     cdef Py_ssize_t _hits, _misses, _expirations, _oversized
     cdef Ownership _ownership
     cdef list _grave_overflow
+    cdef object __weakref__  # for multilayercache._forking, which holds layers weakly
 
     # reads
     cdef object _read(self, object key, object default, int accept, object aside)

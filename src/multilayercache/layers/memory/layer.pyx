@@ -11,7 +11,8 @@ a value's ``__del__``) only runs where the structures are consistent: hashing, w
 reading the clock happen first; a lookup that had to call ``__eq__`` restarts if the table
 changed meanwhile (``_version``); what leaves the cache is released when the operation ends
 (``ownership.pxd``). On a free-threaded build importing this module re-enables the GIL; the
-pure twin uses a lock instead.
+pure twin uses a lock instead. A forked child ends the operation a thread of its parent was
+in (``_after_fork``): nothing is added to the hit path.
 """
 
 import numpy as np
@@ -30,6 +31,7 @@ from .index cimport EMPTY, MIN_INDEX, NO_BUCKET
 from .keys cimport key_hash as _key_hash
 from .ownership cimport (
     clear_graves,
+    end_foreign_operation,
     list_items,
     list_size,
     release_graves,
@@ -51,6 +53,7 @@ from .slots cimport (
     stored_value,
 )
 
+from ..._forking import register_after_fork
 from ...core.freshness import Entry
 from ...core.ttl import ttl_seconds
 from .arguments import checked_clock, checked_weight, default_ttl_seconds, layer_bounds
@@ -117,6 +120,7 @@ cdef class InMemoryLayer:
         self._last_miss_version = NOT_ABSENT
         self._last_miss_bucket = self._vacant_bucket = NO_BUCKET
         self._hits = self._misses = self._expirations = self._oversized = 0
+        register_after_fork(self)
 
     def __cinit__(self):
         self._ownership.owner = 0
@@ -498,6 +502,11 @@ cdef class InMemoryLayer:
             release_graves(&self._ownership)
         if list_size(<PyObject*>self._grave_overflow):
             self._grave_overflow = []  # releases what spilled over, after the unlock
+
+    def _after_fork(self):
+        # In a forked child (``multilayercache._forking``): see ``ownership.pxd``.
+        if end_foreign_operation(&self._ownership):
+            self._grave_overflow = []
 
     cdef inline int _replace_item(self, Py_ssize_t index, object item) except -1:
         # ``_entries[index] = item``; the old item is released when the operation ends.

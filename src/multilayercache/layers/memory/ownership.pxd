@@ -12,6 +12,11 @@
 # can run Python code (a __del__, a weakref callback) that might call back into the cache.
 # (One that somebody else also holds cannot be freed, so its reference is dropped at once.)
 # Owned references in a fixed array, spilling into a list for large batches.
+#
+# A forked child may inherit an owner: a thread of the parent, switched out mid-operation,
+# which the child does not have. Its operation never ends, so the child ends it: the
+# structures are consistent (the owner was switched out where Python code ran), and the
+# graves it filled hold what already left the cache.
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_REFCNT, Py_XDECREF, PyObject
 
@@ -99,3 +104,14 @@ cdef inline void clear_graves(Ownership* state) noexcept:
     for i in range(state.grave_count):
         Py_XDECREF(state.graves[i])
     state.grave_count = 0
+
+
+cdef inline bint end_foreign_operation(Ownership* state) noexcept:
+    """In a forked child: end the operation of an owner that is not this thread (see the
+    header); whether there was one. The thread that forked, if it owns the layer, ends its
+    operation itself."""
+    if state.owner == PyThread_get_thread_ident():
+        return False
+    state.owner = 0
+    release_graves(state)
+    return True

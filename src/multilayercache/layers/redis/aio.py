@@ -302,6 +302,16 @@ class AsyncRedisLayer(RedisCodec):
             _drop_connections(self.client)
         self._loop = None
 
+    def _after_fork(self) -> None:
+        """In a forked child: connect afresh, as in a new event loop, leaving the parent's
+        connections to it (see ``_drop_connections``). A client given by the user is left
+        alone: used in the child's loop, it raises (see ``_bound``)."""
+        super()._after_fork()
+        if self.url is not None and self._loop is not None:
+            _drop_connections(self.client, forked=True)
+            self.client = self._new_client()
+            self._loop = None
+
     async def _run(self, command: Callable[[], Awaitable[Any]]) -> Any:
         """Run one client call, through the gate when this layer built the pool."""
         if self._gate is None:
@@ -310,34 +320,51 @@ class AsyncRedisLayer(RedisCodec):
             return await command()
 
 
-def _drop_connections(client: Any) -> None:
-    """Close, without a loop, the sockets of a client whose event loop has finished.
+def _drop_connections(client: Any, *, forked: bool = False) -> None:
+    """Close, without a loop, the sockets of a client whose event loop has finished, or
+    (``forked``) a forked child's copies of its parent's sockets.
 
     Their transports belong to a closed loop, so the usual close (which schedules work on
     that loop) cannot run; left alone, they would only be reclaimed by the garbage collector,
     with ResourceWarnings. Best effort: this reaches into redis-py's pool and asyncio's
     transport, and whatever it cannot close is left to the collector.
+
+    After a fork the parent's loop may still be running, and its selector (epoll) is shared
+    with the child: taking a socket out of it, as ``abort()`` or a connection's finalizer
+    would, takes it out for the parent too, whose reads on it then time out. So only the
+    child's copy of each socket is closed, and the connections are left with nothing to
+    close when they are collected.
     """
     pool = getattr(client, "connection_pool", None)
-    if pool is None:  # a cluster client: its nodes' pools are dropped with it
+    if pool is not None:
+        connections = [
+            *getattr(pool, "_available_connections", ()),
+            *getattr(pool, "_in_use_connections", ()),
+        ]
+    elif forked:  # a cluster client: its nodes hold the connections
+        nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", {})
+        connections = [
+            connection
+            for node in nodes.values()
+            for connection in getattr(node, "_connections", ())
+        ]
+    else:  # a cluster client whose loop has finished: its nodes' pools are dropped with it
         return
-    connections = [
-        *getattr(pool, "_available_connections", ()),
-        *getattr(pool, "_in_use_connections", ()),
-    ]
     for connection in connections:
         writer = getattr(connection, "_writer", None)
         if writer is None:
             continue
         transport = writer.transport
-        with contextlib.suppress(Exception):
-            transport.abort()  # marks it closing; scheduling the rest fails on a closed loop
+        if not forked:
+            with contextlib.suppress(Exception):
+                transport.abort()  # marks it closing; scheduling the rest fails on a closed loop
         with contextlib.suppress(Exception):
             transport._sock.close()
             transport._sock = None
         connection._reader = connection._writer = None
-    with contextlib.suppress(Exception):
-        pool.reset()
+    if pool is not None:
+        with contextlib.suppress(Exception):
+            pool.reset()
 
 
 def _ping_now(url: str, cluster: bool, name: str, options: dict[str, Any]) -> None:

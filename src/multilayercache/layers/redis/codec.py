@@ -29,6 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..._forking import register_after_fork
 from ...core.decorate import CallKey
 from ...core.entry import FORMAT_VERSION, NEVER, Deltas, deltas, unwrap, wrap_at
 from ...core.errors import LayerError, UntrustedDataError
@@ -140,6 +141,12 @@ class RedisCodec:
         self._warn_untrusted = ThrottledWarning()
         # encode_write's memo: the last lifetime, and its deltas and expiry.
         self._packing_memo: tuple[Lifetime | None, tuple[Any, int | None]] = (None, (None, None))
+        register_after_fork(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a counter lock of its own (a thread of the parent may have
+        held this one). redis-py's sync pools notice the new pid and connect afresh."""
+        self._counter_lock = threading.Lock()
 
     # ---------------------------------------------------------------- keys and TTLs
     def redis_key(self, key: Any) -> str:
