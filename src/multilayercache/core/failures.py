@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any, NamedTuple
 
 from .errors import ThrottledLoadError
@@ -39,8 +40,9 @@ def same_load(failed: Callable[..., Any], loader: Callable[..., Any]) -> bool:
     try:
         if failed == loader:
             return True
-        code = getattr(failed, "__code__", None)
-        if code is None or code is not getattr(loader, "__code__", None):
+        if not isinstance(failed, FunctionType) or not isinstance(loader, FunctionType):
+            return False  # (a bound method passes its function's __code__ along)
+        if failed.__code__ is not loader.__code__:
             return False
         return bool(
             _captured(failed) == _captured(loader)
@@ -50,7 +52,7 @@ def same_load(failed: Callable[..., Any], loader: Callable[..., Any]) -> bool:
         return False
 
 
-def _captured(function: Any) -> tuple[Any, ...]:
+def _captured(function: FunctionType) -> tuple[Any, ...]:
     return tuple(cell.cell_contents for cell in function.__closure__ or ())
 
 

@@ -36,7 +36,6 @@ from .failures import replay, same_load
 from .freshness import Entry, Freshness, xfetch_due
 from .keys import unique
 from .options import LoadOptions
-from .ratelimit import LoadGateTimeout
 from .plans import (
     Await,
     Call,
@@ -52,6 +51,7 @@ from .plans import (
     promote_found,
     write_loaded,
 )
+from .ratelimit import LoadGateTimeout
 from .refresh import RefreshJob
 from .state import CacheState
 from .ttl import TTL, optional_ttl_seconds
