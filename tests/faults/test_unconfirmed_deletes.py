@@ -44,6 +44,20 @@ def raw(persistent_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
+def restart(server: RedisServer, raw: redis.Redis) -> None:
+    """Restart the server and wait until it has read its data back (until then it answers
+    every command with LOADING)."""
+    server.restart()
+
+    def loaded() -> bool:
+        try:
+            return bool(raw.ping())
+        except redis.BusyLoadingError:
+            return False
+
+    assert wait_until(loaded, 5) is not None
+
+
 def test_a_failed_delete_is_not_undone_when_l2_comes_back(
     persistent_server: RedisServer, raw: redis.Redis, prefix: str
 ) -> None:
@@ -58,7 +72,7 @@ def test_a_failed_delete_is_not_undone_when_l2_comes_back(
             cache.delete("k")
         assert "k" not in l1 and cache.stats().unconfirmed_deletes == 1
         assert cache.get("k") is None  # L2 down: a miss
-        persistent_server.restart()
+        restart(persistent_server, raw)
         assert raw.get(f"{prefix}k") is not None  # L2 holds the old value again
         # Every way of reading sees the delete; the first to reach L2 sends it again.
         assert wait_until(lambda: cache.get("other") == OLD, 3) is not None  # L2 answers
@@ -78,8 +92,7 @@ def test_every_read_path_skips_l2_for_a_key_whose_delete_missed_it(
         persistent_server.kill()
         with pytest.raises(LayerError, match=r"l2 may still hold these 4 keys"):
             cache.delete_many(["a", "b", "c", "d"])
-        persistent_server.restart()
-        assert wait_until(lambda: raw.ping(), 3) is not None
+        restart(persistent_server, raw)
         # Each read below sends the deletes it meets again, once L2 answers.
         assert wait_until(lambda: cache.get_many(["a"]) == {} and not raw.exists(f"{prefix}a"), 3)
         assert cache.remaining_ttl("b") is None and not raw.exists(f"{prefix}b")
@@ -99,7 +112,7 @@ def test_a_set_that_reaches_l2_settles_a_failed_delete(
         persistent_server.kill()
         with pytest.raises(LayerError, match=UNCONFIRMED):
             cache.delete("k")
-        persistent_server.restart()
+        restart(persistent_server, raw)
 
         def written() -> bool:
             try:
@@ -126,7 +139,7 @@ async def test_a_failed_delete_is_not_undone_when_l2_comes_back_tasks(
         with pytest.raises(LayerError, match=UNCONFIRMED):
             await cache.delete("k")
         assert await cache.get("k") is None
-        await asyncio.to_thread(persistent_server.restart)
+        await asyncio.to_thread(restart, persistent_server, raw)
         assert raw.get(f"{prefix}k") is not None
 
         async def l2_answers() -> bool:
