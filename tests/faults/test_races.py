@@ -117,6 +117,7 @@ def test_the_promotion_race_probe_leaves_no_stale_l1_entry_threads(
     l2 = RedisLayer(redis_url, prefix=prefix)
     with MultilayerCache([l1, l2], ALWAYS) as cache:
         stale = probe_threads(cache, l1, l2, write, TRIALS, "")
+    print(f"reader vs {write}, threads: {stale} of {TRIALS} trials left L1 stale")  # with -s
     assert stale == 0, f"reader vs {write}, threads: {stale} of {TRIALS} trials left L1 stale"
 
 
@@ -128,6 +129,7 @@ async def test_the_promotion_race_probe_leaves_no_stale_l1_entry_tasks(
     l2 = AsyncRedisLayer(redis_url, prefix=prefix)
     async with AsyncMultilayerCache([l1, l2], ALWAYS) as cache:
         stale = await probe_tasks(cache, l1, l2, write, TRIALS, "")
+    print(f"reader vs {write}, tasks: {stale} of {TRIALS} trials left L1 stale")  # with -s
     assert stale == 0, f"reader vs {write}, tasks: {stale} of {TRIALS} trials left L1 stale"
 
 

@@ -158,3 +158,23 @@ async def test_a_failed_delete_is_not_undone_when_l2_comes_back_tasks(
 
         assert await cache.get_or_load("k", load) == expected("k")
         assert cache.stats().unconfirmed_deletes == 0
+
+
+def test_a_loaded_value_that_reaches_l2_settles_a_failed_delete(
+    persistent_server: RedisServer, raw: redis.Redis, prefix: str
+) -> None:
+    """L2 refuses the delete (an answer, not an outage: this user may not DEL) but takes
+    writes. A read then skips L2 (its retried delete is refused again), loads, and writes
+    the loaded value there: L2 no longer holds the deleted value, and the mark is settled."""
+    raw.acl_setuser("nodel", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-del"])
+    url = persistent_server.url.replace("redis://", "redis://nodel@")
+    l1 = InMemoryLayer(max_size=100, name="l1")
+    with MultilayerCache([l1, RedisLayer(url, prefix=prefix, name="l2")], ALWAYS) as cache:
+        cache.set("k", OLD)
+        refused = r"no permissions to run the 'del' command; l2 may still hold 'k'"
+        with pytest.raises(LayerError, match=refused):
+            cache.delete("k")
+        assert cache.get_or_load("k", lambda key: NEW) == NEW  # not OLD from L2
+        assert cache.stats().unconfirmed_deletes == 0
+        l1.delete("k")
+        assert cache.get("k") == NEW  # what L2 holds now

@@ -48,8 +48,6 @@ def write(
             state.note_write_error(tier, list(mapping), error)
             yield from forget(state, list(mapping), tier.depth)
             raise
-        if state.unconfirmed:
-            state.confirm_deleted(tier, mapping)
 
 
 def forget(state: CacheState, keys: list[Any], stop: int) -> Plan[None]:
@@ -198,7 +196,8 @@ def store(
     """Write ``mapping`` into one tier (one call for one item or a batch). With ``quiet``
     (a promotion, a loaded value), a failure is counted and logged instead of raised, and a
     value the layer cannot encode is simply not cached there. A write-behind layer gets
-    the writes encoded now and queued (``quiet`` ones only if there is room at once)."""
+    the writes encoded now and queued (``quiet`` ones only if there is room at once). A
+    write that lands settles the deletes of its keys that had not reached the layer."""
     if tier.queue is not None:
         yield from enqueue_writes(state, tier, mapping, lifetime, value_type, quiet, load_seconds)
         return
@@ -223,10 +222,14 @@ def store(
         if not quiet:
             raise
         state.note_write_error(tier, list(mapping), error)
+        return
     except SerializationError as error:
         if not quiet:
             raise
         state.note_encode_error(tier, list(mapping), error)
+        return
+    if state.unconfirmed:  # the layer holds these values now, not the deleted ones
+        state.confirm_deleted(tier, mapping)
 
 
 def enqueue_writes(
