@@ -8,6 +8,7 @@ that L2 does not (an older one, or one L2 no longer has)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import threading
 import time
@@ -173,7 +174,7 @@ class Pausing:
         gate = self._gates.get(name)
         if gate is None:
             return attribute
-        if asyncio.iscoroutinefunction(attribute):
+        if inspect.iscoroutinefunction(attribute):
 
             async def paused_call(*args: Any, **kwargs: Any) -> Any:
                 result = await attribute(*args, **kwargs)

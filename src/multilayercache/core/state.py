@@ -144,6 +144,7 @@ class CacheState:
             self.throttle.failed(key, now, reason)
 
     def load_succeeded(self, key: Any) -> None:
+        """A load of ``key`` succeeded: forget its last failure."""
         with self._lock:
             self.throttle.succeeded(key)
 
