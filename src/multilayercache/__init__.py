@@ -15,6 +15,7 @@ from .core.errors import (
     LayerUnavailableError,
     LoadTimeoutError,
     SerializationError,
+    ThrottledLoadError,
     UntrustedDataError,
 )
 from .core.latency import Percentiles
@@ -55,6 +56,7 @@ __all__ = [
     "RetryPolicy",
     "SerializationError",
     "SignedPickleSerializer",
+    "ThrottledLoadError",
     "UntrustedDataError",
     "WriteBehind",
     "WriteQueueStats",

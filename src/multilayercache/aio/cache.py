@@ -111,11 +111,14 @@ class AsyncMultilayerCache(ManagerBase):
 
     async def delete(self, key: Any) -> bool:
         """Remove the key from every layer; True if any layer had it. If a layer fails, the
-        others are still cleared and its ``LayerError`` is raised."""
+        others are still cleared and its ``LayerError`` is raised; the key is not read
+        from the failed layer until a delete or set of it reaches it (see
+        ``MultilayerCache.delete``)."""
         return await self._run(plans.delete(self._state, key))
 
     async def delete_many(self, keys: Iterable[Any]) -> None:
-        """Remove the keys from every layer (one batch call per layer)."""
+        """Remove the keys from every layer (one batch call per layer); a failure is
+        handled as by ``delete``, for every key."""
         await self._run(plans.delete_many(self._state, keys))
 
     async def clear(self) -> None:

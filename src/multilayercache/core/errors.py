@@ -26,6 +26,14 @@ class LoadTimeoutError(TimeoutError):
     goes on in the background, and its value is cached when it ends."""
 
 
+class ThrottledLoadError(Exception):
+    """A key's load failed moments ago and is not retried yet (``LoadOptions
+    .fail_safe_throttle``), and that failure could not be raised again as a copy of
+    itself (an exception class that can be neither copied nor rebuilt from its
+    arguments): the failure is this error's ``__cause__``. Usually the copy is raised
+    instead, of the loader's own exception type."""
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether ``error`` is a transient layer failure (see ``LayerError``): the backend
     could not be reached, did not answer in time, or its circuit breaker refused the

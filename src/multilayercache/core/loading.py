@@ -12,12 +12,18 @@ the key layer by layer (``find_entry``) and then:
   (``Flight``), the lookups below L1 included. If the loader fails or a timeout passes and a
   stale value is held, the stale value answers (fail-safe) and the key is not reloaded for
   ``fail_safe_throttle`` seconds; a load that outlives a timeout still updates the cache.
+  Without a stale value, callers within those seconds get the failure again instead of a
+  loader call (``core/failures.py``), so a failing backend is not hammered either way.
 
 A background refresh first asks the layers below the one that answered (another process may
 have refreshed the shared layer), then the loader; if that fails, the stale value keeps
 being served and the key is throttled. Refreshes wait in a ``RefreshQueue``, stale before
 early and hot (by the L1's frequency sketch) before cold; batches of keys loaded with one
 bulk loader are refreshed with one bulk call.
+
+Each key's generation (``core/generations.py``) is noted before its lookups below L1 and
+its load: values found below are copied up, and loaded values written, only if no write or
+delete of the key through this manager came in between.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .errors import LayerError, LoadTimeoutError
+from .failures import replay, same_load
 from .freshness import Entry, Freshness, xfetch_due
 from .keys import unique
 from .options import LoadOptions
@@ -44,6 +51,7 @@ from .plans import (
     promote_found,
     write_loaded,
 )
+from .ratelimit import LoadGateTimeout
 from .refresh import RefreshJob
 from .state import CacheState
 from .ttl import TTL, optional_ttl_seconds
@@ -73,10 +81,11 @@ def load(
     local = state.local_depth
     stale: Entry | None = None
     if start < local:
-        entry, depth = yield from find_entry(state, key, value_type, start, True, local)
+        seen: dict[Any, int] = {}
+        entry, depth = yield from find_entry(state, key, value_type, start, True, local, seen=seen)
         if entry is not None:
             answered, value = yield from _serve(
-                state, key, entry, depth, loader, ttl, value_type, condition, options
+                state, key, entry, depth, loader, ttl, value_type, condition, options, seen
             )
             if answered:
                 return value
@@ -95,16 +104,18 @@ def _serve(
     value_type: Any,
     condition: Condition,
     options: LoadOptions,
+    seen: dict[Any, int],
 ) -> Plan[tuple[bool, Any]]:
     """Answer with a held entry if it may: fresh; due (and queue a refresh); stale with
     stale-while-revalidate (and queue a refresh). ``(False, None)``: it may not (stale,
-    and the caller must wait for a load)."""
+    and the caller must wait for a load). ``seen``: the key's generation before the read
+    that found the entry (see ``promote``)."""
     freshness = _freshness(state, entry, depth)
     stale = freshness is Freshness.STALE
     if stale and not options.stale_while_revalidate:
         return False, None
     if depth and not stale:
-        yield from promote(state, {key: entry}, depth, value_type)
+        yield from promote(state, {key: entry}, depth, value_type, seen)
     if freshness is not Freshness.FRESH:
         if stale:
             state.count("stale_served")
@@ -130,30 +141,42 @@ def _load_now(
     """Inside the key's flight: the layers below the in-process ones, then the loader."""
     swr = options.stale_while_revalidate
     unreachable: set[int] = set()  # not written back to: the caller waited on them once
-    entry, depth = yield from find_entry(state, key, value_type, start, swr, None, unreachable)
+    seen = _noted(state, [key])  # before the lookups below and the load
+    entry, depth = yield from find_entry(
+        state, key, value_type, start, swr, None, unreachable, seen
+    )
     if entry is not None:
         answered, value = yield from _serve(
-            state, key, entry, depth, loader, ttl, value_type, condition, options
+            state, key, entry, depth, loader, ttl, value_type, condition, options, seen
         )
         if answered:
             return value
         stale = entry
-    if stale is not None and options.fail_safe and not state.throttle.allow(key, state.clock()):
-        state.count("stale_served")  # it failed a moment ago: do not hammer the backend
-        return stale.value
+    if options.fail_safe:
+        held_off = state.held_off(key)
+        if held_off is not None:  # it failed a moment ago: do not hammer the backend
+            failure, retry_in = held_off
+            if stale is not None:
+                state.count("throttled_loads")
+                state.count("stale_served")
+                return stale.value
+            if failure is not None and same_load(failure.loader, loader):
+                state.count("throttled_loads")
+                raise replay(failure, key, retry_in) from failure.error
     soft = options.soft_timeout if stale is not None else None
     try:
         reply = yield Load(loader, key, soft, options.hard_timeout)
     except Exception as error:
+        if options.fail_safe and (stale is not None or not isinstance(error, LoadGateTimeout)):
+            state.load_failed(key, error, loader)  # (no load slot free: not the key's fault)
         if stale is None or not options.fail_safe:
             raise
-        state.throttle.failed(key, state.clock())
         state.note_load_failure(key, error, "served stale")
         state.count("fail_safe")
         state.count("stale_served")
         return stale.value
     if type(reply) is Pending:
-        finish = _finish(state, key, reply.handle, ttl, value_type, condition)
+        finish = _finish(state, key, loader, reply.handle, ttl, value_type, condition, seen)
         yield Refresh(RefreshJob(lambda keys: finish, coalesce=False), (((_FINISH, key), True, 0),))
         state.count("hard_timeouts" if reply.hard else "soft_timeouts")
         if stale is not None:
@@ -163,30 +186,44 @@ def _load_now(
             f"loading {key!r} took longer than the hard timeout of {options.hard_timeout} s; "
             "it goes on in the background and will be cached when it ends"
         )
-    state.throttle.succeeded(key)
+    state.load_succeeded(key)
     if condition is None or condition(reply.value):
         seconds = reply.seconds
-        yield from write_loaded(state, {key: reply.value}, ttl, value_type, seconds, unreachable)
+        loaded = {key: reply.value}
+        yield from write_loaded(state, loaded, ttl, value_type, seen, seconds, unreachable)
     return reply.value
+
+
+def _noted(state: CacheState, keys: list[Any]) -> dict[Any, int]:
+    """The keys' generations now (empty with a single layer, which tracks none)."""
+    seen: dict[Any, int] = {}
+    if state.generations is not None:
+        state.generations.note(keys, seen)
+    return seen
 
 
 def _finish(
     state: CacheState,
     key: Any,
+    loader: Callable[[Any], Any],
     handle: Any,
     ttl: TTL | None,
     value_type: Any,
     condition: Condition,
+    seen: dict[Any, int],
 ) -> Plan[None]:
-    """The rest of a load that outlived a timeout: cache its value when it ends."""
+    """The rest of a load that outlived a timeout: cache its value when it ends (unless
+    the key was written or deleted since the load began: ``seen``)."""
     try:
         reply = yield Await(handle)
     except Exception as error:
-        state.throttle.failed(key, state.clock())
+        state.load_failed(key, error, loader)
         state.note_load_failure(key, error, "after its timeout")
         return
+    state.load_succeeded(key)
     if condition is None or condition(reply.value):
-        yield from write_loaded(state, {key: reply.value}, ttl, value_type, reply.seconds)
+        loaded = {key: reply.value}
+        yield from write_loaded(state, loaded, ttl, value_type, seen, reply.seconds)
 
 
 def _refresh(
@@ -200,23 +237,25 @@ def _refresh(
 ) -> Plan[None]:
     """A background refresh of a key that the layer at ``depth`` served due or stale."""
     state.count("refreshes")
-    entry, found_at = yield from find_entry(state, key, value_type, depth + 1)
+    seen = _noted(state, [key])
+    entry, found_at = yield from find_entry(state, key, value_type, depth + 1, seen=seen)
     if entry is not None and _freshness(state, entry, found_at) is Freshness.FRESH:
-        yield from promote(state, {key: entry}, found_at, value_type)  # refreshed elsewhere
+        yield from promote(state, {key: entry}, found_at, value_type, seen)  # refreshed elsewhere
         return
     try:
         reply = yield Load(loader, key, None, state.load_options.hard_timeout)
     except Exception as error:
-        state.throttle.failed(key, state.clock())
+        state.load_failed(key, error, loader)
         state.count("refresh_failures")
         state.note_load_failure(key, error, "refresh failed, stale value kept")
         return
     if type(reply) is Pending:  # the hard timeout: let it finish in its own time
-        yield from _finish(state, key, reply.handle, ttl, value_type, condition)
+        yield from _finish(state, key, loader, reply.handle, ttl, value_type, condition, seen)
         return
-    state.throttle.succeeded(key)
+    state.load_succeeded(key)
     if condition is None or condition(reply.value):
-        yield from write_loaded(state, {key: reply.value}, ttl, value_type, reply.seconds)
+        loaded = {key: reply.value}
+        yield from write_loaded(state, loaded, ttl, value_type, seen, reply.seconds)
 
 
 def _ask_refresh(state: CacheState, key: Any, job: RefreshJob, stale: bool) -> Plan[None]:
@@ -228,7 +267,7 @@ def _ask_refresh(state: CacheState, key: Any, job: RefreshJob, stale: bool) -> P
 
 def _refresh_item(state: CacheState, key: Any, stale: bool) -> Plan[tuple[Any, bool, int] | None]:
     """What to queue for a refresh of ``key``: ``None`` while it failed lately."""
-    if not state.throttle.allow(key, state.clock()):
+    if state.held_off(key) is not None:
         return None
     return key, stale, (yield from _frequency(state, key))
 
@@ -269,8 +308,9 @@ def load_many(
     check_loader(bulk_loader)
     options = options or state.load_options
     wanted = unique(keys)
-    found = yield from find_entries(state, wanted, value_type, 0, start, True)
-    answers, stale = yield from _answer(state, found, bulk_loader, ttl, value_type, options)
+    seen: dict[Any, int] = {}
+    found = yield from find_entries(state, wanted, value_type, 0, start, True, seen=seen)
+    answers, stale = yield from _answer(state, found, bulk_loader, ttl, value_type, options, seen)
     missing = [key for key in wanted if key not in answers]
     if missing:
 
@@ -288,10 +328,11 @@ def _answer(
     ttl: TTL | None,
     value_type: Any,
     options: LoadOptions,
+    seen: dict[Any, int],
 ) -> Plan[tuple[dict[Any, Any], dict[Any, Entry]]]:
     """The values that answer now (fresh, due, and stale with stale-while-revalidate; due
     and stale ones queued for a refresh by the bulk loader), and the stale entries kept to
-    fall back on."""
+    fall back on. ``seen``: the keys' generations before the reads that found them."""
     answers: dict[Any, Any] = {}
     stale: dict[Any, Entry] = {}
     refreshes = []
@@ -310,7 +351,7 @@ def _answer(
     if refreshes:
         job = RefreshJob(_refresh_many_for(state, bulk_loader, ttl, value_type), bulk_loader)
         yield Refresh(job, tuple(refreshes))
-    yield from promote_found(state, found, value_type)
+    yield from promote_found(state, found, value_type, seen)
     return answers, stale
 
 
@@ -326,29 +367,70 @@ def _load_many_now(
 ) -> Plan[dict[Any, Any]]:
     swr = options.stale_while_revalidate
     unreachable: set[int] = set()  # not written back to: the callers waited on them once
-    found = yield from find_entries(state, keys, value_type, start, None, swr, unreachable)
-    answers, more_stale = yield from _answer(state, found, bulk_loader, ttl, value_type, options)
+    seen = _noted(state, keys)  # before the lookups below and the load
+    found = yield from find_entries(state, keys, value_type, start, None, swr, unreachable, seen)
+    answers, more_stale = yield from _answer(
+        state, found, bulk_loader, ttl, value_type, options, seen
+    )
     stale = {**stale, **more_stale}
     missing = [key for key in keys if key not in answers]
     if not missing:
         return answers
-    try:
-        reply = yield Load(bulk_loader, missing, None, options.hard_timeout)
-        if type(reply) is Pending:
-            raise LoadTimeoutError(f"the bulk load of {len(missing)} keys passed its hard timeout")
-        loaded = loaded_for(missing, reply.value, bulk_loader)
-    except Exception as error:
-        held = {key: stale[key].value for key in missing if key in stale}
-        if not held or not options.fail_safe:
-            raise
-        state.note_load_failure(missing, error, "served stale")
-        state.count("fail_safe")
-        state.count("stale_served", len(held))
-        return {**answers, **held}
-    if loaded:
-        seconds = reply.seconds / len(missing)
-        yield from write_loaded(state, loaded, ttl, value_type, seconds, unreachable)
+    replayed = None  # a key held off without a stale value: its failure, raised at the end
+    if options.fail_safe:
+        missing, held_off = _held_off(state, missing, bulk_loader)
+        for key, (failure, retry_in) in held_off.items():
+            state.count("throttled_loads")
+            if key in stale:
+                answers[key] = stale[key].value
+                state.count("stale_served")
+            elif replayed is None:
+                replayed = (key, failure, retry_in)
+    loaded: dict[Any, Any] = {}
+    if missing:
+        try:
+            reply = yield Load(bulk_loader, missing, None, options.hard_timeout)
+            if type(reply) is Pending:
+                raise LoadTimeoutError(
+                    f"the bulk load of {len(missing)} keys passed its hard timeout"
+                )
+            loaded = loaded_for(missing, reply.value, bulk_loader)
+        except Exception as error:
+            if options.fail_safe and not isinstance(error, LoadGateTimeout):
+                for key in missing:
+                    state.load_failed(key, error, bulk_loader)
+            held = {key: stale[key].value for key in missing if key in stale}
+            if not held or not options.fail_safe:
+                raise
+            state.note_load_failure(missing, error, "served stale")
+            state.count("fail_safe")
+            state.count("stale_served", len(held))
+            return {**answers, **held}
+        for key in loaded:
+            state.load_succeeded(key)
+        if loaded:
+            seconds = reply.seconds / len(missing)
+            yield from write_loaded(state, loaded, ttl, value_type, seen, seconds, unreachable)
+    if replayed is not None:  # the others are loaded and cached: a retry finds them
+        key, failure, retry_in = replayed
+        raise replay(failure, key, retry_in) from failure.error
     return {**answers, **loaded}
+
+
+def _held_off(
+    state: CacheState, keys: list[Any], bulk_loader: Callable[[list[Any]], Any]
+) -> tuple[list[Any], dict[Any, Any]]:
+    """``keys`` split into those to load now and those whose load by this bulk loader
+    failed less than ``fail_safe_throttle`` ago (``{key: (failure, seconds left)}``)."""
+    to_load: list[Any] = []
+    held_off: dict[Any, Any] = {}
+    for key in keys:
+        held = state.held_off(key)
+        if held is None or held[0] is None or not same_load(held[0].loader, bulk_loader):
+            to_load.append(key)
+        else:
+            held_off[key] = held
+    return to_load, held_off
 
 
 def _refresh_many_for(
@@ -356,22 +438,23 @@ def _refresh_many_for(
 ) -> Callable[[list[Any]], Plan[None]]:
     def refresh(keys: list[Any]) -> Plan[None]:
         state.count("refreshes", len(keys))
+        seen = _noted(state, keys)
         try:
             reply = yield Load(bulk_loader, keys, None, state.load_options.hard_timeout)
             if type(reply) is Pending:
                 return
             loaded = loaded_for(keys, reply.value, bulk_loader)
         except Exception as error:
-            now = state.clock()
             for key in keys:
-                state.throttle.failed(key, now)
+                state.load_failed(key, error, bulk_loader)
             state.count("refresh_failures", len(keys))
             state.note_load_failure(keys, error, "refresh failed, stale values kept")
             return
         for key in loaded:
-            state.throttle.succeeded(key)
+            state.load_succeeded(key)
         if loaded:
-            yield from write_loaded(state, loaded, ttl, value_type, reply.seconds / len(keys))
+            seconds = reply.seconds / len(keys)
+            yield from write_loaded(state, loaded, ttl, value_type, seen, seconds)
 
     return refresh
 

@@ -165,7 +165,10 @@ class LoadOptions:
     fail_safe:
         When the loader (or a slower layer) fails, a stale value is returned instead of the
         error; the key is then not reloaded for ``fail_safe_throttle`` seconds (its stale
-        value is served meanwhile), so a failing backend is not hammered.
+        value is served meanwhile), so a failing backend is not hammered. A caller without
+        a stale value gets the error, and so do the callers of the key with the same loader
+        within those seconds, without a loader call: a copy of the loader's exception,
+        raised from it (``stats().throttled_loads``; see ``core/failures.py``).
     soft_timeout:
         Seconds a caller waits for a load when a stale value could answer instead: past it,
         the stale value is returned and the load goes on, updating the cache when it ends.

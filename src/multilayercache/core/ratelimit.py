@@ -20,6 +20,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import Any
 
 _ROUNDING = 1e-9
 """Tokens short of a request that still let it pass: refilling from clock differences
@@ -112,7 +113,8 @@ class KeyThrottle:
     which is also the order in which they are allowed again: expired keys are dropped from
     the front as time passes (amortized O(1) per call), and when more than ``max_keys``
     keys fail within ``throttle`` seconds the oldest failure is forgotten first: that key
-    is retried a little early, the mildest way to be wrong.
+    is retried a little early, the mildest way to be wrong. Each key keeps the ``reason``
+    given with its failure (the manager keeps the exception, to raise it again).
 
     >>> throttle = KeyThrottle(throttle=1.0)
     >>> throttle.allow("user:1", now=0.0)
@@ -124,7 +126,7 @@ class KeyThrottle:
     True
     """
 
-    __slots__ = ("throttle", "max_keys", "_failed_at", "throttled")
+    __slots__ = ("throttle", "max_keys", "_failed_at", "_reasons", "throttled")
 
     def __init__(self, throttle: float, max_keys: int = 10_000) -> None:
         if not 0 <= throttle < math.inf:
@@ -134,6 +136,7 @@ class KeyThrottle:
         self.throttle = float(throttle)
         self.max_keys = max_keys
         self._failed_at: OrderedDict[Hashable, float] = OrderedDict()
+        self._reasons: dict[Hashable, Any] = {}
         self.throttled = 0
         """Times ``allow`` said no."""
 
@@ -158,17 +161,26 @@ class KeyThrottle:
         # (threads racing for the lock) only delays when an entry is dropped.
         return max(0.0, failed_at + self.throttle - now)
 
-    def failed(self, key: Hashable, now: float) -> None:
-        """A load (refresh) of ``key`` failed at ``now``: hold it off for ``throttle``."""
+    def failed(self, key: Hashable, now: float, reason: Any = None) -> None:
+        """A load (refresh) of ``key`` failed at ``now``: hold it off for ``throttle``.
+        ``reason`` (the failure, say) is kept with it, for ``reason``."""
         self._expire(now)  # first, so that only a key still held off can be forgotten
         self._failed_at[key] = now
         self._failed_at.move_to_end(key)
+        self._reasons[key] = reason
         if len(self._failed_at) > self.max_keys:
-            self._failed_at.popitem(last=False)
+            forgotten, _ = self._failed_at.popitem(last=False)
+            del self._reasons[forgotten]
+
+    def reason(self, key: Hashable) -> Any:
+        """What ``failed`` was told about the key's last failure (``None`` if nothing, or
+        if the key is not held off)."""
+        return self._reasons.get(key)
 
     def succeeded(self, key: Hashable) -> None:
         """A load of ``key`` succeeded: forget its failure."""
         self._failed_at.pop(key, None)
+        self._reasons.pop(key, None)
 
     def _expire(self, now: float) -> None:
         entries = self._failed_at
@@ -177,6 +189,7 @@ class KeyThrottle:
             if failed_at + self.throttle > now:
                 break
             del entries[key]
+            del self._reasons[key]
 
 
 class LoadLimit:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from .failures import FailedLoad
+from .generations import KeyGenerations
 from .latency import LatencyRecorder
 from .log import ThrottledWarning
 from .options import LayerPolicy, LoadOptions
@@ -18,6 +20,7 @@ from .ratelimit import KeyThrottle
 from .refresh import RefreshQueue
 from .stats import CacheStats
 from .tiers import Tier, make_tiers
+from .unconfirmed import UnconfirmedDeletes
 
 
 class CacheState:
@@ -62,7 +65,17 @@ class CacheState:
         self.loads = LatencyRecorder()
         self.loader_calls = 0
         self.throttle = KeyThrottle(self.load_options.fail_safe_throttle)
-        """Keys whose load or refresh failed lately: served stale, not reloaded yet."""
+        """Keys whose load or refresh failed lately: served stale (or, without a stale
+        value, the failure again: ``core/failures.py``), not reloaded yet. Used under
+        ``lock`` (``held_off``, ``load_failed``, ``load_succeeded``)."""
+        self.generations = KeyGenerations() if len(self.tiers) > 1 else None
+        """Per-key generations, so that no copy into a faster layer lands over a newer
+        write or delete (``core/generations.py``); ``None`` with one layer, which has
+        nothing faster to copy into."""
+        self.unconfirmed = UnconfirmedDeletes()
+        """Deletes that did not reach a layer: the key is not read from it until a delete
+        or set of it does (``core/unconfirmed.py``). Used under ``lock``."""
+        self._warn_unconfirmed = ThrottledWarning()
         self.refreshes = RefreshQueue()
         self.counts: Counter[str] = Counter()
         self._lock = lock
@@ -112,6 +125,71 @@ class CacheState:
         message = "%s: %s of %r failed, %s (%d errors so far): %s"
         tier.warn(message, tier.name, action, key, outcome, errors, error)
 
+    # ---------------------------------------------------------------- failing loads
+    def held_off(self, key: Any) -> tuple[FailedLoad | None, float] | None:
+        """``None`` if ``key`` may be loaded now; else, while its last load failed less
+        than ``fail_safe_throttle`` ago, that failure (``None`` if not known) and the
+        seconds left until it may be loaded again."""
+        now = self.clock()
+        with self._lock:
+            if self.throttle.allow(key, now):
+                return None
+            return self.throttle.reason(key), self.throttle.retry_in(key, now)
+
+    def load_failed(self, key: Any, error: BaseException, loader: Any = None) -> None:
+        """A load (or refresh) of ``key`` by ``loader`` raised ``error``: hold it off."""
+        reason = None if loader is None else FailedLoad(error, loader)
+        now = self.clock()
+        with self._lock:
+            self.throttle.failed(key, now, reason)
+
+    def load_succeeded(self, key: Any) -> None:
+        """A load of ``key`` succeeded: forget its last failure."""
+        with self._lock:
+            self.throttle.succeeded(key)
+
+    # ---------------------------------------------------------------- deletes that did not land
+    def mark_unconfirmed(self, tier: Tier, keys: list[Any]) -> None:
+        """A delete of ``keys`` could not reach ``tier``: do not read them from it until a
+        delete or set of them does (see ``core/unconfirmed.py``)."""
+        now, hold = self.clock(), tier.longest_hold
+        dropped = []
+        with self._lock:
+            for key in keys:
+                forgotten = self.unconfirmed.mark(key, tier.depth, now, hold)
+                if forgotten is not None:
+                    dropped.append(forgotten)
+        if dropped:
+            self._warn_unconfirmed(
+                "%s: more than %d deletes wait to reach it; forgot the oldest (%r%s): the "
+                "layer may serve it again (%d forgotten so far)",
+                tier.name, self.unconfirmed.max_keys, dropped[0],
+                f" and {len(dropped) - 1} more" if len(dropped) > 1 else "",
+                self.unconfirmed.dropped,
+            )  # fmt: skip
+
+    def unconfirmed_in(self, tier: Tier, keys: list[Any]) -> list[Any]:
+        """The keys of ``keys`` whose delete has not reached ``tier`` yet."""
+        if not self.unconfirmed:  # the usual case, without taking the lock
+            return []
+        now, depth = self.clock(), tier.depth
+        with self._lock:
+            return [key for key in keys if self.unconfirmed.holds(key, depth, now)]
+
+    def confirm_deleted(self, tier: Tier, keys: Any) -> None:
+        """A delete or a set of ``keys`` reached ``tier``."""
+        if not self.unconfirmed:
+            return
+        with self._lock:
+            for key in keys:
+                self.unconfirmed.confirm(key, tier.depth)
+
+    def confirm_cleared(self, tier: Tier) -> None:
+        """``tier`` was cleared: every delete waiting for it is done."""
+        if self.unconfirmed:
+            with self._lock:
+                self.unconfirmed.confirm_layer(tier.depth)
+
     # ---------------------------------------------------------------- reporting
     def stats(self, coalesced_waits: int) -> CacheStats:
         """Every layer's stats and the manager's own counters."""
@@ -136,6 +214,9 @@ class CacheState:
             refreshes_dropped=self.refreshes.dropped,
             soft_timeouts=self.counts["soft_timeouts"],
             hard_timeouts=self.counts["hard_timeouts"],
+            throttled_loads=self.counts["throttled_loads"],
+            unconfirmed_deletes=len(self.unconfirmed),
+            unconfirmed_deletes_dropped=self.unconfirmed.dropped,
             breakers={tier.name: tier.breaker.stats() for tier in self.tiers if tier.breaker},
             write_queues={
                 tier.name: tier.queue.stats(self.clock()) for tier in self.tiers if tier.queue is not None

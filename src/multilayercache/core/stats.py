@@ -113,6 +113,13 @@ class CacheStats:
     """Refreshes not run for want of budget (see ``core/refresh.py``)."""
     soft_timeouts: int = 0
     hard_timeouts: int = 0
+    throttled_loads: int = 0
+    """Loads not run because the key's load failed less than ``fail_safe_throttle`` ago:
+    the caller got the stale value, or without one that failure again."""
+    unconfirmed_deletes: int = 0
+    """Keys whose delete did not reach a layer, not read from it until one does."""
+    unconfirmed_deletes_dropped: int = 0
+    """Such keys forgotten to stay within the bound (the layer may serve them again)."""
     breakers: dict[str, Any] = field(default_factory=dict)
     """Each IO layer's circuit breaker: state, times opened, calls rejected."""
     write_queues: dict[str, WriteQueueStats] = field(default_factory=dict)

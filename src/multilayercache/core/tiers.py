@@ -4,6 +4,7 @@ the manager counts about it), and the checks that turn a list of layers into tie
 from __future__ import annotations
 
 import inspect
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from .freshness import Lifetime
 from .latency import LatencyRecorder
 from .log import ThrottledWarning
 from .options import LayerPolicy
+from .ttl import optional_ttl_seconds, ttl_seconds
 from .writepolicy import WriteBehind
 from .writequeue import WriteQueue
 
@@ -74,6 +76,11 @@ class Tier:
         case)."""
         if not policy.ttl_jitter and (policy.refresh_ahead is None or not policy.refresh_jitter):
             self.default_lifetime = policy.lifetime_for(None, random.Random())
+        self.longest_hold = _longest_hold(policy, self.layer)
+        """The longest the layer may keep a value written through this manager (its TTL
+        cap, or the layer's default TTL, plus the stale window); raised by writes with a
+        longer TTL of their own (``note_lifetime``). How long a delete that did not reach
+        the layer must be remembered (``core/unconfirmed.py``)."""
         write = self.policy.write
         self.queue: WriteQueue | None = None
         """The write-behind queue (``LayerPolicy(write=WriteBehind(...))``), or ``None``:
@@ -100,6 +107,11 @@ class Tier:
         if ttl is None and self.default_lifetime is not None:
             return self.default_lifetime
         return self.policy.lifetime_for(ttl, rng)
+
+    def note_lifetime(self, lifetime: Lifetime) -> None:
+        """A write into this layer with ``lifetime`` (see ``longest_hold``)."""
+        if lifetime.ttl is not None and lifetime.ttl + lifetime.stale_ttl > self.longest_hold:
+            self.longest_hold = lifetime.ttl + lifetime.stale_ttl
 
     @property
     def guarded(self) -> bool:
@@ -143,6 +155,17 @@ class Tier:
         """Whether the layer offers ``method`` (the optional ones: ``delete_many``,
         ``clear``, ``remaining_ttl``, ``contains``)."""
         return callable(getattr(self.layer, method, None))
+
+
+def _longest_hold(policy: LayerPolicy, layer: Any) -> float:
+    """How long ``layer`` may keep a write without a longer TTL of its own: the policy's
+    TTL cap (requested TTLs never exceed it), else the layer's default TTL (``math.inf``
+    when it has none), plus the stale window."""
+    ttl = optional_ttl_seconds(policy.ttl, "LayerPolicy ttl")
+    if ttl is None:
+        default = getattr(layer, "default_ttl", None)
+        ttl = default if isinstance(default, (int, float)) else math.inf
+    return float(ttl) + ttl_seconds(policy.stale_ttl)
 
 
 def make_tiers(

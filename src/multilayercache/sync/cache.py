@@ -147,12 +147,14 @@ class MultilayerCache(ManagerBase):
 
     def delete(self, key: Any) -> bool:
         """Remove the key from every layer; True if any layer had it. If a layer fails, the
-        others are still cleared and its ``LayerError`` is raised (the failed layer may
-        still hold the value, and serve it again once it is back)."""
+        others are still cleared and its ``LayerError`` is raised. The failed layer may
+        still hold the value: this cache does not read the key from it (nor copy it up)
+        until a delete or set of the key reaches it; each read sends the delete again."""
         return self._run(plans.delete(self._state, key))
 
     def delete_many(self, keys: Iterable[Any]) -> None:
-        """Remove the keys from every layer (one batch call per layer)."""
+        """Remove the keys from every layer (one batch call per layer); a failure is
+        handled as by ``delete``, for every key."""
         self._run(plans.delete_many(self._state, keys))
 
     def clear(self) -> None:

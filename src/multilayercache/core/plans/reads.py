@@ -1,5 +1,11 @@
 """Read plans: ``get``, ``get_many``, ``contains``, ``remaining_ttl``, the search through
-the layers that ``loading.py`` builds on, and promotion into the faster layers."""
+the layers that ``loading.py`` builds on, and promotion into the faster layers.
+
+Two things guard what a read takes from below L1. A read notes each key's generation
+(``core/generations.py``) before it reads a layer below the fastest, and copies a value up
+only while that generation is unchanged: a write or delete of the key meanwhile wins. And
+a layer that a delete of the key did not reach is not read for it: the delete is sent
+again first (``core/unconfirmed.py``)."""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from ..state import CacheState
 from ..tiers import Tier
 from ..writepolicy import Op
 from .steps import Call, Peek, Plan, typed
-from .writes import store
+from .writes import current, remove, store, undo_if_overtaken
 
 
 def get_entry(tier: Tier, key: Any, value_type: Any) -> Plan[Entry | None]:
@@ -72,14 +78,22 @@ def find_entry(
     settle_for_stale: bool = True,
     stop: int | None = None,
     unreachable: set[int] | None = None,
+    seen: dict[Any, int] | None = None,
 ) -> Plan[tuple[Entry | None, int]]:
     """``(entry, depth)`` of the first layer from ``start`` (to ``stop``) that holds the
     key, or ``(None, -1)``. A fresh (or due) entry ends the search; a stale one ends it when
     ``settle_for_stale``, else the search goes on below for a fresh one and falls back to
     the stale one. A layer that fails counts as not holding the key; the depths of those
-    that did not answer at all go into ``unreachable``."""
+    that did not answer at all go into ``unreachable``. The key's generation goes into
+    ``seen`` before a layer below the fastest is read (for ``promote``); a layer that a
+    delete of the key did not reach is not read (see ``redeleted``)."""
     fallback: tuple[Entry | None, int] = (None, -1)
+    generations = state.generations
     for tier in state.tiers[start:stop]:
+        if seen is not None and generations is not None and tier.depth and key not in seen:
+            seen[key] = generations.of(key)
+        if state.unconfirmed and (yield from redeleted(state, tier, [key], unreachable)):
+            continue
         try:
             entry = yield from get_entry(tier, key, value_type)
         except LayerError as error:
@@ -101,11 +115,12 @@ def read(
 ) -> Plan[Any]:
     """``get``: the fresh value from the fastest layer (from depth ``start``) that has one,
     copied up into the faster layers whose policy accepts it; ``default`` if none has."""
-    entry, depth = yield from find_entry(state, key, value_type, start, settle_for_stale=False)
+    seen: dict[Any, int] = {}
+    entry, depth = yield from find_entry(state, key, value_type, start, False, seen=seen)
     if entry is None or entry.freshness is Freshness.STALE:
         return default
     if depth:
-        yield from promote(state, {key: entry}, depth, value_type)
+        yield from promote(state, {key: entry}, depth, value_type, seen)
     return entry.value
 
 
@@ -117,19 +132,30 @@ def find_entries(
     stop: int | None = None,
     settle_for_stale: bool = True,
     unreachable: set[int] | None = None,
+    seen: dict[Any, int] | None = None,
 ) -> Plan[dict[Any, tuple[Entry, int]]]:
     """``find_entry`` for a batch: ``{key: (entry, depth)}`` for the keys some layer from
     ``start`` to ``stop`` holds; one batch call per layer, asking each only for the keys
-    still unsettled."""
+    still unsettled (and noting their generations in ``seen`` first, below the fastest)."""
     found: dict[Any, tuple[Entry, int]] = {}
     remaining = keys
+    generations = state.generations
     for tier in state.tiers[start:stop]:
         if not remaining:
             break
+        if seen is not None and generations is not None and tier.depth:
+            generations.note(remaining, seen)
+        asked = remaining
+        if state.unconfirmed:
+            redone = yield from redeleted(state, tier, remaining, unreachable)
+            if redone:
+                asked = [key for key in remaining if key not in redone]
+                if not asked:
+                    continue
         try:
-            entries = yield from get_entries(tier, remaining, value_type)
+            entries = yield from get_entries(tier, asked, value_type)
         except LayerError as error:
-            state.note_read_error(tier, remaining, error)
+            state.note_read_error(tier, asked, error)
             if unreachable is not None and is_transient(error):
                 unreachable.add(tier.depth)
             continue
@@ -151,9 +177,10 @@ def read_many(state: CacheState, keys: Iterable[Any], value_type: Any = None) ->
     each asked only for what the faster ones missed), in the order asked; values found
     below are copied up."""
     wanted = unique(keys)
-    found = yield from find_entries(state, wanted, value_type, settle_for_stale=False)
+    seen: dict[Any, int] = {}
+    found = yield from find_entries(state, wanted, value_type, settle_for_stale=False, seen=seen)
     if found:
-        yield from promote_found(state, found, value_type)
+        yield from promote_found(state, found, value_type, seen)
     hits = {}
     for key in wanted:
         hit = found.get(key)
@@ -163,9 +190,13 @@ def read_many(state: CacheState, keys: Iterable[Any], value_type: Any = None) ->
 
 
 def promote_found(
-    state: CacheState, found: Mapping[Any, tuple[Entry, int]], value_type: Any
+    state: CacheState,
+    found: Mapping[Any, tuple[Entry, int]],
+    value_type: Any,
+    seen: Mapping[Any, int],
 ) -> Plan[None]:
-    """Copy every fresh entry found below L1 up, one batch per depth."""
+    """Copy every fresh entry found below L1 up, one batch per depth (``seen``: as for
+    ``promote``)."""
     if not state.promotes:
         return
     by_depth: dict[int, dict[Any, Entry]] = {}
@@ -173,25 +204,59 @@ def promote_found(
         if depth and entry.fresh_for > 0:
             by_depth.setdefault(depth, {})[key] = entry
     for depth, entries in by_depth.items():
-        yield from promote(state, entries, depth, value_type)
+        yield from promote(state, entries, depth, value_type, seen)
 
 
 def promote(
-    state: CacheState, entries: Mapping[Any, Entry], depth: int, value_type: Any = None
+    state: CacheState,
+    entries: Mapping[Any, Entry],
+    depth: int,
+    value_type: Any,
+    seen: Mapping[Any, int],
 ) -> Plan[None]:
     """Copy entries found at ``depth`` into the faster layers that accept them, each for no
     longer than the entry is still fresh (and stale) below. A failed copy is counted and
-    logged: the read itself succeeded."""
+    logged: the read itself succeeded.
+
+    ``seen``: each key's generation, noted before the read that found it. A key written or
+    deleted since is not copied, and a copy made while it was is deleted again (see
+    ``core/generations.py`` for why this leaves no faster layer older than a slower one)."""
+    copies: list[tuple[Tier, list[Any]]] = []
     for tier in state.tiers[:depth]:
         if tier.policy.promote == "never":
             continue
         accepts = tier.policy.accepts_promotion
         accepted = {key: entry for key, entry in entries.items() if accepts(key, tier.layer)}
+        accepted = current(state, accepted, seen)
         if not accepted:
             continue
         lifetime = _shortest(tier.lifetime_for(None, state.rng), accepted.values())
         values = {key: entry.value for key, entry in accepted.items()}
         yield from store(state, tier, values, lifetime, value_type, quiet=True)
+        copies.append((tier, list(values)))
+    if copies:
+        yield from undo_if_overtaken(state, copies, seen)
+
+
+def redeleted(
+    state: CacheState, tier: Tier, keys: list[Any], unreachable: set[int] | None
+) -> Plan[list[Any]]:
+    """The keys of ``keys`` whose delete has not reached ``tier`` yet (see
+    ``core/unconfirmed.py``): their delete is sent again, and a success confirms it.
+    Either way ``tier`` is not read for them: they are deleted there now, or it may still
+    hold the deleted value."""
+    marked = state.unconfirmed_in(tier, keys)
+    if not marked:
+        return marked
+    try:
+        yield from remove(tier, marked)
+    except LayerError as error:
+        state.note_read_error(tier, marked, error)
+        if unreachable is not None and is_transient(error):
+            unreachable.add(tier.depth)
+    else:
+        state.confirm_deleted(tier, marked)
+    return marked
 
 
 def _shortest(lifetime: Lifetime, entries: Iterable[Entry]) -> Lifetime:
@@ -207,8 +272,11 @@ def _shortest(lifetime: Lifetime, entries: Iterable[Entry]) -> Lifetime:
 
 def contains(state: CacheState, key: Any) -> Plan[bool]:
     """``contains``: whether any layer holds a live entry (not counted as a read, never
-    promoted). A layer that fails counts as not holding it."""
+    promoted). A layer that fails counts as not holding it, as does one that a delete of
+    it did not reach."""
     for tier in state.tiers:
+        if state.unconfirmed and (yield from redeleted(state, tier, [key], None)):
+            continue
         try:
             if tier.queue is not None:
                 pending = yield Peek(tier, [key])
@@ -229,6 +297,8 @@ def remaining_ttl(state: CacheState, key: Any) -> Plan[float | None]:
     longest: float | None = None
     for tier in state.tiers:
         if not tier.has("remaining_ttl") and tier.queue is None:
+            continue
+        if state.unconfirmed and (yield from redeleted(state, tier, [key], None)):
             continue
         try:
             pending = {} if tier.queue is None else (yield Peek(tier, [key]))

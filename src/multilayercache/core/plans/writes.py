@@ -1,5 +1,11 @@
 """Write plans: ``set`` / ``set_many`` (and its plan-free fast path), loaded values, and
-``delete`` / ``delete_many`` / ``clear``, through write-through and write-behind layers."""
+``delete`` / ``delete_many`` / ``clear``, through write-through and write-behind layers.
+
+Every write and delete goes slowest layer first, and bumps the keys' generations after
+each slower layer and before the next faster one (``core/generations.py``): a reader that
+read the old value below then cannot copy it up over the new one. A delete that does not
+reach a layer marks the key for it (``core/unconfirmed.py``) before that bump, so that a
+reader sees either the bump or the mark."""
 
 from __future__ import annotations
 
@@ -28,8 +34,14 @@ def write(
     optional_ttl_seconds(ttl)
     if not mapping:
         return
+    generations = state.generations
+    slowest = state.tiers_slowest_first[0]
     for tier in state.tiers_slowest_first:
+        if generations is not None and tier is not slowest:
+            generations.bump_many(mapping)
         lifetime = tier.lifetime_for(ttl, state.rng)
+        if ttl is not None:
+            tier.note_lifetime(lifetime)
         try:
             yield from store(state, tier, mapping, lifetime, value_type, quiet=False)
         except LayerError as error:
@@ -42,6 +54,8 @@ def forget(state: CacheState, keys: list[Any], stop: int) -> Plan[None]:
     """Drop ``keys`` from the layers faster than depth ``stop`` (after a write into it
     failed). Best effort: a layer that fails here too is counted and logged, and the
     write's own error is the one the caller gets."""
+    if state.generations is not None:
+        state.generations.bump_many(keys)  # the failed write may land: copy nothing older
     for tier in state.tiers[:stop]:
         try:
             yield from remove(tier, keys)
@@ -49,11 +63,12 @@ def forget(state: CacheState, keys: list[Any], stop: int) -> Plan[None]:
             state.note_write_error(tier, keys, error)
 
 
-def remove(tier: Tier, keys: list[Any]) -> Plan[None]:
+def remove(tier: Tier, keys: list[Any], block: bool = True) -> Plan[None]:
     """Delete ``keys`` from one layer: queued for a write-behind one (after its queued
-    writes of them, in order), else in one batch call when the layer has one."""
+    writes of them, in order; ``block``: waiting for room), else in one batch call when
+    the layer has one."""
     if tier.queue is not None:
-        yield from enqueue_deletes(tier, keys)
+        yield from enqueue_deletes(tier, keys, block)
     elif len(keys) > 1 and tier.has("delete_many"):
         yield Call(tier, "delete_many", (keys,))
     else:
@@ -74,8 +89,13 @@ def write_at_once(
     first, as plain calls. ``put_now[depth](key, op, payload, size)`` queues a write for
     the layer at ``depth`` if there is room now; when a queue has none, returns False
     before any faster layer is written, and the caller runs ``write``, which waits for
-    room (a write already queued below is then queued again: the same value, coalesced)."""
+    room (a write already queued below is then queued again: the same value, coalesced).
+    The key's generation is bumped before each layer but the slowest, as ``write`` does."""
+    generations = state.generations
+    slowest = state.tiers_slowest_first[0]
     for tier in state.tiers_slowest_first:
+        if generations is not None and tier is not slowest:
+            generations.bump(key)
         # Tier.lifetime_for, inlined: this loop is the whole of a write-behind set().
         lifetime = tier.default_lifetime if ttl is None else None
         if lifetime is None:
@@ -94,6 +114,7 @@ def write_loaded(
     mapping: Mapping[Any, Any],
     ttl: TTL | None,
     value_type: Any,
+    seen: Mapping[Any, int],
     load_seconds: float = 0.0,
     skip: Container[int] = (),
 ) -> Plan[None]:
@@ -101,12 +122,66 @@ def write_loaded(
     even if caching it fails: count and log, do not raise; a value the shared layer cannot
     encode still goes into the in-process layer. The layers at the depths in ``skip`` are
     left out: those that did not answer the lookup before this load, which the caller
-    would otherwise wait on a second time (a blackholed server: twice its timeout)."""
+    would otherwise wait on a second time (a blackholed server: twice its timeout).
+
+    ``seen``: each key's generation, noted before the load began. A key written or deleted
+    through this manager since is not written (that write is newer than what the loader
+    read), checked before each layer; copies into faster layers made while it was are
+    deleted again, as a promotion's are (``core/generations.py``). What this cannot stop:
+    a loaded value landing in the slowest layer just after a set there that had not bumped
+    the generation yet (the look-aside cache's stale set, which only a conditional write
+    in that layer could)."""
+    written: list[tuple[Tier, list[Any]]] = []
+    first = True
     for tier in state.tiers_slowest_first:
         if tier.depth in skip:
             continue
+        mapping = current(state, dict(mapping), seen)
+        if not mapping:
+            return
         lifetime = tier.lifetime_for(ttl, state.rng)
+        if ttl is not None:
+            tier.note_lifetime(lifetime)
         yield from store(state, tier, mapping, lifetime, value_type, True, load_seconds)
+        if not first:
+            written.append((tier, list(mapping)))
+        first = False
+    if written:
+        yield from undo_if_overtaken(state, written, seen)
+
+
+def current(state: CacheState, items: dict[Any, Any], seen: Mapping[Any, int]) -> dict[Any, Any]:
+    """``items`` without the keys written or deleted since their generation was noted in
+    ``seen`` (or never noted there)."""
+    generations = state.generations
+    if generations is None or not items:
+        return items
+    moved = generations.changed({key: seen.get(key, -1) for key in items})
+    if not moved:
+        return items
+    return {key: value for key, value in items.items() if key not in moved}
+
+
+def undo_if_overtaken(
+    state: CacheState, copies: list[tuple[Tier, list[Any]]], seen: Mapping[Any, int]
+) -> Plan[None]:
+    """After copying keys into faster layers (``copies``: each layer and its keys): delete
+    the copies of the keys written or deleted meanwhile, whose write may have landed
+    before the copy. Best effort, as the copy was: a failure is counted and logged."""
+    generations = state.generations
+    if generations is None:
+        return
+    copied = {key for _, keys in copies for key in keys}
+    moved = set(generations.changed({key: seen.get(key, -1) for key in copied}))
+    if not moved:
+        return
+    for tier, keys in copies:
+        overtaken = [key for key in keys if key in moved]
+        if overtaken:
+            try:
+                yield from remove(tier, overtaken, block=False)
+            except (LayerError, QueueFull, WriteQueueClosed) as error:
+                state.note_write_error(tier, overtaken, error)
 
 
 def store(
@@ -121,7 +196,8 @@ def store(
     """Write ``mapping`` into one tier (one call for one item or a batch). With ``quiet``
     (a promotion, a loaded value), a failure is counted and logged instead of raised, and a
     value the layer cannot encode is simply not cached there. A write-behind layer gets
-    the writes encoded now and queued (``quiet`` ones only if there is room at once)."""
+    the writes encoded now and queued (``quiet`` ones only if there is room at once). A
+    write that lands settles the deletes of its keys that had not reached the layer."""
     if tier.queue is not None:
         yield from enqueue_writes(state, tier, mapping, lifetime, value_type, quiet, load_seconds)
         return
@@ -146,10 +222,14 @@ def store(
         if not quiet:
             raise
         state.note_write_error(tier, list(mapping), error)
+        return
     except SerializationError as error:
         if not quiet:
             raise
         state.note_encode_error(tier, list(mapping), error)
+        return
+    if state.unconfirmed:  # the layer holds these values now, not the deleted ones
+        state.confirm_deleted(tier, mapping)
 
 
 def enqueue_writes(
@@ -184,7 +264,7 @@ def enqueue_writes(
         state.note_write_error(tier, list(mapping), error)
 
 
-def enqueue_deletes(tier: Tier, keys: list[Any]) -> Plan[None]:
+def enqueue_deletes(tier: Tier, keys: list[Any], block: bool = True) -> Plan[None]:
     """Queue deletes of ``keys`` for a write-behind layer (after the writes queued before
     them: a key's writes are sent in order)."""
     encode = tier.layer.encode_delete
@@ -192,16 +272,22 @@ def enqueue_deletes(tier: Tier, keys: list[Any]) -> Plan[None]:
     for key in keys:
         payload = encode(key)
         writes.append((key, "delete", payload, payload.size))
-    yield Enqueue(tier, writes, block=True)
+    yield Enqueue(tier, writes, block=block)
 
 
 def delete(state: CacheState, key: Any) -> Plan[bool]:
     """``delete``: remove the key from every layer; True if any had it. If a layer fails,
-    the others are still cleared, then the first error is raised. A write-behind layer gets
-    the delete queued (it counts as having had the key only if a write of it was queued)."""
+    the others are still cleared, then the first error is raised; the key is not read from
+    the failed layer until a delete or set of it reaches it (``unconfirmed``). A
+    write-behind layer gets the delete queued (it counts as having had the key only if a
+    write of it was queued)."""
     removed = False
     failure: LayerError | None = None
+    generations = state.generations
+    slowest = state.tiers_slowest_first[0]
     for tier in state.tiers_slowest_first:
+        if generations is not None and tier is not slowest:
+            generations.bump(key)
         try:
             if tier.queue is not None:
                 pending = yield Peek(tier, [key])
@@ -211,7 +297,10 @@ def delete(state: CacheState, key: Any) -> Plan[bool]:
             removed = (yield Call(tier, "delete", (key,))) or removed
         except LayerError as error:
             state.note_write_error(tier, key, error)
-            failure = failure or error
+            failure = failure or unconfirmed(state, tier, [key], error)
+            continue
+        if state.unconfirmed:
+            state.confirm_deleted(tier, [key])
     if failure is not None:
         raise failure
     return removed
@@ -219,28 +308,58 @@ def delete(state: CacheState, key: Any) -> Plan[bool]:
 
 def delete_many(state: CacheState, keys: Iterable[Any]) -> Plan[None]:
     """``delete_many``: remove every key from every layer (one batch call per layer that
-    has one); like ``delete``, the other layers are cleared before an error is raised."""
+    has one); like ``delete``, the other layers are cleared before an error is raised, and
+    the keys are not read from the failed layer until a delete or set of them reaches it."""
     wanted = unique(keys)
     failure: LayerError | None = None
+    generations = state.generations
+    slowest = state.tiers_slowest_first[0]
     for tier in state.tiers_slowest_first:
+        if generations is not None and tier is not slowest:
+            generations.bump_many(wanted)
         try:
             yield from remove(tier, wanted)
         except LayerError as error:
             state.note_write_error(tier, wanted, error)
-            failure = failure or error
+            failure = failure or unconfirmed(state, tier, wanted, error)
+            continue
+        if state.unconfirmed:
+            state.confirm_deleted(tier, wanted)
     if failure is not None:
         raise failure
 
 
+def unconfirmed(state: CacheState, tier: Tier, keys: list[Any], error: LayerError) -> LayerError:
+    """A delete of ``keys`` did not reach ``tier``: mark them (before the generation bump
+    that follows, see the module docstring) and say so in ``error``'s message."""
+    if tier.in_process:
+        return error
+    state.mark_unconfirmed(tier, keys)
+    what = repr(keys[0]) if len(keys) == 1 else f"these {len(keys)} keys"
+    note = (
+        f"; {tier.name} may still hold {what}: this cache will not read "
+        f"{'it' if len(keys) == 1 else 'them'} from {tier.name} until a delete or set "
+        f"reaches it (each read sends the delete again first)"
+    )
+    message = error.args[0] if error.args else ""
+    error.args = (f"{message}{note}", *error.args[1:])
+    return error
+
+
 def clear(state: CacheState) -> Plan[None]:
     """``clear``: empty every layer that can be emptied (the in-process one, and a shared
-    one under its key prefix); the others are cleared before an error is raised. A
-    write-behind layer's queue is flushed first, so that no write queued before the clear
-    lands after it."""
+    one under its key prefix), slowest first; the others are cleared before an error is
+    raised. A write-behind layer's queue is flushed first, so that no write queued before
+    the clear lands after it. Every key's generation is bumped before each faster layer is
+    cleared: a read that found a value below before the clear does not copy it up."""
     failure: LayerError | None = None
-    for tier in state.tiers:
+    cleared_one = False
+    for tier in state.tiers_slowest_first:
         if not tier.has("clear"):
             continue
+        if cleared_one and state.generations is not None:
+            state.generations.bump_all()
+        cleared_one = True
         try:
             if tier.queue is not None:
                 yield Flush(tier)
@@ -248,5 +367,7 @@ def clear(state: CacheState) -> Plan[None]:
         except LayerError as error:
             state.note_write_error(tier, "(clear)", error)
             failure = failure or error
+            continue
+        state.confirm_cleared(tier)
     if failure is not None:
         raise failure
