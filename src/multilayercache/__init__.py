@@ -28,7 +28,7 @@ from .deadletter import DeadLetter, read_dead_letters, replay, replay_into_redis
 from .layers.memory import InMemoryLayer
 from .layers.redis import AsyncRedisLayer, RedisLayer
 from .layers.writer import AsyncWriterLayer, WriterLayer
-from .serializers import MsgpackSerializer, SignedPickleSerializer
+from .serializers import Compressed, MsgpackSerializer, SignedPickleSerializer
 from .sync.cache import MultilayerCache
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "AsyncWriterLayer",
     "BreakerPolicy",
     "CacheStats",
+    "Compressed",
     "DeadLetter",
     "HotKey",
     "InMemoryLayer",

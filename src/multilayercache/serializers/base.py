@@ -37,3 +37,5 @@ def accepts_value_type(serializer: Serializer) -> bool:
 
 MSGPACK_TAG = b"\x01"
 SIGNED_PICKLE_TAG = b"\x02"
+ZLIB_TAG = b"\x03"
+ZSTD_TAG = b"\x04"

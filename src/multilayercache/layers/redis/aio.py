@@ -28,6 +28,7 @@ from ...core.errors import LayerUnavailableError
 from ...core.freshness import Entry, Lifetime
 from ...core.ttl import TTL
 from ...serializers import Serializer
+from ...serializers.compressed import Algorithm, Compressed
 from . import fastpath
 from .codec import SCAN_BATCH, PackedWrite, RedisCodec, as_list
 from .codec import client_options as with_defaults
@@ -55,12 +56,13 @@ class AsyncRedisLayer(RedisCodec):
         ttl: TTL | None = None,
         ttl_jitter: float = 0.0,
         serializer: Serializer | None = None,
+        compression: Algorithm | Compressed | None = None,
         name: str = "redis",
         verify: bool = False,
         max_connections: int | None = None,
         **client_options: Any,
     ) -> None:
-        super().__init__(prefix, ttl, ttl_jitter, serializer, name)
+        super().__init__(prefix, ttl, ttl_jitter, serializer, name, compression)
         options_given = client_options
         if (url is None) == (client is None):
             raise ValueError("give either a url or a client")

@@ -43,6 +43,7 @@ from ...deadletter import DeadLetterRecord
 from ...deadletter.into_redis import COMPARE_AND_WRITE
 from ...serializers import MsgpackSerializer, Serializer
 from ...serializers.base import accepts_value_type
+from ...serializers.compressed import Algorithm, Compressed
 from ...serializers.msgpack import MSGPACK_TAG_VALUE
 
 DEFAULT_TTL_SECONDS = 3600.0
@@ -120,11 +121,20 @@ class RedisCodec:
         ttl_jitter: float,
         serializer: Serializer | None,
         name: str,
+        compression: Algorithm | Compressed | None = None,
     ) -> None:
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         if serializer is not None and not isinstance(serializer, Serializer):
             raise TypeError("serializer must have dumps(value) -> bytes and loads(bytes)")
+        if isinstance(compression, str):  # large values compressed (serializers/compressed.py)
+            serializer = Compressed(serializer, algorithm=compression)
+        elif isinstance(compression, Compressed):
+            if serializer is not None:
+                raise TypeError("give the serializer inside Compressed(serializer), not both")
+            serializer = compression
+        elif compression is not None:
+            raise TypeError(f'compression must be "zlib", "zstd" or Compressed(...), got {compression!r}')
         self.name = name
         self.prefix = prefix
         default = optional_ttl_seconds(ttl)
