@@ -14,7 +14,7 @@ from multilayercache import LayerPolicy, SerializationError
 
 
 class Unencodable:
-    """A value MessagePack cannot represent (as a pydantic model without a declared type)."""
+    """A value MessagePack cannot represent (an object of a class of its own)."""
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Unencodable)

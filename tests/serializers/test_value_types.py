@@ -169,6 +169,27 @@ def test_without_a_declared_type_the_data_model_is_messagepack(l2) -> None:
     }
 
 
+def test_a_pydantic_model_without_a_declared_type_is_stored_as_its_fields(l2) -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Order(pydantic.BaseModel):
+        id: int
+        at: dt.datetime
+        total: Decimal
+
+    order = Order(id=7, at=dt.datetime(2024, 1, 2, tzinfo=dt.UTC), total=Decimal("9.90"))
+    cache = MultilayerCache([InMemoryLayer(max_size=10), l2])
+    cache.set("order", order)  # as a dataclass would be: no value_type needed
+    assert cache.get("order") is order  # L1 holds the model itself
+    assert MultilayerCache([l2]).get("order") == {
+        "id": 7,
+        "at": "2024-01-02T00:00:00Z",
+        "total": "9.90",
+    }
+    typed = MultilayerCache([l2], value_type=Order)
+    assert typed.get("order") == order  # declared: the model again
+
+
 def test_get_or_load_takes_its_own_value_type(l2) -> None:
     cache = MultilayerCache([InMemoryLayer(max_size=10), l2])
     assert cache.get_or_load("k", lambda key: (1, "a"), value_type=tuple[int, str]) == (1, "a")

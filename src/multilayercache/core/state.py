@@ -121,7 +121,7 @@ class CacheState:
         self._warn(tier, "write", key, "not cached in this layer", error)
 
     def _warn(self, tier: Tier, action: str, key: Any, outcome: str, error: Exception) -> None:
-        errors = tier.read_errors + tier.write_errors
+        errors = tier.read_errors + tier.write_errors + tier.encode_errors  # this one included
         message = "%s: %s of %r failed, %s (%d errors so far): %s"
         tier.warn(message, tier.name, action, key, outcome, errors, error)
 

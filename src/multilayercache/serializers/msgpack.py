@@ -20,6 +20,7 @@ None, bool, int, float, str, bytes     the same
 list, tuple, set, frozenset            list
 dict                                   dict
 dataclass, msgspec Struct              dict of its fields
+pydantic model                         dict of its fields, in JSON mode
 aware datetime                         datetime in UTC
 naive datetime, date, time, timedelta  ISO 8601 str
 Decimal, UUID                          str
@@ -28,7 +29,7 @@ enum member                            its value
 
 Ints must fit in 64 bits (-2**63 .. 2**64 - 1); larger ones raise ``SerializationError``
 (store them as str, or use ``SignedPickleSerializer``). Objects MessagePack cannot represent
-(a pydantic model without a declared type, a socket, ...) raise ``SerializationError``.
+(a socket, a lock, ...) raise ``SerializationError``.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class MsgpackSerializer:
     """
 
     def __init__(self) -> None:
-        self._encode = msgspec.msgpack.Encoder().encode
+        self._encode = msgspec.msgpack.Encoder(enc_hook=_plain_data).encode
         self._decode = msgspec.msgpack.Decoder().decode
         self._typed: dict[Any, _TypedCodec] = {}
 
@@ -81,11 +82,9 @@ class MsgpackSerializer:
                 "SignedPickleSerializer(key=...)"
             ) from None
         except (TypeError, ValueError) as error:
-            hint = "declare value_type=... " if _is_pydantic_model(value) else ""
             raise SerializationError(
                 f"cannot encode a value of type {type(value).__qualname__!r} with MessagePack "
-                f"({error}); "
-                f"{hint or 'store plain data, '}or use SignedPickleSerializer(key=...)"
+                f"({error}); store plain data, or use SignedPickleSerializer(key=...)"
             ) from None
 
     def loads(self, data: bytes, value_type: Any = None) -> Any:
@@ -168,6 +167,14 @@ def _mentions_pydantic(value_type: Any) -> bool:
     if isinstance(value_type, type):
         return any(cls.__module__.startswith("pydantic") for cls in value_type.__mro__[1:])
     return any(_mentions_pydantic(argument) for argument in typing.get_args(value_type))
+
+
+def _plain_data(value: Any) -> Any:
+    """What MessagePack stores for an object it does not know, without a declared type: a
+    pydantic model as its fields (JSON mode, as a dataclass is stored); nothing else."""
+    if _is_pydantic_model(value):
+        return value.model_dump(mode="json")
+    raise NotImplementedError(f"objects of type {type(value).__qualname__} are not supported")
 
 
 def _unchanged(value: Any) -> Any:
