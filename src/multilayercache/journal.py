@@ -20,7 +20,7 @@ journal, then the dead process's files are deleted. A record cut short by a powe
 length or CRC does not check) ends the segment.
 
 A record: 4 bytes length, 4 bytes CRC-32 (big-endian), then a pickle of ``(key, op,
-payload)``. The journal is the service's own private file, like a database's write-ahead
+payload type, payload fields)``. The journal is the service's own private file, like a database's write-ahead
 log: the folder is created 0700 and files 0600, and only a later run of the same service
 reads it back. A key that cannot be pickled (a ``@cached`` call's key) is journaled as its
 text, the form a shared layer stores it under.
@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from .core.errors import SerializationError
+from .layers.redis.codec import PackedWrite
+from .layers.writer import PersistWrite
 
 try:
     import fcntl
@@ -57,6 +59,8 @@ SEGMENT_BYTES = 16 * 1024 * 1024
 """... or after this many bytes."""
 
 _HEADER = struct.Struct(">II")  # length, CRC-32 of the pickle
+_PAYLOADS: dict[str, type] = {"PackedWrite": PackedWrite, "PersistWrite": PersistWrite}
+"""The layers' queued writes, journaled as their fields."""
 Record = tuple[Any, str, Any]  # key, op, payload
 
 
@@ -84,15 +88,22 @@ class Journal:
     def encode(key: Any, op: str, payload: Any) -> bytes:
         """The record of a write (before its key is queued: a value that cannot be
         journaled raises ``SerializationError`` and is not acknowledged)."""
+        # The layers' payloads as plain tuples and a name: pickling a named tuple as itself
+        # costs twice as much, on every set().
+        kind = type(payload).__name__
+        if _PAYLOADS.get(kind) is type(payload):
+            fields = tuple(payload)
+        else:
+            kind, fields = "", payload
         try:
-            data = pickle.dumps((key, op, payload), protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps((key, op, kind, fields), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
             try:  # a key with no pickled form (a @cached call's): its text
-                data = pickle.dumps((str(key), op, payload), protocol=pickle.HIGHEST_PROTOCOL)
+                data = pickle.dumps((str(key), op, kind, fields), protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as error:
                 raise SerializationError(
                     f"the write of {key!r} cannot be journaled: {error}"
-                ) from error
+                ) from None
         return _HEADER.pack(len(data), zlib.crc32(data)) + data
 
     def append(self, record: bytes, now: float, mark: Callable[[], int]) -> None:
@@ -211,7 +222,8 @@ def _records(segment: Path) -> Iterator[Record]:
             log.error("multilayercache: %s: a torn record at byte %d ends it", segment, offset)
             return
         try:
-            key, op, payload = pickle.loads(body)
+            key, op, kind, fields = pickle.loads(body)
+            payload = _PAYLOADS[kind](*fields) if kind else fields
         except Exception as error:  # written by another version that no longer reads back
             log.error("multilayercache: %s: unreadable record at byte %d: %r", segment, offset, error)
         else:
