@@ -493,6 +493,33 @@ class Model:
     finish_order: dict[int, list[int]] = field(default_factory=dict)  # key -> seqs finished
 
 
+def test_after_a_failure_batches_are_late_until_the_queue_caught_up() -> None:
+    q = queue(batch_size=1, max_lag=2.0)
+    q.put("a", "set", b"1", 1, now=0.0)
+    first = q.take(0.0)
+    assert first is not None and not first.late
+    assert q.failed(first, DOWN, now=0.1) is not None  # retried: every retry goes late
+    q.put("b", "set", b"2", 1, now=0.2)
+    during = q.take(3.0)  # "a" has waited 3 s, more than max_lag: still behind
+    assert q.recovering and during is not None and during.late
+    q.done(first)
+    q.done(during)
+    q.put("c", "set", b"3", 1, now=5.0)
+    after = q.take(5.01)  # the lag is back under max_lag: caught up
+    assert after is not None and not after.late and not q.recovering
+
+
+def test_the_lag_bound_pushes_back_only_while_the_layer_takes_writes() -> None:
+    q = queue(batch_size=10, max_lag=1.0, max_delay=60.0)
+    q.put("a", "set", b"1", 1, now=0.0)
+    assert q.lag(0.5) == 0.5 and not q.full(1, "b", now=0.5)
+    assert q.full(1, "b", now=1.5) and not q.offer("b", "set", b"2", 1, now=1.5)
+    assert q.offer("a", "set", b"3", 1, now=1.5)  # replaces a queued write: no new slot
+    batch = q.take(1.5)
+    assert batch is not None and q.failed(batch, DOWN, now=1.6) is not None
+    assert q.offer("b", "set", b"2", 1, now=5.0)  # the layer is down: only the bounds hold
+
+
 MAX_ITEMS, MAX_BYTES, BATCH = 6, 30, 3
 KEYS = st.integers(0, 4)
 

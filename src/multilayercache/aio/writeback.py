@@ -34,7 +34,14 @@ from .._forking import register_after_fork
 from ..core.errors import LayerError
 from ..core.state import CacheState
 from ..core.tiers import Tier
-from ..core.writeback import WorkerBase, close_timeout, dead_letter_records, payloads, sleep_for
+from ..core.writeback import (
+    WorkerBase,
+    close_timeout,
+    dead_letter_records,
+    late,
+    payloads,
+    sleep_for,
+)
 from ..core.writepolicy import Op
 from ..core.writequeue import Batch
 from ..deadletter import sink_for
@@ -251,7 +258,7 @@ class AsyncWriteBehindWorker(WorkerBase):
             return refused
         limit = self.options.batch_timeout
         try:
-            await asyncio.wait_for(tier.layer.write_packed(payloads(batch)), limit)
+            await asyncio.wait_for(tier.layer.write_packed(payloads(batch), late(batch)), limit)
         except TimeoutError:
             self.queue.timeouts += 1
             log.error(

@@ -80,6 +80,12 @@ def payloads(batch: Batch) -> list[Any]:
     return [write.payload for write in batch.writes]
 
 
+def late(batch: Batch) -> bool:
+    """Whether ``batch`` goes out late: a retry, or taken while the queue recovered from
+    failures (``Batch.late``). The layer then writes it only over older values."""
+    return batch.late or batch.attempts > 1
+
+
 def dead_letter_records(tier: Tier, batch: Batch) -> list[Any]:
     """The dead-letter records of the writes of ``batch`` given up on."""
     describe = tier.layer.dead_letter_record

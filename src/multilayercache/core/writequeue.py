@@ -43,6 +43,11 @@ the write for itself (Redis behind the L1, or a persistence writer behind Redis)
   queue cannot fall further behind than that while the layer is up. While batches fail (the
   layer is down) the lag grows with the outage and only the item and byte bounds hold; the
   lag bound comes back once the queue has caught up again.
+* **Late writes.** After a batch fails, the queue is ``recovering`` until its lag is back
+  under ``max_lag`` (1 s without one): batches taken meanwhile are ``late``, and those and
+  every retry are sent so as to land only over older values (the layer's
+  ``only_if_newer``): another process may have written the same keys while this one was
+  cut off or its layer down. So a write sent as usual is at most ``max_lag`` old.
 * **Abandon.** ``abandon(...)`` hands every write held to the dead letter at once, in-flight
   ones included (their batch may land later: their record says the outcome is unknown), and
   closes the queue: what a ``close`` whose time ran out does, so that it returns on time
@@ -121,8 +126,8 @@ class Batch:
     request from ``writes`` on every attempt."""
 
     __slots__ = (
-        "writes", "attempts", "taken_at", "oldest", "dead", "abandoned", "_retry", "_open",
-        "_unsettled",
+        "writes", "attempts", "taken_at", "oldest", "dead", "abandoned", "late", "_retry",
+        "_open", "_unsettled",
     )  # fmt: skip
 
     def __init__(
@@ -136,6 +141,10 @@ class Batch:
         self.dead: list[DeadWrite] = []
         self.abandoned = False
         """``abandon()`` dead-lettered its writes: its outcome no longer matters."""
+        self.late = False
+        """Taken while the queue was recovering from failures: its writes may be older than
+        what another process wrote since, so the layer writes them only over older values
+        (``only_if_newer``), as it does every retry."""
         self._retry = retry
         self._open = True
         self._unsettled: list[int] = []  # flush epochs of the dead writes, until settle()
@@ -191,6 +200,8 @@ class WriteQueueStats:
 
 
 _NO_KEY: Any = object()
+CAUGHT_UP_SECONDS = 1.0
+"""Without ``max_lag``: the lag under which a queue that saw failures has caught up."""
 
 
 class WriteQueue:
@@ -216,6 +227,8 @@ class WriteQueue:
         self._max_items = self.options.max_items
         self._max_bytes = self.options.max_bytes
         self._max_lag = self.options.max_lag
+        # Caught up again after failures once the lag is back under this.
+        self._caught_up_lag = self._max_lag if self._max_lag is not None else CAUGHT_UP_SECONDS
         retry = self.options.retry
         user_retry_on = retry.retry_on
         # A transient LayerError is retryable whatever the policy says (it is what the word
@@ -236,7 +249,9 @@ class WriteQueue:
         self._open: dict[int, int] = {}
         self._flush_upto = -1  # the newest mark somebody waits for
         self._batches: dict[Batch, None] = {}  # in flight, oldest first
-        self._catching_up = False  # batches failed: no lag bound until the queue caught up
+        self.recovering = False
+        """Batches failed lately and the queue has not caught up since: its writes are late
+        (``Batch.late``), and the lag bound waits until it has."""
         self._unsettled = 0  # dead writes not yet settled (in the dead-letter sink)
         self.puts = 0
         self.coalesced = 0
@@ -342,14 +357,9 @@ class WriteQueue:
     def lagging(self, now: float) -> bool:
         """Is the queue further behind than ``max_lag`` while the layer takes writes? Not
         while batches fail, nor until the queue has caught up after they did."""
-        if self._max_lag is None:
+        if self._max_lag is None or self.recovering:
             return False
-        behind = self.lag(now) > self._max_lag
-        if self._catching_up:
-            if behind:
-                return False
-            self._catching_up = False
-        return behind
+        return self.lag(now) > self._max_lag
 
     # ---------------------------------------------------------------- the worker
     def due(self, now: float) -> bool:
@@ -388,7 +398,10 @@ class WriteQueue:
             in_flight[key] = write
             writes.append(write)
         self.batches += 1
+        if self.recovering and self.lag(now) <= self._caught_up_lag:
+            self.recovering = False
         batch = Batch(writes, now, RetryState(self._retry_policy, self._rng))
+        batch.late = self.recovering
         self._batches[batch] = None
         return batch
 
@@ -424,8 +437,7 @@ class WriteQueue:
         if batch.abandoned:
             return None
         self._check_open(batch)
-        if self._max_lag is not None:
-            self._catching_up = True
+        self.recovering = True
         kept = []
         for write in batch.writes:
             if self._superseded(write):
@@ -522,7 +534,7 @@ class WriteQueue:
         self._bytes = 0
         self._unsettled = 0
         self._flush_upto = -1
-        self._catching_up = False
+        self.recovering = False
 
     @property
     def closed(self) -> bool:

@@ -156,8 +156,9 @@ class WriterLayer(_WriterBase):
             self._delete(keys)
             self._count(0, len(keys))
 
-    def write_packed(self, writes: list[PersistWrite]) -> None:
-        """Send one write-behind batch: one ``write`` call, one ``delete`` call."""
+    def write_packed(self, writes: list[PersistWrite], late: bool = False) -> None:
+        """Send one write-behind batch: one ``write`` call, one ``delete`` call. (``late``:
+        a store of the user's own cannot be told to refuse older values; ignored.)"""
         items, gone = self._split(writes)
         if items:
             self._write(items)
@@ -208,8 +209,9 @@ class AsyncWriterLayer(_WriterBase):
             await self._delete(keys)
             self._count(0, len(keys))
 
-    async def write_packed(self, writes: list[PersistWrite]) -> None:
-        """Send one write-behind batch: one ``write`` call, one ``delete`` call."""
+    async def write_packed(self, writes: list[PersistWrite], late: bool = False) -> None:
+        """Send one write-behind batch: one ``write`` call, one ``delete`` call (``late``
+        ignored, as by ``WriterLayer``)."""
         items, gone = self._split(writes)
         if items:
             await self._write(items)

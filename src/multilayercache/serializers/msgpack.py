@@ -174,7 +174,7 @@ def _plain_data(value: Any) -> Any:
     pydantic model as its fields (JSON mode, as a dataclass is stored); nothing else."""
     if _is_pydantic_model(value):
         return value.model_dump(mode="json")
-    raise NotImplementedError(f"objects of type {type(value).__qualname__} are not supported")
+    raise TypeError(f"objects of type {type(value).__qualname__} are not supported")
 
 
 def _unchanged(value: Any) -> Any:

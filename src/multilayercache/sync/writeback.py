@@ -40,6 +40,7 @@ from ..core.writeback import (
     WorkerBase,
     close_timeout,
     dead_letter_records,
+    late,
     payloads,
     sleep_for,
 )
@@ -191,8 +192,8 @@ class WriteBehindWorker(WorkerBase):
 
     def _notice_hung(self, now: float) -> None:
         """Report attempts past ``batch_timeout`` and start senders in their place."""
-        late = self.newly_hung(now)
-        if not late:
+        stuck = self.newly_hung(now)
+        if not stuck:
             return
         log.error(
             "multilayercache: %s: a write-behind batch has been sending for more than %s s; "
@@ -233,7 +234,7 @@ class WriteBehindWorker(WorkerBase):
         with self.changed:
             self.attempts[me] = time.monotonic()
         try:
-            tier.layer.write_packed(payloads(batch))
+            tier.layer.write_packed(payloads(batch), late(batch))
         except Exception as failure:
             tier.settle(failure)
             return failure

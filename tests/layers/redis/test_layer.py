@@ -414,3 +414,54 @@ def test_a_batch_read_decodes_exactly_as_reads_one_by_one(redis_url, prefix, raw
         assert ("forged" in batch) == (layer.get_entry("forged") is not None)
     assert batch["old"].value == [1] and "absent" not in batch
     layer.close()
+
+
+def late_batch(layer: RedisLayer | AsyncRedisLayer) -> list:
+    """Writes made now, to be sent after newer ones: a set of "old" and "gone", a delete of
+    "kept"."""
+    from multilayercache.core.freshness import Lifetime
+
+    lifetime = Lifetime(60.0)
+    return [
+        layer.encode_write("old", "stale", lifetime),
+        layer.encode_write("gone", "stale", lifetime),
+        layer.encode_delete("kept"),
+        layer.encode_write("fresh", "from the late batch", lifetime),
+    ]
+
+
+def test_a_late_batch_lands_only_over_older_values(make_layer, redis_url, prefix) -> None:
+    layer = make_layer(redis_url, prefix=prefix)
+    writes = late_batch(layer)
+    time.sleep(0.01)  # what another process writes after them
+    layer.set("old", "newer")
+    layer.set("kept", "newer")
+    layer.write_packed(writes, late=True)
+    assert layer.get_many(["old", "gone", "kept", "fresh"]) == {
+        "old": "newer",  # a newer value stays
+        "gone": "stale",  # nothing was there: written
+        "kept": "newer",  # the older delete does not remove a newer value
+        "fresh": "from the late batch",
+    }
+    layer.write_packed(writes)  # not late: plain SET / DEL, as sent in order
+    assert layer.get_many(["old", "kept"]) == {"old": "stale"}
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["server", "cluster"])
+async def test_an_asyncio_late_batch_lands_only_over_older_values(
+    cluster, redis_url, redis_cluster, prefix
+) -> None:
+    url = redis_cluster.url if cluster else redis_url
+    layer = AsyncRedisLayer(url, cluster=cluster, prefix=prefix)
+    writes = late_batch(layer)
+    await asyncio.sleep(0.01)
+    await layer.set("old", "newer")
+    await layer.set("kept", "newer")
+    await layer.write_packed(writes, late=True)
+    assert await layer.get_many(["old", "gone", "kept", "fresh"]) == {
+        "old": "newer",
+        "gone": "stale",
+        "kept": "newer",
+        "fresh": "from the late batch",
+    }
+    await layer.close()

@@ -30,7 +30,7 @@ from ...core.ttl import TTL
 from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
 from . import fastpath
-from .codec import SCAN_BATCH, PackedWrite, RedisCodec, as_list
+from .codec import SCAN_BATCH, PackedWrite, RedisCodec, as_list, write_commands
 from .codec import client_options as with_defaults
 
 DEFAULT_ASYNC_MAX_CONNECTIONS = 50
@@ -284,13 +284,13 @@ class AsyncRedisLayer(RedisCodec):
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
 
-    async def write_packed(self, writes: list[PackedWrite]) -> None:
+    async def write_packed(self, writes: list[PackedWrite], late: bool = False) -> None:
         """Send encoded writes (``encode_write`` / ``encode_delete``) in one pipeline: the
-        write-behind queue's flush."""
+        write-behind queue's flush. ``late``: only over older values (``write_commands``)."""
         if not writes:
             return
         client = self._bound()
-        commands = [write.command() for write in writes]
+        commands = write_commands(writes, late, self.is_cluster)
         try:
             await self._run(lambda: fastpath.write_async(client, self.is_cluster, commands))
         except RedisError as error:

@@ -17,6 +17,7 @@ A write without a TTL of its own gets the layer's ``ttl``: one hour unless set o
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import threading
@@ -67,7 +68,8 @@ class PackedWrite(NamedTuple):
     that a replay of its dead letter can tell it from newer writes of the key.
     ``only_if_newer``: written only over an older value (or none), atomically in Redis: a
     write recovered from a dead process's journal, which other processes may have
-    overtaken meanwhile (``recovered_write``)."""
+    overtaken meanwhile (``recovered_write``). Late write-behind batches are sent so too
+    (``write_commands``)."""
 
     redis_key: str
     data: bytes | None
@@ -80,17 +82,20 @@ class PackedWrite(NamedTuple):
         """Send it through ``client`` (a client or a pipeline; awaitable for asyncio)."""
         return client.execute_command(*self.command())
 
-    def command(self) -> tuple[Any, ...]:
+    def command(self, script: str = "EVAL") -> tuple[Any, ...]:
         """The Redis command. A write sent late (queued, retried) keeps its deadline: it
         gets what is left of its lifetime, and one whose lifetime is over becomes a DEL,
-        since the value it carried must no longer be served."""
+        since the value it carried must no longer be served. ``only_if_newer``: the
+        compare-and-write script, by ``script``: ``"EVAL"`` (its text) or ``"EVALSHA"``
+        (its digest, once ``SCRIPT LOAD`` ran on the connection)."""
         milliseconds = self.milliseconds
         if self.expires_at is not None and self.data is not None:
             milliseconds = max(0, math.ceil((self.expires_at - time.time()) * 1000))
         if self.only_if_newer:
             op = "delete" if self.data is None or milliseconds == 0 else "set"
+            body = COMPARE_AND_WRITE if script == "EVAL" else COMPARE_AND_WRITE_SHA
             return (
-                "EVAL", COMPARE_AND_WRITE, 1, self.redis_key,
+                script, body, 1, self.redis_key,
                 "" if self.written_ms is None else self.written_ms, op,
                 self.data or b"", "" if milliseconds is None else milliseconds, "",
             )  # fmt: skip
@@ -104,6 +109,27 @@ class PackedWrite(NamedTuple):
     def size(self) -> int:
         """Bytes it holds in a write-behind queue (key and value)."""
         return len(self.redis_key) + (len(self.data) if self.data is not None else 0)
+
+
+COMPARE_AND_WRITE_SHA = hashlib.sha1(COMPARE_AND_WRITE.encode()).hexdigest()
+
+
+def write_commands(writes: list[PackedWrite], late: bool, is_cluster: bool) -> list[tuple[Any, ...]]:
+    """The commands of a write-behind batch. ``late`` (a retry, or a batch taken while the
+    queue recovers from failures: see ``core/writequeue.py``): every write only over an
+    older value, since another process may have written its key meanwhile. On one server
+    the script is loaded once, first in the batch, and run by its digest; a cluster routes
+    each command by key, and gets the script's text each time (late batches are rare)."""
+    commands: list[tuple[Any, ...]] = []
+    loaded = is_cluster
+    for write in writes:
+        if late and not write.only_if_newer:
+            write = write._replace(only_if_newer=True)
+        if write.only_if_newer and not loaded:
+            commands.append(("SCRIPT", "LOAD", COMPARE_AND_WRITE))
+            loaded = True
+        commands.append(write.command("EVAL" if is_cluster else "EVALSHA"))
+    return commands
 
 
 class RedisCodec:

@@ -25,7 +25,7 @@ from ...core.ttl import TTL
 from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
 from . import fastpath
-from .codec import SCAN_BATCH, PackedWrite, RedisCodec, as_list, client_options
+from .codec import SCAN_BATCH, PackedWrite, RedisCodec, as_list, client_options, write_commands
 
 
 class RedisLayer(RedisCodec):
@@ -221,13 +221,14 @@ class RedisLayer(RedisCodec):
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
 
-    def write_packed(self, writes: list[PackedWrite]) -> None:
+    def write_packed(self, writes: list[PackedWrite], late: bool = False) -> None:
         """Send encoded writes (``encode_write`` / ``encode_delete``) in one pipeline: the
-        write-behind queue's flush."""
+        write-behind queue's flush. ``late``: only over older values (``write_commands``)."""
         if not writes:
             return
         try:
-            fastpath.write(self.client, self.is_cluster, [write.command() for write in writes])
+            commands = write_commands(writes, late, self.is_cluster)
+            fastpath.write(self.client, self.is_cluster, commands)
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
 
