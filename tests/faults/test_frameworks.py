@@ -30,7 +30,7 @@ APP = textwrap.dedent(
     URL, PREFIX = {url!r}, {prefix!r}
     # Held: nothing is sent before the server stops (as far as the queue can tell, a
     # writer faster than Redis).
-    POLICIES = [None, LayerPolicy(write=WriteBehind(batch_size=100_000, max_delay=60))]
+    POLICIES = [None, LayerPolicy(write=WriteBehind(batch_size=100_000, max_delay=60, max_lag=None))]
 
     cache = MultilayerCache([InMemoryLayer(max_size=100), RedisLayer(URL, prefix=PREFIX)],
                             POLICIES)
