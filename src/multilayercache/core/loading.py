@@ -11,7 +11,10 @@ the key layer by layer (``find_entry``) and then:
 * **stale** without it, or **missing**: loads, once for all concurrent callers of the key
   (``Flight``), the lookups below L1 included. If the loader fails or a timeout passes and a
   stale value is held, the stale value answers (fail-safe) and the key is not reloaded for
-  ``fail_safe_throttle`` seconds; a load that outlives a timeout still updates the cache.
+  ``fail_safe_throttle`` seconds. The caller that leads the flight runs the loader itself;
+  the others stop waiting at their soft timeout (with a stale value: theirs, or one the
+  leader found and offered) or hard timeout, and the load still updates the cache when it
+  ends.
   Without a stale value, callers within those seconds get the failure again instead of a
   loader call (``core/failures.py``), so a failing backend is not hammered either way.
 
@@ -37,14 +40,14 @@ from .freshness import Entry, Freshness, xfetch_due
 from .keys import unique
 from .options import LoadOptions
 from .plans import (
-    Await,
     Call,
     Flight,
     FlightMany,
     Load,
-    Pending,
+    Offer,
     Plan,
     Refresh,
+    TimedOut,
     find_entries,
     find_entry,
     promote,
@@ -57,7 +60,6 @@ from .state import CacheState
 from .ttl import TTL, optional_ttl_seconds
 
 Condition = Callable[[Any], bool] | None
-_FINISH = object()  # queues the rest of a timed-out load apart from the key's refreshes
 
 
 # ---------------------------------------------------------------------------- one key
@@ -91,7 +93,23 @@ def load(
                 return value
             stale = entry
     through = _load_now(state, key, loader, ttl, value_type, condition, options, stale, local)
-    return (yield Flight(key, through))
+    reply = yield Flight(key, through, options.soft_timeout, options.hard_timeout, stale)
+    if type(reply) is TimedOut:
+        return _timed_out(state, key, reply, options)
+    return reply
+
+
+def _timed_out(state: CacheState, key: Any, reply: TimedOut, options: LoadOptions) -> Any:
+    """A caller that stopped waiting for another caller's load of ``key``: the stale value,
+    or ``LoadTimeoutError``."""
+    state.count("hard_timeouts" if reply.hard else "soft_timeouts")
+    if reply.stale is not None:
+        state.count("stale_served")
+        return reply.stale.value
+    raise LoadTimeoutError(
+        f"loading {key!r} took longer than the hard timeout of {options.hard_timeout} s; "
+        "it goes on, and will be cached when it ends"
+    )
 
 
 def _serve(
@@ -152,6 +170,8 @@ def _load_now(
         if answered:
             return value
         stale = entry
+    if stale is not None:
+        yield Offer(key, stale)  # for the callers waiting for this load with a soft timeout
     if options.fail_safe:
         held_off = state.held_off(key)
         if held_off is not None:  # it failed a moment ago: do not hammer the backend
@@ -163,9 +183,8 @@ def _load_now(
             if failure is not None and same_load(failure.loader, loader):
                 state.count("throttled_loads")
                 raise replay(failure, key, retry_in) from failure.error
-    soft = options.soft_timeout if stale is not None else None
     try:
-        reply = yield Load(loader, key, soft, options.hard_timeout)
+        reply = yield Load(loader, key, options.hard_timeout)
     except Exception as error:
         if options.fail_safe and (stale is not None or not isinstance(error, LoadGateTimeout)):
             state.load_failed(key, error, loader)  # (no load slot free: not the key's fault)
@@ -175,17 +194,6 @@ def _load_now(
         state.count("fail_safe")
         state.count("stale_served")
         return stale.value
-    if type(reply) is Pending:
-        finish = _finish(state, key, loader, reply.handle, ttl, value_type, condition, seen)
-        yield Refresh(RefreshJob(lambda keys: finish, coalesce=False), (((_FINISH, key), True, 0),))
-        state.count("hard_timeouts" if reply.hard else "soft_timeouts")
-        if stale is not None:
-            state.count("stale_served")
-            return stale.value
-        raise LoadTimeoutError(
-            f"loading {key!r} took longer than the hard timeout of {options.hard_timeout} s; "
-            "it goes on in the background and will be cached when it ends"
-        )
     state.load_succeeded(key)
     if condition is None or condition(reply.value):
         seconds = reply.seconds
@@ -200,30 +208,6 @@ def _noted(state: CacheState, keys: list[Any]) -> dict[Any, int]:
     if state.generations is not None:
         state.generations.note(keys, seen)
     return seen
-
-
-def _finish(
-    state: CacheState,
-    key: Any,
-    loader: Callable[[Any], Any],
-    handle: Any,
-    ttl: TTL | None,
-    value_type: Any,
-    condition: Condition,
-    seen: dict[Any, int],
-) -> Plan[None]:
-    """The rest of a load that outlived a timeout: cache its value when it ends (unless
-    the key was written or deleted since the load began: ``seen``)."""
-    try:
-        reply = yield Await(handle)
-    except Exception as error:
-        state.load_failed(key, error, loader)
-        state.note_load_failure(key, error, "after its timeout")
-        return
-    state.load_succeeded(key)
-    if condition is None or condition(reply.value):
-        loaded = {key: reply.value}
-        yield from write_loaded(state, loaded, ttl, value_type, seen, reply.seconds)
 
 
 def _refresh(
@@ -243,14 +227,11 @@ def _refresh(
         yield from promote(state, {key: entry}, found_at, value_type, seen)  # refreshed elsewhere
         return
     try:
-        reply = yield Load(loader, key, None, state.load_options.hard_timeout)
+        reply = yield Load(loader, key)
     except Exception as error:
         state.load_failed(key, error, loader)
         state.count("refresh_failures")
         state.note_load_failure(key, error, "refresh failed, stale value kept")
-        return
-    if type(reply) is Pending:  # the hard timeout: let it finish in its own time
-        yield from _finish(state, key, loader, reply.handle, ttl, value_type, condition, seen)
         return
     state.load_succeeded(key)
     if condition is None or condition(reply.value):
@@ -317,8 +298,36 @@ def load_many(
         def plan_for(led: list[Any]) -> Plan[dict[Any, Any]]:
             return _load_many_now(state, led, bulk_loader, ttl, start, value_type, options, stale)
 
-        answers.update((yield FlightMany(missing, plan_for)))
+        flown = yield FlightMany(missing, plan_for, options.hard_timeout)
+        answers.update(flown)
+        late = [key for key, value in flown.items() if type(value) is TimedOut]
+        if late:
+            answers.update(_timed_out_many(state, late, flown, stale, options))
     return {key: answers[key] for key in wanted if key in answers}
+
+
+def _timed_out_many(
+    state: CacheState,
+    late: list[Any],
+    flown: dict[Any, Any],
+    stale: dict[Any, Entry],
+    options: LoadOptions,
+) -> dict[Any, Any]:
+    """The stale values of the ``late`` keys of a batch (those whose loads by other callers
+    passed the hard timeout), or ``LoadTimeoutError`` if one has none."""
+    state.count("hard_timeouts", len(late))
+    held = {}
+    for key in late:
+        entry = flown[key].stale if flown[key].stale is not None else stale.get(key)
+        if entry is None:
+            raise LoadTimeoutError(
+                f"loading {len(late)} of the keys ({key!r}, ...) took longer than the hard "
+                f"timeout of {options.hard_timeout} s; they go on, and will be cached when "
+                "they end"
+            )
+        held[key] = entry.value
+    state.count("stale_served", len(held))
+    return held
 
 
 def _answer(
@@ -388,12 +397,11 @@ def _load_many_now(
                 replayed = (key, failure, retry_in)
     loaded: dict[Any, Any] = {}
     if missing:
+        for key in missing:
+            if key in stale:  # for the callers waiting for these keys with a soft timeout
+                yield Offer(key, stale[key])
         try:
-            reply = yield Load(bulk_loader, missing, None, options.hard_timeout)
-            if type(reply) is Pending:
-                raise LoadTimeoutError(
-                    f"the bulk load of {len(missing)} keys passed its hard timeout"
-                )
+            reply = yield Load(bulk_loader, missing, options.hard_timeout)
             loaded = loaded_for(missing, reply.value, bulk_loader)
         except Exception as error:
             if options.fail_safe and not isinstance(error, LoadGateTimeout):
@@ -440,9 +448,7 @@ def _refresh_many_for(
         state.count("refreshes", len(keys))
         seen = _noted(state, keys)
         try:
-            reply = yield Load(bulk_loader, keys, None, state.load_options.hard_timeout)
-            if type(reply) is Pending:
-                return
+            reply = yield Load(bulk_loader, keys)
             loaded = loaded_for(keys, reply.value, bulk_loader)
         except Exception as error:
             for key in keys:
