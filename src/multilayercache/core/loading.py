@@ -38,6 +38,7 @@ from .errors import LayerError, LoadTimeoutError
 from .failures import replay, same_load
 from .freshness import Entry, Freshness, xfetch_due
 from .keys import unique
+from .missing import MISSING
 from .options import LoadOptions
 from .plans import (
     Call,
@@ -138,7 +139,7 @@ def _serve(
         if stale:
             state.count("stale_served")
 
-        def refresh_one(keys: list[Any]) -> Plan[None]:
+        def refresh_one(keys: list[Any]) -> Plan[Any]:
             return _refresh(state, keys[0], loader, ttl, value_type, condition, depth)
 
         yield from _ask_refresh(state, key, RefreshJob(refresh_one), stale)
@@ -218,25 +219,28 @@ def _refresh(
     value_type: Any,
     condition: Condition,
     depth: int,
-) -> Plan[None]:
-    """A background refresh of a key that the layer at ``depth`` served due or stale."""
+) -> Plan[Any]:
+    """A background refresh of a key that the layer at ``depth`` served due or stale. It
+    runs in the key's flight, and answers the callers that join it: with the value, or
+    ``MISSING`` if it failed (they then load for themselves, throttled as any load)."""
     state.count("refreshes")
     seen = _noted(state, [key])
     entry, found_at = yield from find_entry(state, key, value_type, depth + 1, seen=seen)
     if entry is not None and _freshness(state, entry, found_at) is Freshness.FRESH:
         yield from promote(state, {key: entry}, found_at, value_type, seen)  # refreshed elsewhere
-        return
+        return entry.value
     try:
         reply = yield Load(loader, key)
     except Exception as error:
         state.load_failed(key, error, loader)
         state.count("refresh_failures")
         state.note_load_failure(key, error, "refresh failed, stale value kept")
-        return
+        return MISSING
     state.load_succeeded(key)
     if condition is None or condition(reply.value):
         loaded = {key: reply.value}
         yield from write_loaded(state, loaded, ttl, value_type, seen, reply.seconds)
+    return reply.value
 
 
 def _ask_refresh(state: CacheState, key: Any, job: RefreshJob, stale: bool) -> Plan[None]:
@@ -443,8 +447,8 @@ def _held_off(
 
 def _refresh_many_for(
     state: CacheState, bulk_loader: Callable[[list[Any]], Any], ttl: TTL | None, value_type: Any
-) -> Callable[[list[Any]], Plan[None]]:
-    def refresh(keys: list[Any]) -> Plan[None]:
+) -> Callable[[list[Any]], Plan[dict[Any, Any]]]:
+    def refresh(keys: list[Any]) -> Plan[dict[Any, Any]]:
         state.count("refreshes", len(keys))
         seen = _noted(state, keys)
         try:
@@ -455,12 +459,13 @@ def _refresh_many_for(
                 state.load_failed(key, error, bulk_loader)
             state.count("refresh_failures", len(keys))
             state.note_load_failure(keys, error, "refresh failed, stale values kept")
-            return
+            return {}
         for key in loaded:
             state.load_succeeded(key)
         if loaded:
             seconds = reply.seconds / len(keys)
             yield from write_loaded(state, loaded, ttl, value_type, seen, seconds)
+        return loaded  # (for the callers that joined the flights of its keys)
 
     return refresh
 
