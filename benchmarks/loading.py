@@ -271,8 +271,7 @@ def split(arguments: argparse.Namespace) -> None:
                 barrier.wait()
                 assert calls_of[n % 2]() == "value"
 
-            workers = [threading.Thread(target=work, args=(n,))
-                       for n in range(arguments.callers)]
+            workers = [threading.Thread(target=work, args=(n,)) for n in range(arguments.callers)]
             for worker in workers:
                 worker.start()
             for worker in workers:

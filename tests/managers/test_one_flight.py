@@ -55,8 +55,8 @@ def test_20_callers_split_between_one_key_and_batches_make_one_load(harness) -> 
     for first in ("single", "batch"):  # whichever starts the flight, the others join it
         key = f"key started by {first}"
         loads = Loads(harness)
-        one = lambda c, key=key: c.get_or_load(key, loads.single)  # noqa: E731
-        many = lambda c, key=key: c.get_or_load_many([key], loads.bulk)  # noqa: E731
+        one = lambda c, key=key, loads=loads: c.get_or_load(key, loads.single)  # noqa: E731
+        many = lambda c, key=key, loads=loads: c.get_or_load_many([key], loads.bulk)  # noqa: E731
         calls = [one, many] * 10 if first == "single" else [many, one] * 10
         results = together(cache, *calls, stagger=0.002)
         assert loads.calls["single"] + loads.calls["bulk"] == 1, loads.calls

@@ -117,9 +117,7 @@ class Flush(NamedTuple):
     tier: Tier
 
 
-Step: TypeAlias = (
-    "Call | Load | Flight | FlightMany | Offer | Refresh | Enqueue | Peek | Flush"
-)
+Step: TypeAlias = "Call | Load | Flight | FlightMany | Offer | Refresh | Enqueue | Peek | Flush"
 Plan: TypeAlias = Generator[Step, Any, T]
 
 
