@@ -63,15 +63,17 @@ class AsyncSingleFlight:
         it; timeouts as ``SingleFlight.do`` has them, for every caller."""
         while True:
             flight = self._flights.get(key)
-            if flight is None or flight.task.done():  # a finished one is forgotten soon
+            started = flight is None or flight.task.done()  # a finished one is forgotten soon
+            if started:
                 flight = self._start([key], function, batch=False)[key]
             else:
                 check_not_waiting_for_itself(flight.lead, key)
                 self.coalesced += 1
             value = await self._wait(key, flight, soft_timeout, hard_timeout, fallback)
-            if value is not MISSING:
+            if value is not MISSING or started:
                 return value
-            # A batch's call, which had no value for the key: load it ourselves.
+            # Another's call that had no value for the key (a batch's, a failed refresh):
+            # load it ourselves.
 
     async def do_many(
         self,

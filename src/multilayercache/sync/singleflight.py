@@ -85,7 +85,8 @@ class SingleFlight:
             value = self._wait(key, call, soft_timeout, hard_timeout, fallback)
             if value is not MISSING:
                 return value
-            # A batch's call, which had no value for the key: load it ourselves.
+            # Another's call that had no value for the key (a batch's, a failed refresh):
+            # load it ourselves.
         token = leading.set(call.lead)
         try:
             call.value = function()
