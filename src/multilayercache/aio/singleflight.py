@@ -64,7 +64,7 @@ class AsyncSingleFlight:
         while True:
             flight = self._flights.get(key)
             started = flight is None or flight.task.done()  # a finished one is forgotten soon
-            if started:
+            if flight is None or started:
                 flight = self._start([key], function, batch=False)[key]
             else:
                 check_not_waiting_for_itself(flight.lead, key)
@@ -147,7 +147,7 @@ class AsyncSingleFlight:
         """The value of ``key`` from ``flight`` (raised if it failed; ``MISSING`` if it was
         a batch's that had none), or ``TimedOut``."""
         hold = held_slot.get()
-        lent = hold is not None and hold.gate.lend(hold, flight.lead)
+        lent = hold is not None and hold.gate.lend(hold, flight.lead)  # (see nesting.py)
         try:
             if soft_timeout is None and hard_timeout is None:
                 result = await asyncio.shield(flight.task)
@@ -168,7 +168,7 @@ class AsyncSingleFlight:
                 if result is _LATE:
                     return TimedOut(_stale(flight, fallback), hard=True)
         finally:
-            if lent:
+            if hold is not None and lent:
                 hold.gate.take_back(hold, flight.lead)
         return result.get(key, MISSING) if flight.batch else result
 

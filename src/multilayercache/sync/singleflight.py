@@ -183,7 +183,7 @@ class SingleFlight:
                 elif not call.done.wait(max(0.0, hard_timeout - (time.monotonic() - start))):
                     return TimedOut(_stale(call, fallback), hard=True)
         finally:
-            if lent:
+            if hold is not None and lent:
                 hold.gate.take_back(hold, call.lead)
         if call.error is not None:
             raise call.error
