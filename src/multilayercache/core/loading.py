@@ -11,12 +11,12 @@ the key layer by layer (``find_entry``) and then:
 * **stale** without it, or **missing**: loads, once for all concurrent callers of the key
   (``Flight``), the lookups below L1 included. If the loader fails or a timeout passes and a
   stale value is held, the stale value answers (fail-safe) and the key is not reloaded for
-  ``fail_safe_throttle`` seconds. The caller that leads the flight runs the loader itself;
-  the others stop waiting at their soft timeout (with a stale value: theirs, or one the
-  leader found and offered) or hard timeout, and the load still updates the cache when it
+  ``fail_safe_throttle`` seconds. Without a stale value, callers within those seconds get
+  the failure again instead of a loader call (``core/failures.py``), so a failing backend is
+  not hammered either way. The caller that leads the flight runs the loader itself; the
+  others stop waiting at their soft timeout (with a stale value: theirs, or one the leader
+  found and offered) or their hard timeout, and the load still updates the cache when it
   ends.
-  Without a stale value, callers within those seconds get the failure again instead of a
-  loader call (``core/failures.py``), so a failing backend is not hammered either way.
 
 A background refresh first asks the layers below the one that answered (another process may
 have refreshed the shared layer), then the loader; if that fails, the stale value keeps
