@@ -290,47 +290,84 @@ async def nested_tasks(url: str, options: LoadOptions, tasks: int) -> None:
 # ----------------------------------------------------------------------------- split
 def split(arguments: argparse.Namespace) -> None:
     with RedisServer.start() as server:
-        per_run = []
-        for run in range(arguments.runs):
-            cache = MultilayerCache(
-                [InMemoryLayer(max_size=1_000), RedisLayer(server.url, prefix=f"split:{run}:")]
-            )
-            calls = Counter[str]()
-            lock = threading.Lock()
+        threads = [
+            split_threads(server.url, run, arguments.callers) for run in range(arguments.runs)
+        ]
+        tasks = [
+            asyncio.run(split_tasks(server.url, run, arguments.callers))
+            for run in range(arguments.runs)
+        ]
+    print(
+        f"{arguments.callers} callers split between get_or_load and get_or_load_many, "
+        f"{arguments.runs} runs: loads per run {dict(Counter(threads))} (threads), "
+        f"{dict(Counter(tasks))} (tasks)"
+    )
 
-            def load(key: str) -> str:
-                with lock:
-                    calls["single"] += 1
-                time.sleep(0.05)
-                return "value"
 
-            def bulk(keys: list[str]) -> dict[str, str]:
-                with lock:
-                    calls["bulk"] += 1
-                time.sleep(0.05)
-                return {key: "value" for key in keys}
+def split_threads(url: str, run: int, callers: int) -> int:
+    """Loads of one key by ``callers`` threads, half of them asking for it in a batch."""
+    cache = MultilayerCache(
+        [InMemoryLayer(max_size=1_000), RedisLayer(url, prefix=f"split:sync:{run}:")]
+    )
+    calls = Counter[str]()
+    lock = threading.Lock()
 
-            barrier = threading.Barrier(arguments.callers)
-            calls_of: list[Callable[[], Any]] = [
-                lambda: cache.get_or_load("key", load),
-                lambda: cache.get_or_load_many(["key"], bulk)["key"],
-            ]
+    def load(key: str) -> str:
+        with lock:
+            calls["single"] += 1
+        time.sleep(0.05)
+        return "value"
 
-            def work(n: int) -> None:
-                barrier.wait()
-                assert calls_of[n % 2]() == "value"
+    def bulk(keys: list[str]) -> dict[str, str]:
+        with lock:
+            calls["bulk"] += 1
+        time.sleep(0.05)
+        return {key: "value" for key in keys}
 
-            workers = [threading.Thread(target=work, args=(n,)) for n in range(arguments.callers)]
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
-            cache.close()
-            per_run.append(calls["single"] + calls["bulk"])
-        print(
-            f"{arguments.callers} callers split between get_or_load and get_or_load_many, "
-            f"{arguments.runs} runs: loads per run {dict(Counter(per_run))}"
-        )
+    barrier = threading.Barrier(callers)
+    calls_of: list[Callable[[], Any]] = [
+        lambda: cache.get_or_load("key", load),
+        lambda: cache.get_or_load_many(["key"], bulk)["key"],
+    ]
+
+    def work(n: int) -> None:
+        barrier.wait()
+        assert calls_of[n % 2]() == "value"
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(callers)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    cache.close()
+    return calls["single"] + calls["bulk"]
+
+
+async def split_tasks(url: str, run: int, callers: int) -> int:
+    """``split_threads`` for asyncio tasks."""
+    cache = AsyncMultilayerCache(
+        [InMemoryLayer(max_size=1_000), AsyncRedisLayer(url, prefix=f"split:aio:{run}:")]
+    )
+    calls = Counter[str]()
+
+    async def load(key: str) -> str:
+        calls["single"] += 1
+        await asyncio.sleep(0.05)
+        return "value"
+
+    async def bulk(keys: list[str]) -> dict[str, str]:
+        calls["bulk"] += 1
+        await asyncio.sleep(0.05)
+        return {key: "value" for key in keys}
+
+    async def call(n: int) -> str:
+        if n % 2:
+            return (await cache.get_or_load_many(["key"], bulk))["key"]
+        return await cache.get_or_load("key", load)
+
+    assert await asyncio.gather(*(call(n) for n in range(callers))) == ["value"] * callers
+    await cache.close()
+    return calls["single"] + calls["bulk"]
 
 
 def main() -> None:
