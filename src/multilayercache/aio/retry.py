@@ -171,7 +171,8 @@ class LoadGate:
             yield
         finally:
             hold.live = False
-            held_slot.reset(token)
+            with suppress(ValueError):  # closed from another context (a task destroyed)
+                held_slot.reset(token)
             # Not given back if borrowed, or in a forked child, which forgot it already.
             if not borrowed and self._forks == hold.forks:
                 self.release()
