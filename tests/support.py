@@ -152,3 +152,51 @@ def l2_breaker(cache: Any) -> Any:
 def expected(key: str) -> str:
     """What the fault tests' loaders return for ``key``: the source of truth."""
     return f"value of {key}"
+
+
+def together(
+    cache: Blocking, *calls: Callable[[Any], Any], stagger: float = 0.02
+) -> list[tuple[Any, float]]:
+    """Run ``call(raw_cache)`` for each call at once, the n-th started ``n * stagger`` seconds
+    after the first: threads for a sync cache, tasks on its loop for an asyncio one (whose
+    calls return awaitables). Each call's result (or the exception it raised) and how long
+    it took, in order."""
+    raw, loop = cache._target, cache._loop
+
+    def timed_call(call: Callable[[], Any]) -> tuple[Any, float]:
+        start = time.perf_counter()
+        try:
+            result = call()
+        except Exception as error:
+            result = error
+        return result, time.perf_counter() - start
+
+    if loop is None:
+        import threading
+
+        results: list[tuple[Any, float]] = [(None, 0.0)] * len(calls)
+
+        def run(n: int, call: Callable[[Any], Any]) -> None:
+            time.sleep(n * stagger)
+            results[n] = timed_call(lambda: call(raw))
+
+        threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        return results
+
+    async def run_task(n: int, call: Callable[[Any], Any]) -> tuple[Any, float]:
+        await asyncio.sleep(n * stagger)
+        start = time.perf_counter()
+        try:
+            result = await call(raw)
+        except Exception as error:
+            result = error
+        return result, time.perf_counter() - start
+
+    async def run_all() -> list[tuple[Any, float]]:
+        return list(await asyncio.gather(*(run_task(n, call) for n, call in enumerate(calls))))
+
+    return loop.run_until_complete(run_all())

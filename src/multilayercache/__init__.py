@@ -11,18 +11,23 @@ from .aio.cache import AsyncMultilayerCache
 from .core.backoff import RetryPolicy
 from .core.breaker import BreakerPolicy
 from .core.errors import (
+    CacheError,
     LayerError,
     LayerUnavailableError,
+    LoadGateTimeout,
     LoadTimeoutError,
+    QueueFull,
+    RecursiveLoadError,
     SerializationError,
     ThrottledLoadError,
     UntrustedDataError,
+    WriteQueueClosed,
 )
 from .core.latency import Percentiles
 from .core.missing import MISSING
 from .core.options import LayerPolicy, LoadOptions
 from .core.stats import CacheStats, HotKey, LayerSnapshot, LayerStats
-from .core.writepolicy import QueueFull, WriteBehind, WriteThrough
+from .core.writepolicy import WriteBehind, WriteThrough
 from .core.writequeue import WriteQueueStats
 from .deadletter import DeadLetter, read_dead_letters, replay, replay_into_redis
 from .layers.memory import InMemoryLayer
@@ -37,6 +42,7 @@ __all__ = [
     "AsyncRedisLayer",
     "AsyncWriterLayer",
     "BreakerPolicy",
+    "CacheError",
     "CacheStats",
     "Compressed",
     "DeadLetter",
@@ -47,12 +53,14 @@ __all__ = [
     "LayerSnapshot",
     "LayerStats",
     "LayerUnavailableError",
+    "LoadGateTimeout",
     "LoadOptions",
     "LoadTimeoutError",
     "MsgpackSerializer",
     "MultilayerCache",
     "Percentiles",
     "QueueFull",
+    "RecursiveLoadError",
     "RedisLayer",
     "RetryPolicy",
     "SerializationError",
@@ -60,6 +68,7 @@ __all__ = [
     "ThrottledLoadError",
     "UntrustedDataError",
     "WriteBehind",
+    "WriteQueueClosed",
     "WriteQueueStats",
     "WriteThrough",
     "WriterLayer",

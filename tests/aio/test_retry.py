@@ -6,6 +6,7 @@ transient errors only. And the twins have the same public names and parameters."
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import math
 import random
@@ -36,7 +37,7 @@ def test_the_twins_have_the_same_names_and_parameters() -> None:
     assert public_names(aio_retry) == public_names(sync_retry)
     assert aio_retry.LoadGateTimeout is sync_retry.LoadGateTimeout
     pairs = [(aio_retry.call_with_retry, sync_retry.call_with_retry)]
-    for name in ("__init__", "acquire", "release", "slot"):
+    for name in ("__init__", "acquire", "release", "slot", "lend", "take_back"):
         pairs.append((getattr(aio_retry.LoadGate, name), getattr(sync_retry.LoadGate, name)))
     for aio_function, sync_function in pairs:
         aio_parameters = list(inspect.signature(aio_function).parameters.values())
@@ -179,6 +180,65 @@ async def test_an_error_inside_the_block_gives_the_slot_back() -> None:
         async with gate.slot(timeout=1):
             raise KeyError("loader failed")
     assert gate.in_flight == 0
+
+
+async def test_a_slot_nested_in_a_slot_of_the_same_gate_runs_on_it() -> None:
+    gate = LoadGate(1, timeout=0.05)
+    async with gate.slot():
+        async with gate.slot():  # a load inside a load: no second slot, no wait
+            assert gate.in_flight == 1
+
+            async def nested_task() -> int:
+                async with gate.slot():  # a task created inside copies the context
+                    return gate.in_flight
+
+            assert await asyncio.create_task(nested_task()) == 1
+    assert gate.in_flight == 0 and gate.limit.entered == 1
+    other = LoadGate(1, timeout=0.05)
+    async with gate.slot():
+        async with other.slot():  # another gate's slot is another limit
+            assert other.in_flight == 1
+
+
+async def test_a_task_that_outlives_the_block_takes_a_slot_of_its_own() -> None:
+    gate = LoadGate(1, timeout=0.05)
+    outer_done = asyncio.Event()
+
+    async def later() -> None:
+        await outer_done.wait()
+        async with gate.slot():
+            assert gate.in_flight == 1
+
+    async with gate.slot():
+        task = asyncio.create_task(later())
+    outer_done.set()
+    await task
+    assert gate.limit.entered == 2 and gate.in_flight == 0
+
+
+async def test_a_leader_waiting_for_a_slot_goes_on_with_a_lent_one() -> None:
+    from multilayercache.core.nesting import Lead, held_slot, leading
+
+    gate = LoadGate(1, timeout=5)
+    lead = Lead(None)
+    inside = asyncio.Event()
+
+    async def leader() -> int:
+        leading.set(lead)
+        async with gate.slot():
+            inside.set()
+            return gate.in_flight
+
+    async with gate.slot():
+        task = asyncio.create_task(leader(), context=contextvars.Context())  # independent
+        await settle()
+        assert gate.waiting == 1 and not inside.is_set()
+        hold = held_slot.get()
+        assert gate.lend(hold, lead)  # this holder now waits for the leader's flight
+        assert await asyncio.wait_for(task, 1) == 1  # on the lent slot: none taken
+        gate.take_back(hold, lead)
+    assert gate.lent == 1 and gate.in_flight == 0 and gate.waiting == 0
+    assert gate.limit.entered == 1
 
 
 async def test_releasing_an_unheld_gate_is_a_bug() -> None:

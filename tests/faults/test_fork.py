@@ -230,10 +230,12 @@ def test_a_child_gets_the_load_slot_a_parent_thread_held(world: World, kind: str
 def test_a_child_loads_a_key_whose_load_outlived_its_hard_timeout_in_the_parent(
     world: World, kind: str
 ) -> None:
-    # The parent's load goes on in its own thread (or task), and a refresh worker waits for
-    # it to cache its value: neither is in the child.
+    # The parent's load goes on in the thread that leads it (or the flight's task), after a
+    # caller waiting for it gave up: neither is in the child.
     cache = world.cache(kind)
     blocker = world.blocker()
+    cache.start("get_or_load", "k", blocker.loader(cache))
+    assert blocker.started.wait(5)
     with pytest.raises(LoadTimeoutError):
         cache.call("get_or_load", "k", blocker.loader(cache), hard_timeout=0.05)
 

@@ -1,6 +1,6 @@
 """Freshness and fail-safe through the managers, on {sync, asyncio} x {compiled, pure} L1:
-stale-while-revalidate, refresh-ahead, fail-safe with its throttle, soft and hard timeouts,
-batches, and stale values kept in the shared layer."""
+stale-while-revalidate, refresh-ahead, fail-safe with its throttle, batches, and stale values
+kept in the shared layer (timeouts: test_timeouts.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import time
 import pytest
 
 from multilayercache import AsyncMultilayerCache, LayerPolicy, MultilayerCache
-from multilayercache.core.errors import LoadTimeoutError
 from multilayercache.core.options import LoadOptions
 
 STALE = [LayerPolicy(ttl=10, stale_ttl=100)]
@@ -104,30 +103,6 @@ def test_a_failed_background_refresh_keeps_the_stale_value(harness, clock) -> No
     assert cache.wait_idle(5)
     assert cache.get_or_load("k", failing.for_(harness)) == "k v1"
     assert cache.stats().refresh_failures == 1 and failing.calls == 1  # then throttled
-
-
-def test_a_soft_timeout_answers_stale_and_the_load_finishes_later(harness, clock) -> None:
-    options = LoadOptions(stale_while_revalidate=False, soft_timeout=0.05)
-    cache = harness.cache([harness.l1(clock=clock)], STALE, load_options=options)
-    assert cache.get_or_load("k", Source().for_(harness)) == "k v1"
-    clock.advance(20)
-    slow = Source(delay=0.3)
-    start = time.perf_counter()
-    assert cache.get_or_load("k", slow.for_(harness)) == "k v1"
-    assert time.perf_counter() - start < 0.25
-    assert cache.wait_idle(5)
-    assert cache.get("k") == "k v1" and cache.stats().soft_timeouts == 1
-
-
-def test_a_hard_timeout_gives_up_but_the_value_is_cached_later(harness) -> None:
-    cache = harness.cache([harness.l1()])
-    slow = Source(delay=0.3)
-    start = time.perf_counter()
-    with pytest.raises(LoadTimeoutError, match="hard timeout"):
-        cache.get_or_load("k", slow.for_(harness), hard_timeout=0.05)
-    assert time.perf_counter() - start < 0.25
-    assert cache.wait_idle(5)
-    assert cache.get("k") == "k v1" and cache.stats().hard_timeouts == 1
 
 
 def test_stale_batches_are_refreshed_with_one_bulk_call(harness, clock) -> None:

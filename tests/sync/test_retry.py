@@ -4,11 +4,13 @@ never lets more than its maximum through, times out with a clear error, and lose
 
 from __future__ import annotations
 
+import contextvars
 import doctest
 import math
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -133,6 +135,55 @@ def test_an_error_inside_the_block_gives_the_slot_back() -> None:
         with gate.slot(timeout=1):
             raise KeyError("loader failed")
     assert gate.in_flight == 0
+
+
+def test_a_slot_nested_in_a_slot_of_the_same_gate_runs_on_it() -> None:
+    gate = LoadGate(1, timeout=0.05)
+    with gate.slot():
+        with gate.slot():  # a load inside a load: no second slot, no wait
+            assert gate.in_flight == 1
+        with ThreadPoolExecutor(1) as pool:  # a thread in a copy of the context
+            copied = pool.submit(contextvars.copy_context().run, _nested_in, gate).result()
+            assert copied == 1
+            with pytest.raises(LoadGateTimeout):  # a thread without: an independent load
+                pool.submit(_nested_in, gate).result()
+    assert gate.in_flight == 0 and gate.limit.entered == 1
+
+
+def _nested_in(gate: LoadGate) -> int:
+    with gate.slot():
+        return gate.in_flight
+
+
+def test_a_thread_that_outlives_the_block_takes_a_slot_of_its_own() -> None:
+    gate = LoadGate(1, timeout=0.05)
+    with gate.slot():
+        context = contextvars.copy_context()
+    assert context.run(_nested_in, gate) == 1
+    assert gate.limit.entered == 2 and gate.in_flight == 0
+
+
+def test_a_leader_waiting_for_a_slot_goes_on_with_a_lent_one() -> None:
+    from multilayercache.core.nesting import Lead, held_slot, leading
+
+    gate = LoadGate(1, timeout=5)
+    lead = Lead(None)
+
+    def leader() -> int:
+        leading.set(lead)
+        return _nested_in(gate)
+
+    with gate.slot(), ThreadPoolExecutor(1) as pool:
+        future = pool.submit(leader)
+        deadline = time.monotonic() + 5
+        while gate.waiting == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert gate.waiting == 1 and not future.done()
+        hold = held_slot.get()
+        assert gate.lend(hold, lead)  # this holder now waits for the leader's flight
+        assert future.result(1) == 1  # on the lent slot: none taken
+        gate.take_back(hold, lead)
+    assert gate.lent == 1 and gate.in_flight == 0 and gate.limit.entered == 1
 
 
 def test_releasing_an_unheld_gate_is_a_bug() -> None:

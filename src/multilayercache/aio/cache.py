@@ -212,7 +212,8 @@ class AsyncMultilayerCache(ManagerBase):
 
     # ------------------------------------------------------------------ lifetime
     async def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no background refresh is queued or running; False on timeout."""
+        """Wait until no background refresh is queued or running and no load is in flight;
+        False on timeout."""
         return await self._driver.workers.idle(timeout)
 
     async def flush(self, timeout: float | None = None) -> bool:

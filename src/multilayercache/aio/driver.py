@@ -1,6 +1,10 @@
 """The asyncio driver: performs the steps of a plan (``multilayercache.core.plans``),
 awaiting asyncio layers and loaders and calling in-process layers directly (they never wait
-on IO); background refreshes run as tasks of ``RefreshWorkers``."""
+on IO); background refreshes run as tasks of ``RefreshWorkers``.
+
+A key's flight runs in a task of its own (``AsyncSingleFlight``), which every caller of the
+key awaits: timeouts stop any caller's wait, the first caller's included, while the load
+goes on in that task and caches its value when it ends."""
 
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ from ..core.backoff import RetryState
 from ..core.driving import DriverBase
 from ..core.plans import (
     READ_METHODS,
-    Await,
     Call,
     Enqueue,
     Flight,
@@ -24,8 +27,8 @@ from ..core.plans import (
     Flush,
     Load,
     Loaded,
+    Offer,
     Peek,
-    Pending,
     Plan,
     Refresh,
     T,
@@ -76,14 +79,22 @@ class AsyncDriver(DriverBase):
             return await self._call(step)
         if kind is Load:
             return await self._load(step)
-        if kind is Await:
-            return await step.handle
         if kind is Flight:
             plan = step.plan
-            return await self.flight.do(step.key, lambda: self.run(plan))
+            return await self.flight.do(
+                step.key,
+                lambda: self.run(plan),
+                step.soft_timeout,
+                step.hard_timeout,
+                step.fallback,
+            )
         if kind is FlightMany:
             plan_for = step.plan_for
-            return await self.flight.do_many(step.keys, lambda led: self.run(plan_for(led)))
+            return await self.flight.do_many(
+                step.keys, lambda led: self.run(plan_for(led)), step.hard_timeout
+            )
+        if kind is Offer:
+            return self.flight.offer(step.key, step.entry)
         if kind is Refresh:
             self.workers.submit(step)  # its flight joins any load of the key still running
             return None
@@ -104,22 +115,12 @@ class AsyncDriver(DriverBase):
             if self.state.record_latency and step.method in READ_METHODS:
                 tier.latency.record(time.perf_counter() - start)
 
-    async def _load(self, step: Load) -> Loaded | Pending:
-        wait = step.soft_timeout if step.soft_timeout is not None else step.hard_timeout
-        if wait is None:
-            return await self._timed_load(step.loader, step.argument)
-        # Its own task, so that the caller can stop waiting while the load goes on.
-        task = asyncio.ensure_future(self._timed_load(step.loader, step.argument))
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), wait)
-        except TimeoutError:
-            return Pending(task, hard=step.soft_timeout is None)
-
-    async def _timed_load(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
-        if self.gate is not None:
-            async with self.gate.slot():
-                return await self._call_loader(loader, argument)
-        return await self._call_loader(loader, argument)
+    async def _load(self, step: Load) -> Loaded:
+        gate = self.gate
+        if gate is None:
+            return await self._call_loader(step.loader, step.argument)
+        async with gate.slot(self.slot_wait(step)):
+            return await self._call_loader(step.loader, step.argument)
 
     async def _call_loader(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
         start = time.perf_counter()

@@ -57,9 +57,11 @@ class RefreshWorkers:
             task.add_done_callback(self._tasks.discard)
 
     async def idle(self, timeout: float | None = None) -> bool:
-        """Wait until no refresh is queued or running (tests, shutdown); False on timeout."""
+        """Wait until no refresh is queued or running and no load is in flight (a load
+        whose callers all gave up goes on in its task); False on timeout."""
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        while self._busy or len(self._state.refreshes):
+        flight = self._driver.flight
+        while self._busy or len(self._state.refreshes) or len(flight):
             if deadline is not None and asyncio.get_running_loop().time() > deadline:
                 return False
             await asyncio.sleep(0.005)
@@ -84,9 +86,7 @@ class RefreshWorkers:
         run, flight = self._driver.run, self._driver.flight
         keys = [key for key, _ in batch]
         job = batch[0][1]
-        if not job.coalesce:
-            await run(job.plan_for(keys))
-        elif len(batch) == 1:
+        if len(batch) == 1:
             await flight.do(keys[0], lambda: run(job.plan_for(keys)))
         else:
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from .plans import Load
 from .state import CacheState
 
 
@@ -34,3 +35,11 @@ class DriverBase:
         self.gate = None
         if options.max_concurrent_loads is not None:
             self.gate = self.load_gate(options.max_concurrent_loads, timeout=options.load_wait)
+
+    def slot_wait(self, step: Load) -> float | None:
+        """How long ``step`` waits for a load slot: the gate's timeout (``load_wait``), or
+        the load's ``slot_wait`` (its caller's hard timeout) if shorter."""
+        timeout = self.gate.timeout if self.gate is not None else None
+        if step.slot_wait is None:
+            return timeout
+        return step.slot_wait if timeout is None else min(timeout, step.slot_wait)

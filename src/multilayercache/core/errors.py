@@ -1,9 +1,24 @@
-"""The exceptions a user of the cache may catch."""
+"""The exceptions a user of the cache may catch: all of them are ``CacheError``, and each
+also keeps the built-in type that says what kind of failure it is (``LoadTimeoutError`` is a
+``TimeoutError``, ``SerializationError`` a ``TypeError``, ...), so ``except TimeoutError``
+catches the cache's timeouts with everyone else's. The README's "Errors" table says what
+raises each, what it means and what to do."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-class LayerError(Exception):
+if TYPE_CHECKING:
+    from .ratelimit import LoadLimit
+
+
+class CacheError(Exception):
+    """Every exception the cache raises on its own account (not a loader's or writer's own
+    exception passed through, not ``TypeError``/``ValueError`` for bad arguments)."""
+
+
+# ---------------------------------------------------------------------------- layers
+class LayerError(CacheError):
     """A layer's backend failed (connection, timeout, protocol). The manager treats a read
     error as a miss in that layer.
 
@@ -21,19 +36,6 @@ class LayerUnavailableError(LayerError):
     its circuit breaker is open (then raised at once, without trying)."""
 
 
-class LoadTimeoutError(TimeoutError):
-    """A load passed its hard timeout and no stale value could answer instead. The load
-    goes on in the background, and its value is cached when it ends."""
-
-
-class ThrottledLoadError(Exception):
-    """A key's load failed moments ago and is not retried yet (``LoadOptions
-    .fail_safe_throttle``), and that failure could not be raised again as a copy of
-    itself (an exception class that can be neither copied nor rebuilt from its
-    arguments): the failure is this error's ``__cause__``. Usually the copy is raised
-    instead, of the loader's own exception type."""
-
-
 def is_transient(error: BaseException) -> bool:
     """Whether ``error`` is a transient layer failure (see ``LayerError``): the backend
     could not be reached, did not answer in time, or its circuit breaker refused the
@@ -41,9 +43,78 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, LayerError) and error.transient
 
 
-class SerializationError(TypeError):
+# ---------------------------------------------------------------------------- loads
+class LoadTimeoutError(CacheError, TimeoutError):
+    """A caller waited for another caller's load of its key past its hard timeout, and no
+    stale value could answer instead. The load goes on, and its value is cached when it
+    ends."""
+
+
+class LoadGateTimeout(CacheError, TimeoutError):
+    """No load slot came free in time (``LoadOptions.max_concurrent_loads``: at most that
+    many independent loads at once; a caller waits ``load_wait`` seconds, or its hard
+    timeout if shorter). Nothing was loaded; the key is not throttled."""
+
+    @classmethod
+    def for_limit(cls, limit: LoadLimit, waited: float | None) -> LoadGateTimeout:
+        """The error for a caller that waited ``waited`` seconds for a slot of ``limit``."""
+        within = f"within {waited:g} s" if waited else "at once"
+        return cls(
+            f"no load slot came free {within} ({limit.in_flight} of {limit.max_in_flight} "
+            "loads in flight)"
+        )
+
+
+class ThrottledLoadError(CacheError):
+    """A key's load failed moments ago and is not retried yet (``LoadOptions
+    .fail_safe_throttle``), and that failure could not be raised again as a copy of
+    itself (an exception class that can be neither copied nor rebuilt from its
+    arguments): the failure is this error's ``__cause__``. Usually the copy is raised
+    instead, of the loader's own exception type."""
+
+
+class RecursiveLoadError(CacheError, RuntimeError):
+    """A loader asked the cache for a key that it is itself loading (directly, or through
+    the loads nested in it): waiting for that load would wait for itself forever."""
+
+
+# ---------------------------------------------------------------------------- values
+class SerializationError(CacheError, TypeError):
     """A value could not be encoded; nothing was written."""
 
 
-class UntrustedDataError(ValueError):
+class UntrustedDataError(CacheError, ValueError):
     """Bytes read back could not be decoded safely (corrupt, forged or foreign)."""
+
+
+# ---------------------------------------------------------------------------- writes
+class QueueFull(CacheError):
+    """The write-behind queue has no room for a write (``when_full="raise"``, or still none
+    after ``block_timeout``). The write was not acknowledged: nothing was queued."""
+
+    def __init__(self, message: str, *, depth: int = 0, bytes: int = 0) -> None:
+        super().__init__(message)
+        self.depth = depth
+        self.bytes = bytes
+
+
+class WriteQueueClosed(CacheError, RuntimeError):
+    """A write was put into a queue that was closed (the cache is shutting down); or, as
+    the error of a dead-letter record, a write still queued when ``close_timeout`` ran
+    out."""
+
+
+__all__ = [
+    "CacheError",
+    "LayerError",
+    "LayerUnavailableError",
+    "LoadGateTimeout",
+    "LoadTimeoutError",
+    "QueueFull",
+    "RecursiveLoadError",
+    "SerializationError",
+    "ThrottledLoadError",
+    "UntrustedDataError",
+    "WriteQueueClosed",
+    "is_transient",
+]

@@ -11,9 +11,12 @@ the key layer by layer (``find_entry``) and then:
 * **stale** without it, or **missing**: loads, once for all concurrent callers of the key
   (``Flight``), the lookups below L1 included. If the loader fails or a timeout passes and a
   stale value is held, the stale value answers (fail-safe) and the key is not reloaded for
-  ``fail_safe_throttle`` seconds; a load that outlives a timeout still updates the cache.
-  Without a stale value, callers within those seconds get the failure again instead of a
-  loader call (``core/failures.py``), so a failing backend is not hammered either way.
+  ``fail_safe_throttle`` seconds. Without a stale value, callers within those seconds get
+  the failure again instead of a loader call (``core/failures.py``), so a failing backend is
+  not hammered either way. The caller that leads the flight runs the loader itself; the
+  others stop waiting at their soft timeout (with a stale value: theirs, or one the leader
+  found and offered) or their hard timeout, and the load still updates the cache when it
+  ends.
 
 A background refresh first asks the layers below the one that answered (another process may
 have refreshed the shared layer), then the loader; if that fails, the stale value keeps
@@ -35,16 +38,17 @@ from .errors import LayerError, LoadTimeoutError
 from .failures import replay, same_load
 from .freshness import Entry, Freshness, xfetch_due
 from .keys import unique
+from .missing import MISSING
 from .options import LoadOptions
 from .plans import (
-    Await,
     Call,
     Flight,
     FlightMany,
     Load,
-    Pending,
+    Offer,
     Plan,
     Refresh,
+    TimedOut,
     find_entries,
     find_entry,
     promote,
@@ -57,7 +61,6 @@ from .state import CacheState
 from .ttl import TTL, optional_ttl_seconds
 
 Condition = Callable[[Any], bool] | None
-_FINISH = object()  # queues the rest of a timed-out load apart from the key's refreshes
 
 
 # ---------------------------------------------------------------------------- one key
@@ -91,7 +94,23 @@ def load(
                 return value
             stale = entry
     through = _load_now(state, key, loader, ttl, value_type, condition, options, stale, local)
-    return (yield Flight(key, through))
+    reply = yield Flight(key, through, options.soft_timeout, options.hard_timeout, stale)
+    if type(reply) is TimedOut:
+        return _timed_out(state, key, reply, options)
+    return reply
+
+
+def _timed_out(state: CacheState, key: Any, reply: TimedOut, options: LoadOptions) -> Any:
+    """A caller that stopped waiting for another caller's load of ``key``: the stale value,
+    or ``LoadTimeoutError``."""
+    state.count("hard_timeouts" if reply.hard else "soft_timeouts")
+    if reply.stale is not None:
+        state.count("stale_served")
+        return reply.stale.value
+    raise LoadTimeoutError(
+        f"loading {key!r} took longer than the hard timeout of {options.hard_timeout} s; "
+        "it goes on, and will be cached when it ends"
+    )
 
 
 def _serve(
@@ -120,7 +139,7 @@ def _serve(
         if stale:
             state.count("stale_served")
 
-        def refresh_one(keys: list[Any]) -> Plan[None]:
+        def refresh_one(keys: list[Any]) -> Plan[Any]:
             return _refresh(state, keys[0], loader, ttl, value_type, condition, depth)
 
         yield from _ask_refresh(state, key, RefreshJob(refresh_one), stale)
@@ -152,6 +171,8 @@ def _load_now(
         if answered:
             return value
         stale = entry
+    if stale is not None:
+        yield Offer(key, stale)  # for the callers waiting for this load with a soft timeout
     if options.fail_safe:
         held_off = state.held_off(key)
         if held_off is not None:  # it failed a moment ago: do not hammer the backend
@@ -163,9 +184,8 @@ def _load_now(
             if failure is not None and same_load(failure.loader, loader):
                 state.count("throttled_loads")
                 raise replay(failure, key, retry_in) from failure.error
-    soft = options.soft_timeout if stale is not None else None
     try:
-        reply = yield Load(loader, key, soft, options.hard_timeout)
+        reply = yield Load(loader, key, options.hard_timeout)
     except Exception as error:
         if options.fail_safe and (stale is not None or not isinstance(error, LoadGateTimeout)):
             state.load_failed(key, error, loader)  # (no load slot free: not the key's fault)
@@ -175,17 +195,6 @@ def _load_now(
         state.count("fail_safe")
         state.count("stale_served")
         return stale.value
-    if type(reply) is Pending:
-        finish = _finish(state, key, loader, reply.handle, ttl, value_type, condition, seen)
-        yield Refresh(RefreshJob(lambda keys: finish, coalesce=False), (((_FINISH, key), True, 0),))
-        state.count("hard_timeouts" if reply.hard else "soft_timeouts")
-        if stale is not None:
-            state.count("stale_served")
-            return stale.value
-        raise LoadTimeoutError(
-            f"loading {key!r} took longer than the hard timeout of {options.hard_timeout} s; "
-            "it goes on in the background and will be cached when it ends"
-        )
     state.load_succeeded(key)
     if condition is None or condition(reply.value):
         seconds = reply.seconds
@@ -202,30 +211,6 @@ def _noted(state: CacheState, keys: list[Any]) -> dict[Any, int]:
     return seen
 
 
-def _finish(
-    state: CacheState,
-    key: Any,
-    loader: Callable[[Any], Any],
-    handle: Any,
-    ttl: TTL | None,
-    value_type: Any,
-    condition: Condition,
-    seen: dict[Any, int],
-) -> Plan[None]:
-    """The rest of a load that outlived a timeout: cache its value when it ends (unless
-    the key was written or deleted since the load began: ``seen``)."""
-    try:
-        reply = yield Await(handle)
-    except Exception as error:
-        state.load_failed(key, error, loader)
-        state.note_load_failure(key, error, "after its timeout")
-        return
-    state.load_succeeded(key)
-    if condition is None or condition(reply.value):
-        loaded = {key: reply.value}
-        yield from write_loaded(state, loaded, ttl, value_type, seen, reply.seconds)
-
-
 def _refresh(
     state: CacheState,
     key: Any,
@@ -234,28 +219,28 @@ def _refresh(
     value_type: Any,
     condition: Condition,
     depth: int,
-) -> Plan[None]:
-    """A background refresh of a key that the layer at ``depth`` served due or stale."""
+) -> Plan[Any]:
+    """A background refresh of a key that the layer at ``depth`` served due or stale. It
+    runs in the key's flight, and answers the callers that join it: with the value, or
+    ``MISSING`` if it failed (they then load for themselves, throttled as any load)."""
     state.count("refreshes")
     seen = _noted(state, [key])
     entry, found_at = yield from find_entry(state, key, value_type, depth + 1, seen=seen)
     if entry is not None and _freshness(state, entry, found_at) is Freshness.FRESH:
         yield from promote(state, {key: entry}, found_at, value_type, seen)  # refreshed elsewhere
-        return
+        return entry.value
     try:
-        reply = yield Load(loader, key, None, state.load_options.hard_timeout)
+        reply = yield Load(loader, key)
     except Exception as error:
         state.load_failed(key, error, loader)
         state.count("refresh_failures")
         state.note_load_failure(key, error, "refresh failed, stale value kept")
-        return
-    if type(reply) is Pending:  # the hard timeout: let it finish in its own time
-        yield from _finish(state, key, loader, reply.handle, ttl, value_type, condition, seen)
-        return
+        return MISSING
     state.load_succeeded(key)
     if condition is None or condition(reply.value):
         loaded = {key: reply.value}
         yield from write_loaded(state, loaded, ttl, value_type, seen, reply.seconds)
+    return reply.value
 
 
 def _ask_refresh(state: CacheState, key: Any, job: RefreshJob, stale: bool) -> Plan[None]:
@@ -317,8 +302,36 @@ def load_many(
         def plan_for(led: list[Any]) -> Plan[dict[Any, Any]]:
             return _load_many_now(state, led, bulk_loader, ttl, start, value_type, options, stale)
 
-        answers.update((yield FlightMany(missing, plan_for)))
+        flown = yield FlightMany(missing, plan_for, options.hard_timeout)
+        answers.update(flown)
+        late = [key for key, value in flown.items() if type(value) is TimedOut]
+        if late:
+            answers.update(_timed_out_many(state, late, flown, stale, options))
     return {key: answers[key] for key in wanted if key in answers}
+
+
+def _timed_out_many(
+    state: CacheState,
+    late: list[Any],
+    flown: dict[Any, Any],
+    stale: dict[Any, Entry],
+    options: LoadOptions,
+) -> dict[Any, Any]:
+    """The stale values of the ``late`` keys of a batch (those whose loads by other callers
+    passed the hard timeout), or ``LoadTimeoutError`` if one has none."""
+    state.count("hard_timeouts", len(late))
+    held = {}
+    for key in late:
+        entry = flown[key].stale if flown[key].stale is not None else stale.get(key)
+        if entry is None:
+            raise LoadTimeoutError(
+                f"loading {len(late)} of the keys ({key!r}, ...) took longer than the hard "
+                f"timeout of {options.hard_timeout} s; they go on, and will be cached when "
+                "they end"
+            )
+        held[key] = entry.value
+    state.count("stale_served", len(held))
+    return held
 
 
 def _answer(
@@ -388,12 +401,11 @@ def _load_many_now(
                 replayed = (key, failure, retry_in)
     loaded: dict[Any, Any] = {}
     if missing:
+        for key in missing:
+            if key in stale:  # for the callers waiting for these keys with a soft timeout
+                yield Offer(key, stale[key])
         try:
-            reply = yield Load(bulk_loader, missing, None, options.hard_timeout)
-            if type(reply) is Pending:
-                raise LoadTimeoutError(
-                    f"the bulk load of {len(missing)} keys passed its hard timeout"
-                )
+            reply = yield Load(bulk_loader, missing, options.hard_timeout)
             loaded = loaded_for(missing, reply.value, bulk_loader)
         except Exception as error:
             if options.fail_safe and not isinstance(error, LoadGateTimeout):
@@ -435,26 +447,25 @@ def _held_off(
 
 def _refresh_many_for(
     state: CacheState, bulk_loader: Callable[[list[Any]], Any], ttl: TTL | None, value_type: Any
-) -> Callable[[list[Any]], Plan[None]]:
-    def refresh(keys: list[Any]) -> Plan[None]:
+) -> Callable[[list[Any]], Plan[dict[Any, Any]]]:
+    def refresh(keys: list[Any]) -> Plan[dict[Any, Any]]:
         state.count("refreshes", len(keys))
         seen = _noted(state, keys)
         try:
-            reply = yield Load(bulk_loader, keys, None, state.load_options.hard_timeout)
-            if type(reply) is Pending:
-                return
+            reply = yield Load(bulk_loader, keys)
             loaded = loaded_for(keys, reply.value, bulk_loader)
         except Exception as error:
             for key in keys:
                 state.load_failed(key, error, bulk_loader)
             state.count("refresh_failures", len(keys))
             state.note_load_failure(keys, error, "refresh failed, stale values kept")
-            return
+            return {}
         for key in loaded:
             state.load_succeeded(key)
         if loaded:
             seconds = reply.seconds / len(keys)
             yield from write_loaded(state, loaded, ttl, value_type, seen, seconds)
+        return loaded  # (for the callers that joined the flights of its keys)
 
     return refresh
 

@@ -170,17 +170,22 @@ class LoadOptions:
         within those seconds, without a loader call: a copy of the loader's exception,
         raised from it (``stats().throttled_loads``; see ``core/failures.py``).
     soft_timeout:
-        Seconds a caller waits for a load when a stale value could answer instead: past it,
-        the stale value is returned and the load goes on, updating the cache when it ends.
+        Seconds a caller waits for another caller's load of its key when a stale value could
+        answer instead: past it, the stale value is returned and the load goes on, updating
+        the cache when it ends.
     hard_timeout:
-        Seconds after which a caller gives up on a load (``LoadTimeoutError``, or the stale
-        value when there is one); the load still updates the cache if it ends later.
+        Seconds after which a caller gives up waiting for another caller's load
+        (``LoadTimeoutError``, or the stale value when there is one), and the most it waits
+        for a load slot; the load still updates the cache if it ends later. No thread is
+        started per load: in threads, the caller that runs the loader returns when it does
+        (under asyncio the load is a task, and every caller stops at its timeouts).
     max_concurrent_loads:
-        At most this many loader calls at once across all keys (``None``: no limit), so a
-        miss storm cannot exhaust the loader's backend; each key has only one anyway
+        At most this many independent loads at once across all keys (``None``: no limit),
+        so a miss storm cannot exhaust the loader's backend; each key has only one anyway
         (coalescing), and a failing key is throttled. Callers beyond it wait up to
         ``load_wait`` seconds for a slot, then fail (``LoadGateTimeout``) or, with a stale
-        value, get that.
+        value, get that. Loads nested in a load (a loader calling the cache) run on its
+        slot (``core/nesting.py``).
     """
 
     stale_while_revalidate: bool = True

@@ -22,6 +22,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from .errors import LoadGateTimeout  # defined with the other errors; importable from here too
+
 _ROUNDING = 1e-9
 """Tokens short of a request that still let it pass: refilling from clock differences
 (``1000.05 - 1000.0`` is ``0.04999...``) would otherwise leave 4.9999999 tokens where 5
@@ -238,20 +240,6 @@ class LoadLimit:
         """Count no slot as taken: in a forked child, whose copy of the limit counts the
         slots of its parent's threads or tasks, which it does not have."""
         self.in_flight = 0
-
-
-class LoadGateTimeout(TimeoutError):
-    """No load slot became free in time (raised by ``LoadGate.acquire``, sync and
-    asyncio alike)."""
-
-    @classmethod
-    def for_limit(cls, limit: LoadLimit, waited: float | None) -> LoadGateTimeout:
-        """The error for a caller that waited ``waited`` seconds for a slot of ``limit``."""
-        within = f"within {waited:g} s" if waited else "at once"
-        return cls(
-            f"no load slot came free {within} ({limit.in_flight} of {limit.max_in_flight} "
-            "loads in flight)"
-        )
 
 
 __all__ = ["KeyThrottle", "LoadGateTimeout", "LoadLimit", "TokenBucket"]

@@ -30,13 +30,10 @@ from typing import Any, NamedTuple
 
 class RefreshJob(NamedTuple):
     """How to refresh some keys: ``plan_for(keys)`` is the plan (see ``loading.py``);
-    jobs of the same ``group`` may run as one batch. ``coalesce``: run in the flight of its
-    keys (a refresh); off for the rest of a load that outlived its timeout, which must not
-    join the flight that is waiting for it."""
+    jobs of the same ``group`` may run as one batch. A job runs in the flight of its keys."""
 
     plan_for: Callable[[list[Any]], Any]
     group: Hashable | None = None
-    coalesce: bool = True
 
 
 class _Queued(NamedTuple):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from .backoff import TRANSIENT, RetryPolicy
-from .errors import is_transient
+from .errors import QueueFull, WriteQueueClosed, is_transient  # (also importable here)
 
 Op = Literal["set", "delete"]
 """What a queued write does to its key."""
@@ -196,22 +196,6 @@ WritePolicy = WriteThrough | WriteBehind
 
 def _seconds(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
-
-
-class QueueFull(Exception):
-    """The write-behind queue has no room for a write (``when_full="raise"``, or still none
-    after ``block_timeout``). The write was not acknowledged: nothing was queued."""
-
-    def __init__(self, message: str, *, depth: int = 0, bytes: int = 0) -> None:
-        super().__init__(message)
-        self.depth = depth
-        self.bytes = bytes
-
-
-class WriteQueueClosed(RuntimeError):
-    """A write was put into a queue that was closed (the cache is shutting down); or, as
-    the error of a dead-letter record, a write still queued when ``close_timeout`` ran
-    out."""
 
 
 __all__ = [

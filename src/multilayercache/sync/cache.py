@@ -268,7 +268,8 @@ class MultilayerCache(ManagerBase):
 
     # ------------------------------------------------------------------ lifetime
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no background refresh is queued or running; False on timeout."""
+        """Wait until no background refresh is queued or running and no load is in flight;
+        False on timeout."""
         return self._driver.workers.idle(timeout)
 
     def flush(self, timeout: float | None = None) -> bool:

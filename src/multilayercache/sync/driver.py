@@ -1,10 +1,13 @@
 """The sync driver: performs the steps of a plan (``multilayercache.core.plans``) with plain
-calls, in the caller's thread; background refreshes run on ``RefreshWorkers`` threads, and a
-load with a timeout on a thread of its own, so that the caller can stop waiting for it."""
+calls, in the caller's thread; background refreshes run on ``RefreshWorkers`` threads.
+
+A load runs in the thread of the caller that leads its key's flight, timeouts or not: no
+thread is started per load. Timeouts stop the callers waiting for that flight (see
+``SingleFlight``), not the one running it, which returns when its loader does.
+"""
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +18,6 @@ from ..core.backoff import RetryState
 from ..core.driving import DriverBase
 from ..core.plans import (
     READ_METHODS,
-    Await,
     Call,
     Enqueue,
     Flight,
@@ -23,8 +25,8 @@ from ..core.plans import (
     Flush,
     Load,
     Loaded,
+    Offer,
     Peek,
-    Pending,
     Plan,
     Refresh,
     T,
@@ -79,14 +81,22 @@ class Driver(DriverBase):
             return self._call(step)
         if kind is Load:
             return self._load(step)
-        if kind is Await:
-            return step.handle.result()
         if kind is Flight:
             plan = step.plan
-            return self.flight.do(step.key, lambda: self.run(plan))
+            return self.flight.do(
+                step.key,
+                lambda: self.run(plan),
+                step.soft_timeout,
+                step.hard_timeout,
+                step.fallback,
+            )
         if kind is FlightMany:
             plan_for = step.plan_for
-            return self.flight.do_many(step.keys, lambda led: self.run(plan_for(led)))
+            return self.flight.do_many(
+                step.keys, lambda led: self.run(plan_for(led)), step.hard_timeout
+            )
+        if kind is Offer:
+            return self.flight.offer(step.key, step.entry)
         if kind is Refresh:
             self.workers.submit(step)  # its flight joins any load of the key still running
             return None
@@ -108,31 +118,12 @@ class Driver(DriverBase):
         finally:
             tier.latency.record(time.perf_counter() - start)
 
-    def _load(self, step: Load) -> Loaded | Pending:
-        wait = step.soft_timeout if step.soft_timeout is not None else step.hard_timeout
-        if wait is None:
-            return self._timed_load(step.loader, step.argument)
-        # A thread of its own, so that the caller can stop waiting: a daemon, so that a
-        # loader that never returns does not keep the process from exiting.
-        future: concurrent.futures.Future[Loaded] = concurrent.futures.Future()
-
-        def work() -> None:
-            try:
-                future.set_result(self._timed_load(step.loader, step.argument))
-            except BaseException as error:
-                future.set_exception(error)
-
-        threading.Thread(target=work, name="multilayercache-load", daemon=True).start()
-        try:
-            return future.result(timeout=wait)
-        except concurrent.futures.TimeoutError:
-            return Pending(future, hard=step.soft_timeout is None)
-
-    def _timed_load(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
-        if self.gate is not None:
-            with self.gate.slot():
-                return self._call_loader(loader, argument)
-        return self._call_loader(loader, argument)
+    def _load(self, step: Load) -> Loaded:
+        gate = self.gate
+        if gate is None:
+            return self._call_loader(step.loader, step.argument)
+        with gate.slot(self.slot_wait(step)):
+            return self._call_loader(step.loader, step.argument)
 
     def _call_loader(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
         start = time.perf_counter()

@@ -1,8 +1,18 @@
 """Request coalescing across threads: concurrent callers for one key share one call.
 
-The first caller for a key runs the function; callers that arrive while it runs wait for it
-and get its result or its exception. The in-flight entry is removed when the call ends,
-however it ends. (``multilayercache.aio.singleflight`` is the asyncio twin.)
+The first caller for a key runs the function, in its own thread; callers that arrive while
+it runs wait for it and get its result or its exception. A key has one flight whoever
+started it: a ``do`` of one key and a ``do_many`` of a batch join each other's loads of
+the keys they share (a batch that had no value for a key makes a ``do`` of it load it
+anew). The in-flight entry is removed when the call ends, however it ends.
+(``multilayercache.aio.singleflight`` is the asyncio twin.)
+
+Waiting callers may stop waiting (``soft_timeout``, ``hard_timeout``): they get a
+``TimedOut`` with the stale entry they could answer with, their own or one the running call
+``offer``-ed, while the call goes on for the others. The caller that runs the call cannot
+stop: it is the one running it. A caller waiting while it holds a load slot lends the slot
+to the call it waits for, and one that would wait for a call it is itself running raises
+``RecursiveLoadError`` (see ``core/nesting.py``).
 
 A forked child forgets the calls in flight: the threads running them are not in the child,
 so a caller there would wait for them forever; it makes its own call instead.
@@ -11,20 +21,25 @@ so a caller there would wait for them forever; it makes its own call instead.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from .._forking import register_after_fork
 from ..core.missing import MISSING
+from ..core.nesting import Lead, check_not_waiting_for_itself, held_slot, leading
+from ..core.plans import TimedOut
 
 
 class _Call:
-    __slots__ = ("done", "value", "error")
+    __slots__ = ("done", "value", "error", "lead", "offered")
 
-    def __init__(self) -> None:
+    def __init__(self, lead: Lead) -> None:
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
+        self.lead = lead
+        self.offered: Any = None  # a stale entry waiting callers may answer with
 
 
 class SingleFlight:
@@ -33,37 +48,46 @@ class SingleFlight:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls: dict[Hashable, _Call] = {}
-        self._batched: dict[Hashable, _Call] = {}  # per key, loads that run in batches
         self.coalesced = 0  # callers (or, for batches, keys) that waited for another's call
         register_after_fork(self)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
         self._calls = {}
-        self._batched = {}
 
     def __len__(self) -> int:
         """Keys in flight."""
-        return len(self._calls) + len(self._batched)
+        return len(self._calls)
 
     def __contains__(self, key: Hashable) -> bool:
         """Whether a call for ``key`` is in flight."""
-        return key in self._calls or key in self._batched
+        return key in self._calls
 
-    def do(self, key: Hashable, function: Callable[[], Any]) -> Any:
-        """``function()``, run once for all the callers of ``key`` that overlap with it."""
-        with self._lock:
-            call = self._calls.get(key)
-            leader = call is None
-            if leader:
-                call = self._calls[key] = _Call()
-            else:
+    def do(
+        self,
+        key: Hashable,
+        function: Callable[[], Any],
+        soft_timeout: float | None = None,
+        hard_timeout: float | None = None,
+        fallback: Any = None,
+    ) -> Any:
+        """``function()``, run once for all the callers of ``key`` that overlap with it.
+        A caller that waits for another's call stops waiting after ``soft_timeout`` if it
+        has a stale entry to answer with (``fallback``, or one the call offered), after
+        ``hard_timeout`` in any case: then it gets ``TimedOut``."""
+        while True:
+            with self._lock:
+                call = self._calls.get(key)
+                if call is None:
+                    call = self._calls[key] = _Call(Lead(leading.get()))
+                    break
                 self.coalesced += 1
-        if not leader:
-            call.done.wait()
-            if call.error is not None:
-                raise call.error
-            return call.value
+            value = self._wait(key, call, soft_timeout, hard_timeout, fallback)
+            if value is not MISSING:
+                return value
+            # Another's call that had no value for the key (a batch's, a failed refresh):
+            # load it ourselves.
+        token = leading.set(call.lead)
         try:
             call.value = function()
             return call.value
@@ -71,6 +95,7 @@ class SingleFlight:
             call.error = error
             raise
         finally:
+            leading.reset(token)
             with self._lock:
                 # Not ours any more if a fork happened meanwhile (this thread forked).
                 if self._calls.get(key) is call:
@@ -78,20 +103,26 @@ class SingleFlight:
             call.done.set()
 
     def do_many(
-        self, keys: list[Hashable], function: Callable[[list[Hashable]], dict[Any, Any]]
+        self,
+        keys: list[Hashable],
+        function: Callable[[list[Hashable]], dict[Any, Any]],
+        hard_timeout: float | None = None,
     ) -> dict[Any, Any]:
         """``function(led)`` for the keys that no other caller is loading right now (``led``),
-        while this caller waits for the others' loads of the rest; ``{key: value}`` for every
+        while this caller waits for the others' loads of the rest (up to ``hard_timeout``:
+        ``TimedOut`` for a key whose load was not over by then); ``{key: value}`` for every
         key that got one. Each caller loads its own keys before it waits, so two callers
         that wait on each other's keys cannot deadlock."""
         with self._lock:
-            led = [key for key in keys if key not in self._batched]
+            led = [key for key in keys if key not in self._calls]
+            lead = Lead(leading.get())
             for key in led:
-                self._batched[key] = _Call()
-            calls = {key: self._batched[key] for key in keys}
+                self._calls[key] = _Call(lead)
+            calls = {key: self._calls[key] for key in keys}
             self.coalesced += len(keys) - len(led)
         found: dict[Any, Any] = {}
         if led:
+            token = leading.set(lead)
             try:
                 loaded = function(led)
                 for key in led:
@@ -102,18 +133,64 @@ class SingleFlight:
                     calls[key].error = error
                 raise
             finally:
+                leading.reset(token)
                 with self._lock:
                     for key in led:
-                        if self._batched.get(key) is calls[key]:  # (see ``do``)
-                            del self._batched[key]
+                        if self._calls.get(key) is calls[key]:  # (see ``do``)
+                            del self._calls[key]
                 for key in led:
                     calls[key].done.set()
+        deadline = None if hard_timeout is None else time.monotonic() + hard_timeout
         for key, call in calls.items():
-            if key in found:
-                continue
-            call.done.wait()
-            if call.error is not None:
-                raise call.error
-            if call.value is not MISSING:
-                found[key] = call.value
+            if call.lead is lead:
+                continue  # loaded above
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            value = self._wait(key, call, None, left, None)
+            if value is not MISSING:
+                found[key] = value
         return found
+
+    def offer(self, key: Hashable, stale: Any) -> None:
+        """Let the callers waiting for the call of ``key`` answer with ``stale`` (an entry)
+        when they stop waiting (called by the code the call runs)."""
+        call = self._calls.get(key)
+        if call is not None:
+            call.offered = stale
+
+    def _wait(
+        self,
+        key: Hashable,
+        call: _Call,
+        soft_timeout: float | None,
+        hard_timeout: float | None,
+        fallback: Any,
+    ) -> Any:
+        """The result of another caller's ``call`` (raised if it failed), or ``TimedOut``."""
+        check_not_waiting_for_itself(call.lead, key)
+        hold = held_slot.get()
+        lent = hold is not None and hold.gate.lend(hold, call.lead)
+        try:
+            if soft_timeout is None and hard_timeout is None:
+                call.done.wait()
+            else:
+                start = time.monotonic()
+                if soft_timeout is not None and not call.done.wait(soft_timeout):
+                    stale = _stale(call, fallback)
+                    if stale is not None:
+                        return TimedOut(stale, hard=False)
+                if hard_timeout is None:
+                    call.done.wait()
+                elif not call.done.wait(max(0.0, hard_timeout - (time.monotonic() - start))):
+                    return TimedOut(_stale(call, fallback), hard=True)
+        finally:
+            if hold is not None and lent:
+                hold.gate.take_back(hold, call.lead)
+        if call.error is not None:
+            raise call.error
+        return call.value
+
+
+def _stale(call: _Call, fallback: Any) -> Any:
+    """What a caller that stops waiting for ``call`` answers with: the stale entry the call
+    offered, else its own (``None``: none)."""
+    return fallback if call.offered is None else call.offered

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from .._forking import register_after_fork
@@ -26,6 +27,8 @@ WORKERS = 2
 that can take more concurrent calls, and the queue keeps the hottest keys first anyway."""
 BATCH = 64
 """Keys refreshed together by one bulk loader call at most."""
+IDLE_POLL = 0.005
+"""Seconds between looks at the loads in flight while ``idle()`` waits for them to end."""
 
 
 class RefreshWorkers:
@@ -67,11 +70,20 @@ class RefreshWorkers:
             self._ready.notify_all()
 
     def idle(self, timeout: float | None = None) -> bool:
-        """Wait until no refresh is queued or running (tests, shutdown); False on timeout."""
+        """Wait until no refresh is queued or running and no load is in flight (a load
+        whose waiting callers gave up goes on in the thread that leads it); False on
+        timeout. For tests and shutdown: a loader that calls it waits for itself."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        flight = self._driver.flight
         with self._ready:
-            return self._ready.wait_for(
-                lambda: not self._busy and not len(self._state.refreshes), timeout
-            )
+            while self._busy or len(self._state.refreshes) or len(flight):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                if len(flight):  # a flight's end is not signalled here: look again soon
+                    left = IDLE_POLL if left is None else min(left, IDLE_POLL)
+                self._ready.wait(left)
+            return True
 
     def _work(self) -> None:
         while True:
@@ -93,9 +105,7 @@ class RefreshWorkers:
         run, flight = self._driver.run, self._driver.flight
         keys = [key for key, _ in batch]
         job = batch[0][1]
-        if not job.coalesce:
-            run(job.plan_for(keys))
-        elif len(batch) == 1:
+        if len(batch) == 1:
             flight.do(keys[0], lambda: run(job.plan_for(keys)))
         else:
             flight.do_many(keys, lambda led: run(job.plan_for(led)) or {})

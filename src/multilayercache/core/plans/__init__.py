@@ -19,14 +19,15 @@ in that layer, a failed write raises).
 Steps (the loading ones are used by ``loading.py``):
 
 * ``Call(tier, method, args)``: ``tier.layer.<method>(*args)`` (awaited for asyncio layers).
-* ``Load(loader, argument, soft_timeout, hard_timeout)``: the user's loader, counted and
-  timed; the reply is ``Loaded(value, seconds)``, or ``Pending(handle, hard)`` when a
-  timeout passed first (the load goes on).
-* ``Await(handle)``: the rest of a pending load; the reply is its ``Loaded``.
-* ``Flight(key, plan)``: run ``plan`` once for every caller that asks for ``key`` while it
-  runs (request coalescing); each gets its result or its exception.
-* ``FlightMany(keys, plan_for)``: the same per key, for a batch: the caller runs
-  ``plan_for(keys nobody is loading yet)`` and waits for the others' loads of the rest.
+* ``Load(loader, argument, slot_wait)``: the user's loader, counted and timed, on a load
+  slot when loads are limited; the reply is ``Loaded(value, seconds)``.
+* ``Flight(key, plan, soft_timeout, hard_timeout, fallback)``: run ``plan`` once for every
+  caller that asks for ``key`` while it runs (request coalescing); each gets its result or
+  its exception, or ``TimedOut`` if it stopped waiting for another caller's run.
+* ``FlightMany(keys, plan_for, hard_timeout)``: the same per key, for a batch: the caller
+  runs ``plan_for(keys nobody is loading yet)`` and waits for the others' loads of the
+  rest. A key has one flight, whether a ``Flight`` or a ``FlightMany`` started it.
+* ``Offer(key, entry)``: inside a flight, a stale entry its waiting callers may answer with.
 * ``Refresh(job, items)``: queue background refreshes of ``(key, stale, frequency)`` items
   (at most one per key; see ``refresh.py``) together; the reply is ``None`` at once.
 * ``Enqueue(tier, writes, block)``, ``Peek(tier, keys)``, ``Flush(tier)``: a write-behind
@@ -63,7 +64,6 @@ from .reads import (
 )
 from .steps import (
     READ_METHODS,
-    Await,
     Call,
     Enqueue,
     Flight,
@@ -71,12 +71,13 @@ from .steps import (
     Flush,
     Load,
     Loaded,
+    Offer,
     Peek,
-    Pending,
     Plan,
     Refresh,
     Step,
     T,
+    TimedOut,
     typed,
 )
 from .writes import (
@@ -93,8 +94,8 @@ from .writes import (
 )
 
 __all__ = [
-    "READ_METHODS", "Await", "Call", "Enqueue", "Flight", "FlightMany", "Flush", "Load",
-    "Loaded", "Peek", "Pending", "Plan", "Refresh", "Step", "T", "clear", "contains",
+    "READ_METHODS", "Call", "Enqueue", "Flight", "FlightMany", "Flush", "Load", "Loaded",
+    "Offer", "Peek", "Plan", "Refresh", "Step", "T", "TimedOut", "clear", "contains",
     "delete", "delete_many", "enqueue_deletes", "enqueue_writes", "find_entries",
     "find_entry", "forget", "get_entries", "get_entry", "promote", "promote_found",
     "queued_entry", "read", "read_many", "remaining_ttl", "store", "typed", "write",

@@ -28,13 +28,14 @@ READ_METHODS = frozenset({"get", "get_many", "get_entry", "get_entries"})
 
 
 class Load(NamedTuple):
-    """Call the user's ``loader(argument)`` (await it under asyncio); reply ``Loaded``, or
-    ``Pending`` once ``soft_timeout`` or ``hard_timeout`` (seconds, ``None``: none) passed."""
+    """Call the user's ``loader(argument)`` (await it under asyncio), on a load slot if the
+    cache limits loads (waiting for one at most ``slot_wait`` seconds, if that is shorter
+    than ``LoadOptions.load_wait``); reply ``Loaded``. The loader runs in the caller's
+    thread (or the flight's task): nothing stops it but its end."""
 
     loader: Callable[[Any], Any]
     argument: Any
-    soft_timeout: float | None = None
-    hard_timeout: float | None = None
+    slot_wait: float | None = None
 
 
 class Loaded(NamedTuple):
@@ -42,33 +43,46 @@ class Loaded(NamedTuple):
     seconds: float
 
 
-class Pending(NamedTuple):
-    """A load still running when a timeout passed; ``hard``: the hard one."""
-
-    handle: Any
-    hard: bool
-
-
-class Await(NamedTuple):
-    """Wait for a pending load to end; reply with its ``Loaded``."""
-
-    handle: Any
-
-
 class Flight(NamedTuple):
-    """Run ``plan`` once for all concurrent callers of ``key``; reply with its result."""
+    """Run ``plan`` once for all concurrent callers of ``key``; reply with its result.
+
+    A caller that waits for another's run stops waiting after ``soft_timeout`` if it has a
+    stale entry to answer with (``fallback``, its own, or one the run offered), and after
+    ``hard_timeout`` in any case: then the reply is ``TimedOut``."""
 
     key: Hashable
     plan: Plan[Any]
+    soft_timeout: float | None = None
+    hard_timeout: float | None = None
+    fallback: Any = None
 
 
 class FlightMany(NamedTuple):
     """Coalesce a batch per key: run ``plan_for(led)`` for the keys no other caller is
-    loading (``led``), wait for the others; reply with ``{key: value}`` for every key that
-    got a value."""
+    loading (``led``), wait for the others (up to ``hard_timeout``); reply with ``{key:
+    value}`` for every key that got a value, ``TimedOut`` for each key still loading when
+    the timeout passed."""
 
     keys: list[Any]
     plan_for: Callable[[list[Any]], Plan[dict[Any, Any]]]
+    hard_timeout: float | None = None
+
+
+class TimedOut(NamedTuple):
+    """The reply of a flight the caller stopped waiting for (the run goes on for the
+    others, and caches its value when it ends): ``stale``, the stale entry to answer with
+    (``None``: none); ``hard``: the hard timeout passed (else the soft one)."""
+
+    stale: Any
+    hard: bool
+
+
+class Offer(NamedTuple):
+    """Inside the flight of ``key``: let the callers waiting for it answer with the stale
+    ``entry`` if they stop waiting (see ``Flight``); reply ``None``."""
+
+    key: Hashable
+    entry: Any
 
 
 class Refresh(NamedTuple):
@@ -103,7 +117,7 @@ class Flush(NamedTuple):
     tier: Tier
 
 
-Step: TypeAlias = "Call | Load | Await | Flight | FlightMany | Refresh | Enqueue | Peek | Flush"
+Step: TypeAlias = "Call | Load | Flight | FlightMany | Offer | Refresh | Enqueue | Peek | Flush"
 Plan: TypeAlias = Generator[Step, Any, T]
 
 
