@@ -24,6 +24,10 @@ bulk loader are refreshed with one bulk call.
 Each key's generation (``core/generations.py``) is noted before its lookups below L1 and
 its load: values found below are copied up, and loaded values written, only if no write or
 delete of the key through this manager came in between.
+
+A reload knows the entry it replaces (``held``): a loader made by ``with_context`` is given
+its value and may answer that it is unchanged, and adaptive TTLs move by whether it changed;
+an unchanged entry is extended rather than rewritten (``plans/reloads.py``).
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .adaptive import TtlRule, check_load_ttl
 from .errors import LayerError, LoadTimeoutError
 from .failures import replay, same_load
 from .freshness import Entry, Freshness, xfetch_due
 from .keys import unique
+from .loadcontext import ContextualLoader, LoadContext
 from .options import LoadOptions
 from .plans import (
     Await,
@@ -54,7 +60,7 @@ from .plans import (
 from .ratelimit import LoadGateTimeout
 from .refresh import RefreshJob
 from .state import CacheState
-from .ttl import TTL, optional_ttl_seconds
+from .ttl import TTL
 
 Condition = Callable[[Any], bool] | None
 _FINISH = object()  # queues the rest of a timed-out load apart from the key's refreshes
@@ -65,7 +71,7 @@ def load(
     state: CacheState,
     key: Any,
     loader: Callable[[Any], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     value_type: Any = None,
     condition: Condition = None,
     options: LoadOptions | None = None,
@@ -75,11 +81,12 @@ def load(
     L1 holds the key due or stale, 1 after an L1 miss); see the module docstring. The
     in-process layers are read at once; everything below them (lookups included) runs once
     for all concurrent callers of the key."""
-    optional_ttl_seconds(ttl)
+    check_load_ttl(ttl)
     check_loader(loader)
     options = options or state.load_options
     local = state.local_depth
     stale: Entry | None = None
+    stale_at = 0
     if start < local:
         seen: dict[Any, int] = {}
         entry, depth = yield from find_entry(state, key, value_type, start, True, local, seen=seen)
@@ -89,8 +96,10 @@ def load(
             )
             if answered:
                 return value
-            stale = entry
-    through = _load_now(state, key, loader, ttl, value_type, condition, options, stale, local)
+            stale, stale_at = entry, depth
+    through = _load_now(
+        state, key, loader, ttl, value_type, condition, options, stale, local, stale_at
+    )
     return (yield Flight(key, through))
 
 
@@ -100,7 +109,7 @@ def _serve(
     entry: Entry,
     depth: int,
     loader: Callable[[Any], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     value_type: Any,
     condition: Condition,
     options: LoadOptions,
@@ -121,7 +130,7 @@ def _serve(
             state.count("stale_served")
 
         def refresh_one(keys: list[Any]) -> Plan[None]:
-            return _refresh(state, keys[0], loader, ttl, value_type, condition, depth)
+            return _refresh(state, keys[0], loader, ttl, value_type, condition, depth, entry)
 
         yield from _ask_refresh(state, key, RefreshJob(refresh_one), stale)
     return True, entry.value
@@ -131,14 +140,16 @@ def _load_now(
     state: CacheState,
     key: Any,
     loader: Callable[[Any], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     value_type: Any,
     condition: Condition,
     options: LoadOptions,
     stale: Entry | None,
     start: int,
+    stale_at: int = 0,
 ) -> Plan[Any]:
-    """Inside the key's flight: the layers below the in-process ones, then the loader."""
+    """Inside the key's flight: the layers below the in-process ones, then the loader.
+    ``stale``: the entry an in-process layer holds (at depth ``stale_at``), if any."""
     swr = options.stale_while_revalidate
     unreachable: set[int] = set()  # not written back to: the caller waited on them once
     seen = _noted(state, [key])  # before the lookups below and the load
@@ -151,7 +162,7 @@ def _load_now(
         )
         if answered:
             return value
-        stale = entry
+        stale, stale_at = entry, depth
     if options.fail_safe:
         held_off = state.held_off(key)
         if held_off is not None:  # it failed a moment ago: do not hammer the backend
@@ -164,8 +175,9 @@ def _load_now(
                 state.count("throttled_loads")
                 raise replay(failure, key, retry_in) from failure.error
     soft = options.soft_timeout if stale is not None else None
+    argument = _argument(loader, key, stale)
     try:
-        reply = yield Load(loader, key, soft, options.hard_timeout)
+        reply = yield Load(loader, argument, soft, options.hard_timeout)
     except Exception as error:
         if options.fail_safe and (stale is not None or not isinstance(error, LoadGateTimeout)):
             state.load_failed(key, error, loader)  # (no load slot free: not the key's fault)
@@ -175,8 +187,11 @@ def _load_now(
         state.count("fail_safe")
         state.count("stale_served")
         return stale.value
+    held = None if stale is None else (stale, stale_at)
     if type(reply) is Pending:
-        finish = _finish(state, key, loader, reply.handle, ttl, value_type, condition, seen)
+        finish = _finish(
+            state, key, loader, reply.handle, ttl, value_type, condition, seen, argument, held
+        )
         yield Refresh(RefreshJob(lambda keys: finish, coalesce=False), (((_FINISH, key), True, 0),))
         state.count("hard_timeouts" if reply.hard else "soft_timeouts")
         if stale is not None:
@@ -188,9 +203,7 @@ def _load_now(
         )
     state.load_succeeded(key)
     if condition is None or condition(reply.value):
-        seconds = reply.seconds
-        loaded = {key: reply.value}
-        yield from write_loaded(state, loaded, ttl, value_type, seen, seconds, unreachable)
+        yield from _write_one(state, key, reply, argument, held, ttl, value_type, seen, unreachable)
     return reply.value
 
 
@@ -202,15 +215,54 @@ def _noted(state: CacheState, keys: list[Any]) -> dict[Any, int]:
     return seen
 
 
+def _write_one(
+    state: CacheState,
+    key: Any,
+    reply: Any,
+    argument: Any,
+    held: tuple[Entry, int] | None,
+    ttl: TTL | TtlRule | None,
+    value_type: Any,
+    seen: dict[Any, int],
+    unreachable: set[int] | None = None,
+) -> Plan[None]:
+    """Write the value a load of ``key`` returned (``reply``): with the TTL and verdict its
+    ``LoadContext`` (``argument``) was given, and what it replaces (``held``, when that
+    matters: a verdict, or an adaptive TTL)."""
+    kept: tuple[Any, ...] = ()
+    if type(argument) is LoadContext:
+        if argument.ttl is not None:
+            ttl = argument.ttl
+        if argument.said_unchanged and reply.value is argument.current:
+            kept = (key,)
+    replaced = {key: held} if held is not None and (kept or state.adapts) else None
+    loaded = {key: reply.value}
+    yield from write_loaded(
+        state, loaded, ttl, value_type, seen, reply.seconds, unreachable or (), replaced, kept
+    )
+
+
+def _argument(loader: Callable[[Any], Any], key: Any, held: Entry | None) -> Any:
+    """What ``loader`` is called with: the key, or for a loader made by ``with_context`` a
+    ``LoadContext`` with the value held (``held``: due or stale)."""
+    if type(loader) is not ContextualLoader:
+        return key
+    if held is None:
+        return LoadContext(key)
+    return LoadContext(key, held.value, True)
+
+
 def _finish(
     state: CacheState,
     key: Any,
     loader: Callable[[Any], Any],
     handle: Any,
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     value_type: Any,
     condition: Condition,
     seen: dict[Any, int],
+    argument: Any = None,
+    held: tuple[Entry, int] | None = None,
 ) -> Plan[None]:
     """The rest of a load that outlived a timeout: cache its value when it ends (unless
     the key was written or deleted since the load began: ``seen``)."""
@@ -222,40 +274,46 @@ def _finish(
         return
     state.load_succeeded(key)
     if condition is None or condition(reply.value):
-        loaded = {key: reply.value}
-        yield from write_loaded(state, loaded, ttl, value_type, seen, reply.seconds)
+        yield from _write_one(state, key, reply, argument, held, ttl, value_type, seen)
 
 
 def _refresh(
     state: CacheState,
     key: Any,
     loader: Callable[[Any], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     value_type: Any,
     condition: Condition,
     depth: int,
+    served: Entry | None = None,
 ) -> Plan[None]:
-    """A background refresh of a key that the layer at ``depth`` served due or stale."""
+    """A background refresh of a key that the layer at ``depth`` served due or stale
+    (``served``)."""
     state.count("refreshes")
     seen = _noted(state, [key])
     entry, found_at = yield from find_entry(state, key, value_type, depth + 1, seen=seen)
     if entry is not None and _freshness(state, entry, found_at) is Freshness.FRESH:
         yield from promote(state, {key: entry}, found_at, value_type, seen)  # refreshed elsewhere
         return
+    held = (entry, found_at) if entry is not None else None
+    if held is None and served is not None:
+        held = (served, depth)
+    argument = _argument(loader, key, None if held is None else held[0])
     try:
-        reply = yield Load(loader, key, None, state.load_options.hard_timeout)
+        reply = yield Load(loader, argument, None, state.load_options.hard_timeout)
     except Exception as error:
         state.load_failed(key, error, loader)
         state.count("refresh_failures")
         state.note_load_failure(key, error, "refresh failed, stale value kept")
         return
     if type(reply) is Pending:  # the hard timeout: let it finish in its own time
-        yield from _finish(state, key, loader, reply.handle, ttl, value_type, condition, seen)
+        yield from _finish(
+            state, key, loader, reply.handle, ttl, value_type, condition, seen, argument, held
+        )
         return
     state.load_succeeded(key)
     if condition is None or condition(reply.value):
-        loaded = {key: reply.value}
-        yield from write_loaded(state, loaded, ttl, value_type, seen, reply.seconds)
+        yield from _write_one(state, key, reply, argument, held, ttl, value_type, seen)
 
 
 def _ask_refresh(state: CacheState, key: Any, job: RefreshJob, stale: bool) -> Plan[None]:
@@ -294,7 +352,7 @@ def load_many(
     state: CacheState,
     keys: Iterable[Any],
     bulk_loader: Callable[[list[Any]], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     start: int = 0,
     value_type: Any = None,
     options: LoadOptions | None = None,
@@ -303,9 +361,15 @@ def load_many(
     ``bulk_loader(missing)`` in one call, which returns a mapping (keys it leaves out stay
     missing, keys it was not asked for are ignored). The in-process layers above ``start``
     are read at once; from ``start`` down, each key is looked up and loaded once for all
-    concurrent callers, whatever batches they came in."""
-    optional_ttl_seconds(ttl)
+    concurrent callers, whatever batches they came in. ``ttl`` may be a function of each
+    value."""
+    check_load_ttl(ttl)
     check_loader(bulk_loader)
+    if type(bulk_loader) is ContextualLoader:
+        raise TypeError(
+            "with_context makes single-key loaders (get_or_load); a bulk loader is called "
+            "with the missing keys alone"
+        )
     options = options or state.load_options
     wanted = unique(keys)
     seen: dict[Any, int] = {}
@@ -410,7 +474,12 @@ def _load_many_now(
             state.load_succeeded(key)
         if loaded:
             seconds = reply.seconds / len(missing)
-            yield from write_loaded(state, loaded, ttl, value_type, seen, seconds, unreachable)
+            held = None
+            if state.adapts:  # what each key replaces: below, else in-process (depth 0)
+                held = {key: found.get(key) or (stale[key], 0) for key in loaded if key in stale}
+            yield from write_loaded(
+                state, loaded, ttl, value_type, seen, seconds, unreachable, held
+            )
     if replayed is not None:  # the others are loaded and cached: a retry finds them
         key, failure, retry_in = replayed
         raise replay(failure, key, retry_in) from failure.error
@@ -434,11 +503,18 @@ def _held_off(
 
 
 def _refresh_many_for(
-    state: CacheState, bulk_loader: Callable[[list[Any]], Any], ttl: TTL | None, value_type: Any
+    state: CacheState,
+    bulk_loader: Callable[[list[Any]], Any],
+    ttl: TTL | TtlRule | None,
+    value_type: Any,
 ) -> Callable[[list[Any]], Plan[None]]:
     def refresh(keys: list[Any]) -> Plan[None]:
         state.count("refreshes", len(keys))
         seen = _noted(state, keys)
+        held = None
+        if state.adapts:  # the entries replaced, with their steps: from the shared layers
+            start = _steps_depth(state)
+            held = yield from find_entries(state, keys, value_type, start, seen=seen)
         try:
             reply = yield Load(bulk_loader, keys, None, state.load_options.hard_timeout)
             if type(reply) is Pending:
@@ -454,9 +530,17 @@ def _refresh_many_for(
             state.load_succeeded(key)
         if loaded:
             seconds = reply.seconds / len(keys)
-            yield from write_loaded(state, loaded, ttl, value_type, seen, seconds)
+            yield from write_loaded(state, loaded, ttl, value_type, seen, seconds, (), held)
 
     return refresh
+
+
+def _steps_depth(state: CacheState) -> int:
+    """The first layer that stores adaptive steps with its entries (0 if none does)."""
+    for tier in state.tiers:
+        if getattr(tier.layer, "stores_steps", False):
+            return tier.depth
+    return 0
 
 
 # ---------------------------------------------------------------------------- checks

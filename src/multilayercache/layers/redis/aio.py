@@ -21,7 +21,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from ...core.errors import LayerUnavailableError
@@ -29,7 +29,7 @@ from ...core.freshness import Entry, Lifetime
 from ...core.ttl import TTL
 from ...serializers import Serializer
 from . import fastpath
-from .codec import SCAN_BATCH, PackedWrite, RedisCodec, as_list
+from .codec import EXTEND_ENTRY, EXTEND_ENTRY_SHA, SCAN_BATCH, PackedWrite, RedisCodec, as_list
 from .codec import client_options as with_defaults
 
 DEFAULT_ASYNC_MAX_CONNECTIONS = 50
@@ -164,6 +164,26 @@ class AsyncRedisLayer(RedisCodec):
             await self._run(lambda: write.apply(client))
         except RedisError as error:
             raise self._failure("SET", error) from error
+
+    async def extend_entry(self, key: Any, lifetime: Lifetime, written_ms: int) -> bool:
+        """Give ``key``'s entry a new ``lifetime`` without rewriting its value, if it is
+        still the write made at ``written_ms`` (see ``RedisLayer.extend_entry``)."""
+        arguments = self._extend_arguments(key, lifetime, written_ms)
+        if arguments is None:
+            return False
+        client = self._bound()
+        try:
+            try:
+                answer = await self._run(
+                    lambda: client.execute_command("EVALSHA", EXTEND_ENTRY_SHA, *arguments)
+                )
+            except NoScriptError:  # first use on this server (or after a restart): load it
+                answer = await self._run(
+                    lambda: client.execute_command("EVAL", EXTEND_ENTRY, *arguments)
+                )
+        except RedisError as error:
+            raise self._failure("EVALSHA (extend)", error) from error
+        return bool(answer)
 
     async def _read(self, *command: str) -> Any:
         client = self._bound()
