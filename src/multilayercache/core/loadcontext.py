@@ -3,8 +3,9 @@ adaptive caching and conditional refresh): ``with_context(loader)``.
 
 A plain loader is ``loader(key)``. Wrapped by ``with_context``, it is called as
 ``loader(key, context)`` with a ``LoadContext``: the value cached now (due for a refresh,
-or stale), and attributes it may set for the value it returns: ``ttl``, and ``tags``
-(accepted now, applied once tag invalidation exists). Returning ``context.unchanged()``
+or stale), and what it may set for the value it returns: its ``ttl`` (the value's tags
+will join it once tag invalidation exists; until then nothing advertises them, and setting
+an attribute the context does not have raises). Returning ``context.unchanged()``
 says that the cached value is still current: it is kept, and extended in every layer
 without being rewritten (in Redis, its deadlines are updated in place: the value does not
 cross the network again). That is a conditional refresh: the loader asks its source
@@ -39,7 +40,7 @@ class LoadContext(Generic[V]):
     >>> cache.get_or_load("user:1", load_user)
     """
 
-    __slots__ = ("key", "current", "has_current", "ttl", "tags", "said_unchanged")
+    __slots__ = ("key", "current", "has_current", "ttl", "said_unchanged")
 
     def __init__(self, key: Any, current: V | None = None, has_current: bool = False) -> None:
         self.key = key
@@ -50,8 +51,6 @@ class LoadContext(Generic[V]):
         self.ttl: TTL | None = None
         """Set it: the TTL of the value returned, instead of the call's ``ttl`` (each layer
         caps it by its policy, and an adaptive layer scales it, as any requested TTL)."""
-        self.tags: tuple[str, ...] = ()
-        """Set it: the value's tags. Accepted now, applied once tag invalidation exists."""
         self.said_unchanged = False
 
     def unchanged(self) -> V:

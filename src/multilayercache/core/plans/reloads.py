@@ -97,21 +97,21 @@ class Reload:
     def _extend(
         self, state: CacheState, tier: Tier, items: dict[Any, Any], lifetime: Lifetime
     ) -> Plan[None]:
-        """Extend the unchanged entries ``tier`` holds (removing them from ``items``); those
-        it no longer holds as they were read stay in ``items``, to be written."""
+        """Extend the unchanged entries ``tier`` holds, and leave those another write
+        replaced meanwhile (it is newer), removing both from ``items``; the rest (gone, or
+        unable to store the step) stay in ``items``, to be written."""
         for key in list(items):
             entry, depth = self.extendable.get(key, (None, -1))
             if entry is None or depth != tier.depth:
                 continue
             try:
-                done = yield Call(tier, "extend_entry", (key, lifetime, entry.written_ms))
+                answer = yield Call(tier, "extend_entry", (key, lifetime, entry.written_ms))
             except LayerError as error:  # as a failed write of a loaded value: not raised
                 state.note_write_error(tier, [key], error)
-                done = True  # a write would fail as well
-            else:
-                if done:
-                    self.extended += 1
-            if done:
+                answer = "failed"  # a write would fail as well
+            if answer == "extended":
+                self.extended += 1
+            if answer != "write":
                 del items[key]
 
     def finish(self, state: CacheState) -> None:

@@ -29,7 +29,16 @@ from ...core.freshness import Entry, Lifetime
 from ...core.ttl import TTL
 from ...serializers import Serializer
 from . import fastpath
-from .codec import EXTEND_ENTRY, EXTEND_ENTRY_SHA, SCAN_BATCH, PackedWrite, RedisCodec, as_list
+from .codec import (
+    EXTEND_ANSWERS,
+    EXTEND_ENTRY,
+    EXTEND_ENTRY_SHA,
+    SCAN_BATCH,
+    ExtendAnswer,
+    PackedWrite,
+    RedisCodec,
+    as_list,
+)
 from .codec import client_options as with_defaults
 
 DEFAULT_ASYNC_MAX_CONNECTIONS = 50
@@ -165,12 +174,12 @@ class AsyncRedisLayer(RedisCodec):
         except RedisError as error:
             raise self._failure("SET", error) from error
 
-    async def extend_entry(self, key: Any, lifetime: Lifetime, written_ms: int) -> bool:
+    async def extend_entry(self, key: Any, lifetime: Lifetime, written_ms: int) -> ExtendAnswer:
         """Give ``key``'s entry a new ``lifetime`` without rewriting its value, if it is
         still the write made at ``written_ms`` (see ``RedisLayer.extend_entry``)."""
         arguments = self._extend_arguments(key, lifetime, written_ms)
         if arguments is None:
-            return False
+            return "write"
         client = self._bound()
         try:
             try:
@@ -183,7 +192,7 @@ class AsyncRedisLayer(RedisCodec):
                 )
         except RedisError as error:
             raise self._failure("EVALSHA (extend)", error) from error
-        return bool(answer)
+        return EXTEND_ANSWERS[int(answer)]
 
     async def _read(self, *command: str) -> Any:
         client = self._bound()

@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -80,7 +80,7 @@ if #head < {STEP_OFFSET + 1} then return 0 end
 local first, version = string.byte(head, 1, 2)
 local stepped = first == 0x99 and version == {STEPPED_VERSION}
 if not stepped and not (first == 0x97 and version == {FORMAT_VERSION}) then return 0 end
-if string.sub(head, {WRITTEN_OFFSET + 1}, {DEADLINES_OFFSET}) ~= ARGV[1] then return 0 end
+if string.sub(head, {WRITTEN_OFFSET + 1}, {DEADLINES_OFFSET}) ~= ARGV[1] then return 2 end
 if ARGV[3] ~= '' then
   if not stepped then return 0 end
   redis.call('SETRANGE', KEYS[1], {STEP_OFFSET}, ARGV[3])
@@ -96,8 +96,11 @@ return 1
 """Extend an entry in place, if it is still the write it was read as (``ARGV[1]``, its
 ``written`` field): new deadlines (``ARGV[2]``), step (``ARGV[3]``, format 2 only; '' to
 leave it) and expiry (``ARGV[4]`` ms, '' for none). The value is not rewritten: one round
-trip of a few dozen bytes, whatever its size. 1 if extended, 0 if the key is gone, was
-rewritten meanwhile, or is format 1 and a step must be stored (the caller writes it then)."""
+trip of a few dozen bytes, whatever its size. 1: extended; 2: overtaken (another write
+replaced the entry meanwhile: it is newer, and left alone); 0: the caller must write the
+value (the key is gone or holds no envelope, or is format 1 and a step must be stored)."""
+ExtendAnswer = Literal["extended", "overtaken", "write"]
+EXTEND_ANSWERS: dict[int, ExtendAnswer] = {1: "extended", 2: "overtaken", 0: "write"}
 EXTEND_ENTRY_SHA = hashlib.sha1(EXTEND_ENTRY.encode()).hexdigest()
 
 
@@ -273,7 +276,7 @@ class RedisCodec:
     ) -> tuple[Any, ...] | None:
         """The ``EVALSHA`` arguments (after the script) that extend ``key``'s entry written
         at ``written_ms`` to live ``lifetime`` from now (see ``EXTEND_ENTRY``); ``None``
-        when ``lifetime`` is over already (nothing to extend: write it instead)."""
+        when ``lifetime`` is over already (nothing to extend)."""
         resolved = self._resolved(lifetime)
         milliseconds = self._expiry_ms(resolved)
         if milliseconds == 0:

@@ -25,9 +25,11 @@ from ...core.ttl import TTL
 from ...serializers import Serializer
 from . import fastpath
 from .codec import (
+    EXTEND_ANSWERS,
     EXTEND_ENTRY,
     EXTEND_ENTRY_SHA,
     SCAN_BATCH,
+    ExtendAnswer,
     PackedWrite,
     RedisCodec,
     as_list,
@@ -120,14 +122,15 @@ class RedisLayer(RedisCodec):
         except RedisError as error:
             raise self._failure("SET", error) from error
 
-    def extend_entry(self, key: Any, lifetime: Lifetime, written_ms: int) -> bool:
+    def extend_entry(self, key: Any, lifetime: Lifetime, written_ms: int) -> ExtendAnswer:
         """Give ``key``'s entry a new ``lifetime`` from now without rewriting its value
         (its deadlines rewritten in place, and PEXPIRE: one small round trip), if it is
-        still the write made at ``written_ms``. False if it is gone or was rewritten
-        meanwhile (write the value instead)."""
+        still the write made at ``written_ms``: ``"extended"``. ``"overtaken"``: another
+        write replaced it meanwhile (newer: left alone). ``"write"``: write the value
+        instead (the key is gone, or its entry cannot store the step)."""
         arguments = self._extend_arguments(key, lifetime, written_ms)
         if arguments is None:
-            return False
+            return "write"
         try:
             try:
                 answer = self.client.execute_command("EVALSHA", EXTEND_ENTRY_SHA, *arguments)
@@ -135,7 +138,7 @@ class RedisLayer(RedisCodec):
                 answer = self.client.execute_command("EVAL", EXTEND_ENTRY, *arguments)
         except RedisError as error:
             raise self._failure("EVALSHA (extend)", error) from error
-        return bool(answer)
+        return EXTEND_ANSWERS[int(answer)]
 
     def _read(self, *command: str) -> Any:
         try:
