@@ -161,12 +161,12 @@ def is_rule(ttl: object) -> bool:
 def ttl_of(ttl: TTL | TtlRule | None, value: Any) -> TTL | None:
     """The TTL requested for a loaded ``value``: ``ttl`` itself, or what the function
     ``ttl`` answers for it (checked: a bad answer raises, naming the function)."""
-    if not is_rule(ttl):
-        return ttl  # type: ignore[return-value]
-    answer = ttl(value)  # type: ignore[operator]
+    if not callable(ttl):
+        return ttl
+    answer = ttl(value)
     name = getattr(ttl, "__qualname__", repr(ttl))
     optional_ttl_seconds(answer, f"the TTL that {name} returned")
-    return answer  # type: ignore[no-any-return]
+    return answer
 
 
 __all__ = [

@@ -87,6 +87,8 @@ class Envelope(NamedTuple):
         """An envelope decoded by MessagePack as ``[version, written, refresh, stale, gone,
         load, tags]`` (format 1) or ``[version, written, refresh, stale, gone, load, step,
         digest, tags]`` (format 2)."""
+        step: object
+        digest: object
         if len(fields) == 7 and fields[0] == FORMAT_VERSION:
             _, written, refresh, stale, gone, load, tags = fields
             step, digest = None, 0

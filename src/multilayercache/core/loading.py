@@ -389,7 +389,7 @@ def _answer(
     state: CacheState,
     found: dict[Any, tuple[Entry, int]],
     bulk_loader: Callable[[list[Any]], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     value_type: Any,
     options: LoadOptions,
     seen: dict[Any, int],
@@ -423,7 +423,7 @@ def _load_many_now(
     state: CacheState,
     keys: list[Any],
     bulk_loader: Callable[[list[Any]], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     start: int,
     value_type: Any,
     options: LoadOptions,
@@ -474,11 +474,13 @@ def _load_many_now(
             state.load_succeeded(key)
         if loaded:
             seconds = reply.seconds / len(missing)
-            held = None
+            replaced: dict[Any, tuple[Entry, int]] | None = None
             if state.adapts:  # what each key replaces: below, else in-process (depth 0)
-                held = {key: found.get(key) or (stale[key], 0) for key in loaded if key in stale}
+                replaced = {
+                    key: found.get(key) or (stale[key], 0) for key in loaded if key in stale
+                }
             yield from write_loaded(
-                state, loaded, ttl, value_type, seen, seconds, unreachable, held
+                state, loaded, ttl, value_type, seen, seconds, unreachable, replaced
             )
     if replayed is not None:  # the others are loaded and cached: a retry finds them
         key, failure, retry_in = replayed
@@ -511,7 +513,7 @@ def _refresh_many_for(
     def refresh(keys: list[Any]) -> Plan[None]:
         state.count("refreshes", len(keys))
         seen = _noted(state, keys)
-        held = None
+        held: dict[Any, tuple[Entry, int]] | None = None
         if state.adapts:  # the entries replaced, with their steps: from the shared layers
             start = _steps_depth(state)
             held = yield from find_entries(state, keys, value_type, start, seen=seen)

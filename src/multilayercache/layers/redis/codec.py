@@ -307,24 +307,20 @@ class RedisCodec:
         value_type: Any,
         step: int | None = None,
     ) -> bytes:
+        payload = self._payload(value, value_type)
         if step is not None:  # a loaded value in a cache with adaptive TTLs: format 2
-            return wrap_stepped_at(
-                now_ms, lifetime, load_seconds, step, self._payload(value, value_type)
-            )
-        if value_type is None or not self._typed:
-            payload = self._dumps(value)
-        else:
-            payload = self._dumps(value, value_type=value_type)
+            return wrap_stepped_at(now_ms, lifetime, load_seconds, step, payload)
         return wrap_at(now_ms, lifetime, load_seconds, payload)
 
     def _payload(self, value: Any, value_type: Any) -> bytes:
+        """The serializer's bytes for ``value`` (those ``digest_of`` just made, if it did)."""
         memo = self._digested  # one read: threads replace it whole
         if memo is not None and memo[0] is value and memo[1] is value_type:
             self._digested = None
             return memo[2]
         if value_type is None or not self._typed:
-            return self._dumps(value)  # type: ignore[no-any-return]
-        return self._dumps(value, value_type=value_type)  # type: ignore[no-any-return]
+            return self._dumps(value)
+        return self._dumps(value, value_type=value_type)
 
     def digest_of(self, value: Any, value_type: Any = None) -> int:
         """The digest a format 2 entry of ``value`` carries (``core/entry.py``): equal to a
