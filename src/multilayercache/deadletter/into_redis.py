@@ -28,9 +28,10 @@ BATCH_SIZE = 500
 # "set" or "delete", the value, PX ("": none), "skip" to leave an empty key empty. The
 # current value's time is its envelope's written_ms (core/entry.py: 0x97 0x01 0xd3, or
 # 0x99 0x02 0xd3 in format 2, then a big-endian int64); Lua numbers are doubles, exact
-# for epoch milliseconds. Answers "replayed", "older" (the key holds something as new or newer: nothing written),
-# "unknown" (a value without an envelope this version knows: its age cannot be told,
-# nothing written) or "missing" (a set into an empty key, told to skip those).
+# for epoch milliseconds. Answers "replayed", "older" (the key holds something as new or
+# newer: nothing written), "unknown" (a value without an envelope this version knows: its
+# age cannot be told, nothing written) or "missing" (a set into an empty key, told to
+# skip those).
 COMPARE_AND_WRITE = """
 local current = redis.call('GET', KEYS[1])
 if current then
