@@ -298,3 +298,37 @@ def test_an_l1_only_cache_keeps_steps_in_memory(harness, clock) -> None:
         clock.advance(lives[-1] + 0.5)
     assert lives == [10, 20, 40, 80, 10, 20]
     assert cache.stats().refreshes_unchanged == 4 and cache.stats().ttl_extended == 0
+
+
+def test_a_bulk_refresh_ahead_extends_unchanged_keys(harness, raw_redis, prefix) -> None:
+    policy = LayerPolicy(
+        ttl=1,
+        stale_ttl=30,
+        refresh_ahead=0.2,
+        refresh_jitter=0,
+        adaptive=AdaptiveTTL(min=0.5, max=4),
+    )
+    cache = harness.cache([harness.l2()], [policy])
+    source = Source(a=1, b=2)
+    load_many = loader(harness, source.load_many)
+    cache.get_or_load_many(["a", "b"], load_many)
+    time.sleep(0.3)  # due: served, refreshed behind with one bulk call
+    assert cache.get_or_load_many(["a", "b"], load_many) == {"a": 1, "b": 2}
+    assert cache.wait_idle(5)
+    assert source.loads == ["a", "b", "a", "b"]
+    assert [envelope(raw_redis, prefix, key).step for key in "ab"] == [1, 1]
+    assert cache.stats().ttl_extended == 2
+
+
+def test_a_copy_into_l1_lives_as_long_as_the_key_s_step_says(harness, raw_redis, prefix) -> None:
+    adaptive_l1 = LayerPolicy(ttl=0.05, adaptive=AdaptiveTTL(min=0.05, max=0.2))
+    cache = harness.cache(
+        [harness.l1(), harness.l2()], [adaptive_l1, ADAPTIVE_L2], load_options=WAIT_FOR_LOADS
+    )
+    load = loader(harness, Source(k="same").load)
+    cache.get_or_load("k", load)
+    wait_until_stale(raw_redis, prefix, "k")
+    cache.get_or_load("k", load)  # unchanged: step 1 in Redis (0.2 s there)
+    cache.layers[0].delete("k")
+    assert cache.get("k") == "same" and cache.get("k") == "same"  # copied up on the second
+    assert 0.08 < cache.layers[0].remaining_ttl("k") <= 0.1  # 0.05 s x 2, not 0.05 s
