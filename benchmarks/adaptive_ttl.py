@@ -150,7 +150,10 @@ def run(config: Config, skew: str, changes: list[tuple], url: str, options: Any)
     clock = Clock()
     codec._now_ms = clock.milliseconds  # the envelopes' time: simulated
     source = Source(options.keys, options.value_bytes)
-    l2 = RedisLayer(url, prefix=f"adaptive-bench:{config.name}:{skew}:")
+    # Counts, not latencies, are measured: a generous timeout keeps a busy machine's slow
+    # answer from turning into a failed write (and a load more) that would blur them.
+    # One prefix for all (emptied after each run): keys of one length, so equal bytes.
+    l2 = RedisLayer(url, prefix="adaptive-bench:", socket_timeout=5)
     cache = MultilayerCache(
         [InMemoryLayer(max_size=2 * options.keys, clock=clock), l2],
         [

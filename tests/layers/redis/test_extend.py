@@ -141,3 +141,23 @@ def test_a_replay_compares_against_format_2_entries_too(layer, raw_redis, prefix
     older = script(keys=[prefix + "k"], args=[written - 1, "set", b"\x01\xa1x", 1000, ""])
     newer = script(keys=[prefix + "k"], args=[written + 1, "set", b"\x01\xa1y", 1000, ""])
     assert (older, newer) == (b"older", b"replayed")
+
+
+def test_forged_format_2_headers_are_misses_not_misreadings(layer, raw_redis, prefix) -> None:
+    import msgspec
+
+    layer.set_entry("good", "v", Lifetime(30, 0, math.inf, 1))
+    good = raw_redis.get(prefix + "good")
+    payload = good[-len(msgspec.msgpack.encode("v")) - 1 :]  # the serializer's tag and value
+    forged = {  # every field but one as it should be
+        "step as text": msgspec.msgpack.encode([2, 0, -1, -1, -1, 0.0, "up", 0, []]),
+        "digest as text": msgspec.msgpack.encode([2, 0, -1, -1, -1, 0.0, 1, "d", []]),
+        "nine fields, version 1": msgspec.msgpack.encode([1, 0, -1, -1, -1, 0.0, 1, 0, []]),
+    }
+    for name, header in forged.items():
+        raw_redis.set(f"{prefix}{name}", header + payload)
+    errors = layer.stats().errors
+    found = layer.get_entries(["good", *forged])  # the batch path, then the general one
+    assert list(found) == ["good"] and found["good"].step == 1
+    assert layer.stats().errors == errors + len(forged)
+    assert all(layer.get_entry(name) is None for name in forged)
