@@ -69,7 +69,9 @@ class LayerPolicy:
         ``AdaptiveTTL(min=..., max=...)``: this layer's TTL for each key adapts to how
         often its value changes: longer (up to ``max``) while reloads find it unchanged,
         back to ``ttl`` and shorter (down to ``min``) while they find it changed (see
-        ``core/adaptive.py``). ``None`` (default): fixed.
+        ``core/adaptive.py``). A key's step is kept with its entry in the shared layers:
+        keep entries past their TTL (``stale_ttl``) so that a reload finds the entry it
+        replaces. ``None`` (default): fixed.
     """
 
     ttl: TTL | None = None
