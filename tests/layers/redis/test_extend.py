@@ -48,6 +48,9 @@ def test_a_stepped_write_is_format_2_and_reads_back_everywhere(layer, raw_redis,
         assert many[key].digest == layer.get_entry(key).digest
         assert 23 < many[key].refresh_in <= 24 and 29 < many[key].fresh_for <= 30
     assert many["plain"].step == 0 and many["plain"].digest is None
+    values = [raw_redis.get(prefix + key) for key in [*items, "plain"]]
+    at_once = layer._entries_at_once([*items, "plain"], values, None, 0)
+    assert at_once is not None and at_once["k1"].step == -3  # the one-call path took them
     assert layer.get_many(items) == items
     assert layer.digest_of({"n": 1}) == envelope.digest != layer.digest_of({"n": 2})
 
