@@ -8,6 +8,7 @@ coordinated by a manager::
 """
 
 from .aio.cache import AsyncMultilayerCache
+from .core.adaptive import AdaptiveTTL
 from .core.backoff import RetryPolicy
 from .core.breaker import BreakerPolicy
 from .core.errors import (
@@ -24,6 +25,7 @@ from .core.errors import (
     WriteQueueClosed,
 )
 from .core.latency import Percentiles
+from .core.loadcontext import LoadContext, with_context
 from .core.missing import MISSING
 from .core.options import LayerPolicy, LoadOptions
 from .core.stats import CacheStats, HotKey, LayerSnapshot, LayerStats
@@ -38,6 +40,7 @@ from .sync.cache import MultilayerCache
 
 __all__ = [
     "MISSING",
+    "AdaptiveTTL",
     "AsyncMultilayerCache",
     "AsyncRedisLayer",
     "AsyncWriterLayer",
@@ -54,6 +57,7 @@ __all__ = [
     "LayerStats",
     "LayerUnavailableError",
     "LoadGateTimeout",
+    "LoadContext",
     "LoadOptions",
     "LoadTimeoutError",
     "MsgpackSerializer",
@@ -75,5 +79,6 @@ __all__ = [
     "read_dead_letters",
     "replay",
     "replay_into_redis",
+    "with_context",
 ]
 __version__ = "0.1.0"

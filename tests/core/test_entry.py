@@ -11,7 +11,24 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from multilayercache import UntrustedDataError
-from multilayercache.core.entry import HEADER_SIZE, Envelope, deltas, unwrap, wrap, wrap_at
+from multilayercache.core.entry import (
+    DEADLINES_OFFSET,
+    HEADER_SIZE,
+    STEP_OFFSET,
+    STEPPED_FIRST_BYTE,
+    STEPPED_HEADER_SIZE,
+    WRITTEN_OFFSET,
+    Envelope,
+    deltas,
+    digest,
+    extension,
+    identity,
+    step_field,
+    unwrap,
+    wrap,
+    wrap_at,
+    wrap_stepped_at,
+)
 from multilayercache.core.freshness import Freshness, Lifetime
 
 seconds = st.one_of(st.just(math.inf), st.floats(0, 1e7, allow_nan=False))
@@ -92,3 +109,98 @@ def test_the_one_step_wrap_is_byte_for_byte_the_envelope_wrap(
     lifetime = Lifetime(ttl, stale, refresh)
     expected = wrap(Envelope.for_write(now_ms, lifetime, load), payload)
     assert wrap_at(now_ms, deltas(lifetime), load, payload) == expected
+
+
+# ----------------------------------------------------------------------------- format 2
+steps = st.integers(-100, 100)
+
+
+@given(
+    now=st.integers(0, 2**50),
+    ttl=seconds,
+    stale=st.floats(0, 1e6),
+    refresh=seconds,
+    step=steps,
+    load=st.floats(0, 100, width=32),
+    tags=tags,
+    payload=st.binary(),
+)
+def test_a_stepped_envelope_carries_its_step_and_the_digest_of_its_payload(
+    now, ttl, stale, refresh, step, load, tags, payload
+) -> None:
+    envelope = Envelope.for_write(now, Lifetime(ttl, stale, refresh, step), load)._replace(
+        tags=tuple(tags)
+    )
+    data = wrap(envelope, payload)
+    assert data[0] == STEPPED_FIRST_BYTE
+    back, rest = unwrap(data)
+    assert back == envelope._replace(digest=digest(payload)) and bytes(rest) == payload
+    header = msgspec.msgpack.decode(data[: len(data) - len(payload)])
+    assert Envelope.from_fields(header) == back
+    entry = back.entry("v", now)
+    assert (entry.step, entry.written_ms, entry.digest) == (step, now, digest(payload))
+
+
+@given(
+    now_ms=st.integers(0, 2**50),
+    ttl=st.one_of(st.floats(0, 1e7), st.just(math.inf)),
+    refresh=st.one_of(st.floats(0, 1e7), st.just(math.inf)),
+    step=steps,
+    payload=st.binary(max_size=40),
+)
+def test_the_one_step_stepped_wrap_is_byte_for_byte_the_envelope_wrap(
+    now_ms, ttl, refresh, step, payload
+) -> None:
+    lifetime = Lifetime(ttl, 5.0, refresh, step)
+    expected = wrap(Envelope.for_write(now_ms, lifetime, 0.5), payload)
+    assert wrap_stepped_at(now_ms, deltas(lifetime), 0.5, step, payload) == expected
+    assert len(expected) == STEPPED_HEADER_SIZE + len(payload)
+
+
+def test_an_unstepped_write_is_format_1_as_before() -> None:
+    data = wrap(Envelope.for_write(1_000, Lifetime(10, 5, 8)), b"\x01\xa1v")
+    assert data[:2] == b"\x97\x01" and len(data) == HEADER_SIZE + 3
+    assert unwrap(data)[0].step is None and unwrap(data)[0].entry("v", 0).digest is None
+
+
+def test_digests_are_equal_for_equal_bytes_only() -> None:
+    assert digest(b"\x01abc") == digest(memoryview(b"\x01abc")) != digest(b"\x01abd")
+    assert 0 <= digest(b"") < 2**64
+
+
+def test_an_extension_rewrites_the_deadlines_and_step_in_place() -> None:
+    data = wrap_stepped_at(1_000, deltas(Lifetime(10, 5, 8)), 0.25, 1, b"\x01\xa1v")
+    later = Lifetime(40, 5, 32, 2)
+    patched = bytearray(data)
+    new_deadlines = extension(20_000, deltas(later))
+    patched[DEADLINES_OFFSET : DEADLINES_OFFSET + len(new_deadlines)] = new_deadlines
+    patched[STEP_OFFSET : STEP_OFFSET + 2] = step_field(2)
+    assert bytes(data[WRITTEN_OFFSET : WRITTEN_OFFSET + 9]) == identity(1_000)
+    envelope, payload = unwrap(bytes(patched))
+    assert bytes(payload) == b"\x01\xa1v" and envelope.written_ms == 1_000
+    assert (envelope.refresh_ms, envelope.stale_ms, envelope.gone_ms) == (52_000, 60_000, 65_000)
+    assert envelope.step == 2 and envelope.digest == digest(b"\x01\xa1v")
+
+
+@pytest.mark.parametrize(
+    ("offset", "byte", "message"),
+    [
+        (STEP_OFFSET, 0xCC, "corrupt step"),  # not 0xd0 + int8
+        (STEP_OFFSET + 2, 0xCE, "corrupt step"),  # not 0xcf + uint64
+        (1, 1, "version 1"),  # a format 2 array that claims format 1
+    ],
+)
+def test_a_corrupt_stepped_header_is_refused(offset, byte, message) -> None:
+    data = bytearray(wrap_stepped_at(0, deltas(Lifetime(1)), 0.0, 3, b"\x01\x01"))
+    data[offset] = byte
+    with pytest.raises(UntrustedDataError, match=message):
+        unwrap(bytes(data))
+
+
+@pytest.mark.parametrize("cut", [HEADER_SIZE, STEPPED_HEADER_SIZE - 2])
+def test_a_truncated_stepped_header_is_refused(cut) -> None:
+    data = wrap_stepped_at(0, deltas(Lifetime(1)), 0.0, -2, b"\x01\x01")
+    with pytest.raises(UntrustedDataError):
+        unwrap(data[:cut])
+    with pytest.raises(UntrustedDataError):
+        Envelope.from_fields([2, 0, 0, 0, 0, 0.0, []])  # format 2 with 7 fields

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from ..core import loading, plans
+from ..core.adaptive import TtlRule, check_load_ttl
 from ..core.decorate import (
     AsyncCachedFunction,
     CallKeys,
@@ -37,7 +38,7 @@ from ..core.manager import ManagerBase
 from ..core.missing import MISSING, STEPPED_ASIDE
 from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
-from ..core.ttl import TTL, optional_ttl_seconds
+from ..core.ttl import TTL
 from .driver import AsyncDriver
 
 AsyncLoader = Callable[[Any], Awaitable[Any]]
@@ -130,7 +131,7 @@ class AsyncMultilayerCache(ManagerBase):
         self,
         key: Any,
         loader: AsyncLoader,
-        ttl: TTL | None = None,
+        ttl: TTL | TtlRule | None = None,
         value_type: Any = None,
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
@@ -139,7 +140,7 @@ class AsyncMultilayerCache(ManagerBase):
         Concurrent tasks asking for one missing key share one lookup below L1 and one
         loader call; stale values as ``MultilayerCache.get_or_load`` serves them."""
         if ttl is not None:
-            optional_ttl_seconds(ttl)
+            check_load_ttl(ttl)
         if not callable(loader):
             raise TypeError("loader must be a coroutine function: async def load(key)")
         value = self._first_lookup(key, MISSING, STEPPED_ASIDE)
@@ -156,7 +157,7 @@ class AsyncMultilayerCache(ManagerBase):
         self,
         keys: Iterable[Any],
         bulk_loader: AsyncBulkLoader,
-        ttl: TTL | None = None,
+        ttl: TTL | TtlRule | None = None,
         value_type: Any = None,
     ) -> dict[Any, Any]:
         """Like ``get_many``; the keys every layer missed go to ``await bulk_loader(missing)``
@@ -169,7 +170,7 @@ class AsyncMultilayerCache(ManagerBase):
 
     def cached(
         self,
-        ttl: TTL | None = None,
+        ttl: TTL | TtlRule | None = None,
         *,
         key: str | Callable[..., Any] | None = None,
         condition: Condition | None = None,
@@ -178,7 +179,8 @@ class AsyncMultilayerCache(ManagerBase):
     ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """Decorator for coroutine functions: cache results by arguments (the options of
         ``MultilayerCache.cached``). ``await f.invalidate(...)`` forgets one result."""
-        check_options(ttl, condition)
+        check_load_ttl(ttl)  # a TTL, or a function of the result
+        check_options(None, condition)
 
         def decorate(function: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
             check_kind(function, coroutine=True)

@@ -13,15 +13,25 @@ serializer's bytes (which start with the serializer's own tag, 0x01 or 0x02):
     0x9N / 0xdc + 2 b.   tags: an array of [name, version] pairs, each 0x92, 0xd9 + length
                          + UTF-8 name, 0xd3 + int64 version (empty: 0x90)
 
-Fixed widths let a reader find where the header ends without a MessagePack parser, and
-being MessagePack lets a batch of enveloped MessagePack values decode in a single msgspec
-call (see ``RedisCodec``). Times are wall-clock milliseconds, so that every process reading
-the entry agrees on it (to within their clocks' skew). Data written before envelopes
-existed (a serializer's bytes alone) is still read: as fresh, for as long as Redis keeps it.
+A value loaded by a cache with adaptive TTLs (``core/adaptive.py``) carries two fields
+more, before the tags (format 2, an array of 9, first byte 0x99):
+
+    0xd0 + 1 byte        its adaptive TTL step, int8
+    0xcf + 8 bytes       a digest of the serializer's bytes (BLAKE2b, 64 bits), so that a
+                         reload can tell whether the value changed without reading it back
+
+Every other write is still format 1, byte for byte. Fixed widths let a reader find where
+the header ends without a MessagePack parser, and let a Lua script rewrite the deadlines in
+place (``extension``: an entry extended without its value crossing the network); being
+MessagePack lets a batch of enveloped MessagePack values decode in a single msgspec call
+(see ``RedisCodec``). Times are wall-clock milliseconds, so that every process reading the
+entry agrees on it (to within their clocks' skew). Data written before envelopes existed
+(a serializer's bytes alone) is still read: as fresh, for as long as Redis keeps it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 from typing import NamedTuple
@@ -31,11 +41,18 @@ from .freshness import Entry, Lifetime
 
 FORMAT_VERSION = 1
 FIRST_BYTE = 0x97  # a MessagePack array of 7: never a serializer's first byte
+STEPPED_VERSION = 2
+STEPPED_FIRST_BYTE = 0x99  # an array of 9: format 1's fields, the step and the digest
 NEVER = -1
 _FIXED = struct.Struct(">BBBqBqBqBqBf")  # array, version, (0xd3, int64) x 4, 0xca, float32
+_STEP_AND_DIGEST = struct.Struct(">BbBQ")  # 0xd0, int8, 0xcf, uint64
 _TAG = struct.Struct(">BB")  # 0x92 (pair), 0xd9 (str 8) ...; then name, then 0xd3 + int64
 _VERSION = struct.Struct(">Bq")
 HEADER_SIZE = _FIXED.size + 1  # with no tags
+STEPPED_HEADER_SIZE = HEADER_SIZE + _STEP_AND_DIGEST.size
+WRITTEN_OFFSET = 2  # 0xd3 + written: which write an entry is
+DEADLINES_OFFSET = 11  # (0xd3 + int64) x 3: refresh due, stale from, gone at
+STEP_OFFSET = _FIXED.size  # 0xd0 + int8, in format 2
 
 
 class Envelope(NamedTuple):
@@ -47,44 +64,63 @@ class Envelope(NamedTuple):
     gone_ms: int
     load_seconds: float = 0.0
     tags: tuple[tuple[str, int], ...] = ()
+    step: int | None = None
+    """The adaptive TTL step (format 2); ``None``: format 1."""
+    digest: int = 0
+    """The digest of the serializer's bytes (format 2)."""
 
     @classmethod
     def for_write(cls, now_ms: int, lifetime: Lifetime, load_seconds: float = 0.0) -> Envelope:
-        """The envelope of a value written at ``now_ms`` to live ``lifetime``."""
+        """The envelope of a value written at ``now_ms`` to live ``lifetime`` (its step is
+        set apart, with the digest of the bytes it wraps: ``wrap``)."""
         return cls(
             now_ms,
             _at(now_ms, lifetime.refresh_after),
             _at(now_ms, lifetime.ttl),
             _at(now_ms, lifetime.total),
             load_seconds,
+            step=lifetime.step,
         )
 
     @classmethod
     def from_fields(cls, fields: list[object]) -> Envelope:
         """An envelope decoded by MessagePack as ``[version, written, refresh, stale, gone,
-        load, tags]``."""
-        if len(fields) != 7 or fields[0] != FORMAT_VERSION:
+        load, tags]`` (format 1) or ``[version, written, refresh, stale, gone, load, step,
+        digest, tags]`` (format 2)."""
+        step: object
+        digest: object
+        if len(fields) == 7 and fields[0] == FORMAT_VERSION:
+            _, written, refresh, stale, gone, load, tags = fields
+            step, digest = None, 0
+        elif len(fields) == 9 and fields[0] == STEPPED_VERSION:
+            _, written, refresh, stale, gone, load, step, digest, tags = fields
+        else:
             raise UntrustedDataError("not a cache envelope this version knows")
-        _, written, refresh, stale, gone, load, tags = fields
         pairs = tuple((str(name), int(version)) for name, version in tags)  # type: ignore[attr-defined]
-        return cls(written, refresh, stale, gone, float(load), pairs)  # type: ignore[arg-type]
+        return cls(written, refresh, stale, gone, float(load), pairs, step, digest)  # type: ignore[arg-type]
 
     def entry(self, value: object, now_ms: int) -> Entry:
         """What the value is worth at ``now_ms``."""
+        stepped = self.step is not None
         return Entry(
             value,
             fresh_for=_left(self.stale_ms, now_ms),
             gone_in=_left(self.gone_ms, now_ms),
             refresh_in=_left(self.refresh_ms, now_ms),
             load_seconds=self.load_seconds,
+            step=self.step if stepped else 0,  # type: ignore[arg-type]
+            written_ms=self.written_ms,
+            digest=self.digest if stepped else None,
         )
 
 
 def wrap(envelope: Envelope, payload: bytes) -> bytes:
-    """The stored form: the header, then the serializer's ``payload``."""
+    """The stored form: the header, then the serializer's ``payload`` (format 2, with the
+    payload's digest, when the envelope has a step)."""
+    stepped = envelope.step is not None
     fixed = _FIXED.pack(
-        FIRST_BYTE,
-        FORMAT_VERSION,
+        STEPPED_FIRST_BYTE if stepped else FIRST_BYTE,
+        STEPPED_VERSION if stepped else FORMAT_VERSION,
         0xD3,
         envelope.written_ms,
         0xD3,
@@ -96,7 +132,15 @@ def wrap(envelope: Envelope, payload: bytes) -> bytes:
         0xCA,
         envelope.load_seconds,
     )
+    if stepped:
+        fixed += _STEP_AND_DIGEST.pack(0xD0, envelope.step, 0xCF, digest(payload))
     return fixed + _tags(envelope.tags) + payload
+
+
+def digest(payload: bytes | memoryview) -> int:
+    """The 64-bit digest of a serializer's bytes stored in format 2: equal bytes, equal
+    digests, in every process (unlike ``hash``, which is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "big")
 
 
 _FIXED_UNTAGGED = struct.Struct(">BBBqBqBqBqBfB")  # _FIXED, then 0x90: no tags
@@ -113,7 +157,7 @@ class Deltas(NamedTuple):
 
 
 def deltas(lifetime: Lifetime) -> Deltas:
-    ttl, stale_ttl, refresh_after = lifetime
+    ttl, stale_ttl, refresh_after = lifetime.ttl, lifetime.stale_ttl, lifetime.refresh_after
     return Deltas(_delta(refresh_after), _delta(ttl), _delta(ttl + stale_ttl))
 
 
@@ -146,14 +190,67 @@ def wrap_at(now_ms: int, deltas: Deltas, load_seconds: float, payload: bytes) ->
     )
 
 
+def wrap_stepped_at(
+    now_ms: int, deltas: Deltas, load_seconds: float, step: int, payload: bytes
+) -> bytes:
+    """``wrap`` of a format 2 envelope (step, digest, no tags) from the lifetime's
+    ``deltas``: a loaded value, in a cache with adaptive TTLs."""
+    refresh, stale, gone = deltas
+    return (
+        _FIXED.pack(
+            STEPPED_FIRST_BYTE,
+            STEPPED_VERSION,
+            0xD3,
+            now_ms,
+            0xD3,
+            NEVER if refresh is None else now_ms + refresh,
+            0xD3,
+            NEVER if stale is None else now_ms + stale,
+            0xD3,
+            NEVER if gone is None else now_ms + gone,
+            0xCA,
+            load_seconds,
+        )
+        + _STEP_AND_DIGEST.pack(0xD0, step, 0xCF, digest(payload))
+        + b"\x90"
+        + payload
+    )
+
+
+def extension(now_ms: int, deltas: Deltas) -> bytes:
+    """The deadline fields (refresh due, stale from, gone at) of an entry extended at
+    ``now_ms`` to live ``deltas`` more: written in place at ``DEADLINES_OFFSET``."""
+    return b"".join(
+        _VERSION.pack(0xD3, NEVER if delta is None else now_ms + delta) for delta in deltas
+    )
+
+
+def identity(written_ms: int) -> bytes:
+    """The bytes at ``WRITTEN_OFFSET`` of the entry written at ``written_ms``."""
+    return _VERSION.pack(0xD3, written_ms)
+
+
+def step_field(step: int) -> bytes:
+    """The bytes at ``STEP_OFFSET`` of a format 2 entry with ``step``."""
+    return struct.pack(">Bb", 0xD0, step)
+
+
 def unwrap(data: bytes | memoryview) -> tuple[Envelope | None, memoryview]:
     """The envelope (``None`` for data written without one) and the serializer's bytes."""
     view = memoryview(data)
-    if not view or view[0] != FIRST_BYTE:
+    if not view or view[0] not in (FIRST_BYTE, STEPPED_FIRST_BYTE):
         return None, view
+    step: int | None = None
+    stamp = 0
     try:
         fields = _FIXED.unpack_from(view)
-        count, offset = _array_length(view, _FIXED.size)
+        offset = _FIXED.size
+        if view[0] == STEPPED_FIRST_BYTE:
+            step_marker, step, digest_marker, stamp = _STEP_AND_DIGEST.unpack_from(view, offset)
+            if (step_marker, digest_marker) != (0xD0, 0xCF):
+                raise UntrustedDataError("corrupt step in a cache envelope")
+            offset += _STEP_AND_DIGEST.size
+        count, offset = _array_length(view, offset)
         tags = []
         for _ in range(count):
             pair, marker = _TAG.unpack_from(view, offset)
@@ -168,9 +265,9 @@ def unwrap(data: bytes | memoryview) -> tuple[Envelope | None, memoryview]:
     except (IndexError, struct.error, UnicodeDecodeError):
         raise UntrustedDataError("truncated or corrupt cache envelope") from None
     _, version, _, written, _, refresh, _, stale, _, gone, _, load = fields
-    if version != FORMAT_VERSION:
+    if version != (FORMAT_VERSION if step is None else STEPPED_VERSION):
         raise UntrustedDataError(f"cache envelope version {version} is not known here")
-    return Envelope(written, refresh, stale, gone, load, tuple(tags)), view[offset:]
+    return Envelope(written, refresh, stale, gone, load, tuple(tags), step, stamp), view[offset:]
 
 
 def _tags(tags: tuple[tuple[str, int], ...]) -> bytes:

@@ -48,6 +48,14 @@ class Entry(NamedTuple):
     """Until a refresh is due (``<= 0``: due now)."""
     load_seconds: float = 0.0
     """How long loading it took (probabilistic early refresh weighs it); 0 if unknown."""
+    step: int = 0
+    """Its adaptive TTL step (``core/adaptive.py``), as a shared layer stored it; 0 if none."""
+    written_ms: int | None = None
+    """When a shared layer's copy was written (epoch ms): which write it is, so that it is
+    extended only if no other write replaced it meanwhile; ``None`` in-process."""
+    digest: int | None = None
+    """A 64-bit digest of the encoded value, stored with adaptive entries: an unchanged
+    reload encodes to the same one; ``None`` if not stored."""
 
     @property
     def freshness(self) -> Freshness:
@@ -60,11 +68,14 @@ class Entry(NamedTuple):
 
 class Lifetime(NamedTuple):
     """How long a layer keeps one write: ``ttl`` fresh, then ``stale_ttl`` more as stale;
-    a refresh is due ``refresh_after`` seconds in (``math.inf``: never)."""
+    a refresh is due ``refresh_after`` seconds in (``math.inf``: never). ``step``: the
+    adaptive TTL step of a loaded value, for the shared layers to store with it (``None``:
+    a plain write, stored as before)."""
 
     ttl: float
     stale_ttl: float = 0.0
     refresh_after: float = math.inf
+    step: int | None = None
 
     @property
     def total(self) -> float:

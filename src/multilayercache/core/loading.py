@@ -27,6 +27,10 @@ bulk loader are refreshed with one bulk call.
 Each key's generation (``core/generations.py``) is noted before its lookups below L1 and
 its load: values found below are copied up, and loaded values written, only if no write or
 delete of the key through this manager came in between.
+
+A reload knows the entry it replaces (``held``): a loader made by ``with_context`` is given
+its value and may answer that it is unchanged, and adaptive TTLs move by whether it changed;
+an unchanged entry is extended rather than rewritten (``plans/reloads.py``).
 """
 
 from __future__ import annotations
@@ -34,10 +38,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .adaptive import TtlRule, check_load_ttl
 from .errors import LayerError, LoadTimeoutError
 from .failures import replay, same_load
 from .freshness import Entry, Freshness, xfetch_due
 from .keys import unique
+from .loadcontext import ContextualLoader, LoadContext
 from .missing import MISSING
 from .options import LoadOptions
 from .plans import (
@@ -58,7 +64,7 @@ from .plans import (
 from .ratelimit import LoadGateTimeout
 from .refresh import RefreshJob
 from .state import CacheState
-from .ttl import TTL, optional_ttl_seconds
+from .ttl import TTL
 
 Condition = Callable[[Any], bool] | None
 
@@ -68,7 +74,7 @@ def load(
     state: CacheState,
     key: Any,
     loader: Callable[[Any], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     value_type: Any = None,
     condition: Condition = None,
     options: LoadOptions | None = None,
@@ -78,11 +84,12 @@ def load(
     L1 holds the key due or stale, 1 after an L1 miss); see the module docstring. The
     in-process layers are read at once; everything below them (lookups included) runs once
     for all concurrent callers of the key."""
-    optional_ttl_seconds(ttl)
+    check_load_ttl(ttl)
     check_loader(loader)
     options = options or state.load_options
     local = state.local_depth
     stale: Entry | None = None
+    stale_at = 0
     if start < local:
         seen: dict[Any, int] = {}
         entry, depth = yield from find_entry(state, key, value_type, start, True, local, seen=seen)
@@ -92,8 +99,10 @@ def load(
             )
             if answered:
                 return value
-            stale = entry
-    through = _load_now(state, key, loader, ttl, value_type, condition, options, stale, local)
+            stale, stale_at = entry, depth
+    through = _load_now(
+        state, key, loader, ttl, value_type, condition, options, stale, local, stale_at
+    )
     reply = yield Flight(key, through, options.soft_timeout, options.hard_timeout, stale)
     if type(reply) is TimedOut:
         return _timed_out(state, key, reply, options)
@@ -119,7 +128,7 @@ def _serve(
     entry: Entry,
     depth: int,
     loader: Callable[[Any], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     value_type: Any,
     condition: Condition,
     options: LoadOptions,
@@ -140,7 +149,7 @@ def _serve(
             state.count("stale_served")
 
         def refresh_one(keys: list[Any]) -> Plan[Any]:
-            return _refresh(state, keys[0], loader, ttl, value_type, condition, depth)
+            return _refresh(state, keys[0], loader, ttl, value_type, condition, depth, entry)
 
         yield from _ask_refresh(state, key, RefreshJob(refresh_one), stale)
     return True, entry.value
@@ -150,14 +159,16 @@ def _load_now(
     state: CacheState,
     key: Any,
     loader: Callable[[Any], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     value_type: Any,
     condition: Condition,
     options: LoadOptions,
     stale: Entry | None,
     start: int,
+    stale_at: int = 0,
 ) -> Plan[Any]:
-    """Inside the key's flight: the layers below the in-process ones, then the loader."""
+    """Inside the key's flight: the layers below the in-process ones, then the loader.
+    ``stale``: the entry an in-process layer holds (at depth ``stale_at``), if any."""
     swr = options.stale_while_revalidate
     unreachable: set[int] = set()  # not written back to: the caller waited on them once
     seen = _noted(state, [key])  # before the lookups below and the load
@@ -170,7 +181,7 @@ def _load_now(
         )
         if answered:
             return value
-        stale = entry
+        stale, stale_at = entry, depth
     if stale is not None:
         yield Offer(key, stale)  # for the callers waiting for this load with a soft timeout
     if options.fail_safe:
@@ -184,8 +195,9 @@ def _load_now(
             if failure is not None and same_load(failure.loader, loader):
                 state.count("throttled_loads")
                 raise replay(failure, key, retry_in) from failure.error
+    argument = _argument(loader, key, stale)
     try:
-        reply = yield Load(loader, key, options.hard_timeout)
+        reply = yield Load(loader, argument, options.hard_timeout)
     except Exception as error:
         if options.fail_safe and (stale is not None or not isinstance(error, LoadGateTimeout)):
             state.load_failed(key, error, loader)  # (no load slot free: not the key's fault)
@@ -197,10 +209,46 @@ def _load_now(
         return stale.value
     state.load_succeeded(key)
     if condition is None or condition(reply.value):
-        seconds = reply.seconds
-        loaded = {key: reply.value}
-        yield from write_loaded(state, loaded, ttl, value_type, seen, seconds, unreachable)
+        held = None if stale is None else (stale, stale_at)
+        yield from _write_one(state, key, reply, argument, held, ttl, value_type, seen, unreachable)
     return reply.value
+
+
+def _write_one(
+    state: CacheState,
+    key: Any,
+    reply: Any,
+    argument: Any,
+    held: tuple[Entry, int] | None,
+    ttl: TTL | TtlRule | None,
+    value_type: Any,
+    seen: dict[Any, int],
+    unreachable: set[int] | None = None,
+) -> Plan[None]:
+    """Write the value a load of ``key`` returned (``reply``): with the TTL and verdict its
+    ``LoadContext`` (``argument``) was given, and what it replaces (``held``, when that
+    matters: a verdict, or an adaptive TTL)."""
+    kept: tuple[Any, ...] = ()
+    if type(argument) is LoadContext:
+        if argument.ttl is not None:
+            ttl = argument.ttl
+        if argument.said_unchanged and reply.value is argument.current:
+            kept = (key,)
+    replaced = {key: held} if held is not None and (kept or state.adapts) else None
+    loaded = {key: reply.value}
+    yield from write_loaded(
+        state, loaded, ttl, value_type, seen, reply.seconds, unreachable or (), replaced, kept
+    )
+
+
+def _argument(loader: Callable[[Any], Any], key: Any, held: Entry | None) -> Any:
+    """What ``loader`` is called with: the key, or for a loader made by ``with_context`` a
+    ``LoadContext`` with the value held (``held``: due or stale)."""
+    if type(loader) is not ContextualLoader:
+        return key
+    if held is None:
+        return LoadContext(key)
+    return LoadContext(key, held.value, True)
 
 
 def _noted(state: CacheState, keys: list[Any]) -> dict[Any, int]:
@@ -215,22 +263,28 @@ def _refresh(
     state: CacheState,
     key: Any,
     loader: Callable[[Any], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     value_type: Any,
     condition: Condition,
     depth: int,
+    served: Entry | None = None,
 ) -> Plan[Any]:
-    """A background refresh of a key that the layer at ``depth`` served due or stale. It
-    runs in the key's flight, and answers the callers that join it: with the value, or
-    ``MISSING`` if it failed (they then load for themselves, throttled as any load)."""
+    """A background refresh of a key that the layer at ``depth`` served due or stale
+    (``served``). It runs in the key's flight, and answers the callers that join it: with
+    the value, or ``MISSING`` if it failed (they then load for themselves, throttled as any
+    load)."""
     state.count("refreshes")
     seen = _noted(state, [key])
     entry, found_at = yield from find_entry(state, key, value_type, depth + 1, seen=seen)
     if entry is not None and _freshness(state, entry, found_at) is Freshness.FRESH:
         yield from promote(state, {key: entry}, found_at, value_type, seen)  # refreshed elsewhere
         return entry.value
+    held = (entry, found_at) if entry is not None else None
+    if held is None and served is not None:
+        held = (served, depth)
+    argument = _argument(loader, key, None if held is None else held[0])
     try:
-        reply = yield Load(loader, key)
+        reply = yield Load(loader, argument)
     except Exception as error:
         state.load_failed(key, error, loader)
         state.count("refresh_failures")
@@ -238,8 +292,7 @@ def _refresh(
         return MISSING
     state.load_succeeded(key)
     if condition is None or condition(reply.value):
-        loaded = {key: reply.value}
-        yield from write_loaded(state, loaded, ttl, value_type, seen, reply.seconds)
+        yield from _write_one(state, key, reply, argument, held, ttl, value_type, seen)
     return reply.value
 
 
@@ -279,7 +332,7 @@ def load_many(
     state: CacheState,
     keys: Iterable[Any],
     bulk_loader: Callable[[list[Any]], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     start: int = 0,
     value_type: Any = None,
     options: LoadOptions | None = None,
@@ -288,9 +341,15 @@ def load_many(
     ``bulk_loader(missing)`` in one call, which returns a mapping (keys it leaves out stay
     missing, keys it was not asked for are ignored). The in-process layers above ``start``
     are read at once; from ``start`` down, each key is looked up and loaded once for all
-    concurrent callers, whatever batches they came in."""
-    optional_ttl_seconds(ttl)
+    concurrent callers, whatever batches they came in. ``ttl`` may be a function of each
+    value."""
+    check_load_ttl(ttl)
     check_loader(bulk_loader)
+    if type(bulk_loader) is ContextualLoader:
+        raise TypeError(
+            "with_context makes single-key loaders (get_or_load); a bulk loader is called "
+            "with the missing keys alone"
+        )
     options = options or state.load_options
     wanted = unique(keys)
     seen: dict[Any, int] = {}
@@ -338,7 +397,7 @@ def _answer(
     state: CacheState,
     found: dict[Any, tuple[Entry, int]],
     bulk_loader: Callable[[list[Any]], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     value_type: Any,
     options: LoadOptions,
     seen: dict[Any, int],
@@ -372,7 +431,7 @@ def _load_many_now(
     state: CacheState,
     keys: list[Any],
     bulk_loader: Callable[[list[Any]], Any],
-    ttl: TTL | None,
+    ttl: TTL | TtlRule | None,
     start: int,
     value_type: Any,
     options: LoadOptions,
@@ -422,7 +481,14 @@ def _load_many_now(
             state.load_succeeded(key)
         if loaded:
             seconds = reply.seconds / len(missing)
-            yield from write_loaded(state, loaded, ttl, value_type, seen, seconds, unreachable)
+            replaced: dict[Any, tuple[Entry, int]] | None = None
+            if state.adapts:  # what each key replaces: below, else in-process (depth 0)
+                replaced = {
+                    key: found.get(key) or (stale[key], 0) for key in loaded if key in stale
+                }
+            yield from write_loaded(
+                state, loaded, ttl, value_type, seen, seconds, unreachable, replaced
+            )
     if replayed is not None:  # the others are loaded and cached: a retry finds them
         key, failure, retry_in = replayed
         raise replay(failure, key, retry_in) from failure.error
@@ -446,11 +512,18 @@ def _held_off(
 
 
 def _refresh_many_for(
-    state: CacheState, bulk_loader: Callable[[list[Any]], Any], ttl: TTL | None, value_type: Any
+    state: CacheState,
+    bulk_loader: Callable[[list[Any]], Any],
+    ttl: TTL | TtlRule | None,
+    value_type: Any,
 ) -> Callable[[list[Any]], Plan[dict[Any, Any]]]:
     def refresh(keys: list[Any]) -> Plan[dict[Any, Any]]:
         state.count("refreshes", len(keys))
         seen = _noted(state, keys)
+        held: dict[Any, tuple[Entry, int]] | None = None
+        if state.adapts:  # the entries replaced, with their steps: from the shared layers
+            start = _steps_depth(state)
+            held = yield from find_entries(state, keys, value_type, start, seen=seen)
         try:
             reply = yield Load(bulk_loader, keys)
             loaded = loaded_for(keys, reply.value, bulk_loader)
@@ -464,10 +537,18 @@ def _refresh_many_for(
             state.load_succeeded(key)
         if loaded:
             seconds = reply.seconds / len(keys)
-            yield from write_loaded(state, loaded, ttl, value_type, seen, seconds)
+            yield from write_loaded(state, loaded, ttl, value_type, seen, seconds, (), held)
         return loaded  # (for the callers that joined the flights of its keys)
 
     return refresh
+
+
+def _steps_depth(state: CacheState) -> int:
+    """The first layer that stores adaptive steps with its entries (0 if none does)."""
+    for tier in state.tiers:
+        if getattr(tier.layer, "stores_steps", False):
+            return tier.depth
+    return 0
 
 
 # ---------------------------------------------------------------------------- checks

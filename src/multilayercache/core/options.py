@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .adaptive import AdaptiveTTL
 from .backoff import RetryPolicy
 from .breaker import BreakerPolicy
 from .errors import is_transient
@@ -64,6 +65,13 @@ class LayerPolicy:
         a background worker sends it in batches, retries it while the layer is down, and
         hands what fails for good to a dead-letter file (see ``core/writequeue.py``).
         Reads see the queued value. Not for the first layer: nothing is faster.
+    adaptive:
+        ``AdaptiveTTL(min=..., max=...)``: this layer's TTL for each key adapts to how
+        often its value changes: longer (up to ``max``) while reloads find it unchanged,
+        back to ``ttl`` and shorter (down to ``min``) while they find it changed (see
+        ``core/adaptive.py``). A key's step is kept with its entry in the shared layers:
+        keep entries past their TTL (``stale_ttl``) so that a reload finds the entry it
+        replaces. ``None`` (default): fixed.
     """
 
     ttl: TTL | None = None
@@ -78,6 +86,7 @@ class LayerPolicy:
         attempts=2, base=0.01, cap=0.1, budget=0.25, retry_on=is_transient
     )
     write: WritePolicy = WriteThrough()
+    adaptive: AdaptiveTTL | None = None
 
     def __post_init__(self) -> None:
         optional_ttl_seconds(self.ttl, "LayerPolicy ttl")
@@ -97,6 +106,10 @@ class LayerPolicy:
             )
         if not isinstance(self.write, (WriteThrough, WriteBehind)):
             raise TypeError(f"write must be WriteThrough() or WriteBehind(...), got {self.write!r}")
+        if self.adaptive is not None and not isinstance(self.adaptive, AdaptiveTTL):
+            raise TypeError(
+                f"adaptive must be an AdaptiveTTL(min=..., max=...) or None, got {self.adaptive!r}"
+            )
 
     def ttl_for(self, requested: TTL | None, rng: random.Random) -> float | None:
         """The TTL (seconds) to give this layer for a write, or ``None`` for its default."""
@@ -124,6 +137,28 @@ class LayerPolicy:
         stale = jittered(ttl_seconds(self.stale_ttl), self.ttl_jitter, rng) or 0.0
         refresh = refresh_point(ttl, self.refresh_ahead, self.refresh_jitter, rng)
         return Lifetime(ttl, stale, refresh)
+
+    def adapted(self, lifetime: Lifetime, step: int, default: float | None = None) -> Lifetime:
+        """``lifetime`` (``default``: its TTL when the layer decides it) at adaptive
+        ``step``: the TTL scaled by ``adaptive``, the refresh point moved with it, the step
+        kept for the shared layers to store."""
+        ttl = default if lifetime.ttl is None else lifetime.ttl
+        if self.adaptive is None or not step or ttl is None:
+            return lifetime._replace(step=step)
+        scaled = self.adaptive.scaled(ttl, step)
+        refresh = lifetime.refresh_after
+        if refresh != math.inf and ttl > 0:
+            refresh *= scaled / ttl
+        return Lifetime(scaled, lifetime.stale_ttl, refresh, step)
+
+    def base_ttl(self, requested: TTL | None, default: float | None = None) -> float | None:
+        """The TTL of a write of ``requested`` before jitter and adaptation (``default``:
+        the layer's own when neither is given)."""
+        requested_seconds = optional_ttl_seconds(requested)
+        cap = optional_ttl_seconds(self.ttl, "LayerPolicy ttl")
+        if requested_seconds is None:
+            return default if cap is None else cap
+        return requested_seconds if cap is None else min(requested_seconds, cap)
 
     def accepts_promotion(self, key: Any, layer: Any) -> bool:
         """Whether a value found below may be copied into ``layer``."""

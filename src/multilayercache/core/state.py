@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from .adaptive import StepMemory
 from .failures import FailedLoad
 from .generations import KeyGenerations
 from .latency import LatencyRecorder
@@ -77,6 +78,12 @@ class CacheState:
         or set of it does (``core/unconfirmed.py``). Used under ``lock``."""
         self._warn_unconfirmed = ThrottledWarning()
         self.refreshes = RefreshQueue()
+        self.adapts = any(tier.policy.adaptive is not None for tier in self.tiers)
+        """Some layer has an adaptive TTL: loaded values carry their step (``core/adaptive.py``)."""
+        stores_steps = any(getattr(tier.layer, "stores_steps", False) for tier in self.tiers)
+        self.steps = StepMemory() if self.adapts and not stores_steps else None
+        """Where keys' steps live when no shared layer stores them with the entries. Used
+        under ``lock`` (``step_of``, ``remember_steps``)."""
         self.counts: Counter[str] = Counter()
         self._lock = lock
         self._warn_loads = ThrottledWarning()
@@ -148,6 +155,21 @@ class CacheState:
         with self._lock:
             self.throttle.succeeded(key)
 
+    # ---------------------------------------------------------------- adaptive TTL steps
+    def step_of(self, key: Any) -> int:
+        """``key``'s step in ``steps`` (0 if none is kept)."""
+        if self.steps is None:
+            return 0
+        with self._lock:
+            return self.steps.get(key)
+
+    def remember_steps(self, steps: dict[Any, int]) -> None:
+        """Keep the keys' new steps in ``steps`` (when no shared layer stores them)."""
+        if self.steps is not None and steps:
+            with self._lock:
+                for key, step in steps.items():
+                    self.steps.put(key, step)
+
     # ---------------------------------------------------------------- deletes that did not land
     def mark_unconfirmed(self, tier: Tier, keys: list[Any]) -> None:
         """A delete of ``keys`` could not reach ``tier``: do not read them from it until a
@@ -215,6 +237,8 @@ class CacheState:
             soft_timeouts=self.counts["soft_timeouts"],
             hard_timeouts=self.counts["hard_timeouts"],
             throttled_loads=self.counts["throttled_loads"],
+            refreshes_unchanged=self.counts["refreshes_unchanged"],
+            ttl_extended=self.counts["ttl_extended"],
             unconfirmed_deletes=len(self.unconfirmed),
             unconfirmed_deletes_dropped=self.unconfirmed.dropped,
             breakers={tier.name: tier.breaker.stats() for tier in self.tiers if tier.breaker},

@@ -116,6 +116,12 @@ class CacheStats:
     throttled_loads: int = 0
     """Loads not run because the key's load failed less than ``fail_safe_throttle`` ago:
     the caller got the stale value, or without one that failure again."""
+    refreshes_unchanged: int = 0
+    """Loads and refreshes whose value was unchanged (the loader said so, or it encoded to
+    the same bytes as the entry it replaces): kept, and its adaptive TTL made longer."""
+    ttl_extended: int = 0
+    """Entries of shared layers given a new lifetime without rewriting their value (an
+    unchanged reload: deadlines rewritten in place and PEXPIRE, a few dozen bytes)."""
     unconfirmed_deletes: int = 0
     """Keys whose delete did not reach a layer, not read from it until one does."""
     unconfirmed_deletes_dropped: int = 0

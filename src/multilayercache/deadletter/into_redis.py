@@ -26,17 +26,19 @@ BATCH_SIZE = 500
 
 # KEYS[1]: the key. ARGV: the record's written_ms ("": unknown, older than any value),
 # "set" or "delete", the value, PX ("": none), "skip" to leave an empty key empty. The
-# current value's time is its envelope's written_ms (core/entry.py: 0x97 0x01 0xd3, then a
-# big-endian int64); Lua numbers are doubles, exact for epoch milliseconds. Answers
-# "replayed", "older" (the key holds something as new or newer: nothing written),
-# "unknown" (a value without an envelope this version knows: its age cannot be told,
-# nothing written) or "missing" (a set into an empty key, told to skip those).
+# current value's time is its envelope's written_ms (core/entry.py: 0x97 0x01 0xd3, or
+# 0x99 0x02 0xd3 in format 2, then a big-endian int64); Lua numbers are doubles, exact
+# for epoch milliseconds. Answers "replayed", "older" (the key holds something as new or
+# newer: nothing written), "unknown" (a value without an envelope this version knows: its
+# age cannot be told, nothing written) or "missing" (a set into an empty key, told to
+# skip those).
 COMPARE_AND_WRITE = """
 local current = redis.call('GET', KEYS[1])
 if current then
   if ARGV[1] == '' then return 'older' end
   local b1, b2, b3, b4 = string.byte(current, 1, 4)
-  if #current < 11 or b1 ~= 0x97 or b2 ~= 0x01 or b3 ~= 0xd3 or b4 > 0x7f then
+  local known = (b1 == 0x97 and b2 == 0x01) or (b1 == 0x99 and b2 == 0x02)
+  if #current < 11 or not known or b3 ~= 0xd3 or b4 > 0x7f then
     return 'unknown'
   end
   local written = 0

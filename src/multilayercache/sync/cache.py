@@ -32,6 +32,7 @@ from typing import Any
 
 from .._build import twin
 from ..core import loading, plans
+from ..core.adaptive import TtlRule, check_load_ttl
 from ..core.decorate import (
     CachedFunction,
     CallKeys,
@@ -47,7 +48,7 @@ from ..core.manager import ManagerBase
 from ..core.missing import MISSING, STEPPED_ASIDE
 from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
-from ..core.ttl import TTL, optional_ttl_seconds
+from ..core.ttl import TTL
 from .driver import Driver
 
 _frontdoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py")
@@ -92,7 +93,7 @@ class MultilayerCache(ManagerBase):
             self._first_lookup,
             self._get_below,
             self._load_below,
-            optional_ttl_seconds,
+            check_load_ttl,  # a TTL, or a function of the loaded value
             MISSING,
             STEPPED_ASIDE,
         )
@@ -167,7 +168,7 @@ class MultilayerCache(ManagerBase):
         self,
         key: Any,
         loader: Loader,
-        ttl: TTL | None = None,
+        ttl: TTL | TtlRule | None = None,
         value_type: Any = None,
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
@@ -177,9 +178,11 @@ class MultilayerCache(ManagerBase):
         value or exception). A stale value is served at once while one background reload
         runs, or instead of a failed or slow load (``LoadOptions``; the timeouts here
         override the cache's for this call). A loaded value a layer cannot encode is still
-        returned, and cached in the layers that can hold it."""
+        returned, and cached in the layers that can hold it. ``ttl``: seconds, or a function
+        of the loaded value; a loader made by ``with_context`` may set it, and say the
+        cached value is unchanged (``LoadContext``)."""
         if ttl is not None:
-            optional_ttl_seconds(ttl)  # bad input fails on a hit too, not only on a miss
+            check_load_ttl(ttl)  # bad input fails on a hit too, not only on a miss
         value = self._first_lookup(key, MISSING, STEPPED_ASIDE)
         if value is not MISSING and value is not STEPPED_ASIDE:
             return value
@@ -190,7 +193,7 @@ class MultilayerCache(ManagerBase):
         self,
         key: Any,
         loader: Loader,
-        ttl: TTL | None,
+        ttl: TTL | TtlRule | None,
         value_type: Any,
         soft_timeout: float | None,
         hard_timeout: float | None,
@@ -207,7 +210,7 @@ class MultilayerCache(ManagerBase):
         self,
         keys: Iterable[Any],
         bulk_loader: BulkLoader,
-        ttl: TTL | None = None,
+        ttl: TTL | TtlRule | None = None,
         value_type: Any = None,
     ) -> dict[Any, Any]:
         """Like ``get_many``; the keys every layer missed go to ``bulk_loader(missing)`` in
@@ -222,7 +225,7 @@ class MultilayerCache(ManagerBase):
 
     def cached(
         self,
-        ttl: TTL | None = None,
+        ttl: TTL | TtlRule | None = None,
         *,
         key: str | Callable[..., Any] | None = None,
         condition: Condition | None = None,
@@ -242,7 +245,8 @@ class MultilayerCache(ManagerBase):
         layer hands back (default: the return annotation). An L1 hit is a compiled fast
         path (``CachedCall``).
         """
-        check_options(ttl, condition)
+        check_load_ttl(ttl)  # a TTL, or a function of the result
+        check_options(None, condition)
 
         def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
             check_kind(function, coroutine=False)

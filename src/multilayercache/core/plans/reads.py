@@ -230,10 +230,15 @@ def promote(
         accepted = current(state, accepted, seen)
         if not accepted:
             continue
-        lifetime = _shortest(tier.lifetime_for(None, state.rng), accepted.values())
-        values = {key: entry.value for key, entry in accepted.items()}
-        yield from store(state, tier, values, lifetime, value_type, quiet=True)
-        copies.append((tier, list(values)))
+        for step, group in _by_step(state, accepted).items():
+            lifetime = tier.lifetime_for(None, state.rng)
+            if step is not None:  # as long as this layer keeps the key at its step
+                default = getattr(tier.layer, "default_ttl", None)
+                lifetime = tier.policy.adapted(lifetime, step, default)
+            lifetime = _shortest(lifetime, group.values())
+            values = {key: entry.value for key, entry in group.items()}
+            yield from store(state, tier, values, lifetime, value_type, quiet=True)
+            copies.append((tier, list(values)))
     if copies:
         yield from undo_if_overtaken(state, copies, seen)
 
@@ -259,15 +264,25 @@ def redeleted(
     return marked
 
 
+def _by_step(state: CacheState, entries: Mapping[Any, Entry]) -> dict[int | None, dict[Any, Entry]]:
+    """``entries`` by their adaptive step (all under ``None`` when no layer adapts)."""
+    if not state.adapts:
+        return {None: dict(entries)}
+    groups: dict[int | None, dict[Any, Entry]] = {}
+    for key, entry in entries.items():
+        groups.setdefault(entry.step, {})[key] = entry
+    return groups
+
+
 def _shortest(lifetime: Lifetime, entries: Iterable[Entry]) -> Lifetime:
     """``lifetime``, cut so that no copy outlives the entries it copies."""
-    ttl, stale, refresh = lifetime
+    ttl, stale, refresh = lifetime.ttl, lifetime.stale_ttl, lifetime.refresh_after
     for entry in entries:
         left = lifetime_of(entry)
         ttl = left.ttl if ttl is None else min(ttl, left.ttl)
         stale = min(stale, left.stale_ttl)
         refresh = min(refresh, left.refresh_after)
-    return Lifetime(ttl, stale, refresh)
+    return Lifetime(ttl, stale, refresh, lifetime.step)
 
 
 def contains(state: CacheState, key: Any) -> Plan[bool]:

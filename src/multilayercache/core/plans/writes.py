@@ -9,11 +9,12 @@ reader sees either the bump or the mark."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from typing import Any
 
+from ..adaptive import is_rule
 from ..errors import LayerError, SerializationError
-from ..freshness import Lifetime
+from ..freshness import Entry, Lifetime
 from ..keys import unique
 from ..state import CacheState
 from ..tiers import Tier
@@ -112,17 +113,24 @@ def write_at_once(
 def write_loaded(
     state: CacheState,
     mapping: Mapping[Any, Any],
-    ttl: TTL | None,
+    ttl: Any,
     value_type: Any,
     seen: Mapping[Any, int],
     load_seconds: float = 0.0,
     skip: Container[int] = (),
+    held: Mapping[Any, tuple[Entry, int]] | None = None,
+    kept: Collection[Any] = (),
 ) -> Plan[None]:
     """Write loaded values through every layer, slowest first. A loaded value is returned
     even if caching it fails: count and log, do not raise; a value the shared layer cannot
     encode still goes into the in-process layer. The layers at the depths in ``skip`` are
     left out: those that did not answer the lookup before this load, which the caller
     would otherwise wait on a second time (a blackholed server: twice its timeout).
+
+    ``ttl``: a TTL, or a function of each value (``core/adaptive.py``). ``held``: the entry
+    each key had before the load, with its depth, and ``kept``: the keys whose loader said
+    it is unchanged; with them (or an adaptive layer), ``plans/reloads.py`` decides each
+    value's TTL and step, and extends unchanged entries instead of rewriting them.
 
     ``seen``: each key's generation, noted before the load began. A key written or deleted
     through this manager since is not written (that write is newer than what the loader
@@ -131,6 +139,11 @@ def write_loaded(
     a loaded value landing in the slowest layer just after a set there that had not bumped
     the generation yet (the look-aside cache's stale set, which only a conditional write
     in that layer could)."""
+    reload = None
+    if held or kept or state.adapts or is_rule(ttl):
+        from .reloads import Reload  # (it builds on this module)
+
+        reload = Reload(state, mapping, ttl, value_type, held, kept)
     written: list[tuple[Tier, list[Any]]] = []
     first = True
     for tier in state.tiers_slowest_first:
@@ -138,14 +151,19 @@ def write_loaded(
             continue
         mapping = current(state, dict(mapping), seen)
         if not mapping:
-            return
-        lifetime = tier.lifetime_for(ttl, state.rng)
-        if ttl is not None:
-            tier.note_lifetime(lifetime)
-        yield from store(state, tier, mapping, lifetime, value_type, True, load_seconds)
+            break
+        if reload is not None:
+            yield from reload.write(state, tier, mapping, value_type, load_seconds)
+        else:
+            lifetime = tier.lifetime_for(ttl, state.rng)
+            if ttl is not None:
+                tier.note_lifetime(lifetime)
+            yield from store(state, tier, mapping, lifetime, value_type, True, load_seconds)
         if not first:
             written.append((tier, list(mapping)))
         first = False
+    if reload is not None:
+        reload.finish(state)
     if written:
         yield from undo_if_overtaken(state, written, seen)
 

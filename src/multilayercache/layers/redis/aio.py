@@ -21,7 +21,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from ...core.errors import LayerUnavailableError
@@ -30,7 +30,17 @@ from ...core.ttl import TTL
 from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
 from . import fastpath
-from .codec import SCAN_BATCH, PackedWrite, RedisCodec, as_list, write_commands
+from .codec import (
+    EXTEND_ANSWERS,
+    EXTEND_ENTRY,
+    EXTEND_ENTRY_SHA,
+    SCAN_BATCH,
+    ExtendAnswer,
+    PackedWrite,
+    RedisCodec,
+    as_list,
+    write_commands,
+)
 from .codec import client_options as with_defaults
 
 DEFAULT_ASYNC_MAX_CONNECTIONS = 50
@@ -166,6 +176,26 @@ class AsyncRedisLayer(RedisCodec):
             await self._run(lambda: write.apply(client))
         except RedisError as error:
             raise self._failure("SET", error) from error
+
+    async def extend_entry(self, key: Any, lifetime: Lifetime, written_ms: int) -> ExtendAnswer:
+        """Give ``key``'s entry a new ``lifetime`` without rewriting its value, if it is
+        still the write made at ``written_ms`` (see ``RedisLayer.extend_entry``)."""
+        arguments = self._extend_arguments(key, lifetime, written_ms)
+        if arguments is None:
+            return "write"
+        client = self._bound()
+        try:
+            try:
+                answer = await self._run(
+                    lambda: client.execute_command("EVALSHA", EXTEND_ENTRY_SHA, *arguments)
+                )
+            except NoScriptError:  # first use on this server (or after a restart): load it
+                answer = await self._run(
+                    lambda: client.execute_command("EVAL", EXTEND_ENTRY, *arguments)
+                )
+        except RedisError as error:
+            raise self._failure("EVALSHA (extend)", error) from error
+        return EXTEND_ANSWERS[int(answer)]
 
     async def _read(self, *command: str) -> Any:
         client = self._bound()

@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -32,7 +32,23 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..._forking import register_after_fork
 from ...core.decorate import CallKey
-from ...core.entry import FORMAT_VERSION, NEVER, Deltas, deltas, unwrap, wrap_at
+from ...core.entry import (
+    DEADLINES_OFFSET,
+    FORMAT_VERSION,
+    NEVER,
+    STEP_OFFSET,
+    STEPPED_VERSION,
+    WRITTEN_OFFSET,
+    Deltas,
+    deltas,
+    digest,
+    extension,
+    identity,
+    step_field,
+    unwrap,
+    wrap_at,
+    wrap_stepped_at,
+)
 from ...core.errors import LayerError, UntrustedDataError
 from ...core.freshness import Entry, Lifetime
 from ...core.log import ThrottledWarning
@@ -58,6 +74,35 @@ stuck) gives up this soon, instead of after the OS's TCP timeout (minutes)."""
 
 SCAN_BATCH = 500
 """Keys per SCAN call and per UNLINK when ``clear`` empties a prefix."""
+
+EXTEND_ENTRY = f"""
+local head = redis.call('GETRANGE', KEYS[1], 0, {STEP_OFFSET + 1})
+if #head < {STEP_OFFSET + 1} then return 0 end
+local first, version = string.byte(head, 1, 2)
+local stepped = first == 0x99 and version == {STEPPED_VERSION}
+if not stepped and not (first == 0x97 and version == {FORMAT_VERSION}) then return 0 end
+if string.sub(head, {WRITTEN_OFFSET + 1}, {DEADLINES_OFFSET}) ~= ARGV[1] then return 2 end
+if ARGV[3] ~= '' then
+  if not stepped then return 0 end
+  redis.call('SETRANGE', KEYS[1], {STEP_OFFSET}, ARGV[3])
+end
+redis.call('SETRANGE', KEYS[1], {DEADLINES_OFFSET}, ARGV[2])
+if ARGV[4] == '' then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+return 1
+"""
+"""Extend an entry in place, if it is still the write it was read as (``ARGV[1]``, its
+``written`` field): new deadlines (``ARGV[2]``), step (``ARGV[3]``, format 2 only; '' to
+leave it) and expiry (``ARGV[4]`` ms, '' for none). The value is not rewritten: one round
+trip of a few dozen bytes, whatever its size. 1: extended; 2: overtaken (another write
+replaced the entry meanwhile: it is newer, and left alone); 0: the caller must write the
+value (the key is gone or holds no envelope, or is format 1 and a step must be stored)."""
+ExtendAnswer = Literal["extended", "overtaken", "write"]
+EXTEND_ANSWERS: dict[int, ExtendAnswer] = {1: "extended", 2: "overtaken", 0: "write"}
+EXTEND_ENTRY_SHA = hashlib.sha1(EXTEND_ENTRY.encode()).hexdigest()
 
 
 class PackedWrite(NamedTuple):
@@ -139,6 +184,9 @@ class RedisCodec:
     url: str | None
     typed_values = True
     """The manager may pass ``value_type=`` to ``get``, ``get_many``, ``set``, ``set_many``."""
+    stores_steps = True
+    """Entries carry the adaptive TTL step and value digest of a loaded value (format 2 of
+    ``core/entry.py``) when the manager gives one (``Lifetime.step``)."""
 
     def __init__(
         self,
@@ -177,6 +225,9 @@ class RedisCodec:
         self._warn_untrusted = ThrottledWarning()
         # encode_write's memo: the last lifetime, and its deltas and expiry.
         self._packing_memo: tuple[Lifetime | None, tuple[Any, int | None]] = (None, (None, None))
+        # digest_of's memo: the last value digested and its bytes, which the write of a
+        # changed value that usually follows then does not encode again.
+        self._digested: tuple[Any, Any, bytes] | None = None
         register_after_fork(self)
 
     def _after_fork(self) -> None:
@@ -233,7 +284,7 @@ class RedisCodec:
             ttl = jittered(self.default_ttl, self.ttl_jitter, self._rng) or 0.0
         else:
             ttl = self.default_ttl
-        return Lifetime(ttl, lifetime.stale_ttl, lifetime.refresh_after)
+        return Lifetime(ttl, lifetime.stale_ttl, lifetime.refresh_after, lifetime.step)
 
     @staticmethod
     def _expiry_ms(lifetime: Lifetime) -> int | None:
@@ -255,6 +306,26 @@ class RedisCodec:
             return math.inf
         return milliseconds / 1000
 
+    def _extend_arguments(
+        self, key: Any, lifetime: Lifetime, written_ms: int
+    ) -> tuple[Any, ...] | None:
+        """The ``EVALSHA`` arguments (after the script) that extend ``key``'s entry written
+        at ``written_ms`` to live ``lifetime`` from now (see ``EXTEND_ENTRY``); ``None``
+        when ``lifetime`` is over already (nothing to extend)."""
+        resolved = self._resolved(lifetime)
+        milliseconds = self._expiry_ms(resolved)
+        if milliseconds == 0:
+            return None
+        step = b"" if resolved.step is None else step_field(resolved.step)
+        return (
+            1,
+            self.redis_key(key),
+            identity(written_ms),
+            extension(_now_ms(), deltas(resolved)),
+            step,
+            b"" if milliseconds is None else milliseconds,
+        )
+
     # ---------------------------------------------------------------- values
     def _pack(
         self, value: Any, lifetime: Lifetime, load_seconds: float = 0.0, value_type: Any = None
@@ -263,13 +334,37 @@ class RedisCodec:
         return self._pack_at(_now_ms(), value, deltas(lifetime), load_seconds, value_type)
 
     def _pack_at(
-        self, now_ms: int, value: Any, lifetime: Deltas, load_seconds: float, value_type: Any
+        self,
+        now_ms: int,
+        value: Any,
+        lifetime: Deltas,
+        load_seconds: float,
+        value_type: Any,
+        step: int | None = None,
     ) -> bytes:
-        if value_type is None or not self._typed:
-            payload = self._dumps(value)
-        else:
-            payload = self._dumps(value, value_type=value_type)
+        payload = self._payload(value, value_type)
+        if step is not None:  # a loaded value in a cache with adaptive TTLs: format 2
+            return wrap_stepped_at(now_ms, lifetime, load_seconds, step, payload)
         return wrap_at(now_ms, lifetime, load_seconds, payload)
+
+    def _payload(self, value: Any, value_type: Any) -> bytes:
+        """The serializer's bytes for ``value`` (those ``digest_of`` just made, if it did)."""
+        memo = self._digested  # one read: threads replace it whole
+        if memo is not None and memo[0] is value and memo[1] is value_type:
+            self._digested = None
+            return memo[2]
+        if value_type is None or not self._typed:
+            return self._dumps(value)
+        return self._dumps(value, value_type=value_type)
+
+    def digest_of(self, value: Any, value_type: Any = None) -> int:
+        """The digest a format 2 entry of ``value`` carries (``core/entry.py``): equal to a
+        stored entry's when the value encodes to the same bytes. Raises
+        ``SerializationError`` for a value that cannot be encoded."""
+        self._digested = None
+        payload = self._payload(value, value_type)
+        self._digested = (value, value_type, payload)
+        return digest(payload)
 
     def _load(self, data: Any, value_type: Any) -> Any:
         if value_type is None or not self._typed:
@@ -349,9 +444,17 @@ class RedisCodec:
         new = tuple.__new__  # Entry(...) without the named tuple's Python-level __new__
         try:
             for key, header, value in zip(keys, decoded[0::3], decoded[2::3], strict=True):
-                version, _written, refresh, stale, gone, load, tags = header
-                if version != FORMAT_VERSION or tags:
-                    return None
+                if len(header) == 7:
+                    version, written, refresh, stale, gone, load, tags = header
+                    if version != FORMAT_VERSION or tags or type(written) is not int:
+                        return None
+                    step, stamp = 0, None
+                else:  # format 2: a loaded value with its adaptive step and digest
+                    version, written, refresh, stale, gone, load, step, stamp, tags = header
+                    if version != STEPPED_VERSION or tags or type(written) is not int:
+                        return None
+                    if type(step) is not int or type(stamp) is not int:
+                        return None
                 entries[key] = new(
                     Entry,
                     (
@@ -360,6 +463,9 @@ class RedisCodec:
                         inf if gone == never else (gone - now_ms) / 1000,
                         inf if refresh == never else (refresh - now_ms) / 1000,
                         float(load),
+                        step,
+                        written,
+                        stamp,
                     ),
                 )
         except (TypeError, ValueError):
@@ -389,7 +495,9 @@ class RedisCodec:
                 self._packing_memo = (lifetime, packing)
         now_ms = _now_ms()
         lifetime_deltas, milliseconds = packing
-        data = self._pack_at(now_ms, value, lifetime_deltas, load_seconds, value_type)
+        data = self._pack_at(
+            now_ms, value, lifetime_deltas, load_seconds, value_type, lifetime.step
+        )
         # tuple.__new__: the named tuple without its Python-level __new__ (every set()).
         if milliseconds is None:
             return _new(PackedWrite, (self.redis_key(key), data, None, None, now_ms, False))

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 import redis.cluster
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from ...core.errors import LayerUnavailableError
@@ -25,7 +25,18 @@ from ...core.ttl import TTL
 from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
 from . import fastpath
-from .codec import SCAN_BATCH, PackedWrite, RedisCodec, as_list, client_options, write_commands
+from .codec import (
+    EXTEND_ANSWERS,
+    EXTEND_ENTRY,
+    EXTEND_ENTRY_SHA,
+    SCAN_BATCH,
+    ExtendAnswer,
+    PackedWrite,
+    RedisCodec,
+    as_list,
+    client_options,
+    write_commands,
+)
 
 
 class RedisLayer(RedisCodec):
@@ -113,6 +124,24 @@ class RedisLayer(RedisCodec):
             write.apply(self.client)
         except RedisError as error:
             raise self._failure("SET", error) from error
+
+    def extend_entry(self, key: Any, lifetime: Lifetime, written_ms: int) -> ExtendAnswer:
+        """Give ``key``'s entry a new ``lifetime`` from now without rewriting its value
+        (its deadlines rewritten in place, and PEXPIRE: one small round trip), if it is
+        still the write made at ``written_ms``: ``"extended"``. ``"overtaken"``: another
+        write replaced it meanwhile (newer: left alone). ``"write"``: write the value
+        instead (the key is gone, or its entry cannot store the step)."""
+        arguments = self._extend_arguments(key, lifetime, written_ms)
+        if arguments is None:
+            return "write"
+        try:
+            try:
+                answer = self.client.execute_command("EVALSHA", EXTEND_ENTRY_SHA, *arguments)
+            except NoScriptError:  # first use on this server (or after a restart): load it
+                answer = self.client.execute_command("EVAL", EXTEND_ENTRY, *arguments)
+        except RedisError as error:
+            raise self._failure("EVALSHA (extend)", error) from error
+        return EXTEND_ANSWERS[int(answer)]
 
     def _read(self, *command: str) -> Any:
         try:
