@@ -42,9 +42,7 @@ def restart(node: RedisServer) -> None:
     redis-py retries those calls itself, 0.25 s apart."""
     node.restart()  # its nodes.conf is in its folder: it rejoins with its slots
     client = redis.Redis(port=node.port)
-    ready = wait_until(
-        lambda: b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"), 10
-    )
+    ready = wait_until(lambda: b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"), 10)
     client.close()
     assert ready is not None, "the restarted node did not rejoin the cluster"
 

@@ -139,7 +139,9 @@ def replica() -> Iterator[tuple[RedisServer, RedisServer]]:
     """A primary and a read-only replica of it, in sync."""
     # No wait before a diskless full sync (5 s by default, for more replicas to join).
     with RedisServer.start("--repl-diskless-sync-delay", "0", use_env=False) as primary:
-        with RedisServer.start("--replicaof", "127.0.0.1", str(primary.port), use_env=False) as copy:
+        with RedisServer.start(
+            "--replicaof", "127.0.0.1", str(primary.port), use_env=False
+        ) as copy:
             client = redis.Redis.from_url(copy.url)
             synced = wait_until(
                 lambda: client.info("replication").get("master_link_status") == "up", 10

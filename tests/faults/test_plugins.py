@@ -147,9 +147,7 @@ def test_a_coroutine_loader_given_to_the_sync_manager_is_refused_clearly() -> No
     "values there: the layer's set_many encodes all or nothing, and the plan counts one "
     "encode error for the batch instead of storing the others",
 )
-def test_a_bulk_load_with_one_unencodable_value_caches_the_others_in_l2(
-    redis_url, prefix
-) -> None:
+def test_a_bulk_load_with_one_unencodable_value_caches_the_others_in_l2(redis_url, prefix) -> None:
     cache = two_layers(redis_url, prefix)
     odd = object()
     found = cache.get_or_load_many(["a", "odd", "c"], lambda keys: {"a": 1, "odd": odd, "c": 3})
