@@ -222,6 +222,29 @@ async def test_a_caller_cancelled_anywhere_in_get_or_load_leaves_the_load_to_fin
     await cache.close()
 
 
+async def test_a_read_cancelled_anywhere_changes_nothing(
+    slow_link: Proxy, redis_url: str, prefix: str
+) -> None:
+    """``get`` and ``get_many`` cancelled at any point (a copy into L1 may be under way):
+    L1 never ends up holding what Redis does not, nothing stays in flight."""
+    l1 = InMemoryLayer(max_size=1000)
+    cache = AsyncMultilayerCache(
+        [l1, AsyncRedisLayer(slow_link.url, prefix=prefix)], [LayerPolicy(promote="always"), None]
+    )
+    direct = AsyncRedisLayer(redis_url, prefix=prefix)
+    keys = [f"k{n}" for n in range(16)]
+    await direct.set_many({key: f"{key}:value" for key in keys})
+    for n, key in enumerate(keys):
+        read = cache.get(key) if n % 2 else cache.get_many([key, "absent"])
+        await cancelled_at(n * CANCEL_STEP, read)
+    await asyncio.sleep(0.06)
+    assert all(l1.get(key) in (None, f"{key}:value") for key in keys)
+    assert await cache.get_many(keys) == {key: f"{key}:value" for key in keys}
+    assert cache.in_flight == 0
+    await direct.close()
+    await cache.close()
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="a task cancelled while its set() or delete() waits for Redis: the write lands "
