@@ -259,7 +259,7 @@ async def test_a_write_cancelled_anywhere_leaves_l1_agreeing_with_redis(
     cache = AsyncMultilayerCache([l1, AsyncRedisLayer(slow_link.url, prefix=prefix)])
     direct = AsyncRedisLayer(redis_url, prefix=prefix)
     disagreements = []
-    for n in range(16):  # past the 40 ms a write takes
+    for n in range(12):  # past the 40 ms a write takes
         key = f"k{n}"
         await cache.set(key, "old")
         operation = cache.set(key, "new") if write == "set" else cache.delete(key)

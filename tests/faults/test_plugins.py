@@ -287,7 +287,7 @@ def test_a_recursive_load_with_a_hard_timeout_ends_at_the_timeout() -> None:
     "thread (or task) deadlocks forever instead of getting a clear RuntimeError",
 )
 def test_a_recursive_load_fails_clearly_instead_of_deadlocking() -> None:
-    assert in_child(recursive_outcome, wait=2) == "RuntimeError"
+    assert in_child(recursive_outcome, wait=1) == "RuntimeError"
 
 
 @pytest.mark.xfail(
@@ -309,4 +309,4 @@ def test_a_recursive_asyncio_load_fails_clearly_instead_of_deadlocking() -> None
             return type(error).__name__
         return "no error"
 
-    assert in_child(lambda: asyncio.run(outcome()), wait=2) == "RuntimeError"
+    assert in_child(lambda: asyncio.run(outcome()), wait=1) == "RuntimeError"
