@@ -39,7 +39,7 @@ from multilayercache.tools.servers import Proxy, RedisServer
 from support import RESUME_SECONDS, eventually, expected, l2_breaker, wait_until
 
 KEYS = [f"k{n}" for n in range(200)]
-CUT_SECONDS = 1.0
+CUT_SECONDS = 0.5
 CALL_BOUND_SECONDS = 1.5  # one read timeout (0.5 s), room for a loaded machine
 
 

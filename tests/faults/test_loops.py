@@ -268,6 +268,7 @@ async def test_a_write_cancelled_anywhere_leaves_l1_agreeing_with_redis(
         in_redis = await direct.get(key)
         if await cache.get(key) != in_redis:
             disagreements.append((n, outcome, l1.get(key), in_redis))
+            break  # one is enough to show it
     await direct.close()
     await cache.close()
     assert disagreements == []

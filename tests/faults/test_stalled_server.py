@@ -37,7 +37,7 @@ from multilayercache.tools.servers import Proxy, RedisServer
 from support import RESUME_SECONDS, eventually, expected, l2_breaker, wait_until
 
 KEYS = [f"k{n}" for n in range(200)]
-PAUSE_SECONDS = 1.5
+PAUSE_SECONDS = 1.0
 CALL_BOUND_SECONDS = 1.5
 """The longest any call may take while the server is stopped: one read timeout (0.5 s)
 and a retry within its 0.25 s budget, with room for a loaded machine."""
@@ -254,7 +254,7 @@ def test_a_slow_link_costs_time_never_a_wrong_answer(
         cache = MultilayerCache([InMemoryLayer(max_size=10, name="l1"), l2])
         proxy.latency = latency
         readers = Readers(cache, threads=8)
-        time.sleep(2.0)
+        time.sleep(1.2)
         readers.join()
         stats = cache.stats()
         cache.close()
