@@ -225,8 +225,9 @@ async def test_a_caller_cancelled_anywhere_in_get_or_load_leaves_the_load_to_fin
 async def test_a_read_cancelled_anywhere_changes_nothing(
     slow_link: Proxy, redis_url: str, prefix: str
 ) -> None:
-    """``get`` and ``get_many`` cancelled at any point (a copy into L1 may be under way):
-    L1 never ends up holding what Redis does not, nothing stays in flight."""
+    """``get``, ``get_many`` and ``get_or_load_many`` cancelled at any point (a copy into
+    L1 may be under way): L1 never ends up holding what Redis does not, nothing stays in
+    flight."""
     l1 = InMemoryLayer(max_size=1000)
     cache = AsyncMultilayerCache(
         [l1, AsyncRedisLayer(slow_link.url, prefix=prefix)], [LayerPolicy(promote="always"), None]
@@ -234,8 +235,17 @@ async def test_a_read_cancelled_anywhere_changes_nothing(
     direct = AsyncRedisLayer(redis_url, prefix=prefix)
     keys = [f"k{n}" for n in range(16)]
     await direct.set_many({key: f"{key}:value" for key in keys})
+
+    async def never_called(keys: list[str]) -> dict[str, str]:
+        raise AssertionError(f"{keys} are all in Redis")
+
     for n, key in enumerate(keys):
-        read = cache.get(key) if n % 2 else cache.get_many([key, "absent"])
+        reads = (
+            lambda key=key: cache.get(key),
+            lambda key=key: cache.get_many([key, "absent"]),
+            lambda key=key: cache.get_or_load_many([key], never_called),
+        )
+        read = reads[n % 3]()
         await cancelled_at(n * CANCEL_STEP, read)
     await asyncio.sleep(0.06)
     assert all(l1.get(key) in (None, f"{key}:value") for key in keys)
