@@ -4,7 +4,8 @@ it from outside (SIGTERM, SIGKILL): ``python writer_process.py URL PREFIX ACK_FI
 It writes ``k{i % keys}`` = ``i`` for i = 0, 1, 2, ... and, after each ``set()`` returns,
 stores ``i`` in ``ACK_FILE`` (8 bytes, memory-mapped): the last write it was told is safe. It
 prints ``ready`` once ``--ready-after`` writes were acknowledged, and goes on until the cache
-refuses writes (closed by the SIGTERM handler) or it is killed.
+refuses writes (closed by the SIGTERM handler) or it is killed; with ``--end-by`` it stops
+there and ends by ``sys.exit(3)`` or an uncaught exception.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--own-handler", action="store_true", help="the service installs its own SIGTERM handler"
     )
+    parser.add_argument(
+        "--end-by",
+        choices=["exit", "exception"],
+        default=None,
+        help="after --ready-after writes, end by sys.exit(3) or an uncaught exception",
+    )
     return parser.parse_args()
 
 
@@ -92,6 +99,8 @@ def run_sync(args: argparse.Namespace, acks: Acks, stop: threading.Event) -> Non
                 acks.store(index)
                 if index == args.ready_after:
                     print("ready", flush=True)
+                    if args.end_by:
+                        return
                 index += 1
         except WriteQueueClosed:
             pass
@@ -100,6 +109,8 @@ def run_sync(args: argparse.Namespace, acks: Acks, stop: threading.Event) -> Non
     writer.start()
     while writer.is_alive():  # the main thread waits, as a server's would
         time.sleep(0.05)
+    if args.end_by:
+        end(args.end_by)
     print("writer stopped", flush=True)
     while not stop.is_set():
         time.sleep(0.05)
@@ -116,6 +127,8 @@ def run_asyncio(args: argparse.Namespace, acks: Acks, stop: threading.Event) -> 
                 acks.store(index)
                 if index == args.ready_after:
                     print("ready", flush=True)
+                    if args.end_by:
+                        end(args.end_by)
                 index += 1
                 if index % 100 == 0:
                     await asyncio.sleep(0)  # a service's other tasks run too
@@ -125,6 +138,14 @@ def run_asyncio(args: argparse.Namespace, acks: Acks, stop: threading.Event) -> 
             await asyncio.sleep(0.05)
 
     asyncio.run(main())
+
+
+def end(how: str) -> None:
+    """End the process the way a service fails: ``sys.exit`` or an uncaught exception
+    (raised in the main thread, or out of ``asyncio.run``)."""
+    if how == "exit":
+        sys.exit(3)
+    raise RuntimeError("the service failed")
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """The throwaway servers of fault tests: a server restarted on its own port after a
-SIGKILL, and a blackhole that accepts connections and never answers."""
+SIGKILL, paused and resumed, a blackhole that accepts connections and never answers, and
+a proxy that cuts its clients off from a server while others carry on."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 import pytest
 import redis
 
-from multilayercache.tools.servers import Blackhole, RedisServer
+from multilayercache.tools.servers import Blackhole, Proxy, RedisServer
 
 # What a production Redis does to keep acknowledged writes across a crash.
 PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
@@ -69,3 +70,51 @@ def test_a_blackhole_accepts_and_never_answers() -> None:
     with pytest.raises(ConnectionRefusedError):  # closed: nothing listens any more
         socket.create_connection(("127.0.0.1", hole.port), 1)
     assert hole.accepted == []
+
+
+def test_a_paused_server_answers_nothing_until_resumed() -> None:
+    with RedisServer.start(use_env=False) as server:
+        client = redis.Redis.from_url(server.url, socket_timeout=0.2)
+        client.set("k", "v")
+        server.pause()
+        with pytest.raises(redis.TimeoutError):
+            client.get("k")
+        server.resume()
+        assert client.get("k") == b"v"  # redis-py reconnected after the timeout
+        server.pause()  # stop() ends a paused server too, at once
+        start = time.monotonic()
+        server.stop()
+        assert time.monotonic() - start < 2
+        client.close()
+
+
+def test_a_proxy_cuts_its_clients_off_and_no_one_else(redis_url: str) -> None:
+    port = redis.Redis.from_url(redis_url).connection_pool.connection_kwargs["port"]
+    direct = redis.Redis.from_url(redis_url, socket_timeout=1)
+    with Proxy(port) as proxy:
+        through = redis.Redis.from_url(proxy.url, socket_timeout=0.2, socket_connect_timeout=0.2)
+        through.set("proxied", "yes")
+        assert direct.get("proxied") == b"yes" and proxy.connections == 1
+        proxy.cut()  # hang: calls time out, the direct client carries on
+        start = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            through.get("proxied")
+        assert 0.2 <= time.monotonic() - start < 1
+        assert direct.get("proxied") == b"yes"
+        proxy.restore()
+        assert through.get("proxied") == b"yes"
+        proxy.cut("reset")  # calls fail at once
+        start = time.monotonic()
+        with pytest.raises(redis.ConnectionError):
+            through.get("proxied")
+        assert time.monotonic() - start < 0.2
+        proxy.restore()
+        proxy.latency = 0.05
+        start = time.monotonic()
+        assert through.get("proxied") == b"yes"
+        assert time.monotonic() - start >= 0.1  # there and back
+        through.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", proxy.port), 1)
+    direct.delete("proxied")
+    direct.close()

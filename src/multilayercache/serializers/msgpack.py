@@ -174,6 +174,8 @@ def _plain_data(value: Any) -> Any:
     pydantic model as its fields (JSON mode, as a dataclass is stored); nothing else."""
     if _is_pydantic_model(value):
         return value.model_dump(mode="json")
+    # A TypeError, which ``dumps`` turns into ``SerializationError``: msgspec passes the
+    # hook's exceptions through as they are, NotImplementedError included.
     raise TypeError(f"objects of type {type(value).__qualname__} are not supported")
 
 
