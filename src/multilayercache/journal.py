@@ -20,10 +20,10 @@ journal, then the dead process's files are deleted. A record cut short by a powe
 length or CRC does not check) ends the segment.
 
 A record: 4 bytes length, 4 bytes CRC-32 (big-endian), then a pickle of ``(key, op,
-payload type, payload fields)``. The journal is the service's own private file, like a database's write-ahead
-log: the folder is created 0700 and files 0600, and only a later run of the same service
-reads it back. A key that cannot be pickled (a ``@cached`` call's key) is journaled as its
-text, the form a shared layer stores it under.
+payload type, payload fields)``. The journal is the service's own private file, like a
+database's write-ahead log: the folder is created 0700 and files 0600, and only a later run
+of the same service reads it back. A key that cannot be pickled (a ``@cached`` call's key)
+is journaled as its text, the form a shared layer stores it under.
 
 Cost: a pickle and one ``write`` per ``set()`` (the page cache survives the process: SIGKILL
 loses nothing); ``journal_fsync=True`` adds an ``fsync`` per ``set()`` to survive a power cut.
@@ -225,7 +225,9 @@ def _records(segment: Path) -> Iterator[Record]:
             key, op, kind, fields = pickle.loads(body)
             payload = _PAYLOADS[kind](*fields) if kind else fields
         except Exception as error:  # written by another version that no longer reads back
-            log.error("multilayercache: %s: unreadable record at byte %d: %r", segment, offset, error)
+            log.error(
+                "multilayercache: %s: unreadable record at byte %d: %r", segment, offset, error
+            )
         else:
             yield key, op, payload
         offset += _HEADER.size + length

@@ -230,13 +230,6 @@ def test_write_behind_of_the_cut_off_instance_delivers_what_it_acknowledged(
     reader.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="write-behind delivers with plain SETs: a write that instance A acknowledged "
-    "before instance B wrote the same key, delivered after A's link came back, overwrites "
-    "B's newer value (replay and journal recovery write only over older values; live "
-    "delivery does not)",
-)
 def test_a_late_write_behind_delivery_does_not_overwrite_a_newer_value(
     redis_server: RedisServer, proxy: Proxy, prefix: str
 ) -> None:

@@ -30,7 +30,8 @@ APP = textwrap.dedent(
     URL, PREFIX = {url!r}, {prefix!r}
     # Held: nothing is sent before the server stops (as far as the queue can tell, a
     # writer faster than Redis).
-    POLICIES = [None, LayerPolicy(write=WriteBehind(batch_size=100_000, max_delay=60, max_lag=None))]
+    HELD = WriteBehind(batch_size=100_000, max_delay=60, max_lag=None)
+    POLICIES = [None, LayerPolicy(write=HELD)]
 
     cache = MultilayerCache([InMemoryLayer(max_size=100), RedisLayer(URL, prefix=PREFIX)],
                             POLICIES)
@@ -93,7 +94,8 @@ def stop(process: subprocess.Popen) -> tuple[int, str]:
         _, errors = process.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
-        raise AssertionError(f"the server did not stop: {process.communicate()[1][-2000:]}")
+        errors = process.communicate()[1][-2000:]
+        raise AssertionError(f"the server did not stop: {errors}") from None
     return process.returncode, errors
 
 

@@ -74,7 +74,9 @@ def build(database: Database, loop: Any, folder: Path, **options: Any) -> Any:
         writer: Any = WriterLayer(database.write, name="db")
         return MultilayerCache([InMemoryLayer(max_size=10_000), writer], [None, policy])
     writer = AsyncWriterLayer(database.write_async, name="db")
-    return Blocking(AsyncMultilayerCache([InMemoryLayer(max_size=10_000), writer], [None, policy]), loop)
+    return Blocking(
+        AsyncMultilayerCache([InMemoryLayer(max_size=10_000), writer], [None, policy]), loop
+    )
 
 
 def test_a_writer_that_hangs_for_good_loses_nothing_and_close_returns_on_time(

@@ -20,7 +20,9 @@ from services import Service, lost_writes
 
 def recover(url: str, prefix: str, journal: Path) -> MultilayerCache:
     policy = LayerPolicy(write=WriteBehind(journal=journal))
-    return MultilayerCache([InMemoryLayer(max_size=10), RedisLayer(url, prefix=prefix)], [None, policy])
+    return MultilayerCache(
+        [InMemoryLayer(max_size=10), RedisLayer(url, prefix=prefix)], [None, policy]
+    )
 
 
 @pytest.mark.parametrize("mode", ["sync", "asyncio"])
@@ -112,7 +114,9 @@ def test_a_recovered_write_never_overwrites_a_newer_value(
         try:
             held = WriteBehind(journal=tmp_path, batch_size=1000, max_delay=60)
             l2 = RedisLayer(redis_url, prefix=prefix)
-            cache = MultilayerCache([InMemoryLayer(max_size=10), l2], [None, LayerPolicy(write=held)])
+            cache = MultilayerCache(
+                [InMemoryLayer(max_size=10), l2], [None, LayerPolicy(write=held)]
+            )
             cache.set("taken over", "old")
             cache.set("only journaled", "old")
         finally:

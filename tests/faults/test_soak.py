@@ -55,15 +55,10 @@ class Report:
         self.failures: list[BaseException] = []
         self.wrong: list[tuple[Any, Any]] = []
         self.operations = 0
-        self.joined_refresh = 0
-        """``get_or_load`` answers of ``None`` (test_a_caller_joining_a_running_refresh_
-        gets_a_value, xfail): counted, not failed, until that is fixed."""
 
     def check(self, found: dict[Any, Any]) -> None:
         for key, value in found.items():
-            if value is None:  # a caller that joined a refresh: see the xfail below
-                self.joined_refresh += 1
-            elif not belongs(key, value):
+            if not belongs(key, value):
                 self.wrong.append((key, value))
 
 
@@ -315,13 +310,6 @@ def test_a_1m_operation_soak_keeps_memory_flat_and_tables_empty(redis_url, prefi
     soak(1_000_000, redis_url, prefix)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a background refresh runs in its key's flight and ends with None: a "
-    "get_or_load of the key that joins it (the key evicted, expired or deleted from L1 "
-    "meanwhile) returns None instead of a value (sync and asyncio; the soaks above met "
-    "it, and count it apart)",
-)
 @pytest.mark.parametrize("kind", ["sync", "asyncio"])
 def test_a_caller_joining_a_running_refresh_gets_a_value(kind: str) -> None:
     l1 = InMemoryLayer(max_size=100)

@@ -161,3 +161,23 @@ def test_a_caller_that_joins_a_refresh_gets_its_value(harness, clock) -> None:
     )
     assert [value for value, _ in results] == ["k by one", "k by one"]  # (was None)
     assert cache.wait_idle(5) and loads.calls["single"] == 2
+
+
+def test_a_caller_that_joins_a_bulk_refresh_gets_its_keys_value(harness, clock) -> None:
+    # A key loaded by get_or_load_many is refreshed by the bulk loader, alone in its batch
+    # here: a single caller joining that refresh gets the key's value, not the batch's map.
+    policy = LayerPolicy(ttl=10, refresh_ahead=0.5, refresh_jitter=0)
+    options = LoadOptions(stale_while_revalidate=False)
+    cache = harness.cache([harness.l1(clock=clock)], [policy], load_options=options)
+    loads = Loads(harness, delay=0.3)
+    assert cache.get_or_load_many(["k"], loads.bulk) == {"k": "k by batch"}
+    clock.advance(6)  # past the refresh point
+    results = together(
+        cache,
+        lambda c: c.get_or_load_many(["k"], loads.bulk),  # due: answered, bulk refresh queued
+        lambda c: (clock.advance(6), c.get_or_load("k", loads.single))[1],  # joins it
+        stagger=0.05,
+    )
+    assert results[0][0] == {"k": "k by batch"}
+    assert results[1][0] == "k by batch"  # (was {"k": "k by batch"})
+    assert cache.wait_idle(5) and loads.calls["bulk"] == 2 and loads.calls["single"] == 0

@@ -19,8 +19,9 @@ from multilayercache.serializers.base import MSGPACK_TAG, ZLIB_TAG, ZSTD_TAG
 ALGORITHMS = ["zlib", "zstd"]
 VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text() | st.binary(),
-    lambda children: st.lists(children, max_size=8)
-    | st.dictionaries(st.text(max_size=8), children, max_size=8),
+    lambda children: (
+        st.lists(children, max_size=8) | st.dictionaries(st.text(max_size=8), children, max_size=8)
+    ),
     max_leaves=40,
 )
 
@@ -92,7 +93,9 @@ def test_bad_options_are_refused() -> None:
     with pytest.raises(TypeError, match="compression"):
         RedisLayer("redis://127.0.0.1:1/0", compression=9)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="both"):
-        RedisLayer("redis://127.0.0.1:1/0", serializer=MsgpackSerializer(), compression=Compressed())
+        RedisLayer(
+            "redis://127.0.0.1:1/0", serializer=MsgpackSerializer(), compression=Compressed()
+        )
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -86,7 +86,7 @@ class RefreshWorkers:
         run, flight = self._driver.run, self._driver.flight
         keys = [key for key, _ in batch]
         job = batch[0][1]
-        if len(batch) == 1:
+        if job.group is None:  # one key, and its plan answers with the key's value
             await flight.do(keys[0], lambda: run(job.plan_for(keys)))
         else:
 

@@ -135,7 +135,9 @@ class AsyncWriteBehindWorker(WorkerBase):
         queue = self.queue
         queue.close()
         self._wake.set()  # senders asleep on an idle queue see it closed, and end
-        if queue.idle or await self._wait_for(lambda: queue.idle, close_timeout(self.tier, timeout)):
+        if queue.idle or await self._wait_for(
+            lambda: queue.idle, close_timeout(self.tier, timeout)
+        ):
             self._close_journal()
             return True
         given_up = self.give_up(time.monotonic())

@@ -243,7 +243,9 @@ class CacheState:
             unconfirmed_deletes_dropped=self.unconfirmed.dropped,
             breakers={tier.name: tier.breaker.stats() for tier in self.tiers if tier.breaker},
             write_queues={
-                tier.name: tier.queue.stats(self.clock()) for tier in self.tiers if tier.queue is not None
+                tier.name: tier.queue.stats(self.clock())
+                for tier in self.tiers
+                if tier.queue is not None
             },
         )
 

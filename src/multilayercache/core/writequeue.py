@@ -489,9 +489,7 @@ class WriteQueue:
         batches to fill. Idempotent. The driver then waits for ``idle``."""
         self._closed = True
 
-    def abandon(
-        self, error: BaseException, in_flight_error: BaseException, now: float
-    ) -> Batch:
+    def abandon(self, error: BaseException, in_flight_error: BaseException, now: float) -> Batch:
         """Give up on every write held: close the queue and return a finished batch whose
         ``dead`` holds them all (those of batches in flight with ``in_flight_error``: they
         may land yet), for the dead-letter sink; then ``settle`` it as any other. The

@@ -98,8 +98,7 @@ class Compressed:
 
     def __repr__(self) -> str:
         return (
-            f"Compressed({self.inner!r}, threshold={self.threshold}, "
-            f"algorithm={self.algorithm!r})"
+            f"Compressed({self.inner!r}, threshold={self.threshold}, algorithm={self.algorithm!r})"
         )
 
 

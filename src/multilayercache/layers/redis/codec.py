@@ -159,7 +159,9 @@ class PackedWrite(NamedTuple):
 COMPARE_AND_WRITE_SHA = hashlib.sha1(COMPARE_AND_WRITE.encode()).hexdigest()
 
 
-def write_commands(writes: list[PackedWrite], late: bool, is_cluster: bool) -> list[tuple[Any, ...]]:
+def write_commands(
+    writes: list[PackedWrite], late: bool, is_cluster: bool
+) -> list[tuple[Any, ...]]:
     """The commands of a write-behind batch. ``late`` (a retry, or a batch taken while the
     queue recovers from failures: see ``core/writequeue.py``): every write only over an
     older value, since another process may have written its key meanwhile. On one server
@@ -208,7 +210,9 @@ class RedisCodec:
                 raise TypeError("give the serializer inside Compressed(serializer), not both")
             serializer = compression
         elif compression is not None:
-            raise TypeError(f'compression must be "zlib", "zstd" or Compressed(...), got {compression!r}')
+            raise TypeError(
+                f'compression must be "zlib", "zstd" or Compressed(...), got {compression!r}'
+            )
         self.name = name
         self.prefix = prefix
         default = optional_ttl_seconds(ttl)
