@@ -465,3 +465,18 @@ async def test_an_asyncio_late_batch_lands_only_over_older_values(
         "fresh": "from the late batch",
     }
     await layer.close()
+
+
+async def test_an_asyncio_clear_waits_its_turn_with_the_other_commands(redis_url, prefix) -> None:
+    # The layer lets at most max_connections commands run at once, and its pool has no
+    # more connections than that: clear()'s SCAN calls must queue at that gate too.
+    layer = AsyncRedisLayer(redis_url, prefix=prefix, max_connections=2)
+    await layer.set_many({f"k{i}": i for i in range(1200)})
+
+    async def reads() -> None:
+        for _ in range(20):
+            await asyncio.gather(*(layer.get(f"k{i}") for i in range(10)))
+
+    cleared, _ = await asyncio.gather(layer.clear(), reads())
+    assert cleared == 1200 and layer.stats().errors == 0
+    await layer.close()

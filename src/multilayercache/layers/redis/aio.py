@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import redis
@@ -254,7 +254,7 @@ class AsyncRedisLayer(RedisCodec):
         deleted = 0
         batch: list[bytes] = []
         try:
-            async for redis_key in client.scan_iter(match=pattern, count=SCAN_BATCH):
+            async for redis_key in self._scan(client, pattern):
                 batch.append(redis_key)
                 if len(batch) == SCAN_BATCH:
                     keys, batch = batch, []
@@ -264,6 +264,25 @@ class AsyncRedisLayer(RedisCodec):
         except RedisError as error:
             raise self._failure("SCAN/UNLINK", error) from error
         return deleted
+
+    def _scan(self, client: Any, pattern: str) -> AsyncIterator[bytes]:
+        """The keys matching ``pattern``, each SCAN call through the gate (``scan_iter``
+        would hold a connection past it, and the pool has no more than the gate lets in)."""
+        if self._gate is None:  # a cluster (every primary), or a client of the user's own
+            return client.scan_iter(match=pattern, count=SCAN_BATCH)  # type: ignore[no-any-return]
+
+        async def scanned() -> AsyncIterator[bytes]:
+            cursor = 0
+            while True:
+                cursor, keys = await self._run(
+                    lambda: client.scan(cursor, match=pattern, count=SCAN_BATCH)  # noqa: B023
+                )
+                for key in keys:
+                    yield key
+                if cursor == 0:
+                    return
+
+        return scanned()
 
     async def get_many(self, keys: Iterable[Any], value_type: Any = None) -> dict[Any, Any]:
         """The fresh hits among ``keys``, in one round trip (MGET; a pipeline per hash slot
