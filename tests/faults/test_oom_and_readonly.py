@@ -5,9 +5,10 @@ The server is up: reads go on hitting it, and its breaker stays closed (an error
 server answered with says nothing about reaching it). What the caller sees: ``set`` raises
 ``LayerError`` naming the layer and the server's reason, at once (not retried: retrying
 cannot help) and L1 drops the key; ``get_or_load`` returns the loaded value, not cached in
-L2 (counted in ``write_errors``, logged). A write-behind write is dead-lettered at once
-with the server's reason (not retried for a minute), and replaying the dead letter once
-the server takes writes again restores it: nothing acknowledged is lost."""
+L2 (counted in ``write_errors``, logged). A write-behind write is retried within its
+budget (the refusal is for now: memory frees as keys expire, a failover ends): delivered
+once the server takes writes again, else dead-lettered with the server's reason, and
+replaying the dead letter restores it: nothing acknowledged is lost."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from multilayercache import (
     LayerPolicy,
     MultilayerCache,
     RedisLayer,
+    RetryPolicy,
     WriteBehind,
     read_dead_letters,
     replay_into_redis,
@@ -104,7 +106,7 @@ async def test_a_full_server_refuses_asyncio_writes_clearly(
     await cache.close()
 
 
-def test_write_behind_into_a_full_server_dead_letters_at_once_and_replays_later(
+def test_write_behind_into_a_full_server_is_delivered_once_memory_frees(
     full_server: tuple[RedisServer, redis.Redis], tmp_path: Path
 ) -> None:
     server, raw = full_server
@@ -117,16 +119,42 @@ def test_write_behind_into_a_full_server_dead_letters_at_once_and_replays_later(
     make_full(raw)
     acknowledged = {f"k{n}": n for n in range(20)}
     cache.set_many(acknowledged)
+    assert not cache.flush(timeout=0.5)  # refused, and retried
+    assert cache.stats().write_queues["l2"].retries > 0
+    raw.config_set("maxmemory", 0)  # room again: an operator freed memory
+    assert cache.flush(timeout=5)
+    stats = cache.stats().write_queues["l2"]
+    cache.close()
+    assert stats.delivered == len(acknowledged) and stats.dead_lettered == 0
+    reader = RedisLayer(server.url, prefix="wb:")
+    assert reader.get_many(list(acknowledged)) == acknowledged
+    reader.close()
+
+
+def test_write_behind_into_a_server_full_for_good_dead_letters_and_replays_later(
+    full_server: tuple[RedisServer, redis.Redis], tmp_path: Path
+) -> None:
+    server, raw = full_server
+    dead = tmp_path / "dead.jsonl"
+    budget = RetryPolicy(attempts=None, base=0.05, cap=0.1, budget=0.5)
+    policy = LayerPolicy(write=WriteBehind(dead_letter=dead, max_delay=0.01, retry=budget))
+    cache = MultilayerCache(
+        [InMemoryLayer(max_size=100), RedisLayer(server.url, prefix="wb:", name="l2")],
+        [None, policy],
+    )
+    make_full(raw)
+    acknowledged = {f"k{n}": n for n in range(20)}
+    cache.set_many(acknowledged)
     start = time.monotonic()
     assert cache.flush(timeout=10)
-    assert time.monotonic() - start < 2  # not retried for the minute a dead server gets
+    assert 0.4 < time.monotonic() - start < 3  # retried for its budget, then given up
     stats = cache.stats().write_queues["l2"]
     cache.close()
     assert stats.dead_lettered == len(acknowledged) and stats.delivered == 0
     records = list(read_dead_letters(dead))
     assert {record.key for record in records} == set(acknowledged)
     assert all("maxmemory" in record.error_message for record in records)
-    raw.config_set("maxmemory", 0)  # room again: an operator freed memory
+    raw.config_set("maxmemory", 0)
     report = replay_into_redis(dead, server.url, layer="l2")
     assert report.failed == 0
     reader = RedisLayer(server.url, prefix="wb:")
@@ -176,7 +204,8 @@ def test_a_read_only_replica_serves_reads_and_refuses_writes_clearly(
     assert l2_breaker(cache).state is BreakerState.CLOSED
     cache.close()
     dead = tmp_path / "dead.jsonl"
-    policy = LayerPolicy(write=WriteBehind(dead_letter=dead, max_delay=0.01))
+    budget = RetryPolicy(attempts=None, base=0.05, cap=0.1, budget=0.5)  # a failover's window
+    policy = LayerPolicy(write=WriteBehind(dead_letter=dead, max_delay=0.01, retry=budget))
     behind = MultilayerCache(
         [InMemoryLayer(max_size=100), RedisLayer(copy.url, prefix="app:", name="l2")],
         [None, policy],

@@ -129,11 +129,6 @@ def test_a_bulk_loader_answering_keys_it_was_not_asked_for_caches_only_those_ask
     cache.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sync manager calls an async def loader, gets a coroutine back, returns it "
-    "unawaited and caches it in L1 (the asyncio manager refuses a sync loader clearly)",
-)
 def test_a_coroutine_loader_given_to_the_sync_manager_is_refused_clearly() -> None:
     cache = MultilayerCache([InMemoryLayer(max_size=100)])
 
@@ -150,12 +145,6 @@ def test_a_coroutine_loader_given_to_the_sync_manager_is_refused_clearly() -> No
             leftover.close()  # no "never awaited" warning from the object it cached
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a bulk load with one value the shared layer cannot encode caches none of its "
-    "values there: the layer's set_many encodes all or nothing, and the plan counts one "
-    "encode error for the batch instead of storing the others",
-)
 def test_a_bulk_load_with_one_unencodable_value_caches_the_others_in_l2(redis_url, prefix) -> None:
     cache = two_layers(redis_url, prefix)
     odd = object()

@@ -24,16 +24,27 @@ class LayerError(CacheError):
 
     ``transient``: the backend could not be reached or did not answer in time (worth a
     retry, and counted by the layer's circuit breaker); not one that answered with an
-    error."""
+    error. ``retryable``: worth sending again later (a write-behind batch is retried within
+    its budget instead of dead-lettered at once): every transient failure, and answers
+    that say "not now" (a read-only replica during a failover, ``maxmemory`` reached, a
+    cluster slot moving), which the breaker does not count: the server answered."""
 
-    def __init__(self, message: str, *, transient: bool = True) -> None:
+    def __init__(
+        self, message: str, *, transient: bool = True, retryable: bool | None = None
+    ) -> None:
         super().__init__(message)
         self.transient = transient
+        self.retryable = transient if retryable is None else retryable
 
 
 class LayerUnavailableError(LayerError):
     """A layer's backend cannot be reached: at construction with ``verify=True``, or while
     its circuit breaker is open (then raised at once, without trying)."""
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether ``error`` is a layer failure worth sending again later (see ``LayerError``)."""
+    return isinstance(error, LayerError) and error.retryable
 
 
 def is_transient(error: BaseException) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from .backoff import TRANSIENT, RetryPolicy
-from .errors import QueueFull, WriteQueueClosed, is_transient  # (also importable here)
+from .errors import QueueFull, WriteQueueClosed, retryable  # (the errors also importable here)
 
 Op = Literal["set", "delete"]
 """What a queued write does to its key."""
@@ -22,10 +22,11 @@ DEFAULT_DEAD_LETTER_PATH = "multilayercache-dead-letters.jsonl"
 
 
 def write_transient(error: BaseException) -> bool:
-    """The default ``retry_on`` of write-behind: a transient ``LayerError`` (an unreachable
-    or timed-out backend, a layer's open breaker) or a socket ``ConnectionError`` /
+    """The default ``retry_on`` of write-behind: a retryable ``LayerError`` (an unreachable
+    or timed-out backend, a layer's open breaker, or one that answered "not now": a
+    read-only replica, ``maxmemory`` reached) or a socket ``ConnectionError`` /
     ``TimeoutError`` anywhere in the cause chain (a persistence writer's driver error)."""
-    return is_transient(error) or TRANSIENT(error)
+    return retryable(error) or TRANSIENT(error)
 
 
 DEFAULT_WRITE_RETRY = RetryPolicy(

@@ -81,7 +81,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .backoff import RetryState
-from .errors import is_transient
+from .errors import retryable
 from .writepolicy import Op, QueueFull, WriteBehind, WriteQueueClosed
 
 
@@ -231,10 +231,11 @@ class WriteQueue:
         self._caught_up_lag = self._max_lag if self._max_lag is not None else CAUGHT_UP_SECONDS
         retry = self.options.retry
         user_retry_on = retry.retry_on
-        # A transient LayerError is retryable whatever the policy says (it is what the word
-        # means, and an open breaker raises one); the policy adds its own errors.
+        # A retryable LayerError is retried whatever the policy says (it is what the word
+        # means: an open breaker, a server out of reach or answering "not now"); the policy
+        # adds its own errors.
         self._retry_policy = dataclasses.replace(
-            retry, retry_on=lambda error: is_transient(error) or user_retry_on(error)
+            retry, retry_on=lambda error: retryable(error) or user_retry_on(error)
         )
         self._rng = rng or random.Random()
         self._ready: dict[Any, QueuedWrite] = {}  # takeable, one per key

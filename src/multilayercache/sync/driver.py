@@ -8,6 +8,7 @@ thread is started per load. Timeouts stop the callers waiting for that flight (s
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -132,6 +133,12 @@ class Driver(DriverBase):
         finally:
             seconds = time.perf_counter() - start
             self.state.count_load(seconds)
+        if inspect.iscoroutine(value):  # never cache a coroutine: it could run only once
+            value.close()
+            raise TypeError(
+                f"loader {getattr(loader, '__qualname__', loader)!r} returned a coroutine: "
+                "an async def loader needs AsyncMultilayerCache"
+            )
         return Loaded(value, seconds)
 
 

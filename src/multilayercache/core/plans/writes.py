@@ -244,7 +244,12 @@ def store(
     except SerializationError as error:
         if not quiet:
             raise
-        state.note_encode_error(tier, list(mapping), error)
+        if one:
+            state.note_encode_error(tier, list(mapping), error)
+            return
+        # A batch call encodes all or nothing: store the values that can be, one by one.
+        for key, value in mapping.items():
+            yield from store(state, tier, {key: value}, lifetime, value_type, True, load_seconds)
         return
     if state.unconfirmed:  # the layer holds these values now, not the deleted ones
         state.confirm_deleted(tier, mapping)

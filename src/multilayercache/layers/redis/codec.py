@@ -26,8 +26,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal, NamedTuple
 
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..._forking import register_after_fork
@@ -71,6 +78,10 @@ CONNECT_TIMEOUT_SECONDS = 0.5
 READ_TIMEOUT_SECONDS = 0.5
 """Default ``socket_timeout``: a server that accepts but does not answer (blackholed, or
 stuck) gives up this soon, instead of after the OS's TCP timeout (minutes)."""
+
+NOT_NOW = (ReadOnlyError, OutOfMemoryError, TryAgainError, ClusterDownError, MasterDownError)
+"""Answers that refuse a command for now, not for good: a replica during a failover,
+``maxmemory`` reached (memory frees as keys expire), a slot or a cluster in transition."""
 
 SCAN_BATCH = 500
 """Keys per SCAN call and per UNLINK when ``clear`` empties a prefix."""
@@ -567,10 +578,15 @@ class RedisCodec:
     def _failure(self, operation: str, error: RedisError) -> LayerError:
         """The ``LayerError`` to raise for a failed Redis call (counted). It is transient
         (retried, and counted by the breaker) when Redis could not be reached or did not
-        answer in time, not when it answered with an error."""
+        answer in time, not when it answered with an error; retryable too when the answer
+        means "not now" (``NOT_NOW``)."""
         self._count(errors=1)
         transient = isinstance(error, (RedisConnectionError, RedisTimeoutError))
-        return LayerError(f"{self.name}: {operation} failed: {error}", transient=transient)
+        return LayerError(
+            f"{self.name}: {operation} failed: {error}",
+            transient=transient,
+            retryable=transient or isinstance(error, NOT_NOW),
+        )
 
     # ---------------------------------------------------------------- stats
     def _count(self, hits: int = 0, misses: int = 0, errors: int = 0) -> None:
