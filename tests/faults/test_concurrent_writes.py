@@ -24,20 +24,12 @@ WRITES: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
-OVERTAKEN_SET = pytest.mark.xfail(
-    strict=True,
-    reason="concurrent writes of one key: set A writes L2, B writes L2 and L1, A writes L1: "
-    "L1 holds A's value while L2 holds B's (or nothing), for as long as L1 keeps it; a set "
-    "does not check whether another write overtook it before writing faster layers",
-)
-
-
 # A delete that is overtaken only removes the key from L1 at the end: a miss, always safe.
 @pytest.mark.parametrize(
     ("first", "second"),
     [
-        pytest.param("set", "set", marks=OVERTAKEN_SET),
-        pytest.param("set", "delete", marks=OVERTAKEN_SET),
+        ("set", "set"),
+        ("set", "delete"),
         ("delete", "set"),
         ("delete", "delete"),
     ],

@@ -31,15 +31,36 @@ def write(
     raises: the caller must know. Before it does, the faster layers (not written yet)
     drop the keys: the failed layer may hold the new value or still the old one (a
     timeout does not say whether the write landed), and a faster layer must not go on
-    answering with the value the caller meant to replace."""
+    answering with the value the caller meant to replace.
+
+    Concurrent writes of one key (``core/generations.py``): a write notes the keys'
+    generations before the slowest layer, and before each faster one checks whether
+    another write or delete of a key reached the slower layers meanwhile. Such a key is
+    removed from the faster layers instead of written (which of the two writes landed last
+    below cannot be told from here: a miss is safe, an older value is not); so is a key
+    bumped again right after this write wrote a faster layer (invalidate after write)."""
     optional_ttl_seconds(ttl)
     if not mapping:
         return
     generations = state.generations
     slowest = state.tiers_slowest_first[0]
+    seen: dict[Any, int] = {}
+    if generations is not None:
+        generations.note(mapping, seen)
+    dropped: list[Any] = []  # overtaken by another write: removed from the faster layers
     for tier in state.tiers_slowest_first:
         if generations is not None and tier is not slowest:
+            overtaken = generations.changed(seen)
             generations.bump_many(mapping)
+            seen = {}
+            generations.note(mapping, seen)  # this write's own tickets
+            if overtaken:
+                dropped += overtaken
+                mapping = {key: value for key, value in mapping.items() if key not in dropped}
+            if dropped:
+                yield from forget_in(state, tier, dropped)
+            if not mapping:
+                continue
         lifetime = tier.lifetime_for(ttl, state.rng)
         if ttl is not None:
             tier.note_lifetime(lifetime)
@@ -49,6 +70,20 @@ def write(
             state.note_write_error(tier, list(mapping), error)
             yield from forget(state, list(mapping), tier.depth)
             raise
+        if generations is not None and tier is not slowest:
+            later = generations.changed(seen)  # bumped again while this layer was written
+            if later:
+                dropped += later
+                mapping = {key: value for key, value in mapping.items() if key not in dropped}
+                yield from forget_in(state, tier, later)
+
+
+def forget_in(state: CacheState, tier: Tier, keys: list[Any]) -> Plan[None]:
+    """Drop ``keys`` from one faster layer, best effort (counted and logged)."""
+    try:
+        yield from remove(tier, keys, block=False)
+    except (LayerError, QueueFull, WriteQueueClosed) as error:
+        state.note_write_error(tier, keys, error)
 
 
 def forget(state: CacheState, keys: list[Any], stop: int) -> Plan[None]:
@@ -91,12 +126,20 @@ def write_at_once(
     the layer at ``depth`` if there is room now; when a queue has none, returns False
     before any faster layer is written, and the caller runs ``write``, which waits for
     room (a write already queued below is then queued again: the same value, coalesced).
-    The key's generation is bumped before each layer but the slowest, as ``write`` does."""
+    Concurrent writes of the key are handled as ``write`` handles them."""
     generations = state.generations
     slowest = state.tiers_slowest_first[0]
+    noted = 0 if generations is None else generations.of(key)
+    overtaken = False
     for tier in state.tiers_slowest_first:
         if generations is not None and tier is not slowest:
+            overtaken = overtaken or generations.of(key) != noted
             generations.bump(key)
+            noted = generations.of(key)
+            if overtaken:
+                if not _remove_now(tier, key, put_now):
+                    return False
+                continue
         # Tier.lifetime_for, inlined: this loop is the whole of a write-behind set().
         lifetime = tier.default_lifetime if ttl is None else None
         if lifetime is None:
@@ -107,7 +150,23 @@ def write_at_once(
                 return False
         else:
             tier.layer.set_entry(key, value, lifetime)
+        if generations is not None and tier is not slowest and generations.of(key) != noted:
+            overtaken = True  # bumped again while this layer was written
+            if not _remove_now(tier, key, put_now):
+                return False
     return True
+
+
+def _remove_now(
+    tier: Tier, key: Any, put_now: Mapping[int, Callable[[Any, Op, Any, int], bool]]
+) -> bool:
+    """Drop ``key`` from one layer with a plain call (queued for a write-behind one);
+    False when its queue has no room now."""
+    if tier.queue is None:
+        tier.layer.delete(key)
+        return True
+    payload = tier.layer.encode_delete(key)
+    return put_now[tier.depth](key, "delete", payload, payload.size)
 
 
 def write_loaded(
