@@ -235,6 +235,7 @@ def test_policy(capacity, weighted, ops) -> None:
             "window_hits",
             "probation_hits",
             "misses_since_check",
+            "held",
         ):
             assert getattr(pure, attribute) == getattr(compiled, attribute), attribute
         assert list(pure.region_weights) == list(compiled.region_weights)
