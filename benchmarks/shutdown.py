@@ -35,8 +35,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-from services import Service, lost_writes  # noqa: E402
-
 from multilayercache import (  # noqa: E402
     InMemoryLayer,
     LayerPolicy,
@@ -47,6 +45,8 @@ from multilayercache import (  # noqa: E402
     read_dead_letters,
 )
 from multilayercache.tools.servers import RedisServer  # noqa: E402
+
+from services import Service, lost_writes  # noqa: E402
 
 
 def cache_on(url: str, prefix: str, **options: Any) -> MultilayerCache:

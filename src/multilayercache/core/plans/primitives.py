@@ -56,7 +56,9 @@ def add(state: CacheState, key: Any, value: Any, ttl: TTL | None, value_type: An
     written = {key: value}
     for tier in state.tiers_slowest_first:
         if tier.depth > decider.depth:
-            yield from store(state, tier, written, lifetime_for(state, tier, ttl), value_type, False)
+            yield from store(
+                state, tier, written, lifetime_for(state, tier, ttl), value_type, False
+            )
         elif tier.depth < decider.depth:
             if state.generations is not None:
                 state.generations.bump(key)
