@@ -122,9 +122,13 @@ def test_copies_protect_what_is_cached(Layer) -> None:
     assert shared.get("k") == []  # the caller's list itself: every change reached the cache
     assert copied.get("k") == [1] and copied.get("a") == [1, "changed after set"]
     assert copied.get("k") is not copied.get("k")
-    round_trip = Layer(max_size=10, copy=lambda value: pickle.loads(pickle.dumps(value)))
-    round_trip.set_entry("k", {"a": [1]}, Lifetime(10))
-    assert round_trip.get("k") == {"a": [1]} and round_trip.lookup("k", None, None) == {"a": [1]}
+    for copy in ("pickle", "deepcopy", lambda value: pickle.loads(pickle.dumps(value))):
+        round_trip = Layer(max_size=10, copy=copy)
+        value = {"a": [1]}
+        round_trip.set_entry("k", value, Lifetime(10))
+        value["a"].append(2)
+        found = round_trip.lookup("k", None, None)
+        assert found == {"a": [1]} and found is not round_trip.lookup("k", None, None)
     with pytest.raises(TypeError, match="copy"):
         Layer(max_size=10, copy="deep")
 

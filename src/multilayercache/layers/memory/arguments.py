@@ -75,18 +75,29 @@ INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def value_copier(copy: object) -> Callable[[Any], Any] | None:
-    """``InMemoryLayer(copy=...)``: ``False`` (share the objects), ``True``
-    (``copy.deepcopy``), or a function returning a copy of a value (``pickle`` round trip,
-    a model's ``model_copy``, ...)."""
+    """``InMemoryLayer(copy=...)``: ``False`` (share the objects), ``True`` or
+    ``"deepcopy"`` (``copy.deepcopy``), ``"pickle"`` (a pickle round trip, as Django's
+    local-memory cache: about 3x faster than deepcopy on plain data, for picklable values
+    only), or a function returning a copy of a value (a model's ``model_copy``, ...)."""
     if copy is False or copy is None:
         return None
-    if copy is True:
+    if copy is True or copy == "deepcopy":
         import copy as copying
 
         return copying.deepcopy
+    if copy == "pickle":
+        return _pickled_copy
     if callable(copy):
         return copy  # type: ignore[return-value]
-    raise TypeError(f"copy must be a bool or a function returning a copy, got {copy!r}")
+    raise TypeError(
+        f"copy must be a bool, 'deepcopy', 'pickle' or a function returning a copy, got {copy!r}"
+    )
+
+
+def _pickled_copy(value: Any) -> Any:
+    import pickle
+
+    return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
 
 
 def checked_delta(delta: object) -> int:
