@@ -19,6 +19,14 @@ How the pieces fit:
   it); ``lookup`` is the manager's fast path: fresh and no refresh due, else it steps
   aside without counting, and the manager asks ``get_entry``.
 
+* Read your own writes: a new key that admission turns away stays readable until the next
+  new key is written (the policy's *held* slot: in no list, its slot released at that
+  write; ``_policy_py.py``, section 6).
+* ``add``, ``touch`` and ``incr`` read and write a key under the lock, in one step: atomic
+  between threads (the managers let the shared layer decide them when there is one).
+* ``copy=``: values are copied on the way in (before the lock) and on the way out (after
+  it), so no caller can mutate what is cached.
+
 Concurrency: every public method holds one re-entrant lock, so the layer is safe to share
 between threads (also on free-threaded builds). The compiled twin relies on the GIL instead.
 

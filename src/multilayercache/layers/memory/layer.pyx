@@ -386,10 +386,13 @@ cdef class InMemoryLayer:
                 refresh_at = deadline_after(now_ns, refresh, NEVER)
         self._lock_for_write()
         try:
-            if only_if_absent and absent_at != self._version and self._holds_fresh(
-                find_slot(self, key, key_hash, True), now_ns
-            ):
-                return 0
+            if only_if_absent:
+                if self._wheel.scheduled:
+                    reclaim_expired(self, now_ns)  # (as a write does first)
+                if absent_at != self._version and self._holds_fresh(
+                    find_slot(self, key, key_hash, True), now_ns
+                ):
+                    return 0
             self._set_locked(key, value, key_hash, absent_at, weight, now_ns, deadline,
                              fresh_until, refresh_at)
         finally:
