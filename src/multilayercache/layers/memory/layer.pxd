@@ -55,6 +55,7 @@ cdef class InMemoryLayer:
 
     # reads
     cdef object _read(self, object key, object default, int accept, object aside)
+    cdef object _read_copy(self, object key, object default, int accept, object aside)
     cdef object _read_locked(self, object key, uint64_t key_hash, object default, int accept,
                              object aside)
     cdef int _freshness(self, Py_ssize_t slot, int64_t now_ns) except -1
@@ -63,7 +64,9 @@ cdef class InMemoryLayer:
                              uint64_t bucket) noexcept
     # writes
     cdef int _store(self, object key, object value, double ttl, double stale,
-                    double refresh, bint only_if_absent=*) except -1
+                    double refresh, bint only_if_absent) except -1
+    cdef bint _holds_key(self, object key, uint64_t key_hash, uint64_t absent_at,
+                         int64_t now_ns) except -1
     cdef bint _holds_fresh(self, Py_ssize_t slot, int64_t now_ns) except -1
     cdef tuple _deadlines(self, int64_t now_ns, double ttl, double stale, double refresh)
     cdef int _set_locked(self, object key, object value, uint64_t key_hash,

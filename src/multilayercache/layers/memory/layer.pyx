@@ -145,13 +145,24 @@ cdef class InMemoryLayer:
     def get(self, key, default=None):
         """The cached value while it is fresh, or ``default`` (a miss, or an entry that is
         gone or stale)."""
-        return self._read(key, default, DUE, None)
+        if self._copy is None:
+            return self._read(key, default, DUE, None)
+        return self._read_copy(key, default, DUE, None)
 
     def lookup(self, key, missing, aside):
         """The managers' fast path: the value while it is fresh and no refresh is due,
         ``missing`` on a miss (counted), or ``aside`` when the key is held but due or stale
         (nothing counted: the manager then asks ``get_entry``)."""
-        return self._read(key, missing, FRESH, aside)
+        if self._copy is None:
+            return self._read(key, missing, FRESH, aside)
+        return self._read_copy(key, missing, FRESH, aside)
+
+    cdef object _read_copy(self, object key, object default, int accept, object aside):
+        # ``_read`` and a copy of what it found (``copy=``), out of the hit path's line.
+        cdef object value = self._read(key, _NO_KEY, accept, aside)
+        if value is _NO_KEY:
+            return default
+        return value if aside is not None and value is aside else self._copy(value)
 
     cdef inline object _read(self, object key, object default, int accept, object aside):
         # ``aside`` is None for ``get``: a stale entry then reads as a miss.
@@ -195,8 +206,6 @@ cdef class InMemoryLayer:
             self._remember_miss(key, key_hash, absent_at, vacant)
             return default
         record_hit(self, slot, key_hash)
-        if self._copy is not None:
-            return self._copy(<object>stored_value(self, slot))
         return <object>stored_value(self, slot)
 
     cdef object _read_locked(self, object key, uint64_t key_hash, object default, int accept,
@@ -227,8 +236,6 @@ cdef class InMemoryLayer:
         if slot < 0:
             self._missed.record(key_hash, key)
             self._remember_miss(key, key_hash, absent_at, NO_BUCKET)
-        elif self._copy is not None:
-            result = self._copy(result)
         return result
 
     def get_entry(self, key):
@@ -323,14 +330,20 @@ cdef class InMemoryLayer:
         """Store ``value`` (``ttl``: seconds or timedelta, ``None`` = the layer default,
         ``math.inf`` = never expires). The policy may decline to keep a new entry."""
         cdef double seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
-        self._store(key, value, seconds, 0.0, seconds)
+        if self._copy is None:
+            self._store(key, value, seconds, 0.0, seconds, False)
+        else:  # (a branch: reassigning ``value`` would cost every set a reference count)
+            self._store(key, self._copy(value), seconds, 0.0, seconds, False)
 
     def set_entry(self, key, value, lifetime, load_seconds=0.0):
         """Store ``value`` for ``lifetime``: fresh for ``ttl`` seconds, then stale (served
         only by the managers' stale-while-revalidate and fail-safe) for ``stale_ttl``
         more; a refresh is due after ``refresh_after``."""
         ttl, stale, refresh = self._lifetime_seconds(lifetime)
-        self._store(key, value, ttl, stale, refresh)
+        if self._copy is None:
+            self._store(key, value, ttl, stale, refresh, False)
+        else:
+            self._store(key, self._copy(value), ttl, stale, refresh, False)
 
     def _lifetime_seconds(self, lifetime):
         """``(ttl, stale, refresh)`` seconds of a lifetime (``ttl=None``: the default)."""
@@ -356,7 +369,7 @@ cdef class InMemoryLayer:
         self._last_miss = key
 
     cdef int _store(self, object key, object value, double ttl, double stale,
-                    double refresh, bint only_if_absent=False) except -1:
+                    double refresh, bint only_if_absent) except -1:
         """Store the value for its lifetime; with ``only_if_absent``, only if the key holds
         no fresh value. 1 if it was stored, else 0."""
         cdef uint64_t key_hash
@@ -369,9 +382,8 @@ cdef class InMemoryLayer:
         cdef int64_t weight = 1
         cdef int64_t now_ns = 0, deadline = NEVER
         cdef int64_t fresh_until = NEVER, refresh_at = NEVER
-        # Everything that may run Python code happens before the lock.
-        if self._copy is not None:
-            value = self._copy(value)
+        # Everything that may run Python code happens before the lock (copies too: the
+        # callers copy ``value``).
         if self._weigher is not None:
             weight = checked_weight(self._weigher(key, value), key)
         if ttl != INFINITY or stale != 0.0 or refresh < ttl or self._wheel.scheduled or (
@@ -386,18 +398,23 @@ cdef class InMemoryLayer:
                 refresh_at = deadline_after(now_ns, refresh, NEVER)
         self._lock_for_write()
         try:
-            if only_if_absent:
-                if self._wheel.scheduled:
-                    reclaim_expired(self, now_ns)  # (as a write does first)
-                if absent_at != self._version and self._holds_fresh(
-                    find_slot(self, key, key_hash, True), now_ns
-                ):
-                    return 0
+            if only_if_absent and self._holds_key(key, key_hash, absent_at, now_ns):
+                return 0
             self._set_locked(key, value, key_hash, absent_at, weight, now_ns, deadline,
                              fresh_until, refresh_at)
         finally:
             self._unlock()
         return 1
+
+    cdef bint _holds_key(self, object key, uint64_t key_hash, uint64_t absent_at,
+                         int64_t now_ns) except -1:
+        """(Owning the layer) whether the key holds a fresh value: ``add``'s test. Out of
+        ``_store``'s line, which every ``set`` runs."""
+        if self._wheel.scheduled:
+            reclaim_expired(self, now_ns)  # (as a write does first)
+        if absent_at == self._version:
+            return False
+        return self._holds_fresh(find_slot(self, key, key_hash, True), now_ns)
 
     cdef bint _holds_fresh(self, Py_ssize_t slot, int64_t now_ns) except -1:
         """Whether ``slot`` (maybe -1) holds a value ``get`` would return (due ones too)."""
@@ -468,11 +485,15 @@ cdef class InMemoryLayer:
         """Store ``value`` only if the key holds no fresh value (none, or an expired or
         stale one: what ``get`` misses); True if it was stored. Atomic between threads."""
         cdef double seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        if self._copy is not None:
+            value = self._copy(value)
         return bool(self._store(key, value, seconds, 0.0, seconds, True))
 
     def add_entry(self, key, value, lifetime, load_seconds=0.0):
         """``add`` for ``lifetime`` (see ``set_entry``)."""
         ttl, stale, refresh = self._lifetime_seconds(lifetime)
+        if self._copy is not None:
+            value = self._copy(value)
         return bool(self._store(key, value, ttl, stale, refresh, True))
 
     def touch(self, key, ttl=None):
