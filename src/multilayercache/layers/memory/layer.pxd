@@ -28,6 +28,7 @@ cdef class InMemoryLayer:
     cdef object _weigher
     cdef object _clock
     cdef object _copy  # a function copying values in and out, or None (``copy=``)
+    cdef unsigned long _copies  # 1 if _copy is set (tested with the owner, in one test)
     cdef WTinyLfuPolicy _policy
     cdef TimerWheel _wheel
     cdef FreshnessDeadlines _fresh
@@ -55,7 +56,6 @@ cdef class InMemoryLayer:
 
     # reads
     cdef object _read(self, object key, object default, int accept, object aside)
-    cdef object _read_copy(self, object key, object default, int accept, object aside)
     cdef object _read_locked(self, object key, uint64_t key_hash, object default, int accept,
                              object aside)
     cdef int _freshness(self, Py_ssize_t slot, int64_t now_ns) except -1

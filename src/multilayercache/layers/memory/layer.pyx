@@ -109,6 +109,7 @@ cdef class InMemoryLayer:
                  clock=None, str name="memory", copy=False):
         capacity, weighted = layer_bounds(max_size, max_weight, weigher)
         self._copy = value_copier(copy)
+        self._copies = self._copy is not None
         self.name = name
         self.max_size = None if weighted else capacity
         self.max_weight = capacity if weighted else None
@@ -145,24 +146,13 @@ cdef class InMemoryLayer:
     def get(self, key, default=None):
         """The cached value while it is fresh, or ``default`` (a miss, or an entry that is
         gone or stale)."""
-        if self._copy is None:
-            return self._read(key, default, DUE, None)
-        return self._read_copy(key, default, DUE, None)
+        return self._read(key, default, DUE, None)
 
     def lookup(self, key, missing, aside):
         """The managers' fast path: the value while it is fresh and no refresh is due,
         ``missing`` on a miss (counted), or ``aside`` when the key is held but due or stale
         (nothing counted: the manager then asks ``get_entry``)."""
-        if self._copy is None:
-            return self._read(key, missing, FRESH, aside)
-        return self._read_copy(key, missing, FRESH, aside)
-
-    cdef object _read_copy(self, object key, object default, int accept, object aside):
-        # ``_read`` and a copy of what it found (``copy=``), out of the hit path's line.
-        cdef object value = self._read(key, _NO_KEY, accept, aside)
-        if value is _NO_KEY:
-            return default
-        return value if aside is not None and value is aside else self._copy(value)
+        return self._read(key, missing, FRESH, aside)
 
     cdef inline object _read(self, object key, object default, int accept, object aside):
         # ``aside`` is None for ``get``: a stale entry then reads as a miss.
@@ -170,7 +160,9 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t slot
         cdef int64_t deadline
         cdef uint64_t absent_at, vacant
-        if self._ownership.owner:  # another thread is inside a write: wait for it
+        # Another thread is inside a write (wait for it), or values are copied (``copy=``):
+        # one test on the hit path for both.
+        if self._ownership.owner | self._copies:
             return self._read_locked(key, key_hash, default, accept, aside)
         slot = find_slot(self, key, key_hash, False)
         if slot == INTERRUPTED:
@@ -236,6 +228,8 @@ cdef class InMemoryLayer:
         if slot < 0:
             self._missed.record(key_hash, key)
             self._remember_miss(key, key_hash, absent_at, NO_BUCKET)
+        elif self._copies:
+            result = self._copy(result)
         return result
 
     def get_entry(self, key):
