@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-WINDOW, PROBATION, PROTECTED, NOT_CACHED = 0, 1, 2, 3
+WINDOW, PROBATION, PROTECTED, NOT_CACHED, HELD = 0, 1, 2, 3, 4
 NO_DEADLINE = (1 << 63) - 1
 
 
@@ -19,7 +19,11 @@ def check_invariants(layer: Any) -> None:
     assert len(free) == len(set(free)), "a slot is on the free list twice"
     assert not cached_slots & set(free), "a cached slot is also free"
     assert len(cached_slots) + len(free) == inside["slot_count"], "a slot leaked"
-    assert inside["indexed"] == len(cached_slots) == policy.entries
+    # The held newcomer (a set that admission turned away, readable until the next write)
+    # is indexed but in no list and no weight.
+    held = {policy.held} if policy.held >= 0 else set()
+    assert held <= cached_slots and all(policy.regions[slot] == HELD for slot in held)
+    assert inside["indexed"] == len(cached_slots) == policy.entries + len(held)
     for slot, key in cached:
         assert inside["find"](key) == slot, f"key {key!r} does not lead to its slot {slot}"
 
@@ -39,13 +43,13 @@ def check_invariants(layer: Any) -> None:
             listed.add(slot)
         assert links[0][region] == previous, f"list {region} tail is wrong"
         weights[region] = len(order) if not policy.weighted else None
-    assert listed == cached_slots, "policy lists and cached slots differ"
+    assert listed == cached_slots - held, "policy lists and cached slots differ"
     for slot in range(inside["slot_count"]):
         if slot not in cached_slots:
             assert regions[slot] == NOT_CACHED, f"free slot {slot} has a region"
     if not policy.weighted:
         assert list(policy.region_weights) == weights, "region weights drifted"
-        assert policy.total_weight == len(cached_slots)
+        assert policy.total_weight == len(cached_slots) - len(held)
     else:
         assert sum(policy.region_weights) == policy.total_weight
     assert policy.total_weight <= policy.capacity, "over capacity"

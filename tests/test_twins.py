@@ -235,6 +235,7 @@ def test_policy(capacity, weighted, ops) -> None:
             "window_hits",
             "probation_hits",
             "misses_since_check",
+            "held",
         ):
             assert getattr(pure, attribute) == getattr(compiled, attribute), attribute
         assert list(pure.region_weights) == list(compiled.region_weights)
@@ -260,12 +261,15 @@ layer_ops = st.lists(
         st.tuples(
             st.sampled_from(
                 ["get", "get", "set", "delete", "contains", "adjust", "len", "remaining"]
+                + ["add", "touch", "incr"]
             ),
             st.integers(0, 60),
             st.sampled_from([None, 0, 0.5, 1, 3, 10, float("inf")]),
         ),
         st.tuples(
-            st.sampled_from(["set_entry", "get_entry", "lookup", "lookup"]),
+            st.sampled_from(
+                ["set_entry", "get_entry", "lookup", "lookup", "add_entry", "touch_entry"]
+            ),
             st.integers(0, 60),
             st.sampled_from(LIFETIMES),
         ),
@@ -294,6 +298,17 @@ def test_weighted_memory_layer(max_weight, ops) -> None:
     run_layer_ops(pure, compiled, clocks, ops)
 
 
+def same_outcome(pure_call, compiled_call, *args) -> bool:
+    """Whether both calls return the same or raise the same kind of error."""
+    outcomes = []
+    for call in (pure_call, compiled_call):
+        try:
+            outcomes.append(call(*args))
+        except (TypeError, OverflowError) as error:
+            outcomes.append(type(error))
+    return outcomes[0] == outcomes[1]
+
+
 def run_layer_ops(pure, compiled, clocks, ops) -> None:
     version = 0
     for op, key, ttl in ops:
@@ -320,6 +335,19 @@ def run_layer_ops(pure, compiled, clocks, ops) -> None:
             compiled.set_entry(key, (key, version), lifetime)
         elif op == "get_entry":
             assert pure.get_entry(key) == compiled.get_entry(key)
+        elif op == "add":
+            assert pure.add(key, (key, version), ttl) == compiled.add(key, (key, version), ttl)
+        elif op == "add_entry":
+            lifetime = Lifetime(*ttl)
+            value = (key, version)
+            assert pure.add_entry(key, value, lifetime) == compiled.add_entry(key, value, lifetime)
+        elif op == "touch":
+            assert pure.touch(key, ttl) == compiled.touch(key, ttl)
+        elif op == "touch_entry":
+            lifetime = Lifetime(*ttl)
+            assert pure.touch_entry(key, lifetime) == compiled.touch_entry(key, lifetime)
+        elif op == "incr":
+            assert same_outcome(pure.incr, compiled.incr, key, version % 5 - 2, ttl)
         elif op == "lookup":
             assert pure.lookup(key, "miss", "aside") == compiled.lookup(key, "miss", "aside")
         else:

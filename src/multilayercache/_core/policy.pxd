@@ -12,6 +12,7 @@ cpdef enum:
     PROTECTED = 2
     NOT_CACHED = 3
     HEADS = 3
+    HELD = 4  # the newest insert, turned away by admission, readable until the next
     # Tuning (explained in _policy_py.py).
     PROTECTED_PERCENT = 65
     WARM_FREQUENCY = 6
@@ -58,6 +59,7 @@ cdef class WTinyLfuPolicy:
     cdef readonly int64_t protected_max
     cdef readonly Py_ssize_t evictions
     cdef readonly Py_ssize_t rejections
+    cdef readonly Py_ssize_t held  # the held newcomer's slot, or -1 (see _policy_py.py)
     cdef readonly uint32_t epoch  # bumped whenever frequencies age or are rebuilt
     cdef readonly uint32_t clock  # misses so far (wraps)
     cdef readonly Py_ssize_t window_hits  # since the last density check
@@ -102,7 +104,7 @@ cdef class WTinyLfuPolicy:
     cdef Py_ssize_t _entry_capacity(self) noexcept
     cdef int64_t _step(self) noexcept
     cdef void _set_window(self, int64_t target) noexcept
-    cdef Py_ssize_t _balance(self) except -1
+    cdef Py_ssize_t _balance(self, Py_ssize_t written) except -1
     cdef bint _make_room_in_main(self, Py_ssize_t candidate) except -1
     cdef bint _prefer_candidate(self, Py_ssize_t candidate, Py_ssize_t victim) noexcept
     cdef int _victim_frequency(self, Py_ssize_t victim) noexcept

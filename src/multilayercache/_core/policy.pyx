@@ -69,6 +69,7 @@ cdef class WTinyLfuPolicy:
         self.window_hits = self.probation_hits = self.misses_since_check = 0
         self.evictions = 0
         self.rejections = 0
+        self.held = -1
         self._victim_node = -1
         self._victim_epoch = 0
         self._victim_estimate = 0
@@ -174,6 +175,8 @@ cdef class WTinyLfuPolicy:
             if self._nodes[NODE_FIELDS * (PROTECTED) + PREV] != HEADS + slot:
                 self._relink(slot, PROTECTED)
             return
+        if region == HELD:
+            return
         self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE] = <int32_t>self.clock
         if region == WINDOW:
             self.window_hits += 1
@@ -205,20 +208,30 @@ cdef class WTinyLfuPolicy:
         self._region_weights[WINDOW] += weight
         self.total_weight += weight
         self.entries += 1
-        return self._balance()
+        return self._balance(slot)
 
     cpdef Py_ssize_t on_update(self, Py_ssize_t slot, int64_t weight) except -1:
-        """The entry's weight changed; returns how many slots were evicted to make room."""
+        """The entry's value was replaced (its weight may have changed); returns how many
+        slots were evicted to make room. A weighted entry moves to the most recent end of
+        its region first, so that the room it needs is taken from others."""
         cdef int64_t delta
-        if self.weighted:
-            delta = weight - self._weight[slot]
-            self._weight[slot] = weight
-            self._region_weights[self._nodes[NODE_FIELDS * (HEADS + slot) + REGION]] += delta
-            self.total_weight += delta
-        return self._balance()
+        cdef uint8_t region = self._nodes[NODE_FIELDS * (HEADS + slot) + REGION]
+        if not self.weighted or region == HELD:
+            self._evicted_count = 0
+            return 0
+        delta = weight - self._weight[slot]
+        self._weight[slot] = weight
+        self._region_weights[region] += delta
+        self.total_weight += delta
+        self._relink(slot, region)
+        return self._balance(slot)
 
     cpdef void on_remove(self, Py_ssize_t slot) noexcept:
         """The layer dropped the entry (delete or expiry): forget it, leave no ghost."""
+        if self._nodes[NODE_FIELDS * (HEADS + slot) + REGION] == HELD:
+            self._nodes[NODE_FIELDS * (HEADS + slot) + REGION] = NOT_CACHED
+            self.held = -1
+            return
         self._unlink(<int32_t>(HEADS + slot))
         self._forget(slot)
 
@@ -290,9 +303,14 @@ cdef class WTinyLfuPolicy:
         self.protected_max = (self.capacity - self.window_max) * PROTECTED_PERCENT // 100
 
     # ------------------------------------------------------------------ eviction
-    cdef inline Py_ssize_t _balance(self) except -1:
+    cdef inline Py_ssize_t _balance(self, Py_ssize_t written) except -1:
         cdef Py_ssize_t candidate, victim
         self._evicted_count = 0
+        if self.held >= 0:  # the slot held since the last write goes now
+            self._nodes[NODE_FIELDS * (HEADS + self.held) + REGION] = NOT_CACHED
+            self._evicted[0] = <int32_t>self.held  # (the buffer holds at least 16)
+            self._evicted_count = 1
+            self.held = -1
         while self._region_weights[WINDOW] > self.window_max:
             candidate = self.admission_candidate()
             if self._make_room_in_main(candidate):
@@ -300,6 +318,10 @@ cdef class WTinyLfuPolicy:
             else:
                 self.rejections += 1
                 self._evict(candidate, GHOST_WINDOW)
+                if candidate == written:  # held: its slot stays, readable, until the next write
+                    self._evicted_count -= 1
+                    self._nodes[NODE_FIELDS * (HEADS + candidate) + REGION] = HELD
+                    self.held = candidate
         while self.total_weight > self.capacity:
             victim = self.main_victim()
             if victim >= 0:

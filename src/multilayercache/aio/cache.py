@@ -126,6 +126,27 @@ class AsyncMultilayerCache(ManagerBase):
         """Empty the cache: L1 entirely, and a shared layer's keys under its prefix."""
         await self._run(plans.clear(self._state))
 
+    # ------------------------------------------------------------------ primitives
+    async def add(self, key: Any, value: Any, ttl: TTL | None = None) -> bool:
+        """Store the value only if the key is absent; True if it was stored (atomic: see
+        ``MultilayerCache.add``)."""
+        state = self._state
+        return await self._run(plans.primitives.add(state, key, value, ttl, self.value_type))
+
+    async def touch(self, key: Any, ttl: TTL | None = None) -> bool:
+        """Give the key a new TTL from now without rewriting its value, in every layer; True
+        if any layer held a fresh value (see ``MultilayerCache.touch``)."""
+        return await self._run(plans.primitives.touch(self._state, key, ttl))
+
+    async def incr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
+        """Add ``delta`` to the key's counter atomically; the new count (see
+        ``MultilayerCache.incr``)."""
+        return await self._run(plans.primitives.incr(self._state, key, delta, ttl))
+
+    async def decr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
+        """``incr`` by ``-delta``."""
+        return await self.incr(key, -plans.primitives.checked_delta(delta), ttl)
+
     # ------------------------------------------------------------------ loading
     async def get_or_load(
         self,

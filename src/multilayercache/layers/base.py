@@ -56,10 +56,45 @@ class AsyncLayer(Protocol):
     def stats(self) -> LayerStats: ...
 
 
+@runtime_checkable
+class AtomicLayer(Protocol):
+    """What a layer offers for the managers' primitives (optional). Each reads and writes
+    a key in one atomic step; the slowest layer of a cache that offers one decides it for
+    the cache (see ``multilayercache.core.plans.primitives``). ``add_entry`` /
+    ``touch_entry`` / ``incr_entry`` take a ``Lifetime`` instead of ``ttl`` and are used
+    when present (both of this package's layers have them)."""
+
+    def add(self, key: Any, value: Any, ttl: TTL | None = None) -> bool:
+        """Store ``value`` unless the key holds a fresh one; True if stored."""
+        ...
+
+    def touch(self, key: Any, ttl: TTL | None = None) -> bool:
+        """A new TTL for the key's fresh value, the value kept; False if none."""
+        ...
+
+    def incr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
+        """Add ``delta`` to the key's counter (a missing key starts at 0, living
+        ``ttl``); the new count."""
+        ...
+
+
+@runtime_checkable
+class AsyncAtomicLayer(Protocol):
+    """``AtomicLayer`` for asyncio layers: the same methods, as coroutines."""
+
+    async def add(self, key: Any, value: Any, ttl: TTL | None = None) -> bool: ...
+
+    async def touch(self, key: Any, ttl: TTL | None = None) -> bool: ...
+
+    async def incr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int: ...
+
+
 __all__ = [
     "LAYER_METHODS",
     "MISSING",
+    "AsyncAtomicLayer",
     "AsyncLayer",
+    "AtomicLayer",
     "Layer",
     "LayerError",
     "LayerPolicy",

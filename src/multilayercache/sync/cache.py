@@ -163,6 +163,32 @@ class MultilayerCache(ManagerBase):
         at a time, so Redis never blocks; every node of a cluster)."""
         self._run(plans.clear(self._state))
 
+    # ------------------------------------------------------------------ primitives
+    def add(self, key: Any, value: Any, ttl: TTL | None = None) -> bool:
+        """Store the value only if the key is absent (what ``get`` would miss); True if it
+        was stored. Atomic: the shared layer decides (a Redis script: of concurrent callers
+        in any process, exactly one gets True), then every layer holds the value. With L1
+        alone, L1 decides (between this process's threads)."""
+        return self._run(plans.primitives.add(self._state, key, value, ttl, self.value_type))
+
+    def touch(self, key: Any, ttl: TTL | None = None) -> bool:
+        """Give the key a new TTL from now (each layer capping it as for a write; ``None``:
+        their defaults) without rewriting its value, in every layer, atomically in each:
+        a concurrent ``set`` is never undone. True if any layer held a fresh value."""
+        return self._run(plans.primitives.touch(self._state, key, ttl))
+
+    def incr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
+        """Add ``delta`` to the key's counter atomically (in the shared layer: a Redis
+        script) and return the new count. The counter keeps its TTL; a missing key starts
+        at 0 and lives ``ttl`` (as Redis' ``INCRBY``). The faster layers drop their copy.
+        ``TypeError`` if the value is not an int; ``OverflowError`` past +-(2**53 - 1) in
+        Redis (Lua counts in doubles), past 64 bits in L1 alone."""
+        return self._run(plans.primitives.incr(self._state, key, delta, ttl))
+
+    def decr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
+        """``incr`` by ``-delta``."""
+        return self.incr(key, -plans.primitives.checked_delta(delta), ttl)
+
     # ------------------------------------------------------------------ loading
     def get_or_load(
         self,

@@ -49,9 +49,14 @@ def test_size_bound_holds_and_evictions_are_counted(Layer) -> None:
         cache.get(i)
         cache.set(i, i)
         assert len(cache) <= 50
+        assert cache.get(i) == i  # read your own writes, even when admission declined it
     stats = cache.stats()
     assert stats.size == len(cache) == 50
     assert stats.evictions == 1_000 - 50
+    # The last key was turned away: counted as evicted, and readable until the next write.
+    assert sum(cache.get(i) is not None for i in range(1_000)) == 51
+    cache.set("next", 1)
+    assert cache.get(999) is None and len(cache) == 50
     check_invariants(cache)
 
 
@@ -357,7 +362,12 @@ def test_values_are_released_when_evicted(Layer) -> None:
         cache.set(i, value)
     del value
     gc.collect()
-    assert sum(ref() is not None for ref in refs) == len(cache) == 10
+    # Alive: the values of the keys it holds (10), and of the last one, turned away by
+    # admission but readable until the next write.
+    assert sum(ref() is not None for ref in refs) == sum(i in cache for i in range(100)) == 11
+    cache.set("next", None)
+    gc.collect()
+    assert sum(ref() is not None for ref in refs) == sum(i in cache for i in range(100)) <= 10
 
 
 def test_reentrant_del_during_eviction_is_safe(Layer) -> None:
@@ -377,3 +387,61 @@ def test_reentrant_del_during_eviction_is_safe(Layer) -> None:
         cache.set(i, Reentrant(i))
         check_invariants(cache)
     assert len(cache) <= 5
+
+
+def test_read_your_own_writes_on_a_full_cache_of_frequent_keys(Layer) -> None:
+    # Admission turns new keys away here (every resident is far more frequent), but a key
+    # just set is readable until the next new key is written.
+    cache = Layer(max_size=1_000)
+    for _ in range(20):
+        for key in range(1_000):
+            if cache.get(key) is None:
+                cache.set(key, key)
+    rejections = cache.stats().rejections
+    found = 0
+    for n in range(50):
+        cache.set(f"new:{n}", n)
+        found += cache.get(f"new:{n}") == n
+        assert f"new:{n}" in cache and len(cache) == 1_000
+    assert found == 50
+    assert cache.stats().rejections == rejections + 50  # each was still turned away ...
+    assert cache.get("new:48") is None  # ... and made way for the next
+    assert sum(cache.get(key) is not None for key in range(1_000)) == 1_000
+    check_invariants(cache)
+
+
+def test_a_held_key_can_be_overwritten_deleted_and_expire(Layer, clock) -> None:
+    cache = Layer(max_size=10, clock=clock)
+    for _ in range(5):
+        for key in range(10):
+            if cache.get(key) is None:
+                cache.set(key, key)
+    cache.set("new", 1, ttl=5)
+    assert cache._internals()["policy"].held >= 0
+    cache.set("new", 2)  # a value of a held key replaced: still held, readable
+    assert cache.get("new") == 2
+    assert cache.delete("new") is True and cache.get("new") is None
+    check_invariants(cache)
+    cache.set("short", 3, ttl=1)
+    clock.advance(2)
+    assert cache.get("short") is None and "short" not in cache
+    check_invariants(cache)
+    cache.set("gone", 4)
+    cache.clear()
+    assert cache.get("gone") is None and len(cache) == 0
+    check_invariants(cache)
+
+
+def test_a_weighted_write_is_readable_at_once(Layer) -> None:
+    cache = Layer(max_weight=100, weigher=lambda key, value: len(value))
+    for _ in range(10):
+        for key in range(10):
+            if cache.get(key) is None:
+                cache.set(key, "x" * 10)
+    for n in range(20):
+        cache.set(f"new:{n}", "y" * (1 + n % 30))
+        assert cache.get(f"new:{n}") == "y" * (1 + n % 30)
+        check_invariants(cache)
+    cache.set(3, "z" * 40)  # an entry that grows keeps its new value
+    assert cache.get(3) == "z" * 40
+    check_invariants(cache)

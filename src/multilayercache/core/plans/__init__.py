@@ -49,6 +49,7 @@ nowhere, and a faster layer never holds a value that the slower ones refused.
 (``tier.typed``); in-process layers hold the objects themselves.
 """
 
+from . import primitives
 from .reads import (
     contains,
     find_entries,
@@ -99,5 +100,5 @@ __all__ = [
     "delete", "delete_many", "enqueue_deletes", "enqueue_writes", "find_entries",
     "find_entry", "forget", "get_entries", "get_entry", "promote", "promote_found",
     "queued_entry", "read", "read_many", "remaining_ttl", "store", "typed", "write",
-    "write_at_once", "write_loaded",
+    "write_at_once", "write_loaded", "primitives",
 ]  # fmt: skip

@@ -19,6 +19,14 @@ How the pieces fit:
   it); ``lookup`` is the manager's fast path: fresh and no refresh due, else it steps
   aside without counting, and the manager asks ``get_entry``.
 
+* Read your own writes: a new key that admission turns away stays readable until the next
+  new key is written (the policy's *held* slot: in no list, its slot released at that
+  write; ``_policy_py.py``, section 6).
+* ``add``, ``touch`` and ``incr`` read and write a key under the lock, in one step: atomic
+  between threads (the managers let the shared layer decide them when there is one).
+* ``copy=``: values are copied on the way in (before the lock) and on the way out (after
+  it), so no caller can mutate what is cached.
+
 Concurrency: every public method holds one re-entrant lock, so the layer is safe to share
 between threads (also on free-threaded builds). The compiled twin relies on the GIL instead.
 
@@ -57,10 +65,13 @@ from ._inspect_py import (
 )
 from .arguments import (
     checked_clock,
+    checked_delta,
     checked_weight,
+    counted,
     default_ttl_seconds,
     layer_bounds,
     unhashable_key,
+    value_copier,
 )
 from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_left, seconds_to_ns
@@ -93,8 +104,10 @@ class InMemoryLayer:
         ttl: TTL | None = None,
         clock: Callable[[], float] | None = None,
         name: str = "memory",
+        copy: bool | Callable[[Any], Any] = False,
     ) -> None:
         capacity, weighted = layer_bounds(max_size, max_weight, weigher)
+        self._copy = value_copier(copy)
         self.name = name
         self.max_size = None if weighted else capacity
         self.max_weight = capacity if weighted else None
@@ -144,7 +157,10 @@ class InMemoryLayer:
                 self._count_miss(key_hash, key)
                 return None
             self._count_hit(slot)
-            return self._entry(slot, self._now_ns())
+            entry = self._entry(slot, self._now_ns())
+        if self._copy is not None:
+            entry = entry._replace(value=self._copy(entry.value))
+        return entry
 
     def get_entries(self, keys: Iterable[Any]) -> dict[Any, Entry]:
         """``get_entry`` of every key, the ones held only."""
@@ -169,7 +185,8 @@ class InMemoryLayer:
                 self._count_miss(key_hash, key)
                 return default
             self._count_hit(slot)
-            return self._values[slot]
+            value = self._values[slot]
+        return value if self._copy is None else self._copy(value)
 
     def _live_slot(self, key: Any) -> int:
         """The key's slot, or -1; an entry found gone is removed first."""
@@ -239,10 +256,7 @@ class InMemoryLayer:
         """Store ``value`` for ``lifetime``: fresh for ``ttl`` seconds, then stale (served
         only by the managers' stale-while-revalidate and fail-safe) for ``stale_ttl``
         more; a refresh is due after ``refresh_after``."""
-        ttl = self.default_ttl if lifetime.ttl is None else ttl_seconds(lifetime.ttl)
-        stale = ttl_seconds(lifetime.stale_ttl, "stale_ttl")
-        refresh = ttl_seconds(lifetime.refresh_after, "refresh_after")
-        self._store(key, value, ttl, stale, refresh)
+        self._store(key, value, *self._lifetime_seconds(lifetime))
 
     def set_many_entries(
         self, mapping: Mapping[Any, Any], lifetime: Lifetime, load_seconds: float = 0.0
@@ -253,43 +267,162 @@ class InMemoryLayer:
         for key, value in mapping.items():
             self.set_entry(key, value, lifetime, load_seconds)
 
-    def _store(self, key: Any, value: Any, ttl: float, stale: float, refresh: float) -> None:
+    def _store(
+        self,
+        key: Any,
+        value: Any,
+        ttl: float,
+        stale: float,
+        refresh: float,
+        only_if_absent: bool = False,
+    ) -> bool:
+        """Store the value for its lifetime; with ``only_if_absent``, only if the key holds
+        no fresh value. True if it was stored."""
         key_hash = self._spread_hash(key)
-        weight = 1
-        if self._weigher is not None:
-            weight = checked_weight(self._weigher(key, value), key)
+        if self._copy is not None:
+            value = self._copy(value)
+        weight = self._weight_of(key, value)
         now_ns = self._now_ns()
+        deadlines = self._deadlines(now_ns, ttl, stale, refresh)
+        with self._lock:
+            self._reclaim_expired(now_ns)
+            if only_if_absent and self._holds_fresh(self._slots.get(key, -1), now_ns):
+                return False
+            self._store_locked(key, value, key_hash, weight, now_ns, *deadlines)
+            return True
+
+    def _weight_of(self, key: Any, value: Any) -> int:
+        if self._weigher is None:
+            return 1
+        return checked_weight(self._weigher(key, value), key)
+
+    @staticmethod
+    def _deadlines(now_ns: int, ttl: float, stale: float, refresh: float) -> tuple[int, int, int]:
+        """When an entry written at ``now_ns`` is gone, stops being fresh (``NO_DEADLINE``:
+        when it is gone) and is due for a refresh."""
         deadline = deadline_after(now_ns, ttl + stale)
         fresh_until = deadline_after(now_ns, ttl) if stale else NO_DEADLINE
         refresh_at = deadline_after(now_ns, refresh) if refresh < ttl else NO_DEADLINE
-        with self._lock:
-            self._reclaim_expired(now_ns)
-            slot = self._slots.get(key, -1)
-            if deadline <= now_ns or weight > self._policy.capacity:
-                # Already expired, or can never fit: the old value must not survive the write.
-                if weight > self._policy.capacity:
-                    self._oversized += 1
-                if slot >= 0:
-                    self._remove(slot)
-                return
+        return deadline, fresh_until, refresh_at
+
+    def _holds_fresh(self, slot: int, now_ns: int) -> bool:
+        """Whether ``slot`` (maybe -1) holds a value ``get`` would return (due ones too)."""
+        if slot < 0 or self._is_expired(slot, now_ns):
+            return False
+        return not self._fresh.count or self._freshness(slot, now_ns) is not Freshness.STALE
+
+    def _store_locked(
+        self,
+        key: Any,
+        value: Any,
+        key_hash: int,
+        weight: int,
+        now_ns: int,
+        deadline: int,
+        fresh_until: int,
+        refresh_at: int,
+    ) -> None:
+        slot = self._slots.get(key, -1)
+        if deadline <= now_ns or weight > self._policy.capacity:
+            # Already expired, or can never fit: the old value must not survive the write.
+            if weight > self._policy.capacity:
+                self._oversized += 1
             if slot >= 0:
-                self._values[slot] = value
-                self._wheel.schedule(slot, deadline)
-                self._fresh.assign(slot, fresh_until, refresh_at)
-                if self._policy.weighted:
-                    self._policy.on_update(slot, weight)
-                    self._drop_evicted(self._policy.evicted)
-                return
-            slot = self._allocate_slot(key, value)
+                self._remove(slot)
+            return
+        if slot >= 0:
+            self._values[slot] = value
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
-            self._policy.on_insert(slot, key_hash, weight)
-            self._drop_evicted(self._policy.evicted)
+            if self._policy.weighted:
+                self._policy.on_update(slot, weight)
+                self._drop_evicted(self._policy.evicted)
+            return
+        slot = self._allocate_slot(key, value)
+        self._wheel.schedule(slot, deadline)
+        self._fresh.assign(slot, fresh_until, refresh_at)
+        self._policy.on_insert(slot, key_hash, weight)
+        self._drop_evicted(self._policy.evicted)
 
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """``set`` every item. The TTL and every key are checked first, so bad input writes
         nothing."""
         set_each(self.set, self._spread_hash, mapping, ttl)
+
+    def add(self, key: Any, value: Any, ttl: TTL | None = None) -> bool:
+        """Store ``value`` only if the key holds no fresh value (none, or an expired or
+        stale one: what ``get`` misses); True if it was stored. Atomic between threads."""
+        seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        return self._store(key, value, seconds, 0.0, seconds, only_if_absent=True)
+
+    def add_entry(
+        self, key: Any, value: Any, lifetime: Lifetime, load_seconds: float = 0.0
+    ) -> bool:
+        """``add`` for ``lifetime`` (see ``set_entry``)."""
+        return self._store(key, value, *self._lifetime_seconds(lifetime), only_if_absent=True)
+
+    def touch(self, key: Any, ttl: TTL | None = None) -> bool:
+        """Give the key's fresh value a new TTL from now (``None``: the layer default; ``0``
+        removes it), without rewriting it; False if it holds none (stale ones neither)."""
+        seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        return self.touch_entry(key, Lifetime(seconds, 0.0, seconds))
+
+    def touch_entry(self, key: Any, lifetime: Lifetime) -> bool:
+        """``touch`` with a whole ``lifetime``: fresh for ``ttl``, stale for ``stale_ttl``
+        more, a refresh due after ``refresh_after`` (see ``set_entry``)."""
+        self._spread_hash(key)
+        now_ns = self._now_ns()
+        deadline, fresh_until, refresh_at = self._deadlines(
+            now_ns, *self._lifetime_seconds(lifetime)
+        )
+        with self._lock:
+            slot = self._slots.get(key, -1)
+            if not self._holds_fresh(slot, now_ns):
+                return False
+            if deadline <= now_ns:
+                self._remove(slot)
+                self._expirations += 1
+                return True
+            self._wheel.schedule(slot, deadline)
+            self._fresh.assign(slot, fresh_until, refresh_at)
+            return True
+
+    def incr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
+        """Add ``delta`` to the key's counter and return the new count, atomically between
+        threads; the counter keeps its TTL (and, in a weighted layer, its weight). A key
+        holding no fresh value starts at 0, living ``ttl`` (``None``: the layer default).
+        Raises ``TypeError`` if the value is not an int, ``OverflowError`` past 64 bits."""
+        seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        return self.incr_entry(key, delta, Lifetime(seconds, 0.0, seconds))
+
+    def incr_entry(self, key: Any, delta: int, lifetime: Lifetime) -> int:
+        """``incr``; ``lifetime`` is a new counter's."""
+        key_hash = self._spread_hash(key)
+        checked_delta(delta)
+        weight = self._weight_of(key, delta)  # a new counter's (Python code: before the lock)
+        now_ns = self._now_ns()
+        deadlines = self._deadlines(now_ns, *self._lifetime_seconds(lifetime))
+        with self._lock:
+            self._reclaim_expired(now_ns)
+            slot = self._slots.get(key, -1)
+            if self._holds_fresh(slot, now_ns):
+                count = counted(self._values[slot], delta, key)
+                self._values[slot] = count
+                return count
+            counted(0, delta, key)
+            self._store_locked(key, delta, key_hash, weight, now_ns, *deadlines)
+            return delta
+
+    def decr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
+        """``incr`` by ``-delta``."""
+        return self.incr(key, -checked_delta(delta), ttl)
+
+    def _lifetime_seconds(self, lifetime: Lifetime) -> tuple[float, float, float]:
+        """``(ttl, stale, refresh)`` seconds of a lifetime (``ttl=None``: the default)."""
+        ttl = self.default_ttl if lifetime.ttl is None else ttl_seconds(lifetime.ttl)
+        stale = ttl_seconds(lifetime.stale_ttl, "stale_ttl")
+        refresh = ttl_seconds(lifetime.refresh_after, "refresh_after")
+        return ttl, stale, refresh
 
     def delete(self, key: Any) -> bool:
         """Remove the entry; True if a live one was there."""

@@ -68,3 +68,51 @@ def checked_top_n(n: object, what: str = "n") -> int:
 
 def unhashable_key(key: Any) -> TypeError:
     return TypeError(f"cache keys must be hashable, got unhashable {type(key).__name__!r}")
+
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+"""A counter's range: what a shared layer's MessagePack (and the README's values) holds."""
+
+
+def value_copier(copy: object) -> Callable[[Any], Any] | None:
+    """``InMemoryLayer(copy=...)``: ``False`` (share the objects), ``True`` or
+    ``"deepcopy"`` (``copy.deepcopy``), ``"pickle"`` (a pickle round trip, as Django's
+    local-memory cache: about 3x faster than deepcopy on plain data, for picklable values
+    only), or a function returning a copy of a value (a model's ``model_copy``, ...)."""
+    if copy is False or copy is None:
+        return None
+    if copy is True or copy == "deepcopy":
+        import copy as copying
+
+        return copying.deepcopy
+    if copy == "pickle":
+        return _pickled_copy
+    if callable(copy):
+        return copy  # type: ignore[return-value]
+    raise TypeError(
+        f"copy must be a bool, 'deepcopy', 'pickle' or a function returning a copy, got {copy!r}"
+    )
+
+
+def _pickled_copy(value: Any) -> Any:
+    import pickle
+
+    return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+
+
+def checked_delta(delta: object) -> int:
+    """The ``delta`` of ``incr`` / ``decr``: an int (not a bool)."""
+    if type(delta) is not int:
+        raise TypeError(f"delta must be an int, got {type(delta).__name__} {delta!r}")
+    return delta
+
+
+def counted(value: object, delta: int, key: Any) -> int:
+    """``value + delta`` for a counter: ``value`` must be an int (not a bool), the sum a
+    64-bit one."""
+    if type(value) is not int:
+        raise TypeError(f"incr: the value of {key!r} is not an integer: {type(value).__name__}")
+    count = value + delta
+    if not INT64_MIN <= count <= INT64_MAX:
+        raise OverflowError(f"incr: the counter {key!r} would leave the 64-bit range")
+    return count

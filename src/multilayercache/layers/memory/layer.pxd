@@ -27,6 +27,8 @@ cdef class InMemoryLayer:
     cdef readonly double default_ttl
     cdef object _weigher
     cdef object _clock
+    cdef object _copy  # a function copying values in and out, or None (``copy=``)
+    cdef unsigned long _copies  # 1 if _copy is set (tested with the owner, in one test)
     cdef WTinyLfuPolicy _policy
     cdef TimerWheel _wheel
     cdef FreshnessDeadlines _fresh
@@ -62,7 +64,11 @@ cdef class InMemoryLayer:
                              uint64_t bucket) noexcept
     # writes
     cdef int _store(self, object key, object value, double ttl, double stale,
-                    double refresh) except -1
+                    double refresh, bint only_if_absent) except -1
+    cdef bint _holds_key(self, object key, uint64_t key_hash, uint64_t absent_at,
+                         int64_t now_ns) except -1
+    cdef bint _holds_fresh(self, Py_ssize_t slot, int64_t now_ns) except -1
+    cdef tuple _deadlines(self, int64_t now_ns, double ttl, double stale, double refresh)
     cdef int _set_locked(self, object key, object value, uint64_t key_hash,
                          uint64_t absent_at, int64_t weight, int64_t now_ns, int64_t deadline,
                          int64_t fresh_until, int64_t refresh_at) except -1

@@ -54,9 +54,19 @@ from .slots cimport (
 )
 
 from ..._forking import register_after_fork
-from ...core.freshness import Entry
+from ...core.freshness import Entry, Lifetime
 from ...core.ttl import ttl_seconds
-from .arguments import checked_clock, checked_weight, default_ttl_seconds, layer_bounds
+from .arguments import (
+    INT64_MAX,
+    INT64_MIN,
+    checked_clock,
+    checked_delta,
+    checked_weight,
+    counted,
+    default_ttl_seconds,
+    layer_bounds,
+    value_copier,
+)
 from .batch import hits_among, set_each
 from .deadlines import seconds_left
 from .inspect import (
@@ -96,8 +106,10 @@ cdef class InMemoryLayer:
     in_process = True
 
     def __init__(self, max_size=None, *, max_weight=None, weigher=None, ttl=None,
-                 clock=None, str name="memory"):
+                 clock=None, str name="memory", copy=False):
         capacity, weighted = layer_bounds(max_size, max_weight, weigher)
+        self._copy = value_copier(copy)
+        self._copies = self._copy is not None
         self.name = name
         self.max_size = None if weighted else capacity
         self.max_weight = capacity if weighted else None
@@ -148,7 +160,9 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t slot
         cdef int64_t deadline
         cdef uint64_t absent_at, vacant
-        if self._ownership.owner:  # another thread is inside a write: wait for it
+        # Another thread is inside a write (wait for it), or values are copied (``copy=``):
+        # one test on the hit path for both.
+        if self._ownership.owner | self._copies:
             return self._read_locked(key, key_hash, default, accept, aside)
         slot = find_slot(self, key, key_hash, False)
         if slot == INTERRUPTED:
@@ -214,6 +228,8 @@ cdef class InMemoryLayer:
         if slot < 0:
             self._missed.record(key_hash, key)
             self._remember_miss(key, key_hash, absent_at, NO_BUCKET)
+        elif self._copies:
+            result = self._copy(result)
         return result
 
     def get_entry(self, key):
@@ -240,6 +256,8 @@ cdef class InMemoryLayer:
         if slot < 0:
             self._missed.record(key_hash, key)
             self._remember_miss(key, key_hash, absent_at, NO_BUCKET)
+        elif self._copy is not None:
+            entry = entry._replace(value=self._copy(entry.value))
         return entry
 
     def get_entries(self, keys):
@@ -306,16 +324,27 @@ cdef class InMemoryLayer:
         """Store ``value`` (``ttl``: seconds or timedelta, ``None`` = the layer default,
         ``math.inf`` = never expires). The policy may decline to keep a new entry."""
         cdef double seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
-        self._store(key, value, seconds, 0.0, seconds)
+        if self._copy is None:
+            self._store(key, value, seconds, 0.0, seconds, False)
+        else:  # (a branch: reassigning ``value`` would cost every set a reference count)
+            self._store(key, self._copy(value), seconds, 0.0, seconds, False)
 
     def set_entry(self, key, value, lifetime, load_seconds=0.0):
         """Store ``value`` for ``lifetime``: fresh for ``ttl`` seconds, then stale (served
         only by the managers' stale-while-revalidate and fail-safe) for ``stale_ttl``
         more; a refresh is due after ``refresh_after``."""
+        ttl, stale, refresh = self._lifetime_seconds(lifetime)
+        if self._copy is None:
+            self._store(key, value, ttl, stale, refresh, False)
+        else:
+            self._store(key, self._copy(value), ttl, stale, refresh, False)
+
+    def _lifetime_seconds(self, lifetime):
+        """``(ttl, stale, refresh)`` seconds of a lifetime (``ttl=None``: the default)."""
         ttl = self.default_ttl if lifetime.ttl is None else ttl_seconds(lifetime.ttl)
         stale = ttl_seconds(lifetime.stale_ttl, "stale_ttl")
         refresh = ttl_seconds(lifetime.refresh_after, "refresh_after")
-        self._store(key, value, ttl, stale, refresh)
+        return ttl, stale, refresh
 
     def set_many_entries(self, mapping, lifetime, load_seconds=0.0):
         """``set_entry`` every item (the keys are checked first)."""
@@ -334,7 +363,9 @@ cdef class InMemoryLayer:
         self._last_miss = key
 
     cdef int _store(self, object key, object value, double ttl, double stale,
-                    double refresh) except -1:
+                    double refresh, bint only_if_absent) except -1:
+        """Store the value for its lifetime; with ``only_if_absent``, only if the key holds
+        no fresh value. 1 if it was stored, else 0."""
         cdef uint64_t key_hash
         cdef uint64_t absent_at = NOT_ABSENT
         if key is self._last_miss:  # the key that just missed: hashed already
@@ -345,10 +376,13 @@ cdef class InMemoryLayer:
         cdef int64_t weight = 1
         cdef int64_t now_ns = 0, deadline = NEVER
         cdef int64_t fresh_until = NEVER, refresh_at = NEVER
-        # Everything that may run Python code happens before the lock.
+        # Everything that may run Python code happens before the lock (copies too: the
+        # callers copy ``value``).
         if self._weigher is not None:
             weight = checked_weight(self._weigher(key, value), key)
-        if ttl != INFINITY or stale != 0.0 or refresh < ttl or self._wheel.scheduled:
+        if ttl != INFINITY or stale != 0.0 or refresh < ttl or self._wheel.scheduled or (
+            only_if_absent
+        ):
             now_ns = self._now_ns()
             if ttl + stale != INFINITY:
                 deadline = deadline_after(now_ns, ttl + stale, NEVER)
@@ -358,11 +392,41 @@ cdef class InMemoryLayer:
                 refresh_at = deadline_after(now_ns, refresh, NEVER)
         self._lock_for_write()
         try:
+            if only_if_absent and self._holds_key(key, key_hash, absent_at, now_ns):
+                return 0
             self._set_locked(key, value, key_hash, absent_at, weight, now_ns, deadline,
                              fresh_until, refresh_at)
         finally:
             self._unlock()
-        return 0
+        return 1
+
+    cdef bint _holds_key(self, object key, uint64_t key_hash, uint64_t absent_at,
+                         int64_t now_ns) except -1:
+        """(Owning the layer) whether the key holds a fresh value: ``add``'s test. Out of
+        ``_store``'s line, which every ``set`` runs."""
+        if self._wheel.scheduled:
+            reclaim_expired(self, now_ns)  # (as a write does first)
+        if absent_at == self._version:
+            return False
+        return self._holds_fresh(find_slot(self, key, key_hash, True), now_ns)
+
+    cdef bint _holds_fresh(self, Py_ssize_t slot, int64_t now_ns) except -1:
+        """Whether ``slot`` (maybe -1) holds a value ``get`` would return (due ones too)."""
+        if slot < 0 or self._is_expired(slot, now_ns):
+            return False
+        return not self._fresh.count or self._freshness(slot, now_ns) != STALE
+
+    cdef tuple _deadlines(self, int64_t now_ns, double ttl, double stale, double refresh):
+        """``(gone, fresh until, refresh at)`` of an entry written at ``now_ns`` (as
+        ``_store`` computes them)."""
+        cdef int64_t deadline = NEVER, fresh_until = NEVER, refresh_at = NEVER
+        if ttl + stale != INFINITY:
+            deadline = deadline_after(now_ns, ttl + stale, NEVER)
+        if stale != 0.0 and ttl != INFINITY:
+            fresh_until = deadline_after(now_ns, ttl, NEVER)
+        if refresh < ttl:
+            refresh_at = deadline_after(now_ns, refresh, NEVER)
+        return deadline, fresh_until, refresh_at
 
     cdef inline int _set_locked(self, object key, object value, uint64_t key_hash,
                                 uint64_t absent_at, int64_t weight, int64_t now_ns,
@@ -410,6 +474,98 @@ cdef class InMemoryLayer:
         """``set`` every item. The TTL and every key are checked first, so bad input writes
         nothing."""
         set_each(self.set, _check_key, mapping, ttl)
+
+    def add(self, key, value, ttl=None):
+        """Store ``value`` only if the key holds no fresh value (none, or an expired or
+        stale one: what ``get`` misses); True if it was stored. Atomic between threads."""
+        cdef double seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        if self._copy is not None:
+            value = self._copy(value)
+        return bool(self._store(key, value, seconds, 0.0, seconds, True))
+
+    def add_entry(self, key, value, lifetime, load_seconds=0.0):
+        """``add`` for ``lifetime`` (see ``set_entry``)."""
+        ttl, stale, refresh = self._lifetime_seconds(lifetime)
+        if self._copy is not None:
+            value = self._copy(value)
+        return bool(self._store(key, value, ttl, stale, refresh, True))
+
+    def touch(self, key, ttl=None):
+        """Give the key's fresh value a new TTL from now (``None``: the layer default; ``0``
+        removes it), without rewriting it; False if it holds none (stale ones neither)."""
+        cdef double seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        return self.touch_entry(key, Lifetime(seconds, 0.0, seconds))
+
+    def touch_entry(self, key, lifetime):
+        """``touch`` with a whole ``lifetime``: fresh for ``ttl``, stale for ``stale_ttl``
+        more, a refresh due after ``refresh_after`` (see ``set_entry``)."""
+        cdef uint64_t key_hash = _key_hash(key)
+        ttl, stale, refresh = self._lifetime_seconds(lifetime)
+        cdef int64_t now_ns = self._now_ns()
+        cdef int64_t deadline, fresh_until, refresh_at
+        deadline, fresh_until, refresh_at = self._deadlines(now_ns, ttl, stale, refresh)
+        cdef Py_ssize_t slot
+        self._lock_for_write()
+        try:
+            slot = find_slot(self, key, key_hash, True)
+            if not self._holds_fresh(slot, now_ns):
+                return False
+            if deadline <= now_ns:
+                remove_slot(self, slot)
+                self._expirations += 1
+                return True
+            self._wheel.schedule(slot, deadline)
+            self._fresh.assign(slot, fresh_until, refresh_at)
+            return True
+        finally:
+            self._unlock()
+
+    def incr(self, key, delta=1, ttl=None):
+        """Add ``delta`` to the key's counter and return the new count, atomically between
+        threads; the counter keeps its TTL (and, in a weighted layer, its weight). A key
+        holding no fresh value starts at 0, living ``ttl`` (``None``: the layer default).
+        Raises ``TypeError`` if the value is not an int, ``OverflowError`` past 64 bits."""
+        cdef double seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
+        return self.incr_entry(key, delta, Lifetime(seconds, 0.0, seconds))
+
+    def incr_entry(self, key, delta, lifetime):
+        """``incr``; ``lifetime`` is a new counter's."""
+        cdef uint64_t key_hash = _key_hash(key)
+        checked_delta(delta)
+        counted(0, delta, key)
+        ttl, stale, refresh = self._lifetime_seconds(lifetime)
+        cdef int64_t weight = 1
+        if self._weigher is not None:  # a new counter's (Python code: before the lock)
+            weight = checked_weight(self._weigher(key, delta), key)
+        cdef int64_t now_ns = self._now_ns()
+        cdef int64_t deadline, fresh_until, refresh_at
+        deadline, fresh_until, refresh_at = self._deadlines(now_ns, ttl, stale, refresh)
+        cdef Py_ssize_t slot
+        cdef object value = None, count = None
+        self._lock_for_write()
+        try:
+            if self._wheel.scheduled:
+                reclaim_expired(self, now_ns)
+            slot = find_slot(self, key, key_hash, True)
+            if self._holds_fresh(slot, now_ns):
+                value = <object>stored_value(self, slot)
+                # Checked here without running Python code (the errors are raised below).
+                if type(value) is int:
+                    count = value + delta
+                    if INT64_MIN <= count <= INT64_MAX:
+                        self._replace_item(2 * slot + 1, count)
+                        return count
+            else:
+                self._set_locked(key, delta, key_hash, NOT_ABSENT, weight, now_ns, deadline,
+                                 fresh_until, refresh_at)
+                return delta
+        finally:
+            self._unlock()
+        return counted(value, delta, key)  # raises the error
+
+    def decr(self, key, delta=1, ttl=None):
+        """``incr`` by ``-delta``."""
+        return self.incr(key, -checked_delta(delta), ttl)
 
     def delete(self, key):
         """Remove the entry; True if a live one was there."""

@@ -124,7 +124,8 @@ cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object val
     # The index needs the hash before the policy has it; the policy overwrites it with the
     # same value on insert.
     layer._policy.hashes()[HASH_STRIDE * slot] = key_hash
-    if 4 * (layer._policy.entries + 1) > <Py_ssize_t>(layer._index_mask + 1):
+    # (Slots in use: the entries, a held one (the policy's ``held``) and this one.)
+    if 4 * (layer._policy.entries + 2) > <Py_ssize_t>(layer._index_mask + 1):
         grow_index(layer)
         vacant = NO_BUCKET  # the buckets moved
     if vacant == NO_BUCKET or layer._index[vacant] != EMPTY:

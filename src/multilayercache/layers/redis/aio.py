@@ -42,6 +42,7 @@ from .codec import (
     write_commands,
 )
 from .codec import client_options as with_defaults
+from .scripts import ScriptCall, checked_delta
 
 DEFAULT_ASYNC_MAX_CONNECTIONS = 50
 
@@ -196,6 +197,62 @@ class AsyncRedisLayer(RedisCodec):
         except RedisError as error:
             raise self._failure("EVALSHA (extend)", error) from error
         return EXTEND_ANSWERS[int(answer)]
+
+    async def add(
+        self, key: Any, value: Any, ttl: TTL | None = None, value_type: Any = None
+    ) -> bool:
+        """Store ``value`` only if the key holds no fresh value; True if it was stored
+        (atomic: see ``RedisLayer.add``)."""
+        return await self.add_entry(key, value, self.lifetime(ttl), 0.0, value_type)
+
+    async def add_entry(
+        self,
+        key: Any,
+        value: Any,
+        lifetime: Lifetime,
+        load_seconds: float = 0.0,
+        value_type: Any = None,
+    ) -> bool:
+        """``add`` for ``lifetime`` (see ``set_entry``)."""
+        call = self._add_call(key, value, lifetime, load_seconds, value_type)
+        return bool(await self._script(call))
+
+    async def touch(self, key: Any, ttl: TTL | None = None) -> bool:
+        """Give the key's fresh value a new TTL from now, without rewriting it; False if it
+        holds none (see ``RedisLayer.touch``)."""
+        return await self.touch_entry(key, self.lifetime(ttl))
+
+    async def touch_entry(self, key: Any, lifetime: Lifetime) -> bool:
+        """``touch`` with a whole ``lifetime`` (fresh, stale, refresh point)."""
+        return bool(await self._script(self._touch_call(key, lifetime)))
+
+    async def incr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
+        """Add ``delta`` to the key's counter atomically; the new count (see
+        ``RedisLayer.incr``)."""
+        return await self.incr_entry(key, delta, self.lifetime(ttl))
+
+    async def incr_entry(self, key: Any, delta: int, lifetime: Lifetime) -> int:
+        """``incr``; ``lifetime`` is a new counter's."""
+        return int(await self._script(self._incr_call(key, delta, lifetime)))
+
+    async def decr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
+        """``incr`` by ``-delta``."""
+        return await self.incr(key, -checked_delta(delta), ttl)
+
+    async def _script(self, call: ScriptCall) -> Any:
+        client = self._bound()
+        args = (1, call.redis_key, *call.args)
+        try:
+            try:
+                return await self._run(
+                    lambda: client.execute_command("EVALSHA", call.script.sha, *args)
+                )
+            except NoScriptError:  # the first run on this server (or after SCRIPT FLUSH)
+                return await self._run(
+                    lambda: client.execute_command("EVAL", call.script.text, *args)
+                )
+        except RedisError as error:
+            raise self._script_failure(call, error) from error
 
     async def _read(self, *command: str) -> Any:
         client = self._bound()

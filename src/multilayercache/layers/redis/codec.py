@@ -32,6 +32,7 @@ from redis.exceptions import (
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
+    ResponseError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -69,6 +70,7 @@ from ...serializers import MsgpackSerializer, Serializer
 from ...serializers.base import accepts_value_type
 from ...serializers.compressed import Algorithm, Compressed
 from ...serializers.msgpack import MSGPACK_TAG_VALUE
+from .scripts import ScriptCall, add_call, checked_delta, incr_call, script_error, touch_call
 
 DEFAULT_TTL_SECONDS = 3600.0
 """How long a shared layer keeps a value written without a TTL, unless told otherwise."""
@@ -520,6 +522,45 @@ class RedisCodec:
         return _new(
             PackedWrite, (self.redis_key(key), data, milliseconds, expires_at, now_ms, False)
         )
+
+    # ---------------------------------------------------------------- atomic operations
+    def _add_call(
+        self, key: Any, value: Any, lifetime: Lifetime, load_seconds: float, value_type: Any
+    ) -> ScriptCall:
+        """The script that stores ``value`` unless the key holds a fresh value (``add``)."""
+        write = self.encode_write(key, value, lifetime, load_seconds, value_type)
+        assert write.written_ms is not None and write.data is not None
+        return add_call(write.redis_key, write.written_ms, write.data, write.milliseconds)
+
+    def _touch_call(self, key: Any, lifetime: Lifetime) -> ScriptCall:
+        """The script that gives the key's fresh value ``lifetime`` from now (``touch``)."""
+        resolved = self._resolved(lifetime)
+        return touch_call(
+            self.redis_key(key), _now_ms(), deltas(resolved), self._expiry_ms(resolved)
+        )
+
+    def _incr_call(self, key: Any, delta: int, lifetime: Lifetime) -> ScriptCall:
+        """The script that adds ``delta`` to the key's counter (``incr``); ``lifetime`` is a
+        new counter's."""
+        checked_delta(delta)
+        if not isinstance(self.serializer, MsgpackSerializer):
+            raise TypeError(
+                f"{self.name}: incr needs the MessagePack serializer: a counter is computed "
+                f"inside Redis, which cannot sign or pickle ({type(self.serializer).__name__})"
+            )
+        resolved = self._resolved(lifetime)
+        return incr_call(
+            self.redis_key(key), _now_ms(), delta, deltas(resolved), self._expiry_ms(resolved)
+        )
+
+    def _script_failure(self, call: ScriptCall, error: RedisError) -> Exception:
+        """What to raise when a script failed: the script's own refusal (``TypeError``,
+        ``OverflowError``: nothing was written), or the layer's ``LayerError``."""
+        if isinstance(error, ResponseError):
+            refused = script_error(str(error))
+            if refused is not None:
+                return refused
+        return self._failure(call.operation, error)
 
     @staticmethod
     def recovered_write(write: PackedWrite) -> PackedWrite:

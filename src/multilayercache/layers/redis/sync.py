@@ -37,6 +37,7 @@ from .codec import (
     client_options,
     write_commands,
 )
+from .scripts import ScriptCall, checked_delta
 
 
 class RedisLayer(RedisCodec):
@@ -142,6 +143,56 @@ class RedisLayer(RedisCodec):
         except RedisError as error:
             raise self._failure("EVALSHA (extend)", error) from error
         return EXTEND_ANSWERS[int(answer)]
+
+    def add(self, key: Any, value: Any, ttl: TTL | None = None, value_type: Any = None) -> bool:
+        """Store ``value`` only if the key holds no fresh value; True if it was stored.
+        Atomic: of concurrent ``add`` calls of one key (from any process), one wins."""
+        return self.add_entry(key, value, self.lifetime(ttl), 0.0, value_type)
+
+    def add_entry(
+        self,
+        key: Any,
+        value: Any,
+        lifetime: Lifetime,
+        load_seconds: float = 0.0,
+        value_type: Any = None,
+    ) -> bool:
+        """``add`` for ``lifetime`` (see ``set_entry``)."""
+        return bool(self._script(self._add_call(key, value, lifetime, load_seconds, value_type)))
+
+    def touch(self, key: Any, ttl: TTL | None = None) -> bool:
+        """Give the key's fresh value a new TTL from now (``None``: the layer default; ``0``
+        deletes it), without rewriting it; False if it holds none."""
+        return self.touch_entry(key, self.lifetime(ttl))
+
+    def touch_entry(self, key: Any, lifetime: Lifetime) -> bool:
+        """``touch`` with a whole ``lifetime`` (fresh, stale, refresh point)."""
+        return bool(self._script(self._touch_call(key, lifetime)))
+
+    def incr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
+        """Add ``delta`` to the key's counter atomically and return the new count; the
+        counter keeps its TTL. A missing key starts at 0, living ``ttl`` (``None``: the
+        layer default). Raises ``TypeError`` if the value is not an integer, and
+        ``OverflowError`` beyond +-2**53 (Redis scripts count in doubles)."""
+        return self.incr_entry(key, delta, self.lifetime(ttl))
+
+    def incr_entry(self, key: Any, delta: int, lifetime: Lifetime) -> int:
+        """``incr``; ``lifetime`` is a new counter's."""
+        return int(self._script(self._incr_call(key, delta, lifetime)))
+
+    def decr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
+        """``incr`` by ``-delta``."""
+        return self.incr(key, -checked_delta(delta), ttl)
+
+    def _script(self, call: ScriptCall) -> Any:
+        args = (1, call.redis_key, *call.args)
+        try:
+            try:
+                return self.client.execute_command("EVALSHA", call.script.sha, *args)
+            except NoScriptError:  # the first run on this server (or after SCRIPT FLUSH)
+                return self.client.execute_command("EVAL", call.script.text, *args)
+        except RedisError as error:
+            raise self._script_failure(call, error) from error
 
     def _read(self, *command: str) -> Any:
         try:
