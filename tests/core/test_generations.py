@@ -76,8 +76,8 @@ def test_a_noted_generation_never_comes_back_under_concurrent_bumps() -> None:
     for writer in writers:
         writer.start()
     try:
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 20  # a bound for a machine that is very busy
+        while checks < 2_000 and time.monotonic() < deadline:
             seen = {"k": generations.of("k")}
             while not generations.changed(seen):
                 pass
@@ -90,7 +90,7 @@ def test_a_noted_generation_never_comes_back_under_concurrent_bumps() -> None:
         for writer in writers:
             writer.join()
         sys.setswitchinterval(interval)
-    assert checks > 1_000 and reverted == []
+    assert checks >= 2_000 and reverted == []
 
 
 # ---------------------------------------------------------------------------- interleavings
