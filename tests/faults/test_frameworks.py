@@ -107,8 +107,10 @@ def test_gunicorn_stopped_by_sigterm_delivers_every_acknowledged_write(
     command = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}"]
     server = serve([*command, *(["--preload"] if preload else []), "app:wsgi"],
                    tmp_path, redis_url, prefix, port)  # fmt: skip
-    last = acknowledged(port, 2000)
-    status, errors = stop(server)
+    try:
+        last = acknowledged(port, 2000)
+    finally:
+        status, errors = stop(server)
     assert status == 0, errors[-2000:]  # gunicorn's own graceful exit
     assert lost_writes(redis_url, prefix, last) == [], errors[-2000:]
 
@@ -119,8 +121,10 @@ def test_uvicorn_stopped_by_sigterm_delivers_every_acknowledged_write(
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "--port", str(port), "--log-level", "warning"]
     server = serve([*command, "app:asgi"], tmp_path, redis_url, prefix, port)
-    last = acknowledged(port, 2000)
-    status, errors = stop(server)
+    try:
+        last = acknowledged(port, 2000)
+    finally:
+        status, errors = stop(server)
     # uvicorn shuts down gracefully, then raises SIGTERM again for the handler it found.
     assert status in (0, -signal.SIGTERM), errors[-2000:]
     assert lost_writes(redis_url, prefix, last) == [], errors[-2000:]

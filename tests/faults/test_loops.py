@@ -131,12 +131,6 @@ def test_writes_queued_in_a_loop_closed_without_cancelling_are_delivered_by_the_
 
 
 @closes_a_loop
-@pytest.mark.xfail(
-    strict=True,
-    reason="a key whose load was in flight when its event loop was closed (not cancelled) "
-    "stays in flight for good: every later get_or_load of it in another loop raises "
-    "RuntimeError ('attached to a different loop')",
-)
 def test_a_key_loading_when_its_loop_was_closed_loads_in_the_next_loop() -> None:
     cache = AsyncMultilayerCache([InMemoryLayer(max_size=100)])
     load = Loader(0.5)
@@ -154,12 +148,6 @@ def test_a_key_loading_when_its_loop_was_closed_loads_in_the_next_loop() -> None
 
 
 @closes_a_loop
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refresh running when its event loop was closed (not cancelled) leaves its "
-    "key marked as refreshing for good: the key is served stale and never refreshed "
-    "again, and wait_idle() never returns True",
-)
 def test_a_key_refreshing_when_its_loop_was_closed_refreshes_in_the_next_loop() -> None:
     cache = AsyncMultilayerCache([InMemoryLayer(max_size=100)], [STALE_L1])
     load = Loader(0.5)

@@ -43,8 +43,13 @@ class AsyncSingleFlight:
         self._flights = {}
 
     def __len__(self) -> int:
-        """Keys in flight."""
-        return len(self._flights)
+        """Keys in flight (not those of an event loop closed with them pending: they never
+        end, and nobody can wait for them)."""
+        return sum(
+            1
+            for flight in self._flights.values()
+            if not flight.task.done() and not flight.task.get_loop().is_closed()
+        )
 
     def __contains__(self, key: Hashable) -> bool:
         """Whether a call for ``key`` is in flight."""
@@ -63,7 +68,7 @@ class AsyncSingleFlight:
         it; timeouts as ``SingleFlight.do`` has them, for every caller."""
         while True:
             flight = self._flights.get(key)
-            started = flight is None or flight.task.done()  # a finished one is forgotten soon
+            started = not _live(flight)
             if flight is None or started:
                 flight = self._start([key], function, batch=False)[key]
             else:
@@ -88,7 +93,7 @@ class AsyncSingleFlight:
         led = []
         for key in keys:
             flight = self._flights.get(key)
-            if flight is None or flight.task.done():
+            if flight is None or not _live(flight):
                 led.append(key)
             else:
                 check_not_waiting_for_itself(flight.lead, key)
@@ -171,6 +176,15 @@ class AsyncSingleFlight:
             if hold is not None and lent:
                 hold.gate.take_back(hold, flight.lead)
         return result.get(key, MISSING) if flight.batch else result
+
+
+def _live(flight: _Flight | None) -> bool:
+    """Whether a caller may join ``flight``: running, and on this event loop. A finished
+    one is forgotten soon (its done callback); one of another loop never ends if that
+    loop was closed with it pending (and cannot be awaited from this one anyway)."""
+    if flight is None or flight.task.done():
+        return False
+    return flight.task.get_loop() is asyncio.get_running_loop()
 
 
 _LATE = object()  # a task not done within the time a caller waits for it

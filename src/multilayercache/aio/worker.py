@@ -34,23 +34,33 @@ class RefreshWorkers:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._busy = 0
+        self._refreshing: set[Any] = set()  # keys this loop's tasks are refreshing
         register_after_fork(self)
 
     def _after_fork(self) -> None:
         self._loop, self._tasks, self._busy = None, set(), 0
+        self._refreshing = set()
+
+    def _on_this_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop. When it is not the one the tasks ran on, those tasks are gone
+        (their loop ended, maybe closed with them pending): their keys are no longer being
+        refreshed, and may be again."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._state.refreshes.finish(list(self._refreshing))
+            self._loop, self._tasks, self._busy, self._refreshing = loop, set(), 0, set()
+        return loop
 
     def submit(self, step: Refresh) -> None:
         """Queue refreshes (each dropped if its key is queued or running already, or the
         budget is spent)."""
+        loop = self._on_this_loop()
         queued = [
             self._state.refreshes.push(key, step.job, stale, frequency)
             for key, stale, frequency in step.items
         ]
         if not any(queued):
             return
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new event loop: the old one's tasks are gone
-            self._loop, self._tasks, self._busy = loop, set(), 0
         if len(self._tasks) < self._size and self._busy >= len(self._tasks):
             task = loop.create_task(self._work())
             self._tasks.add(task)
@@ -59,7 +69,7 @@ class RefreshWorkers:
     async def idle(self, timeout: float | None = None) -> bool:
         """Wait until no refresh is queued or running and no load is in flight (a load
         whose callers all gave up goes on in its task); False on timeout."""
-        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        deadline = None if timeout is None else self._on_this_loop().time() + timeout
         flight = self._driver.flight
         while self._busy or len(self._state.refreshes) or len(flight):
             if deadline is not None and asyncio.get_running_loop().time() > deadline:
@@ -73,13 +83,16 @@ class RefreshWorkers:
             batch = self._state.refreshes.pop_batch(BATCH)
             if not batch:
                 return
+            keys = [key for key, _ in batch]
             self._busy += 1
+            self._refreshing.update(keys)
             try:
                 await self._refresh(batch)
             except Exception:  # a plan's bug must not kill the worker
                 log.exception("multilayercache: a background refresh failed")
             finally:
-                self._state.refreshes.finish([key for key, _ in batch])
+                self._state.refreshes.finish(keys)
+                self._refreshing.difference_update(keys)
                 self._busy -= 1
 
     async def _refresh(self, batch: list[tuple[Any, Any]]) -> None:
