@@ -1,8 +1,7 @@
 """The sync manager's fast paths for L1 hits (compiled twin of ``_frontdoor_py.py``, which
 explains them)."""
 
-import types
-
+from .._core.binding cimport DirectCall
 from .._core.callkey cimport KeyMaker
 
 
@@ -48,9 +47,10 @@ cdef class FrontDoor:
                                 value is self._aside)
 
 
-cdef class CachedCall:
+cdef class CachedCall(DirectCall):
     """A cached function: ``key_of(args, kwargs)`` is the call's key; a settled hit in the
-    first layer answers, anything else calls ``load(key, args, kwargs, stepped_aside)``."""
+    first layer answers, anything else calls ``load(key, args, kwargs, stepped_aside)``.
+    A ``DirectCall``: a method's binding calls ``call`` in C."""
 
     cdef object _key_of
     cdef KeyMaker _maker  # when key_of is a KeyMaker's key: called directly, in C
@@ -69,7 +69,7 @@ cdef class CachedCall:
         self._missing = missing
         self._aside = aside
 
-    def __call__(self, *args, **kwargs):
+    cdef object call(self, tuple args, dict kwargs):  # __call__ is DirectCall's
         if self._maker is not None:
             key = self._maker.key(args, kwargs)
         else:
@@ -78,8 +78,3 @@ cdef class CachedCall:
         if value is not self._missing and value is not self._aside:
             return value
         return self._load(key, args, kwargs, value is self._aside)
-
-    def __get__(self, instance, owner):
-        if instance is None:
-            return self
-        return types.MethodType(self, instance)
