@@ -65,6 +65,7 @@ cdef class _Binding:
     cdef object _call
     cdef DirectCall _direct  # _call, when it has a C entry
     cdef dict __dict__  # functools.update_wrapper sets __name__, __doc__, __wrapped__ ...
+    cdef object __weakref__  # weakref.WeakMethod holds a method's function weakly
 
     def __init__(self, call):
         if not callable(call):

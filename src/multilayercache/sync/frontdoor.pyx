@@ -59,6 +59,7 @@ cdef class CachedCall(DirectCall):
     cdef object _missing
     cdef object _aside
     cdef dict __dict__  # functools.update_wrapper sets __name__, __doc__, __wrapped__ ...
+    cdef object __weakref__  # as a function can be
 
     def __init__(self, key_of, first_lookup, load, missing, aside):
         self._key_of = key_of
