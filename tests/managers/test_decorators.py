@@ -21,9 +21,7 @@ def decorator_twins(impl, monkeypatch) -> None:
     # The managers pick their twins at import; the spec runs on both.
     monkeypatch.setattr(multilayercache.sync.cache, "CachedCall", impl.CachedCall)
     monkeypatch.setattr(multilayercache.core.decorate, "CachedMethod", impl.CachedMethod)
-    monkeypatch.setattr(
-        multilayercache.core.decorate, "CachedClassMethod", impl.CachedClassMethod
-    )
+    monkeypatch.setattr(multilayercache.core.decorate, "CachedClassMethod", impl.CachedClassMethod)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +107,7 @@ def test_a_method_binds_its_instance_which_is_part_of_the_key(harness, cache, la
     key = euro.price.cache_key("tea")
     assert key == Service.price.cache_key(euro, item="tea") == other_euro.price.cache_key("tea", 1)
     assert key != dollar.price.cache_key("tea")
-    assert str(key) == f"{Service.price.__module__}.{Service.price.__qualname__}:[\"EUR\",\"tea\",1]"
+    assert str(key) == f'{Service.price.__module__}.{Service.price.__qualname__}:["EUR","tea",1]'
     assert l2.get(str(key)) == "1 tea in EUR"  # how another process finds it
 
     assert harness.call(euro.price.invalidate, "tea") is True  # bound: no instance passed

@@ -47,3 +47,4 @@ async def wrong_calls(shop: Shop) -> None:
     Shop.vat.invalidate("fr", "de")  # too many arguments
     count: str = await shop.stock("tea")  # wrong result type
     await shop.stock.invalidate()  # missing argument
+    print(count)

@@ -54,5 +54,5 @@ def test_wrong_calls_of_decorated_functions_fail_mypy() -> None:
     }
     assert len(errors) == len(expected), result.stdout
     for code, message in expected.items():
-        found = [error for line, found in errors.items() if line.startswith(code) for error in found]
-        assert any(message in error for error in found), (code, found, result.stdout)
+        said = [error for line in errors if line.startswith(code) for error in errors[line]]
+        assert any(message in error for error in said), (code, said, result.stdout)
