@@ -91,9 +91,13 @@ class CachedCall(DirectCall):
         self._missing = missing
         self._aside = aside
 
-    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # called by __call__
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         key = self._key_of(args, kwargs)
         value = self._first_lookup(key, self._missing, self._aside)
         if value is not self._missing and value is not self._aside:
             return value
         return self._load(key, args, kwargs, value is self._aside)
+
+    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``self(*args, **kwargs)``: the entry the compiled bindings call in C."""
+        return self(*args, **kwargs)

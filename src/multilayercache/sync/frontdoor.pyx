@@ -70,12 +70,20 @@ cdef class CachedCall(DirectCall):
         self._missing = missing
         self._aside = aside
 
-    cdef object call(self, tuple args, dict kwargs):  # __call__ is DirectCall's
-        if self._maker is not None:
-            key = self._maker.key(args, kwargs)
-        else:
-            key = self._key_of(args, kwargs)
-        value = self._first_lookup(key, self._missing, self._aside)
-        if value is not self._missing and value is not self._aside:
-            return value
-        return self._load(key, args, kwargs, value is self._aside)
+    def __call__(self, *args, **kwargs):
+        return _hit_or_load(self, args, kwargs)
+
+    cdef object call(self, tuple args, dict kwargs):
+        return _hit_or_load(self, args, kwargs)
+
+
+cdef inline object _hit_or_load(CachedCall self, tuple args, dict kwargs):
+    # one body for both entries, inlined: a plain call pays no virtual call
+    if self._maker is not None:
+        key = self._maker.key(args, kwargs)
+    else:
+        key = self._key_of(args, kwargs)
+    value = self._first_lookup(key, self._missing, self._aside)
+    if value is not self._missing and value is not self._aside:
+        return value
+    return self._load(key, args, kwargs, value is self._aside)
