@@ -34,6 +34,10 @@ TWINNED = {
     "CachedCall": "multilayercache.sync.frontdoor",
     "CallKey": "multilayercache._core.callkey",
     "KeyMaker": "multilayercache._core.callkey",
+    "DirectCall": "multilayercache._core.binding",
+    "CachedMethod": "multilayercache._core.binding",
+    "CachedClassMethod": "multilayercache._core.binding",
+    "BoundCall": "multilayercache._core.binding",
 }
 
 

@@ -428,30 +428,63 @@ def signature_cases():
     return [plain, varargs, method]
 
 
+class Keyed:
+    """An instance that says which instances share results."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def __cache_key__(self) -> tuple[str, int]:
+        return ("keyed", self.number)
+
+
+ARGUMENTS = st.one_of(
+    st.integers(-5, 5),
+    st.text(max_size=2),
+    st.sampled_from([Keyed(1), Keyed(2), object(), int]),  # an instance, a class
+)
+
+
 @SETTINGS
 @given(
     case=st.integers(0, 2),
-    args=st.lists(st.one_of(st.integers(-5, 5), st.text(max_size=2)), max_size=4),
+    first=st.sampled_from(["as argument", "left out", "as instance"]),
+    args=st.lists(ARGUMENTS, max_size=4),
     kwargs=st.dictionaries(
-        st.sampled_from(["a", "b", "c", "flag", "item", "x"]), st.integers(0, 3)
+        st.sampled_from(["a", "b", "c", "flag", "item", "x", "self"]), ARGUMENTS, max_size=3
     ),
 )
-def test_call_keys(case, args, kwargs) -> None:
-    # The compiled normaliser makes exactly the pure one's keys (and the same errors).
-    from multilayercache.core.decorate import CallKeys, FunctionToken
+def test_call_keys(case, first, args, kwargs) -> None:
+    # The compiled normaliser makes exactly the pure one's keys (and the same errors), the
+    # instance of a method keyed by its __cache_key__() or by itself, or left out.
+    from multilayercache.core import decorate
 
     function = signature_cases()[case]
-    keys = CallKeys(function, None, include_self=False)
-    token = FunctionToken(function)
+    mode = {
+        "as argument": decorate.FIRST_AS_ARGUMENT,
+        "left out": decorate.FIRST_LEFT_OUT,
+        "as instance": decorate.FIRST_AS_INSTANCE,
+    }[first]
+    keys = decorate.CallKeys(function, None, mode)
+    token = decorate.FunctionToken(function, instance_first=mode == decorate.FIRST_AS_INSTANCE)
     outcomes = []
     for twin in (PURE, COMPILED):
-        maker = twin.KeyMaker(token, *_layout(function), keys.bind)
+        maker = twin.KeyMaker(token, *_layout(function), mode, keys.bind)
         try:
             key = maker.key(tuple(args), dict(kwargs))
-            outcomes.append((type(key).__name__, key.arguments, key.text))
         except TypeError as error:
             outcomes.append(("TypeError", str(error)))
+            continue
+        try:
+            text = key.text
+        except TypeError as error:  # an argument without a shared text (a plain object)
+            text = str(error)
+        outcomes.append((type(key).__name__, key.arguments, text))
     assert outcomes[0] == outcomes[1]
+    if outcomes[0][0] == "CallKey" and mode == decorate.FIRST_AS_INSTANCE:
+        instance = keys.bind(tuple(args), dict(kwargs))[0]
+        expected = instance.__cache_key__() if type(instance) is Keyed else instance
+        assert outcomes[0][1][0] == expected
 
 
 def _layout(function):
@@ -460,8 +493,83 @@ def _layout(function):
     parameters = list(inspect.signature(function).parameters.values())
     positional = [p for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
     defaults = tuple(p.default for p in positional if p.default is not p.empty)
-    skip = parameters[0].name == "self"
-    return len(positional), defaults, len(positional) == len(parameters), skip
+    return len(positional), defaults, len(positional) == len(parameters)
+
+
+BINDING_OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["method", "class method"]),
+        st.sampled_from(["through an instance", "through the class"]),
+        st.sampled_from(["call", "invalidate", "cache_key"]),
+        st.lists(st.integers(0, 3), max_size=2),
+        st.dictionaries(st.sampled_from(["x", "y"]), st.integers(0, 3), max_size=1),
+    ),
+    max_size=20,
+)
+
+
+@SETTINGS
+@given(operations=BINDING_OPERATIONS)
+def test_bindings(operations) -> None:
+    # The compiled bindings (a method descriptor, called without __get__) pass the cached
+    # function exactly what the pure ones pass, for calls, invalidate and cache_key.
+    worlds = []
+    for twin in (PURE, COMPILED):
+        seen: list = []
+
+        def recording(kind, seen=seen, twin=twin):
+            # the manager's CachedCall (a DirectCall: called through C by the compiled
+            # bindings), over a first layer that always misses
+            def key_of(args, kwargs):
+                return ("key", _named(args), sorted((kwargs or {}).items()))
+
+            def load(key, args, kwargs, aside):
+                seen.append((kind, "call", key))
+                return len(seen)
+
+            missing = object()
+            call = twin.CachedCall(key_of, lambda *_: missing, load, missing, object())
+            call.invalidate = lambda *args, **kwargs: seen.append(
+                (kind, "invalidate", key_of(args, kwargs))
+            )
+            call.cache_key = lambda *args, **kwargs: key_of(args, kwargs)
+            return call
+
+        def plain_call(*args, seen=seen, **kwargs):  # not a DirectCall: the generic path
+            seen.append(("plain", "call", _named(args), sorted(kwargs.items())))
+
+        class Service:
+            method = twin.CachedMethod(recording("method"))
+            class_method = twin.CachedClassMethod(recording("class method"))
+            plain = twin.CachedMethod(plain_call)
+
+        worlds.append((Service, seen))
+    instance_of = {id(Service): Service() for Service, _ in worlds}
+    for kind, through, operation, args, kwargs in operations:
+        results = []
+        for Service, seen in worlds:
+            owner = instance_of[id(Service)] if through == "through an instance" else Service
+            name = "method" if kind == "method" else "class_method"
+            passed = list(args)
+            if kind == "method" and through == "through the class":
+                passed.insert(0, instance_of[id(Service)])  # unbound: the instance first
+            bound = getattr(owner, name)
+            act = bound if operation == "call" else getattr(bound, operation)
+            result = act(*passed, **kwargs)
+            Service.plain.__get__(instance_of[id(Service)], Service)(*args, **kwargs)
+            instance_of[id(Service)].plain(*args, **kwargs)
+            results.append((result if isinstance(result, tuple) else _named([result]), seen[-3:]))
+        assert results[0] == results[1]
+        passed_first = (results[0][0] if operation == "cache_key" else seen[-3][2])[1][0]
+        assert passed_first == ("instance" if kind == "method" else "class")
+
+
+def _named(values):
+    """Arguments with instances and classes of the twins' worlds named alike."""
+    return tuple(
+        "class" if isinstance(value, type) else "instance" if not isinstance(value, int) else value
+        for value in values
+    )
 
 
 TWINNED_MODULES = sorted({(module, pure_module(module)) for module in TWINNED.values()})

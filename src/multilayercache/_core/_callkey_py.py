@@ -13,12 +13,26 @@ parameters or ``**kwargs``), the normalised arguments are ``args`` plus the defa
 trailing parameters it left out, with no binding at all. Anything else goes through
 ``bind`` (``inspect.Signature.bind`` and its defaults), which also raises the ``TypeError``
 that calling the function with those arguments would raise.
+
+The first argument of a method is its instance (or class): ``first`` says how it enters
+the key. ``FIRST_AS_INSTANCE`` (the default for methods): as the value of its class's
+``__cache_key__(self)`` if the class defines one (the user saying which instances share
+results), else as itself, compared by its own ``__eq__`` and ``__hash__`` (identity, unless
+the class defines equality). ``FIRST_LEFT_OUT`` (``include_self=False``): not at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+FIRST_AS_ARGUMENT = 0
+"""A function's first argument: like the others."""
+FIRST_LEFT_OUT = 1
+"""A method's instance or class, left out of the key (``include_self=False``)."""
+FIRST_AS_INSTANCE = 2
+"""A method's instance or class: its ``__cache_key__()`` if its class defines one, else
+itself."""
 
 
 class CallKey:
@@ -49,7 +63,10 @@ class CallKey:
         return self.function.text_for(self.arguments)
 
     def __str__(self) -> str:
-        return self.text
+        try:
+            return self.text
+        except TypeError:  # no shared text (an instance without one): still printable
+            return repr(self)
 
     def __repr__(self) -> str:
         return f"CallKey({self.function.name!r}, {self.arguments!r})"
@@ -60,11 +77,11 @@ class KeyMaker:
 
     ``positional``: how many positional-or-keyword parameters the function has;
     ``defaults``: the defaults of its trailing ones; ``plain``: no ``*args``, keyword-only
-    parameters or ``**kwargs``; ``skip_first``: drop the first argument (``self`` of a
-    method) from the key; ``bind(args, kwargs)``: the general normalisation.
+    parameters or ``**kwargs``; ``first``: how the first argument enters the key
+    (``FIRST_*``); ``bind(args, kwargs)``: the general normalisation.
     """
 
-    __slots__ = ("_token", "_positional", "_required", "_defaults", "_plain", "_skip", "_bind")
+    __slots__ = ("_token", "_positional", "_required", "_defaults", "_plain", "_first", "_bind")
 
     def __init__(
         self,
@@ -72,7 +89,7 @@ class KeyMaker:
         positional: int,
         defaults: tuple[Any, ...],
         plain: bool,
-        skip_first: bool,
+        first: int,
         bind: Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, ...]],
     ) -> None:
         self._token = token
@@ -80,7 +97,9 @@ class KeyMaker:
         self._required = positional - len(defaults)
         self._defaults = defaults
         self._plain = plain
-        self._skip = skip_first
+        if first not in (FIRST_AS_ARGUMENT, FIRST_LEFT_OUT, FIRST_AS_INSTANCE):
+            raise ValueError(f"first must be one of the FIRST_* constants, got {first!r}")
+        self._first = first
         self._bind = bind
 
     def key(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> CallKey:
@@ -92,6 +111,18 @@ class KeyMaker:
             arguments = args
         else:  # the trailing parameters take their defaults
             arguments = args + self._defaults[count - self._required :]
-        if self._skip:
+        if self._first == FIRST_LEFT_OUT:
             arguments = arguments[1:]
+        elif self._first == FIRST_AS_INSTANCE and arguments:
+            arguments = instance_keyed(arguments)
         return CallKey(self._token, arguments)
+
+
+def instance_keyed(arguments: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``arguments`` with the instance first replaced by its ``__cache_key__()``, when its
+    class defines one (looked up on the class, as Python looks up special methods)."""
+    instance = arguments[0]
+    hook = getattr(type(instance), "__cache_key__", None)
+    if hook is None:
+        return arguments
+    return (hook(instance), *arguments[1:])

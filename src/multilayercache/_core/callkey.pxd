@@ -15,7 +15,7 @@ cdef class KeyMaker:
     cdef Py_ssize_t _required
     cdef tuple _defaults
     cdef bint _plain
-    cdef bint _skip
+    cdef int _first
     cdef object _bind
 
     cpdef CallKey key(self, tuple args, dict kwargs)

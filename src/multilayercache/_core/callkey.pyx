@@ -6,8 +6,29 @@ tuples with the C API only, so a decorated call's hit path allocates the key and
 else.
 """
 
-from cpython.object cimport Py_EQ, PyObject_RichCompareBool
+import sys
+
+from cpython.object cimport Py_EQ, Py_TYPE, PyObject, PyObject_RichCompareBool, PyTypeObject
 from cpython.tuple cimport PyTuple_GET_SIZE
+
+
+cdef extern from "Python.h":
+    # The attribute of a type, through its MRO, without the metaclass and without raising
+    # (a borrowed reference, or NULL): how CPython itself finds special methods, and cached
+    # per type, so asking every call costs a few nanoseconds.
+    PyObject* _PyType_Lookup(PyTypeObject* type, PyObject* name)
+
+
+FIRST_AS_ARGUMENT = 0
+FIRST_LEFT_OUT = 1
+FIRST_AS_INSTANCE = 2
+
+cdef enum:
+    _AS_ARGUMENT = 0
+    _LEFT_OUT = 1
+    _AS_INSTANCE = 2
+
+cdef str _HOOK = sys.intern("__cache_key__")
 
 
 cdef class CallKey:
@@ -51,7 +72,10 @@ cdef class CallKey:
         return self.function.text_for(self.arguments)
 
     def __str__(self):
-        return self.text
+        try:
+            return self.text
+        except TypeError:  # no shared text (an instance without one): still printable
+            return repr(self)
 
     def __repr__(self):
         return f"CallKey({self.function.name!r}, {self.arguments!r})"
@@ -61,13 +85,15 @@ cdef class KeyMaker:
     """Normalises a call's arguments into a ``CallKey`` (see ``_callkey_py.py``)."""
 
     def __init__(self, token, Py_ssize_t positional, tuple defaults, bint plain,
-                 bint skip_first, bind):
+                 int first, bind):
         self._token = token
         self._positional = positional
         self._required = positional - len(defaults)
         self._defaults = defaults
         self._plain = plain
-        self._skip = skip_first
+        if first not in (_AS_ARGUMENT, _LEFT_OUT, _AS_INSTANCE):
+            raise ValueError(f"first must be one of the FIRST_* constants, got {first!r}")
+        self._first = first
         self._bind = bind
 
     cpdef CallKey key(self, tuple args, dict kwargs):
@@ -80,6 +106,18 @@ cdef class KeyMaker:
             arguments = args
         else:  # the trailing parameters take their defaults
             arguments = args + self._defaults[count - self._required:]
-        if self._skip:
+        if self._first == _LEFT_OUT:
             arguments = arguments[1:]
+        elif self._first == _AS_INSTANCE and PyTuple_GET_SIZE(arguments):
+            arguments = instance_keyed(arguments)
         return CallKey(self._token, arguments)
+
+
+cdef tuple instance_keyed(tuple arguments):
+    """``arguments`` with the instance first replaced by its ``__cache_key__()``, when its
+    class defines one."""
+    instance = arguments[0]
+    cdef PyObject* hook = _PyType_Lookup(Py_TYPE(instance), <PyObject*>_HOOK)
+    if hook is NULL or <object>hook is None:
+        return arguments
+    return ((<object>hook)(instance),) + arguments[1:]

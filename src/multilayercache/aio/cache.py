@@ -31,6 +31,8 @@ from ..core.decorate import (
     R,
     check_kind,
     check_options,
+    decorated,
+    in_class,
     return_type,
 )
 from ..core.keys import single
@@ -196,21 +198,24 @@ class AsyncMultilayerCache(ManagerBase):
         key: str | Callable[..., Any] | None = None,
         condition: Condition | None = None,
         value_type: Any = None,
-        include_self: bool = False,
+        include_self: bool = True,
     ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
-        """Decorator for coroutine functions: cache results by arguments (the options of
-        ``MultilayerCache.cached``). ``await f.invalidate(...)`` forgets one result."""
+        """Decorator for coroutine functions and methods: cache results by arguments (the
+        options of ``MultilayerCache.cached``, methods alike). ``await f.invalidate(...)``
+        forgets one result."""
         check_load_ttl(ttl)  # a TTL, or a function of the result
         check_options(None, condition)
 
         def decorate(function: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
-            check_kind(function, coroutine=True)
-            keys = CallKeys(function, key, include_self)
-            typed = self._type_for(value_type if value_type is not None else return_type(function))
+            target = decorated(function, include_self, key)
+            check_kind(target.function, coroutine=True)
+            keys = CallKeys(target.function, key, target.first)
+            annotated = return_type(target.function)
+            typed = self._type_for(value_type if value_type is not None else annotated)
             state, depth, run = self._state, self._checked_depth, self._run
-            key_of, first_lookup = keys.of, self._first_lookup
+            key_of, first_lookup, plain = keys.of, self._first_lookup, target.function
 
-            @functools.wraps(function)
+            @functools.wraps(plain)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 call_key = key_of(args, kwargs)
                 value = first_lookup(call_key, MISSING, STEPPED_ASIDE)  # before any await
@@ -218,7 +223,7 @@ class AsyncMultilayerCache(ManagerBase):
                     return value
 
                 def call(_: Any) -> Any:
-                    return function(*args, **kwargs)
+                    return plain(*args, **kwargs)
 
                 start = 0 if value is STEPPED_ASIDE else depth
                 plan = loading.load(state, call_key, call, ttl, typed, condition, None, start)
@@ -229,7 +234,7 @@ class AsyncMultilayerCache(ManagerBase):
 
             wrapper.cache_key = keys  # type: ignore[attr-defined]
             wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-            return wrapper  # type: ignore[return-value]
+            return in_class(wrapper, target)  # type: ignore[no-any-return]
 
         return decorate
 

@@ -1,15 +1,35 @@
-"""What ``@cache.cached`` decides, for both managers: how a call becomes a key, what type its
-values are read back as, and the checks of its options.
+"""What ``@cache.cached`` decides, for both managers: how a call becomes a key, how a function
+defined in a class binds, what type its values are read back as, and the checks of its
+options.
 
 Keys, by the ``key=`` option:
 
 * ``None`` (default): a ``CallKey`` of the function and its arguments normalised by its
   signature (``f(1)``, ``f(a=1)`` and ``f(1, b=2)`` with ``b=2`` by default are one key).
-  The instance of a method (a first parameter named ``self`` or ``cls``) is left out unless
-  ``include_self=True``. Shared layers store it as ``module.qualname:[JSON of the
-  arguments]``, so arguments must be JSON-encodable once a shared layer is involved.
-* a template string, ``"user:{user_id}"``: formatted with the bound arguments by name.
+  Shared layers store it as ``module.qualname:[JSON of the arguments]``, so arguments must
+  be JSON-encodable once a shared layer is involved (a class is written as its
+  ``module.qualname``).
+* a template string, ``"user:{user_id}"`` (or ``"price:{self.currency}:{item}"``):
+  formatted with the bound arguments by name.
 * a function: ``key(*args, **kwargs)`` returns the key.
+
+Methods. A function defined in a class body (or whose first parameter is ``self`` or
+``cls``), and a ``classmethod`` or ``staticmethod`` given to ``cached``, is returned
+wrapped to bind as a method does (``_core/_binding_py.py``): ``obj.method(...)``,
+``obj.method.invalidate(...)`` and ``obj.method.cache_key(...)`` pass the instance first, as a
+bound method does. The instance (or class) is part of the key, so two instances never share
+a result unless the user says so:
+
+* by default it enters as ``type(instance).__cache_key__(instance)`` when its class defines
+  that method (the user's statement of which instances share results, e.g. their database
+  id), else as the instance itself, compared by its own ``__eq__`` and ``__hash__``
+  (identity for a plain class, its fields for a frozen dataclass);
+* in a shared layer it must have a text that every process derives alike: its
+  ``__cache_key__()``, the fields of a dataclass or msgspec ``Struct``, a class's name. An
+  instance without one (a plain object: its identity means nothing to another process)
+  makes the call raise a ``TypeError`` that says so, instead of sharing results wrongly;
+* ``include_self=False`` leaves it out (results do not depend on the instance), as does a
+  ``key=`` template or function that does not name it.
 
 ``value_type`` defaults to the function's return annotation (``-> tuple[int, str]``), so
 that a shared layer hands back what the function returns.
@@ -17,10 +37,11 @@ that a shared layer hands back what the function returns.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Coroutine
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, Generic, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
@@ -30,17 +51,40 @@ from .ttl import TTL, optional_ttl_seconds
 _callkey = twin("multilayercache._core.callkey", "multilayercache._core._callkey_py")
 CallKey = _callkey.CallKey
 KeyMaker = _callkey.KeyMaker
+FIRST_AS_ARGUMENT = _callkey.FIRST_AS_ARGUMENT
+FIRST_LEFT_OUT = _callkey.FIRST_LEFT_OUT
+FIRST_AS_INSTANCE = _callkey.FIRST_AS_INSTANCE
+
+_binding = twin("multilayercache._core.binding", "multilayercache._core._binding_py")
+CachedMethod = _binding.CachedMethod
+CachedClassMethod = _binding.CachedClassMethod
+
+BINDS_INSTANCE = "instance"
+"""A method: ``obj.method`` binds ``obj``."""
+BINDS_CLASS = "class"
+"""A class method: ``Cls.method`` and ``obj.method`` bind the class."""
+BINDS_NOTHING = "nothing"
+"""A static method: ``Cls.method`` and ``obj.method`` are the cached function itself."""
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
+S = TypeVar("S")
 
 Condition = Callable[[Any], bool]
 """``condition(value)``: whether a loaded value is cached (``lambda v: v is not None``)."""
 
 
 class CachedFunction(Protocol[P, R_co]):
-    """What ``MultilayerCache.cached`` returns: the function, cached, plus its key tools."""
+    """What ``MultilayerCache.cached`` returns: the function, cached, plus its key tools.
+
+    In a class, ``obj.method`` is a ``CachedFunction`` without the ``self`` parameter, and
+    so are ``Cls.method`` of a class method and ``Cls.method`` / ``obj.method`` of a static
+    method: ``__get__`` tells mypy so (a first parameter typed ``type[...]`` binds the
+    class, one that the instance matches binds the instance; anything else, as in a static
+    method, stays as it is).
+    """
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
 
@@ -52,9 +96,29 @@ class CachedFunction(Protocol[P, R_co]):
         """The key this call is cached under."""
         ...
 
+    # mypy sees neither @classmethod nor @staticmethod through a decorator's result (it
+    # takes them off the decorator list), so the overloads tell the kinds apart by the first
+    # parameter. The class method overload's self type is not one mypy accepts for a
+    # protocol (hence the ignore), but it resolves calls as intended.
+    @overload
+    def __get__(  # type: ignore[misc]
+        self: Callable[Concatenate[type[S], Q], R], instance: S | None, owner: type[S], /
+    ) -> CachedFunction[Q, R]: ...
+    @overload
+    def __get__(self, instance: None, owner: type[Any], /) -> CachedFunction[P, R_co]: ...
+    @overload
+    def __get__(
+        self: Callable[Concatenate[S, Q], R], instance: S, owner: type[Any] | None = None, /
+    ) -> CachedFunction[Q, R]: ...
+    @overload
+    def __get__(
+        self, instance: object, owner: type[Any] | None = None, /
+    ) -> CachedFunction[P, R_co]: ...
+
 
 class AsyncCachedFunction(Protocol[P, R_co]):
-    """What ``AsyncMultilayerCache.cached`` returns."""
+    """What ``AsyncMultilayerCache.cached`` returns (bound in a class as ``CachedFunction``
+    is)."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
 
@@ -66,28 +130,138 @@ class AsyncCachedFunction(Protocol[P, R_co]):
         """The key this call is cached under."""
         ...
 
+    @overload
+    def __get__(  # type: ignore[misc]
+        self: Callable[Concatenate[type[S], Q], Coroutine[Any, Any, R]],
+        instance: S | None,
+        owner: type[S],
+        /,
+    ) -> AsyncCachedFunction[Q, R]: ...
+    @overload
+    def __get__(self, instance: None, owner: type[Any], /) -> AsyncCachedFunction[P, R_co]: ...
+    @overload
+    def __get__(
+        self: Callable[Concatenate[S, Q], Coroutine[Any, Any, R]],
+        instance: S,
+        owner: type[Any] | None = None,
+        /,
+    ) -> AsyncCachedFunction[Q, R]: ...
+    @overload
+    def __get__(
+        self, instance: object, owner: type[Any] | None = None, /
+    ) -> AsyncCachedFunction[P, R_co]: ...
+
+
+class Decorated(NamedTuple):
+    """What ``cached`` was given: the plain function, how it binds in its class
+    (``BINDS_*``, or ``None`` outside a class) and how its first argument enters the key
+    (``FIRST_*``)."""
+
+    function: Callable[..., Any]
+    binds: str | None
+    first: int
+
+
+def decorated(target: Any, include_self: bool, key: object) -> Decorated:
+    """Unwrap ``target`` (a function, ``classmethod`` or ``staticmethod``) and decide how it
+    binds and keys its first argument (see the module docstring)."""
+    if isinstance(target, staticmethod):
+        function, binds = target.__func__, BINDS_NOTHING
+    elif isinstance(target, classmethod):
+        function, binds = target.__func__, BINDS_CLASS
+    elif callable(target):
+        function = target
+        named_self = _first_parameter(function) in ("self", "cls")
+        binds = BINDS_INSTANCE if named_self or _defined_in_class(function) else None
+    else:
+        raise TypeError(f"cached() decorates a function, got {type(target).__name__}")
+    first = FIRST_AS_ARGUMENT
+    if binds in (BINDS_INSTANCE, BINDS_CLASS) and _first_parameter(function) is not None:
+        first = FIRST_AS_INSTANCE if include_self else FIRST_LEFT_OUT
+    if not include_self:
+        if key is not None:
+            raise TypeError(
+                "include_self=False applies to the default key; a key template or function "
+                "already decides what is in the key"
+            )
+        if binds != BINDS_CLASS and _first_parameter(function) not in ("self", "cls"):
+            raise TypeError(
+                f"include_self=False: {function.__qualname__} has no self or cls parameter "
+                "to leave out of its key"
+            )
+    return Decorated(function, binds, first)
+
+
+def _first_parameter(function: Callable[..., Any]) -> str | None:
+    """The name of the function's first positional parameter, if it has one."""
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            return parameter.name
+        break
+    return None
+
+
+def _defined_in_class(function: Callable[..., Any]) -> bool:
+    """Whether the function was defined in a class body (``Prices.price``, not ``price`` nor
+    ``service.<locals>.price``)."""
+    parts = getattr(function, "__qualname__", "").split(".")
+    return len(parts) > 1 and parts[-2] != "<locals>"
+
+
+def in_class(call: Callable[..., Any], target: Decorated) -> Any:
+    """``call`` as ``cached`` returns it: itself outside a class, else wrapped to bind as
+    the target does (``_core/_binding_py.py``)."""
+    if target.binds is None:
+        return call
+    if target.binds == BINDS_NOTHING:
+        return staticmethod(call)  # nothing to bind: the call, its invalidate and cache_key
+    method = (CachedMethod if target.binds == BINDS_INSTANCE else CachedClassMethod)(call)
+    functools.update_wrapper(method, target.function)
+    return method
+
 
 class FunctionToken:
     """Stands for one decorated function inside its ``CallKey``s (compared by identity),
     and turns their arguments into the text shared layers store them under."""
 
-    __slots__ = ("name", "_encode")
+    __slots__ = ("name", "_instance_first", "_encode")
 
-    def __init__(self, function: Callable[..., Any]) -> None:
+    def __init__(self, function: Callable[..., Any], instance_first: bool = False) -> None:
         self.name = f"{function.__module__}.{function.__qualname__}"
-        self._encode = msgspec.json.Encoder().encode
+        self._instance_first = instance_first
+        self._encode = msgspec.json.Encoder(enc_hook=_class_name).encode
 
     def text_for(self, arguments: tuple[Any, ...]) -> str:
         try:
             encoded = self._encode(list(arguments))
         except (TypeError, ValueError, OverflowError) as error:
+            if self._instance_first and not self._encodes(arguments[0]):
+                raise TypeError(
+                    f"cannot build a shared cache key for {self.name}: a "
+                    f"{type(arguments[0]).__qualname__} instance has no text that other "
+                    f"processes derive alike (its identity means nothing to them); "
+                    f"{_INSTANCE_ADVICE}"
+                ) from None
             raise TypeError(
                 f"cannot build a shared cache key for {self.name} from its arguments ({error}); "
                 "pass key='template {name}' or key=function to cached()"
             ) from None
         return f"{self.name}:{encoded.decode()}"
 
+    def _encodes(self, value: Any) -> bool:
+        try:
+            self._encode(value)
+        except (TypeError, ValueError, OverflowError):
+            return False
+        return True
+
     def unhashable(self, arguments: tuple[Any, ...]) -> TypeError:
+        if self._instance_first and arguments and not _hashable(arguments[0]):
+            return TypeError(
+                f"cached method {self.name} keys its instance by itself (its class defines no "
+                f"__cache_key__), and a {type(arguments[0]).__qualname__} is unhashable; "
+                f"{_INSTANCE_ADVICE}"
+            )
         kinds = sorted({type(argument).__name__ for argument in arguments})
         return TypeError(
             f"the arguments of cached function {self.name} must be hashable to make a key "
@@ -98,6 +272,28 @@ class FunctionToken:
         return f"<cached function {self.name}>"
 
 
+_INSTANCE_ADVICE = (
+    "define __cache_key__(self) on its class, returning what identifies the instance's state "
+    "(a str, an int, a tuple of them), pass include_self=False if results do not depend on "
+    "the instance, or pass key='template {self.id}' or key=function to cached()"
+)
+
+
+def _class_name(value: Any) -> str:
+    """How a class is written in a shared key (msgspec's hook for what it cannot encode)."""
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    raise TypeError(f"{type(value).__qualname__} is not JSON-encodable")
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 class CallKeys(Generic[P]):
     """How calls of one function become keys (see the module docstring)."""
 
@@ -105,21 +301,19 @@ class CallKeys(Generic[P]):
         self,
         function: Callable[P, Any],
         key: str | Callable[..., Any] | None,
-        include_self: bool,
+        first: int = FIRST_AS_ARGUMENT,
     ) -> None:
         self.signature = inspect.signature(function)
         parameters = list(self.signature.parameters.values())
-        skip_first = not include_self and bool(parameters) and parameters[0].name in ("self", "cls")
         if key is None:
             positional = [p for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
             plain = len(positional) == len(parameters)
             defaults = tuple(p.default for p in positional if p.default is not p.empty)
-            maker = KeyMaker(
-                FunctionToken(function), len(positional), defaults, plain, skip_first, self.bind
-            )
+            token = FunctionToken(function, instance_first=first == FIRST_AS_INSTANCE)
+            maker = KeyMaker(token, len(positional), defaults, plain, first, self.bind)
             self.of: Callable[[tuple[Any, ...], dict[str, Any] | None], Any] = maker.key
         elif isinstance(key, str):
-            self.of = self._template(key, skip_first)
+            self.of = self._template(key)
         elif callable(key):
             self.of = lambda args, kwargs: key(*args, **(kwargs or {}))
         else:
@@ -136,9 +330,7 @@ class CallKeys(Generic[P]):
             values.append(tuple(sorted(value.items())) if kind is kind.VAR_KEYWORD else value)
         return tuple(values)
 
-    def _template(
-        self, template: str, skip_first: bool
-    ) -> Callable[[tuple[Any, ...], dict[str, Any] | None], str]:
+    def _template(self, template: str) -> Callable[[tuple[Any, ...], dict[str, Any] | None], str]:
         names = list(self.signature.parameters)
         for field in _template_fields(template):
             if field not in names:

@@ -6,16 +6,18 @@ hit itself. The compiled twins of these classes are the same few lines without t
 frames:
 
 * ``FrontDoor.get``: the manager installs it as its instance's ``get``;
-* ``CachedCall``: what ``@cache.cached`` returns: build the call's key, ask the first
-  layer, and only on a miss go to ``load`` (the plans, in readable Python, where the IO
-  dominates anyway).
+* ``CachedCall``: what ``@cache.cached`` returns for a function (a method's is wrapped in a
+  ``CachedMethod``, ``_core/_binding_py.py``, which passes it the instance first): build
+  the call's key, ask the first layer, and only on a miss go to ``load`` (the plans, in
+  readable Python, where the IO dominates anyway).
 """
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 from typing import Any
+
+from .._core._binding_py import DirectCall
 
 
 class FrontDoor:
@@ -70,10 +72,10 @@ class FrontDoor:
         )
 
 
-class CachedCall:
+class CachedCall(DirectCall):
     """A cached function: ``key_of(args, kwargs)`` is the call's key; a settled hit in the
     first layer answers, anything else calls ``load(key, args, kwargs, stepped_aside)``.
-    Bound as a method when it is a class attribute (``__get__``), like a function."""
+    A ``DirectCall``: a method's binding may call ``call`` directly."""
 
     def __init__(
         self,
@@ -96,7 +98,6 @@ class CachedCall:
             return value
         return self._load(key, args, kwargs, value is self._aside)
 
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        return types.MethodType(self, instance)
+    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``self(*args, **kwargs)``: the entry the compiled bindings call in C."""
+        return self(*args, **kwargs)

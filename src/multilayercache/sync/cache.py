@@ -41,6 +41,8 @@ from ..core.decorate import (
     R,
     check_kind,
     check_options,
+    decorated,
+    in_class,
     return_type,
 )
 from ..core.keys import single
@@ -256,7 +258,7 @@ class MultilayerCache(ManagerBase):
         key: str | Callable[..., Any] | None = None,
         condition: Condition | None = None,
         value_type: Any = None,
-        include_self: bool = False,
+        include_self: bool = True,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Decorator: cache a function's results by its arguments.
 
@@ -264,8 +266,12 @@ class MultilayerCache(ManagerBase):
         ... def user(user_id: int) -> User | None: ...
         >>> user.invalidate(42)
 
-        Arguments are normalised by the signature (``f(1)`` and ``f(a=1)`` are one key); a
-        method's ``self`` is not part of the key unless ``include_self=True``. ``key``: a
+        Arguments are normalised by the signature (``f(1)`` and ``f(a=1)`` are one key).
+        On a method (also a ``classmethod`` or ``staticmethod``: put ``@cache.cached()``
+        above them), ``obj.method(...)``, ``obj.method.invalidate(...)`` and
+        ``obj.method.cache_key(...)`` bind the instance, which is part of the key: by its
+        class's ``__cache_key__()`` if it defines one, else by itself (see
+        ``multilayercache.core.decorate``); ``include_self=False`` leaves it out. ``key``: a
         template (``"user:{user_id}"``) or a function of the arguments, instead.
         ``condition(value)``: cache a result only when true. ``value_type``: what a shared
         layer hands back (default: the return annotation). An L1 hit is a compiled fast
@@ -275,24 +281,29 @@ class MultilayerCache(ManagerBase):
         check_options(None, condition)
 
         def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
-            check_kind(function, coroutine=False)
-            keys = CallKeys(function, key, include_self)
-            typed = self._type_for(value_type if value_type is not None else return_type(function))
+            target = decorated(function, include_self, key)
+            check_kind(target.function, coroutine=False)
+            keys = CallKeys(target.function, key, target.first)
+            annotated = return_type(target.function)
+            typed = self._type_for(value_type if value_type is not None else annotated)
             state, depth, run = self._state, self._checked_depth, self._run
+            plain = target.function
 
-            def load(call_key: Any, args: tuple, kwargs: dict[str, Any], aside: bool) -> Any:
+            def load(
+                call_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], aside: bool
+            ) -> Any:
                 def call(_: Any) -> Any:
-                    return function(*args, **kwargs)
+                    return plain(*args, **kwargs)
 
                 start = 0 if aside else depth
                 plan = loading.load(state, call_key, call, ttl, typed, condition, None, start)
                 return run(plan)
 
             wrapper = CachedCall(keys.of, self._first_lookup, load, MISSING, STEPPED_ASIDE)
-            functools.update_wrapper(wrapper, function)
+            functools.update_wrapper(wrapper, plain)
             wrapper.cache_key = keys
             wrapper.invalidate = lambda *args, **kwargs: self.delete(keys.of(args, kwargs))
-            return wrapper  # type: ignore[no-any-return]
+            return in_class(wrapper, target)  # type: ignore[no-any-return]
 
         return decorate
 

@@ -1,8 +1,7 @@
 """The sync manager's fast paths for L1 hits (compiled twin of ``_frontdoor_py.py``, which
 explains them)."""
 
-import types
-
+from .._core.binding cimport DirectCall
 from .._core.callkey cimport KeyMaker
 
 
@@ -48,9 +47,10 @@ cdef class FrontDoor:
                                 value is self._aside)
 
 
-cdef class CachedCall:
+cdef class CachedCall(DirectCall):
     """A cached function: ``key_of(args, kwargs)`` is the call's key; a settled hit in the
-    first layer answers, anything else calls ``load(key, args, kwargs, stepped_aside)``."""
+    first layer answers, anything else calls ``load(key, args, kwargs, stepped_aside)``.
+    A ``DirectCall``: a method's binding calls ``call`` in C."""
 
     cdef object _key_of
     cdef KeyMaker _maker  # when key_of is a KeyMaker's key: called directly, in C
@@ -59,6 +59,7 @@ cdef class CachedCall:
     cdef object _missing
     cdef object _aside
     cdef dict __dict__  # functools.update_wrapper sets __name__, __doc__, __wrapped__ ...
+    cdef object __weakref__  # as a function can be
 
     def __init__(self, key_of, first_lookup, load, missing, aside):
         self._key_of = key_of
@@ -70,16 +71,19 @@ cdef class CachedCall:
         self._aside = aside
 
     def __call__(self, *args, **kwargs):
-        if self._maker is not None:
-            key = self._maker.key(args, kwargs)
-        else:
-            key = self._key_of(args, kwargs)
-        value = self._first_lookup(key, self._missing, self._aside)
-        if value is not self._missing and value is not self._aside:
-            return value
-        return self._load(key, args, kwargs, value is self._aside)
+        return _hit_or_load(self, args, kwargs)
 
-    def __get__(self, instance, owner):
-        if instance is None:
-            return self
-        return types.MethodType(self, instance)
+    cdef object call(self, tuple args, dict kwargs):
+        return _hit_or_load(self, args, kwargs)
+
+
+cdef inline object _hit_or_load(CachedCall self, tuple args, dict kwargs):
+    # one body for both entries, inlined: a plain call pays no virtual call
+    if self._maker is not None:
+        key = self._maker.key(args, kwargs)
+    else:
+        key = self._key_of(args, kwargs)
+    value = self._first_lookup(key, self._missing, self._aside)
+    if value is not self._missing and value is not self._aside:
+        return value
+    return self._load(key, args, kwargs, value is self._aside)

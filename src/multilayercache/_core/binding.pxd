@@ -1,0 +1,2 @@
+cdef class DirectCall:
+    cdef object call(self, tuple args, dict kwargs)
