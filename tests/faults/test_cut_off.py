@@ -272,12 +272,6 @@ def test_contains_and_remaining_ttl_answer_from_what_is_reachable(
     a.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a clear() that could not reach Redis raises and empties L1, but nothing "
-    "remembers it (a delete that missed Redis is remembered): once the link is back, "
-    "every key it was to remove is read from Redis again",
-)
 def test_a_clear_that_missed_redis_is_not_undone_when_the_link_is_back(
     redis_server: RedisServer, proxy: Proxy, prefix: str
 ) -> None:

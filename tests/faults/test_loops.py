@@ -243,12 +243,6 @@ async def test_a_read_cancelled_anywhere_changes_nothing(
     await cache.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a task cancelled while its set() or delete() waits for Redis: the write lands "
-    "in Redis, but L1 keeps the value it replaced (neither updated nor dropped, as a "
-    "failed write would drop it), so this instance serves the old value until L1's TTL",
-)
 @pytest.mark.parametrize("write", ["set", "delete"])
 async def test_a_write_cancelled_anywhere_leaves_l1_agreeing_with_redis(
     slow_link: Proxy, redis_url: str, prefix: str, write: str

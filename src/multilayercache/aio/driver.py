@@ -61,7 +61,7 @@ class AsyncDriver(DriverBase):
     async def run(self, plan: Plan[T]) -> T:
         """Drive ``plan`` to its end and return its result (or raise its exception)."""
         reply: Any = None
-        failure: Exception | None = None
+        failure: BaseException | None = None
         while True:
             try:
                 step = plan.send(reply) if failure is None else plan.throw(failure)
@@ -71,6 +71,8 @@ class AsyncDriver(DriverBase):
             try:
                 reply = await self._perform(step)
             except Exception as error:  # the plan decides what a failure means
+                reply, failure = None, error
+            except BaseException as error:  # cancelled, interrupted: the plan tidies up, re-raises
                 reply, failure = None, error
 
     async def _perform(self, step: Any) -> Any:

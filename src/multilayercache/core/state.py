@@ -13,6 +13,7 @@ from typing import Any
 
 from .adaptive import StepMemory
 from .failures import FailedLoad
+from .freshness import Entry
 from .generations import KeyGenerations
 from .latency import LatencyRecorder
 from .log import ThrottledWarning
@@ -77,6 +78,10 @@ class CacheState:
         """Deletes that did not reach a layer: the key is not read from it until a delete
         or set of it does (``core/unconfirmed.py``). Used under ``lock``."""
         self._warn_unconfirmed = ThrottledWarning()
+        self.uncleared: dict[int, tuple[int, float]] = {}
+        """Layers a ``clear`` did not reach, by depth: when it was asked (epoch ms) and until
+        when the layer may still hold what it was to remove (monotonic seconds). Their
+        entries written before it are not read (``cleared_away``)."""
         self.refreshes = RefreshQueue()
         self.adapts = any(tier.policy.adaptive is not None for tier in self.tiers)
         """Some layer has an adaptive TTL: loaded values carry their step (``core/adaptive.py``)."""
@@ -208,9 +213,31 @@ class CacheState:
 
     def confirm_cleared(self, tier: Tier) -> None:
         """``tier`` was cleared: every delete waiting for it is done."""
-        if self.unconfirmed:
+        if self.unconfirmed or self.uncleared:
             with self._lock:
                 self.unconfirmed.confirm_layer(tier.depth)
+                self.uncleared.pop(tier.depth, None)
+
+    # ---------------------------------------------------------------- clears that did not land
+    def mark_uncleared(self, tier: Tier) -> None:
+        """A ``clear`` could not reach ``tier``: what it holds from before now is not read
+        (``cleared_away``) until a clear reaches it, or its longest TTL has passed."""
+        asked_ms = time.time_ns() // 1_000_000
+        with self._lock:
+            self.uncleared[tier.depth] = (asked_ms, self.clock() + tier.longest_hold)
+
+    def cleared_away(self, tier: Tier, entry: Entry) -> bool:
+        """Whether ``entry``, read from ``tier``, predates a clear that did not reach it
+        (an entry that does not say when it was written is taken as older)."""
+        mark = self.uncleared.get(tier.depth)
+        if mark is None:
+            return False
+        asked_ms, until = mark
+        if self.clock() >= until:  # the layer dropped all of it by now
+            with self._lock:
+                self.uncleared.pop(tier.depth, None)
+            return False
+        return entry.written_ms is None or entry.written_ms <= asked_ms
 
     # ---------------------------------------------------------------- reporting
     def stats(self, coalesced_waits: int) -> CacheStats:

@@ -61,7 +61,7 @@ class Driver(DriverBase):
         """Drive ``plan`` to its end and return its result (or raise its exception)."""
         timed = self.state.record_latency
         reply: Any = None
-        failure: Exception | None = None
+        failure: BaseException | None = None
         while True:
             try:
                 step = plan.send(reply) if failure is None else plan.throw(failure)
@@ -74,6 +74,8 @@ class Driver(DriverBase):
                 else:
                     reply = self._perform(step)
             except Exception as error:  # the plan decides what a failure means
+                reply, failure = None, error
+            except BaseException as error:  # cancelled, interrupted: the plan tidies up, re-raises
                 reply, failure = None, error
 
     def _perform(self, step: Any) -> Any:

@@ -86,7 +86,8 @@ def find_entry(
     the stale one. A layer that fails counts as not holding the key; the depths of those
     that did not answer at all go into ``unreachable``. The key's generation goes into
     ``seen`` before a layer below the fastest is read (for ``promote``); a layer that a
-    delete of the key did not reach is not read (see ``redeleted``)."""
+    delete of the key did not reach is not read (see ``redeleted``), nor are entries older
+    than a clear that did not reach their layer (``CacheState.cleared_away``)."""
     fallback: tuple[Entry | None, int] = (None, -1)
     generations = state.generations
     for tier in state.tiers[start:stop]:
@@ -101,7 +102,7 @@ def find_entry(
             if unreachable is not None and is_transient(error):
                 unreachable.add(tier.depth)
             continue
-        if entry is None:
+        if entry is None or (state.uncleared and state.cleared_away(tier, entry)):
             continue
         if settle_for_stale or entry.freshness is not Freshness.STALE:
             return entry, tier.depth
@@ -160,6 +161,8 @@ def find_entries(
                 unreachable.add(tier.depth)
             continue
         depth = tier.depth
+        if state.uncleared:  # a clear that did not reach this layer: its older entries
+            entries = {k: e for k, e in entries.items() if not state.cleared_away(tier, e)}
         for key, entry in entries.items():
             if entry.fresh_for > 0 or key not in found:  # fresh beats stale from above
                 found[key] = (entry, depth)
@@ -288,9 +291,12 @@ def _shortest(lifetime: Lifetime, entries: Iterable[Entry]) -> Lifetime:
 def contains(state: CacheState, key: Any) -> Plan[bool]:
     """``contains``: whether any layer holds a live entry (not counted as a read, never
     promoted). A layer that fails counts as not holding it, as does one that a delete of
-    it did not reach."""
+    it, or a clear, did not reach (telling what it holds from before the clear would take
+    a read)."""
     for tier in state.tiers:
         if state.unconfirmed and (yield from redeleted(state, tier, [key], None)):
+            continue
+        if tier.depth in state.uncleared:
             continue
         try:
             if tier.queue is not None:

@@ -70,6 +70,10 @@ def write(
             state.note_write_error(tier, list(mapping), error)
             yield from forget(state, list(mapping), tier.depth)
             raise
+        except BaseException as error:
+            if not isinstance(error, Exception):  # cancelled while the write was on its way
+                yield from forget(state, list(mapping), tier.depth)  # it may land, or not
+            raise
         if generations is not None and tier is not slowest:
             later = generations.changed(seen)  # bumped again while this layer was written
             if later:
@@ -381,6 +385,10 @@ def delete(state: CacheState, key: Any) -> Plan[bool]:
             state.note_write_error(tier, key, error)
             failure = failure or unconfirmed(state, tier, [key], error)
             continue
+        except BaseException as error:
+            if not isinstance(error, Exception):  # cancelled: the delete may land, or not
+                yield from forget(state, [key], tier.depth)
+            raise
         if state.unconfirmed:
             state.confirm_deleted(tier, [key])
     if failure is not None:
@@ -448,6 +456,7 @@ def clear(state: CacheState) -> Plan[None]:
             yield Call(tier, "clear", ())
         except LayerError as error:
             state.note_write_error(tier, "(clear)", error)
+            state.mark_uncleared(tier)
             failure = failure or error
             continue
         state.confirm_cleared(tier)
