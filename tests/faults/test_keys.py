@@ -163,12 +163,6 @@ def test_nan_and_equal_numbers_follow_dict_semantics_in_l1(Layer: type) -> None:
     assert cache.get(nan) == "nan"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a @cached call's L1 key compares its arguments with ==, its L2 key is their "
-    "JSON text: f(True) is answered by f(1)'s result from L1 but not from L2, so two "
-    "instances (or one, before and after an L1 eviction) give different answers",
-)
 def test_a_cached_function_answers_equal_numbers_alike_in_every_layer(
     redis_url: str, prefix: str
 ) -> None:

@@ -233,7 +233,7 @@ class FunctionToken:
 
     def text_for(self, arguments: tuple[Any, ...]) -> str:
         try:
-            encoded = self._encode(list(arguments))
+            encoded = self._encode(_canonical(arguments))
         except (TypeError, ValueError, OverflowError) as error:
             if self._instance_first and not self._encodes(arguments[0]):
                 raise TypeError(
@@ -292,6 +292,22 @@ def _hashable(value: Any) -> bool:
     except TypeError:
         return False
     return True
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` as its key text is made: the calls L1 takes for one (their arguments are
+    equal: ``f(1)``, ``f(1.0)``, ``f(True)``) get one text, so every layer answers them
+    alike. Equal numbers become the same int; containers are walked."""
+    kind = type(value)
+    if kind is bool:
+        return int(value)
+    if kind is float:
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if kind is tuple or kind is list:
+        return [_canonical(item) for item in value]
+    if kind is dict:
+        return {item: _canonical(entry) for item, entry in value.items()}
+    return value
 
 
 class CallKeys(Generic[P]):
