@@ -115,6 +115,14 @@ def test_incr_needs_the_messagepack_serializer(redis_url, prefix) -> None:
     signed.close()
 
 
+@pytest.mark.parametrize("algorithm", ["zlib", "zstd"])
+def test_incr_counts_on_a_layer_that_compresses_large_values(redis_url, prefix, algorithm) -> None:
+    layer = RedisLayer(redis_url, prefix=prefix, compression=algorithm)
+    assert [layer.incr("n") for _ in range(3)] == [1, 2, 3]
+    assert layer.get("n") == 3
+    layer.close()
+
+
 def test_scripts_are_loaded_again_after_a_flush(layer, raw_redis) -> None:
     assert layer.incr("n") == 1
     raw_redis.script_flush()

@@ -543,7 +543,10 @@ class RedisCodec:
         """The script that adds ``delta`` to the key's counter (``incr``); ``lifetime`` is a
         new counter's."""
         checked_delta(delta)
-        if not isinstance(self.serializer, MsgpackSerializer):
+        serializer = self.serializer
+        if isinstance(serializer, Compressed):  # a counter is never large enough to compress
+            serializer = serializer.inner
+        if not isinstance(serializer, MsgpackSerializer):
             raise TypeError(
                 f"{self.name}: incr needs the MessagePack serializer: a counter is computed "
                 f"inside Redis, which cannot sign or pickle ({type(self.serializer).__name__})"
