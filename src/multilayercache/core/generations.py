@@ -69,6 +69,15 @@ class KeyGenerations:
         self._mask = slots - 1
         self._tickets = itertools.count(1)
 
+    def slot(self, key: Any) -> int:
+        """Where ``key``'s generation lives in ``table`` (for a caller that reads it
+        several times: ``write_at_once``)."""
+        return hash(key) & self._mask
+
+    @property
+    def table(self) -> list[int]:
+        return self._table
+
     def of(self, key: Any) -> int:
         """The key's generation now: note it before reading below L1."""
         return self._table[hash(key) & self._mask]

@@ -299,8 +299,12 @@ class WriteQueue:
             held + size > self._max_bytes and held > 0
         ):
             return False
-        if self._max_lag is not None and self.lagging(now):
-            return False
+        if self._max_lag is not None and not self.recovering:  # lagging(), inlined
+            oldest = self._ready[self._order[0]].since if self._order else now
+            if self._batches:
+                oldest = min(oldest, next(iter(self._batches)).oldest)
+            if now - oldest > self._max_lag:
+                return False
         self.puts += 1
         epoch = self._epoch
         slots[key] = QueuedWrite(key, op, payload, size, now, epoch)

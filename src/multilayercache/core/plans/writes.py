@@ -133,13 +133,15 @@ def write_at_once(
     Concurrent writes of the key are handled as ``write`` handles them."""
     generations = state.generations
     slowest = state.tiers_slowest_first[0]
-    noted = 0 if generations is None else generations.of(key)
+    if generations is not None:
+        table, slot = generations.table, generations.slot(key)  # read several times below
+        noted = table[slot]
     overtaken = False
     for tier in state.tiers_slowest_first:
         if generations is not None and tier is not slowest:
-            overtaken = overtaken or generations.of(key) != noted
+            overtaken = overtaken or table[slot] != noted
             generations.bump(key)
-            noted = generations.of(key)
+            noted = table[slot]
             if overtaken:
                 if not _remove_now(tier, key, put_now):
                     return False
@@ -154,7 +156,7 @@ def write_at_once(
                 return False
         else:
             tier.layer.set_entry(key, value, lifetime)
-        if generations is not None and tier is not slowest and generations.of(key) != noted:
+        if generations is not None and tier is not slowest and table[slot] != noted:
             overtaken = True  # bumped again while this layer was written
             if not _remove_now(tier, key, put_now):
                 return False
