@@ -58,7 +58,7 @@ class AsyncWriteBehindWorker(WorkerBase):
     """Sends one write-behind tier's queue from tasks of its own."""
 
     def __init__(self, tier: Tier, state: CacheState) -> None:
-        super().__init__(tier, sink_for)
+        super().__init__(tier, sink_for, Journal)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Condition | None = None
@@ -68,10 +68,11 @@ class AsyncWriteBehindWorker(WorkerBase):
         self._unfinished: dict[Batch, asyncio.Task[None] | None] = {}
         """Batches taken and not finished, and the task sending each (``None``: its loop is
         gone; a sender on the next loop resends it)."""
-        self.journal: Journal | None = None
-        if self.options.journal is not None:
-            self.journal = Journal(self.options.journal, tier.name, self.options.journal_fsync)
-            self._recover()
+        if self.journal is not None:
+            forget = self.recover(time.monotonic())
+            if not self.queue.idle:
+                _HOLDING.add(self)  # sent on the first loop that uses the cache, or at exit
+            forget()
         _OPEN.add(self)
         register_after_fork(self)
         shutdown.watch(self)
@@ -103,13 +104,13 @@ class AsyncWriteBehindWorker(WorkerBase):
         """Queue one write if there is room now; False (nothing queued) if not. Called
         from the event loop (no await: the fast path of ``set``)."""
         queue = self.queue
-        record = None if self.journal is None else self.journal.encode(key, op, payload)
+        record = self.record(key, op, payload)
         now = time.monotonic()
         was_empty = not queue.ready
         if not queue.offer(key, op, payload, size, now):
             return False
         if record is not None:
-            self._journal(record, now)
+            self.journal_write(record, now)
         _HOLDING.add(self)
         self._running()
         if was_empty or queue.due(now):
@@ -138,14 +139,14 @@ class AsyncWriteBehindWorker(WorkerBase):
         if queue.idle or await self._wait_for(
             lambda: queue.idle, close_timeout(self.tier, timeout)
         ):
-            self._close_journal()
+            self.close_journal()
             return True
         given_up = self.give_up(time.monotonic())
         for task in self._tasks:  # their batches are abandoned: stop waiting on hung sends
             task.cancel()
         self._unfinished.clear()
         await self._bury(given_up)
-        self._close_journal()
+        self.close_journal()
         return False
 
     def close_blocking(self, timeout: float | None = None) -> bool:
@@ -224,7 +225,7 @@ class AsyncWriteBehindWorker(WorkerBase):
             self._unfinished.pop(batch, None)
             if batch.dead:
                 await self._bury(batch)
-            self._collect_journal()
+            self.collect_journal()
             async with changed:
                 changed.notify_all()
 
@@ -290,41 +291,6 @@ class AsyncWriteBehindWorker(WorkerBase):
             )
         finally:
             self.queue.settle(batch)
-
-    # ---------------------------------------------------------------- the journal
-    def _journal(self, record: bytes, now: float) -> None:
-        assert self.journal is not None
-        try:
-            self.journal.append(record, now, lambda: self.queue.mark(flush=False))
-        except OSError as error:  # the write is queued all the same: say it is not journaled
-            log.error("multilayercache: %s: cannot journal a write: %s", self.tier.name, error)
-            return
-        self.queue.journaled += 1
-        self.journal.collect(self.queue.reached)
-
-    def _collect_journal(self) -> None:
-        if self.journal is not None:
-            self.journal.collect(self.queue.reached)
-
-    def _close_journal(self) -> None:
-        if self.journal is not None:
-            self.journal.close(self.queue.idle)
-
-    def _recover(self) -> None:
-        """Queue (and journal again) what dead processes left in the journal."""
-        assert self.journal is not None
-        records, forget = self.journal.recover()
-        # Sent so as never to overwrite a newer value, where the layer can (Redis): other
-        # processes may have written these keys since the dead one acknowledged them.
-        recovered = getattr(self.tier.layer, "recovered_write", None) or (lambda write: write)
-        records = [(key, op, recovered(payload)) for key, op, payload in records]
-        now = time.monotonic()
-        for key, op, payload in records:
-            self.queue.restore(key, op, payload, payload.size, now)
-            self._journal(self.journal.encode(key, op, payload), now)
-        if records:
-            _HOLDING.add(self)  # sent on the first loop that uses the cache, or at exit
-        forget()
 
     # ---------------------------------------------------------------- fork
     def _after_fork(self) -> None:

@@ -5,6 +5,7 @@ send (through the layer's breaker), sleep, lock and write files."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -12,18 +13,30 @@ from .tiers import Tier
 from .writepolicy import WriteQueueClosed
 from .writequeue import Batch, WriteQueue
 
+log = logging.getLogger("multilayercache.writeback")
+
 
 class WorkerBase:
-    """What both workers hold: the tier, its queue and policy, the dead-letter sink (made by
-    ``make_sink`` from the policy's ``dead_letter``: file IO is not the core's), and the
-    attempts running now, by sender, with when they started (for ``batch_timeout``)."""
+    """What both workers hold: the tier, its queue and policy, the dead-letter sink and the
+    journal (made by ``make_sink`` and ``make_journal`` from the policy: file IO is not the
+    core's), and the attempts running now, by sender, with when they started (for
+    ``batch_timeout``). Callers of the journal methods hold the queue's lock, if any."""
 
-    def __init__(self, tier: Tier, make_sink: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        tier: Tier,
+        make_sink: Callable[[Any], Any],
+        make_journal: Callable[[Any, str, bool], Any],
+    ) -> None:
         assert tier.queue is not None
         self.tier = tier
         self.queue: WriteQueue = tier.queue
         self.options = self.queue.options
         self.sink = make_sink(self.options.dead_letter)
+        self.journal: Any = None
+        """The local journal (``multilayercache.journal``), with ``WriteBehind(journal=)``."""
+        if self.options.journal is not None:
+            self.journal = make_journal(self.options.journal, tier.name, self.options.journal_fsync)
         self.attempts: dict[Hashable, float] = {}
         """Attempts in progress: sender -> when it started (monotonic seconds)."""
         self.hung: set[Hashable] = set()
@@ -37,6 +50,43 @@ class WorkerBase:
             if write is not None:
                 found[key] = write
         return found
+
+    # ---------------------------------------------------------------- the journal
+    def record(self, key: Any, op: str, payload: Any) -> bytes | None:
+        """The journal record of a write (made before the lock: it pickles), or ``None``."""
+        return None if self.journal is None else self.journal.encode(key, op, payload)
+
+    def journal_write(self, record: bytes, now: float) -> None:
+        """Append a write's record, right after it was queued. A journal that cannot be
+        written is logged: the write is queued all the same, only not journaled."""
+        try:
+            self.journal.append(record, now, lambda: self.queue.mark(flush=False))
+        except OSError as error:
+            log.error("multilayercache: %s: cannot journal a write: %s", self.tier.name, error)
+            return
+        self.queue.journaled += 1
+        self.journal.collect(self.queue.reached)
+
+    def collect_journal(self) -> None:
+        """Delete the journal segments whose writes have all left the queue."""
+        if self.journal is not None:
+            self.journal.collect(self.queue.reached)
+
+    def close_journal(self) -> None:
+        if self.journal is not None:
+            self.journal.close(self.queue.idle)
+
+    def recover(self, now: float) -> Callable[[], None]:
+        """Queue, and journal again, what dead processes left in the journal; what to call
+        once done (it deletes their files). Sent so as never to overwrite a newer value
+        where the layer can (Redis): other processes may have written these keys since."""
+        records, forget = self.journal.recover()
+        recovered = getattr(self.tier.layer, "recovered_write", None) or (lambda write: write)
+        for key, op, payload in records:
+            payload = recovered(payload)
+            self.queue.restore(key, op, payload, payload.size, now)
+            self.journal_write(self.journal.encode(key, op, payload), now)
+        return forget
 
     def newly_hung(self, now: float) -> list[Hashable]:
         """The senders whose attempt has just passed ``batch_timeout``: counted once each

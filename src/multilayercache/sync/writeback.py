@@ -56,14 +56,16 @@ class WriteBehindWorker(WorkerBase):
     """Sends one write-behind tier's queue from threads of its own."""
 
     def __init__(self, tier: Tier, state: CacheState) -> None:
-        super().__init__(tier, sink_for)
+        super().__init__(tier, sink_for, Journal)
         self.changed = threading.Condition()
         self._senders: set[threading.Thread] = set()
         self._asleep = 0  # senders waiting on ``changed`` for work to be due
-        self.journal: Journal | None = None
-        if self.options.journal is not None:
-            self.journal = Journal(self.options.journal, tier.name, self.options.journal_fsync)
-            self._recover()
+        if self.journal is not None:
+            with self.changed:
+                forget = self.recover(time.monotonic())
+                if not self.queue.idle:
+                    self._start()
+            forget()
         _OPEN.add(self)
         register_after_fork(self)
         shutdown.watch(self)
@@ -93,7 +95,7 @@ class WriteBehindWorker(WorkerBase):
         """Queue one write if there is room now; False (nothing queued) if not. The
         fast path of ``set``: as little as possible under the lock, which every writer
         thread takes."""
-        record = None if self.journal is None else self.journal.encode(key, op, payload)
+        record = self.record(key, op, payload)
         now = time.monotonic()
         queue = self.queue
         with self.changed:
@@ -101,7 +103,7 @@ class WriteBehindWorker(WorkerBase):
             if not queue.offer(key, op, payload, size, now):
                 return False
             if record is not None:
-                self._journal(record, now)
+                self.journal_write(record, now)
             if not self._senders:  # inlined check: every write-behind set() runs this
                 self._start()
             if self._asleep and (was_empty or queue.due(now)):
@@ -146,11 +148,11 @@ class WriteBehindWorker(WorkerBase):
                 self._notice_hung(now)
                 changed.wait(sleep_for(None if deadline is None else deadline - now, 0.5))
             else:
-                self._close_journal()
+                self.close_journal()
                 return True
         self._bury(given_up)  # file IO: not under the lock
         with changed:
-            self._close_journal()
+            self.close_journal()
         return False
 
     def close_blocking(self, timeout: float | None = None) -> bool:
@@ -212,7 +214,7 @@ class WriteBehindWorker(WorkerBase):
             with changed:
                 if error is None:
                     queue.done(batch)
-                    self._collect_journal()
+                    self.collect_journal()
                     changed.notify_all()
                     break
                 delay = queue.failed(batch, error, time.monotonic())
@@ -258,45 +260,8 @@ class WriteBehindWorker(WorkerBase):
         finally:
             with self.changed:
                 self.queue.settle(batch)  # now a flush may count them as finished
-                self._collect_journal()
+                self.collect_journal()
                 self.changed.notify_all()
-
-    # ---------------------------------------------------------------- the journal
-    def _journal(self, record: bytes, now: float) -> None:
-        """Append a write's record (under ``changed``, right after it was queued)."""
-        assert self.journal is not None
-        try:
-            self.journal.append(record, now, lambda: self.queue.mark(flush=False))
-        except OSError as error:  # the write is queued all the same: say it is not journaled
-            log.error("multilayercache: %s: cannot journal a write: %s", self.tier.name, error)
-            return
-        self.queue.journaled += 1
-        self.journal.collect(self.queue.reached)
-
-    def _collect_journal(self) -> None:
-        if self.journal is not None:
-            self.journal.collect(self.queue.reached)
-
-    def _close_journal(self) -> None:
-        if self.journal is not None:
-            self.journal.close(self.queue.idle)
-
-    def _recover(self) -> None:
-        """Queue (and journal again) what dead processes left in the journal."""
-        assert self.journal is not None
-        records, forget = self.journal.recover()
-        # Sent so as never to overwrite a newer value, where the layer can (Redis): other
-        # processes may have written these keys since the dead one acknowledged them.
-        recovered = getattr(self.tier.layer, "recovered_write", None) or (lambda write: write)
-        records = [(key, op, recovered(payload)) for key, op, payload in records]
-        now = time.monotonic()
-        with self.changed:
-            for key, op, payload in records:
-                self.queue.restore(key, op, payload, payload.size, now)
-                self._journal(self.journal.encode(key, op, payload), now)
-            if records:
-                self._start()
-        forget()
 
     # ---------------------------------------------------------------- fork
     def _after_fork(self) -> None:
