@@ -579,7 +579,7 @@ def test_no_dead_letter_is_lost_or_replayed_twice_while_appends_go_on(tmp_path: 
 def stamped(written_ms: int, payload: bytes = b"\x01value") -> bytes:
     """A value as the Redis layer stores it: its envelope (written at ``written_ms``, no
     expiry), then the serializer's bytes."""
-    return wrap_at(written_ms, deltas(Lifetime(math.inf)), 0.0, payload)
+    return wrap_at(written_ms, deltas(Lifetime(math.inf)), 0.0, 0, payload)
 
 
 def written_ms_in(raw_redis: Any, redis_key: str) -> int | None:

@@ -1,5 +1,6 @@
-"""The shared-layer envelope: what is written is read back, data from before envelopes is
-recognised, and corrupt headers are refused rather than misread."""
+"""The shared-layer envelope: what is written is read back (with the key check that binds
+it to its key), data without an envelope of this version is refused, and corrupt headers
+are refused rather than misread."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from multilayercache import UntrustedDataError
 from multilayercache.core.entry import (
     DEADLINES_OFFSET,
     HEADER_SIZE,
+    KEY_CHECK_OFFSET,
     STEP_OFFSET,
     STEPPED_FIRST_BYTE,
     STEPPED_HEADER_SIZE,
@@ -42,10 +44,11 @@ tags = st.lists(st.tuples(st.text(max_size=20), st.integers(-(2**63), 2**63 - 1)
     refresh=seconds,
     load=st.floats(0, 100, width=32),
     tags=tags,
+    check=st.integers(0, 2**32 - 1),
     payload=st.binary(),
 )
-def test_what_is_wrapped_unwraps(now, ttl, stale, refresh, load, tags, payload) -> None:
-    envelope = Envelope.for_write(now, Lifetime(ttl, stale, refresh), load)._replace(
+def test_what_is_wrapped_unwraps(now, ttl, stale, refresh, load, tags, check, payload) -> None:
+    envelope = Envelope.for_write(now, Lifetime(ttl, stale, refresh), load, check)._replace(
         tags=tuple(tags)
     )
     back, rest = unwrap(wrap(envelope, payload))
@@ -75,10 +78,22 @@ def test_freshness_over_time() -> None:
     assert Envelope.for_write(0, Lifetime(math.inf)).entry("v", 10**12).fresh_for == math.inf
 
 
-def test_data_without_an_envelope_is_recognised() -> None:
-    for legacy in (b"\x01\xa5value", b"\x02" + b"s" * 40, b""):
-        envelope, rest = unwrap(legacy)
-        assert envelope is None and bytes(rest) == legacy
+def test_data_without_an_envelope_of_this_version_is_refused() -> None:
+    format_1 = b"\x97\x01\xd3" + bytes(8) + (b"\xd3" + bytes(8)) * 3 + b"\xca" + bytes(4) + b"\x90"
+    for foreign in (b"\x01\xa5value", b"\x02" + b"s" * 40, b"", format_1 + b"\x01\x01"):
+        with pytest.raises(UntrustedDataError) as refused:
+            unwrap(foreign)
+        assert refused.value.cause == "corrupt"
+
+
+@pytest.mark.parametrize("offset", [2, 11, 20, 29, 38, KEY_CHECK_OFFSET])
+def test_a_header_not_in_its_fixed_layout_is_refused(offset) -> None:
+    """A compact header (MessagePack would read the same numbers) is not what ``wrap``
+    writes, and the scripts that patch headers in place rely on the layout."""
+    data = bytearray(wrap(Envelope.for_write(0, Lifetime(1)), b"\x01\x01"))
+    data[offset] = 0xCF
+    with pytest.raises(UntrustedDataError, match="fixed layout"):
+        unwrap(bytes(data))
 
 
 @pytest.mark.parametrize("cut", [1, 10, HEADER_SIZE - 1])
@@ -107,11 +122,11 @@ def test_the_one_step_wrap_is_byte_for_byte_the_envelope_wrap(
     now_ms: int, ttl: float, stale: float, refresh: float, load: float, payload: bytes
 ) -> None:
     lifetime = Lifetime(ttl, stale, refresh)
-    expected = wrap(Envelope.for_write(now_ms, lifetime, load), payload)
-    assert wrap_at(now_ms, deltas(lifetime), load, payload) == expected
+    expected = wrap(Envelope.for_write(now_ms, lifetime, load, 7), payload)
+    assert wrap_at(now_ms, deltas(lifetime), load, 7, payload) == expected
 
 
-# ----------------------------------------------------------------------------- format 2
+# ----------------------------------------------------------------------------- format 4
 steps = st.integers(-100, 100)
 
 
@@ -152,14 +167,15 @@ def test_the_one_step_stepped_wrap_is_byte_for_byte_the_envelope_wrap(
     now_ms, ttl, refresh, step, payload
 ) -> None:
     lifetime = Lifetime(ttl, 5.0, refresh, step)
-    expected = wrap(Envelope.for_write(now_ms, lifetime, 0.5), payload)
-    assert wrap_stepped_at(now_ms, deltas(lifetime), 0.5, step, payload) == expected
+    expected = wrap(Envelope.for_write(now_ms, lifetime, 0.5, 9), payload)
+    stamp = digest(payload)
+    assert wrap_stepped_at(now_ms, deltas(lifetime), 0.5, step, 9, stamp, payload) == expected
     assert len(expected) == STEPPED_HEADER_SIZE + len(payload)
 
 
-def test_an_unstepped_write_is_format_1_as_before() -> None:
+def test_an_unstepped_write_is_format_3() -> None:
     data = wrap(Envelope.for_write(1_000, Lifetime(10, 5, 8)), b"\x01\xa1v")
-    assert data[:2] == b"\x97\x01" and len(data) == HEADER_SIZE + 3
+    assert data[:2] == b"\x98\x03" and len(data) == HEADER_SIZE + 3
     assert unwrap(data)[0].step is None and unwrap(data)[0].entry("v", 0).digest is None
 
 
@@ -169,7 +185,8 @@ def test_digests_are_equal_for_equal_bytes_only() -> None:
 
 
 def test_an_extension_rewrites_the_deadlines_and_step_in_place() -> None:
-    data = wrap_stepped_at(1_000, deltas(Lifetime(10, 5, 8)), 0.25, 1, b"\x01\xa1v")
+    stamp = digest(b"\x01\xa1v")
+    data = wrap_stepped_at(1_000, deltas(Lifetime(10, 5, 8)), 0.25, 1, 0, stamp, b"\x01\xa1v")
     later = Lifetime(40, 5, 32, 2)
     patched = bytearray(data)
     new_deadlines = extension(20_000, deltas(later))
@@ -187,11 +204,11 @@ def test_an_extension_rewrites_the_deadlines_and_step_in_place() -> None:
     [
         (STEP_OFFSET, 0xCC, "corrupt step"),  # not 0xd0 + int8
         (STEP_OFFSET + 2, 0xCE, "corrupt step"),  # not 0xcf + uint64
-        (1, 1, "version 1"),  # a format 2 array that claims format 1
+        (1, 3, "version 3"),  # a format 4 array that claims format 3
     ],
 )
 def test_a_corrupt_stepped_header_is_refused(offset, byte, message) -> None:
-    data = bytearray(wrap_stepped_at(0, deltas(Lifetime(1)), 0.0, 3, b"\x01\x01"))
+    data = bytearray(wrap_stepped_at(0, deltas(Lifetime(1)), 0.0, 3, 0, 0, b"\x01\x01"))
     data[offset] = byte
     with pytest.raises(UntrustedDataError, match=message):
         unwrap(bytes(data))
@@ -199,8 +216,8 @@ def test_a_corrupt_stepped_header_is_refused(offset, byte, message) -> None:
 
 @pytest.mark.parametrize("cut", [HEADER_SIZE, STEPPED_HEADER_SIZE - 2])
 def test_a_truncated_stepped_header_is_refused(cut) -> None:
-    data = wrap_stepped_at(0, deltas(Lifetime(1)), 0.0, -2, b"\x01\x01")
+    data = wrap_stepped_at(0, deltas(Lifetime(1)), 0.0, -2, 0, 0, b"\x01\x01")
     with pytest.raises(UntrustedDataError):
         unwrap(data[:cut])
     with pytest.raises(UntrustedDataError):
-        Envelope.from_fields([2, 0, 0, 0, 0, 0.0, []])  # format 2 with 7 fields
+        Envelope.from_fields([4, 0, 0, 0, 0, 0.0, 0, []])  # format 4 with 8 fields

@@ -50,7 +50,7 @@ CLAIMED = "dead.jsonl.replaying-*"
 
 
 def stamped(written_ms: int, payload: bytes) -> bytes:
-    return wrap_at(written_ms, deltas(Lifetime(math.inf)), 0.0, payload)
+    return wrap_at(written_ms, deltas(Lifetime(math.inf)), 0.0, 0, payload)
 
 
 def written_ms_of(data: bytes | None) -> int | None:

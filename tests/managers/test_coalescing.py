@@ -67,7 +67,7 @@ def never_called(key):
 
 
 def test_100_threads_on_a_key_only_in_l2_make_one_get(sync_cache, raw_redis, prefix) -> None:
-    raw_redis.set(f"{prefix}k", sync_cache.layers[1].serializer.dumps("from l2"))
+    sync_cache.layers[1].set("k", "from l2")  # in L2 only
     before = command_calls(raw_redis, "get")
     results = run_threads(100, lambda: sync_cache.get_or_load("k", never_called))
     assert results == ["from l2"] * 100
@@ -75,7 +75,7 @@ def test_100_threads_on_a_key_only_in_l2_make_one_get(sync_cache, raw_redis, pre
 
 
 async def test_100_tasks_on_a_key_only_in_l2_make_one_get(async_cache, raw_redis, prefix) -> None:
-    raw_redis.set(f"{prefix}k", async_cache.layers[1].serializer.dumps("from l2"))
+    await async_cache.layers[1].set("k", "from l2")  # in L2 only
     before = command_calls(raw_redis, "get")
 
     async def never(key):

@@ -1,32 +1,40 @@
 """The envelope around a value in a shared layer: when it was written, when a refresh is due,
 when it turns stale and when it is gone, how long it took to load, and room for the versions
-of its tags.
+of its tags, and which key it was written for.
 
 The header is itself a MessagePack array with fixed-width fields, followed by the
 serializer's bytes (which start with the serializer's own tag, 0x01 or 0x02):
 
-    0x97                 array of 7
-    0x01                 format version 1
+    0x98                 array of 8
+    0x03                 format version 3
     0xd3 + 8 bytes x 4   written, refresh due, stale from, gone at: ms since the epoch,
                          big-endian int64, -1 for "never"
     0xca + 4 bytes       load time, float32 seconds
+    0xce + 4 bytes       the key check: CRC-32 of the Redis key the value was written under
     0x9N / 0xdc + 2 b.   tags: an array of [name, version] pairs, each 0x92, 0xd9 + length
                          + UTF-8 name, 0xd3 + int64 version (empty: 0x90)
 
 A value loaded by a cache with adaptive TTLs (``core/adaptive.py``) carries two fields
-more, before the tags (format 2, an array of 9, first byte 0x99):
+more, before the tags (format 4, an array of 10, first byte 0x9a):
 
     0xd0 + 1 byte        its adaptive TTL step, int8
     0xcf + 8 bytes       a digest of the serializer's bytes (BLAKE2b, 64 bits), so that a
                          reload can tell whether the value changed without reading it back
 
-Every other write is still format 1, byte for byte. Fixed widths let a reader find where
+Every other write is format 3. The key check binds a value to its key: bytes copied under
+another key (by a bug, or by whoever can write to Redis) are refused, and a batch read can
+tell each item's value from its neighbours'. A CRC cannot stop someone who can write any
+bytes (MessagePack values are not authenticated, and need not be: decoding them cannot
+run code); signed and encrypted values also bind their key inside what they authenticate
+(``serializers/``). Formats 1 and 2 (the same without the key check, before version 0.9)
+are not read: a cache entry written by an older version is a miss, reloaded once.
+
+Fixed widths let a reader find where
 the header ends without a MessagePack parser, and let a Lua script rewrite the deadlines in
 place (``extension``: an entry extended without its value crossing the network); being
 MessagePack lets a batch of enveloped MessagePack values decode in a single msgspec call
 (see ``RedisCodec``). Times are wall-clock milliseconds, so that every process reading the
-entry agrees on it (to within their clocks' skew). Data written before envelopes existed
-(a serializer's bytes alone) is still read: as fresh, for as long as Redis keeps it.
+entry agrees on it (to within their clocks' skew).
 """
 
 from __future__ import annotations
@@ -34,17 +42,19 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+import zlib
 from typing import NamedTuple
 
 from .errors import SerializationError, UntrustedDataError
 from .freshness import Entry, Lifetime
 
-FORMAT_VERSION = 1
-FIRST_BYTE = 0x97  # a MessagePack array of 7: never a serializer's first byte
-STEPPED_VERSION = 2
-STEPPED_FIRST_BYTE = 0x99  # an array of 9: format 1's fields, the step and the digest
+FORMAT_VERSION = 3
+FIRST_BYTE = 0x98  # a MessagePack array of 8: never a serializer's first byte
+STEPPED_VERSION = 4
+STEPPED_FIRST_BYTE = 0x9A  # an array of 10: format 3's fields, the step and the digest
 NEVER = -1
-_FIXED = struct.Struct(">BBBqBqBqBqBf")  # array, version, (0xd3, int64) x 4, 0xca, float32
+# array, version, (0xd3, int64) x 4, 0xca + float32, 0xce + uint32 (the key check)
+_FIXED = struct.Struct(">BBBqBqBqBqBfBI")
 _STEP_AND_DIGEST = struct.Struct(">BbBQ")  # 0xd0, int8, 0xcf, uint64
 _TAG = struct.Struct(">BB")  # 0x92 (pair), 0xd9 (str 8) ...; then name, then 0xd3 + int64
 _VERSION = struct.Struct(">Bq")
@@ -52,7 +62,8 @@ HEADER_SIZE = _FIXED.size + 1  # with no tags
 STEPPED_HEADER_SIZE = HEADER_SIZE + _STEP_AND_DIGEST.size
 WRITTEN_OFFSET = 2  # 0xd3 + written: which write an entry is
 DEADLINES_OFFSET = 11  # (0xd3 + int64) x 3: refresh due, stale from, gone at
-STEP_OFFSET = _FIXED.size  # 0xd0 + int8, in format 2
+KEY_CHECK_OFFSET = 43  # 0xce + uint32
+STEP_OFFSET = _FIXED.size  # 0xd0 + int8, in format 4
 
 
 class Envelope(NamedTuple):
@@ -67,10 +78,14 @@ class Envelope(NamedTuple):
     step: int | None = None
     """The adaptive TTL step (format 2); ``None``: format 1."""
     digest: int = 0
-    """The digest of the serializer's bytes (format 2)."""
+    """The digest of the serializer's bytes (format 4)."""
+    key_check: int = 0
+    """``key_check`` of the Redis key the value was written under."""
 
     @classmethod
-    def for_write(cls, now_ms: int, lifetime: Lifetime, load_seconds: float = 0.0) -> Envelope:
+    def for_write(
+        cls, now_ms: int, lifetime: Lifetime, load_seconds: float = 0.0, key_check: int = 0
+    ) -> Envelope:
         """The envelope of a value written at ``now_ms`` to live ``lifetime`` (its step is
         set apart, with the digest of the bytes it wraps: ``wrap``)."""
         return cls(
@@ -80,24 +95,25 @@ class Envelope(NamedTuple):
             _at(now_ms, lifetime.total),
             load_seconds,
             step=lifetime.step,
+            key_check=key_check,
         )
 
     @classmethod
     def from_fields(cls, fields: list[object]) -> Envelope:
         """An envelope decoded by MessagePack as ``[version, written, refresh, stale, gone,
-        load, tags]`` (format 1) or ``[version, written, refresh, stale, gone, load, step,
-        digest, tags]`` (format 2)."""
+        load, key check, tags]`` (format 3) or ``[version, written, refresh, stale, gone,
+        load, key check, step, digest, tags]`` (format 4)."""
         step: object
         digest: object
-        if len(fields) == 7 and fields[0] == FORMAT_VERSION:
-            _, written, refresh, stale, gone, load, tags = fields
+        if len(fields) == 8 and fields[0] == FORMAT_VERSION:
+            _, written, refresh, stale, gone, load, check, tags = fields
             step, digest = None, 0
-        elif len(fields) == 9 and fields[0] == STEPPED_VERSION:
-            _, written, refresh, stale, gone, load, step, digest, tags = fields
+        elif len(fields) == 10 and fields[0] == STEPPED_VERSION:
+            _, written, refresh, stale, gone, load, check, step, digest, tags = fields
         else:
             raise UntrustedDataError("not a cache envelope this version knows")
         pairs = tuple((str(name), int(version)) for name, version in tags)  # type: ignore[attr-defined]
-        return cls(written, refresh, stale, gone, float(load), pairs, step, digest)  # type: ignore[arg-type]
+        return cls(written, refresh, stale, gone, float(load), pairs, step, digest, check)  # type: ignore[arg-type]
 
     def entry(self, value: object, now_ms: int) -> Entry:
         """What the value is worth at ``now_ms``."""
@@ -131,6 +147,8 @@ def wrap(envelope: Envelope, payload: bytes) -> bytes:
         envelope.gone_ms,
         0xCA,
         envelope.load_seconds,
+        0xCE,
+        envelope.key_check,
     )
     if stepped:
         fixed += _STEP_AND_DIGEST.pack(0xD0, envelope.step, 0xCF, digest(payload))
@@ -138,12 +156,19 @@ def wrap(envelope: Envelope, payload: bytes) -> bytes:
 
 
 def digest(payload: bytes | memoryview) -> int:
-    """The 64-bit digest of a serializer's bytes stored in format 2: equal bytes, equal
+    """The 64-bit digest of a serializer's bytes stored in format 4: equal bytes, equal
     digests, in every process (unlike ``hash``, which is salted per process)."""
     return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "big")
 
 
-_FIXED_UNTAGGED = struct.Struct(">BBBqBqBqBqBfB")  # _FIXED, then 0x90: no tags
+def key_check(redis_key: str) -> int:
+    """The key check of a value written under ``redis_key``: its CRC-32 (see the module
+    docstring: it tells keys apart, it does not authenticate)."""
+    return zlib.crc32(redis_key.encode())
+
+
+_MARKERS = (0xD3, 0xD3, 0xD3, 0xD3, 0xCA, 0xCE)  # the type bytes of _FIXED's fields
+_FIXED_UNTAGGED = struct.Struct(">BBBqBqBqBqBfBIB")  # _FIXED, then 0x90: no tags
 
 
 class Deltas(NamedTuple):
@@ -165,9 +190,9 @@ def _delta(seconds: float) -> int | None:
     return None if seconds == math.inf else max(0, round(seconds * 1000))
 
 
-def wrap_at(now_ms: int, deltas: Deltas, load_seconds: float, payload: bytes) -> bytes:
-    """``wrap(Envelope.for_write(now_ms, lifetime, load_seconds), payload)`` in one step,
-    byte for byte, from the lifetime's ``deltas``: the hot path of every write into a
+def wrap_at(now_ms: int, deltas: Deltas, load_seconds: float, check: int, payload: bytes) -> bytes:
+    """``wrap(Envelope.for_write(now_ms, lifetime, load_seconds, check), payload)`` in one
+    step, byte for byte, from the lifetime's ``deltas``: the hot path of every write into a
     shared layer (no tags yet)."""
     refresh, stale, gone = deltas
     return (
@@ -184,6 +209,8 @@ def wrap_at(now_ms: int, deltas: Deltas, load_seconds: float, payload: bytes) ->
             NEVER if gone is None else now_ms + gone,
             0xCA,
             load_seconds,
+            0xCE,
+            check,
             0x90,
         )
         + payload
@@ -191,10 +218,16 @@ def wrap_at(now_ms: int, deltas: Deltas, load_seconds: float, payload: bytes) ->
 
 
 def wrap_stepped_at(
-    now_ms: int, deltas: Deltas, load_seconds: float, step: int, payload: bytes
+    now_ms: int,
+    deltas: Deltas,
+    load_seconds: float,
+    step: int,
+    check: int,
+    stamp: int,
+    payload: bytes,
 ) -> bytes:
-    """``wrap`` of a format 2 envelope (step, digest, no tags) from the lifetime's
-    ``deltas``: a loaded value, in a cache with adaptive TTLs."""
+    """``wrap`` of a format 4 envelope (step, digest ``stamp``, no tags) from the
+    lifetime's ``deltas``: a loaded value, in a cache with adaptive TTLs."""
     refresh, stale, gone = deltas
     return (
         _FIXED.pack(
@@ -210,8 +243,10 @@ def wrap_stepped_at(
             NEVER if gone is None else now_ms + gone,
             0xCA,
             load_seconds,
+            0xCE,
+            check,
         )
-        + _STEP_AND_DIGEST.pack(0xD0, step, 0xCF, digest(payload))
+        + _STEP_AND_DIGEST.pack(0xD0, step, 0xCF, stamp)
         + b"\x90"
         + payload
     )
@@ -231,15 +266,16 @@ def identity(written_ms: int) -> bytes:
 
 
 def step_field(step: int) -> bytes:
-    """The bytes at ``STEP_OFFSET`` of a format 2 entry with ``step``."""
+    """The bytes at ``STEP_OFFSET`` of a format 4 entry with ``step``."""
     return struct.pack(">Bb", 0xD0, step)
 
 
-def unwrap(data: bytes | memoryview) -> tuple[Envelope | None, memoryview]:
-    """The envelope (``None`` for data written without one) and the serializer's bytes."""
+def unwrap(data: bytes | memoryview) -> tuple[Envelope, memoryview]:
+    """The envelope and the serializer's bytes; ``UntrustedDataError`` for data without
+    an envelope of a format this version writes (fixed widths, as ``wrap`` writes them)."""
     view = memoryview(data)
     if not view or view[0] not in (FIRST_BYTE, STEPPED_FIRST_BYTE):
-        return None, view
+        raise UntrustedDataError("not a cache envelope of this version (3 or 4)")
     step: int | None = None
     stamp = 0
     try:
@@ -264,10 +300,13 @@ def unwrap(data: bytes | memoryview) -> tuple[Envelope | None, memoryview]:
             tags.append((name, version))
     except (IndexError, struct.error, UnicodeDecodeError):
         raise UntrustedDataError("truncated or corrupt cache envelope") from None
-    _, version, _, written, _, refresh, _, stale, _, gone, _, load = fields
+    if fields[2::2] != _MARKERS:
+        raise UntrustedDataError("corrupt cache envelope: not the fixed layout")
+    _, version, _, written, _, refresh, _, stale, _, gone, _, load, _, check = fields
     if version != (FORMAT_VERSION if step is None else STEPPED_VERSION):
         raise UntrustedDataError(f"cache envelope version {version} is not known here")
-    return Envelope(written, refresh, stale, gone, load, tuple(tags), step, stamp), view[offset:]
+    envelope = Envelope(written, refresh, stale, gone, load, tuple(tags), step, stamp, check)
+    return envelope, view[offset:]
 
 
 def _tags(tags: tuple[tuple[str, int], ...]) -> bytes:

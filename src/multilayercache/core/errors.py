@@ -95,7 +95,26 @@ class SerializationError(CacheError, TypeError):
 
 
 class UntrustedDataError(CacheError, ValueError):
-    """Bytes read back could not be decoded safely (corrupt, forged or foreign)."""
+    """Bytes read back could not be decoded safely (corrupt, forged or foreign).
+
+    ``cause`` says which check refused them, one of ``UNTRUSTED_CAUSES`` (the key of the
+    counts in ``CacheStats.untrusted_reads``)."""
+
+    def __init__(self, message: str, *, cause: str = "corrupt") -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+UNTRUSTED_CAUSES = {
+    "corrupt": "not a value this cache wrote: truncated, malformed, or an unknown format",
+    "limit": "past a decoding limit: size, nesting depth, item count, or expanded size",
+    "wrong_key": "written for another key (copied, or moved)",
+    "forged": "a signature or authentication tag that does not verify (tampered)",
+    "unknown_key_id": "encrypted under a key id this layer does not hold (retired)",
+    "wrong_type": "does not fit the declared value_type (a changed schema)",
+    "unpickle": "signed, but pickle cannot rebuild it (a class renamed or removed)",
+}
+"""Why a stored value was refused: the causes ``UntrustedDataError.cause`` takes."""
 
 
 # ---------------------------------------------------------------------------- writes

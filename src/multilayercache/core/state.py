@@ -242,8 +242,14 @@ class CacheState:
     # ---------------------------------------------------------------- reporting
     def stats(self, coalesced_waits: int) -> CacheStats:
         """Every layer's stats and the manager's own counters."""
+        layers = [tier.layer.stats() for tier in self.tiers]
+        untrusted = {
+            tier.name: dict(untrusted)
+            for tier, stats in zip(self.tiers, layers, strict=True)
+            if (untrusted := getattr(stats, "untrusted", None))
+        }
         return CacheStats(
-            layers=[tier.layer.stats() for tier in self.tiers],
+            layers=layers,
             loader_calls=self.loader_calls,
             coalesced_waits=coalesced_waits,
             load_latency=self.loads.percentiles(),
@@ -252,7 +258,11 @@ class CacheState:
                 if self.record_latency
                 else {}
             ),
-            read_errors={tier.name: tier.read_errors for tier in self.tiers},
+            read_errors={
+                tier.name: tier.read_errors + sum(untrusted.get(tier.name, {}).values())
+                for tier in self.tiers
+            },
+            untrusted_reads=untrusted,
             write_errors={tier.name: tier.write_errors for tier in self.tiers},
             encode_errors={tier.name: tier.encode_errors for tier in self.tiers},
             stale_served=self.counts["stale_served"],

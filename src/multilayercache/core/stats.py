@@ -35,7 +35,10 @@ class LayerStats:
     window_weight: int = 0
     """Current window target of the adaptive W-TinyLFU policy (entries or weight)."""
     errors: int = 0
-    """Operations that failed (remote layers)."""
+    """Operations that failed (remote layers), and values read back but refused."""
+    untrusted: dict[str, int] = field(default_factory=dict)
+    """Values read back but refused (read as misses), by cause (``UNTRUSTED_CAUSES`` of
+    ``core/errors.py``: ``corrupt``, ``limit``, ``wrong_key``, ``forged``, ...)."""
 
     @property
     def requests(self) -> int:
@@ -94,7 +97,8 @@ class CacheStats:
     layer_latency: dict[str, Percentiles]
     """Per-layer read latency (seconds); empty unless ``record_latency=True``."""
     read_errors: dict[str, int]
-    """Failed reads per layer (treated as misses)."""
+    """Failed reads per layer, treated as misses: calls that failed, and values read back
+    but refused (``untrusted_reads``)."""
     write_errors: dict[str, int]
     """Failed writes per layer: counted always, and raised for ``set`` and ``delete``
     (promotions and loaded values are only counted)."""
@@ -126,6 +130,9 @@ class CacheStats:
     """Keys whose delete did not reach a layer, not read from it until one does."""
     unconfirmed_deletes_dropped: int = 0
     """Such keys forgotten to stay within the bound (the layer may serve them again)."""
+    untrusted_reads: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Values a layer read back but refused (corrupt, forged, too large, written for
+    another key, ...): per layer, by cause; each also counts in ``read_errors``."""
     breakers: dict[str, Any] = field(default_factory=dict)
     """Each IO layer's circuit breaker: state, times opened, calls rejected."""
     write_queues: dict[str, WriteQueueStats] = field(default_factory=dict)

@@ -26,8 +26,9 @@ BATCH_SIZE = 500
 
 # KEYS[1]: the key. ARGV: the record's written_ms ("": unknown, older than any value),
 # "set" or "delete", the value, PX ("": none), "skip" to leave an empty key empty. The
-# current value's time is its envelope's written_ms (core/entry.py: 0x97 0x01 0xd3, or
-# 0x99 0x02 0xd3 in format 2, then a big-endian int64); Lua numbers are doubles, exact
+# current value's time is its envelope's written_ms (core/entry.py: 0x98 0x03 0xd3, or
+# 0x9a 0x04 0xd3 in format 4, then a big-endian int64; formats 1 and 2 of older versions
+# keep it at the same place); Lua numbers are doubles, exact
 # for epoch milliseconds. Answers "replayed", "older" (the key holds something as new or
 # newer: nothing written), "unknown" (a value without an envelope this version knows: its
 # age cannot be told, nothing written) or "missing" (a set into an empty key, told to
@@ -37,7 +38,8 @@ local current = redis.call('GET', KEYS[1])
 if current then
   if ARGV[1] == '' then return 'older' end
   local b1, b2, b3, b4 = string.byte(current, 1, 4)
-  local known = (b1 == 0x97 and b2 == 0x01) or (b1 == 0x99 and b2 == 0x02)
+  local known = (b1 == 0x98 and b2 == 0x03) or (b1 == 0x9a and b2 == 0x04)
+    or (b1 == 0x97 and b2 == 0x01) or (b1 == 0x99 and b2 == 0x02)
   if #current < 11 or not known or b3 ~= 0xd3 or b4 > 0x7f then
     return 'unknown'
   end

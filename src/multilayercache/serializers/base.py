@@ -26,9 +26,21 @@ class Serializer(Protocol):
 
 def accepts_value_type(serializer: Serializer) -> bool:
     """Whether ``serializer.dumps`` and ``loads`` take ``value_type=``."""
+    return accepts(serializer, "value_type")
+
+
+def binds_data(serializer: Serializer) -> bool:
+    """Whether ``serializer.dumps`` and ``loads`` take ``associated_data=``: bytes the
+    value is bound to (its Redis key), which they authenticate with it, so that a value
+    copied under another key is refused (``SignedPickleSerializer``)."""
+    return accepts(serializer, "associated_data")
+
+
+def accepts(serializer: Serializer, parameter: str) -> bool:
+    """Whether ``serializer.dumps`` and ``loads`` both take the keyword ``parameter``."""
     try:
         return all(
-            "value_type" in inspect.signature(method).parameters
+            parameter in inspect.signature(method).parameters
             for method in (serializer.dumps, serializer.loads)
         )
     except (TypeError, ValueError):  # a builtin without a signature
@@ -39,3 +51,4 @@ MSGPACK_TAG = b"\x01"
 SIGNED_PICKLE_TAG = b"\x02"
 ZLIB_TAG = b"\x03"
 ZSTD_TAG = b"\x04"
+ENCRYPTED_TAG = b"\x05"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ..core.errors import UntrustedDataError
-from .base import ZLIB_TAG, ZSTD_TAG, Serializer, accepts_value_type
+from .base import ZLIB_TAG, ZSTD_TAG, Serializer, accepts_value_type, binds_data
 from .msgpack import MsgpackSerializer
 
 Algorithm = Literal["zlib", "zstd"]
@@ -66,6 +66,7 @@ class Compressed:
         self.algorithm = algorithm
         self.max_size = max_size
         self._typed = accepts_value_type(self.inner)
+        self._binds = binds_data(self.inner)
         self._tag, self._compress, self._decompress = _codec(algorithm, level, max_size)
         # A batch read decodes enveloped MessagePack in one call; a compressed item's tag is
         # not MessagePack's, which that fast path checks item by item before trusting it.
@@ -73,18 +74,17 @@ class Compressed:
         if inner_sequence is not None:
             self.loads_sequence = inner_sequence
 
-    def dumps(self, value: Any, value_type: Any = None) -> bytes:
-        """``value`` as the inner serializer encodes it, compressed if large enough."""
-        if self._typed and value_type is not None:
-            data = self.inner.dumps(value, value_type=value_type)  # type: ignore[call-arg]
-        else:
-            data = self.inner.dumps(value)
+    def dumps(self, value: Any, value_type: Any = None, associated_data: bytes = b"") -> bytes:
+        """``value`` as the inner serializer encodes it, compressed if large enough
+        (``associated_data``: passed on to an inner serializer that binds it)."""
+        options = self._options(value_type, associated_data)
+        data = self.inner.dumps(value, **options) if options else self.inner.dumps(value)
         if len(data) < self.threshold:
             return data
         packed = self._tag + self._compress(data)
         return packed if len(packed) < len(data) else data
 
-    def loads(self, data: bytes, value_type: Any = None) -> Any:
+    def loads(self, data: bytes, value_type: Any = None, associated_data: bytes = b"") -> Any:
         """The value stored as ``data``, compressed or not."""
         if data[:1] in _TAGS:
             if data[:1] != self._tag:
@@ -92,9 +92,17 @@ class Compressed:
                     f"value compressed with {_TAGS[data[:1]]}, this layer reads {self.algorithm}"
                 )
             data = self._decompress(memoryview(data)[1:])
+        options = self._options(value_type, associated_data)
+        return self.inner.loads(data, **options) if options else self.inner.loads(data)
+
+    def _options(self, value_type: Any, associated_data: bytes) -> dict[str, Any]:
+        """The keywords the inner serializer takes, of those given."""
+        options: dict[str, Any] = {}
         if self._typed and value_type is not None:
-            return self.inner.loads(data, value_type=value_type)  # type: ignore[call-arg]
-        return self.inner.loads(data)
+            options["value_type"] = value_type
+        if self._binds and associated_data:
+            options["associated_data"] = associated_data
+        return options
 
     def __repr__(self) -> str:
         return (
@@ -174,7 +182,9 @@ def _zstd(
 
 
 def _too_large(max_size: int) -> UntrustedDataError:
-    return UntrustedDataError(f"compressed value expands past max_size ({max_size} bytes)")
+    return UntrustedDataError(
+        f"compressed value expands past max_size ({max_size} bytes)", cause="limit"
+    )
 
 
 __all__ = ["DEFAULT_MAX_SIZE", "DEFAULT_THRESHOLD", "Compressed"]

@@ -32,7 +32,7 @@ def stored(raw_redis, prefix, key):
     return envelope, bytes(payload)
 
 
-def test_a_stepped_write_is_format_2_and_reads_back_everywhere(layer, raw_redis, prefix) -> None:
+def test_a_stepped_write_is_format_4_and_reads_back_everywhere(layer, raw_redis, prefix) -> None:
     items = {f"k{i}": {"n": i} for i in range(5)}
     layer.set_many_entries(items, Lifetime(30, 10, 24, -3))
     layer.set_entry("plain", 1, Lifetime(30))  # no step: format 1, as before
@@ -52,7 +52,7 @@ def test_a_stepped_write_is_format_2_and_reads_back_everywhere(layer, raw_redis,
     at_once = layer._entries_at_once([*items, "plain"], values, None, 0)
     assert at_once is not None and at_once["k1"].step == -3  # the one-call path took them
     assert layer.get_many(items) == items
-    assert layer.digest_of({"n": 1}) == envelope.digest != layer.digest_of({"n": 2})
+    assert layer.digest_of("k1", {"n": 1}) == envelope.digest != layer.digest_of("k1", {"n": 2})
 
 
 def test_an_entry_is_extended_without_its_value_crossing_the_network(

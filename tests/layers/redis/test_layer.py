@@ -7,6 +7,7 @@ import pickle
 import time
 from datetime import timedelta
 
+import msgspec
 import pytest
 import redis
 import redis.asyncio
@@ -144,7 +145,9 @@ def test_reads_through_any_client_setup(make_layer, redis_url, prefix, raw_redis
     layer = make_layer(client=client, prefix=prefix)
     layer.set_many({"a": 1, "b": 2})
     assert layer.get_many(["a", "b", "c"]) == {"a": 1, "b": 2}
-    raw_redis.set(f"{prefix}a", layer.serializer.dumps(5))  # another instance writes
+    other = RedisLayer(redis_url, prefix=prefix)
+    other.set("a", 5)  # another instance writes
+    other.close()
     assert layer.get_many(["a", "b"]) == {"a": 5, "b": 2}
     assert layer.get("a") == 5 and layer.get("c", "none") == "none"
 
@@ -374,12 +377,15 @@ def test_entries_carry_their_freshness(redis_url, prefix, raw_redis) -> None:
     layer.close()
 
 
-def test_values_written_before_envelopes_are_still_read(redis_url, prefix, raw_redis) -> None:
+def test_values_of_older_formats_are_counted_misses(redis_url, prefix, raw_redis) -> None:
     layer = RedisLayer(redis_url, prefix=prefix)
     raw_redis.set(f"{prefix}old", layer.serializer.dumps([1, 2]))  # the 0.1.0 format
-    assert layer.get("old") == [1, 2] and layer.get_entry("old").fresh_for == float("inf")
+    format_1 = b"\x97\x01\xd3" + bytes(8) + (b"\xd3" + b"\xff" * 8) * 3 + b"\xca" + bytes(4)
+    raw_redis.set(f"{prefix}format-1", format_1 + b"\x90" + layer.serializer.dumps(3))
+    assert layer.get("old") is None and layer.get("format-1") is None
     layer.set("new", 3)
-    assert layer.get_many(["old", "new"]) == {"old": [1, 2], "new": 3}
+    assert layer.get_many(["old", "format-1", "new"]) == {"new": 3}
+    assert layer.stats().untrusted == {"corrupt": 4}
     layer.close()
 
 
@@ -403,16 +409,24 @@ def test_a_batch_read_decodes_exactly_as_reads_one_by_one(redis_url, prefix, raw
 
     same(layer.get_entries(keys), keys)
     raw_redis.set(f"{prefix}old", layer.serializer.dumps([1]))  # no envelope: general path
-    from multilayercache.core.entry import HEADER_SIZE
+    from multilayercache.core.entry import HEADER_SIZE, key_check
 
-    tag_and_value = raw_redis.get(f"{prefix}k0")[HEADER_SIZE:]
-    forged = b"\x97\x01" + b"\xa1x" * 5 + b"\x90" + tag_and_value  # deadlines are text
+    k0 = raw_redis.get(f"{prefix}k0")
+    tag_and_value = k0[HEADER_SIZE:]
+    forged = b"\x98\x03" + b"\xa1x" * 6 + b"\x90" + tag_and_value  # deadlines are text
     raw_redis.set(f"{prefix}forged", forged)
-    for batch_keys in ([*keys, "forged"], [*keys, "old", "forged", "absent"]):
+    # The same numbers, as MessagePack would write them compactly: not the fixed layout.
+    fields = [3, 1, -1, -1, -1, 0.0, key_check(f"{prefix}compact"), []]
+    raw_redis.set(f"{prefix}compact", msgspec.msgpack.encode(fields) + tag_and_value)
+    raw_redis.set(f"{prefix}copy", k0)  # k0's value, copied under another key
+    unusual = ["forged", "compact", "copy", "old"]
+    for batch_keys in ([*keys, "forged"], [*keys, *unusual, "absent"], ["copy"], ["compact"]):
         batch = layer.get_entries(batch_keys)
-        same(batch, keys)
-        assert ("forged" in batch) == (layer.get_entry("forged") is not None)
-    assert batch["old"].value == [1] and "absent" not in batch
+        same(batch, [key for key in keys if key in batch_keys])
+        for key in unusual:
+            assert key not in batch and layer.get_entry(key) is None
+    assert layer.get_many(["copy", "k0"]) == {"k0": {"n": 0}}
+    assert layer.stats().untrusted["wrong_key"] >= 4
     layer.close()
 
 

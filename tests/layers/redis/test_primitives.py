@@ -39,8 +39,8 @@ def test_add_stores_only_what_get_would_miss(layer, raw_redis, prefix) -> None:
         layer.add("forever", 1, ttl=math.inf) is True and raw_redis.pttl(f"{prefix}forever") == -1
     )
     assert layer.add("at-once", 1, ttl=0) is True and not raw_redis.exists(f"{prefix}at-once")
-    raw_redis.set(f"{prefix}foreign", b"not an envelope")  # someone else's value: present
-    assert layer.add("foreign", 1) is False
+    raw_redis.set(f"{prefix}foreign", b"not an envelope")  # a get would miss it: absent
+    assert layer.add("foreign", 1) is True and layer.get("foreign") == 1
 
 
 def test_touch_rewrites_the_deadlines_not_the_value(layer, raw_redis, prefix) -> None:

@@ -52,7 +52,7 @@ class Reload:
         ranges: dict[Any, tuple[int, int]] = {}
         for key, value in mapping.items():
             entry, depth = held.get(key, (None, -1))
-            same = True if key in kept else _same(state, value, entry, depth, value_type)
+            same = True if key in kept else _same(state, key, value, entry, depth, value_type)
             if same:
                 unchanged += 1
                 if entry is not None and entry.written_ms is not None:
@@ -123,14 +123,14 @@ class Reload:
 
 
 def _same(
-    state: CacheState, value: Any, entry: Entry | None, depth: int, value_type: Any
+    state: CacheState, key: Any, value: Any, entry: Entry | None, depth: int, value_type: Any
 ) -> bool | None:
     """Whether ``value`` is the held ``entry``'s (``None``: not known)."""
     if entry is None:
         return None
     if entry.digest is not None and state.adapts:  # stored with its bytes' digest: compare
         try:
-            return bool(state.tiers[depth].layer.digest_of(value, value_type) == entry.digest)
+            return bool(state.tiers[depth].layer.digest_of(key, value, value_type) == entry.digest)
         except Exception:  # cannot be encoded there: a changed value, whatever it is
             return False
     if state.steps is not None:  # no shared layer: the value itself

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
@@ -31,6 +31,7 @@ from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
 from . import fastpath
 from .codec import (
+    DEFAULT_MAX_VALUE_BYTES,
     EXTEND_ANSWERS,
     EXTEND_ENTRY,
     EXTEND_ENTRY_SHA,
@@ -43,6 +44,9 @@ from .codec import (
 )
 from .codec import client_options as with_defaults
 from .scripts import ScriptCall, checked_delta
+
+if TYPE_CHECKING:
+    from ...serializers.encrypted import Encryption
 
 DEFAULT_ASYNC_MAX_CONNECTIONS = 50
 
@@ -68,12 +72,16 @@ class AsyncRedisLayer(RedisCodec):
         ttl_jitter: float = 0.0,
         serializer: Serializer | None = None,
         compression: Algorithm | Compressed | None = None,
+        encryption: Encryption | None = None,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         name: str = "redis",
         verify: bool = False,
         max_connections: int | None = None,
         **client_options: Any,
     ) -> None:
-        super().__init__(prefix, ttl, ttl_jitter, serializer, name, compression)
+        super().__init__(
+            prefix, ttl, ttl_jitter, serializer, name, compression, encryption, max_value_bytes
+        )
         options_given = client_options
         if (url is None) == (client is None):
             raise ValueError("give either a url or a client")
@@ -321,6 +329,26 @@ class AsyncRedisLayer(RedisCodec):
         except RedisError as error:
             raise self._failure("SCAN/UNLINK", error) from error
         return deleted
+
+    async def reencrypt(self) -> int:
+        """Rewrite every value under this layer's prefix that is sealed under an older
+        key with the active one (``Encryption``), each only if it is still the value read,
+        keeping its expiry. Returns how many were rewritten (see ``RedisLayer.reencrypt``)."""
+        client = self._bound()
+        rewritten = 0
+        try:
+            async for redis_key in self._scan(client, self._match_pattern()):
+                try:
+                    key = redis_key.decode()
+                except UnicodeDecodeError:  # not a key this layer wrote
+                    continue
+                data = await self._run(lambda key=key: client.get(key))
+                call = None if data is None else self._resealed(key, data)
+                if call is not None:
+                    rewritten += int(await self._script(call))
+        except RedisError as error:
+            raise self._failure("SCAN/GET", error) from error
+        return rewritten
 
     def _scan(self, client: Any, pattern: str) -> AsyncIterator[bytes]:
         """The keys matching ``pattern``, each SCAN call through the gate (``scan_iter``

@@ -6,9 +6,16 @@ writes as a pipeline, and the layer's counters.
 
 Keys are ``str`` (stored as ``prefix + key``, UTF-8). Values go through a ``Serializer``:
 MessagePack by default, which cannot run code whatever is in Redis; opt in to pickle with
-``SignedPickleSerializer(key=...)``. A value that cannot be encoded raises
-``SerializationError`` and nothing is written. A value that cannot be decoded (corrupt, or
-forged by whoever can write to Redis) is never trusted: it counts as an error and a miss.
+``SignedPickleSerializer(key=...)``, and to encryption with ``Encryption`` (AES-GCM). A
+value that cannot be encoded raises ``SerializationError`` and nothing is written.
+
+Nothing read from Redis is trusted, and every read decodes through one path (``_unpack``,
+and its batch form ``_entries_at_once``, which accepts exactly what it accepts): a value
+larger than ``max_value_bytes`` (checked before decoding), without an envelope this version
+writes, written for another key (the envelope's key check, and the associated data of
+signed and encrypted values), that does not open or verify, past the serializer's limits,
+or that its serializer cannot rebuild, is a miss for that key alone: counted by cause
+(``LayerStats.untrusted``, ``CacheStats.untrusted_reads``), logged at a bounded rate.
 
 A write without a TTL of its own gets the layer's ``ttl``: one hour unless set otherwise
 (``DEFAULT_TTL_SECONDS``), so that a shared layer never keeps keys forever by accident;
@@ -23,7 +30,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -42,9 +49,12 @@ from ..._forking import register_after_fork
 from ...core.decorate import CallKey
 from ...core.entry import (
     DEADLINES_OFFSET,
+    FIRST_BYTE,
     FORMAT_VERSION,
+    KEY_CHECK_OFFSET,
     NEVER,
     STEP_OFFSET,
+    STEPPED_FIRST_BYTE,
     STEPPED_VERSION,
     WRITTEN_OFFSET,
     Deltas,
@@ -52,6 +62,7 @@ from ...core.entry import (
     digest,
     extension,
     identity,
+    key_check,
     step_field,
     unwrap,
     wrap_at,
@@ -67,10 +78,21 @@ from ...core.writequeue import DeadWrite
 from ...deadletter import DeadLetterRecord
 from ...deadletter.into_redis import COMPARE_AND_WRITE
 from ...serializers import MsgpackSerializer, Serializer
-from ...serializers.base import accepts_value_type
+from ...serializers.base import accepts_value_type, binds_data
 from ...serializers.compressed import Algorithm, Compressed
 from ...serializers.msgpack import MSGPACK_TAG_VALUE
-from .scripts import ScriptCall, add_call, checked_delta, incr_call, script_error, touch_call
+from .scripts import (
+    ScriptCall,
+    add_call,
+    checked_delta,
+    incr_call,
+    reseal_call,
+    script_error,
+    touch_call,
+)
+
+if TYPE_CHECKING:
+    from ...serializers.encrypted import Encryption
 
 DEFAULT_TTL_SECONDS = 3600.0
 """How long a shared layer keeps a value written without a TTL, unless told otherwise."""
@@ -88,12 +110,16 @@ NOT_NOW = (ReadOnlyError, OutOfMemoryError, TryAgainError, ClusterDownError, Mas
 SCAN_BATCH = 500
 """Keys per SCAN call and per UNLINK when ``clear`` empties a prefix."""
 
+DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024
+"""The largest value a layer decodes (``max_value_bytes``): anything longer read from Redis
+is refused before decoding. A cache entry beyond this is not one a request should wait for."""
+
 EXTEND_ENTRY = f"""
 local head = redis.call('GETRANGE', KEYS[1], 0, {STEP_OFFSET + 1})
 if #head < {STEP_OFFSET + 1} then return 0 end
 local first, version = string.byte(head, 1, 2)
-local stepped = first == 0x99 and version == {STEPPED_VERSION}
-if not stepped and not (first == 0x97 and version == {FORMAT_VERSION}) then return 0 end
+local stepped = first == {STEPPED_FIRST_BYTE} and version == {STEPPED_VERSION}
+if not stepped and not (first == {FIRST_BYTE} and version == {FORMAT_VERSION}) then return 0 end
 if string.sub(head, {WRITTEN_OFFSET + 1}, {DEADLINES_OFFSET}) ~= ARGV[1] then return 2 end
 if ARGV[3] ~= '' then
   if not stepped then return 0 end
@@ -112,7 +138,7 @@ return 1
 leave it) and expiry (``ARGV[4]`` ms, '' for none). The value is not rewritten: one round
 trip of a few dozen bytes, whatever its size. 1: extended; 2: overtaken (another write
 replaced the entry meanwhile: it is newer, and left alone); 0: the caller must write the
-value (the key is gone or holds no envelope, or is format 1 and a step must be stored)."""
+value (the key is gone or holds no envelope, or is format 3 and a step must be stored)."""
 ExtendAnswer = Literal["extended", "overtaken", "write"]
 EXTEND_ANSWERS: dict[int, ExtendAnswer] = {1: "extended", 2: "overtaken", 0: "write"}
 EXTEND_ENTRY_SHA = hashlib.sha1(EXTEND_ENTRY.encode()).hexdigest()
@@ -211,6 +237,8 @@ class RedisCodec:
         serializer: Serializer | None,
         name: str,
         compression: Algorithm | Compressed | None = None,
+        encryption: Encryption | None = None,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     ) -> None:
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
@@ -226,8 +254,14 @@ class RedisCodec:
             raise TypeError(
                 f'compression must be "zlib", "zstd" or Compressed(...), got {compression!r}'
             )
+        if encryption is not None and not callable(getattr(encryption, "seal", None)):
+            raise TypeError(f"encryption must be an Encryption(...), got {encryption!r}")
+        if type(max_value_bytes) is not int or max_value_bytes < 1:
+            raise ValueError(f"max_value_bytes must be an int >= 1, got {max_value_bytes!r}")
         self.name = name
         self.prefix = prefix
+        self.encryption = encryption
+        self.max_value_bytes = max_value_bytes
         default = optional_ttl_seconds(ttl)
         self.default_ttl = DEFAULT_TTL_SECONDS if default is None else default
         self.ttl_jitter = check_jitter(ttl_jitter)
@@ -235,16 +269,18 @@ class RedisCodec:
         self._dumps = self.serializer.dumps
         self._loads = self.serializer.loads
         self._typed = accepts_value_type(self.serializer)
+        self._binds = binds_data(self.serializer)  # authenticates the Redis key with the value
         self._loads_sequence = getattr(self.serializer, "loads_sequence", None)
         self._rng = random.Random()
         self._counter_lock = threading.Lock()
         self._hits = self._misses = self._errors = 0
+        self._untrusted: dict[str, int] = {}
         self._warn_untrusted = ThrottledWarning()
         # encode_write's memo: the last lifetime, and its deltas and expiry.
         self._packing_memo: tuple[Lifetime | None, tuple[Any, int | None]] = (None, (None, None))
-        # digest_of's memo: the last value digested and its bytes, which the write of a
-        # changed value that usually follows then does not encode again.
-        self._digested: tuple[Any, Any, bytes] | None = None
+        # digest_of's memo: the last value digested, its key and its bytes, which the write
+        # of a changed value that usually follows then does not encode again.
+        self._digested: tuple[Any, Any, str, bytes] | None = None
         register_after_fork(self)
 
     def _after_fork(self) -> None:
@@ -344,68 +380,108 @@ class RedisCodec:
         )
 
     # ---------------------------------------------------------------- values
-    def _pack(
-        self, value: Any, lifetime: Lifetime, load_seconds: float = 0.0, value_type: Any = None
-    ) -> bytes:
-        """The stored form of ``value``: its envelope, then the serializer's bytes."""
-        return self._pack_at(_now_ms(), value, deltas(lifetime), load_seconds, value_type)
-
     def _pack_at(
         self,
         now_ms: int,
+        redis_key: str,
         value: Any,
         lifetime: Deltas,
         load_seconds: float,
         value_type: Any,
         step: int | None = None,
     ) -> bytes:
-        payload = self._payload(value, value_type)
-        if step is not None:  # a loaded value in a cache with adaptive TTLs: format 2
-            return wrap_stepped_at(now_ms, lifetime, load_seconds, step, payload)
-        return wrap_at(now_ms, lifetime, load_seconds, payload)
+        """The stored form of ``value`` under ``redis_key``: its envelope (with the key's
+        check), then the serializer's bytes, sealed when the layer encrypts."""
+        plain = self._payload(redis_key, value, value_type)
+        stored = plain
+        if self.encryption is not None:
+            stored = self.encryption.seal(plain, redis_key.encode())
+        check = key_check(redis_key)
+        if step is not None:  # a loaded value in a cache with adaptive TTLs: format 4
+            stamp = self._stamp(plain)
+            return wrap_stepped_at(now_ms, lifetime, load_seconds, step, check, stamp, stored)
+        return wrap_at(now_ms, lifetime, load_seconds, check, stored)
 
-    def _payload(self, value: Any, value_type: Any) -> bytes:
+    def _payload(self, redis_key: str, value: Any, value_type: Any) -> bytes:
         """The serializer's bytes for ``value`` (those ``digest_of`` just made, if it did)."""
         memo = self._digested  # one read: threads replace it whole
         if memo is not None and memo[0] is value and memo[1] is value_type:
-            self._digested = None
-            return memo[2]
+            if memo[2] == redis_key:
+                self._digested = None
+                return memo[3]
+        if self._binds:
+            if value_type is None or not self._typed:
+                return self._dumps(value, associated_data=redis_key.encode())
+            return self._dumps(value, value_type=value_type, associated_data=redis_key.encode())
         if value_type is None or not self._typed:
             return self._dumps(value)
         return self._dumps(value, value_type=value_type)
 
-    def digest_of(self, value: Any, value_type: Any = None) -> int:
-        """The digest a format 2 entry of ``value`` carries (``core/entry.py``): equal to a
-        stored entry's when the value encodes to the same bytes. Raises
-        ``SerializationError`` for a value that cannot be encoded."""
-        self._digested = None
-        payload = self._payload(value, value_type)
-        self._digested = (value, value_type, payload)
-        return digest(payload)
+    def _stamp(self, plain: bytes) -> int:
+        """The digest a format 4 entry carries of its serializer's bytes ``plain`` (keyed
+        when the layer encrypts: see ``Encryption.digest``)."""
+        return digest(plain) if self.encryption is None else self.encryption.digest(plain)
 
-    def _load(self, data: Any, value_type: Any) -> Any:
-        if value_type is None or not self._typed:
-            return self._loads(data)
-        return self._loads(data, value_type=value_type)
+    def digest_of(self, key: Any, value: Any, value_type: Any = None) -> int:
+        """The digest a format 4 entry of ``value`` under ``key`` carries
+        (``core/entry.py``): equal to a stored entry's when the value encodes to the same
+        bytes. Raises ``SerializationError`` for a value that cannot be encoded."""
+        self._digested = None
+        redis_key = self.redis_key(key)
+        payload = self._payload(redis_key, value, value_type)
+        self._digested = (value, value_type, redis_key, payload)
+        return self._stamp(payload)
 
     def _unpack(self, key: Any, data: Any, value_type: Any, now_ms: int) -> Entry | None:
-        """The entry stored as ``data``, or ``None`` if it cannot be trusted (counted and
-        logged)."""
+        """The entry stored as ``data`` under ``key``, or ``None`` if it cannot be trusted
+        (counted by cause, and logged): the one decode path of every read."""
         if not isinstance(data, bytes):
             raise TypeError(
                 "the Redis client must return bytes: create it with "
                 "decode_responses=False (the default)"
             )
         try:
-            envelope, payload = unwrap(data)
-            value = self._load(bytes(payload) if envelope else data, value_type)
+            return self._decode(key, data, value_type, now_ms)
         except UntrustedDataError as error:
-            self._count(errors=1)
-            self._warn_untrusted("%s: ignoring the stored value of %r: %s", self.name, key, error)
-            return None
-        if envelope is None:  # written before envelopes: fresh while Redis keeps it
-            return Entry(value, math.inf, math.inf)
+            self._refused(key, error.cause, error)
+        except Exception as error:  # e.g. RecursionError, or a serializer's own bug
+            self._refused(key, "corrupt", error)
+        return None
+
+    def _decode(self, key: Any, data: bytes, value_type: Any, now_ms: int) -> Entry:
+        """``_unpack``'s checks, in order; raises ``UntrustedDataError`` for the first
+        that fails."""
+        if len(data) > self.max_value_bytes:
+            raise UntrustedDataError(
+                f"{len(data)} bytes, past max_value_bytes={self.max_value_bytes}", cause="limit"
+            )
+        envelope, payload = unwrap(data)
+        redis_key = self.redis_key(key)
+        if envelope.key_check != key_check(redis_key):
+            raise UntrustedDataError(
+                "written for another key (copied or moved): its key check differs",
+                cause="wrong_key",
+            )
+        plain: bytes | memoryview = payload
+        if self.encryption is not None:
+            plain = self.encryption.open(payload, redis_key.encode())
+        options: dict[str, Any] = {}
+        if value_type is not None and self._typed:
+            options["value_type"] = value_type
+        if self._binds:
+            options["associated_data"] = redis_key.encode()
+        value = self._loads(bytes(plain), **options)
         return envelope.entry(value, now_ms)
+
+    def _refused(self, key: Any, cause: str, error: Exception) -> None:
+        """Count and log (at a bounded rate) a value read back but not trusted."""
+        with self._counter_lock:
+            self._errors += 1
+            self._untrusted[cause] = self._untrusted.get(cause, 0) + 1
+        self._warn_untrusted(
+            "%s: ignoring the stored value of %r (%s): %s: %s",
+            self.name, key, cause, type(error).__name__, error,
+        )  # fmt: skip
 
     def _found(
         self, key: Any, data: Any, default: Any, value_type: Any = None, fresh: bool = True
@@ -447,31 +523,52 @@ class RedisCodec:
         self, keys: list[Any], values: list[Any], value_type: Any, now_ms: int
     ) -> dict[Any, Entry] | None:
         """The fast path of a batch read: every key found, all enveloped MessagePack, no
-        declared type: one msgspec call decodes headers and values together (``None``
-        when that does not apply)."""
-        if value_type is not None or self._loads_sequence is None or None in values:
+        declared type, no encryption: one msgspec call decodes headers and values together
+        (``None`` when that does not apply, or when any item fails a check: the general
+        path then decides item by item). It accepts exactly what ``_unpack`` accepts: the
+        serializer's ``loads_sequence`` keeps each item's objects within its own bytes and
+        limits, and each header is checked here as ``unwrap`` checks it."""
+        if (
+            value_type is not None
+            or self._loads_sequence is None
+            or self.encryption is not None
+            or None in values
+        ):
             return None
+        limit = self.max_value_bytes
+        for data in values:
+            # The header's fixed layout, as ``unwrap`` requires it: 0xd3 before each of the
+            # four times, 0xca before the load time, 0xce before the key check.
+            if len(data) > limit or data[2:39:9] != _TIME_MARKERS:
+                return None
+            if data[KEY_CHECK_OFFSET : KEY_CHECK_OFFSET + 1] != b"\xce":
+                return None
         decoded = self._loads_sequence(values, 3)  # header, serializer tag, value per item
         if decoded is None or decoded[1::3].count(MSGPACK_TAG_VALUE) != len(values):
             return None
         # Envelope.from_fields and Envelope.entry, inlined: this loop runs per key of
         # every get_many. Anything unusual (tags, another version, a forged header that
-        # is not numbers) leaves it to the general path, which checks it all.
+        # is not numbers, another key's check) leaves it to the general path.
         inf, never, entries = math.inf, NEVER, {}
         new = tuple.__new__  # Entry(...) without the named tuple's Python-level __new__
+        redis_keys = self._redis_keys(keys)
         try:
-            for key, header, value in zip(keys, decoded[0::3], decoded[2::3], strict=True):
-                if len(header) == 7:
-                    version, written, refresh, stale, gone, load, tags = header
+            for key, redis_key, header, value in zip(
+                keys, redis_keys, decoded[0::3], decoded[2::3], strict=True
+            ):
+                if len(header) == 8:
+                    version, written, refresh, stale, gone, load, check, tags = header
                     if version != FORMAT_VERSION or tags or type(written) is not int:
                         return None
                     step, stamp = 0, None
-                else:  # format 2: a loaded value with its adaptive step and digest
-                    version, written, refresh, stale, gone, load, step, stamp, tags = header
+                else:  # format 4: a loaded value with its adaptive step and digest
+                    version, written, refresh, stale, gone, load, check, step, stamp, tags = header
                     if version != STEPPED_VERSION or tags or type(written) is not int:
                         return None
                     if type(step) is not int or type(stamp) is not int:
                         return None
+                if check != key_check(redis_key):
+                    return None
                 entries[key] = new(
                     Entry,
                     (
@@ -485,7 +582,7 @@ class RedisCodec:
                         stamp,
                     ),
                 )
-        except (TypeError, ValueError):
+        except (TypeError, ValueError):  # a header that is not numbers
             return None
         return entries
 
@@ -512,16 +609,15 @@ class RedisCodec:
                 self._packing_memo = (lifetime, packing)
         now_ms = _now_ms()
         lifetime_deltas, milliseconds = packing
+        redis_key = self.redis_key(key)
         data = self._pack_at(
-            now_ms, value, lifetime_deltas, load_seconds, value_type, lifetime.step
+            now_ms, redis_key, value, lifetime_deltas, load_seconds, value_type, lifetime.step
         )
         # tuple.__new__: the named tuple without its Python-level __new__ (every set()).
         if milliseconds is None:
-            return _new(PackedWrite, (self.redis_key(key), data, None, None, now_ms, False))
+            return _new(PackedWrite, (redis_key, data, None, None, now_ms, False))
         expires_at = (now_ms + milliseconds) / 1000
-        return _new(
-            PackedWrite, (self.redis_key(key), data, milliseconds, expires_at, now_ms, False)
-        )
+        return _new(PackedWrite, (redis_key, data, milliseconds, expires_at, now_ms, False))
 
     # ---------------------------------------------------------------- atomic operations
     def _add_call(
@@ -555,6 +651,24 @@ class RedisCodec:
         return incr_call(
             self.redis_key(key), _now_ms(), delta, deltas(resolved), self._expiry_ms(resolved)
         )
+
+    def _resealed(self, redis_key: str, data: bytes) -> ScriptCall | None:
+        """The script that rewrites ``data``, read under ``redis_key``, sealed under the
+        active encryption key, header untouched (``reencrypt``); ``None`` when it already
+        is, or when it does not open (left to expire: reads refuse it anyway)."""
+        if self.encryption is None:
+            raise ValueError(f"{self.name}: reencrypt needs a layer with encryption=...")
+        try:
+            envelope, payload = unwrap(data)
+            if envelope.key_check != key_check(redis_key):
+                return None
+            sealed = self.encryption.reseal(payload, redis_key.encode())
+        except UntrustedDataError:
+            return None
+        if sealed is None:
+            return None
+        header = data[: len(data) - len(payload)]
+        return reseal_call(redis_key, data, header + sealed)
 
     def _script_failure(self, call: ScriptCall, error: RedisError) -> Exception:
         """What to raise when a script failed: the script's own refusal (``TypeError``,
@@ -640,11 +754,16 @@ class RedisCodec:
             self._errors += errors
 
     def stats(self) -> LayerStats:
-        """Hits, misses and errors (failed calls and untrusted values) since creation.
+        """Hits, misses, errors (failed calls and untrusted values) and untrusted values
+        by cause, since creation.
         ``size`` is ``None``: counting this layer's keys would mean scanning Redis."""
         with self._counter_lock:
             return LayerStats(
-                name=self.name, hits=self._hits, misses=self._misses, errors=self._errors
+                name=self.name,
+                hits=self._hits,
+                misses=self._misses,
+                errors=self._errors,
+                untrusted=dict(self._untrusted),
             )
 
     def __repr__(self) -> str:
@@ -676,6 +795,7 @@ def client_options(options: dict[str, Any], retry_class: type) -> dict[str, Any]
 
 
 _new = tuple.__new__
+_TIME_MARKERS = b"\xd3\xd3\xd3\xd3\xca"  # an envelope's bytes 2, 11, 20, 29 and 38
 
 
 def _now_ms() -> int:

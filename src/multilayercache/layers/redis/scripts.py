@@ -1,15 +1,18 @@
 """The atomic operations of both Redis layers, as Lua scripts (IO-free: the scripts, their
 arguments and what their answers mean; ``sync.py`` and ``aio.py`` send them).
 
-Every value in Redis carries its envelope (``core/entry.py``): 44 bytes of header, then the
-serializer's bytes. An operation that reads and writes a key in one step is a script, run
-atomically by Redis, one key each (so cluster-safe):
+Every value in Redis carries its envelope (``core/entry.py``): 49 bytes of header (60 for
+a loaded value with its adaptive step), then the serializer's bytes. An operation that
+reads and writes a key in one step is a script, run atomically by Redis, one key each (so
+cluster-safe):
 
 * ``ADD``: store only if the key holds no fresh value (none at all, or one past its fresh
   deadline: what ``get`` would miss), so that exactly one of concurrent adders wins.
 * ``TOUCH``: give a fresh value a new lifetime without rewriting it: the refresh, stale and
   gone deadlines in its header are overwritten in place (``SETRANGE``), then its expiry
   (``PEXPIRE`` / ``PERSIST``); the bytes of the value and when it was written stay.
+* ``RESEAL``: replace a value with the same value sealed under another key (``reencrypt``),
+  only if the key still holds what was read, keeping its expiry.
 * ``INCR``: add to a counter, keeping its lifetime (``KEEPTTL``, and the header's
   deadlines); a missing (or stale) key starts at 0, as Redis' own ``INCRBY`` does, with the
   lifetime given. A counter is stored as any integer value of the MessagePack serializer
@@ -25,7 +28,17 @@ import hashlib
 import struct
 from typing import Any, NamedTuple
 
-from ...core.entry import Deltas, wrap_at
+from ...core.entry import (
+    FIRST_BYTE,
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    STEPPED_FIRST_BYTE,
+    STEPPED_HEADER_SIZE,
+    STEPPED_VERSION,
+    Deltas,
+    key_check,
+    wrap_at,
+)
 
 COUNTER_LIMIT = 2**53
 """Counters stay strictly within +-COUNTER_LIMIT: Lua's numbers are doubles, exact below."""
@@ -35,15 +48,24 @@ NOT_AN_INTEGER = "NOTINT"
 OVERFLOW = "OVERFLOW"
 """The error code of ``INCR`` past ``COUNTER_LIMIT``."""
 
-# Shared by the scripts: ``fresh(data, now)``, whether ``data`` is a value that ``get``
-# would return at ``now`` (enveloped and before its stale deadline, or without an envelope:
-# fresh while Redis keeps it); ``enveloped(data)``.
-_HELPERS = """
-local function enveloped(data)
-  return #data >= 44 and string.byte(data, 1) == 0x97 and string.byte(data, 2) == 0x01
+# Shared by the scripts: ``header_size(data)``, the length of ``data``'s envelope (``nil``
+# for data without one of this version: ``get`` reads it as a miss); ``fresh(data, now)``,
+# whether ``data`` is a value that ``get`` would return at ``now`` (enveloped and before
+# its stale deadline).
+_HELPERS = f"""
+local function header_size(data)
+  local first, version = string.byte(data, 1, 2)
+  if first == {FIRST_BYTE} and version == {FORMAT_VERSION} and #data >= {HEADER_SIZE} then
+    return {HEADER_SIZE}
+  end
+  if first == {STEPPED_FIRST_BYTE} and version == {STEPPED_VERSION}
+      and #data >= {STEPPED_HEADER_SIZE} then
+    return {STEPPED_HEADER_SIZE}
+  end
+  return nil
 end
 local function fresh(data, now)
-  if not enveloped(data) then return true end
+  if not header_size(data) then return false end
   local stale = struct.unpack('>i8', data, 22)
   return stale == -1 or stale > now
 end
@@ -78,7 +100,7 @@ if ARGV[3] == '0' then
   redis.call('DEL', KEYS[1])
   return 1
 end
-if enveloped(current) then redis.call('SETRANGE', KEYS[1], 11, ARGV[2]) end
+redis.call('SETRANGE', KEYS[1], 11, ARGV[2])
 if ARGV[3] == '' then
   redis.call('PERSIST', KEYS[1])
 else
@@ -89,7 +111,7 @@ return 1
 )
 
 # KEYS[1]; ARGV: now (ms), delta, now as 8 bytes (the new written_ms), the header of a new
-# counter (44 bytes), its PX ("": no expiry). Answers the new count.
+# counter (49 bytes), its PX ("": no expiry). Answers the new count.
 INCR_SCRIPT = (
     _HELPERS
     + f"""
@@ -112,17 +134,13 @@ end
 local current = redis.call('GET', KEYS[1])
 local now = tonumber(ARGV[1])
 local delta = tonumber(ARGV[2])
-local header, payload
 if current and fresh(current, now) then
-  if enveloped(current) then
-    if string.byte(current, 44) ~= 0x90 then
-      return redis.error_reply('{NOT_AN_INTEGER} the value is not a counter (it has tags)')
-    end
-    header = string.sub(current, 1, 3) .. ARGV[3] .. string.sub(current, 12, 44)
-    payload = string.sub(current, 45)
-  else
-    header, payload = '', current
+  local size = header_size(current)
+  if string.byte(current, size) ~= 0x90 then
+    return redis.error_reply('{NOT_AN_INTEGER} the value is not a counter (it has tags)')
   end
+  local header = string.sub(current, 1, 3) .. ARGV[3] .. string.sub(current, 12, size)
+  local payload = string.sub(current, size + 1)
   local count = count_in(payload)
   if count == nil then
     return redis.error_reply('{NOT_AN_INTEGER} the value is not an integer')
@@ -145,6 +163,14 @@ return delta
 """
 )
 
+# KEYS[1]; ARGV: the value as it was read, the value to write instead. Writes only if the key
+# still holds the first (a newer write is never undone), keeping the key's expiry.
+RESEAL_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+"""
+
 
 class Script(NamedTuple):
     """A Lua script and its SHA1 (sent as ``EVALSHA``; as ``EVAL`` once if the server has
@@ -161,6 +187,7 @@ class Script(NamedTuple):
 ADD = Script.of(ADD_SCRIPT)
 TOUCH = Script.of(TOUCH_SCRIPT)
 INCR = Script.of(INCR_SCRIPT)
+RESEAL = Script.of(RESEAL_SCRIPT)
 
 
 class ScriptCall(NamedTuple):
@@ -185,17 +212,21 @@ def add_call(redis_key: str, now_ms: int, data: bytes, milliseconds: int | None)
 def touch_call(
     redis_key: str, now_ms: int, lifetime: Deltas, milliseconds: int | None
 ) -> ScriptCall:
-    deadlines = wrap_at(now_ms, lifetime, 0.0, b"")[11:38]  # refresh, stale, gone
+    deadlines = wrap_at(now_ms, lifetime, 0.0, 0, b"")[11:38]  # refresh, stale, gone
     return ScriptCall("TOUCH", TOUCH, redis_key, (now_ms, deadlines, px_argument(milliseconds)))
 
 
 def incr_call(
     redis_key: str, now_ms: int, delta: int, lifetime: Deltas, milliseconds: int | None
 ) -> ScriptCall:
-    header = wrap_at(now_ms, lifetime, 0.0, b"")
+    header = wrap_at(now_ms, lifetime, 0.0, key_check(redis_key), b"")
     written = struct.pack(">q", now_ms)
     args = (now_ms, delta, written, header, px_argument(milliseconds))
     return ScriptCall("INCR", INCR, redis_key, args)
+
+
+def reseal_call(redis_key: str, old: bytes, new: bytes) -> ScriptCall:
+    return ScriptCall("REENCRYPT", RESEAL, redis_key, (old, new))
 
 
 def checked_delta(delta: Any) -> int:

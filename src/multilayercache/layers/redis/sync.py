@@ -12,7 +12,7 @@ same methods and parameters.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.cluster
@@ -26,6 +26,7 @@ from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
 from . import fastpath
 from .codec import (
+    DEFAULT_MAX_VALUE_BYTES,
     EXTEND_ANSWERS,
     EXTEND_ENTRY,
     EXTEND_ENTRY_SHA,
@@ -38,6 +39,9 @@ from .codec import (
     write_commands,
 )
 from .scripts import ScriptCall, checked_delta
+
+if TYPE_CHECKING:
+    from ...serializers.encrypted import Encryption
 
 
 class RedisLayer(RedisCodec):
@@ -66,12 +70,16 @@ class RedisLayer(RedisCodec):
         ttl_jitter: float = 0.0,
         serializer: Serializer | None = None,
         compression: Algorithm | Compressed | None = None,
+        encryption: Encryption | None = None,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         name: str = "redis",
         verify: bool = False,
         max_connections: int | None = None,
         **client_options: Any,
     ) -> None:
-        super().__init__(prefix, ttl, ttl_jitter, serializer, name, compression)
+        super().__init__(
+            prefix, ttl, ttl_jitter, serializer, name, compression, encryption, max_value_bytes
+        )
         if (url is None) == (client is None):
             raise ValueError("give either a url or a client")
         if client is None:
@@ -255,6 +263,26 @@ class RedisLayer(RedisCodec):
         except RedisError as error:
             raise self._failure("SCAN/UNLINK", error) from error
         return deleted
+
+    def reencrypt(self) -> int:
+        """Rewrite every value under this layer's prefix that is sealed under an older
+        key with the active one (``Encryption``), a SCAN batch at a time; each only if it
+        is still the value read, keeping its expiry. Returns how many were rewritten;
+        after it, the old key may be dropped from the ring."""
+        rewritten = 0
+        try:
+            for redis_key in self.client.scan_iter(match=self._match_pattern(), count=SCAN_BATCH):
+                try:
+                    key = redis_key.decode()
+                except UnicodeDecodeError:  # not a key this layer wrote
+                    continue
+                data = self.client.get(key)
+                call = None if data is None else self._resealed(key, data)
+                if call is not None:
+                    rewritten += int(self._script(call))
+        except RedisError as error:
+            raise self._failure("SCAN/GET", error) from error
+        return rewritten
 
     def get_many(self, keys: Iterable[Any], value_type: Any = None) -> dict[Any, Any]:
         """The fresh hits among ``keys``, in one round trip (MGET; a pipeline per hash slot
