@@ -177,4 +177,3 @@ def _same(a: Any, b: Any) -> bool:
         return bool(msgspec.msgpack.encode(a) == msgspec.msgpack.encode(b))
     except TypeError:
         return a is b or a == b
-

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, _core
+from ..core.errors import CacheError
 from ..layers.memory.arguments import MAX_CAPACITY
 from .simulation import Progress, belady_hits, load_trace, lru_hits, replay
 
@@ -28,6 +29,7 @@ examples:
   {prog} simulate ../shared/traces/oltp.npy --size 1000 --size 10000 --compare
   {prog} demo --threads 8 --loader-ms 5
   {prog} bench --entries 100000
+  {prog} reencrypt redis://127.0.0.1:6379/0 --prefix app:
 """
 
 
@@ -185,6 +187,23 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "and tqdm is installed)",
     )
     bench.set_defaults(run=_bench)
+
+    reencrypt = command(
+        "reencrypt",
+        "rewrite a layer's values under its active encryption key",
+        "Rewrite every value under PREFIX that is sealed under an older key with the active "
+        "one (the first of the ring in the environment variable), each only if unchanged "
+        "since it was read, keeping its expiry; after it, the old key can be dropped.",
+    )
+    reencrypt.add_argument("url", help="the Redis server, e.g. redis://127.0.0.1:6379/0")
+    reencrypt.add_argument("--prefix", required=True, help="the layer's key prefix")
+    reencrypt.add_argument(
+        "--keys-from",
+        default="MULTILAYERCACHE_KEYS",
+        metavar="VARIABLE",
+        help="the environment variable holding the ring: id=base64key,... (active first)",
+    )
+    reencrypt.set_defaults(run=_reencrypt)
     return parser
 
 
@@ -370,6 +389,25 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- bench
+def _reencrypt(args: argparse.Namespace) -> int:
+    from ..layers.redis.sync import RedisLayer
+    from ..serializers.encrypted import Encryption
+
+    try:
+        encryption = Encryption.from_environment(args.keys_from)
+    except (ValueError, ImportError) as error:
+        raise CliError(str(error)) from None
+    layer = RedisLayer(args.url, prefix=args.prefix, encryption=encryption)
+    try:
+        rewritten = layer.reencrypt()
+    except (ValueError, CacheError) as error:
+        raise CliError(str(error)) from None
+    finally:
+        layer.close()
+    print(f"{rewritten} value(s) rewritten under key {encryption.active_id!r}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .benchmarking import hit_latency_measurements, hit_latency_table, skipped_peers
 

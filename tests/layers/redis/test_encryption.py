@@ -5,6 +5,7 @@ unchanged value."""
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
 
@@ -88,3 +89,17 @@ def test_the_asyncio_layer_encrypts_and_reencrypts(redis_url, prefix, raw_redis)
         await rotated.close()
 
     asyncio.run(scenario())
+
+
+def test_the_reencrypt_command(redis_url, prefix, raw_redis, monkeypatch, capsys) -> None:
+    from multilayercache.tools.cli import main
+
+    RedisLayer(redis_url, prefix=prefix, encryption=Encryption({"old": OLD})).set("k", 1)
+    ring = f"new={base64.b64encode(NEW).decode()},old={base64.b64encode(OLD).decode()}"
+    monkeypatch.setenv("MULTILAYERCACHE_KEYS", ring)
+    assert main(["reencrypt", redis_url, "--prefix", prefix]) == 0
+    assert "1 value(s) rewritten under key 'new'" in capsys.readouterr().out
+    assert key_id(raw_redis, prefix + "k") == b"new"
+    monkeypatch.setenv("MULTILAYERCACHE_KEYS", "")
+    assert main(["reencrypt", redis_url, "--prefix", prefix]) == 2
+    assert "holds no keys" in capsys.readouterr().err
