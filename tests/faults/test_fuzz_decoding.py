@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from multilayercache import Compressed, MsgpackSerializer, RedisLayer, SignedPickleSerializer
+from multilayercache import Compressed, RedisLayer, SignedPickleSerializer
 from multilayercache.core.entry import deltas, key_check, wrap_at, wrap_stepped_at
 from multilayercache.core.freshness import Lifetime
 from multilayercache.serializers.encrypted import Encryption
