@@ -1,0 +1,324 @@
+"""``Backplane``: the instances of a fleet tell each other which keys changed, so that no L1
+keeps serving a value another instance replaced or deleted in the shared layer.
+
+    cache = MultilayerCache([l1, l2], backplane=True)          # the L2's server
+    cache = MultilayerCache([l1, l2], backplane="redis://bus:6379/0")
+    cache = MultilayerCache([l1, l2], backplane=Backplane(url, max_cut_off=30))
+
+Transport: one Redis stream per key prefix (``PREFIX__mlc:backplane``), written with
+``XADD`` (trimmed to about ``stream_length`` entries) and read with a blocking ``XREAD``.
+A stream rather than pub/sub because a stream keeps what was said: an instance that was
+cut off reads on from the last entry it saw, so only the keys that changed meanwhile leave
+its L1, where a pub/sub subscriber (FusionCache's backplane, Redis client tracking,
+cashews) must throw its whole L1 away or serve stale values. Blocking ``XREAD`` answers as
+soon as an entry arrives, so delivery takes one hop, as pub/sub does. When the gap cannot
+be replayed (the stream trimmed past it, the server restarted, the prefix cleared), the
+instance drops every L1 entry it held (``core/backplane.py``: ``can_replay``).
+
+While cut off, an instance serves what its L1 holds (fail-safe); ``max_cut_off`` seconds
+bounds that: cut off longer, it drops its L1 once and reads below it until it is back.
+
+Two threads per cache (one publishing, one reading), each with a connection of its own,
+for sync and asyncio caches alike: the work is a blocking read and a queue, and L1 is
+thread-safe. Writes are queued and sent in batches (a burst of sets is one ``XADD`` per
+thousand keys); the caller never waits for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.exceptions import RedisError, ResponseError
+
+from ..._forking import register_after_fork
+from ...core.backplane import Message, StreamState, batched, can_replay, new_origin, stream_id
+
+log = logging.getLogger("multilayercache.backplane")
+
+STREAM_SUFFIX = "__mlc:backplane"
+"""The stream's key after the layer's prefix (``clear`` of the prefix removes it too, which
+the others see as a gap: they drop their L1, as the clear asks)."""
+DEFAULT_STREAM_LENGTH = 100_000
+"""Entries kept: a gap shorter than this many batches is replayed."""
+MAX_KEYS_PER_ENTRY = 1_000
+READ_BLOCK_SECONDS = 1.0
+RETRY_SECONDS = (0.05, 0.1, 0.2, 0.5, 1.0)
+_CLOSE = object()
+
+
+class Backplane:
+    """Invalidation messages between the instances that share a shared layer's prefix (see
+    the module docstring). ``url`` or ``client``: the server of the stream (by default the
+    shared layer's). ``max_cut_off``: seconds an instance cut off from the backplane keeps
+    serving its L1 (``None``: until it is back; it then replays or drops what it missed)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: redis.Redis | None = None,
+        stream_length: int = DEFAULT_STREAM_LENGTH,
+        max_cut_off: float | None = None,
+    ) -> None:
+        if url is not None and client is not None:
+            raise ValueError("give a url or a client, not both")
+        if type(stream_length) is not int or stream_length < 100:
+            raise ValueError(f"stream_length must be an int >= 100, got {stream_length!r}")
+        if max_cut_off is not None and not max_cut_off > 0:
+            raise ValueError(f"max_cut_off must be > 0 seconds or None, got {max_cut_off!r}")
+        self.url = url
+        self._client = client
+        self.stream_length = stream_length
+        self.max_cut_off = max_cut_off
+        self.stream = ""
+        self.origin = new_origin()
+        self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._on_keys: Callable[[tuple[str, ...]], None] = _nothing
+        self._on_clear: Callable[[], None] = _nothing_at_all
+        self.counts = dict.fromkeys(
+            ("published", "received", "malformed", "replayed_gaps", "dropped_l1", "lost"), 0
+        )
+        self.cut_off_since: float | None = None
+        """When the reading connection broke (monotonic seconds); ``None`` while connected."""
+        register_after_fork(self)
+
+    # ---------------------------------------------------------------- wiring
+    def start(
+        self,
+        prefix: str,
+        on_keys: Callable[[tuple[str, ...]], None],
+        on_clear: Callable[[], None],
+        default_url: str | None = None,
+    ) -> None:
+        """Begin: messages for ``prefix`` call ``on_keys`` (keys another instance changed)
+        and ``on_clear`` (drop everything); ``default_url`` when none was given."""
+        if self._threads:
+            raise RuntimeError("this Backplane is in use by a cache already: give each its own")
+        if self.url is None and self._client is None:
+            if default_url is None:
+                raise ValueError("backplane=True needs a shared layer built from a url")
+            self.url = default_url
+        self.stream = prefix + STREAM_SUFFIX
+        self._on_keys, self._on_clear = on_keys, on_clear
+        reader = self._connect()
+        position, run = self._position(reader)  # before any write of ours: none is missed
+        self._threads = [
+            threading.Thread(
+                target=self._read, args=(reader, position, run), name="mlc-backplane-read"
+            ),
+            threading.Thread(target=self._publish, name="mlc-backplane-publish"),
+        ]
+        for thread in self._threads:
+            thread.daemon = True
+            thread.start()
+
+    def publish_keys(self, keys: list[str]) -> None:
+        """Tell the others that ``keys`` changed (queued: the caller does not wait)."""
+        if keys and self._threads:
+            self._outbox.put(Message(self.origin, "keys", tuple(keys)))
+
+    def publish_clear(self) -> None:
+        """Tell the others to drop their whole L1."""
+        if self._threads:
+            self._outbox.put(Message(self.origin, "clear"))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every message queued so far was sent (True) or ``timeout`` passed."""
+        done = threading.Event()
+        self._outbox.put(done)
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Send what is queued (within ``timeout``), then stop both threads."""
+        if not self._threads:
+            return
+        self.flush(timeout)
+        self._closed.set()
+        self._outbox.put(_CLOSE)
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+
+    def stats(self) -> dict[str, Any]:
+        """Messages published and received, malformed ones skipped, gaps replayed, times
+        L1 was dropped (a gap that could not be replayed, or ``max_cut_off``), messages
+        lost (not sent after every retry), and how long it has been cut off (seconds)."""
+        cut_off = self.cut_off_since
+        return {**self.counts, "cut_off_for": 0.0 if cut_off is None else time.monotonic() - cut_off}
+
+    # ---------------------------------------------------------------- threads
+    def _connect(self) -> redis.Redis:
+        if self._client is not None:
+            kwargs = dict(self._client.connection_pool.connection_kwargs)
+            kwargs.pop("connection_class", None)
+            kwargs.update(socket_timeout=READ_BLOCK_SECONDS + 2, socket_connect_timeout=1.0)
+            return redis.Redis(**kwargs)
+        assert self.url is not None
+        return redis.Redis.from_url(
+            self.url, socket_timeout=READ_BLOCK_SECONDS + 2, socket_connect_timeout=1.0
+        )
+
+    def _state(self, client: redis.Redis) -> StreamState:
+        run = str(client.info("server").get("run_id", ""))
+        try:
+            info = client.xinfo_stream(self.stream)
+        except ResponseError:  # no such key
+            return StreamState(False, (0, 0), (0, 0), run)
+        return StreamState(
+            True,
+            stream_id(info["last-generated-id"]),
+            stream_id(info.get("max-deleted-entry-id", b"0-0")),
+            run,
+        )
+
+    def _position(self, client: redis.Redis) -> tuple[tuple[int, int], str]:
+        state = self._state(client)
+        return (state.last_generated if state.exists else (0, 0)), state.server_run
+
+    def _read(self, client: redis.Redis, position: tuple[int, int], run: str) -> None:
+        """Read the stream from ``position`` on, until closed; after a broken connection,
+        replay the gap or drop L1 (see ``can_replay``)."""
+        block_ms = int(READ_BLOCK_SECONDS * 1000)
+        while not self._closed.is_set():
+            try:
+                answer = client.xread({self.stream: f"{position[0]}-{position[1]}"}, count=1000, block=block_ms)
+            except RedisError as error:
+                if self._closed.is_set():
+                    return
+                position, run = self._reconnect(client, position, run, error)
+                continue
+            for _, entries in answer or ():
+                for entry_id, fields in entries:
+                    position = stream_id(entry_id)
+                    self._deliver(fields)
+
+    def _deliver(self, fields: dict[bytes, bytes]) -> None:
+        message = Message.parse(fields)
+        if message is None:
+            self.counts["malformed"] += 1
+            return
+        if message.origin == self.origin:
+            return
+        self.counts["received"] += 1
+        try:
+            if message.action == "clear":
+                self._on_clear()
+            else:
+                self._on_keys(message.keys)
+        except Exception:  # a key L1 refuses: never stop reading for it
+            log.exception("backplane: applying %s of %d key(s) failed", message.action, len(message.keys))
+
+    def _reconnect(
+        self, client: redis.Redis, position: tuple[int, int], run: str, error: Exception
+    ) -> tuple[tuple[int, int], str]:
+        """Wait until the server answers again, then decide: read on from ``position`` (the
+        gap is replayed by the next read), or drop L1 and start from the stream's end."""
+        self.cut_off_since = time.monotonic()
+        log.warning("backplane: cut off from %s (%s); L1 is served as it is", self.stream, error)
+        dropped = False
+        attempt = 0
+        while not self._closed.is_set():
+            if not dropped and self.max_cut_off is not None:
+                if time.monotonic() - self.cut_off_since >= self.max_cut_off:
+                    self._drop_l1("cut off for more than max_cut_off")
+                    dropped = True
+            self._closed.wait(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
+            attempt += 1
+            try:
+                state = self._state(client)
+            except RedisError:
+                continue
+            cut_for = time.monotonic() - self.cut_off_since
+            self.cut_off_since = None
+            if can_replay(position, run, state) and not dropped:
+                self.counts["replayed_gaps"] += 1
+                log.warning("backplane: back after %.1f s; replaying what was missed", cut_for)
+                return position, run
+            if not dropped:
+                self._drop_l1("the gap cannot be replayed (trimmed, restarted or cleared)")
+            return (state.last_generated if state.exists else (0, 0)), state.server_run
+        return position, run
+
+    def _drop_l1(self, why: str) -> None:
+        self.counts["dropped_l1"] += 1
+        log.warning("backplane: dropping L1: %s", why)
+        try:
+            self._on_clear()
+        except Exception:
+            log.exception("backplane: dropping L1 failed")
+
+    def _publish(self) -> None:
+        client = self._connect()
+        while True:
+            item = self._outbox.get()
+            pending, waiters, closing = [], [], False
+            while True:
+                if item is _CLOSE:
+                    closing = True
+                elif isinstance(item, threading.Event):
+                    waiters.append(item)
+                else:
+                    pending.append(item)
+                try:
+                    item = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+            if pending:
+                self._send(client, batched(pending, MAX_KEYS_PER_ENTRY))
+            for waiter in waiters:
+                waiter.set()
+            if closing:
+                client.close()
+                return
+
+    def _send(self, client: redis.Redis, messages: list[Message]) -> None:
+        for attempt, pause in enumerate((*RETRY_SECONDS, None)):
+            try:
+                pipeline = client.pipeline(transaction=False)
+                for message in messages:
+                    pipeline.xadd(
+                        self.stream, message.fields(), maxlen=self.stream_length, approximate=True
+                    )
+                pipeline.execute()
+                self.counts["published"] += len(messages)
+                return
+            except RedisError as error:
+                if pause is None or self._closed.is_set():
+                    self.counts["lost"] += len(messages)
+                    log.error(
+                        "backplane: %d message(s) not sent after %d tries (%s): other instances "
+                        "may serve the old values until their L1 TTL or their next resync",
+                        len(messages), attempt + 1, error,
+                    )  # fmt: skip
+                    return
+                time.sleep(pause)
+
+    def _after_fork(self) -> None:
+        """In a forked child: no threads (they stayed in the parent), a new origin; the
+        cache that owns it starts it again."""
+        self._threads = []
+        self._outbox = queue.SimpleQueue()
+        self._closed = threading.Event()
+        self.origin = new_origin()
+
+    def __repr__(self) -> str:
+        return f"Backplane(stream={self.stream!r}, origin={self.origin.decode()})"
+
+
+def _nothing(keys: tuple[str, ...]) -> None:
+    return None
+
+
+def _nothing_at_all() -> None:
+    return None
+
+
+__all__ = ["Backplane", "DEFAULT_STREAM_LENGTH", "STREAM_SUFFIX"]
