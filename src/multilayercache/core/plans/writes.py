@@ -291,14 +291,15 @@ def store(
             args: tuple[Any, ...] = (key, value, lifetime, load_seconds)
         else:
             args = (mapping, lifetime, load_seconds)
-        call = Call(tier, "set_entry" if one else "set_many_entries", typed(tier, args, value_type))
+        method = "set_entry" if one else "set_many_entries"
+        call = Call(tier, method, typed(tier, args, value_type), quiet)
     else:
         seconds = lifetime.ttl if lifetime.stale_ttl == 0 else lifetime.total
         if one:
             ((key, value),) = mapping.items()
-            call = Call(tier, "set", typed(tier, (key, value, seconds), value_type))
+            call = Call(tier, "set", typed(tier, (key, value, seconds), value_type), quiet)
         else:
-            call = Call(tier, "set_many", typed(tier, (mapping, seconds), value_type))
+            call = Call(tier, "set_many", typed(tier, (mapping, seconds), value_type), quiet)
     try:
         yield call
     except LayerError as error:
