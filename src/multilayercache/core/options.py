@@ -108,10 +108,7 @@ class LayerPolicy:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rate_limit", RateLimit.of(self.rate_limit, "rate_limit"))
-        if not _fraction(self.rate_limit_wait) >= 0 or self.rate_limit_wait == math.inf:
-            raise ValueError(
-                f"rate_limit_wait must be finite seconds >= 0, got {self.rate_limit_wait!r}"
-            )
+        _wait_seconds(self.rate_limit_wait, "rate_limit_wait", finite=True)
         optional_ttl_seconds(self.ttl, "LayerPolicy ttl")
         check_jitter(self.ttl_jitter)
         ttl_seconds(self.stale_ttl, "LayerPolicy stale_ttl")
@@ -205,6 +202,15 @@ def check_jitter(jitter: object, what: str = "ttl_jitter") -> float:
     return float(jitter)
 
 
+def _wait_seconds(value: object, what: str, finite: bool) -> None:
+    """Check a wait: seconds >= 0 (``math.inf``: forever, unless ``finite``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, got {value!r}")
+    if not 0 <= value <= math.inf or (finite and value == math.inf):  # (NaN fails too)
+        bound = "finite seconds" if finite else "seconds"
+        raise ValueError(f"{what} must be {bound} >= 0, got {value!r}")
+
+
 def _fraction(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise TypeError(f"expected a number, got {value!r}")
@@ -269,8 +275,8 @@ class LoadOptions:
         ttl_seconds(self.fail_safe_throttle, "fail_safe_throttle")
         rate = RateLimit.of(self.max_loads_per_second, "max_loads_per_second")
         object.__setattr__(self, "max_loads_per_second", rate)
-        if self.load_wait is not None and not _fraction(self.load_wait) >= 0:
-            raise ValueError(f"load_wait must be seconds >= 0 or None, got {self.load_wait!r}")
+        if self.load_wait is not None:
+            _wait_seconds(self.load_wait, "load_wait", finite=False)
         limit = self.max_concurrent_loads
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
