@@ -178,6 +178,9 @@ def test_a_write_that_gets_no_token_in_time_raises_and_leaves_no_newer_copy_abov
         cache.delete("k")
     assert cache.get("k", "gone") == "gone"  # a delete not confirmed: not read from L2
     assert raw_redis.exists(f"{harness.prefix}k") == 1
+    limit = cache.stats().rate_limits["l2"]
+    assert limit.writes_refused == 2  # the set and the delete
+    assert limit.writes_skipped == 1  # the read sends the delete again, but never waits
 
 
 def test_a_write_behind_layer_queues_writes_and_its_worker_waits_for_tokens(

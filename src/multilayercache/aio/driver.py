@@ -112,9 +112,7 @@ class AsyncDriver(DriverBase):
         tier, method = step.tier, getattr(step.tier.layer, step.method)
         if tier.limiter is not None:  # a read without a token raises here: skipped
             wait = tier.take_token(step.method, step.optional)
-            if wait and not await wait_for_token(
-                tier.limiter, wait, tier.policy.rate_limit_wait
-            ):
+            if wait and not await wait_for_token(tier.limiter, wait, tier.policy.rate_limit_wait):
                 raise tier.refused(step.method)
         start = time.perf_counter()
         try:

@@ -26,8 +26,10 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import LoadGateTimeout  # defined with the other errors; importable from here too
-from .errors import LoadRateLimited
+from .errors import (
+    LoadGateTimeout,  # defined with the other errors; importable from here too
+    LoadRateLimited,
+)
 
 _ROUNDING = 1e-9
 """Tokens short of a request that still let it pass: refilling from clock differences
