@@ -181,6 +181,8 @@ def test_a_write_that_gets_no_token_in_time_raises_and_leaves_no_newer_copy_abov
     limit = cache.stats().rate_limits["l2"]
     assert limit.writes_refused == 2  # the set and the delete
     assert limit.writes_skipped == 1  # the read sends the delete again, but never waits
+    with pytest.raises(LayerRateLimited):
+        cache.incr("counter")  # an atomic step in Redis is a write like any other
 
 
 def test_a_write_behind_layer_queues_writes_and_its_worker_waits_for_tokens(
