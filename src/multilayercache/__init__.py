@@ -14,8 +14,10 @@ from .core.breaker import BreakerPolicy
 from .core.errors import (
     CacheError,
     LayerError,
+    LayerRateLimited,
     LayerUnavailableError,
     LoadGateTimeout,
+    LoadRateLimited,
     LoadTimeoutError,
     QueueFull,
     RecursiveLoadError,
@@ -28,6 +30,7 @@ from .core.latency import Percentiles
 from .core.loadcontext import LoadContext, with_context
 from .core.missing import MISSING
 from .core.options import LayerPolicy, LoadOptions
+from .core.ratelimit import RateLimit, RateLimitStats
 from .core.stats import CacheStats, HotKey, LayerSnapshot, LayerStats
 from .core.writepolicy import WriteBehind, WriteThrough
 from .core.writequeue import WriteQueueStats
@@ -53,17 +56,21 @@ __all__ = [
     "InMemoryLayer",
     "LayerError",
     "LayerPolicy",
+    "LayerRateLimited",
     "LayerSnapshot",
     "LayerStats",
     "LayerUnavailableError",
     "LoadGateTimeout",
     "LoadContext",
     "LoadOptions",
+    "LoadRateLimited",
     "LoadTimeoutError",
     "MsgpackSerializer",
     "MultilayerCache",
     "Percentiles",
     "QueueFull",
+    "RateLimit",
+    "RateLimitStats",
     "RecursiveLoadError",
     "RedisLayer",
     "RetryPolicy",

@@ -35,7 +35,7 @@ from ..core.plans import (
 )
 from ..core.state import CacheState
 from ..core.tiers import Tier
-from .retry import LoadGate
+from .retry import LoadGate, wait_for_token
 from .singleflight import AsyncSingleFlight
 from .worker import RefreshWorkers
 from .writeback import AsyncWriteBehindWorker
@@ -110,6 +110,10 @@ class AsyncDriver(DriverBase):
 
     async def _call(self, step: Call) -> Any:
         tier, method = step.tier, getattr(step.tier.layer, step.method)
+        if tier.limiter is not None:  # a read without a token raises here: skipped
+            wait = tier.take_token(step.method, step.optional)
+            if wait and not await wait_for_token(tier.limiter, wait, tier.policy.rate_limit_wait):
+                raise tier.refused(step.method)
         start = time.perf_counter()
         try:
             return await guarded_call(tier, method, step.args, self.state)
@@ -118,10 +122,21 @@ class AsyncDriver(DriverBase):
                 tier.latency.record(time.perf_counter() - start)
 
     async def _load(self, step: Load) -> Loaded:
-        gate = self.gate
+        gate, rate = self.gate, self.state.load_rate
+        if gate is None and rate is None:
+            return await self._call_loader(step.loader, step.argument)
+        timeout = self.slot_wait(step)
+        if rate is not None:  # its turn first: a slot is not held while waiting for it
+            wait = rate.try_take()
+            if wait:
+                start = time.monotonic()
+                if not await wait_for_token(rate, wait, timeout):
+                    raise rate.refuse_load(timeout)
+                if timeout is not None:  # what is left of it for a slot
+                    timeout = max(0.0, timeout - (time.monotonic() - start))
         if gate is None:
             return await self._call_loader(step.loader, step.argument)
-        async with gate.slot(self.slot_wait(step)):
+        async with gate.slot(timeout):
             return await self._call_loader(step.loader, step.argument)
 
     async def _call_loader(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:

@@ -1,7 +1,8 @@
 """The waiting parts of retries and load limits, for asyncio: ``call_with_retry`` awaits
-``asyncio.sleep`` between tries, ``LoadGate`` awaits a free load slot. The twin of
-``multilayercache.sync.retry``: the same names and parameters; the decisions are the
-core's (``core.backoff.RetryState``, ``core.ratelimit.LoadLimit``).
+``asyncio.sleep`` between tries, ``LoadGate`` awaits a free load slot, ``wait_for_token``
+a rate limit's grant. The twin of ``multilayercache.sync.retry``: the same names and
+parameters; the decisions are the core's (``core.backoff.RetryState``,
+``core.ratelimit.LoadLimit`` and ``RateLimiter``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .._forking import register_after_fork
 from ..core.backoff import RetryPolicy, RetryState
 from ..core.errors import LoadGateTimeout
 from ..core.nesting import Lead, SlotHold, held_slot, leading
-from ..core.ratelimit import LoadLimit
+from ..core.ratelimit import LoadLimit, RateLimiter
 
 T = TypeVar("T")
 
@@ -53,6 +54,20 @@ async def call_with_retry(
             if on_retry is not None:
                 on_retry(error, delay)
         await asyncio.sleep(delay)
+
+
+async def wait_for_token(limiter: RateLimiter, wait: float, timeout: float | None) -> bool:
+    """After ``limiter.try_take()`` answered ``wait``: sleep and try again until a token
+    is taken (True, counted as delayed), or none can come within ``timeout`` seconds
+    (False, at once); see ``multilayercache.sync.retry.wait_for_token``."""
+    deadline = math.inf if timeout is None else time.monotonic() + timeout
+    while time.monotonic() + wait <= deadline:
+        await asyncio.sleep(wait)
+        wait = limiter.try_take()
+        if not wait:
+            limiter.count("delayed")
+            return True
+    return False
 
 
 class LoadGate:
@@ -216,4 +231,4 @@ def _seconds(timeout: float | None) -> float | None:
     return max(0.0, timeout)
 
 
-__all__ = ["LoadGate", "LoadGateTimeout", "call_with_retry"]
+__all__ = ["LoadGate", "LoadGateTimeout", "call_with_retry", "wait_for_token"]

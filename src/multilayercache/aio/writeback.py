@@ -253,8 +253,20 @@ class AsyncWriteBehindWorker(WorkerBase):
 
     async def _attempt(self, batch: Batch) -> Exception | None:
         """One send of ``batch`` through the layer's breaker, cancelled past
-        ``batch_timeout``; the error, or ``None``."""
+        ``batch_timeout``; the error, or ``None``. A rate-limited layer: after a token
+        (one per batch), waited for as long as it takes (the queue's bounds push back on
+        ``set()`` meanwhile), unless ``close`` abandons the batch."""
         tier = self.tier
+        limiter = tier.limiter
+        if limiter is not None:
+            wait = limiter.try_take()
+            if wait:
+                while wait:
+                    await asyncio.sleep(wait)
+                    if batch.abandoned:
+                        return LayerError(f"{tier.name}: abandoned while waiting for a token")
+                    wait = limiter.try_take()
+                limiter.count("delayed")
         try:
             tier.admit()  # an open breaker: a transient error, the batch waits and retries
         except LayerError as refused:

@@ -37,9 +37,10 @@ class DriverBase:
             self.gate = self.load_gate(options.max_concurrent_loads, timeout=options.load_wait)
 
     def slot_wait(self, step: Load) -> float | None:
-        """How long ``step`` waits for a load slot: the gate's timeout (``load_wait``), or
-        the load's ``slot_wait`` (its caller's hard timeout) if shorter."""
-        timeout = self.gate.timeout if self.gate is not None else None
+        """How long ``step`` waits for a load slot and its turn under the loader's rate
+        limit, in all: ``load_wait``, or the load's ``slot_wait`` (its caller's hard
+        timeout) if shorter."""
+        timeout = self.state.load_options.load_wait
         if step.slot_wait is None:
             return timeout
         return step.slot_wait if timeout is None else min(timeout, step.slot_wait)

@@ -42,6 +42,13 @@ class LayerUnavailableError(LayerError):
     its circuit breaker is open (then raised at once, without trying)."""
 
 
+class LayerRateLimited(LayerError):
+    """A write found no token of the layer's rate limit (``LayerPolicy(rate_limit=...)``)
+    within ``rate_limit_wait``: nothing was sent, and the faster layers dropped the key,
+    as after any failed write. Transient: a later try may get a token. (A read over the
+    limit never raises it: it skips the layer.)"""
+
+
 def retryable(error: BaseException) -> bool:
     """Whether ``error`` is a layer failure worth sending again later (see ``LayerError``)."""
     return isinstance(error, LayerError) and error.retryable
@@ -74,6 +81,12 @@ class LoadGateTimeout(CacheError, TimeoutError):
             f"no load slot came free {within} ({limit.in_flight} of {limit.max_in_flight} "
             "loads in flight)"
         )
+
+
+class LoadRateLimited(LoadGateTimeout):
+    """No token of ``LoadOptions.max_loads_per_second`` came within ``load_wait`` (or the
+    caller's hard timeout if shorter): the loader was not called. A ``LoadGateTimeout``
+    (a ``TimeoutError``), so code that handles a full load gate handles this too."""
 
 
 class ThrottledLoadError(CacheError):
@@ -137,8 +150,10 @@ class WriteQueueClosed(CacheError, RuntimeError):
 __all__ = [
     "CacheError",
     "LayerError",
+    "LayerRateLimited",
     "LayerUnavailableError",
     "LoadGateTimeout",
+    "LoadRateLimited",
     "LoadTimeoutError",
     "QueueFull",
     "RecursiveLoadError",

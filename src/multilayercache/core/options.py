@@ -14,6 +14,7 @@ from .backoff import RetryPolicy
 from .breaker import BreakerPolicy
 from .errors import is_transient
 from .freshness import Lifetime, refresh_point
+from .ratelimit import RateLimit
 from .ttl import TTL, optional_ttl_seconds, ttl_seconds
 from .writepolicy import WriteBehind, WritePolicy, WriteThrough
 
@@ -72,6 +73,21 @@ class LayerPolicy:
         ``core/adaptive.py``). A key's step is kept with its entry in the shared layers:
         keep entries past their TTL (``stale_ttl``) so that a reload finds the entry it
         replaces. ``None`` (default): fixed.
+    rate_limit:
+        At most this many calls per second into the layer (a number, or ``RateLimit(rate,
+        burst=...)``; the default burst is a tenth of a second's worth), so a miss storm or
+        a hot loop cannot flood a shared server. Every call costs one token, a batch
+        (``get_many``'s one ``MGET``, a write-behind pipeline) too: the limit counts round
+        trips, as the server's command stats do, and batching is how more keys get
+        through. Over the limit, a read skips the layer (a miss there, not an error: the
+        next layer or the loader answers, and the loaded value is not written back into
+        it), a cache fill (a copy up, a loaded value) is not written, and a write waits
+        for a token up to ``rate_limit_wait`` seconds, then raises ``LayerRateLimited``
+        (a write-behind layer queues it: its worker waits for tokens). Counted in
+        ``stats().rate_limits``. Not for an in-process layer, which has nothing to
+        protect. ``None`` (default): no limit, and nothing is paid for it.
+    rate_limit_wait:
+        How long a write waits for a token of ``rate_limit`` (seconds, default 1).
     """
 
     ttl: TTL | None = None
@@ -87,8 +103,12 @@ class LayerPolicy:
     )
     write: WritePolicy = WriteThrough()
     adaptive: AdaptiveTTL | None = None
+    rate_limit: RateLimit | float | None = None
+    rate_limit_wait: float = 1.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "rate_limit", RateLimit.of(self.rate_limit, "rate_limit"))
+        _wait_seconds(self.rate_limit_wait, "rate_limit_wait", finite=True)
         optional_ttl_seconds(self.ttl, "LayerPolicy ttl")
         check_jitter(self.ttl_jitter)
         ttl_seconds(self.stale_ttl, "LayerPolicy stale_ttl")
@@ -182,6 +202,15 @@ def check_jitter(jitter: object, what: str = "ttl_jitter") -> float:
     return float(jitter)
 
 
+def _wait_seconds(value: object, what: str, finite: bool) -> None:
+    """Check a wait: seconds >= 0 (``math.inf``: forever, unless ``finite``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, got {value!r}")
+    if not 0 <= value <= math.inf or (finite and value == math.inf):  # (NaN fails too)
+        bound = "finite seconds" if finite else "seconds"
+        raise ValueError(f"{what} must be {bound} >= 0, got {value!r}")
+
+
 def _fraction(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise TypeError(f"expected a number, got {value!r}")
@@ -221,6 +250,16 @@ class LoadOptions:
         ``load_wait`` seconds for a slot, then fail (``LoadGateTimeout``) or, with a stale
         value, get that. Loads nested in a load (a loader calling the cache) run on its
         slot (``core/nesting.py``).
+    max_loads_per_second:
+        At most this many loader calls per second (a number, or ``RateLimit(rate,
+        burst=...)``), for a backend that must not see more (``None``: no limit). A bulk
+        load is one call, as is a refresh. A caller over the limit waits for its turn up to
+        ``load_wait`` seconds (or its ``hard_timeout`` if shorter), then gets its stale
+        value with ``fail_safe``, or ``LoadRateLimited`` (a ``LoadGateTimeout``). Counted
+        in ``stats().loads_delayed`` and ``stats().loads_rate_limited``.
+    load_wait:
+        Seconds a load waits for a slot (``max_concurrent_loads``) and for its turn
+        (``max_loads_per_second``), in all; ``None``: as long as it takes.
     """
 
     stale_while_revalidate: bool = True
@@ -230,9 +269,14 @@ class LoadOptions:
     hard_timeout: float | None = None
     max_concurrent_loads: int | None = None
     load_wait: float | None = 10.0
+    max_loads_per_second: RateLimit | float | None = None
 
     def __post_init__(self) -> None:
         ttl_seconds(self.fail_safe_throttle, "fail_safe_throttle")
+        rate = RateLimit.of(self.max_loads_per_second, "max_loads_per_second")
+        object.__setattr__(self, "max_loads_per_second", rate)
+        if self.load_wait is not None:
+            _wait_seconds(self.load_wait, "load_wait", finite=False)
         limit = self.max_concurrent_loads
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1

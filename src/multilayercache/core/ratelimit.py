@@ -2,7 +2,9 @@
 ``multilayercache.sync.retry`` / ``multilayercache.aio.retry``).
 
 * ``TokenBucket``: at most ``rate`` operations per second on average, ``burst`` at once,
-  over an injected clock: a per-layer rate limit.
+  over an injected clock. ``RateLimit`` is how a user asks for one (``LayerPolicy
+  (rate_limit=...)``, ``LoadOptions(max_loads_per_second=...)``), ``RateLimiter`` one
+  bucket shared by a manager's threads or tasks, with what it refused or delayed.
 * ``KeyThrottle``: a key whose load or refresh just failed is not tried again for
   ``throttle`` seconds, so one hot key whose loader fails cannot hammer the loader (or a
   layer) with every request. Bounded memory.
@@ -20,9 +22,14 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import LoadGateTimeout  # defined with the other errors; importable from here too
+from .errors import (
+    LoadGateTimeout,  # defined with the other errors; importable from here too
+    LoadRateLimited,
+)
 
 _ROUNDING = 1e-9
 """Tokens short of a request that still let it pass: refilling from clock differences
@@ -242,4 +249,159 @@ class LoadLimit:
         self.in_flight = 0
 
 
-__all__ = ["KeyThrottle", "LoadGateTimeout", "LoadLimit", "TokenBucket"]
+@dataclass(frozen=True)
+class RateLimit:
+    """A rate limit: ``rate`` calls per second on average, at most ``burst`` at once (a
+    bucket of ``burst`` tokens that gains ``rate`` per second, full at the start).
+
+    ``burst`` defaults to a tenth of a second's worth (at least 1): a limit of 1,000/s
+    then lets at most 1,100 calls through in any one second, so the limit holds over short
+    windows, not only on average. Give a larger ``burst`` to absorb spikes.
+
+    >>> RateLimit(1000)
+    RateLimit(rate=1000.0, burst=100.0)
+    """
+
+    rate: float
+    burst: float | None = None
+
+    def __post_init__(self) -> None:
+        rate = _positive(self.rate, "rate")
+        burst = max(1.0, rate / 10) if self.burst is None else _positive(self.burst, "burst")
+        if burst < 1:
+            raise ValueError(f"RateLimit burst must be at least 1 token, got {self.burst!r}")
+        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "burst", burst)
+
+    @classmethod
+    def of(cls, value: RateLimit | float | None, what: str) -> RateLimit | None:
+        """``value`` as a ``RateLimit`` (a number is a rate with the default burst), or
+        ``None``; a bad one raises naming ``what`` (the argument it was given as)."""
+        if value is None or isinstance(value, RateLimit):
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(
+                f"{what} must be a number of calls per second or a RateLimit(rate, burst=...), "
+                f"got {value!r}"
+            )
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(
+                f"{what} must be a positive finite number of calls per second, got {value!r}"
+            ) from None
+
+
+def _positive(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"RateLimit {what} must be a number, got {value!r}")
+    if not 0 < value < math.inf:  # (NaN fails this too)
+        raise ValueError(f"RateLimit {what} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class RateLimitStats:
+    """What a layer's rate limit did (``stats().rate_limits[name]``), since the cache was
+    created."""
+
+    rate: float
+    burst: float
+    calls: int
+    """Calls let through (each took a token)."""
+    reads_skipped: int
+    """Reads that found no token: not sent, a miss of this layer (the next layer or the
+    loader answered)."""
+    writes_skipped: int
+    """Cache fills (a value copied up, a loaded value written back) that found no token:
+    not written into this layer. Nothing the caller asked to write."""
+    writes_delayed: int
+    """Writes that waited for a token (``set``, ``delete``, a write-behind batch, ...)."""
+    writes_refused: int
+    """Writes that found no token within ``rate_limit_wait``: ``LayerRateLimited`` was
+    raised, nothing was written."""
+
+
+class RateLimiter:
+    """One ``TokenBucket`` shared by a manager's threads (or tasks): every access under
+    ``lock`` (the manager's, see ``share_lock``), and counts of what it let through,
+    delayed, skipped or refused. The waiting is the drivers' (``sync.retry`` /
+    ``aio.retry``: ``wait_for_token``).
+
+    >>> now = [0.0]
+    >>> limiter = RateLimiter(RateLimit(10, burst=1), clock=lambda: now[0])
+    >>> limiter.try_take(), round(limiter.try_take(), 3)   # a token; then 0.1 s to wait
+    (0.0, 0.1)
+    """
+
+    __slots__ = (
+        "limit", "bucket", "_lock", "reads_skipped", "writes_skipped", "delayed", "refused",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        limit: RateLimit,
+        lock: AbstractContextManager[Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.bucket = TokenBucket(limit.rate, limit.burst, clock)
+        self._lock: AbstractContextManager[Any] = lock or nullcontext()
+        self.reads_skipped = 0
+        self.writes_skipped = 0
+        self.delayed = 0
+        """Calls that waited for their token."""
+        self.refused = 0
+        """Calls that found no token within their wait."""
+
+    def share_lock(self, lock: AbstractContextManager[Any]) -> None:
+        """Serialize access with ``lock`` (the manager's; a new one in a forked child)."""
+        self._lock = lock
+
+    def try_take(self) -> float:
+        """Take a token: ``0.0`` if one was there, else the seconds until one may be
+        (nothing is reserved: try again then; another caller may take it first)."""
+        with self._lock:
+            bucket = self.bucket
+            if bucket.try_acquire():
+                return 0.0
+            # try_acquire counted a denial; a caller that waits and gets one later is
+            # counted as delayed instead (``bucket.denied`` is not reported).
+            return max(bucket.wait_time(), 1e-6)
+
+    def count(self, what: str) -> None:
+        """Count one call ``"delayed"``, ``"refused"``, ``"reads_skipped"`` or
+        ``"writes_skipped"``."""
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
+
+    def refuse_load(self, waited: float | None) -> LoadRateLimited:
+        """The error for a load that got no token within ``waited`` seconds (counted)."""
+        self.count("refused")
+        within = f"within {waited:g} s" if waited else "at once"
+        return LoadRateLimited(
+            f"no load allowed {within}: at most {self.limit.rate:g} loads per second "
+            "(LoadOptions.max_loads_per_second)"
+        )
+
+    def stats(self) -> RateLimitStats:
+        return RateLimitStats(
+            rate=self.limit.rate,
+            burst=float(self.limit.burst or 1),
+            calls=self.bucket.granted,
+            reads_skipped=self.reads_skipped,
+            writes_skipped=self.writes_skipped,
+            writes_delayed=self.delayed,
+            writes_refused=self.refused,
+        )
+
+
+__all__ = [
+    "KeyThrottle",
+    "LoadGateTimeout",
+    "LoadLimit",
+    "RateLimit",
+    "RateLimitStats",
+    "RateLimiter",
+    "TokenBucket",
+]

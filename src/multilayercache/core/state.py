@@ -12,13 +12,14 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from .adaptive import StepMemory
+from .errors import LayerRateLimited
 from .failures import FailedLoad
 from .freshness import Entry
 from .generations import KeyGenerations
 from .latency import LatencyRecorder
 from .log import ThrottledWarning
 from .options import LayerPolicy, LoadOptions
-from .ratelimit import KeyThrottle
+from .ratelimit import KeyThrottle, RateLimiter
 from .refresh import RefreshQueue
 from .stats import CacheStats
 from .tiers import Tier, make_tiers
@@ -90,6 +91,9 @@ class CacheState:
         """Where keys' steps live when no shared layer stores them with the entries. Used
         under ``lock`` (``step_of``, ``remember_steps``)."""
         self.counts: Counter[str] = Counter()
+        rate = self.load_options.max_loads_per_second
+        self.load_rate = None if rate is None else RateLimiter(rate, lock)  # type: ignore[arg-type]
+        """The loader's rate limit (``LoadOptions.max_loads_per_second``), or ``None``."""
         self._lock = lock
         self._warn_loads = ThrottledWarning()
         for tier in self.tiers:
@@ -115,12 +119,16 @@ class CacheState:
 
     def note_read_error(self, tier: Tier, key: Any, error: Exception) -> None:
         """A read failed: the tier counts as a miss for it."""
+        if type(error) is LayerRateLimited:  # skipped, not failed: the limiter counted it
+            return
         with self._lock:
             tier.read_errors += 1
         self._warn(tier, "read", key, "treated as a miss", error)
 
     def note_write_error(self, tier: Tier, key: Any, error: Exception) -> None:
         """A write the caller is not told about failed (a promotion, a loaded value)."""
+        if type(error) is LayerRateLimited:  # not sent, not failed: the limiter counted it
+            return
         with self._lock:
             tier.write_errors += 1
         self._warn(tier, "write", key, "not cached", error)
@@ -279,6 +287,11 @@ class CacheState:
             unconfirmed_deletes=len(self.unconfirmed),
             unconfirmed_deletes_dropped=self.unconfirmed.dropped,
             breakers={tier.name: tier.breaker.stats() for tier in self.tiers if tier.breaker},
+            rate_limits={
+                tier.name: tier.limiter.stats() for tier in self.tiers if tier.limiter is not None
+            },
+            loads_delayed=0 if self.load_rate is None else self.load_rate.delayed,
+            loads_rate_limited=0 if self.load_rate is None else self.load_rate.refused,
             write_queues={
                 tier.name: tier.queue.stats(self.clock())
                 for tier in self.tiers
@@ -292,6 +305,8 @@ class CacheState:
         the parent may hold the old one), and forget what the parent's threads or tasks
         were doing (the refreshes they ran, the breaker probes they made)."""
         self._lock = lock
+        if self.load_rate is not None:
+            self.load_rate.share_lock(lock)
         for tier in self.tiers:
             tier.share_lock(lock)
             if tier.breaker is not None:

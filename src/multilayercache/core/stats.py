@@ -135,6 +135,14 @@ class CacheStats:
     another key, ...): per layer, by cause; each also counts in ``read_errors``."""
     breakers: dict[str, Any] = field(default_factory=dict)
     """Each IO layer's circuit breaker: state, times opened, calls rejected."""
+    rate_limits: dict[str, Any] = field(default_factory=dict)
+    """Each rate-limited layer's ``RateLimitStats`` (``LayerPolicy(rate_limit=...)``):
+    calls let through, reads skipped, fills skipped, writes delayed and refused."""
+    loads_delayed: int = 0
+    """Loads that waited for their turn (``LoadOptions.max_loads_per_second``)."""
+    loads_rate_limited: int = 0
+    """Loads not run: no turn came within ``load_wait`` (the caller got its stale value,
+    or ``LoadRateLimited``)."""
     write_queues: dict[str, WriteQueueStats] = field(default_factory=dict)
     """Each write-behind layer's queue (``WriteQueueStats``): depth, bytes, batches,
     retries, dead-lettered, coalesced, rejected."""

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .breaker import CircuitBreaker
-from .errors import LayerError, LayerUnavailableError, is_transient
+from .errors import LayerError, LayerRateLimited, LayerUnavailableError, is_transient
 from .freshness import Lifetime
 from .latency import LatencyRecorder
 from .log import ThrottledWarning
 from .options import LayerPolicy
+from .ratelimit import RateLimiter
 from .ttl import optional_ttl_seconds, ttl_seconds
 from .writepolicy import WriteBehind
 from .writequeue import WriteQueue
@@ -37,6 +38,12 @@ WRITE_BEHIND_METHODS = (
 """What a write-behind layer also offers: encode a write now, send a batch of them later,
 read a queued one back, and describe one given up on (both Redis layers and the writer
 layers do)."""
+
+SKIPPABLE_CALLS = frozenset(
+    {"get", "get_many", "get_entry", "get_entries", "contains", "__contains__", "remaining_ttl"}
+)
+"""The reads that a rate-limited layer skips when it has no token (a miss there); every
+other call is a write, which waits for one (see ``Tier.take_token``)."""
 
 
 @dataclass(eq=False)
@@ -68,6 +75,15 @@ class Tier:
         self.retry = None if self.in_process else self.policy.retry
         if not self.in_process and self.policy.breaker is not None:
             self.breaker = CircuitBreaker(self.policy.breaker)
+        self.limiter: RateLimiter | None = None
+        """The layer's rate limit (``LayerPolicy(rate_limit=...)``), or ``None``."""
+        if self.policy.rate_limit is not None:
+            if self.in_process:
+                raise ValueError(
+                    f"layer {self.depth} ({self.name}) is in-process: a rate_limit protects a "
+                    "server, and this layer has none (its hits never wait)"
+                )
+            self.limiter = RateLimiter(self.policy.rate_limit)  # type: ignore[arg-type]
         self._guard = _NO_LOCK
         policy = self.policy
         self.default_lifetime: Lifetime | None = None
@@ -115,12 +131,46 @@ class Tier:
 
     @property
     def guarded(self) -> bool:
-        """Whether calls to this layer go through its breaker or retry policy."""
-        return self.breaker is not None or self.retry is not None
+        """Whether calls to this layer go through its breaker, retry policy or rate limit."""
+        return self.breaker is not None or self.retry is not None or self.limiter is not None
 
     def share_lock(self, lock: AbstractContextManager[Any]) -> None:
-        """The lock that serializes the breaker's state (the drivers pass a thread lock)."""
+        """The lock that serializes the breaker's and the rate limit's state (the drivers
+        pass a thread lock)."""
         self._guard = lock
+        if self.limiter is not None:
+            self.limiter.share_lock(lock)
+
+    def take_token(self, method: str, optional: bool) -> float:
+        """Before a call of ``method`` into a rate-limited layer: ``0.0`` if it may go now
+        (a token taken), else the seconds until a token may be there, for a write to wait
+        (``LayerPolicy.rate_limit_wait`` in all, see the drivers' ``wait_for_token``). A
+        read (``SKIPPABLE_CALLS``) or an ``optional`` write (a cache fill) is not worth
+        waiting for: without a token it raises ``LayerRateLimited`` at once, counted as
+        skipped, and the plan takes it as a miss (a fill not made)."""
+        limiter = self.limiter
+        assert limiter is not None
+        wait = limiter.try_take()
+        if not wait:
+            return 0.0
+        read = method in SKIPPABLE_CALLS
+        if read or optional:
+            limiter.count("reads_skipped" if read else "writes_skipped")
+            raise LayerRateLimited(
+                f"{self.name}: over its rate limit of {limiter.limit.rate:g} calls/s, "
+                f"{method} skipped"
+            )
+        return wait
+
+    def refused(self, method: str) -> LayerRateLimited:
+        """The error for a write that found no token within ``rate_limit_wait`` (counted)."""
+        limiter = self.limiter
+        assert limiter is not None
+        limiter.count("refused")
+        return LayerRateLimited(
+            f"{self.name}: over its rate limit of {limiter.limit.rate:g} calls/s: no token "
+            f"came within {self.policy.rate_limit_wait:g} s, {method} not sent"
+        )
 
     def admit(self) -> None:
         """Before a call: raise ``LayerUnavailableError`` at once while the breaker is

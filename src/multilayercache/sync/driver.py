@@ -34,7 +34,7 @@ from ..core.plans import (
 )
 from ..core.state import CacheState
 from ..core.tiers import Tier
-from .retry import LoadGate
+from .retry import LoadGate, wait_for_token
 from .singleflight import SingleFlight
 from .worker import RefreshWorkers
 from .writeback import WriteBehindWorker
@@ -113,6 +113,10 @@ class Driver(DriverBase):
 
     def _call(self, step: Call) -> Any:
         tier, method = step.tier, getattr(step.tier.layer, step.method)
+        if tier.limiter is not None:  # a read without a token raises here: skipped
+            wait = tier.take_token(step.method, step.optional)
+            if wait and not wait_for_token(tier.limiter, wait, tier.policy.rate_limit_wait):
+                raise tier.refused(step.method)
         if not self.state.record_latency or step.method not in READ_METHODS:
             return guarded_call(tier, method, step.args, self.state)
         start = time.perf_counter()
@@ -122,10 +126,21 @@ class Driver(DriverBase):
             tier.latency.record(time.perf_counter() - start)
 
     def _load(self, step: Load) -> Loaded:
-        gate = self.gate
+        gate, rate = self.gate, self.state.load_rate
+        if gate is None and rate is None:
+            return self._call_loader(step.loader, step.argument)
+        timeout = self.slot_wait(step)
+        if rate is not None:  # its turn first: a slot is not held while waiting for it
+            wait = rate.try_take()
+            if wait:
+                start = time.monotonic()
+                if not wait_for_token(rate, wait, timeout):
+                    raise rate.refuse_load(timeout)
+                if timeout is not None:  # what is left of it for a slot
+                    timeout = max(0.0, timeout - (time.monotonic() - start))
         if gate is None:
             return self._call_loader(step.loader, step.argument)
-        with gate.slot(self.slot_wait(step)):
+        with gate.slot(timeout):
             return self._call_loader(step.loader, step.argument)
 
     def _call_loader(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:

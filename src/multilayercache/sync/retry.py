@@ -1,6 +1,7 @@
 """The waiting parts of retries and load limits, for threads: ``call_with_retry`` sleeps
-between tries (``time.sleep``), ``LoadGate`` blocks until a load slot is free. The
-decisions are the core's (``core.backoff.RetryState``, ``core.ratelimit.LoadLimit``);
+between tries (``time.sleep``), ``LoadGate`` blocks until a load slot is free,
+``wait_for_token`` until a rate limit grants a call. The decisions are the core's
+(``core.backoff.RetryState``, ``core.ratelimit.LoadLimit`` and ``RateLimiter``);
 ``multilayercache.aio.retry`` is the asyncio twin, with the same names and parameters.
 """
 
@@ -19,7 +20,7 @@ from .._forking import register_after_fork
 from ..core.backoff import RetryPolicy, RetryState
 from ..core.errors import LoadGateTimeout
 from ..core.nesting import Lead, SlotHold, held_slot, leading
-from ..core.ratelimit import LoadLimit
+from ..core.ratelimit import LoadLimit, RateLimiter
 
 T = TypeVar("T")
 
@@ -62,6 +63,23 @@ def call_with_retry(
             if on_retry is not None:
                 on_retry(error, delay)
         time.sleep(delay)
+
+
+def wait_for_token(limiter: RateLimiter, wait: float, timeout: float | None) -> bool:
+    """After ``limiter.try_take()`` answered ``wait`` (seconds until a token may be
+    there): sleep, and try again, until a token is taken (True, counted as delayed) or
+    none can come within ``timeout`` seconds from now (False, at once: no caller sleeps
+    past its deadline for nothing; ``None``: no deadline). Waiters are not queued in
+    order, as ``LoadGate``'s are not: the limit holds, fairness between waiters is rough.
+    """
+    deadline = math.inf if timeout is None else time.monotonic() + timeout
+    while time.monotonic() + wait <= deadline:
+        time.sleep(wait)
+        wait = limiter.try_take()
+        if not wait:
+            limiter.count("delayed")
+            return True
+    return False
 
 
 class LoadGate:
@@ -209,4 +227,4 @@ def _seconds(timeout: float | None) -> float | None:
     return max(0.0, timeout)
 
 
-__all__ = ["LoadGate", "LoadGateTimeout", "call_with_retry"]
+__all__ = ["LoadGate", "LoadGateTimeout", "call_with_retry", "wait_for_token"]

@@ -226,8 +226,11 @@ class WriteBehindWorker(WorkerBase):
             self._bury(batch)
 
     def _attempt(self, batch: Batch) -> Exception | None:
-        """One send of ``batch`` through the layer's breaker; the error, or ``None``."""
+        """One send of ``batch`` through the layer's rate limit and breaker; the error,
+        or ``None``."""
         tier = self.tier
+        if tier.limiter is not None and not self._take_token(batch):
+            return LayerError(f"{tier.name}: abandoned while waiting for a rate limit token")
         try:
             tier.admit()  # an open breaker: a transient error, the batch waits and retries
         except LayerError as refused:
@@ -247,6 +250,23 @@ class WriteBehindWorker(WorkerBase):
             with self.changed:
                 del self.attempts[me]
                 self.hung.discard(me)
+
+    def _take_token(self, batch: Batch) -> bool:
+        """Wait for a token of the layer's rate limit (one per batch: one pipeline), as
+        long as it takes: the queue's bounds push back on ``set()`` meanwhile. False if
+        ``close`` abandoned the batch while it waited."""
+        limiter = self.tier.limiter
+        assert limiter is not None
+        wait = limiter.try_take()
+        if not wait:
+            return True
+        while wait:
+            with self.changed:
+                if self.changed.wait_for(lambda: batch.abandoned, wait):
+                    return False
+            wait = limiter.try_take()
+        limiter.count("delayed")
+        return True
 
     def _bury(self, batch: Batch) -> None:
         try:

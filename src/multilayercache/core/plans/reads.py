@@ -257,7 +257,7 @@ def redeleted(
     if not marked:
         return marked
     try:
-        yield from remove(tier, marked)
+        yield from remove(tier, marked, optional=True)  # a read does not wait for a token
     except LayerError as error:
         state.note_read_error(tier, marked, error)
         if unreachable is not None and is_transient(error):

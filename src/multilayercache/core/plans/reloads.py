@@ -105,7 +105,7 @@ class Reload:
             if entry is None or depth != tier.depth:
                 continue
             try:
-                answer = yield Call(tier, "extend_entry", (key, lifetime, entry.written_ms))
+                answer = yield Call(tier, "extend_entry", (key, lifetime, entry.written_ms), True)
             except LayerError as error:  # as a failed write of a loaded value: not raised
                 state.note_write_error(tier, [key], error)
                 answer = "failed"  # a write would fail as well

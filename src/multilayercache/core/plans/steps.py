@@ -16,11 +16,14 @@ T = TypeVar("T")
 # Steps are named tuples: a plan makes one per layer call, and a tuple is the cheapest
 # object to build (a frozen dataclass costs ~1 us more per step).
 class Call(NamedTuple):
-    """Perform ``tier.layer.<method>(*args)``; reply with its result."""
+    """Perform ``tier.layer.<method>(*args)``; reply with its result. ``optional``: a
+    write the cache may leave out (a cache fill), which a rate-limited layer without a
+    token skips rather than waits for (see ``Tier.take_token``)."""
 
     tier: Tier
     method: str
     args: tuple[Any, ...]
+    optional: bool = False
 
 
 READ_METHODS = frozenset({"get", "get_many", "get_entry", "get_entries"})

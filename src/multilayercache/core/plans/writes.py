@@ -103,17 +103,17 @@ def forget(state: CacheState, keys: list[Any], stop: int) -> Plan[None]:
             state.note_write_error(tier, keys, error)
 
 
-def remove(tier: Tier, keys: list[Any], block: bool = True) -> Plan[None]:
+def remove(tier: Tier, keys: list[Any], block: bool = True, optional: bool = False) -> Plan[None]:
     """Delete ``keys`` from one layer: queued for a write-behind one (after its queued
     writes of them, in order; ``block``: waiting for room), else in one batch call when
-    the layer has one."""
+    the layer has one (``optional``: not waited for under a rate limit, see ``Call``)."""
     if tier.queue is not None:
         yield from enqueue_deletes(tier, keys, block)
     elif len(keys) > 1 and tier.has("delete_many"):
-        yield Call(tier, "delete_many", (keys,))
+        yield Call(tier, "delete_many", (keys,), optional)
     else:
         for key in keys:
-            yield Call(tier, "delete", (key,))
+            yield Call(tier, "delete", (key,), optional)
 
 
 def write_at_once(
@@ -291,14 +291,15 @@ def store(
             args: tuple[Any, ...] = (key, value, lifetime, load_seconds)
         else:
             args = (mapping, lifetime, load_seconds)
-        call = Call(tier, "set_entry" if one else "set_many_entries", typed(tier, args, value_type))
+        method = "set_entry" if one else "set_many_entries"
+        call = Call(tier, method, typed(tier, args, value_type), quiet)
     else:
         seconds = lifetime.ttl if lifetime.stale_ttl == 0 else lifetime.total
         if one:
             ((key, value),) = mapping.items()
-            call = Call(tier, "set", typed(tier, (key, value, seconds), value_type))
+            call = Call(tier, "set", typed(tier, (key, value, seconds), value_type), quiet)
         else:
-            call = Call(tier, "set_many", typed(tier, (mapping, seconds), value_type))
+            call = Call(tier, "set_many", typed(tier, (mapping, seconds), value_type), quiet)
     try:
         yield call
     except LayerError as error:
