@@ -89,6 +89,7 @@ class Harness:
 
     def close(self) -> None:
         for cache in self._caches:  # stops write-behind workers (their tasks, on asyncio)
+            cache._target._leave_fleet()  # and the backplane's threads
             if cache._target._driver.writers:
                 try:
                     cache.close(timeout=1)

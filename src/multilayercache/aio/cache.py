@@ -13,6 +13,7 @@ event loop after another): ``AsyncRedisLayer`` built from a URL connects afresh 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import threading
@@ -41,6 +42,7 @@ from ..core.missing import MISSING, STEPPED_ASIDE
 from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
 from ..core.ttl import TTL
+from ..layers.redis.backplane import Backplane, backplane_of
 from .driver import AsyncDriver
 
 AsyncLoader = Callable[[Any], Awaitable[Any]]
@@ -58,6 +60,7 @@ class AsyncMultilayerCache(ManagerBase):
         record_latency: bool = False,
         value_type: Any = None,
         load_options: LoadOptions | None = None,
+        backplane: Backplane | str | bool | None = None,
     ) -> None:
         state = CacheState(
             layers,
@@ -68,7 +71,7 @@ class AsyncMultilayerCache(ManagerBase):
             value_type=value_type,
             load_options=load_options,
         )
-        super().__init__(state, AsyncDriver)
+        super().__init__(state, AsyncDriver, backplane_of(backplane))
 
     # ------------------------------------------------------------------ reads
     async def get(self, key: Any, default: Any = None) -> Any:
@@ -102,38 +105,62 @@ class AsyncMultilayerCache(ManagerBase):
         """Write through every layer, slowest first (each caps ``ttl`` by its policy). A
         layer that fails raises its ``LayerError``, and the faster layers drop the key
         (see ``MultilayerCache.set``); a write-behind layer gets the write queued."""
-        if not self._set_at_once(key, value, ttl):
-            await self._run(
-                plans.write(self._state, single(key, value), ttl, self._state.value_type)
-            )
+        try:
+            if not self._set_at_once(key, value, ttl):
+                await self._run(
+                    plans.write(self._state, single(key, value), ttl, self._state.value_type)
+                )
+        finally:  # a failed write may have landed too: the others drop the key either way
+            if self.backplane is not None:
+                self._announce((key,))
 
     async def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Write every item through every layer (one batch call per layer); a failure is
         handled as by ``set``, for every key."""
-        await self._run(plans.write(self._state, mapping, ttl, self._state.value_type))
+        try:
+            await self._run(plans.write(self._state, mapping, ttl, self._state.value_type))
+        finally:
+            if self.backplane is not None:
+                self._announce(mapping)
 
     async def delete(self, key: Any) -> bool:
         """Remove the key from every layer; True if any layer had it. If a layer fails, the
         others are still cleared and its ``LayerError`` is raised; the key is not read
         from the failed layer until a delete or set of it reaches it (see
         ``MultilayerCache.delete``)."""
-        return await self._run(plans.delete(self._state, key))
+        try:
+            return await self._run(plans.delete(self._state, key))
+        finally:
+            if self.backplane is not None:
+                self._announce((key,))
 
     async def delete_many(self, keys: Iterable[Any]) -> None:
         """Remove the keys from every layer (one batch call per layer); a failure is
         handled as by ``delete``, for every key."""
-        await self._run(plans.delete_many(self._state, keys))
+        keys = list(keys)
+        try:
+            await self._run(plans.delete_many(self._state, keys))
+        finally:
+            if self.backplane is not None:
+                self._announce(keys)
 
     async def clear(self) -> None:
         """Empty the cache: L1 entirely, and a shared layer's keys under its prefix."""
-        await self._run(plans.clear(self._state))
+        try:
+            await self._run(plans.clear(self._state))
+        finally:
+            if self.backplane is not None:
+                self.backplane.publish_clear()
 
     # ------------------------------------------------------------------ primitives
     async def add(self, key: Any, value: Any, ttl: TTL | None = None) -> bool:
         """Store the value only if the key is absent; True if it was stored (atomic: see
         ``MultilayerCache.add``)."""
         state = self._state
-        return await self._run(plans.primitives.add(state, key, value, ttl, self.value_type))
+        added = await self._run(plans.primitives.add(state, key, value, ttl, self.value_type))
+        if added and self.backplane is not None:
+            self._announce((key,))
+        return bool(added)
 
     async def touch(self, key: Any, ttl: TTL | None = None) -> bool:
         """Give the key a new TTL from now without rewriting its value, in every layer; True
@@ -143,7 +170,11 @@ class AsyncMultilayerCache(ManagerBase):
     async def incr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
         """Add ``delta`` to the key's counter atomically; the new count (see
         ``MultilayerCache.incr``)."""
-        return await self._run(plans.primitives.incr(self._state, key, delta, ttl))
+        try:
+            return int(await self._run(plans.primitives.incr(self._state, key, delta, ttl)))
+        finally:
+            if self.backplane is not None:
+                self._announce((key,))
 
     async def decr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
         """``incr`` by ``-delta``."""
@@ -260,6 +291,8 @@ class AsyncMultilayerCache(ManagerBase):
         letter), then close the layers that hold connections."""
         for writer in self._driver.writers.values():
             await writer.close(timeout)
+        if self.backplane is not None:
+            await asyncio.to_thread(self._leave_fleet)  # sends what is queued: blocking IO
         for layer in self.layers:
             close = getattr(layer, "close", None)
             if callable(close):

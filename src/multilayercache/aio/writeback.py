@@ -243,6 +243,7 @@ class AsyncWriteBehindWorker(WorkerBase):
             error = await self._attempt(batch)
             if error is None:
                 queue.done(batch)
+                self.delivered(batch)
                 return
             delay = queue.failed(batch, error, time.monotonic())
             if delay is None:

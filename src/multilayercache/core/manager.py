@@ -18,11 +18,18 @@ from .tiers import timed
 class ManagerBase:
     """The IO-free half of a manager; ``driver`` is the sync or asyncio driver class."""
 
-    def __init__(self, state: CacheState, driver: Callable[[CacheState], Any]) -> None:
+    def __init__(
+        self, state: CacheState, driver: Callable[[CacheState], Any], backplane: Any = None
+    ) -> None:
         self._state = state
         self._driver = driver(state)
         self._run = self._driver.run
         self.layers: list[Any] = [tier.layer for tier in state.tiers]
+        self.backplane: Any = None
+        """The ``Backplane`` telling the other instances what this one changed (``None``:
+        off, the default)."""
+        if backplane is not None and backplane is not False:
+            self._join_fleet(backplane)
         # An in-process L1 answers without IO: its hits skip the plans and the driver, which
         # then start below it (``_checked_depth``), or at it when it stepped aside.
         first = state.tiers[0]
@@ -35,6 +42,56 @@ class ManagerBase:
             if first.has("lookup"):
                 self._first_lookup = timed(first, "lookup") if timed_too else first.layer.lookup
             self._checked_depth = 1
+
+    # ---------------------------------------------------------------- the fleet
+    def _join_fleet(self, backplane: Any) -> None:
+        """Start ``backplane`` (a ``Backplane``, see ``layers/redis/backplane.py``) on the
+        prefix of the first shared layer: messages of the other instances drop keys from
+        this one's in-process layers, and this one's writes are announced to them."""
+        shared = next((tier for tier in self._state.tiers if not tier.in_process), None)
+        if shared is None or not isinstance(getattr(shared.layer, "prefix", None), str):
+            raise ValueError("a backplane needs a shared layer (a RedisLayer) to join a fleet")
+        backplane.start(
+            shared.layer.prefix,
+            self._dropped_elsewhere,
+            self._cleared_elsewhere,
+            default_url=getattr(shared.layer, "url", None),
+        )
+        self.backplane = backplane
+        for writer in self._driver.writers.values():
+            writer.announce = backplane.publish_keys
+
+    def _announce(self, keys: Any) -> None:
+        """Tell the other instances that ``keys`` changed (after a write of this one)."""
+        backplane = self.backplane
+        if backplane is not None:
+            backplane.publish_keys([key for key in keys if type(key) is str])
+
+    def _dropped_elsewhere(self, keys: tuple[str, ...]) -> None:
+        """Another instance changed ``keys``: drop them from the in-process layers. The
+        key's generation is bumped first, so that a read of the old value from the shared
+        layer running now does not copy it back up (``core/generations.py``)."""
+        generations = self._state.generations
+        if generations is not None:
+            generations.bump_many(keys)
+        for tier in self._state.tiers:
+            if tier.in_process:
+                for key in keys:
+                    tier.layer.delete(key)
+
+    def _cleared_elsewhere(self) -> None:
+        """Another instance cleared the cache, or this one can no longer vouch for what
+        its in-process layers hold: drop it all."""
+        generations = self._state.generations
+        if generations is not None:
+            generations.bump_all()
+        for tier in self._state.tiers:
+            if tier.in_process:
+                tier.layer.clear()
+
+    def _leave_fleet(self) -> None:
+        if self.backplane is not None:
+            self.backplane.close()
 
     @property
     def value_type(self) -> Any:

@@ -41,6 +41,18 @@ class WorkerBase:
         """Attempts in progress: sender -> when it started (monotonic seconds)."""
         self.hung: set[Hashable] = set()
         """Senders whose attempt passed ``batch_timeout`` (reported once each)."""
+        self.announce: Callable[[list[Any]], None] | None = None
+        """Told the keys of every batch delivered (the backplane: other instances drop
+        them from their L1 once the new values are in the shared layer)."""
+
+    def delivered(self, batch: Batch) -> None:
+        """``batch`` reached the layer: announce its keys (never raises)."""
+        announce = self.announce
+        if announce is not None:
+            try:
+                announce([write.key for write in batch.writes])
+            except Exception:
+                log.exception("multilayercache: announcing a delivered batch failed")
 
     def pending_in(self, keys: list[Any]) -> dict[Any, Any]:
         """The queued writes of ``keys`` (callers hold the queue's lock, if any)."""

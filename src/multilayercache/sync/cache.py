@@ -51,6 +51,7 @@ from ..core.missing import MISSING, STEPPED_ASIDE
 from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
 from ..core.ttl import TTL
+from ..layers.redis.backplane import Backplane, backplane_of
 from .driver import Driver
 
 _frontdoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py")
@@ -77,6 +78,7 @@ class MultilayerCache(ManagerBase):
         record_latency: bool = False,
         value_type: Any = None,
         load_options: LoadOptions | None = None,
+        backplane: Backplane | str | bool | None = None,
     ) -> None:
         state = CacheState(
             layers,
@@ -87,7 +89,7 @@ class MultilayerCache(ManagerBase):
             value_type=value_type,
             load_options=load_options,
         )
-        super().__init__(state, Driver)
+        super().__init__(state, Driver, backplane_of(backplane))
         # Reads are mostly L1 hits: answer them from compiled code, with the same behaviour
         # as ``get`` below (see sync/_frontdoor_py.py). The plans take over below L1.
         door = FrontDoor(
@@ -140,30 +142,51 @@ class MultilayerCache(ManagerBase):
         layers drop the key instead of keeping the value it was to replace: a write that
         timed out may still land, so neither value is known to be the layer's. A
         write-behind layer is not waited for: the write is queued (see ``WriteBehind``)."""
-        if not self._set_at_once(key, value, ttl):
-            self._run(plans.write(self._state, single(key, value), ttl, self._state.value_type))
+        try:
+            if not self._set_at_once(key, value, ttl):
+                self._run(plans.write(self._state, single(key, value), ttl, self._state.value_type))
+        finally:  # a failed write may have landed too: the others drop the key either way
+            if self.backplane is not None:
+                self._announce((key,))
 
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """Write every item through every layer (one batch call per layer); a failure is
         handled as by ``set``, for every key."""
-        self._run(plans.write(self._state, mapping, ttl, self._state.value_type))
+        try:
+            self._run(plans.write(self._state, mapping, ttl, self._state.value_type))
+        finally:
+            if self.backplane is not None:
+                self._announce(mapping)
 
     def delete(self, key: Any) -> bool:
         """Remove the key from every layer; True if any layer had it. If a layer fails, the
         others are still cleared and its ``LayerError`` is raised. The failed layer may
         still hold the value: this cache does not read the key from it (nor copy it up)
         until a delete or set of the key reaches it; each read sends the delete again."""
-        return self._run(plans.delete(self._state, key))
+        try:
+            return self._run(plans.delete(self._state, key))
+        finally:
+            if self.backplane is not None:
+                self._announce((key,))
 
     def delete_many(self, keys: Iterable[Any]) -> None:
         """Remove the keys from every layer (one batch call per layer); a failure is
         handled as by ``delete``, for every key."""
-        self._run(plans.delete_many(self._state, keys))
+        keys = list(keys)
+        try:
+            self._run(plans.delete_many(self._state, keys))
+        finally:
+            if self.backplane is not None:
+                self._announce(keys)
 
     def clear(self) -> None:
         """Empty the cache: L1 entirely, and a shared layer's keys under its prefix (a batch
         at a time, so Redis never blocks; every node of a cluster)."""
-        self._run(plans.clear(self._state))
+        try:
+            self._run(plans.clear(self._state))
+        finally:
+            if self.backplane is not None:
+                self.backplane.publish_clear()
 
     # ------------------------------------------------------------------ primitives
     def add(self, key: Any, value: Any, ttl: TTL | None = None) -> bool:
@@ -171,7 +194,10 @@ class MultilayerCache(ManagerBase):
         was stored. Atomic: the shared layer decides (a Redis script: of concurrent callers
         in any process, exactly one gets True), then every layer holds the value. With L1
         alone, L1 decides (between this process's threads)."""
-        return self._run(plans.primitives.add(self._state, key, value, ttl, self.value_type))
+        added = self._run(plans.primitives.add(self._state, key, value, ttl, self.value_type))
+        if added and self.backplane is not None:
+            self._announce((key,))
+        return bool(added)
 
     def touch(self, key: Any, ttl: TTL | None = None) -> bool:
         """Give the key a new TTL from now (each layer capping it as for a write; ``None``:
@@ -185,7 +211,11 @@ class MultilayerCache(ManagerBase):
         at 0 and lives ``ttl`` (as Redis' ``INCRBY``). The faster layers drop their copy.
         ``TypeError`` if the value is not an int; ``OverflowError`` past +-(2**53 - 1) in
         Redis (Lua counts in doubles), past 64 bits in L1 alone."""
-        return self._run(plans.primitives.incr(self._state, key, delta, ttl))
+        try:
+            return int(self._run(plans.primitives.incr(self._state, key, delta, ttl)))
+        finally:
+            if self.backplane is not None:
+                self._announce((key,))
 
     def decr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
         """``incr`` by ``-delta``."""
@@ -329,6 +359,7 @@ class MultilayerCache(ManagerBase):
         letter), then close the layers that hold connections."""
         for writer in self._driver.writers.values():
             writer.close(timeout)
+        self._leave_fleet()
         for layer in self.layers:
             close = getattr(layer, "close", None)
             if callable(close):

@@ -224,6 +224,8 @@ class WriteBehindWorker(WorkerBase):
                 changed.wait_for(lambda: batch.abandoned, delay)  # close() cuts the wait short
         if batch.dead:
             self._bury(batch)
+        elif error is None:
+            self.delivered(batch)
 
     def _attempt(self, batch: Batch) -> Exception | None:
         """One send of ``batch`` through the layer's rate limit and breaker; the error,

@@ -110,6 +110,9 @@ class Backplane:
         self._on_keys, self._on_clear = on_keys, on_clear
         reader = self._connect()
         position, run = self._position(reader)  # before any write of ours: none is missed
+        self._launch(reader, position, run)
+
+    def _launch(self, reader: redis.Redis, position: tuple[int, int] | None, run: str) -> None:
         self._threads = [
             threading.Thread(
                 target=self._read, args=(reader, position, run), name="mlc-backplane-read"
@@ -152,7 +155,10 @@ class Backplane:
         L1 was dropped (a gap that could not be replayed, or ``max_cut_off``), messages
         lost (not sent after every retry), and how long it has been cut off (seconds)."""
         cut_off = self.cut_off_since
-        return {**self.counts, "cut_off_for": 0.0 if cut_off is None else time.monotonic() - cut_off}
+        return {
+            **self.counts,
+            "cut_off_for": 0.0 if cut_off is None else time.monotonic() - cut_off,
+        }
 
     # ---------------------------------------------------------------- threads
     def _connect(self) -> redis.Redis:
@@ -183,13 +189,26 @@ class Backplane:
         state = self._state(client)
         return (state.last_generated if state.exists else (0, 0)), state.server_run
 
-    def _read(self, client: redis.Redis, position: tuple[int, int], run: str) -> None:
-        """Read the stream from ``position`` on, until closed; after a broken connection,
-        replay the gap or drop L1 (see ``can_replay``)."""
+    def _read(self, client: redis.Redis, position: tuple[int, int] | None, run: str) -> None:
+        """Read the stream from ``position`` on (``None``: from its end, once the server
+        answers), until closed; after a broken connection, replay the gap or drop L1 (see
+        ``can_replay``)."""
         block_ms = int(READ_BLOCK_SECONDS * 1000)
+        attempt = 0
+        while position is None and not self._closed.is_set():
+            try:
+                position, run = self._position(client)
+                self.cut_off_since = None
+            except RedisError:
+                self._closed.wait(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
+                attempt += 1
+        if position is None:
+            return
         while not self._closed.is_set():
             try:
-                answer = client.xread({self.stream: f"{position[0]}-{position[1]}"}, count=1000, block=block_ms)
+                answer = client.xread(
+                    {self.stream: f"{position[0]}-{position[1]}"}, count=1000, block=block_ms
+                )
             except RedisError as error:
                 if self._closed.is_set():
                     return
@@ -214,7 +233,9 @@ class Backplane:
             else:
                 self._on_keys(message.keys)
         except Exception:  # a key L1 refuses: never stop reading for it
-            log.exception("backplane: applying %s of %d key(s) failed", message.action, len(message.keys))
+            log.exception(
+                "backplane: applying %s of %d key(s) failed", message.action, len(message.keys)
+            )
 
     def _reconnect(
         self, client: redis.Redis, position: tuple[int, int], run: str, error: Exception
@@ -302,15 +323,37 @@ class Backplane:
                 time.sleep(pause)
 
     def _after_fork(self) -> None:
-        """In a forked child: no threads (they stayed in the parent), a new origin; the
-        cache that owns it starts it again."""
+        """In a forked child (a pre-fork server's worker): a new origin, and threads of its
+        own (those of the parent stayed there). It cannot know what it missed between the
+        fork and its first read: it drops its L1 (inherited from the parent) and reads on
+        from the stream's end."""
+        was_running = bool(self._threads)
         self._threads = []
         self._outbox = queue.SimpleQueue()
         self._closed = threading.Event()
         self.origin = new_origin()
+        if was_running:
+            self._on_clear()
+            reader = self._connect()
+            self.cut_off_since = time.monotonic()  # until the first read: served as cut off
+            self._launch(reader, None, "")  # reads on from the stream's end, once it answers
 
     def __repr__(self) -> str:
         return f"Backplane(stream={self.stream!r}, origin={self.origin.decode()})"
+
+
+def backplane_of(option: Backplane | str | bool | None) -> Backplane | None:
+    """The ``Backplane`` a cache's ``backplane=`` option asks for: ``None``/``False``: none;
+    ``True``: one on the shared layer's server; a URL: one there; or the object itself."""
+    if option is None or option is False:
+        return None
+    if option is True:
+        return Backplane()
+    if isinstance(option, str):
+        return Backplane(option)
+    if isinstance(option, Backplane):
+        return option
+    raise TypeError(f"backplane must be True, a URL or a Backplane, got {option!r}")
 
 
 def _nothing(keys: tuple[str, ...]) -> None:
@@ -321,4 +364,4 @@ def _nothing_at_all() -> None:
     return None
 
 
-__all__ = ["Backplane", "DEFAULT_STREAM_LENGTH", "STREAM_SUFFIX"]
+__all__ = ["Backplane", "DEFAULT_STREAM_LENGTH", "STREAM_SUFFIX", "backplane_of"]

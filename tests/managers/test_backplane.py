@@ -1,0 +1,151 @@
+"""The backplane: what one instance changes leaves every other instance's L1 (sync and
+asyncio managers, and separate processes); an instance cut off replays what it missed and
+keeps the rest of its L1; one that cannot replay (a server restart) drops it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fleet_support import run_readers  # noqa: I001
+
+from multilayercache import InMemoryLayer, LayerPolicy, MultilayerCache, RedisLayer
+from multilayercache.layers.redis.backplane import Backplane
+from multilayercache.tools.servers import Proxy, RedisServer
+
+
+def eventually(check: Callable[[], bool], within: float = 3.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.005)
+    return check()
+
+
+def test_writes_of_one_instance_leave_the_l1_of_the_others(harness) -> None:
+    a = harness.cache([harness.l1(), harness.l2()], backplane=True)
+    b = harness.cache([harness.l1(), harness.l2()], backplane=True)
+    a.set_many({"k1": 1, "k2": 2, "k3": 3, "n": 0})
+    assert eventually(lambda: b.backplane.stats()["received"] == 1)  # (nothing in b's L1)
+    for _ in range(2):  # a value read from L2 is copied into L1 from its second read on
+        assert [b.get(key) for key in ("k1", "k2", "k3", "n")] == [1, 2, 3, 0]
+    l1_of_b = b.layers[0]
+    assert all(key in l1_of_b for key in ("k1", "k2", "k3", "n"))  # b serves them from L1
+
+    a.set("k1", "new")
+    assert eventually(lambda: b.get("k1") == "new")
+    a.delete("k2")
+    assert eventually(lambda: b.get("k2") is None)
+    a.incr("n", 5)
+    assert eventually(lambda: b.get("n") == 5)
+    a.delete_many(["k3"])
+    assert eventually(lambda: b.get("k3") is None)
+    b.set("k4", "b's")
+    assert eventually(lambda: a.get("k4") == "b's")
+    assert "k4" in b.layers[0]  # its own message is skipped: its L1 keeps what it wrote
+
+    b.get("k1")
+    a.clear()
+    assert eventually(lambda: len(b.layers[0]) == 0)
+    assert a.backplane.stats()["lost"] == 0 and b.backplane.stats()["received"] >= 5
+
+
+def test_a_write_behind_set_reaches_the_others_after_it_lands(harness) -> None:
+    from multilayercache import WriteBehind
+
+    policies = [None, LayerPolicy(write=WriteBehind(max_delay=0.05))]
+    a = harness.cache([harness.l1(), harness.l2()], policies, backplane=True)
+    b = harness.cache([harness.l1(), harness.l2()], backplane=True)
+    a.set("k", "old")
+    a.flush()
+    assert b.get("k") == b.get("k") == "old"
+    for version in range(20):  # each set is announced when queued and again once written
+        a.set("k", version)
+    assert eventually(lambda: b.get("k") == 19)
+
+
+def test_bad_backplane_options_are_refused(harness) -> None:
+    with pytest.raises(TypeError, match="backplane must be True, a URL or a Backplane"):
+        harness.cache([harness.l1(), harness.l2()], backplane=42)
+    with pytest.raises(ValueError, match="needs a shared layer"):
+        harness.cache([harness.l1()], backplane=True)
+    with pytest.raises(ValueError, match="stream_length"):
+        Backplane(stream_length=3)
+    with pytest.raises(ValueError, match="max_cut_off"):
+        Backplane(max_cut_off=0)
+
+
+@pytest.mark.parametrize("kind", ["sync", "asyncio"])
+def test_three_processes_agree_within_milliseconds(redis_server, prefix, kind) -> None:
+    """A (this process) updates keys that B and C (processes of their own) hold in L1; each
+    update is seen by both soon after A's write returns."""
+    latencies = run_readers(redis_server.url, prefix, kind, readers=2, updates=200)
+    assert len(latencies) == 400, "every update seen by both readers"
+    ordered = sorted(latencies)
+    p50, p99 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99)]
+    # Measured (benchmarks/backplane.py): p50 ~1-2 ms, p99 ~5-15 ms; bounds for a busy CI.
+    assert p50 <= 0.05 and p99 <= 0.5, (p50, p99)
+
+
+def instance(url: str, prefix: str, **options: Any) -> MultilayerCache:
+    return MultilayerCache(
+        [InMemoryLayer(max_size=10_000, name="l1"), RedisLayer(url, prefix=prefix, name="l2")],
+        **options,
+    )
+
+
+def test_an_instance_cut_off_replays_what_it_missed_and_keeps_the_rest(prefix) -> None:
+    with RedisServer.start(use_env=False) as server, Proxy(server.port) as proxy:
+        a = instance(server.url, prefix, backplane=True)
+        b = instance(proxy.url, prefix, backplane=True)  # its L2 and its backplane: cut below
+        keys = [f"k{i}" for i in range(2_000)]
+        a.set_many(dict.fromkeys(keys, "v1"))
+        for _ in range(2):  # copied into b's L1 from the second read on
+            assert [b.get(key) for key in keys] == ["v1"] * len(keys)
+        proxy.cut("reset")
+        changed = keys[:1_000]
+        a.set_many(dict.fromkeys(changed, "v2"))  # while b is cut off
+        assert eventually(lambda: b.backplane.stats()["cut_off_for"] > 0)
+        assert b.get(changed[0]) == "v1"  # cut off, b serves its L1 (fail-safe)
+        proxy.restore()
+        assert eventually(lambda: b.backplane.stats()["replayed_gaps"] == 1, within=5)
+        time.sleep(1.0)
+        hits_before = b.layers[0].stats().hits
+        assert [b.get(key) for key in keys[1_000:]] == ["v1"] * 1_000
+        assert b.layers[0].stats().hits - hits_before == 1_000  # unchanged keys: still in L1
+        stale = [key for key in changed if b.get(key) != "v2"]
+        assert stale == []
+        assert b.backplane.stats()["dropped_l1"] == 0
+        a.close()
+        b.close()
+
+
+def test_after_a_server_restart_an_instance_drops_what_it_cannot_vouch_for(prefix) -> None:
+    with RedisServer.start(use_env=False) as server:
+        a = instance(server.url, prefix, backplane=True)
+        b = instance(server.url, prefix, backplane=True)
+        keys = [f"k{i}" for i in range(100)]
+        a.set_many(dict.fromkeys(keys, "v1"))
+        for _ in range(2):
+            assert [b.get(key) for key in keys] == ["v1"] * len(keys)
+        server.restart()  # the stream is gone with everything else: nothing to replay
+        assert eventually(lambda: b.backplane.stats()["dropped_l1"] == 1, within=5)
+        a.set_many(dict.fromkeys(keys, "v2"))
+        assert eventually(lambda: a.backplane.stats()["published"] >= 2, within=5)
+        assert [key for key in keys if b.get(key) != "v2"] == []
+        a.close()
+        b.close()
+
+
+def test_max_cut_off_bounds_what_an_instance_serves_while_cut_off(prefix) -> None:
+    with RedisServer.start(use_env=False) as server, Proxy(server.port) as proxy:
+        b = instance(proxy.url, prefix, backplane=Backplane(max_cut_off=0.3))
+        b.set("k", "v1")
+        assert "k" in b.layers[0]
+        proxy.cut("reset")
+        assert eventually(lambda: "k" not in b.layers[0], within=3)  # dropped after 0.3 s
+        proxy.restore()
+        b.close()
