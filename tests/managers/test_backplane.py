@@ -9,10 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fleet_support import run_readers  # noqa: I001
 
 from multilayercache import InMemoryLayer, LayerPolicy, MultilayerCache, RedisLayer
 from multilayercache.layers.redis.backplane import Backplane
+from multilayercache.tools.fleet import run_readers
 from multilayercache.tools.servers import Proxy, RedisServer
 
 

@@ -1,5 +1,6 @@
-"""Fleet helpers the tests and benchmarks import: reader processes that hold keys in L1
-while this process updates them, timing how soon each update reaches them."""
+"""A fleet on one machine, for tests and benchmarks: reader processes that hold keys in L1
+while this process updates them through the backplane, timing how soon each update
+reaches each of them (``run_readers``)."""
 
 from __future__ import annotations
 

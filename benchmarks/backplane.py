@@ -1,0 +1,75 @@
+"""The backplane, measured: how soon an update by one instance reaches the L1 of two others
+(separate processes, sync and asyncio managers), and what an L1 hit costs with a backplane
+against one without (same run).
+
+    python benchmarks/backplane.py [--updates 1000]
+
+A (this process) sets keys one at a time that B and C (processes of their own) hold in L1;
+each reader times the seconds from the return of A's ``set`` until its own ``get`` returns
+the new value (a local Valkey on loopback; this machine has 2 cores, shared by the three).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from multilayercache import InMemoryLayer, MultilayerCache, RedisLayer
+from multilayercache.tools.fleet import run_readers
+from multilayercache.tools.servers import RedisServer
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def hit_ns(cache: MultilayerCache, calls: int = 200_000) -> float:
+    get = cache.get
+    start = time.perf_counter()
+    for _ in range(calls):
+        get("hot")
+    return (time.perf_counter() - start) / calls * 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--updates", type=int, default=1_000, help="updates (1000)")
+    parser.add_argument("--repeat", type=int, default=7, help="rounds of the hit timing (7)")
+    args = parser.parse_args(argv)
+    with RedisServer.start(use_env=False) as server:
+        for kind in ("sync", "asyncio"):
+            latencies = run_readers(server.url, f"{kind}:", kind, readers=2, updates=args.updates)
+            print(
+                f"{kind:>7} readers: {len(latencies)} updates seen, p50 "
+                f"{percentile(latencies, 0.5) * 1000:.2f} ms, p99 "
+                f"{percentile(latencies, 0.99) * 1000:.2f} ms, max {max(latencies) * 1000:.2f} ms"
+            )
+        caches = {
+            "without": MultilayerCache(
+                [InMemoryLayer(max_size=1_000), RedisLayer(server.url, prefix="h1:")]
+            ),
+            "with backplane": MultilayerCache(
+                [InMemoryLayer(max_size=1_000), RedisLayer(server.url, prefix="h2:")],
+                backplane=True,
+            ),
+        }
+        rounds: dict[str, list[float]] = {name: [] for name in caches}
+        for cache in caches.values():
+            cache.set("hot", {"n": 1})
+        for _ in range(args.repeat):
+            for name, cache in caches.items():
+                rounds[name].append(hit_ns(cache))
+        base = statistics.median(rounds["without"])
+        for name, values in rounds.items():
+            print(
+                f"L1 hit {name:>15}: {statistics.median(values):.0f} ns ({statistics.median(values) / base:.2f}x)"
+            )
+        for cache in caches.values():
+            cache.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
