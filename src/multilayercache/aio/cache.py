@@ -37,10 +37,12 @@ from ..core.decorate import (
     return_type,
 )
 from ..core.keys import single
+from ..core.loadcontext import tagged
 from ..core.manager import ManagerBase
 from ..core.missing import MISSING, STEPPED_ASIDE
 from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
+from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
 from ..layers.redis.backplane import Backplane, backplane_of
 from .driver import AsyncDriver
@@ -101,12 +103,18 @@ class AsyncMultilayerCache(ManagerBase):
         return await self._run(plans.remaining_ttl(self._state, key))
 
     # ------------------------------------------------------------------ writes
-    async def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
+    async def set(self, key: Any, value: Any, ttl: TTL | None = None, tags: Tags = ()) -> None:
         """Write through every layer, slowest first (each caps ``ttl`` by its policy). A
         layer that fails raises its ``LayerError``, and the faster layers drop the key
-        (see ``MultilayerCache.set``); a write-behind layer gets the write queued."""
+        (see ``MultilayerCache.set``); a write-behind layer gets the write queued.
+        ``tags``: ``invalidate_tags`` of any of them drops the value."""
         try:
-            if not self._set_at_once(key, value, ttl):
+            if tags:
+                plan = plans.write(
+                    self._state, single(key, value), ttl, self._state.value_type, check_tags(tags)
+                )
+                await self._run(plan)
+            elif not self._set_at_once(key, value, ttl):
                 await self._run(
                     plans.write(self._state, single(key, value), ttl, self._state.value_type)
                 )
@@ -114,11 +122,14 @@ class AsyncMultilayerCache(ManagerBase):
             if self.backplane is not None:
                 self._announce((key,))
 
-    async def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
+    async def set_many(
+        self, mapping: Mapping[Any, Any], ttl: TTL | None = None, tags: Tags = ()
+    ) -> None:
         """Write every item through every layer (one batch call per layer); a failure is
-        handled as by ``set``, for every key."""
+        handled as by ``set``, for every key. ``tags``: those of every item."""
+        tags = check_tags(tags)
         try:
-            await self._run(plans.write(self._state, mapping, ttl, self._state.value_type))
+            await self._run(plans.write(self._state, mapping, ttl, self._state.value_type, tags))
         finally:
             if self.backplane is not None:
                 self._announce(mapping)
@@ -151,6 +162,23 @@ class AsyncMultilayerCache(ManagerBase):
         finally:
             if self.backplane is not None:
                 self.backplane.publish_clear()
+
+    async def invalidate_tags(self, *tags: str) -> None:
+        """Drop every value written with any of ``tags``, in every layer of every instance
+        (see ``MultilayerCache.invalidate_tags``)."""
+        await self._invalidate(check_tags(tags), ())
+
+    async def invalidate_prefix(self, *prefixes: str) -> None:
+        """Drop every key that starts with one of ``prefixes``, in every layer of every
+        instance, without a scan of the shared layer (see ``MultilayerCache``)."""
+        await self._invalidate((), check_tags(prefixes, "prefix"))
+
+    async def _invalidate(self, tags: tuple[str, ...], prefixes: tuple[str, ...]) -> None:
+        at_ms: int | None = None
+        try:
+            at_ms = await self._run(plans.invalidate(self._state, tags, prefixes))
+        finally:
+            self._announce_marks(tags, prefixes, at_ms)
 
     # ------------------------------------------------------------------ primitives
     async def add(self, key: Any, value: Any, ttl: TTL | None = None) -> bool:
@@ -189,10 +217,11 @@ class AsyncMultilayerCache(ManagerBase):
         value_type: Any = None,
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
+        tags: Tags = (),
     ) -> Any:
-        """The cached value, or ``await loader(key)``'s, written through every layer.
-        Concurrent tasks asking for one missing key share one lookup below L1 and one
-        loader call; stale values as ``MultilayerCache.get_or_load`` serves them."""
+        """The cached value, or ``await loader(key)``'s, written through every layer (with
+        ``tags``). Concurrent tasks asking for one missing key share one lookup below L1
+        and one loader call; stale values as ``MultilayerCache.get_or_load`` serves them."""
         if ttl is not None:
             check_load_ttl(ttl)
         if not callable(loader):
@@ -202,6 +231,7 @@ class AsyncMultilayerCache(ManagerBase):
             return value
         start = 0 if value is STEPPED_ASIDE else self._checked_depth
         options = self._options_for(soft_timeout, hard_timeout)
+        loader = tagged(loader, check_tags(tags))
         plan = loading.load(
             self._state, key, loader, ttl, self._type_for(value_type), None, options, start
         )
@@ -213,10 +243,13 @@ class AsyncMultilayerCache(ManagerBase):
         bulk_loader: AsyncBulkLoader,
         ttl: TTL | TtlRule | None = None,
         value_type: Any = None,
+        tags: Tags = (),
     ) -> dict[Any, Any]:
         """Like ``get_many``; the keys every layer missed go to ``await bulk_loader(missing)``
-        in one call, which returns a mapping (keys it leaves out stay missing)."""
+        in one call, which returns a mapping (keys it leaves out stay missing), cached with
+        ``tags``."""
         value_type = self._type_for(value_type)
+        bulk_loader = tagged(bulk_loader, check_tags(tags))
         plan = loading.load_many(
             self._state, keys, bulk_loader, ttl, self._checked_depth, value_type
         )
@@ -230,12 +263,14 @@ class AsyncMultilayerCache(ManagerBase):
         condition: Condition | None = None,
         value_type: Any = None,
         include_self: bool = True,
+        tags: Tags | Callable[..., Tags] = (),
     ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """Decorator for coroutine functions and methods: cache results by arguments (the
-        options of ``MultilayerCache.cached``, methods alike). ``await f.invalidate(...)``
-        forgets one result."""
+        options of ``MultilayerCache.cached``, methods and tags alike). ``await
+        f.invalidate(...)`` forgets one result."""
         check_load_ttl(ttl)  # a TTL, or a function of the result
         check_options(None, condition)
+        tags_of = tags_for(tags)
 
         def decorate(function: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
             target = decorated(function, include_self, key)
@@ -257,7 +292,8 @@ class AsyncMultilayerCache(ManagerBase):
                     return plain(*args, **kwargs)
 
                 start = 0 if value is STEPPED_ASIDE else depth
-                plan = loading.load(state, call_key, call, ttl, typed, condition, None, start)
+                loader = tagged(call, tags_of(args, kwargs))
+                plan = loading.load(state, call_key, loader, ttl, typed, condition, None, start)
                 return await run(plan)
 
             async def invalidate(*args: Any, **kwargs: Any) -> bool:

@@ -21,8 +21,8 @@ from typing import Literal
 
 import msgspec
 
-Action = Literal["keys", "clear"]
-ACTIONS: tuple[Action, ...] = ("keys", "clear")
+Action = Literal["keys", "clear", "tags", "prefixes"]
+ACTIONS: tuple[Action, ...] = ("keys", "clear", "tags", "prefixes")
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_keys = msgspec.msgpack.Decoder(list[str]).decode
@@ -35,15 +35,20 @@ def new_origin() -> bytes:
 
 @dataclass(frozen=True)
 class Message:
-    """One invalidation: ``action`` by ``origin``, of ``keys`` (empty for ``clear``)."""
+    """One invalidation: ``action`` by ``origin``, of ``keys`` (empty for ``clear``; tag
+    or prefix names for ``tags`` and ``prefixes``, marked at ``at_ms``)."""
 
     origin: bytes
     action: Action
     keys: tuple[str, ...] = ()
+    at_ms: int = 0
 
     def fields(self) -> dict[str, bytes]:
         """The stream entry's fields."""
-        return {"o": self.origin, "a": self.action.encode(), "k": _encode(list(self.keys))}
+        fields = {"o": self.origin, "a": self.action.encode(), "k": _encode(list(self.keys))}
+        if self.at_ms:
+            fields["t"] = str(self.at_ms).encode()
+        return fields
 
     @classmethod
     def parse(cls, fields: dict[bytes, bytes]) -> Message | None:
@@ -53,15 +58,19 @@ class Message:
             if action not in ACTIONS:
                 return None
             keys = tuple(_decode_keys(fields[b"k"]))
-            return cls(bytes(fields[b"o"]), action, keys)  # type: ignore[arg-type]
-        except (KeyError, UnicodeDecodeError, msgspec.DecodeError, msgspec.ValidationError):
+            at_ms = int(fields.get(b"t", b"0"))
+            return cls(bytes(fields[b"o"]), action, keys, at_ms)  # type: ignore[arg-type]
+        except (
+            KeyError, ValueError, UnicodeDecodeError, msgspec.DecodeError,
+            msgspec.ValidationError,
+        ):  # fmt: skip
             return None
 
 
 def batched(pending: list[Message], max_keys: int) -> list[Message]:
     """``pending`` messages of one origin merged into as few as possible, in order: runs of
-    ``keys`` become one message (at most ``max_keys`` keys each, repeats dropped); a
-    ``clear`` stays where it is, since what came before it is dropped by it anyway."""
+    ``keys`` become one message (at most ``max_keys`` keys each, repeats dropped); others
+    (``clear``, tag and prefix marks) stay as they are, in their place."""
     out: list[Message] = []
     run: dict[str, None] = {}
 

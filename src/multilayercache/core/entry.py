@@ -127,12 +127,13 @@ class Envelope(NamedTuple):
             step=self.step if stepped else 0,  # type: ignore[arg-type]
             written_ms=self.written_ms,
             digest=self.digest if stepped else None,
+            tags=tuple(name for name, _ in self.tags),
         )
 
 
 def wrap(envelope: Envelope, payload: bytes) -> bytes:
-    """The stored form: the header, then the serializer's ``payload`` (format 2, with the
-    payload's digest, when the envelope has a step)."""
+    """The stored form: the header, then the serializer's ``payload`` (format 4, with the
+    envelope's digest, or else the payload's, when the envelope has a step)."""
     stepped = envelope.step is not None
     fixed = _FIXED.pack(
         STEPPED_FIRST_BYTE if stepped else FIRST_BYTE,
@@ -151,7 +152,8 @@ def wrap(envelope: Envelope, payload: bytes) -> bytes:
         envelope.key_check,
     )
     if stepped:
-        fixed += _STEP_AND_DIGEST.pack(0xD0, envelope.step, 0xCF, digest(payload))
+        stamp = envelope.digest or digest(payload)  # given when it is keyed (encryption)
+        fixed += _STEP_AND_DIGEST.pack(0xD0, envelope.step, 0xCF, stamp)
     return fixed + _tags(envelope.tags) + payload
 
 

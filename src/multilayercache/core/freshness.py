@@ -56,6 +56,8 @@ class Entry(NamedTuple):
     digest: int | None = None
     """A 64-bit digest of the encoded value, stored with adaptive entries: an unchanged
     reload encodes to the same one; ``None`` if not stored."""
+    tags: tuple[str, ...] = ()
+    """The tags it was written with, as a shared layer stored them (``core/tags.py``)."""
 
     @property
     def freshness(self) -> Freshness:
@@ -70,12 +72,14 @@ class Lifetime(NamedTuple):
     """How long a layer keeps one write: ``ttl`` fresh, then ``stale_ttl`` more as stale;
     a refresh is due ``refresh_after`` seconds in (``math.inf``: never). ``step``: the
     adaptive TTL step of a loaded value, for the shared layers to store with it (``None``:
-    a plain write, stored as before)."""
+    a plain write, stored as before); ``tags``: the write's tags."""
 
     ttl: float
     stale_ttl: float = 0.0
     refresh_after: float = math.inf
     step: int | None = None
+    tags: tuple[str, ...] = ()
+    """Tags of the write (``core/tags.py``): shared layers store them with the value."""
 
     @property
     def total(self) -> float:

@@ -3,9 +3,9 @@ adaptive caching and conditional refresh): ``with_context(loader)``.
 
 A plain loader is ``loader(key)``. Wrapped by ``with_context``, it is called as
 ``loader(key, context)`` with a ``LoadContext``: the value cached now (due for a refresh,
-or stale), and what it may set for the value it returns: its ``ttl`` (the value's tags
-will join it once tag invalidation exists; until then nothing advertises them, and setting
-an attribute the context does not have raises). Returning ``context.unchanged()``
+or stale), and what it may set for the value it returns: its ``ttl`` and its ``tags``
+(``core/tags.py``; the call's ``tags=`` until the loader sets others). Returning
+``context.unchanged()``
 says that the cached value is still current: it is kept, and extended in every layer
 without being rewritten (in Redis, its deadlines are updated in place: the value does not
 cross the network again). That is a conditional refresh: the loader asks its source
@@ -40,7 +40,7 @@ class LoadContext(Generic[V]):
     >>> cache.get_or_load("user:1", load_user)
     """
 
-    __slots__ = ("key", "current", "has_current", "ttl", "said_unchanged")
+    __slots__ = ("key", "current", "has_current", "ttl", "tags", "said_unchanged")
 
     def __init__(self, key: Any, current: V | None = None, has_current: bool = False) -> None:
         self.key = key
@@ -51,6 +51,9 @@ class LoadContext(Generic[V]):
         self.ttl: TTL | None = None
         """Set it: the TTL of the value returned, instead of the call's ``ttl`` (each layer
         caps it by its policy, and an adaptive layer scales it, as any requested TTL)."""
+        self.tags: tuple[str, ...] = ()
+        """Set it: the tags of the value returned (``invalidate_tags`` drops it), instead of
+        the call's ``tags=``; a str or an iterable of them."""
         self.said_unchanged = False
 
     def unchanged(self) -> V:
@@ -96,6 +99,39 @@ class ContextualLoader:
         return f"with_context({self.function!r})"
 
 
+class TaggedLoader:
+    """A loader whose values are cached with ``tags`` (``get_or_load(..., tags=...)``): it
+    is given a ``LoadContext`` carrying them, and passes its wrapped loader what it takes."""
+
+    def __init__(self, loader: Callable[[Any], Any], tags: tuple[str, ...]) -> None:
+        self.loader = loader
+        self.tags = tags
+        self.__wrapped__ = loader
+        self.__qualname__ = getattr(loader, "__qualname__", type(loader).__name__)
+
+    def __call__(self, argument: Any) -> Any:
+        if type(argument) is LoadContext and type(self.loader) is not ContextualLoader:
+            return self.loader(argument.key)
+        return self.loader(argument)
+
+    def __eq__(self, other: object) -> bool:  # the same load (fail-safe throttle, failures.py)
+        return type(other) is TaggedLoader and (other.loader, other.tags) == (
+            self.loader,
+            self.tags,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.loader, self.tags))
+
+    def __repr__(self) -> str:
+        return f"{self.loader!r} with tags {self.tags!r}"
+
+
+def tagged(loader: Any, tags: tuple[str, ...]) -> Any:
+    """``loader``, its values cached with ``tags`` (unchanged without tags)."""
+    return TaggedLoader(loader, tags) if tags else loader
+
+
 def with_context(function: Callable[[Any, LoadContext[Any]], R]) -> Callable[[Any], R]:
     """Make ``function(key, context)`` a loader for ``get_or_load`` that gets a
     ``LoadContext`` (a plain function, or an ``async def`` for ``AsyncMultilayerCache``);
@@ -103,4 +139,4 @@ def with_context(function: Callable[[Any, LoadContext[Any]], R]) -> Callable[[An
     return ContextualLoader(function)
 
 
-__all__ = ["ContextualLoader", "LoadContext", "with_context"]
+__all__ = ["ContextualLoader", "LoadContext", "TaggedLoader", "tagged", "with_context"]

@@ -43,7 +43,7 @@ from .errors import LayerError, LoadTimeoutError
 from .failures import replay, same_load
 from .freshness import Entry, Freshness, xfetch_due
 from .keys import unique
-from .loadcontext import ContextualLoader, LoadContext
+from .loadcontext import ContextualLoader, LoadContext, TaggedLoader
 from .missing import MISSING
 from .options import LoadOptions
 from .plans import (
@@ -64,6 +64,7 @@ from .plans import (
 from .ratelimit import LoadGateTimeout
 from .refresh import RefreshJob
 from .state import CacheState
+from .tags import check_tags
 from .ttl import TTL
 
 Condition = Callable[[Any], bool] | None
@@ -229,26 +230,32 @@ def _write_one(
     ``LoadContext`` (``argument``) was given, and what it replaces (``held``, when that
     matters: a verdict, or an adaptive TTL)."""
     kept: tuple[Any, ...] = ()
+    tags: tuple[str, ...] = ()
     if type(argument) is LoadContext:
         if argument.ttl is not None:
             ttl = argument.ttl
         if argument.said_unchanged and reply.value is argument.current:
             kept = (key,)
+        tags = check_tags(argument.tags)
     replaced = {key: held} if held is not None and (kept or state.adapts) else None
     loaded = {key: reply.value}
     yield from write_loaded(
-        state, loaded, ttl, value_type, seen, reply.seconds, unreachable or (), replaced, kept
+        state, loaded, ttl, value_type, seen, reply.seconds, unreachable or (), replaced, kept, tags
     )
 
 
 def _argument(loader: Callable[[Any], Any], key: Any, held: Entry | None) -> Any:
-    """What ``loader`` is called with: the key, or for a loader made by ``with_context`` a
-    ``LoadContext`` with the value held (``held``: due or stale)."""
-    if type(loader) is not ContextualLoader:
+    """What ``loader`` is called with: the key, or for a loader made by ``with_context``
+    (or given ``tags=``) a ``LoadContext`` with the value held (``held``: due or stale)
+    and the call's tags."""
+    tags: tuple[str, ...] = ()
+    if type(loader) is TaggedLoader:
+        tags = loader.tags
+    elif type(loader) is not ContextualLoader:
         return key
-    if held is None:
-        return LoadContext(key)
-    return LoadContext(key, held.value, True)
+    context = LoadContext(key) if held is None else LoadContext(key, held.value, True)
+    context.tags = tags
+    return context
 
 
 def _noted(state: CacheState, keys: list[Any]) -> dict[Any, int]:
@@ -487,8 +494,9 @@ def _load_many_now(
                     key: found.get(key) or (stale[key], 0) for key in loaded if key in stale
                 }
             yield from write_loaded(
-                state, loaded, ttl, value_type, seen, seconds, unreachable, replaced
-            )
+                state, loaded, ttl, value_type, seen, seconds, unreachable, replaced,
+                tags=_tags_of(bulk_loader),
+            )  # fmt: skip
     if replayed is not None:  # the others are loaded and cached: a retry finds them
         key, failure, retry_in = replayed
         raise replay(failure, key, retry_in) from failure.error
@@ -537,7 +545,9 @@ def _refresh_many_for(
             state.load_succeeded(key)
         if loaded:
             seconds = reply.seconds / len(keys)
-            yield from write_loaded(state, loaded, ttl, value_type, seen, seconds, (), held)
+            yield from write_loaded(
+                state, loaded, ttl, value_type, seen, seconds, (), held, tags=_tags_of(bulk_loader)
+            )
         return loaded  # (for the callers that joined the flights of its keys)
 
     return refresh
@@ -552,6 +562,11 @@ def _steps_depth(state: CacheState) -> int:
 
 
 # ---------------------------------------------------------------------------- checks
+def _tags_of(bulk_loader: Any) -> tuple[str, ...]:
+    """The tags a bulk loader's values are cached with (``get_or_load_many(tags=...)``)."""
+    return bulk_loader.tags if type(bulk_loader) is TaggedLoader else ()
+
+
 def check_loader(loader: Any) -> None:
     if not callable(loader):
         raise TypeError(f"the loader must be a function of the key(s), got {loader!r}")

@@ -55,6 +55,7 @@ class ManagerBase:
             shared.layer.prefix,
             self._dropped_elsewhere,
             self._cleared_elsewhere,
+            self._marked_elsewhere,
             default_url=getattr(shared.layer, "url", None),
         )
         self.backplane = backplane
@@ -66,6 +67,21 @@ class ManagerBase:
         backplane = self.backplane
         if backplane is not None:
             backplane.publish_keys([key for key in keys if type(key) is str])
+
+    def _announce_marks(
+        self, tags: tuple[str, ...], prefixes: tuple[str, ...], at_ms: int | None
+    ) -> None:
+        """Tell the other instances of tag and prefix invalidations (made at ``at_ms``;
+        ``None``: the shared layer failed, the time is now)."""
+        backplane = self.backplane
+        if backplane is not None:
+            backplane.publish_marks(tags, prefixes, at_ms)
+
+    def _marked_elsewhere(
+        self, tags: tuple[str, ...], prefixes: tuple[str, ...], at_ms: int
+    ) -> None:
+        """Another instance invalidated ``tags`` or ``prefixes`` at ``at_ms``."""
+        plans.drop_marked(self._state, tags, prefixes, at_ms)
 
     def _dropped_elsewhere(self, keys: tuple[str, ...]) -> None:
         """Another instance changed ``keys``: drop them from the in-process layers. The
@@ -85,6 +101,7 @@ class ManagerBase:
         generations = self._state.generations
         if generations is not None:
             generations.bump_all()
+        self._state.invalidations.loaded = False  # marks may have been missed too: reread
         for tier in self._state.tiers:
             if tier.in_process:
                 tier.layer.clear()

@@ -22,6 +22,7 @@ from .options import LayerPolicy, LoadOptions
 from .ratelimit import KeyThrottle, RateLimiter
 from .refresh import RefreshQueue
 from .stats import CacheStats
+from .tags import Invalidations
 from .tiers import Tier, make_tiers
 from .unconfirmed import UnconfirmedDeletes
 
@@ -83,6 +84,10 @@ class CacheState:
         """Layers a ``clear`` did not reach, by depth: when it was asked (epoch ms) and until
         when the layer may still hold what it was to remove (monotonic seconds). Their
         entries written before it are not read (``cleared_away``)."""
+        self.invalidations = Invalidations()
+        """Tag and prefix invalidations, and the in-process keys per tag (``core/tags.py``)."""
+        self.marks_tier = next((tier for tier in self.tiers if tier.has("read_marks")), None)
+        """The shared layer that keeps the marks (the first that can), or ``None``."""
         self.refreshes = RefreshQueue()
         self.adapts = any(tier.policy.adaptive is not None for tier in self.tiers)
         """Some layer has an adaptive TTL: loaded values carry their step (``core/adaptive.py``)."""

@@ -46,10 +46,12 @@ from ..core.decorate import (
     return_type,
 )
 from ..core.keys import single
+from ..core.loadcontext import tagged
 from ..core.manager import ManagerBase
 from ..core.missing import MISSING, STEPPED_ASIDE
 from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
+from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
 from ..layers.redis.backplane import Backplane, backplane_of
 from .driver import Driver
@@ -133,7 +135,7 @@ class MultilayerCache(ManagerBase):
         return self._run(plans.remaining_ttl(self._state, key))
 
     # ------------------------------------------------------------------ writes
-    def set(self, key: Any, value: Any, ttl: TTL | None = None) -> None:
+    def set(self, key: Any, value: Any, ttl: TTL | None = None, tags: Tags = ()) -> None:
         """Write through every layer (each caps ``ttl`` by its policy). A value the shared
         layer cannot encode raises ``SerializationError`` and is written nowhere.
 
@@ -141,19 +143,26 @@ class MultilayerCache(ManagerBase):
         ``LayerError`` it raised (naming the layer) reaches the caller, and the faster
         layers drop the key instead of keeping the value it was to replace: a write that
         timed out may still land, so neither value is known to be the layer's. A
-        write-behind layer is not waited for: the write is queued (see ``WriteBehind``)."""
+        write-behind layer is not waited for: the write is queued (see ``WriteBehind``).
+        ``tags``: ``invalidate_tags`` of any of them drops the value (``core/tags.py``)."""
         try:
-            if not self._set_at_once(key, value, ttl):
+            if tags:
+                plan = plans.write(
+                    self._state, single(key, value), ttl, self._state.value_type, check_tags(tags)
+                )
+                self._run(plan)
+            elif not self._set_at_once(key, value, ttl):
                 self._run(plans.write(self._state, single(key, value), ttl, self._state.value_type))
         finally:  # a failed write may have landed too: the others drop the key either way
             if self.backplane is not None:
                 self._announce((key,))
 
-    def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
+    def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None, tags: Tags = ()) -> None:
         """Write every item through every layer (one batch call per layer); a failure is
-        handled as by ``set``, for every key."""
+        handled as by ``set``, for every key. ``tags``: those of every item."""
+        tags = check_tags(tags)
         try:
-            self._run(plans.write(self._state, mapping, ttl, self._state.value_type))
+            self._run(plans.write(self._state, mapping, ttl, self._state.value_type, tags))
         finally:
             if self.backplane is not None:
                 self._announce(mapping)
@@ -187,6 +196,26 @@ class MultilayerCache(ManagerBase):
         finally:
             if self.backplane is not None:
                 self.backplane.publish_clear()
+
+    def invalidate_tags(self, *tags: str) -> None:
+        """Drop every value written with any of ``tags``, in every layer of every instance
+        (with a backplane): one write per tag in the shared layer, whatever the number of
+        values; the shared layer's old entries are no longer served, and expire by their
+        TTL (``core/tags.py``)."""
+        self._invalidate(check_tags(tags), ())
+
+    def invalidate_prefix(self, *prefixes: str) -> None:
+        """Drop every key that starts with one of ``prefixes`` (``"user:42:"``), in every
+        layer of every instance (with a backplane), without a scan of the shared layer:
+        one write per prefix (see ``invalidate_tags``)."""
+        self._invalidate((), check_tags(prefixes, "prefix"))
+
+    def _invalidate(self, tags: tuple[str, ...], prefixes: tuple[str, ...]) -> None:
+        at_ms: int | None = None
+        try:
+            at_ms = self._run(plans.invalidate(self._state, tags, prefixes))
+        finally:
+            self._announce_marks(tags, prefixes, at_ms)
 
     # ------------------------------------------------------------------ primitives
     def add(self, key: Any, value: Any, ttl: TTL | None = None) -> bool:
@@ -230,8 +259,10 @@ class MultilayerCache(ManagerBase):
         value_type: Any = None,
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
+        tags: Tags = (),
     ) -> Any:
-        """The cached value, or ``loader(key)``'s, written through every layer. Concurrent
+        """The cached value, or ``loader(key)``'s, written through every layer (with
+        ``tags``; a loader made by ``with_context`` may set others). Concurrent
         callers for one missing key share one lookup below L1 and one loader call (and its
         value or exception). A stale value is served at once while one background reload
         runs, or instead of a failed or slow load (``LoadOptions``; the timeouts here
@@ -245,6 +276,10 @@ class MultilayerCache(ManagerBase):
         if value is not MISSING and value is not STEPPED_ASIDE:
             return value
         aside = value is STEPPED_ASIDE
+        if tags:
+            return self._load_below(
+                key, loader, ttl, value_type, soft_timeout, hard_timeout, aside, tags
+            )
         return self._load_below(key, loader, ttl, value_type, soft_timeout, hard_timeout, aside)
 
     def _load_below(
@@ -256,8 +291,10 @@ class MultilayerCache(ManagerBase):
         soft_timeout: float | None,
         hard_timeout: float | None,
         stepped_aside: bool,
+        tags: Tags = (),
     ) -> Any:
         options = self._options_for(soft_timeout, hard_timeout)
+        loader = tagged(loader, check_tags(tags))
         start = 0 if stepped_aside else self._checked_depth
         plan = loading.load(
             self._state, key, loader, ttl, self._type_for(value_type), None, options, start
@@ -270,12 +307,15 @@ class MultilayerCache(ManagerBase):
         bulk_loader: BulkLoader,
         ttl: TTL | TtlRule | None = None,
         value_type: Any = None,
+        tags: Tags = (),
     ) -> dict[Any, Any]:
         """Like ``get_many``; the keys every layer missed go to ``bulk_loader(missing)`` in
-        one call, which returns a mapping (keys it leaves out stay missing). Concurrent
-        callers share the lookups and loads of the keys they have in common; stale values
-        are served and refreshed as by ``get_or_load`` (one bulk call per batch)."""
+        one call, which returns a mapping (keys it leaves out stay missing), cached with
+        ``tags``. Concurrent callers share the lookups and loads of the keys they have in
+        common; stale values are served and refreshed as by ``get_or_load`` (one bulk call
+        per batch)."""
         value_type = self._type_for(value_type)
+        bulk_loader = tagged(bulk_loader, check_tags(tags))
         plan = loading.load_many(
             self._state, keys, bulk_loader, ttl, self._checked_depth, value_type
         )
@@ -289,6 +329,7 @@ class MultilayerCache(ManagerBase):
         condition: Condition | None = None,
         value_type: Any = None,
         include_self: bool = True,
+        tags: Tags | Callable[..., Tags] = (),
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Decorator: cache a function's results by its arguments.
 
@@ -304,11 +345,13 @@ class MultilayerCache(ManagerBase):
         ``multilayercache.core.decorate``); ``include_self=False`` leaves it out. ``key``: a
         template (``"user:{user_id}"``) or a function of the arguments, instead.
         ``condition(value)``: cache a result only when true. ``value_type``: what a shared
-        layer hands back (default: the return annotation). An L1 hit is a compiled fast
-        path (``CachedCall``).
+        layer hands back (default: the return annotation). ``tags``: the results' tags, or
+        a function of the arguments that returns them. An L1 hit is a compiled fast path
+        (``CachedCall``).
         """
         check_load_ttl(ttl)  # a TTL, or a function of the result
         check_options(None, condition)
+        tags_of = tags_for(tags)
 
         def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
             target = decorated(function, include_self, key)
@@ -326,7 +369,8 @@ class MultilayerCache(ManagerBase):
                     return plain(*args, **kwargs)
 
                 start = 0 if aside else depth
-                plan = loading.load(state, call_key, call, ttl, typed, condition, None, start)
+                loader = tagged(call, tags_of(args, kwargs))
+                plan = loading.load(state, call_key, loader, ttl, typed, condition, None, start)
                 return run(plan)
 
             wrapper = CachedCall(keys.of, self._first_lookup, load, MISSING, STEPPED_ASIDE)

@@ -50,6 +50,7 @@ nowhere, and a faster layer never holds a value that the slower ones refused.
 """
 
 from . import primitives
+from .invalidation import drop_marked, invalidate
 from .reads import (
     contains,
     find_entries,
@@ -100,5 +101,5 @@ __all__ = [
     "delete", "delete_many", "enqueue_deletes", "enqueue_writes", "find_entries",
     "find_entry", "forget", "get_entries", "get_entry", "promote", "promote_found",
     "queued_entry", "read", "read_many", "remaining_ttl", "store", "typed", "write",
-    "write_at_once", "write_loaded", "primitives",
+    "write_at_once", "write_loaded", "primitives", "drop_marked", "invalidate",
 ]  # fmt: skip

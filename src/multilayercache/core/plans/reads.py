@@ -90,6 +90,8 @@ def find_entry(
     than a clear that did not reach their layer (``CacheState.cleared_away``)."""
     fallback: tuple[Entry | None, int] = (None, -1)
     generations = state.generations
+    if not state.invalidations.loaded and state.marks_tier is not None:
+        yield from load_marks(state)
     for tier in state.tiers[start:stop]:
         if seen is not None and generations is not None and tier.depth and key not in seen:
             seen[key] = generations.of(key)
@@ -103,6 +105,8 @@ def find_entry(
                 unreachable.add(tier.depth)
             continue
         if entry is None or (state.uncleared and state.cleared_away(tier, entry)):
+            continue
+        if state.invalidations and state.invalidations.outdated(key, entry.written_ms, entry.tags):
             continue
         if settle_for_stale or entry.freshness is not Freshness.STALE:
             return entry, tier.depth
@@ -141,6 +145,8 @@ def find_entries(
     found: dict[Any, tuple[Entry, int]] = {}
     remaining = keys
     generations = state.generations
+    if not state.invalidations.loaded and state.marks_tier is not None:
+        yield from load_marks(state)
     for tier in state.tiers[start:stop]:
         if not remaining:
             break
@@ -163,6 +169,9 @@ def find_entries(
         depth = tier.depth
         if state.uncleared:  # a clear that did not reach this layer: its older entries
             entries = {k: e for k, e in entries.items() if not state.cleared_away(tier, e)}
+        if state.invalidations:  # written before an invalidation of a tag or prefix
+            outdated = state.invalidations.outdated
+            entries = {k: e for k, e in entries.items() if not outdated(k, e.written_ms, e.tags)}
         for key, entry in entries.items():
             if entry.fresh_for > 0 or key not in found:  # fresh beats stale from above
                 found[key] = (entry, depth)
@@ -233,12 +242,12 @@ def promote(
         accepted = current(state, accepted, seen)
         if not accepted:
             continue
-        for step, group in _by_step(state, accepted).items():
+        for (step, tags), group in _by_step(state, accepted).items():
             lifetime = tier.lifetime_for(None, state.rng)
             if step is not None:  # as long as this layer keeps the key at its step
                 default = getattr(tier.layer, "default_ttl", None)
                 lifetime = tier.policy.adapted(lifetime, step, default)
-            lifetime = _shortest(lifetime, group.values())
+            lifetime = _shortest(lifetime, group.values())._replace(tags=tags)
             values = {key: entry.value for key, entry in group.items()}
             yield from store(state, tier, values, lifetime, value_type, quiet=True)
             copies.append((tier, list(values)))
@@ -267,14 +276,29 @@ def redeleted(
     return marked
 
 
-def _by_step(state: CacheState, entries: Mapping[Any, Entry]) -> dict[int | None, dict[Any, Entry]]:
-    """``entries`` by their adaptive step (all under ``None`` when no layer adapts)."""
-    if not state.adapts:
-        return {None: dict(entries)}
-    groups: dict[int | None, dict[Any, Entry]] = {}
+def _by_step(
+    state: CacheState, entries: Mapping[Any, Entry]
+) -> dict[tuple[int | None, tuple[str, ...]], dict[Any, Entry]]:
+    """``entries`` by their adaptive step (``None`` when no layer adapts) and tags: each
+    group is copied with one lifetime."""
+    groups: dict[tuple[int | None, tuple[str, ...]], dict[Any, Entry]] = {}
+    adapts = state.adapts
     for key, entry in entries.items():
-        groups.setdefault(entry.step, {})[key] = entry
+        groups.setdefault((entry.step if adapts else None, entry.tags), {})[key] = entry
     return groups
+
+
+def load_marks(state: CacheState) -> Plan[None]:
+    """Read the shared layer's tag and prefix marks (``core/tags.py``): once, and again
+    after a backplane gap. A layer that fails leaves them to the next read."""
+    tier = state.marks_tier
+    assert tier is not None
+    try:
+        fields = yield Call(tier, "read_marks", (), True)
+    except LayerError as error:
+        state.note_read_error(tier, "(tag marks)", error)
+        return
+    state.invalidations.load(fields)
 
 
 def _shortest(lifetime: Lifetime, entries: Iterable[Entry]) -> Lifetime:

@@ -40,7 +40,9 @@ class Reload:
         value_type: Any,
         held: Held | None,
         kept: Collection[Any],
+        tags: tuple[str, ...] = (),
     ) -> None:
+        self.tags = tags
         self.requested: dict[Any, TTL | None] = {key: ttl_of(ttl, v) for key, v in mapping.items()}
         self.steps: dict[Any, int] = {}
         """Each key's new step (empty unless some layer adapts)."""
@@ -89,6 +91,8 @@ class Reload:
                 lifetime = tier.policy.adapted(lifetime, step, _default_ttl(tier))
             if requested is not None or tier.policy.adaptive is not None:
                 tier.note_lifetime(lifetime)
+            if self.tags:
+                lifetime = lifetime._replace(tags=self.tags)
             if extends:
                 yield from self._extend(state, tier, items, lifetime)
             if items:

@@ -24,7 +24,11 @@ from .steps import Call, Enqueue, Flush, Peek, Plan, typed
 
 
 def write(
-    state: CacheState, mapping: Mapping[Any, Any], ttl: TTL | None, value_type: Any = None
+    state: CacheState,
+    mapping: Mapping[Any, Any],
+    ttl: TTL | None,
+    value_type: Any = None,
+    tags: tuple[str, ...] = (),
 ) -> Plan[None]:
     """``set`` / ``set_many``: write through every layer, slowest first, each capping
     ``ttl`` by its policy (and adding its stale window and refresh point). A failed write
@@ -64,6 +68,8 @@ def write(
         lifetime = tier.lifetime_for(ttl, state.rng)
         if ttl is not None:
             tier.note_lifetime(lifetime)
+        if tags:
+            lifetime = lifetime._replace(tags=tags)
         try:
             yield from store(state, tier, mapping, lifetime, value_type, quiet=False)
         except LayerError as error:
@@ -185,12 +191,14 @@ def write_loaded(
     skip: Container[int] = (),
     held: Mapping[Any, tuple[Entry, int]] | None = None,
     kept: Collection[Any] = (),
+    tags: tuple[str, ...] = (),
 ) -> Plan[None]:
-    """Write loaded values through every layer, slowest first. A loaded value is returned
-    even if caching it fails: count and log, do not raise; a value the shared layer cannot
-    encode still goes into the in-process layer. The layers at the depths in ``skip`` are
-    left out: those that did not answer the lookup before this load, which the caller
-    would otherwise wait on a second time (a blackholed server: twice its timeout).
+    """Write loaded values (with ``tags``) through every layer, slowest first. A loaded
+    value is returned even if caching it fails: count and log, do not raise; a value the
+    shared layer cannot encode still goes into the in-process layer. The layers at the
+    depths in ``skip`` are left out: those that did not answer the lookup before this
+    load, which the caller would otherwise wait on a second time (a blackholed server:
+    twice its timeout).
 
     ``ttl``: a TTL, or a function of each value (``core/adaptive.py``). ``held``: the entry
     each key had before the load, with its depth, and ``kept``: the keys whose loader said
@@ -208,7 +216,7 @@ def write_loaded(
     if held or kept or state.adapts or is_rule(ttl):
         from .reloads import Reload  # (it builds on this module)
 
-        reload = Reload(state, mapping, ttl, value_type, held, kept)
+        reload = Reload(state, mapping, ttl, value_type, held, kept, tags)
     written: list[tuple[Tier, list[Any]]] = []
     first = True
     for tier in state.tiers_slowest_first:
@@ -223,6 +231,8 @@ def write_loaded(
             lifetime = tier.lifetime_for(ttl, state.rng)
             if ttl is not None:
                 tier.note_lifetime(lifetime)
+            if tags:
+                lifetime = lifetime._replace(tags=tags)
             yield from store(state, tier, mapping, lifetime, value_type, True, load_seconds)
         if not first:
             written.append((tier, list(mapping)))
@@ -319,6 +329,8 @@ def store(
         return
     if state.unconfirmed:  # the layer holds these values now, not the deleted ones
         state.confirm_deleted(tier, mapping)
+    if lifetime.tags and tier.in_process:  # dropped from it when a tag is invalidated
+        state.invalidations.remember(mapping, lifetime.tags)
 
 
 def enqueue_writes(

@@ -88,6 +88,11 @@ def internals(layer: InMemoryLayer) -> dict[str, Any]:
     }
 
 
+def held_keys(layer: InMemoryLayer) -> list[Any]:
+    """The keys the layer holds now (expired ones not yet reclaimed included)."""
+    return [layer._keys[slot] for slot in cached_slots(layer)]
+
+
 def cached_slots(layer: InMemoryLayer) -> list[int]:
     """The slots that hold an entry, in slot order."""
     return [slot for slot in range(len(layer._keys)) if layer._policy.region_of(slot) != NOT_CACHED]

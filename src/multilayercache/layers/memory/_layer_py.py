@@ -57,6 +57,7 @@ from ._freshness_py import FreshnessDeadlines
 from ._inspect_py import (
     cached_slots,
     frequency_estimate,
+    held_keys,
     internals,
     remaining_ttl,
     snapshot,
@@ -487,6 +488,12 @@ class InMemoryLayer:
     def snapshot(self, hot_keys: int = 32) -> LayerSnapshot:
         """A raw export: sketch table copy, the hottest keys' hits and misses, counters."""
         return snapshot(self, hot_keys)
+
+    def keys(self) -> list[Any]:
+        """A list of the keys held now (a copy: O(size); for rare sweeps, such as
+        ``invalidate_prefix``, not for the request path)."""
+        with self._lock:
+            return held_keys(self)
 
     def _internals(self) -> dict[str, Any]:
         """For tests: the structures behind the layer (see tests/invariants.py)."""

@@ -104,6 +104,11 @@ def internals(InMemoryLayer layer):
     }
 
 
+def held_keys(InMemoryLayer layer):
+    """The keys the layer holds now (expired ones not yet reclaimed included)."""
+    return [layer._entries[2 * slot] for slot in cached_slots(layer)]
+
+
 def cached_slots(InMemoryLayer layer):
     """The slots that hold an entry, in slot order."""
     return [

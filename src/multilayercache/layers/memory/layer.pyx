@@ -72,6 +72,7 @@ from .deadlines import seconds_left
 from .inspect import (
     cached_slots,
     frequency_estimate,
+    held_keys,
     internals,
     remaining_ttl,
     snapshot,
@@ -643,6 +644,11 @@ cdef class InMemoryLayer:
     def snapshot(self, hot_keys=32):
         """A raw export: sketch table copy, the hottest keys' hits and misses, counters."""
         return snapshot(self, hot_keys)
+
+    def keys(self):
+        """A list of the keys held now (a copy: O(size); for rare sweeps, such as
+        ``invalidate_prefix``, not for the request path)."""
+        return held_keys(self)
 
     def _internals(self):
         """For tests: the structures behind the layer (see tests/invariants.py)."""

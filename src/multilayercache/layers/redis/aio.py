@@ -26,6 +26,7 @@ from redis.retry import Retry
 
 from ...core.errors import LayerUnavailableError
 from ...core.freshness import Entry, Lifetime
+from ...core.tags import MARK_SECONDS
 from ...core.ttl import TTL
 from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
@@ -329,6 +330,29 @@ class AsyncRedisLayer(RedisCodec):
         except RedisError as error:
             raise self._failure("SCAN/UNLINK", error) from error
         return deleted
+
+    async def read_marks(self) -> dict[bytes, bytes]:
+        """The tag and prefix invalidation marks of this prefix (``core/tags.py``)."""
+        client = self._bound()
+        try:
+            return dict(await self._run(lambda: client.hgetall(self.marks_key)))
+        except RedisError as error:
+            raise self._failure("HGETALL", error) from error
+
+    async def write_marks(self, fields: list[str], at_ms: int) -> None:
+        """Record invalidations at ``at_ms`` (see ``RedisLayer.write_marks``)."""
+        client = self._bound()
+
+        async def send() -> Any:
+            pipeline = client.pipeline(transaction=False)
+            pipeline.hset(self.marks_key, mapping=dict.fromkeys(fields, at_ms))
+            pipeline.pexpire(self.marks_key, int(MARK_SECONDS * 1000))
+            return await pipeline.execute()
+
+        try:
+            await self._run(send)
+        except RedisError as error:
+            raise self._failure("HSET", error) from error
 
     async def reencrypt(self) -> int:
         """Rewrite every value under this layer's prefix that is sealed under an older

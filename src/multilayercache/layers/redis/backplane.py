@@ -83,6 +83,7 @@ class Backplane:
         self._threads: list[threading.Thread] = []
         self._on_keys: Callable[[tuple[str, ...]], None] = _nothing
         self._on_clear: Callable[[], None] = _nothing_at_all
+        self._on_marks: Callable[[tuple[str, ...], tuple[str, ...], int], None] = _no_marks
         self.counts = dict.fromkeys(
             ("published", "received", "malformed", "replayed_gaps", "dropped_l1", "lost"), 0
         )
@@ -96,10 +97,12 @@ class Backplane:
         prefix: str,
         on_keys: Callable[[tuple[str, ...]], None],
         on_clear: Callable[[], None],
+        on_marks: Callable[[tuple[str, ...], tuple[str, ...], int], None] | None = None,
         default_url: str | None = None,
     ) -> None:
-        """Begin: messages for ``prefix`` call ``on_keys`` (keys another instance changed)
-        and ``on_clear`` (drop everything); ``default_url`` when none was given."""
+        """Begin: messages for ``prefix`` call ``on_keys`` (keys another instance changed),
+        ``on_clear`` (drop everything) and ``on_marks`` (tags, prefixes, when: see
+        ``core/tags.py``); ``default_url`` when none was given."""
         if self._threads:
             raise RuntimeError("this Backplane is in use by a cache already: give each its own")
         if self.url is None and self._client is None:
@@ -108,6 +111,7 @@ class Backplane:
             self.url = default_url
         self.stream = prefix + STREAM_SUFFIX
         self._on_keys, self._on_clear = on_keys, on_clear
+        self._on_marks = on_marks or _no_marks
         reader = self._connect()
         position, run = self._position(reader)  # before any write of ours: none is missed
         self._launch(reader, position, run)
@@ -127,6 +131,19 @@ class Backplane:
         """Tell the others that ``keys`` changed (queued: the caller does not wait)."""
         if keys and self._threads:
             self._outbox.put(Message(self.origin, "keys", tuple(keys)))
+
+    def publish_marks(
+        self, tags: tuple[str, ...], prefixes: tuple[str, ...], at_ms: int | None
+    ) -> None:
+        """Tell the others that ``tags`` and ``prefixes`` were invalidated at ``at_ms``
+        (``None``: now)."""
+        if not self._threads:
+            return
+        at_ms = at_ms or time.time_ns() // 1_000_000
+        if tags:
+            self._outbox.put(Message(self.origin, "tags", tuple(tags), at_ms))
+        if prefixes:
+            self._outbox.put(Message(self.origin, "prefixes", tuple(prefixes), at_ms))
 
     def publish_clear(self) -> None:
         """Tell the others to drop their whole L1."""
@@ -230,6 +247,10 @@ class Backplane:
         try:
             if message.action == "clear":
                 self._on_clear()
+            elif message.action == "tags":
+                self._on_marks(message.keys, (), message.at_ms)
+            elif message.action == "prefixes":
+                self._on_marks((), message.keys, message.at_ms)
             else:
                 self._on_keys(message.keys)
         except Exception:  # a key L1 refuses: never stop reading for it
@@ -361,6 +382,10 @@ def _nothing(keys: tuple[str, ...]) -> None:
 
 
 def _nothing_at_all() -> None:
+    return None
+
+
+def _no_marks(tags: tuple[str, ...], prefixes: tuple[str, ...], at_ms: int) -> None:
     return None
 
 

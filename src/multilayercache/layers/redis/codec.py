@@ -58,6 +58,7 @@ from ...core.entry import (
     STEPPED_VERSION,
     WRITTEN_OFFSET,
     Deltas,
+    Envelope,
     deltas,
     digest,
     extension,
@@ -65,6 +66,7 @@ from ...core.entry import (
     key_check,
     step_field,
     unwrap,
+    wrap,
     wrap_at,
     wrap_stepped_at,
 )
@@ -109,6 +111,9 @@ NOT_NOW = (ReadOnlyError, OutOfMemoryError, TryAgainError, ClusterDownError, Mas
 
 SCAN_BATCH = 500
 """Keys per SCAN call and per UNLINK when ``clear`` empties a prefix."""
+
+MARKS_SUFFIX = "__mlc:marks"
+"""After the prefix: the hash of tag and prefix invalidation marks (``core/tags.py``)."""
 
 DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024
 """The largest value a layer decodes (``max_value_bytes``): anything longer read from Redis
@@ -302,6 +307,11 @@ class RedisCodec:
             "(build a string key, e.g. f'user:{user_id}')"
         )
 
+    @property
+    def marks_key(self) -> str:
+        """The hash of this prefix's tag and prefix invalidations (``core/tags.py``)."""
+        return self.prefix + MARKS_SUFFIX
+
     def _match_pattern(self) -> str:
         """A SCAN pattern matching exactly this layer's keys (the prefix, glob-escaped)."""
         if not self.prefix:
@@ -389,14 +399,30 @@ class RedisCodec:
         load_seconds: float,
         value_type: Any,
         step: int | None = None,
+        tags: tuple[str, ...] = (),
     ) -> bytes:
         """The stored form of ``value`` under ``redis_key``: its envelope (with the key's
-        check), then the serializer's bytes, sealed when the layer encrypts."""
+        check, and its tags), then the serializer's bytes, sealed when the layer
+        encrypts."""
         plain = self._payload(redis_key, value, value_type)
         stored = plain
         if self.encryption is not None:
             stored = self.encryption.seal(plain, redis_key.encode())
         check = key_check(redis_key)
+        if tags:  # the general form (the fast ones below write no tags)
+            refresh, stale, gone = lifetime
+            envelope = Envelope(
+                now_ms,
+                NEVER if refresh is None else now_ms + refresh,
+                NEVER if stale is None else now_ms + stale,
+                NEVER if gone is None else now_ms + gone,
+                load_seconds,
+                tuple((tag, 0) for tag in tags),
+                step,
+                0 if step is None else self._stamp(plain),
+                check,
+            )
+            return wrap(envelope, stored)
         if step is not None:  # a loaded value in a cache with adaptive TTLs: format 4
             stamp = self._stamp(plain)
             return wrap_stepped_at(now_ms, lifetime, load_seconds, step, check, stamp, stored)
@@ -580,6 +606,7 @@ class RedisCodec:
                         step,
                         written,
                         stamp,
+                        (),
                     ),
                 )
         except (TypeError, ValueError):  # a header that is not numbers
@@ -611,7 +638,14 @@ class RedisCodec:
         lifetime_deltas, milliseconds = packing
         redis_key = self.redis_key(key)
         data = self._pack_at(
-            now_ms, redis_key, value, lifetime_deltas, load_seconds, value_type, lifetime.step
+            now_ms,
+            redis_key,
+            value,
+            lifetime_deltas,
+            load_seconds,
+            value_type,
+            lifetime.step,
+            lifetime.tags,
         )
         # tuple.__new__: the named tuple without its Python-level __new__ (every set()).
         if milliseconds is None:

@@ -21,6 +21,7 @@ from redis.retry import Retry
 
 from ...core.errors import LayerUnavailableError
 from ...core.freshness import Entry, Lifetime
+from ...core.tags import MARK_SECONDS
 from ...core.ttl import TTL
 from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
@@ -263,6 +264,24 @@ class RedisLayer(RedisCodec):
         except RedisError as error:
             raise self._failure("SCAN/UNLINK", error) from error
         return deleted
+
+    def read_marks(self) -> dict[bytes, bytes]:
+        """The tag and prefix invalidation marks of this prefix (``core/tags.py``)."""
+        try:
+            return dict(self.client.hgetall(self.marks_key))
+        except RedisError as error:
+            raise self._failure("HGETALL", error) from error
+
+    def write_marks(self, fields: list[str], at_ms: int) -> None:
+        """Record invalidations at ``at_ms`` (one field per tag or prefix); the hash lives
+        ``MARK_SECONDS`` after the latest."""
+        pipeline = self.client.pipeline(transaction=False)
+        pipeline.hset(self.marks_key, mapping=dict.fromkeys(fields, at_ms))
+        pipeline.pexpire(self.marks_key, int(MARK_SECONDS * 1000))
+        try:
+            pipeline.execute()
+        except RedisError as error:
+            raise self._failure("HSET", error) from error
 
     def reencrypt(self) -> int:
         """Rewrite every value under this layer's prefix that is sealed under an older
