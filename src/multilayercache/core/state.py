@@ -84,7 +84,8 @@ class CacheState:
         """Layers a ``clear`` did not reach, by depth: when it was asked (epoch ms) and until
         when the layer may still hold what it was to remove (monotonic seconds). Their
         entries written before it are not read (``cleared_away``)."""
-        self.invalidations = Invalidations()
+        sizes = [getattr(tier.layer, "max_size", None) for tier in self.tiers if tier.in_process]
+        self.invalidations = Invalidations(4 * sum(size or 250_000 for size in sizes) or 1)
         """Tag and prefix invalidations, and the in-process keys per tag (``core/tags.py``)."""
         self.marks_tier = next((tier for tier in self.tiers if tier.has("read_marks")), None)
         """The shared layer that keeps the marks (the first that can), or ``None``."""

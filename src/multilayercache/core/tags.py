@@ -70,7 +70,10 @@ class Invalidations:
     and the keys its in-process layers hold per tag. Not thread-safe by itself: callers
     hold the manager's lock, or run on its one event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, index_limit: int = 1_000_000) -> None:
+        self.index_limit = index_limit
+        """Keys the index may remember in all before it forgets those no longer held."""
+        self._indexed = 0
         self.tags: dict[str, int] = {}
         self.prefixes: dict[str, int] = {}
         self.loaded = False
@@ -130,20 +133,38 @@ class Invalidations:
         return False
 
     # ---------------------------------------------------------------- in-process keys
-    def remember(self, keys: Iterable[Any], tags: tuple[str, ...]) -> None:
-        """``keys`` were written into an in-process layer with ``tags``."""
+    def remember(self, keys: Iterable[Any], tags: tuple[str, ...]) -> bool:
+        """``keys`` were written into an in-process layer with ``tags``. True when the
+        index outgrew ``index_limit``: the caller then keeps only the keys still held
+        (``keep_held``), since an in-process layer evicts without telling."""
         for tag in tags:
             held = self.index.get(tag)
             if held is None:
                 held = self.index[tag] = set()
+            before = len(held)
             held.update(keys)
+            self._indexed += len(held) - before
+        return self._indexed > self.index_limit
+
+    def keep_held(self, held: Any) -> None:
+        """Forget the indexed keys ``held`` (a container of the keys in-process layers
+        hold now) does not contain."""
+        for tag in list(self.index):
+            kept = {key for key in self.index[tag] if key in held}
+            if kept:
+                self.index[tag] = kept
+            else:
+                del self.index[tag]
+        self._indexed = sum(len(keys) for keys in self.index.values())
 
     def held_with(self, tags: Iterable[str]) -> list[Any]:
         """The in-process keys written with any of ``tags`` (forgotten here: the caller
         drops them)."""
         keys: list[Any] = []
         for tag in tags:
-            keys.extend(self.index.pop(tag, ()))
+            dropped = self.index.pop(tag, ())
+            self._indexed -= len(dropped)
+            keys.extend(dropped)
         return keys
 
     @staticmethod

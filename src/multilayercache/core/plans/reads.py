@@ -90,8 +90,6 @@ def find_entry(
     than a clear that did not reach their layer (``CacheState.cleared_away``)."""
     fallback: tuple[Entry | None, int] = (None, -1)
     generations = state.generations
-    if not state.invalidations.loaded and state.marks_tier is not None:
-        yield from load_marks(state)
     for tier in state.tiers[start:stop]:
         if seen is not None and generations is not None and tier.depth and key not in seen:
             seen[key] = generations.of(key)
@@ -106,6 +104,8 @@ def find_entry(
             continue
         if entry is None or (state.uncleared and state.cleared_away(tier, entry)):
             continue
+        if entry.written_ms is not None and not state.invalidations.loaded:
+            yield from load_marks(state)  # once: before the first entry of a shared layer
         if state.invalidations and state.invalidations.outdated(key, entry.written_ms, entry.tags):
             continue
         if settle_for_stale or entry.freshness is not Freshness.STALE:
@@ -145,8 +145,6 @@ def find_entries(
     found: dict[Any, tuple[Entry, int]] = {}
     remaining = keys
     generations = state.generations
-    if not state.invalidations.loaded and state.marks_tier is not None:
-        yield from load_marks(state)
     for tier in state.tiers[start:stop]:
         if not remaining:
             break
@@ -169,6 +167,8 @@ def find_entries(
         depth = tier.depth
         if state.uncleared:  # a clear that did not reach this layer: its older entries
             entries = {k: e for k, e in entries.items() if not state.cleared_away(tier, e)}
+        if entries and not tier.in_process and not state.invalidations.loaded:
+            yield from load_marks(state)  # once: before the first entries of a shared layer
         if state.invalidations:  # written before an invalidation of a tag or prefix
             outdated = state.invalidations.outdated
             entries = {k: e for k, e in entries.items() if not outdated(k, e.written_ms, e.tags)}
@@ -289,10 +289,13 @@ def _by_step(
 
 
 def load_marks(state: CacheState) -> Plan[None]:
-    """Read the shared layer's tag and prefix marks (``core/tags.py``): once, and again
-    after a backplane gap. A layer that fails leaves them to the next read."""
+    """Read the shared layer's tag and prefix marks (``core/tags.py``): once, when it
+    first answers with an entry, and again after a backplane gap. A layer that fails
+    leaves them to the next read (its entries are served meanwhile: it just answered)."""
     tier = state.marks_tier
-    assert tier is not None
+    if tier is None:
+        state.invalidations.loaded = True  # no shared layer keeps marks: only this instance's
+        return
     try:
         fields = yield Call(tier, "read_marks", (), True)
     except LayerError as error:

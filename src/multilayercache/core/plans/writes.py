@@ -330,7 +330,8 @@ def store(
     if state.unconfirmed:  # the layer holds these values now, not the deleted ones
         state.confirm_deleted(tier, mapping)
     if lifetime.tags and tier.in_process:  # dropped from it when a tag is invalidated
-        state.invalidations.remember(mapping, lifetime.tags)
+        if state.invalidations.remember(mapping, lifetime.tags):
+            state.invalidations.keep_held(set(tier.layer.keys()))
 
 
 def enqueue_writes(
