@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 
 import pytest
@@ -127,11 +126,6 @@ def test_loader_exception_reaches_the_caller_and_caches_nothing(harness, cache) 
         cache.get_or_load("k", harness.loader(failing))
     assert cache.in_flight == 0 and cache.get("k") is None
     assert cache.get_or_load("k", harness.loader(lambda key: "recovered")) == "recovered"
-
-
-def test_no_signature_advertises_tags_before_they_work(cache) -> None:
-    for method in ("set", "set_many", "get_or_load", "get_or_load_many", "cached"):
-        assert "tags" not in inspect.signature(getattr(cache, method)).parameters, method
 
 
 def test_construction_errors(harness, layers) -> None:

@@ -96,12 +96,14 @@ def run_demo(settings: DemoSettings) -> str:
             [l1, l2],
             [L1_POLICY, L2_POLICY],
             record_latency=True,
+            backplane=True,
         )
         stack.callback(cache.close)  # delivers the queued writes before the keys go
         direct = _time_loader_directly(settings)
         report = _run_workload(cache, settings)
         writes = _run_updates(cache, settings)
-        return _format(settings, source, cache, direct, report, writes)
+        fleet = _run_second_instance(cache, url, prefix, settings)
+        return _format(settings, source, cache, direct, report, writes) + "\n" + fleet
 
 
 def redacted(url: str) -> str:
@@ -288,6 +290,48 @@ def _run_updates(cache: MultilayerCache, settings: DemoSettings) -> WritesReport
     cache.flush(timeout=30)
     return WritesReport(
         UPDATES_PER_THREAD * settings.threads, recorder.percentiles(), time.perf_counter() - start
+    )
+
+
+def _run_second_instance(
+    cache: MultilayerCache, url: str, prefix: str, settings: DemoSettings
+) -> str:
+    """A second instance (its own L1, the same L2 and backplane) reads hot products into
+    its L1; the first updates some of them: how soon the second stops serving the old
+    price, and whether its L1 still serves the products that did not change."""
+    second = MultilayerCache(
+        [InMemoryLayer(max_size=settings.l1_entries), RedisLayer(url, prefix=prefix)],
+        backplane=True,
+    )
+    try:
+        keys = list(dict.fromkeys(_keys_for(settings, 30_000, 400)))[:100]
+        cache.set_many({key: {"key": key, "price": 1.0} for key in keys})
+        cache.flush(timeout=30)
+        for _ in range(2):  # copied into the second's L1 from its second read
+            for key in keys:
+                second.get(key)
+        changed, unchanged = keys[: len(keys) // 2], keys[len(keys) // 2 :]
+        seen_after: list[float] = []
+        for key in changed:
+            cache.set(key, {"key": key, "price": 2.0})
+            start = time.perf_counter()
+            while second.get(key) != {"key": key, "price": 2.0}:
+                if time.perf_counter() - start > 5:
+                    break
+                time.sleep(0.0002)
+            seen_after.append(time.perf_counter() - start)
+        hits = second.layers[0].stats().hits
+        still = sum(1 for key in unchanged if second.get(key) == {"key": key, "price": 1.0})
+        l1_hits = second.layers[0].stats().hits - hits
+    finally:
+        second.close()
+    seen_after.sort()
+    p50, slowest = _ms(seen_after[len(seen_after) // 2]).strip(), _ms(seen_after[-1]).strip()
+    return (
+        f"second instance (same L2, backplane): the first updated {len(changed)} products in "
+        f"its L1; it served the new price after p50 {p50}, max {slowest} (L2 is "
+        "write-behind: the price reaches Redis with its batch, then the backplane says so "
+        f"again); of the {len(unchanged)} unchanged ones, {still} right, {l1_hits} from its L1"
     )
 
 
