@@ -11,6 +11,7 @@ The format tables and the messages are the pure twin's, so both read and say the
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 
 from ..core.errors import UntrustedDataError
@@ -61,6 +62,12 @@ def count_objects(data, Py_ssize_t start, Py_ssize_t max_depth, Py_ssize_t max_i
     ``UntrustedDataError`` naming the bound when it is truncated, invalid, nested deeper
     than ``max_depth`` or holds more than ``max_items`` objects (see the pure twin)."""
     cdef Py_buffer view
+    cdef Py_ssize_t size
+    if type(data) is bytes:  # what Redis answers: read in place, without a buffer request
+        size = PyBytes_GET_SIZE(data)
+        if not 0 <= start <= size:
+            raise ValueError(f"start={start} is outside the {size} bytes of data")
+        return _count(<const unsigned char*>PyBytes_AS_STRING(data), size, start, max_depth, max_items)
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
         if not 0 <= start <= view.len:

@@ -83,9 +83,11 @@ class MsgpackSerializer:
     64 leaves three times that, and stays far below the interpreter's recursion limit
     (1,000 frames, which a decoder shares with the caller's own stack).
     ``MAX_ITEMS = 1_000_000``: a value that holds a million objects is megabytes that take
-    tens of milliseconds to decode, too large to be one cache entry; and it bounds what a
-    forged value can cost a read: at most a million Python objects (~70 MB, ~30 ms when
-    all are empty lists, the worst case), instead of one per byte without any bound.
+    tens of milliseconds to decode, too large to be one cache entry. It bounds what a
+    forged value can cost a read: a million empty lists (the worst case: ~70 bytes of
+    Python objects per byte read, and the garbage collector walks them) cost ~70 MB and
+    ~0.5 s, where ten million cost ~750 MB and 5 s before. Lower it where values are known
+    to be small (``benchmarks/bounded_decoding.py`` measures both sides).
 
     >>> serializer = MsgpackSerializer()
     >>> serializer.loads(serializer.dumps((1, "a")), value_type=tuple[int, str])
@@ -213,8 +215,7 @@ class MsgpackSerializer:
         for item in items:
             if count_objects(item, 0, max_depth, max_items) != objects_per_item:
                 raise UntrustedDataError(
-                    f"corrupt MessagePack data: an item does not hold {objects_per_item} "
-                    "objects"
+                    f"corrupt MessagePack data: an item does not hold {objects_per_item} objects"
                 )
 
     def _codec_for(self, value_type: Any) -> _TypedCodec:
