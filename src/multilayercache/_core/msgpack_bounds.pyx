@@ -67,7 +67,9 @@ def count_objects(data, Py_ssize_t start, Py_ssize_t max_depth, Py_ssize_t max_i
         size = PyBytes_GET_SIZE(data)
         if not 0 <= start <= size:
             raise ValueError(f"start={start} is outside the {size} bytes of data")
-        return _count(<const unsigned char*>PyBytes_AS_STRING(data), size, start, max_depth, max_items)
+        return _count(
+            <const unsigned char*>PyBytes_AS_STRING(data), size, start, max_depth, max_items
+        )
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
         if not 0 <= start <= view.len:
