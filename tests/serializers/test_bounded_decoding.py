@@ -90,8 +90,27 @@ def test_refusals_name_the_limit() -> None:
         serializer.loads(TAG + msgspec.msgpack.encode(list(range(10))))  # 11 with the list
     with pytest.raises(UntrustedDataError, match="more than max_items=10"):
         serializer.loads(TAG + msgspec.msgpack.encode({str(i): i for i in range(5)}))
-    with pytest.raises(UntrustedDataError, match="0xc1 is never used"):
+    with pytest.raises(UntrustedDataError, match="0xc1 is never used") as corrupt:
         MsgpackSerializer().loads(TAG + b"\xc1")
+    assert corrupt.value.cause == "corrupt"
+
+
+@pytest.mark.parametrize(
+    ("data", "cause"),
+    [
+        (TAG + DEEP, "limit"),
+        (TAG + BOMB, "limit"),
+        (TAG + b"\x92\x01", "corrupt"),  # truncated
+        (TAG + b"\xc1", "corrupt"),
+        (TAG + b"\x01\x02", "corrupt"),  # two values
+        (TAG + msgspec.msgpack.encode("text"), "wrong_type"),  # declared: int
+    ],
+    ids=["deep", "bomb", "truncated", "0xc1", "two values", "not an int"],
+)
+def test_refusals_say_their_cause(data, cause) -> None:
+    with pytest.raises(UntrustedDataError) as refused:
+        MsgpackSerializer().loads(data, value_type=int if cause == "wrong_type" else None)
+    assert refused.value.cause == cause
 
 
 @pytest.mark.parametrize(
@@ -106,8 +125,9 @@ def test_a_recursion_error_is_untrusted_data() -> None:
     # Bounds set beyond what the interpreter can decode: the scanner lets the value
     # through, msgspec runs out of stack, and a reader still sees UntrustedDataError.
     serializer = MsgpackSerializer(max_depth=10**6)
-    with pytest.raises(UntrustedDataError, match="too deep to decode"):
+    with pytest.raises(UntrustedDataError, match="too deep to decode") as refused:
         serializer.loads(TAG + DEEP)
+    assert refused.value.cause == "limit"
     assert serializer.loads_sequence([DEEP], 1) is None
     with pytest.raises(UntrustedDataError, match="too deep to decode"):
         serializer.loads_many([TAG + DEEP])

@@ -77,9 +77,10 @@ _CONTAINERS = {
 def count_objects(data: bytes | memoryview, start: int, max_depth: int, max_items: int) -> int:
     """How many complete MessagePack objects ``data[start:]`` holds, one after another.
 
-    Raises ``UntrustedDataError`` naming what is wrong: the data is truncated, holds a
-    marker that MessagePack never uses (0xc1), nests containers deeper than ``max_depth``,
-    or holds more than ``max_items`` objects in all (every element, key and value counts).
+    Raises ``UntrustedDataError`` naming what is wrong: the data is truncated or holds a
+    marker that MessagePack never uses (0xc1) (cause ``"corrupt"``), nests containers
+    deeper than ``max_depth``, or holds more than ``max_items`` objects in all (every
+    element, key and value counts) (cause ``"limit"``).
 
     >>> count_objects(b"\\x01\\x92\\xa1a\\xc0", 0, max_depth=64, max_items=100)  # 1, ["a", None]
     2
@@ -98,7 +99,7 @@ def count_objects(data: bytes | memoryview, start: int, max_depth: int, max_item
         else:
             items += 1  # a new top-level object
             if items > max_items:
-                raise UntrustedDataError(_too_many(max_items))
+                raise UntrustedDataError(_too_many(max_items), cause="limit")
         marker = view[position]
         position += 1
         children = 0
@@ -126,11 +127,11 @@ def count_objects(data: bytes | memoryview, start: int, max_depth: int, max_item
             raise UntrustedDataError(_truncated(end))
         if is_container:
             if len(owed) >= max_depth:
-                raise UntrustedDataError(_too_deep(max_depth))
+                raise UntrustedDataError(_too_deep(max_depth), cause="limit")
             if children:
                 items += children
                 if items > max_items:
-                    raise UntrustedDataError(_too_many(max_items))
+                    raise UntrustedDataError(_too_many(max_items), cause="limit")
                 owed.append(children)
         while owed and owed[-1] == 0:  # the token completed these containers
             owed.pop()

@@ -115,7 +115,7 @@ cdef Py_ssize_t _count(
             else:
                 items += 1
                 if items > max_items:
-                    raise UntrustedDataError(_too_many(max_items))
+                    raise UntrustedDataError(_too_many(max_items), cause="limit")
             marker = data[position]
             position += 1
             # Small ints and short strs first, without the tables: a token's end is then
@@ -154,11 +154,11 @@ cdef Py_ssize_t _count(
                             children *= 2
                         position += width
                     if depth >= max_depth:
-                        raise UntrustedDataError(_too_deep(max_depth))
+                        raise UntrustedDataError(_too_deep(max_depth), cause="limit")
                     if children:
                         items += children
                         if items > max_items:
-                            raise UntrustedDataError(_too_many(max_items))
+                            raise UntrustedDataError(_too_many(max_items), cause="limit")
                         if depth:
                             owed[depth - 1] = left
                         left = children

@@ -157,16 +157,16 @@ class MsgpackSerializer:
                 return self._decode(payload)
             return self._codec_for(value_type).decode(payload)
         except RecursionError:  # defence in depth: the scanner bounds the depth first
-            raise UntrustedDataError(_TOO_DEEP_TO_DECODE) from None
+            raise UntrustedDataError(_TOO_DEEP_TO_DECODE, cause="limit") from None
         except msgspec.ValidationError as error:
             raise UntrustedDataError(
-                f"stored value is not a {_name(value_type)}: {error}"
+                f"stored value is not a {_name(value_type)}: {error}", cause="wrong_type"
             ) from None
         except msgspec.DecodeError as error:
             raise UntrustedDataError(f"corrupt MessagePack data: {error}") from None
         except ValueError as error:  # pydantic's ValidationError is a ValueError
             raise UntrustedDataError(
-                f"stored value is not a {_name(value_type)}: {error}"
+                f"stored value is not a {_name(value_type)}: {error}", cause="wrong_type"
             ) from None
 
     def loads_many(self, items: list[bytes], value_type: Any = None) -> list[Any]:
@@ -186,7 +186,7 @@ class MsgpackSerializer:
         except msgspec.DecodeError as error:
             raise UntrustedDataError(f"corrupt MessagePack data: {error}") from None
         except RecursionError:
-            raise UntrustedDataError(_TOO_DEEP_TO_DECODE) from None
+            raise UntrustedDataError(_TOO_DEEP_TO_DECODE, cause="limit") from None
         if decoded[0::2].count(MSGPACK_TAG_VALUE) != count:
             raise UntrustedDataError("not MessagePack data written by multilayercache")
         return decoded[1::2]
