@@ -122,8 +122,10 @@ def test_truncated_data_is_refused(scan, data, cut) -> None:
         (b"\xda\x00", "truncated"),  # inside the length field
         (b"\x91" * (DEPTH + 1) + b"\x01", f"nested deeper than max_depth={DEPTH}"),
         (b"\x91" * DEPTH + b"\x90", f"nested deeper than max_depth={DEPTH}"),  # empty, too
-        (b"\xdd\xff\xff\xff\xff", f"more than max_items={ITEMS}"),  # claims 2**32 at once
-        (b"\xdf\x00\x07\xa1\x20", f"more than max_items={ITEMS}"),  # a map owes 2 per entry
+        (b"\xdd\xff\xff\xff\xff\x90", "truncated"),  # claims 2**32 - 1, one is there
+        (b"\xdf\x00\x02\xa1\x20\x01\xa1\x21", "truncated"),  # a map owes 2 per entry
+        # all there, refused at the header: the array and its elements are one too many
+        (b"\xdd" + ITEMS.to_bytes(4, "big") + b"\xc0" * ITEMS, f"more than max_items={ITEMS}"),
         (b"\x01" * (ITEMS + 1), f"more than max_items={ITEMS}"),  # top-level ones count
     ],
 )

@@ -14,12 +14,15 @@ of n entries owes 2n: keys and values). A stack holds what each open container s
 its height is the nesting depth. One object owed by a container is one object read later,
 so the walk costs one step per object, whatever the data claims.
 
-Every object counts against ``max_items`` as soon as it is promised: a top-level one when
-its marker is read, the elements, keys and values of a container when its header is read.
-A header that claims 2**32 elements is refused on reading it, not after 2**32 steps. And
-each step reads one byte at least, so the walk takes at most ``min(max_items, len(data))``
-steps; what a decoder builds from data that passes holds at most ``max_items`` objects,
-nested at most ``max_depth`` deep.
+Two checks at a container's header keep the walk short whatever the data claims. A
+container that claims more elements than bytes are left is truncated (each element takes
+a byte at least). And every object counts against ``max_items`` as soon as it is
+promised: a top-level one when its marker is read, the elements, keys and values of a
+container when its header is read. So 10 MB of bytes that claim ten million elements are
+refused at the first header, not after ten million steps. Each step reads one byte at
+least, so the walk takes at most ``min(max_items, len(data))`` steps; what a decoder
+builds from data that passes holds at most ``max_items`` objects, nested at most
+``max_depth`` deep.
 
 The format: https://github.com/msgpack/msgpack/blob/master/spec.md
 """
@@ -128,6 +131,8 @@ def count_objects(data: bytes | memoryview, start: int, max_depth: int, max_item
         if is_container:
             if len(owed) >= max_depth:
                 raise UntrustedDataError(_too_deep(max_depth), cause="limit")
+            if children > end - position:  # each takes a byte at least: a lie, not a limit
+                raise UntrustedDataError(_truncated(end))
             if children:
                 items += children
                 if items > max_items:

@@ -155,6 +155,8 @@ cdef Py_ssize_t _count(
                         position += width
                     if depth >= max_depth:
                         raise UntrustedDataError(_too_deep(max_depth), cause="limit")
+                    if children > end - position:
+                        raise UntrustedDataError(_truncated(end))
                     if children:
                         items += children
                         if items > max_items:
