@@ -136,7 +136,7 @@ def hostile(unbounded: bool) -> None:
             figures = json.loads(out.stdout)
             print(
                 f"  {name:34} {'bounded' if bounded else 'msgspec':9} {figures['bytes']:>10,} "
-                f"{figures['grown_kb'] / 1024:>7.1f} MB {figures['ms']:>9.2f}  "
+                f"{figures['grown_kb'] / 1024:>7.1f} MB {figures['ms']:>9.3f}  "
                 f"{figures['outcome'][:70]}"
             )
 
