@@ -38,6 +38,7 @@ TWINNED = {
     "CachedMethod": "multilayercache._core.binding",
     "CachedClassMethod": "multilayercache._core.binding",
     "BoundCall": "multilayercache._core.binding",
+    "count_objects": "multilayercache._core.msgpack_bounds",
 }
 
 

@@ -30,6 +30,15 @@ enum member                            its value
 Ints must fit in 64 bits (-2**63 .. 2**64 - 1); larger ones raise ``SerializationError``
 (store them as str, or use ``SignedPickleSerializer``). Objects MessagePack cannot represent
 (a socket, a lock, ...) raise ``SerializationError``.
+
+**Bounded decoding.** Whoever can write to Redis can send bytes that describe a value nested
+100,000 deep (a decoder recurses until ``RecursionError``) or ten million empty arrays in
+10 MB (~750 MB of Python objects). Every read is first walked by a scanner
+(``_core/msgpack_bounds``: compiled, one step per object, nothing built) that refuses data
+nested deeper than ``max_depth`` or holding more than ``max_items`` objects, with an
+``UntrustedDataError`` naming the limit, before msgspec decodes anything. ``dumps`` refuses
+such values too (``SerializationError``), so a value that could be written but never read
+back is found at once.
 """
 
 from __future__ import annotations
@@ -40,8 +49,12 @@ from typing import Any
 
 import msgspec
 
+from .._build import twin
 from ..core.errors import SerializationError, UntrustedDataError
 from .base import MSGPACK_TAG
+
+_bounds = twin("multilayercache._core.msgpack_bounds", "multilayercache._core._msgpack_bounds_py")
+count_objects = _bounds.count_objects
 
 MSGPACK_TAG_VALUE = 1  # the tag byte read as MessagePack: a positive fixint
 
@@ -59,12 +72,38 @@ class _TypedCodec:
 class MsgpackSerializer:
     """The safe default: MessagePack via msgspec (see the module docstring).
 
+    ``max_depth``: how deeply containers may nest in a value (``[[1]]`` is 2 deep).
+    ``max_items``: how many objects a value may hold in all: every element of a list, and
+    every key and every value of a dict, at any depth, counts one. Reads beyond either are
+    refused (``UntrustedDataError``, a miss in a cache), and so are writes
+    (``SerializationError``).
+
+    The defaults are meant to be met by no honest value. ``MAX_DEPTH = 64``: documents
+    services cache (API responses, Kubernetes objects, GraphQL results) nest 5 to 20 deep;
+    64 leaves three times that, and stays far below the interpreter's recursion limit
+    (1,000 frames, which a decoder shares with the caller's own stack).
+    ``MAX_ITEMS = 1_000_000``: a value that holds a million objects is megabytes that take
+    tens of milliseconds to decode, too large to be one cache entry. It bounds what a
+    forged value can cost a read: a million empty lists (the worst case: ~70 bytes of
+    Python objects per byte read, and the garbage collector walks them) cost ~70 MB and
+    ~0.5 s, where ten million cost ~750 MB and 5 s before. Lower it where values are known
+    to be small (``benchmarks/bounded_decoding.py`` measures both sides).
+
     >>> serializer = MsgpackSerializer()
     >>> serializer.loads(serializer.dumps((1, "a")), value_type=tuple[int, str])
     (1, 'a')
+    >>> serializer.loads(b"\\x01" + b"\\x91" * 100 + b"\\x90")
+    Traceback (most recent call last):
+      ...
+    multilayercache.core.errors.UntrustedDataError: MessagePack data nested deeper than max_depth=64
     """
 
-    def __init__(self) -> None:
+    MAX_DEPTH = 64
+    MAX_ITEMS = 1_000_000
+
+    def __init__(self, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> None:
+        self.max_depth = _positive_int("max_depth", max_depth)
+        self.max_items = _positive_int("max_items", max_items)
         self._encode = msgspec.msgpack.Encoder(enc_hook=_plain_data).encode
         self._decode = msgspec.msgpack.Decoder().decode
         self._typed: dict[Any, _TypedCodec] = {}
@@ -74,7 +113,7 @@ class MsgpackSerializer:
         try:
             if value_type is not None:
                 value = self._codec_for(value_type).prepare(value)
-            return MSGPACK_TAG + self._encode(value)
+            data = MSGPACK_TAG + self._encode(value)
         except OverflowError:
             raise SerializationError(
                 f"cannot encode this {type(value).__name__} with MessagePack: it holds an int "
@@ -86,63 +125,116 @@ class MsgpackSerializer:
                 f"cannot encode a value of type {type(value).__qualname__!r} with MessagePack "
                 f"({error}); store plain data, or use SignedPickleSerializer(key=...)"
             ) from None
+        except RecursionError:
+            raise SerializationError(
+                f"cannot encode this {type(value).__name__} with MessagePack: it nests too "
+                f"deep (max_depth={self.max_depth})"
+            ) from None
+        try:
+            count_objects(data, 1, self.max_depth, self.max_items)
+        except UntrustedDataError as beyond:
+            raise SerializationError(
+                f"this {type(value).__name__} could not be read back: {beyond}; store a "
+                "smaller value, or raise the limit (MsgpackSerializer(max_depth=..., "
+                "max_items=...))"
+            ) from None
+        return data
 
     def loads(self, data: bytes, value_type: Any = None) -> Any:
-        """The value stored as ``data`` (as ``value_type`` when given)."""
+        """The value stored as ``data`` (as ``value_type`` when given). Raises
+        ``UntrustedDataError`` for data that is not one MessagePack value within the
+        bounds, or not a ``value_type``."""
         if data[:1] != MSGPACK_TAG:
             raise UntrustedDataError("not MessagePack data written by multilayercache")
+        found = count_objects(data, 1, self.max_depth, self.max_items)
+        if found != 1:
+            raise UntrustedDataError(
+                f"corrupt MessagePack data: {found} objects after the tag, not one value"
+            )
         payload = memoryview(data)[1:]
         try:
             if value_type is None:
                 return self._decode(payload)
             return self._codec_for(value_type).decode(payload)
+        except RecursionError:  # defence in depth: the scanner bounds the depth first
+            raise UntrustedDataError(_TOO_DEEP_TO_DECODE, cause="limit") from None
         except msgspec.ValidationError as error:
             raise UntrustedDataError(
-                f"stored value is not a {_name(value_type)}: {error}"
+                f"stored value is not a {_name(value_type)}: {error}", cause="wrong_type"
             ) from None
         except msgspec.DecodeError as error:
             raise UntrustedDataError(f"corrupt MessagePack data: {error}") from None
         except ValueError as error:  # pydantic's ValidationError is a ValueError
             raise UntrustedDataError(
-                f"stored value is not a {_name(value_type)}: {error}"
+                f"stored value is not a {_name(value_type)}: {error}", cause="wrong_type"
             ) from None
 
     def loads_many(self, items: list[bytes], value_type: Any = None) -> list[Any]:
         """Decode many values. Untyped, in one msgspec call: the tag byte is itself a
         MessagePack object (the integer 1), so each item is two objects, and the items
-        joined behind an array header are an array of tag, value, tag, value... If any item
-        is not valid, raise ``UntrustedDataError`` (callers fall back to ``loads`` per
-        item)."""
+        joined behind an array header are an array of tag, value, tag, value... Each item
+        is first checked on its own (two objects, within the bounds), so that no item's
+        bytes can run into the next one's. If any item is not valid, raise
+        ``UntrustedDataError`` (callers fall back to ``loads`` per item)."""
         if value_type is not None:
             return [self.loads(item, value_type) for item in items]
+        self._check_each(items, 2)
         count = len(items)
         joined = b"\xdd" + (2 * count).to_bytes(4, "big") + b"".join(items)  # array 32
         try:
             decoded = self._decode(joined)
         except msgspec.DecodeError as error:
             raise UntrustedDataError(f"corrupt MessagePack data: {error}") from None
-        tags = decoded[0::2]
-        if len(decoded) != 2 * count or tags.count(MSGPACK_TAG_VALUE) != count:
+        except RecursionError:
+            raise UntrustedDataError(_TOO_DEEP_TO_DECODE, cause="limit") from None
+        if decoded[0::2].count(MSGPACK_TAG_VALUE) != count:
             raise UntrustedDataError("not MessagePack data written by multilayercache")
         return decoded[1::2]
 
     def loads_sequence(self, items: list[bytes], objects_per_item: int) -> list[Any] | None:
         """The MessagePack objects of many items (each exactly ``objects_per_item`` of
         them, e.g. an envelope's header, the tag and the value), decoded in one msgspec
-        call; ``None`` if they do not parse that way (callers then go item by item)."""
+        call; ``None`` if they do not parse that way, or one is beyond the bounds (callers
+        then go item by item, and refuse only that one). Each item is checked on its own
+        first: an item cannot end inside the next one, nor take objects from it."""
+        try:
+            self._check_each(items, objects_per_item)
+        except UntrustedDataError:
+            return None
         total = objects_per_item * len(items)
         joined = b"\xdd" + total.to_bytes(4, "big") + b"".join(items)  # array 32
         try:
-            decoded = self._decode(joined)
-        except msgspec.DecodeError:
+            return self._decode(joined)  # type: ignore[no-any-return]
+        except (msgspec.DecodeError, RecursionError):
             return None
-        return decoded if len(decoded) == total else None
+
+    def _check_each(self, items: list[bytes], objects_per_item: int) -> None:
+        """Raise ``UntrustedDataError`` unless each item holds exactly ``objects_per_item``
+        MessagePack objects, within the bounds."""
+        max_depth, max_items = self.max_depth, self.max_items
+        for item in items:
+            if count_objects(item, 0, max_depth, max_items) != objects_per_item:
+                raise UntrustedDataError(
+                    f"corrupt MessagePack data: an item does not hold {objects_per_item} objects"
+                )
 
     def _codec_for(self, value_type: Any) -> _TypedCodec:
         codec = self._typed.get(value_type)
         if codec is None:
             codec = self._typed[value_type] = _typed_codec(value_type, self._decode)
         return codec
+
+
+_TOO_DEEP_TO_DECODE = "MessagePack data nested too deep to decode here (RecursionError)"
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    # The compiled scanner counts in 64 bits; beyond 2**62 a bound is no bound anyway.
+    return min(value, 2**62)
 
 
 def _typed_codec(value_type: Any, decode_untyped: Callable[[Any], Any]) -> _TypedCodec:
@@ -185,10 +277,6 @@ def _unchanged(value: Any) -> Any:
 
 def _is_pydantic_model(value: Any) -> bool:
     return _mentions_pydantic(type(value))
-
-
-def _not_a(value_type: Any, error: Exception) -> UntrustedDataError:
-    return UntrustedDataError(f"stored value is not a {_name(value_type)}: {error}")
 
 
 def _name(value_type: Any) -> str:
