@@ -53,6 +53,23 @@ def test_writes_of_one_instance_leave_the_l1_of_the_others(harness) -> None:
     assert a.backplane.stats()["lost"] == 0 and b.backplane.stats()["received"] >= 5
 
 
+def test_a_cached_call_invalidated_on_one_instance_leaves_the_others(harness) -> None:
+    a = harness.cache([harness.l1(), harness.l2()], backplane=True)
+    b = harness.cache([harness.l1(), harness.l2()], backplane=True)
+    prices = {1: 10}
+
+    def price(product_id: int) -> int:
+        return prices[product_id]
+
+    price_a = a.cached()(harness.define(price))
+    price_b = b.cached()(harness.define(price))
+    assert harness.call(price_a, 1) == 10
+    assert harness.call(price_b, 1) == harness.call(price_b, 1) == 10  # now in b's L1
+    prices[1] = 12
+    harness.call(price_a.invalidate, 1)
+    assert eventually(lambda: harness.call(price_b, 1) == 12)
+
+
 def test_a_write_behind_set_reaches_the_others_after_it_lands(harness) -> None:
     from multilayercache import WriteBehind
 

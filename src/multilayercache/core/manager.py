@@ -59,14 +59,16 @@ class ManagerBase:
             default_url=getattr(shared.layer, "url", None),
         )
         self.backplane = backplane
+        self._state.call_texts = {}
         for writer in self._driver.writers.values():
             writer.announce = backplane.publish_keys
 
     def _announce(self, keys: Any) -> None:
-        """Tell the other instances that ``keys`` changed (after a write of this one)."""
+        """Tell the other instances that ``keys`` changed (after a write of this one): by
+        the text a shared layer stores them under (a ``@cached`` call's too)."""
         backplane = self.backplane
         if backplane is not None:
-            backplane.publish_keys([key for key in keys if type(key) is str])
+            backplane.publish_keys([text for text in map(_shared_text, keys) if text])
 
     def _announce_marks(
         self, tags: tuple[str, ...], prefixes: tuple[str, ...], at_ms: int | None
@@ -87,12 +89,19 @@ class ManagerBase:
         """Another instance changed ``keys``: drop them from the in-process layers. The
         key's generation is bumped first, so that a read of the old value from the shared
         layer running now does not copy it back up (``core/generations.py``)."""
-        generations = self._state.generations
+        state = self._state
+        targets: tuple[Any, ...] = keys
+        calls = state.call_texts
+        if calls:  # a @cached call's key, named by its text
+            found = [calls.pop(key) for key in keys if key in calls]
+            if found:
+                targets = (*keys, *found)
+        generations = state.generations
         if generations is not None:
-            generations.bump_many(keys)
-        for tier in self._state.tiers:
+            generations.bump_many(targets)
+        for tier in state.tiers:
             if tier.in_process:
-                for key in keys:
+                for key in targets:
                     tier.layer.delete(key)
 
     def _cleared_elsewhere(self) -> None:
@@ -102,6 +111,8 @@ class ManagerBase:
         if generations is not None:
             generations.bump_all()
         self._state.invalidations.loaded = False  # marks may have been missed too: reread
+        if self._state.call_texts is not None:
+            self._state.call_texts = {}
         for tier in self._state.tiers:
             if tier.in_process:
                 tier.layer.clear()
@@ -161,6 +172,16 @@ class ManagerBase:
         """Where the plans start after the fast path: at L1 when it stepped aside (it holds
         the key, due or stale), below it after a miss."""
         return 0 if looked_up is STEPPED_ASIDE else self._checked_depth
+
+
+def _shared_text(key: Any) -> str | None:
+    """The text a shared layer stores ``key`` under (``None``: it stores none)."""
+    if type(key) is str:
+        return key
+    try:
+        return getattr(key, "text", None)
+    except TypeError:  # a call whose arguments have no shared text
+        return None
 
 
 def _not_checked(key: Any, default: Any) -> Any:

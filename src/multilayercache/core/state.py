@@ -87,6 +87,10 @@ class CacheState:
         sizes = [getattr(tier.layer, "max_size", None) for tier in self.tiers if tier.in_process]
         self.invalidations = Invalidations(4 * sum(size or 250_000 for size in sizes) or 1)
         """Tag and prefix invalidations, and the in-process keys per tag (``core/tags.py``)."""
+        self.call_texts: dict[str, Any] | None = None
+        """With a backplane: the shared text of each ``@cached`` call key written into an
+        in-process layer, so that another instance's message (which names keys by their
+        text) finds the call key here (``None``: no backplane)."""
         self.marks_tier = next((tier for tier in self.tiers if tier.has("read_marks")), None)
         """The shared layer that keeps the marks (the first that can), or ``None``."""
         self.refreshes = RefreshQueue()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from typing import Any
 
 from ..adaptive import is_rule
+from ..decorate import CallKey
 from ..errors import LayerError, SerializationError
 from ..freshness import Entry, Lifetime
 from ..keys import unique
@@ -329,9 +330,28 @@ def store(
         return
     if state.unconfirmed:  # the layer holds these values now, not the deleted ones
         state.confirm_deleted(tier, mapping)
+    if state.call_texts is not None and tier.in_process:
+        remember_call_texts(state, tier, mapping)
     if lifetime.tags and tier.in_process:  # dropped from it when a tag is invalidated
         if state.invalidations.remember(mapping, lifetime.tags):
             state.invalidations.keep_held(set(tier.layer.keys()))
+
+
+def remember_call_texts(state: CacheState, tier: Tier, keys: Iterable[Any]) -> None:
+    """Note the shared text of the ``@cached`` call keys among ``keys`` (see
+    ``CacheState.call_texts``), forgetting those the layer no longer holds once there are
+    more than four times its size."""
+    texts = state.call_texts
+    assert texts is not None
+    for key in keys:
+        if type(key) is CallKey:
+            try:
+                texts[key.text] = key
+            except TypeError:  # arguments without a shared text: never in a shared layer
+                pass
+    if len(texts) > 4 * (getattr(tier.layer, "max_size", None) or 250_000):
+        layer = tier.layer
+        state.call_texts = {text: key for text, key in texts.items() if key in layer}
 
 
 def enqueue_writes(
