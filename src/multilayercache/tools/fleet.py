@@ -20,17 +20,22 @@ from multilayercache import (
 POLL_SECONDS = 0.0002
 
 
+OPERATIONS = ("set", "delete", "invalidate_tags")
+
+
 def run_readers(
     url: str, prefix: str, kind: str, readers: int = 2, updates: int = 1_000
 ) -> list[float]:
-    """Update ``updates`` keys one at a time from this process while ``readers`` processes
-    (``kind``: their manager, "sync" or "asyncio") hold them in L1; the seconds from the
-    return of each ``set`` until each reader read the new value."""
+    """Change ``updates`` keys one at a time from this process while ``readers`` processes
+    (``kind``: their manager, "sync" or "asyncio") hold them in L1, in turn by ``set``,
+    ``delete`` and ``invalidate_tags`` (each key has a tag of its own); the seconds from
+    the return of each call until each reader stopped reading the old value."""
     keys = [f"fleet:{i}" for i in range(updates)]
     writer = MultilayerCache(
         [InMemoryLayer(max_size=updates * 2), RedisLayer(url, prefix=prefix)], backplane=True
     )
-    writer.set_many(dict.fromkeys(keys, "old"))
+    for key in keys:
+        writer.set(key, "old", tags=f"tag-of-{key}")
     context = multiprocessing.get_context("spawn")
     done_at = context.Array("d", updates, lock=False)
     published = context.Value("i", 0)
@@ -49,7 +54,13 @@ def run_readers(
     try:
         ready.wait(timeout=60)
         for index, key in enumerate(keys):
-            writer.set(key, "new")
+            operation = OPERATIONS[index % len(OPERATIONS)]
+            if operation == "set":
+                writer.set(key, "new")
+            elif operation == "delete":
+                writer.delete(key)
+            else:
+                writer.invalidate_tags(f"tag-of-{key}")
             done_at[index] = time.time()
             published.value = index + 1
             deadline = time.monotonic() + 5
@@ -94,7 +105,7 @@ def _reader(
     for index, key in enumerate(keys):
         while published.value <= index:
             time.sleep(POLL_SECONDS)
-        while cache.get(key) != "new":
+        while cache.get(key) == "old":
             time.sleep(POLL_SECONDS)
         latencies.append(time.time() - done_at[index])
         seen[me] = index + 1
@@ -123,7 +134,7 @@ async def _read_async(
         for index, key in enumerate(keys):
             while published.value <= index:
                 await asyncio.sleep(POLL_SECONDS)
-            while await cache.get(key) != "new":
+            while await cache.get(key) == "old":
                 await asyncio.sleep(POLL_SECONDS)
             latencies.append(time.time() - done_at[index])
             seen[me] = index + 1
