@@ -44,7 +44,10 @@ log = logging.getLogger("multilayercache")
 def warn_crowded(layer_name: str, key: Any, turned_away: int) -> None:
     """Log that ``key`` was not stored because its hash is crowded, at a bounded rate: the
     1st, 10th, 100th, ... key a layer turns away so."""
-    if turned_away < 1 or 10 ** (len(str(turned_away)) - 1) != turned_away:
+    rest = turned_away
+    while rest >= 10 and rest % 10 == 0:
+        rest //= 10
+    if rest != 1:
         return
     log.warning(
         "%s: a new key of type %s not cached (%d so far): %d keys sharing its hash are held "

@@ -48,6 +48,9 @@ cdef class InMemoryLayer:
     cdef uint64_t _last_miss_version
     cdef uint64_t _last_miss_bucket  # where its probe found an empty bucket (or NO_BUCKET)
     cdef uint64_t _vacant_bucket  # where the last find_slot that missed stopped
+    # The last hash that a probe found held by another key than the one it looked for: a
+    # miss on that hash counts the keys sharing it (slots.pxd, ``vacancy``).
+    cdef uint64_t _sharer_hash
     cdef int64_t _coarse_slack_ns
     cdef Py_ssize_t _hits, _misses, _expirations, _oversized
     cdef Py_ssize_t _crowded  # new keys turned away: their hash was crowded (flooding.py)

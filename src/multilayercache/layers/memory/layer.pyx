@@ -415,7 +415,7 @@ cdef class InMemoryLayer:
                                        deadline, fresh_until, refresh_at)
         finally:
             self._unlock()
-        if crowded:
+        if crowded and _warns_at(self._crowded):
             warn_crowded(self.name, key, self._crowded)
         return 1
 
@@ -586,7 +586,7 @@ cdef class InMemoryLayer:
             self._unlock()
         if crowded < 0:
             return counted(value, delta, key)  # raises the error
-        if crowded:
+        if crowded and _warns_at(self._crowded):
             warn_crowded(self.name, key, self._crowded)
         return delta
 
@@ -713,6 +713,14 @@ cdef class InMemoryLayer:
         if self._clock is not None:
             return deadline <= self._now_ns()
         return has_passed(deadline, self._coarse_slack_ns)
+
+
+cdef inline bint _warns_at(Py_ssize_t turned_away) noexcept:
+    """Whether ``flooding.warn_crowded`` logs at this count (1, 10, 100, ...): checked here
+    first, so that a flood costs no call per key."""
+    while turned_away >= 10 and turned_away % 10 == 0:
+        turned_away //= 10
+    return turned_away == 1
 
 
 def _check_key(key):

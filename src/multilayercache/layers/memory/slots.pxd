@@ -76,8 +76,7 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
                                  bint locked) except -2:
     """The key's slot, or -1; INTERRUPTED if not ``locked`` and a write began while a key's
     ``__eq__`` ran (the caller then retries under ownership). On -1, ``_vacant_bucket`` is
-    where an insert of the key goes, or CROWDED. Every key sharing the key's hash lies on
-    the probe's way (same home bucket, same tag), so a miss counts them exactly."""
+    where an insert of the key goes, or CROWDED (``vacancy``)."""
     cdef uint64_t bucket
     cdef int32_t tagged
     cdef uint32_t tag, tag_mask, slot_mask
@@ -85,9 +84,7 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
     cdef uint64_t version
     cdef int equal
     cdef PyObject* stored
-    cdef Py_ssize_t sharing  # other keys with the key's hash, passed so far
     while True:
-        sharing = 0
         # (Inside the loop: a key's __eq__ may grow the table, which changes the tags.)
         slot_mask = slot_mask_of(layer._index_mask)
         tag_mask = tag_mask_of(slot_mask)
@@ -96,7 +93,11 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
         while True:
             tagged = layer._index[bucket]
             if tagged == EMPTY:
-                layer._vacant_bucket = bucket if sharing < KEYS_PER_HASH else CROWDED
+                # Where an insert of this key goes; counting the keys that share its hash
+                # only if this probe may have met one (none on the hit path).
+                layer._vacant_bucket = (
+                    bucket if layer._sharer_hash != key_hash else vacancy(layer, key_hash, bucket)
+                )
                 return -1
             # Another key's tag: skip it without reading its hash or its key (index.pxd).
             if (<uint32_t>tagged & tag_mask) == tag:
@@ -115,8 +116,28 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
                         break  # the cache changed while __eq__ ran: look again
                     if equal:
                         return slot
-                    sharing += 1
+                    layer._sharer_hash = key_hash  # another key with this hash: see above
             bucket = (bucket + 1) & layer._index_mask
+
+
+cdef inline uint64_t vacancy(InMemoryLayer layer, uint64_t key_hash,
+                             uint64_t bucket) noexcept:
+    """Where a key missing from the table goes: ``bucket``, the empty one its probe ended
+    at, or CROWDED if KEYS_PER_HASH keys share its hash. All of them lie on the probe's
+    way, from the key's home bucket to ``bucket`` (same home, same tag); no key is compared."""
+    cdef uint32_t slot_mask = slot_mask_of(layer._index_mask)
+    cdef uint32_t tag_mask = tag_mask_of(slot_mask)
+    cdef uint32_t tag = index_tag(key_hash, slot_mask)
+    cdef uint64_t at = key_hash & layer._index_mask
+    cdef Py_ssize_t sharing = 0
+    cdef int32_t tagged
+    while at != bucket:
+        tagged = layer._index[at]
+        if ((<uint32_t>tagged & tag_mask) == tag
+                and layer._policy.hash_of(<uint32_t>tagged & slot_mask) == key_hash):
+            sharing += 1
+        at = (at + 1) & layer._index_mask
+    return bucket if sharing < KEYS_PER_HASH else CROWDED
 
 
 cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object value,
