@@ -11,8 +11,10 @@ that share one hash (ints ``k + i * (2**61 - 1)``, and strings in a type whose
 Costs: on that flooded layer, ns per call of ``get`` hitting a held key of the flooded hash
 (an equal int, not the stored object, so that keys are compared), ``get`` missing on it (a
 new key of that hash), and ``set`` of a new key of that hash; each beside the same call on
-keys with distinct hashes, int keys of the same size (big ints are compared as the flooded
-ones are), measured in the same rounds (medians of ``--repeat``). The ratio is what counts.
+keys with distinct hashes that cost as much to hash and compare (big ints; ``str``s with a
+``__hash__`` of their own), measured back to back in each round. Printed: the medians over
+``--repeat`` rounds, and the median of the per-round ratios, which is what counts (the
+machine's swings cancel within a round).
 """
 
 from __future__ import annotations
@@ -87,8 +89,9 @@ def equal_copy(key: Any) -> Any:
 
 def costs(
     layer_type: type, kind: str, flood: int, calls: int, repeat: int
-) -> dict[str, tuple[float, float]]:
-    """``{call: (ns on the flooded hash, ns on distinct hashes)}``, medians of ``repeat``:
+) -> dict[str, tuple[float, float, float]]:
+    """``{call: (ns on the flooded hash, ns on distinct hashes, ratio)}``, medians of
+    ``repeat`` rounds:
     on a layer that holds ``SIZE`` keys with distinct hashes and was flooded with ``flood``
     one-off keys of one hash."""
     flooded, normal = KINDS[kind]
@@ -123,10 +126,18 @@ def costs(
             for key in residents:
                 if key not in l1:
                     l1.set(key, key)
+    # Ratios per round (flooded and normal ran back to back, so the machine's swings
+    # cancel), then their median.
     return {
         name: (
             statistics.median(rounds[f"{name} flooded"]),
             statistics.median(rounds[f"{name} normal"]),
+            statistics.median(
+                flooded_ns / normal_ns
+                for flooded_ns, normal_ns in zip(
+                    rounds[f"{name} flooded"], rounds[f"{name} normal"], strict=True
+                )
+            ),
         )
         for name in ("get hit", "get miss", "set new")
     }
@@ -142,7 +153,10 @@ def main() -> None:
     twins = {"compiled": layer.InMemoryLayer, "pure": _layer_py.InMemoryLayer}
     print(f"Hot keys evicted (of {HOT}) by {options.flood} one-off keys, layer of {SIZE}:")
     for kind, (flooded, normal) in KINDS.items():
-        for label, key in ((f"{kind} sharing one hash", flooded), (f"{kind}, distinct hashes", normal)):
+        for label, key in (
+            (f"{kind} sharing one hash", flooded),
+            (f"{kind}, distinct hashes", normal),
+        ):
             counts = [evicted_hot_keys(twin, key, options.flood) for twin in twins.values()]
             row = "  ".join(f"{name} {count:4d}" for name, count in zip(twins, counts, strict=True))
             print(f"  {label:<24} {row}")
@@ -150,12 +164,12 @@ def main() -> None:
           f"(medians of {options.repeat} rounds of {options.calls}):")  # fmt: skip
     for kind in KINDS:
         for name, twin in twins.items():
-            for call, (flooded_ns, normal_ns) in costs(
+            for call, (flooded_ns, normal_ns, ratio) in costs(
                 twin, kind, options.flood, options.calls, options.repeat
             ).items():
                 print(
                     f"  {kind} {name:<8} {call:<8}  flooded hash {flooded_ns:7.0f}  "
-                    f"distinct hashes {normal_ns:7.0f}  ratio {flooded_ns / normal_ns:5.2f}"
+                    f"distinct hashes {normal_ns:7.0f}  ratio {ratio:5.2f}"
                 )
 
 
