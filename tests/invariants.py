@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
+
+from multilayercache._core._bits_py import spread
+from multilayercache.layers.memory.flooding import MAX_KEYS_PER_HASH
 
 WINDOW, PROBATION, PROTECTED, NOT_CACHED, HELD = 0, 1, 2, 3, 4
 NO_DEADLINE = (1 << 63) - 1
@@ -26,6 +30,11 @@ def check_invariants(layer: Any) -> None:
     assert inside["indexed"] == len(cached_slots) == policy.entries + len(held)
     for slot, key in cached:
         assert inside["find"](key) == slot, f"key {key!r} does not lead to its slot {slot}"
+    # Hash flooding: few keys share one hash (the pure twin counts them in ``sharing``).
+    sharing = Counter(spread(hash(key)) for _, key in cached)
+    assert max(sharing.values(), default=0) <= MAX_KEYS_PER_HASH, "a hash is crowded"
+    if "sharing" in inside:
+        assert inside["sharing"] == dict(sharing), "keys per hash miscounted"
 
     # Policy lists: each region's list is consistent both ways and holds its slots only.
     regions = policy.regions

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -256,25 +257,30 @@ LIFETIMES = [
     (float("inf"), 0, 2),
     (0.5, 10, float("inf")),
 ]
-layer_ops = st.lists(
-    st.one_of(
-        st.tuples(
-            st.sampled_from(
-                ["get", "get", "set", "delete", "contains", "adjust", "len", "remaining"]
-                + ["add", "touch", "incr"]
-            ),
-            st.integers(0, 60),
-            st.sampled_from([None, 0, 0.5, 1, 3, 10, float("inf")]),
+layer_op = st.one_of(
+    st.tuples(
+        st.sampled_from(
+            ["get", "get", "set", "delete", "contains", "adjust", "len", "remaining"]
+            + ["add", "touch", "incr"]
         ),
-        st.tuples(
-            st.sampled_from(
-                ["set_entry", "get_entry", "lookup", "lookup", "add_entry", "touch_entry"]
-            ),
-            st.integers(0, 60),
-            st.sampled_from(LIFETIMES),
-        ),
-        st.tuples(st.just("tick"), st.just(0), st.sampled_from([0.1, 0.5, 1, 2, 7, 30])),
+        st.integers(0, 60),
+        st.sampled_from([None, 0, 0.5, 1, 3, 10, float("inf")]),
     ),
+    st.tuples(
+        st.sampled_from(["set_entry", "get_entry", "lookup", "lookup", "add_entry", "touch_entry"]),
+        st.integers(0, 60),
+        st.sampled_from(LIFETIMES),
+    ),
+    st.tuples(st.just("tick"), st.just(0), st.sampled_from([0.1, 0.5, 1, 2, 7, 30])),
+)
+layer_ops = st.lists(layer_op, max_size=300)
+# Long runs with many lookups and sets, so that a few hashes get crowded (flooding.py).
+crowding_ops = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["get", "set"]), st.integers(0, 60), st.sampled_from([None, 10])),
+        layer_op,
+    ),
+    min_size=40,
     max_size=300,
 )
 
@@ -296,6 +302,27 @@ def test_weighted_memory_layer(max_weight, ops) -> None:
     pure = PURE.InMemoryLayer(max_weight=max_weight, weigher=weigher, clock=clocks[0])
     compiled = COMPILED.InMemoryLayer(max_weight=max_weight, weigher=weigher, clock=clocks[1])
     run_layer_ops(pure, compiled, clocks, ops)
+
+
+def sharing_hashes(n: int) -> int:
+    """Key ``n`` of 0..60 as one of ~30 ints sharing each of two hashes (``hash(k + i *
+    (2**61 - 1)) == hash(k)``), so that the bound on keys per hash turns keys away."""
+    return n % 2 + (n // 2) * sys.hash_info.modulus
+
+
+@SETTINGS
+@given(max_size=st.integers(1, 30), weighted=st.booleans(), ops=crowding_ops)
+def test_memory_layer_with_keys_sharing_hashes(max_size, weighted, ops) -> None:
+    # Both twins turn away the same keys (flooding.py) and count the same accesses.
+    clocks = FakeClock(), FakeClock()
+    sizes = (
+        {"max_weight": 2 * max_size, "weigher": lambda key, value: key % 5}
+        if weighted
+        else {"max_size": max_size}
+    )
+    pure = PURE.InMemoryLayer(clock=clocks[0], **sizes)
+    compiled = COMPILED.InMemoryLayer(clock=clocks[1], **sizes)
+    run_layer_ops(pure, compiled, clocks, [(op, sharing_hashes(key), ttl) for op, key, ttl in ops])
 
 
 def same_outcome(pure_call, compiled_call, *args) -> bool:

@@ -56,7 +56,7 @@ def stats(layer: InMemoryLayer) -> LayerStats:
             layer._misses,
             policy.evictions,
             layer._expirations,
-            policy.rejections + layer._oversized,
+            policy.rejections + layer._oversized + layer._crowded,
             policy.entries,
             policy.total_weight,
             policy.window_max,
@@ -84,6 +84,7 @@ def internals(layer: InMemoryLayer) -> dict[str, Any]:
         "free": list(layer._free),
         "slot_count": len(layer._keys),
         "indexed": len(layer._slots),
+        "sharing": dict(layer._sharing),
         "find": lambda key: layer._slots.get(key, -1),
     }
 

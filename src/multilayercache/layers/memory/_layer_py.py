@@ -26,6 +26,9 @@ How the pieces fit:
   between threads (the managers let the shared layer decide them when there is one).
 * ``copy=``: values are copied on the way in (before the lock) and on the way out (after
   it), so no caller can mutate what is cached.
+* Hash flooding (``flooding.py``): at most ``MAX_KEYS_PER_HASH`` held keys share one hash
+  (``_sharing`` counts them); a new key beyond that is not stored, and a lookup that misses
+  on such a hash is not counted as an access.
 
 Concurrency: every public method holds one re-entrant lock, so the layer is safe to share
 between threads (also on free-threaded builds). The compiled twin relies on the GIL instead.
@@ -76,6 +79,7 @@ from .arguments import (
 )
 from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_left, seconds_to_ns
+from .flooding import MAX_KEYS_PER_HASH, warn_crowded
 from .introspection import layer_repr
 
 # A cached entry's hit count saturates here (the compiled twin keeps it in 31 bits).
@@ -120,6 +124,7 @@ class InMemoryLayer:
         self._held_for_fork = False
         self._hits = self._misses = self._expirations = 0
         self._oversized = 0
+        self._crowded = 0  # new keys turned away: their hash was crowded (flooding.py)
         register_after_fork(self)
 
     def _start_empty(self) -> None:
@@ -130,6 +135,7 @@ class InMemoryLayer:
         self._fresh = FreshnessDeadlines()
         self._missed = HotKeyTable()
         self._slots: dict[Any, int] = {}
+        self._sharing: dict[int, int] = {}  # spread hash -> keys held with it
         self._keys: list[Any] = []
         self._values: list[Any] = []
         self._slot_hits: list[int] = []
@@ -153,7 +159,7 @@ class InMemoryLayer:
         key_hash = self._spread_hash(key)
         with self._lock:
             slot = self._live_slot(key)
-            self._policy.record_access(key_hash)
+            self._record_access(key_hash, slot)
             if slot < 0:
                 self._count_miss(key_hash, key)
                 return None
@@ -176,18 +182,25 @@ class InMemoryLayer:
         # ``aside`` is None for ``get``: a stale entry then reads as a miss.
         key_hash = self._spread_hash(key)
         with self._lock:
-            slot = self._live_slot(key)
+            slot = held = self._live_slot(key)
             if slot >= 0 and self._fresh.count and self._freshness(slot) > accept:
                 if aside is not None:
                     return aside
                 slot = -1  # stale: ``get`` no longer serves it
-            self._policy.record_access(key_hash)
+            self._record_access(key_hash, held)
             if slot < 0:
                 self._count_miss(key_hash, key)
                 return default
             self._count_hit(slot)
             value = self._values[slot]
         return value if self._copy is None else self._copy(value)
+
+    def _record_access(self, key_hash: int, slot: int) -> None:
+        """Count a lookup of the key (held in ``slot``, or -1), hit or miss; but not one of a
+        key that cannot get in (its hash is crowded): it would only be credited to the keys
+        that hold the hash (``flooding.py``)."""
+        if slot >= 0 or self._sharing.get(key_hash, 0) < MAX_KEYS_PER_HASH:
+            self._policy.record_access(key_hash)
 
     def _live_slot(self, key: Any) -> int:
         """The key's slot, or -1; an entry found gone is removed first."""
@@ -289,8 +302,10 @@ class InMemoryLayer:
             self._reclaim_expired(now_ns)
             if only_if_absent and self._holds_fresh(self._slots.get(key, -1), now_ns):
                 return False
-            self._store_locked(key, value, key_hash, weight, now_ns, *deadlines)
-            return True
+            crowded = self._store_locked(key, value, key_hash, weight, now_ns, *deadlines)
+        if crowded:
+            warn_crowded(self.name, key, self._crowded)
+        return True
 
     def _weight_of(self, key: Any, value: Any) -> int:
         if self._weigher is None:
@@ -322,7 +337,8 @@ class InMemoryLayer:
         deadline: int,
         fresh_until: int,
         refresh_at: int,
-    ) -> None:
+    ) -> bool:
+        """Store the value; True if the key was turned away because its hash is crowded."""
         slot = self._slots.get(key, -1)
         if deadline <= now_ns or weight > self._policy.capacity:
             # Already expired, or can never fit: the old value must not survive the write.
@@ -330,7 +346,7 @@ class InMemoryLayer:
                 self._oversized += 1
             if slot >= 0:
                 self._remove(slot)
-            return
+            return False
         if slot >= 0:
             self._values[slot] = value
             self._wheel.schedule(slot, deadline)
@@ -338,12 +354,16 @@ class InMemoryLayer:
             if self._policy.weighted:
                 self._policy.on_update(slot, weight)
                 self._drop_evicted(self._policy.evicted)
-            return
-        slot = self._allocate_slot(key, value)
+            return False
+        if self._sharing.get(key_hash, 0) >= MAX_KEYS_PER_HASH:
+            self._crowded += 1
+            return True
+        slot = self._allocate_slot(key, value, key_hash)
         self._wheel.schedule(slot, deadline)
         self._fresh.assign(slot, fresh_until, refresh_at)
         self._policy.on_insert(slot, key_hash, weight)
         self._drop_evicted(self._policy.evicted)
+        return False
 
     def set_many(self, mapping: Mapping[Any, Any], ttl: TTL | None = None) -> None:
         """``set`` every item. The TTL and every key are checked first, so bad input writes
@@ -411,8 +431,10 @@ class InMemoryLayer:
                 self._values[slot] = count
                 return count
             counted(0, delta, key)
-            self._store_locked(key, delta, key_hash, weight, now_ns, *deadlines)
-            return delta
+            crowded = self._store_locked(key, delta, key_hash, weight, now_ns, *deadlines)
+        if crowded:
+            warn_crowded(self.name, key, self._crowded)
+        return delta
 
     def decr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
         """``incr`` by ``-delta``."""
@@ -542,7 +564,7 @@ class InMemoryLayer:
             return False
         return deadline <= (self._now_ns() if now_ns is None else now_ns)
 
-    def _allocate_slot(self, key: Any, value: Any) -> int:
+    def _allocate_slot(self, key: Any, value: Any, key_hash: int) -> int:
         if self._free:
             slot = self._free.pop()
             self._keys[slot] = key
@@ -557,11 +579,17 @@ class InMemoryLayer:
             self._wheel.grow(slot + 1)
             self._fresh.grow(slot + 1)
         self._slots[key] = slot
+        self._sharing[key_hash] = self._sharing.get(key_hash, 0) + 1
         return slot
 
     def _release_slot(self, slot: int) -> None:
         self._fresh.forget(slot)
         del self._slots[self._keys[slot]]
+        key_hash = self._policy._hash[slot]
+        if self._sharing[key_hash] == 1:
+            del self._sharing[key_hash]
+        else:
+            self._sharing[key_hash] -= 1
         self._keys[slot] = None
         self._values[slot] = None
         self._free.append(slot)

@@ -65,7 +65,7 @@ def stats(InMemoryLayer layer):
     layer._lock_for_write()
     try:
         counters = (layer._hits, layer._misses, policy.evictions, layer._expirations,
-                    policy.rejections + layer._oversized, policy.entries, policy.total_weight,
+                    policy.rejections + layer._oversized + layer._crowded, policy.entries, policy.total_weight,
                     policy.window_max)
     finally:
         layer._unlock()

@@ -48,8 +48,12 @@ cdef class InMemoryLayer:
     cdef uint64_t _last_miss_version
     cdef uint64_t _last_miss_bucket  # where its probe found an empty bucket (or NO_BUCKET)
     cdef uint64_t _vacant_bucket  # where the last find_slot that missed stopped
+    # The last hash that a probe found held by another key than the one it looked for: a
+    # miss on that hash counts the keys sharing it (slots.pxd, ``vacancy``).
+    cdef uint64_t _sharer_hash
     cdef int64_t _coarse_slack_ns
     cdef Py_ssize_t _hits, _misses, _expirations, _oversized
+    cdef Py_ssize_t _crowded  # new keys turned away: their hash was crowded (flooding.py)
     cdef Ownership _ownership
     cdef list _grave_overflow
     cdef object __weakref__  # for multilayercache._forking, which holds layers weakly
@@ -60,6 +64,7 @@ cdef class InMemoryLayer:
                              object aside)
     cdef int _freshness(self, Py_ssize_t slot, int64_t now_ns) except -1
     cdef object _entry(self, Py_ssize_t slot, int64_t now_ns)
+    cdef Py_ssize_t _live_slot(self, object key, uint64_t key_hash) except -2
     cdef void _remember_miss(self, object key, uint64_t key_hash, uint64_t absent_at,
                              uint64_t bucket) noexcept
     # writes

@@ -39,7 +39,9 @@ from .ownership cimport (
     take_ownership,
 )
 from .slots cimport (
+    CROWDED,
     INTERRUPTED,
+    KEYS_PER_HASH,
     MAX_HITS,
     allocate_slot,
     drop_evicted,
@@ -69,6 +71,7 @@ from .arguments import (
 )
 from .batch import hits_among, set_each
 from .deadlines import seconds_left
+from .flooding import warn_crowded
 from .inspect import (
     cached_slots,
     frequency_estimate,
@@ -93,6 +96,7 @@ cdef uint64_t NOT_ABSENT = 0xFFFFFFFFFFFFFFFF
 cdef object _NO_KEY = object()  # ``_last_miss`` before any miss: no caller holds it
 
 MAX_SLOT_HITS = MAX_HITS  # a cached entry's hit count saturates here (31 bits: slots.pxd)
+MAX_KEYS_PER_HASH = KEYS_PER_HASH  # keys sharing one hash held at most (flooding.py)
 
 
 cdef class InMemoryLayer:
@@ -132,7 +136,7 @@ cdef class InMemoryLayer:
         self._last_miss = _NO_KEY
         self._last_miss_version = NOT_ABSENT
         self._last_miss_bucket = self._vacant_bucket = NO_BUCKET
-        self._hits = self._misses = self._expirations = self._oversized = 0
+        self._hits = self._misses = self._expirations = self._oversized = self._crowded = 0
         register_after_fork(self)
 
     def __cinit__(self):
@@ -191,7 +195,11 @@ cdef class InMemoryLayer:
                     return aside
                 slot = -1  # stale: ``get`` no longer serves it
         if slot < 0:
-            self._policy.count_access(key_hash)  # frequency counts every lookup, hit or miss
+            # Frequency counts every lookup, hit or miss, but that of a key that can never
+            # get in (its hash is crowded): it would only be credited to the keys that hold
+            # the hash (flooding.py).
+            if vacant != CROWDED or absent_at == NOT_ABSENT:
+                self._policy.count_access(key_hash)
             self._policy.ghosts._prefetch(key_hash)  # for the set that usually follows
             prefetch_evictees(self)
             self._misses += 1
@@ -205,20 +213,20 @@ cdef class InMemoryLayer:
                              object aside):
         cdef Py_ssize_t slot
         cdef object result
-        cdef uint64_t absent_at = NOT_ABSENT
+        cdef uint64_t absent_at = NOT_ABSENT, vacant = NO_BUCKET
         self._lock_for_write()
         try:
-            slot = find_slot(self, key, key_hash, True)
-            if slot >= 0 and self._wheel.scheduled and expire_if_due(self, slot):
-                slot = -1
+            slot = self._live_slot(key, key_hash)
             if slot < 0:
                 absent_at = self._version
+                vacant = self._vacant_bucket
             if slot >= 0 and self._fresh.count and self._freshness(slot, -1) > accept:
                 if aside is not None:
                     return aside
                 slot = -1
             if slot < 0:
-                self._policy.count_access(key_hash)
+                if vacant != CROWDED:  # (as ``_read`` counts)
+                    self._policy.count_access(key_hash)
                 self._misses += 1
                 result = default
             else:
@@ -228,7 +236,7 @@ cdef class InMemoryLayer:
             self._unlock()
         if slot < 0:
             self._missed.record(key_hash, key)
-            self._remember_miss(key, key_hash, absent_at, NO_BUCKET)
+            self._remember_miss(key, key_hash, absent_at, vacant)
         elif self._copies:
             result = self._copy(result)
         return result
@@ -239,15 +247,15 @@ cdef class InMemoryLayer:
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
         cdef object entry = None
-        cdef uint64_t absent_at = NOT_ABSENT
+        cdef uint64_t absent_at = NOT_ABSENT, vacant = NO_BUCKET
         self._lock_for_write()
         try:
-            slot = find_slot(self, key, key_hash, True)
-            if slot >= 0 and self._wheel.scheduled and expire_if_due(self, slot):
-                slot = -1
+            slot = self._live_slot(key, key_hash)
             if slot < 0:
                 absent_at = self._version
-                self._policy.count_access(key_hash)
+                vacant = self._vacant_bucket
+                if vacant != CROWDED:  # (as ``_read`` counts)
+                    self._policy.count_access(key_hash)
                 self._misses += 1
             else:
                 record_hit(self, slot, key_hash)
@@ -256,10 +264,18 @@ cdef class InMemoryLayer:
             self._unlock()
         if slot < 0:
             self._missed.record(key_hash, key)
-            self._remember_miss(key, key_hash, absent_at, NO_BUCKET)
+            self._remember_miss(key, key_hash, absent_at, vacant)
         elif self._copy is not None:
             entry = entry._replace(value=self._copy(entry.value))
         return entry
+
+    cdef inline Py_ssize_t _live_slot(self, object key, uint64_t key_hash) except -2:
+        """(Owning the layer) the key's slot, or -1 (an entry found gone is removed first);
+        on -1, ``_vacant_bucket`` says where the key would go (find_slot)."""
+        cdef Py_ssize_t slot = find_slot(self, key, key_hash, True)
+        if slot >= 0 and self._wheel.scheduled and expire_if_due(self, slot):
+            slot = find_slot(self, key, key_hash, True)  # -1 now; for ``_vacant_bucket``
+        return slot
 
     def get_entries(self, keys):
         """``get_entry`` of every key, the ones held only."""
@@ -391,14 +407,17 @@ cdef class InMemoryLayer:
                 fresh_until = deadline_after(now_ns, ttl, NEVER)
             if refresh < ttl:
                 refresh_at = deadline_after(now_ns, refresh, NEVER)
+        cdef bint crowded
         self._lock_for_write()
         try:
             if only_if_absent and self._holds_key(key, key_hash, absent_at, now_ns):
                 return 0
-            self._set_locked(key, value, key_hash, absent_at, weight, now_ns, deadline,
-                             fresh_until, refresh_at)
+            crowded = self._set_locked(key, value, key_hash, absent_at, weight, now_ns,
+                                       deadline, fresh_until, refresh_at)
         finally:
             self._unlock()
+        if crowded and _warns_at(self._crowded):
+            warn_crowded(self.name, key, self._crowded)
         return 1
 
     cdef bint _holds_key(self, object key, uint64_t key_hash, uint64_t absent_at,
@@ -435,6 +454,7 @@ cdef class InMemoryLayer:
                                 int64_t refresh_at) except -1:
         # ``absent_at``: the version at which the key was seen missing (NOT_ABSENT: unknown).
         # The weigher and the clock ran Python code since; any change bumped the version.
+        # 1 if the key was turned away because its hash is crowded (flooding.py), else 0.
         cdef Py_ssize_t slot, evicted
         cdef uint64_t vacant = NO_BUCKET
         if now_ns and self._wheel.scheduled:
@@ -460,6 +480,9 @@ cdef class InMemoryLayer:
             if self._policy.weighted:
                 drop_evicted(self, self._policy.on_update(slot, weight))
             return 0
+        if vacant == CROWDED:
+            self._crowded += 1
+            return 1
         slot = allocate_slot(self, key, value, key_hash, vacant)
         if deadline != NEVER:
             self._wheel.schedule(slot, deadline)
@@ -543,6 +566,7 @@ cdef class InMemoryLayer:
         deadline, fresh_until, refresh_at = self._deadlines(now_ns, ttl, stale, refresh)
         cdef Py_ssize_t slot
         cdef object value = None, count = None
+        cdef int crowded = -1  # a new counter: whether its hash was crowded
         self._lock_for_write()
         try:
             if self._wheel.scheduled:
@@ -557,12 +581,15 @@ cdef class InMemoryLayer:
                         self._replace_item(2 * slot + 1, count)
                         return count
             else:
-                self._set_locked(key, delta, key_hash, NOT_ABSENT, weight, now_ns, deadline,
-                                 fresh_until, refresh_at)
-                return delta
+                crowded = self._set_locked(key, delta, key_hash, NOT_ABSENT, weight, now_ns,
+                                           deadline, fresh_until, refresh_at)
         finally:
             self._unlock()
-        return counted(value, delta, key)  # raises the error
+        if crowded < 0:
+            return counted(value, delta, key)  # raises the error
+        if crowded and _warns_at(self._crowded):
+            warn_crowded(self.name, key, self._crowded)
+        return delta
 
     def decr(self, key, delta=1, ttl=None):
         """``incr`` by ``-delta``."""
@@ -692,6 +719,14 @@ cdef class InMemoryLayer:
         if self._clock is not None:
             return deadline <= self._now_ns()
         return has_passed(deadline, self._coarse_slack_ns)
+
+
+cdef inline bint _warns_at(Py_ssize_t turned_away) noexcept:
+    """Whether ``flooding.warn_crowded`` logs at this count (1, 10, 100, ...): checked here
+    first, so that a flood costs no call per key."""
+    while turned_away >= 10 and turned_away % 10 == 0:
+        turned_away //= 10
+    return turned_away == 1
 
 
 def _check_key(key):

@@ -31,6 +31,8 @@ from .ownership cimport list_items, replace_item
 
 cdef enum:
     INTERRUPTED = -3  # find_slot: a write began while a key's __eq__ ran
+    # Keys sharing one full hash that the table holds at most (hash flooding: flooding.py)
+    KEYS_PER_HASH = 4
     # The slot's record (slot_record): these fields
     HITS = 0  # bits 0-30: the entry's hits; bit 31: PLAIN_INT
     SATURATED_IN = 1  # the policy epoch in which the key was found saturated
@@ -43,6 +45,14 @@ cdef extern from *:
     const uint32_t MAX_HITS "MLC_MAX_HITS"  # per-slot hit counts saturate here
     # set in HITS if the key is an int hashed to its own value (keys.pxd)
     const uint32_t PLAIN_INT "MLC_PLAIN_INT"
+
+cdef extern from *:
+    """
+    #define MLC_CROWDED 0xFFFFFFFFFFFFFFFEULL
+    """
+    # find_slot's ``_vacant_bucket`` when the key is missing and KEYS_PER_HASH other keys
+    # hold its hash: the key is not to be inserted (nor its lookups counted)
+    const uint64_t CROWDED "MLC_CROWDED"
 
 
 # Growth, rare once the cache is full (slots.pyx: numpy allocates, so out of the hot path).
@@ -65,7 +75,8 @@ cdef inline uint32_t* slot_record(InMemoryLayer layer, Py_ssize_t slot) noexcept
 cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_hash,
                                  bint locked) except -2:
     """The key's slot, or -1; INTERRUPTED if not ``locked`` and a write began while a key's
-    ``__eq__`` ran (the caller then retries under ownership)."""
+    ``__eq__`` ran (the caller then retries under ownership). On -1, ``_vacant_bucket`` is
+    where an insert of the key goes, or CROWDED (``vacancy``)."""
     cdef uint64_t bucket
     cdef int32_t tagged
     cdef uint32_t tag, tag_mask, slot_mask
@@ -82,7 +93,11 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
         while True:
             tagged = layer._index[bucket]
             if tagged == EMPTY:
-                layer._vacant_bucket = bucket  # where an insert of this key goes
+                # Where an insert of this key goes; counting the keys that share its hash
+                # only if this probe may have met one (none on the hit path).
+                layer._vacant_bucket = (
+                    bucket if layer._sharer_hash != key_hash else vacancy(layer, key_hash, bucket)
+                )
                 return -1
             # Another key's tag: skip it without reading its hash or its key (index.pxd).
             if (<uint32_t>tagged & tag_mask) == tag:
@@ -101,7 +116,28 @@ cdef inline Py_ssize_t find_slot(InMemoryLayer layer, object key, uint64_t key_h
                         break  # the cache changed while __eq__ ran: look again
                     if equal:
                         return slot
+                    layer._sharer_hash = key_hash  # another key with this hash: see above
             bucket = (bucket + 1) & layer._index_mask
+
+
+cdef inline uint64_t vacancy(InMemoryLayer layer, uint64_t key_hash,
+                             uint64_t bucket) noexcept:
+    """Where a key missing from the table goes: ``bucket``, the empty one its probe ended
+    at, or CROWDED if KEYS_PER_HASH keys share its hash. All of them lie on the probe's
+    way, from the key's home bucket to ``bucket`` (same home, same tag); no key is compared."""
+    cdef uint32_t slot_mask = slot_mask_of(layer._index_mask)
+    cdef uint32_t tag_mask = tag_mask_of(slot_mask)
+    cdef uint32_t tag = index_tag(key_hash, slot_mask)
+    cdef uint64_t at = key_hash & layer._index_mask
+    cdef Py_ssize_t sharing = 0
+    cdef int32_t tagged
+    while at != bucket:
+        tagged = layer._index[at]
+        if ((<uint32_t>tagged & tag_mask) == tag
+                and layer._policy.hash_of(<uint32_t>tagged & slot_mask) == key_hash):
+            sharing += 1
+        at = (at + 1) & layer._index_mask
+    return bucket if sharing < KEYS_PER_HASH else CROWDED
 
 
 cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object value,
