@@ -7,7 +7,7 @@ asyncio managers); what an L1 hit costs with a backplane and tags against one wi
 
 A (this process) changes keys one at a time that B and C (processes of their own) hold in
 L1; each reader times the seconds from the return of A's call until its own ``get`` no
-longer returns the old value (a local Valkey on loopback; this machine has 2 cores, shared by the three).
+longer returns the old value (a local Valkey on loopback; the 2 cores shared by all).
 """
 
 from __future__ import annotations
