@@ -163,3 +163,50 @@ def test_values_past_max_value_bytes_are_refused_before_decoding(harness, prefix
     assert cache.stats().untrusted_reads["l2"] == {"limit": 2}
     with pytest.raises(ValueError, match="max_value_bytes"):
         harness.l2(max_value_bytes=0)
+
+
+READ_THE_BOMB = """
+import sys, time
+from multilayercache import InMemoryLayer, MultilayerCache, RedisLayer
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+
+cache = MultilayerCache([InMemoryLayer(max_size=100), RedisLayer(sys.argv[1], prefix=sys.argv[2])])
+cache.set("warm", 1)
+cache.get("warm")  # connected, everything imported
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from here
+before = status("VmRSS:")
+start = time.perf_counter()
+value = cache.get_or_load("bomb", lambda key: "loaded")
+print(value, time.perf_counter() - start, status("VmHWM:") - before)
+"""
+
+
+def test_the_array_bomb_costs_at_most_3x_its_bytes_through_a_real_read(
+    redis_url, raw_redis, prefix
+):
+    """The 10 MB bomb read through a manager from Redis: refused (the loader runs), and the
+    reading process's peak memory grows by at most 3x the bytes read (the reply buffer and
+    the bytes object: the payload is decoded in place)."""
+    import subprocess
+    import sys
+
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pytest.skip("needs Linux's /proc/self/clear_refs to measure a process's peak memory")
+    poison = b"\x01\xdd" + (10_000_000).to_bytes(4, "big") + b"\x90" * 10_000_000
+    raw_redis.set(prefix + "bomb", enveloped(prefix + "bomb", poison))
+    size = raw_redis.strlen(prefix + "bomb")
+    ran = subprocess.run(
+        [sys.executable, "-c", READ_THE_BOMB, redis_url, prefix],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    value, seconds, grown = ran.stdout.split()
+    assert value == "loaded"
+    assert int(grown) <= 3 * size, f"peak grew {int(grown) / size:.2f}x the bytes read"
+    assert float(seconds) < 5.0  # the read of 10 MB itself, on a loaded machine
