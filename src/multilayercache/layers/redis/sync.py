@@ -25,6 +25,7 @@ from ...core.ttl import TTL
 from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
 from . import fastpath
+from .cluster import MovingSlots, read_many
 from .codec import (
     DEFAULT_MAX_VALUE_BYTES,
     EXTEND_ANSWERS,
@@ -91,6 +92,7 @@ class RedisLayer(RedisCodec):
             )
         self.client = client
         self.is_cluster = isinstance(client, redis.cluster.RedisCluster)
+        self._moving_slots = MovingSlots()
         self.url = url
         if verify:
             self.verify()
@@ -285,8 +287,9 @@ class RedisLayer(RedisCodec):
         return rewritten
 
     def get_many(self, keys: Iterable[Any], value_type: Any = None) -> dict[Any, Any]:
-        """The fresh hits among ``keys``, in one round trip (MGET; a pipeline per hash slot
-        on a cluster)."""
+        """The fresh hits among ``keys``, in one round trip (MGET; on a cluster an MGET per
+        hash slot in one pipeline, and a GET per key of a slot that is being migrated: see
+        ``cluster.py``)."""
         wanted = as_list(keys)
         return self._found_many(wanted, self._read_many(wanted), value_type) if wanted else {}
 
@@ -301,7 +304,7 @@ class RedisLayer(RedisCodec):
         redis_keys = self._redis_keys(keys)
         try:
             if self.is_cluster:
-                return self.client.mget_nonatomic(redis_keys)
+                return read_many(self.client, redis_keys, self._moving_slots)
             return fastpath.read(self.client, False, "MGET", *redis_keys)
         except RedisError as error:
             raise self._failure("MGET", error) from error
