@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import AskError, ClusterError, TryAgainError
+from redis.exceptions import AskError, ClusterError, RedisClusterException, TryAgainError
 
 MOVING_SLOT_SECONDS = 2.0
 """How long a slot that refused an ``MGET`` is read key by key (a migration moves its keys
@@ -54,6 +54,15 @@ class MovingSlots:
             self._until.pop(slot, None)
             return False
         return True
+
+
+def node_of(client: Any, redis_key: str) -> str | None:
+    """The name (``host:port``) of the primary serving ``redis_key`` by the client's slot
+    map (no IO), or ``None`` when the map has no node for its slot (yet)."""
+    try:
+        return str(client.get_node_from_key(redis_key).name)
+    except (RedisClusterException, AttributeError):  # a slot not covered, a map not loaded
+        return None
 
 
 def by_slot(client: Any, redis_keys: list[str]) -> dict[int, list[int]]:
@@ -141,4 +150,11 @@ async def read_many_async(client: Any, redis_keys: list[str], moving: MovingSlot
     return values
 
 
-__all__ = ["MOVING_SLOT_SECONDS", "MovingSlots", "by_slot", "read_many", "read_many_async"]
+__all__ = [
+    "MOVING_SLOT_SECONDS",
+    "MovingSlots",
+    "by_slot",
+    "node_of",
+    "read_many",
+    "read_many_async",
+]
