@@ -302,3 +302,41 @@ def test_a_node_down_leaves_the_other_nodes_serving(cluster: RedisCluster) -> No
     dead = f"127.0.0.1:{node.port}"
     assert node_breakers[dead].opened >= 1  # the dead node's keys went to the loader at once
     assert all(stats.opened == 0 for name, stats in node_breakers.items() if name != dead)
+
+
+def test_a_restart_of_the_backplane_s_node_drops_l1_and_delivery_resumes(
+    cluster: RedisCluster,
+) -> None:
+    """The backplane's stream lives on one node: when that node restarts (a new run_id,
+    as after a failover) the others cannot vouch for what they missed and drop their L1;
+    then messages flow again."""
+    from multilayercache.layers.redis.backplane import Backplane
+
+    prefix = f"bp{random.random()}:"
+
+    def instance() -> MultilayerCache:
+        l2 = RedisLayer(cluster.url, cluster=True, prefix=prefix, name="l2")
+        backplane = Backplane(cluster.url)
+        return MultilayerCache([InMemoryLayer(max_size=100, name="l1"), l2], backplane=backplane)
+
+    a, b = instance(), instance()
+    probe = redis.cluster.RedisCluster.from_url(cluster.url)
+    owner = probe.get_node_from_key(b.backplane.stream).port
+    probe.close()
+    node = next(node for node in cluster.nodes if node.port == owner)
+    try:
+        a.set("k", "v")
+        assert wait_until(lambda: b.backplane.stats()["received"] == 1, 5) is not None
+        assert b.get("k") == b.get("k") == "v" and "k" in b.layers[0]
+        node.kill()
+        time.sleep(0.5)
+        restart(node)
+        assert wait_until(lambda: b.backplane.stats()["dropped_l1"] == 1, 10) is not None
+        assert "k" not in b.layers[0]
+        b.get("k")
+        b.get("k")
+        a.set("k", "after")
+        assert wait_until(lambda: b.get("k") == "after", 5) is not None
+    finally:
+        a.close()
+        b.close()

@@ -56,6 +56,7 @@ class ManagerBase:
             self._dropped_elsewhere,
             self._cleared_elsewhere,
             default_url=getattr(shared.layer, "url", None),
+            default_client=getattr(shared.layer, "client", None),
         )
         self.backplane = backplane
         for writer in self._driver.writers.values():
