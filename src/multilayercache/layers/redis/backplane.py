@@ -75,7 +75,8 @@ class Backplane:
     """Invalidation messages between the instances that share a shared layer's prefix (see
     the module docstring). ``url`` or ``client``: the server of the stream (by default the
     shared layer's; a cluster's url or a ``redis.cluster.RedisCluster`` too).
-    ``max_cut_off``: seconds an instance cut off from the backplane keeps serving its L1 (``None``: until it is back; it then replays or drops what it missed)."""
+    ``max_cut_off``: seconds an instance cut off from the backplane keeps serving its L1
+    (``None``: until it is back; it then replays or drops what it missed)."""
 
     def __init__(
         self,
