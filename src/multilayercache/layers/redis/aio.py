@@ -30,7 +30,7 @@ from ...core.ttl import TTL
 from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
 from . import fastpath
-from .cluster import MovingSlots, node_of, read_many_async
+from .cluster import ClusterRouting, MovingSlots, read_many_async
 from .codec import (
     DEFAULT_MAX_VALUE_BYTES,
     EXTEND_ANSWERS,
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 DEFAULT_ASYNC_MAX_CONNECTIONS = 50
 
 
-class AsyncRedisLayer(RedisCodec):
+class AsyncRedisLayer(ClusterRouting, RedisCodec):
     """The asyncio twin of ``RedisLayer``.
 
     ``max_connections`` (default 50 when built from a URL): at most that many commands run
@@ -142,18 +142,6 @@ class AsyncRedisLayer(RedisCodec):
                 self.client = self._new_client()
             self._loop = loop
         return self.client
-
-    def node_of(self, key: Any) -> str | None:
-        """On a cluster, the node (``host:port``) that serves ``key`` now, by the client's
-        slot map (no IO): the manager keeps a circuit breaker per node. ``None`` on a
-        single server, or for a key this layer refuses (the call itself then says why)."""
-        if not self.is_cluster:
-            return None
-        try:
-            redis_key = self.redis_key(key)
-        except (TypeError, ValueError):
-            return None
-        return node_of(self.client, redis_key)
 
     async def verify(self) -> None:
         """Ping the server; raise ``LayerUnavailableError`` if it cannot be reached."""

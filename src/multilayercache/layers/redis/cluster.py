@@ -65,6 +65,26 @@ def node_of(client: Any, redis_key: str) -> str | None:
         return None
 
 
+class ClusterRouting:
+    """What both Redis layers tell the manager about a cluster (IO-free)."""
+
+    client: Any
+    is_cluster: bool
+    redis_key: Callable[[Any], str]
+
+    def node_of(self, key: Any) -> str | None:
+        """On a cluster, the node (``host:port``) that serves ``key`` now, by the client's
+        slot map (no IO): the manager keeps a circuit breaker per node. ``None`` on a
+        single server, or for a key this layer refuses (the call itself then says why)."""
+        if not self.is_cluster:
+            return None
+        try:
+            redis_key = self.redis_key(key)
+        except (TypeError, ValueError):
+            return None
+        return node_of(self.client, redis_key)
+
+
 def by_slot(client: Any, redis_keys: list[str]) -> dict[int, list[int]]:
     """The positions of ``redis_keys``, grouped by hash slot (computed locally)."""
     slots: dict[int, list[int]] = {}
@@ -138,6 +158,7 @@ def read_many(client: Any, redis_keys: list[str], moving: MovingSlots) -> list[A
 
 async def read_many_async(client: Any, redis_keys: list[str], moving: MovingSlots) -> list[Any]:
     """The asyncio twin of ``read_many`` (a ``redis.asyncio.cluster.RedisCluster``)."""
+    await client.initialize()  # at once once done; the slot map is read before any command
     pipeline, parts = _plan(client, redis_keys, moving)
     replies = await pipeline.execute(raise_on_error=False)
     values, again = _gather(redis_keys, parts, replies, moving)
@@ -152,6 +173,7 @@ async def read_many_async(client: Any, redis_keys: list[str], moving: MovingSlot
 
 __all__ = [
     "MOVING_SLOT_SECONDS",
+    "ClusterRouting",
     "MovingSlots",
     "by_slot",
     "node_of",

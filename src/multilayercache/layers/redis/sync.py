@@ -25,7 +25,7 @@ from ...core.ttl import TTL
 from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
 from . import fastpath
-from .cluster import MovingSlots, node_of, read_many
+from .cluster import ClusterRouting, MovingSlots, read_many
 from .codec import (
     DEFAULT_MAX_VALUE_BYTES,
     EXTEND_ANSWERS,
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ...serializers.encrypted import Encryption
 
 
-class RedisLayer(RedisCodec):
+class RedisLayer(ClusterRouting, RedisCodec):
     """A Redis (or Redis Cluster) layer for synchronous code.
 
     Give a ``url`` (``cluster=True`` for a cluster URL), or an existing ``client``
@@ -96,18 +96,6 @@ class RedisLayer(RedisCodec):
         self.url = url
         if verify:
             self.verify()
-
-    def node_of(self, key: Any) -> str | None:
-        """On a cluster, the node (``host:port``) that serves ``key`` now, by the client's
-        slot map (no IO): the manager keeps a circuit breaker per node. ``None`` on a
-        single server, or for a key this layer refuses (the call itself then says why)."""
-        if not self.is_cluster:
-            return None
-        try:
-            redis_key = self.redis_key(key)
-        except (TypeError, ValueError):
-            return None
-        return node_of(self.client, redis_key)
 
     def verify(self) -> None:
         """Ping the server; raise ``LayerUnavailableError`` if it cannot be reached."""
