@@ -15,6 +15,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import redis
+import redis.cluster
 
 TRACES = Path(
     os.environ.get("MULTILAYERCACHE_TRACES", Path(__file__).parents[2] / "shared" / "traces")
@@ -90,9 +92,13 @@ def trace_path(name: str) -> Path:
 
 
 def command_calls(client: Any, command: str) -> int:
-    """How many times the server has run ``command`` (INFO commandstats)."""
-    stats = client.info("commandstats")
-    return int(stats.get(f"cmdstat_{command.lower()}", {}).get("calls", 0))
+    """How many times the server (every primary of a cluster) has run ``command`` (INFO
+    commandstats)."""
+    name = f"cmdstat_{command.lower()}"
+    if isinstance(client, redis.cluster.RedisCluster):
+        every = client.info("commandstats", target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+        return sum(int(stats.get(name, {}).get("calls", 0)) for stats in every.values())
+    return int(client.info("commandstats").get(name, {}).get("calls", 0))
 
 
 class Blocking:

@@ -360,3 +360,56 @@ class BreakerMachine(RuleBasedStateMachine):
 
 BreakerMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=50, deadline=None)
 test_breaker_state_machine = BreakerMachine.TestCase
+
+
+class ClusterShapedLayer:
+    """What a tier needs of a cluster layer to keep a breaker per node: ``is_cluster`` and
+    ``node_of`` (keys named ``node/...`` live on ``node``)."""
+
+    is_cluster = True
+    name = "l2"
+
+    def node_of(self, key: str) -> str | None:
+        return key.split("/")[0] if "/" in key else None
+
+    def get(self, key: str) -> None: ...
+    def set(self, key: str, value: object) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def get_many(self, keys: list[str]) -> dict: ...
+    def set_many(self, mapping: dict) -> None: ...
+    def stats(self) -> None: ...
+
+
+def test_a_cluster_tier_keeps_a_breaker_per_node_for_single_key_calls() -> None:
+    from multilayercache.core.breaker import NodeBreakers
+    from multilayercache.core.errors import LayerError, LayerUnavailableError
+    from multilayercache.core.options import LayerPolicy
+    from multilayercache.core.tiers import make_tiers
+
+    [tier] = make_tiers(
+        [ClusterShapedLayer()], [LayerPolicy(breaker=BreakerPolicy(failures=2))], False
+    )
+    assert isinstance(tier.node_breakers, NodeBreakers)
+    dead = tier.breaker_for("get", ("a/k",))
+    for _ in range(2):
+        tier.admit(dead)
+        tier.settle(LayerError("l2: a is down", transient=True), dead)
+    with pytest.raises(LayerUnavailableError):
+        tier.admit(tier.breaker_for("set_entry", ("a/other", "v")))
+    healthy = tier.breaker_for("get", ("b/k",))
+    tier.admit(healthy)  # node b's keys go on
+    assert healthy is not dead and tier.breaker_for("get", ("b/k2",)) is healthy
+    tier.admit(tier.breaker_for("get_many", (["a/k", "b/k"],)))  # spans nodes: the layer's
+    assert tier.breaker_for("get", ("no-node",)) is tier.breaker  # not in the slot map yet
+    assert set(tier.node_breakers.stats()) == {"a", "b"}
+    assert tier.node_breakers.stats()["a"].opened == 1
+
+
+def test_a_single_server_tier_has_one_breaker() -> None:
+    from multilayercache.core.options import LayerPolicy
+    from multilayercache.core.tiers import make_tiers
+
+    layer = ClusterShapedLayer()
+    layer.is_cluster = False  # type: ignore[misc]
+    [tier] = make_tiers([layer], [LayerPolicy()], False)
+    assert tier.node_breakers is None and tier.breaker_for("get", ("a/k",)) is tier.breaker

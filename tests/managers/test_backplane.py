@@ -166,3 +166,33 @@ def test_max_cut_off_bounds_what_an_instance_serves_while_cut_off(prefix) -> Non
         assert eventually(lambda: "k" not in b.layers[0], within=3)  # dropped after 0.3 s
         proxy.restore()
         b.close()
+
+
+def test_a_cluster_client_s_backplane_lives_on_the_node_of_its_stream(
+    redis_cluster, prefix
+) -> None:
+    """A shared layer built from a ``redis.cluster.RedisCluster`` client: the backplane
+    uses it too, and its stream is one key, on the node that owns its slot."""
+    import redis
+    import redis.cluster
+
+    def instance() -> MultilayerCache:
+        client = redis.cluster.RedisCluster.from_url(redis_cluster.url)
+        l2 = RedisLayer(client=client, prefix=prefix)
+        return MultilayerCache([InMemoryLayer(max_size=100), l2], backplane=True)
+
+    a, b = instance(), instance()
+    try:
+        a.set("k", "old")
+        assert eventually(lambda: b.backplane.stats()["received"] == 1)
+        assert b.get("k") == b.get("k") == "old" and "k" in b.layers[0]
+        a.set("k", "new")
+        assert eventually(lambda: b.get("k") == "new")
+        stream = a.backplane.stream
+        owner = a.layers[1].client.get_node_from_key(stream)
+        on_owner = redis.Redis(host=owner.host, port=owner.port)
+        assert on_owner.exists(stream) == 1
+        on_owner.close()
+    finally:
+        a.close()
+        b.close()

@@ -116,7 +116,7 @@ class AsyncDriver(DriverBase):
                 raise tier.refused(step.method)
         start = time.perf_counter()
         try:
-            return await guarded_call(tier, method, step.args, self.state)
+            return await guarded_call(tier, method, step.args, self.state, step.method)
         finally:
             if self.state.record_latency and step.method in READ_METHODS:
                 tier.latency.record(time.perf_counter() - start)
@@ -156,24 +156,25 @@ class AsyncDriver(DriverBase):
 
 
 async def guarded_call(
-    tier: Tier, method: Callable[..., Any], args: tuple, state: CacheState
+    tier: Tier, method: Callable[..., Any], args: tuple, state: CacheState, name: str = ""
 ) -> Any:
     """``method(*args)`` on a layer (awaited for an asyncio one), through its circuit
     breaker, retried after a transient failure as its retry policy says (the twin of
-    ``multilayercache.sync.driver.guarded_call``)."""
+    ``multilayercache.sync.driver.guarded_call``; ``name``: the method's name)."""
     if not tier.guarded:
         result = method(*args)
         return await result if tier.is_async else result
     retry = None  # made at the first failure: most calls succeed at once
     start = state.clock()
+    breaker = tier.breaker_for(name, args)  # on a cluster, a single key's node's
     while True:
-        tier.admit()
+        tier.admit(breaker)
         try:
             result = method(*args)
             if tier.is_async:
                 result = await _awaited(result)
         except Exception as error:
-            tier.settle(error)
+            tier.settle(error, breaker)
             if retry is None and tier.retry is not None:
                 retry = RetryState(tier.retry, state.rng)
             delay = None if retry is None else retry.next_delay(error, state.clock() - start)
@@ -182,9 +183,9 @@ async def guarded_call(
             await asyncio.sleep(delay)
             continue
         except BaseException as error:  # cancelled: not the layer's fault
-            tier.settle(error)
+            tier.settle(error, breaker)
             raise
-        tier.settle(None)
+        tier.settle(None, breaker)
         return result
 
 

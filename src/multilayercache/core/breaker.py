@@ -66,6 +66,17 @@ breaker opens on a single error for a fixed duration and has no half-open probe:
   refusing everything forever.
 
 Deterministic: given the same clock readings and calls it makes the same decisions.
+
+**One breaker per cluster node** (``NodeBreakers``). On a Redis Cluster a dead node fails
+the calls of its own slots only: one breaker for the whole layer would open on them and
+refuse the keys of the healthy nodes too (every read of the cluster a miss, a loader storm,
+for one node of three down). So a cluster layer has one breaker per node for the calls of
+one key (their node is known before the call, from the client's slot map), and the layer's
+breaker for the calls that span nodes (``get_many``, ``set_many``, ``clear``, write-behind
+batches): those fail while any of their nodes is down, so their breaker opens and they are
+refused (misses, a batch that waits) until the node is back, while the single-key calls of
+the healthy nodes go on. Nodes are named as the client names them (``host:port``), and a
+node's breaker is made on its first call: a failover's new primary starts closed.
 """
 
 from __future__ import annotations
@@ -384,4 +395,52 @@ class CircuitBreaker:
         self._probes_in_flight = self._probe_successes = 0
 
 
-__all__ = ["WINDOW_BUCKETS", "BreakerPolicy", "BreakerState", "BreakerStats", "CircuitBreaker"]
+class NodeBreakers:
+    """A ``CircuitBreaker`` per node of a cluster, each made on the node's first call, all
+    with the same policy and clock (see "One breaker per cluster node" above). Callers
+    serialize access, as for a single breaker.
+
+    >>> now = [0.0]
+    >>> breakers = NodeBreakers(BreakerPolicy(failures=1), clock=lambda: now[0])
+    >>> dead = breakers.of("10.0.0.1:6379")
+    >>> dead.allow(); dead.record_failure()
+    True
+    >>> breakers.of("10.0.0.1:6379").allow(), breakers.of("10.0.0.2:6379").allow()
+    (False, True)
+    """
+
+    def __init__(
+        self, policy: BreakerPolicy | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.policy = policy or BreakerPolicy()
+        self.clock = clock
+        self._by_node: dict[str, CircuitBreaker] = {}
+
+    def of(self, node: str) -> CircuitBreaker:
+        """The breaker of ``node`` (made closed on its first call)."""
+        breaker = self._by_node.get(node)
+        if breaker is None:
+            breaker = self._by_node[node] = CircuitBreaker(self.policy, self.clock)
+        return breaker
+
+    def stats(self) -> dict[str, BreakerStats]:
+        """Each node's breaker, by node name."""
+        return {node: breaker.stats() for node, breaker in self._by_node.items()}
+
+    def forget_probes(self) -> None:
+        """``CircuitBreaker.forget_probes`` for every node (in a forked child)."""
+        for breaker in self._by_node.values():
+            breaker.forget_probes()
+
+    def __len__(self) -> int:
+        return len(self._by_node)
+
+
+__all__ = [
+    "WINDOW_BUCKETS",
+    "BreakerPolicy",
+    "BreakerState",
+    "BreakerStats",
+    "CircuitBreaker",
+    "NodeBreakers",
+]

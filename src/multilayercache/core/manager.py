@@ -57,6 +57,7 @@ class ManagerBase:
             self._cleared_elsewhere,
             self._marked_elsewhere,
             default_url=getattr(shared.layer, "url", None),
+            default_client=getattr(shared.layer, "client", None),
         )
         self.backplane = backplane
         self._state.call_texts = {}

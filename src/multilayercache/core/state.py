@@ -297,6 +297,11 @@ class CacheState:
             unconfirmed_deletes=len(self.unconfirmed),
             unconfirmed_deletes_dropped=self.unconfirmed.dropped,
             breakers={tier.name: tier.breaker.stats() for tier in self.tiers if tier.breaker},
+            node_breakers={
+                tier.name: tier.node_breakers.stats()
+                for tier in self.tiers
+                if tier.node_breakers is not None
+            },
             rate_limits={
                 tier.name: tier.limiter.stats() for tier in self.tiers if tier.limiter is not None
             },
@@ -321,4 +326,6 @@ class CacheState:
             tier.share_lock(lock)
             if tier.breaker is not None:
                 tier.breaker.forget_probes()
+            if tier.node_breakers is not None:
+                tier.node_breakers.forget_probes()
         self.refreshes.clear()

@@ -134,7 +134,10 @@ class CacheStats:
     """Values a layer read back but refused (corrupt, forged, too large, written for
     another key, ...): per layer, by cause; each also counts in ``read_errors``."""
     breakers: dict[str, Any] = field(default_factory=dict)
-    """Each IO layer's circuit breaker: state, times opened, calls rejected."""
+    """Each IO layer's circuit breaker: state, times opened, calls rejected (on a cluster
+    layer, the breaker of the calls that span nodes)."""
+    node_breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each cluster layer's breakers of single-key calls, one per node (``host:port``)."""
     rate_limits: dict[str, Any] = field(default_factory=dict)
     """Each rate-limited layer's ``RateLimitStats`` (``LayerPolicy(rate_limit=...)``):
     calls let through, reads skipped, fills skipped, writes delayed and refused."""

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from .breaker import CircuitBreaker
+from .breaker import CircuitBreaker, NodeBreakers
 from .errors import LayerError, LayerRateLimited, LayerUnavailableError, is_transient
 from .freshness import Lifetime
 from .latency import LatencyRecorder
@@ -46,6 +46,17 @@ SKIPPABLE_CALLS = frozenset(
 other call is a write, which waits for one (see ``Tier.take_token``)."""
 
 
+KEYED_CALLS = frozenset(
+    {
+        "get", "get_entry", "contains", "__contains__", "remaining_ttl",
+        "set", "set_entry", "add", "add_entry", "touch", "touch_entry",
+        "incr", "incr_entry", "decr", "extend_entry", "delete",
+    }
+)  # fmt: skip
+"""The calls whose first argument is the one key they touch: on a cluster layer, they go
+through the breaker of that key's node (see ``Tier.breaker_for``)."""
+
+
 @dataclass(eq=False)
 class Tier:
     """One layer of a manager, ``depth`` 0 being the fastest."""
@@ -75,6 +86,16 @@ class Tier:
         self.retry = None if self.in_process else self.policy.retry
         if not self.in_process and self.policy.breaker is not None:
             self.breaker = CircuitBreaker(self.policy.breaker)
+        self.node_breakers: NodeBreakers | None = None
+        """On a cluster layer (one that says which node serves a key: ``node_of``), a
+        breaker per node for the calls of one key; ``breaker`` then guards the calls that
+        span nodes (see ``core/breaker.py``)."""
+        self._node_of: Callable[[Any], str | None] | None = None
+        if self.breaker is not None and getattr(self.layer, "is_cluster", False):
+            node_of = getattr(self.layer, "node_of", None)
+            if callable(node_of):
+                self.node_breakers = NodeBreakers(self.policy.breaker)
+                self._node_of = node_of
         self.limiter: RateLimiter | None = None
         """The layer's rate limit (``LayerPolicy(rate_limit=...)``), or ``None``."""
         if self.policy.rate_limit is not None:
@@ -172,34 +193,52 @@ class Tier:
             f"came within {self.policy.rate_limit_wait:g} s, {method} not sent"
         )
 
-    def admit(self) -> None:
-        """Before a call: raise ``LayerUnavailableError`` at once while the breaker is
-        open (or its probe slots are taken). Transient, as the layer's own timeouts are:
-        the backend is down for now, and a later call may get through (a write-behind
-        batch waits and is retried; a read counts the layer as unreachable). The drivers
-        admit outside their retry loop, so an open breaker is never retried at once."""
-        if self.breaker is None:
+    def breaker_for(self, method: str, args: tuple) -> CircuitBreaker | None:
+        """The breaker a call of ``method(*args)`` goes through: on a cluster layer, a
+        single-key call's is its key's node's (when the client's slot map names one);
+        every other call's is the layer's."""
+        node_breakers = self.node_breakers
+        if node_breakers is None or method not in KEYED_CALLS or not args:
+            return self.breaker
+        assert self._node_of is not None
+        node = self._node_of(args[0])
+        if node is None:
+            return self.breaker
+        with self._guard:
+            return node_breakers.of(node)
+
+    def admit(self, breaker: CircuitBreaker | None = None) -> None:
+        """Before a call: raise ``LayerUnavailableError`` at once while ``breaker`` (by
+        default the layer's; see ``breaker_for``) is open (or its probe slots are taken).
+        Transient, as the layer's own timeouts are: the backend is down for now, and a
+        later call may get through (a write-behind batch waits and is retried; a read
+        counts the layer as unreachable). The drivers admit outside their retry loop, so
+        an open breaker is never retried at once."""
+        breaker = breaker or self.breaker
+        if breaker is None:
             return
         with self._guard:
-            if self.breaker.allow():
+            if breaker.allow():
                 return
-            probe_in = self.breaker.probe_in
+            probe_in = breaker.probe_in
         raise LayerUnavailableError(
             f"{self.name}: circuit breaker open (next probe in {probe_in:.2f} s)"
         )
 
-    def settle(self, error: BaseException | None) -> None:
-        """After an admitted call: a transient failure counts against the layer, an answer
-        (or an error the backend answered with) for it, anything else (bad input) not."""
-        if self.breaker is None:
+    def settle(self, error: BaseException | None, breaker: CircuitBreaker | None = None) -> None:
+        """After an admitted call: a transient failure counts against ``breaker`` (by
+        default the layer's), an answer (or an error the backend answered with) for it,
+        anything else (bad input) not."""
+        breaker = breaker or self.breaker
+        if breaker is None:
             return
         with self._guard:
             if error is None or (isinstance(error, LayerError) and not error.transient):
-                self.breaker.record_success()
+                breaker.record_success()
             elif is_transient(error):
-                self.breaker.record_failure()
+                breaker.record_failure()
             else:
-                self.breaker.release()
+                breaker.release()
 
     def has(self, method: str) -> bool:
         """Whether the layer offers ``method`` (the optional ones: ``delete_many``,

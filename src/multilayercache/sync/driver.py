@@ -118,10 +118,10 @@ class Driver(DriverBase):
             if wait and not wait_for_token(tier.limiter, wait, tier.policy.rate_limit_wait):
                 raise tier.refused(step.method)
         if not self.state.record_latency or step.method not in READ_METHODS:
-            return guarded_call(tier, method, step.args, self.state)
+            return guarded_call(tier, method, step.args, self.state, step.method)
         start = time.perf_counter()
         try:
-            return guarded_call(tier, method, step.args, self.state)
+            return guarded_call(tier, method, step.args, self.state, step.method)
         finally:
             tier.latency.record(time.perf_counter() - start)
 
@@ -159,19 +159,23 @@ class Driver(DriverBase):
         return Loaded(value, seconds)
 
 
-def guarded_call(tier: Tier, method: Callable[..., Any], args: tuple, state: CacheState) -> Any:
+def guarded_call(
+    tier: Tier, method: Callable[..., Any], args: tuple, state: CacheState, name: str = ""
+) -> Any:
     """``method(*args)`` on a layer, through its circuit breaker (an open breaker raises at
-    once), retried after a transient failure as its retry policy says."""
+    once), retried after a transient failure as its retry policy says. ``name``: the
+    method's name (a single-key call on a cluster goes through its node's breaker)."""
     if not tier.guarded:
         return method(*args)
     retry = None  # made at the first failure: most calls succeed at once
     start = state.clock()
+    breaker = tier.breaker_for(name, args)  # on a cluster, a single key's node's
     while True:
-        tier.admit()
+        tier.admit(breaker)
         try:
             result = method(*args)
         except Exception as error:
-            tier.settle(error)
+            tier.settle(error, breaker)
             if retry is None and tier.retry is not None:
                 retry = RetryState(tier.retry, state.rng)
             delay = None if retry is None else retry.next_delay(error, state.clock() - start)
@@ -180,7 +184,7 @@ def guarded_call(tier: Tier, method: Callable[..., Any], args: tuple, state: Cac
             time.sleep(delay)
             continue
         except BaseException as error:  # KeyboardInterrupt: not the layer's fault
-            tier.settle(error)
+            tier.settle(error, breaker)
             raise
-        tier.settle(None)
+        tier.settle(None, breaker)
         return result

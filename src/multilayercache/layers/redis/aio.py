@@ -31,6 +31,7 @@ from ...core.ttl import TTL
 from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
 from . import fastpath
+from .cluster import ClusterRouting, MovingSlots, read_many_async
 from .codec import (
     DEFAULT_MAX_VALUE_BYTES,
     EXTEND_ANSWERS,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 DEFAULT_ASYNC_MAX_CONNECTIONS = 50
 
 
-class AsyncRedisLayer(RedisCodec):
+class AsyncRedisLayer(ClusterRouting, RedisCodec):
     """The asyncio twin of ``RedisLayer``.
 
     ``max_connections`` (default 50 when built from a URL): at most that many commands run
@@ -106,6 +107,7 @@ class AsyncRedisLayer(RedisCodec):
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the client serves
         self.client = client if client is not None else self._new_client()
         self.is_cluster = isinstance(self.client, redis.asyncio.cluster.RedisCluster)
+        self._moving_slots = MovingSlots()
         if verify:
             _ping_now(url, cluster, self.name, options_given)  # type: ignore[arg-type]
 
@@ -413,7 +415,8 @@ class AsyncRedisLayer(RedisCodec):
         client = self._bound()
         try:
             if self.is_cluster:
-                return await self._run(lambda: client.mget_nonatomic(redis_keys))
+                moving = self._moving_slots
+                return await self._run(lambda: read_many_async(client, redis_keys, moving))
             return await self._run(lambda: fastpath.read_async(client, False, "MGET", *redis_keys))
         except RedisError as error:
             raise self._failure("MGET", error) from error

@@ -18,6 +18,19 @@ instance drops every L1 entry it held (``core/backplane.py``: ``can_replay``).
 While cut off, an instance serves what its L1 holds (fail-safe); ``max_cut_off`` seconds
 bounds that: cut off longer, it drops its L1 once and reads below it until it is back.
 
+On a Redis Cluster (the shared layer's ``RedisLayer(url, cluster=True)``, a
+``redis.cluster.RedisCluster`` client, or a url of any node: a cluster is detected) the
+stream is one key, so it lives on the one node that owns its hash slot, and that node
+carries all the backplane's traffic (one XADD per batch of writes, one blocking XREAD per
+instance): small next to the cache's own reads and writes, which spread over every node.
+Both threads use a cluster client, which follows the stream when its slot moves or its
+node fails over. ``run_id`` is read from the node that owns the stream: a failover makes
+its replica the owner, with another ``run_id``, so every instance drops its L1 (the
+replica may have missed the last entries: asynchronous replication), as after a restart.
+No key uses a hash tag: the stream is one key, and every cached key is written by
+commands (and scripts) that touch that one key only, so no two keys ever need to share a
+slot; a hash tag would only pin keys to one node.
+
 Two threads per cache (one publishing, one reading), each with a connection of its own,
 for sync and asyncio caches alike: the work is a blocking read and a queue, and L1 is
 thread-safe. Writes are queued and sent in batches (a burst of sets is one ``XADD`` per
@@ -34,7 +47,10 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+import redis.cluster
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
+from redis.retry import Retry
 
 from ..._forking import register_after_fork
 from ...core.backplane import Message, StreamState, batched, can_replay, new_origin, stream_id
@@ -51,18 +67,22 @@ READ_BLOCK_SECONDS = 1.0
 RETRY_SECONDS = (0.05, 0.1, 0.2, 0.5, 1.0)
 _CLOSE = object()
 
+Client = redis.Redis | redis.cluster.RedisCluster
+"""A client of the stream's server: one server, or a cluster."""
+
 
 class Backplane:
     """Invalidation messages between the instances that share a shared layer's prefix (see
     the module docstring). ``url`` or ``client``: the server of the stream (by default the
-    shared layer's). ``max_cut_off``: seconds an instance cut off from the backplane keeps
-    serving its L1 (``None``: until it is back; it then replays or drops what it missed)."""
+    shared layer's; a cluster's url or a ``redis.cluster.RedisCluster`` too).
+    ``max_cut_off``: seconds an instance cut off from the backplane keeps serving its L1
+    (``None``: until it is back; it then replays or drops what it missed)."""
 
     def __init__(
         self,
         url: str | None = None,
         *,
-        client: redis.Redis | None = None,
+        client: Client | None = None,
         stream_length: int = DEFAULT_STREAM_LENGTH,
         max_cut_off: float | None = None,
     ) -> None:
@@ -74,6 +94,8 @@ class Backplane:
             raise ValueError(f"max_cut_off must be > 0 seconds or None, got {max_cut_off!r}")
         self.url = url
         self._client = client
+        self._on_cluster: bool | None = None
+        """Whether ``url`` is a cluster's (asked at the first connect)."""
         self.stream_length = stream_length
         self.max_cut_off = max_cut_off
         self.stream = ""
@@ -99,16 +121,24 @@ class Backplane:
         on_clear: Callable[[], None],
         on_marks: Callable[[tuple[str, ...], tuple[str, ...], int], None] | None = None,
         default_url: str | None = None,
+        default_client: Any = None,
     ) -> None:
         """Begin: messages for ``prefix`` call ``on_keys`` (keys another instance changed),
         ``on_clear`` (drop everything) and ``on_marks`` (tags, prefixes, when: see
-        ``core/tags.py``); ``default_url`` when none was given."""
+        ``core/tags.py``); ``default_url`` (else ``default_client``, the shared layer's, when
+        it is a sync redis-py client) when none was given."""
         if self._threads:
             raise RuntimeError("this Backplane is in use by a cache already: give each its own")
         if self.url is None and self._client is None:
-            if default_url is None:
-                raise ValueError("backplane=True needs a shared layer built from a url")
-            self.url = default_url
+            if default_url is not None:
+                self.url = default_url
+            elif isinstance(default_client, (redis.Redis, redis.cluster.RedisCluster)):
+                self._client = default_client
+            else:
+                raise ValueError(
+                    "backplane=True needs a shared layer built from a url or a sync redis-py "
+                    "client: give Backplane(url) otherwise"
+                )
         self.stream = prefix + STREAM_SUFFIX
         self._on_keys, self._on_clear = on_keys, on_clear
         self._on_marks = on_marks or _no_marks
@@ -116,7 +146,7 @@ class Backplane:
         position, run = self._position(reader)  # before any write of ours: none is missed
         self._launch(reader, position, run)
 
-    def _launch(self, reader: redis.Redis, position: tuple[int, int] | None, run: str) -> None:
+    def _launch(self, reader: Client, position: tuple[int, int] | None, run: str) -> None:
         self._threads = [
             threading.Thread(
                 target=self._read, args=(reader, position, run), name="mlc-backplane-read"
@@ -178,19 +208,47 @@ class Backplane:
         }
 
     # ---------------------------------------------------------------- threads
-    def _connect(self) -> redis.Redis:
+    def _connect(self) -> Client:
+        """A client of the stream's own (one per thread): a blocking XREAD holds its
+        connection. A cluster client on a cluster (see the module docstring)."""
+        # No retries of redis-py's own: a broken connection must reach ``_reconnect``, which
+        # decides whether the gap can be replayed (a retry that reconnected quietly would
+        # hide a restart or a failover behind it).
+        timeouts = {
+            "socket_timeout": READ_BLOCK_SECONDS + 2,
+            "socket_connect_timeout": 1.0,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if isinstance(self._client, redis.cluster.RedisCluster):
+            startup = [
+                redis.cluster.ClusterNode(node.host, node.port) for node in self._client.get_nodes()
+            ]
+            kwargs = self._client.get_default_node().redis_connection.connection_pool
+            return redis.cluster.RedisCluster(
+                startup_nodes=startup, **_credentials(kwargs.connection_kwargs), **timeouts
+            )
         if self._client is not None:
             kwargs = dict(self._client.connection_pool.connection_kwargs)
             kwargs.pop("connection_class", None)
-            kwargs.update(socket_timeout=READ_BLOCK_SECONDS + 2, socket_connect_timeout=1.0)
-            return redis.Redis(**kwargs)
+            return redis.Redis(**{**kwargs, **timeouts})
         assert self.url is not None
-        return redis.Redis.from_url(
-            self.url, socket_timeout=READ_BLOCK_SECONDS + 2, socket_connect_timeout=1.0
-        )
+        client = redis.Redis.from_url(self.url, **timeouts)
+        if self._on_cluster is None:  # asked once; unreachable now: asked again next time
+            try:
+                self._on_cluster = client.info("cluster").get("cluster_enabled") == 1
+            except RedisError:
+                return client
+        if self._on_cluster:
+            client.close()
+            return redis.cluster.RedisCluster.from_url(self.url, **timeouts)
+        return client
 
-    def _state(self, client: redis.Redis) -> StreamState:
-        run = str(client.info("server").get("run_id", ""))
+    def _state(self, client: Client) -> StreamState:
+        if isinstance(client, redis.cluster.RedisCluster):  # the node that owns the stream
+            owner = client.get_node_from_key(self.stream)
+            run = str(client.info("server", target_nodes=owner).get("run_id", ""))
+        else:
+            run = str(client.info("server").get("run_id", ""))
         try:
             info = client.xinfo_stream(self.stream)
         except ResponseError:  # no such key
@@ -202,11 +260,11 @@ class Backplane:
             run,
         )
 
-    def _position(self, client: redis.Redis) -> tuple[tuple[int, int], str]:
+    def _position(self, client: Client) -> tuple[tuple[int, int], str]:
         state = self._state(client)
         return (state.last_generated if state.exists else (0, 0)), state.server_run
 
-    def _read(self, client: redis.Redis, position: tuple[int, int] | None, run: str) -> None:
+    def _read(self, client: Client, position: tuple[int, int] | None, run: str) -> None:
         """Read the stream from ``position`` on (``None``: from its end, once the server
         answers), until closed; after a broken connection, replay the gap or drop L1 (see
         ``can_replay``)."""
@@ -259,7 +317,7 @@ class Backplane:
             )
 
     def _reconnect(
-        self, client: redis.Redis, position: tuple[int, int], run: str, error: Exception
+        self, client: Client, position: tuple[int, int], run: str, error: Exception
     ) -> tuple[tuple[int, int], str]:
         """Wait until the server answers again, then decide: read on from ``position`` (the
         gap is replayed by the next read), or drop L1 and start from the stream's end."""
@@ -321,7 +379,7 @@ class Backplane:
                 client.close()
                 return
 
-    def _send(self, client: redis.Redis, messages: list[Message]) -> None:
+    def _send(self, client: Client, messages: list[Message]) -> None:
         for attempt, pause in enumerate((*RETRY_SECONDS, None)):
             try:
                 pipeline = client.pipeline(transaction=False)
@@ -375,6 +433,15 @@ def backplane_of(option: Backplane | str | bool | None) -> Backplane | None:
     if isinstance(option, Backplane):
         return option
     raise TypeError(f"backplane must be True, a URL or a Backplane, got {option!r}")
+
+
+_CREDENTIALS = ("username", "password", "credential_provider", "client_name", "protocol")
+
+
+def _credentials(connection_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a new cluster client needs of a given one's connections to log in as it does
+    (TLS clusters: give the Backplane a url, ``rediss://``)."""
+    return {name: connection_kwargs[name] for name in _CREDENTIALS if name in connection_kwargs}
 
 
 def _nothing(keys: tuple[str, ...]) -> None:

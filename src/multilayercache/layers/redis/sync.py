@@ -26,6 +26,7 @@ from ...core.ttl import TTL
 from ...serializers import Serializer
 from ...serializers.compressed import Algorithm, Compressed
 from . import fastpath
+from .cluster import ClusterRouting, MovingSlots, read_many
 from .codec import (
     DEFAULT_MAX_VALUE_BYTES,
     EXTEND_ANSWERS,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from ...serializers.encrypted import Encryption
 
 
-class RedisLayer(RedisCodec):
+class RedisLayer(ClusterRouting, RedisCodec):
     """A Redis (or Redis Cluster) layer for synchronous code.
 
     Give a ``url`` (``cluster=True`` for a cluster URL), or an existing ``client``
@@ -92,6 +93,7 @@ class RedisLayer(RedisCodec):
             )
         self.client = client
         self.is_cluster = isinstance(client, redis.cluster.RedisCluster)
+        self._moving_slots = MovingSlots()
         self.url = url
         if verify:
             self.verify()
@@ -304,8 +306,9 @@ class RedisLayer(RedisCodec):
         return rewritten
 
     def get_many(self, keys: Iterable[Any], value_type: Any = None) -> dict[Any, Any]:
-        """The fresh hits among ``keys``, in one round trip (MGET; a pipeline per hash slot
-        on a cluster)."""
+        """The fresh hits among ``keys``, in one round trip (MGET; on a cluster an MGET per
+        hash slot in one pipeline, and a GET per key of a slot that is being migrated: see
+        ``cluster.py``)."""
         wanted = as_list(keys)
         return self._found_many(wanted, self._read_many(wanted), value_type) if wanted else {}
 
@@ -320,7 +323,7 @@ class RedisLayer(RedisCodec):
         redis_keys = self._redis_keys(keys)
         try:
             if self.is_cluster:
-                return self.client.mget_nonatomic(redis_keys)
+                return read_many(self.client, redis_keys, self._moving_slots)
             return fastpath.read(self.client, False, "MGET", *redis_keys)
         except RedisError as error:
             raise self._failure("MGET", error) from error
