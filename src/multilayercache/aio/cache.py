@@ -189,10 +189,12 @@ class AsyncMultilayerCache(ManagerBase):
         value_type: Any = None,
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
+        fleet_single_flight: bool | None = None,
     ) -> Any:
         """The cached value, or ``await loader(key)``'s, written through every layer.
         Concurrent tasks asking for one missing key share one lookup below L1 and one
-        loader call; stale values as ``MultilayerCache.get_or_load`` serves them."""
+        loader call; stale values and ``fleet_single_flight`` as
+        ``MultilayerCache.get_or_load`` has them."""
         if ttl is not None:
             check_load_ttl(ttl)
         if not callable(loader):
@@ -201,7 +203,7 @@ class AsyncMultilayerCache(ManagerBase):
         if value is not MISSING and value is not STEPPED_ASIDE:
             return value
         start = 0 if value is STEPPED_ASIDE else self._checked_depth
-        options = self._options_for(soft_timeout, hard_timeout)
+        options = self._options_for(soft_timeout, hard_timeout, fleet_single_flight)
         plan = loading.load(
             self._state, key, loader, ttl, self._type_for(value_type), None, options, start
         )
@@ -230,12 +232,16 @@ class AsyncMultilayerCache(ManagerBase):
         condition: Condition | None = None,
         value_type: Any = None,
         include_self: bool = True,
+        fleet_single_flight: bool | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """Decorator for coroutine functions and methods: cache results by arguments (the
         options of ``MultilayerCache.cached``, methods alike). ``await f.invalidate(...)``
         forgets one result."""
         check_load_ttl(ttl)  # a TTL, or a function of the result
         check_options(None, condition)
+        options = None if fleet_single_flight is None else self._options_for(
+            None, None, fleet_single_flight
+        )
 
         def decorate(function: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
             target = decorated(function, include_self, key)
@@ -257,7 +263,7 @@ class AsyncMultilayerCache(ManagerBase):
                     return plain(*args, **kwargs)
 
                 start = 0 if value is STEPPED_ASIDE else depth
-                plan = loading.load(state, call_key, call, ttl, typed, condition, None, start)
+                plan = loading.load(state, call_key, call, ttl, typed, condition, options, start)
                 return await run(plan)
 
             async def invalidate(*args: Any, **kwargs: Any) -> bool:

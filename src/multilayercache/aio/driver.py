@@ -18,6 +18,7 @@ from typing import Any
 from .._forking import register_after_fork
 from ..core.backoff import RetryState
 from ..core.driving import DriverBase
+from ..core.fleetflight import Announce, Unwatch, Wait, Watch
 from ..core.plans import (
     READ_METHODS,
     Call,
@@ -36,6 +37,7 @@ from ..core.plans import (
 from ..core.state import CacheState
 from ..core.tiers import Tier
 from .retry import LoadGate, wait_for_token
+from .fleetwait import AsyncFleetWaiters
 from .singleflight import AsyncSingleFlight
 from .worker import RefreshWorkers
 from .writeback import AsyncWriteBehindWorker
@@ -48,6 +50,7 @@ class AsyncDriver(DriverBase):
     refresh_workers = RefreshWorkers
     write_worker = AsyncWriteBehindWorker
     load_gate = LoadGate
+    fleet_waiters = AsyncFleetWaiters
 
     def __init__(self, state: CacheState) -> None:
         super().__init__(state)  # its parts register for forks first: they reset first
@@ -106,6 +109,14 @@ class AsyncDriver(DriverBase):
             return await self.writers[step.tier.depth].put(step.writes, step.block)
         if kind is Flush:
             return await self.writers[step.tier.depth].flush()
+        if kind is Watch:
+            return self.fleet.watch(step.names)
+        if kind is Wait:
+            return await self.fleet.wait(step.watcher, step.seconds)
+        if kind is Unwatch:
+            return self.fleet.unwatch(step.watcher)
+        if kind is Announce:
+            return self.fleet.announce(list(step.names))
         raise TypeError(f"a plan yielded {step!r}, which is not a step")
 
     async def _call(self, step: Call) -> Any:

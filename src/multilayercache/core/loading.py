@@ -41,6 +41,7 @@ from typing import Any
 from .adaptive import TtlRule, check_load_ttl
 from .errors import LayerError, LoadTimeoutError
 from .failures import replay, same_load
+from .fleetflight import fleet_name, lead_or_wait
 from .freshness import Entry, Freshness, xfetch_due
 from .keys import unique
 from .loadcontext import ContextualLoader, LoadContext
@@ -167,7 +168,8 @@ def _load_now(
     start: int,
     stale_at: int = 0,
 ) -> Plan[Any]:
-    """Inside the key's flight: the layers below the in-process ones, then the loader.
+    """Inside the key's flight: the layers below the in-process ones, then the loader (with
+    ``fleet_single_flight``, under the key's lease or not at all: ``fleetflight.py``).
     ``stale``: the entry an in-process layer holds (at depth ``stale_at``), if any."""
     swr = options.stale_while_revalidate
     unreachable: set[int] = set()  # not written back to: the caller waited on them once
@@ -195,6 +197,63 @@ def _load_now(
             if failure is not None and same_load(failure.loader, loader):
                 state.count("throttled_loads")
                 raise replay(failure, key, retry_in) from failure.error
+
+    def load_here() -> Plan[Any]:
+        return _load_one(
+            state, key, loader, ttl, value_type, condition, options, stale, stale_at, seen,
+            unreachable,
+        )  # fmt: skip
+
+    name = fleet_name(key) if options.fleet_single_flight else None
+    if name is None:
+        return (yield from load_here())
+
+    def read_below() -> Plan[tuple[bool, Any]]:
+        """What the shared layers hold now (another instance may have loaded it)."""
+        seen_now = _noted(state, [key])  # after the backplane bumped it: copied up
+        entry, depth = yield from find_entry(
+            state, key, value_type, start, swr, None, unreachable, seen_now
+        )
+        if entry is None:
+            return False, None
+        return (
+            yield from _serve(
+                state, key, entry, depth, loader, ttl, value_type, condition, options, seen_now
+            )
+        )
+
+    wait_limit = _wait_limit(options, stale)
+    return (
+        yield from lead_or_wait(
+            state, key, name, options.fleet_lease, wait_limit, stale, read_below, load_here
+        )
+    )
+
+
+def _wait_limit(options: LoadOptions, stale: Entry | None) -> tuple[float, bool] | None:
+    """How long a caller waits for another instance's load: ``(seconds, hard)``, its soft
+    timeout with a stale value to answer with, else its hard timeout (``None``: none)."""
+    if stale is not None and options.soft_timeout is not None:
+        return options.soft_timeout, False
+    if options.hard_timeout is not None:
+        return options.hard_timeout, True
+    return None
+
+
+def _load_one(
+    state: CacheState,
+    key: Any,
+    loader: Callable[[Any], Any],
+    ttl: TTL | TtlRule | None,
+    value_type: Any,
+    condition: Condition,
+    options: LoadOptions,
+    stale: Entry | None,
+    stale_at: int,
+    seen: dict[Any, int],
+    unreachable: set[int],
+) -> Plan[Any]:
+    """Call the loader and write its value (or serve ``stale`` when it fails, fail-safe)."""
     argument = _argument(loader, key, stale)
     try:
         reply = yield Load(loader, argument, options.hard_timeout)

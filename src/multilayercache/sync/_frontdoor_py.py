@@ -58,17 +58,25 @@ class FrontDoor:
         value_type: Any = None,
         soft_timeout: Any = None,
         hard_timeout: Any = None,
+        fleet_single_flight: Any = None,
     ) -> Any:
         """The settled value from the first layer, else ``load_below(key, loader, ttl,
-        value_type, soft_timeout, hard_timeout, stepped_aside)``. A TTL is checked on a hit
-        too, so bad input never passes unseen."""
+        value_type, soft_timeout, hard_timeout, fleet_single_flight, stepped_aside)``. A
+        TTL is checked on a hit too, so bad input never passes unseen."""
         if ttl is not None:
             self._check_ttl(ttl)
         value = self._first_lookup(key, self._missing, self._aside)
         if value is not self._missing and value is not self._aside:
             return value
         return self._load_below(
-            key, loader, ttl, value_type, soft_timeout, hard_timeout, value is self._aside
+            key,
+            loader,
+            ttl,
+            value_type,
+            soft_timeout,
+            hard_timeout,
+            fleet_single_flight,
+            value is self._aside,
         )
 
 

@@ -230,6 +230,7 @@ class MultilayerCache(ManagerBase):
         value_type: Any = None,
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
+        fleet_single_flight: bool | None = None,
     ) -> Any:
         """The cached value, or ``loader(key)``'s, written through every layer. Concurrent
         callers for one missing key share one lookup below L1 and one loader call (and its
@@ -238,14 +239,17 @@ class MultilayerCache(ManagerBase):
         override the cache's for this call). A loaded value a layer cannot encode is still
         returned, and cached in the layers that can hold it. ``ttl``: seconds, or a function
         of the loaded value; a loader made by ``with_context`` may set it, and say the
-        cached value is unchanged (``LoadContext``)."""
+        cached value is unchanged (``LoadContext``). ``fleet_single_flight``: one load
+        across every instance for this call (``None``: as ``LoadOptions`` says)."""
         if ttl is not None:
             check_load_ttl(ttl)  # bad input fails on a hit too, not only on a miss
         value = self._first_lookup(key, MISSING, STEPPED_ASIDE)
         if value is not MISSING and value is not STEPPED_ASIDE:
             return value
         aside = value is STEPPED_ASIDE
-        return self._load_below(key, loader, ttl, value_type, soft_timeout, hard_timeout, aside)
+        return self._load_below(
+            key, loader, ttl, value_type, soft_timeout, hard_timeout, fleet_single_flight, aside
+        )
 
     def _load_below(
         self,
@@ -255,9 +259,10 @@ class MultilayerCache(ManagerBase):
         value_type: Any,
         soft_timeout: float | None,
         hard_timeout: float | None,
+        fleet_single_flight: bool | None,
         stepped_aside: bool,
     ) -> Any:
-        options = self._options_for(soft_timeout, hard_timeout)
+        options = self._options_for(soft_timeout, hard_timeout, fleet_single_flight)
         start = 0 if stepped_aside else self._checked_depth
         plan = loading.load(
             self._state, key, loader, ttl, self._type_for(value_type), None, options, start
@@ -289,6 +294,7 @@ class MultilayerCache(ManagerBase):
         condition: Condition | None = None,
         value_type: Any = None,
         include_self: bool = True,
+        fleet_single_flight: bool | None = None,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Decorator: cache a function's results by its arguments.
 
@@ -304,11 +310,15 @@ class MultilayerCache(ManagerBase):
         ``multilayercache.core.decorate``); ``include_self=False`` leaves it out. ``key``: a
         template (``"user:{user_id}"``) or a function of the arguments, instead.
         ``condition(value)``: cache a result only when true. ``value_type``: what a shared
-        layer hands back (default: the return annotation). An L1 hit is a compiled fast
-        path (``CachedCall``).
+        layer hands back (default: the return annotation). ``fleet_single_flight``: one
+        load across every instance (``None``: as the cache's ``LoadOptions`` says). An L1
+        hit is a compiled fast path (``CachedCall``).
         """
         check_load_ttl(ttl)  # a TTL, or a function of the result
         check_options(None, condition)
+        options = None if fleet_single_flight is None else self._options_for(
+            None, None, fleet_single_flight
+        )
 
         def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
             target = decorated(function, include_self, key)
@@ -326,7 +336,7 @@ class MultilayerCache(ManagerBase):
                     return plain(*args, **kwargs)
 
                 start = 0 if aside else depth
-                plan = loading.load(state, call_key, call, ttl, typed, condition, None, start)
+                plan = loading.load(state, call_key, call, ttl, typed, condition, options, start)
                 return run(plan)
 
             wrapper = CachedCall(keys.of, self._first_lookup, load, MISSING, STEPPED_ASIDE)

@@ -81,6 +81,7 @@ from ...serializers import MsgpackSerializer, Serializer
 from ...serializers.base import accepts_value_type, binds_data
 from ...serializers.compressed import Algorithm, Compressed
 from ...serializers.msgpack import MSGPACK_TAG_VALUE
+from .lease import LEASE_INFIX
 from .scripts import (
     ScriptCall,
     add_call,
@@ -301,6 +302,10 @@ class RedisCodec:
             f"RedisLayer keys must be str, got {type(key).__name__} {key!r} "
             "(build a string key, e.g. f'user:{user_id}')"
         )
+
+    def lease_key(self, key: Any) -> str:
+        """The Redis key of ``key``'s fleet lease (``lease.py``)."""
+        return self.prefix + LEASE_INFIX + self.redis_key(key)[len(self.prefix) :]
 
     def _match_pattern(self) -> str:
         """A SCAN pattern matching exactly this layer's keys (the prefix, glob-escaped)."""
