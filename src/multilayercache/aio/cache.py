@@ -215,12 +215,15 @@ class AsyncMultilayerCache(ManagerBase):
         bulk_loader: AsyncBulkLoader,
         ttl: TTL | TtlRule | None = None,
         value_type: Any = None,
+        fleet_single_flight: bool | None = None,
     ) -> dict[Any, Any]:
         """Like ``get_many``; the keys every layer missed go to ``await bulk_loader(missing)``
-        in one call, which returns a mapping (keys it leaves out stay missing)."""
+        in one call, which returns a mapping (keys it leaves out stay missing);
+        ``fleet_single_flight`` as ``MultilayerCache.get_or_load_many`` has it."""
         value_type = self._type_for(value_type)
+        options = self._options_for(None, None, fleet_single_flight)
         plan = loading.load_many(
-            self._state, keys, bulk_loader, ttl, self._checked_depth, value_type
+            self._state, keys, bulk_loader, ttl, self._checked_depth, value_type, options
         )
         return await self._run(plan)
 
@@ -239,8 +242,10 @@ class AsyncMultilayerCache(ManagerBase):
         forgets one result."""
         check_load_ttl(ttl)  # a TTL, or a function of the result
         check_options(None, condition)
-        options = None if fleet_single_flight is None else self._options_for(
-            None, None, fleet_single_flight
+        options = (
+            None
+            if fleet_single_flight is None
+            else self._options_for(None, None, fleet_single_flight)
         )
 
         def decorate(function: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:

@@ -36,8 +36,8 @@ from ..core.plans import (
 )
 from ..core.state import CacheState
 from ..core.tiers import Tier
-from .retry import LoadGate, wait_for_token
 from .fleetwait import AsyncFleetWaiters
+from .retry import LoadGate, wait_for_token
 from .singleflight import AsyncSingleFlight
 from .worker import RefreshWorkers
 from .writeback import AsyncWriteBehindWorker

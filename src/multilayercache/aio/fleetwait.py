@@ -82,9 +82,7 @@ class AsyncFleetWaiters:
             if names is None:
                 woken = {watcher for watchers in self._by_name.values() for watcher in watchers}
             else:
-                woken = {
-                    watcher for name in names for watcher in self._by_name.get(name, ())
-                }
+                woken = {watcher for name in names for watcher in self._by_name.get(name, ())}
         for watcher in woken:
             watcher.wake()
 

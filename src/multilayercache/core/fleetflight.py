@@ -50,6 +50,7 @@ EXPIRY_MARGIN = 0.05
 """Seconds a waiter waits past the end of another instance's lease before it looks again:
 the server expires keys within a millisecond or so of their deadline."""
 
+
 # ---------------------------------------------------------------------------- steps
 class Watch(NamedTuple):
     """Wake the caller when a backplane message names one of ``names`` (or everything may
@@ -164,7 +165,9 @@ def lead_or_wait(
                 state.count("fleet_leases")
                 if waited:
                     state.count("fleet_taken_over")
-                return (yield from _load_leased(state, tier, key, name, token, read_below, load_here))
+                return (
+                    yield from _load_leased(state, tier, key, name, token, read_below, load_here)
+                )
             seconds = left_ms / 1000 + EXPIRY_MARGIN
             if deadline is not None:
                 seconds = min(seconds, deadline - state.clock())
@@ -212,7 +215,110 @@ def _load_leased(
             yield Announce((name,))
 
 
+def lead_or_wait_many(
+    state: CacheState,
+    keys: list[Any],
+    names: dict[Any, str | None],
+    lease_seconds: float,
+    wait_limit: tuple[float, bool] | None,
+    read_below: Callable[[list[Any]], Plan[dict[Any, Any]]],
+    load_here: Callable[[list[Any]], Plan[dict[Any, Any]]],
+) -> Plan[tuple[dict[Any, Any], list[Any]]]:
+    """``lead_or_wait`` for a batch: ``({key: value}, keys still loading elsewhere when
+    ``wait_limit`` passed)``. Each round takes every lease it can, loads those keys here in
+    one bulk call (before waiting for any other instance: two instances each holding a key
+    the other waits for never wait on each other), then waits for the first message or
+    lease end among the rest. A key without a fleet name is loaded here at once."""
+    tier = lease_tier(state)
+    assert tier is not None  # (check_fleet)
+    token = new_token()
+    lease_ms = int(lease_seconds * 1000)
+    deadline = None if wait_limit is None else state.clock() + wait_limit[0]
+    named = tuple(name for name in names.values() if name is not None)
+    watcher = yield Watch(named)
+    answers: dict[Any, Any] = {}
+    waited: set[Any] = set()
+    pending = list(keys)
+    try:
+        while pending:
+            leased, here, held = [], [], {}
+            for key in pending:  # one script per key: a batch's keys may be on many nodes
+                if names[key] is None:
+                    here.append(key)
+                    continue
+                try:
+                    left_ms = yield Call(tier, "take_lease", (key, token, lease_ms), True)
+                except Exception as error:
+                    state.count("fleet_lease_errors")
+                    _warn("fleet lease of %r not taken (%r): loading it here", key, error)
+                    here.append(key)
+                    continue
+                if left_ms:
+                    held[key] = left_ms
+                else:
+                    leased.append(key)
+            if leased:
+                state.count("fleet_leases", len(leased))
+                state.count("fleet_taken_over", sum(1 for key in leased if key in waited))
+                answers.update((yield from _load_leased_many(
+                    state, tier, leased, names, token, here, read_below, load_here
+                )))  # fmt: skip
+            elif here:
+                answers.update((yield from load_here(here)))
+            if not held:
+                break
+            seconds = min(held.values()) / 1000 + EXPIRY_MARGIN
+            if deadline is not None:
+                seconds = min(seconds, deadline - state.clock())
+                if seconds <= 0:
+                    return answers, list(held)
+            state.count("fleet_waits")
+            waited.update(held)
+            woken = yield Wait(watcher, seconds)
+            state.count("fleet_notified" if woken else "fleet_expired")
+            found = yield from read_below(list(held))
+            state.count("fleet_found_elsewhere", len(found))
+            answers.update(found)
+            pending = [key for key in held if key not in found]
+    finally:
+        yield Unwatch(watcher)
+    return answers, []
+
+
+def _load_leased_many(
+    state: CacheState,
+    tier: Tier,
+    leased: list[Any],
+    names: dict[Any, str | None],
+    token: str,
+    here: list[Any],
+    read_below: Callable[[list[Any]], Plan[dict[Any, Any]]],
+    load_here: Callable[[list[Any]], Plan[dict[Any, Any]]],
+) -> Plan[dict[Any, Any]]:
+    """``_load_leased`` for the ``leased`` keys of a batch, loaded in one bulk call with
+    ``here`` (keys loaded without a lease)."""
+    to_load: list[Any] = []
+    try:
+        found = yield from read_below(leased)
+        state.count("fleet_found_elsewhere", len(found))
+        to_load = [key for key in leased if key not in found]
+        if to_load or here:
+            found.update((yield from load_here(to_load + here)))
+        return found
+    finally:
+        for key in leased:
+            try:
+                yield Call(tier, "release_lease", (key, token))
+            except Exception as error:
+                state.count("fleet_lease_errors")
+                _warn("fleet lease of %r not released (%r): it ends by itself", key, error)
+        loaded = tuple(names[key] for key in to_load)
+        if loaded:
+            yield Announce(loaded)  # type: ignore[arg-type]
+
+
 __all__ = [
     "EXPIRY_MARGIN", "FLEET_STEPS", "Announce", "Unwatch", "Wait", "Watch",
-    "check_fleet", "fleet_name", "lead_or_wait", "lease_tier", "new_token",
+    "check_fleet", "fleet_name", "lead_or_wait", "lead_or_wait_many", "lease_tier",
+    "new_token",
 ]  # fmt: skip

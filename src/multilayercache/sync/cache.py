@@ -275,14 +275,18 @@ class MultilayerCache(ManagerBase):
         bulk_loader: BulkLoader,
         ttl: TTL | TtlRule | None = None,
         value_type: Any = None,
+        fleet_single_flight: bool | None = None,
     ) -> dict[Any, Any]:
         """Like ``get_many``; the keys every layer missed go to ``bulk_loader(missing)`` in
         one call, which returns a mapping (keys it leaves out stay missing). Concurrent
         callers share the lookups and loads of the keys they have in common; stale values
-        are served and refreshed as by ``get_or_load`` (one bulk call per batch)."""
+        are served and refreshed as by ``get_or_load`` (one bulk call per batch), and so is
+        ``fleet_single_flight`` (the keys this instance takes the leases of are loaded in
+        one bulk call, the others waited for)."""
         value_type = self._type_for(value_type)
+        options = self._options_for(None, None, fleet_single_flight)
         plan = loading.load_many(
-            self._state, keys, bulk_loader, ttl, self._checked_depth, value_type
+            self._state, keys, bulk_loader, ttl, self._checked_depth, value_type, options
         )
         return self._run(plan)
 
@@ -316,8 +320,10 @@ class MultilayerCache(ManagerBase):
         """
         check_load_ttl(ttl)  # a TTL, or a function of the result
         check_options(None, condition)
-        options = None if fleet_single_flight is None else self._options_for(
-            None, None, fleet_single_flight
+        options = (
+            None
+            if fleet_single_flight is None
+            else self._options_for(None, None, fleet_single_flight)
         )
 
         def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:

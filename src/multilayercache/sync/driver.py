@@ -35,8 +35,8 @@ from ..core.plans import (
 )
 from ..core.state import CacheState
 from ..core.tiers import Tier
-from .retry import LoadGate, wait_for_token
 from .fleetwait import FleetWaiters
+from .retry import LoadGate, wait_for_token
 from .singleflight import SingleFlight
 from .worker import RefreshWorkers
 from .writeback import WriteBehindWorker

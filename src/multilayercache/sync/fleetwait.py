@@ -77,9 +77,7 @@ class FleetWaiters:
             if names is None:
                 woken = {watcher for watchers in self._by_name.values() for watcher in watchers}
             else:
-                woken = {
-                    watcher for name in names for watcher in self._by_name.get(name, ())
-                }
+                woken = {watcher for name in names for watcher in self._by_name.get(name, ())}
         for watcher in woken:
             watcher.event.set()
 
