@@ -6,11 +6,11 @@ one cold key at once; optionally the process whose loader runs first is SIGKILLe
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import threading
 import time
-import multiprocessing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,10 +55,11 @@ def stampede(
     lease: float = 2.0,
     kill_first_loader: bool = False,
     key: str = "cold",
+    fleet: bool = True,
 ) -> Stampede:
     """``processes`` instances x ``callers`` callers of ``get_or_load(key)`` at once, with a
     loader that takes ``load_seconds`` (the first one forever, and its process killed, with
-    ``kill_first_loader``)."""
+    ``kill_first_loader``); ``fleet``: with fleet single flight (else per process only)."""
     context = multiprocessing.get_context("spawn")
     loads = context.Value("i", 0)
     first_loader = context.Value("i", -1)  # the index of the process whose loader ran first
@@ -68,8 +69,23 @@ def stampede(
     children = [
         context.Process(
             target=_instance,
-            args=(url, prefix, kind, index, callers, load_seconds, lease, kill_first_loader,
-                  key, loads, first_loader, ready, go, results),
+            args=(
+                url,
+                prefix,
+                kind,
+                index,
+                callers,
+                load_seconds,
+                lease,
+                kill_first_loader,
+                key,
+                fleet,
+                loads,
+                first_loader,
+                ready,
+                go,
+                results,
+            ),
         )  # fmt: skip
         for index in range(processes)
     ]
@@ -126,13 +142,14 @@ def _instance(
     lease: float,
     kill_first_loader: bool,
     key: str,
+    fleet: bool,
     loads: Any,
     first_loader: Any,
     ready: Any,
     go: Any,
     results: Any,
 ) -> None:
-    options = LoadOptions(fleet_single_flight=True, fleet_lease=lease)
+    options = LoadOptions(fleet_single_flight=fleet, fleet_lease=lease)
 
     def loaded() -> str:
         with loads.get_lock():

@@ -107,7 +107,9 @@ async def in_tasks(*calls: Callable[[], Any], stagger: float = 0.05) -> list[Any
         await asyncio.sleep(index * stagger)
         return await calls[index]()
 
-    return await asyncio.gather(*(run(index) for index in range(len(calls))), return_exceptions=True)
+    return await asyncio.gather(
+        *(run(index) for index in range(len(calls))), return_exceptions=True
+    )
 
 
 def test_a_loader_that_raises_lets_a_waiter_load_at_once(redis_url, prefix) -> None:
@@ -308,9 +310,7 @@ def test_fleet_single_flight_is_refused_without_what_it_needs(redis_url, prefix)
     plain.close()
 
 
-def test_the_backplane_tells_its_listeners_what_other_instances_changed(
-    redis_url, prefix
-) -> None:
+def test_the_backplane_tells_its_listeners_what_other_instances_changed(redis_url, prefix) -> None:
     heard: list[tuple[str, ...] | None] = []
     mine = sync_instance(redis_url, prefix, load_options=LoadOptions(), backplane=Backplane())
     mine.backplane.listen(heard.append)
