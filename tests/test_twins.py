@@ -378,7 +378,7 @@ def test_front_door(ops) -> None:
             asked.append(key)
             return below.get(key, default)
 
-        def load_below(key, loader, ttl, value_type, soft, hard, aside, asked=asked):
+        def load_below(key, loader, ttl, value_type, soft, hard, fleet, aside, asked=asked):
             asked.append(("load", key, ttl, aside))
             return loader(key)
 

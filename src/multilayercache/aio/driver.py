@@ -18,9 +18,9 @@ from typing import Any
 from .._forking import register_after_fork
 from ..core.backoff import RetryState
 from ..core.driving import DriverBase
-from ..core.fleetflight import Announce, Unwatch, Wait, Watch
 from ..core.plans import (
     READ_METHODS,
+    Announce,
     Call,
     Enqueue,
     Flight,
@@ -33,6 +33,9 @@ from ..core.plans import (
     Plan,
     Refresh,
     T,
+    Unwatch,
+    Wait,
+    Watch,
 )
 from ..core.state import CacheState
 from ..core.tiers import Tier

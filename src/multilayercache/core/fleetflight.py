@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from .log import ThrottledWarning
-from .plans import Call, Plan, TimedOut
+from .plans import Announce, Call, Plan, TimedOut, Unwatch, Wait, Watch
 from .state import CacheState
 from .tiers import Tier
 
@@ -50,36 +50,6 @@ EXPIRY_MARGIN = 0.05
 """Seconds a waiter waits past the end of another instance's lease before it looks again:
 the server expires keys within a millisecond or so of their deadline."""
 
-
-# ---------------------------------------------------------------------------- steps
-class Watch(NamedTuple):
-    """Wake the caller when a backplane message names one of ``names`` (or everything may
-    have changed); reply a watcher for ``Wait`` and ``Unwatch``."""
-
-    names: tuple[str, ...]
-
-
-class Wait(NamedTuple):
-    """Wait until ``watcher`` is woken or ``seconds`` pass; reply True if it was woken."""
-
-    watcher: Any
-    seconds: float
-
-
-class Unwatch(NamedTuple):
-    """Stop watching (reply ``None``)."""
-
-    watcher: Any
-
-
-class Announce(NamedTuple):
-    """Tell the other instances that ``names`` have a value now (a backplane message);
-    reply ``None`` at once."""
-
-    names: tuple[str, ...]
-
-
-FLEET_STEPS = (Watch, Wait, Unwatch, Announce)
 
 _warn = ThrottledWarning()  # a shared layer that keeps failing must not flood the log
 
@@ -318,7 +288,6 @@ def _load_leased_many(
 
 
 __all__ = [
-    "EXPIRY_MARGIN", "FLEET_STEPS", "Announce", "Unwatch", "Wait", "Watch",
-    "check_fleet", "fleet_name", "lead_or_wait", "lead_or_wait_many", "lease_tier",
+    "EXPIRY_MARGIN", "check_fleet", "fleet_name", "lead_or_wait", "lead_or_wait_many", "lease_tier",
     "new_token",
 ]  # fmt: skip

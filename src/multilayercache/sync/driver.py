@@ -17,9 +17,9 @@ from typing import Any
 from .._forking import register_after_fork
 from ..core.backoff import RetryState
 from ..core.driving import DriverBase
-from ..core.fleetflight import Announce, Unwatch, Wait, Watch
 from ..core.plans import (
     READ_METHODS,
+    Announce,
     Call,
     Enqueue,
     Flight,
@@ -32,6 +32,9 @@ from ..core.plans import (
     Plan,
     Refresh,
     T,
+    Unwatch,
+    Wait,
+    Watch,
 )
 from ..core.state import CacheState
 from ..core.tiers import Tier
