@@ -405,7 +405,9 @@ def test_front_door(ops) -> None:
             asked.append(key)
             return below.get(key, default)
 
-        def load_below(key, loader, ttl, value_type, soft, hard, aside, tags=(), asked=asked):
+        def load_below(
+            key, loader, ttl, value_type, soft, hard, fleet, aside, tags=(), asked=asked
+        ):
             asked.append(("load", key, ttl, aside))
             return loader(key)
 

@@ -218,10 +218,12 @@ class AsyncMultilayerCache(ManagerBase):
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         tags: Tags = (),
+        fleet_single_flight: bool | None = None,
     ) -> Any:
         """The cached value, or ``await loader(key)``'s, written through every layer (with
         ``tags``). Concurrent tasks asking for one missing key share one lookup below L1
-        and one loader call; stale values as ``MultilayerCache.get_or_load`` serves them."""
+        and one loader call; stale values and ``fleet_single_flight`` as
+        ``MultilayerCache.get_or_load`` has them."""
         if ttl is not None:
             check_load_ttl(ttl)
         if not callable(loader):
@@ -230,7 +232,7 @@ class AsyncMultilayerCache(ManagerBase):
         if value is not MISSING and value is not STEPPED_ASIDE:
             return value
         start = 0 if value is STEPPED_ASIDE else self._checked_depth
-        options = self._options_for(soft_timeout, hard_timeout)
+        options = self._options_for(soft_timeout, hard_timeout, fleet_single_flight)
         loader = tagged(loader, check_tags(tags))
         plan = loading.load(
             self._state, key, loader, ttl, self._type_for(value_type), None, options, start
@@ -244,14 +246,16 @@ class AsyncMultilayerCache(ManagerBase):
         ttl: TTL | TtlRule | None = None,
         value_type: Any = None,
         tags: Tags = (),
+        fleet_single_flight: bool | None = None,
     ) -> dict[Any, Any]:
         """Like ``get_many``; the keys every layer missed go to ``await bulk_loader(missing)``
         in one call, which returns a mapping (keys it leaves out stay missing), cached with
-        ``tags``."""
+        ``tags``; ``fleet_single_flight`` as ``MultilayerCache.get_or_load_many`` has it."""
         value_type = self._type_for(value_type)
         bulk_loader = tagged(bulk_loader, check_tags(tags))
+        options = self._options_for(None, None, fleet_single_flight)
         plan = loading.load_many(
-            self._state, keys, bulk_loader, ttl, self._checked_depth, value_type
+            self._state, keys, bulk_loader, ttl, self._checked_depth, value_type, options
         )
         return await self._run(plan)
 
@@ -264,6 +268,7 @@ class AsyncMultilayerCache(ManagerBase):
         value_type: Any = None,
         include_self: bool = True,
         tags: Tags | Callable[..., Tags] = (),
+        fleet_single_flight: bool | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """Decorator for coroutine functions and methods: cache results by arguments (the
         options of ``MultilayerCache.cached``, methods and tags alike). ``await
@@ -271,6 +276,11 @@ class AsyncMultilayerCache(ManagerBase):
         check_load_ttl(ttl)  # a TTL, or a function of the result
         check_options(None, condition)
         tags_of = tags_for(tags)
+        options = (
+            None
+            if fleet_single_flight is None
+            else self._options_for(None, None, fleet_single_flight)
+        )
 
         def decorate(function: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
             target = decorated(function, include_self, key)
@@ -293,7 +303,7 @@ class AsyncMultilayerCache(ManagerBase):
 
                 start = 0 if value is STEPPED_ASIDE else depth
                 loader = tagged(call, tags_of(args, kwargs))
-                plan = loading.load(state, call_key, loader, ttl, typed, condition, None, start)
+                plan = loading.load(state, call_key, loader, ttl, typed, condition, options, start)
                 return await run(plan)
 
             async def invalidate(*args: Any, **kwargs: Any) -> bool:

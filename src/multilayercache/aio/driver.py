@@ -20,6 +20,7 @@ from ..core.backoff import RetryState
 from ..core.driving import DriverBase
 from ..core.plans import (
     READ_METHODS,
+    Announce,
     Call,
     Enqueue,
     Flight,
@@ -32,9 +33,13 @@ from ..core.plans import (
     Plan,
     Refresh,
     T,
+    Unwatch,
+    Wait,
+    Watch,
 )
 from ..core.state import CacheState
 from ..core.tiers import Tier
+from .fleetwait import AsyncFleetWaiters
 from .retry import LoadGate, wait_for_token
 from .singleflight import AsyncSingleFlight
 from .worker import RefreshWorkers
@@ -48,6 +53,7 @@ class AsyncDriver(DriverBase):
     refresh_workers = RefreshWorkers
     write_worker = AsyncWriteBehindWorker
     load_gate = LoadGate
+    fleet_waiters = AsyncFleetWaiters
 
     def __init__(self, state: CacheState) -> None:
         super().__init__(state)  # its parts register for forks first: they reset first
@@ -106,6 +112,14 @@ class AsyncDriver(DriverBase):
             return await self.writers[step.tier.depth].put(step.writes, step.block)
         if kind is Flush:
             return await self.writers[step.tier.depth].flush()
+        if kind is Watch:
+            return self.fleet.watch(step.names)
+        if kind is Wait:
+            return await self.fleet.wait(step.watcher, step.seconds)
+        if kind is Unwatch:
+            return self.fleet.unwatch(step.watcher)
+        if kind is Announce:
+            return self.fleet.announce(list(step.names))
         raise TypeError(f"a plan yielded {step!r}, which is not a step")
 
     async def _call(self, step: Call) -> Any:

@@ -18,10 +18,13 @@ class DriverBase:
     refresh_workers: ClassVar[type]
     write_worker: ClassVar[type]
     load_gate: ClassVar[type]
+    fleet_waiters: ClassVar[type]
 
     def __init__(self, state: CacheState) -> None:
         self.state = state
         self.flight = self.single_flight()
+        self.fleet = self.fleet_waiters()
+        """Callers waiting for another instance's load (``core/fleetflight.py``)."""
         self.workers = self.refresh_workers(self, state)
         self.writers: dict[int, Any] = {
             tier.depth: self.write_worker(tier, state)

@@ -41,6 +41,7 @@ from typing import Any
 from .adaptive import TtlRule, check_load_ttl
 from .errors import LayerError, LoadTimeoutError
 from .failures import replay, same_load
+from .fleetflight import fleet_name, lead_or_wait, lead_or_wait_many
 from .freshness import Entry, Freshness, xfetch_due
 from .keys import unique
 from .loadcontext import ContextualLoader, LoadContext, TaggedLoader
@@ -168,7 +169,8 @@ def _load_now(
     start: int,
     stale_at: int = 0,
 ) -> Plan[Any]:
-    """Inside the key's flight: the layers below the in-process ones, then the loader.
+    """Inside the key's flight: the layers below the in-process ones, then the loader (with
+    ``fleet_single_flight``, under the key's lease or not at all: ``fleetflight.py``).
     ``stale``: the entry an in-process layer holds (at depth ``stale_at``), if any."""
     swr = options.stale_while_revalidate
     unreachable: set[int] = set()  # not written back to: the caller waited on them once
@@ -196,6 +198,77 @@ def _load_now(
             if failure is not None and same_load(failure.loader, loader):
                 state.count("throttled_loads")
                 raise replay(failure, key, retry_in) from failure.error
+
+    name = fleet_name(key) if options.fleet_single_flight else None
+    if name is None:
+        return (
+            yield from _load_one(
+                state,
+                key,
+                loader,
+                ttl,
+                value_type,
+                condition,
+                options,
+                stale,
+                stale_at,
+                seen,
+                unreachable,
+            )  # fmt: skip
+        )
+
+    def load_here() -> Plan[Any]:
+        return _load_one(
+            state, key, loader, ttl, value_type, condition, options, stale, stale_at, seen,
+            unreachable,
+        )  # fmt: skip
+
+    def read_below() -> Plan[tuple[bool, Any]]:
+        """What the shared layers hold now (another instance may have loaded it)."""
+        seen_now = _noted(state, [key])  # after the backplane bumped it: copied up
+        entry, depth = yield from find_entry(
+            state, key, value_type, start, swr, None, unreachable, seen_now
+        )
+        if entry is None:
+            return False, None
+        return (
+            yield from _serve(
+                state, key, entry, depth, loader, ttl, value_type, condition, options, seen_now
+            )
+        )
+
+    wait_limit = _wait_limit(options, stale)
+    return (
+        yield from lead_or_wait(
+            state, key, name, options.fleet_lease, wait_limit, stale, read_below, load_here
+        )
+    )
+
+
+def _wait_limit(options: LoadOptions, stale: Entry | None) -> tuple[float, bool] | None:
+    """How long a caller waits for another instance's load: ``(seconds, hard)``, its soft
+    timeout with a stale value to answer with, else its hard timeout (``None``: none)."""
+    if stale is not None and options.soft_timeout is not None:
+        return options.soft_timeout, False
+    if options.hard_timeout is not None:
+        return options.hard_timeout, True
+    return None
+
+
+def _load_one(
+    state: CacheState,
+    key: Any,
+    loader: Callable[[Any], Any],
+    ttl: TTL | TtlRule | None,
+    value_type: Any,
+    condition: Condition,
+    options: LoadOptions,
+    stale: Entry | None,
+    stale_at: int,
+    seen: dict[Any, int],
+    unreachable: set[int],
+) -> Plan[Any]:
+    """Call the loader and write its value (or serve ``stale`` when it fails, fail-safe)."""
     argument = _argument(loader, key, stale)
     try:
         reply = yield Load(loader, argument, options.hard_timeout)
@@ -467,40 +540,116 @@ def _load_many_now(
                 replayed = (key, failure, retry_in)
     loaded: dict[Any, Any] = {}
     if missing:
-        for key in missing:
-            if key in stale:  # for the callers waiting for these keys with a soft timeout
-                yield Offer(key, stale[key])
-        try:
-            reply = yield Load(bulk_loader, missing, options.hard_timeout)
-            loaded = loaded_for(missing, reply.value, bulk_loader)
-        except Exception as error:
-            if options.fail_safe and not isinstance(error, LoadGateTimeout):
-                for key in missing:
-                    state.load_failed(key, error, bulk_loader)
-            held = {key: stale[key].value for key in missing if key in stale}
-            if not held or not options.fail_safe:
-                raise
-            state.note_load_failure(missing, error, "served stale")
-            state.count("fail_safe")
-            state.count("stale_served", len(held))
-            return {**answers, **held}
-        for key in loaded:
-            state.load_succeeded(key)
-        if loaded:
-            seconds = reply.seconds / len(missing)
-            replaced: dict[Any, tuple[Entry, int]] | None = None
-            if state.adapts:  # what each key replaces: below, else in-process (depth 0)
-                replaced = {
-                    key: found.get(key) or (stale[key], 0) for key in loaded if key in stale
-                }
-            yield from write_loaded(
-                state, loaded, ttl, value_type, seen, seconds, unreachable, replaced,
-                tags=_tags_of(bulk_loader),
+        if options.fleet_single_flight:
+            loaded, served_stale = yield from _fleet_load_many(
+                state, missing, bulk_loader, ttl, start, value_type, options, stale, found,
+                seen, unreachable,
             )  # fmt: skip
+        else:
+            loaded, served_stale = yield from _bulk_load(
+                state, missing, bulk_loader, ttl, value_type, options, stale, found, seen,
+                unreachable,
+            )  # fmt: skip
+        if served_stale:  # the load failed: the stale values answer, fail-safe
+            return {**answers, **loaded}
     if replayed is not None:  # the others are loaded and cached: a retry finds them
         key, failure, retry_in = replayed
         raise replay(failure, key, retry_in) from failure.error
     return {**answers, **loaded}
+
+
+def _bulk_load(
+    state: CacheState,
+    missing: list[Any],
+    bulk_loader: Callable[[list[Any]], Any],
+    ttl: TTL | TtlRule | None,
+    value_type: Any,
+    options: LoadOptions,
+    stale: dict[Any, Entry],
+    found: dict[Any, tuple[Entry, int]],
+    seen: dict[Any, int],
+    unreachable: set[int],
+) -> Plan[tuple[dict[Any, Any], bool]]:
+    """Call the bulk loader for ``missing`` and write what it returned: ``(values,
+    False)``; if it fails and ``stale`` holds some of the keys, ``(their stale values,
+    True)`` (fail-safe), else its error."""
+    for key in missing:
+        if key in stale:  # for the callers waiting for these keys with a soft timeout
+            yield Offer(key, stale[key])
+    try:
+        reply = yield Load(bulk_loader, missing, options.hard_timeout)
+        loaded = loaded_for(missing, reply.value, bulk_loader)
+    except Exception as error:
+        if options.fail_safe and not isinstance(error, LoadGateTimeout):
+            for key in missing:
+                state.load_failed(key, error, bulk_loader)
+        held = {key: stale[key].value for key in missing if key in stale}
+        if not held or not options.fail_safe:
+            raise
+        state.note_load_failure(missing, error, "served stale")
+        state.count("fail_safe")
+        state.count("stale_served", len(held))
+        return held, True
+    for key in loaded:
+        state.load_succeeded(key)
+    if loaded:
+        seconds = reply.seconds / len(missing)
+        replaced: dict[Any, tuple[Entry, int]] | None = None
+        if state.adapts:  # what each key replaces: below, else in-process (depth 0)
+            replaced = {key: found.get(key) or (stale[key], 0) for key in loaded if key in stale}
+        yield from write_loaded(
+            state, loaded, ttl, value_type, seen, seconds, unreachable, replaced,
+            tags=_tags_of(bulk_loader),
+        )  # fmt: skip
+    return loaded, False
+
+
+def _fleet_load_many(
+    state: CacheState,
+    missing: list[Any],
+    bulk_loader: Callable[[list[Any]], Any],
+    ttl: TTL | TtlRule | None,
+    start: int,
+    value_type: Any,
+    options: LoadOptions,
+    stale: dict[Any, Entry],
+    found: dict[Any, tuple[Entry, int]],
+    seen: dict[Any, int],
+    unreachable: set[int],
+) -> Plan[tuple[dict[Any, Any], bool]]:
+    """``_bulk_load`` with ``fleet_single_flight``: the keys whose leases this instance
+    takes are loaded here in one bulk call, the others are waited for (see
+    ``fleetflight.lead_or_wait_many``); a key still loading elsewhere at the hard timeout
+    answers ``TimedOut`` (its stale value, or ``LoadTimeoutError``, see ``load_many``)."""
+    swr = options.stale_while_revalidate
+    served_stale = False
+
+    def read_below(keys: list[Any]) -> Plan[dict[Any, Any]]:
+        seen_now = _noted(state, keys)  # after the backplane bumped them: copied up
+        now = yield from find_entries(
+            state, keys, value_type, start, None, swr, unreachable, seen_now
+        )
+        answered, _ = yield from _answer(
+            state, now, bulk_loader, ttl, value_type, options, seen_now
+        )
+        return answered
+
+    def load_here(keys: list[Any]) -> Plan[dict[Any, Any]]:
+        nonlocal served_stale
+        values, failed = yield from _bulk_load(
+            state, keys, bulk_loader, ttl, value_type, options, stale, found, seen, unreachable
+        )
+        served_stale = served_stale or failed
+        return values
+
+    names = {key: fleet_name(key) for key in missing}
+    wait_limit = None if options.hard_timeout is None else (options.hard_timeout, True)
+    answers, late = yield from lead_or_wait_many(
+        state, missing, names, options.fleet_lease, wait_limit, read_below, load_here
+    )
+    for key in late:
+        answers[key] = TimedOut(stale.get(key), True)
+    return answers, served_stale
 
 
 def _held_off(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import plans
+from .fleetflight import check_fleet
 from .missing import STEPPED_ASIDE
 from .options import LoadOptions
 from .state import CacheState
@@ -30,6 +31,8 @@ class ManagerBase:
         off, the default)."""
         if backplane is not None and backplane is not False:
             self._join_fleet(backplane)
+        if state.load_options.fleet_single_flight:
+            check_fleet(state, self.backplane)
         # An in-process L1 answers without IO: its hits skip the plans and the driver, which
         # then start below it (``_checked_depth``), or at it when it stepped aside.
         first = state.tiers[0]
@@ -63,6 +66,9 @@ class ManagerBase:
         self._state.call_texts = {}
         for writer in self._driver.writers.values():
             writer.announce = backplane.publish_keys
+        fleet = self._driver.fleet  # one load across the fleet: its waiters, woken by messages
+        fleet.announce = backplane.publish_keys
+        backplane.listen(fleet.wake)
 
     def _announce(self, keys: Any) -> None:
         """Tell the other instances that ``keys`` changed (after a write of this one): by
@@ -158,15 +164,25 @@ class ManagerBase:
         """Stale-while-revalidate, fail-safe and timeouts of ``get_or_load``."""
         return self._state.load_options
 
-    def _options_for(self, soft_timeout: float | None, hard_timeout: float | None) -> LoadOptions:
-        """The cache's load options, with a call's own timeouts."""
+    def _options_for(
+        self,
+        soft_timeout: float | None,
+        hard_timeout: float | None,
+        fleet_single_flight: bool | None = None,
+    ) -> LoadOptions:
+        """The cache's load options, with a call's own timeouts and fleet single flight."""
         options = self._state.load_options
-        if soft_timeout is None and hard_timeout is None:
+        if soft_timeout is None and hard_timeout is None and fleet_single_flight is None:
             return options
+        if fleet_single_flight is None:
+            fleet_single_flight = options.fleet_single_flight
+        elif fleet_single_flight is True and not options.fleet_single_flight:
+            check_fleet(self._state, self.backplane)
         return dataclasses.replace(
             options,
             soft_timeout=options.soft_timeout if soft_timeout is None else soft_timeout,
             hard_timeout=options.hard_timeout if hard_timeout is None else hard_timeout,
+            fleet_single_flight=fleet_single_flight,
         )
 
     def _start_for(self, looked_up: Any) -> int:

@@ -260,6 +260,17 @@ class LoadOptions:
     load_wait:
         Seconds a load waits for a slot (``max_concurrent_loads``) and for its turn
         (``max_loads_per_second``), in all; ``None``: as long as it takes.
+    fleet_single_flight:
+        One load per key across every instance sharing the shared layer, not one per
+        process: the first instance to take the key's lease in Redis loads it, the others
+        wait until its backplane says the value is there, then read it from the shared
+        layer (``core/fleetflight.py``). Needs the cache's backplane (``backplane=``) and
+        a write-through shared layer. Per call: ``get_or_load(...,
+        fleet_single_flight=True)``, ``get_or_load_many``, ``@cached`` alike.
+    fleet_lease:
+        Seconds a fleet lease lasts: an instance that dies while loading holds the key for
+        at most this long, then another takes over. Make it longer than a load takes: a
+        load still running when its lease ends may be repeated by another instance.
     """
 
     stale_while_revalidate: bool = True
@@ -270,8 +281,17 @@ class LoadOptions:
     max_concurrent_loads: int | None = None
     load_wait: float | None = 10.0
     max_loads_per_second: RateLimit | float | None = None
+    fleet_single_flight: bool = False
+    fleet_lease: float = 10.0
 
     def __post_init__(self) -> None:
+        if type(self.fleet_single_flight) is not bool:
+            raise TypeError(
+                f"fleet_single_flight must be True or False, got {self.fleet_single_flight!r}"
+            )
+        _wait_seconds(self.fleet_lease, "fleet_lease", finite=True)
+        if not self.fleet_lease >= 0.01:
+            raise ValueError(f"fleet_lease must be at least 0.01 seconds, got {self.fleet_lease!r}")
         ttl_seconds(self.fail_safe_throttle, "fail_safe_throttle")
         rate = RateLimit.of(self.max_loads_per_second, "max_loads_per_second")
         object.__setattr__(self, "max_loads_per_second", rate)

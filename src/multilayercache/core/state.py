@@ -21,7 +21,7 @@ from .log import ThrottledWarning
 from .options import LayerPolicy, LoadOptions
 from .ratelimit import KeyThrottle, RateLimiter
 from .refresh import RefreshQueue
-from .stats import CacheStats
+from .stats import FLEET_COUNTERS, CacheStats
 from .tags import Invalidations
 from .tiers import Tier, make_tiers
 from .unconfirmed import UnconfirmedDeletes
@@ -312,6 +312,7 @@ class CacheState:
                 for tier in self.tiers
                 if tier.queue is not None
             },
+            fleet_flight={name: self.counts[f"fleet_{name}"] for name in FLEET_COUNTERS},
         )
 
     # ---------------------------------------------------------------- after a fork

@@ -83,6 +83,12 @@ class LayerSnapshot:
     """Weight held by the window, probation and protected regions."""
 
 
+FLEET_COUNTERS = (
+    "leases", "waits", "notified", "expired", "found_elsewhere", "taken_over", "lease_errors"
+)  # fmt: skip
+"""The keys of ``CacheStats.fleet_flight`` (counted as ``fleet_<name>``)."""
+
+
 @dataclass(frozen=True)
 class CacheStats:
     """What a manager reports: each layer's own counters, and its coordination."""
@@ -149,6 +155,13 @@ class CacheStats:
     write_queues: dict[str, WriteQueueStats] = field(default_factory=dict)
     """Each write-behind layer's queue (``WriteQueueStats``): depth, bytes, batches,
     retries, dead-lettered, coalesced, rejected."""
+    fleet_flight: dict[str, int] = field(default_factory=dict)
+    """One load across the fleet (``LoadOptions.fleet_single_flight``): leases taken
+    (loads made for the fleet), waits for another instance's load, waits ended by its
+    message (``notified``) or by its lease's end (``expired``), values found after a wait
+    or just after taking a lease, leases taken after waiting for another's, and leases
+    that could not be asked for or released (``lease_errors``: loaded here instead); see
+    ``core/fleetflight.py``."""
 
     def layer(self, name: str) -> LayerStats:
         """The stats of the layer called ``name``."""

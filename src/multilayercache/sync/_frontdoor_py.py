@@ -59,17 +59,26 @@ class FrontDoor:
         soft_timeout: Any = None,
         hard_timeout: Any = None,
         tags: Any = (),
+        fleet_single_flight: Any = None,
     ) -> Any:
         """The settled value from the first layer, else ``load_below(key, loader, ttl,
-        value_type, soft_timeout, hard_timeout, stepped_aside, tags)``. A TTL is checked on
-        a hit too, so bad input never passes unseen."""
+        value_type, soft_timeout, hard_timeout, fleet_single_flight, stepped_aside,
+        tags)``. A TTL is checked on a hit too, so bad input never passes unseen."""
         if ttl is not None:
             self._check_ttl(ttl)
         value = self._first_lookup(key, self._missing, self._aside)
         if value is not self._missing and value is not self._aside:
             return value
         return self._load_below(
-            key, loader, ttl, value_type, soft_timeout, hard_timeout, value is self._aside, tags
+            key,
+            loader,
+            ttl,
+            value_type,
+            soft_timeout,
+            hard_timeout,
+            fleet_single_flight,
+            value is self._aside,
+            tags,
         )
 
 

@@ -260,6 +260,7 @@ class MultilayerCache(ManagerBase):
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         tags: Tags = (),
+        fleet_single_flight: bool | None = None,
     ) -> Any:
         """The cached value, or ``loader(key)``'s, written through every layer (with
         ``tags``; a loader made by ``with_context`` may set others). Concurrent
@@ -269,18 +270,25 @@ class MultilayerCache(ManagerBase):
         override the cache's for this call). A loaded value a layer cannot encode is still
         returned, and cached in the layers that can hold it. ``ttl``: seconds, or a function
         of the loaded value; a loader made by ``with_context`` may set it, and say the
-        cached value is unchanged (``LoadContext``)."""
+        cached value is unchanged (``LoadContext``). ``fleet_single_flight``: one load
+        across every instance for this call (``None``: as ``LoadOptions`` says)."""
         if ttl is not None:
             check_load_ttl(ttl)  # bad input fails on a hit too, not only on a miss
         value = self._first_lookup(key, MISSING, STEPPED_ASIDE)
         if value is not MISSING and value is not STEPPED_ASIDE:
             return value
         aside = value is STEPPED_ASIDE
-        if tags:
-            return self._load_below(
-                key, loader, ttl, value_type, soft_timeout, hard_timeout, aside, tags
-            )
-        return self._load_below(key, loader, ttl, value_type, soft_timeout, hard_timeout, aside)
+        return self._load_below(
+            key,
+            loader,
+            ttl,
+            value_type,
+            soft_timeout,
+            hard_timeout,
+            fleet_single_flight,
+            aside,
+            tags,
+        )
 
     def _load_below(
         self,
@@ -290,10 +298,11 @@ class MultilayerCache(ManagerBase):
         value_type: Any,
         soft_timeout: float | None,
         hard_timeout: float | None,
+        fleet_single_flight: bool | None,
         stepped_aside: bool,
         tags: Tags = (),
     ) -> Any:
-        options = self._options_for(soft_timeout, hard_timeout)
+        options = self._options_for(soft_timeout, hard_timeout, fleet_single_flight)
         loader = tagged(loader, check_tags(tags))
         start = 0 if stepped_aside else self._checked_depth
         plan = loading.load(
@@ -308,16 +317,19 @@ class MultilayerCache(ManagerBase):
         ttl: TTL | TtlRule | None = None,
         value_type: Any = None,
         tags: Tags = (),
+        fleet_single_flight: bool | None = None,
     ) -> dict[Any, Any]:
         """Like ``get_many``; the keys every layer missed go to ``bulk_loader(missing)`` in
         one call, which returns a mapping (keys it leaves out stay missing), cached with
         ``tags``. Concurrent callers share the lookups and loads of the keys they have in
         common; stale values are served and refreshed as by ``get_or_load`` (one bulk call
-        per batch)."""
+        per batch), and so is ``fleet_single_flight`` (the keys this instance takes the
+        leases of are loaded in one bulk call, the others waited for)."""
         value_type = self._type_for(value_type)
         bulk_loader = tagged(bulk_loader, check_tags(tags))
+        options = self._options_for(None, None, fleet_single_flight)
         plan = loading.load_many(
-            self._state, keys, bulk_loader, ttl, self._checked_depth, value_type
+            self._state, keys, bulk_loader, ttl, self._checked_depth, value_type, options
         )
         return self._run(plan)
 
@@ -330,6 +342,7 @@ class MultilayerCache(ManagerBase):
         value_type: Any = None,
         include_self: bool = True,
         tags: Tags | Callable[..., Tags] = (),
+        fleet_single_flight: bool | None = None,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Decorator: cache a function's results by its arguments.
 
@@ -346,12 +359,18 @@ class MultilayerCache(ManagerBase):
         template (``"user:{user_id}"``) or a function of the arguments, instead.
         ``condition(value)``: cache a result only when true. ``value_type``: what a shared
         layer hands back (default: the return annotation). ``tags``: the results' tags, or
-        a function of the arguments that returns them. An L1 hit is a compiled fast path
-        (``CachedCall``).
+        a function of the arguments that returns them. ``fleet_single_flight``: one load
+        across every instance (``None``: as the cache's ``LoadOptions`` says). An L1 hit is
+        a compiled fast path (``CachedCall``).
         """
         check_load_ttl(ttl)  # a TTL, or a function of the result
         check_options(None, condition)
         tags_of = tags_for(tags)
+        options = (
+            None
+            if fleet_single_flight is None
+            else self._options_for(None, None, fleet_single_flight)
+        )
 
         def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
             target = decorated(function, include_self, key)
@@ -370,7 +389,7 @@ class MultilayerCache(ManagerBase):
 
                 start = 0 if aside else depth
                 loader = tagged(call, tags_of(args, kwargs))
-                plan = loading.load(state, call_key, loader, ttl, typed, condition, None, start)
+                plan = loading.load(state, call_key, loader, ttl, typed, condition, options, start)
                 return run(plan)
 
             wrapper = CachedCall(keys.of, self._first_lookup, load, MISSING, STEPPED_ASIDE)

@@ -19,6 +19,7 @@ from ..core.backoff import RetryState
 from ..core.driving import DriverBase
 from ..core.plans import (
     READ_METHODS,
+    Announce,
     Call,
     Enqueue,
     Flight,
@@ -31,9 +32,13 @@ from ..core.plans import (
     Plan,
     Refresh,
     T,
+    Unwatch,
+    Wait,
+    Watch,
 )
 from ..core.state import CacheState
 from ..core.tiers import Tier
+from .fleetwait import FleetWaiters
 from .retry import LoadGate, wait_for_token
 from .singleflight import SingleFlight
 from .worker import RefreshWorkers
@@ -47,6 +52,7 @@ class Driver(DriverBase):
     refresh_workers = RefreshWorkers
     write_worker = WriteBehindWorker
     load_gate = LoadGate
+    fleet_waiters = FleetWaiters
 
     def __init__(self, state: CacheState) -> None:
         super().__init__(state)  # its parts register for forks first: they reset first
@@ -109,6 +115,14 @@ class Driver(DriverBase):
             return self.writers[step.tier.depth].put(step.writes, step.block)
         if kind is Flush:
             return self.writers[step.tier.depth].flush()
+        if kind is Watch:
+            return self.fleet.watch(step.names)
+        if kind is Wait:
+            return self.fleet.wait(step.watcher, step.seconds)
+        if kind is Unwatch:
+            return self.fleet.unwatch(step.watcher)
+        if kind is Announce:
+            return self.fleet.announce(list(step.names))
         raise TypeError(f"a plan yielded {step!r}, which is not a step")
 
     def _call(self, step: Call) -> Any:

@@ -34,17 +34,17 @@ cdef class FrontDoor:
         return self._below(key, default)
 
     def get_or_load(self, key, loader, ttl=None, value_type=None, soft_timeout=None,
-                    hard_timeout=None, tags=()):
+                    hard_timeout=None, tags=(), fleet_single_flight=None):
         """The settled value from the first layer, else ``load_below(key, loader, ttl,
-        value_type, soft_timeout, hard_timeout, stepped_aside, tags)``. A TTL is checked on
-        a hit too, so bad input never passes unseen."""
+        value_type, soft_timeout, hard_timeout, fleet_single_flight, stepped_aside,
+        tags)``. A TTL is checked on a hit too, so bad input never passes unseen."""
         if ttl is not None:
             self._check_ttl(ttl)
         value = self._first_lookup(key, self._missing, self._aside)
         if value is not self._missing and value is not self._aside:
             return value
         return self._load_below(key, loader, ttl, value_type, soft_timeout, hard_timeout,
-                                value is self._aside, tags)
+                                fleet_single_flight, value is self._aside, tags)
 
 
 cdef class CachedCall(DirectCall):

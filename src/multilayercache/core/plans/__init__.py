@@ -28,6 +28,9 @@ Steps (the loading ones are used by ``loading.py``):
   runs ``plan_for(keys nobody is loading yet)`` and waits for the others' loads of the
   rest. A key has one flight, whether a ``Flight`` or a ``FlightMany`` started it.
 * ``Offer(key, entry)``: inside a flight, a stale entry its waiting callers may answer with.
+* ``Watch(names)``, ``Wait(watcher, seconds)``, ``Unwatch(watcher)``, ``Announce(names)``:
+  one load across the fleet (``fleetflight.py``): wait for another instance's backplane
+  message naming a key, or tell the others a key has a value now.
 * ``Refresh(job, items)``: queue background refreshes of ``(key, stale, frequency)`` items
   (at most one per key; see ``refresh.py``) together; the reply is ``None`` at once.
 * ``Enqueue(tier, writes, block)``, ``Peek(tier, keys)``, ``Flush(tier)``: a write-behind
@@ -66,6 +69,7 @@ from .reads import (
 )
 from .steps import (
     READ_METHODS,
+    Announce,
     Call,
     Enqueue,
     Flight,
@@ -80,6 +84,9 @@ from .steps import (
     Step,
     T,
     TimedOut,
+    Unwatch,
+    Wait,
+    Watch,
     typed,
 )
 from .writes import (
@@ -102,4 +109,5 @@ __all__ = [
     "find_entry", "forget", "get_entries", "get_entry", "promote", "promote_found",
     "queued_entry", "read", "read_many", "remaining_ttl", "store", "typed", "write",
     "write_at_once", "write_loaded", "primitives", "drop_marked", "invalidate",
+    "Announce", "Unwatch", "Wait", "Watch",
 ]  # fmt: skip

@@ -120,7 +120,38 @@ class Flush(NamedTuple):
     tier: Tier
 
 
-Step: TypeAlias = "Call | Load | Flight | FlightMany | Offer | Refresh | Enqueue | Peek | Flush"
+class Watch(NamedTuple):
+    """One load across the fleet (``core/fleetflight.py``): wake the caller when a
+    backplane message names one of ``names`` (or anything may have changed); reply a
+    watcher for ``Wait`` and ``Unwatch``."""
+
+    names: tuple[str, ...]
+
+
+class Wait(NamedTuple):
+    """Wait until ``watcher`` is woken or ``seconds`` pass; reply True if it was woken."""
+
+    watcher: Any
+    seconds: float
+
+
+class Unwatch(NamedTuple):
+    """Stop watching (reply ``None``)."""
+
+    watcher: Any
+
+
+class Announce(NamedTuple):
+    """Tell the other instances that ``names`` have a value now (a backplane message);
+    reply ``None`` at once."""
+
+    names: tuple[str, ...]
+
+
+Step: TypeAlias = (
+    "Call | Load | Flight | FlightMany | Offer | Refresh | Enqueue | Peek | Flush"
+    " | Watch | Wait | Unwatch | Announce"
+)
 Plan: TypeAlias = Generator[Step, Any, T]
 
 

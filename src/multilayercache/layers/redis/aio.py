@@ -45,6 +45,7 @@ from .codec import (
     write_commands,
 )
 from .codec import client_options as with_defaults
+from .lease import release_call, take_call
 from .scripts import ScriptCall, checked_delta
 
 if TYPE_CHECKING:
@@ -245,6 +246,14 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
     async def incr_entry(self, key: Any, delta: int, lifetime: Lifetime) -> int:
         """``incr``; ``lifetime`` is a new counter's."""
         return int(await self._script(self._incr_call(key, delta, lifetime)))
+
+    async def take_lease(self, key: Any, token: str, lease_ms: int) -> int:
+        """Take ``key``'s fleet lease (see ``RedisLayer.take_lease``)."""
+        return int(await self._script(take_call(self.lease_key(key), token, lease_ms)))
+
+    async def release_lease(self, key: Any, token: str) -> bool:
+        """End ``key``'s fleet lease if ``token`` still holds it."""
+        return bool(await self._script(release_call(self.lease_key(key), token)))
 
     async def decr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
         """``incr`` by ``-delta``."""

@@ -106,6 +106,7 @@ class Backplane:
         self._on_keys: Callable[[tuple[str, ...]], None] = _nothing
         self._on_clear: Callable[[], None] = _nothing_at_all
         self._on_marks: Callable[[tuple[str, ...], tuple[str, ...], int], None] = _no_marks
+        self._listeners: list[Callable[[tuple[str, ...] | None], None]] = []
         self.counts = dict.fromkeys(
             ("published", "received", "malformed", "replayed_gaps", "dropped_l1", "lost"), 0
         )
@@ -156,6 +157,13 @@ class Backplane:
         for thread in self._threads:
             thread.daemon = True
             thread.start()
+
+    def listen(self, listener: Callable[[tuple[str, ...] | None], None]) -> None:
+        """Also call ``listener(keys)`` for every message of another instance, once it was
+        applied to L1: with the keys it names, or ``None`` when anything may have changed
+        (a clear, or L1 dropped after a gap). It runs on the reading thread: it must be
+        quick and must not block (a fleet single flight wakes its waiters with it)."""
+        self._listeners.append(listener)
 
     def publish_keys(self, keys: list[str]) -> None:
         """Tell the others that ``keys`` changed (queued: the caller does not wait)."""
@@ -315,6 +323,15 @@ class Backplane:
             log.exception(
                 "backplane: applying %s of %d key(s) failed", message.action, len(message.keys)
             )
+        self._tell(None if message.action == "clear" else message.keys)
+
+    def _tell(self, keys: tuple[str, ...] | None) -> None:
+        """Call the listeners (see ``listen``); one that raises is logged, never fatal."""
+        for listener in self._listeners:
+            try:
+                listener(keys)
+            except Exception:
+                log.exception("backplane: a listener failed")
 
     def _reconnect(
         self, client: Client, position: tuple[int, int], run: str, error: Exception
@@ -354,6 +371,7 @@ class Backplane:
             self._on_clear()
         except Exception:
             log.exception("backplane: dropping L1 failed")
+        self._tell(None)  # what was missed is unknown: whoever waits looks again
 
     def _publish(self) -> None:
         client = self._connect()

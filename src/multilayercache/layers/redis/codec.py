@@ -83,6 +83,7 @@ from ...serializers import MsgpackSerializer, Serializer
 from ...serializers.base import accepts_value_type, binds_data
 from ...serializers.compressed import Algorithm, Compressed
 from ...serializers.msgpack import MSGPACK_TAG_VALUE
+from .lease import LEASE_INFIX
 from .scripts import (
     ScriptCall,
     add_call,
@@ -312,6 +313,10 @@ class RedisCodec:
     def marks_key(self) -> str:
         """The hash of this prefix's tag and prefix invalidations (``core/tags.py``)."""
         return self.prefix + MARKS_SUFFIX
+
+    def lease_key(self, key: Any) -> str:
+        """The Redis key of ``key``'s fleet lease (``lease.py``)."""
+        return self.prefix + LEASE_INFIX + self.redis_key(key)[len(self.prefix) :]
 
     def _match_pattern(self) -> str:
         """A SCAN pattern matching exactly this layer's keys (the prefix, glob-escaped)."""

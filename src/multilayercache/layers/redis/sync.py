@@ -40,6 +40,7 @@ from .codec import (
     client_options,
     write_commands,
 )
+from .lease import release_call, take_call
 from .scripts import ScriptCall, checked_delta
 
 if TYPE_CHECKING:
@@ -190,6 +191,15 @@ class RedisLayer(ClusterRouting, RedisCodec):
     def incr_entry(self, key: Any, delta: int, lifetime: Lifetime) -> int:
         """``incr``; ``lifetime`` is a new counter's."""
         return int(self._script(self._incr_call(key, delta, lifetime)))
+
+    def take_lease(self, key: Any, token: str, lease_ms: int) -> int:
+        """Take ``key``'s fleet lease for ``lease_ms`` if no instance holds it: 0, taken;
+        else the milliseconds the holder's lease has left (see ``lease.py``)."""
+        return int(self._script(take_call(self.lease_key(key), token, lease_ms)))
+
+    def release_lease(self, key: Any, token: str) -> bool:
+        """End ``key``'s fleet lease if ``token`` still holds it."""
+        return bool(self._script(release_call(self.lease_key(key), token)))
 
     def decr(self, key: Any, delta: int = 1, ttl: TTL | None = None) -> int:
         """``incr`` by ``-delta``."""
