@@ -16,6 +16,9 @@ from multilayercache.tools.fleet import run_readers
 from multilayercache.tools.servers import Proxy, RedisServer
 
 
+CUT_SECONDS = 5.0
+
+
 def eventually(check: Callable[[], bool], within: float = 3.0) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -123,10 +126,12 @@ def test_an_instance_cut_off_replays_what_it_missed_and_keeps_the_rest(prefix) -
         for _ in range(2):  # copied into b's L1 from the second read on
             assert [b.get(key) for key in keys] == ["v1"] * len(keys)
         proxy.cut("reset")
+        cut_at = time.monotonic()
         changed = keys[:1_000]
         a.set_many(dict.fromkeys(changed, "v2"))  # while b is cut off
         assert eventually(lambda: b.backplane.stats()["cut_off_for"] > 0)
         assert b.get(changed[0]) == "v1"  # cut off, b serves its L1 (fail-safe)
+        time.sleep(max(0.0, CUT_SECONDS - (time.monotonic() - cut_at)))
         proxy.restore()
         assert eventually(lambda: b.backplane.stats()["replayed_gaps"] == 1, within=5)
         time.sleep(1.0)

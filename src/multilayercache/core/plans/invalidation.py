@@ -12,6 +12,10 @@ from ..state import CacheState
 from ..tags import Invalidations
 from .steps import Call, Plan
 
+BUMP_ALL_BEYOND = 256
+"""Keys dropped at once beyond which every generation is bumped (``bump_all``: a fixed
+cost) rather than each key's."""
+
 
 def invalidate(state: CacheState, tags: tuple[str, ...], prefixes: tuple[str, ...]) -> Plan[int]:
     """Mark ``tags`` and ``prefixes`` invalidated now: in this instance first (so that it
@@ -37,24 +41,31 @@ def drop_marked(
     they do no IO (this also runs on the backplane's thread)."""
     invalidations = state.invalidations
     invalidations.mark(tags, prefixes, at_ms)
-    keys: list[Any] = invalidations.held_with(tags)
-    local = [tier for tier in state.tiers if tier.in_process]
-    if prefixes:
-        for tier in local:
-            keys.extend(
-                key
-                for key in tier.layer.keys()
-                if isinstance(key, str) and key.startswith(prefixes)
-            )
+    tagged = invalidations.held_with(tags)
+    drops: list[tuple[Any, list[Any]]] = []
+    for tier in state.tiers:
+        if not tier.in_process:
+            continue
+        keys = tagged
+        held: list[Any] = []
+        if prefixes or len(tagged) > len(tier.layer):  # listing what it holds costs less
+            held = tier.layer.keys()
+            if len(tagged) > len(held):
+                wanted = set(tagged)
+                keys = [key for key in held if key in wanted]
+        if prefixes:
+            keys = keys + [key for key in held if isinstance(key, str) and key.startswith(prefixes)]
+        drops.append((tier, keys))
     generations = state.generations
     if generations is not None:
-        if prefixes:
-            generations.bump_all()  # a read of any key of the prefix may be on its way
+        if prefixes or sum(len(keys) for _, keys in drops) > BUMP_ALL_BEYOND:
+            generations.bump_all()  # a read of any of them may be on its way: a fixed cost
         else:
-            generations.bump_many(keys)
-    for tier in local:
+            generations.bump_many(tagged)
+    for tier, keys in drops:
+        delete = tier.layer.delete
         for key in keys:
-            tier.layer.delete(key)
+            delete(key)
 
 
 __all__ = ["drop_marked", "invalidate"]
