@@ -15,7 +15,6 @@ from multilayercache.layers.redis.backplane import Backplane
 from multilayercache.tools.fleet import run_readers
 from multilayercache.tools.servers import Proxy, RedisServer
 
-
 CUT_SECONDS = 5.0
 
 
@@ -85,6 +84,22 @@ def test_a_write_behind_set_reaches_the_others_after_it_lands(harness) -> None:
     for version in range(20):  # each set is announced when queued and again once written
         a.set("k", version)
     assert eventually(lambda: b.get("k") == 19)
+
+
+@pytest.mark.single_server  # keyspace events are per node on a cluster: not supported yet
+def test_writes_by_other_programs_leave_l1_with_track_external_writes(harness, raw_redis, prefix):
+    cache = harness.cache(
+        [harness.l1(), harness.l2()], backplane=Backplane(track_external_writes=True)
+    )
+    other_program = harness.l2(name="elsewhere")  # writes Redis, announces nothing
+    cache.set_many({"k1": 1, "k2": 2, "k3": 3})
+    assert [cache.get(key) for key in ("k1", "k2", "k3")] == [1, 2, 3]
+    other_program.set("k1", "changed outside")
+    raw_redis.delete(prefix + "k2")
+    assert eventually(lambda: cache.get("k1") == "changed outside" and cache.get("k2") is None)
+    assert cache.get("k3") == 3
+    raw_redis.set(prefix + "k3", b"garbage")  # anything written counts as a change
+    assert eventually(lambda: cache.get("k3") is None)
 
 
 def test_bad_backplane_options_are_refused(harness) -> None:

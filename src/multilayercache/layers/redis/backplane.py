@@ -54,6 +54,7 @@ from redis.retry import Retry
 
 from ..._forking import register_after_fork
 from ...core.backplane import Message, StreamState, batched, can_replay, new_origin, stream_id
+from .keyspace import ExternalWrites
 
 log = logging.getLogger("multilayercache.backplane")
 
@@ -76,7 +77,10 @@ class Backplane:
     the module docstring). ``url`` or ``client``: the server of the stream (by default the
     shared layer's; a cluster's url or a ``redis.cluster.RedisCluster`` too).
     ``max_cut_off``: seconds an instance cut off from the backplane keeps serving its L1
-    (``None``: until it is back; it then replays or drops what it missed)."""
+    (``None``: until it is back; it then replays or drops what it missed).
+    ``track_external_writes``: also drop from L1 what other programs write or delete in
+    Redis under the prefix, by the server's keyspace notifications (``keyspace.py``: its
+    costs, and why it needs ``CONFIG SET`` or the server's configuration)."""
 
     def __init__(
         self,
@@ -85,6 +89,7 @@ class Backplane:
         client: Client | None = None,
         stream_length: int = DEFAULT_STREAM_LENGTH,
         max_cut_off: float | None = None,
+        track_external_writes: bool = False,
     ) -> None:
         if url is not None and client is not None:
             raise ValueError("give a url or a client, not both")
@@ -94,6 +99,8 @@ class Backplane:
             raise ValueError(f"max_cut_off must be > 0 seconds or None, got {max_cut_off!r}")
         self.url = url
         self._client = client
+        self.track_external_writes = bool(track_external_writes)
+        self._keyspace: ExternalWrites | None = None
         self._on_cluster: bool | None = None
         """Whether ``url`` is a cluster's (asked at the first connect)."""
         self.stream_length = stream_length
@@ -145,6 +152,12 @@ class Backplane:
         self._on_marks = on_marks or _no_marks
         reader = self._connect()
         position, run = self._position(reader)  # before any write of ours: none is missed
+        if self.track_external_writes:
+            if not isinstance(reader, redis.Redis):
+                raise ValueError("track_external_writes works on one server, not a cluster yet")
+            self._keyspace = ExternalWrites(
+                self._connect, prefix, self._changed_outside, self._drop_l1, self._closed
+            )
         self._launch(reader, position, run)
 
     def _launch(self, reader: Client, position: tuple[int, int] | None, run: str) -> None:
@@ -157,6 +170,8 @@ class Backplane:
         for thread in self._threads:
             thread.daemon = True
             thread.start()
+        if self._keyspace is not None:
+            self._threads.append(self._keyspace.start())
 
     def listen(self, listener: Callable[[tuple[str, ...] | None], None]) -> None:
         """Also call ``listener(keys)`` for every message of another instance, once it was
@@ -324,6 +339,11 @@ class Backplane:
                 "backplane: applying %s of %d key(s) failed", message.action, len(message.keys)
             )
         self._tell(None if message.action == "clear" else message.keys)
+
+    def _changed_outside(self, keys: tuple[str, ...]) -> None:
+        """A keyspace event: something wrote or deleted ``keys`` in Redis."""
+        self._on_keys(keys)
+        self._tell(keys)
 
     def _tell(self, keys: tuple[str, ...] | None) -> None:
         """Call the listeners (see ``listen``); one that raises is logged, never fatal."""

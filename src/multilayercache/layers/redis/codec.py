@@ -83,6 +83,7 @@ from ...serializers import MsgpackSerializer, Serializer
 from ...serializers.base import accepts_value_type, binds_data
 from ...serializers.compressed import Algorithm, Compressed
 from ...serializers.msgpack import MSGPACK_TAG_VALUE
+from .keyspace import glob_escaped
 from .lease import LEASE_INFIX
 from .scripts import (
     ScriptCall,
@@ -325,8 +326,7 @@ class RedisCodec:
                 f"{self.name}: clear() needs a key prefix, or it would delete every key of "
                 "the database; give the layer a prefix (or run FLUSHDB yourself)"
             )
-        escaped = "".join(f"\\{char}" if char in "*?[]\\" else char for char in self.prefix)
-        return escaped + "*"
+        return glob_escaped(self.prefix) + "*"
 
     def _redis_keys(self, keys: list[Any]) -> list[str]:
         """``redis_key`` of every key."""
