@@ -318,6 +318,8 @@ class Backplane:
                     self._deliver(fields)
 
     def _deliver(self, fields: dict[bytes, bytes]) -> None:
+        if fields.get(b"o") == self.origin:  # its own: skipped before decoding its keys
+            return
         message = Message.parse(fields)
         if message is None:
             self.counts["malformed"] += 1
