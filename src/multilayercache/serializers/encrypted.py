@@ -37,8 +37,13 @@ import time
 from collections.abc import Callable, Mapping
 from hashlib import blake2b
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+except ImportError:  # an optional extra: say which
+    raise ImportError(
+        "Encryption needs the cryptography package: pip install 'multilayercache[encryption]'"
+    ) from None
 
 from ..core.errors import UntrustedDataError
 from .base import ENCRYPTED_TAG
