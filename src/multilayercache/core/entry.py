@@ -169,6 +169,7 @@ def key_check(redis_key: str) -> int:
     return zlib.crc32(redis_key.encode())
 
 
+_STEPPED_START = bytes([STEPPED_FIRST_BYTE, STEPPED_VERSION])
 _MARKERS = (0xD3, 0xD3, 0xD3, 0xD3, 0xCA, 0xCE)  # the type bytes of _FIXED's fields
 _FIXED_UNTAGGED = struct.Struct(">BBBqBqBqBqBfBIB")  # _FIXED, then 0x90: no tags
 
@@ -229,28 +230,24 @@ def wrap_stepped_at(
     payload: bytes,
 ) -> bytes:
     """``wrap`` of a format 4 envelope (step, digest ``stamp``, no tags) from the
-    lifetime's ``deltas``: a loaded value, in a cache with adaptive TTLs."""
-    refresh, stale, gone = deltas
+    lifetime's ``deltas``: a loaded value, in a cache with adaptive TTLs. Format 3's
+    fixed fields, under format 4's first bytes, then the step and digest, then no tags."""
+    fixed = wrap_at(now_ms, deltas, load_seconds, check, b"")[2:-1]  # without 0x98 0x03, 0x90
     return (
-        _FIXED.pack(
-            STEPPED_FIRST_BYTE,
-            STEPPED_VERSION,
-            0xD3,
-            now_ms,
-            0xD3,
-            NEVER if refresh is None else now_ms + refresh,
-            0xD3,
-            NEVER if stale is None else now_ms + stale,
-            0xD3,
-            NEVER if gone is None else now_ms + gone,
-            0xCA,
-            load_seconds,
-            0xCE,
-            check,
-        )
-        + _STEP_AND_DIGEST.pack(0xD0, step, 0xCF, stamp)
-        + b"\x90"
-        + payload
+        _STEPPED_START + fixed + _STEP_AND_DIGEST.pack(0xD0, step, 0xCF, stamp) + b"\x90" + payload
+    )
+
+
+def envelope_at(now_ms: int, deltas: Deltas, load_seconds: float, check: int) -> Envelope:
+    """The envelope ``wrap_at`` writes, as an ``Envelope`` (to add tags or a step)."""
+    refresh, stale, gone = deltas
+    return Envelope(
+        now_ms,
+        NEVER if refresh is None else now_ms + refresh,
+        NEVER if stale is None else now_ms + stale,
+        NEVER if gone is None else now_ms + gone,
+        load_seconds,
+        key_check=check,
     )
 
 

@@ -58,9 +58,9 @@ from ...core.entry import (
     STEPPED_VERSION,
     WRITTEN_OFFSET,
     Deltas,
-    Envelope,
     deltas,
     digest,
+    envelope_at,
     extension,
     identity,
     key_check,
@@ -416,17 +416,10 @@ class RedisCodec:
             stored = self.encryption.seal(plain, redis_key.encode())
         check = key_check(redis_key)
         if tags:  # the general form (the fast ones below write no tags)
-            refresh, stale, gone = lifetime
-            envelope = Envelope(
-                now_ms,
-                NEVER if refresh is None else now_ms + refresh,
-                NEVER if stale is None else now_ms + stale,
-                NEVER if gone is None else now_ms + gone,
-                load_seconds,
-                tuple((tag, 0) for tag in tags),
-                step,
-                0 if step is None else self._stamp(plain),
-                check,
+            envelope = envelope_at(now_ms, lifetime, load_seconds, check)._replace(
+                tags=tuple((tag, 0) for tag in tags),
+                step=step,
+                digest=0 if step is None else self._stamp(plain),
             )
             return wrap(envelope, stored)
         if step is not None:  # a loaded value in a cache with adaptive TTLs: format 4
@@ -497,15 +490,17 @@ class RedisCodec:
         plain: bytes | memoryview = payload
         if self.encryption is not None:
             plain = self.encryption.open(payload, redis_key.encode())
+        # MessagePack decodes the view in place; other serializers get bytes (a copy:
+        # with a 10 MB value, the difference between 2x and 3x its size in memory).
+        data = plain if self._reads_views else bytes(plain)
+        if not self._binds and (value_type is None or not self._typed):
+            return envelope.entry(self._loads(data), now_ms)  # the usual read
         options: dict[str, Any] = {}
         if value_type is not None and self._typed:
             options["value_type"] = value_type
         if self._binds:
             options["associated_data"] = redis_key.encode()
-        # MessagePack decodes the view in place; other serializers get bytes (a copy:
-        # with a 10 MB value, the difference between 2x and 3x its size in memory).
-        value = self._loads(plain if self._reads_views else bytes(plain), **options)
-        return envelope.entry(value, now_ms)
+        return envelope.entry(self._loads(data, **options), now_ms)
 
     def _refused(self, key: Any, cause: str, error: Exception) -> None:
         """Count and log (at a bounded rate) a value read back but not trusted."""
