@@ -216,3 +216,56 @@ def test_a_cluster_client_s_backplane_lives_on_the_node_of_its_stream(
     finally:
         a.close()
         b.close()
+
+
+WRITER_ENDED_BY_SIGTERM = """
+import os, signal, sys
+from multilayercache import InMemoryLayer, MultilayerCache, RedisLayer
+cache = MultilayerCache(
+    [InMemoryLayer(max_size=100), RedisLayer(sys.argv[1], prefix=sys.argv[2])], backplane=True
+)
+for n in range(200):
+    cache.set(f"k{n}", "new")
+os.kill(os.getpid(), signal.SIGTERM)  # at once: its last announcements may still be queued
+"""
+
+
+def test_a_writer_ended_by_sigterm_sends_what_it_announced(redis_url, prefix) -> None:
+    import subprocess
+    import sys
+
+    reader = instance(redis_url, prefix, backplane=True)
+    keys = [f"k{n}" for n in range(200)]
+    reader.set_many(dict.fromkeys(keys, "old"))
+    for _ in range(2):
+        assert [reader.get(key) for key in keys] == ["old"] * 200  # in its L1
+    subprocess.run(
+        [sys.executable, "-c", WRITER_ENDED_BY_SIGTERM, redis_url, prefix], timeout=30
+    )  # fmt: skip
+    assert eventually(lambda: [key for key in keys if reader.get(key) != "new"] == [])
+    reader.close()
+
+
+def test_a_forked_child_has_a_backplane_of_its_own(redis_url, prefix) -> None:
+    import os
+
+    parent = instance(redis_url, prefix, backplane=True)
+    parent.set("k", "parent's")
+    assert parent.get("k") == parent.get("k") == "parent's"  # in its L1
+    child = os.fork()
+    if child == 0:  # the child: its writes reach the parent, the parent's reach it
+        code = 1
+        try:
+            parent.set("k", "child's")
+            parent.set("c", "child's")
+            parent.get("c")
+            parent.get("c")
+            code = 0 if eventually(lambda: parent.get("c") == "parent's", within=10) else 3
+        finally:
+            os._exit(code)
+    assert eventually(lambda: parent.get("k") == "child's", within=10)
+    time.sleep(0.3)
+    parent.set("c", "parent's")
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parent.close()

@@ -39,10 +39,12 @@ thousand keys); the caller never waits for them.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +54,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
+from ... import shutdown
 from ..._forking import register_after_fork
 from ...core.backplane import Message, StreamState, batched, can_replay, new_origin, stream_id
 from .keyspace import ExternalWrites
@@ -150,6 +153,10 @@ class Backplane:
         self.stream = prefix + STREAM_SUFFIX
         self._on_keys, self._on_clear = on_keys, on_clear
         self._on_marks = on_marks or _no_marks
+        # A process that ends (SIGTERM, or a normal exit with the threads still running)
+        # first sends what it announced: the others would otherwise keep the old values.
+        shutdown.watch(self)
+        atexit.register(_flush_at_exit, weakref.ref(self))
         reader = self._connect()
         position, run = self._position(reader)  # before any write of ours: none is missed
         if self.track_external_writes:
@@ -208,6 +215,11 @@ class Backplane:
         done = threading.Event()
         self._outbox.put(done)
         return done.wait(timeout)
+
+    def close_blocking(self, timeout: float | None = None) -> bool:
+        """At shutdown (``multilayercache.shutdown``): send what is queued, within
+        ``timeout`` (2 s by default); True if all of it went."""
+        return not self._threads or self.flush(2.0 if timeout is None else timeout)
 
     def close(self, timeout: float = 2.0) -> None:
         """Send what is queued (within ``timeout``), then stop both threads."""
@@ -482,6 +494,12 @@ def _credentials(connection_kwargs: dict[str, Any]) -> dict[str, Any]:
     """What a new cluster client needs of a given one's connections to log in as it does
     (TLS clusters: give the Backplane a url, ``rediss://``)."""
     return {name: connection_kwargs[name] for name in _CREDENTIALS if name in connection_kwargs}
+
+
+def _flush_at_exit(backplane: weakref.ref[Backplane]) -> None:
+    live = backplane()
+    if live is not None:
+        live.close_blocking()
 
 
 def _nothing(keys: tuple[str, ...]) -> None:
