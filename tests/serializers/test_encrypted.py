@@ -102,3 +102,39 @@ def test_bad_keys_are_refused_clearly(ring, message) -> None:
 def test_the_repr_never_shows_a_key() -> None:
     key = os.urandom(32)
     assert key.hex() not in repr(Encryption({"k": key})) and "'k'" in repr(Encryption({"k": key}))
+
+
+def test_a_kms_that_hangs_or_fails_costs_a_read_a_miss_not_a_hang() -> None:
+    import threading
+    import time
+
+    release = threading.Event()
+    calls = []
+
+    def hanging_kms() -> dict[str, bytes]:
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(30)  # the KMS stops answering after the first fetch
+        return {"k1": KEY_1}
+
+    reader = Encryption(hanging_kms, reload_every=0, fetch_timeout=0.2)
+    sealed = Encryption({"k2": KEY_2}).seal(b"v", b"key")
+    start = time.monotonic()
+    with pytest.raises(UntrustedDataError) as refused:
+        reader.open(sealed, b"key")
+    assert refused.value.cause == "unknown_key_id" and time.monotonic() - start < 2
+    release.set()
+
+    fetches = []
+
+    def failing_kms() -> dict[str, bytes]:
+        fetches.append(1)
+        if len(fetches) > 1:  # answers at construction, fails when fetched again
+            raise ConnectionError("KMS unreachable")
+        return {"k1": KEY_1}
+
+    broken = Encryption(failing_kms, reload_every=0)
+    with pytest.raises(UntrustedDataError) as refused:
+        broken.open(sealed, b"key")
+    assert refused.value.cause == "unknown_key_id"
+    assert broken.open(broken.seal(b"v", b"key"), b"key") == b"v"  # its ring is intact

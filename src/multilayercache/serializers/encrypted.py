@@ -18,8 +18,9 @@ Sealed form: ``ENCRYPTED_TAG``, the key id (one byte of length, then UTF-8), a r
 key, values written under an old one still open, and ``RedisLayer.reencrypt()`` rewrites
 them under the active key (compare-and-set, so a newer write is never undone), after which
 the old key can be dropped. With a callable, the ring is fetched again (at most every
-``reload_every`` seconds) when a value names a key id it does not hold: an instance picks
-up a rotation another instance started.
+``reload_every`` seconds, a read waiting for it at most ``fetch_timeout``) when a value
+names a key id it does not hold: an instance picks up a rotation another instance started,
+and a KMS that hangs or fails costs a read a miss, never a hang or an error.
 
 What is not protected: the envelope around the sealed bytes (when it was written, its
 deadlines) is readable and not authenticated, since ``touch`` and refresh rewrite the
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import threading
 import time
@@ -52,6 +54,7 @@ NONCE_BYTES = 12
 TAG_BYTES = 16
 KEY_SIZES = (16, 24, 32)
 ENVIRONMENT_VARIABLE = "MULTILAYERCACHE_KEYS"
+log = logging.getLogger("multilayercache")
 
 KeyRing = Mapping[str, bytes | str]
 """Key ids to keys: raw bytes, or base64 text of them. The first is the active key."""
@@ -68,12 +71,18 @@ class Encryption:
     """
 
     def __init__(
-        self, keys: KeyRing | Callable[[], KeyRing], *, reload_every: float = 10.0
+        self,
+        keys: KeyRing | Callable[[], KeyRing],
+        *,
+        reload_every: float = 10.0,
+        fetch_timeout: float = 2.0,
     ) -> None:
         self._source = keys if callable(keys) else None
         self.reload_every = reload_every
         self._lock = threading.Lock()
         self._loaded_at = time.monotonic()
+        self.fetch_timeout = fetch_timeout
+        self._fetching: threading.Event | None = None
         self._ring = _ring(keys() if callable(keys) else keys)
 
     @classmethod
@@ -147,10 +156,7 @@ class Encryption:
     def _cipher(self, key_id: str) -> AESGCM:
         found = self._ring.get(key_id)
         if found is None and self._source is not None:
-            with self._lock:  # one fetch for every thread that meets the new id
-                if time.monotonic() - self._loaded_at >= self.reload_every:
-                    self._loaded_at = time.monotonic()
-                    self._ring = _ring(self._source())
+            self._fetch_ring()
             found = self._ring.get(key_id)
         if found is None:
             raise UntrustedDataError(
@@ -159,6 +165,34 @@ class Encryption:
                 cause="unknown_key_id",
             )
         return found[1]
+
+    def _fetch_ring(self) -> None:
+        """Fetch the ring again from the callable (at most every ``reload_every``
+        seconds; one fetch for every thread that meets a new key id), waiting for it at
+        most ``fetch_timeout``: a KMS that hangs costs a read that long (a miss), never
+        more, and the fetch goes on in the background."""
+        with self._lock:
+            fetching = self._fetching
+            if fetching is None:
+                if time.monotonic() - self._loaded_at < self.reload_every:
+                    return
+                self._loaded_at = time.monotonic()
+                fetching = self._fetching = threading.Event()
+                threading.Thread(
+                    target=self._fetch, args=(fetching,), name="mlc-key-ring", daemon=True
+                ).start()
+        fetching.wait(self.fetch_timeout)
+
+    def _fetch(self, done: threading.Event) -> None:
+        assert self._source is not None
+        try:
+            self._ring = _ring(self._source())
+        except Exception:  # the KMS failed: the ring stays as it was, the read misses
+            log.exception("multilayercache: fetching the encryption keys failed")
+        finally:
+            with self._lock:
+                self._fetching = None
+            done.set()
 
     def __repr__(self) -> str:  # never the keys themselves
         return f"Encryption(key ids={list(self._ring)}, active={self.active_id!r})"
