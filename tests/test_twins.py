@@ -272,6 +272,7 @@ layer_op = st.one_of(
         st.sampled_from(LIFETIMES),
     ),
     st.tuples(st.just("tick"), st.just(0), st.sampled_from([0.1, 0.5, 1, 2, 7, 30])),
+    st.tuples(st.just("drop"), st.integers(0, 60), st.just(None)),
 )
 layer_ops = st.lists(layer_op, max_size=300)
 # Long runs with many lookups and sets, so that a few hashes get crowded (flooding.py).
@@ -377,6 +378,10 @@ def run_layer_ops(pure, compiled, clocks, ops) -> None:
             assert same_outcome(pure.incr, compiled.incr, key, version % 5 - 2, ttl)
         elif op == "lookup":
             assert pure.lookup(key, "miss", "aside") == compiled.lookup(key, "miss", "aside")
+        elif op == "drop":  # invalidate one key in five, dropped lazily (sweep.py)
+            invalid = set(range(key % 5, 61, 5))
+            pure.drop_later([invalid])
+            compiled.drop_later([invalid])
         else:
             assert len(pure) == len(compiled)
         assert pure.stats() == compiled.stats()

@@ -157,15 +157,16 @@ class Invalidations:
                 del self.index[tag]
         self._indexed = sum(len(keys) for keys in self.index.values())
 
-    def held_with(self, tags: Iterable[str]) -> list[Any]:
-        """The in-process keys written with any of ``tags`` (forgotten here: the caller
-        drops them)."""
-        keys: list[Any] = []
+    def held_with(self, tags: Iterable[str]) -> list[set[Any]]:
+        """The in-process keys written with any of ``tags``, one set per tag (forgotten
+        here: the caller drops them)."""
+        held: list[set[Any]] = []
         for tag in tags:
-            dropped = self.index.pop(tag, ())
-            self._indexed -= len(dropped)
-            keys.extend(dropped)
-        return keys
+            keys = self.index.pop(tag, None)
+            if keys:
+                self._indexed -= len(keys)
+                held.append(keys)
+        return held
 
     @staticmethod
     def fields(tags: Iterable[str], prefixes: Iterable[str]) -> list[str]:

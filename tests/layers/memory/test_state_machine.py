@@ -82,6 +82,14 @@ class LayerModel(RuleBasedStateMachine):
             else:
                 self.model[key] = (self.model[key][0], self.clock.now + seconds)
 
+    @rule(residue=st.integers(0, 4))
+    def drop_later(self, residue) -> None:
+        # Invalidated, swept lazily: never read again, whatever operations come next.
+        invalid = {key for key in range(41) if key % 5 == residue}
+        self.cache.drop_later([invalid])
+        for key in invalid:
+            self.model.pop(key, None)
+
     @rule(seconds=st.sampled_from([0.1, 0.25, 1, 2.5, 60]))
     def wait(self, seconds) -> None:
         self.clock.advance(seconds)

@@ -1,7 +1,7 @@
 """``invalidate_tags`` and ``invalidate_prefix``, written once (``core/tags.py`` has the
 idea): one mark per tag or prefix in the shared layer, whatever the number of keys; the
-in-process layers drop what they hold of it at once (``drop_marked``), here and, through
-the backplane, in every other instance."""
+in-process layers drop what they hold of it (``drop_marked``), here and, through the
+backplane, in every other instance."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..tags import Invalidations
 from .steps import Call, Plan
 
 BUMP_ALL_BEYOND = 256
-"""Keys dropped at once beyond which every generation is bumped (``bump_all``: a fixed
+"""Tagged keys beyond which every generation is bumped (``bump_all``: a fixed
 cost) rather than each key's."""
 
 
@@ -36,36 +36,38 @@ def drop_marked(
 ) -> None:
     """Record the marks and drop from the in-process layers what they invalidate: the keys
     written there with one of ``tags``, and the keys that start with one of ``prefixes``.
-    Generations are bumped first, so that a read copying an older value up meanwhile
-    deletes its copy (``core/generations.py``). In-process layers are called directly:
-    they do no IO (this also runs on the backplane's thread)."""
+    An ``InMemoryLayer`` drops them lazily (``drop_later``: each operation checks its own
+    key and sweeps a few slots, so this costs the same for 10 keys or all it holds);
+    another in-process layer drops them here. Generations are bumped first, so that a
+    read copying an older value up meanwhile deletes its copy (``core/generations.py``).
+    In-process layers are called directly: they do no IO (this also runs on the
+    backplane's thread)."""
     invalidations = state.invalidations
     invalidations.mark(tags, prefixes, at_ms)
     tagged = invalidations.held_with(tags)
-    drops: list[tuple[Any, list[Any]]] = []
-    for tier in state.tiers:
-        if not tier.in_process:
-            continue
-        keys = tagged
-        held: list[Any] = []
-        if prefixes or len(tagged) > len(tier.layer):  # listing what it holds costs less
-            held = tier.layer.keys()
-            if len(tagged) > len(held):
-                wanted = set(tagged)
-                keys = [key for key in held if key in wanted]
-        if prefixes:
-            keys = keys + [key for key in held if isinstance(key, str) and key.startswith(prefixes)]
-        drops.append((tier, keys))
+    tagged_count = sum(len(keys) for keys in tagged)
     generations = state.generations
     if generations is not None:
-        if prefixes or sum(len(keys) for _, keys in drops) > BUMP_ALL_BEYOND:
+        if prefixes or tagged_count > BUMP_ALL_BEYOND:
             generations.bump_all()  # a read of any of them may be on its way: a fixed cost
         else:
-            generations.bump_many(tagged)
-    for tier, keys in drops:
-        delete = tier.layer.delete
+            generations.bump_many([key for keys in tagged for key in keys])
+    for tier in state.tiers:
+        if not tier.in_process or not (tagged_count or prefixes):
+            continue
+        layer = tier.layer
+        drop_later = getattr(layer, "drop_later", None)
+        if drop_later is not None:
+            drop_later(tagged, prefixes)
+            continue
+        if prefixes or tagged_count > len(layer):  # listing what it holds costs less
+            held = layer.keys()
+            keys = [key for keys in tagged for key in keys.intersection(held)]
+            if prefixes:
+                keys += [key for key in held if isinstance(key, str) and key.startswith(prefixes)]
+        else:
+            keys = [key for keys in tagged for key in keys]
         for key in keys:
-            delete(key)
-
+            layer.delete(key)
 
 __all__ = ["drop_marked", "invalidate"]

@@ -50,13 +50,14 @@ from typing import Any
 
 from ..._core._bits_py import spread
 from ..._core._hotkeys_py import HotKeyTable
-from ..._core._policy_py import WTinyLfuPolicy
+from ..._core._policy_py import NOT_CACHED, WTinyLfuPolicy
 from ..._core._timerwheel_py import NO_DEADLINE, TimerWheel
 from ..._forking import register_after_fork
 from ...core.freshness import Entry, Freshness, Lifetime
 from ...core.stats import LayerSnapshot, LayerStats
 from ...core.ttl import TTL, ttl_seconds
 from ._freshness_py import FreshnessDeadlines
+from .sweep import SWEEP_STEP, PendingDrop
 from ._inspect_py import (
     cached_slots,
     frequency_estimate,
@@ -140,6 +141,8 @@ class InMemoryLayer:
         self._values: list[Any] = []
         self._slot_hits: list[int] = []
         self._free: list[int] = []
+        self._pending: PendingDrop | None = None  # invalidations not yet swept (drop_later)
+        self._sweep_at = 0  # the next slot the sweep looks at
 
     # ------------------------------------------------------------------ reads
     def get(self, key: Any, default: Any = None) -> Any:
@@ -157,6 +160,7 @@ class InMemoryLayer:
         """The held value with its freshness (stale ones too), or ``None``; counted as a
         hit or a miss."""
         key_hash = self._spread_hash(key)
+        self._settle(key)
         with self._lock:
             slot = self._live_slot(key)
             self._record_access(key_hash, slot)
@@ -181,6 +185,8 @@ class InMemoryLayer:
     def _read(self, key: Any, default: Any, accept: Freshness, aside: Any) -> Any:
         # ``aside`` is None for ``get``: a stale entry then reads as a miss.
         key_hash = self._spread_hash(key)
+        if self._pending is not None:
+            self._settle(key)
         with self._lock:
             slot = held = self._live_slot(key)
             if slot >= 0 and self._fresh.count and self._freshness(slot) > accept:
@@ -247,6 +253,7 @@ class InMemoryLayer:
     def __contains__(self, key: Any) -> bool:
         """Whether a live entry exists (does not count as an access)."""
         self._spread_hash(key)
+        self._settle(key)
         with self._lock:
             slot = self._slots.get(key, -1)
             return slot >= 0 and not self._is_expired(slot)
@@ -254,6 +261,7 @@ class InMemoryLayer:
     def __len__(self) -> int:
         """Live entries (expired ones are reclaimed first)."""
         with self._lock:
+            self._finish_drops()
             self._reclaim_expired()
             return self._policy.entries
 
@@ -298,11 +306,14 @@ class InMemoryLayer:
         weight = self._weight_of(key, value)
         now_ns = self._now_ns()
         deadlines = self._deadlines(now_ns, ttl, stale, refresh)
+        pending = self._settle(key)
         with self._lock:
             self._reclaim_expired(now_ns)
             if only_if_absent and self._holds_fresh(self._slots.get(key, -1), now_ns):
                 return False
             crowded = self._store_locked(key, value, key_hash, weight, now_ns, *deadlines)
+        if pending is not None:
+            pending.rescue(key)  # written after the invalidations: they do not apply to it
         if crowded:
             warn_crowded(self.name, key, self._crowded)
         return True
@@ -396,6 +407,7 @@ class InMemoryLayer:
         deadline, fresh_until, refresh_at = self._deadlines(
             now_ns, *self._lifetime_seconds(lifetime)
         )
+        self._settle(key)
         with self._lock:
             slot = self._slots.get(key, -1)
             if not self._holds_fresh(slot, now_ns):
@@ -423,6 +435,7 @@ class InMemoryLayer:
         weight = self._weight_of(key, delta)  # a new counter's (Python code: before the lock)
         now_ns = self._now_ns()
         deadlines = self._deadlines(now_ns, *self._lifetime_seconds(lifetime))
+        pending = self._settle(key)
         with self._lock:
             self._reclaim_expired(now_ns)
             slot = self._slots.get(key, -1)
@@ -432,6 +445,8 @@ class InMemoryLayer:
                 return count
             counted(0, delta, key)
             crowded = self._store_locked(key, delta, key_hash, weight, now_ns, *deadlines)
+        if pending is not None:
+            pending.rescue(key)
         if crowded:
             warn_crowded(self.name, key, self._crowded)
         return delta
@@ -450,6 +465,7 @@ class InMemoryLayer:
     def delete(self, key: Any) -> bool:
         """Remove the entry; True if a live one was there."""
         self._spread_hash(key)
+        self._settle(key)
         with self._lock:
             slot = self._slots.get(key, -1)
             if slot < 0:
@@ -466,6 +482,7 @@ class InMemoryLayer:
         self._spread_hash(key)
         seconds = self.default_ttl if ttl is None else ttl_seconds(ttl)
         now_ns = self._now_ns()
+        self._settle(key)
         with self._lock:
             slot = self._slots.get(key, -1)
             if slot < 0 or self._is_expired(slot, now_ns):
@@ -484,12 +501,14 @@ class InMemoryLayer:
         with self._lock:
             for slot in cached_slots(self):
                 self._remove(slot)
+            self._pending = None
 
     # ------------------------------------------------------------------ introspection
     def remaining_ttl(self, key: Any) -> float | None:
         """Seconds the entry stays fresh (``math.inf``: never expires; ``0.0``: stale, still
         held for the managers' fail-safe), or ``None`` when there is none. Does not count
         as an access."""
+        self._settle(key)
         return remaining_ttl(self, key)
 
     def __repr__(self) -> str:
@@ -515,7 +534,50 @@ class InMemoryLayer:
         """A list of the keys held now (a copy: O(size); for rare sweeps, such as
         ``invalidate_prefix``, not for the request path)."""
         with self._lock:
+            self._finish_drops()
             return held_keys(self)
+
+    # ------------------------------------------------------------------ lazy drops
+    def drop_later(self, keysets: Iterable[Any], prefixes: Iterable[str] = ()) -> None:
+        """Invalidate the entries whose key is in one of ``keysets`` (containers of keys)
+        or starts with one of ``prefixes``, at a cost that does not grow with their number:
+        from now on each operation checks its own key, and removes the invalid entries of
+        a few slots, until all are gone (``sweep.py``)."""
+        with self._lock:
+            if self._pending is None:
+                self._pending = PendingDrop()
+            self._pending.add(keysets, prefixes)
+            self._sweep_at = 0  # the new rules apply to every slot
+
+    def _settle(self, key: Any) -> PendingDrop | None:
+        """With invalidations pending: sweep a few slots, and remove ``key``'s entry if it
+        is invalid. Returns them (a write rescues its key once stored), else None."""
+        pending = self._pending
+        if pending is None:
+            return None
+        with self._lock:
+            self._sweep(SWEEP_STEP)
+            slot = self._slots.get(key, -1)
+            if slot >= 0 and pending.covers(key):
+                self._remove(slot)
+        return pending
+
+    def _sweep(self, step: int) -> None:
+        """Remove the invalid entries of the next ``step`` slots; past the last slot the
+        pending invalidations are done."""
+        pending, start = self._pending, self._sweep_at
+        if pending is None:
+            return
+        end = min(start + step, len(self._keys))
+        for slot in range(start, end):
+            if self._policy.region_of(slot) != NOT_CACHED and pending.covers(self._keys[slot]):
+                self._remove(slot)
+        self._sweep_at = end
+        if end >= len(self._keys):
+            self._pending = None
+
+    def _finish_drops(self) -> None:
+        self._sweep(len(self._keys))
 
     def _internals(self) -> dict[str, Any]:
         """For tests: the structures behind the layer (see tests/invariants.py)."""

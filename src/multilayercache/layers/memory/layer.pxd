@@ -28,7 +28,14 @@ cdef class InMemoryLayer:
     cdef object _weigher
     cdef object _clock
     cdef object _copy  # a function copying values in and out, or None (``copy=``)
-    cdef unsigned long _copies  # 1 if _copy is set (tested with the owner, in one test)
+    cdef bint _copies  # _copy is set
+    # Reads that take the locked path: COPIES (values are copied) | PENDING_DROPS
+    # (invalidations not yet swept, ``drop_later``); tested with the owner, in one test.
+    cdef unsigned long _slow_reads
+    cdef object _pending  # a sweep.PendingDrop, or None
+    cdef Py_ssize_t _sweep_at  # the next slot the sweep looks at
+    cdef uint64_t _sweep_epoch  # bumped by drop_later: a sweep begun before is not the last
+    cdef Py_ssize_t _sweepers  # threads inside a sweep step (the last one out may end it)
     cdef WTinyLfuPolicy _policy
     cdef TimerWheel _wheel
     cdef FreshnessDeadlines _fresh
@@ -67,6 +74,9 @@ cdef class InMemoryLayer:
     cdef Py_ssize_t _live_slot(self, object key, uint64_t key_hash) except -2
     cdef void _remember_miss(self, object key, uint64_t key_hash, uint64_t absent_at,
                              uint64_t bucket) noexcept
+    # lazy drops
+    cdef object _settle(self, object key)
+    cdef int _sweep(self, Py_ssize_t step) except -1
     # writes
     cdef int _store(self, object key, object value, double ttl, double stale,
                     double refresh, bint only_if_absent) except -1

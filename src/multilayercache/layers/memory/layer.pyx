@@ -23,7 +23,7 @@ from libc.stdint cimport int64_t, uint64_t
 
 from ..._core.bits cimport prefetch
 from ..._core.hotkeys cimport HotKeyTable
-from ..._core.policy cimport WTinyLfuPolicy
+from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
 from .freshness cimport FreshnessDeadlines
@@ -83,6 +83,12 @@ from .inspect import (
     top_keys,
 )
 from .introspection import layer_repr
+from .sweep import SWEEP_STEP, PendingDrop
+
+cdef enum:
+    # ``_slow_reads`` bits
+    COPIES = 1
+    PENDING_DROPS = 2
 
 cdef enum:
     # core.freshness.Freshness, as C constants for the hit path
@@ -115,6 +121,7 @@ cdef class InMemoryLayer:
         capacity, weighted = layer_bounds(max_size, max_weight, weigher)
         self._copy = value_copier(copy)
         self._copies = self._copy is not None
+        self._slow_reads = COPIES if self._copies else 0
         self.name = name
         self.max_size = None if weighted else capacity
         self.max_weight = capacity if weighted else None
@@ -165,9 +172,9 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t slot
         cdef int64_t deadline
         cdef uint64_t absent_at, vacant
-        # Another thread is inside a write (wait for it), or values are copied (``copy=``):
-        # one test on the hit path for both.
-        if self._ownership.owner | self._copies:
+        # Another thread is inside a write (wait for it), values are copied (``copy=``),
+        # or invalidations are being swept (``drop_later``): one test on the hit path.
+        if self._ownership.owner | self._slow_reads:
             return self._read_locked(key, key_hash, default, accept, aside)
         slot = find_slot(self, key, key_hash, False)
         if slot == INTERRUPTED:
@@ -214,6 +221,8 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t slot
         cdef object result
         cdef uint64_t absent_at = NOT_ABSENT, vacant = NO_BUCKET
+        if self._pending is not None:
+            self._settle(key)
         self._lock_for_write()
         try:
             slot = self._live_slot(key, key_hash)
@@ -248,6 +257,7 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t slot
         cdef object entry = None
         cdef uint64_t absent_at = NOT_ABSENT, vacant = NO_BUCKET
+        self._settle(key)
         self._lock_for_write()
         try:
             slot = self._live_slot(key, key_hash)
@@ -318,6 +328,7 @@ cdef class InMemoryLayer:
         """Whether a live entry exists (does not count as an access)."""
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
+        self._settle(key)
         self._lock_for_write()
         try:
             slot = find_slot(self, key, key_hash, True)
@@ -328,6 +339,7 @@ cdef class InMemoryLayer:
     def __len__(self):
         """Live entries (expired ones are reclaimed first)."""
         cdef int64_t now_ns = self._now_ns() if self._wheel.scheduled else 0
+        self._sweep(self._slot_count)
         self._lock_for_write()
         try:
             if now_ns:
@@ -408,6 +420,7 @@ cdef class InMemoryLayer:
             if refresh < ttl:
                 refresh_at = deadline_after(now_ns, refresh, NEVER)
         cdef bint crowded
+        cdef object pending = self._settle(key)
         self._lock_for_write()
         try:
             if only_if_absent and self._holds_key(key, key_hash, absent_at, now_ns):
@@ -416,6 +429,8 @@ cdef class InMemoryLayer:
                                        deadline, fresh_until, refresh_at)
         finally:
             self._unlock()
+        if pending is not None:
+            pending.rescue(key)  # written after the invalidations: they do not apply to it
         if crowded and _warns_at(self._crowded):
             warn_crowded(self.name, key, self._crowded)
         return 1
@@ -529,6 +544,7 @@ cdef class InMemoryLayer:
         cdef int64_t deadline, fresh_until, refresh_at
         deadline, fresh_until, refresh_at = self._deadlines(now_ns, ttl, stale, refresh)
         cdef Py_ssize_t slot
+        self._settle(key)
         self._lock_for_write()
         try:
             slot = find_slot(self, key, key_hash, True)
@@ -567,6 +583,7 @@ cdef class InMemoryLayer:
         cdef Py_ssize_t slot
         cdef object value = None, count = None
         cdef int crowded = -1  # a new counter: whether its hash was crowded
+        cdef object pending = self._settle(key)
         self._lock_for_write()
         try:
             if self._wheel.scheduled:
@@ -587,6 +604,8 @@ cdef class InMemoryLayer:
             self._unlock()
         if crowded < 0:
             return counted(value, delta, key)  # raises the error
+        if pending is not None:
+            pending.rescue(key)  # a new counter, written after the invalidations
         if crowded and _warns_at(self._crowded):
             warn_crowded(self.name, key, self._crowded)
         return delta
@@ -600,6 +619,7 @@ cdef class InMemoryLayer:
         cdef uint64_t key_hash = _key_hash(key)
         cdef Py_ssize_t slot
         cdef bint live
+        self._settle(key)
         self._lock_for_write()
         try:
             slot = find_slot(self, key, key_hash, True)
@@ -621,6 +641,7 @@ cdef class InMemoryLayer:
         cdef int64_t now_ns = self._now_ns()
         cdef int64_t deadline
         cdef Py_ssize_t slot
+        self._settle(key)
         self._lock_for_write()
         try:
             slot = find_slot(self, key, key_hash, True)
@@ -643,6 +664,8 @@ cdef class InMemoryLayer:
         try:
             for slot in cached_slots(self):
                 remove_slot(self, slot)
+            self._pending = None
+            self._slow_reads = COPIES if self._copies else 0
         finally:
             self._unlock()
 
@@ -651,6 +674,7 @@ cdef class InMemoryLayer:
         """Seconds the entry stays fresh (``math.inf``: never expires; ``0.0``: stale, still
         held for the managers' fail-safe), or ``None`` when there is none. Does not count
         as an access."""
+        self._settle(key)
         return remaining_ttl(self, key)
 
     def __repr__(self):
@@ -675,7 +699,78 @@ cdef class InMemoryLayer:
     def keys(self):
         """A list of the keys held now (a copy: O(size); for rare sweeps, such as
         ``invalidate_prefix``, not for the request path)."""
+        self._sweep(self._slot_count)
         return held_keys(self)
+
+    # ------------------------------------------------------------------ lazy drops
+    def drop_later(self, keysets, prefixes=()):
+        """Invalidate the entries whose key is in one of ``keysets`` (containers of keys)
+        or starts with one of ``prefixes``, at a cost that does not grow with their number:
+        from now on each operation checks its own key, and removes the invalid entries of
+        a few slots, until all are gone (``sweep.py``)."""
+        cdef object pending = self._pending
+        if pending is None:
+            pending = PendingDrop()
+        pending.add(keysets, prefixes)  # checks the prefixes: nothing changed if it raises
+        self._pending = pending
+        self._sweep_at = 0  # the new rules apply to every slot
+        self._sweep_epoch += 1
+        self._slow_reads |= PENDING_DROPS
+
+    cdef object _settle(self, object key):
+        """With invalidations pending: sweep a few slots, and remove ``key``'s entry if it
+        is invalid. Returns them (a write rescues its key once stored), else None. The
+        rules are Python code (a key's ``__eq__``): asked before the layer is taken; a
+        write of the key meanwhile may be removed too, a miss, never a stale read."""
+        cdef object pending = self._pending
+        cdef Py_ssize_t slot
+        if pending is None:
+            return None
+        self._sweep(SWEEP_STEP)
+        if pending.covers(key):
+            self._lock_for_write()
+            try:
+                slot = find_slot(self, key, _key_hash(key), True)
+                if slot >= 0:
+                    remove_slot(self, slot)
+            finally:
+                self._unlock()
+        return pending
+
+    cdef int _sweep(self, Py_ssize_t step) except -1:
+        """Remove the invalid entries of the next ``step`` slots. The invalidations are
+        done once the sweep has passed the last slot and no thread is still inside an
+        earlier step (its keys' rules are Python code: another thread may run meanwhile),
+        unless ``drop_later`` added some since."""
+        cdef object pending = self._pending
+        cdef uint64_t epoch = self._sweep_epoch
+        cdef Py_ssize_t start = self._sweep_at, end, slot
+        if pending is None:
+            return 0
+        end = min(start + step, self._slot_count)
+        self._sweep_at = end
+        self._sweepers += 1
+        try:
+            held = [
+                (slot, self._entries[2 * slot]) for slot in range(start, end)
+                if self._policy.region_of(slot) != NOT_CACHED
+            ]
+            for slot, key in held:
+                if pending.covers(key):  # Python code: the slot is checked again once taken
+                    self._lock_for_write()
+                    try:
+                        if (self._entries[2 * slot] is key
+                                and self._policy.region_of(slot) != NOT_CACHED):
+                            remove_slot(self, slot)
+                    finally:
+                        self._unlock()
+        finally:
+            self._sweepers -= 1
+        if (self._sweepers == 0 and self._sweep_at >= self._slot_count
+                and self._sweep_epoch == epoch and self._pending is pending):
+            self._pending = None
+            self._slow_reads = COPIES if self._copies else 0
+        return 0
 
     def _internals(self):
         """For tests: the structures behind the layer (see tests/invariants.py)."""
