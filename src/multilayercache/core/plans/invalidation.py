@@ -6,7 +6,6 @@ backplane, in every other instance."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from ..state import CacheState
 from ..tags import Invalidations
@@ -69,5 +68,6 @@ def drop_marked(
             keys = [key for keys in tagged for key in keys]
         for key in keys:
             layer.delete(key)
+
 
 __all__ = ["drop_marked", "invalidate"]

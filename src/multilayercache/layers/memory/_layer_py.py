@@ -57,7 +57,6 @@ from ...core.freshness import Entry, Freshness, Lifetime
 from ...core.stats import LayerSnapshot, LayerStats
 from ...core.ttl import TTL, ttl_seconds
 from ._freshness_py import FreshnessDeadlines
-from .sweep import SWEEP_STEP, PendingDrop
 from ._inspect_py import (
     cached_slots,
     frequency_estimate,
@@ -82,6 +81,7 @@ from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_left, seconds_to_ns
 from .flooding import MAX_KEYS_PER_HASH, warn_crowded
 from .introspection import layer_repr
+from .sweep import SWEEP_STEP, PendingDrop
 
 # A cached entry's hit count saturates here (the compiled twin keeps it in 31 bits).
 MAX_SLOT_HITS = (1 << 31) - 1
