@@ -102,6 +102,28 @@ def test_writes_by_other_programs_leave_l1_with_track_external_writes(harness, r
     assert eventually(lambda: cache.get("k3") is None)
 
 
+def test_poisoned_stream_entries_are_skipped_and_counted(harness, raw_redis, prefix) -> None:
+    a = harness.cache([harness.l1(), harness.l2()], backplane=True)
+    b = harness.cache([harness.l1(), harness.l2()], backplane=True)
+    stream = b.backplane.stream
+    poisons = [
+        {"o": "x", "a": "keys", "k": b"\xc1\xc1"},  # not msgpack
+        {"o": "x", "a": "keys", "k": b"\x92\x01\x02"},  # a list, but of ints
+        {"o": "x", "a": "explode", "k": b"\x90"},  # no such action
+        {"o": "x", "a": "tags", "k": b"\x91\xa1t", "t": b"soon"},  # not a time
+        {"junk": "1"},
+        {"o": "x", "a": "keys", "k": b"\xdd\x00\x10\x00\x00" + b"\xa0" * (1 << 20) * 5},
+    ]
+    b.set("kept", 1)
+    b.get("kept")
+    for fields in poisons:
+        raw_redis.xadd(stream, fields)
+    assert eventually(lambda: b.backplane.stats()["malformed"] == len(poisons))
+    assert b.get("kept") == 1  # nothing dropped, nothing raised
+    a.set("kept", 2)  # and what comes next is still heard
+    assert eventually(lambda: b.get("kept") == 2)
+
+
 def test_bad_backplane_options_are_refused(harness) -> None:
     with pytest.raises(TypeError, match="backplane must be True, a URL or a Backplane"):
         harness.cache([harness.l1(), harness.l2()], backplane=42)

@@ -24,6 +24,11 @@ import msgspec
 Action = Literal["keys", "clear", "tags", "prefixes"]
 ACTIONS: tuple[Action, ...] = ("keys", "clear", "tags", "prefixes")
 
+MAX_KEYS_BYTES = 4 * 1024 * 1024
+"""The largest list of keys a message may carry encoded (an instance sends at most 1,000
+keys per entry): anyone who can write the stream must not make every instance decode a
+huge one."""
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode_keys = msgspec.msgpack.Decoder(list[str]).decode
 
@@ -57,7 +62,10 @@ class Message:
             action = fields[b"a"].decode()
             if action not in ACTIONS:
                 return None
-            keys = tuple(_decode_keys(fields[b"k"]))
+            encoded = fields[b"k"]
+            if len(encoded) > MAX_KEYS_BYTES:
+                return None
+            keys = tuple(_decode_keys(encoded))
             at_ms = int(fields.get(b"t", b"0"))
             return cls(bytes(fields[b"o"]), action, keys, at_ms)  # type: ignore[arg-type]
         except (
