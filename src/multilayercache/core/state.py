@@ -5,6 +5,7 @@ and what it counts; shared by the sync and asyncio managers and read by the plan
 from __future__ import annotations
 
 import random
+import reprlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -152,8 +153,9 @@ class CacheState:
 
     def _warn(self, tier: Tier, action: str, key: Any, outcome: str, error: Exception) -> None:
         errors = tier.read_errors + tier.write_errors + tier.encode_errors  # this one included
-        message = "%s: %s of %r failed, %s (%d errors so far): %s"
-        tier.warn(message, tier.name, action, key, outcome, errors, error)
+        message = "%s: %s of %s failed, %s (%d errors so far): %s"
+        # reprlib: a batch's keys (or a long key) shortened, never 10,000 of them in a line
+        tier.warn(message, tier.name, action, reprlib.repr(key), outcome, errors, error)
 
     # ---------------------------------------------------------------- failing loads
     def held_off(self, key: Any) -> tuple[FailedLoad | None, float] | None:
