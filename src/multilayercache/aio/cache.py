@@ -44,6 +44,10 @@ from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
 from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
+from ..analytics.anomaly import Anomaly
+from ..analytics.insights import CacheInsights
+from ..analytics.options import InsightsOptions
+from ..analytics.sampler import insights_options, start_insights
 from ..layers.redis.backplane import Backplane, backplane_of
 from .driver import AsyncDriver
 
@@ -63,7 +67,10 @@ class AsyncMultilayerCache(ManagerBase):
         value_type: Any = None,
         load_options: LoadOptions | None = None,
         backplane: Backplane | str | bool | None = None,
+        insights: InsightsOptions | bool | None = None,
+        on_anomaly: Callable[[Anomaly], Any] | None = None,
     ) -> None:
+        sampling = insights_options(insights, on_anomaly)
         state = CacheState(
             layers,
             policies,
@@ -74,6 +81,8 @@ class AsyncMultilayerCache(ManagerBase):
             load_options=load_options,
         )
         super().__init__(state, AsyncDriver, backplane_of(backplane))
+        # Off by default; on: a thread samples the layers' counters (analytics/sampler.py).
+        self._sampler = start_insights(self.layers, sampling)
 
     # ------------------------------------------------------------------ reads
     async def get(self, key: Any, default: Any = None) -> Any:
@@ -335,6 +344,8 @@ class AsyncMultilayerCache(ManagerBase):
         """Deliver the queued write-behind writes (waiting up to ``timeout``, default each
         layer's ``WriteBehind.close_timeout``; what is still queued then goes to the dead
         letter), then close the layers that hold connections."""
+        if self._sampler is not None:
+            self._sampler.stop(timeout=0)  # no join from the event loop: it ends by itself
         for writer in self._driver.writers.values():
             await writer.close(timeout)
         if self.backplane is not None:
@@ -353,3 +364,17 @@ class AsyncMultilayerCache(ManagerBase):
         self, kind: type | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         await self.close()
+
+    # ------------------------------------------------------------------ insights
+    def insights(self) -> CacheInsights:
+        """Per layer: request, hit, miss, eviction and expiration rates over sliding windows
+        (``InsightsOptions.windows``: 10 s, 1 min, 5 min), the zipf exponent of the keys'
+        accesses (in-process layers), and the latest anomalies (``analytics/anomaly.py``),
+        as sampled so far off the request path. ``RuntimeError`` unless the cache was made
+        with ``insights=`` or ``on_anomaly=``."""
+        if self._sampler is None:
+            raise RuntimeError(
+                "insights are off: create the cache with insights=True, "
+                "insights=InsightsOptions(...) or on_anomaly=..."
+            )
+        return self._sampler.insights.report()

@@ -53,6 +53,10 @@ from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
 from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
+from ..analytics.anomaly import Anomaly
+from ..analytics.insights import CacheInsights
+from ..analytics.options import InsightsOptions
+from ..analytics.sampler import insights_options, start_insights
 from ..layers.redis.backplane import Backplane, backplane_of
 from .driver import Driver
 
@@ -81,7 +85,10 @@ class MultilayerCache(ManagerBase):
         value_type: Any = None,
         load_options: LoadOptions | None = None,
         backplane: Backplane | str | bool | None = None,
+        insights: InsightsOptions | bool | None = None,
+        on_anomaly: Callable[[Anomaly], Any] | None = None,
     ) -> None:
+        sampling = insights_options(insights, on_anomaly)
         state = CacheState(
             layers,
             policies,
@@ -92,6 +99,8 @@ class MultilayerCache(ManagerBase):
             load_options=load_options,
         )
         super().__init__(state, Driver, backplane_of(backplane))
+        # Off by default; on: a thread samples the layers' counters (analytics/sampler.py).
+        self._sampler = start_insights(self.layers, sampling)
         # Reads are mostly L1 hits: answer them from compiled code, with the same behaviour
         # as ``get`` below (see sync/_frontdoor_py.py). The plans take over below L1.
         door = FrontDoor(
@@ -420,6 +429,8 @@ class MultilayerCache(ManagerBase):
         """Deliver the queued write-behind writes (waiting up to ``timeout``, default each
         layer's ``WriteBehind.close_timeout``; what is still queued then goes to the dead
         letter), then close the layers that hold connections."""
+        if self._sampler is not None:
+            self._sampler.stop()
         for writer in self._driver.writers.values():
             writer.close(timeout)
         self._leave_fleet()
@@ -435,3 +446,17 @@ class MultilayerCache(ManagerBase):
         self, kind: type | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
+
+    # ------------------------------------------------------------------ insights
+    def insights(self) -> CacheInsights:
+        """Per layer: request, hit, miss, eviction and expiration rates over sliding windows
+        (``InsightsOptions.windows``: 10 s, 1 min, 5 min), the zipf exponent of the keys'
+        accesses (in-process layers), and the latest anomalies (``analytics/anomaly.py``),
+        as sampled so far off the request path. ``RuntimeError`` unless the cache was made
+        with ``insights=`` or ``on_anomaly=``."""
+        if self._sampler is None:
+            raise RuntimeError(
+                "insights are off: create the cache with insights=True, "
+                "insights=InsightsOptions(...) or on_anomaly=..."
+            )
+        return self._sampler.insights.report()
