@@ -210,10 +210,12 @@ class KeySpikes:
             ranked = sorted(counts.items(), key=lambda item: -item[1][0])
             counts = dict(ranked[: int(options.tracked_keys)])
         self._requests.push(seconds, 0, requests, time_constant)
-        self._make_room(counts)
+        admitted = self._admit(counts)
         for key_hash, (count, locator) in counts.items():
             tracked = self._tracked.get(key_hash)
             if tracked is None:
+                if key_hash not in admitted:
+                    continue
                 tracked = self._tracked[key_hash] = _TrackedKey(samples, locator)
                 # Unseen until now: its share was about 0 for as long as the layer's.
                 for old in list(self._requests.recent)[:-1]:
@@ -253,18 +255,34 @@ class KeySpikes:
             KEY_SPIKE, self.layer, share, baseline, requests, span, at, key_hash=key_hash
         )
 
-    def _make_room(self, counts: Mapping[int, tuple[int, Any]]) -> None:
-        """Forget the least accessed tracked keys (by baseline, then recent count) that
-        this sample does not count, so that the newcomers fit in ``tracked_keys``."""
-        newcomers = sum(1 for key_hash in counts if key_hash not in self._tracked)
-        excess = len(self._tracked) + newcomers - int(self.options.tracked_keys)
-        if excess <= 0:
-            return
-        idle = [
-            (tracked.window.alerted, tracked.window.mean_events, key_hash)
+    def _admit(self, counts: Mapping[int, tuple[int, Any]]) -> set[int]:
+        """The keys of this sample that are not tracked yet and get tracked: while there is
+        room, the most accessed; then each only in place of a tracked key that this sample
+        does not count and that usually sees fewer accesses a sample than it has now (the
+        many keys seen once must not push out a hot key that had a quiet sample)."""
+        newcomers = sorted(
+            ((count, key_hash) for key_hash, (count, _) in counts.items()
+             if key_hash not in self._tracked),
+            reverse=True,
+        )  # fmt: skip
+        room = int(self.options.tracked_keys) - len(self._tracked)
+        admitted = {key_hash for _, key_hash in newcomers[: max(room, 0)]}
+        idle = sorted(
+            (tracked.window.alerted, self._usual_count(tracked.window), key_hash)
             for key_hash, tracked in self._tracked.items()
             if key_hash not in counts
-        ]
-        idle.sort()
-        for _, _, key_hash in idle[:excess]:
-            del self._tracked[key_hash]
+        )
+        for (count, key_hash), (alerted, usual, weakest) in zip(
+            newcomers[max(room, 0) :], idle
+        ):
+            if alerted or count <= usual:
+                break  # newcomers fall and the tracked keys rise: no later pair qualifies
+            del self._tracked[weakest]
+            admitted.add(key_hash)
+        return admitted
+
+    def _usual_count(self, window: _Window) -> float:
+        """A tracked key's accesses in a usual sample: by its baseline, or by its recent
+        samples while it has no baseline yet."""
+        recent = sum(sample[1] for sample in window.recent) / max(1, len(window.recent))
+        return max(window.mean_events * self.options.interval, recent)

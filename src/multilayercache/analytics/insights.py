@@ -174,6 +174,8 @@ def top_accesses(
 
 def _largest(values: np.ndarray, n: int) -> np.ndarray:
     """Indexes of the ``n`` largest positive values (any order)."""
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
     if len(values) > n:
         values_at = np.argpartition(values, len(values) - n)[len(values) - n :]
     else:
@@ -243,7 +245,10 @@ class _LayerSampler:
 
     def _fit(self, since: Any, counts: Any) -> tuple[float | None, int]:
         slot_deltas, bucket_deltas = access_deltas(since, counts)
-        top = top_accesses(counts, slot_deltas, bucket_deltas, SKEW_RANKS)
+        # Only the keys an L1 keeps are counted in full: the fit stays among the hottest
+        # quarter of what it holds (a key it drops and stores again counts only its stay).
+        held = int(np.count_nonzero(counts.slot_hashes))
+        top = top_accesses(counts, slot_deltas, bucket_deltas, min(SKEW_RANKS, held // 4))
         return zipf_exponent(np.array([count for count, _ in top.values()], dtype=np.int64))
 
     def report(self) -> LayerInsights:
