@@ -201,3 +201,13 @@ def test_anomalies_are_frozen_and_say_what_happened() -> None:
 def test_bad_options_name_what_is_wrong(options: dict, error: type, named: str) -> None:
     with pytest.raises(error, match=named):
         InsightsOptions(**options)
+
+
+def test_a_layer_that_served_nothing_yet_has_no_usual_miss_ratio() -> None:
+    # An L2 that sees no request for a while (L1 answers everything), then only misses:
+    # not a spike, since there was no miss ratio to depart from.
+    misses = MissRateSpikes("l2", OPTIONS)
+    for _ in range(4 * 30):
+        assert misses.observe(TICK, 0, 0, 0) is None
+    for _ in range(8):
+        assert misses.observe(TICK, 0, 100, 0) is None

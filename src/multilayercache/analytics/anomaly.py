@@ -109,13 +109,17 @@ class _Window:
     """A layer's recent samples of one counter pair (events, requests), and the baseline
     of the samples that left them."""
 
-    __slots__ = ("recent", "mean_events", "mean_requests", "baseline_seconds", "alerted")
+    __slots__ = (
+        "recent", "mean_events", "mean_requests", "baseline_seconds", "baseline_requests",
+        "alerted",
+    )  # fmt: skip
 
     def __init__(self, samples: int) -> None:
         self.recent: deque[tuple[float, int, int]] = deque(maxlen=samples)
         self.mean_events = 0.0
         self.mean_requests = 0.0
         self.baseline_seconds = 0.0
+        self.baseline_requests = 0
         self.alerted = False
 
     def push(self, seconds: float, events: int, requests: int, time_constant: float) -> None:
@@ -128,7 +132,18 @@ class _Window:
                 keep * self.mean_requests + (1 - keep) * old_requests / old_seconds
             )
             self.baseline_seconds += old_seconds
+            self.baseline_requests += old_requests
         self.recent.append((seconds, events, requests))
+
+    def judged(self, options: InsightsOptions, requests: int) -> bool:
+        """Whether there is enough to judge by: ``requests`` in the recent window, and a
+        baseline of ``warmup_seconds`` with as many requests (a layer that served nothing
+        yet has no usual miss ratio)."""
+        return (
+            requests >= options.min_requests
+            and self.baseline_seconds >= options.warmup_seconds
+            and self.baseline_requests >= options.min_requests
+        )
 
     @property
     def baseline(self) -> float:
@@ -163,7 +178,7 @@ class MissRateSpikes:
         options, window = self.options, self._window
         window.push(seconds, misses, hits + misses, options.baseline_seconds)
         span, missed, requests = window.totals()
-        if requests < options.min_requests or window.baseline_seconds < options.warmup_seconds:
+        if not window.judged(options, requests):
             return None
         ratio, baseline = missed / requests, window.baseline
         threshold = baseline + options.miss_rate_increase
@@ -222,6 +237,7 @@ class KeySpikes:
                     tracked.window.push(old[0], 0, old[2], time_constant)
                 tracked.window.mean_requests = self._requests.mean_requests
                 tracked.window.baseline_seconds = self._requests.baseline_seconds
+                tracked.window.baseline_requests = self._requests.baseline_requests
             tracked.locator = locator
             tracked.window.push(seconds, count, requests, time_constant)
         for key_hash, tracked in self._tracked.items():
@@ -241,7 +257,7 @@ class KeySpikes:
     def _judge(self, key_hash: int, window: _Window, at: float) -> Anomaly | None:
         options = self.options
         span, count, requests = window.totals()
-        if requests < options.min_requests or window.baseline_seconds < options.warmup_seconds:
+        if not window.judged(options, requests):
             return None
         share, baseline = count / requests, window.baseline
         threshold = max(options.key_share, options.key_factor * baseline)
