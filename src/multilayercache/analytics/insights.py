@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .._forking import register_after_fork
 from ..core.log import ThrottledWarning
 from .anomaly import Anomaly, KeySpikes, MissRateSpikes, deliver
 from .options import InsightsOptions
@@ -313,6 +314,11 @@ class Insights:
         self._samples = 0
         self._lock = threading.Lock()  # sample() on the sampler's thread, report() anywhere
         self._warn = ThrottledWarning(self.options.log_interval, clock)
+        register_after_fork(self)
+
+    def _after_fork(self) -> None:
+        # The parent's sampler may have held the lock at the fork: it is gone in the child.
+        self._lock = threading.Lock()
 
     def sample(self) -> list[Anomaly]:
         """Sample every layer once; the anomalies found are delivered (log, callback) and
