@@ -177,7 +177,7 @@ def test_a_callback_that_raises_is_logged_not_raised(caplog) -> None:
 def test_anomalies_are_frozen_and_say_what_happened() -> None:
     spike = anomaly(kind=MISS_RATE_SPIKE, layer="l2", observed=0.6, baseline=0.1, key=None)
     assert str(spike) == (
-        "l2's miss ratio is 60.0% over the last 1 s (900 requests; baseline 10.0%)"
+        "l2's miss ratio is 60.0% over the last 1.0 s (900 requests; baseline 10.0%)"
     )
     with pytest.raises(AttributeError):
         spike.observed = 0  # type: ignore[misc]

@@ -165,7 +165,9 @@ def test_the_zipf_exponent_of_synthetic_traffic(exponent: float) -> None:
 
 def test_the_zipf_fit() -> None:
     ranks = np.arange(1, 1_001, dtype=np.float64)
-    assert zipf_exponent(np.round(1e6 * ranks**-1.1).astype(np.int64))[0] == pytest.approx(1.1, abs=0.01)
+    assert zipf_exponent(np.round(1e6 * ranks**-1.1).astype(np.int64))[0] == pytest.approx(
+        1.1, abs=0.01
+    )
     assert zipf_exponent(np.full(100, 50)) == (pytest.approx(0.0, abs=1e-9), 100)  # uniform
     assert zipf_exponent(np.array([1_000, 500, 3, 2, 1])) == (None, 2)  # too few keys
 

@@ -106,7 +106,10 @@ def test_tasks_a_spike_is_reported_within_two_seconds(redis_url, prefix) -> None
 
     async def main() -> float:
         cache = AsyncMultilayerCache(
-            [impl.InMemoryLayer(max_size=2_000, name="l1"), AsyncRedisLayer(redis_url, prefix=prefix)],
+            [
+                impl.InMemoryLayer(max_size=2_000, name="l1"),
+                AsyncRedisLayer(redis_url, prefix=prefix),
+            ],
             insights=InsightsOptions(**OPTIONS, on_anomaly=heard),
         )
         spike_from = [float("inf")]

@@ -42,9 +42,7 @@ def test_insights_per_layer_from_a_sampler_thread(harness) -> None:
         assert l1.window(60).requests_per_second * covered == pytest.approx(
             stats.layer("l1").requests
         )
-        assert l2.window(60).misses_per_second * covered == pytest.approx(
-            stats.layer("l2").misses
-        )
+        assert l2.window(60).misses_per_second * covered == pytest.approx(stats.layer("l2").misses)
         assert report.anomalies == [] and l2.zipf_exponent is None
     finally:
         cache.close()

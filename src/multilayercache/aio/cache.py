@@ -22,6 +22,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from ..analytics.anomaly import Anomaly
+from ..analytics.insights import CacheInsights
+from ..analytics.options import InsightsOptions
+from ..analytics.sampler import insights_options, start_insights
 from ..core import loading, plans
 from ..core.adaptive import TtlRule, check_load_ttl
 from ..core.decorate import (
@@ -44,10 +48,6 @@ from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
 from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
-from ..analytics.anomaly import Anomaly
-from ..analytics.insights import CacheInsights
-from ..analytics.options import InsightsOptions
-from ..analytics.sampler import insights_options, start_insights
 from ..layers.redis.backplane import Backplane, backplane_of
 from .driver import AsyncDriver
 

@@ -74,7 +74,7 @@ class Anomaly:
             else f"{self.layer}'s miss ratio is {self.observed:.1%}"
         )
         return (
-            f"{what} over the last {self.window_seconds:g} s "
+            f"{what} over the last {self.window_seconds:.1f} s "
             f"({self.requests} requests; baseline {self.baseline:.1%})"
         )
 
@@ -128,9 +128,7 @@ class _Window:
             # Means per second, so that samples of uneven length weigh by their length.
             keep = math.exp(-old_seconds / time_constant)
             self.mean_events = keep * self.mean_events + (1 - keep) * old_events / old_seconds
-            self.mean_requests = (
-                keep * self.mean_requests + (1 - keep) * old_requests / old_seconds
-            )
+            self.mean_requests = keep * self.mean_requests + (1 - keep) * old_requests / old_seconds
             self.baseline_seconds += old_seconds
             self.baseline_requests += old_requests
         self.recent.append((seconds, events, requests))
@@ -289,7 +287,7 @@ class KeySpikes:
             if key_hash not in counts
         )
         for (count, key_hash), (alerted, usual, weakest) in zip(
-            newcomers[max(room, 0) :], idle
+            newcomers[max(room, 0) :], idle, strict=False
         ):
             if alerted or count <= usual:
                 break  # newcomers fall and the tracked keys rise: no later pair qualifies

@@ -217,7 +217,9 @@ class _LayerSampler:
         if now <= last[0]:  # the clock did not move: nothing to measure a rate over
             return []
         seconds = now - last[0]
-        hits, misses = (max(0, new - old) for new, old in zip(counters[:2], last[1][:2]))
+        hits, misses = (
+            max(0, new - old) for new, old in zip(counters[:2], last[1][:2], strict=True)
+        )
         found: list[Anomaly] = []
         spike = self.misses.observe(seconds, hits, misses, wall)
         if spike is not None:
@@ -277,7 +279,7 @@ class _LayerSampler:
                 break
         covered = now - start_at
         hits, misses, evictions, expirations = (
-            max(0, new - old) for new, old in zip(counters, start)
+            max(0, new - old) for new, old in zip(counters, start, strict=True)
         )
         per_second = 1 / covered if covered > 0 else 0.0
         requests = hits + misses

@@ -88,7 +88,10 @@ class InsightsOptions:
                 "InsightsOptions.recent_seconds must be at least one interval "
                 f"({self.recent_seconds!r} < {self.interval!r})"
             )
-        if int(self.tracked_keys) != self.tracked_keys or int(self.min_requests) != self.min_requests:
+        if (
+            int(self.tracked_keys) != self.tracked_keys
+            or int(self.min_requests) != self.min_requests
+        ):
             raise ValueError("InsightsOptions.tracked_keys and min_requests must be whole numbers")
 
     @property

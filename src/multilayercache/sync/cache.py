@@ -31,6 +31,10 @@ from types import TracebackType
 from typing import Any
 
 from .._build import twin
+from ..analytics.anomaly import Anomaly
+from ..analytics.insights import CacheInsights
+from ..analytics.options import InsightsOptions
+from ..analytics.sampler import insights_options, start_insights
 from ..core import loading, plans
 from ..core.adaptive import TtlRule, check_load_ttl
 from ..core.decorate import (
@@ -53,10 +57,6 @@ from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
 from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
-from ..analytics.anomaly import Anomaly
-from ..analytics.insights import CacheInsights
-from ..analytics.options import InsightsOptions
-from ..analytics.sampler import insights_options, start_insights
 from ..layers.redis.backplane import Backplane, backplane_of
 from .driver import Driver
 

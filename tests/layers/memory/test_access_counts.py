@@ -12,7 +12,7 @@ def counted(layer) -> dict:
     counts = layer.access_counts()
     held = [(slot, int(h)) for slot, h in enumerate(counts.slot_hashes) if counts.slot_hits[slot]]
     keys = layer.keys_at(held)
-    return {key: int(counts.slot_hits[slot]) for key, (slot, _) in zip(keys, held)}
+    return {key: int(counts.slot_hits[slot]) for key, (slot, _) in zip(keys, held, strict=True)}
 
 
 def test_hits_per_cached_key(Layer) -> None:
