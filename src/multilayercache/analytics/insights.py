@@ -228,15 +228,16 @@ class _LayerSampler:
             slot_deltas, bucket_deltas = access_deltas(previous_counts, counts)
             top = top_accesses(counts, slot_deltas, bucket_deltas, int(self.options.tracked_keys))
             spikes = self.keys.observe(seconds, hits + misses, top, wall)
-            found.extend(self._with_key(spike) for spike in spikes)
+            found.extend(self._with_key(self.keys, spike) for spike in spikes)
             self._follow_skew(now, counts)
         return found
 
-    def _with_key(self, spike: Anomaly) -> Anomaly:
+    def _with_key(self, keys: KeySpikes, spike: Anomaly) -> Anomaly:
         """``spike`` with its key, read back from where it was counted."""
-        kind, index = self.keys.locator_of(spike.key_hash)  # type: ignore[union-attr,misc]
+        key_hash = spike.key_hash if spike.key_hash is not None else 0
+        kind, index = keys.locator_of(key_hash)
         read = self.layer.keys_at if kind == SLOT else self.layer.missed_keys_at
-        return replace(spike, key=read([(index, spike.key_hash)])[0])
+        return replace(spike, key=read([(index, key_hash)])[0])
 
     def _follow_skew(self, now: float, counts: Any) -> None:
         """Refit the skew once per ``skew_seconds``, to the accesses since the last fit."""
