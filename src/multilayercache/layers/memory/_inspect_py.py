@@ -79,22 +79,24 @@ def snapshot(layer: InMemoryLayer, hot_keys: int) -> LayerSnapshot:
 
 
 def access_counts(layer: InMemoryLayer) -> AccessCounts:
-    """``InMemoryLayer.access_counts``: per-slot hashes and hits, per-bucket missed keys."""
+    """``InMemoryLayer.access_counts``: per-slot hashes and hits, per-bucket missed keys.
+    Whole lists are copied under the lock (fast), the empty slots masked out after it."""
     with layer._lock:
-        slots = cached_slots(layer)
         slot_count = len(layer._keys)
-        slot_hashes = np.zeros(slot_count, dtype=np.uint64)
-        slot_hits = np.zeros(slot_count, dtype=np.int64)
-        slot_hashes[slots] = [layer._policy._hash[slot] for slot in slots]
-        slot_hits[slots] = [layer._slot_hits[slot] for slot in slots]
-        missed = layer._missed
-        return AccessCounts(
-            slot_hashes,
-            slot_hits,
-            np.array(missed._hashes, dtype=np.uint64),
-            np.array(missed._counts, dtype=np.int64)
-            * (np.array(missed._scores, dtype=np.int64) > 0),
-        )
+        policy, missed = layer._policy, layer._missed
+        regions = np.array(policy._region[:slot_count], dtype=np.uint8)
+        slot_hashes = np.array(policy._hash[:slot_count], dtype=np.uint64)
+        slot_hits = np.array(layer._slot_hits[:slot_count], dtype=np.int64)
+        missed_hashes = np.array(missed._hashes, dtype=np.uint64)
+        missed_counts = np.array(missed._counts, dtype=np.int64)
+        missed_scores = np.array(missed._scores, dtype=np.int64)
+    cached = regions != NOT_CACHED
+    return AccessCounts(
+        np.where(cached, slot_hashes, 0).astype(np.uint64),
+        np.where(cached, slot_hits, 0),
+        missed_hashes,
+        np.where(missed_scores > 0, missed_counts, 0),
+    )
 
 
 def keys_at(layer: InMemoryLayer, slots: Sequence[tuple[int, int]]) -> list[Any]:
