@@ -59,6 +59,8 @@ class InsightsOptions:
     in the next message)."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.windows, (list, tuple)):  # kept as a tuple: the options are frozen
+            object.__setattr__(self, "windows", tuple(self.windows))
         if self.on_anomaly is not None and not callable(self.on_anomaly):
             raise TypeError(f"on_anomaly must be callable, got {self.on_anomaly!r}")
         for option in fields(self):
@@ -71,12 +73,16 @@ class InsightsOptions:
                 raise ValueError(
                     f"InsightsOptions.{option.name} must be finite and > 0, got {value!r}"
                 )
-        if not self.windows or any(
-            isinstance(window, bool)
-            or not isinstance(window, (int, float))
-            or not math.isfinite(window)
-            or window <= 0
-            for window in self.windows
+        if (
+            not isinstance(self.windows, tuple)
+            or not self.windows
+            or any(
+                isinstance(window, bool)
+                or not isinstance(window, (int, float))
+                or not math.isfinite(window)
+                or window <= 0
+                for window in self.windows
+            )
         ):
             raise ValueError(
                 f"InsightsOptions.windows must be positive seconds, got {self.windows!r}"
