@@ -20,7 +20,7 @@ from typing import Any
 
 from .._forking import register_after_fork
 from .anomaly import Anomaly
-from .insights import Insights
+from .insights import CacheInsights, Insights
 from .options import InsightsOptions
 
 log = logging.getLogger("multilayercache")
@@ -108,3 +108,19 @@ def start_insights(layers: Sequence[Any], options: InsightsOptions | None) -> Sa
     sampler = Sampler(Insights(layers, options))
     sampler.start()
     return sampler
+
+
+def cache_insights(cache: Any) -> CacheInsights:
+    """Per layer: request, hit, miss, eviction and expiration rates over sliding windows
+    (``InsightsOptions.windows``: 10 s, 1 min, 5 min), the zipf exponent of the keys'
+    accesses (in-process layers), and the latest anomalies (``analytics/anomaly.py``), as
+    sampled so far off the request path. ``RuntimeError`` unless the cache was made with
+    ``insights=`` or ``on_anomaly=``. (``MultilayerCache.insights`` and
+    ``AsyncMultilayerCache.insights``: plain on both, it does no IO.)"""
+    sampler: Sampler | None = cache._sampler
+    if sampler is None:
+        raise RuntimeError(
+            "insights are off: create the cache with insights=True, "
+            "insights=InsightsOptions(...) or on_anomaly=..."
+        )
+    return sampler.insights.report()

@@ -32,9 +32,8 @@ from typing import Any
 
 from .._build import twin
 from ..analytics.anomaly import Anomaly
-from ..analytics.insights import CacheInsights
 from ..analytics.options import InsightsOptions
-from ..analytics.sampler import insights_options, start_insights
+from ..analytics.sampler import cache_insights, insights_options, start_insights
 from ..core import loading, plans
 from ..core.adaptive import TtlRule, check_load_ttl
 from ..core.decorate import (
@@ -448,15 +447,4 @@ class MultilayerCache(ManagerBase):
         self.close()
 
     # ------------------------------------------------------------------ insights
-    def insights(self) -> CacheInsights:
-        """Per layer: request, hit, miss, eviction and expiration rates over sliding windows
-        (``InsightsOptions.windows``: 10 s, 1 min, 5 min), the zipf exponent of the keys'
-        accesses (in-process layers), and the latest anomalies (``analytics/anomaly.py``),
-        as sampled so far off the request path. ``RuntimeError`` unless the cache was made
-        with ``insights=`` or ``on_anomaly=``."""
-        if self._sampler is None:
-            raise RuntimeError(
-                "insights are off: create the cache with insights=True, "
-                "insights=InsightsOptions(...) or on_anomaly=..."
-            )
-        return self._sampler.insights.report()
+    insights = cache_insights  # no IO: the same plain method on both managers
