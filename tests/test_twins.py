@@ -389,6 +389,20 @@ def run_layer_ops(pure, compiled, clocks, ops) -> None:
     check_invariants(compiled)
     assert pure.get_top_keys(5) == compiled.get_top_keys(5)
     assert pure.snapshot(5).hot_keys == compiled.snapshot(5).hot_keys
+    same_access_counts(pure, compiled)
+
+
+def same_access_counts(pure, compiled) -> None:
+    """What the insights sample (``access_counts``, and the keys read back by it) is the
+    same in both twins."""
+    counts = pure.access_counts(), compiled.access_counts()
+    for field in counts[0]._fields:
+        same_arrays(getattr(counts[0], field), getattr(counts[1], field))
+    slots = [(slot, int(key_hash)) for slot, key_hash in enumerate(counts[0].slot_hashes)]
+    slots += [(slot, int(key_hash) ^ 1) for slot, key_hash in slots[:3]]  # another key's hash
+    assert pure.keys_at(slots) == compiled.keys_at(slots)
+    buckets = [(bucket, int(key_hash)) for bucket, key_hash in enumerate(counts[0].missed_hashes)]
+    assert pure.missed_keys_at(buckets) == compiled.missed_keys_at(buckets)
 
 
 @SETTINGS

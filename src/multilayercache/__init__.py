@@ -8,6 +8,9 @@ coordinated by a manager::
 """
 
 from .aio.cache import AsyncMultilayerCache
+from .analytics.anomaly import Anomaly
+from .analytics.insights import CacheInsights, LayerInsights, WindowRates
+from .analytics.options import InsightsOptions
 from .core.adaptive import AdaptiveTTL
 from .core.backoff import RetryPolicy
 from .core.breaker import BreakerPolicy
@@ -44,17 +47,21 @@ from .sync.cache import MultilayerCache
 __all__ = [
     "MISSING",
     "AdaptiveTTL",
+    "Anomaly",
     "AsyncMultilayerCache",
     "AsyncRedisLayer",
     "AsyncWriterLayer",
     "BreakerPolicy",
     "CacheError",
+    "CacheInsights",
     "CacheStats",
     "Compressed",
     "DeadLetter",
     "HotKey",
     "InMemoryLayer",
+    "InsightsOptions",
     "LayerError",
+    "LayerInsights",
     "LayerPolicy",
     "LayerRateLimited",
     "LayerSnapshot",
@@ -78,6 +85,7 @@ __all__ = [
     "SignedPickleSerializer",
     "ThrottledLoadError",
     "UntrustedDataError",
+    "WindowRates",
     "WriteBehind",
     "WriteQueueClosed",
     "WriteQueueStats",

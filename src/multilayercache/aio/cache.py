@@ -22,6 +22,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from ..analytics.anomaly import Anomaly
+from ..analytics.options import InsightsOptions
+from ..analytics.sampler import cache_insights, insights_options, start_insights
 from ..core import loading, plans
 from ..core.adaptive import TtlRule, check_load_ttl
 from ..core.decorate import (
@@ -63,7 +66,10 @@ class AsyncMultilayerCache(ManagerBase):
         value_type: Any = None,
         load_options: LoadOptions | None = None,
         backplane: Backplane | str | bool | None = None,
+        insights: InsightsOptions | bool | None = None,
+        on_anomaly: Callable[[Anomaly], Any] | None = None,
     ) -> None:
+        sampling = insights_options(insights, on_anomaly)
         state = CacheState(
             layers,
             policies,
@@ -74,6 +80,8 @@ class AsyncMultilayerCache(ManagerBase):
             load_options=load_options,
         )
         super().__init__(state, AsyncDriver, backplane_of(backplane))
+        # Off by default; on: a thread samples the layers' counters (analytics/sampler.py).
+        self._sampler = start_insights(self.layers, sampling)
 
     # ------------------------------------------------------------------ reads
     async def get(self, key: Any, default: Any = None) -> Any:
@@ -335,6 +343,8 @@ class AsyncMultilayerCache(ManagerBase):
         """Deliver the queued write-behind writes (waiting up to ``timeout``, default each
         layer's ``WriteBehind.close_timeout``; what is still queued then goes to the dead
         letter), then close the layers that hold connections."""
+        if self._sampler is not None:
+            self._sampler.stop(timeout=0)  # no join from the event loop: it ends by itself
         for writer in self._driver.writers.values():
             await writer.close(timeout)
         if self.backplane is not None:
@@ -353,3 +363,6 @@ class AsyncMultilayerCache(ManagerBase):
         self, kind: type | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         await self.close()
+
+    # ------------------------------------------------------------------ insights
+    insights = cache_insights  # no IO: the same plain method on both managers

@@ -31,6 +31,9 @@ from types import TracebackType
 from typing import Any
 
 from .._build import twin
+from ..analytics.anomaly import Anomaly
+from ..analytics.options import InsightsOptions
+from ..analytics.sampler import cache_insights, insights_options, start_insights
 from ..core import loading, plans
 from ..core.adaptive import TtlRule, check_load_ttl
 from ..core.decorate import (
@@ -81,7 +84,10 @@ class MultilayerCache(ManagerBase):
         value_type: Any = None,
         load_options: LoadOptions | None = None,
         backplane: Backplane | str | bool | None = None,
+        insights: InsightsOptions | bool | None = None,
+        on_anomaly: Callable[[Anomaly], Any] | None = None,
     ) -> None:
+        sampling = insights_options(insights, on_anomaly)
         state = CacheState(
             layers,
             policies,
@@ -92,6 +98,8 @@ class MultilayerCache(ManagerBase):
             load_options=load_options,
         )
         super().__init__(state, Driver, backplane_of(backplane))
+        # Off by default; on: a thread samples the layers' counters (analytics/sampler.py).
+        self._sampler = start_insights(self.layers, sampling)
         # Reads are mostly L1 hits: answer them from compiled code, with the same behaviour
         # as ``get`` below (see sync/_frontdoor_py.py). The plans take over below L1.
         door = FrontDoor(
@@ -420,6 +428,8 @@ class MultilayerCache(ManagerBase):
         """Deliver the queued write-behind writes (waiting up to ``timeout``, default each
         layer's ``WriteBehind.close_timeout``; what is still queued then goes to the dead
         letter), then close the layers that hold connections."""
+        if self._sampler is not None:
+            self._sampler.stop()
         for writer in self._driver.writers.values():
             writer.close(timeout)
         self._leave_fleet()
@@ -435,3 +445,6 @@ class MultilayerCache(ManagerBase):
         self, kind: type | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
+
+    # ------------------------------------------------------------------ insights
+    insights = cache_insights  # no IO: the same plain method on both managers

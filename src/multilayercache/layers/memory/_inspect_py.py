@@ -4,12 +4,15 @@ tests. The layer's methods of the same names call these; each holds the layer's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..._core._policy_py import NOT_CACHED
 from ...core.stats import LayerSnapshot, LayerStats
 from .arguments import checked_top_n
-from .introspection import layer_snapshot, layer_stats
+from .introspection import AccessCounts, layer_snapshot, layer_stats
 
 if TYPE_CHECKING:
     from ._layer_py import InMemoryLayer
@@ -73,6 +76,58 @@ def snapshot(layer: InMemoryLayer, hot_keys: int) -> LayerSnapshot:
             for slot in cached_slots(layer)
         ]
         return layer_snapshot(counted, layer._policy, cached, layer._missed, hot_keys)
+
+
+def access_counts(layer: InMemoryLayer) -> AccessCounts:
+    """``InMemoryLayer.access_counts``: per-slot hashes and hits, per-bucket missed keys.
+    Whole lists are copied under the lock (fast), the empty slots masked out after it."""
+    with layer._lock:
+        slot_count = len(layer._keys)
+        policy, missed = layer._policy, layer._missed
+        regions = np.array(policy._region[:slot_count], dtype=np.uint8)
+        slot_hashes = np.array(policy._hash[:slot_count], dtype=np.uint64)
+        slot_hits = np.array(layer._slot_hits[:slot_count], dtype=np.int64)
+        missed_hashes = np.array(missed._hashes, dtype=np.uint64)
+        missed_counts = np.array(missed._counts, dtype=np.int64)
+        missed_scores = np.array(missed._scores, dtype=np.int64)
+    cached = regions != NOT_CACHED
+    return AccessCounts(
+        np.where(cached, slot_hashes, 0).astype(np.uint64),
+        np.where(cached, slot_hits, 0),
+        missed_hashes,
+        np.where(missed_scores > 0, missed_counts, 0),
+    )
+
+
+def keys_at(layer: InMemoryLayer, slots: Sequence[tuple[int, int]]) -> list[Any]:
+    """``InMemoryLayer.keys_at``: the key held in each ``(slot, key_hash)``, or ``None``
+    if the slot holds no key of that hash now."""
+    with layer._lock:
+        policy = layer._policy
+        return [
+            layer._keys[slot]
+            if 0 <= slot < len(layer._keys)
+            and policy.region_of(slot) != NOT_CACHED
+            and policy._hash[slot] == key_hash
+            else None
+            for slot, key_hash in slots
+        ]
+
+
+def missed_keys_at(layer: InMemoryLayer, buckets: Sequence[tuple[int, int]]) -> list[Any]:
+    """``InMemoryLayer.missed_keys_at``: the key that the missed-keys table tracks in each
+    ``(bucket, key_hash)``, or ``None`` (another key, or one seen only once)."""
+    with layer._lock:
+        missed = layer._missed
+        return [
+            missed._keys[bucket]
+            if 0 <= bucket <= missed.bucket_mask
+            and missed._scores[bucket]
+            and missed._hashes[bucket] == key_hash
+            and missed._counts[bucket] > 1
+            else None
+            for bucket, key_hash in buckets
+        ]
 
 
 def internals(layer: InMemoryLayer) -> dict[str, Any]:

@@ -58,10 +58,13 @@ from ...core.stats import LayerSnapshot, LayerStats
 from ...core.ttl import TTL, ttl_seconds
 from ._freshness_py import FreshnessDeadlines
 from ._inspect_py import (
+    access_counts,
     cached_slots,
     frequency_estimate,
     held_keys,
     internals,
+    keys_at,
+    missed_keys_at,
     remaining_ttl,
     snapshot,
     stats,
@@ -80,7 +83,7 @@ from .arguments import (
 from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_left, seconds_to_ns
 from .flooding import MAX_KEYS_PER_HASH, warn_crowded
-from .introspection import layer_repr
+from .introspection import AccessCounts, layer_repr
 from .sweep import SWEEP_STEP, PendingDrop
 
 # A cached entry's hit count saturates here (the compiled twin keeps it in 31 bits).
@@ -529,6 +532,21 @@ class InMemoryLayer:
     def snapshot(self, hot_keys: int = 32) -> LayerSnapshot:
         """A raw export: sketch table copy, the hottest keys' hits and misses, counters."""
         return snapshot(self, hot_keys)
+
+    def access_counts(self) -> AccessCounts:
+        """Per-key counts the layer keeps anyway (hits per cached entry, misses of the keys
+        that miss most), copied in one short hold of the lock: what ``cache.insights()``
+        and anomaly detection sample, off the request path."""
+        return access_counts(self)
+
+    def keys_at(self, slots: list[tuple[int, int]]) -> list[Any]:
+        """The keys behind ``(slot, key_hash)`` pairs of ``access_counts`` (``None``: the
+        slot holds another key by now)."""
+        return keys_at(self, slots)
+
+    def missed_keys_at(self, buckets: list[tuple[int, int]]) -> list[Any]:
+        """The keys behind ``(bucket, key_hash)`` pairs of ``access_counts``' missed keys."""
+        return missed_keys_at(self, buckets)
 
     def keys(self) -> list[Any]:
         """A list of the keys held now (a copy: O(size); for rare sweeps, such as

@@ -4,16 +4,19 @@ the structures behind it for tests. None of it is on the hot path; the layer's m
 same names call these. Each reads the layer under its ownership, as its own operations do.
 """
 
+import numpy as np
+
 from libc.stdint cimport int64_t, uint64_t
 
-from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
+from ..._core.hotkeys cimport HotKeyTable
+from ..._core.policy cimport HASH, HEADS, NODE_FIELDS, NOT_CACHED, OWNER, REGION, WTinyLfuPolicy
 from .index cimport EMPTY
 from .keys cimport key_hash
 from .layer cimport InMemoryLayer
 from .slots cimport HITS, MAX_HITS, find_slot, slot_record
 
 from .arguments import checked_top_n
-from .introspection import layer_snapshot, layer_stats
+from .introspection import AccessCounts, layer_snapshot, layer_stats
 
 
 def remaining_ttl(InMemoryLayer layer, key):
@@ -86,6 +89,79 @@ def snapshot(InMemoryLayer layer, hot_keys):
         return layer_snapshot(counted, policy, cached, layer._missed, hot_keys)
     finally:
         layer._unlock()
+
+
+def access_counts(InMemoryLayer layer):
+    """``InMemoryLayer.access_counts``: per-slot hashes and hits, per-bucket missed keys.
+    The slots' hashes, regions and hits sit in the policy's nodes (32 bytes a slot): numpy
+    copies the nodes once and picks the columns out afterwards, outside the ownership."""
+    cdef WTinyLfuPolicy policy = layer._policy
+    cdef HotKeyTable missed = layer._missed
+    cdef Py_ssize_t slot_count
+    layer._lock_for_write()
+    try:
+        slot_count = layer._slot_count
+        nodes = np.array(
+            np.asarray(policy._nodes)[NODE_FIELDS * HEADS:NODE_FIELDS * (HEADS + slot_count)]
+        )
+        missed_hashes = np.array(missed._hashes, dtype=np.uint64)
+        missed_counts = np.array(missed._counts, dtype=np.int64)
+        missed_scores = np.array(missed._scores)
+    finally:
+        layer._unlock()
+    nodes = nodes.reshape(slot_count, NODE_FIELDS)
+    cached = nodes[:, REGION] != NOT_CACHED
+    slot_hashes = np.ascontiguousarray(nodes[:, HASH:HASH + 2]).view(np.uint64).reshape(-1)
+    slot_hits = (nodes[:, OWNER].view(np.uint32) & MAX_HITS).astype(np.int64)
+    return AccessCounts(
+        np.where(cached, slot_hashes, 0).astype(np.uint64),
+        np.where(cached, slot_hits, 0),
+        missed_hashes,
+        np.where(missed_scores > 0, missed_counts, 0),
+    )
+
+
+def keys_at(InMemoryLayer layer, slots):
+    """``InMemoryLayer.keys_at``: the key held in each ``(slot, key_hash)``, or ``None``
+    if the slot holds no key of that hash now."""
+    cdef WTinyLfuPolicy policy = layer._policy
+    cdef Py_ssize_t slot
+    cdef uint64_t hashed
+    found = []
+    layer._lock_for_write()
+    try:
+        for slot, hashed in slots:
+            held = (
+                0 <= slot < layer._slot_count
+                and policy.region_of(slot) != NOT_CACHED
+                and policy.hash_of(slot) == hashed
+            )
+            found.append(layer._entries[2 * slot] if held else None)
+    finally:
+        layer._unlock()
+    return found
+
+
+def missed_keys_at(InMemoryLayer layer, buckets):
+    """``InMemoryLayer.missed_keys_at``: the key that the missed-keys table tracks in each
+    ``(bucket, key_hash)``, or ``None`` (another key, or one seen only once)."""
+    cdef HotKeyTable missed = layer._missed
+    cdef Py_ssize_t bucket
+    cdef uint64_t hashed
+    found = []
+    layer._lock_for_write()
+    try:
+        for bucket, hashed in buckets:
+            held = (
+                0 <= bucket <= <Py_ssize_t>missed.bucket_mask
+                and missed._scores[bucket] != 0
+                and missed._hashes[bucket] == hashed
+                and missed._counts[bucket] > 1
+            )
+            found.append(missed._keys[bucket] if held else None)
+    finally:
+        layer._unlock()
+    return found
 
 
 def internals(InMemoryLayer layer):

@@ -4,7 +4,9 @@ ranking of hot keys in a ``LayerSnapshot``."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from ...core.stats import HotKey, LayerSnapshot, LayerStats
 
@@ -77,3 +79,21 @@ def rank_hot_keys(
             found[key_hash] = HotKey(key, 0, misses, frequency(key_hash))
     ranked = sorted(found.values(), key=lambda hot: (-hot.frequency, -(hot.hits + hot.misses)))
     return ranked[:n]
+
+
+class AccessCounts(NamedTuple):
+    """What the layer counts per key anyway, copied out in one go for a sampler off the
+    request path (``multilayercache.analytics``): per slot, the spread hash of the key it
+    holds and its hits since it was stored (0 for an empty slot); per bucket of the table of
+    keys that keep missing (``_core/hotkeys``), the hash of the key it tracks and its
+    misses (0: none). A sampler takes the difference of two copies: a slot or bucket whose
+    hash changed holds another key, counted from 0."""
+
+    slot_hashes: np.ndarray
+    """``uint64`` per slot."""
+    slot_hits: np.ndarray
+    """``int64`` per slot."""
+    missed_hashes: np.ndarray
+    """``uint64`` per bucket."""
+    missed_counts: np.ndarray
+    """``int64`` per bucket."""

@@ -73,10 +73,13 @@ from .batch import hits_among, set_each
 from .deadlines import seconds_left
 from .flooding import warn_crowded
 from .inspect import (
+    access_counts,
     cached_slots,
     frequency_estimate,
     held_keys,
     internals,
+    keys_at,
+    missed_keys_at,
     remaining_ttl,
     snapshot,
     stats,
@@ -695,6 +698,21 @@ cdef class InMemoryLayer:
     def snapshot(self, hot_keys=32):
         """A raw export: sketch table copy, the hottest keys' hits and misses, counters."""
         return snapshot(self, hot_keys)
+
+    def access_counts(self):
+        """Per-key counts the layer keeps anyway (hits per cached entry, misses of the keys
+        that miss most), copied in one short hold: what ``cache.insights()`` and anomaly
+        detection sample, off the request path."""
+        return access_counts(self)
+
+    def keys_at(self, slots):
+        """The keys behind ``(slot, key_hash)`` pairs of ``access_counts`` (``None``: the
+        slot holds another key by now)."""
+        return keys_at(self, slots)
+
+    def missed_keys_at(self, buckets):
+        """The keys behind ``(bucket, key_hash)`` pairs of ``access_counts``' missed keys."""
+        return missed_keys_at(self, buckets)
 
     def keys(self):
         """A list of the keys held now (a copy: O(size); for rare sweeps, such as
