@@ -138,3 +138,32 @@ def test_traced_async_loaders() -> None:
     assert [span.name for span in exporter.get_finished_spans()] == ["cache.load"]
     with pytest.raises(TypeError, match="callable"):
         traced("not a function")  # type: ignore[arg-type]
+
+
+def test_a_collection_reads_each_cache_once(reader: Any) -> None:
+    """Its instruments report one reading: they agree, and a collection costs one
+    ``stats()`` per cache, not one per instrument."""
+
+    class Counted:
+        def __init__(self) -> None:
+            self.layer = InMemoryLayer(max_size=10, name="l1")
+            self.reads = 0
+
+        def stats(self) -> Any:
+            self.reads += 1
+            return self.layer.stats()
+
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        counted = Counted()
+        instrument(counted, name="counted", meter_provider=provider)
+        collect(reader)
+        assert counted.reads == 1
+        counted.layer.set("k", 1)
+        counted.layer.get("k")
+        collected = collect(reader)  # the next collection reads afresh
+        assert counted.reads == 2
+        hit = frozenset({"cache": "counted", "layer": "l1", "result": "hit"}.items())
+        assert collected[("cache_gets_total", hit)] == 1
+    finally:
+        provider.shutdown()

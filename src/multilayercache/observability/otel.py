@@ -23,7 +23,9 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -42,6 +44,8 @@ from .metrics import SPECS, Durations, Kind, Spec, read
 logger = logging.getLogger("multilayercache")
 
 METER_NAME = "multilayercache"
+READING_SECONDS = 1.0
+"""How long the instruments of one collection report the reading its first one took."""
 
 
 class CacheInstruments:
@@ -52,6 +56,7 @@ class CacheInstruments:
     def __init__(self, meter_provider: MeterProvider) -> None:
         self._sources: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._reading: tuple[float, dict[str, list[tuple[tuple[str, ...], Any]]]] = (-math.inf, {})
         meter = meter_provider.get_meter(METER_NAME)
         for spec in SPECS:
             _create(meter, spec, self._observer(spec))
@@ -67,11 +72,13 @@ class CacheInstruments:
             if name in self._sources:
                 raise ValueError(f"a cache named {name!r} is already instrumented")
             self._sources[name] = cache
+            self._reading = (-math.inf, {})
 
     def remove(self, name: str) -> None:
         """Stop reading the cache instrumented as ``name`` (``KeyError`` if none)."""
         with self._lock:
             del self._sources[name]
+            self._reading = (-math.inf, {})
 
     @property
     def names(self) -> list[str]:
@@ -79,22 +86,45 @@ class CacheInstruments:
             return list(self._sources)
 
     def _observer(self, spec: Spec) -> Callable[[CallbackOptions], Iterator[Any]]:
-        """The samples of ``spec`` across the caches (what each callback reads)."""
+        """The samples of ``spec`` across the caches (what its instruments' callbacks
+        report). The SDK calls the callbacks in the order the instruments were made: the
+        first one reads the caches, the others report that reading, so a collection
+        calls each cache's ``stats()`` once and its instruments agree with each other."""
+        first = spec is SPECS[0]
 
         def observe(options: CallbackOptions) -> Iterator[tuple[dict[str, str], Any]]:
-            with self._lock:
-                sources = list(self._sources.items())
-            for name, cache in sources:
-                try:
-                    found = [family for family in read(cache, name) if family.spec is spec]
-                except Exception:  # one broken cache must not cost the others theirs
-                    logger.exception("metrics of cache %r could not be read", name)
-                    continue
-                for family in found:
-                    for sample in family.samples:
-                        yield dict(zip(spec.labels, sample.labels, strict=True)), sample.value
+            reading = self._read() if first else self._recent_reading()
+            for labels, value in reading.get(spec.name, ()):
+                yield dict(zip(spec.labels, labels, strict=True)), value
 
         return observe
+
+    def _recent_reading(self) -> dict[str, list[tuple[tuple[str, ...], Any]]]:
+        """The reading of this collection (one younger than ``READING_SECONDS``), or a
+        new one (an SDK that calls the first instrument's callback later)."""
+        with self._lock:
+            taken_at, reading = self._reading
+        if time.monotonic() - taken_at < READING_SECONDS:
+            return reading
+        return self._read()
+
+    def _read(self) -> dict[str, list[tuple[tuple[str, ...], Any]]]:
+        with self._lock:
+            sources = list(self._sources.items())
+        reading: dict[str, list[tuple[tuple[str, ...], Any]]] = {}
+        for name, cache in sources:
+            try:
+                found = read(cache, name)
+            except Exception:  # one broken cache must not cost the others theirs
+                logger.exception("metrics of cache %r could not be read", name)
+                continue
+            for family in found:
+                reading.setdefault(family.spec.name, []).extend(
+                    (sample.labels, sample.value) for sample in family.samples
+                )
+        with self._lock:
+            self._reading = (time.monotonic(), reading)
+        return reading
 
 
 def _create(meter: Any, spec: Spec, observe: Callable[..., Iterator[Any]]) -> None:
