@@ -80,7 +80,8 @@ def expected_samples(stats: Any, cache: str) -> dict[tuple[str, frozenset], floa
     put("cache_load_duration_seconds_count", stats.load_latency.count)
     put("cache_load_duration_seconds_sum", stats.load_latency.total_seconds)
     put("cache_stale_served_total", stats.stale_served)
-    put("cache_refreshes_total", stats.refreshes)
+    for kind, count in stats.refreshes_by_kind.items():
+        put("cache_refreshes_total", count, kind=kind)
     put("cache_refresh_failures_total", stats.refresh_failures)
     for layer, breaker in stats.breakers.items():
         level = {"closed": 0, "half_open": 1, "open": 2}[breaker.state]

@@ -292,6 +292,7 @@ class CacheState:
             refreshes=self.counts["refreshes"],
             refresh_failures=self.counts["refresh_failures"],
             refreshes_dropped=self.refreshes.dropped,
+            refreshes_by_kind=dict(self.refreshes.taken),
             soft_timeouts=self.counts["soft_timeouts"],
             hard_timeouts=self.counts["hard_timeouts"],
             throttled_loads=self.counts["throttled_loads"],

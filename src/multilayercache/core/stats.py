@@ -127,6 +127,10 @@ class CacheStats:
     """Loads and refreshes that failed without the caller seeing the error."""
     refreshes: int = 0
     """Background refreshes run (refresh-ahead, stale-while-revalidate)."""
+    refreshes_by_kind: dict[str, int] = field(default_factory=dict)
+    """Background refreshes taken to run, by kind: ``stale`` (of keys served stale
+    meanwhile) and ``early`` (of keys still fresh: refresh-ahead, XFetch). Their sum is
+    ``refreshes`` but for a refresh that found its key's load running, and joined it."""
     refresh_failures: int = 0
     refreshes_dropped: int = 0
     """Refreshes not run for want of budget (see ``core/refresh.py``)."""

@@ -124,7 +124,13 @@ STALE_SERVED = Spec(
     "Reads answered with a stale value (stale-while-revalidate, fail-safe, soft timeouts).",
 )
 FAIL_SAFE = Spec("cache_fail_safe_total", C, "Failed loads whose callers got a stale value.")
-REFRESHES = Spec("cache_refreshes_total", C, "Background refreshes run (refresh-ahead and stale).")
+REFRESHES = Spec(
+    "cache_refreshes_total",
+    C,
+    "Background refreshes taken to run, by kind: stale (the key was served stale "
+    "meanwhile) or early (still fresh: refresh-ahead, XFetch).",
+    ("cache", "kind"),
+)
 REFRESH_FAILURES = Spec(
     "cache_refresh_failures_total", C, "Background refreshes whose load failed."
 )
@@ -288,7 +294,6 @@ def _add_manager(out: dict[Spec, list[Sample]], cache: str, stats: CacheStats) -
         (COALESCED, stats.coalesced_waits),
         (STALE_SERVED, stats.stale_served),
         (FAIL_SAFE, stats.fail_safe),
-        (REFRESHES, stats.refreshes),
         (REFRESH_FAILURES, stats.refresh_failures),
         (REFRESHES_DROPPED, stats.refreshes_dropped),
         (RELOADS_UNCHANGED, stats.refreshes_unchanged),
@@ -297,6 +302,8 @@ def _add_manager(out: dict[Spec, list[Sample]], cache: str, stats: CacheStats) -
         (UNCONFIRMED_DROPPED, stats.unconfirmed_deletes_dropped),
     ):
         add(spec, value)
+    for kind in ("stale", "early"):
+        add(REFRESHES, stats.refreshes_by_kind.get(kind, 0), kind)
     add(TIMEOUTS, stats.soft_timeouts, "soft")
     add(TIMEOUTS, stats.hard_timeouts, "hard")
     add(LOADS_HELD_OFF, stats.throttled_loads, "throttled")
