@@ -167,3 +167,22 @@ def test_a_collection_reads_each_cache_once(reader: Any) -> None:
         assert collected[("cache_gets_total", hit)] == 1
     finally:
         provider.shutdown()
+
+
+def test_a_cache_whose_stats_fail_costs_the_others_nothing(
+    reader: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        def stats(self) -> Any:
+            raise RuntimeError("stats broke")
+
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        instruments = instrument(Broken(), name="broken", meter_provider=provider)
+        instruments.add(InMemoryLayer(max_size=10, name="fine"), "fine")
+        assert {dict(labels)["cache"] for _, labels in collect(reader)} == {"fine"}
+        assert "stats broke" in caplog.text
+        with pytest.raises(TypeError, match="stats"):
+            instruments.add(object(), "x")
+    finally:
+        provider.shutdown()

@@ -5,6 +5,8 @@ dashboards read is there with its layer label, equal to ``stats()``; no key show
 from __future__ import annotations
 
 import math
+import random
+import threading
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -135,3 +137,48 @@ def test_bad_arguments_are_refused_by_name() -> None:
 def test_nothing_is_registered_at_import() -> None:
     names = {sample.name for family in REGISTRY.collect() for sample in family.samples}
     assert not names & METRIC_NAMES
+
+
+def test_scrapes_during_traffic_of_8_threads_never_run_a_counter_backwards(
+    endpoint: Any,
+) -> None:
+    registry, url = endpoint
+    cache = MultilayerCache([InMemoryLayer(max_size=200, name="l1")])
+    register(cache, name="busy", registry=registry)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def traffic(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            while not stop.is_set():
+                key = rng.randrange(1_000)
+                if rng.random() < 0.2:
+                    cache.set(key, key)
+                elif rng.random() < 0.5:
+                    cache.get_or_load(key, str)
+                else:
+                    cache.get(key)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=traffic, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    last: dict[tuple[str, frozenset], float] = {}
+    try:
+        for _ in range(20):
+            _, scraped = scrape(url)
+            for series, value in scraped.items():
+                if series[0].endswith("_total"):
+                    assert value >= last.get(series, 0), series
+                    last[series] = value
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert not errors
+    _, scraped = scrape(url)
+    stats = cache.stats()
+    hits = frozenset({"cache": "busy", "layer": "l1", "result": "hit"}.items())
+    assert scraped[("cache_gets_total", hits)] == stats.layer("l1").hits > 0
