@@ -4,6 +4,10 @@ backwards, labels that name layers and never keys, a breaker's state as a level.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -199,3 +203,27 @@ def test_refreshes_are_counted_by_kind_and_stale_reads_as_served(clock: Any) -> 
     assert values(stats, "cache_refresh_failures_total") == {(): 1}
     assert values(stats, "cache_stale_served_total") == {(): 2} == {(): stats.stale_served}
     assert stats.refreshes == 3
+
+
+@pytest.mark.parametrize(
+    ("module", "missing", "extra"),
+    [("prometheus", "prometheus_client", "prometheus"), ("otel", "opentelemetry", "otel")],
+)
+def test_without_the_extra_the_import_error_names_it(module: str, missing: str, extra: str) -> None:
+    """In a fresh interpreter where the package cannot be imported."""
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None\n"
+        f"import multilayercache.observability as observability  # needs neither\n"
+        f"import multilayercache.observability.{module}"
+    )
+    source = str(Path(__file__).resolve().parents[2] / "src")
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": source},
+    )
+    assert result.returncode == 1
+    assert f"ImportError: multilayercache.observability.{module} needs" in result.stderr
+    assert f"pip install 'multilayercache[{extra}]'" in result.stderr

@@ -74,6 +74,8 @@ class Sample:
 
 @dataclass(frozen=True)
 class Family:
+    """A metric family: what it is, and its samples read from one cache."""
+
     spec: Spec
     samples: list[Sample]
 
@@ -82,27 +84,31 @@ def _layer(name: str, kind: Kind, help: str, *more: str) -> Spec:
     return Spec(name, kind, help, ("cache", "layer", *more))
 
 
-C, G = Kind.COUNTER, Kind.GAUGE
-
-GETS = _layer("cache_gets_total", C, "Reads of a layer, by result (hit or miss).", "result")
-PUTS = _layer("cache_puts_total", C, "Values written into a layer.")
+GETS = _layer(
+    "cache_gets_total", Kind.COUNTER, "Reads of a layer, by result (hit or miss).", "result"
+)
+PUTS = _layer("cache_puts_total", Kind.COUNTER, "Values written into a layer.")
 EVICTIONS = _layer(
     "cache_evictions_total",
-    C,
+    Kind.COUNTER,
     "Entries a layer removed or turned away, by cause: size (evicted for room), "
     "expired (TTL ran out), rejected (lost admission, too large, or a crowded hash).",
     "cause",
 )
-SIZE = _layer("cache_size", G, "Entries a layer holds (in-process layers only).")
-WEIGHT = _layer("cache_weight", G, "Total weight a layer holds (equals size without a weigher).")
-MAX_SIZE = _layer("cache_max_size", G, "The entries a count-bounded layer may hold.")
-MAX_WEIGHT = _layer("cache_max_weight", G, "The weight a weight-bounded layer may hold.")
+SIZE = _layer("cache_size", Kind.GAUGE, "Entries a layer holds (in-process layers only).")
+WEIGHT = _layer(
+    "cache_weight", Kind.GAUGE, "Total weight a layer holds (equals size without a weigher)."
+)
+MAX_SIZE = _layer("cache_max_size", Kind.GAUGE, "The entries a count-bounded layer may hold.")
+MAX_WEIGHT = _layer("cache_max_weight", Kind.GAUGE, "The weight a weight-bounded layer may hold.")
 LAYER_ERRORS = _layer(
-    "cache_layer_errors_total", C, "A layer's failed calls, and values it read back but refused."
+    "cache_layer_errors_total",
+    Kind.COUNTER,
+    "A layer's failed calls, and values it read back but refused.",
 )
 UNTRUSTED = _layer(
     "cache_untrusted_reads_total",
-    C,
+    Kind.COUNTER,
     "Values a layer read back but refused (read as misses), by cause.",
     "cause",
 )
@@ -110,99 +116,128 @@ UNTRUSTED = _layer(
 LAYER_SPECS = (GETS, PUTS, EVICTIONS, SIZE, WEIGHT, MAX_SIZE, MAX_WEIGHT, LAYER_ERRORS, UNTRUSTED)
 """What a layer reports, bare or in a manager."""
 
-LOADS = Spec("cache_load_total", C, "Loader calls, by result (success or failure).",
-             ("cache", "result"))  # fmt: skip
+LOADS = Spec(
+    "cache_load_total",
+    Kind.COUNTER,
+    "Loader calls, by result (success or failure).",
+    ("cache", "result"),
+)
 LOAD_DURATION = Spec(
     "cache_load_duration_seconds",
     Kind.SUMMARY,
     "How long loader calls took: count and sum since creation, quantiles of the recent ones.",
 )
-COALESCED = Spec("cache_coalesced_waits_total", C, "Callers that waited for another's load.")
+COALESCED = Spec(
+    "cache_coalesced_waits_total", Kind.COUNTER, "Callers that waited for another's load."
+)
 STALE_SERVED = Spec(
     "cache_stale_served_total",
-    C,
+    Kind.COUNTER,
     "Reads answered with a stale value (stale-while-revalidate, fail-safe, soft timeouts).",
 )
-FAIL_SAFE = Spec("cache_fail_safe_total", C, "Failed loads whose callers got a stale value.")
+FAIL_SAFE = Spec(
+    "cache_fail_safe_total", Kind.COUNTER, "Failed loads whose callers got a stale value."
+)
 REFRESHES = Spec(
     "cache_refreshes_total",
-    C,
+    Kind.COUNTER,
     "Background refreshes taken to run, by kind: stale (the key was served stale "
     "meanwhile) or early (still fresh: refresh-ahead, XFetch).",
     ("cache", "kind"),
 )
 REFRESH_FAILURES = Spec(
-    "cache_refresh_failures_total", C, "Background refreshes whose load failed."
+    "cache_refresh_failures_total", Kind.COUNTER, "Background refreshes whose load failed."
 )
 REFRESHES_DROPPED = Spec(
-    "cache_refreshes_dropped_total", C, "Refreshes not run for want of budget."
+    "cache_refreshes_dropped_total", Kind.COUNTER, "Refreshes not run for want of budget."
 )
 RELOADS_UNCHANGED = Spec(
-    "cache_reloads_unchanged_total", C, "Loads and refreshes whose value was unchanged."
+    "cache_reloads_unchanged_total", Kind.COUNTER, "Loads and refreshes whose value was unchanged."
 )
 TTL_EXTENDED = Spec(
-    "cache_ttl_extended_total", C, "Shared entries given a new lifetime without a rewrite."
+    "cache_ttl_extended_total",
+    Kind.COUNTER,
+    "Shared entries given a new lifetime without a rewrite.",
 )
-TIMEOUTS = Spec("cache_load_timeouts_total", C, "Loads past their soft or hard timeout.",
-                ("cache", "kind"))  # fmt: skip
+TIMEOUTS = Spec(
+    "cache_load_timeouts_total",
+    Kind.COUNTER,
+    "Loads past their soft or hard timeout, by kind.",
+    ("cache", "kind"),
+)
 LOADS_HELD_OFF = Spec(
     "cache_loads_held_off_total",
-    C,
+    Kind.COUNTER,
     "Loads not run at once, by reason: throttled (failed lately), delayed or "
     "rate_limited (max_loads_per_second).",
     ("cache", "reason"),
 )
-UNCONFIRMED = Spec("cache_unconfirmed_deletes", G, "Keys whose delete did not reach a layer yet.")
+UNCONFIRMED = Spec(
+    "cache_unconfirmed_deletes", Kind.GAUGE, "Keys whose delete did not reach a layer yet."
+)
 UNCONFIRMED_DROPPED = Spec(
-    "cache_unconfirmed_deletes_dropped_total", C, "Unconfirmed deletes forgotten (bound)."
+    "cache_unconfirmed_deletes_dropped_total",
+    Kind.COUNTER,
+    "Unconfirmed deletes forgotten (bound).",
 )
-READ_ERRORS = _layer("cache_read_errors_total", C, "Failed reads of a layer, taken as misses.")
-WRITE_ERRORS = _layer("cache_write_errors_total", C, "Failed writes into a layer.")
-ENCODE_ERRORS = _layer("cache_encode_errors_total", C, "Loaded values a layer could not encode.")
+READ_ERRORS = _layer(
+    "cache_read_errors_total", Kind.COUNTER, "Failed reads of a layer, taken as misses."
+)
+WRITE_ERRORS = _layer("cache_write_errors_total", Kind.COUNTER, "Failed writes into a layer.")
+ENCODE_ERRORS = _layer(
+    "cache_encode_errors_total", Kind.COUNTER, "Loaded values a layer could not encode."
+)
 BREAKER_STATE = _layer(
-    "cache_breaker_state", G, "A layer's circuit breaker: 0 closed, 1 half-open, 2 open."
+    "cache_breaker_state", Kind.GAUGE, "A layer's circuit breaker: 0 closed, 1 half-open, 2 open."
 )
-BREAKER_OPENINGS = _layer("cache_breaker_openings_total", C, "Times a layer's breaker opened.")
+BREAKER_OPENINGS = _layer(
+    "cache_breaker_openings_total", Kind.COUNTER, "Times a layer's breaker opened."
+)
 BREAKER_REJECTED = _layer(
-    "cache_breaker_rejected_total", C, "Calls a layer's open breaker refused."
+    "cache_breaker_rejected_total", Kind.COUNTER, "Calls a layer's open breaker refused."
 )
 NODE_BREAKER_STATE = _layer(
     "cache_node_breaker_state",
-    G,
+    Kind.GAUGE,
     "A cluster node's circuit breaker: 0 closed, 1 half-open, 2 open.",
     "node",
 )
 NODE_BREAKER_OPENINGS = _layer(
-    "cache_node_breaker_openings_total", C, "Times a cluster node's breaker opened.", "node"
+    "cache_node_breaker_openings_total",
+    Kind.COUNTER,
+    "Times a cluster node's breaker opened.",
+    "node",
 )
 RATE_LIMITED = _layer(
     "cache_rate_limit_total",
-    C,
+    Kind.COUNTER,
     "What a layer's rate limit did, by outcome: allowed, read_skipped, write_skipped, "
     "write_delayed, write_refused.",
     "outcome",
 )
-QUEUE_DEPTH = _layer("cache_write_queue_depth", G, "Writes a write-behind queue holds.")
-QUEUE_BYTES = _layer("cache_write_queue_bytes", G, "Bytes a write-behind queue holds.")
+QUEUE_DEPTH = _layer("cache_write_queue_depth", Kind.GAUGE, "Writes a write-behind queue holds.")
+QUEUE_BYTES = _layer("cache_write_queue_bytes", Kind.GAUGE, "Bytes a write-behind queue holds.")
 QUEUE_LAG = _layer(
-    "cache_write_queue_lag_seconds", G, "How long the oldest queued write has waited."
+    "cache_write_queue_lag_seconds", Kind.GAUGE, "How long the oldest queued write has waited."
 )
 QUEUE_WRITES = _layer(
     "cache_write_queue_writes_total",
-    C,
+    Kind.COUNTER,
     "Writes of a write-behind queue, by outcome: accepted, delivered, coalesced (replaced "
     "by a newer write of their key), rejected (queue full).",
     "outcome",
 )
 QUEUE_RETRIES = _layer(
-    "cache_write_queue_retries_total", C, "Write-behind batch attempts after the first."
+    "cache_write_queue_retries_total", Kind.COUNTER, "Write-behind batch attempts after the first."
 )
 DEAD_LETTERS = _layer(
-    "cache_dead_letters_total", C, "Writes a write-behind queue gave up on (dead-lettered)."
+    "cache_dead_letters_total",
+    Kind.COUNTER,
+    "Writes a write-behind queue gave up on (dead-lettered).",
 )
 FLEET_FLIGHT = Spec(
     "cache_fleet_flight_total",
-    C,
+    Kind.COUNTER,
     "One load across the fleet: leases, waits and how they ended.",
     ("cache", "event"),
 )
