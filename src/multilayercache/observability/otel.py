@@ -47,6 +47,9 @@ METER_NAME = "multilayercache"
 READING_SECONDS = 1.0
 """How long the instruments of one collection report the reading its first one took."""
 
+Reading = dict[str, list[tuple[tuple[str, ...], Any]]]
+"""Samples read from the caches: ``{metric name: [(label values, value), ...]}``."""
+
 
 class CacheInstruments:
     """The observable instruments of one MeterProvider, and the caches they read (by
@@ -56,7 +59,7 @@ class CacheInstruments:
     def __init__(self, meter_provider: MeterProvider) -> None:
         self._sources: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._reading: tuple[float, dict[str, list[tuple[tuple[str, ...], Any]]]] = (-math.inf, {})
+        self._reading: tuple[float, Reading] = (-math.inf, {})  # (monotonic time read, reading)
         meter = meter_provider.get_meter(METER_NAME)
         for spec in SPECS:
             _create(meter, spec, self._observer(spec))
@@ -82,6 +85,7 @@ class CacheInstruments:
 
     @property
     def names(self) -> list[str]:
+        """The names of the caches instrumented."""
         with self._lock:
             return list(self._sources)
 
@@ -99,7 +103,7 @@ class CacheInstruments:
 
         return observe
 
-    def _recent_reading(self) -> dict[str, list[tuple[tuple[str, ...], Any]]]:
+    def _recent_reading(self) -> Reading:
         """The reading of this collection (one younger than ``READING_SECONDS``), or a
         new one (an SDK that calls the first instrument's callback later)."""
         with self._lock:
@@ -108,10 +112,10 @@ class CacheInstruments:
             return reading
         return self._read()
 
-    def _read(self) -> dict[str, list[tuple[tuple[str, ...], Any]]]:
+    def _read(self) -> Reading:
         with self._lock:
             sources = list(self._sources.items())
-        reading: dict[str, list[tuple[tuple[str, ...], Any]]] = {}
+        reading: Reading = {}
         for name, cache in sources:
             try:
                 found = read(cache, name)
