@@ -155,6 +155,7 @@ class AsyncDriver(DriverBase):
 
     async def _call_loader(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
         start = time.perf_counter()
+        failed = True
         try:
             result = loader(argument)
             if not inspect.isawaitable(result):
@@ -163,9 +164,10 @@ class AsyncDriver(DriverBase):
                     f"{type(result).__name__}, not an awaitable: use async def"
                 )
             value = await result
+            failed = False
         finally:
             seconds = time.perf_counter() - start
-            self.state.count_load(seconds)
+            self.state.count_load(seconds, failed)
         return Loaded(value, seconds)
 
 

@@ -18,6 +18,8 @@ class Percentiles:
     p90: float
     p99: float
     max: float
+    total_seconds: float = 0.0
+    """All ``count`` durations added up (the percentiles cover only the recent ones)."""
 
     def as_dict(self) -> dict[str, float | int]:
         return {
@@ -26,6 +28,7 @@ class Percentiles:
             "p90": self.p90,
             "p99": self.p99,
             "max": self.max,
+            "total_seconds": self.total_seconds,
         }
 
 
@@ -38,10 +41,12 @@ class LatencyRecorder:
     def __init__(self, window: int = 8192) -> None:
         self._samples: deque[float] = deque(maxlen=window)
         self.total = 0
+        self.total_seconds = 0.0
 
     def record(self, seconds: float) -> None:
         self._samples.append(seconds)
         self.total += 1
+        self.total_seconds += seconds
 
     def time(self) -> _Timer:
         """``with recorder.time(): ...`` records how long the block took."""
@@ -52,7 +57,14 @@ class LatencyRecorder:
         if not samples.size:
             return EMPTY
         p50, p90, p99 = np.percentile(samples, [50, 90, 99])
-        return Percentiles(self.total, float(p50), float(p90), float(p99), float(samples.max()))
+        return Percentiles(
+            self.total,
+            float(p50),
+            float(p90),
+            float(p99),
+            float(samples.max()),
+            self.total_seconds,
+        )
 
 
 class _Timer:

@@ -67,6 +67,9 @@ class RefreshQueue:
         self._arrivals = itertools.count()
         self.dropped = 0
         """Refreshes refused or displaced for want of budget."""
+        self.taken = {"stale": 0, "early": 0}
+        """Refreshes taken to run, by kind: of keys served stale meanwhile, and of keys
+        still fresh (refresh-ahead, XFetch)."""
 
     def __len__(self) -> int:
         return len(self._queued)
@@ -100,7 +103,7 @@ class RefreshQueue:
         first = self._pop_first()
         if first is None:
             return []
-        batch = [(first.key, first.job)]
+        taken = [first]
         if first.job.group is not None and limit > 1:
             same = sorted(
                 (item for item in self._queued.values() if item.job.group == first.job.group),
@@ -108,9 +111,11 @@ class RefreshQueue:
             )[: limit - 1]
             for item in same:
                 del self._queued[item.key]  # its heap entry is skipped when it surfaces
-                batch.append((item.key, item.job))
-        self._running.update(key for key, _ in batch)
-        return batch
+                taken.append(item)
+        for item in taken:
+            self.taken["early" if item.rank[0] else "stale"] += 1
+        self._running.update(item.key for item in taken)
+        return [(item.key, item.job) for item in taken]
 
     def finish(self, keys: list[Any]) -> None:
         """The refreshes of ``keys`` (taken by ``pop_batch``) are over."""

@@ -111,11 +111,13 @@ class CacheState:
             tier.share_lock(lock)
 
     # ---------------------------------------------------------------- counting
-    def count_load(self, seconds: float) -> None:
-        """One loader call took ``seconds``."""
-        self.loads.record(seconds)
-        with self._lock:
+    def count_load(self, seconds: float, failed: bool = False) -> None:
+        """One loader call took ``seconds`` (``failed``: it raised)."""
+        with self._lock:  # (the duration too: loader_calls and total_seconds agree)
+            self.loads.record(seconds)
             self.loader_calls += 1
+            if failed:
+                self.counts["loader_failures"] += 1
 
     def count(self, what: str, n: int = 1) -> None:
         """Add to one of the manager's counters (``stale_served``, ``refreshes``, ...)."""
@@ -271,6 +273,7 @@ class CacheState:
         return CacheStats(
             layers=layers,
             loader_calls=self.loader_calls,
+            loader_failures=self.counts["loader_failures"],
             coalesced_waits=coalesced_waits,
             load_latency=self.loads.percentiles(),
             layer_latency=(
@@ -291,6 +294,7 @@ class CacheState:
             refreshes=self.counts["refreshes"],
             refresh_failures=self.counts["refresh_failures"],
             refreshes_dropped=self.refreshes.dropped,
+            refreshes_by_kind=dict(self.refreshes.taken),
             soft_timeouts=self.counts["soft_timeouts"],
             hard_timeouts=self.counts["hard_timeouts"],
             throttled_loads=self.counts["throttled_loads"],

@@ -39,6 +39,12 @@ class LayerStats:
     untrusted: dict[str, int] = field(default_factory=dict)
     """Values read back but refused (read as misses), by cause (``UNTRUSTED_CAUSES`` of
     ``core/errors.py``: ``corrupt``, ``limit``, ``wrong_key``, ``forged``, ...)."""
+    puts: int = 0
+    """Values written: sets, adds that stored, new counters, promotions and loaded values
+    (in memory: whether or not the policy kept them; shared layers: writes that succeeded)."""
+    admission_losses: int = 0
+    """The ``rejections`` that entered the window and lost admission to main (also counted
+    in ``evictions``); the other rejections (too large, crowded hash) never entered."""
 
     @property
     def requests(self) -> int:
@@ -110,6 +116,9 @@ class CacheStats:
     (promotions and loaded values are only counted)."""
     encode_errors: dict[str, int] = field(default_factory=dict)
     """Loaded values a layer could not encode (returned, and cached where they fit)."""
+    loader_failures: int = 0
+    """Loader calls that raised (the caller saw the error, or was spared it: see
+    ``load_failures``); ``loader_calls - loader_failures`` succeeded."""
     stale_served: int = 0
     """Reads answered with a stale value (stale-while-revalidate, fail-safe, timeouts)."""
     fail_safe: int = 0
@@ -118,6 +127,10 @@ class CacheStats:
     """Loads and refreshes that failed without the caller seeing the error."""
     refreshes: int = 0
     """Background refreshes run (refresh-ahead, stale-while-revalidate)."""
+    refreshes_by_kind: dict[str, int] = field(default_factory=dict)
+    """Background refreshes taken to run, by kind: ``stale`` (of keys served stale
+    meanwhile) and ``early`` (of keys still fresh: refresh-ahead, XFetch). Their sum is
+    ``refreshes`` but for a refresh that found its key's load running, and joined it."""
     refresh_failures: int = 0
     refreshes_dropped: int = 0
     """Refreshes not run for want of budget (see ``core/refresh.py``)."""

@@ -159,11 +159,13 @@ class Driver(DriverBase):
 
     def _call_loader(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
         start = time.perf_counter()
+        failed = True
         try:
             value = loader(argument)
+            failed = False
         finally:
             seconds = time.perf_counter() - start
-            self.state.count_load(seconds)
+            self.state.count_load(seconds, failed)
         if inspect.iscoroutine(value):  # never cache a coroutine: it could run only once
             value.close()
             raise TypeError(

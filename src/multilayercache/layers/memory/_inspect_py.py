@@ -63,6 +63,8 @@ def stats(layer: InMemoryLayer) -> LayerStats:
             policy.entries,
             policy.total_weight,
             policy.window_max,
+            layer._puts,
+            policy.rejections,
         )
     return layer_stats(layer, counters)
 

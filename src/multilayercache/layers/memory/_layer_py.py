@@ -129,6 +129,7 @@ class InMemoryLayer:
         self._hits = self._misses = self._expirations = 0
         self._oversized = 0
         self._crowded = 0  # new keys turned away: their hash was crowded (flooding.py)
+        self._puts = 0  # values written (kept or not): ``LayerStats.puts``
         register_after_fork(self)
 
     def _start_empty(self) -> None:
@@ -353,6 +354,7 @@ class InMemoryLayer:
         refresh_at: int,
     ) -> bool:
         """Store the value; True if the key was turned away because its hash is crowded."""
+        self._puts += 1
         slot = self._slots.get(key, -1)
         if deadline <= now_ns or weight > self._policy.capacity:
             # Already expired, or can never fit: the old value must not survive the write.

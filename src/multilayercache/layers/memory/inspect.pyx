@@ -69,7 +69,7 @@ def stats(InMemoryLayer layer):
     try:
         counters = (layer._hits, layer._misses, policy.evictions, layer._expirations,
                     policy.rejections + layer._oversized + layer._crowded, policy.entries, policy.total_weight,
-                    policy.window_max)
+                    policy.window_max, layer._puts, policy.rejections)
     finally:
         layer._unlock()
     return layer_stats(layer, counters)

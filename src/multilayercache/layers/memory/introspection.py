@@ -13,8 +13,9 @@ from ...core.stats import HotKey, LayerSnapshot, LayerStats
 
 def layer_stats(layer: Any, counters: tuple[int, ...]) -> LayerStats:
     """``LayerStats`` from ``(hits, misses, evictions, expirations, rejections, size,
-    weight, window)``, read together while the layer was consistent."""
-    hits, misses, evictions, expirations, rejections, size, weight, window = counters
+    weight, window, puts, admission_losses)``, read together while the layer was
+    consistent."""
+    hits, misses, evictions, expirations, rejections, size, weight, window, puts, lost = counters
     return LayerStats(
         name=layer.name,
         hits=hits,
@@ -27,6 +28,8 @@ def layer_stats(layer: Any, counters: tuple[int, ...]) -> LayerStats:
         max_size=layer.max_size,
         max_weight=layer.max_weight,
         window_weight=window,
+        puts=puts,
+        admission_losses=lost,
     )
 
 

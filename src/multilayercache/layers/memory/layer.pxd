@@ -61,6 +61,7 @@ cdef class InMemoryLayer:
     cdef int64_t _coarse_slack_ns
     cdef Py_ssize_t _hits, _misses, _expirations, _oversized
     cdef Py_ssize_t _crowded  # new keys turned away: their hash was crowded (flooding.py)
+    cdef Py_ssize_t _puts  # values written (kept or not): ``LayerStats.puts``
     cdef Ownership _ownership
     cdef list _grave_overflow
     cdef object __weakref__  # for multilayercache._forking, which holds layers weakly

@@ -147,6 +147,7 @@ cdef class InMemoryLayer:
         self._last_miss_version = NOT_ABSENT
         self._last_miss_bucket = self._vacant_bucket = NO_BUCKET
         self._hits = self._misses = self._expirations = self._oversized = self._crowded = 0
+        self._puts = 0
         register_after_fork(self)
 
     def __cinit__(self):
@@ -475,6 +476,7 @@ cdef class InMemoryLayer:
         # 1 if the key was turned away because its hash is crowded (flooding.py), else 0.
         cdef Py_ssize_t slot, evicted
         cdef uint64_t vacant = NO_BUCKET
+        self._puts += 1
         if now_ns and self._wheel.scheduled:
             reclaim_expired(self, now_ns)
         if absent_at == self._version:

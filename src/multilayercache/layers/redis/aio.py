@@ -189,6 +189,7 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
             await self._run(lambda: write.apply(client))
         except RedisError as error:
             raise self._failure("SET", error) from error
+        self._count(puts=1)
 
     async def extend_entry(self, key: Any, lifetime: Lifetime, written_ms: int) -> ExtendAnswer:
         """Give ``key``'s entry a new ``lifetime`` without rewriting its value, if it is
@@ -227,7 +228,10 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
     ) -> bool:
         """``add`` for ``lifetime`` (see ``set_entry``)."""
         call = self._add_call(key, value, lifetime, load_seconds, value_type)
-        return bool(await self._script(call))
+        stored = bool(await self._script(call))
+        if stored:
+            self._count(puts=1)
+        return stored
 
     async def touch(self, key: Any, ttl: TTL | None = None) -> bool:
         """Give the key's fresh value a new TTL from now, without rewriting it; False if it
@@ -453,6 +457,7 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
             await self._run(pipeline.execute)
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
+        self._count(puts=len(mapping))
 
     async def write_packed(self, writes: list[PackedWrite], late: bool = False) -> None:
         """Send encoded writes (``encode_write`` / ``encode_delete``) in one pipeline: the
@@ -465,6 +470,7 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
             await self._run(lambda: fastpath.write_async(client, self.is_cluster, commands))
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
+        self._count(puts=sum(1 for write in writes if write.data is not None))
 
     async def close(self) -> None:
         """Close the client's connections."""

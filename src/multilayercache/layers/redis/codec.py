@@ -281,7 +281,7 @@ class RedisCodec:
         self._loads_sequence = getattr(self.serializer, "loads_sequence", None)
         self._rng = random.Random()
         self._counter_lock = threading.Lock()
-        self._hits = self._misses = self._errors = 0
+        self._hits = self._misses = self._errors = self._puts = 0
         self._untrusted: dict[str, int] = {}
         self._warn_untrusted = ThrottledWarning()
         # encode_write's memo: the last lifetime, and its deltas and expiry.
@@ -784,21 +784,23 @@ class RedisCodec:
         )
 
     # ---------------------------------------------------------------- stats
-    def _count(self, hits: int = 0, misses: int = 0, errors: int = 0) -> None:
+    def _count(self, hits: int = 0, misses: int = 0, errors: int = 0, puts: int = 0) -> None:
         with self._counter_lock:
             self._hits += hits
             self._misses += misses
             self._errors += errors
+            self._puts += puts
 
     def stats(self) -> LayerStats:
-        """Hits, misses, errors (failed calls and untrusted values) and untrusted values
-        by cause, since creation.
+        """Hits, misses, puts (values written), errors (failed calls and untrusted values)
+        and untrusted values by cause, since creation.
         ``size`` is ``None``: counting this layer's keys would mean scanning Redis."""
         with self._counter_lock:
             return LayerStats(
                 name=self.name,
                 hits=self._hits,
                 misses=self._misses,
+                puts=self._puts,
                 errors=self._errors,
                 untrusted=dict(self._untrusted),
             )

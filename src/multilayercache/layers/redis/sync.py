@@ -137,6 +137,7 @@ class RedisLayer(ClusterRouting, RedisCodec):
             write.apply(self.client)
         except RedisError as error:
             raise self._failure("SET", error) from error
+        self._count(puts=1)
 
     def extend_entry(self, key: Any, lifetime: Lifetime, written_ms: int) -> ExtendAnswer:
         """Give ``key``'s entry a new ``lifetime`` from now without rewriting its value
@@ -170,7 +171,10 @@ class RedisLayer(ClusterRouting, RedisCodec):
         value_type: Any = None,
     ) -> bool:
         """``add`` for ``lifetime`` (see ``set_entry``)."""
-        return bool(self._script(self._add_call(key, value, lifetime, load_seconds, value_type)))
+        stored = bool(self._script(self._add_call(key, value, lifetime, load_seconds, value_type)))
+        if stored:
+            self._count(puts=1)
+        return stored
 
     def touch(self, key: Any, ttl: TTL | None = None) -> bool:
         """Give the key's fresh value a new TTL from now (``None``: the layer default; ``0``
@@ -360,6 +364,7 @@ class RedisLayer(ClusterRouting, RedisCodec):
             pipeline.execute()
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
+        self._count(puts=len(mapping))
 
     def write_packed(self, writes: list[PackedWrite], late: bool = False) -> None:
         """Send encoded writes (``encode_write`` / ``encode_delete``) in one pipeline: the
@@ -371,6 +376,7 @@ class RedisLayer(ClusterRouting, RedisCodec):
             fastpath.write(self.client, self.is_cluster, commands)
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
+        self._count(puts=sum(1 for write in writes if write.data is not None))
 
     def close(self) -> None:
         """Close the client's connections."""

@@ -1,0 +1,7 @@
+"""Metrics of a running cache: ``metrics`` names them and reads them from ``stats()``;
+``prometheus`` (extra ``prometheus``) and ``otel`` (extra ``otel``) export them. Nothing is
+imported or registered until you ask: no global metrics at import."""
+
+from .metrics import METRIC_NAMES, Family, Kind, Spec, families
+
+__all__ = ["METRIC_NAMES", "Family", "Kind", "Spec", "families"]
