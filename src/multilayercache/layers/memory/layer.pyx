@@ -67,6 +67,7 @@ from .arguments import (
     counted,
     default_ttl_seconds,
     layer_bounds,
+    resized_bound,
     value_copier,
 )
 from .batch import hits_among, set_each
@@ -643,6 +644,26 @@ cdef class InMemoryLayer:
         try:
             for slot in cached_slots(self):
                 remove_slot(self, slot)
+        finally:
+            self._unlock()
+
+    def resize(self, max_size=None, *, max_weight=None):
+        """A new ``max_size`` (or ``max_weight``) for a running layer: see the twin."""
+        capacity = resized_bound(max_size, max_weight, self.max_weight is not None)
+        # The clock may run Python code: read it before taking ownership.
+        cdef int64_t now_ns = self._now_ns() if self._wheel.scheduled else 0
+        cdef Py_ssize_t evicted
+        self._lock_for_write()
+        try:
+            if now_ns and self._wheel.scheduled:
+                reclaim_expired(self, now_ns)
+            evicted = self._policy.resize(capacity)
+            if evicted:
+                drop_evicted(self, evicted)
+            if self.max_weight is None:
+                self.max_size = capacity
+            else:
+                self.max_weight = capacity
         finally:
             self._unlock()
 
