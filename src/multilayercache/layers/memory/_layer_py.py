@@ -486,6 +486,11 @@ class InMemoryLayer:
             for slot in cached_slots(self):
                 self._remove(slot)
 
+    def set_default_ttl(self, ttl: TTL | None) -> None:
+        """The layer's own TTL (``ttl=`` of the constructor: ``None``, never expire) for
+        the writes without one, from the next write on; entries held keep theirs."""
+        self.default_ttl = default_ttl_seconds(ttl)
+
     def resize(self, max_size: int | None = None, *, max_weight: int | None = None) -> None:
         """A new bound for a running layer: ``max_size`` entries (or ``max_weight``, for a
         layer built with a weigher). Shrinking evicts what the policy would (expired

@@ -647,6 +647,11 @@ cdef class InMemoryLayer:
         finally:
             self._unlock()
 
+    def set_default_ttl(self, ttl):
+        """The layer's own TTL for writes without one, from the next write on: see the
+        twin."""
+        self.default_ttl = default_ttl_seconds(ttl)
+
     def resize(self, max_size=None, *, max_weight=None):
         """A new ``max_size`` (or ``max_weight``) for a running layer: see the twin."""
         capacity = resized_bound(max_size, max_weight, self.max_weight is not None)
