@@ -108,12 +108,10 @@ class Tier:
             self.limiter = RateLimiter(self.policy.rate_limit)  # type: ignore[arg-type]
         self._guard = _NO_LOCK
         policy = self.policy
-        self.default_lifetime: Lifetime | None = None
+        self.default_lifetime: Lifetime | None = _default_lifetime(policy)
         """The lifetime of a write without a TTL of its own, when the policy draws no
         random jitter for it (computed once: ``set()`` without ``ttl`` is the common
         case)."""
-        if not policy.ttl_jitter and (policy.refresh_ahead is None or not policy.refresh_jitter):
-            self.default_lifetime = policy.lifetime_for(None, random.Random())
         self.longest_hold = _longest_hold(policy, self.layer)
         """The longest the layer may keep a value written through this manager (its TTL
         cap, or the layer's default TTL, plus the stale window); raised by writes with a
@@ -163,9 +161,7 @@ class Tier:
         if self.limiter is not None:
             self.limiter.share_lock(lock)
 
-    def take_token(
-        self, method: str, optional: bool, limiter: RateLimiter | None = None
-    ) -> float:
+    def take_token(self, method: str, optional: bool, limiter: RateLimiter | None = None) -> float:
         """Before a call of ``method`` into a rate-limited layer: ``0.0`` if it may go now
         (a token taken), else the seconds until a token may be there, for a write to wait
         (``LayerPolicy.rate_limit_wait`` in all, see the drivers' ``wait_for_token``). A
@@ -269,10 +265,7 @@ class Tier:
                     f"layer {self.depth} ({self.name}) is in-process: a rate_limit protects a "
                     "server, and this layer has none (its hits never wait)"
                 )
-            default_lifetime = None
-            jitters = policy.ttl_jitter or (policy.refresh_ahead is not None and policy.refresh_jitter)
-            if not jitters:
-                default_lifetime = policy.lifetime_for(None, random.Random())
+            default_lifetime = _default_lifetime(policy)
             limiter = self.limiter
             if policy.rate_limit != old.rate_limit:
                 rate: Any = policy.rate_limit
@@ -312,6 +305,13 @@ class Tier:
         """Whether the layer offers ``method`` (the optional ones: ``delete_many``,
         ``clear``, ``remaining_ttl``, ``contains``)."""
         return callable(getattr(self.layer, method, None))
+
+
+def _default_lifetime(policy: LayerPolicy) -> Lifetime | None:
+    """``Tier.default_lifetime`` under ``policy`` (``None``: each write draws jitter)."""
+    if policy.ttl_jitter or (policy.refresh_ahead is not None and policy.refresh_jitter):
+        return None
+    return policy.lifetime_for(None, random.Random())
 
 
 def _longest_hold(policy: LayerPolicy, layer: Any) -> float:

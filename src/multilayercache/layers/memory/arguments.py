@@ -36,9 +36,7 @@ def resized_bound(max_size: object, max_weight: object, weighted: bool) -> int:
     given, other = ("max_weight", "max_size") if weighted else ("max_size", "max_weight")
     new, wrong = (max_weight, max_size) if weighted else (max_size, max_weight)
     if wrong is not None:
-        raise ValueError(
-            f"this layer is bounded by {given}, not {other}: resize({given}=...)"
-        )
+        raise ValueError(f"this layer is bounded by {given}, not {other}: resize({given}=...)")
     if new is None:
         raise ValueError(f"resize needs the new {given}")
     return _positive_int(new, given)
