@@ -194,15 +194,20 @@ entry that goes is an eviction, with its ghost. The window keeps its share of th
 (``window_target`` scaled by new / old capacity; a learned share is a property of the
 workload, not of the size), and protected its 65% of main. Frequency structures: a cache
 that grows past what they are sized for (``sized_for``: its capacity up to ``2^20`` entries,
-see ``INITIAL_SIZING``) gets them rebuilt at the new size, and the resident keys keep their
-counts (the sketch estimate and the doorkeeper bit of each, recounted into the new tables):
-the keys whose frequencies decide the next admissions are the residents, as main's victims,
-while a non-resident loses its history, as after an aging. Ghosts cannot be rehashed into a
-bigger table (it only keeps 30 bits of each hash) and start afresh; only recent ones matter
-anyway. A shrinking cache keeps its tables: counts stay exact, estimates only get better
-with more counters, a grow back needs no rebuild, and the cost is the memory of the former
-size (about 8 + 2 + 16 bytes per entry of it). Weight-bounded caches size their tables by
-entries, not weight, so a new ``max_weight`` leaves them as they are.
+see ``INITIAL_SIZING``) gets them rebuilt at the new size, as a cache built at that size
+has them, and the resident keys keep their counts (the sketch estimate and the doorkeeper
+bit of each, recounted into the new tables): the keys whose frequencies decide the next
+admissions are the residents, as main's victims, while a non-resident loses its history,
+as after an aging. Ghosts cannot be rehashed into another table (it keeps 30 bits of each
+hash) and start afresh; only recent ones matter anyway. A cache shrunk a little keeps its
+tables: counts stay exact, estimates are no worse with more counters, a grow back needs no
+rebuild, and each rebuild forgets the ghosts and the non-residents' counts, which a cache
+resized often in small steps (by a controller) would keep paying. But the sketch ages
+after ``10 * sized_for`` counted accesses, not ``10 * capacity``: a cache shrunk to a
+quarter of its sizing or less (``RESIZE_SHRINK_FACTOR``) would age four times too slowly,
+its counters saturated, its admission blunt, so it is rebuilt at its new size too.
+Weight-bounded caches size their tables by entries, not weight, so a new ``max_weight``
+leaves them as they are.
 
 Weights: with ``weighted=True`` every size above is a total weight; the window moves by the
 mean entry weight per step. ``capacity`` is then the maximum total weight.
@@ -261,6 +266,9 @@ DENSITY_SHRINK_SHIFT = 3
 # and for weight-bounded caches, they grow with the number of entries.
 INITIAL_SIZING = 1 << 20
 WEIGHTED_INITIAL_SIZING = 1 << 10
+# ``resize`` rebuilds the frequency structures of a cache shrunk to a quarter of what they
+# are sized for, or less (section 7).
+RESIZE_SHRINK_FACTOR = 4
 DEFAULT_SEED = 0x2545F4914F6CDD1D
 MAX_ENTRIES = (1 << 31) - 1  # slots are int32
 
@@ -449,7 +457,7 @@ class WTinyLfuPolicy:
         if not self.weighted:
             self.entry_limit = capacity
             wanted = min(capacity, INITIAL_SIZING)
-            if wanted > self.sized_for:
+            if wanted > self.sized_for or RESIZE_SHRINK_FACTOR * wanted <= self.sized_for:
                 self._rebuild_frequency(wanted)
         self._set_window(self.window_target * capacity // old)
         return self._balance(-1)

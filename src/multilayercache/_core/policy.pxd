@@ -24,6 +24,7 @@ cpdef enum:
     INITIAL_SIZING = 1048576  # 1 << 20
     WEIGHTED_INITIAL_SIZING = 1024  # 1 << 10
     MAX_ENTRIES = 2147483647  # (1 << 31) - 1: slots are int32
+    RESIZE_SHRINK_FACTOR = 4
 
 
 cdef enum:

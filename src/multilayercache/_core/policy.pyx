@@ -247,7 +247,7 @@ cdef class WTinyLfuPolicy:
         if not self.weighted:
             self.entry_limit = <Py_ssize_t>capacity
             wanted = <Py_ssize_t>min(capacity, <int64_t>INITIAL_SIZING)
-            if wanted > self.sized_for:
+            if wanted > self.sized_for or RESIZE_SHRINK_FACTOR * wanted <= self.sized_for:
                 self._rebuild_frequency(wanted)
         # In Python ints: the product may not fit 64 bits (capacities go up to 2^62).
         self._set_window(int(self.window_target) * int(capacity) // int(old))

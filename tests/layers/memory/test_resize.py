@@ -97,6 +97,24 @@ def test_growing_keeps_the_residents_frequencies_and_then_fills_up(impl) -> None
 
 
 @twins
+def test_a_shrink_to_a_quarter_resizes_the_sketch_a_smaller_one_keeps_it(impl) -> None:
+    layer = impl.InMemoryLayer(max_size=1_000)
+    for _ in range(3):
+        for key in range(100):
+            layer.get(key) if key in layer else layer.set(key, key)
+    policy = layer._internals()["policy"]
+    estimates = {key: layer.get_frequency_estimate(key) for key in range(100)}
+    layer.resize(300)  # kept: exact counts, and its aging period within 4x of the size
+    assert layer._internals()["policy"].sized_for == 1_000
+    assert {key: layer.get_frequency_estimate(key) for key in range(100)} == estimates
+    layer.resize(250)  # a quarter: rebuilt as a layer of 250 would have it (it ages as one)
+    policy = layer._internals()["policy"]
+    assert policy.sized_for == 250 and policy.sketch.sample_size == 2_500
+    assert all(layer.get_frequency_estimate(key) >= estimates[key] for key in range(100))
+    check_invariants(layer)
+
+
+@twins
 def test_shrinking_keeps_the_frequent_keys(impl) -> None:
     # W-TinyLFU victims, not the most recent writes: the hot keys stay.
     layer = impl.InMemoryLayer(max_size=200)
