@@ -165,7 +165,9 @@ def test_timer_wheel(start, ops) -> None:
 def policy_ops():
     return st.lists(
         st.tuples(
-            st.sampled_from(["insert", "insert", "hit", "hit", "access", "remove", "update"]),
+            st.sampled_from(
+                ["insert", "insert", "hit", "hit", "access", "remove", "update", "resize"]
+            ),
             st.integers(0, 2**64 - 1),
             st.integers(0, 12),
         ),
@@ -190,7 +192,7 @@ def test_policy(capacity, weighted, ops) -> None:
             else:
                 slot, next_slot = next_slot, next_slot + 1
                 pure.grow(next_slot), compiled.grow(next_slot)
-            weight = min(number, capacity) if weighted else 1
+            weight = min(number, pure.capacity) if weighted else 1
             assert pure.on_insert(slot, key_hash, weight) == compiled.on_insert(
                 slot, key_hash, weight
             )
@@ -202,6 +204,15 @@ def test_policy(capacity, weighted, ops) -> None:
                 free.append(gone)
         elif op == "access":
             assert pure.record_access(key_hash) == compiled.record_access(key_hash)
+        elif op == "resize":
+            # Shrink or grow (a grow past the sketch's sizing rebuilds it, counts carried).
+            capacity = 1 + (raw >> 8) % 60
+            assert pure.resize(capacity) == compiled.resize(capacity)
+            evicted = pure.evicted
+            assert evicted == compiled.evicted
+            for gone in evicted:
+                live.remove(gone)
+                free.append(gone)
         elif not live:
             continue
         elif op == "hit":
@@ -213,7 +224,7 @@ def test_policy(capacity, weighted, ops) -> None:
             free.append(slot)
         else:
             slot = live[number % len(live)]
-            weight = min(number, capacity) if weighted else 1
+            weight = min(number, pure.capacity) if weighted else 1
             assert pure.on_update(slot, weight) == compiled.on_update(slot, weight)
             evicted = pure.evicted
             assert evicted == compiled.evicted
@@ -240,7 +251,8 @@ def test_policy(capacity, weighted, ops) -> None:
         ):
             assert getattr(pure, attribute) == getattr(compiled, attribute), attribute
         assert list(pure.region_weights) == list(compiled.region_weights)
-        assert pure.total_weight <= capacity
+        assert pure.capacity == compiled.capacity
+        assert pure.total_weight <= pure.capacity
     same_arrays(pure.regions, compiled.regions)
     same_arrays(pure.links, compiled.links)
     same_arrays(pure.sketch.table, compiled.sketch.table)
@@ -273,6 +285,7 @@ layer_op = st.one_of(
     ),
     st.tuples(st.just("tick"), st.just(0), st.sampled_from([0.1, 0.5, 1, 2, 7, 30])),
     st.tuples(st.just("drop"), st.integers(0, 60), st.just(None)),
+    st.tuples(st.just("resize"), st.integers(1, 60), st.just(None)),
 )
 layer_ops = st.lists(layer_op, max_size=300)
 # Long runs with many lookups and sets, so that a few hashes get crowded (flooding.py).
@@ -323,7 +336,8 @@ def test_memory_layer_with_keys_sharing_hashes(max_size, weighted, ops) -> None:
     )
     pure = PURE.InMemoryLayer(clock=clocks[0], **sizes)
     compiled = COMPILED.InMemoryLayer(clock=clocks[1], **sizes)
-    run_layer_ops(pure, compiled, clocks, [(op, sharing_hashes(key), ttl) for op, key, ttl in ops])
+    shared = [(op, key if op == "resize" else sharing_hashes(key), ttl) for op, key, ttl in ops]
+    run_layer_ops(pure, compiled, clocks, shared)
 
 
 def same_outcome(pure_call, compiled_call, *args) -> bool:
@@ -382,6 +396,11 @@ def run_layer_ops(pure, compiled, clocks, ops) -> None:
             invalid = set(range(key % 5, 61, 5))
             pure.drop_later([invalid])
             compiled.drop_later([invalid])
+        elif op == "resize":  # ``key`` is the new bound
+            bound = "max_size" if pure.max_weight is None else "max_weight"
+            pure.resize(**{bound: key}), compiled.resize(**{bound: key})
+            assert len(pure) == len(compiled)
+            assert bound == "max_weight" or len(pure) <= key  # (weights may be 0)
         else:
             assert len(pure) == len(compiled)
         assert pure.stats() == compiled.stats()

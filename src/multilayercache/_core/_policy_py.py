@@ -185,6 +185,30 @@ entry) makes main one entry smaller, which loops pay for: cpp at 50 56.6% (below
 bound, 56.8%), every loop row -0.1, 45-row mean -0.01 (with the admission test shifted
 by the wait, so that it compares as at insertion; -0.09 without: cs at 600 -1.4).
 
+7. Resizing a running cache
+--------------------------
+``resize(capacity)`` sets a new bound and makes the cache fit it as a write would: the held
+newcomer goes, then (``_balance``) window entries over the window's size compete with
+main's victims for a place, and main gives way while the total is over capacity. Every
+entry that goes is an eviction, with its ghost. The window keeps its share of the cache
+(``window_target`` scaled by new / old capacity; a learned share is a property of the
+workload, not of the size), and protected its 65% of main. Frequency structures: a cache
+that grows past what they are sized for (``sized_for``: its capacity up to ``2^20`` entries,
+see ``INITIAL_SIZING``) gets them rebuilt at the new size, as a cache built at that size
+has them, and the resident keys keep their counts (the sketch estimate and the doorkeeper
+bit of each, recounted into the new tables): the keys whose frequencies decide the next
+admissions are the residents, as main's victims, while a non-resident loses its history,
+as after an aging. Ghosts cannot be rehashed into another table (it keeps 30 bits of each
+hash) and start afresh; only recent ones matter anyway. A cache shrunk a little keeps its
+tables: counts stay exact, estimates are no worse with more counters, a grow back needs no
+rebuild, and each rebuild forgets the ghosts and the non-residents' counts, which a cache
+resized often in small steps (by a controller) would keep paying. But the sketch ages
+after ``10 * sized_for`` counted accesses, not ``10 * capacity``: a cache shrunk to a
+quarter of its sizing or less (``RESIZE_SHRINK_FACTOR``) would age four times too slowly,
+its counters saturated, its admission blunt, so it is rebuilt at its new size too.
+Weight-bounded caches size their tables by entries, not weight, so a new ``max_weight``
+leaves them as they are.
+
 Weights: with ``weighted=True`` every size above is a total weight; the window moves by the
 mean entry weight per step. ``capacity`` is then the maximum total weight.
 
@@ -242,6 +266,9 @@ DENSITY_SHRINK_SHIFT = 3
 # and for weight-bounded caches, they grow with the number of entries.
 INITIAL_SIZING = 1 << 20
 WEIGHTED_INITIAL_SIZING = 1 << 10
+# ``resize`` rebuilds the frequency structures of a cache shrunk to a quarter of what they
+# are sized for, or less (section 7).
+RESIZE_SHRINK_FACTOR = 4
 DEFAULT_SEED = 0x2545F4914F6CDD1D
 MAX_ENTRIES = (1 << 31) - 1  # slots are int32
 
@@ -418,6 +445,39 @@ class WTinyLfuPolicy:
             return
         self._unlink(HEADS + slot)
         self._forget(slot)
+
+    # ------------------------------------------------------------------ resizing
+    def resize(self, capacity: int) -> int:
+        """A new ``capacity`` (entries, or total weight), on a running cache; returns how
+        many slots were evicted to fit (they are ``evicted``). See section 7."""
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity!r}")
+        old = self.capacity
+        self.capacity = capacity
+        if not self.weighted:
+            self.entry_limit = capacity
+            wanted = min(capacity, INITIAL_SIZING)
+            if wanted > self.sized_for or RESIZE_SHRINK_FACTOR * wanted <= self.sized_for:
+                self._rebuild_frequency(wanted)
+        self._set_window(self.window_target * capacity // old)
+        return self._balance(-1)
+
+    def _rebuild_frequency(self, sized_for: int) -> None:
+        """Frequency structures sized for ``sized_for`` entries, carrying over what the
+        resident keys had: their sketch counts and doorkeeper bits (section 7)."""
+        sketch, doorkeeper = CountMinSketch(sized_for), Doorkeeper(sized_for)
+        for slot, region in enumerate(self._region):
+            if region >= NOT_CACHED:  # free, or the held newcomer (evicted already)
+                continue
+            key_hash = self._hash[slot]
+            if self.doorkeeper.might_contain(key_hash):
+                doorkeeper.put(key_hash)
+            for _ in range(self.sketch.frequency(key_hash)):
+                sketch.increment(key_hash)
+        self.sized_for = sized_for
+        self.sketch, self.doorkeeper = sketch, doorkeeper
+        self.ghosts = GhostTable(sized_for)
+        self.epoch += 1
 
     # ------------------------------------------------------------------ adaptation
     def _ensure_sized(self, entries: int) -> None:

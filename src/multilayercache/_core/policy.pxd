@@ -24,6 +24,7 @@ cpdef enum:
     INITIAL_SIZING = 1048576  # 1 << 20
     WEIGHTED_INITIAL_SIZING = 1024  # 1 << 10
     MAX_ENTRIES = 2147483647  # (1 << 31) - 1: slots are int32
+    RESIZE_SHRINK_FACTOR = 4
 
 
 cdef enum:
@@ -91,11 +92,13 @@ cdef class WTinyLfuPolicy:
     cpdef void on_remove(self, Py_ssize_t slot) noexcept
     cpdef void grow(self, Py_ssize_t slot_count) except *
     cpdef int region_of(self, Py_ssize_t slot) noexcept
+    cpdef Py_ssize_t resize(self, int64_t capacity) except -1
 
     # private
     cdef int64_t _weight_of(self, Py_ssize_t slot) noexcept
     cdef int _ensure_sized(self, Py_ssize_t entries) except -1
     cdef int _resize_frequency(self, Py_ssize_t entries) except -1
+    cdef int _rebuild_frequency(self, Py_ssize_t sized_for) except -1
     cdef void _age(self) noexcept
     cdef void _cache_frequency_views(self) noexcept
     cdef uint32_t _idle_time(self, Py_ssize_t slot) noexcept

@@ -17,11 +17,11 @@ import numpy as np
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
-from .doorkeeper cimport Doorkeeper, doorkeeper_contains
+from .doorkeeper cimport Doorkeeper, doorkeeper_add, doorkeeper_contains
 from .ghost cimport MAIN as GHOST_MAIN
 from .ghost cimport WINDOW as GHOST_WINDOW
 from .ghost cimport GhostTable
-from .sketch cimport CountMinSketch
+from .sketch cimport CountMinSketch, sketch_add, sketch_frequency
 
 # The int constants are ``cpdef enum``s in policy.pxd (C and Python alike); these do not
 # fit a C int.
@@ -234,6 +234,48 @@ cdef class WTinyLfuPolicy:
             return
         self._unlink(<int32_t>(HEADS + slot))
         self._forget(slot)
+
+    # ------------------------------------------------------------------ resizing
+    cpdef Py_ssize_t resize(self, int64_t capacity) except -1:
+        """A new ``capacity`` (entries, or total weight), on a running cache; returns how
+        many slots were evicted to fit (they are ``evicted``)."""
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity!r}")
+        cdef int64_t old = self.capacity
+        cdef Py_ssize_t wanted
+        self.capacity = capacity
+        if not self.weighted:
+            self.entry_limit = <Py_ssize_t>capacity
+            wanted = <Py_ssize_t>min(capacity, <int64_t>INITIAL_SIZING)
+            if wanted > self.sized_for or RESIZE_SHRINK_FACTOR * wanted <= self.sized_for:
+                self._rebuild_frequency(wanted)
+        # In Python ints: the product may not fit 64 bits (capacities go up to 2^62).
+        self._set_window(int(self.window_target) * int(capacity) // int(old))
+        return self._balance(-1)
+
+    cdef int _rebuild_frequency(self, Py_ssize_t sized_for) except -1:
+        # Residents' counts recounted into the new tables, slot by slot as the twin does.
+        cdef CountMinSketch sketch = CountMinSketch(sized_for)
+        cdef Doorkeeper doorkeeper = Doorkeeper(sized_for)
+        cdef Py_ssize_t slot
+        cdef int count
+        cdef uint64_t key_hash
+        for slot in range(self._slot_count):
+            if self._nodes[NODE_FIELDS * (HEADS + slot) + REGION] >= NOT_CACHED:
+                continue
+            key_hash = self.hash_of(slot)
+            if doorkeeper_contains(self._doorkeeper_words, self._doorkeeper_mask, key_hash):
+                doorkeeper_add(doorkeeper.words, doorkeeper.bit_mask, key_hash)
+            for count in range(sketch_frequency(self._sketch_words, self._sketch_mask, key_hash)):
+                if sketch_add(sketch.words, sketch.block_mask, key_hash):
+                    sketch.additions += 1
+        self.sized_for = sized_for
+        self.sketch = sketch
+        self.doorkeeper = doorkeeper
+        self.ghosts = GhostTable(sized_for)
+        self._cache_frequency_views()
+        self.epoch += 1
+        return 0
 
     # ------------------------------------------------------------------ adaptation
     cdef inline int _ensure_sized(self, Py_ssize_t entries) except -1:

@@ -124,10 +124,11 @@ class AsyncDriver(DriverBase):
 
     async def _call(self, step: Call) -> Any:
         tier, method = step.tier, getattr(step.tier.layer, step.method)
-        if tier.limiter is not None:  # a read without a token raises here: skipped
-            wait = tier.take_token(step.method, step.optional)
-            if wait and not await wait_for_token(tier.limiter, wait, tier.policy.rate_limit_wait):
-                raise tier.refused(step.method)
+        limiter = tier.limiter  # read once: update_policy may replace it
+        if limiter is not None:  # a read without a token raises here: skipped
+            wait = tier.take_token(step.method, step.optional, limiter)
+            if wait and not await wait_for_token(limiter, wait, tier.policy.rate_limit_wait):
+                raise tier.refused(step.method, limiter)
         start = time.perf_counter()
         try:
             return await guarded_call(tier, method, step.args, self.state, step.method)

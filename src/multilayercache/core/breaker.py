@@ -215,6 +215,14 @@ class _RollingWindow:
         self._advance(now)
         return self.total_calls, self.total_failures
 
+    def copy(self) -> _RollingWindow:
+        """Another window holding the same counts."""
+        twin = _RollingWindow.__new__(_RollingWindow)
+        twin.width, twin.epoch = self.width, self.epoch
+        twin.calls, twin.failures = list(self.calls), list(self.failures)
+        twin.total_calls, twin.total_failures = self.total_calls, self.total_failures
+        return twin
+
     def clear(self) -> None:
         buckets = len(self.calls)
         self.calls = [0] * buckets
@@ -360,6 +368,30 @@ class CircuitBreaker:
         of the breaker, whose probes were its parent's calls)."""
         self._probes_in_flight = 0
 
+    def with_policy(self, policy: BreakerPolicy) -> CircuitBreaker:
+        """A breaker with ``policy`` that goes on from where this one is, for a policy
+        changed on a running cache (``update_policy``). It keeps the counters (``opened``,
+        ``rejected``: metrics never go backwards). Open, it stays open until the current
+        cool-down ends (sooner if the new ``max_cooldown`` is shorter), then probes as the
+        new policy says: a layer known to be down is not hammered because its policy
+        changed. Half-open, it lets new probes go (the outcome of a probe already out is
+        reported to this breaker, and lost). Closed, it keeps the failures of its window
+        when the window is as long, else counts afresh. Its later cool-downs grow from the
+        current one, within the new bounds."""
+        now = self.clock()
+        state = self._current_state(now)
+        renewed = CircuitBreaker(policy, self.clock)
+        renewed.opened, renewed.rejected = self.opened, self.rejected
+        if state is BreakerState.CLOSED:
+            if policy.window == self.policy.window:
+                renewed._window = self._window.copy()
+            return renewed
+        renewed._state = state
+        renewed._cooldown = min(max(self._cooldown, policy.cooldown), policy.max_cooldown)
+        if state is BreakerState.OPEN:
+            renewed._open_until = min(self._open_until, now + policy.max_cooldown)
+        return renewed
+
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.state.value}, opened {self.opened} times>"
 
@@ -426,6 +458,12 @@ class NodeBreakers:
     def stats(self) -> dict[str, BreakerStats]:
         """Each node's breaker, by node name."""
         return {node: breaker.stats() for node, breaker in self._by_node.items()}
+
+    def with_policy(self, policy: BreakerPolicy) -> NodeBreakers:
+        """``CircuitBreaker.with_policy`` for every node."""
+        renewed = NodeBreakers(policy, self.clock)
+        renewed._by_node = {node: b.with_policy(policy) for node, b in self._by_node.items()}
+        return renewed
 
     def forget_probes(self) -> None:
         """``CircuitBreaker.forget_probes`` for every node (in a forked child)."""

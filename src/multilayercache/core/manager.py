@@ -7,10 +7,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from . import plans
+from . import plans, steering
 from .fleetflight import check_fleet
 from .missing import STEPPED_ASIDE
-from .options import LoadOptions
+from .options import LayerPolicy, LoadOptions
 from .state import CacheState
 from .stats import CacheStats
 from .tiers import timed
@@ -189,6 +189,25 @@ class ManagerBase:
         """Where the plans start after the fast path: at L1 when it stepped aside (it holds
         the key, due or stale), below it after a miss."""
         return 0 if looked_up is STEPPED_ASIDE else self._checked_depth
+
+    # ---------------------------------------------------------------- steering
+    def update_policy(self, layer: int | str | Any, **changes: Any) -> LayerPolicy:
+        """Change one layer's ``LayerPolicy`` fields on the running cache, from the next
+        operation on; returns the layer's policy now. ``layer``: its index (0 is the
+        fastest), the layer, or its name. All or nothing: an unknown field or a bad value
+        raises (naming it) and changes nothing. Safe under concurrent traffic; entries
+        already held keep their lifetimes. See ``multilayercache.core.steering``.
+
+        >>> cache.update_policy(1, ttl=600, stale_ttl=3600)      # L2: longer, and stale
+        >>> cache.update_policy("memory", refresh_ahead=0.8)
+        >>> cache.update_policy(1, breaker=BreakerPolicy(failures=10, max_cooldown=30))
+        """
+        return steering.update_policy(self._state, layer, changes)
+
+    @property
+    def policies(self) -> list[LayerPolicy]:
+        """Each layer's policy now, fastest first."""
+        return [tier.policy for tier in self._state.tiers]
 
 
 def _shared_text(key: Any) -> str | None:

@@ -384,6 +384,18 @@ class RateLimiter:
             "(LoadOptions.max_loads_per_second)"
         )
 
+    def with_limit(self, limit: RateLimit) -> RateLimiter:
+        """A limiter for ``limit`` that goes on from this one (``update_policy``; called
+        under its lock): its counts, and the tokens its bucket holds now (at most the new
+        burst), so that a change of limit hands out no fresh burst."""
+        renewed = RateLimiter(limit, self._lock, self.bucket.clock)
+        bucket = renewed.bucket
+        bucket._tokens = min(self.bucket.tokens, bucket.burst)
+        bucket.granted, bucket.denied = self.bucket.granted, self.bucket.denied
+        for counter in ("reads_skipped", "writes_skipped", "delayed", "refused"):
+            setattr(renewed, counter, getattr(self, counter))
+        return renewed
+
     def stats(self) -> RateLimitStats:
         return RateLimitStats(
             rate=self.limit.rate,

@@ -3,11 +3,12 @@ the manager counts about it), and the checks that turn a list of layers into tie
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,12 +108,10 @@ class Tier:
             self.limiter = RateLimiter(self.policy.rate_limit)  # type: ignore[arg-type]
         self._guard = _NO_LOCK
         policy = self.policy
-        self.default_lifetime: Lifetime | None = None
+        self.default_lifetime: Lifetime | None = _default_lifetime(policy)
         """The lifetime of a write without a TTL of its own, when the policy draws no
         random jitter for it (computed once: ``set()`` without ``ttl`` is the common
         case)."""
-        if not policy.ttl_jitter and (policy.refresh_ahead is None or not policy.refresh_jitter):
-            self.default_lifetime = policy.lifetime_for(None, random.Random())
         self.longest_hold = _longest_hold(policy, self.layer)
         """The longest the layer may keep a value written through this manager (its TTL
         cap, or the layer's default TTL, plus the stale window); raised by writes with a
@@ -162,15 +161,17 @@ class Tier:
         if self.limiter is not None:
             self.limiter.share_lock(lock)
 
-    def take_token(self, method: str, optional: bool) -> float:
+    def take_token(self, method: str, optional: bool, limiter: RateLimiter | None = None) -> float:
         """Before a call of ``method`` into a rate-limited layer: ``0.0`` if it may go now
         (a token taken), else the seconds until a token may be there, for a write to wait
         (``LayerPolicy.rate_limit_wait`` in all, see the drivers' ``wait_for_token``). A
         read (``SKIPPABLE_CALLS``) or an ``optional`` write (a cache fill) is not worth
         waiting for: without a token it raises ``LayerRateLimited`` at once, counted as
-        skipped, and the plan takes it as a miss (a fill not made)."""
-        limiter = self.limiter
-        assert limiter is not None
+        skipped, and the plan takes it as a miss (a fill not made). ``limiter``: the one
+        the caller read (``update_policy`` may replace the tier's meanwhile)."""
+        limiter = limiter or self.limiter
+        if limiter is None:  # the limit was lifted meanwhile
+            return 0.0
         wait = limiter.try_take()
         if not wait:
             return 0.0
@@ -183,9 +184,10 @@ class Tier:
             )
         return wait
 
-    def refused(self, method: str) -> LayerRateLimited:
-        """The error for a write that found no token within ``rate_limit_wait`` (counted)."""
-        limiter = self.limiter
+    def refused(self, method: str, limiter: RateLimiter | None = None) -> LayerRateLimited:
+        """The error for a write that found no token within ``rate_limit_wait`` (counted
+        by ``limiter``, by default the tier's)."""
+        limiter = limiter or self.limiter
         assert limiter is not None
         limiter.count("refused")
         return LayerRateLimited(
@@ -240,10 +242,76 @@ class Tier:
             else:
                 breaker.release()
 
+    def update(self, changes: Mapping[str, Any]) -> LayerPolicy:
+        """Replace fields of the policy (``update_policy``), from the next call on; the
+        new policy. All under the tier's lock, so that updates made at once by several
+        threads each apply whole, one after the other. Everything derived from the policy
+        is built first: a change this tier cannot take (a bad value, ``write``, a rate
+        limit on an in-process layer) raises and changes nothing. Then each is swapped
+        in by one assignment of an object no running call mutates (a call in flight goes
+        on with what it read: its breaker, its retry state, its lifetime). The breaker and
+        the rate limit go on from the old ones (``CircuitBreaker.with_policy``,
+        ``RateLimiter.with_limit``); unchanged ones are kept as they are."""
+        with self._guard:
+            old = self.policy
+            policy = dataclasses.replace(old, **changes)
+            if policy.write != old.write:
+                raise ValueError(
+                    f"layer {self.depth} ({self.name}): write cannot change on a running "
+                    f"cache (its write-behind queue and worker are built with it): {old.write!r}"
+                )
+            if policy.rate_limit is not None and self.in_process:
+                raise ValueError(
+                    f"layer {self.depth} ({self.name}) is in-process: a rate_limit protects a "
+                    "server, and this layer has none (its hits never wait)"
+                )
+            default_lifetime = _default_lifetime(policy)
+            limiter = self.limiter
+            if policy.rate_limit != old.rate_limit:
+                rate: Any = policy.rate_limit
+                if rate is None:
+                    limiter = None
+                elif limiter is None:
+                    limiter = RateLimiter(rate, self._guard)
+                else:
+                    limiter = limiter.with_limit(rate)
+            breaker, node_breakers = self.breaker, self.node_breakers
+            if self.in_process or policy.breaker is None:
+                breaker = node_breakers = None
+            elif breaker is None or policy.breaker != old.breaker:
+                breaker = (
+                    CircuitBreaker(policy.breaker)
+                    if breaker is None
+                    else breaker.with_policy(policy.breaker)
+                )
+                node_of = getattr(self.layer, "node_of", None)
+                if getattr(self.layer, "is_cluster", False) and callable(node_of):
+                    node_breakers = (
+                        NodeBreakers(policy.breaker)
+                        if node_breakers is None
+                        else node_breakers.with_policy(policy.breaker)
+                    )
+                    self._node_of = node_of
+            self.policy = policy
+            self.default_lifetime = default_lifetime
+            self.longest_hold = max(self.longest_hold, _longest_hold(policy, self.layer))
+            self.retry = None if self.in_process else policy.retry
+            self.limiter = limiter
+            self.node_breakers = node_breakers
+            self.breaker = breaker
+            return policy
+
     def has(self, method: str) -> bool:
         """Whether the layer offers ``method`` (the optional ones: ``delete_many``,
         ``clear``, ``remaining_ttl``, ``contains``)."""
         return callable(getattr(self.layer, method, None))
+
+
+def _default_lifetime(policy: LayerPolicy) -> Lifetime | None:
+    """``Tier.default_lifetime`` under ``policy`` (``None``: each write draws jitter)."""
+    if policy.ttl_jitter or (policy.refresh_ahead is not None and policy.refresh_jitter):
+        return None
+    return policy.lifetime_for(None, random.Random())
 
 
 def _longest_hold(policy: LayerPolicy, layer: Any) -> float:

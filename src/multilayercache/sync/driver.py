@@ -127,10 +127,11 @@ class Driver(DriverBase):
 
     def _call(self, step: Call) -> Any:
         tier, method = step.tier, getattr(step.tier.layer, step.method)
-        if tier.limiter is not None:  # a read without a token raises here: skipped
-            wait = tier.take_token(step.method, step.optional)
-            if wait and not wait_for_token(tier.limiter, wait, tier.policy.rate_limit_wait):
-                raise tier.refused(step.method)
+        limiter = tier.limiter  # read once: update_policy may replace it
+        if limiter is not None:  # a read without a token raises here: skipped
+            wait = tier.take_token(step.method, step.optional, limiter)
+            if wait and not wait_for_token(limiter, wait, tier.policy.rate_limit_wait):
+                raise tier.refused(step.method, limiter)
         if not self.state.record_latency or step.method not in READ_METHODS:
             return guarded_call(tier, method, step.args, self.state, step.method)
         start = time.perf_counter()

@@ -34,6 +34,7 @@ from typing import Any
 from .. import shutdown
 from .._forking import register_after_fork
 from ..core.errors import LayerError
+from ..core.ratelimit import RateLimiter
 from ..core.state import CacheState
 from ..core.tiers import Tier
 from ..core.writeback import (
@@ -231,7 +232,8 @@ class WriteBehindWorker(WorkerBase):
         """One send of ``batch`` through the layer's rate limit and breaker; the error,
         or ``None``."""
         tier = self.tier
-        if tier.limiter is not None and not self._take_token(batch):
+        limiter = tier.limiter  # read once: update_policy may replace it
+        if limiter is not None and not self._take_token(batch, limiter):
             return LayerError(f"{tier.name}: abandoned while waiting for a rate limit token")
         try:
             tier.admit()  # an open breaker: a transient error, the batch waits and retries
@@ -253,12 +255,10 @@ class WriteBehindWorker(WorkerBase):
                 del self.attempts[me]
                 self.hung.discard(me)
 
-    def _take_token(self, batch: Batch) -> bool:
+    def _take_token(self, batch: Batch, limiter: RateLimiter) -> bool:
         """Wait for a token of the layer's rate limit (one per batch: one pipeline), as
         long as it takes: the queue's bounds push back on ``set()`` meanwhile. False if
         ``close`` abandoned the batch while it waited."""
-        limiter = self.tier.limiter
-        assert limiter is not None
         wait = limiter.try_take()
         if not wait:
             return True

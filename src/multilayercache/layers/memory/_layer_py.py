@@ -77,6 +77,7 @@ from .arguments import (
     counted,
     default_ttl_seconds,
     layer_bounds,
+    resized_bound,
     unhashable_key,
     value_copier,
 )
@@ -507,6 +508,33 @@ class InMemoryLayer:
             for slot in cached_slots(self):
                 self._remove(slot)
             self._pending = None
+
+    def set_default_ttl(self, ttl: TTL | None) -> None:
+        """The layer's own TTL (``ttl=`` of the constructor: ``None``, never expire) for
+        the writes without one, from the next write on; entries held keep theirs."""
+        self.default_ttl = default_ttl_seconds(ttl)
+
+    def resize(self, max_size: int | None = None, *, max_weight: int | None = None) -> None:
+        """A new bound for a running layer: ``max_size`` entries (or ``max_weight``, for a
+        layer built with a weigher). Shrinking evicts what the policy would (expired
+        entries first, then W-TinyLFU's victims, counted as evictions) until the layer
+        fits; when it returns, ``len()`` is within the new bound. Growing lets it hold more
+        from the next write on. Frequencies are kept (``_policy_py.py``, section 7).
+
+        >>> l1 = InMemoryLayer(max_size=10_000)
+        >>> l1.resize(50_000)
+        >>> l1.max_size
+        50000
+        """
+        capacity = resized_bound(max_size, max_weight, self.max_weight is not None)
+        with self._lock:
+            self._reclaim_expired()
+            self._policy.resize(capacity)
+            self._drop_evicted(self._policy.evicted)
+            if self.max_weight is None:
+                self.max_size = capacity
+            else:
+                self.max_weight = capacity
 
     # ------------------------------------------------------------------ introspection
     def remaining_ttl(self, key: Any) -> float | None:

@@ -30,6 +30,18 @@ def layer_bounds(max_size: object, max_weight: object, weigher: object) -> tuple
     return _positive_int(max_size, "max_size"), False
 
 
+def resized_bound(max_size: object, max_weight: object, weighted: bool) -> int:
+    """Check the arguments of ``resize``: the bound the layer was built with (``max_size``,
+    or ``max_weight`` for a weigher's layer), a new value of it."""
+    given, other = ("max_weight", "max_size") if weighted else ("max_size", "max_weight")
+    new, wrong = (max_weight, max_size) if weighted else (max_size, max_weight)
+    if wrong is not None:
+        raise ValueError(f"this layer is bounded by {given}, not {other}: resize({given}=...)")
+    if new is None:
+        raise ValueError(f"resize needs the new {given}")
+    return _positive_int(new, given)
+
+
 def _positive_int(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{what} must be an int, got {type(value).__name__}")

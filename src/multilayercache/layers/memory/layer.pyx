@@ -67,6 +67,7 @@ from .arguments import (
     counted,
     default_ttl_seconds,
     layer_bounds,
+    resized_bound,
     value_copier,
 )
 from .batch import hits_among, set_each
@@ -671,6 +672,31 @@ cdef class InMemoryLayer:
                 remove_slot(self, slot)
             self._pending = None
             self._slow_reads = COPIES if self._copies else 0
+        finally:
+            self._unlock()
+
+    def set_default_ttl(self, ttl):
+        """The layer's own TTL for writes without one, from the next write on: see the
+        twin."""
+        self.default_ttl = default_ttl_seconds(ttl)
+
+    def resize(self, max_size=None, *, max_weight=None):
+        """A new ``max_size`` (or ``max_weight``) for a running layer: see the twin."""
+        capacity = resized_bound(max_size, max_weight, self.max_weight is not None)
+        # The clock may run Python code: read it before taking ownership.
+        cdef int64_t now_ns = self._now_ns() if self._wheel.scheduled else 0
+        cdef Py_ssize_t evicted
+        self._lock_for_write()
+        try:
+            if now_ns and self._wheel.scheduled:
+                reclaim_expired(self, now_ns)
+            evicted = self._policy.resize(capacity)
+            if evicted:
+                drop_evicted(self, evicted)
+            if self.max_weight is None:
+                self.max_size = capacity
+            else:
+                self.max_weight = capacity
         finally:
             self._unlock()
 
