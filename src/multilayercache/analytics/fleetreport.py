@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..core.stats import CacheStats, HotKey
+from ..core.stats import CacheStats
 from .globaltop import MAX_PUBLISHED_KEYS
 
 FORMAT_VERSION = 1
@@ -91,25 +91,10 @@ def summarise(stats: CacheStats) -> tuple[LayerSummary, ...]:
                 breaker=None if breaker is None else breaker.state.value,
                 breaker_opened=0 if breaker is None else breaker.opened,
                 queue_depth=None if queue is None else queue.depth,
-                errors=stats.read_errors.get(layer.name, 0)
-                + stats.write_errors.get(layer.name, 0),
+                errors=stats.read_errors.get(layer.name, 0) + stats.write_errors.get(layer.name, 0),
             )
         )
     return tuple(summaries)
-
-
-def access_counts(
-    hot_keys: Iterable[HotKey], text_of: Callable[[Any], str | None]
-) -> dict[str, int]:
-    """The cumulative accesses (hits + misses) of an L1 snapshot's hot keys, by the text
-    the shared layer stores each under (``text_of``: ``None`` for a key it cannot store, or
-    one too long to publish: left out)."""
-    counts: dict[str, int] = {}
-    for hot in hot_keys:
-        text = text_of(hot.key)
-        if text is not None and len(text.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES:
-            counts[text] = counts.get(text, 0) + hot.hits + hot.misses
-    return counts
 
 
 def encode(report: InstanceReport) -> dict[bytes, bytes]:
@@ -248,7 +233,6 @@ __all__ = [
     "MAX_KEY_BYTES",
     "InstanceReport",
     "LayerSummary",
-    "access_counts",
     "decode",
     "encode",
     "summarise",
