@@ -18,6 +18,7 @@ hash is used.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from collections.abc import Mapping
@@ -110,11 +111,10 @@ def encode(report: InstanceReport) -> dict[bytes, bytes]:
         "layers": [asdict(layer) for layer in report.layers[:MAX_LAYERS]],
     }
     fields = {INFO_FIELD: json.dumps(info, separators=(",", ":")).encode()}
-    hottest = sorted(report.top.items(), key=lambda item: -item[1])[:MAX_PUBLISHED_KEYS]
-    for key, rate in hottest:
-        data = key.encode("utf-8", "surrogatepass")
-        if len(data) <= MAX_KEY_BYTES:
-            fields[KEY_FIELD_PREFIX + data] = repr(float(rate)).encode()
+    encoded = ((key.encode("utf-8", "surrogatepass"), rate) for key, rate in report.top.items())
+    publishable = [(data, rate) for data, rate in encoded if len(data) <= MAX_KEY_BYTES]
+    for data, rate in heapq.nlargest(MAX_PUBLISHED_KEYS, publishable, key=lambda item: item[1]):
+        fields[KEY_FIELD_PREFIX + data] = repr(float(rate)).encode()
     return fields
 
 
