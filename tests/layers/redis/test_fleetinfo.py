@@ -211,7 +211,7 @@ def test_what_is_published_is_bounded(redis_url, prefix, raw_redis) -> None:
     cache = fleet_cache(redis_url, prefix)
     try:
         long_key = "long:" + "x" * 1_000
-        for round_ in range(3):
+        for _ in range(3):
             read_keys(cache, {f"key:{i}": 3 for i in range(500)})
             read_keys(cache, {long_key: 50})
             time.sleep(PERIOD)
