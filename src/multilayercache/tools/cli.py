@@ -505,13 +505,17 @@ def _top(args: argparse.Namespace) -> int:
         raise CliError("top needs rich: pip install 'multilayercache[top]'") from None
     from .top import run
 
-    client = _fleet_client(args.redis)
     try:
-        run(client, args.prefix, args.keys, args.interval, args.once, Console())
+        client = _fleet_client(args.redis)
+        try:
+            run(client, args.prefix, args.keys, args.interval, args.once, Console())
+        finally:
+            client.close()
     except CacheError as error:
         raise CliError(str(error)) from None
-    finally:
-        client.close()
+    except KeyboardInterrupt:  # Ctrl-C is how a live view is left: not an error
+        if args.once:
+            raise
     return 0
 
 

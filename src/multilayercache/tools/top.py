@@ -94,20 +94,18 @@ def read_frame(client: Client, prefix: str, keys: int) -> Any:
 
 def run(client: Client, prefix: str, keys: int, interval: float, once: bool, console: Any) -> None:
     """Show the view on ``console``: one frame with ``once`` (``LayerUnavailableError`` if
-    the fleet cannot be read), else refreshing every ``interval`` seconds until Ctrl-C."""
+    the fleet cannot be read), else refreshing every ``interval`` seconds until Ctrl-C
+    (``KeyboardInterrupt``, which the command line takes as the normal way out)."""
     if once:
         reports, skipped, _ = read_fleet(client, prefix)
         console.print(frame(reports, prefix, keys, skipped))
         return
     from rich.live import Live
 
-    try:
-        with Live(read_frame(client, prefix, keys), console=console, auto_refresh=False) as live:
-            while True:
-                time.sleep(interval)
-                live.update(read_frame(client, prefix, keys), refresh=True)
-    except KeyboardInterrupt:  # how a live view is left: not an error
-        return
+    with Live(read_frame(client, prefix, keys), console=console, auto_refresh=False) as live:
+        while True:  # until Ctrl-C (the command line takes it as the normal way out)
+            time.sleep(interval)
+            live.update(read_frame(client, prefix, keys), refresh=True)
 
 
 __all__ = ["frame", "read_frame", "run"]
