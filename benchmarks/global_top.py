@@ -57,6 +57,14 @@ def main() -> None:
                 f"{sorted(outcome.reads)}   exact top: {exact_rank[: args.n]}"
             )
             print(f"         estimated top: {estimated_keys}")
+            threshold = outcome.exact[exact_rank[args.n - 1]]
+            for key in estimated_keys:
+                read = outcome.exact.get(key, 0)
+                if read < threshold:
+                    print(
+                        f"         {key} is not in the exact top: read {read:,} times, "
+                        f"the exact {args.n}th {threshold:,}"
+                    )
             rows = [
                 f"{key}: {per_minute:,}/min estimated, "
                 f"{outcome.exact.get(key, 0) / args.seconds * 60:,.0f}/min exact"
