@@ -366,4 +366,4 @@ class AsyncMultilayerCache(ManagerBase):
         client is a sync one, shared with its publishing thread)."""
         if self.fleet_info is None:  # reads the others' only: this instance publishes none
             self._publish_fleet_info(FleetInfo(publish=False))
-        return await asyncio.to_thread(self.fleet_info.top, n)  # type: ignore[no-any-return]
+        return await asyncio.to_thread(self.fleet_info.top, n)

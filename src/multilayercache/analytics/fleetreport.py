@@ -186,12 +186,12 @@ def _info(data: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(info, dict) or info.get("v") != FORMAT_VERSION:
         return None
-    checks = {
-        "host": str,
-        "pid": int,
+    checks: dict[str, tuple[type, ...]] = {
+        "host": (str,),
+        "pid": (int,),
         "at": (int, float),
         "period": (int, float),
-        "layers": list,
+        "layers": (list,),
     }
     for name, kind in checks.items():
         value = info.get(name)
@@ -217,7 +217,7 @@ def _layer(data: Any) -> LayerSummary | None:
         "queue_depth": (int, type(None)),
         "errors": (int,),
     }
-    values = {}
+    values: dict[str, Any] = {}
     for name, kinds in expected.items():
         value = data.get(name)
         if not isinstance(value, kinds) or isinstance(value, bool):

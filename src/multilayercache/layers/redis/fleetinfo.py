@@ -305,13 +305,13 @@ def read_fleet(client: Client, prefix: str) -> tuple[list[InstanceReport], int, 
     cannot be reached."""
     index, base = fleet_keys(prefix)
     try:
-        members = client.zrange(index, 0, MAX_INSTANCES - 1)
+        members: list[Any] = list(client.zrange(index, 0, MAX_INSTANCES - 1))
         instances: list[str] = []
         skipped = 0
         for member in members:
             try:
                 instances.append(member.decode("ascii"))
-            except (UnicodeDecodeError, AttributeError):
+            except (UnicodeDecodeError, AttributeError):  # not an id an instance wrote
                 skipped += 1
         pipeline = client.pipeline(transaction=False)
         for instance in instances:
