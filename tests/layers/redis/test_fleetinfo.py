@@ -27,6 +27,8 @@ from multilayercache import (
 from multilayercache.core.errors import LayerUnavailableError
 from multilayercache.layers.redis.fleetinfo import FleetInfo, fleet_keys
 
+from faults.forking import in_child
+
 PERIOD = 0.2
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 
@@ -317,3 +319,29 @@ def test_on_a_cluster_the_fleet_keys_share_one_slot(redis_cluster, prefix) -> No
         for cache in caches:
             cache.close()
         client.close()
+
+
+@pytest.mark.filterwarnings("ignore:This process .* fork:DeprecationWarning")
+def test_a_forked_child_publishes_as_an_instance_of_its_own(redis_url, prefix) -> None:
+    # A pre-fork server's workers: each is an instance of the fleet, the parent too.
+    cache = fleet_cache(redis_url, prefix)
+    try:
+        read_keys(cache, {"parent-key": 20})
+        wait_for(lambda: cache.fleet_info.counts["published"] >= 1)
+        parent = cache.fleet_info.instance
+
+        def work() -> tuple[str, set[str], bool]:
+            child = cache.fleet_info.instance
+            read_keys(cache, {"child-key": 20})
+            wait_for(lambda: child in {r.instance for r in cache.fleet_info.read()}, 3.0)
+            instances = {report.instance for report in cache.fleet_info.read()}
+            return child, instances, cache.fleet_info._thread.is_alive()
+
+        child, instances, publishing = in_child(work)
+        assert child != parent
+        assert instances == {parent, child}
+        assert publishing
+        published = cache.fleet_info.counts["published"]
+        wait_for(lambda: cache.fleet_info.counts["published"] > published)  # parent goes on
+    finally:
+        cache.close()
