@@ -345,3 +345,45 @@ def test_a_forked_child_publishes_as_an_instance_of_its_own(redis_url, prefix) -
         wait_for(lambda: cache.fleet_info.counts["published"] > published)  # parent goes on
     finally:
         cache.close()
+
+
+@pytest.mark.parametrize("end", ["exit", "sigterm"])
+def test_a_process_that_exits_or_is_stopped_leaves_at_once(redis_url, prefix, end) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from multilayercache import InMemoryLayer, MultilayerCache, RedisLayer
+        from multilayercache.layers.redis.fleetinfo import FleetInfo
+        cache = MultilayerCache(
+            [InMemoryLayer(max_size=100), RedisLayer({redis_url!r}, prefix={prefix!r})],
+            fleet_info=FleetInfo(period_seconds=0.1, ttl_seconds=60),
+        )
+        print(cache.fleet_info.instance, flush=True)
+        sys.stdin.readline()
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
+    reader = MultilayerCache([RedisLayer(redis_url, prefix=prefix)])
+    try:
+        instance = child.stdout.readline().strip()
+        reader.global_top_keys(1)
+        wait_for(lambda: [r.instance for r in reader.fleet_info.read()] == [instance])
+        if end == "exit":
+            child.stdin.write("\n")
+            child.stdin.flush()
+        else:
+            child.send_signal(signal.SIGTERM)
+        child.wait(10)
+        assert reader.fleet_info.read() == []  # at once, not after its 60 s TTL
+    finally:
+        child.kill()
+        child.wait()
+        child.stdin.close()
+        child.stdout.close()
+        reader.close()

@@ -13,8 +13,8 @@ ratio, size, breaker state and write-behind queue depth: a few KB. A thread of i
 publishes every ``period_seconds``, off the request path; reading the L1's counts takes one
 pass over its entries (about 3 ms per 10,000). The hash lives ``ttl_seconds`` (three periods
 by default) after each publish, so a dead instance (SIGKILL, a lost host) drops out within
-its TTL; a closed cache removes its own at once. Liveness is the server's TTL, not any
-host's clock.
+its TTL; a closed cache, or a process that exits or is stopped by SIGTERM, removes its own
+at once. Liveness is the server's TTL, not any host's clock.
 
 Keys (under the layer's prefix; names starting with ``__mlc:``, as the cache's other
 bookkeeping, which ``track_external_writes`` ignores):
@@ -37,11 +37,13 @@ trying every period (logged once per outage); ``global_top_keys`` then raises
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +51,7 @@ import redis
 import redis.cluster
 from redis.exceptions import RedisError
 
+from ... import shutdown
 from ..._forking import register_after_fork
 from ...analytics.fleetreport import InstanceReport, LayerSummary, decode, encode, summarise
 from ...analytics.globaltop import DEFAULT_WINDOW_SECONDS, AccessRates, checked_n, merge_top
@@ -162,6 +165,10 @@ class FleetInfo:
         self.prefix = prefix
         self._source = source
         if self.publishing:
+            # A process that exits or is stopped by SIGTERM leaves the fleet's view at once
+            # (SIGKILL: within its TTL).
+            shutdown.watch(self)
+            atexit.register(_leave_at_exit, weakref.ref(self))
             self._launch()
 
     def _launch(self) -> None:
@@ -184,6 +191,11 @@ class FleetInfo:
             pipeline.execute()
         except RedisError:  # it expires within its TTL anyway
             pass
+
+    def close_blocking(self, timeout: float | None = None) -> bool:
+        """At shutdown (``multilayercache.shutdown``): ``close`` within ``timeout``."""
+        self.close(1.0 if timeout is None else timeout)
+        return True
 
     def stats(self) -> dict[str, int]:
         """Publishes made and failed, fields read back and skipped as untrusted, and dead
@@ -361,6 +373,12 @@ def fleet_info_of(option: FleetInfo | str | bool | None) -> FleetInfo | None:
     if isinstance(option, FleetInfo):
         return option
     raise TypeError(f"fleet_info must be True, a URL or a FleetInfo, got {option!r}")
+
+
+def _leave_at_exit(fleet_info: weakref.ref[FleetInfo]) -> None:
+    live = fleet_info()
+    if live is not None:
+        live.close(1.0)
 
 
 def _new_instance_id() -> str:
