@@ -148,7 +148,10 @@ class ManagerBase:
         prefix of the first shared layer: it publishes this instance's hot keys (those of
         its first in-process layer, which sees every read) and stats, every period."""
         shared = self._shared_tier("fleet_info")
-        first = self._state.tiers[0] if self._state.tiers[0].in_process else None
+        first = self._state.tiers[0]
+        # The first layer sees every read; an in-process one without the counts (a layer
+        # of the user's own) publishes no keys, its stats still.
+        hot_key_counts = getattr(first.layer, "hot_key_counts", None) if first.in_process else None
         manager = weakref.ref(self)  # the publisher's thread must not keep the cache alive
         text_of = _text_in(shared.layer)
 
@@ -157,8 +160,8 @@ class ManagerBase:
             if cache is None:
                 return None
             counts: dict[str, int] = {}
-            if first is not None:
-                for key, count in first.layer.hot_key_counts(HOT_KEY_CANDIDATES):
+            if hot_key_counts is not None:
+                for key, count in hot_key_counts(HOT_KEY_CANDIDATES):
                     text = text_of(key)
                     if text is not None:
                         counts[text] = counts.get(text, 0) + count
