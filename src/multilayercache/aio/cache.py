@@ -48,6 +48,7 @@ from ..core.state import CacheState
 from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
 from ..layers.redis.backplane import Backplane, backplane_of
+from ..layers.redis.fleetinfo import FleetInfo, fleet_info_of
 from .driver import AsyncDriver
 
 AsyncLoader = Callable[[Any], Awaitable[Any]]
@@ -68,6 +69,7 @@ class AsyncMultilayerCache(ManagerBase):
         backplane: Backplane | str | bool | None = None,
         insights: InsightsOptions | bool | None = None,
         on_anomaly: Callable[[Anomaly], Any] | None = None,
+        fleet_info: FleetInfo | str | bool | None = None,
     ) -> None:
         sampling = insights_options(insights, on_anomaly)
         state = CacheState(
@@ -79,7 +81,7 @@ class AsyncMultilayerCache(ManagerBase):
             value_type=value_type,
             load_options=load_options,
         )
-        super().__init__(state, AsyncDriver, backplane_of(backplane))
+        super().__init__(state, AsyncDriver, backplane_of(backplane), fleet_info_of(fleet_info))
         # Off by default; on: a thread samples the layers' counters (analytics/sampler.py).
         self._sampler = start_insights(self.layers, sampling)
 
@@ -347,6 +349,8 @@ class AsyncMultilayerCache(ManagerBase):
             self._sampler.stop(timeout=0)  # no join from the event loop: it ends by itself
         for writer in self._driver.writers.values():
             await writer.close(timeout)
+        if self.fleet_info is not None:
+            await asyncio.to_thread(self._stop_fleet_info)  # removes its hash: blocking IO
         if self.backplane is not None:
             await asyncio.to_thread(self._leave_fleet)  # sends what is queued: blocking IO
         for layer in self.layers:
@@ -366,3 +370,13 @@ class AsyncMultilayerCache(ManagerBase):
 
     # ------------------------------------------------------------------ insights
     insights = cache_insights  # no IO: the same plain method on both managers
+
+    # ------------------------------------------------------------------ the fleet's view
+    async def global_top_keys(self, n: int = 10) -> list[tuple[Any, int]]:
+        """The ``n`` hottest keys across every live instance of the fleet, this one
+        included, as ``(key, accesses per minute)`` (see
+        ``MultilayerCache.global_top_keys``). The read runs on a thread (the fleet info's
+        client is a sync one, shared with its publishing thread)."""
+        if self.fleet_info is None:  # reads the others' only: this instance publishes none
+            self._publish_fleet_info(FleetInfo(publish=False))
+        return await asyncio.to_thread(self.fleet_info.top, n)

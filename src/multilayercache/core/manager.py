@@ -4,6 +4,7 @@ driver, the L1 fast path, introspection, and the decorator's checks."""
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -15,12 +16,20 @@ from .state import CacheState
 from .stats import CacheStats
 from .tiers import timed
 
+HOT_KEY_CANDIDATES = 400
+"""Hot keys of L1 read at each publish of the fleet info: more than are published (100), so
+that a key rising into the top already has a history of counts."""
+
 
 class ManagerBase:
     """The IO-free half of a manager; ``driver`` is the sync or asyncio driver class."""
 
     def __init__(
-        self, state: CacheState, driver: Callable[[CacheState], Any], backplane: Any = None
+        self,
+        state: CacheState,
+        driver: Callable[[CacheState], Any],
+        backplane: Any = None,
+        fleet_info: Any = None,
     ) -> None:
         self._state = state
         self._driver = driver(state)
@@ -33,6 +42,11 @@ class ManagerBase:
             self._join_fleet(backplane)
         if state.load_options.fleet_single_flight:
             check_fleet(state, self.backplane)
+        self.fleet_info: Any = None
+        """The ``FleetInfo`` publishing this instance's hot keys and stats (``None``: off,
+        the default; ``global_top_keys`` then reads the others' only)."""
+        if fleet_info is not None and fleet_info is not False:
+            self._publish_fleet_info(fleet_info)
         # An in-process L1 answers without IO: its hits skip the plans and the driver, which
         # then start below it (``_checked_depth``), or at it when it stepped aside.
         first = state.tiers[0]
@@ -128,6 +142,50 @@ class ManagerBase:
         if self.backplane is not None:
             self.backplane.close()
 
+    # ---------------------------------------------------------------- fleet info
+    def _publish_fleet_info(self, fleet_info: Any) -> None:
+        """Start ``fleet_info`` (a ``FleetInfo``, see ``layers/redis/fleetinfo.py``) on the
+        prefix of the first shared layer: it publishes this instance's hot keys (those of
+        its first in-process layer, which sees every read) and stats, every period."""
+        shared = self._shared_tier("fleet_info")
+        first = self._state.tiers[0]
+        # The first layer sees every read; an in-process one without the counts (a layer
+        # of the user's own) publishes no keys, its stats still.
+        hot_key_counts = getattr(first.layer, "hot_key_counts", None) if first.in_process else None
+        manager = weakref.ref(self)  # the publisher's thread must not keep the cache alive
+        text_of = _text_in(shared.layer)
+
+        def source() -> Any:
+            cache = manager()
+            if cache is None:
+                return None
+            counts: dict[str, int] = {}
+            if hot_key_counts is not None:
+                for key, count in hot_key_counts(HOT_KEY_CANDIDATES):
+                    text = text_of(key)
+                    if text is not None:
+                        counts[text] = counts.get(text, 0) + count
+            return counts, cache.stats()
+
+        fleet_info.start(
+            shared.layer.prefix,
+            source,
+            default_url=getattr(shared.layer, "url", None),
+            default_client=getattr(shared.layer, "client", None),
+            cluster=bool(getattr(shared.layer, "is_cluster", False)),
+        )
+        self.fleet_info = fleet_info
+
+    def _shared_tier(self, feature: str) -> Any:
+        shared = next((tier for tier in self._state.tiers if not tier.in_process), None)
+        if shared is None or not isinstance(getattr(shared.layer, "prefix", None), str):
+            raise ValueError(f"{feature} needs a shared layer (a RedisLayer)")
+        return shared
+
+    def _stop_fleet_info(self) -> None:
+        if self.fleet_info is not None:
+            self.fleet_info.close()
+
     @property
     def value_type(self) -> Any:
         """What values are read back as from layers that encode them (``None``: their
@@ -218,6 +276,20 @@ def _shared_text(key: Any) -> str | None:
         return getattr(key, "text", None)
     except TypeError:  # a call whose arguments have no shared text
         return None
+
+
+def _text_in(layer: Any) -> Callable[[Any], str | None]:
+    """The text ``layer`` (a shared layer) stores a key under, without its prefix (``None``:
+    it stores no such key)."""
+    start = len(layer.prefix)
+
+    def text_of(key: Any) -> str | None:
+        try:
+            return str(layer.redis_key(key))[start:]
+        except (TypeError, ValueError):
+            return None
+
+    return text_of
 
 
 def _not_checked(key: Any, default: Any) -> Any:

@@ -57,6 +57,7 @@ from ..core.state import CacheState
 from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
 from ..layers.redis.backplane import Backplane, backplane_of
+from ..layers.redis.fleetinfo import FleetInfo, fleet_info_of
 from .driver import Driver
 
 _frontdoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py")
@@ -86,6 +87,7 @@ class MultilayerCache(ManagerBase):
         backplane: Backplane | str | bool | None = None,
         insights: InsightsOptions | bool | None = None,
         on_anomaly: Callable[[Anomaly], Any] | None = None,
+        fleet_info: FleetInfo | str | bool | None = None,
     ) -> None:
         sampling = insights_options(insights, on_anomaly)
         state = CacheState(
@@ -97,7 +99,7 @@ class MultilayerCache(ManagerBase):
             value_type=value_type,
             load_options=load_options,
         )
-        super().__init__(state, Driver, backplane_of(backplane))
+        super().__init__(state, Driver, backplane_of(backplane), fleet_info_of(fleet_info))
         # Off by default; on: a thread samples the layers' counters (analytics/sampler.py).
         self._sampler = start_insights(self.layers, sampling)
         # Reads are mostly L1 hits: answer them from compiled code, with the same behaviour
@@ -432,6 +434,7 @@ class MultilayerCache(ManagerBase):
             self._sampler.stop()
         for writer in self._driver.writers.values():
             writer.close(timeout)
+        self._stop_fleet_info()
         self._leave_fleet()
         for layer in self.layers:
             close = getattr(layer, "close", None)
@@ -448,3 +451,19 @@ class MultilayerCache(ManagerBase):
 
     # ------------------------------------------------------------------ insights
     insights = cache_insights  # no IO: the same plain method on both managers
+
+    # ------------------------------------------------------------------ the fleet's view
+    def global_top_keys(self, n: int = 10) -> list[tuple[Any, int]]:
+        """The ``n`` hottest keys across every live instance of the fleet (those that
+        publish: ``fleet_info=``), this one included, hottest first, as ``(key, accesses
+        per minute)``: each instance's recent rate of the key, added up (see
+        ``multilayercache.analytics.globaltop``). Keys are the text the shared layer stores
+        them under (a ``@cached`` call's canonical text). One round trip to the shared
+        layer's server; ``LayerUnavailableError`` if it cannot be reached.
+
+        >>> cache.global_top_keys(3)
+        [('user:42', 5130), ('user:7', 2214), ('home', 1980)]
+        """
+        if self.fleet_info is None:  # reads the others' only: this instance publishes none
+            self._publish_fleet_info(FleetInfo(publish=False))
+        return self.fleet_info.top(n)  # type: ignore[no-any-return]

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,8 @@ examples:
   {prog} demo --threads 8 --loader-ms 5
   {prog} bench --entries 100000
   {prog} reencrypt redis://127.0.0.1:6379/0 --prefix app:
+  {prog} top --redis redis://127.0.0.1:6379/0 --prefix app:
+  {prog} inspect --redis redis://127.0.0.1:6379/0 --prefix app: --out fleet.json
 """
 
 
@@ -204,6 +207,47 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="the environment variable holding the ring: id=base64key,... (active first)",
     )
     reencrypt.set_defaults(run=_reencrypt)
+
+    top = command(
+        "top",
+        "a live view of a fleet: hottest keys, hit ratios, breakers, queues",
+        "Show what the instances of a fleet publish (caches made with fleet_info=True): the "
+        "hottest keys across the fleet, and each instance's hit ratio per layer, breaker "
+        "states and write-behind queue depths, refreshing until Ctrl-C. Needs rich: "
+        "pip install 'multilayercache[top]'.",
+    )
+    top.add_argument("--redis", required=True, metavar="URL", help="the shared layer's server")
+    top.add_argument("--prefix", default="", help="the shared layer's key prefix")
+    top.add_argument(
+        "--keys", type=_count(maximum=1_000), default=20, metavar="N", help="hottest keys shown"
+    )
+    top.add_argument(
+        "--interval",
+        type=_seconds(minimum=0.1),
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between refreshes",
+    )
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+    top.set_defaults(run=_top)
+
+    inspect = command(
+        "inspect",
+        "dump what a fleet published to a JSON file",
+        "Write what every live instance of a fleet published (hot keys with their rates, "
+        "per-layer stats, breakers, queues) and the fleet's hottest keys to a JSON file. "
+        "For a cache in your own process, multilayercache.tools.inspection.dump(cache, "
+        "path) writes each L1's snapshot (sketch, hot keys' hits and misses) instead.",
+    )
+    inspect.add_argument("--redis", required=True, metavar="URL", help="the shared layer's server")
+    inspect.add_argument("--prefix", default="", help="the shared layer's key prefix")
+    inspect.add_argument(
+        "--out", required=True, metavar="FILE", help="the JSON file to write ('-': stdout)"
+    )
+    inspect.add_argument(
+        "--keys", type=_count(maximum=10_000), default=100, metavar="N", help="hottest keys listed"
+    )
+    inspect.set_defaults(run=_inspect)
     return parser
 
 
@@ -253,6 +297,21 @@ def _milliseconds(maximum: float) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not 0 <= value <= maximum:  # also rejects nan
             raise argparse.ArgumentTypeError(f"must be between 0 and {maximum:g}, got {text}")
+        return value
+
+    return parse
+
+
+def _seconds(minimum: float) -> Callable[[str], float]:
+    """An argparse type: a number of seconds, at least ``minimum``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not minimum <= value < 86_400:  # also rejects nan
+            raise argparse.ArgumentTypeError(f"must be between {minimum:g} and 86400, got {text}")
         return value
 
     return parse
@@ -422,6 +481,64 @@ def _bench(args: argparse.Namespace) -> int:
     with _progress(hit_latency_measurements(), "timing get", show, "timing") as tick:
         table = hit_latency_table(args.entries, repeat=args.repeat, progress=tick)
     print(table)
+    return 0
+
+
+# ---------------------------------------------------------------------------- the fleet
+def _fleet_client(url: str) -> Any:
+    from redis.exceptions import RedisError
+
+    from ..layers.redis.fleetinfo import connect
+
+    try:
+        client = connect(url)
+        client.ping()
+    except (RedisError, ValueError) as error:
+        raise CliError(f"cannot reach {url}: {error}") from None
+    return client
+
+
+def _top(args: argparse.Namespace) -> int:
+    try:
+        from rich.console import Console
+    except ImportError:
+        raise CliError("top needs rich: pip install 'multilayercache[top]'") from None
+    from .top import run
+
+    try:
+        client = _fleet_client(args.redis)
+        try:
+            run(client, args.prefix, args.keys, args.interval, args.once, Console())
+        finally:
+            client.close()
+    except CacheError as error:
+        raise CliError(str(error)) from None
+    except KeyboardInterrupt:  # Ctrl-C is how a live view is left: not an error
+        if args.once:
+            raise
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from .inspection import fleet_snapshot, write_json
+
+    client = _fleet_client(args.redis)
+    try:
+        snapshot = fleet_snapshot(client, args.prefix, args.keys)
+    except CacheError as error:
+        raise CliError(str(error)) from None
+    finally:
+        client.close()
+    if args.out == "-":
+        print(json.dumps(snapshot, indent=1))
+        return 0
+    try:
+        written = write_json(snapshot, args.out)
+    except OSError as error:
+        raise CliError(f"cannot write {args.out}: {error.strerror or error}") from None
+    print(f"{len(snapshot['instances'])} instance(s) written to {written}")
     return 0
 
 

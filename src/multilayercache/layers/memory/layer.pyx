@@ -78,6 +78,7 @@ from .inspect import (
     cached_slots,
     frequency_estimate,
     held_keys,
+    hot_key_counts,
     internals,
     keys_at,
     missed_keys_at,
@@ -718,6 +719,11 @@ cdef class InMemoryLayer:
     def get_top_keys(self, n=10):
         """The ``n`` cached keys with the highest estimated frequency, hottest first."""
         return top_keys(self, n)
+
+    def hot_key_counts(self, n=100):
+        """The ``n`` hottest keys (by estimated frequency, then accesses), cached or
+        missing, each with its accesses counted since it was tracked (see the pure twin)."""
+        return hot_key_counts(self, n)
 
     def stats(self):
         """Counters since creation: hits, misses, evictions, expirations, rejections, ..."""
