@@ -57,6 +57,7 @@ from redis.retry import Retry
 from ... import shutdown
 from ..._forking import register_after_fork
 from ...core.backplane import Message, StreamState, batched, can_replay, new_origin, stream_id
+from .companions import companion_of
 from .keyspace import ExternalWrites
 
 log = logging.getLogger("multilayercache.backplane")
@@ -474,17 +475,8 @@ class Backplane:
 
 
 def backplane_of(option: Backplane | str | bool | None) -> Backplane | None:
-    """The ``Backplane`` a cache's ``backplane=`` option asks for: ``None``/``False``: none;
-    ``True``: one on the shared layer's server; a URL: one there; or the object itself."""
-    if option is None or option is False:
-        return None
-    if option is True:
-        return Backplane()
-    if isinstance(option, str):
-        return Backplane(option)
-    if isinstance(option, Backplane):
-        return option
-    raise TypeError(f"backplane must be True, a URL or a Backplane, got {option!r}")
+    """The ``Backplane`` a cache's ``backplane=`` option asks for (``companions.py``)."""
+    return companion_of(option, Backplane, "backplane")
 
 
 _CREDENTIALS = ("username", "password", "credential_provider", "client_name", "protocol")

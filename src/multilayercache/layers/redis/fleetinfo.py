@@ -57,6 +57,7 @@ from ...analytics.fleetreport import InstanceReport, LayerSummary, decode, encod
 from ...analytics.globaltop import DEFAULT_WINDOW_SECONDS, AccessRates, checked_n, merge_top
 from ...core.errors import LayerUnavailableError
 from ...core.stats import CacheStats
+from .companions import companion_of
 
 log = logging.getLogger("multilayercache.fleetinfo")
 
@@ -362,17 +363,8 @@ def connect(url: str, cluster: bool | None = None) -> Client:
 
 
 def fleet_info_of(option: FleetInfo | str | bool | None) -> FleetInfo | None:
-    """The ``FleetInfo`` a cache's ``fleet_info=`` option asks for: ``None``/``False``: none;
-    ``True``: one on the shared layer's server; a URL: one there; or the object itself."""
-    if option is None or option is False:
-        return None
-    if option is True:
-        return FleetInfo()
-    if isinstance(option, str):
-        return FleetInfo(option)
-    if isinstance(option, FleetInfo):
-        return option
-    raise TypeError(f"fleet_info must be True, a URL or a FleetInfo, got {option!r}")
+    """The ``FleetInfo`` a cache's ``fleet_info=`` option asks for (``companions.py``)."""
+    return companion_of(option, FleetInfo, "fleet_info")
 
 
 def _leave_at_exit(fleet_info: weakref.ref[FleetInfo]) -> None:
