@@ -71,6 +71,7 @@ from .arguments import (
 )
 from .batch import hits_among, set_each
 from .deadlines import seconds_left
+from .estimates import SAMPLE_BATCH, checked_estimator, size_estimator
 from .flooding import warn_crowded
 from .inspect import (
     cached_slots,
@@ -94,6 +95,7 @@ cdef enum:
 # gets there).
 cdef uint64_t NOT_ABSENT = 0xFFFFFFFFFFFFFFFF
 cdef object _NO_KEY = object()  # ``_last_miss`` before any miss: no caller holds it
+cdef uint64_t WRITE = 1  # a sampled event's bit 0 (estimates.sampled_event)
 
 MAX_SLOT_HITS = MAX_HITS  # a cached entry's hit count saturates here (31 bits: slots.pxd)
 MAX_KEYS_PER_HASH = KEYS_PER_HASH  # keys sharing one hash held at most (flooding.py)
@@ -111,7 +113,8 @@ cdef class InMemoryLayer:
     in_process = True
 
     def __init__(self, max_size=None, *, max_weight=None, weigher=None, ttl=None,
-                 clock=None, str name="memory", copy=False):
+                 clock=None, str name="memory", copy=False, estimate_sizes=None,
+                 estimate_sample_rate=None):
         capacity, weighted = layer_bounds(max_size, max_weight, weigher)
         self._copy = value_copier(copy)
         self._copies = self._copy is not None
@@ -137,6 +140,12 @@ cdef class InMemoryLayer:
         self._last_miss_version = NOT_ABSENT
         self._last_miss_bucket = self._vacant_bucket = NO_BUCKET
         self._hits = self._misses = self._expirations = self._oversized = self._crowded = 0
+        self.size_estimator = size_estimator(self, capacity, weighted, estimate_sizes,
+                                             estimate_sample_rate)
+        if self.size_estimator is not None:
+            self._sample_below = self.size_estimator.threshold
+            self._sample_array = np.empty(SAMPLE_BATCH, dtype=np.uint64)
+            self._samples = self._sample_array
         register_after_fork(self)
 
     def __cinit__(self):
@@ -205,8 +214,15 @@ cdef class InMemoryLayer:
             self._misses += 1
             self._missed._record(key_hash, key)
             self._remember_miss(key, key_hash, absent_at, vacant)
+            if key_hash < self._sample_below:
+                self._sample(key_hash & ~WRITE)
             return default
         record_hit(self, slot, key_hash)
+        if key_hash < self._sample_below:
+            # The value first: the replay runs Python code, and the slot may change then.
+            value = <object>stored_value(self, slot)
+            self._sample(key_hash & ~WRITE)
+            return value
         return <object>stored_value(self, slot)
 
     cdef object _read_locked(self, object key, uint64_t key_hash, object default, int accept,
@@ -239,6 +255,8 @@ cdef class InMemoryLayer:
             self._remember_miss(key, key_hash, absent_at, vacant)
         elif self._copies:
             result = self._copy(result)
+        if key_hash < self._sample_below:
+            self._sample(key_hash & ~WRITE)
         return result
 
     def get_entry(self, key):
@@ -267,6 +285,8 @@ cdef class InMemoryLayer:
             self._remember_miss(key, key_hash, absent_at, vacant)
         elif self._copy is not None:
             entry = entry._replace(value=self._copy(entry.value))
+        if key_hash < self._sample_below:
+            self._sample(key_hash & ~WRITE)
         return entry
 
     cdef inline Py_ssize_t _live_slot(self, object key, uint64_t key_hash) except -2:
@@ -416,6 +436,8 @@ cdef class InMemoryLayer:
                                        deadline, fresh_until, refresh_at)
         finally:
             self._unlock()
+        if key_hash < self._sample_below:
+            self._sample(key_hash | WRITE)
         if crowded and _warns_at(self._crowded):
             warn_crowded(self.name, key, self._crowded)
         return 1
@@ -676,6 +698,31 @@ cdef class InMemoryLayer:
         """A list of the keys held now (a copy: O(size); for rare sweeps, such as
         ``invalidate_prefix``, not for the request path)."""
         return held_keys(self)
+
+    def size_estimates(self):
+        """The hit ratio (0..1) this layer would have at each size factor of
+        ``estimate_sizes`` (and 1: its own size), from its sampled traffic since it was
+        built (``nan`` before any sampled read). ``RuntimeError`` if it was built without."""
+        estimator = checked_estimator(self)
+        self._flush_samples()
+        return estimator.estimates(self._hits + self._misses)
+
+    cdef inline int _sample(self, uint64_t event) except -1:
+        # Under the GIL nothing runs between the store and the count; a full buffer is
+        # replayed (Python code) only here, outside the layer's ownership.
+        self._samples[self._sample_count] = event
+        self._sample_count += 1
+        if self._sample_count == SAMPLE_BATCH:
+            self._flush_samples()
+        return 0
+
+    cdef int _flush_samples(self) except -1:
+        # Copied out and emptied before the replay, which may let another thread sample.
+        cdef list events = self._sample_array[:self._sample_count].tolist()
+        self._sample_count = 0
+        if events:
+            self.size_estimator.replay(events)
+        return 0
 
     def _internals(self):
         """For tests: the structures behind the layer (see tests/invariants.py)."""

@@ -1,0 +1,1 @@
+"""What the cache's own counters and samples say about it: size estimates (``mrc``)."""
