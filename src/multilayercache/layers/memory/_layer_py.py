@@ -52,6 +52,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from ..._core._bits_py import spread
 from ..._core._hotkeys_py import HotKeyTable
 from ..._core._policy_py import WTinyLfuPolicy
@@ -83,7 +85,7 @@ from .arguments import (
 )
 from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_left, seconds_to_ns
-from .estimates import SAMPLE_BATCH, checked_estimator, sampled_event, size_estimator
+from .estimates import SAMPLE_BATCH, WRITE, checked_estimator, sampled_event, size_estimator
 from .flooding import MAX_KEYS_PER_HASH, warn_crowded
 from .introspection import layer_repr
 
@@ -543,9 +545,10 @@ class InMemoryLayer:
             return held_keys(self)
 
     def size_estimates(self) -> dict[float, float]:
-        """The hit ratio (0..1) this layer would have at each size factor of
-        ``estimate_sizes`` (and 1: its own size), from its sampled traffic since it was
-        built (``nan`` before any sampled read). ``RuntimeError`` if it was built without.
+        """The hit ratio (0..1) this layer would have had since it was built at each size
+        factor of ``estimate_sizes``, and at 1 (its own size: the ratio it measured), from
+        sampled shadow caches (``analytics/mrc.py``); ``nan`` before any sampled read.
+        ``RuntimeError`` if it was built without ``estimate_sizes``.
 
         >>> l1 = InMemoryLayer(max_size=100_000, estimate_sizes=(0.5, 2, 4))
         >>> sorted(l1.size_estimates())
@@ -553,7 +556,7 @@ class InMemoryLayer:
         """
         estimator = checked_estimator(self)
         self._flush_samples()
-        return estimator.estimates(self._hits + self._misses)
+        return estimator.estimates(self._hits, self._hits + self._misses)
 
     def _sample(self, event: int) -> None:
         self._samples.append(event)
@@ -564,7 +567,23 @@ class InMemoryLayer:
         # Outside the lock: the replay takes a while, and only touches the shadows.
         events, self._samples = self._samples, []
         if events:
-            self.size_estimator.replay(events)
+            self.size_estimator.replay(np.array(events, dtype=np.uint64))
+
+    def _replay_accesses(self, events: np.ndarray) -> int:
+        """For the shadows of ``analytics/mrc.py``: replay sampled events (bit 0 set: a
+        write) with each event's other bits as an int key, a read that misses followed by a
+        write (as a read-through cache does); the number of reads that hit."""
+        missing = object()
+        hits = 0
+        for event in events.tolist():
+            key = event >> 1
+            if event & WRITE:
+                self.set(key, True)
+            elif self.get(key, missing) is missing:
+                self.set(key, True)
+            else:
+                hits += 1
+        return hits
 
     def _internals(self) -> dict[str, Any]:
         """For tests: the structures behind the layer (see tests/invariants.py)."""

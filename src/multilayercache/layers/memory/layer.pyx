@@ -96,6 +96,7 @@ cdef enum:
 cdef uint64_t NOT_ABSENT = 0xFFFFFFFFFFFFFFFF
 cdef object _NO_KEY = object()  # ``_last_miss`` before any miss: no caller holds it
 cdef uint64_t WRITE = 1  # a sampled event's bit 0 (estimates.sampled_event)
+cdef object _REPLAY_MISS = object()  # what a shadow's read returns on a miss
 
 MAX_SLOT_HITS = MAX_HITS  # a cached entry's hit count saturates here (31 bits: slots.pxd)
 MAX_KEYS_PER_HASH = KEYS_PER_HASH  # keys sharing one hash held at most (flooding.py)
@@ -700,12 +701,13 @@ cdef class InMemoryLayer:
         return held_keys(self)
 
     def size_estimates(self):
-        """The hit ratio (0..1) this layer would have at each size factor of
-        ``estimate_sizes`` (and 1: its own size), from its sampled traffic since it was
-        built (``nan`` before any sampled read). ``RuntimeError`` if it was built without."""
+        """The hit ratio (0..1) this layer would have had since it was built at each size
+        factor of ``estimate_sizes``, and at 1 (its own size: the ratio it measured), from
+        sampled shadow caches (``analytics/mrc.py``); ``nan`` before any sampled read.
+        ``RuntimeError`` if it was built without ``estimate_sizes``."""
         estimator = checked_estimator(self)
         self._flush_samples()
-        return estimator.estimates(self._hits + self._misses)
+        return estimator.estimates(self._hits, self._hits + self._misses)
 
     cdef inline int _sample(self, uint64_t event) except -1:
         # Under the GIL nothing runs between the store and the count; a full buffer is
@@ -718,11 +720,30 @@ cdef class InMemoryLayer:
 
     cdef int _flush_samples(self) except -1:
         # Copied out and emptied before the replay, which may let another thread sample.
-        cdef list events = self._sample_array[:self._sample_count].tolist()
+        cdef object events = self._sample_array[:self._sample_count].copy()
         self._sample_count = 0
-        if events:
+        if len(events):
             self.size_estimator.replay(events)
         return 0
+
+    def _replay_accesses(self, const uint64_t[::1] events):
+        """For the shadows of ``analytics/mrc.py``: replay sampled events (bit 0 set: a
+        write) with each event's other bits as an int key, a read that misses followed by a
+        write (as a read-through cache does); the number of reads that hit."""
+        cdef Py_ssize_t index, hits = 0
+        cdef uint64_t event
+        cdef object key
+        cdef double ttl = self.default_ttl
+        for index in range(events.shape[0]):
+            event = events[index]
+            key = event >> 1
+            if event & WRITE:
+                self._store(key, True, ttl, 0.0, ttl, False)
+            elif self._read(key, _REPLAY_MISS, DUE, None) is _REPLAY_MISS:
+                self._store(key, True, ttl, 0.0, ttl, False)
+            else:
+                hits += 1
+        return hits
 
     def _internals(self):
         """For tests: the structures behind the layer (see tests/invariants.py)."""
