@@ -97,6 +97,7 @@ cdef uint64_t NOT_ABSENT = 0xFFFFFFFFFFFFFFFF
 cdef object _NO_KEY = object()  # ``_last_miss`` before any miss: no caller holds it
 cdef uint64_t WRITE = 1  # a sampled event's bit 0 (estimates.sampled_event)
 cdef object _REPLAY_MISS = object()  # what a shadow's read returns on a miss
+cdef Py_ssize_t BATCH = SAMPLE_BATCH  # (a C constant for the sampled path)
 
 MAX_SLOT_HITS = MAX_HITS  # a cached entry's hit count saturates here (31 bits: slots.pxd)
 MAX_KEYS_PER_HASH = KEYS_PER_HASH  # keys sharing one hash held at most (flooding.py)
@@ -710,19 +711,28 @@ cdef class InMemoryLayer:
         return estimator.estimates(self._hits, self._hits + self._misses)
 
     cdef inline int _sample(self, uint64_t event) except -1:
-        # Under the GIL nothing runs between the store and the count; a full buffer is
-        # replayed (Python code) only here, outside the layer's ownership.
-        self._samples[self._sample_count] = event
-        self._sample_count += 1
-        if self._sample_count == SAMPLE_BATCH:
-            self._flush_samples()
+        # Under the GIL no other thread runs between reading the count and writing it back.
+        # A full buffer is being handed over by the thread that filled it (Python code:
+        # threads may switch): this access then goes unsampled, never past the end.
+        cdef Py_ssize_t count = self._sample_count
+        if count < BATCH:
+            self._samples[count] = event
+            self._sample_count = count + 1
+            if count + 1 == BATCH:
+                self._flush_samples()
         return 0
 
     cdef int _flush_samples(self) except -1:
-        # Copied out and emptied before the replay, which may let another thread sample.
-        cdef object events = self._sample_array[:self._sample_count].copy()
+        # Marked full first, then a new buffer put in place and only then marked empty:
+        # whatever runs in between (allocation may run a finalizer, and switch threads)
+        # cannot write into the buffer being replayed, outside of the layer's ownership.
+        cdef Py_ssize_t count = self._sample_count
+        self._sample_count = BATCH
+        cdef object events = self._sample_array[:count]
+        self._sample_array = np.empty(SAMPLE_BATCH, dtype=np.uint64)
+        self._samples = self._sample_array
         self._sample_count = 0
-        if len(events):
+        if count:
             self.size_estimator.replay(events)
         return 0
 
