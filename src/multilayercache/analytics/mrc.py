@@ -18,15 +18,16 @@ shadows are biased as a whole (the few hottest keys are sampled or not; a W-Tiny
 few dozen entries has a one-entry window): the bias is nearly the same in every shadow and
 cancels in the difference, while the layer's own ratio is exact. Dividing by the expected
 number of sampled reads, not the actual one, is SHARDS-adj's correction for the hot keys
-(their reads hit at every size). On the traces of ``benchmarks/mrc.py`` this keeps every
-estimate within 2 points of an exact replay even with shadows of 16 entries; without the
-anchor, shadows under ~100 entries were off by 3. At factor 1 the estimate is the layer's
-measured hit ratio; TTLs, invalidations and stale reads count in that ratio, so the other
-factors answer "the same, with this much more (or less) room".
+(their reads hit at every size). On the rows of ``benchmarks/mrc.py`` (shadows of 39
+entries and up) every estimate was within 1.2 points of an exact replay; without the
+anchor, shadows under ~100 entries were off by 3. Shadows of a few entries on a trace of
+few keys still err (multi2 at 1,200: 6 points at 4x). At factor 1 the estimate is the
+layer's measured hit ratio; TTLs, invalidations and stale reads count in that ratio, so the
+other factors answer "the same, with this much more (or less) room".
 
 The rate: small shadows are noisier, so the smallest shadow gets ``MIN_SHADOW_ENTRIES``
-entries where the rate allows:
-``rate = MIN_SHADOW_ENTRIES / (smallest factor * max_size)``, kept within ``MIN_RATE`` and
+entries where the rate allows: ``rate = MIN_SHADOW_ENTRIES / (smallest factor *
+max_size)``, kept within ``MIN_RATE`` and
 ``MAX_AUTO_RATE``. The upper bound is there for the cost: every sampled access is replayed
 into every shadow, so the cost per L1 operation grows with the rate (the README gives the
 figures); a small L1 that wants more accurate estimates at that cost passes
@@ -34,10 +35,10 @@ figures); a small L1 that wants more accurate estimates at that cost passes
 
 Where the samples come from: the layer tests ``spread hash < T`` (one integer compare; ``T``
 is 0 when estimation is off, so an L1 without it never samples) on each counted read
-(``get``, ``lookup``, ``get_entry``) and each write (``set``, ``add``), and puts a sampled
-access in a buffer of ``SAMPLE_BATCH`` events (``layers/memory/estimates.py``). The access
-that fills the buffer replays it into the shadows, outside the layer's lock (amortised: no
-thread to start, stop or fork).
+(``get``, ``lookup``, ``get_entry``) and each write (``set``, ``add``, their ``_entry``
+forms), and puts a sampled access in a buffer of ``SAMPLE_BATCH`` events
+(``layers/memory/estimates.py``). The access that fills the buffer replays it into the
+shadows, outside the layer's lock (amortised: no thread to start, stop or fork).
 """
 
 from __future__ import annotations

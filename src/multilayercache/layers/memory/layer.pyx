@@ -707,7 +707,8 @@ cdef class InMemoryLayer:
         sampled shadow caches (``analytics/mrc.py``); ``nan`` before any sampled read.
         ``RuntimeError`` if it was built without ``estimate_sizes``."""
         estimator = checked_estimator(self)
-        self._flush_samples()
+        if self._sample_count < BATCH:  # (full: another thread is handing it over)
+            self._flush_samples()
         return estimator.estimates(self._hits, self._hits + self._misses)
 
     cdef inline int _sample(self, uint64_t event) except -1:
