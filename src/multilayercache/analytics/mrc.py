@@ -53,7 +53,7 @@ import numpy as np
 from .._forking import register_after_fork
 from ..layers.memory.estimates import WRITE
 
-MIN_SHADOW_ENTRIES = 500
+MIN_SHADOW_ENTRIES = 256
 """Entries of the smallest shadow, at least (while the rate allows)."""
 
 MIN_RATE = 1 / 1024

@@ -47,8 +47,8 @@ def test_estimating_layer_builds_one_shadow_per_size(Layer) -> None:
     assert layers_alive(Layer) == before + 5  # the layer, and shadows at 0.5, 1, 2 and 4
     estimator = layer.size_estimator
     assert estimator.factors == (0.5, 1.0, 2.0, 4.0)
-    assert estimator.rate == 0.01  # 500 entries in the smallest shadow
-    assert estimator.shadow_sizes == (500, 1000, 2000, 4000)
+    assert estimator.rate == 256 / 50_000  # 256 entries in the smallest shadow
+    assert estimator.shadow_sizes == (256, 512, 1024, 2048)
     estimates = layer.size_estimates()
     assert list(estimates) == [0.5, 1.0, 2.0, 4.0]
     assert all(math.isnan(ratio) for ratio in estimates.values())  # nothing read yet
@@ -56,7 +56,7 @@ def test_estimating_layer_builds_one_shadow_per_size(Layer) -> None:
 
 @pytest.mark.parametrize(
     ("max_size", "rate"),
-    [(10_000_000, mrc.MIN_RATE), (100_000, 0.01), (1_000, mrc.MAX_AUTO_RATE)],
+    [(10_000_000, mrc.MIN_RATE), (100_000, 256 / 50_000), (1_000, mrc.MAX_AUTO_RATE)],
 )
 def test_the_automatic_rate_keeps_within_its_bounds(Layer, max_size, rate) -> None:
     assert Layer(max_size=max_size, estimate_sizes=(0.5, 2)).size_estimator.rate == rate
