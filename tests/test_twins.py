@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import math
 import sys
 from pathlib import Path
 
@@ -316,6 +317,42 @@ def test_weighted_memory_layer(max_weight, ops) -> None:
     pure = PURE.InMemoryLayer(max_weight=max_weight, weigher=weigher, clock=clocks[0])
     compiled = COMPILED.InMemoryLayer(max_weight=max_weight, weigher=weigher, clock=clocks[1])
     run_layer_ops(pure, compiled, clocks, ops)
+
+
+@SETTINGS
+@given(
+    max_size=st.integers(1, 30),
+    rate=st.sampled_from([1.0, 0.5, 0.2]),
+    default_ttl=st.sampled_from([None, 2]),
+    ops=layer_ops,
+)
+def test_memory_layer_estimating_sizes(max_size, rate, default_ttl, ops) -> None:
+    # The sampling hook on: the same answers, the same samples, the same shadows.
+    clocks = FakeClock(), FakeClock()
+    pure, compiled = (
+        twin.InMemoryLayer(
+            max_size=max_size,
+            ttl=default_ttl,
+            clock=clock,
+            estimate_sizes=(0.5, 2, 4),
+            estimate_sample_rate=rate,
+        )
+        for twin, clock in zip((PURE, COMPILED), clocks, strict=True)
+    )
+    run_layer_ops(pure, compiled, clocks, ops)
+    same_estimates(pure, compiled)
+
+
+def same_estimates(pure, compiled) -> None:
+    estimates = pure.size_estimates(), compiled.size_estimates()
+    assert list(estimates[0]) == list(estimates[1])
+    for factor, ratio in estimates[0].items():
+        assert ratio == estimates[1][factor] or (
+            math.isnan(ratio) and math.isnan(estimates[1][factor])
+        )
+    assert pure.size_estimator.sampled_reads == compiled.size_estimator.sampled_reads
+    for shadows in zip(pure.size_estimator._shadows, compiled.size_estimator._shadows, strict=True):
+        assert sorted(shadows[0].keys()) == sorted(shadows[1].keys())
 
 
 def sharing_hashes(n: int) -> int:
@@ -650,6 +687,22 @@ def test_twins_define_the_same_constants(compiled, pure) -> None:
     for name in sorted(defined_constants(pure_twin)):
         assert hasattr(compiled_module, name), f"{compiled} does not define {name}"
         assert getattr(compiled_module, name) == getattr(pure_twin, name), name
+
+
+def test_same_estimates_on_a_trace() -> None:
+    # Long enough that sample buffers fill and replay many times over.
+    from multilayercache.tools.simulation import load_trace, replay
+
+    from support import trace_path
+
+    trace = load_trace(trace_path("multi2"))
+    layers = [
+        twin.InMemoryLayer(max_size=600, estimate_sizes=(0.5, 2, 4), estimate_sample_rate=0.3)
+        for twin in (PURE, COMPILED)
+    ]
+    for layer in layers:
+        replay(trace, 600, layer_factory=lambda size, layer=layer: layer)
+    same_estimates(*layers)
 
 
 @pytest.mark.parametrize("name,sizes", [("gli", [500, 1000, 1500]), ("corda-vault", [10, 25, 50])])

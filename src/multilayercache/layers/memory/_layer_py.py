@@ -26,6 +26,10 @@ How the pieces fit:
   between threads (the managers let the shared layer decide them when there is one).
 * ``copy=``: values are copied on the way in (before the lock) and on the way out (after
   it), so no caller can mutate what is cached.
+* ``estimate_sizes=``: each counted read and each write of a *sampled* key (its spread
+  hash below ``_sample_below``, 0 when off: one compare) is buffered, and the buffer is
+  replayed into shadow layers of other sizes (``analytics/mrc.py``) by the access that
+  fills it, after the lock; ``size_estimates()`` reads them.
 * Hash flooding (``flooding.py``): at most ``MAX_KEYS_PER_HASH`` held keys share one hash
   (``_sharing`` counts them); a new key beyond that is not stored, and a lookup that misses
   on such a hash is not counted as an access.
@@ -47,6 +51,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+import numpy as np
 
 from ..._core._bits_py import spread
 from ..._core._hotkeys_py import HotKeyTable
@@ -84,6 +90,7 @@ from .arguments import (
 )
 from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_left, seconds_to_ns
+from .estimates import SAMPLE_BATCH, WRITE, checked_estimator, sampled_event, size_estimator
 from .flooding import MAX_KEYS_PER_HASH, warn_crowded
 from .introspection import AccessCounts, layer_repr
 from .sweep import SWEEP_STEP, PendingDrop
@@ -116,6 +123,8 @@ class InMemoryLayer:
         clock: Callable[[], float] | None = None,
         name: str = "memory",
         copy: bool | Callable[[Any], Any] = False,
+        estimate_sizes: Iterable[float] | None = None,
+        estimate_sample_rate: float | None = None,
     ) -> None:
         capacity, weighted = layer_bounds(max_size, max_weight, weigher)
         self._copy = value_copier(copy)
@@ -132,6 +141,12 @@ class InMemoryLayer:
         self._oversized = 0
         self._crowded = 0  # new keys turned away: their hash was crowded (flooding.py)
         self._puts = 0  # values written (kept or not): ``LayerStats.puts``
+        self.size_estimator = size_estimator(
+            self, capacity, weighted, estimate_sizes, estimate_sample_rate
+        )
+        """The shadows behind ``size_estimates()`` (``analytics/mrc.py``), or None."""
+        self._sample_below = 0 if self.size_estimator is None else self.size_estimator.threshold
+        self._samples: list[int] = []
         register_after_fork(self)
 
     def _start_empty(self) -> None:
@@ -172,9 +187,14 @@ class InMemoryLayer:
             self._record_access(key_hash, slot)
             if slot < 0:
                 self._count_miss(key_hash, key)
-                return None
-            self._count_hit(slot)
-            entry = self._entry(slot, self._now_ns())
+                entry = None
+            else:
+                self._count_hit(slot)
+                entry = self._entry(slot, self._now_ns())
+        if key_hash < self._sample_below:
+            self._sample(sampled_event(key_hash, False))
+        if entry is None:
+            return None
         if self._copy is not None:
             entry = entry._replace(value=self._copy(entry.value))
         return entry
@@ -202,9 +222,14 @@ class InMemoryLayer:
             self._record_access(key_hash, held)
             if slot < 0:
                 self._count_miss(key_hash, key)
-                return default
-            self._count_hit(slot)
-            value = self._values[slot]
+                value = default
+            else:
+                self._count_hit(slot)
+                value = self._values[slot]
+        if key_hash < self._sample_below:
+            self._sample(sampled_event(key_hash, False))
+        if slot < 0:
+            return default
         return value if self._copy is None else self._copy(value)
 
     def _record_access(self, key_hash: int, slot: int) -> None:
@@ -320,6 +345,8 @@ class InMemoryLayer:
             crowded = self._store_locked(key, value, key_hash, weight, now_ns, *deadlines)
         if pending is not None:
             pending.rescue(key)  # written after the invalidations: they do not apply to it
+        if key_hash < self._sample_below:
+            self._sample(sampled_event(key_hash, True))
         if crowded:
             warn_crowded(self.name, key, self._crowded)
         return True
@@ -635,6 +662,47 @@ class InMemoryLayer:
 
     def _finish_drops(self) -> None:
         self._sweep(len(self._keys))
+
+    def size_estimates(self) -> dict[float, float]:
+        """The hit ratio (0..1) this layer would have had since it was built at each size
+        factor of ``estimate_sizes``, and at 1 (its own size: the ratio it measured), from
+        sampled shadow caches (``analytics/mrc.py``); ``nan`` before any sampled read.
+        ``RuntimeError`` if it was built without ``estimate_sizes``.
+
+        >>> l1 = InMemoryLayer(max_size=100_000, estimate_sizes=(0.5, 2, 4))
+        >>> sorted(l1.size_estimates())
+        [0.5, 1.0, 2.0, 4.0]
+        """
+        estimator = checked_estimator(self)
+        self._flush_samples()
+        return estimator.estimates(self._hits, self._hits + self._misses)
+
+    def _sample(self, event: int) -> None:
+        self._samples.append(event)
+        if len(self._samples) >= SAMPLE_BATCH:
+            self._flush_samples()
+
+    def _flush_samples(self) -> None:
+        # Outside the lock: the replay takes a while, and only touches the shadows.
+        events, self._samples = self._samples, []
+        if events:
+            self.size_estimator.replay(np.array(events, dtype=np.uint64))
+
+    def _replay_accesses(self, events: np.ndarray) -> int:
+        """For the shadows of ``analytics/mrc.py``: replay sampled events (bit 0 set: a
+        write) with each event's other bits as an int key, a read that misses followed by a
+        write (as a read-through cache does); the number of reads that hit."""
+        missing = object()
+        hits = 0
+        for event in events.tolist():
+            key = event >> 1
+            if event & WRITE:
+                self.set(key, True)
+            elif self.get(key, missing) is missing:
+                self.set(key, True)
+            else:
+                hits += 1
+        return hits
 
     def _internals(self) -> dict[str, Any]:
         """For tests: the structures behind the layer (see tests/invariants.py)."""

@@ -64,6 +64,13 @@ cdef class InMemoryLayer:
     cdef Py_ssize_t _puts  # values written (kept or not): ``LayerStats.puts``
     cdef Ownership _ownership
     cdef list _grave_overflow
+    # ``estimate_sizes=`` (estimates.py): a key is sampled iff its spread hash is below
+    # ``_sample_below`` (0 when off: never); sampled accesses wait in ``_samples``.
+    cdef readonly object size_estimator
+    cdef uint64_t _sample_below
+    cdef object _sample_array
+    cdef uint64_t[::1] _samples
+    cdef Py_ssize_t _sample_count
     cdef object __weakref__  # for multilayercache._forking, which holds layers weakly
 
     # reads
@@ -88,6 +95,9 @@ cdef class InMemoryLayer:
     cdef int _set_locked(self, object key, object value, uint64_t key_hash,
                          uint64_t absent_at, int64_t weight, int64_t now_ns, int64_t deadline,
                          int64_t fresh_until, int64_t refresh_at) except -1
+    # size estimates
+    cdef int _sample(self, uint64_t event) except -1
+    cdef int _flush_samples(self) except -1
     # ownership
     cdef int _lock_for_write(self) except -1
     cdef void _unlock(self) noexcept

@@ -72,6 +72,7 @@ from .arguments import (
 )
 from .batch import hits_among, set_each
 from .deadlines import seconds_left
+from .estimates import SAMPLE_BATCH, checked_estimator, size_estimator
 from .flooding import warn_crowded
 from .inspect import (
     access_counts,
@@ -105,6 +106,9 @@ cdef enum:
 # gets there).
 cdef uint64_t NOT_ABSENT = 0xFFFFFFFFFFFFFFFF
 cdef object _NO_KEY = object()  # ``_last_miss`` before any miss: no caller holds it
+cdef uint64_t WRITE = 1  # a sampled event's bit 0 (estimates.sampled_event)
+cdef object _REPLAY_MISS = object()  # what a shadow's read returns on a miss
+cdef Py_ssize_t BATCH = SAMPLE_BATCH  # (a C constant for the sampled path)
 
 MAX_SLOT_HITS = MAX_HITS  # a cached entry's hit count saturates here (31 bits: slots.pxd)
 MAX_KEYS_PER_HASH = KEYS_PER_HASH  # keys sharing one hash held at most (flooding.py)
@@ -122,7 +126,8 @@ cdef class InMemoryLayer:
     in_process = True
 
     def __init__(self, max_size=None, *, max_weight=None, weigher=None, ttl=None,
-                 clock=None, str name="memory", copy=False):
+                 clock=None, str name="memory", copy=False, estimate_sizes=None,
+                 estimate_sample_rate=None):
         capacity, weighted = layer_bounds(max_size, max_weight, weigher)
         self._copy = value_copier(copy)
         self._copies = self._copy is not None
@@ -150,6 +155,12 @@ cdef class InMemoryLayer:
         self._last_miss_bucket = self._vacant_bucket = NO_BUCKET
         self._hits = self._misses = self._expirations = self._oversized = self._crowded = 0
         self._puts = 0
+        self.size_estimator = size_estimator(self, capacity, weighted, estimate_sizes,
+                                             estimate_sample_rate)
+        if self.size_estimator is not None:
+            self._sample_below = self.size_estimator.threshold
+            self._sample_array = np.empty(SAMPLE_BATCH, dtype=np.uint64)
+            self._samples = self._sample_array
         register_after_fork(self)
 
     def __cinit__(self):
@@ -218,8 +229,15 @@ cdef class InMemoryLayer:
             self._misses += 1
             self._missed._record(key_hash, key)
             self._remember_miss(key, key_hash, absent_at, vacant)
+            if key_hash < self._sample_below:
+                self._sample(key_hash & ~WRITE)
             return default
         record_hit(self, slot, key_hash)
+        if key_hash < self._sample_below:
+            # The value first: the replay runs Python code, and the slot may change then.
+            value = <object>stored_value(self, slot)
+            self._sample(key_hash & ~WRITE)
+            return value
         return <object>stored_value(self, slot)
 
     cdef object _read_locked(self, object key, uint64_t key_hash, object default, int accept,
@@ -254,6 +272,8 @@ cdef class InMemoryLayer:
             self._remember_miss(key, key_hash, absent_at, vacant)
         elif self._copies:
             result = self._copy(result)
+        if key_hash < self._sample_below:
+            self._sample(key_hash & ~WRITE)
         return result
 
     def get_entry(self, key):
@@ -283,6 +303,8 @@ cdef class InMemoryLayer:
             self._remember_miss(key, key_hash, absent_at, vacant)
         elif self._copy is not None:
             entry = entry._replace(value=self._copy(entry.value))
+        if key_hash < self._sample_below:
+            self._sample(key_hash & ~WRITE)
         return entry
 
     cdef inline Py_ssize_t _live_slot(self, object key, uint64_t key_hash) except -2:
@@ -437,6 +459,8 @@ cdef class InMemoryLayer:
             self._unlock()
         if pending is not None:
             pending.rescue(key)  # written after the invalidations: they do not apply to it
+        if key_hash < self._sample_below:
+            self._sample(key_hash | WRITE)
         if crowded and _warns_at(self._crowded):
             warn_crowded(self.name, key, self._crowded)
         return 1
@@ -823,6 +847,61 @@ cdef class InMemoryLayer:
             self._pending = None
             self._slow_reads = COPIES if self._copies else 0
         return 0
+
+    def size_estimates(self):
+        """The hit ratio (0..1) this layer would have had since it was built at each size
+        factor of ``estimate_sizes``, and at 1 (its own size: the ratio it measured), from
+        sampled shadow caches (``analytics/mrc.py``); ``nan`` before any sampled read.
+        ``RuntimeError`` if it was built without ``estimate_sizes``."""
+        estimator = checked_estimator(self)
+        if self._sample_count < BATCH:  # (full: another thread is handing it over)
+            self._flush_samples()
+        return estimator.estimates(self._hits, self._hits + self._misses)
+
+    cdef inline int _sample(self, uint64_t event) except -1:
+        # Under the GIL no other thread runs between reading the count and writing it back.
+        # A full buffer is being handed over by the thread that filled it (Python code:
+        # threads may switch): this access then goes unsampled, never past the end.
+        cdef Py_ssize_t count = self._sample_count
+        if count < BATCH:
+            self._samples[count] = event
+            self._sample_count = count + 1
+            if count + 1 == BATCH:
+                self._flush_samples()
+        return 0
+
+    cdef int _flush_samples(self) except -1:
+        # Marked full first, then a new buffer put in place and only then marked empty:
+        # whatever runs in between (allocation may run a finalizer, and switch threads)
+        # cannot write into the buffer being replayed, outside of the layer's ownership.
+        cdef Py_ssize_t count = self._sample_count
+        self._sample_count = BATCH
+        cdef object events = self._sample_array[:count]
+        self._sample_array = np.empty(SAMPLE_BATCH, dtype=np.uint64)
+        self._samples = self._sample_array
+        self._sample_count = 0
+        if count:
+            self.size_estimator.replay(events)
+        return 0
+
+    def _replay_accesses(self, const uint64_t[::1] events):
+        """For the shadows of ``analytics/mrc.py``: replay sampled events (bit 0 set: a
+        write) with each event's other bits as an int key, a read that misses followed by a
+        write (as a read-through cache does); the number of reads that hit."""
+        cdef Py_ssize_t index, hits = 0
+        cdef uint64_t event
+        cdef object key
+        cdef double ttl = self.default_ttl
+        for index in range(events.shape[0]):
+            event = events[index]
+            key = event >> 1
+            if event & WRITE:
+                self._store(key, True, ttl, 0.0, ttl, False)
+            elif self._read(key, _REPLAY_MISS, DUE, None) is _REPLAY_MISS:
+                self._store(key, True, ttl, 0.0, ttl, False)
+            else:
+                hits += 1
+        return hits
 
     def _internals(self):
         """For tests: the structures behind the layer (see tests/invariants.py)."""

@@ -1,0 +1,57 @@
+"""The L1's side of ``estimate_sizes=`` (both twins): how a sampled access is buffered, and
+the ``SizeEstimator`` (``analytics/mrc.py``, which explains the method) built for a layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+SAMPLE_BATCH = 1024
+"""Sampled accesses buffered before the access that fills the buffer replays them."""
+
+WRITE = 1
+"""Bit 0 of a sampled event: a write; clear: a read. The other bits are the key's hash."""
+
+
+def sampled_event(key_hash: int, write: bool) -> int:
+    """The buffered form of an access to the key whose spread hash is ``key_hash``."""
+    return (key_hash & ~WRITE) | (WRITE if write else 0)
+
+
+def size_estimator(
+    layer: Any,
+    capacity: int,
+    weighted: bool,
+    factors: Iterable[float] | None,
+    sample_rate: float | None,
+) -> Any:
+    """The estimator of a layer being built, or None when ``factors`` is None (off)."""
+    if factors is None:
+        if sample_rate is not None:
+            raise ValueError("estimate_sample_rate needs estimate_sizes, the sizes to estimate")
+        return None
+    if weighted:
+        raise ValueError(
+            "estimate_sizes needs a layer bounded by max_size (a sampled access carries no "
+            "weight to replay)"
+        )
+    # Imported here: only layers that estimate need it, and analytics sits above layers.
+    from ...analytics.mrc import SizeEstimator
+
+    shadow_type = type(layer)
+    return SizeEstimator(
+        capacity,
+        factors,
+        lambda size: shadow_type(max_size=size, name=f"{layer.name}.shadow"),
+        sample_rate,
+    )
+
+
+def checked_estimator(layer: Any) -> Any:
+    """The layer's estimator; ``RuntimeError`` if it was built without one."""
+    if layer.size_estimator is None:
+        raise RuntimeError(
+            f"InMemoryLayer {layer.name!r} does not estimate other sizes: build it with "
+            "estimate_sizes=(0.5, 2, 4)"
+        )
+    return layer.size_estimator
