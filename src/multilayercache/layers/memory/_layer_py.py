@@ -53,6 +53,7 @@ from ..._core._hotkeys_py import HotKeyTable
 from ..._core._policy_py import WTinyLfuPolicy
 from ..._core._timerwheel_py import NO_DEADLINE, TimerWheel
 from ..._forking import register_after_fork
+from ...core.events import EventStats
 from ...core.freshness import Entry, Freshness, Lifetime
 from ...core.stats import LayerSnapshot, LayerStats
 from ...core.ttl import TTL, ttl_seconds
@@ -81,6 +82,16 @@ from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_left, seconds_to_ns
 from .flooding import MAX_KEYS_PER_HASH, warn_crowded
 from .introspection import layer_repr
+from .removals import (
+    BATCH,
+    DEFAULT_REMOVAL_BUFFER,
+    RemovalDelivery,
+    checked_buffer_size,
+    checked_listener,
+)
+
+# Removal causes, as codes (indexes into ``core.events.REMOVAL_CAUSES``; removals.pxd)
+EVICTED, EXPIRED, REPLACED, INVALIDATED, REJECTED = range(5)
 
 # A cached entry's hit count saturates here (the compiled twin keeps it in 31 bits).
 MAX_SLOT_HITS = (1 << 31) - 1
@@ -110,8 +121,13 @@ class InMemoryLayer:
         clock: Callable[[], float] | None = None,
         name: str = "memory",
         copy: bool | Callable[[Any], Any] = False,
+        removal_listener: Callable[[Any, Any, str], Any] | None = None,
+        removal_buffer: int = DEFAULT_REMOVAL_BUFFER,
     ) -> None:
         capacity, weighted = layer_bounds(max_size, max_weight, weigher)
+        self._removal_capacity = checked_buffer_size(removal_buffer)
+        if removal_listener is not None:
+            checked_listener(removal_listener)
         self._copy = value_copier(copy)
         self.name = name
         self.max_size = None if weighted else capacity
@@ -125,7 +141,14 @@ class InMemoryLayer:
         self._hits = self._misses = self._expirations = 0
         self._oversized = 0
         self._crowded = 0  # new keys turned away: their hash was crowded (flooding.py)
+        # Removals waiting for delivery, (key, value, cause code), or None: no listener, and
+        # the removal paths record nothing (removals.py).
+        self._removal_log: list[tuple[Any, Any, int]] | None = None
+        self._removals_dropped = 0
+        self._delivery: RemovalDelivery | None = None
         register_after_fork(self)
+        if removal_listener is not None:
+            self.add_removal_listener(removal_listener)
 
     def _start_empty(self) -> None:
         """The structures of an empty layer, frequency history included."""
@@ -206,8 +229,7 @@ class InMemoryLayer:
         """The key's slot, or -1; an entry found gone is removed first."""
         slot = self._slots.get(key, -1)
         if slot >= 0 and self._is_expired(slot):
-            self._remove(slot)
-            self._expirations += 1
+            self._remove(slot, EXPIRED)
             return -1
         return slot
 
@@ -345,9 +367,11 @@ class InMemoryLayer:
             if weight > self._policy.capacity:
                 self._oversized += 1
             if slot >= 0:
-                self._remove(slot)
+                self._remove(slot, REPLACED)
             return False
         if slot >= 0:
+            if self._removal_log is not None:
+                self._record_removal(slot, REPLACED)
             self._values[slot] = value
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
@@ -401,8 +425,7 @@ class InMemoryLayer:
             if not self._holds_fresh(slot, now_ns):
                 return False
             if deadline <= now_ns:
-                self._remove(slot)
-                self._expirations += 1
+                self._remove(slot, EXPIRED)
                 return True
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
@@ -428,6 +451,8 @@ class InMemoryLayer:
             slot = self._slots.get(key, -1)
             if self._holds_fresh(slot, now_ns):
                 count = counted(self._values[slot], delta, key)
+                if self._removal_log is not None:
+                    self._record_removal(slot, REPLACED)
                 self._values[slot] = count
                 return count
             counted(0, delta, key)
@@ -455,9 +480,7 @@ class InMemoryLayer:
             if slot < 0:
                 return False
             live = not self._is_expired(slot)
-            if not live:
-                self._expirations += 1
-            self._remove(slot)
+            self._remove(slot, INVALIDATED if live else EXPIRED)
             return live
 
     def adjust_ttl(self, key: Any, ttl: TTL | None) -> bool:
@@ -472,18 +495,19 @@ class InMemoryLayer:
                 return False
             deadline = deadline_after(now_ns, seconds)
             if deadline <= now_ns:
-                self._remove(slot)
-                self._expirations += 1
+                self._remove(slot, EXPIRED)
             else:
                 self._wheel.schedule(slot, deadline)
                 self._fresh.forget(slot)  # a new TTL: fresh until it is gone
             return True
 
     def clear(self) -> None:
-        """Remove every entry (frequency history is kept)."""
+        """Remove every entry (frequency history is kept). Entries found gone count as
+        expirations (as ``delete`` counts them)."""
         with self._lock:
+            now_ns = self._now_ns() if self._wheel.scheduled else 0
             for slot in cached_slots(self):
-                self._remove(slot)
+                self._remove(slot, EXPIRED if self._is_expired(slot, now_ns) else INVALIDATED)
 
     # ------------------------------------------------------------------ introspection
     def remaining_ttl(self, key: Any) -> float | None:
@@ -582,7 +606,9 @@ class InMemoryLayer:
         self._sharing[key_hash] = self._sharing.get(key_hash, 0) + 1
         return slot
 
-    def _release_slot(self, slot: int) -> None:
+    def _release_slot(self, slot: int, cause: int) -> None:
+        if self._removal_log is not None:
+            self._record_removal(slot, cause)
         self._fresh.forget(slot)
         del self._slots[self._keys[slot]]
         key_hash = self._policy._hash[slot]
@@ -594,21 +620,91 @@ class InMemoryLayer:
         self._values[slot] = None
         self._free.append(slot)
 
-    def _remove(self, slot: int) -> None:
+    def _remove(self, slot: int, cause: int) -> None:
+        """Drop the entry in ``slot`` (a delete, an expiry, a write that cannot stay). A held
+        newcomer (``_policy_py.py``, section 6) was counted as evicted and rejected by
+        admission already: whatever removes it now, it is reported as rejected."""
+        if slot == self._policy.held:
+            cause = REJECTED
+        elif cause == EXPIRED:
+            self._expirations += 1
         self._policy.on_remove(slot)
         self._wheel.deschedule(slot)
-        self._release_slot(slot)
+        self._release_slot(slot, cause)
 
     def _drop_evicted(self, evicted: list[int]) -> None:
+        rejected = self._policy.rejected
         for slot in evicted:
             self._wheel.deschedule(slot)
-            self._release_slot(slot)
+            self._release_slot(slot, REJECTED if slot in rejected else EVICTED)
 
     def _reclaim_expired(self, now_ns: int | None = None) -> None:
         if not self._wheel.scheduled:
             return
         self._wheel.advance(self._now_ns() if now_ns is None else now_ns)
         for slot in self._wheel.expired:
-            self._policy.on_remove(slot)
-            self._release_slot(slot)
+            self._remove_expired(slot)
+
+    def _remove_expired(self, slot: int) -> None:
+        """``_remove(slot, EXPIRED)`` for a slot the wheel has descheduled already."""
+        cause = REJECTED if slot == self._policy.held else EXPIRED
+        if cause == EXPIRED:
             self._expirations += 1
+        self._policy.on_remove(slot)
+        self._release_slot(slot, cause)
+
+    # ------------------------------------------------------------------ removal listeners
+    def add_removal_listener(self, listener: Callable[[Any, Any, str], Any]) -> Callable[[], None]:
+        """Call ``listener(key, value, cause)`` on a thread of its own for every entry that
+        leaves the layer from now on (see ``removals.py``); returns a function that removes
+        it again.
+
+        >>> l1 = InMemoryLayer(max_size=100, removal_listener=print)
+        """
+        checked_listener(listener)
+        with self._lock:
+            if self._delivery is None:
+                self._delivery = RemovalDelivery(self)
+            if self._removal_log is None:
+                self._removal_log = []
+            self._delivery.add(listener)
+
+        def remove() -> None:
+            with self._lock:
+                delivery = self._delivery
+                if delivery is not None and not delivery.remove(listener):
+                    self._removal_log = None  # nobody listens: record nothing more
+                    delivery.wake()  # (what was recorded is taken and dropped)
+
+        return remove
+
+    def removal_stats(self) -> EventStats:
+        """Removals delivered to the listeners, dropped (the log was full), that made a
+        listener raise, and waiting now (``core.events.EventStats``)."""
+        with self._lock:
+            pending = len(self._removal_log or ())
+            dropped = self._removals_dropped
+        if self._delivery is None:
+            return EventStats(0, dropped, 0, pending)
+        return self._delivery.stats(dropped, pending)
+
+    def _record_removal(self, slot: int, cause: int) -> None:
+        """(Under the lock, a listener attached) keep what leaves ``slot`` for delivery."""
+        removals = self._removal_log
+        assert removals is not None and self._delivery is not None
+        if len(removals) >= self._removal_capacity:
+            self._removals_dropped += 1
+            return
+        removals.append((self._keys[slot], self._values[slot], cause))
+        if len(removals) == 1:
+            self._delivery.wake()
+
+    def _take_removals(self) -> list[tuple[Any, Any, int]]:
+        """For the delivery thread: the oldest recorded removals (up to ``BATCH``)."""
+        with self._lock:
+            removals = self._removal_log
+            if not removals:
+                return []
+            taken = removals[:BATCH]
+            del removals[:BATCH]
+            return taken

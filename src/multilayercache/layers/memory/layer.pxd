@@ -17,6 +17,7 @@ from ..._core.policy cimport WTinyLfuPolicy
 from ..._core.timerwheel cimport TimerWheel
 from .freshness cimport FreshnessDeadlines
 from .ownership cimport Ownership
+from .removals cimport RemovalLog
 
 
 @cython.final
@@ -56,6 +57,8 @@ cdef class InMemoryLayer:
     cdef Py_ssize_t _crowded  # new keys turned away: their hash was crowded (flooding.py)
     cdef Ownership _ownership
     cdef list _grave_overflow
+    cdef RemovalLog _removals  # what left, for the removal listeners (removals.pxd)
+    cdef object _delivery  # their RemovalDelivery (removals.py), or None
     cdef object __weakref__  # for multilayercache._forking, which holds layers weakly
 
     # reads

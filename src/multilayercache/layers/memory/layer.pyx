@@ -17,9 +17,10 @@ in (``_after_fork``): nothing is added to the hit path.
 
 import numpy as np
 
-from cpython.ref cimport PyObject
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.ref cimport Py_DECREF, Py_XDECREF, PyObject
 from libc.math cimport INFINITY
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 from ..._core.bits cimport prefetch
 from ..._core.hotkeys cimport HotKeyTable
@@ -38,6 +39,7 @@ from .ownership cimport (
     replace_item,
     take_ownership,
 )
+from .removals cimport INVALIDATED, EXPIRED, REPLACED, record_removal, swap_halves
 from .slots cimport (
     CROWDED,
     INTERRUPTED,
@@ -56,6 +58,7 @@ from .slots cimport (
 )
 
 from ..._forking import register_after_fork
+from ...core.events import EventStats
 from ...core.freshness import Entry, Lifetime
 from ...core.ttl import ttl_seconds
 from .arguments import (
@@ -83,6 +86,12 @@ from .inspect import (
     top_keys,
 )
 from .introspection import layer_repr
+from .removals import (
+    DEFAULT_REMOVAL_BUFFER,
+    RemovalDelivery,
+    checked_buffer_size,
+    checked_listener,
+)
 
 cdef enum:
     # core.freshness.Freshness, as C constants for the hit path
@@ -111,8 +120,12 @@ cdef class InMemoryLayer:
     in_process = True
 
     def __init__(self, max_size=None, *, max_weight=None, weigher=None, ttl=None,
-                 clock=None, str name="memory", copy=False):
+                 clock=None, str name="memory", copy=False, removal_listener=None,
+                 removal_buffer=DEFAULT_REMOVAL_BUFFER):
         capacity, weighted = layer_bounds(max_size, max_weight, weigher)
+        self._removals.capacity = checked_buffer_size(removal_buffer)
+        if removal_listener is not None:
+            checked_listener(removal_listener)
         self._copy = value_copier(copy)
         self._copies = self._copy is not None
         self.name = name
@@ -138,14 +151,27 @@ cdef class InMemoryLayer:
         self._last_miss_bucket = self._vacant_bucket = NO_BUCKET
         self._hits = self._misses = self._expirations = self._oversized = self._crowded = 0
         register_after_fork(self)
+        if removal_listener is not None:
+            self.add_removal_listener(removal_listener)
 
     def __cinit__(self):
         self._ownership.owner = 0
         self._ownership.grave_count = 0
         self._grave_overflow = []
+        self._removals.active = self._removals.wake = False
+        self._removals.count = self._removals.dropped = 0
+        self._removals.records = self._removals.spare_records = NULL
+        self._removals.causes = self._removals.spare_causes = NULL
 
     def __dealloc__(self):
         clear_graves(&self._ownership)
+        cdef Py_ssize_t i
+        for i in range(2 * self._removals.count):  # (the spare half was emptied: delivered)
+            Py_XDECREF(self._removals.records[i])
+        PyMem_Free(self._removals.records)
+        PyMem_Free(self._removals.causes)
+        PyMem_Free(self._removals.spare_records)
+        PyMem_Free(self._removals.spare_causes)
 
     # ------------------------------------------------------------------ reads
     def get(self, key, default=None):
@@ -471,9 +497,12 @@ cdef class InMemoryLayer:
             if weight > self._policy.capacity:
                 self._oversized += 1
             if slot >= 0:
-                remove_slot(self, slot)
+                remove_slot(self, slot, REPLACED)
             return 0
         if slot >= 0:
+            if self._removals.active:
+                record_removal(&self._removals, list_items(<PyObject*>self._entries)[2 * slot],
+                               stored_value(self, slot), REPLACED)
             self._replace_item(2 * slot + 1, value)
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
@@ -535,8 +564,7 @@ cdef class InMemoryLayer:
             if not self._holds_fresh(slot, now_ns):
                 return False
             if deadline <= now_ns:
-                remove_slot(self, slot)
-                self._expirations += 1
+                remove_slot(self, slot, EXPIRED)
                 return True
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
@@ -578,6 +606,10 @@ cdef class InMemoryLayer:
                 if type(value) is int:
                     count = value + delta
                     if INT64_MIN <= count <= INT64_MAX:
+                        if self._removals.active:
+                            record_removal(&self._removals,
+                                           list_items(<PyObject*>self._entries)[2 * slot],
+                                           stored_value(self, slot), REPLACED)
                         self._replace_item(2 * slot + 1, count)
                         return count
             else:
@@ -606,9 +638,7 @@ cdef class InMemoryLayer:
             if slot < 0:
                 return False
             live = not self._is_expired(slot)
-            if not live:
-                self._expirations += 1
-            remove_slot(self, slot)
+            remove_slot(self, slot, INVALIDATED if live else EXPIRED)
             return live
         finally:
             self._unlock()
@@ -628,8 +658,7 @@ cdef class InMemoryLayer:
                 return False
             deadline = NEVER if seconds == INFINITY else deadline_after(now_ns, seconds, NEVER)
             if deadline <= now_ns:
-                remove_slot(self, slot)
-                self._expirations += 1
+                remove_slot(self, slot, EXPIRED)
             else:
                 self._wheel.schedule(slot, deadline)
                 self._fresh.forget(slot)  # a new TTL: fresh until it is gone
@@ -638,11 +667,14 @@ cdef class InMemoryLayer:
             self._unlock()
 
     def clear(self):
-        """Remove every entry (frequency history is kept)."""
+        """Remove every entry (frequency history is kept). Entries found gone count as
+        expirations (as ``delete`` counts them)."""
+        cdef int64_t now_ns = self._now_ns() if self._wheel.scheduled else -1
         self._lock_for_write()
         try:
             for slot in cached_slots(self):
-                remove_slot(self, slot)
+                remove_slot(self, slot, EXPIRED if now_ns >= 0 and self._is_expired(slot, now_ns)
+                            else INVALIDATED)
         finally:
             self._unlock()
 
@@ -691,6 +723,74 @@ cdef class InMemoryLayer:
             release_graves(&self._ownership)
         if list_size(<PyObject*>self._grave_overflow):
             self._grave_overflow = []  # releases what spilled over, after the unlock
+        if self._removals.wake:  # removals were recorded into an empty log
+            self._removals.wake = False
+            self._delivery.wake()
+
+    # ------------------------------------------------------------------ removal listeners
+    def add_removal_listener(self, listener):
+        """Call ``listener(key, value, cause)`` on a thread of its own for every entry that
+        leaves the layer from now on (see ``removals.py``); returns a function that removes
+        it again."""
+        checked_listener(listener)
+        cdef Py_ssize_t capacity = self._removals.capacity
+        if self._removals.records == NULL:
+            # Allocated before ownership (no Python code, nothing freed, may run in it).
+            records = <PyObject**>PyMem_Malloc(2 * capacity * sizeof(PyObject*))
+            spare = <PyObject**>PyMem_Malloc(2 * capacity * sizeof(PyObject*))
+            causes = <uint8_t*>PyMem_Malloc(capacity)
+            spare_causes = <uint8_t*>PyMem_Malloc(capacity)
+            if not (records and spare and causes and spare_causes):
+                PyMem_Free(records)
+                PyMem_Free(spare)
+                PyMem_Free(causes)
+                PyMem_Free(spare_causes)
+                raise MemoryError("no memory for the removal log")
+            self._lock_for_write()
+            self._removals.records, self._removals.spare_records = records, spare
+            self._removals.causes, self._removals.spare_causes = causes, spare_causes
+            self._unlock()
+        if self._delivery is None:
+            self._delivery = RemovalDelivery(self)
+        self._delivery.add(listener)
+        self._removals.active = True
+
+        def remove():
+            if not self._delivery.remove(listener):
+                self._removals.active = False  # nobody listens: record nothing more
+                self._delivery.wake()  # (what was recorded is taken and dropped)
+
+        return remove
+
+    def removal_stats(self):
+        """Removals delivered to the listeners, dropped (the log was full), that made a
+        listener raise, and waiting now (``core.events.EventStats``)."""
+        if self._delivery is None:
+            return EventStats(0, self._removals.dropped, 0, self._removals.count)
+        return self._delivery.stats(self._removals.dropped, self._removals.count)
+
+    def _take_removals(self):
+        """For the delivery thread: every recorded removal, as ``(key, value, cause
+        code)``; the log is swapped under ownership, the tuples built after it."""
+        cdef Py_ssize_t count, i
+        cdef PyObject** records
+        cdef uint8_t* causes
+        if self._removals.records == NULL:
+            return []
+        self._lock_for_write()
+        count = swap_halves(&self._removals)
+        records = self._removals.spare_records
+        causes = self._removals.spare_causes
+        self._unlock()
+        taken = []
+        try:
+            for i in range(count):
+                taken.append((<object>records[2 * i], <object>records[2 * i + 1], causes[i]))
+        finally:
+            for i in range(2 * count):  # the tuples hold their own references now
+                Py_DECREF(<object>records[i])
+                records[i] = NULL
+        return taken
 
     def _after_fork(self):
         # In a forked child (``multilayercache._forking``): see ``ownership.pxd``.
