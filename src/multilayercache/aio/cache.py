@@ -36,6 +36,7 @@ from ..core.decorate import (
     in_class,
     return_type,
 )
+from ..core.events import EventListener
 from ..core.keys import single
 from ..core.loadcontext import tagged
 from ..core.manager import ManagerBase
@@ -46,6 +47,7 @@ from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
 from ..layers.redis.backplane import Backplane, backplane_of
 from .driver import AsyncDriver
+from .events import EventDelivery
 
 AsyncLoader = Callable[[Any], Awaitable[Any]]
 AsyncBulkLoader = Callable[[list[Any]], Awaitable[Mapping[Any, Any]]]
@@ -63,6 +65,7 @@ class AsyncMultilayerCache(ManagerBase):
         value_type: Any = None,
         load_options: LoadOptions | None = None,
         backplane: Backplane | str | bool | None = None,
+        on_event: EventListener | None = None,
     ) -> None:
         state = CacheState(
             layers,
@@ -74,6 +77,9 @@ class AsyncMultilayerCache(ManagerBase):
             load_options=load_options,
         )
         super().__init__(state, AsyncDriver, backplane_of(backplane))
+        self._event_delivery = EventDelivery(state.events)
+        if on_event is not None:  # a plain function, or a coroutine function (on the loop)
+            self.subscribe(on_event)
 
     # ------------------------------------------------------------------ reads
     async def get(self, key: Any, default: Any = None) -> Any:

@@ -4,10 +4,12 @@ driver, the L1 fast path, introspection, and the decorator's checks."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from . import plans
+from .events import EventHub, EventListener, Removal
 from .fleetflight import check_fleet
 from .missing import STEPPED_ASIDE
 from .options import LoadOptions
@@ -45,6 +47,10 @@ class ManagerBase:
             if first.has("lookup"):
                 self._first_lookup = timed(first, "lookup") if timed_too else first.layer.lookup
             self._checked_depth = 1
+        self._event_delivery: Any = None  # the sync or asyncio EventDelivery (set by them)
+        self._removals_forwarded = False
+        for writer in self._driver.writers.values():
+            writer.emit = state.events.emit  # dead letters
 
     # ---------------------------------------------------------------- the fleet
     def _join_fleet(self, backplane: Any) -> None:
@@ -189,6 +195,42 @@ class ManagerBase:
         """Where the plans start after the fast path: at L1 when it stepped aside (it holds
         the key, due or stale), below it after a miss."""
         return 0 if looked_up is STEPPED_ASIDE else self._checked_depth
+
+    # ---------------------------------------------------------------- events
+    @property
+    def events(self) -> EventHub:
+        """The cache's events (``core/events.py``): ``events.emit(event)`` queues one for
+        the listeners, ``events.stats()`` counts what was delivered, dropped and failed."""
+        return self._state.events
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener(event)`` off the request path for every event from now on:
+        ``Removal`` (an entry left an in-process layer), ``Refresh``, ``BreakerTransition``,
+        ``DeadLetter``, ``Anomaly``. Returns a function that unsubscribes it.
+
+        >>> cache.subscribe(lambda event: print(event))  # doctest: +SKIP
+        """
+        self._event_delivery.check(listener)
+        unsubscribe = self._state.events.subscribe(listener)
+        self._forward_removals()
+        return unsubscribe
+
+    def _forward_removals(self) -> None:
+        """Once somebody listens: the in-process layers' removals become events."""
+        if self._removals_forwarded:
+            return
+        self._removals_forwarded = True
+        emit = self._state.events.emit
+        for tier in self._state.tiers:
+            listen = getattr(tier.layer, "add_removal_listener", None)
+            if callable(listen):
+                listen(functools.partial(_removal_event, emit, tier.name))
+
+
+def _removal_event(
+    emit: Callable[[Any], None], layer: str, key: Any, value: Any, cause: Any
+) -> None:
+    emit(Removal(layer, key, value, cause))
 
 
 def _shared_text(key: Any) -> str | None:

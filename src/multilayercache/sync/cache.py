@@ -45,6 +45,7 @@ from ..core.decorate import (
     in_class,
     return_type,
 )
+from ..core.events import EventListener
 from ..core.keys import single
 from ..core.loadcontext import tagged
 from ..core.manager import ManagerBase
@@ -55,6 +56,7 @@ from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
 from ..layers.redis.backplane import Backplane, backplane_of
 from .driver import Driver
+from .events import EventDelivery
 
 _frontdoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py")
 FrontDoor, CachedCall = _frontdoor.FrontDoor, _frontdoor.CachedCall
@@ -81,6 +83,7 @@ class MultilayerCache(ManagerBase):
         value_type: Any = None,
         load_options: LoadOptions | None = None,
         backplane: Backplane | str | bool | None = None,
+        on_event: EventListener | None = None,
     ) -> None:
         state = CacheState(
             layers,
@@ -92,6 +95,9 @@ class MultilayerCache(ManagerBase):
             load_options=load_options,
         )
         super().__init__(state, Driver, backplane_of(backplane))
+        self._event_delivery = EventDelivery(state.events)
+        if on_event is not None:  # called on a thread of its own (sync/events.py)
+            self.subscribe(on_event)
         # Reads are mostly L1 hits: answer them from compiled code, with the same behaviour
         # as ``get`` below (see sync/_frontdoor_py.py). The plans take over below L1.
         door = FrontDoor(

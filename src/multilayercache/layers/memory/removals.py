@@ -142,7 +142,9 @@ class RemovalDelivery:
             self._signal.set()
 
 
-def _deliver_forever(delivery_ref: Callable[[], RemovalDelivery | None], signal: threading.Event) -> None:
+def _deliver_forever(
+    delivery_ref: Callable[[], RemovalDelivery | None], signal: threading.Event
+) -> None:
     """The delivery thread: wait for a wake-up, deliver until the log is empty, again; end
     once the layer (or, after a fork, this thread's own signal) is gone."""
     while True:
