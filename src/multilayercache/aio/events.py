@@ -2,11 +2,12 @@
 
 As the sync twin (``multilayercache.sync.events``), a daemon thread takes the queued events,
 so that no listener ever runs inside a request. A plain function listener is called on that
-thread. A coroutine function listener runs on the event loop the cache last emitted an
-event from (its requests' loop), as a task of its own: at most ``MAX_RUNNING`` of them at
-once (past that, events for it are dropped and counted, so a coroutine that hangs cannot
-pile up tasks). With no loop to run on (none seen yet, or closed), the event counts as a
-listener error and is logged.
+thread. A coroutine function listener runs on the cache's event loop (the one running when it
+subscribed, or the last one an event was emitted from: its requests' loop), as a task of its
+own: at most ``MAX_RUNNING`` of them at once (past that, events for it are dropped and
+counted, so a coroutine that hangs cannot pile up tasks). While no such loop is known (a
+listener given to the constructor, before any event came from a loop), or once it is
+closed, it runs on the delivery thread, in a loop of that thread's own.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ class EventDelivery(ThreadDelivery):
         self._running_lock = threading.Lock()
 
     def check(self, listener: EventListener) -> None:
-        """Both plain and coroutine functions are welcome here."""
+        """Both plain and coroutine functions are welcome here; subscribed from a running
+        loop, coroutine listeners run on it."""
+        try:
+            self.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
 
     def wake(self) -> None:
         try:
@@ -50,7 +56,9 @@ class EventDelivery(ThreadDelivery):
             return
         loop = self.loop
         if loop is None or loop.is_closed():
-            self.failed(listener, RuntimeError("no running event loop to run it on"))
+            # No loop of the cache's known yet (it was not used from one since): run it here,
+            # on a loop of this thread's own.
+            asyncio.run(self._run(listener, event, counted=False))
             return
         with self._running_lock:
             if self._running >= MAX_RUNNING:
@@ -65,7 +73,7 @@ class EventDelivery(ThreadDelivery):
             self._done()
             self.failed(listener, error)
 
-    async def _run(self, listener: EventListener, event: Any) -> None:
+    async def _run(self, listener: EventListener, event: Any, counted: bool = True) -> None:
         try:
             await listener(event)
         except Exception as error:
@@ -73,7 +81,8 @@ class EventDelivery(ThreadDelivery):
         else:
             self._hub.delivered += 1
         finally:
-            self._done()
+            if counted:
+                self._done()
 
     def _done(self) -> None:
         with self._running_lock:
