@@ -152,7 +152,7 @@ class EventBuffer:
     def take(self, limit: int) -> list[Any]:
         """Up to ``limit`` of the oldest items, removed."""
         items = self._items
-        taken = []
+        taken: list[Any] = []
         while items and len(taken) < limit:
             try:
                 taken.append(items.popleft())

@@ -734,8 +734,12 @@ cdef class InMemoryLayer:
         it again."""
         checked_listener(listener)
         cdef Py_ssize_t capacity = self._removals.capacity
+        cdef PyObject** records
+        cdef PyObject** spare
+        cdef uint8_t* causes
+        cdef uint8_t* spare_causes
         if self._removals.records == NULL:
-            # Allocated before ownership (no Python code, nothing freed, may run in it).
+            # Allocated before taking ownership: under it, only pointers are stored.
             records = <PyObject**>PyMem_Malloc(2 * capacity * sizeof(PyObject*))
             spare = <PyObject**>PyMem_Malloc(2 * capacity * sizeof(PyObject*))
             causes = <uint8_t*>PyMem_Malloc(capacity)
@@ -747,9 +751,17 @@ cdef class InMemoryLayer:
                 PyMem_Free(spare_causes)
                 raise MemoryError("no memory for the removal log")
             self._lock_for_write()
-            self._removals.records, self._removals.spare_records = records, spare
-            self._removals.causes, self._removals.spare_causes = causes, spare_causes
+            if self._removals.records == NULL:
+                self._removals.records, self._removals.spare_records = records, spare
+                self._removals.causes, self._removals.spare_causes = causes, spare_causes
+                records = spare = NULL
+                causes = spare_causes = NULL
             self._unlock()
+            # (Another thread's first listener may have allocated the log meanwhile.)
+            PyMem_Free(records)
+            PyMem_Free(spare)
+            PyMem_Free(causes)
+            PyMem_Free(spare_causes)
         if self._delivery is None:
             self._delivery = RemovalDelivery(self)
         self._delivery.add(listener)
