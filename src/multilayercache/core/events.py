@@ -35,7 +35,8 @@ RemovalCause = Literal["evicted", "expired", "replaced", "invalidated", "rejecte
 * ``expired``: its TTL ran out;
 * ``replaced``: a ``set`` (or ``incr``) wrote over a live entry: the old value left;
 * ``invalidated``: ``delete``, ``clear``, a tag, prefix or backplane invalidation;
-* ``rejected``: a new entry lost W-TinyLFU admission to a more frequent one.
+* ``rejected``: a new entry lost W-TinyLFU admission to a more frequent one, or was
+  turned away by its write (heavier than the whole layer, or hash flooding).
 """
 
 REMOVAL_CAUSES: tuple[RemovalCause, ...] = (

@@ -119,14 +119,22 @@ def test_weighted_layer_evicts_for_weight(Layer, clock) -> None:
     assert layer.stats().weight <= 10
 
 
-def test_values_never_held_are_not_reported(Layer, clock) -> None:
+def test_values_turned_away_are_rejected_and_expired_writes_not_reported(Layer) -> None:
     heard = Recorder()
     layer = Layer(max_weight=5, weigher=lambda key, value: len(value), removal_listener=heard)
-    layer.set("big", "x" * 6)  # heavier than the whole layer: never in
-    layer.set("gone", "x", ttl=0)  # expired on arrival: never in
+    layer.set("big", "x" * 6)  # heavier than the whole layer: turned away
+    layer.set("gone", "x", ttl=0)  # expired on arrival: never in, not reported
     layer.set("k", "v")
     layer.set("k", "w", ttl=0)  # the old value leaves (replaced); the new one never enters
-    assert heard.wait_for(1) == [("k", "v", "replaced")]
+    layer.set("k", "x")
+    layer.set("k", "y" * 9)  # the old value is replaced; the new one turned away
+    assert heard.wait_for(4) == [
+        ("big", "x" * 6, "rejected"),
+        ("k", "v", "replaced"),
+        ("k", "x", "replaced"),
+        ("k", "y" * 9, "rejected"),
+    ]
+    assert layer.stats().rejections == 2
 
 
 def test_add_removal_listener_and_remove_it(Layer) -> None:

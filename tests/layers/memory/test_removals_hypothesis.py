@@ -2,9 +2,10 @@
 
 Every value the layer held leaves it exactly once (a final ``clear`` makes everything
 leave), so the multiset of removals is what the oracle derives from the sequence and the
-layer's own counters: each value written (and held: not written already expired) once;
-``expired`` as many as ``stats().expirations``, ``evicted`` plus ``rejected`` as many as
-``stats().evictions``, ``rejected`` as many as ``stats().rejections``, ``invalidated`` as
+layer's own counters: each value written once (but those written already expired, which
+never entered); ``expired`` as many as ``stats().expirations``, ``rejected`` as many as
+``stats().rejections``, ``evicted`` plus ``rejected`` as many as ``stats().evictions``
+plus the writes heavier than the whole layer (turned away), ``invalidated`` as
 many as the deletes that found the key plus the entries ``clear`` found; a value reported
 ``replaced`` was written over by a later write of its key. And both twins report the very
 same sequence.
@@ -61,12 +62,16 @@ def run(implementation: Any, bound: int, weighted: bool, script: list[tuple]) ->
         layer = implementation.InMemoryLayer(max_size=bound, clock=clock)
     layer.add_removal_listener(heard)
     written: list[tuple[int, tuple[int, int]]] = []  # (key, value) of each write that held
+    oversized = 0  # writes turned away, heavier than the whole layer (reported rejected)
     invalidated = 0
     for number, (operation, key, argument) in enumerate(script):
         if operation == "set":
             value = (key, number)
             layer.set(key, value, ttl=argument)
-            if argument != 0 and not (weighted and 1 + key % 3 > bound * 2):
+            if weighted and 1 + key % 3 > bound * 2:
+                oversized += 1
+                written.append((key, value))
+            elif argument != 0:
                 written.append((key, value))
         elif operation == "get":
             layer.get(key)
@@ -87,6 +92,7 @@ def run(implementation: Any, bound: int, weighted: bool, script: list[tuple]) ->
         "seen": list(heard.seen),
         "written": written,
         "invalidated": invalidated,
+        "oversized": oversized,
         "stats": layer.stats(),
         "dropped": layer.removal_stats().dropped,
     }
@@ -98,7 +104,7 @@ def check(outcome: dict[str, Any], script: list[tuple]) -> None:
     assert Counter((key, value) for key, value, _ in seen) == Counter(outcome["written"])
     causes = Counter(cause for _, _, cause in seen)
     assert causes["expired"] == stats.expirations
-    assert causes["evicted"] + causes["rejected"] == stats.evictions
+    assert causes["evicted"] + causes["rejected"] == stats.evictions + outcome["oversized"]
     assert causes["rejected"] == stats.rejections
     # A delete or clear of a held newcomer reports it rejected, not invalidated.
     assert causes["invalidated"] <= outcome["invalidated"]

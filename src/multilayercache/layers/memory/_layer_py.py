@@ -364,14 +364,16 @@ class InMemoryLayer:
         slot = self._slots.get(key, -1)
         if deadline <= now_ns or weight > self._policy.capacity:
             # Already expired, or can never fit: the old value must not survive the write.
-            if weight > self._policy.capacity:
-                self._oversized += 1
             if slot >= 0:
                 self._remove(slot, REPLACED)
+            if weight > self._policy.capacity:
+                self._oversized += 1  # a rejection: the value is turned away
+                if self._removal_log is not None:
+                    self._record_removal(key, value, REJECTED)
             return False
         if slot >= 0:
             if self._removal_log is not None:
-                self._record_removal(slot, REPLACED)
+                self._record_removal(key, self._values[slot], REPLACED)
             self._values[slot] = value
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
@@ -380,7 +382,9 @@ class InMemoryLayer:
                 self._drop_evicted(self._policy.evicted)
             return False
         if self._sharing.get(key_hash, 0) >= MAX_KEYS_PER_HASH:
-            self._crowded += 1
+            self._crowded += 1  # a rejection: the value is turned away
+            if self._removal_log is not None:
+                self._record_removal(key, value, REJECTED)
             return True
         slot = self._allocate_slot(key, value, key_hash)
         self._wheel.schedule(slot, deadline)
@@ -452,7 +456,7 @@ class InMemoryLayer:
             if self._holds_fresh(slot, now_ns):
                 count = counted(self._values[slot], delta, key)
                 if self._removal_log is not None:
-                    self._record_removal(slot, REPLACED)
+                    self._record_removal(key, self._values[slot], REPLACED)
                 self._values[slot] = count
                 return count
             counted(0, delta, key)
@@ -608,7 +612,7 @@ class InMemoryLayer:
 
     def _release_slot(self, slot: int, cause: int) -> None:
         if self._removal_log is not None:
-            self._record_removal(slot, cause)
+            self._record_removal(self._keys[slot], self._values[slot], cause)
         self._fresh.forget(slot)
         del self._slots[self._keys[slot]]
         key_hash = self._policy._hash[slot]
@@ -688,14 +692,14 @@ class InMemoryLayer:
             return EventStats(0, dropped, 0, pending)
         return self._delivery.stats(dropped, pending)
 
-    def _record_removal(self, slot: int, cause: int) -> None:
-        """(Under the lock, a listener attached) keep what leaves ``slot`` for delivery."""
+    def _record_removal(self, key: Any, value: Any, cause: int) -> None:
+        """(Under the lock, a listener attached) keep what leaves for delivery."""
         removals = self._removal_log
         assert removals is not None and self._delivery is not None
         if len(removals) >= self._removal_capacity:
             self._removals_dropped += 1
             return
-        removals.append((self._keys[slot], self._values[slot], cause))
+        removals.append((key, value, cause))
         if len(removals) == 1:
             self._delivery.wake()
 

@@ -39,7 +39,7 @@ from .ownership cimport (
     replace_item,
     take_ownership,
 )
-from .removals cimport INVALIDATED, EXPIRED, REPLACED, record_removal, swap_halves
+from .removals cimport EXPIRED, INVALIDATED, REJECTED, REPLACED, record_removal, swap_halves
 from .slots cimport (
     CROWDED,
     INTERRUPTED,
@@ -494,10 +494,12 @@ cdef class InMemoryLayer:
                 vacant = self._vacant_bucket
         if (deadline != NEVER and deadline <= now_ns) or weight > self._policy.capacity:
             # Already expired, or can never fit: the old value must not survive the write.
-            if weight > self._policy.capacity:
-                self._oversized += 1
             if slot >= 0:
                 remove_slot(self, slot, REPLACED)
+            if weight > self._policy.capacity:
+                self._oversized += 1  # a rejection: the value is turned away
+                if self._removals.active:
+                    record_removal(&self._removals, <PyObject*>key, <PyObject*>value, REJECTED)
             return 0
         if slot >= 0:
             if self._removals.active:
@@ -510,7 +512,9 @@ cdef class InMemoryLayer:
                 drop_evicted(self, self._policy.on_update(slot, weight))
             return 0
         if vacant == CROWDED:
-            self._crowded += 1
+            self._crowded += 1  # a rejection: the value is turned away
+            if self._removals.active:
+                record_removal(&self._removals, <PyObject*>key, <PyObject*>value, REJECTED)
             return 1
         slot = allocate_slot(self, key, value, key_hash, vacant)
         if deadline != NEVER:

@@ -6,14 +6,15 @@ calls ``fn(key, value, cause)`` for every entry that leaves the layer, ``cause``
 
 * ``evicted``: the size or weight bound made room; ``rejected``: a new entry lost
   W-TinyLFU admission (it stays readable until the next new key is written, and is
-  reported when it leaves, whatever takes it then);
+  reported when it leaves, whatever takes it then), or could never fit;
 * ``expired``: its TTL ran out (reported when the layer finds it gone: a read, a write, or
   ``len``, since nothing scans the layer in the background);
 * ``replaced``: a ``set`` or ``incr`` wrote over a live entry (the old value is reported);
 * ``invalidated``: ``delete``, ``clear``, and the managers' tag, prefix and backplane drops.
 
-A value the layer never held (written already expired, heavier than the whole layer, or
-turned away for hash flooding) is not reported.
+A value turned away by a write (heavier than the whole layer, or its hash crowded by hash
+flooding) is reported ``rejected`` at once, as ``stats().rejections`` counts it; a value
+written already expired (a TTL of 0) never entered, and is not reported.
 
 How: the layer records each removal in a bounded log while it holds its lock (the compiled
 twin: a reference to the key and to the value in a C array, no Python code; ``removals.pxd``),
