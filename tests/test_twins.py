@@ -199,6 +199,8 @@ def test_policy(capacity, weighted, ops) -> None:
             )
             evicted = pure.evicted
             assert evicted == compiled.evicted
+            assert pure.rejected == compiled.rejected
+            assert set(pure.rejected) <= set(evicted)
             live.append(slot)
             for gone in evicted:
                 live.remove(gone)
@@ -229,6 +231,8 @@ def test_policy(capacity, weighted, ops) -> None:
             assert pure.on_update(slot, weight) == compiled.on_update(slot, weight)
             evicted = pure.evicted
             assert evicted == compiled.evicted
+            assert pure.rejected == compiled.rejected
+            assert set(pure.rejected) <= set(evicted)
             for gone in evicted:
                 live.remove(gone)
                 free.append(gone)

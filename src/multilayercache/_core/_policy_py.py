@@ -313,6 +313,7 @@ class WTinyLfuPolicy:
         self.evictions = 0
         self.epoch = 1  # bumped whenever frequencies age or are rebuilt
         self.evicted: list[int] = []  # the slots the last on_insert / on_update evicted
+        self.rejected: list[int] = []  # those of them that admission turned away
         self.held = -1  # the held newcomer's slot, or -1 (section 6)
         self.rejections = 0
         self._victim_node = -1  # main's victim whose frequency is remembered (section 4)
@@ -429,6 +430,7 @@ class WTinyLfuPolicy:
         region = self._region[slot]
         if not self.weighted or region == HELD:
             self.evicted = []
+            self.rejected = []
             return 0
         delta = weight - self._weight[slot]
         self._weight[slot] = weight
@@ -545,9 +547,11 @@ class WTinyLfuPolicy:
         """Make room after a write of ``written`` (a slot): the slot held since the last
         write goes, and ``written``, if admission turns it away, is held (section 6)."""
         self.evicted = evicted = []
+        self.rejected = rejected = []  # (the layer reports them as rejected, not evicted)
         if self.held >= 0:
             self._region[self.held] = NOT_CACHED
             evicted.append(self.held)
+            rejected.append(self.held)
             self.held = -1
         # Window overflow: each least recent window entry competes for a place in main.
         while self.region_weights[WINDOW] > self.window_max:
@@ -561,6 +565,8 @@ class WTinyLfuPolicy:
                     evicted.pop()  # its slot stays, readable, until the next write
                     self._region[candidate] = HELD
                     self.held = candidate
+                else:
+                    rejected.append(candidate)
         # Over capacity without window overflow (the window is growing): main gives way.
         while self.total_weight > self.capacity:
             victim = self._main_victim()

@@ -80,6 +80,10 @@ cdef class WTinyLfuPolicy:
     cdef int64_t[::1] _weight
     cdef int32_t[::1] _evicted
     cdef Py_ssize_t _evicted_count
+    # Which of ``_evicted[0 .. count)`` admission turned away (the layer reports them as
+    # rejected, the others as evicted): ``_rejected[0 .. _rejected_count)``, the same size.
+    cdef int32_t[::1] _rejected
+    cdef Py_ssize_t _rejected_count
     cdef int32_t _victim_node  # main's victim whose frequency is remembered, or -1
     cdef uint32_t _victim_epoch
     cdef int _victim_estimate

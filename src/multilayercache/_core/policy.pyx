@@ -65,6 +65,8 @@ cdef class WTinyLfuPolicy:
         self._weight = np.empty(0, dtype=np.int64) if weighted else None
         self._evicted = np.empty(16, dtype=np.int32)
         self._evicted_count = 0
+        self._rejected = np.empty(16, dtype=np.int32)
+        self._rejected_count = 0
         self.clock = 0
         self.window_hits = self.probation_hits = self.misses_since_check = 0
         self.evictions = 0
@@ -103,6 +105,11 @@ cdef class WTinyLfuPolicy:
         """The slots the last ``on_insert`` / ``on_update`` evicted (``_evicted[0 .. n)``
         for compiled callers)."""
         return [self._evicted[i] for i in range(self._evicted_count)]
+
+    @property
+    def rejected(self):
+        """Those of ``evicted`` that admission turned away (``_rejected[0 .. n)``)."""
+        return [self._rejected[i] for i in range(self._rejected_count)]
 
     def order(self, int region):
         """Slots of one region, least recent first (for tests and snapshots)."""
@@ -217,7 +224,7 @@ cdef class WTinyLfuPolicy:
         cdef int64_t delta
         cdef uint8_t region = self._nodes[NODE_FIELDS * (HEADS + slot) + REGION]
         if not self.weighted or region == HELD:
-            self._evicted_count = 0
+            self._evicted_count = self._rejected_count = 0
             return 0
         delta = weight - self._weight[slot]
         self._weight[slot] = weight
@@ -347,11 +354,12 @@ cdef class WTinyLfuPolicy:
     # ------------------------------------------------------------------ eviction
     cdef inline Py_ssize_t _balance(self, Py_ssize_t written) except -1:
         cdef Py_ssize_t candidate, victim
-        self._evicted_count = 0
+        self._evicted_count = self._rejected_count = 0
         if self.held >= 0:  # the slot held since the last write goes now
             self._nodes[NODE_FIELDS * (HEADS + self.held) + REGION] = NOT_CACHED
-            self._evicted[0] = <int32_t>self.held  # (the buffer holds at least 16)
-            self._evicted_count = 1
+            self._evicted[0] = <int32_t>self.held  # (the buffers hold at least 16)
+            self._rejected[0] = <int32_t>self.held
+            self._evicted_count = self._rejected_count = 1
             self.held = -1
         while self._region_weights[WINDOW] > self.window_max:
             candidate = self.admission_candidate()
@@ -364,6 +372,10 @@ cdef class WTinyLfuPolicy:
                     self._evicted_count -= 1
                     self._nodes[NODE_FIELDS * (HEADS + candidate) + REGION] = HELD
                     self.held = candidate
+                else:
+                    # (never past ``_evicted``'s count, so within its size: grown together)
+                    self._rejected[self._rejected_count] = <int32_t>candidate
+                    self._rejected_count += 1
         while self.total_weight > self.capacity:
             victim = self.main_victim()
             if victim >= 0:
@@ -425,6 +437,9 @@ cdef class WTinyLfuPolicy:
         bigger = np.empty(2 * self._evicted_count, dtype=np.int32)
         bigger[:self._evicted_count] = self._evicted
         self._evicted = bigger
+        rejected = np.empty(2 * self._evicted_count, dtype=np.int32)
+        rejected[:self._rejected_count] = self._rejected[:self._rejected_count]
+        self._rejected = rejected
         return 0
 
     cdef inline void _forget(self, Py_ssize_t slot) noexcept:

@@ -39,6 +39,7 @@ from ..core.decorate import (
     in_class,
     return_type,
 )
+from ..core.events import EventListener
 from ..core.keys import single
 from ..core.loadcontext import tagged
 from ..core.manager import ManagerBase
@@ -50,6 +51,7 @@ from ..core.ttl import TTL
 from ..layers.redis.backplane import Backplane, backplane_of
 from ..layers.redis.fleetinfo import FleetInfo, fleet_info_of
 from .driver import AsyncDriver
+from .events import EventDelivery
 
 AsyncLoader = Callable[[Any], Awaitable[Any]]
 AsyncBulkLoader = Callable[[list[Any]], Awaitable[Mapping[Any, Any]]]
@@ -70,6 +72,7 @@ class AsyncMultilayerCache(ManagerBase):
         insights: InsightsOptions | bool | None = None,
         on_anomaly: Callable[[Anomaly], Any] | None = None,
         fleet_info: FleetInfo | str | bool | None = None,
+        on_event: EventListener | None = None,
     ) -> None:
         sampling = insights_options(insights, on_anomaly)
         state = CacheState(
@@ -84,6 +87,9 @@ class AsyncMultilayerCache(ManagerBase):
         super().__init__(state, AsyncDriver, backplane_of(backplane), fleet_info_of(fleet_info))
         # Off by default; on: a thread samples the layers' counters (analytics/sampler.py).
         self._sampler = start_insights(self.layers, sampling)
+        self._event_delivery = EventDelivery(state.events)
+        if on_event is not None:  # a plain function, or a coroutine function (on the loop)
+            self.subscribe(on_event)
 
     # ------------------------------------------------------------------ reads
     async def get(self, key: Any, default: Any = None) -> Any:

@@ -294,6 +294,7 @@ class AsyncWriteBehindWorker(WorkerBase):
         return None
 
     async def _bury(self, batch: Batch) -> None:
+        self.dead_lettered(batch)
         try:  # file IO and fsync: off the event loop
             await asyncio.to_thread(self.sink.append, dead_letter_records(self.tier, batch))
         except Exception:

@@ -81,6 +81,7 @@ node's breaker is made on its first call: a failover's new primary starts closed
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -278,6 +279,9 @@ class CircuitBreaker:
         self._last_probe_at = 0.0
         self.opened = 0
         self.rejected = 0
+        self.on_transition: Callable[[BreakerState, BreakerState], None] | None = None
+        """Told ``(from, to)`` at every change of state (the manager's events); called
+        where the change is made, so it must be quick and must not raise."""
 
     # ---------------------------------------------------------------- the protocol
     def allow(self) -> bool:
@@ -398,7 +402,7 @@ class CircuitBreaker:
     # ---------------------------------------------------------------- transitions
     def _current_state(self, now: float) -> BreakerState:
         if self._state is BreakerState.OPEN and now >= self._open_until:
-            self._state = BreakerState.HALF_OPEN
+            self._move_to(BreakerState.HALF_OPEN)
             self._probes_in_flight = self._probe_successes = 0
         elif (
             self._state is BreakerState.HALF_OPEN
@@ -414,14 +418,19 @@ class CircuitBreaker:
         # Capped by the cool-down it opened with: (now + c) - now can round to just above c.
         return min(self._cooldown, self._open_until - now)
 
+    def _move_to(self, state: BreakerState) -> None:
+        before, self._state = self._state, state
+        if before is not state and self.on_transition is not None:
+            self.on_transition(before, state)
+
     def _open(self, now: float) -> None:
-        self._state = BreakerState.OPEN
+        self._move_to(BreakerState.OPEN)
         self._open_until = now + self._cooldown
         self._window.clear()
         self.opened += 1
 
     def _close(self) -> None:
-        self._state = BreakerState.CLOSED
+        self._move_to(BreakerState.CLOSED)
         self._cooldown = self.policy.cooldown
         self._window.clear()
         self._probes_in_flight = self._probe_successes = 0
@@ -447,12 +456,16 @@ class NodeBreakers:
         self.policy = policy or BreakerPolicy()
         self.clock = clock
         self._by_node: dict[str, CircuitBreaker] = {}
+        self.on_transition: Callable[[str, BreakerState, BreakerState], None] | None = None
+        """Told ``(node, from, to)`` at every change of a node breaker's state."""
 
     def of(self, node: str) -> CircuitBreaker:
         """The breaker of ``node`` (made closed on its first call)."""
         breaker = self._by_node.get(node)
         if breaker is None:
             breaker = self._by_node[node] = CircuitBreaker(self.policy, self.clock)
+            if self.on_transition is not None:
+                breaker.on_transition = functools.partial(self.on_transition, node)
         return breaker
 
     def stats(self) -> dict[str, BreakerStats]:

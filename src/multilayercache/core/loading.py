@@ -36,10 +36,11 @@ an unchanged entry is extended rather than rewritten (``plans/reloads.py``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from .adaptive import TtlRule, check_load_ttl
 from .errors import LayerError, LoadTimeoutError
+from .events import Refresh as RefreshEvent
 from .failures import replay, same_load
 from .fleetflight import fleet_name, lead_or_wait, lead_or_wait_many
 from .freshness import Entry, Freshness, xfetch_due
@@ -369,11 +370,25 @@ def _refresh(
         state.load_failed(key, error, loader)
         state.count("refresh_failures")
         state.note_load_failure(key, error, "refresh failed, stale value kept")
+        state.events.emit(RefreshEvent(key, _trigger(served), False, _describe(error)))
         return MISSING
     state.load_succeeded(key)
+    state.events.emit(RefreshEvent(key, _trigger(served), True))
     if condition is None or condition(reply.value):
         yield from _write_one(state, key, reply, argument, held, ttl, value_type, seen)
     return reply.value
+
+
+def _trigger(served: Entry | None) -> Literal["early", "stale", "background"]:
+    """Why a key is refreshed: its value served ``stale``, or due ``early``."""
+    if served is None:
+        return "background"
+    return "stale" if served.fresh_for <= 0 else "early"
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _ask_refresh(state: CacheState, key: Any, job: RefreshJob, stale: bool) -> Plan[None]:
@@ -689,9 +704,14 @@ def _refresh_many_for(
                 state.load_failed(key, error, bulk_loader)
             state.count("refresh_failures", len(keys))
             state.note_load_failure(keys, error, "refresh failed, stale values kept")
+            if state.events.active:
+                failed = _describe(error)
+                for key in keys:
+                    state.events.emit(RefreshEvent(key, "background", False, failed))
             return {}
         for key in loaded:
             state.load_succeeded(key)
+            state.events.emit(RefreshEvent(key, "background", True))
         if loaded:
             seconds = reply.seconds / len(keys)
             yield from write_loaded(

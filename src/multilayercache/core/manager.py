@@ -4,11 +4,13 @@ driver, the L1 fast path, introspection, and the decorator's checks."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from . import plans, steering
+from .events import EventHub, EventListener, Removal
 from .fleetflight import check_fleet
 from .missing import STEPPED_ASIDE
 from .options import LayerPolicy, LoadOptions
@@ -59,6 +61,10 @@ class ManagerBase:
             if first.has("lookup"):
                 self._first_lookup = timed(first, "lookup") if timed_too else first.layer.lookup
             self._checked_depth = 1
+        self._event_delivery: Any = None  # the sync or asyncio EventDelivery (set by them)
+        self._removals_forwarded = False
+        for writer in self._driver.writers.values():
+            writer.emit = state.events.emit  # dead letters
 
     # ---------------------------------------------------------------- the fleet
     def _join_fleet(self, backplane: Any) -> None:
@@ -266,6 +272,42 @@ class ManagerBase:
     def policies(self) -> list[LayerPolicy]:
         """Each layer's policy now, fastest first."""
         return [tier.policy for tier in self._state.tiers]
+
+    # ---------------------------------------------------------------- events
+    @property
+    def events(self) -> EventHub:
+        """The cache's events (``core/events.py``): ``events.emit(event)`` queues one for
+        the listeners, ``events.stats()`` counts what was delivered, dropped and failed."""
+        return self._state.events
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener(event)`` off the request path for every event from now on:
+        ``Removal`` (an entry left an in-process layer), ``Refresh``, ``BreakerTransition``,
+        ``DeadLetter``, ``Anomaly``. Returns a function that unsubscribes it.
+
+        >>> cache.subscribe(lambda event: print(event))  # doctest: +SKIP
+        """
+        self._event_delivery.check(listener)
+        unsubscribe = self._state.events.subscribe(listener)
+        self._forward_removals()
+        return unsubscribe
+
+    def _forward_removals(self) -> None:
+        """Once somebody listens: the in-process layers' removals become events."""
+        if self._removals_forwarded:
+            return
+        self._removals_forwarded = True
+        emit = self._state.events.emit
+        for tier in self._state.tiers:
+            listen = getattr(tier.layer, "add_removal_listener", None)
+            if callable(listen):
+                listen(functools.partial(_removal_event, emit, tier.name))
+
+
+def _removal_event(
+    emit: Callable[[Any], None], layer: str, key: Any, value: Any, cause: Any
+) -> None:
+    emit(Removal(layer, key, value, cause))
 
 
 def _shared_text(key: Any) -> str | None:

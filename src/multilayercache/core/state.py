@@ -14,6 +14,7 @@ from typing import Any
 
 from .adaptive import StepMemory
 from .errors import LayerRateLimited
+from .events import BreakerTransition, EventHub
 from .failures import FailedLoad
 from .freshness import Entry
 from .generations import KeyGenerations
@@ -109,6 +110,9 @@ class CacheState:
         self._warn_loads = ThrottledWarning()
         for tier in self.tiers:
             tier.share_lock(lock)
+        self.events = EventHub()
+        """What the manager tells its listeners (``core/events.py``): ``events.emit``."""
+        self._report_breakers()
 
     # ---------------------------------------------------------------- counting
     def count_load(self, seconds: float, failed: bool = False) -> None:
@@ -322,6 +326,20 @@ class CacheState:
         )
 
     # ---------------------------------------------------------------- after a fork
+    def _report_breakers(self) -> None:
+        """Every breaker's change of state becomes a ``BreakerTransition`` event."""
+        emit = self.events.emit
+        for tier in self.tiers:
+            name = tier.name
+            if tier.breaker is not None:
+                tier.breaker.on_transition = lambda before, after, name=name: emit(
+                    BreakerTransition(name, before.value, after.value)
+                )
+            if tier.node_breakers is not None:
+                tier.node_breakers.on_transition = lambda node, before, after, name=name: emit(
+                    BreakerTransition(name, before.value, after.value, node)
+                )
+
     def after_fork(self, lock: AbstractContextManager[Any]) -> None:
         """In a forked child: guard the counters and breakers with ``lock`` (a thread of
         the parent may hold the old one), and forget what the parent's threads or tasks

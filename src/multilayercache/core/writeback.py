@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from .events import DeadLetter
 from .tiers import Tier
 from .writepolicy import WriteQueueClosed
 from .writequeue import Batch, WriteQueue
@@ -44,6 +45,8 @@ class WorkerBase:
         self.announce: Callable[[list[Any]], None] | None = None
         """Told the keys of every batch delivered (the backplane: other instances drop
         them from their L1 once the new values are in the shared layer)."""
+        self.emit: Callable[[Any], None] = _ignore
+        """Where events go (the manager's ``EventHub.emit``): ``DeadLetter`` here."""
 
     def delivered(self, batch: Batch) -> None:
         """``batch`` reached the layer: announce its keys (never raises)."""
@@ -53,6 +56,16 @@ class WorkerBase:
                 announce([write.key for write in batch.writes])
             except Exception:
                 log.exception("multilayercache: announcing a delivered batch failed")
+
+    def dead_lettered(self, batch: Batch) -> None:
+        """The writes of ``batch`` given up on go to the dead letter now: tell the
+        listeners (never raises)."""
+        if not batch.dead:
+            return
+        try:
+            self.emit(DeadLetter(self.tier.name, len(batch.dead)))
+        except Exception:
+            log.exception("multilayercache: reporting a dead letter failed")
 
     def pending_in(self, keys: list[Any]) -> dict[Any, Any]:
         """The queued writes of ``keys`` (callers hold the queue's lock, if any)."""
@@ -134,6 +147,10 @@ class WorkerBase:
             WriteQueueClosed(f"{closed} (its batch was being sent or retried: it may have landed)"),
             now,
         )
+
+
+def _ignore(event: Any) -> None:
+    """``WorkerBase.emit`` until a manager connects its events."""
 
 
 def payloads(batch: Batch) -> list[Any]:

@@ -48,6 +48,7 @@ from ..core.decorate import (
     in_class,
     return_type,
 )
+from ..core.events import EventListener
 from ..core.keys import single
 from ..core.loadcontext import tagged
 from ..core.manager import ManagerBase
@@ -59,6 +60,7 @@ from ..core.ttl import TTL
 from ..layers.redis.backplane import Backplane, backplane_of
 from ..layers.redis.fleetinfo import FleetInfo, fleet_info_of
 from .driver import Driver
+from .events import EventDelivery
 
 _frontdoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py")
 FrontDoor, CachedCall = _frontdoor.FrontDoor, _frontdoor.CachedCall
@@ -88,6 +90,7 @@ class MultilayerCache(ManagerBase):
         insights: InsightsOptions | bool | None = None,
         on_anomaly: Callable[[Anomaly], Any] | None = None,
         fleet_info: FleetInfo | str | bool | None = None,
+        on_event: EventListener | None = None,
     ) -> None:
         sampling = insights_options(insights, on_anomaly)
         state = CacheState(
@@ -102,6 +105,9 @@ class MultilayerCache(ManagerBase):
         super().__init__(state, Driver, backplane_of(backplane), fleet_info_of(fleet_info))
         # Off by default; on: a thread samples the layers' counters (analytics/sampler.py).
         self._sampler = start_insights(self.layers, sampling)
+        self._event_delivery = EventDelivery(state.events)
+        if on_event is not None:  # called on a thread of its own (sync/events.py)
+            self.subscribe(on_event)
         # Reads are mostly L1 hits: answer them from compiled code, with the same behaviour
         # as ``get`` below (see sync/_frontdoor_py.py). The plans take over below L1.
         door = FrontDoor(

@@ -271,6 +271,7 @@ class WriteBehindWorker(WorkerBase):
         return True
 
     def _bury(self, batch: Batch) -> None:
+        self.dead_lettered(batch)
         try:
             self.sink.append(dead_letter_records(self.tier, batch))  # file IO: not under the lock
         except Exception:

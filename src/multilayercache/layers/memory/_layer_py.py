@@ -59,6 +59,7 @@ from ..._core._hotkeys_py import HotKeyTable
 from ..._core._policy_py import NOT_CACHED, WTinyLfuPolicy
 from ..._core._timerwheel_py import NO_DEADLINE, TimerWheel
 from ..._forking import register_after_fork
+from ...core.events import EventStats
 from ...core.freshness import Entry, Freshness, Lifetime
 from ...core.stats import LayerSnapshot, LayerStats
 from ...core.ttl import TTL, ttl_seconds
@@ -93,7 +94,17 @@ from .deadlines import deadline_after, seconds_left, seconds_to_ns
 from .estimates import SAMPLE_BATCH, WRITE, checked_estimator, sampled_event, size_estimator
 from .flooding import MAX_KEYS_PER_HASH, warn_crowded
 from .introspection import AccessCounts, layer_repr
+from .removals import (
+    BATCH,
+    DEFAULT_REMOVAL_BUFFER,
+    RemovalDelivery,
+    checked_buffer_size,
+    checked_listener,
+)
 from .sweep import SWEEP_STEP, PendingDrop
+
+# Removal causes, as codes (indexes into ``core.events.REMOVAL_CAUSES``; removals.pxd)
+EVICTED, EXPIRED, REPLACED, INVALIDATED, REJECTED = range(5)
 
 # A cached entry's hit count saturates here (the compiled twin keeps it in 31 bits).
 MAX_SLOT_HITS = (1 << 31) - 1
@@ -125,8 +136,13 @@ class InMemoryLayer:
         copy: bool | Callable[[Any], Any] = False,
         estimate_sizes: Iterable[float] | None = None,
         estimate_sample_rate: float | None = None,
+        removal_listener: Callable[[Any, Any, str], Any] | None = None,
+        removal_buffer: int = DEFAULT_REMOVAL_BUFFER,
     ) -> None:
         capacity, weighted = layer_bounds(max_size, max_weight, weigher)
+        self._removal_capacity = checked_buffer_size(removal_buffer)
+        if removal_listener is not None:
+            checked_listener(removal_listener)
         self._copy = value_copier(copy)
         self.name = name
         self.max_size = None if weighted else capacity
@@ -147,7 +163,14 @@ class InMemoryLayer:
         """The shadows behind ``size_estimates()`` (``analytics/mrc.py``), or None."""
         self._sample_below = 0 if self.size_estimator is None else self.size_estimator.threshold
         self._samples: list[int] = []
+        # Removals waiting for delivery, (key, value, cause code), or None: no listener, and
+        # the removal paths record nothing (removals.py).
+        self._removal_log: list[tuple[Any, Any, int]] | None = None
+        self._removals_dropped = 0
+        self._delivery: RemovalDelivery | None = None
         register_after_fork(self)
+        if removal_listener is not None:
+            self.add_removal_listener(removal_listener)
 
     def _start_empty(self) -> None:
         """The structures of an empty layer, frequency history included."""
@@ -243,8 +266,7 @@ class InMemoryLayer:
         """The key's slot, or -1; an entry found gone is removed first."""
         slot = self._slots.get(key, -1)
         if slot >= 0 and self._is_expired(slot):
-            self._remove(slot)
-            self._expirations += 1
+            self._remove(slot, EXPIRED)
             return -1
         return slot
 
@@ -387,12 +409,16 @@ class InMemoryLayer:
         slot = self._slots.get(key, -1)
         if deadline <= now_ns or weight > self._policy.capacity:
             # Already expired, or can never fit: the old value must not survive the write.
-            if weight > self._policy.capacity:
-                self._oversized += 1
             if slot >= 0:
-                self._remove(slot)
+                self._remove(slot, REPLACED)
+            if weight > self._policy.capacity:
+                self._oversized += 1  # a rejection: the value is turned away
+                if self._removal_log is not None:
+                    self._record_removal(key, value, REJECTED)
             return False
         if slot >= 0:
+            if self._removal_log is not None:
+                self._record_removal(key, self._values[slot], REPLACED)
             self._values[slot] = value
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
@@ -401,7 +427,9 @@ class InMemoryLayer:
                 self._drop_evicted(self._policy.evicted)
             return False
         if self._sharing.get(key_hash, 0) >= MAX_KEYS_PER_HASH:
-            self._crowded += 1
+            self._crowded += 1  # a rejection: the value is turned away
+            if self._removal_log is not None:
+                self._record_removal(key, value, REJECTED)
             return True
         slot = self._allocate_slot(key, value, key_hash)
         self._wheel.schedule(slot, deadline)
@@ -447,8 +475,7 @@ class InMemoryLayer:
             if not self._holds_fresh(slot, now_ns):
                 return False
             if deadline <= now_ns:
-                self._remove(slot)
-                self._expirations += 1
+                self._remove(slot, EXPIRED)
                 return True
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
@@ -475,6 +502,8 @@ class InMemoryLayer:
             slot = self._slots.get(key, -1)
             if self._holds_fresh(slot, now_ns):
                 count = counted(self._values[slot], delta, key)
+                if self._removal_log is not None:
+                    self._record_removal(key, self._values[slot], REPLACED)
                 self._values[slot] = count
                 return count
             counted(0, delta, key)
@@ -505,9 +534,7 @@ class InMemoryLayer:
             if slot < 0:
                 return False
             live = not self._is_expired(slot)
-            if not live:
-                self._expirations += 1
-            self._remove(slot)
+            self._remove(slot, INVALIDATED if live else EXPIRED)
             return live
 
     def adjust_ttl(self, key: Any, ttl: TTL | None) -> bool:
@@ -523,18 +550,19 @@ class InMemoryLayer:
                 return False
             deadline = deadline_after(now_ns, seconds)
             if deadline <= now_ns:
-                self._remove(slot)
-                self._expirations += 1
+                self._remove(slot, EXPIRED)
             else:
                 self._wheel.schedule(slot, deadline)
                 self._fresh.forget(slot)  # a new TTL: fresh until it is gone
             return True
 
     def clear(self) -> None:
-        """Remove every entry (frequency history is kept)."""
+        """Remove every entry (frequency history is kept). Entries found gone count as
+        expirations (as ``delete`` counts them)."""
         with self._lock:
+            now_ns = self._now_ns() if self._wheel.scheduled else 0
             for slot in cached_slots(self):
-                self._remove(slot)
+                self._remove(slot, EXPIRED if self._is_expired(slot, now_ns) else INVALIDATED)
             self._pending = None
 
     def set_default_ttl(self, ttl: TTL | None) -> None:
@@ -642,8 +670,8 @@ class InMemoryLayer:
         with self._lock:
             self._sweep(SWEEP_STEP)
             slot = self._slots.get(key, -1)
-            if slot >= 0 and pending.covers(key):
-                self._remove(slot)
+            if slot >= 0 and pending.covers(key):  # (one found gone counts as expired)
+                self._remove(slot, EXPIRED if self._is_expired(slot) else INVALIDATED)
         return pending
 
     def _sweep(self, step: int) -> None:
@@ -655,7 +683,7 @@ class InMemoryLayer:
         end = min(start + step, len(self._keys))
         for slot in range(start, end):
             if self._policy.region_of(slot) != NOT_CACHED and pending.covers(self._keys[slot]):
-                self._remove(slot)
+                self._remove(slot, EXPIRED if self._is_expired(slot) else INVALIDATED)
         self._sweep_at = end
         if end >= len(self._keys):
             self._pending = None
@@ -769,7 +797,9 @@ class InMemoryLayer:
         self._sharing[key_hash] = self._sharing.get(key_hash, 0) + 1
         return slot
 
-    def _release_slot(self, slot: int) -> None:
+    def _release_slot(self, slot: int, cause: int) -> None:
+        if self._removal_log is not None:
+            self._record_removal(self._keys[slot], self._values[slot], cause)
         self._fresh.forget(slot)
         del self._slots[self._keys[slot]]
         key_hash = self._policy._hash[slot]
@@ -781,21 +811,91 @@ class InMemoryLayer:
         self._values[slot] = None
         self._free.append(slot)
 
-    def _remove(self, slot: int) -> None:
+    def _remove(self, slot: int, cause: int) -> None:
+        """Drop the entry in ``slot`` (a delete, an expiry, a write that cannot stay). A held
+        newcomer (``_policy_py.py``, section 6) was counted as evicted and rejected by
+        admission already: whatever removes it now, it is reported as rejected."""
+        if slot == self._policy.held:
+            cause = REJECTED
+        elif cause == EXPIRED:
+            self._expirations += 1
         self._policy.on_remove(slot)
         self._wheel.deschedule(slot)
-        self._release_slot(slot)
+        self._release_slot(slot, cause)
 
     def _drop_evicted(self, evicted: list[int]) -> None:
+        rejected = self._policy.rejected
         for slot in evicted:
             self._wheel.deschedule(slot)
-            self._release_slot(slot)
+            self._release_slot(slot, REJECTED if slot in rejected else EVICTED)
 
     def _reclaim_expired(self, now_ns: int | None = None) -> None:
         if not self._wheel.scheduled:
             return
         self._wheel.advance(self._now_ns() if now_ns is None else now_ns)
         for slot in self._wheel.expired:
-            self._policy.on_remove(slot)
-            self._release_slot(slot)
+            self._remove_expired(slot)
+
+    def _remove_expired(self, slot: int) -> None:
+        """``_remove(slot, EXPIRED)`` for a slot the wheel has descheduled already."""
+        cause = REJECTED if slot == self._policy.held else EXPIRED
+        if cause == EXPIRED:
             self._expirations += 1
+        self._policy.on_remove(slot)
+        self._release_slot(slot, cause)
+
+    # ------------------------------------------------------------------ removal listeners
+    def add_removal_listener(self, listener: Callable[[Any, Any, str], Any]) -> Callable[[], None]:
+        """Call ``listener(key, value, cause)`` on a thread of its own for every entry that
+        leaves the layer from now on (see ``removals.py``); returns a function that removes
+        it again.
+
+        >>> l1 = InMemoryLayer(max_size=100, removal_listener=print)
+        """
+        checked_listener(listener)
+        with self._lock:
+            if self._delivery is None:
+                self._delivery = RemovalDelivery(self)
+            if self._removal_log is None:
+                self._removal_log = []
+            self._delivery.add(listener)
+
+        def remove() -> None:
+            with self._lock:
+                delivery = self._delivery
+                if delivery is not None and not delivery.remove(listener):
+                    self._removal_log = None  # nobody listens: record nothing more
+                    delivery.wake()  # (what was recorded is taken and dropped)
+
+        return remove
+
+    def removal_stats(self) -> EventStats:
+        """Removals delivered to the listeners, dropped (the log was full), that made a
+        listener raise, and waiting now (``core.events.EventStats``)."""
+        with self._lock:
+            pending = len(self._removal_log or ())
+            dropped = self._removals_dropped
+        if self._delivery is None:
+            return EventStats(0, dropped, 0, pending)
+        return self._delivery.stats(dropped, pending)
+
+    def _record_removal(self, key: Any, value: Any, cause: int) -> None:
+        """(Under the lock, a listener attached) keep what leaves for delivery."""
+        removals = self._removal_log
+        assert removals is not None and self._delivery is not None
+        if len(removals) >= self._removal_capacity:
+            self._removals_dropped += 1
+            return
+        removals.append((key, value, cause))
+        if len(removals) == 1:
+            self._delivery.wake()
+
+    def _take_removals(self) -> list[tuple[Any, Any, int]]:
+        """For the delivery thread: the oldest recorded removals (up to ``BATCH``)."""
+        with self._lock:
+            removals = self._removal_log
+            if not removals:
+                return []
+            taken = removals[:BATCH]
+            del removals[:BATCH]
+            return taken

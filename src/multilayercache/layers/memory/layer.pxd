@@ -17,6 +17,7 @@ from ..._core.policy cimport WTinyLfuPolicy
 from ..._core.timerwheel cimport TimerWheel
 from .freshness cimport FreshnessDeadlines
 from .ownership cimport Ownership
+from .removals cimport RemovalLog
 
 
 @cython.final
@@ -71,6 +72,8 @@ cdef class InMemoryLayer:
     cdef object _sample_array
     cdef uint64_t[::1] _samples
     cdef Py_ssize_t _sample_count
+    cdef RemovalLog _removals  # what left, for the removal listeners (removals.pxd)
+    cdef object _delivery  # their RemovalDelivery (removals.py), or None
     cdef object __weakref__  # for multilayercache._forking, which holds layers weakly
 
     # reads

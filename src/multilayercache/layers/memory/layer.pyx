@@ -17,9 +17,10 @@ in (``_after_fork``): nothing is added to the hit path.
 
 import numpy as np
 
-from cpython.ref cimport PyObject
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.ref cimport Py_DECREF, Py_XDECREF, PyObject
 from libc.math cimport INFINITY
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 from ..._core.bits cimport prefetch
 from ..._core.hotkeys cimport HotKeyTable
@@ -38,6 +39,7 @@ from .ownership cimport (
     replace_item,
     take_ownership,
 )
+from .removals cimport EXPIRED, INVALIDATED, REJECTED, REPLACED, record_removal, swap_halves
 from .slots cimport (
     CROWDED,
     INTERRUPTED,
@@ -56,6 +58,7 @@ from .slots cimport (
 )
 
 from ..._forking import register_after_fork
+from ...core.events import EventStats
 from ...core.freshness import Entry, Lifetime
 from ...core.ttl import ttl_seconds
 from .arguments import (
@@ -89,6 +92,12 @@ from .inspect import (
     top_keys,
 )
 from .introspection import layer_repr
+from .removals import (
+    DEFAULT_REMOVAL_BUFFER,
+    RemovalDelivery,
+    checked_buffer_size,
+    checked_listener,
+)
 from .sweep import SWEEP_STEP, PendingDrop
 
 cdef enum:
@@ -127,8 +136,12 @@ cdef class InMemoryLayer:
 
     def __init__(self, max_size=None, *, max_weight=None, weigher=None, ttl=None,
                  clock=None, str name="memory", copy=False, estimate_sizes=None,
-                 estimate_sample_rate=None):
+                 estimate_sample_rate=None, removal_listener=None,
+                 removal_buffer=DEFAULT_REMOVAL_BUFFER):
         capacity, weighted = layer_bounds(max_size, max_weight, weigher)
+        self._removals.capacity = checked_buffer_size(removal_buffer)
+        if removal_listener is not None:
+            checked_listener(removal_listener)
         self._copy = value_copier(copy)
         self._copies = self._copy is not None
         self._slow_reads = COPIES if self._copies else 0
@@ -162,14 +175,27 @@ cdef class InMemoryLayer:
             self._sample_array = np.empty(SAMPLE_BATCH, dtype=np.uint64)
             self._samples = self._sample_array
         register_after_fork(self)
+        if removal_listener is not None:
+            self.add_removal_listener(removal_listener)
 
     def __cinit__(self):
         self._ownership.owner = 0
         self._ownership.grave_count = 0
         self._grave_overflow = []
+        self._removals.active = self._removals.wake = False
+        self._removals.count = self._removals.dropped = 0
+        self._removals.records = self._removals.spare_records = NULL
+        self._removals.causes = self._removals.spare_causes = NULL
 
     def __dealloc__(self):
         clear_graves(&self._ownership)
+        cdef Py_ssize_t i
+        for i in range(2 * self._removals.count):  # (the spare half was emptied: delivered)
+            Py_XDECREF(self._removals.records[i])
+        PyMem_Free(self._removals.records)
+        PyMem_Free(self._removals.causes)
+        PyMem_Free(self._removals.spare_records)
+        PyMem_Free(self._removals.spare_causes)
 
     # ------------------------------------------------------------------ reads
     def get(self, key, default=None):
@@ -514,12 +540,17 @@ cdef class InMemoryLayer:
                 vacant = self._vacant_bucket
         if (deadline != NEVER and deadline <= now_ns) or weight > self._policy.capacity:
             # Already expired, or can never fit: the old value must not survive the write.
-            if weight > self._policy.capacity:
-                self._oversized += 1
             if slot >= 0:
-                remove_slot(self, slot)
+                remove_slot(self, slot, REPLACED)
+            if weight > self._policy.capacity:
+                self._oversized += 1  # a rejection: the value is turned away
+                if self._removals.active:
+                    record_removal(&self._removals, <PyObject*>key, <PyObject*>value, REJECTED)
             return 0
         if slot >= 0:
+            if self._removals.active:
+                record_removal(&self._removals, list_items(<PyObject*>self._entries)[2 * slot],
+                               stored_value(self, slot), REPLACED)
             self._replace_item(2 * slot + 1, value)
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
@@ -527,7 +558,9 @@ cdef class InMemoryLayer:
                 drop_evicted(self, self._policy.on_update(slot, weight))
             return 0
         if vacant == CROWDED:
-            self._crowded += 1
+            self._crowded += 1  # a rejection: the value is turned away
+            if self._removals.active:
+                record_removal(&self._removals, <PyObject*>key, <PyObject*>value, REJECTED)
             return 1
         slot = allocate_slot(self, key, value, key_hash, vacant)
         if deadline != NEVER:
@@ -582,8 +615,7 @@ cdef class InMemoryLayer:
             if not self._holds_fresh(slot, now_ns):
                 return False
             if deadline <= now_ns:
-                remove_slot(self, slot)
-                self._expirations += 1
+                remove_slot(self, slot, EXPIRED)
                 return True
             self._wheel.schedule(slot, deadline)
             self._fresh.assign(slot, fresh_until, refresh_at)
@@ -626,6 +658,10 @@ cdef class InMemoryLayer:
                 if type(value) is int:
                     count = value + delta
                     if INT64_MIN <= count <= INT64_MAX:
+                        if self._removals.active:
+                            record_removal(&self._removals,
+                                           list_items(<PyObject*>self._entries)[2 * slot],
+                                           stored_value(self, slot), REPLACED)
                         self._replace_item(2 * slot + 1, count)
                         return count
             else:
@@ -657,9 +693,7 @@ cdef class InMemoryLayer:
             if slot < 0:
                 return False
             live = not self._is_expired(slot)
-            if not live:
-                self._expirations += 1
-            remove_slot(self, slot)
+            remove_slot(self, slot, INVALIDATED if live else EXPIRED)
             return live
         finally:
             self._unlock()
@@ -680,8 +714,7 @@ cdef class InMemoryLayer:
                 return False
             deadline = NEVER if seconds == INFINITY else deadline_after(now_ns, seconds, NEVER)
             if deadline <= now_ns:
-                remove_slot(self, slot)
-                self._expirations += 1
+                remove_slot(self, slot, EXPIRED)
             else:
                 self._wheel.schedule(slot, deadline)
                 self._fresh.forget(slot)  # a new TTL: fresh until it is gone
@@ -690,11 +723,14 @@ cdef class InMemoryLayer:
             self._unlock()
 
     def clear(self):
-        """Remove every entry (frequency history is kept)."""
+        """Remove every entry (frequency history is kept). Entries found gone count as
+        expirations (as ``delete`` counts them)."""
+        cdef int64_t now_ns = self._now_ns() if self._wheel.scheduled else -1
         self._lock_for_write()
         try:
             for slot in cached_slots(self):
-                remove_slot(self, slot)
+                remove_slot(self, slot, EXPIRED if now_ns >= 0 and self._is_expired(slot, now_ns)
+                            else INVALIDATED)
             self._pending = None
             self._slow_reads = COPIES if self._copies else 0
         finally:
@@ -807,8 +843,8 @@ cdef class InMemoryLayer:
             self._lock_for_write()
             try:
                 slot = find_slot(self, key, _key_hash(key), True)
-                if slot >= 0:
-                    remove_slot(self, slot)
+                if slot >= 0:  # (one found gone counts as expired, as ``delete`` counts it)
+                    remove_slot(self, slot, EXPIRED if self._is_expired(slot) else INVALIDATED)
             finally:
                 self._unlock()
         return pending
@@ -837,7 +873,8 @@ cdef class InMemoryLayer:
                     try:
                         if (self._entries[2 * slot] is key
                                 and self._policy.region_of(slot) != NOT_CACHED):
-                            remove_slot(self, slot)
+                            remove_slot(self, slot,
+                                        EXPIRED if self._is_expired(slot) else INVALIDATED)
                     finally:
                         self._unlock()
         finally:
@@ -917,6 +954,86 @@ cdef class InMemoryLayer:
             release_graves(&self._ownership)
         if list_size(<PyObject*>self._grave_overflow):
             self._grave_overflow = []  # releases what spilled over, after the unlock
+        if self._removals.wake:  # removals were recorded into an empty log
+            self._removals.wake = False
+            self._delivery.wake()
+
+    # ------------------------------------------------------------------ removal listeners
+    def add_removal_listener(self, listener):
+        """Call ``listener(key, value, cause)`` on a thread of its own for every entry that
+        leaves the layer from now on (see ``removals.py``); returns a function that removes
+        it again."""
+        checked_listener(listener)
+        cdef Py_ssize_t capacity = self._removals.capacity
+        cdef PyObject** records
+        cdef PyObject** spare
+        cdef uint8_t* causes
+        cdef uint8_t* spare_causes
+        if self._removals.records == NULL:
+            # Allocated before taking ownership: under it, only pointers are stored.
+            records = <PyObject**>PyMem_Malloc(2 * capacity * sizeof(PyObject*))
+            spare = <PyObject**>PyMem_Malloc(2 * capacity * sizeof(PyObject*))
+            causes = <uint8_t*>PyMem_Malloc(capacity)
+            spare_causes = <uint8_t*>PyMem_Malloc(capacity)
+            if not (records and spare and causes and spare_causes):
+                PyMem_Free(records)
+                PyMem_Free(spare)
+                PyMem_Free(causes)
+                PyMem_Free(spare_causes)
+                raise MemoryError("no memory for the removal log")
+            self._lock_for_write()
+            if self._removals.records == NULL:
+                self._removals.records, self._removals.spare_records = records, spare
+                self._removals.causes, self._removals.spare_causes = causes, spare_causes
+                records = spare = NULL
+                causes = spare_causes = NULL
+            self._unlock()
+            # (Another thread's first listener may have allocated the log meanwhile.)
+            PyMem_Free(records)
+            PyMem_Free(spare)
+            PyMem_Free(causes)
+            PyMem_Free(spare_causes)
+        if self._delivery is None:
+            self._delivery = RemovalDelivery(self)
+        self._delivery.add(listener)
+        self._removals.active = True
+
+        def remove():
+            if not self._delivery.remove(listener):
+                self._removals.active = False  # nobody listens: record nothing more
+                self._delivery.wake()  # (what was recorded is taken and dropped)
+
+        return remove
+
+    def removal_stats(self):
+        """Removals delivered to the listeners, dropped (the log was full), that made a
+        listener raise, and waiting now (``core.events.EventStats``)."""
+        if self._delivery is None:
+            return EventStats(0, self._removals.dropped, 0, self._removals.count)
+        return self._delivery.stats(self._removals.dropped, self._removals.count)
+
+    def _take_removals(self):
+        """For the delivery thread: every recorded removal, as ``(key, value, cause
+        code)``; the log is swapped under ownership, the tuples built after it."""
+        cdef Py_ssize_t count, i
+        cdef PyObject** records
+        cdef uint8_t* causes
+        if self._removals.records == NULL:
+            return []
+        self._lock_for_write()
+        count = swap_halves(&self._removals)
+        records = self._removals.spare_records
+        causes = self._removals.spare_causes
+        self._unlock()
+        taken = []
+        try:
+            for i in range(count):
+                taken.append((<object>records[2 * i], <object>records[2 * i + 1], causes[i]))
+        finally:
+            for i in range(2 * count):  # the tuples hold their own references now
+                Py_DECREF(<object>records[i])
+                records[i] = NULL
+        return taken
 
     def _after_fork(self):
         # In a forked child (``multilayercache._forking``): see ``ownership.pxd``.

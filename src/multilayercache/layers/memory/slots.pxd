@@ -28,6 +28,7 @@ from .index cimport (
 from .keys cimport is_plain_int
 from .layer cimport InMemoryLayer
 from .ownership cimport list_items, replace_item
+from .removals cimport EVICTED, EXPIRED, REJECTED, record_removal
 
 cdef enum:
     INTERRUPTED = -3  # find_slot: a write began while a key's __eq__ ran
@@ -174,8 +175,12 @@ cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object val
     return slot
 
 
-cdef inline int release_slot(InMemoryLayer layer, Py_ssize_t slot) except -1:
-    """Take the slot out of the index and free it (the policy has forgotten it)."""
+cdef inline int release_slot(InMemoryLayer layer, Py_ssize_t slot, int cause) except -1:
+    """Take the slot out of the index and free it (the policy has forgotten it); a removal
+    listener will hear of it, for ``cause`` (removals.pxd)."""
+    if layer._removals.active:
+        record_removal(&layer._removals, list_items(<PyObject*>layer._entries)[2 * slot],
+                       list_items(<PyObject*>layer._entries)[2 * slot + 1], cause)
     if layer._fresh.count:
         layer._fresh.forget(slot)
     index_remove(&layer._index[0], layer._index_mask, layer._policy.hashes(), HASH_STRIDE,
@@ -193,12 +198,18 @@ cdef inline int release_slot(InMemoryLayer layer, Py_ssize_t slot) except -1:
     return 0
 
 
-cdef inline int remove_slot(InMemoryLayer layer, Py_ssize_t slot) except -1:
-    """Drop the entry in ``slot`` (a delete, an expiry, a write that cannot stay)."""
+cdef inline int remove_slot(InMemoryLayer layer, Py_ssize_t slot, int cause) except -1:
+    """Drop the entry in ``slot`` (a delete, an expiry, a write that cannot stay), counted
+    as an expiration for ``cause`` EXPIRED. A held newcomer (``_policy_py.py``, section 6)
+    was counted as evicted and rejected already: whatever removes it, it was rejected."""
+    if slot == layer._policy.held:
+        cause = REJECTED
+    elif cause == EXPIRED:
+        layer._expirations += 1
     layer._policy.on_remove(slot)
     if layer._wheel.scheduled:  # else nothing is scheduled: nothing to deschedule
         layer._wheel.deschedule(slot)
-    return release_slot(layer, slot)
+    return release_slot(layer, slot, cause)
 
 
 cdef inline int drop_evicted(InMemoryLayer layer, Py_ssize_t count) except -1:
@@ -208,19 +219,34 @@ cdef inline int drop_evicted(InMemoryLayer layer, Py_ssize_t count) except -1:
         slot = layer._policy._evicted[i]
         if layer._wheel.scheduled:
             layer._wheel.deschedule(slot)
-        release_slot(layer, slot)
+        release_slot(layer, slot, eviction_cause(layer, slot) if layer._removals.active else 0)
     return 0
+
+
+cdef inline int eviction_cause(InMemoryLayer layer, Py_ssize_t slot) noexcept:
+    """REJECTED if admission turned ``slot`` away in the policy's last balance, else EVICTED
+    (its ``_rejected`` buffer: usually empty or one slot)."""
+    cdef Py_ssize_t i
+    for i in range(layer._policy._rejected_count):
+        if layer._policy._rejected[i] == slot:
+            return REJECTED
+    return EVICTED
 
 
 cdef inline int reclaim_expired(InMemoryLayer layer, int64_t now_ns) except -1:
     """Free every slot whose deadline is at or before ``now_ns`` (the timer wheel's)."""
     cdef Py_ssize_t count = layer._wheel.advance(now_ns)
     cdef Py_ssize_t i, slot
+    cdef int cause
     for i in range(count):
         slot = layer._wheel._expired[i]
+        cause = EXPIRED
+        if slot == layer._policy.held:
+            cause = REJECTED  # (see remove_slot)
+        else:
+            layer._expirations += 1
         layer._policy.on_remove(slot)
-        release_slot(layer, slot)
-        layer._expirations += 1
+        release_slot(layer, slot, cause)
     return 0
 
 
@@ -228,8 +254,7 @@ cdef inline bint expire_if_due(InMemoryLayer layer, Py_ssize_t slot) except -1:
     """Remove the entry if its deadline has passed."""
     if not layer._is_expired(slot):
         return False
-    remove_slot(layer, slot)
-    layer._expirations += 1
+    remove_slot(layer, slot, EXPIRED)
     return True
 
 
