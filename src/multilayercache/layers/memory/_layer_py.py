@@ -660,6 +660,7 @@ class InMemoryLayer:
                 self._pending = PendingDrop()
             self._pending.add(keysets, prefixes)
             self._sweep_at = 0  # the new rules apply to every slot
+            self._sweep(SWEEP_STEP)  # a small layer is done at once
 
     def _settle(self, key: Any) -> PendingDrop | None:
         """With invalidations pending: sweep a few slots, and remove ``key``'s entry if it

@@ -828,6 +828,7 @@ cdef class InMemoryLayer:
         self._sweep_at = 0  # the new rules apply to every slot
         self._sweep_epoch += 1
         self._slow_reads |= PENDING_DROPS
+        self._sweep(SWEEP_STEP)  # a small layer is done at once
 
     cdef object _settle(self, object key):
         """With invalidations pending: sweep a few slots, and remove ``key``'s entry if it

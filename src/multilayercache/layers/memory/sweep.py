@@ -8,9 +8,10 @@ and then:
 
 * every operation on a key checks that key first (a read of an invalidated key misses and
   removes it; a write replaces it);
-* every operation also removes the invalidated entries among the next few slots (a sweep,
-  ``SWEEP_STEP`` slots at a time), so the pending drop ends after a bounded number of
-  operations and reads stop paying for the check.
+* the call itself and every operation after it remove the invalidated entries among the
+  next few slots (a sweep, ``SWEEP_STEP`` slots at a time), so the pending drop ends after
+  a bounded number of operations (a small layer's at once) and reads stop paying for the
+  check.
 
 A key written after the invalidation is *rescued*: the rules made before the write no
 longer apply to it. Each rule keeps its own rescued keys, so that a later rule (the same
