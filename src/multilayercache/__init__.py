@@ -8,7 +8,6 @@ coordinated by a manager::
 """
 
 from .aio.cache import AsyncMultilayerCache
-from .analytics.anomaly import Anomaly
 from .analytics.insights import CacheInsights, LayerInsights, WindowRates
 from .analytics.options import InsightsOptions
 from .core.adaptive import AdaptiveTTL
@@ -29,6 +28,7 @@ from .core.errors import (
     UntrustedDataError,
     WriteQueueClosed,
 )
+from .core.events import Anomaly
 from .core.latency import Percentiles
 from .core.loadcontext import LoadContext, with_context
 from .core.missing import MISSING

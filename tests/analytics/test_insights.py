@@ -30,7 +30,8 @@ class Workload:
     def __init__(self, layer_class: type, options: InsightsOptions | None = None, size=2_000):
         self.clock = FakeClock()
         self.layer = layer_class(max_size=size, name="l1", clock=self.clock)
-        self.insights = Insights([self.layer], options, clock=self.clock)
+        self.emitted: list = []  # what the cache's events would get (``cache.subscribe``)
+        self.insights = Insights([self.layer], options, clock=self.clock, emit=self.emitted.append)
         self.found: list = []
         self.insights.sample()
 
@@ -73,6 +74,7 @@ def test_a_cold_key_jumping_to_a_fifth_of_the_traffic_is_reported_within_two_sec
     assert spike.kind == KEY_SPIKE and spike.key == "cold key" and spike.layer == "l1"
     assert spike.observed >= 0.05 and spike.baseline < 0.01
     assert work.insights.report().anomalies == [spike]
+    assert work.emitted == [spike]  # and the cache's event listeners hear of it
 
 
 def test_a_key_that_keeps_missing_is_reported_too() -> None:

@@ -17,7 +17,7 @@ from multilayercache import BreakerPolicy, LayerPolicy, LoadOptions, RetryPolicy
 from multilayercache.core.events import (
     Anomaly,
     BreakerTransition,
-    DeadLetter,
+    DeadLettered,
     Refresh,
     Removal,
 )
@@ -163,7 +163,7 @@ def test_writes_given_up_on_are_reported_as_a_dead_letter(harness, tmp_path: Pat
     cache = harness.cache([harness.l1(), unreachable], [None, policy], on_event=heard)
     cache.set_many({"a": 1, "b": 2})
     cache.close()  # retried for 0.5 s, then given up
-    assert heard.wait_for(lambda event: isinstance(event, DeadLetter)) == [DeadLetter("l2", 2)]
+    assert heard.wait_for(lambda event: isinstance(event, DeadLettered)) == [DeadLettered("l2", 2)]
 
 
 def test_a_listener_that_raises_is_counted_and_the_others_still_hear(harness, caplog) -> None:

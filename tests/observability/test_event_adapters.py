@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from multilayercache import MultilayerCache
-from multilayercache.core.events import Anomaly, BreakerTransition, DeadLetter, Refresh, Removal
+from multilayercache.core.events import Anomaly, BreakerTransition, DeadLettered, Refresh, Removal
 from multilayercache.observability.events_logging import EventLogger
 
 from support import FakeClock
@@ -23,10 +23,10 @@ def test_each_kind_is_logged_at_its_level(caplog) -> None:
     with caplog.at_level(logging.DEBUG, logger="multilayercache.events"):
         log(BreakerTransition("l2", "closed", "open"))
         log(BreakerTransition("l2", "half_open", "closed"))
-        log(DeadLetter("l2", 3))
+        log(DeadLettered("l2", 3))
         log(Refresh("k", "stale", False, "TimeoutError"))
         log(Refresh("k", "early", True))
-        log(Anomaly("key_spike", "hot", 500.0, 10.0))
+        log(Anomaly("key_spike", "l1", 0.2, 0.001, key="hot"))
         log(Removal("l1", "user:1", {"secret": "value"}, "evicted"))
     levels = [(record.levelname, record.getMessage()) for record in caplog.records]
     assert levels == [
@@ -35,7 +35,7 @@ def test_each_kind_is_logged_at_its_level(caplog) -> None:
         ("ERROR", "l2: 3 write(s) given up on, in the dead letter"),
         ("WARNING", "refresh (stale) of 'k' failed: TimeoutError; the stale value is kept"),
         ("DEBUG", "refresh (early) of 'k' done"),
-        ("WARNING", "anomaly key_spike on 'hot': 500 against a baseline of 10"),
+        ("WARNING", "anomaly key_spike on l1, key 'hot': 0.2 against a baseline of 0.001"),
         ("DEBUG", "l1: 'user:1' evicted"),
     ]
     assert "secret" not in caplog.text  # values are never logged
@@ -47,7 +47,7 @@ def test_the_rate_is_bounded_per_kind_and_what_was_left_out_is_told(caplog) -> N
     with caplog.at_level(logging.DEBUG, logger="multilayercache.events"):
         for n in range(100):
             log(Removal("l1", n, n, "evicted"))
-        log(DeadLetter("l2", 1))  # another kind has a budget of its own
+        log(DeadLettered("l2", 1))  # another kind has a budget of its own
         clock.advance(1.0)  # two more tokens
         log(Removal("l1", "late", 0, "expired"))
     messages = [record.getMessage() for record in caplog.records]
@@ -74,7 +74,7 @@ def test_a_disabled_level_costs_no_token(caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="multilayercache.events"):
         for n in range(10):
             log(Removal("l1", n, n, "evicted"))  # debug: not logged, not counted
-        log(DeadLetter("l2", 1))
+        log(DeadLettered("l2", 1))
     assert [record.levelname for record in caplog.records] == ["ERROR"]
     assert log.suppressed == {}
 
@@ -106,7 +106,7 @@ def test_otel_counters_equal_the_layer_counters_after_a_workload(Layer) -> None:
     for key in range(0, 200, 3):
         cache.delete(key)
     cache.events.emit(Anomaly("key_spike", "k", 1.0, 0.0))
-    cache.events.emit(DeadLetter("l2", 4))
+    cache.events.emit(DeadLettered("l2", 4))
     cache.clear()  # what is left leaves too: each of the 200 values is removed once
     deadline = time.monotonic() + WAIT
     while len(delivered) < 202 and time.monotonic() < deadline:

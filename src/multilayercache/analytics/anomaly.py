@@ -33,61 +33,28 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from ..core.events import KEY_SPIKE, MISS_RATE_SPIKE, Anomaly
 from ..core.log import ThrottledWarning
 from .options import InsightsOptions
 
 log = logging.getLogger("multilayercache")
-
-KEY_SPIKE = "key_spike"
-MISS_RATE_SPIKE = "miss_rate_spike"
-
-
-@dataclass(frozen=True)
-class Anomaly:
-    """Something far from a layer's recent baseline: a key's share of the requests
-    (``KEY_SPIKE``) or the layer's miss ratio (``MISS_RATE_SPIKE``)."""
-
-    kind: str
-    """``"key_spike"`` or ``"miss_rate_spike"``."""
-    layer: str
-    observed: float
-    """The key's share of the layer's requests, or the layer's miss ratio, over the recent
-    window."""
-    baseline: float
-    """The same measure before the recent window."""
-    requests: int
-    """Requests the layer served in the recent window."""
-    window_seconds: float
-    at: float
-    """When it was detected (``time.time()``)."""
-    key: Any = None
-    """The key (``KEY_SPIKE``; ``None`` if it could not be read back any more)."""
-    key_hash: int | None = None
-
-    def __str__(self) -> str:
-        what = (
-            f"key {self.key!r} is {self.observed:.1%} of {self.layer}'s requests"
-            if self.kind == KEY_SPIKE
-            else f"{self.layer}'s miss ratio is {self.observed:.1%}"
-        )
-        return (
-            f"{what} over the last {self.window_seconds:.1f} s "
-            f"({self.requests} requests; baseline {self.baseline:.1%})"
-        )
 
 
 def deliver(
     anomaly: Anomaly,
     on_anomaly: Callable[[Anomaly], Any] | None,
     warn: ThrottledWarning,
+    emit: Callable[[Anomaly], Any] | None = None,
 ) -> None:
-    """Hand ``anomaly`` to the log (``warn``: rate-limited) and to ``on_anomaly``; what the
-    callback raises is logged, never raised (it runs on the sampler's thread). The one
-    place an anomaly leaves the analytics: an event bus plugs in here."""
+    """Hand ``anomaly`` to the log (``warn``: rate-limited), to the cache's events
+    (``emit``: queued, never blocks) and to ``on_anomaly``; what the callback raises is
+    logged, never raised (it runs on the sampler's thread). The one place an anomaly
+    leaves the analytics."""
     warn("multilayercache: %s: %s", anomaly.kind, anomaly)
+    if emit is not None:
+        emit(anomaly)
     if on_anomaly is None:
         return
     try:

@@ -299,7 +299,8 @@ class _LayerSampler:
 class Insights:
     """A cache's insights: ``sample()`` once per ``options.interval`` (off the request
     path), ``report()`` at any time, from any thread. ``clock``: the seconds the windows
-    and baselines are measured in (injected by tests); ``wall_clock`` stamps anomalies."""
+    and baselines are measured in (injected by tests); ``wall_clock`` stamps anomalies;
+    ``emit`` hands each anomaly to the cache's events too (``cache.subscribe``)."""
 
     def __init__(
         self,
@@ -308,8 +309,10 @@ class Insights:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        emit: Callable[[Anomaly], Any] | None = None,
     ) -> None:
         self.options = options if options is not None else InsightsOptions()
+        self._emit = emit  # the cache's event hub (``core/events.py``), if any
         self._clock = clock
         self._wall_clock = wall_clock
         self._layers = [_LayerSampler(layer, self.options) for layer in layers]
@@ -332,7 +335,7 @@ class Insights:
             self._samples += 1
             self._anomalies.extend(found)
         for anomaly in found:  # outside the lock: the callback may call insights()
-            deliver(anomaly, self.options.on_anomaly, self._warn)
+            deliver(anomaly, self.options.on_anomaly, self._warn, self._emit)
         return found
 
     def report(self) -> CacheInsights:

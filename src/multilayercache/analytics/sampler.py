@@ -101,11 +101,16 @@ def insights_options(
     return dataclasses.replace(insights, on_anomaly=on_anomaly)
 
 
-def start_insights(layers: Sequence[Any], options: InsightsOptions | None) -> Sampler | None:
-    """A started sampler of ``layers`` (``None`` if ``options`` is)."""
+def start_insights(
+    layers: Sequence[Any],
+    options: InsightsOptions | None,
+    emit: Callable[[Anomaly], Any] | None = None,
+) -> Sampler | None:
+    """A started sampler of ``layers`` (``None`` if ``options`` is); anomalies also go to
+    ``emit`` (the cache's events)."""
     if options is None:
         return None
-    sampler = Sampler(Insights(layers, options))
+    sampler = Sampler(Insights(layers, options, emit=emit))
     sampler.start()
     return sampler
 

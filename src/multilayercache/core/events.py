@@ -2,7 +2,7 @@
 
 A cache emits an event where something worth knowing happens: an entry left a layer
 (``Removal``), a background refresh ended (``Refresh``), a breaker changed state
-(``BreakerTransition``), write-behind gave writes up to the dead letter (``DeadLetter``),
+(``BreakerTransition``), write-behind gave writes up to the dead letter (``DeadLettered``),
 traffic broke from its baseline (``Anomaly``). Each kind is a small frozen dataclass, so a
 listener can match on it::
 
@@ -93,25 +93,52 @@ class BreakerTransition:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLettered:
     """``count`` writes to ``layer`` were given up on and handed to the dead letter."""
 
     layer: str
     count: int
 
 
+KEY_SPIKE = "key_spike"
+MISS_RATE_SPIKE = "miss_rate_spike"
+
+
 @dataclass(frozen=True, slots=True)
 class Anomaly:
-    """Traffic broke from its recent baseline: ``kind`` (e.g. ``key_spike``,
-    ``miss_rate``), ``subject`` (the key or layer), ``value`` now against ``baseline``."""
+    """Something far from a layer's recent baseline: a key's share of the requests
+    (``KEY_SPIKE``) or the layer's miss ratio (``MISS_RATE_SPIKE``)."""
 
     kind: str
-    subject: Any
-    value: float
+    """``"key_spike"`` or ``"miss_rate_spike"``."""
+    layer: str
+    observed: float
+    """The key's share of the layer's requests, or the layer's miss ratio, over the recent
+    window."""
     baseline: float
+    """The same measure before the recent window."""
+    requests: int = 0
+    """Requests the layer served in the recent window."""
+    window_seconds: float = 0.0
+    at: float = 0.0
+    """When it was detected (``time.time()``; 0: not said)."""
+    key: Any = None
+    """The key (``KEY_SPIKE``; ``None`` if it could not be read back any more)."""
+    key_hash: int | None = None
+
+    def __str__(self) -> str:
+        what = (
+            f"key {self.key!r} is {self.observed:.1%} of {self.layer}'s requests"
+            if self.kind == KEY_SPIKE
+            else f"{self.layer}'s miss ratio is {self.observed:.1%}"
+        )
+        return (
+            f"{what} over the last {self.window_seconds:.1f} s "
+            f"({self.requests} requests; baseline {self.baseline:.1%})"
+        )
 
 
-Event = Removal | Refresh | BreakerTransition | DeadLetter | Anomaly
+Event = Removal | Refresh | BreakerTransition | DeadLettered | Anomaly
 EventListener = Callable[[Event], Any]
 
 DEFAULT_EVENT_CAPACITY = 10_000
@@ -238,7 +265,7 @@ __all__ = [
     "REMOVAL_CAUSES",
     "Anomaly",
     "BreakerTransition",
-    "DeadLetter",
+    "DeadLettered",
     "Event",
     "EventBuffer",
     "EventHub",

@@ -283,7 +283,7 @@ class ManagerBase:
     def subscribe(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener(event)`` off the request path for every event from now on:
         ``Removal`` (an entry left an in-process layer), ``Refresh``, ``BreakerTransition``,
-        ``DeadLetter``, ``Anomaly``. Returns a function that unsubscribes it.
+        ``DeadLettered``, ``Anomaly``. Returns a function that unsubscribes it.
 
         >>> cache.subscribe(lambda event: print(event))  # doctest: +SKIP
         """

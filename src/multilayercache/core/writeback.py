@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from .events import DeadLetter
+from .events import DeadLettered
 from .tiers import Tier
 from .writepolicy import WriteQueueClosed
 from .writequeue import Batch, WriteQueue
@@ -46,7 +46,7 @@ class WorkerBase:
         """Told the keys of every batch delivered (the backplane: other instances drop
         them from their L1 once the new values are in the shared layer)."""
         self.emit: Callable[[Any], None] = _ignore
-        """Where events go (the manager's ``EventHub.emit``): ``DeadLetter`` here."""
+        """Where events go (the manager's ``EventHub.emit``): ``DeadLettered`` here."""
 
     def delivered(self, batch: Batch) -> None:
         """``batch`` reached the layer: announce its keys (never raises)."""
@@ -63,7 +63,7 @@ class WorkerBase:
         if not batch.dead:
             return
         try:
-            self.emit(DeadLetter(self.tier.name, len(batch.dead)))
+            self.emit(DeadLettered(self.tier.name, len(batch.dead)))
         except Exception:
             log.exception("multilayercache: reporting a dead letter failed")
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..core.events import Anomaly, BreakerTransition, DeadLetter, Event, Refresh, Removal
+from ..core.events import Anomaly, BreakerTransition, DeadLettered, Event, Refresh, Removal
 
 KEY_CHARACTERS = 80
 """A key longer than this (as ``repr``) is cut in the log."""
@@ -95,7 +95,7 @@ def _level_of(event: Event) -> int:
         return logging.DEBUG if event.ok else logging.WARNING
     if isinstance(event, BreakerTransition):
         return logging.WARNING if event.to_state == "open" else logging.INFO
-    if isinstance(event, DeadLetter):
+    if isinstance(event, DeadLettered):
         return logging.ERROR
     return logging.WARNING  # an anomaly, or a kind this version does not know
 
@@ -114,13 +114,14 @@ def _describe(event: Event) -> tuple[str, tuple[Any, ...]]:
     if isinstance(event, BreakerTransition):
         where = event.layer if event.node is None else f"{event.layer} (node {event.node})"
         return "%s: circuit breaker %s -> %s", (where, event.from_state, event.to_state)
-    if isinstance(event, DeadLetter):
+    if isinstance(event, DeadLettered):
         return "%s: %d write(s) given up on, in the dead letter", (event.layer, event.count)
     if isinstance(event, Anomaly):
+        subject = event.layer if event.key is None else f"{event.layer}, key {_short(event.key)}"
         return "anomaly %s on %s: %.4g against a baseline of %.4g", (
             event.kind,
-            _short(event.subject),
-            event.value,
+            subject,
+            event.observed,
             event.baseline,
         )
     return "%r", (event,)

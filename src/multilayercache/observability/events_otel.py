@@ -31,7 +31,7 @@ except ImportError as missing:  # pragma: no cover - depends on the environment
         "pip install 'multilayercache[otel]'"
     ) from missing
 
-from ..core.events import Anomaly, BreakerTransition, DeadLetter, Event, Refresh, Removal
+from ..core.events import Anomaly, BreakerTransition, DeadLettered, Event, Refresh, Removal
 
 METER_NAME = "multilayercache"
 
@@ -79,7 +79,7 @@ class OtelEventCounter:
                     "to": event.to_state,
                 },
             )
-        elif isinstance(event, DeadLetter):
+        elif isinstance(event, DeadLettered):
             self._dead_letters.add(event.count, {"cache": name, "layer": event.layer})
         elif isinstance(event, Anomaly):
             self._anomalies.add(1, {"cache": name, "kind": event.kind})

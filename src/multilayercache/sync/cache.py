@@ -31,7 +31,6 @@ from types import TracebackType
 from typing import Any
 
 from .._build import twin
-from ..analytics.anomaly import Anomaly
 from ..analytics.options import InsightsOptions
 from ..analytics.sampler import cache_insights, insights_options, start_insights
 from ..core import loading, plans
@@ -48,7 +47,7 @@ from ..core.decorate import (
     in_class,
     return_type,
 )
-from ..core.events import EventListener
+from ..core.events import Anomaly, EventListener
 from ..core.keys import single
 from ..core.loadcontext import tagged
 from ..core.manager import ManagerBase
@@ -104,7 +103,7 @@ class MultilayerCache(ManagerBase):
         )
         super().__init__(state, Driver, backplane_of(backplane), fleet_info_of(fleet_info))
         # Off by default; on: a thread samples the layers' counters (analytics/sampler.py).
-        self._sampler = start_insights(self.layers, sampling)
+        self._sampler = start_insights(self.layers, sampling, state.events.emit)
         self._event_delivery = EventDelivery(state.events)
         if on_event is not None:  # called on a thread of its own (sync/events.py)
             self.subscribe(on_event)
