@@ -643,8 +643,8 @@ class InMemoryLayer:
         return missed_keys_at(self, buckets)
 
     def keys(self) -> list[Any]:
-        """A list of the keys held now (a copy: O(size); for rare sweeps, such as
-        ``invalidate_prefix``, not for the request path)."""
+        """A list of the keys held now, pending ``drop_later`` invalidations swept first
+        (a copy: O(size); for tools and tests, not for the request path)."""
         with self._lock:
             self._finish_drops()
             return held_keys(self)

@@ -809,8 +809,8 @@ cdef class InMemoryLayer:
         return missed_keys_at(self, buckets)
 
     def keys(self):
-        """A list of the keys held now (a copy: O(size); for rare sweeps, such as
-        ``invalidate_prefix``, not for the request path)."""
+        """A list of the keys held now, pending ``drop_later`` invalidations swept first
+        (a copy: O(size); for tools and tests, not for the request path)."""
         self._sweep(self._slot_count)
         return held_keys(self)
 
