@@ -247,3 +247,30 @@ def test_a_coroutine_listener_runs_on_the_loop(harness) -> None:
     harness.loop.run_until_complete(wait())
     assert heard.events == [Removal("l1", "a", 1, "invalidated")]
     assert loops == [harness.loop]
+
+
+def test_close_delivers_the_events_queued_before_it(harness) -> None:
+    heard: list[Any] = []
+
+    def slow(event: Any) -> None:
+        time.sleep(0.02)  # (events pile up behind it)
+        heard.append(event)
+
+    cache = harness.cache([harness.l1()], on_event=slow)
+    spikes = [Anomaly("key_spike", n, 1.0, 0.0) for n in range(20)]
+    for spike in spikes:
+        cache.events.emit(spike)
+    cache.close()
+    assert heard == spikes
+
+
+def test_close_waits_for_a_hanging_listener_a_second_at_most(harness) -> None:
+    release = threading.Event()
+    cache = harness.cache([harness.l1()], on_event=lambda event: release.wait(WAIT))
+    try:
+        cache.events.emit(Anomaly("key_spike", "k", 1.0, 0.0))
+        started = time.monotonic()
+        cache.close()
+        assert 0.9 <= time.monotonic() - started < 3.0
+    finally:
+        release.set()

@@ -349,7 +349,8 @@ class AsyncMultilayerCache(ManagerBase):
     async def close(self, timeout: float | None = None) -> None:
         """Deliver the queued write-behind writes (waiting up to ``timeout``, default each
         layer's ``WriteBehind.close_timeout``; what is still queued then goes to the dead
-        letter), then close the layers that hold connections."""
+        letter), deliver the queued events to the listeners (for up to a second: see
+        ``CLOSE_DELIVERY_SECONDS``), then close the layers that hold connections."""
         if self._sampler is not None:
             self._sampler.stop(timeout=0)  # no join from the event loop: it ends by itself
         for writer in self._driver.writers.values():
@@ -358,6 +359,8 @@ class AsyncMultilayerCache(ManagerBase):
             await asyncio.to_thread(self._stop_fleet_info)  # removes its hash: blocking IO
         if self.backplane is not None:
             await asyncio.to_thread(self._leave_fleet)  # sends what is queued: blocking IO
+        if not self._event_delivery.idle():  # coroutine listeners run on this loop meanwhile
+            await asyncio.to_thread(self._event_delivery.drain)
         for layer in self.layers:
             close = getattr(layer, "close", None)
             if callable(close):

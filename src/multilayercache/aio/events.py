@@ -84,6 +84,10 @@ class EventDelivery(ThreadDelivery):
             if counted:
                 self._done()
 
+    def idle(self) -> bool:
+        """Every queued event delivered, coroutine listeners' calls included."""
+        return super().idle() and not self._running
+
     def _done(self) -> None:
         with self._running_lock:
             self._running -= 1

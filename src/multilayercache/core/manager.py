@@ -260,7 +260,10 @@ class ManagerBase:
         operation on; returns the layer's policy now. ``layer``: its index (0 is the
         fastest), the layer, or its name. All or nothing: an unknown field or a bad value
         raises (naming it) and changes nothing. Safe under concurrent traffic; entries
-        already held keep their lifetimes. See ``multilayercache.core.steering``.
+        already held keep their lifetimes. An in-process layer whose policy leaves the TTL
+        to the layer (``LayerPolicy()``) takes a new ``ttl`` as its own default: the policy
+        returned still says ``ttl=None``, and ``layer.default_ttl`` is the new TTL. See
+        ``multilayercache.core.steering``.
 
         >>> cache.update_policy(1, ttl=600, stale_ttl=3600)      # L2: longer, and stale
         >>> cache.update_policy("memory", refresh_ahead=0.8)

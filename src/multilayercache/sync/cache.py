@@ -434,13 +434,15 @@ class MultilayerCache(ManagerBase):
     def close(self, timeout: float | None = None) -> None:
         """Deliver the queued write-behind writes (waiting up to ``timeout``, default each
         layer's ``WriteBehind.close_timeout``; what is still queued then goes to the dead
-        letter), then close the layers that hold connections."""
+        letter), deliver the queued events to the listeners (for up to a second: see
+        ``CLOSE_DELIVERY_SECONDS``), then close the layers that hold connections."""
         if self._sampler is not None:
             self._sampler.stop()
         for writer in self._driver.writers.values():
             writer.close(timeout)
         self._stop_fleet_info()
         self._leave_fleet()
+        self._event_delivery.drain()
         for layer in self.layers:
             close = getattr(layer, "close", None)
             if callable(close):

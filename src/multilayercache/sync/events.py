@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -27,6 +28,9 @@ BATCH = 256
 """Events taken from the hub at a time."""
 IDLE_CHECK_SECONDS = 5.0
 """How often an idle thread checks that its hub still exists."""
+CLOSE_DELIVERY_SECONDS = 1.0
+"""How long ``close`` waits for the queued events to reach the listeners: a listener that
+hangs must not hold up a process that is shutting down."""
 
 
 class EventDelivery:
@@ -39,6 +43,8 @@ class EventDelivery:
         self._signal = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self.delivering = False
+        """The thread holds events it took from the buffer and has not delivered yet."""
         hub.wake = self.wake
         register_after_fork(self)
 
@@ -76,6 +82,23 @@ class EventDelivery:
             for listener in hub.listeners:
                 self.call(listener, event)
         return len(events)
+
+    def idle(self) -> bool:
+        """Every event queued so far has reached the listeners."""
+        return not len(self._hub.buffer) and not self.delivering
+
+    def drain(self, timeout: float = CLOSE_DELIVERY_SECONDS) -> bool:
+        """Wait up to ``timeout`` seconds for the queued events to be delivered (``close``);
+        whether they were."""
+        deadline = time.monotonic() + timeout
+        if self._thread is None and len(self._hub.buffer):
+            self.wake()
+        while not self.idle():
+            if time.monotonic() >= deadline:
+                return False
+            self._signal.set()
+            time.sleep(0.005)
+        return True
 
     def call(self, listener: EventListener, event: Any) -> None:
         try:
@@ -117,12 +140,15 @@ def _deliver_forever(
         delivery = delivery_ref()
         if delivery is None or delivery._signal is not signal:
             return
+        delivery.delivering = True  # before taking: ``drain`` must not see an idle moment
         try:
             while delivery.deliver_pending():
                 pass
         except Exception:  # never lose the thread: the next wake-up tries again
             log.exception("multilayercache: delivering events failed")
+        finally:
+            delivery.delivering = False
         del delivery
 
 
-__all__ = ["EventDelivery"]
+__all__ = ["CLOSE_DELIVERY_SECONDS", "EventDelivery"]
