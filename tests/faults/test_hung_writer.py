@@ -63,6 +63,15 @@ def loop(kind: str) -> Iterator[asyncio.AbstractEventLoop | None]:
     loop = asyncio.new_event_loop() if kind == "asyncio" else None
     yield loop
     if loop is not None:
+        # As asyncio.run ends: what a closed cache abandoned (a sender hung for good) is
+        # cancelled here, not destroyed pending in whichever later test collects it.
+        async def cancel_what_is_left() -> None:
+            left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+
+        loop.run_until_complete(cancel_what_is_left())
         loop.close()
 
 

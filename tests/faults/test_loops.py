@@ -10,7 +10,9 @@ acknowledged before a loop ended is delivered by the next one."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -54,6 +56,16 @@ class Loader:
 closes_a_loop = pytest.mark.filterwarnings(
     "ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning"
 )
+
+
+@pytest.fixture(autouse=True)
+def destroy_what_the_closed_loops_left() -> Iterator[None]:
+    """What a test leaves on a closed loop (tasks, connections) is destroyed, with
+    warnings, when it is collected: here, where it is expected, not in a later test."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gc.collect()
 
 
 def run_in_a_loop_closed_without_cancelling(work: Callable[[], Awaitable[Any]]) -> Any:
