@@ -165,8 +165,9 @@ class RedisServer:
             time.sleep(0.1)
 
     def _wait_until_ready(self) -> bool:
-        """Whether our process answers on the port. Another server that took the port
-        meanwhile would answer too: its process id tells them apart."""
+        """Whether our process answers commands on the port (its data loaded). Another
+        server that took the port meanwhile would answer too: its process id tells them
+        apart."""
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         # One try per probe: redis-py's own retries would keep probing a squatter for seconds.
         client = redis.Redis(
@@ -177,11 +178,14 @@ class RedisServer:
                 if self.process is not None and self.process.poll() is not None:
                     return False
                 try:
-                    answered = client.info("server").get("process_id")
+                    info = client.info()  # the server and persistence sections
                 except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                     time.sleep(0.02)
                     continue
-                return self.process is None or answered == self.process.pid
+                if info.get("loading"):  # up, but refusing commands until its data is read
+                    time.sleep(0.02)
+                    continue
+                return self.process is None or info.get("process_id") == self.process.pid
             return False
         finally:
             client.close()
