@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from .autoresize import AutoResize
+
 if TYPE_CHECKING:
     from .anomaly import Anomaly
 
@@ -57,6 +59,9 @@ class InsightsOptions:
     log_interval: float = 10.0
     """Anomalies are logged at most once per this many seconds (the others are counted
     in the next message)."""
+    auto_resize: AutoResize | None = None
+    """An opt-in rule that grows or shrinks an in-process layer from its size estimates,
+    within bounds (``analytics/autoresize.py``); off by default."""
 
     def __post_init__(self) -> None:
         if isinstance(self.windows, (list, tuple)):  # kept as a tuple: the options are frozen
@@ -65,7 +70,7 @@ class InsightsOptions:
             raise TypeError(f"on_anomaly must be callable, got {self.on_anomaly!r}")
         for option in fields(self):
             value = getattr(self, option.name)
-            if option.name in ("on_anomaly", "windows"):
+            if option.name in ("on_anomaly", "windows", "auto_resize"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"InsightsOptions.{option.name} must be a number, got {value!r}")
@@ -73,6 +78,10 @@ class InsightsOptions:
                 raise ValueError(
                     f"InsightsOptions.{option.name} must be finite and > 0, got {value!r}"
                 )
+        if self.auto_resize is not None and not isinstance(self.auto_resize, AutoResize):
+            raise TypeError(
+                f"InsightsOptions.auto_resize must be an AutoResize, got {self.auto_resize!r}"
+            )
         if (
             not isinstance(self.windows, tuple)
             or not self.windows

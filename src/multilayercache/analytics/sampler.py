@@ -20,6 +20,7 @@ from typing import Any
 
 from .._forking import register_after_fork
 from .anomaly import Anomaly
+from .autoresize import Resizer, resizer_for
 from .insights import CacheInsights, Insights
 from .options import InsightsOptions
 
@@ -30,8 +31,9 @@ class Sampler:
     """Calls ``insights.sample()`` every ``insights.options.interval`` seconds on a daemon
     thread, from ``start()`` to ``stop()``."""
 
-    def __init__(self, insights: Insights) -> None:
+    def __init__(self, insights: Insights, resizer: Resizer | None = None) -> None:
         self.insights = insights
+        self.resizer = resizer
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         register_after_fork(self)
@@ -40,7 +42,7 @@ class Sampler:
         self._stopped.clear()
         self._thread = threading.Thread(
             target=_run,
-            args=(weakref.ref(self.insights), self._stopped),
+            args=(weakref.ref(self.insights), self._stopped, self.resizer),
             name="multilayercache-insights",
             daemon=True,
         )
@@ -65,7 +67,9 @@ class Sampler:
             self.start()
 
 
-def _run(insights: weakref.ref[Insights], stopped: threading.Event) -> None:
+def _run(
+    insights: weakref.ref[Insights], stopped: threading.Event, resizer: Resizer | None
+) -> None:
     while True:
         current = insights()
         if current is None:
@@ -73,6 +77,8 @@ def _run(insights: weakref.ref[Insights], stopped: threading.Event) -> None:
         interval = current.options.interval
         try:
             current.sample()
+            if resizer is not None:
+                resizer.check()
         except Exception:  # a bug (or a layer's stats() failing) must not end the sampling
             log.exception("multilayercache: sampling the cache's insights failed")
         del current
@@ -104,13 +110,14 @@ def insights_options(
 def start_insights(
     layers: Sequence[Any],
     options: InsightsOptions | None,
-    emit: Callable[[Anomaly], Any] | None = None,
+    emit: Callable[[Any], Any] | None = None,
 ) -> Sampler | None:
     """A started sampler of ``layers`` (``None`` if ``options`` is); anomalies also go to
     ``emit`` (the cache's events)."""
     if options is None:
         return None
-    sampler = Sampler(Insights(layers, options, emit=emit))
+    resizer = resizer_for(options.auto_resize, layers, emit)  # checked before it starts
+    sampler = Sampler(Insights(layers, options, emit=emit), resizer)
     sampler.start()
     return sampler
 

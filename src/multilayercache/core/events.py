@@ -138,7 +138,19 @@ class Anomaly:
         )
 
 
-Event = Removal | Refresh | BreakerTransition | DeadLettered | Anomaly
+@dataclass(frozen=True, slots=True)
+class Resized:
+    """A rule resized an in-process layer (``analytics/autoresize.py``)."""
+
+    layer: str
+    old_size: int
+    new_size: int
+    estimated_gain: float
+    """The hit ratio the layer's size estimates expected at the new size, minus its own
+    (0.03: 3 points more; negative when it shrank)."""
+
+
+Event = Removal | Refresh | BreakerTransition | DeadLettered | Anomaly | Resized
 EventListener = Callable[[Event], Any]
 
 DEFAULT_EVENT_CAPACITY = 10_000
@@ -273,6 +285,7 @@ __all__ = [
     "EventStats",
     "Refresh",
     "Removal",
+    "Resized",
     "RemovalCause",
     "RemovalListener",
 ]
