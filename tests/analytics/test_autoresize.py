@@ -115,3 +115,18 @@ def test_bad_rules_and_layers_it_cannot_steer_are_refused_clearly(impl) -> None:
         resizer_for(AutoResize(min_size=1, max_size=5, layer=1), [plain], None)
     with pytest.raises(ValueError, match=r"estimate_sizes"):
         MultilayerCache([plain], insights=InsightsOptions(auto_resize=rule))
+
+
+def test_a_resize_starts_the_size_estimates_again_for_the_new_size(impl) -> None:
+    layer = estimating(impl, 200)
+    read_through(layer, zipf_keys(8_000, 20_000))
+    before = layer.size_estimator
+    layer.resize(400)
+    estimator = layer.size_estimator
+    assert estimator is not before and estimator.sampled_reads == 0
+    assert estimator.shadow_sizes == (50, 100, 200)  # 0.5x, 1x and 2x of 400, at 1/4
+    hits, reads = layer.stats().hits, layer.stats().hits + layer.stats().misses
+    read_through(layer, zipf_keys(8_000, 20_000, seed=9))
+    stats = layer.stats()
+    since = (stats.hits - hits) / (stats.hits + stats.misses - reads)
+    assert layer.size_estimates()[1.0] == pytest.approx(since)  # measured since the resize

@@ -114,8 +114,13 @@ class SizeEstimator:
         factors: object,
         make_shadow: Callable[[int], Any],
         sample_rate: object = None,
+        since: tuple[int, int] = (0, 0),
     ) -> None:
         self.factors = checked_factors(factors)
+        self.requested_rate = sample_rate
+        """The rate the layer was built with (``None``: automatic, from ``max_size``)."""
+        self._since_hits, self._since_reads = since
+        """The layer's hits and reads when this estimator started (a resize starts one)."""
         if sample_rate is None:
             self.rate = sampling_rate(max_size, self.factors)
         else:
@@ -143,14 +148,15 @@ class SizeEstimator:
 
     def estimates(self, hits: int, reads: int) -> dict[float, float]:
         """Hit ratio (0..1) per size factor, given the layer's own ``hits`` and ``reads``
-        since the estimator started (see the module docstring); ``nan`` before any sampled
-        read."""
+        so far (counted from when the estimator started: see the module docstring); ``nan``
+        before any sampled read."""
+        hits, reads = hits - self._since_hits, reads - self._since_reads
         with self._lock:
             sampled, shadow_hits = self.sampled_reads, list(self._hits)
         expected = self.rate * reads
         if not sampled or expected <= 0:
             return {factor: math.nan for factor in self.factors}
-        measured = hits / reads
+        measured = hits / reads if reads > 0 else math.nan
         own_size = shadow_hits[self.factors.index(1.0)]
         return {
             factor: min(1.0, max(0.0, measured + (shadow - own_size) / expected))

@@ -91,7 +91,14 @@ from .arguments import (
 )
 from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_left, seconds_to_ns
-from .estimates import SAMPLE_BATCH, WRITE, checked_estimator, sampled_event, size_estimator
+from .estimates import (
+    SAMPLE_BATCH,
+    WRITE,
+    checked_estimator,
+    restarted_estimator,
+    sampled_event,
+    size_estimator,
+)
 from .flooding import MAX_KEYS_PER_HASH, warn_crowded
 from .introspection import AccessCounts, layer_repr
 from .removals import (
@@ -575,7 +582,8 @@ class InMemoryLayer:
         layer built with a weigher). Shrinking evicts what the policy would (expired
         entries first, then W-TinyLFU's victims, counted as evictions) until the layer
         fits; when it returns, ``len()`` is within the new bound. Growing lets it hold more
-        from the next write on. Frequencies are kept (``_policy_py.py``, section 7).
+        from the next write on. Frequencies are kept (``_policy_py.py``, section 7). Size
+        estimates (``estimate_sizes``) start again, for the new size.
 
         >>> l1 = InMemoryLayer(max_size=10_000)
         >>> l1.resize(50_000)
@@ -591,6 +599,12 @@ class InMemoryLayer:
                 self.max_size = capacity
             else:
                 self.max_weight = capacity
+            if self.size_estimator is not None:  # its shadows were sized for the old bound
+                self.size_estimator = restarted_estimator(
+                    self, capacity, self._hits, self._hits + self._misses
+                )
+                self._sample_below = self.size_estimator.threshold
+                self._samples = []
 
     # ------------------------------------------------------------------ introspection
     def remaining_ttl(self, key: Any) -> float | None:

@@ -35,6 +35,20 @@ def size_estimator(
             "estimate_sizes needs a layer bounded by max_size (a sampled access carries no "
             "weight to replay)"
         )
+    return _estimator(layer, capacity, factors, sample_rate, (0, 0))
+
+
+def restarted_estimator(layer: Any, capacity: int, hits: int, reads: int) -> Any:
+    """A fresh estimator for a layer just resized to ``capacity`` entries: the shadows of
+    the old one simulated factors of the old size. It counts from the layer's ``hits`` and
+    ``reads`` now."""
+    old = layer.size_estimator
+    return _estimator(layer, capacity, old.factors, old.requested_rate, (hits, reads))
+
+
+def _estimator(
+    layer: Any, capacity: int, factors: Any, sample_rate: Any, since: tuple[int, int]
+) -> Any:
     # Imported here: only layers that estimate need it, and analytics sits above layers.
     from ...analytics.mrc import SizeEstimator
 
@@ -44,6 +58,7 @@ def size_estimator(
         factors,
         lambda size: shadow_type(max_size=size, name=f"{layer.name}.shadow"),
         sample_rate,
+        since,
     )
 
 

@@ -75,7 +75,7 @@ from .arguments import (
 )
 from .batch import hits_among, set_each
 from .deadlines import seconds_left
-from .estimates import SAMPLE_BATCH, checked_estimator, size_estimator
+from .estimates import SAMPLE_BATCH, checked_estimator, restarted_estimator, size_estimator
 from .flooding import warn_crowded
 from .inspect import (
     access_counts,
@@ -758,6 +758,11 @@ cdef class InMemoryLayer:
                 self.max_size = capacity
             else:
                 self.max_weight = capacity
+            if self.size_estimator is not None:  # its shadows were sized for the old bound
+                self.size_estimator = restarted_estimator(
+                    self, capacity, self._hits, self._hits + self._misses)
+                self._sample_below = self.size_estimator.threshold
+                self._sample_count = 0
         finally:
             self._unlock()
 
