@@ -24,14 +24,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from .._forking import register_after_fork
+from ..core.events import KEY_SPIKE, MISS_RATE_SPIKE
 from ..core.log import ThrottledWarning
 from .anomaly import Anomaly, KeySpikes, MissRateSpikes, deliver
+from .mrc import size_estimates
 from .options import InsightsOptions
 
 RECENT_ANOMALIES = 32
@@ -59,6 +61,8 @@ class WindowRates:
     hits_per_second: float
     misses_per_second: float
     evictions_per_second: float
+    """Entries evicted for room (as ``cache_evictions_total{cause="size"}``: a newcomer
+    that lost admission is a rejection, not an eviction)."""
     expirations_per_second: float
     hit_ratio: float | None
     """hits / requests over the window (``None``: no request)."""
@@ -81,6 +85,12 @@ class LayerInsights:
     """The keys that fit used."""
     tracked_keys: int
     """Keys whose share of requests the key-spike detector follows now."""
+    anomalies_reported: dict[str, int] = field(default_factory=dict)
+    """Anomalies reported since the cache was created, by kind (``key_spike``,
+    ``miss_rate_spike``; only the kinds this layer can report)."""
+    size_estimates: dict[float, float] | None = None
+    """An L1 built with ``estimate_sizes``: its ``size_estimates()``, the hit ratio it
+    would have at each size factor (``None`` for other layers)."""
 
     def window(self, seconds: float) -> WindowRates:
         """The rates over the window of ``seconds``."""
@@ -199,13 +209,16 @@ class _LayerSampler:
         self.misses = MissRateSpikes(self.name, options)
         counted = callable(getattr(layer, "access_counts", None))
         self.keys = KeySpikes(self.name, options) if counted else None
+        kinds = (KEY_SPIKE, MISS_RATE_SPIKE) if counted else (MISS_RATE_SPIKE,)
+        self.anomalies_reported = dict.fromkeys(kinds, 0)
         self.counts: Any = None
         self.skew_from: tuple[float, Any] | None = None
         self.skew: tuple[float | None, int] = (None, 0)
 
     def sample(self, now: float, wall: float) -> list[Anomaly]:
         stats = self.layer.stats()
-        counters = (stats.hits, stats.misses, stats.evictions, stats.expirations)
+        evicted = stats.evictions - stats.admission_losses
+        counters = (stats.hits, stats.misses, evicted, stats.expirations)
         counts = self.layer.access_counts() if self.keys is not None else None
         last, self.last = self.last, (now, counters)
         if not self.ring or now - self.ring[-1][0] >= self.spacing:
@@ -230,6 +243,8 @@ class _LayerSampler:
             spikes = self.keys.observe(seconds, hits + misses, top, wall)
             found.extend(self._with_key(self.keys, spike) for spike in spikes)
             self._follow_skew(now, counts)
+        for anomaly in found:
+            self.anomalies_reported[anomaly.kind] += 1
         return found
 
     def _with_key(self, keys: KeySpikes, spike: Anomaly) -> Anomaly:
@@ -267,6 +282,8 @@ class _LayerSampler:
             zipf_exponent=skew[0],
             zipf_keys=skew[1],
             tracked_keys=0 if self.keys is None else len(self.keys),
+            anomalies_reported=dict(self.anomalies_reported),
+            size_estimates=size_estimates(self.layer),
         )
 
     def _rates(self, seconds: float) -> WindowRates:
