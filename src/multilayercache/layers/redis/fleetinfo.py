@@ -10,7 +10,9 @@ What is published (``analytics/fleetreport.py``): one Redis hash per instance, i
 ``MAX_PUBLISHED_KEYS`` keys (their text in the shared layer, never a value) with their
 recent rates (``analytics/globaltop.py``: why rates), and per layer its hits, misses, hit
 ratio, size, breaker state and write-behind queue depth: a few KB. A thread of its own
-publishes every ``period_seconds``, off the request path; reading the L1's counts takes one
+publishes once soon after the cache starts (``FIRST_PUBLISH_SECONDS``: an instance shows in
+the fleet's view within a second, not a period), then every ``period_seconds``, off the
+request path; reading the L1's counts takes one
 pass over its entries (about 3 ms per 10,000). The hash lives ``ttl_seconds`` (three periods
 by default) after each publish, so a dead instance (SIGKILL, a lost host) drops out within
 its TTL; a closed cache, or a process that exits or is stopped by SIGTERM, removes its own
@@ -40,6 +42,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -63,6 +66,11 @@ log = logging.getLogger("multilayercache.fleetinfo")
 
 FLEET_INFIX = "__mlc:fleet"
 DEFAULT_PERIOD_SECONDS = 5.0
+FIRST_PUBLISH_SECONDS = 1.0
+"""An instance's first publish comes at most this long after it starts (or one period, if
+shorter), at a random moment in the second half of that span: processes started together
+(a deploy, a pre-fork server) spread their first writes instead of landing at once, and
+each adds one write to L2, the size of its periodic ones."""
 TTL_PERIODS = 3
 """A hash lives this many periods after its last publish: one late or failed publish does
 not make a live instance disappear."""
@@ -209,7 +217,9 @@ class FleetInfo:
             self._observe()  # the baseline: rates start from here
         except Exception:
             log.exception("fleet info: reading the cache's counts failed")
-        while not self._closed.wait(self.period_seconds):
+        wait = first_publish_delay(self.period_seconds)
+        while not self._closed.wait(wait):
+            wait = self.period_seconds
             try:
                 if not self.publish_now():
                     return
@@ -367,6 +377,11 @@ def fleet_info_of(option: FleetInfo | str | bool | None) -> FleetInfo | None:
     return companion_of(option, FleetInfo, "fleet_info")
 
 
+def first_publish_delay(period_seconds: float) -> float:
+    """Seconds from an instance's start to its first publish (``FIRST_PUBLISH_SECONDS``)."""
+    return min(period_seconds, FIRST_PUBLISH_SECONDS) * random.uniform(0.5, 1.0)
+
+
 def _leave_at_exit(fleet_info: weakref.ref[FleetInfo]) -> None:
     live = fleet_info()
     if live is not None:
@@ -385,6 +400,7 @@ def _positive(value: object) -> bool:
 
 __all__ = [
     "DEFAULT_PERIOD_SECONDS",
+    "FIRST_PUBLISH_SECONDS",
     "FleetInfo",
     "connect",
     "fleet_info_of",
