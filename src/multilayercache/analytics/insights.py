@@ -3,8 +3,8 @@ detectors, from periodic samples of what the layers count anyway.
 
 ``Insights.sample()`` is one tick (``sampler.py`` calls it on a thread of its own, tests
 call it on an injected clock): it reads each layer's ``stats()`` and, from an in-process
-layer, ``access_counts()`` (hits per cached entry and misses of the keys that miss most,
-copied out in one short hold of the layer), and feeds them to
+layer, its per-key counts (``accesses.py``, the reader the fleet's global top-N uses too),
+and feeds them to
 
 * a ring of counter samples, one per second or so, bounded by the longest window: the
   rates of ``insights()`` are differences between its newest sample and the one a window
@@ -32,6 +32,7 @@ import numpy as np
 from .._forking import register_after_fork
 from ..core.events import KEY_SPIKE, MISS_RATE_SPIKE
 from ..core.log import ThrottledWarning
+from .accesses import SLOT, access_deltas, top_accesses
 from .anomaly import Anomaly, KeySpikes, MissRateSpikes, deliver
 from .mrc import size_estimates
 from .options import InsightsOptions
@@ -44,9 +45,6 @@ SKEW_MIN_COUNT = 16
 """Accesses a key needs to be fitted (fewer: its count is mostly noise, +-25% at 16)."""
 SKEW_MIN_KEYS = 8
 """Keys the fit needs, else no estimate."""
-
-SLOT = 0
-BUCKET = 1
 
 
 @dataclass(frozen=True)
@@ -137,61 +135,6 @@ def zipf_exponent(counts: np.ndarray) -> tuple[float | None, int]:
     ranks = np.unique(np.round(np.geomspace(1, len(ranked), 32)).astype(np.int64))
     slope, _ = np.polyfit(np.log(ranks), np.log(ranked[ranks - 1].astype(np.float64)), 1)
     return float(-slope), len(ranked)
-
-
-def access_deltas(previous: Any, current: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Accesses per slot and per missed-keys bucket between two ``access_counts()``: a slot
-    or bucket whose hash changed holds another key, counted from 0; so does one whose
-    count went down (its key left and came back)."""
-    return (
-        _deltas(previous.slot_hashes, previous.slot_hits, current.slot_hashes, current.slot_hits),
-        _deltas(
-            previous.missed_hashes,
-            previous.missed_counts,
-            current.missed_hashes,
-            current.missed_counts,
-        ),
-    )
-
-
-def _deltas(
-    old_hashes: np.ndarray, old_counts: np.ndarray, hashes: np.ndarray, counts: np.ndarray
-) -> np.ndarray:
-    shared = min(len(old_hashes), len(hashes))
-    before = np.zeros(len(hashes), dtype=np.int64)
-    same = old_hashes[:shared] == hashes[:shared]
-    before[:shared] = np.where(same, old_counts[:shared], 0)
-    return np.where(counts >= before, counts - before, counts)
-
-
-def top_accesses(
-    current: Any, slot_deltas: np.ndarray, bucket_deltas: np.ndarray, n: int
-) -> dict[int, tuple[int, tuple[int, int]]]:
-    """The ``n`` most accessed keys, ``key_hash -> (accesses, locator)``, a key's hits and
-    misses added up; ``locator`` is ``(SLOT, slot)`` or ``(BUCKET, bucket)``."""
-    found: dict[int, tuple[int, tuple[int, int]]] = {}
-    for kind, deltas, hashes in (
-        (BUCKET, bucket_deltas, current.missed_hashes),
-        (SLOT, slot_deltas, current.slot_hashes),  # last: a cached key is read back there
-    ):
-        for index in _largest(deltas, n):
-            key_hash = int(hashes[index])
-            earlier = found.get(key_hash, (0, None))[0]
-            found[key_hash] = (earlier + int(deltas[index]), (kind, int(index)))
-    if len(found) > n:
-        found = dict(sorted(found.items(), key=lambda item: -item[1][0])[:n])
-    return found
-
-
-def _largest(values: np.ndarray, n: int) -> np.ndarray:
-    """Indexes of the ``n`` largest positive values (any order)."""
-    if n <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if len(values) > n:
-        values_at = np.argpartition(values, len(values) - n)[len(values) - n :]
-    else:
-        values_at = np.arange(len(values))
-    return values_at[values[values_at] > 0]
 
 
 class _LayerSampler:
