@@ -12,9 +12,11 @@ that wants keys and counts since its previous reading.
 Why this reader: it counts what each key was accessed over the span, not since it was
 stored (a count that outlived a restart of its key, or a key that was hot an hour ago,
 does not pass for recent traffic); it ranks every held key by those accesses (not by the
-sketch's 4-bit estimate, which saturates at 15 for every hot key); and it costs one
-copy of the layer's slots (numpy, 12 bytes a slot kept per copy) where a pass over the
-entries in Python held the layer for 30 times as long (``benchmarks/global_top.py
+sketch's 4-bit estimate, which saturates at 15 for every hot key); and it holds the
+layer only for one copy of its slots (numpy; 12 bytes a slot kept per copy). A reading of
+the 400 most accessed keys took 1.0 ms at 10,000 entries and 11 ms at 100,000 where the
+Python pass over the entries it replaced (``hot_key_counts``, the layer held throughout)
+took 10 ms and 55 ms, same machine, same traffic (``benchmarks/global_top.py
 --read-cost``).
 """
 
