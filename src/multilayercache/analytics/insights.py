@@ -157,6 +157,7 @@ class _LayerSampler:
         self.counts: Any = None
         self.skew_from: tuple[float, Any] | None = None
         self.skew: tuple[float | None, int] = (None, 0)
+        self.provisional: tuple[Any, tuple[float | None, int]] | None = None
 
     def sample(self, now: float, wall: float) -> list[Anomaly]:
         stats = self.layer.stats()
@@ -217,7 +218,11 @@ class _LayerSampler:
         windows = [self._rates(seconds) for seconds in sorted(self.options.windows)]
         skew = self.skew
         if skew[0] is None and self.skew_from is not None and self.counts is not None:
-            skew = self._fit(self.skew_from[1], self.counts)  # no full window yet: so far
+            # No full window yet: the fit so far, once per sample however often it is
+            # asked (each exporter's scrape asks; a fit is a pass over the counts).
+            if self.provisional is None or self.provisional[0] is not self.counts:
+                self.provisional = (self.counts, self._fit(self.skew_from[1], self.counts))
+            skew = self.provisional[1]
         return LayerInsights(
             name=self.name,
             windows=windows,
