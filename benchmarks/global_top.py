@@ -4,6 +4,7 @@ the exact counts of the union of their traffic, over several seeds.
     python benchmarks/global_top.py                      # 5 seeds, top 10, 4 s each
     python benchmarks/global_top.py --seeds 10 --n 20 --seconds 6
     python benchmarks/global_top.py --hit-cost           # an L1 hit with fleet_info on / off
+    python benchmarks/global_top.py --read-cost          # one reading of L1's per-key counts
 
 Each instance (a spawned process, ``tests/globaltop_support.py``) reads zipf-distributed
 keys (exponents 1.0, 0.8 and 1.2; key ranges 0-1999, 1000-2999 and 1500-2499, overlapping)
@@ -17,6 +18,11 @@ seconds x 60).
 ``--hit-cost``: the cost of an L1 hit (``cache.get`` of a key L1 holds, 10,000 entries) in
 caches publishing every 5 s and every 0.5 s, against one that does not publish, in the same
 run: the median ratio over 7 rounds (the best of 3 timings each).
+
+``--read-cost``: what one publish spends reading L1's per-key counts
+(``analytics/accesses.py``: copy the counts, the accesses since the previous copy, the 400
+most accessed and their keys), on L1s of 10,000 and 100,000 entries after zipf traffic: the
+median of 15 readings.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 import timeit
 from pathlib import Path
 
@@ -32,7 +39,9 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from globaltop_support import run_fleet  # noqa: E402
 
 from multilayercache import InMemoryLayer, MultilayerCache, RedisLayer  # noqa: E402
-from multilayercache.layers.redis.fleetinfo import FleetInfo  # noqa: E402
+from multilayercache.analytics.accesses import RecentAccesses  # noqa: E402
+from multilayercache.layers.redis.fleetinfo import CANDIDATES, FleetInfo  # noqa: E402
+from multilayercache.tools.benchmarking import zipf_indices  # noqa: E402
 from multilayercache.tools.servers import RedisServer  # noqa: E402
 
 
@@ -70,6 +79,27 @@ def hit_cost() -> None:
             cache.close()
 
 
+def read_cost() -> None:
+    for size in (10_000, 100_000):
+        l1 = InMemoryLayer(max_size=size)
+        for i in range(size):
+            l1.set(i, i)
+        reader = RecentAccesses(l1)
+        reader.read(CANDIDATES)
+        order = zipf_indices(3 * size, size).tolist()
+        spent = []
+        for round_ in range(15):
+            for key in order[round_ * size // 5 : (round_ + 1) * size // 5]:
+                l1.get(key)
+            start = time.perf_counter()
+            reader.read(CANDIDATES)
+            spent.append((time.perf_counter() - start) * 1e3)
+        print(
+            f"L1 of {size:,} entries: one reading of its {CANDIDATES} most accessed keys "
+            f"{statistics.median(spent):.2f} ms (median of 15)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -78,9 +108,13 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=0.5)
     parser.add_argument("--rate", type=float, default=40_000, help="reads per second (base)")
     parser.add_argument("--hit-cost", action="store_true", help="time an L1 hit instead")
+    parser.add_argument("--read-cost", action="store_true", help="time a reading of L1's counts")
     args = parser.parse_args()
     if args.hit_cost:
         hit_cost()
+        return
+    if args.read_cost:
+        read_cost()
         return
     recalls = []
     with RedisServer.start() as server:

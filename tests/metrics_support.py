@@ -107,3 +107,110 @@ def check_workload_counted(stats: Any) -> None:
     assert sum(stats.untrusted_reads["l2"].values()) == 1
     assert "l2" in stats.breakers and "l2" in stats.write_queues
     assert stats.write_queues["l2"].delivered >= 60
+
+
+# ---------------------------------------------------------------------------- insights
+INSIGHT_OPTIONS: dict[str, Any] = dict(
+    interval=0.05,
+    windows=(1.0, 30.0),
+    recent_seconds=0.2,
+    baseline_seconds=2.0,
+    warmup_seconds=0.3,
+    min_requests=50,
+    skew_seconds=0.4,
+)
+"""Insights sampled fast enough, and judged on small enough numbers, that a workload of
+about two seconds moves every one of them."""
+
+
+def run_insights_workload(cache: Any, is_async: bool, insights: Any) -> None:
+    """Steady zipf reads (hits mostly: the rates, the zipf fit, the size estimates), then
+    reads of keys never seen (all misses) until the miss-rate spike is reported;
+    ``insights``: the manager's ``insights`` (plain on both managers)."""
+    from multilayercache.tools.benchmarking import zipf_indices
+
+    load = _as_async(str) if is_async else str
+    order = zipf_indices(40_000, 400, exponent=1.1, seed=3).tolist()
+
+    def steady(seconds: float) -> None:
+        started = time.monotonic()
+        for step, rank in enumerate(order):
+            cache.get_or_load(f"item:{rank}", load)
+            if step % 500 == 0 and time.monotonic() - started > seconds:
+                return
+
+    steady(1.2)
+    deadline = time.monotonic() + 10
+    fresh = 0
+    while not insights().anomalies and time.monotonic() < deadline:
+        for _ in range(50):
+            fresh += 1
+            cache.get_or_load(f"cold:{fresh}", load)
+    assert insights().anomalies, "no miss-rate spike was reported within 10 s"
+    # Steady again for two skew windows: the zipf exponent is fitted to skewed traffic,
+    # not to the keys read once each.
+    steady(2.5 * INSIGHT_OPTIONS["skew_seconds"])
+
+
+def expected_insight_samples(report: Any, cache: str) -> dict[tuple[str, frozenset], float]:
+    """What the exporters must show for ``report`` (a ``CacheInsights``), written out field
+    by field as ``expected_samples`` does for the stats."""
+    expected: dict[tuple[str, frozenset], float] = {}
+
+    def put(name: str, value: float, **labels: str) -> None:
+        expected[(name, frozenset({"cache": cache, **labels}.items()))] = value
+
+    for layer in report.layers:
+        for rates in layer.windows:
+            window = f"{rates.seconds:g}s"
+            if rates.hit_ratio is not None:
+                put("cache_window_hit_ratio", rates.hit_ratio, layer=layer.name, window=window)
+            put(
+                "cache_window_requests_per_second",
+                rates.requests_per_second,
+                layer=layer.name,
+                window=window,
+            )
+            for cause, value in (
+                ("size", rates.evictions_per_second),
+                ("expired", rates.expirations_per_second),
+            ):
+                put(
+                    "cache_window_evictions_per_second",
+                    value,
+                    layer=layer.name,
+                    window=window,
+                    cause=cause,
+                )
+        if layer.zipf_exponent is not None:
+            put("cache_zipf_exponent", layer.zipf_exponent, layer=layer.name)
+        for kind, count in layer.anomalies_reported.items():
+            put("cache_anomalies_total", count, layer=layer.name, kind=kind)
+        for factor, hit_ratio in (layer.size_estimates or {}).items():
+            put("cache_size_estimate_hit_ratio", hit_ratio, layer=layer.name, factor=f"{factor:g}")
+    return expected
+
+
+def check_insights_moved(report: Any) -> None:
+    """The insights workload moved every insight the exporters are checked on."""
+    l1, l2 = report.layer("l1"), report.layer("l2")
+    assert l1.zipf_exponent is not None and l2.zipf_exponent is None
+    assert sum(l1.anomalies_reported.values()) + sum(l2.anomalies_reported.values()) >= 1
+    assert set(l1.anomalies_reported) == {"key_spike", "miss_rate_spike"}
+    assert set(l2.anomalies_reported) == {"miss_rate_spike"}  # no per-key counts in Redis
+    assert l1.size_estimates is not None and l2.size_estimates is None
+    assert set(l1.size_estimates) == {0.5, 1.0, 2.0}
+    assert all(0 <= ratio <= 1 for ratio in l1.size_estimates.values())
+    for layer in (l1, l2):
+        assert layer.window(30).requests_per_second > 0 and layer.window(30).hit_ratio is not None
+    assert l1.window(30).evictions_per_second > 0  # 400 keys and more through 200 places
+
+
+INSIGHT_NAMES = (
+    "cache_window_hit_ratio",
+    "cache_window_requests_per_second",
+    "cache_window_evictions_per_second",
+    "cache_zipf_exponent",
+    "cache_anomalies_total",
+    "cache_size_estimate_hit_ratio",
+)

@@ -449,7 +449,6 @@ def run_layer_ops(pure, compiled, clocks, ops) -> None:
     check_invariants(compiled)
     assert pure.get_top_keys(5) == compiled.get_top_keys(5)
     assert pure.snapshot(5).hot_keys == compiled.snapshot(5).hot_keys
-    assert pure.hot_key_counts(5) == compiled.hot_key_counts(5)
     same_access_counts(pure, compiled)
 
 

@@ -16,13 +16,14 @@ import pytest
 from multilayercache import (
     AsyncMultilayerCache,
     AsyncRedisLayer,
+    InsightsOptions,
     LayerPolicy,
     MultilayerCache,
     RedisLayer,
     WriteBehind,
 )
 
-from metrics_support import run_workload
+from metrics_support import INSIGHT_OPTIONS, run_insights_workload, run_workload
 from support import Blocking
 
 
@@ -47,6 +48,34 @@ def worked(
     cache = Blocking(raw, loop)
     try:
         run_workload(cache, loop is not None, raw_redis, prefix)
+        yield raw
+    finally:
+        cache.close(timeout=2)
+        if loop is not None:
+            loop.close()
+
+
+@pytest.fixture
+def insightful(kind: str, impl: SimpleNamespace, redis_url: str, prefix: str) -> Iterator[Any]:
+    """A manager with insights on (and an L1 that estimates other sizes) after
+    ``run_insights_workload``, its sampler then stopped: ``insights()`` holds still, so
+    what an exporter reads can be compared with it."""
+    loop = asyncio.new_event_loop() if kind == "asyncio" else None
+    l1 = impl.InMemoryLayer(
+        max_size=200, name="l1", estimate_sizes=(0.5, 2), estimate_sample_rate=1.0
+    )
+    options = InsightsOptions(**INSIGHT_OPTIONS)
+    if loop is None:
+        raw: Any = MultilayerCache(
+            [l1, RedisLayer(redis_url, prefix=prefix, name="l2")], insights=options
+        )
+    else:
+        l2 = AsyncRedisLayer(redis_url, prefix=prefix, name="l2")
+        raw = AsyncMultilayerCache([l1, l2], insights=options)
+    cache = Blocking(raw, loop)
+    try:
+        run_insights_workload(cache, loop is not None, raw.insights)
+        raw._sampler.stop(timeout=2)
         yield raw
     finally:
         cache.close(timeout=2)

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from multilayercache import InMemoryLayer, MultilayerCache
-from multilayercache.observability.metrics import SPECS
+from multilayercache.observability.metrics import INSIGHT_SPECS, SPECS
 from multilayercache.observability.prometheus import register
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "grafana.json"
@@ -70,3 +70,9 @@ def test_it_shows_what_an_operator_looks_at_first() -> None:
         "cache_dead_letters_total",
     ):
         assert name in text, name
+
+
+def test_it_shows_every_insight() -> None:
+    text = " ".join(queries())
+    for spec in INSIGHT_SPECS:
+        assert spec.name in text, spec.name

@@ -20,7 +20,14 @@ from multilayercache import AsyncMultilayerCache, InMemoryLayer, MultilayerCache
 from multilayercache.observability.metrics import METRIC_NAMES
 from multilayercache.observability.otel import instrument, traced
 
-from metrics_support import SECRET_KEY, check_workload_counted, expected_samples
+from metrics_support import (
+    INSIGHT_NAMES,
+    SECRET_KEY,
+    check_insights_moved,
+    check_workload_counted,
+    expected_insight_samples,
+    expected_samples,
+)
 
 
 def collect(reader: InMemoryMetricReader) -> dict[tuple[str, frozenset], float]:
@@ -74,6 +81,35 @@ def test_a_collection_shows_every_metric_equal_to_stats(worked: Any, reader: Any
     assert not any(SECRET_KEY in value or "item:" in value for value in values)
     known = METRIC_NAMES | {"cache_load_duration_seconds_count", "cache_load_duration_seconds_sum"}
     assert {name for name, _ in collected} <= known
+
+
+def test_a_collection_shows_every_insight_equal_to_insights(insightful: Any, reader: Any) -> None:
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        instrument(insightful, name="orders", meter_provider=provider)
+        collected = collect(reader)
+        report = insightful.insights()
+    finally:
+        provider.shutdown()
+    check_insights_moved(report)
+    expected = expected_insight_samples(report, "orders")
+    exported = {series for series in collected if series[0] in INSIGHT_NAMES}
+    assert exported == set(expected), sorted(exported ^ set(expected))
+    for sample, value in expected.items():
+        assert math.isclose(collected[sample], value), (sample, collected[sample], value)
+    values = {value for _, labels in collected for _, value in labels}
+    assert not any("item:" in value or "cold:" in value for value in values)
+
+
+def test_a_cache_without_insights_reports_no_insight_series(worked: Any, reader: Any) -> None:
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        instrument(worked, name="orders", meter_provider=provider)
+        collected = collect(reader)
+    finally:
+        provider.shutdown()
+    assert collected
+    assert not {name for name, _ in collected} & set(INSIGHT_NAMES)
 
 
 def test_two_caches_share_the_instruments_of_one_provider(reader: Any) -> None:

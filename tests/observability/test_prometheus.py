@@ -20,7 +20,14 @@ from multilayercache import InMemoryLayer, MultilayerCache
 from multilayercache.observability.metrics import METRIC_NAMES
 from multilayercache.observability.prometheus import CacheCollector, register, unregister
 
-from metrics_support import SECRET_KEY, check_workload_counted, expected_samples
+from metrics_support import (
+    INSIGHT_NAMES,
+    SECRET_KEY,
+    check_insights_moved,
+    check_workload_counted,
+    expected_insight_samples,
+    expected_samples,
+)
 
 
 @pytest.fixture
@@ -69,6 +76,34 @@ def test_a_scrape_shows_every_metric_equal_to_stats(worked: Any, endpoint: Any) 
         assert name in names
     assert SECRET_KEY not in text
     assert "item:" not in text and "garbage" not in text  # no key at all
+
+
+def test_a_cache_without_insights_exports_no_insight_series(worked: Any, endpoint: Any) -> None:
+    registry, url = endpoint
+    register(worked, name="orders", registry=registry)
+    text, scraped = scrape(url)
+    assert not {name for name, _ in scraped} & set(INSIGHT_NAMES)
+    for name in INSIGHT_NAMES:  # described all the same: one set of names whatever the setup
+        assert f"# TYPE {name} " in text
+
+
+def test_a_scrape_shows_every_insight_equal_to_insights(insightful: Any, endpoint: Any) -> None:
+    registry, url = endpoint
+    register(insightful, name="orders", registry=registry)
+    text, scraped = scrape(url)
+    report = insightful.insights()
+    check_insights_moved(report)
+    expected = expected_insight_samples(report, "orders")
+    exported = {series for series in scraped if series[0] in INSIGHT_NAMES}
+    assert exported == set(expected), sorted(exported ^ set(expected))
+    for sample, value in expected.items():
+        assert math.isclose(scraped[sample], value), (sample, scraped[sample], value)
+    assert {name for name, _ in exported} == set(INSIGHT_NAMES)
+    assert "item:" not in text and "cold:" not in text  # a spike's key is never a label
+    # The stats are there as well, as without insights.
+    stats = insightful.stats()
+    for sample, value in expected_samples(stats, "orders").items():
+        assert math.isclose(scraped[sample], value), sample
 
 
 def test_every_name_exposed_is_a_declared_one(worked: Any, endpoint: Any) -> None:

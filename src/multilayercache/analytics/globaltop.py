@@ -13,17 +13,15 @@ the same recent span on every instance, can: the fleet's rate of a key is the su
 instances' rates, and ranks keys as the exact counts of the union of their traffic over
 that span would.
 
-How a rate is estimated: at every publish (every few seconds) the tracker reads each hot
-key's cumulative count, and the growth since the last reading over the seconds between
-them is that period's rate; rates are smoothed by an exponentially weighted moving
-average with time constant ``window_seconds``, corrected for its start (as Adam corrects
-its moments: a fresh average is divided by ``1 - exp(-observed / window)``, so an instance
-that just started is neither under- nor over-weighted). A key that was not among the
-candidates of a reading counts as not accessed then (its rate decays). A count that went
-down (the key was evicted and admitted again: its hits restart) counts from zero. A key
-seen for the first time counts all it has, an over-estimate for one period only when the
-key was warm but not hot before. Memory is bounded: at most ``capacity`` keys are
-tracked, the coldest forgotten first.
+How a rate is estimated: at every publish (every few seconds) the instance reads each key's
+accesses since the previous reading (``accesses.py``: the difference of two copies of the
+L1's per-key counts, the reader insights use too), and those accesses over the seconds
+between the readings are that period's rate; rates are smoothed by an exponentially
+weighted moving average with time constant ``window_seconds``, corrected for its start (as
+Adam corrects its moments: a fresh average is divided by ``1 - exp(-observed / window)``, so
+an instance that just started is neither under- nor over-weighted). A key that was not
+among the most accessed of a reading counts as not accessed then (its rate decays). Memory
+is bounded: at most ``capacity`` keys are tracked, the coldest forgotten first.
 """
 
 from __future__ import annotations
@@ -42,12 +40,12 @@ most keys to 0)."""
 
 
 class AccessRates:
-    """Recent accesses per second of one instance's hottest keys, from the cumulative counts
-    its L1 keeps (see the module docstring).
+    """Recent accesses per second of one instance's hottest keys, from its L1's accesses
+    between readings (see the module docstring).
 
     >>> rates = AccessRates(window_seconds=60)
-    >>> rates.observe({"a": 10, "b": 1}, now=0.0)      # the baseline
-    >>> rates.observe({"a": 70, "b": 7}, now=6.0)      # a: 60 in 6 s, b: 6
+    >>> rates.observe({}, now=0.0)                     # the baseline
+    >>> rates.observe({"a": 60, "b": 6}, now=6.0)      # a: 60 in 6 s, b: 6
     >>> [(key, round(rate)) for key, rate in rates.top(2)]
     [('a', 10), ('b', 1)]
     """
@@ -61,37 +59,28 @@ class AccessRates:
             raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
         self.window_seconds = float(window_seconds)
         self.capacity = capacity
-        self._counts: dict[str, int] = {}
-        """The last count read of every tracked key."""
         self._averages: dict[str, float] = {}
         """The moving average of every tracked key's rate (before the start correction)."""
         self._last_reading: float | None = None
         self._observed_seconds = 0.0
 
-    def observe(self, counts: Mapping[str, int], now: float) -> None:
-        """A reading at ``now`` (seconds, monotonic) of the cumulative access counts of the
-        hottest keys; the first reading is the baseline."""
+    def observe(self, accesses: Mapping[str, int], now: float) -> None:
+        """A reading at ``now`` (seconds, monotonic): the most accessed keys' accesses since
+        the previous reading. The first reading is the baseline (it covers no known span:
+        what it holds counts for nothing), and so is one whose clock did not move."""
         last = self._last_reading
         if last is not None and now <= last:
-            return  # a clock that did not move: nothing to learn
-        previous = self._counts
+            return
         if last is not None:
             elapsed = now - last
             keep = math.exp(-elapsed / self.window_seconds)
             averages = self._averages
             for key in averages:  # not read this time: not accessed (decays)
                 averages[key] *= keep
-            for key, count in counts.items():
-                before = previous.get(key, 0)
-                grown = count - before if count >= before else count
-                averages[key] = averages.get(key, 0.0) + (1.0 - keep) * grown / elapsed
+            for key, count in accesses.items():
+                averages[key] = averages.get(key, 0.0) + (1.0 - keep) * count / elapsed
             self._observed_seconds += elapsed
-        self._forget_coldest()
-        # The last count of every tracked key (and of every key just read): a key that
-        # comes back among the hottest grows from where it was.
-        averages = self._averages
-        kept = {key: previous[key] for key in averages if key in previous and key not in counts}
-        self._counts = {**kept, **counts}
+            self._forget_coldest()
         self._last_reading = now
 
     def _forget_coldest(self) -> None:

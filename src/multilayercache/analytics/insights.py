@@ -3,8 +3,8 @@ detectors, from periodic samples of what the layers count anyway.
 
 ``Insights.sample()`` is one tick (``sampler.py`` calls it on a thread of its own, tests
 call it on an injected clock): it reads each layer's ``stats()`` and, from an in-process
-layer, ``access_counts()`` (hits per cached entry and misses of the keys that miss most,
-copied out in one short hold of the layer), and feeds them to
+layer, its per-key counts (``accesses.py``, the reader the fleet's global top-N uses too),
+and feeds them to
 
 * a ring of counter samples, one per second or so, bounded by the longest window: the
   rates of ``insights()`` are differences between its newest sample and the one a window
@@ -24,14 +24,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from .._forking import register_after_fork
+from ..core.events import KEY_SPIKE, MISS_RATE_SPIKE
 from ..core.log import ThrottledWarning
+from .accesses import SLOT, access_deltas, top_accesses
 from .anomaly import Anomaly, KeySpikes, MissRateSpikes, deliver
+from .mrc import size_estimates
 from .options import InsightsOptions
 
 RECENT_ANOMALIES = 32
@@ -42,9 +45,6 @@ SKEW_MIN_COUNT = 16
 """Accesses a key needs to be fitted (fewer: its count is mostly noise, +-25% at 16)."""
 SKEW_MIN_KEYS = 8
 """Keys the fit needs, else no estimate."""
-
-SLOT = 0
-BUCKET = 1
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class WindowRates:
     hits_per_second: float
     misses_per_second: float
     evictions_per_second: float
+    """Entries evicted for room (as ``cache_evictions_total{cause="size"}``: a newcomer
+    that lost admission is a rejection, not an eviction)."""
     expirations_per_second: float
     hit_ratio: float | None
     """hits / requests over the window (``None``: no request)."""
@@ -81,6 +83,12 @@ class LayerInsights:
     """The keys that fit used."""
     tracked_keys: int
     """Keys whose share of requests the key-spike detector follows now."""
+    anomalies_reported: dict[str, int] = field(default_factory=dict)
+    """Anomalies reported since the cache was created, by kind (``key_spike``,
+    ``miss_rate_spike``; only the kinds this layer can report)."""
+    size_estimates: dict[float, float] | None = None
+    """An L1 built with ``estimate_sizes``: its ``size_estimates()``, the hit ratio it
+    would have at each size factor (``None`` for other layers)."""
 
     def window(self, seconds: float) -> WindowRates:
         """The rates over the window of ``seconds``."""
@@ -129,61 +137,6 @@ def zipf_exponent(counts: np.ndarray) -> tuple[float | None, int]:
     return float(-slope), len(ranked)
 
 
-def access_deltas(previous: Any, current: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Accesses per slot and per missed-keys bucket between two ``access_counts()``: a slot
-    or bucket whose hash changed holds another key, counted from 0; so does one whose
-    count went down (its key left and came back)."""
-    return (
-        _deltas(previous.slot_hashes, previous.slot_hits, current.slot_hashes, current.slot_hits),
-        _deltas(
-            previous.missed_hashes,
-            previous.missed_counts,
-            current.missed_hashes,
-            current.missed_counts,
-        ),
-    )
-
-
-def _deltas(
-    old_hashes: np.ndarray, old_counts: np.ndarray, hashes: np.ndarray, counts: np.ndarray
-) -> np.ndarray:
-    shared = min(len(old_hashes), len(hashes))
-    before = np.zeros(len(hashes), dtype=np.int64)
-    same = old_hashes[:shared] == hashes[:shared]
-    before[:shared] = np.where(same, old_counts[:shared], 0)
-    return np.where(counts >= before, counts - before, counts)
-
-
-def top_accesses(
-    current: Any, slot_deltas: np.ndarray, bucket_deltas: np.ndarray, n: int
-) -> dict[int, tuple[int, tuple[int, int]]]:
-    """The ``n`` most accessed keys, ``key_hash -> (accesses, locator)``, a key's hits and
-    misses added up; ``locator`` is ``(SLOT, slot)`` or ``(BUCKET, bucket)``."""
-    found: dict[int, tuple[int, tuple[int, int]]] = {}
-    for kind, deltas, hashes in (
-        (BUCKET, bucket_deltas, current.missed_hashes),
-        (SLOT, slot_deltas, current.slot_hashes),  # last: a cached key is read back there
-    ):
-        for index in _largest(deltas, n):
-            key_hash = int(hashes[index])
-            earlier = found.get(key_hash, (0, None))[0]
-            found[key_hash] = (earlier + int(deltas[index]), (kind, int(index)))
-    if len(found) > n:
-        found = dict(sorted(found.items(), key=lambda item: -item[1][0])[:n])
-    return found
-
-
-def _largest(values: np.ndarray, n: int) -> np.ndarray:
-    """Indexes of the ``n`` largest positive values (any order)."""
-    if n <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if len(values) > n:
-        values_at = np.argpartition(values, len(values) - n)[len(values) - n :]
-    else:
-        values_at = np.arange(len(values))
-    return values_at[values[values_at] > 0]
-
-
 class _LayerSampler:
     """One layer's samples: counters, the ring, its detectors, its skew."""
 
@@ -199,13 +152,17 @@ class _LayerSampler:
         self.misses = MissRateSpikes(self.name, options)
         counted = callable(getattr(layer, "access_counts", None))
         self.keys = KeySpikes(self.name, options) if counted else None
+        kinds = (KEY_SPIKE, MISS_RATE_SPIKE) if counted else (MISS_RATE_SPIKE,)
+        self.anomalies_reported = dict.fromkeys(kinds, 0)
         self.counts: Any = None
         self.skew_from: tuple[float, Any] | None = None
         self.skew: tuple[float | None, int] = (None, 0)
+        self.provisional: tuple[Any, tuple[float | None, int]] | None = None
 
     def sample(self, now: float, wall: float) -> list[Anomaly]:
         stats = self.layer.stats()
-        counters = (stats.hits, stats.misses, stats.evictions, stats.expirations)
+        evicted = stats.evictions - stats.admission_losses
+        counters = (stats.hits, stats.misses, evicted, stats.expirations)
         counts = self.layer.access_counts() if self.keys is not None else None
         last, self.last = self.last, (now, counters)
         if not self.ring or now - self.ring[-1][0] >= self.spacing:
@@ -230,6 +187,8 @@ class _LayerSampler:
             spikes = self.keys.observe(seconds, hits + misses, top, wall)
             found.extend(self._with_key(self.keys, spike) for spike in spikes)
             self._follow_skew(now, counts)
+        for anomaly in found:
+            self.anomalies_reported[anomaly.kind] += 1
         return found
 
     def _with_key(self, keys: KeySpikes, spike: Anomaly) -> Anomaly:
@@ -259,7 +218,11 @@ class _LayerSampler:
         windows = [self._rates(seconds) for seconds in sorted(self.options.windows)]
         skew = self.skew
         if skew[0] is None and self.skew_from is not None and self.counts is not None:
-            skew = self._fit(self.skew_from[1], self.counts)  # no full window yet: so far
+            # No full window yet: the fit so far, once per sample however often it is
+            # asked (each exporter's scrape asks; a fit is a pass over the counts).
+            if self.provisional is None or self.provisional[0] is not self.counts:
+                self.provisional = (self.counts, self._fit(self.skew_from[1], self.counts))
+            skew = self.provisional[1]
         return LayerInsights(
             name=self.name,
             windows=windows,
@@ -267,6 +230,8 @@ class _LayerSampler:
             zipf_exponent=skew[0],
             zipf_keys=skew[1],
             tracked_keys=0 if self.keys is None else len(self.keys),
+            anomalies_reported=dict(self.anomalies_reported),
+            size_estimates=size_estimates(self.layer),
         )
 
     def _rates(self, seconds: float) -> WindowRates:

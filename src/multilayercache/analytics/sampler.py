@@ -122,6 +122,13 @@ def start_insights(
     return sampler
 
 
+def insights_if_on(cache: Any) -> CacheInsights | None:
+    """``cache.insights()`` of a manager made with insights, else ``None`` (insights off,
+    or a bare layer): what the metrics exporters read at a scrape."""
+    sampler: Sampler | None = getattr(cache, "_sampler", None)
+    return None if sampler is None else sampler.insights.report()
+
+
 def cache_insights(cache: Any) -> CacheInsights:
     """Per layer: request, hit, miss, eviction and expiration rates over sliding windows
     (``InsightsOptions.windows``: 10 s, 1 min, 5 min), the zipf exponent of the keys'

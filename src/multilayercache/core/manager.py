@@ -18,10 +18,6 @@ from .state import CacheState
 from .stats import CacheStats
 from .tiers import timed
 
-HOT_KEY_CANDIDATES = 400
-"""Hot keys of L1 read at each publish of the fleet info: more than are published (100), so
-that a key rising into the top already has a history of counts."""
-
 
 class ManagerBase:
     """The IO-free half of a manager; ``driver`` is the sync or asyncio driver class."""
@@ -155,23 +151,11 @@ class ManagerBase:
         its first in-process layer, which sees every read) and stats, every period."""
         shared = self._shared_tier("fleet_info")
         first = self._state.tiers[0]
-        # The first layer sees every read; an in-process one without the counts (a layer
-        # of the user's own) publishes no keys, its stats still.
-        hot_key_counts = getattr(first.layer, "hot_key_counts", None) if first.in_process else None
         manager = weakref.ref(self)  # the publisher's thread must not keep the cache alive
-        text_of = _text_in(shared.layer)
 
         def source() -> Any:
             cache = manager()
-            if cache is None:
-                return None
-            counts: dict[str, int] = {}
-            if hot_key_counts is not None:
-                for key, count in hot_key_counts(HOT_KEY_CANDIDATES):
-                    text = text_of(key)
-                    if text is not None:
-                        counts[text] = counts.get(text, 0) + count
-            return counts, cache.stats()
+            return None if cache is None else cache.stats()
 
         fleet_info.start(
             shared.layer.prefix,
@@ -179,6 +163,10 @@ class ManagerBase:
             default_url=getattr(shared.layer, "url", None),
             default_client=getattr(shared.layer, "client", None),
             cluster=bool(getattr(shared.layer, "is_cluster", False)),
+            # The first layer sees every read; an in-process one without per-key counts (a
+            # layer of the user's own) publishes no keys, its stats still.
+            counted=first.layer if first.in_process else None,
+            text_of=_text_in(shared.layer),
         )
         self.fleet_info = fleet_info
 

@@ -10,6 +10,9 @@ Names follow what dashboards expect of a cache (Micrometer's, as Prometheus spel
 ``cache_gets_total{cache,layer,result}``, ``cache_puts_total``, ``cache_evictions_total
 {cause}``, ``cache_size``, ``cache_load_total{result}``, ``cache_load_duration_seconds``;
 the rest (stale served, refreshes, breakers, write-behind queues, ...) are this library's.
+A cache made with ``insights=`` adds what ``cache.insights()`` reports (``INSIGHT_SPECS``:
+rates over its sliding windows, the zipf exponent, anomalies, size estimates), read from
+the samples its sampler thread took: a scrape only copies them out.
 Labels name caches, layers, causes and outcomes: never a key (a key in a label would make
 one time series per key, and leak keys into the monitoring system). IO-free, and free of
 any metrics library.
@@ -17,11 +20,14 @@ any metrics library.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ..analytics.insights import CacheInsights, LayerInsights
+from ..analytics.sampler import insights_if_on
 from ..core.breaker import BreakerState
 from ..core.stats import CacheStats, LayerStats
 
@@ -251,7 +257,53 @@ MANAGER_SPECS = (
 )  # fmt: skip
 """What a manager reports beyond its layers'."""
 
-SPECS = LAYER_SPECS + MANAGER_SPECS
+WINDOW_HIT_RATIO = _layer(
+    "cache_window_hit_ratio",
+    Kind.GAUGE,
+    "Hits / reads of a layer over a sliding window (insights; absent before a read).",
+    "window",
+)
+WINDOW_REQUESTS = _layer(
+    "cache_window_requests_per_second",
+    Kind.GAUGE,
+    "Reads of a layer per second over a sliding window (insights).",
+    "window",
+)
+WINDOW_EVICTIONS = _layer(
+    "cache_window_evictions_per_second",
+    Kind.GAUGE,
+    "Entries a layer removed per second over a sliding window, by cause: size (evicted "
+    "for room) or expired (insights).",
+    "window",
+    "cause",
+)
+ZIPF_EXPONENT = _layer(
+    "cache_zipf_exponent",
+    Kind.GAUGE,
+    "The skew of an in-process layer's per-key accesses, fitted to a zipf law (insights; "
+    "absent before enough traffic).",
+)
+ANOMALIES = _layer(
+    "cache_anomalies_total",
+    Kind.COUNTER,
+    "Anomalies reported, by kind: key_spike (one key's share of requests jumped) or "
+    "miss_rate_spike (a layer's miss ratio jumped).",
+    "kind",
+)
+SIZE_ESTIMATE = _layer(
+    "cache_size_estimate_hit_ratio",
+    Kind.GAUGE,
+    "The hit ratio an L1 built with estimate_sizes would have at factor x its size "
+    "(1: its own, measured; insights).",
+    "factor",
+)
+
+INSIGHT_SPECS = (
+    WINDOW_HIT_RATIO, WINDOW_REQUESTS, WINDOW_EVICTIONS, ZIPF_EXPONENT, ANOMALIES, SIZE_ESTIMATE,
+)  # fmt: skip
+"""What a cache made with ``insights=`` reports beyond its stats (``cache.insights()``)."""
+
+SPECS = LAYER_SPECS + MANAGER_SPECS + INSIGHT_SPECS
 METRIC_NAMES = frozenset(spec.name for spec in SPECS)
 """Every name an exporter may produce (as Prometheus exposes them)."""
 
@@ -260,10 +312,13 @@ BREAKER_LEVELS = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerStat
 """A breaker's state as a gauge: higher is worse, so a dashboard can alert on ``> 0``."""
 
 
-def families(stats: CacheStats | LayerStats, cache: str) -> list[Family]:
+def families(
+    stats: CacheStats | LayerStats, cache: str, insights: CacheInsights | None = None
+) -> list[Family]:
     """The metric families of a manager's ``stats()`` or of one layer's, every sample
-    labelled ``cache=cache``. A family with no samples (no layer has a breaker, say) is
-    still listed, so that exporters describe the same names whatever the setup."""
+    labelled ``cache=cache``, and of the manager's ``insights()`` when given. A family with
+    no samples (no layer has a breaker, or the cache has no insights, say) is still listed,
+    so that exporters describe the same names whatever the setup."""
     if not isinstance(cache, str) or not cache:
         raise ValueError(f"the cache name must be a non-empty str, got {cache!r}")
     samples: dict[Spec, list[Sample]] = {spec: [] for spec in SPECS}
@@ -274,6 +329,10 @@ def families(stats: CacheStats | LayerStats, cache: str) -> list[Family]:
         for name, layer in zip(layer_labels(stats.layers), stats.layers, strict=True):
             _add_layer(samples, cache, name, layer)
         _add_manager(samples, cache, stats)
+        if insights is not None:
+            labels = layer_labels(stats.layers)
+            for name, layer_insights in zip(labels, insights.layers, strict=True):
+                _add_insights(samples, cache, name, layer_insights)
         specs = SPECS
     else:
         raise TypeError(f"stats must be a CacheStats or a LayerStats, got {stats!r}")
@@ -281,9 +340,20 @@ def families(stats: CacheStats | LayerStats, cache: str) -> list[Family]:
 
 
 def read(source: Any, cache: str) -> list[Family]:
-    """``families(source.stats(), cache)``: ``source`` is a manager (sync or asyncio: its
-    ``stats()`` is a plain call) or a layer."""
-    return families(source.stats(), cache)
+    """``families(source.stats(), cache, insights)``: ``source`` is a manager (sync or
+    asyncio: its ``stats()`` and ``insights()`` are plain calls) or a layer. The insights
+    are read only from a cache that has them: without, a scrape costs nothing more."""
+    return families(source.stats(), cache, insights_if_on(source))
+
+
+def window_label(seconds: float) -> str:
+    """A sliding window's ``window`` label: ``10s``, ``60s``, ``300s``."""
+    return f"{seconds:g}s"
+
+
+def factor_label(factor: float) -> str:
+    """A size factor's ``factor`` label: ``0.5``, ``1``, ``2``."""
+    return f"{factor:g}"
 
 
 def layer_labels(layers: Iterable[LayerStats]) -> list[str]:
@@ -375,6 +445,28 @@ def _add_manager(out: dict[Spec, list[Sample]], cache: str, stats: CacheStats) -
         add(DEAD_LETTERS, queue.dead_lettered, layer)
     for event, count in stats.fleet_flight.items():
         add(FLEET_FLIGHT, count, event)
+
+
+def _add_insights(
+    out: dict[Spec, list[Sample]], cache: str, layer: str, insights: LayerInsights
+) -> None:
+    def add(spec: Spec, value: float, *labels: str) -> None:
+        out[spec].append(Sample((cache, layer, *labels), value))
+
+    for rates in insights.windows:
+        window = window_label(rates.seconds)
+        if rates.hit_ratio is not None:  # no read in the window: no ratio, not 0
+            add(WINDOW_HIT_RATIO, rates.hit_ratio, window)
+        add(WINDOW_REQUESTS, rates.requests_per_second, window)
+        add(WINDOW_EVICTIONS, rates.evictions_per_second, window, "size")
+        add(WINDOW_EVICTIONS, rates.expirations_per_second, window, "expired")
+    if insights.zipf_exponent is not None:
+        add(ZIPF_EXPONENT, insights.zipf_exponent)
+    for kind, count in sorted(insights.anomalies_reported.items()):
+        add(ANOMALIES, count, kind)
+    for factor, hit_ratio in sorted((insights.size_estimates or {}).items()):
+        if not math.isnan(hit_ratio):  # nothing sampled yet
+            add(SIZE_ESTIMATE, hit_ratio, factor_label(factor))
 
 
 def _rate_limit_outcomes(limits: Any) -> Iterator[tuple[str, int]]:

@@ -25,7 +25,12 @@ from multilayercache import (
     RedisLayer,
 )
 from multilayercache.core.errors import LayerUnavailableError
-from multilayercache.layers.redis.fleetinfo import FleetInfo, fleet_keys
+from multilayercache.layers.redis.fleetinfo import (
+    FIRST_PUBLISH_SECONDS,
+    FleetInfo,
+    first_publish_delay,
+    fleet_keys,
+)
 
 from faults.forking import in_child
 
@@ -345,6 +350,75 @@ def test_a_forked_child_publishes_as_an_instance_of_its_own(redis_url, prefix) -
         wait_for(lambda: cache.fleet_info.counts["published"] > published)  # parent goes on
     finally:
         cache.close()
+
+
+def test_instances_started_together_show_within_a_second_not_a_period(redis_url, prefix) -> None:
+    # Three processes with the default period (5 s) start at once: each appears in the
+    # fleet's view, its hot key in global_top_keys, about a second after it started, and
+    # their first publishes are spread over the second half of that second.
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from multilayercache import InMemoryLayer, MultilayerCache, RedisLayer
+        started = time.time()
+        cache = MultilayerCache(
+            [InMemoryLayer(max_size=100), RedisLayer({redis_url!r}, prefix={prefix!r})],
+            fleet_info=True,
+        )
+        for _ in range(200):
+            cache.get_or_load(sys.argv[1], str)
+        print(cache.fleet_info.instance, started, cache.fleet_info.period_seconds, flush=True)
+        sys.stdin.readline()
+        cache.close()
+        """
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, f"hot-in-{n}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": SRC},
+        )
+        for n in range(3)
+    ]
+    reader = MultilayerCache([RedisLayer(redis_url, prefix=prefix)])
+    try:
+        started: dict[str, float] = {}
+        for child in children:
+            instance, at, period = child.stdout.readline().split()
+            assert float(period) == 5.0
+            started[instance] = float(at)
+        reader.global_top_keys(1)  # makes the reader's FleetInfo (it publishes nothing)
+        reports = wait_for(
+            lambda: len(found := reader.fleet_info.read()) == 3 and found,
+            timeout=FIRST_PUBLISH_SECONDS + 2,
+        )
+        for report in reports:
+            delay = report.published_at - started[report.instance]
+            assert FIRST_PUBLISH_SECONDS / 2 - 0.05 <= delay <= FIRST_PUBLISH_SECONDS + 1.0
+        assert {key for key, _ in reader.global_top_keys(3)} == {f"hot-in-{n}" for n in range(3)}
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.stdin.write("\n")
+                child.stdin.flush()
+        for child in children:
+            try:
+                child.wait(10)
+            finally:
+                child.kill()
+                child.stdin.close()
+                child.stdout.close()
+        reader.close()
+
+
+@pytest.mark.parametrize("period", [0.2, 1.0, 5.0, 60.0])
+def test_the_first_publish_comes_within_the_second_half_of_its_span(period) -> None:
+    span = min(period, FIRST_PUBLISH_SECONDS)
+    delays = [first_publish_delay(period) for _ in range(1_000)]
+    assert all(span / 2 <= delay <= span for delay in delays)
+    assert max(delays) - min(delays) > span / 3  # spread, not one moment for every process
 
 
 @pytest.mark.parametrize("end", ["exit", "sigterm"])

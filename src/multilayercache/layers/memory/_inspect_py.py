@@ -4,7 +4,6 @@ tests. The layer's methods of the same names call these; each holds the layer's 
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,7 @@ import numpy as np
 from ..._core._policy_py import NOT_CACHED
 from ...core.stats import LayerSnapshot, LayerStats
 from .arguments import checked_top_n
-from .introspection import AccessCounts, layer_snapshot, layer_stats, ranked_counts
+from .introspection import AccessCounts, layer_snapshot, layer_stats
 
 if TYPE_CHECKING:
     from ._layer_py import InMemoryLayer
@@ -49,25 +48,6 @@ def top_keys(layer: InMemoryLayer, n: int) -> list[tuple[Any, int]]:
         ]
     ranked.sort(key=lambda pair: -pair[1])
     return ranked[:n]
-
-
-def hot_key_counts(layer: InMemoryLayer, n: int) -> list[tuple[Any, int]]:
-    """``InMemoryLayer.hot_key_counts``: the ``n`` hottest keys and their counted accesses."""
-    checked_top_n(n)
-    with layer._lock:
-        policy, hits, missed = layer._policy, layer._slot_hits, layer._missed
-        hottest = heapq.nlargest(
-            n,
-            [
-                (policy.frequency(policy._hash[slot]), hits[slot], slot)
-                for slot in cached_slots(layer)
-            ],
-        )
-        cached = [
-            (layer._keys[slot], policy._hash[slot], frequency, count)
-            for frequency, count, slot in hottest
-        ]
-        return ranked_counts(cached, missed, policy.frequency, n)
 
 
 def stats(layer: InMemoryLayer) -> LayerStats:

@@ -69,7 +69,6 @@ from ._inspect_py import (
     cached_slots,
     frequency_estimate,
     held_keys,
-    hot_key_counts,
     internals,
     keys_at,
     missed_keys_at,
@@ -625,14 +624,6 @@ class InMemoryLayer:
         """The ``n`` cached keys with the highest estimated frequency, hottest first."""
         return top_keys(self, n)
 
-    def hot_key_counts(self, n: int = 100) -> list[tuple[Any, int]]:
-        """The ``n`` hottest keys (by estimated frequency, then accesses), cached or
-        missing, each with its accesses counted since it was tracked (hits since it was
-        cached, misses while it kept missing): cumulative counts that grow with traffic,
-        where the frequency estimate saturates at 16 (``global_top_keys`` turns them into
-        rates). Cheaper than ``snapshot()``: one pass over the entries, no copies."""
-        return hot_key_counts(self, n)
-
     def stats(self) -> LayerStats:
         """Counters since creation: hits, misses, evictions, expirations, rejections, ..."""
         return stats(self)
@@ -643,8 +634,9 @@ class InMemoryLayer:
 
     def access_counts(self) -> AccessCounts:
         """Per-key counts the layer keeps anyway (hits per cached entry, misses of the keys
-        that miss most), copied in one short hold of the lock: what ``cache.insights()``
-        and anomaly detection sample, off the request path."""
+        that miss most), copied in one short hold of the lock: what ``cache.insights()``,
+        anomaly detection and the fleet's global top-N sample (``analytics/accesses.py``),
+        off the request path."""
         return access_counts(self)
 
     def keys_at(self, slots: list[tuple[int, int]]) -> list[Any]:

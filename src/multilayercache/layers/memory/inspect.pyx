@@ -15,10 +15,8 @@ from .keys cimport key_hash
 from .layer cimport InMemoryLayer
 from .slots cimport HITS, MAX_HITS, find_slot, slot_record
 
-import heapq
-
 from .arguments import checked_top_n
-from .introspection import AccessCounts, layer_snapshot, layer_stats, ranked_counts
+from .introspection import AccessCounts, layer_snapshot, layer_stats
 
 
 def remaining_ttl(InMemoryLayer layer, key):
@@ -62,30 +60,6 @@ def top_keys(InMemoryLayer layer, n):
         layer._unlock()
     ranked.sort(key=lambda pair: -pair[1])
     return ranked[:n]
-
-
-def hot_key_counts(InMemoryLayer layer, n):
-    """``InMemoryLayer.hot_key_counts``: the ``n`` hottest keys and their counted accesses."""
-    checked_top_n(n)
-    cdef WTinyLfuPolicy policy = layer._policy
-    cdef Py_ssize_t slot
-    cdef list candidates = []
-    layer._lock_for_write()
-    try:
-        for slot in range(layer._slot_count):
-            if policy.region_of(slot) != NOT_CACHED:
-                candidates.append((
-                    policy.frequency(policy.hash_of(slot)),
-                    slot_record(layer, slot)[HITS] & MAX_HITS,
-                    slot,
-                ))
-        cached = [
-            (layer._entries[2 * slot], policy.hash_of(slot), frequency, hits)
-            for frequency, hits, slot in heapq.nlargest(n, candidates)
-        ]
-        return ranked_counts(cached, layer._missed, policy.frequency, n)
-    finally:
-        layer._unlock()
 
 
 def stats(InMemoryLayer layer):

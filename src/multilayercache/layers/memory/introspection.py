@@ -100,22 +100,3 @@ class AccessCounts(NamedTuple):
     """``uint64`` per bucket."""
     missed_counts: np.ndarray
     """``int64`` per bucket."""
-
-
-def ranked_counts(
-    cached: list[tuple[Any, int, int, int]],
-    missed: Any,
-    frequency: Callable[[int], int],
-    n: int,
-) -> list[tuple[Any, int]]:
-    """``hot_key_counts``: the ``n`` hottest of the cached entries ``(key, key_hash,
-    frequency, hits)`` and of the keys that keep missing (a ``HotKeyTable``), ranked as
-    ``rank_hot_keys`` ranks them, each with its hits and misses added up."""
-    found: dict[int, tuple[Any, int, int]] = {}
-    for key, key_hash, estimate, hits in cached:
-        found[key_hash] = (key, estimate, hits + missed.count_of(key_hash))
-    for key, misses, key_hash in missed.top(n):
-        if key_hash not in found:
-            found[key_hash] = (key, frequency(key_hash), misses)
-    ranked = sorted(found.values(), key=lambda item: (-item[1], -item[2]))
-    return [(key, count) for key, _, count in ranked[:n]]

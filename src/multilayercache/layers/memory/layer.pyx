@@ -82,7 +82,6 @@ from .inspect import (
     cached_slots,
     frequency_estimate,
     held_keys,
-    hot_key_counts,
     internals,
     keys_at,
     missed_keys_at,
@@ -785,11 +784,6 @@ cdef class InMemoryLayer:
         """The ``n`` cached keys with the highest estimated frequency, hottest first."""
         return top_keys(self, n)
 
-    def hot_key_counts(self, n=100):
-        """The ``n`` hottest keys (by estimated frequency, then accesses), cached or
-        missing, each with its accesses counted since it was tracked (see the pure twin)."""
-        return hot_key_counts(self, n)
-
     def stats(self):
         """Counters since creation: hits, misses, evictions, expirations, rejections, ..."""
         return stats(self)
@@ -800,8 +794,8 @@ cdef class InMemoryLayer:
 
     def access_counts(self):
         """Per-key counts the layer keeps anyway (hits per cached entry, misses of the keys
-        that miss most), copied in one short hold: what ``cache.insights()`` and anomaly
-        detection sample, off the request path."""
+        that miss most), copied in one short hold: what ``cache.insights()``, anomaly
+        detection and the fleet's global top-N sample, off the request path."""
         return access_counts(self)
 
     def keys_at(self, slots):

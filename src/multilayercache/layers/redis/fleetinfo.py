@@ -10,11 +10,14 @@ What is published (``analytics/fleetreport.py``): one Redis hash per instance, i
 ``MAX_PUBLISHED_KEYS`` keys (their text in the shared layer, never a value) with their
 recent rates (``analytics/globaltop.py``: why rates), and per layer its hits, misses, hit
 ratio, size, breaker state and write-behind queue depth: a few KB. A thread of its own
-publishes every ``period_seconds``, off the request path; reading the L1's counts takes one
-pass over its entries (about 3 ms per 10,000). The hash lives ``ttl_seconds`` (three periods
-by default) after each publish, so a dead instance (SIGKILL, a lost host) drops out within
-its TTL; a closed cache, or a process that exits or is stopped by SIGTERM, removes its own
-at once. Liveness is the server's TTL, not any host's clock.
+publishes once soon after the cache starts (``FIRST_PUBLISH_SECONDS``: an instance shows in
+the fleet's view within a second, not a period), then every ``period_seconds``, off the
+request path; reading the L1's per-key counts takes one copy of its slots
+(``analytics/accesses.py``, the reader insights use too: about 0.2 ms per 10,000 entries).
+The hash lives ``ttl_seconds`` (three periods by default) after each publish, so a dead
+instance (SIGKILL, a lost host) drops out within its TTL; a closed cache, or a process that
+exits or is stopped by SIGTERM, removes its own at once. Liveness is the server's TTL, not
+any host's clock.
 
 Keys (under the layer's prefix; names starting with ``__mlc:``, as the cache's other
 bookkeeping, which ``track_external_writes`` ignores):
@@ -40,6 +43,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -53,6 +57,7 @@ from redis.exceptions import RedisError
 
 from ... import shutdown
 from ..._forking import register_after_fork
+from ...analytics.accesses import RecentAccesses
 from ...analytics.fleetreport import InstanceReport, LayerSummary, decode, encode, summarise
 from ...analytics.globaltop import DEFAULT_WINDOW_SECONDS, AccessRates, checked_n, merge_top
 from ...core.errors import LayerUnavailableError
@@ -63,6 +68,11 @@ log = logging.getLogger("multilayercache.fleetinfo")
 
 FLEET_INFIX = "__mlc:fleet"
 DEFAULT_PERIOD_SECONDS = 5.0
+FIRST_PUBLISH_SECONDS = 1.0
+"""An instance's first publish comes at most this long after it starts (or one period, if
+shorter), at a random moment in the second half of that span: processes started together
+(a deploy, a pre-fork server) spread their first writes instead of landing at once, and
+each adds one write to L2, the size of its periodic ones."""
 TTL_PERIODS = 3
 """A hash lives this many periods after its last publish: one late or failed publish does
 not make a live instance disappear."""
@@ -73,10 +83,13 @@ INDEX_GRACE_SECONDS = 60.0
 less than this; liveness itself is each hash's TTL on the server)."""
 
 Client = redis.Redis | redis.cluster.RedisCluster
-Source = Callable[[], tuple[dict[str, int], CacheStats] | None]
-"""What the cache hands the publisher: its L1's hot keys' cumulative access counts (by
-their shared text), and its ``stats()``; ``None`` once the cache is gone (collected
-without ``close()``): the thread then ends."""
+CANDIDATES = 400
+"""The most accessed keys of each reading whose rates are followed: more than are published
+(``MAX_PUBLISHED_KEYS``), so that a key rising into the top already has a history."""
+
+Source = Callable[[], CacheStats | None]
+"""What the cache hands the publisher: its ``stats()``; ``None`` once the cache is gone
+(collected without ``close()``): the thread then ends."""
 
 
 def fleet_keys(prefix: str) -> tuple[str, str]:
@@ -127,6 +140,8 @@ class FleetInfo:
         self._rates = AccessRates(window_seconds)
         self._lock = threading.Lock()
         self._source: Source | None = None
+        self._accesses: RecentAccesses | None = None
+        self._text_of: Callable[[Any], str | None] = _no_text
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self._published_fields: set[bytes] = set()
@@ -144,10 +159,15 @@ class FleetInfo:
         default_url: str | None = None,
         default_client: Any = None,
         cluster: bool = False,
+        counted: Any = None,
+        text_of: Callable[[Any], str | None] | None = None,
     ) -> None:
         """Begin publishing what ``source()`` reports under ``prefix`` (unless
-        ``publish=False``); ``default_url`` (else ``default_client``, when it is a sync
-        redis-py client) is the server when none was given; ``cluster``: it is a cluster."""
+        ``publish=False``), and the hottest keys of ``counted`` (an in-process layer that
+        sees every read; one without per-key counts, or ``None``: no keys), each under
+        ``text_of(key)``, the text the shared layer stores it as (``None``: it stores no
+        such key). ``default_url`` (else ``default_client``, when it is a sync redis-py
+        client) is the server when none was given; ``cluster``: it is a cluster."""
         if self._source is not None:
             raise RuntimeError("this FleetInfo is in use by a cache already: give each its own")
         if self.url is None and self._client is None:
@@ -165,6 +185,9 @@ class FleetInfo:
             self._client = connect(self.url, cluster)
         self.prefix = prefix
         self._source = source
+        if callable(getattr(counted, "access_counts", None)) and text_of is not None:
+            self._accesses = RecentAccesses(counted)
+            self._text_of = text_of
         if self.publishing:
             # A process that exits or is stopped by SIGTERM leaves the fleet's view at once
             # (SIGKILL: within its TTL).
@@ -209,7 +232,9 @@ class FleetInfo:
             self._observe()  # the baseline: rates start from here
         except Exception:
             log.exception("fleet info: reading the cache's counts failed")
-        while not self._closed.wait(self.period_seconds):
+        wait = first_publish_delay(self.period_seconds)
+        while not self._closed.wait(wait):
+            wait = self.period_seconds
             try:
                 if not self.publish_now():
                     return
@@ -218,12 +243,17 @@ class FleetInfo:
 
     def _observe(self) -> tuple[LayerSummary, ...] | None:
         assert self._source is not None
-        found = self._source()
-        if found is None:
+        stats = self._source()
+        if stats is None:
             return None
-        counts, stats = found
+        accesses: dict[str, int] = {}
+        if self._accesses is not None:
+            for key, count in self._accesses.read(CANDIDATES):
+                text = self._text_of(key)
+                if text is not None:  # keys of one text (1 and 1.0) add up
+                    accesses[text] = accesses.get(text, 0) + count
         with self._lock:
-            self._rates.observe(counts, time.monotonic())
+            self._rates.observe(accesses, time.monotonic())
         return summarise(stats)
 
     def publish_now(self) -> bool:
@@ -304,6 +334,8 @@ class FleetInfo:
         self.instance = _new_instance_id()
         self._lock = threading.Lock()
         self._rates = AccessRates(self._rates.window_seconds)
+        if self._accesses is not None:
+            self._accesses.restart()  # the parent's reading is no baseline of the child's
         self._published_fields = set()
         if self._thread is not None:
             self._launch()
@@ -367,6 +399,15 @@ def fleet_info_of(option: FleetInfo | str | bool | None) -> FleetInfo | None:
     return companion_of(option, FleetInfo, "fleet_info")
 
 
+def first_publish_delay(period_seconds: float) -> float:
+    """Seconds from an instance's start to its first publish (``FIRST_PUBLISH_SECONDS``)."""
+    return min(period_seconds, FIRST_PUBLISH_SECONDS) * random.uniform(0.5, 1.0)
+
+
+def _no_text(key: Any) -> str | None:
+    return None
+
+
 def _leave_at_exit(fleet_info: weakref.ref[FleetInfo]) -> None:
     live = fleet_info()
     if live is not None:
@@ -385,6 +426,7 @@ def _positive(value: object) -> bool:
 
 __all__ = [
     "DEFAULT_PERIOD_SECONDS",
+    "FIRST_PUBLISH_SECONDS",
     "FleetInfo",
     "connect",
     "fleet_info_of",
