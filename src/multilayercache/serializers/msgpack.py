@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -53,7 +53,12 @@ from .._build import twin
 from ..core.errors import SerializationError, UntrustedDataError
 from .base import MSGPACK_TAG
 
-_bounds = twin("multilayercache._core.msgpack_bounds", "multilayercache._core._msgpack_bounds_py")
+if TYPE_CHECKING:  # the twin carries the annotations; the compiled module shares them
+    from .._core import _msgpack_bounds_py as _bounds
+else:
+    _bounds = twin(
+        "multilayercache._core.msgpack_bounds", "multilayercache._core._msgpack_bounds_py"
+    )
 count_objects = _bounds.count_objects
 
 MSGPACK_TAG_VALUE = 1  # the tag byte read as MessagePack: a positive fixint

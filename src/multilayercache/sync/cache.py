@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._build import twin
 from ..analytics.options import InsightsOptions
@@ -61,7 +61,10 @@ from ..layers.redis.fleetinfo import FleetInfo, fleet_info_of
 from .driver import Driver
 from .events import EventDelivery
 
-_frontdoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py")
+if TYPE_CHECKING:  # the twin carries the annotations; the compiled module shares them
+    from . import _frontdoor_py as _frontdoor
+else:
+    _frontdoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py")
 FrontDoor, CachedCall = _frontdoor.FrontDoor, _frontdoor.CachedCall
 
 Loader = Callable[[Any], Any]
