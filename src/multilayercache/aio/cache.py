@@ -49,7 +49,7 @@ from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
 from ..layers.redis.backplane import Backplane, backplane_of
 from ..layers.redis.fleetinfo import FleetInfo, fleet_info_of
-from .driver import AsyncDriver
+from .driver import AsyncDriver, PlanRunner
 from .events import EventDelivery
 
 AsyncLoader = Callable[[Any], Awaitable[Any]]
@@ -58,6 +58,9 @@ AsyncBulkLoader = Callable[[list[Any]], Awaitable[Mapping[Any, Any]]]
 
 class AsyncMultilayerCache(ManagerBase):
     """A cache made of layers, fastest first, for asyncio code (see ``MultilayerCache``)."""
+
+    _driver: AsyncDriver  # ManagerBase's, built from the class given to it
+    _run: PlanRunner  # ManagerBase's: the driver's run
 
     def __init__(
         self,

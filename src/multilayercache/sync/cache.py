@@ -58,7 +58,7 @@ from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
 from ..layers.redis.backplane import Backplane, backplane_of
 from ..layers.redis.fleetinfo import FleetInfo, fleet_info_of
-from .driver import Driver
+from .driver import Driver, PlanRunner
 from .events import EventDelivery
 
 if TYPE_CHECKING:  # the twin carries the annotations; the compiled module shares them
@@ -79,6 +79,9 @@ class MultilayerCache(ManagerBase):
     (see ``multilayercache.serializers.msgpack``). ``get_or_load`` and ``@cached`` take
     their own.
     """
+
+    _driver: Driver  # ManagerBase's, built from the class given to it
+    _run: PlanRunner  # ManagerBase's: the driver's run
 
     def __init__(
         self,
@@ -121,7 +124,9 @@ class MultilayerCache(ManagerBase):
             MISSING,
             STEPPED_ASIDE,
         )
-        self.get, self.get_or_load = door.get, door.get_or_load
+        # The instance's own get and get_or_load, in place of the methods: an L1 hit then
+        # runs no Python frame of the manager.
+        self.get, self.get_or_load = door.get, door.get_or_load  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ reads
     def get(self, key: Any, default: Any = None) -> Any:
