@@ -179,6 +179,7 @@ class Decorated(NamedTuple):
 def decorated(target: Any, include_self: bool, key: object) -> Decorated:
     """Unwrap ``target`` (a function, ``classmethod`` or ``staticmethod``) and decide how it
     binds and keys its first argument (see the module docstring)."""
+    binds: str | None
     if isinstance(target, staticmethod):
         function, binds = target.__func__, BINDS_NOTHING
     elif isinstance(target, classmethod):

@@ -195,7 +195,7 @@ class Tier:
             f"came within {self.policy.rate_limit_wait:g} s, {method} not sent"
         )
 
-    def breaker_for(self, method: str, args: tuple) -> CircuitBreaker | None:
+    def breaker_for(self, method: str, args: tuple[Any, ...]) -> CircuitBreaker | None:
         """The breaker a call of ``method(*args)`` goes through: on a cluster layer, a
         single-key call's is its key's node's (when the client's slot map names one);
         every other call's is the layer's."""
