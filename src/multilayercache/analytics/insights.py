@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from .._forking import register_after_fork
+from ..core.events import Anomaly
 from ..core.log import ThrottledWarning
-from .anomaly import Anomaly, KeySpikes, MissRateSpikes, deliver
+from .anomaly import KeySpikes, MissRateSpikes, deliver
 from .options import InsightsOptions
 
 RECENT_ANOMALIES = 32

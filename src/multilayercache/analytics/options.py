@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .anomaly import Anomaly
+    from ..core.events import Anomaly
 
 
 @dataclass(frozen=True)

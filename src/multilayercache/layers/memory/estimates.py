@@ -4,7 +4,11 @@ the ``SizeEstimator`` (``analytics/mrc.py``, which explains the method) built fo
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ...analytics.mrc import SizeEstimator
+    from ._layer_py import InMemoryLayer
 
 SAMPLE_BATCH = 1024
 """Sampled accesses buffered before the access that fills the buffer replays them."""
@@ -24,7 +28,7 @@ def size_estimator(
     weighted: bool,
     factors: Iterable[float] | None,
     sample_rate: float | None,
-) -> Any:
+) -> SizeEstimator | None:
     """The estimator of a layer being built, or None when ``factors`` is None (off)."""
     if factors is None:
         if sample_rate is not None:
@@ -47,7 +51,7 @@ def size_estimator(
     )
 
 
-def checked_estimator(layer: Any) -> Any:
+def checked_estimator(layer: InMemoryLayer) -> SizeEstimator:
     """The layer's estimator; ``RuntimeError`` if it was built without one."""
     if layer.size_estimator is None:
         raise RuntimeError(
