@@ -187,7 +187,7 @@ class MsgpackSerializer:
         count = len(items)
         joined = b"\xdd" + (2 * count).to_bytes(4, "big") + b"".join(items)  # array 32
         try:
-            decoded = self._decode(joined)
+            decoded: list[Any] = self._decode(joined)  # an array: tag, value, tag, value ...
         except msgspec.DecodeError as error:
             raise UntrustedDataError(f"corrupt MessagePack data: {error}") from None
         except RecursionError:
