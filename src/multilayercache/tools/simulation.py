@@ -16,8 +16,9 @@ import numpy as np
 
 from ..layers.memory import InMemoryLayer
 
-Progress = Callable[[int], None]
-"""Called with the number of requests replayed since the last call."""
+Progress = Callable[[int], object]
+"""Called with the number of requests replayed since the last call (what it returns is
+ignored: a progress bar's ``update`` fits)."""
 
 _PROGRESS_STEP = 65_536
 
@@ -51,6 +52,7 @@ def load_trace(path: str | Path) -> np.ndarray:
         if not (magic == _NPY_MAGIC or magic.startswith(_ZIP_MAGIC)):
             raise ValueError(f"{path}: not a trace (expected a .npy array or a .npz archive)")
         names: list[str] = []
+        trace: np.ndarray | None
         try:
             if magic == _NPY_MAGIC:
                 trace = np.load(file, allow_pickle=False)
