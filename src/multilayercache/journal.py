@@ -49,7 +49,7 @@ from .layers.writer import PersistWrite
 try:
     import fcntl
 except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # a module or None: checked before use
 
 log = logging.getLogger("multilayercache.journal")
 

@@ -327,6 +327,8 @@ class AsyncMultilayerCache(ManagerBase):
             async def invalidate(*args: Any, **kwargs: Any) -> bool:
                 return await self.delete(key_of(args, kwargs))
 
+            # Attributes of the function that AsyncCachedFunction describes to mypy, and the
+            # call or its binding in a class, as it describes it.
             wrapper.cache_key = keys  # type: ignore[attr-defined]
             wrapper.invalidate = invalidate  # type: ignore[attr-defined]
             return in_class(wrapper, target)  # type: ignore[no-any-return]

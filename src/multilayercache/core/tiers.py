@@ -105,6 +105,7 @@ class Tier:
                     f"layer {self.depth} ({self.name}) is in-process: a rate_limit protects a "
                     "server, and this layer has none (its hits never wait)"
                 )
+            # LayerPolicy's __post_init__ made any number a RateLimit.
             self.limiter = RateLimiter(self.policy.rate_limit)  # type: ignore[arg-type]
         self._guard = _NO_LOCK
         policy = self.policy

@@ -209,9 +209,10 @@ class MsgpackSerializer:
         total = objects_per_item * len(items)
         joined = b"\xdd" + total.to_bytes(4, "big") + b"".join(items)  # array 32
         try:
-            return self._decode(joined)  # type: ignore[no-any-return]
+            decoded: list[Any] = self._decode(joined)  # one array of all their objects
         except (msgspec.DecodeError, RecursionError):
             return None
+        return decoded
 
     def _check_each(self, items: list[bytes], objects_per_item: int) -> None:
         """Raise ``UntrustedDataError`` unless each item holds exactly ``objects_per_item``

@@ -419,6 +419,7 @@ class MultilayerCache(ManagerBase):
             functools.update_wrapper(wrapper, plain)
             wrapper.cache_key = keys
             wrapper.invalidate = lambda *args, **kwargs: self.delete(keys.of(args, kwargs))
+            # The call, or its binding in a class: what CachedFunction describes to mypy.
             return in_class(wrapper, target)  # type: ignore[no-any-return]
 
         return decorate
@@ -479,4 +480,5 @@ class MultilayerCache(ManagerBase):
         """
         if self.fleet_info is None:  # reads the others' only: this instance publishes none
             self._publish_fleet_info(FleetInfo(publish=False))
-        return self.fleet_info.top(n)  # type: ignore[no-any-return]
+        hottest: list[tuple[Any, int]] = self.fleet_info.top(n)
+        return hottest

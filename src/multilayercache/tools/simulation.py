@@ -11,10 +11,20 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..layers.memory import InMemoryLayer
+
+
+class Replayed(Protocol):
+    """What ``replay`` needs of a layer: ``InMemoryLayer``'s ``get`` and ``set``."""
+
+    def get(self, key: Any, default: Any = None) -> Any: ...
+
+    def set(self, key: Any, value: Any) -> object: ...
+
 
 Progress = Callable[[int], object]
 """Called with the number of requests replayed since the last call (what it returns is
@@ -92,11 +102,11 @@ def replay(
     trace: np.ndarray | Sequence[int],
     size: int,
     progress: Progress | None = None,
-    layer_factory: Callable[[int], object] = lambda size: InMemoryLayer(max_size=size),
+    layer_factory: Callable[[int], Replayed] = lambda size: InMemoryLayer(max_size=size),
 ) -> int:
     """Replay through a fresh layer of ``size`` entries; return the number of hits."""
     layer = layer_factory(size)
-    get, put = layer.get, layer.set  # type: ignore[attr-defined]
+    get, put = layer.get, layer.set
     missing = object()
     hits = 0
     for chunk in _chunks(_keys(trace)):

@@ -69,7 +69,8 @@ def queued_entry(tier: Tier, key: Any, write: tuple[Op, Any], value_type: Any) -
     op, payload = write
     if op == "delete":
         return None
-    return tier.layer.pending_entry(key, payload, value_type)  # type: ignore[no-any-return]
+    entry: Entry | None = tier.layer.pending_entry(key, payload, value_type)
+    return entry
 
 
 def find_entry(

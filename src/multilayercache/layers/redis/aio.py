@@ -113,7 +113,8 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
         self.is_cluster = isinstance(self.client, redis.asyncio.cluster.RedisCluster)
         self._moving_slots = MovingSlots()
         if verify:
-            _ping_now(url, cluster, self.name, options_given)  # type: ignore[arg-type]
+            assert url is not None  # verify without a url raised above
+            _ping_now(url, cluster, self.name, options_given)
 
     def _new_client(self) -> Any:
         assert self.url is not None  # the callers check: only a url makes new clients
@@ -397,7 +398,8 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
         """The keys matching ``pattern``, each SCAN call through the gate (``scan_iter``
         would hold a connection past it, and the pool has no more than the gate lets in)."""
         if self._gate is None:  # a cluster (every primary), or a client of the user's own
-            return client.scan_iter(match=pattern, count=SCAN_BATCH)  # type: ignore[no-any-return]
+            keys: AsyncIterator[bytes] = client.scan_iter(match=pattern, count=SCAN_BATCH)
+            return keys
 
         async def scanned() -> AsyncIterator[bytes]:
             cursor = 0
