@@ -49,7 +49,7 @@ from .layers.writer import PersistWrite
 try:
     import fcntl
 except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # a module or None: checked before use
 
 log = logging.getLogger("multilayercache.journal")
 
@@ -59,7 +59,10 @@ SEGMENT_BYTES = 16 * 1024 * 1024
 """... or after this many bytes."""
 
 _HEADER = struct.Struct(">II")  # length, CRC-32 of the pickle
-_PAYLOADS: dict[str, type] = {"PackedWrite": PackedWrite, "PersistWrite": PersistWrite}
+_PAYLOADS: dict[str, type[tuple[Any, ...]]] = {
+    "PackedWrite": PackedWrite,
+    "PersistWrite": PersistWrite,
+}
 """The layers' queued writes, journaled as their fields."""
 Record = tuple[Any, str, Any]  # key, op, payload
 

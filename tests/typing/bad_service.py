@@ -1,5 +1,6 @@
 """What ``mypy --strict`` must reject: the decorated functions and methods keep their
-signatures (``self`` / ``cls`` bound), and so do their ``invalidate`` and ``cache_key``."""
+signatures (``self`` / ``cls`` bound), and so do their ``invalidate`` and ``cache_key``;
+``get_or_load`` returns its loader's type, and passes it the key."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ def square(x: int) -> int:
 square("three")  # wrong argument type
 square.invalidate(1, 2)  # too many arguments
 text: str = square(3)  # wrong result type
+
+
+def size_of(key: str) -> int:
+    return len(key)
+
+
+size: str = cache.get_or_load("tea", size_of)  # the loader's result is an int
+cache.get_or_load(3, size_of)  # a key the loader does not take
 
 
 class Shop:

@@ -2,7 +2,8 @@
 (``tests/typing/test_mypy.py``), which checks that the decorators keep the functions'
 signatures and offer ``.invalidate`` / ``.cache_key`` with the same parameters, on plain
 functions and on methods, class methods and static methods (sync and asyncio), where
-``self`` / ``cls`` is bound."""
+``self`` / ``cls`` is bound; and that ``get_or_load`` (and ``_many``) return the loader's
+type."""
 
 from __future__ import annotations
 
@@ -128,6 +129,24 @@ async def stock_report(catalog: Catalog) -> str:
 def total(ids: list[int]) -> float:
     found = cache.get_or_load_many(ids, lambda missing: {i: float(i) for i in missing})
     return sum(float(value) for value in found.values())
+
+
+def load_product(product_id: int) -> Product:
+    return Product(product_id, f"product {product_id}", 9.99)
+
+
+async def load_prices(ids: list[int]) -> dict[int, float]:
+    return {product_id: 9.99 for product_id in ids}
+
+
+def product_name(product_id: int) -> str:
+    return cache.get_or_load(product_id, load_product).name  # a value of the loader's type
+
+
+async def cheapest(ids: list[int]) -> float:
+    first = await acache.get_or_load(ids[0], price)  # price's float
+    prices = await acache.get_or_load_many(ids, load_prices)  # dict[int, float]
+    return min(first, *prices.values())
 
 
 if __name__ == "__main__":

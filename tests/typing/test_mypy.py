@@ -1,5 +1,6 @@
 """``mypy --strict`` sees the decorated functions' own signatures, and ``.invalidate`` /
-``.cache_key`` with the same parameters: a typed service passes, a wrong call fails."""
+``.cache_key`` with the same parameters, and ``get_or_load`` returns what its loader does:
+a typed service passes, a wrong call fails."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def test_wrong_calls_of_decorated_functions_fail_mypy() -> None:
         'square("three")': 'has incompatible type "str"; expected "int"',
         "square.invalidate(1, 2)": "Too many arguments",
         "text: str = square(3)": 'expression has type "int", variable has type "str"',
+        'size: str = cache.get_or_load("tea", size_of)': 'expression has type "int", variable',
+        "cache.get_or_load(3, size_of)": 'incompatible type "Callable[[str], int]"',
         "shop.price(1)": 'has incompatible type "int"; expected "str"',
         'shop.price.invalidate(shop, "tea")': "Too many arguments",
         'Shop.price("tea")': 'Missing positional argument "item"',

@@ -57,6 +57,9 @@ class _Binding:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._call(*args, **kwargs)
 
+    # ``cached()`` gave the call its ``invalidate`` and ``cache_key`` (attributes of a
+    # function, in the asyncio manager): mypy sees only a callable, hence the ignores.
+
     def invalidate(self, *args: Any, **kwargs: Any) -> Any:
         """Forget the cached result of this call (the instance or class first)."""
         return self._call.invalidate(*args, **kwargs)  # type: ignore[attr-defined]
@@ -102,6 +105,8 @@ class BoundCall:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._call(self.__self__, *args, **kwargs)
+
+    # The call's ``invalidate`` and ``cache_key``: see ``_Binding``'s.
 
     def invalidate(self, *args: Any, **kwargs: Any) -> Any:
         """Forget the cached result of this call."""

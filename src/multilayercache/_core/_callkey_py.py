@@ -24,7 +24,7 @@ the class defines equality). ``FIRST_LEFT_OUT`` (``include_self=False``): not at
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 FIRST_AS_ARGUMENT = 0
 """A function's first argument: like the others."""
@@ -35,13 +35,25 @@ FIRST_AS_INSTANCE = 2
 itself."""
 
 
+class Function(Protocol):
+    """What a ``CallKey`` needs of the decorated function it stands for (``FunctionToken`` in
+    ``core/decorate.py``): a name, the shared text of a call's arguments, and the error that
+    unhashable arguments raise."""
+
+    name: str
+
+    def text_for(self, arguments: tuple[Any, ...]) -> str: ...
+
+    def unhashable(self, arguments: tuple[Any, ...]) -> TypeError: ...
+
+
 class CallKey:
     """The key of one call: ``function`` (a token, compared by identity) and the normalised
     ``arguments``. ``text`` is the form shared layers store it under."""
 
     __slots__ = ("function", "arguments", "_hash")
 
-    def __init__(self, function: Any, arguments: tuple[Any, ...]) -> None:
+    def __init__(self, function: Function, arguments: tuple[Any, ...]) -> None:
         self.function = function
         self.arguments = arguments
         try:
@@ -85,7 +97,7 @@ class KeyMaker:
 
     def __init__(
         self,
-        token: Any,
+        token: Function,
         positional: int,
         defaults: tuple[Any, ...],
         plain: bool,

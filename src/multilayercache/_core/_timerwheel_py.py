@@ -98,7 +98,8 @@ class TimerWheel:
     def advance(self, now_ns: int) -> int:
         """Move the clock to ``now_ns``; return how many slots expired (now descheduled):
         they are ``expired``."""
-        self.expired = expired = []
+        expired: list[int] = []
+        self.expired = expired
         if now_ns < self.now_ns:
             return 0
         previous_ns = self.now_ns

@@ -12,8 +12,8 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 from .._forking import register_after_fork
 from ..core.backoff import RetryState
@@ -46,6 +46,12 @@ from .worker import RefreshWorkers
 from .writeback import AsyncWriteBehindWorker
 
 
+class PlanRunner(Protocol):
+    """``AsyncDriver.run``, as the manager holds it: drives a plan and returns its result."""
+
+    def __call__(self, plan: Plan[T], /) -> Coroutine[Any, Any, T]: ...
+
+
 class AsyncDriver(DriverBase):
     """Runs plans for one ``AsyncMultilayerCache``."""
 
@@ -54,6 +60,10 @@ class AsyncDriver(DriverBase):
     write_worker = AsyncWriteBehindWorker
     load_gate = LoadGate
     fleet_waiters = AsyncFleetWaiters
+    # The parts DriverBase builds from the classes above.
+    flight: AsyncSingleFlight
+    fleet: AsyncFleetWaiters
+    workers: RefreshWorkers
 
     def __init__(self, state: CacheState) -> None:
         super().__init__(state)  # its parts register for forks first: they reset first
@@ -72,7 +82,8 @@ class AsyncDriver(DriverBase):
             try:
                 step = plan.send(reply) if failure is None else plan.throw(failure)
             except StopIteration as done:
-                return done.value
+                result: T = done.value
+                return result
             failure = None
             try:
                 reply = await self._perform(step)
@@ -173,7 +184,7 @@ class AsyncDriver(DriverBase):
 
 
 async def guarded_call(
-    tier: Tier, method: Callable[..., Any], args: tuple, state: CacheState, name: str = ""
+    tier: Tier, method: Callable[..., Any], args: tuple[Any, ...], state: CacheState, name: str = ""
 ) -> Any:
     """``method(*args)`` on a layer (awaited for an asyncio one), through its circuit
     breaker, retried after a transient failure as its retry policy says (the twin of

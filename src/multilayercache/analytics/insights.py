@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from .._forking import register_after_fork
-from ..core.events import KEY_SPIKE, MISS_RATE_SPIKE
+from ..core.events import KEY_SPIKE, MISS_RATE_SPIKE, Anomaly
 from ..core.log import ThrottledWarning
 from .accesses import SLOT, access_deltas, top_accesses
-from .anomaly import Anomaly, KeySpikes, MissRateSpikes, deliver
+from .anomaly import KeySpikes, MissRateSpikes, deliver
 from .mrc import size_estimates
 from .options import InsightsOptions
 

@@ -46,12 +46,15 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from .._forking import register_after_fork
 from ..layers.memory.estimates import WRITE
+
+if TYPE_CHECKING:
+    from ..layers.memory import InMemoryLayer
 
 MIN_SHADOW_ENTRIES = 256
 """Entries of the smallest shadow, at least (while the rate allows)."""
@@ -174,4 +177,4 @@ def size_estimates(layer: object) -> dict[float, float] | None:
     layer: ``cache.insights()`` asks every L1 it has)."""
     if getattr(layer, "size_estimator", None) is None:
         return None
-    return layer.size_estimates()  # type: ignore[attr-defined]
+    return cast("InMemoryLayer", layer).size_estimates()  # only an L1 has an estimator

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .autoresize import AutoResize
 
 if TYPE_CHECKING:
-    from .anomaly import Anomaly
+    from ..core.events import Anomaly
 
 
 @dataclass(frozen=True)

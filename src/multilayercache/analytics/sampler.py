@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._forking import register_after_fork
-from .anomaly import Anomaly
+from ..core.events import Anomaly
 from .autoresize import Resizer, resizer_for
 from .insights import CacheInsights, Insights
 from .options import InsightsOptions

@@ -67,7 +67,7 @@ class Message:
                 return None
             keys = tuple(_decode_keys(encoded))
             at_ms = int(fields.get(b"t", b"0"))
-            return cls(bytes(fields[b"o"]), action, keys, at_ms)  # type: ignore[arg-type]
+            return cls(bytes(fields[b"o"]), action, keys, at_ms)
         except (
             KeyError, ValueError, UnicodeDecodeError, msgspec.DecodeError,
             msgspec.ValidationError,

@@ -41,21 +41,35 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, Generic, NamedTuple, ParamSpec, Protocol, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    NamedTuple,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+)
 
 import msgspec
 
 from .._build import twin
 from .ttl import TTL, optional_ttl_seconds
 
-_callkey = twin("multilayercache._core.callkey", "multilayercache._core._callkey_py")
+if TYPE_CHECKING:  # the twins carry the annotations; the compiled modules share them
+    from .._core import _binding_py as _binding
+    from .._core import _callkey_py as _callkey
+else:
+    _callkey = twin("multilayercache._core.callkey", "multilayercache._core._callkey_py")
+    _binding = twin("multilayercache._core.binding", "multilayercache._core._binding_py")
 CallKey = _callkey.CallKey
 KeyMaker = _callkey.KeyMaker
 FIRST_AS_ARGUMENT = _callkey.FIRST_AS_ARGUMENT
 FIRST_LEFT_OUT = _callkey.FIRST_LEFT_OUT
 FIRST_AS_INSTANCE = _callkey.FIRST_AS_INSTANCE
 
-_binding = twin("multilayercache._core.binding", "multilayercache._core._binding_py")
 CachedMethod = _binding.CachedMethod
 CachedClassMethod = _binding.CachedClassMethod
 
@@ -165,6 +179,7 @@ class Decorated(NamedTuple):
 def decorated(target: Any, include_self: bool, key: object) -> Decorated:
     """Unwrap ``target`` (a function, ``classmethod`` or ``staticmethod``) and decide how it
     binds and keys its first argument (see the module docstring)."""
+    binds: str | None
     if isinstance(target, staticmethod):
         function, binds = target.__func__, BINDS_NOTHING
     elif isinstance(target, classmethod):

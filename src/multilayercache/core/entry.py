@@ -112,19 +112,22 @@ class Envelope(NamedTuple):
             _, written, refresh, stale, gone, load, check, step, digest, tags = fields
         else:
             raise UntrustedDataError("not a cache envelope this version knows")
+        # The fields are objects as MessagePack decoded them, taken as the format says: mypy
+        # cannot check a decoded header.
         pairs = tuple((str(name), int(version)) for name, version in tags)  # type: ignore[attr-defined]
         return cls(written, refresh, stale, gone, float(load), pairs, step, digest, check)  # type: ignore[arg-type]
 
     def entry(self, value: object, now_ms: int) -> Entry:
         """What the value is worth at ``now_ms``."""
-        stepped = self.step is not None
+        step = self.step
+        stepped = step is not None
         return Entry(
             value,
             fresh_for=_left(self.stale_ms, now_ms),
             gone_in=_left(self.gone_ms, now_ms),
             refresh_in=_left(self.refresh_ms, now_ms),
             load_seconds=self.load_seconds,
-            step=self.step if stepped else 0,  # type: ignore[arg-type]
+            step=step if step is not None else 0,
             written_ms=self.written_ms,
             digest=self.digest if stepped else None,
             tags=tuple(name for name, _ in self.tags),

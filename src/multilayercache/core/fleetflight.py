@@ -284,6 +284,7 @@ def _load_leased_many(
                 _warn("fleet lease of %r not released (%r): it ends by itself", key, error)
         loaded = tuple(names[key] for key in to_load)
         if loaded:
+            # Only keys with a shared name take a lease: none of these names is None.
             yield Announce(loaded)  # type: ignore[arg-type]
 
 

@@ -66,7 +66,7 @@ class LoadContext(Generic[V]):
                 "(check context.has_current first)"
             )
         self.said_unchanged = True
-        return self.current  # type: ignore[return-value]
+        return self.current  # type: ignore[return-value]  # has_current: it is a V
 
     def __repr__(self) -> str:
         held = f"current={self.current!r}" if self.has_current else "nothing cached"

@@ -153,6 +153,7 @@ class LayerPolicy:
         if ttl is None:
             ttl = default
         if ttl is None:
+            # A ttl of None, outside Lifetime's type: the layer applies its own default.
             return Lifetime(None, 0.0, math.inf)  # type: ignore[arg-type]
         stale = jittered(ttl_seconds(self.stale_ttl), self.ttl_jitter, rng) or 0.0
         refresh = refresh_point(ttl, self.refresh_ahead, self.refresh_jitter, rng)

@@ -104,6 +104,7 @@ class CacheState:
         under ``lock`` (``step_of``, ``remember_steps``)."""
         self.counts: Counter[str] = Counter()
         rate = self.load_options.max_loads_per_second
+        # LoadOptions' __post_init__ made any number a RateLimit.
         self.load_rate = None if rate is None else RateLimiter(rate, lock)  # type: ignore[arg-type]
         """The loader's rate limit (``LoadOptions.max_loads_per_second``), or ``None``."""
         self._lock = lock

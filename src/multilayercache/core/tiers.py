@@ -105,6 +105,7 @@ class Tier:
                     f"layer {self.depth} ({self.name}) is in-process: a rate_limit protects a "
                     "server, and this layer has none (its hits never wait)"
                 )
+            # LayerPolicy's __post_init__ made any number a RateLimit.
             self.limiter = RateLimiter(self.policy.rate_limit)  # type: ignore[arg-type]
         self._guard = _NO_LOCK
         policy = self.policy
@@ -195,7 +196,7 @@ class Tier:
             f"came within {self.policy.rate_limit_wait:g} s, {method} not sent"
         )
 
-    def breaker_for(self, method: str, args: tuple) -> CircuitBreaker | None:
+    def breaker_for(self, method: str, args: tuple[Any, ...]) -> CircuitBreaker | None:
         """The breaker a call of ``method(*args)`` goes through: on a cluster layer, a
         single-key call's is its key's node's (when the client's slot map names one);
         every other call's is the layer's."""

@@ -105,6 +105,7 @@ class WorkerBase:
         """Queue, and journal again, what dead processes left in the journal; what to call
         once done (it deletes their files). Sent so as never to overwrite a newer value
         where the layer can (Redis): other processes may have written these keys since."""
+        forget: Callable[[], None]
         records, forget = self.journal.recover()
         recovered = getattr(self.tier.layer, "recovered_write", None) or (lambda write: write)
         for key, op, payload in records:

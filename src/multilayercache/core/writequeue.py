@@ -451,7 +451,10 @@ class WriteQueue:
             else:
                 kept.append(write)
         batch.writes = kept
-        delay = batch._retry.next_delay(error, now - batch.taken_at) if kept else None
+        retry = batch._retry  # None only for a given-up batch, which holds no writes
+        delay = (
+            retry.next_delay(error, now - batch.taken_at) if kept and retry is not None else None
+        )
         if delay is not None:
             batch.attempts += 1
             self.retries += 1

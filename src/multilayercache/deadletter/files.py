@@ -26,7 +26,7 @@ from .._forking import register_after_fork
 try:
     import fcntl
 except ImportError:  # Windows: in-process locking only
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # a module or None: checked before use
 
 CLAIM_MARK = ".replaying-"
 """What a claimed file's name adds to the file's: ``FILE.replaying-PID-NS``."""

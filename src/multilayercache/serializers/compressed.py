@@ -159,7 +159,7 @@ def _zstd(
         compressor = getattr(local, "compressor", None)
         if compressor is None:
             compressor = local.compressor = zstandard.ZstdCompressor(level=level)
-        return compressor.compress(data)  # type: ignore[no-any-return]
+        return compressor.compress(data)
 
     def decompress(data: memoryview) -> bytes:
         # Frames this serializer writes declare their size: anything else is not ours, and a
@@ -174,7 +174,7 @@ def _zstd(
                 raise UntrustedDataError("zstd frame without a declared size: not ours")
             if size > max_size:
                 raise _too_large(max_size)
-            return decompressor.decompress(raw, max_output_size=max_size)  # type: ignore[no-any-return]
+            return decompressor.decompress(raw, max_output_size=max_size)
         except zstandard.ZstdError as error:
             raise UntrustedDataError(f"corrupt zstd data: {error}") from None
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -53,7 +53,12 @@ from .._build import twin
 from ..core.errors import SerializationError, UntrustedDataError
 from .base import MSGPACK_TAG
 
-_bounds = twin("multilayercache._core.msgpack_bounds", "multilayercache._core._msgpack_bounds_py")
+if TYPE_CHECKING:  # the twin carries the annotations; the compiled module shares them
+    from .._core import _msgpack_bounds_py as _bounds
+else:
+    _bounds = twin(
+        "multilayercache._core.msgpack_bounds", "multilayercache._core._msgpack_bounds_py"
+    )
 count_objects = _bounds.count_objects
 
 MSGPACK_TAG_VALUE = 1  # the tag byte read as MessagePack: a positive fixint
@@ -182,7 +187,7 @@ class MsgpackSerializer:
         count = len(items)
         joined = b"\xdd" + (2 * count).to_bytes(4, "big") + b"".join(items)  # array 32
         try:
-            decoded = self._decode(joined)
+            decoded: list[Any] = self._decode(joined)  # an array: tag, value, tag, value ...
         except msgspec.DecodeError as error:
             raise UntrustedDataError(f"corrupt MessagePack data: {error}") from None
         except RecursionError:
@@ -204,9 +209,10 @@ class MsgpackSerializer:
         total = objects_per_item * len(items)
         joined = b"\xdd" + total.to_bytes(4, "big") + b"".join(items)  # array 32
         try:
-            return self._decode(joined)  # type: ignore[no-any-return]
+            decoded: list[Any] = self._decode(joined)  # one array of all their objects
         except (msgspec.DecodeError, RecursionError):
             return None
+        return decoded
 
     def _check_each(self, items: list[bytes], objects_per_item: int) -> None:
         """Raise ``UntrustedDataError`` unless each item holds exactly ``objects_per_item``

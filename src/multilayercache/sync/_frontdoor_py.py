@@ -15,9 +15,12 @@ frames:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._core._binding_py import DirectCall
+
+if TYPE_CHECKING:
+    from ..core.decorate import CallKeys
 
 
 class FrontDoor:
@@ -86,6 +89,10 @@ class CachedCall(DirectCall):
     """A cached function: ``key_of(args, kwargs)`` is the call's key; a settled hit in the
     first layer answers, anything else calls ``load(key, args, kwargs, stepped_aside)``.
     A ``DirectCall``: a method's binding may call ``call`` directly."""
+
+    # Set by ``MultilayerCache.cached`` once built (the compiled class has a ``__dict__``).
+    cache_key: CallKeys[...]
+    invalidate: Callable[..., bool]
 
     def __init__(
         self,

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._build import twin
 from ..analytics.options import InsightsOptions
@@ -58,14 +58,19 @@ from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
 from ..layers.redis.backplane import Backplane, backplane_of
 from ..layers.redis.fleetinfo import FleetInfo, fleet_info_of
-from .driver import Driver
+from .driver import Driver, PlanRunner
 from .events import EventDelivery
 
-_frontdoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py")
+if TYPE_CHECKING:  # the twin carries the annotations; the compiled module shares them
+    from . import _frontdoor_py as _frontdoor
+else:
+    _frontdoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py")
 FrontDoor, CachedCall = _frontdoor.FrontDoor, _frontdoor.CachedCall
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 Loader = Callable[[Any], Any]
-BulkLoader = Callable[[list[Any]], Mapping[Any, Any]]
 
 
 class MultilayerCache(ManagerBase):
@@ -76,6 +81,9 @@ class MultilayerCache(ManagerBase):
     (see ``multilayercache.serializers.msgpack``). ``get_or_load`` and ``@cached`` take
     their own.
     """
+
+    _driver: Driver  # ManagerBase's, built from the class given to it
+    _run: PlanRunner  # ManagerBase's: the driver's run
 
     def __init__(
         self,
@@ -118,7 +126,9 @@ class MultilayerCache(ManagerBase):
             MISSING,
             STEPPED_ASIDE,
         )
-        self.get, self.get_or_load = door.get, door.get_or_load
+        # The instance's own get and get_or_load, in place of the methods: an L1 hit then
+        # runs no Python frame of the manager.
+        self.get, self.get_or_load = door.get, door.get_or_load  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ reads
     def get(self, key: Any, default: Any = None) -> Any:
@@ -268,15 +278,15 @@ class MultilayerCache(ManagerBase):
     # ------------------------------------------------------------------ loading
     def get_or_load(
         self,
-        key: Any,
-        loader: Loader,
+        key: K,
+        loader: Callable[[K], V],
         ttl: TTL | TtlRule | None = None,
         value_type: Any = None,
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         tags: Tags = (),
         fleet_single_flight: bool | None = None,
-    ) -> Any:
+    ) -> V:
         """The cached value, or ``loader(key)``'s, written through every layer (with
         ``tags``; a loader made by ``with_context`` may set others). Concurrent
         callers for one missing key share one lookup below L1 and one loader call (and its
@@ -291,9 +301,11 @@ class MultilayerCache(ManagerBase):
             check_load_ttl(ttl)  # bad input fails on a hit too, not only on a miss
         value = self._first_lookup(key, MISSING, STEPPED_ASIDE)
         if value is not MISSING and value is not STEPPED_ASIDE:
-            return value
+            # A key holds what its loader returns: the caller's contract, which the layers
+            # (some shared, some decoding) cannot show mypy. No cast: a hit costs no call.
+            return value  # type: ignore[no-any-return]
         aside = value is STEPPED_ASIDE
-        return self._load_below(
+        return self._load_below(  # type: ignore[no-any-return]  # as on a hit
             key,
             loader,
             ttl,
@@ -327,13 +339,13 @@ class MultilayerCache(ManagerBase):
 
     def get_or_load_many(
         self,
-        keys: Iterable[Any],
-        bulk_loader: BulkLoader,
+        keys: Iterable[K],
+        bulk_loader: Callable[[list[K]], Mapping[K, V]],
         ttl: TTL | TtlRule | None = None,
         value_type: Any = None,
         tags: Tags = (),
         fleet_single_flight: bool | None = None,
-    ) -> dict[Any, Any]:
+    ) -> dict[K, V]:
         """Like ``get_many``; the keys every layer missed go to ``bulk_loader(missing)`` in
         one call, which returns a mapping (keys it leaves out stay missing), cached with
         ``tags``. Concurrent callers share the lookups and loads of the keys they have in
@@ -411,6 +423,7 @@ class MultilayerCache(ManagerBase):
             functools.update_wrapper(wrapper, plain)
             wrapper.cache_key = keys
             wrapper.invalidate = lambda *args, **kwargs: self.delete(keys.of(args, kwargs))
+            # The call, or its binding in a class: what CachedFunction describes to mypy.
             return in_class(wrapper, target)  # type: ignore[no-any-return]
 
         return decorate
@@ -473,4 +486,5 @@ class MultilayerCache(ManagerBase):
         """
         if self.fleet_info is None:  # reads the others' only: this instance publishes none
             self._publish_fleet_info(FleetInfo(publish=False))
-        return self.fleet_info.top(n)  # type: ignore[no-any-return]
+        hottest: list[tuple[Any, int]] = self.fleet_info.top(n)
+        return hottest

@@ -12,7 +12,7 @@ import inspect
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .._forking import register_after_fork
 from ..core.backoff import RetryState
@@ -45,6 +45,12 @@ from .worker import RefreshWorkers
 from .writeback import WriteBehindWorker
 
 
+class PlanRunner(Protocol):
+    """``Driver.run``, as the manager holds it: drives a plan and returns its result."""
+
+    def __call__(self, plan: Plan[T], /) -> T: ...
+
+
 class Driver(DriverBase):
     """Runs plans for one ``MultilayerCache``."""
 
@@ -53,6 +59,10 @@ class Driver(DriverBase):
     write_worker = WriteBehindWorker
     load_gate = LoadGate
     fleet_waiters = FleetWaiters
+    # The parts DriverBase builds from the classes above.
+    flight: SingleFlight
+    fleet: FleetWaiters
+    workers: RefreshWorkers
 
     def __init__(self, state: CacheState) -> None:
         super().__init__(state)  # its parts register for forks first: they reset first
@@ -72,7 +82,8 @@ class Driver(DriverBase):
             try:
                 step = plan.send(reply) if failure is None else plan.throw(failure)
             except StopIteration as done:
-                return done.value
+                result: T = done.value
+                return result
             failure = None
             try:
                 if type(step) is Call and not timed and not step.tier.guarded:
@@ -177,7 +188,7 @@ class Driver(DriverBase):
 
 
 def guarded_call(
-    tier: Tier, method: Callable[..., Any], args: tuple, state: CacheState, name: str = ""
+    tier: Tier, method: Callable[..., Any], args: tuple[Any, ...], state: CacheState, name: str = ""
 ) -> Any:
     """``method(*args)`` on a layer, through its circuit breaker (an open breaker raises at
     once), retried after a transient failure as its retry policy says. ``name``: the

@@ -138,21 +138,21 @@ def _ours(capacity: int) -> CacheUnderTest:
 def _cachebox_lru(capacity: int) -> CacheUnderTest:
     import cachebox
 
-    cache = cachebox.LRUCache(capacity)
+    cache: cachebox.LRUCache[Any, Any] = cachebox.LRUCache(capacity)
     return CacheUnderTest(cache.get, cache.get, cache.insert)
 
 
 def _cachebox_lfu(capacity: int) -> CacheUnderTest:
     import cachebox
 
-    cache = cachebox.LFUCache(capacity)
+    cache: cachebox.LFUCache[Any, Any] = cachebox.LFUCache(capacity)
     return CacheUnderTest(cache.get, cache.get, cache.insert)
 
 
 def _cachetools_lru(capacity: int) -> CacheUnderTest:
     import cachetools
 
-    cache = cachetools.LRUCache(capacity)
+    cache: cachetools.LRUCache[Any, Any] = cachetools.LRUCache(capacity)
     return CacheUnderTest(cache.get, cache.get, cache.__setitem__)
 
 
@@ -282,7 +282,7 @@ def hit_latencies(
     entries: int = 10_000,
     probes: int = 1_000,
     repeat: int = 15,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> dict[tuple[str, str, str], float]:
     """ns per ``get`` on a hit for each (distribution, key kind, library); ``progress(1)``
     is called after each measurement, ``repeat`` is passed to :func:`ns_per_call`."""
@@ -307,7 +307,7 @@ def hit_latencies(
 
 
 def hit_latency_table(
-    entries: int = 10_000, repeat: int = 15, progress: Callable[[int], None] | None = None
+    entries: int = 10_000, repeat: int = 15, progress: Callable[[int], object] | None = None
 ) -> str:
     """A printable table of :func:`hit_latencies` with ratios to ``dict.get``."""
     results = hit_latencies(entries, repeat=repeat, progress=progress)

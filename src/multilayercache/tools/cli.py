@@ -256,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = program_name()
     args = build_parser(prog).parse_args(argv)  # bad flags: usage + one line, exit 2
     try:
-        return args.run(args)
+        status: int = args.run(args)  # the subcommand's function (set_defaults(run=...))
+        return status
     except CliError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -141,8 +142,8 @@ def check_reachable(url: str) -> None:
         probe.close()
 
 
-def slow_loader(loader_seconds: float):
-    def load(key: str) -> dict:
+def slow_loader(loader_seconds: float) -> Callable[[str], dict[str, Any]]:
+    def load(key: str) -> dict[str, Any]:
         time.sleep(loader_seconds)  # a database query, a remote call ...
         return {"key": key, "price": len(key) * 1.25, "description": "x" * 200}
 
@@ -224,7 +225,8 @@ def _run_workload(cache: MultilayerCache, settings: DemoSettings) -> WorkloadRep
     try:
         from tqdm import tqdm  # an optional extra: progress is a nicety
     except ImportError:
-        tqdm = None
+        # mypy cannot let a name be a class or None; without the extra, no progress bar
+        tqdm = None  # type: ignore[assignment, misc]
     if settings.progress and tqdm is not None:
         bar = tqdm(
             total=per_thread * settings.threads,

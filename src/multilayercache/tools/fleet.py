@@ -64,7 +64,7 @@ def run_readers(
             done_at[index] = time.time()
             published.value = index + 1
             deadline = time.monotonic() + 5
-            while min(seen) <= index and time.monotonic() < deadline:
+            while min(seen[:]) <= index and time.monotonic() < deadline:
                 time.sleep(POLL_SECONDS)
         latencies: list[float] = []
         for _ in processes:

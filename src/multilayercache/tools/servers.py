@@ -76,7 +76,8 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]  # (host, port)
+        return port
 
 
 @dataclass
@@ -85,8 +86,8 @@ class RedisServer:
 
     url: str
     port: int
-    process: subprocess.Popen | None = None
-    directory: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+    process: subprocess.Popen[bytes] | None = None
+    directory: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
     arguments: tuple[str, ...] = field(default=(), repr=False)
     """The extra server arguments it was started with, used again by ``restart``."""
 

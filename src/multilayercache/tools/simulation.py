@@ -11,13 +11,24 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..layers.memory import InMemoryLayer
 
-Progress = Callable[[int], None]
-"""Called with the number of requests replayed since the last call."""
+
+class Replayed(Protocol):
+    """What ``replay`` needs of a layer: ``InMemoryLayer``'s ``get`` and ``set``."""
+
+    def get(self, key: Any, default: Any = None) -> Any: ...
+
+    def set(self, key: Any, value: Any) -> object: ...
+
+
+Progress = Callable[[int], object]
+"""Called with the number of requests replayed since the last call (what it returns is
+ignored: a progress bar's ``update`` fits)."""
 
 _PROGRESS_STEP = 65_536
 
@@ -51,6 +62,7 @@ def load_trace(path: str | Path) -> np.ndarray:
         if not (magic == _NPY_MAGIC or magic.startswith(_ZIP_MAGIC)):
             raise ValueError(f"{path}: not a trace (expected a .npy array or a .npz archive)")
         names: list[str] = []
+        trace: np.ndarray | None
         try:
             if magic == _NPY_MAGIC:
                 trace = np.load(file, allow_pickle=False)
@@ -90,11 +102,11 @@ def replay(
     trace: np.ndarray | Sequence[int],
     size: int,
     progress: Progress | None = None,
-    layer_factory: Callable[[int], object] = lambda size: InMemoryLayer(max_size=size),
+    layer_factory: Callable[[int], Replayed] = lambda size: InMemoryLayer(max_size=size),
 ) -> int:
     """Replay through a fresh layer of ``size`` entries; return the number of hits."""
     layer = layer_factory(size)
-    get, put = layer.get, layer.set  # type: ignore[attr-defined]
+    get, put = layer.get, layer.set
     missing = object()
     hits = 0
     for chunk in _chunks(_keys(trace)):

@@ -74,6 +74,7 @@ def incr(state: CacheState, key: Any, delta: int, ttl: TTL | None) -> Plan[int]:
     decider = deciding_tier(state, "incr")
     yield from prepare(state, decider, key)
     lifetime = lifetime_for(state, decider, ttl)
+    count: int
     if decider.has("incr_entry"):
         count = yield Call(decider, "incr_entry", (key, delta, lifetime))
     else:
@@ -90,7 +91,7 @@ def incr(state: CacheState, key: Any, delta: int, ttl: TTL | None) -> Plan[int]:
                 yield from remove(tier, [key])
             except LayerError as error:
                 state.note_write_error(tier, [key], error)
-    return count  # type: ignore[no-any-return]
+    return count
 
 
 def touch(state: CacheState, key: Any, ttl: TTL | None) -> Plan[bool]:

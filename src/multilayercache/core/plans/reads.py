@@ -32,7 +32,8 @@ def get_entry(tier: Tier, key: Any, value_type: Any) -> Plan[Entry | None]:
         if key in pending:
             return queued_entry(tier, key, pending[key], value_type)
     if tier.entries:
-        return (yield Call(tier, "get_entry", typed(tier, (key,), value_type)))
+        entry: Entry | None = yield Call(tier, "get_entry", typed(tier, (key,), value_type))
+        return entry
     value = yield Call(tier, "get", typed(tier, (key, MISSING), value_type))
     return None if value is MISSING else Entry(value, math.inf, math.inf)
 
@@ -51,6 +52,7 @@ def get_entries(tier: Tier, keys: list[Any], value_type: Any) -> Plan[dict[Any, 
             keys = [key for key in keys if key not in pending]
             if not keys:
                 return queued
+    entries: dict[Any, Entry]
     if tier.entries:
         entries = yield Call(tier, "get_entries", typed(tier, (keys,), value_type))
     else:
@@ -67,7 +69,8 @@ def queued_entry(tier: Tier, key: Any, write: tuple[Op, Any], value_type: Any) -
     op, payload = write
     if op == "delete":
         return None
-    return tier.layer.pending_entry(key, payload, value_type)  # type: ignore[no-any-return]
+    entry: Entry | None = tier.layer.pending_entry(key, payload, value_type)
+    return entry
 
 
 def find_entry(
@@ -184,7 +187,9 @@ def find_entries(
     return found
 
 
-def read_many(state: CacheState, keys: Iterable[Any], value_type: Any = None) -> Plan[dict]:
+def read_many(
+    state: CacheState, keys: Iterable[Any], value_type: Any = None
+) -> Plan[dict[Any, Any]]:
     """``get_many``: the keys with a fresh value in any layer (one batch call per layer,
     each asked only for what the faster ones missed), in the order asked; values found
     below are copied up."""

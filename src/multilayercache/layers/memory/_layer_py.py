@@ -50,7 +50,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -181,7 +181,9 @@ class InMemoryLayer:
     def _start_empty(self) -> None:
         """The structures of an empty layer, frequency history included."""
         weighted = self.max_weight is not None
-        self._policy = WTinyLfuPolicy(self.max_weight if weighted else self.max_size, weighted)
+        bound = self.max_weight if weighted else self.max_size
+        # One of the two is set (layer_bounds): mypy cannot tie which to ``weighted``.
+        self._policy = WTinyLfuPolicy(cast(int, bound), weighted)
         self._wheel = TimerWheel(self._now_ns())
         self._fresh = FreshnessDeadlines()
         self._missed = HotKeyTable()
@@ -720,7 +722,7 @@ class InMemoryLayer:
     def _flush_samples(self) -> None:
         # Outside the lock: the replay takes a while, and only touches the shadows.
         events, self._samples = self._samples, []
-        if events:
+        if events and self.size_estimator is not None:  # events: only with an estimator
             self.size_estimator.replay(np.array(events, dtype=np.uint64))
 
     def _replay_accesses(self, events: np.ndarray) -> int:

@@ -64,7 +64,7 @@ def checked_weight(weight: object, key: Any) -> int:
 def checked_clock(clock: object) -> Callable[[], float] | None:
     if clock is not None and not callable(clock):
         raise TypeError(f"clock must be a callable returning seconds, got {type(clock).__name__}")
-    return clock  # type: ignore[return-value]
+    return clock
 
 
 def default_ttl_seconds(ttl: object) -> float:
@@ -100,7 +100,7 @@ def value_copier(copy: object) -> Callable[[Any], Any] | None:
     if copy == "pickle":
         return _pickled_copy
     if callable(copy):
-        return copy  # type: ignore[return-value]
+        return copy
     raise TypeError(
         f"copy must be a bool, 'deepcopy', 'pickle' or a function returning a copy, got {copy!r}"
     )

@@ -4,7 +4,11 @@ the ``SizeEstimator`` (``analytics/mrc.py``, which explains the method) built fo
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ...analytics.mrc import SizeEstimator
+    from ._layer_py import InMemoryLayer
 
 SAMPLE_BATCH = 1024
 """Sampled accesses buffered before the access that fills the buffer replays them."""
@@ -24,7 +28,7 @@ def size_estimator(
     weighted: bool,
     factors: Iterable[float] | None,
     sample_rate: float | None,
-) -> Any:
+) -> SizeEstimator | None:
     """The estimator of a layer being built, or None when ``factors`` is None (off)."""
     if factors is None:
         if sample_rate is not None:
@@ -38,7 +42,7 @@ def size_estimator(
     return _estimator(layer, capacity, factors, sample_rate, (0, 0))
 
 
-def restarted_estimator(layer: Any, capacity: int, hits: int, reads: int) -> Any:
+def restarted_estimator(layer: Any, capacity: int, hits: int, reads: int) -> SizeEstimator:
     """A fresh estimator for a layer just resized to ``capacity`` entries: the shadows of
     the old one simulated factors of the old size. It counts from the layer's ``hits`` and
     ``reads`` now."""
@@ -47,8 +51,8 @@ def restarted_estimator(layer: Any, capacity: int, hits: int, reads: int) -> Any
 
 
 def _estimator(
-    layer: Any, capacity: int, factors: Any, sample_rate: Any, since: tuple[int, int]
-) -> Any:
+    layer: Any, capacity: int, factors: object, sample_rate: object, since: tuple[int, int]
+) -> SizeEstimator:
     # Imported here: only layers that estimate need it, and analytics sits above layers.
     from ...analytics.mrc import SizeEstimator
 
@@ -62,7 +66,7 @@ def _estimator(
     )
 
 
-def checked_estimator(layer: Any) -> Any:
+def checked_estimator(layer: InMemoryLayer) -> SizeEstimator:
     """The layer's estimator; ``RuntimeError`` if it was built without one."""
     if layer.size_estimator is None:
         raise RuntimeError(

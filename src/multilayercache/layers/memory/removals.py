@@ -50,10 +50,10 @@ IDLE_CHECK_SECONDS = 5.0
 """How often an idle delivery thread checks that its layer still exists."""
 
 
-def checked_listener(listener: Any) -> RemovalListener:
+def checked_listener(listener: object) -> RemovalListener:
     if not callable(listener):
         raise TypeError(f"a removal listener must be callable, got {listener!r}")
-    return listener  # type: ignore[no-any-return]
+    return listener
 
 
 def checked_buffer_size(size: Any) -> int:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 import redis.asyncio
@@ -50,6 +51,8 @@ from .scripts import ScriptCall, checked_delta
 
 if TYPE_CHECKING:
     from ...serializers.encrypted import Encryption
+
+T = TypeVar("T")
 
 DEFAULT_ASYNC_MAX_CONNECTIONS = 50
 
@@ -110,9 +113,11 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
         self.is_cluster = isinstance(self.client, redis.asyncio.cluster.RedisCluster)
         self._moving_slots = MovingSlots()
         if verify:
-            _ping_now(url, cluster, self.name, options_given)  # type: ignore[arg-type]
+            assert url is not None  # verify without a url raised above
+            _ping_now(url, cluster, self.name, options_given)
 
     def _new_client(self) -> Any:
+        assert self.url is not None  # the callers check: only a url makes new clients
         if self._cluster:
             options = dict(self._client_options)
             if self._max_connections is not None:
@@ -339,7 +344,7 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
                 batch.append(redis_key)
                 if len(batch) == SCAN_BATCH:
                     keys, batch = batch, []
-                    deleted += int(await self._run(lambda keys=keys: client.unlink(*keys)))
+                    deleted += int(await self._run(functools.partial(client.unlink, *keys)))
             if batch:
                 deleted += int(await self._run(lambda: client.unlink(*batch)))
         except RedisError as error:
@@ -381,7 +386,7 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
                     key = redis_key.decode()
                 except UnicodeDecodeError:  # not a key this layer wrote
                     continue
-                data = await self._run(lambda key=key: client.get(key))
+                data = await self._run(functools.partial(client.get, key))
                 call = None if data is None else self._resealed(key, data)
                 if call is not None:
                     rewritten += int(await self._script(call))
@@ -393,7 +398,8 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
         """The keys matching ``pattern``, each SCAN call through the gate (``scan_iter``
         would hold a connection past it, and the pool has no more than the gate lets in)."""
         if self._gate is None:  # a cluster (every primary), or a client of the user's own
-            return client.scan_iter(match=pattern, count=SCAN_BATCH)  # type: ignore[no-any-return]
+            keys: AsyncIterator[bytes] = client.scan_iter(match=pattern, count=SCAN_BATCH)
+            return keys
 
         async def scanned() -> AsyncIterator[bytes]:
             cursor = 0
@@ -430,7 +436,10 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
             if self.is_cluster:
                 moving = self._moving_slots
                 return await self._run(lambda: read_many_async(client, redis_keys, moving))
-            return await self._run(lambda: fastpath.read_async(client, False, "MGET", *redis_keys))
+            values: list[Any] = await self._run(
+                lambda: fastpath.read_async(client, False, "MGET", *redis_keys)
+            )
+            return values
         except RedisError as error:
             raise self._failure("MGET", error) from error
 
@@ -490,7 +499,7 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
             self.client = self._new_client()
             self._loop = None
 
-    async def _run(self, command: Callable[[], Awaitable[Any]]) -> Any:
+    async def _run(self, command: Callable[[], Awaitable[T]]) -> T:
         """Run one client call, through the gate when this layer built the pool."""
         if self._gate is None:
             return await command()

@@ -46,7 +46,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.cluster
@@ -74,6 +74,9 @@ _CLOSE = object()
 
 Client = redis.Redis | redis.cluster.RedisCluster
 """A client of the stream's server: one server, or a cluster."""
+
+StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
+"""What XREAD answers: each stream read, with its entries (id, fields)."""
 
 
 class Backplane:
@@ -163,8 +166,10 @@ class Backplane:
         if self.track_external_writes:
             if not isinstance(reader, redis.Redis):
                 raise ValueError("track_external_writes works on one server, not a cluster yet")
+            # On one server (checked just above) ``_connect`` makes a ``redis.Redis``.
+            connect_one = cast("Callable[[], redis.Redis]", self._connect)
             self._keyspace = ExternalWrites(
-                self._connect, prefix, self._changed_outside, self._drop_l1, self._closed
+                connect_one, prefix, self._changed_outside, self._drop_l1, self._closed
             )
         self._launch(reader, position, run)
 
@@ -250,7 +255,7 @@ class Backplane:
         # No retries of redis-py's own: a broken connection must reach ``_reconnect``, which
         # decides whether the gap can be replayed (a retry that reconnected quietly would
         # hide a restart or a failover behind it).
-        timeouts = {
+        timeouts: dict[str, Any] = {
             "socket_timeout": READ_BLOCK_SECONDS + 2,
             "socket_connect_timeout": 1.0,
             "retry": Retry(NoBackoff(), 0),
@@ -317,8 +322,12 @@ class Backplane:
             return
         while not self._closed.is_set():
             try:
-                answer = client.xread(
-                    {self.stream: f"{position[0]}-{position[1]}"}, count=1000, block=block_ms
+                # redis-py types replies loosely; XREAD's: [(stream, [(id, fields), ...])]
+                answer = cast(
+                    "StreamReply | None",
+                    client.xread(
+                        {self.stream: f"{position[0]}-{position[1]}"}, count=1000, block=block_ms
+                    ),
                 )
             except RedisError as error:
                 if self._closed.is_set():
@@ -438,7 +447,12 @@ class Backplane:
                 pipeline = client.pipeline(transaction=False)
                 for message in messages:
                     pipeline.xadd(
-                        self.stream, message.fields(), maxlen=self.stream_length, approximate=True
+                        self.stream,
+                        # redis-py asks for a dict of its own unions of keys and of values
+                        # (invariant, so no narrower dict fits): str to bytes is among them
+                        message.fields(),  # type: ignore[arg-type]
+                        maxlen=self.stream_length,
+                        approximate=True,
                     )
                 pipeline.execute()
                 self.counts["published"] += len(messages)

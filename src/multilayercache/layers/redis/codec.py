@@ -29,8 +29,8 @@ import math
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -273,8 +273,9 @@ class RedisCodec:
         self.default_ttl = DEFAULT_TTL_SECONDS if default is None else default
         self.ttl_jitter = check_jitter(ttl_jitter)
         self.serializer = serializer or MsgpackSerializer()
-        self._dumps = self.serializer.dumps
-        self._loads = self.serializer.loads
+        # Called with the keywords the serializer takes, found at run time (below).
+        self._dumps: Callable[..., bytes] = self.serializer.dumps
+        self._loads: Callable[..., Any] = self.serializer.loads
         self._typed = accepts_value_type(self.serializer)
         self._binds = binds_data(self.serializer)  # authenticates the Redis key with the value
         self._reads_views = type(self.serializer) is MsgpackSerializer
@@ -492,15 +493,15 @@ class RedisCodec:
             plain = self.encryption.open(payload, redis_key.encode())
         # MessagePack decodes the view in place; other serializers get bytes (a copy:
         # with a 10 MB value, the difference between 2x and 3x its size in memory).
-        data = plain if self._reads_views else bytes(plain)
+        readable = plain if self._reads_views else bytes(plain)
         if not self._binds and (value_type is None or not self._typed):
-            return envelope.entry(self._loads(data), now_ms)  # the usual read
+            return envelope.entry(self._loads(readable), now_ms)  # the usual read
         options: dict[str, Any] = {}
         if value_type is not None and self._typed:
             options["value_type"] = value_type
         if self._binds:
             options["associated_data"] = redis_key.encode()
-        return envelope.entry(self._loads(data, **options), now_ms)
+        return envelope.entry(self._loads(readable, **options), now_ms)
 
     def _refused(self, key: Any, cause: str, error: Exception) -> None:
         """Count and log (at a bounded rate) a value read back but not trusted."""
@@ -511,6 +512,16 @@ class RedisCodec:
             "%s: ignoring the stored value of %r (%s): %s: %s",
             self.name, key, cause, type(error).__name__, error,
         )  # fmt: skip
+
+    @overload
+    def _found(
+        self, key: Any, data: Any, default: Any, value_type: Any = None, fresh: Literal[True] = True
+    ) -> Any: ...
+
+    @overload
+    def _found(
+        self, key: Any, data: Any, default: None, value_type: Any, fresh: Literal[False]
+    ) -> Entry | None: ...
 
     def _found(
         self, key: Any, data: Any, default: Any, value_type: Any = None, fresh: bool = True

@@ -17,6 +17,7 @@ def companion_of(option: Any, kind: type[Companion], name: str) -> Companion | N
     if option is True:
         return kind()
     if isinstance(option, str):
+        # Each kind (Backplane, FleetInfo) takes a url first: a TypeVar's type cannot say so.
         return kind(option)  # type: ignore[call-arg]
     if isinstance(option, kind):
         return option

@@ -33,7 +33,8 @@ def read(client: Any, is_cluster: bool, *args: str) -> Any:
     """Run one read command (GET, MGET) and return redis-py's parsed reply."""
     if is_cluster or client.connection is not None:  # set by single_connection_client
         return client.execute_command(*args)
-    command = [pack_command(args)]
+    # hiredis's stub types the command as a 1-tuple; it packs a command of any length.
+    command = [pack_command(args)]  # type: ignore[arg-type]
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
@@ -55,7 +56,8 @@ async def read_async(client: Any, is_cluster: bool, *args: str) -> Any:
     """The asyncio twin of ``read``."""
     if is_cluster or client.single_connection_client:
         return await client.execute_command(*args)
-    command = [pack_command(args)]
+    # hiredis's stub types the command as a 1-tuple; it packs a command of any length.
+    command = [pack_command(args)]  # type: ignore[arg-type]
     pool = client.connection_pool
     connection = await pool.get_connection()
     try:

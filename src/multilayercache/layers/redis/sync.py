@@ -86,6 +86,7 @@ class RedisLayer(ClusterRouting, RedisCodec):
         if (url is None) == (client is None):
             raise ValueError("give either a url or a client")
         if client is None:
+            assert url is not None  # checked above: one of the two is given
             client = _client_for(url, cluster, max_connections, client_options)
         elif not isinstance(client, (redis.Redis, redis.cluster.RedisCluster)):
             raise TypeError(
@@ -338,7 +339,8 @@ class RedisLayer(ClusterRouting, RedisCodec):
         try:
             if self.is_cluster:
                 return read_many(self.client, redis_keys, self._moving_slots)
-            return fastpath.read(self.client, False, "MGET", *redis_keys)
+            values: list[Any] = fastpath.read(self.client, False, "MGET", *redis_keys)
+            return values
         except RedisError as error:
             raise self._failure("MGET", error) from error
 

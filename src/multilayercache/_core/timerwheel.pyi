@@ -1,0 +1,3 @@
+"""Types of the compiled ``timerwheel.pyx``: its pure twin's interface, which it shares."""
+
+from ._timerwheel_py import TimerWheel as TimerWheel

@@ -1,0 +1,45 @@
+"""Types of the compiled ``frontdoor.pyx``: its pure twin's interface, but for
+``CachedCall.call``, a C entry there (the compiled bindings call it; Python cannot)."""
+
+from collections.abc import Callable
+from typing import Any
+
+from .._core.binding import DirectCall
+from ..core.decorate import CallKeys
+
+class FrontDoor:
+    def __init__(
+        self,
+        first_get: Callable[[Any, Any], Any],
+        first_lookup: Callable[[Any, Any, Any], Any],
+        below: Callable[[Any, Any], Any],
+        load_below: Callable[..., Any],
+        check_ttl: Callable[[Any], object],
+        missing: Any,
+        aside: Any,
+    ) -> None: ...
+    def get(self, key: Any, default: Any = None) -> Any: ...
+    def get_or_load(
+        self,
+        key: Any,
+        loader: Any,
+        ttl: Any = None,
+        value_type: Any = None,
+        soft_timeout: Any = None,
+        hard_timeout: Any = None,
+        tags: Any = (),
+        fleet_single_flight: Any = None,
+    ) -> Any: ...
+
+class CachedCall(DirectCall):
+    # Set by ``MultilayerCache.cached`` once built (the class has a ``__dict__``).
+    cache_key: CallKeys[...]
+    invalidate: Callable[..., bool]
+    def __init__(
+        self,
+        key_of: Callable[[tuple[Any, ...], dict[str, Any] | None], Any],
+        first_lookup: Callable[[Any, Any, Any], Any],
+        load: Callable[[Any, tuple[Any, ...], dict[str, Any], bool], Any],
+        missing: Any,
+        aside: Any,
+    ) -> None: ...
