@@ -136,10 +136,11 @@ class SizeEstimator:
         shadow, in order; in a shadow, a read that misses is followed by a write, as a
         read-through cache would do (``InMemoryLayer._replay_accesses``)."""
         reads = len(events) - int(np.count_nonzero(events & WRITE))
+        keys: list[int | None] = [None] * len(events)  # built by the first shadow that needs one
         with self._lock:
             self.sampled_reads += reads
             for index, shadow in enumerate(self._shadows):
-                self._hits[index] += shadow._replay_accesses(events)
+                self._hits[index] += shadow._replay_accesses(events, keys)
 
     def estimates(self, hits: int, reads: int) -> dict[float, float]:
         """Hit ratio (0..1) per size factor, given the layer's own ``hits`` and ``reads``
