@@ -124,9 +124,6 @@ cdef object _NO_KEY = object()  # ``_last_miss`` before any miss: no caller hold
 cdef uint64_t WRITE = 1  # a sampled event's bit 0 (estimates.sampled_event)
 cdef object _REPLAY_MISS = object()  # what a shadow's read returns on a miss
 cdef Py_ssize_t BATCH = SAMPLE_BATCH  # (a C constant for the sampled path)
-# Events ahead whose lines a replay starts loading (``_prefetch_replayed``): about a cold
-# load's latency ahead, at the replay's pace.
-cdef Py_ssize_t REPLAY_AHEAD = 4
 
 MAX_SLOT_HITS = MAX_HITS  # a cached entry's hit count saturates here (31 bits: slots.pxd)
 MAX_KEYS_PER_HASH = KEYS_PER_HASH  # keys sharing one hash held at most (flooding.py)
@@ -958,9 +955,10 @@ cdef class InMemoryLayer:
         if len(keys) != events.shape[0]:
             raise ValueError("_replay_accesses: one item of keys per event")
         cdef Py_ssize_t index, slot, hits = 0, count = events.shape[0]
-        cdef uint64_t event, number, key_hash
-        for index in range(min(count, REPLAY_AHEAD)):
-            _prefetch_replayed(self, _replayed_hash(events[index]))
+        cdef uint64_t event, number, key_hash, next_hash = 0
+        cdef object key
+        if count:
+            next_hash = _replayed_hash(events[0])
         # One operation for the whole batch: no Python code of a user runs in it (the keys
         # are ints), and nothing else touches a shadow.
         self._lock_for_write()
@@ -968,9 +966,14 @@ cdef class InMemoryLayer:
             for index in range(count):
                 event = events[index]
                 number = event >> 1
-                key_hash = _replayed_hash(event)
-                if index + REPLAY_AHEAD < count:
-                    _prefetch_replayed(self, _replayed_hash(events[index + REPLAY_AHEAD]))
+                key_hash = next_hash
+                if index + 1 < count:
+                    # The next event's bucket and counters are likely cold (the layer's own
+                    # traffic ran since the last replay): start loading them now.
+                    next_hash = _replayed_hash(events[index + 1])
+                    prefetch(&self._index[next_hash & self._index_mask])
+                    prefetch(sketch_block(self._policy._sketch_words, self._policy._sketch_mask,
+                                          next_hash))
                 if number < <uint64_t>HASH_MODULUS:
                     slot = _plain_int_slot(self, key_hash)
                 else:  # equal hashes need not be equal ints: compare the keys
@@ -1153,17 +1156,6 @@ cdef inline uint64_t _replayed_hash(uint64_t event) noexcept:
     without the int: Python hashes a non-negative int to itself modulo 2**61 - 1)."""
     cdef uint64_t number = event >> 1
     return spread(number if number < <uint64_t>HASH_MODULUS else number % <uint64_t>HASH_MODULUS)
-
-
-cdef inline void _prefetch_replayed(InMemoryLayer shadow, uint64_t key_hash) noexcept:
-    """Start loading what a replayed event reads first: its index bucket, doorkeeper word and
-    frequency counters. A shadow is cold when a batch comes (the layer's own traffic ran
-    since the last one), and one event waiting for each line in turn costs more than the
-    policy's work on it."""
-    prefetch(&shadow._index[key_hash & shadow._index_mask])
-    prefetch(&shadow._policy._doorkeeper_words[
-        ((key_hash >> 32) & shadow._policy._doorkeeper_mask) >> 6])
-    prefetch(sketch_block(shadow._policy._sketch_words, shadow._policy._sketch_mask, key_hash))
 
 
 cdef inline object _replayed_key(list keys, Py_ssize_t index, uint64_t number):
