@@ -7,13 +7,13 @@ Both layers (``max_size=--size``, int keys) are filled first; each round then ti
 of operations of each kind on one and then the other (which goes first alternates): ``get``
 of held keys (hits), ``get`` of keys never written (misses), ``set`` of new keys (each an
 insert with an eviction). The sampled accesses' replays into the shadows are part of the
-timed operations (they run on the access that fills the buffer of ``SAMPLE_BATCH``), so a
-run is ``--flushes`` buffers long (``flushes * SAMPLE_BATCH / rate`` operations, or
-``--ops``): a shorter one would hold a replay in some rounds and none in others, and their
-median would be either cost but the average. Printed: the medians over ``--repeat`` rounds
-in ns per operation, the median of the per-round ratios on / off (issue 22: at most 1.10)
-and their spread (the lowest and highest round). Compare ratios between runs, not
-nanoseconds.
+timed operations (they run on the access that fills the sample buffer:
+``COMPILED_SAMPLE_BATCH`` events, ``SAMPLE_BATCH`` in the pure layer), so a run is
+``--flushes`` buffers long (``flushes * batch / rate`` operations, or ``--ops``): a shorter
+one would hold a replay in some rounds and none in others, and their median would be
+either cost but not the average. Printed: the medians over ``--repeat`` rounds in ns per
+operation, the median of the per-round ratios on / off (issue 22: at most 1.10) and their
+spread (the lowest and highest round). Compare ratios between runs, not nanoseconds.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from multilayercache import InMemoryLayer
-from multilayercache.layers.memory.estimates import SAMPLE_BATCH
+from multilayercache.layers.memory.estimates import COMPILED_SAMPLE_BATCH, SAMPLE_BATCH
 
 FACTORS = (0.5, 2, 4)
 
@@ -85,7 +85,9 @@ def main() -> None:
         max_size=args.size, estimate_sizes=FACTORS, estimate_sample_rate=args.rate
     )
     estimator = probe.size_estimator
-    ops = args.ops or math.ceil(args.flushes * SAMPLE_BATCH / estimator.rate)
+    compiled = type(probe).__module__ == "multilayercache.layers.memory.layer"
+    batch = COMPILED_SAMPLE_BATCH if compiled else SAMPLE_BATCH
+    ops = args.ops or math.ceil(args.flushes * batch / estimator.rate)
     print(
         f"{type(probe).__module__}.InMemoryLayer(max_size={args.size}), estimate_sizes="
         f"{FACTORS}: rate {estimator.rate:.5f}, shadows {estimator.shadow_sizes}, "

@@ -81,7 +81,7 @@ from .arguments import (
 )
 from .batch import hits_among, set_each
 from .deadlines import seconds_left
-from .estimates import SAMPLE_BATCH, checked_estimator, size_estimator
+from .estimates import COMPILED_SAMPLE_BATCH, checked_estimator, size_estimator
 from .flooding import warn_crowded
 from .inspect import (
     access_counts,
@@ -123,7 +123,7 @@ cdef uint64_t NOT_ABSENT = 0xFFFFFFFFFFFFFFFF
 cdef object _NO_KEY = object()  # ``_last_miss`` before any miss: no caller holds it
 cdef uint64_t WRITE = 1  # a sampled event's bit 0 (estimates.sampled_event)
 cdef object _REPLAY_MISS = object()  # what a shadow's read returns on a miss
-cdef Py_ssize_t BATCH = SAMPLE_BATCH  # (a C constant for the sampled path)
+cdef Py_ssize_t BATCH = COMPILED_SAMPLE_BATCH  # (a C constant for the sampled path)
 
 MAX_SLOT_HITS = MAX_HITS  # a cached entry's hit count saturates here (31 bits: slots.pxd)
 MAX_KEYS_PER_HASH = KEYS_PER_HASH  # keys sharing one hash held at most (flooding.py)
@@ -178,7 +178,7 @@ cdef class InMemoryLayer:
                                              estimate_sample_rate)
         if self.size_estimator is not None:
             self._sample_below = self.size_estimator.threshold
-            self._sample_array = np.empty(SAMPLE_BATCH, dtype=np.uint64)
+            self._sample_array = np.empty(BATCH, dtype=np.uint64)
             self._samples = self._sample_array
         register_after_fork(self)
         if removal_listener is not None:
@@ -925,7 +925,7 @@ cdef class InMemoryLayer:
         cdef object full = self._sample_array
         cdef object spare = self._spare_samples
         self._spare_samples = None
-        self._sample_array = np.empty(SAMPLE_BATCH, dtype=np.uint64) if spare is None else spare
+        self._sample_array = np.empty(BATCH, dtype=np.uint64) if spare is None else spare
         self._samples = self._sample_array
         self._sample_count = 0
         if count:
