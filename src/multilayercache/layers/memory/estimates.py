@@ -15,7 +15,7 @@ COMPILED_SAMPLE_BATCH = 4096
 """The same for the compiled layer, whose replay costs far less per event: its shadows are
 cold when a batch comes (the layer's own traffic ran meanwhile), and loading their tables
 again is a large part of a replay, which a longer batch pays over more events (~30% less per
-event than at 1,024 on a 10,000-entry layer), for a pause of ~1.5 ms at most on the access
+event than at 1,024 on a 10,000-entry layer), for a pause of ~2 ms at most on the access
 that replays it (four shadows that all miss)."""
 
 WRITE = 1
