@@ -122,7 +122,6 @@ cdef enum:
 cdef uint64_t NOT_ABSENT = 0xFFFFFFFFFFFFFFFF
 cdef object _NO_KEY = object()  # ``_last_miss`` before any miss: no caller holds it
 cdef uint64_t WRITE = 1  # a sampled event's bit 0 (estimates.sampled_event)
-cdef object _REPLAY_MISS = object()  # what a shadow's read returns on a miss
 cdef Py_ssize_t BATCH = COMPILED_SAMPLE_BATCH  # (a C constant for the sampled path)
 
 MAX_SLOT_HITS = MAX_HITS  # a cached entry's hit count saturates here (31 bits: slots.pxd)
@@ -956,7 +955,6 @@ cdef class InMemoryLayer:
             raise ValueError("_replay_accesses: one item of keys per event")
         cdef Py_ssize_t index, slot, hits = 0, count = events.shape[0]
         cdef uint64_t event, number, key_hash, next_hash = 0
-        cdef object key
         if count:
             next_hash = _replayed_hash(events[0])
         # One operation for the whole batch: no Python code of a user runs in it (the keys
