@@ -714,7 +714,7 @@ def test_memory_layer_replaying_sampled_events(max_size, batches) -> None:
     pure, compiled = (twin.InMemoryLayer(max_size=max_size) for twin in (PURE, COMPILED))
     for batch in batches:
         events = np.array([key << 1 | write for key, write in batch], dtype=np.uint64)
-        hits = [shadow._replay_accesses(events, [None] * len(events)) for shadow in (pure, compiled)]
+        hits = [layer._replay_accesses(events, [None] * len(events)) for layer in (pure, compiled)]
         assert hits[0] == hits[1]
         assert pure.stats() == compiled.stats()
         assert sorted(pure.keys()) == sorted(compiled.keys())
