@@ -1,26 +1,32 @@
 """What ``estimate_sizes=`` costs an L1 operation: get hit, get miss and set, on a layer
 with size estimates on against the same layer without, measured in the same run.
 
-    python benchmarks/mrc_cost.py [--size 100000] [--ops 50000] [--repeat 21] [--rate R]
+    python benchmarks/mrc_cost.py [--size 100000] [--flushes 2] [--repeat 21] [--rate R]
 
-Both layers (``max_size=--size``, int keys) are filled first; each round then times
-``--ops`` operations of each kind on one and then the other (which goes first alternates):
-``get`` of held keys (hits), ``get`` of keys never written (misses), ``set`` of new keys
-(each an insert with an eviction). The sampled accesses' replays into the shadows are part
-of the timed operations (they run on the access that fills the buffer). Printed: the
-medians over ``--repeat`` rounds in ns per operation, and the median of the per-round
-ratios on / off (issue 22: at most 1.10). Compare ratios between runs, not nanoseconds.
+Both layers (``max_size=--size``, int keys) are filled first; each round then times a run
+of operations of each kind on one and then the other (which goes first alternates): ``get``
+of held keys (hits), ``get`` of keys never written (misses), ``set`` of new keys (each an
+insert with an eviction). The sampled accesses' replays into the shadows are part of the
+timed operations (they run on the access that fills the sample buffer:
+``COMPILED_SAMPLE_BATCH`` events, ``SAMPLE_BATCH`` in the pure layer), so a run is
+``--flushes`` buffers long (``flushes * batch / rate`` operations, or ``--ops``): a shorter
+one would hold a replay in some rounds and none in others, and their median would be
+either cost but not the average. Printed: the medians over ``--repeat`` rounds in ns per
+operation, the median of the per-round ratios on / off (issue 22: at most 1.10) and their
+spread (the lowest and highest round). Compare ratios between runs, not nanoseconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 from multilayercache import InMemoryLayer
+from multilayercache.layers.memory.estimates import COMPILED_SAMPLE_BATCH, SAMPLE_BATCH
 
 FACTORS = (0.5, 2, 4)
 
@@ -70,7 +76,8 @@ def one_round(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=100_000)
-    parser.add_argument("--ops", type=int, default=50_000)
+    parser.add_argument("--flushes", type=int, default=2, help="sample buffers per run")
+    parser.add_argument("--ops", type=int, default=None, help="operations per run")
     parser.add_argument("--repeat", type=int, default=21)
     parser.add_argument("--rate", type=float, default=None, help="sampling rate (default auto)")
     args = parser.parse_args()
@@ -78,21 +85,29 @@ def main() -> None:
         max_size=args.size, estimate_sizes=FACTORS, estimate_sample_rate=args.rate
     )
     estimator = probe.size_estimator
+    compiled = type(probe).__module__ == "multilayercache.layers.memory.layer"
+    batch = COMPILED_SAMPLE_BATCH if compiled else SAMPLE_BATCH
+    ops = args.ops or math.ceil(args.flushes * batch / estimator.rate)
     print(
         f"{type(probe).__module__}.InMemoryLayer(max_size={args.size}), estimate_sizes="
-        f"{FACTORS}: rate {estimator.rate:.5f}, shadows {estimator.shadow_sizes}"
+        f"{FACTORS}: rate {estimator.rate:.5f}, shadows {estimator.shadow_sizes}, "
+        f"{ops} operations per run"
     )
     layers = [full_layer(args.size, False, args.rate), full_layer(args.size, True, args.rate)]
     rounds = [
-        one_round(layers, args.size, args.ops, index * 2 * args.ops, index % 2 == 1)
+        one_round(layers, args.size, ops, index * 2 * ops, index % 2 == 1)
         for index in range(args.repeat)
     ]
-    print(f"{'operation':<10} {'off ns':>8} {'on ns':>8} {'on/off':>7}  (medians of {args.repeat})")
+    print(
+        f"{'operation':<10} {'off ns':>8} {'on ns':>8} {'on/off':>7} {'spread':>13}"
+        f"  (medians of {args.repeat})"
+    )
     for kind in rounds[0]:
         off = statistics.median(measured[kind][0] for measured in rounds)
         on = statistics.median(measured[kind][1] for measured in rounds)
-        ratio = statistics.median(measured[kind][1] / measured[kind][0] for measured in rounds)
-        print(f"{kind:<10} {off:>8.1f} {on:>8.1f} {ratio:>7.3f}")
+        ratios = [measured[kind][1] / measured[kind][0] for measured in rounds]
+        spread = f"{min(ratios):.3f}-{max(ratios):.3f}"
+        print(f"{kind:<10} {off:>8.1f} {on:>8.1f} {statistics.median(ratios):>7.3f} {spread:>13}")
 
 
 if __name__ == "__main__":

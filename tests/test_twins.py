@@ -692,6 +692,34 @@ def test_twins_define_the_same_constants(compiled, pure) -> None:
         assert getattr(compiled_module, name) == getattr(pure_twin, name), name
 
 
+# Replayed keys (``event >> 1``): small ints, ints Python hashes modulo 2**61 - 1 (their
+# hash is another key's: 5, 5 + M, 5 + 2M and 5 + 3M share one), and the largest.
+MODULUS = 2**61 - 1
+replayed_keys = st.one_of(
+    st.integers(0, 40),
+    st.sampled_from([5 + MODULUS, 5 + 2 * MODULUS, 5 + 3 * MODULUS, MODULUS - 1, MODULUS]),
+    st.sampled_from([MODULUS + 1, 2**62, 2**63 - 1]),
+)
+replayed_batches = st.lists(
+    st.lists(st.tuples(replayed_keys, st.booleans()), max_size=60), min_size=1, max_size=4
+)
+
+
+@SETTINGS
+@given(max_size=st.integers(1, 12), batches=replayed_batches)
+def test_memory_layer_replaying_sampled_events(max_size, batches) -> None:
+    # The compiled shadows' lean replay against the pure twin's, which is ``get`` and ``set``:
+    # the same hits, counters and held keys, batch after batch.
+    pure, compiled = (twin.InMemoryLayer(max_size=max_size) for twin in (PURE, COMPILED))
+    for batch in batches:
+        events = np.array([key << 1 | write for key, write in batch], dtype=np.uint64)
+        hits = [layer._replay_accesses(events, [None] * len(events)) for layer in (pure, compiled)]
+        assert hits[0] == hits[1]
+        assert pure.stats() == compiled.stats()
+        assert sorted(pure.keys()) == sorted(compiled.keys())
+    check_invariants(compiled)
+
+
 def test_same_estimates_on_a_trace() -> None:
     # Long enough that sample buffers fill and replay many times over.
     from multilayercache.tools.simulation import load_trace, replay

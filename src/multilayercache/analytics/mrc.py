@@ -36,9 +36,14 @@ figures); a small L1 that wants more accurate estimates at that cost passes
 Where the samples come from: the layer tests ``spread hash < T`` (one integer compare; ``T``
 is 0 when estimation is off, so an L1 without it never samples) on each counted read
 (``get``, ``lookup``, ``get_entry``) and each write (``set``, ``add``, their ``_entry``
-forms), and puts a sampled access in a buffer of ``SAMPLE_BATCH`` events
-(``layers/memory/estimates.py``). The access that fills the buffer replays it into the
-shadows, outside the layer's lock (amortised: no thread to start, stop or fork).
+forms), and puts a sampled access in a buffer of ``SAMPLE_BATCH`` events (compiled:
+``COMPILED_SAMPLE_BATCH``; ``layers/memory/estimates.py``). The access that fills the
+buffer replays it into the shadows, outside the layer's lock (amortised: no thread to
+start, stop or fork). A compiled shadow replays on a lean path
+(``InMemoryLayer._replay_accesses``): the same policy calls as ``get`` and ``set``, without
+what a shadow never has (TTLs, copies, listeners, per-call ownership), a key's hash taken
+from its event, and one int object per sampled event shared by all the shadows. What is
+left is the policy's own work on four small, cold tables.
 """
 
 from __future__ import annotations
@@ -144,10 +149,11 @@ class SizeEstimator:
         shadow, in order; in a shadow, a read that misses is followed by a write, as a
         read-through cache would do (``InMemoryLayer._replay_accesses``)."""
         reads = len(events) - int(np.count_nonzero(events & WRITE))
+        keys: list[int | None] = [None] * len(events)  # built by the first shadow that needs one
         with self._lock:
             self.sampled_reads += reads
             for index, shadow in enumerate(self._shadows):
-                self._hits[index] += shadow._replay_accesses(events)
+                self._hits[index] += shadow._replay_accesses(events, keys)
 
     def estimates(self, hits: int, reads: int) -> dict[float, float]:
         """Hit ratio (0..1) per size factor, given the layer's own ``hits`` and ``reads``

@@ -9,6 +9,7 @@ import random
 import sys
 import threading
 
+import numpy as np
 import pytest
 
 from multilayercache._core._bits_py import spread
@@ -217,3 +218,36 @@ def test_estimates_within_two_points_on_large_traces(name, size) -> None:
     estimates, exact = estimate_and_exact(COMPILED.InMemoryLayer, name, size)
     for factor, ratio in exact.items():
         assert estimates[factor] == pytest.approx(ratio, abs=0.02), factor
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"ttl": 60}, {"copy": True}, {"max_weight": 100, "weigher": lambda key, value: 1}],
+    ids=["ttl", "copy", "weighted"],
+)
+def test_only_a_shadow_replays_sampled_events(Layer, arguments) -> None:
+    # The replay takes the lean path of a shadow (no TTL, copy, weight, listener or pending
+    # drop); another layer would be simulated wrongly, so it is refused.
+    layer = Layer(**arguments)
+    events = np.array([2, 4], dtype=np.uint64)
+    with pytest.raises(RuntimeError, match="size-estimate shadows"):
+        layer._replay_accesses(events, [None, None])
+    layer = Layer(max_size=10)
+    layer.add_removal_listener(lambda key, value, cause: None)
+    with pytest.raises(RuntimeError, match="size-estimate shadows"):
+        layer._replay_accesses(events, [None, None])
+    with pytest.raises(ValueError, match="one item of keys per event"):
+        Layer(max_size=10)._replay_accesses(events, [None])
+
+
+def test_shadows_share_one_key_object_per_sampled_key(Layer) -> None:
+    # Every shadow holds the sampled keys it admitted: one int each, not one per shadow.
+    layer = Layer(max_size=1000, estimate_sizes=(0.5, 2), estimate_sample_rate=1)
+    for key in range(400):
+        layer.get(key)
+        layer.set(key, key)
+    layer.size_estimates()  # replays what is buffered
+    held = [{key: key for key in shadow.keys()} for shadow in layer.size_estimator._shadows]
+    common = held[0].keys() & held[1].keys() & held[2].keys()
+    assert len(common) > 100
+    assert all(held[0][key] is held[1][key] is held[2][key] for key in common)

@@ -47,6 +47,7 @@ cannot trust the structures and starts this layer empty, with a lock of its own.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -725,14 +726,36 @@ class InMemoryLayer:
         if events and self.size_estimator is not None:  # events: only with an estimator
             self.size_estimator.replay(np.array(events, dtype=np.uint64))
 
-    def _replay_accesses(self, events: np.ndarray) -> int:
+    def _replay_accesses(self, events: np.ndarray, keys: list[int | None]) -> int:
         """For the shadows of ``analytics/mrc.py``: replay sampled events (bit 0 set: a
         write) with each event's other bits as an int key, a read that misses followed by a
-        write (as a read-through cache does); the number of reads that hit."""
+        write of ``True`` (as a read-through cache does); the number of reads that hit.
+        ``keys``: one item per event, None until a shadow builds that event's key, which
+        then serves the other shadows (one int object per event, not per shadow).
+
+        This is the definition; the compiled twin takes a lean path to the same decisions,
+        for shadows only (no TTL, weigher, copy, removal listener or pending drop), and
+        raises ``RuntimeError`` for another layer."""
+        if (
+            self.default_ttl != math.inf
+            or self._weigher is not None
+            or self.max_weight is not None
+            or self._copy is not None
+            or self._removal_log is not None
+            or self._pending is not None
+        ):
+            raise RuntimeError(
+                f"InMemoryLayer {self.name!r}: _replay_accesses is for size-estimate "
+                "shadows (no TTL, weigher, copy, removal listener or pending drop)"
+            )
+        if len(keys) != len(events):
+            raise ValueError("_replay_accesses: one item of keys per event")
         missing = object()
         hits = 0
-        for event in events.tolist():
-            key = event >> 1
+        for index, event in enumerate(events.tolist()):
+            key = keys[index]
+            if key is None:
+                key = keys[index] = event >> 1
             if event & WRITE:
                 self.set(key, True)
             elif self.get(key, missing) is missing:

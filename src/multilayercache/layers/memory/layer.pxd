@@ -72,6 +72,7 @@ cdef class InMemoryLayer:
     cdef object _sample_array
     cdef uint64_t[::1] _samples
     cdef Py_ssize_t _sample_count
+    cdef object _spare_samples  # the last replayed buffer, reused by the next flush (or None)
     cdef RemovalLog _removals  # what left, for the removal listeners (removals.pxd)
     cdef object _delivery  # their RemovalDelivery (removals.py), or None
     cdef object __weakref__  # for multilayercache._forking, which holds layers weakly
@@ -101,6 +102,9 @@ cdef class InMemoryLayer:
     # size estimates
     cdef int _sample(self, uint64_t event) except -1
     cdef int _flush_samples(self) except -1
+    cdef bint _replays_plainly(self) noexcept
+    cdef int _insert_replayed(self, list keys, Py_ssize_t index, uint64_t number,
+                              uint64_t key_hash) except -1
     # ownership
     cdef int _lock_for_write(self) except -1
     cdef void _unlock(self) noexcept

@@ -20,15 +20,17 @@ import numpy as np
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.ref cimport Py_DECREF, Py_XDECREF, PyObject
 from libc.math cimport INFINITY
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
-from ..._core.bits cimport prefetch
+from ..._core.bits cimport prefetch, spread
 from ..._core.hotkeys cimport HotKeyTable
 from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
+from ..._core.sketch cimport sketch_block
 from ..._core.timerwheel cimport NEVER, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
 from .freshness cimport FreshnessDeadlines
-from .index cimport EMPTY, MIN_INDEX, NO_BUCKET
+from .index cimport EMPTY, MIN_INDEX, NO_BUCKET, index_tag, slot_mask_of, tag_mask_of
+from .keys cimport HASH_MODULUS
 from .keys cimport key_hash as _key_hash
 from .ownership cimport (
     clear_graves,
@@ -42,9 +44,11 @@ from .ownership cimport (
 from .removals cimport EXPIRED, INVALIDATED, REJECTED, REPLACED, record_removal, swap_halves
 from .slots cimport (
     CROWDED,
+    HITS,
     INTERRUPTED,
     KEYS_PER_HASH,
     MAX_HITS,
+    PLAIN_INT,
     allocate_slot,
     drop_evicted,
     expire_if_due,
@@ -54,7 +58,9 @@ from .slots cimport (
     reclaim_expired,
     record_hit,
     remove_slot,
+    slot_record,
     stored_value,
+    vacancy,
 )
 
 from ..._forking import register_after_fork
@@ -75,7 +81,8 @@ from .arguments import (
 )
 from .batch import hits_among, set_each
 from .deadlines import seconds_left
-from .estimates import SAMPLE_BATCH, checked_estimator, restarted_estimator, size_estimator
+from .estimates import (
+    COMPILED_SAMPLE_BATCH, checked_estimator, restarted_estimator, size_estimator)
 from .flooding import warn_crowded
 from .inspect import (
     access_counts,
@@ -115,8 +122,7 @@ cdef enum:
 cdef uint64_t NOT_ABSENT = 0xFFFFFFFFFFFFFFFF
 cdef object _NO_KEY = object()  # ``_last_miss`` before any miss: no caller holds it
 cdef uint64_t WRITE = 1  # a sampled event's bit 0 (estimates.sampled_event)
-cdef object _REPLAY_MISS = object()  # what a shadow's read returns on a miss
-cdef Py_ssize_t BATCH = SAMPLE_BATCH  # (a C constant for the sampled path)
+cdef Py_ssize_t BATCH = COMPILED_SAMPLE_BATCH  # (a C constant for the sampled path)
 
 MAX_SLOT_HITS = MAX_HITS  # a cached entry's hit count saturates here (31 bits: slots.pxd)
 MAX_KEYS_PER_HASH = KEYS_PER_HASH  # keys sharing one hash held at most (flooding.py)
@@ -171,7 +177,7 @@ cdef class InMemoryLayer:
                                              estimate_sample_rate)
         if self.size_estimator is not None:
             self._sample_below = self.size_estimator.threshold
-            self._sample_array = np.empty(SAMPLE_BATCH, dtype=np.uint64)
+            self._sample_array = np.empty(BATCH, dtype=np.uint64)
             self._samples = self._sample_array
         register_after_fork(self)
         if removal_listener is not None:
@@ -908,37 +914,116 @@ cdef class InMemoryLayer:
         return 0
 
     cdef int _flush_samples(self) except -1:
-        # Marked full first, then a new buffer put in place and only then marked empty:
-        # whatever runs in between (allocation may run a finalizer, and switch threads)
-        # cannot write into the buffer being replayed, outside of the layer's ownership.
+        # Marked full first, then the spare buffer (or a new one, while another thread still
+        # replays the spare) put in place and only then marked empty: whatever runs in
+        # between (allocation may run a finalizer, and switch threads) cannot write into
+        # the buffer being replayed, outside of the layer's ownership. The replayed buffer
+        # becomes the spare once its replay is over.
         cdef Py_ssize_t count = self._sample_count
         self._sample_count = BATCH
-        cdef object events = self._sample_array[:count]
-        self._sample_array = np.empty(SAMPLE_BATCH, dtype=np.uint64)
+        cdef object full = self._sample_array
+        cdef object spare = self._spare_samples
+        self._spare_samples = None
+        self._sample_array = np.empty(BATCH, dtype=np.uint64) if spare is None else spare
         self._samples = self._sample_array
         self._sample_count = 0
         if count:
-            self.size_estimator.replay(events)
+            self.size_estimator.replay(full[:count])
+        self._spare_samples = full
         return 0
 
-    def _replay_accesses(self, const uint64_t[::1] events):
+    def _replay_accesses(self, const uint64_t[::1] events, list keys):
         """For the shadows of ``analytics/mrc.py``: replay sampled events (bit 0 set: a
         write) with each event's other bits as an int key, a read that misses followed by a
-        write (as a read-through cache does); the number of reads that hit."""
-        cdef Py_ssize_t index, hits = 0
-        cdef uint64_t event
-        cdef object key
-        cdef double ttl = self.default_ttl
-        for index in range(events.shape[0]):
-            event = events[index]
-            key = event >> 1
-            if event & WRITE:
-                self._store(key, True, ttl, 0.0, ttl, False)
-            elif self._read(key, _REPLAY_MISS, DUE, None) is _REPLAY_MISS:
-                self._store(key, True, ttl, 0.0, ttl, False)
-            else:
-                hits += 1
+        write of ``True`` (as a read-through cache does); the number of reads that hit.
+        ``keys``: one item per event, None until a shadow builds that event's key, which
+        then serves the other shadows (one int object per event, not per shadow).
+
+        The same decisions as ``get`` and ``set`` (the pure twin's definition), on the lean
+        path a shadow allows: a layer without TTLs, weights, copies, listeners or pending
+        drops, touched by one replay at a time (the estimator's lock), whose keys are ints.
+        A key's hash is computed from the event (no int object for a lookup), and an int
+        object is needed only for a key that goes in. What only reports on the layer (the
+        missed keys' table, ``_last_miss``) is not kept. ``RuntimeError`` for another
+        layer."""
+        if not self._replays_plainly():
+            raise RuntimeError(
+                f"InMemoryLayer {self.name!r}: _replay_accesses is for size-estimate "
+                "shadows (no TTL, weigher, copy, removal listener or pending drop)"
+            )
+        if len(keys) != events.shape[0]:
+            raise ValueError("_replay_accesses: one item of keys per event")
+        cdef Py_ssize_t index, slot, hits = 0, count = events.shape[0]
+        cdef uint64_t event, number, key_hash, next_hash = 0
+        if count:
+            next_hash = _replayed_hash(events[0])
+        # One operation for the whole batch: no Python code of a user runs in it (the keys
+        # are ints), and nothing else touches a shadow.
+        self._lock_for_write()
+        try:
+            for index in range(count):
+                event = events[index]
+                number = event >> 1
+                key_hash = next_hash
+                if index + 1 < count:
+                    # The next event's bucket and counters are likely cold (the layer's own
+                    # traffic ran since the last replay): start loading them now.
+                    next_hash = _replayed_hash(events[index + 1])
+                    prefetch(&self._index[next_hash & self._index_mask])
+                    prefetch(sketch_block(self._policy._sketch_words, self._policy._sketch_mask,
+                                          next_hash))
+                if number < <uint64_t>HASH_MODULUS:
+                    slot = _plain_int_slot(self, key_hash)
+                else:  # equal hashes need not be equal ints: compare the keys
+                    slot = find_slot(self, _replayed_key(keys, index, number), key_hash, True)
+                if event & WRITE:
+                    if slot >= 0:
+                        self._puts += 1  # (it holds True already: nothing else changes)
+                        continue
+                elif slot >= 0:
+                    record_hit(self, slot, key_hash)  # (as ``_read`` counts a hit)
+                    hits += 1
+                    continue
+                else:  # (as ``_read`` counts a miss)
+                    if self._vacant_bucket != CROWDED:
+                        self._policy.count_access(key_hash)
+                    self._policy.ghosts._prefetch(key_hash)
+                    prefetch_evictees(self)
+                    self._misses += 1
+                self._insert_replayed(keys, index, number, key_hash)
+        finally:
+            self._unlock()
         return hits
+
+    cdef bint _replays_plainly(self) noexcept:
+        """Whether this layer is one ``_replay_accesses`` can take its lean path in."""
+        return (
+            self.default_ttl == INFINITY and self._weigher is None and not self._copies
+            and self.max_weight is None and not self._removals.active
+            and self._pending is None and not self._wheel.scheduled and not self._fresh.count
+        )
+
+    cdef inline int _insert_replayed(self, list keys, Py_ssize_t index, uint64_t number,
+                                     uint64_t key_hash) except -1:
+        """(Owning the layer) ``_set_locked`` of the missing key of event ``index`` with
+        ``True``, right after the probe that found it missing (``_vacant_bucket``) and
+        without a lifetime."""
+        cdef uint64_t vacant = self._vacant_bucket
+        cdef Py_ssize_t slot, evicted
+        self._puts += 1
+        if vacant == CROWDED:
+            self._crowded += 1  # (a shadow does not warn: its keys are not the user's)
+            return 0
+        # (Allocating the key may run a finalizer: before the slot table changes.)
+        slot = allocate_slot(self, _replayed_key(keys, index, number), True, key_hash, vacant)
+        evicted = self._policy.on_insert(slot, key_hash, 1)
+        if evicted:
+            drop_evicted(self, evicted)
+            # What left is ints and True: releasing them runs no Python code, so it need
+            # not wait for the end of the batch.
+            release_graves(&self._ownership)
+        prefetch_next_evictees(self)
+        return 0
 
     def _internals(self):
         """For tests: the structures behind the layer (see tests/invariants.py)."""
@@ -1062,6 +1147,50 @@ cdef class InMemoryLayer:
         if self._clock is not None:
             return deadline <= self._now_ns()
         return has_passed(deadline, self._coarse_slack_ns)
+
+
+cdef inline uint64_t _replayed_hash(uint64_t event) noexcept:
+    """The spread hash of a replayed event's key ``event >> 1`` (``_key_hash`` of that int,
+    without the int: Python hashes a non-negative int to itself modulo 2**61 - 1)."""
+    cdef uint64_t number = event >> 1
+    return spread(number if number < <uint64_t>HASH_MODULUS else number % <uint64_t>HASH_MODULUS)
+
+
+cdef inline object _replayed_key(list keys, Py_ssize_t index, uint64_t number):
+    """Event ``index``'s key, ``number``: the int object another shadow built, else a new
+    one, left in ``keys`` for the next shadows."""
+    cdef object key = keys[index]
+    if key is None:
+        key = number
+        keys[index] = key
+    return key
+
+
+cdef inline Py_ssize_t _plain_int_slot(InMemoryLayer layer, uint64_t key_hash) noexcept:
+    """``find_slot`` (locked) of an int key that Python hashes to itself, from its spread
+    hash alone (``_replay_accesses``): a slot flagged PLAIN_INT with the same hash holds an
+    equal int, and one not flagged holds a key of another value (a shadow holds only ints),
+    as find_slot's compare would find."""
+    cdef uint32_t slot_mask = slot_mask_of(layer._index_mask)
+    cdef uint32_t tag_mask = tag_mask_of(slot_mask)
+    cdef uint32_t tag = index_tag(key_hash, slot_mask)
+    cdef uint64_t bucket = key_hash & layer._index_mask
+    cdef int32_t tagged
+    cdef Py_ssize_t slot
+    while True:
+        tagged = layer._index[bucket]
+        if tagged == EMPTY:
+            layer._vacant_bucket = (
+                bucket if layer._sharer_hash != key_hash else vacancy(layer, key_hash, bucket)
+            )
+            return -1
+        if (<uint32_t>tagged & tag_mask) == tag:
+            slot = <uint32_t>tagged & slot_mask
+            if layer._policy.hash_of(slot) == key_hash:
+                if slot_record(layer, slot)[HITS] & PLAIN_INT:
+                    return slot
+                layer._sharer_hash = key_hash  # (as find_slot records another key's hash)
+        bucket = (bucket + 1) & layer._index_mask
 
 
 cdef inline bint _warns_at(Py_ssize_t turned_away) noexcept:
