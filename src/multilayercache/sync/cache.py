@@ -118,15 +118,15 @@ class MultilayerCache(ManagerBase):
             MISSING,
             STEPPED_ASIDE,
         )
+        self._door = door
         self.get, self.get_or_load = door.get, door.get_or_load
 
     # ------------------------------------------------------------------ reads
     def get(self, key: Any, default: Any = None) -> Any:
         """The value from the fastest layer that has it, or ``default``."""
-        value = self._first_get(key, MISSING)
-        if value is not MISSING:
-            return value
-        return self._get_below(key, default)
+        # An instance's ``get`` is its front door's (set in __init__): this method gives
+        # the name its signature and its docs, and answers an unbound call the same way.
+        return self._door.get(key, default)
 
     def _get_below(self, key: Any, default: Any) -> Any:
         state = self._state
@@ -287,22 +287,9 @@ class MultilayerCache(ManagerBase):
         of the loaded value; a loader made by ``with_context`` may set it, and say the
         cached value is unchanged (``LoadContext``). ``fleet_single_flight``: one load
         across every instance for this call (``None``: as ``LoadOptions`` says)."""
-        if ttl is not None:
-            check_load_ttl(ttl)  # bad input fails on a hit too, not only on a miss
-        value = self._first_lookup(key, MISSING, STEPPED_ASIDE)
-        if value is not MISSING and value is not STEPPED_ASIDE:
-            return value
-        aside = value is STEPPED_ASIDE
-        return self._load_below(
-            key,
-            loader,
-            ttl,
-            value_type,
-            soft_timeout,
-            hard_timeout,
-            fleet_single_flight,
-            aside,
-            tags,
+        # As ``get``: an instance's ``get_or_load`` is its front door's.
+        return self._door.get_or_load(
+            key, loader, ttl, value_type, soft_timeout, hard_timeout, tags, fleet_single_flight
         )
 
     def _load_below(
