@@ -280,10 +280,6 @@ class WTinyLfuPolicy:
         has seen it."""
         return self.sketch.frequency(key_hash) + self.doorkeeper.might_contain(key_hash)
 
-    def has_seen(self, key_hash: int) -> bool:
-        """Whether the key was accessed before in this sample period (doorkeeper)."""
-        return self.doorkeeper.might_contain(key_hash)
-
     # ------------------------------------------------------------------ slots
     def grow(self, slot_count: int) -> None:
         """Make room for slots ``0 .. slot_count - 1``."""

@@ -145,10 +145,6 @@ cdef class WTinyLfuPolicy:
         has seen it."""
         return policy_frequency(self, key_hash)
 
-    def has_seen(self, uint64_t key_hash) -> bool:
-        """Whether the key was accessed before in this sample period (doorkeeper)."""
-        return doorkeeper_contains(self._doorkeeper_words, self._doorkeeper_mask, key_hash)
-
     # ------------------------------------------------------------------ slots
     cpdef void grow(self, Py_ssize_t slot_count) except *:
         """Make room for slots ``0 .. slot_count - 1``."""
