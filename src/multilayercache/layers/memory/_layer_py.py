@@ -64,7 +64,7 @@ from ...core.freshness import Entry, Freshness, Lifetime
 from ...core.stats import LayerSnapshot, LayerStats
 from ...core.ttl import TTL, ttl_seconds
 from ._freshness_py import FreshnessDeadlines
-from ._inspect_py import (
+from ._introspection_py import (
     access_counts,
     cached_slots,
     frequency_estimate,
@@ -93,7 +93,7 @@ from .batch import hits_among, set_each
 from .deadlines import deadline_after, seconds_left, seconds_to_ns
 from .estimates import SAMPLE_BATCH, WRITE, checked_estimator, sampled_event, size_estimator
 from .flooding import MAX_KEYS_PER_HASH, warn_crowded
-from .introspection import AccessCounts, layer_repr
+from .introspection_shared import AccessCounts, layer_repr
 from .removals import (
     BATCH,
     DEFAULT_REMOVAL_BUFFER,
