@@ -1,6 +1,7 @@
 """``multilayercache.aio.retry`` under real asyncio tasks and real (short) sleeps: the load
 gate never lets more than its maximum through, serves waiters in order, times out with a
-clear error and loses no slot to a timeout or a cancellation. And the twins have the same public names and parameters."""
+clear error and loses no slot to a timeout or a cancellation. And the twins have the same
+public names and parameters."""
 
 from __future__ import annotations
 
