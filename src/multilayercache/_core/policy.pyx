@@ -1,5 +1,6 @@
 """W-TinyLFU policy with a ghost-guided adaptive window and reuse-distance ties (compiled
-twin of ``_policy_py.py``, which explains the algorithm and every choice).
+twin of ``_policy_py.py``, which explains the algorithm; ``docs/policy.md`` keeps the
+measurements behind each choice).
 
 Memory layout: node ``n`` is eight ``int32`` in one array (prev, next, region, last use,
 the entry's ``uint64`` hash in two, then two that belong to the policy's owner: the layer
