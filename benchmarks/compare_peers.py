@@ -32,14 +32,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from reference_hit_ratios import REFERENCE_HIT_RATIOS
 
 from multilayercache import _core
-from multilayercache.tools.benchmarking import (
-    REFERENCE_HIT_RATIOS,
-    CacheUnderTest,
-    hit_latency_table,
-    installed,
-)
+from multilayercache.tools.benchmarking import CacheUnderTest, hit_latency_table, installed
 from multilayercache.tools.simulation import load_trace
 
 ROWS = list(REFERENCE_HIT_RATIOS)

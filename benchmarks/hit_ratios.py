@@ -69,10 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pure:  # before multilayercache is imported, here and in the workers
         os.environ["MULTILAYERCACHE_NO_EXTENSIONS"] = "1"
 
-    from tqdm import tqdm
-
-    from multilayercache import _core
-    from multilayercache.tools.benchmarking import (
+    from reference_hit_ratios import (
         BASELINE_HIT_RATIOS,
         BASELINE_SLACK,
         BEST_POLICY_NAMES,
@@ -82,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         REFERENCE_HIT_RATIOS,
         SECOND_PART,
     )
+    from tqdm import tqdm
+
+    from multilayercache import _core
 
     rows = {"part1": FIRST_PART, "part2": SECOND_PART, "all": FIRST_PART + SECOND_PART}[args.rows]
     missing = sorted(

@@ -7,8 +7,9 @@ import os
 from types import SimpleNamespace
 
 import pytest
+from local_cluster import RedisCluster
 
-from multilayercache.tools.servers import RedisCluster, RedisServer
+from multilayercache.tools.servers import RedisServer
 
 from support import IMPLEMENTATIONS, FakeClock
 

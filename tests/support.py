@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import inspect
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,6 +22,17 @@ import redis.cluster
 TRACES = Path(
     os.environ.get("MULTILAYERCACHE_TRACES", Path(__file__).parents[2] / "shared" / "traces")
 )
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def benchmarks_module(name: str) -> ModuleType:
+    """A module of benchmarks/ (not a package: its scripts import each other by name)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None, name
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 # Each twinned class and its compiled module; the pure twin of ``package.module`` is
 # ``package._module_py``.

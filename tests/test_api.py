@@ -92,3 +92,23 @@ def test_asyncio_twins_await_what_does_io(sync_class, async_class) -> None:
         inherited = name in shared and getattr(sync_class, name) is getattr(async_class, name)
         plain = name in ("stats", "cached", "__init__") or inherited
         assert inspect.iscoroutinefunction(async_member) is not plain, name
+
+
+def test_the_documented_get_and_get_or_load_answer_as_the_front_door_does() -> None:
+    # An instance's get / get_or_load are its compiled front door's; the class's methods
+    # carry the signature and docs, and must answer an unbound call the same way, with
+    # every parameter passed by the name the docs give it.
+    with MultilayerCache([InMemoryLayer(max_size=100)]) as cache:
+        loads = []
+
+        def load(key: str) -> str:
+            loads.append(key)
+            return key.upper()
+
+        assert MultilayerCache.get_or_load(cache, "a", loader=load, ttl=60, tags=()) == "A"
+        assert cache.get_or_load("a", loader=load, ttl=60, hard_timeout=1.0) == "A"
+        assert loads == ["a"]
+        assert MultilayerCache.get(cache, "a") == cache.get("a") == "A"
+        assert MultilayerCache.get(cache, "b", default=0) == cache.get("b", default=0) == 0
+        with pytest.raises(ValueError):
+            MultilayerCache.get_or_load(cache, "a", load, ttl=-1)

@@ -1,7 +1,7 @@
 """``multilayercache.aio.retry`` under real asyncio tasks and real (short) sleeps: the load
 gate never lets more than its maximum through, serves waiters in order, times out with a
-clear error and loses no slot to a timeout or a cancellation; ``call_with_retry`` retries
-transient errors only. And the twins have the same public names and parameters."""
+clear error and loses no slot to a timeout or a cancellation. And the twins have the same
+public names and parameters."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import asyncio
 import contextvars
 import inspect
 import math
-import random
 import time
 
 import pytest
 
 from multilayercache.aio import retry as aio_retry
-from multilayercache.aio.retry import LoadGate, LoadGateTimeout, call_with_retry
+from multilayercache.aio.retry import LoadGate, LoadGateTimeout
 from multilayercache.core.backoff import RetryPolicy
 from multilayercache.sync import retry as sync_retry
 
@@ -36,7 +35,7 @@ def public_names(module) -> list[str]:
 def test_the_twins_have_the_same_names_and_parameters() -> None:
     assert public_names(aio_retry) == public_names(sync_retry)
     assert aio_retry.LoadGateTimeout is sync_retry.LoadGateTimeout
-    pairs = [(aio_retry.call_with_retry, sync_retry.call_with_retry)]
+    pairs = []
     for name in ("__init__", "acquire", "release", "slot", "lend", "take_back"):
         pairs.append((getattr(aio_retry.LoadGate, name), getattr(sync_retry.LoadGate, name)))
     for aio_function, sync_function in pairs:
@@ -244,71 +243,3 @@ async def test_a_leader_waiting_for_a_slot_goes_on_with_a_lent_one() -> None:
 async def test_releasing_an_unheld_gate_is_a_bug() -> None:
     with pytest.raises(RuntimeError):
         LoadGate(1).release()
-
-
-# ------------------------------------------------------------------ call_with_retry
-def flaky(failures: int, error: Exception):
-    calls = []
-
-    async def function() -> str:
-        calls.append(time.monotonic())
-        await asyncio.sleep(0)
-        if len(calls) <= failures:
-            raise error
-        return "value"
-
-    return function, calls
-
-
-async def test_transient_errors_are_retried_until_it_works() -> None:
-    function, calls = flaky(2, ConnectionResetError("connection dropped"))
-    retried = []
-    result = await call_with_retry(function, FAST, on_retry=lambda e, d: retried.append(d))
-    assert result == "value" and len(calls) == 3 and len(retried) == 2
-
-
-async def test_other_errors_are_raised_at_once() -> None:
-    function, calls = flaky(1, ValueError("bad input"))
-    with pytest.raises(ValueError, match="bad input"):
-        await call_with_retry(function, FAST)
-    assert len(calls) == 1
-
-
-async def test_it_gives_up_after_the_attempts_with_the_last_error() -> None:
-    function, calls = flaky(10, TimeoutError("read timed out"))
-    with pytest.raises(TimeoutError, match="read timed out") as raised:
-        await call_with_retry(function, FAST, rng=random.Random(1))
-    assert len(calls) == 3
-    assert raised.value.__notes__ == ["gave up after 3 tries"]
-
-
-async def test_it_gives_up_when_the_budget_is_spent() -> None:
-    policy = RetryPolicy(attempts=None, base=0.005, cap=0.01, budget=0.06)
-
-    async def slow_failure() -> None:
-        await asyncio.sleep(0.02)
-        raise TimeoutError("slow")
-
-    started = time.monotonic()
-    with pytest.raises(TimeoutError):
-        await call_with_retry(slow_failure, policy)
-    assert 0.06 <= time.monotonic() - started < 0.06 + 0.02 + 0.5
-
-
-async def test_cancelling_it_during_a_wait_stops_it() -> None:
-    function, calls = flaky(100, TimeoutError())
-    policy = RetryPolicy(attempts=None, base=10.0, cap=10.0, budget=60.0)  # long waits
-    task = asyncio.create_task(call_with_retry(function, policy, rng=random.Random(0)))
-    await asyncio.sleep(0.02)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert len(calls) == 1
-
-
-async def test_tasks_retry_independently() -> None:
-    async def one() -> tuple[str, int]:
-        function, calls = flaky(2, ConnectionError("blip"))
-        return await call_with_retry(function, FAST), len(calls)
-
-    assert await asyncio.gather(*[one() for _ in range(8)]) == [("value", 3)] * 8

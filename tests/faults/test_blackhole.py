@@ -9,6 +9,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from network_faults import Blackhole
+
 from multilayercache import (
     AsyncMultilayerCache,
     AsyncRedisLayer,
@@ -17,7 +19,6 @@ from multilayercache import (
     RedisLayer,
 )
 from multilayercache.core.breaker import BreakerState
-from multilayercache.tools.servers import Blackhole
 
 from support import expected, l2_breaker
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import redis
+from local_cluster import RedisCluster
 
 from multilayercache import (
     AsyncRedisLayer,
@@ -28,7 +29,7 @@ from multilayercache import (
     RedisLayer,
     WriteBehind,
 )
-from multilayercache.tools.servers import RedisCluster, RedisServer
+from multilayercache.tools.servers import RedisServer
 
 from support import RESUME_SECONDS, wait_until
 

@@ -1,6 +1,6 @@
 """One application instance cut off from Redis while the others are not (a network
 partition, a dead sidecar, a firewall rule): instance A reaches Redis through a
-``tools.servers.Proxy`` that the test cuts, instance B connects directly.
+``network_faults.Proxy`` that the test cuts, instance B connects directly.
 
 What A's callers see: no exception from a read while the loader can answer, each read
 bounded by one timeout ("hang") or failing at once ("reset"); A's breaker opens, A's L1 and
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from network_faults import Proxy
 
 from multilayercache import (
     AsyncMultilayerCache,
@@ -34,7 +35,7 @@ from multilayercache import (
     WriteBehind,
 )
 from multilayercache.core.breaker import BreakerState
-from multilayercache.tools.servers import Proxy, RedisServer
+from multilayercache.tools.servers import RedisServer
 
 from support import RESUME_SECONDS, eventually, expected, l2_breaker, wait_until
 

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from network_faults import Proxy
 
 from multilayercache import (
     AsyncMultilayerCache,
@@ -25,7 +26,7 @@ from multilayercache import (
     LayerPolicy,
     WriteBehind,
 )
-from multilayercache.tools.servers import Proxy, RedisServer
+from multilayercache.tools.servers import RedisServer
 
 STALE_L1 = LayerPolicy(ttl=0.1, stale_ttl=60)  # stale 0.1 s after a write, served 60 s
 

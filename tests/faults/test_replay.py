@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import redis
+from network_faults import Blackhole
 
 import multilayercache
 from multilayercache import (
@@ -41,7 +42,7 @@ from multilayercache.deadletter import (
     read_dead_letters,
     replay_into_redis,
 )
-from multilayercache.tools.servers import Blackhole, RedisServer
+from multilayercache.tools.servers import RedisServer
 
 from support import wait_until
 

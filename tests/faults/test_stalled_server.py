@@ -1,6 +1,6 @@
 """A server that stops answering for a while and then goes on (SIGSTOP / SIGCONT: a long
 command, a fork for a snapshot, a swap storm, a paused VM), and a slow one (a link with
-latency, through ``tools.servers.Proxy``).
+latency, through ``network_faults.Proxy``).
 
 What the caller sees: no exception from a read while the loader can answer; every read
 returns within a bound (one read timeout, 0.5 s, before the breaker opens; at once after);
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from network_faults import Proxy
 
 from multilayercache import (
     AsyncMultilayerCache,
@@ -32,7 +33,7 @@ from multilayercache import (
     WriteBehind,
 )
 from multilayercache.core.breaker import BreakerState
-from multilayercache.tools.servers import Proxy, RedisServer
+from multilayercache.tools.servers import RedisServer
 
 from support import RESUME_SECONDS, eventually, expected, l2_breaker, wait_until
 

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from network_faults import Proxy
 
 from multilayercache import InMemoryLayer, LayerPolicy, MultilayerCache, RedisLayer
 from multilayercache.layers.redis.backplane import Backplane
 from multilayercache.tools.fleet import run_readers
-from multilayercache.tools.servers import Proxy, RedisServer
+from multilayercache.tools.servers import RedisServer
 
 CUT_SECONDS = 5.0
 

@@ -1,13 +1,12 @@
 """``multilayercache.sync.retry`` under real threads and real (short) sleeps: the load gate
-never lets more than its maximum through, times out with a clear error, and loses no slot;
-``call_with_retry`` retries transient errors only, within its attempts and its budget."""
+never lets more than its maximum through, times out with a clear error, and loses no slot.
+(Retries are ``core.backoff.RetryState``'s, tested in tests/core/test_backoff.py.)"""
 
 from __future__ import annotations
 
 import contextvars
 import doctest
 import math
-import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,7 @@ import pytest
 
 from multilayercache.core.backoff import RetryPolicy
 from multilayercache.sync import retry as retry_module
-from multilayercache.sync.retry import LoadGate, LoadGateTimeout, call_with_retry
+from multilayercache.sync.retry import LoadGate, LoadGateTimeout
 
 FAST = RetryPolicy(attempts=3, base=0.001, cap=0.005, budget=1.0)
 
@@ -194,80 +193,3 @@ def test_releasing_an_unheld_gate_is_a_bug() -> None:
 def test_a_gate_of_zero_is_refused() -> None:
     with pytest.raises(ValueError):
         LoadGate(0)
-
-
-# ------------------------------------------------------------------ call_with_retry
-def flaky(failures: int, error: Exception):
-    calls = []
-
-    def function() -> str:
-        calls.append(time.monotonic())
-        if len(calls) <= failures:
-            raise error
-        return "value"
-
-    return function, calls
-
-
-def test_transient_errors_are_retried_until_it_works() -> None:
-    function, calls = flaky(2, ConnectionResetError("connection dropped"))
-    retried = []
-    result = call_with_retry(function, FAST, on_retry=lambda e, d: retried.append((e, d)))
-    assert result == "value" and len(calls) == 3
-    assert [type(error) for error, _ in retried] == [ConnectionResetError] * 2
-    assert all(0 <= delay <= FAST.cap for _, delay in retried)
-
-
-def test_other_errors_are_raised_at_once() -> None:
-    function, calls = flaky(1, ValueError("bad input"))
-    with pytest.raises(ValueError, match="bad input") as raised:
-        call_with_retry(function, FAST)
-    assert len(calls) == 1
-    assert not getattr(raised.value, "__notes__", None)
-
-
-def test_it_gives_up_after_the_attempts_with_the_last_error() -> None:
-    function, calls = flaky(10, TimeoutError("read timed out"))
-    with pytest.raises(TimeoutError, match="read timed out") as raised:
-        call_with_retry(function, FAST)
-    assert len(calls) == 3
-    assert raised.value.__notes__ == ["gave up after 3 tries"]
-
-
-def test_it_gives_up_when_the_budget_is_spent() -> None:
-    policy = RetryPolicy(attempts=None, base=0.005, cap=0.01, budget=0.06)
-
-    def slow_failure() -> None:
-        time.sleep(0.02)
-        raise TimeoutError("slow")
-
-    started = time.monotonic()
-    with pytest.raises(TimeoutError):
-        call_with_retry(slow_failure, policy)
-    elapsed = time.monotonic() - started
-    # Tries start within the budget; the last one may run past it by one try.
-    assert 0.06 <= elapsed < 0.06 + 0.02 + 0.5
-
-
-def test_a_seeded_rng_makes_the_delays_reproducible() -> None:
-    def delays_of_one_run() -> list[float]:
-        delays: list[float] = []
-        function, _calls = flaky(2, TimeoutError())
-        call_with_retry(
-            function, FAST, rng=random.Random(5), on_retry=lambda e, d: delays.append(d)
-        )
-        return delays
-
-    first = delays_of_one_run()
-    assert first == delays_of_one_run() and len(first) == 2
-
-
-def test_threads_retry_independently() -> None:
-    results = []
-
-    def work() -> None:
-        function, calls = flaky(2, ConnectionError("blip"))
-        results.append((call_with_retry(function, FAST), len(calls)))
-
-    run_threads(8, work)
-    assert results == [("value", 3)] * 8

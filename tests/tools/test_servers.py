@@ -10,8 +10,9 @@ import time
 
 import pytest
 import redis
+from network_faults import Blackhole, Proxy
 
-from multilayercache.tools.servers import Blackhole, Proxy, RedisServer
+from multilayercache.tools.servers import RedisServer
 
 # What a production Redis does to keep acknowledged writes across a crash.
 PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")

@@ -1,6 +1,8 @@
 """W-TinyLFU eviction policy with a ghost-guided adaptive window and reuse-distance ties.
 
 The reference (pure-Python) twin of ``policy.pyx``: same class, same decisions, same arrays.
+The measurements behind each choice below (ablations on the 45-row trace table, what each
+constant costs and buys) are in ``docs/policy.md``.
 
 The policy knows cache entries only as *slots* (small ints handed out by the layer), each
 with a 64-bit key hash and a weight. It decides where an entry lives and which entries must
@@ -19,12 +21,10 @@ becomes a *candidate* for main. If main is full, the candidate is compared with 
 from accesses: ``record_access`` runs on every lookup, hit or miss (``CountMinSketch`` with a
 ``Doorkeeper``, both aged after every ``10 * capacity`` counted accesses).
 
-No single policy wins everywhere on the development traces (``../shared/traces``):
-frequency wins on database pages (oltp), recency on object caches whose keys are reused
-soon or never (corda-vault), and on loops longer than the cache (cs, loop, multi2, the LIRS
-traces) the only good policy keeps a fixed subset and lets the rest of the loop miss.
-Sections 1-3 below are what makes one cache good on all of them, section 4 what it costs,
-section 5 where it still falls short.
+Frequency alone suits database pages; recency suits keys reused soon or never; and a loop
+longer than the cache is best served by keeping a fixed subset of it. Sections 1-3 are what
+lets one policy follow all three, 4 what it costs, 5 its known limits, 6 and 7 how it keeps
+a layer's promises (read your own writes, resizing).
 
 1. Admission: frequency first, reuse distance on a close call and for proven keys
 ---------------------------------------------------------------------------------
@@ -33,48 +33,19 @@ use* (the clock when it was inserted, refreshed by window and probation hits), a
 ghost (see 2.) remembers the last use of the key it stands for. When a ghost's key comes
 back, ``clock - last use`` is its *reuse distance*, LIRS's inter-reference recency (Jiang &
 Zhang, "LIRS", SIGMETRICS 2002); a key never seen, or forgotten, has none. A resident's
-*idle time* is ``clock - last use``.
+*idle time* is ``clock - last use``. The candidate meets the victim:
 
-* The candidate is a proven key (frequency above ``RECENCY_FREQUENCY``: seen at least
-  twice before, lately) and came back sooner than the victim has been idle: admitted,
-  whatever the frequencies (see the last bullet).
-* The candidate is clearly more frequent (by two or more): admitted.
-* The candidate is less frequent: rejected (but see the hash-flooding guard below).
-* Otherwise the estimates are within one count, and the candidate's count includes the very
-  access that brought it in: that is a tie in substance. In a loop, the candidate was just
-  read and the victim is about to be, so the candidate always looks one ahead: comparing
-  counts alone replaces a resident on every miss and the cache holds nothing (loop at 250
-  entries: 17.3% hit ratio; OPT 24.7%). So reuse distance decides, as in LIRS: the candidate
-  is admitted only if it came back sooner than the victim has been idle, i.e. it will
-  probably be needed before the victim is. In a loop the candidate's distance is the loop
-  length, longer than any resident's idle time, so the cache keeps a fixed subset (loop at
-  250 / 500 / 900: 24.65 / 49.35 / 88.84%, within 0.05 of OPT). Ablations below are means
-  over the 45 rows of the development tables, against the full policy: deciding a close
-  call by ``>`` alone loses 1.6 points on average (cs at 1000: 43.1% instead of 59.1%);
-  always rejecting it loses 0.06 (gli at 1000: 50.0% instead of 50.5%).
-* Why reuse distance overrides frequency for a proven key: the sketch halves its counts only
-  once per sample period (``10 * capacity`` counted accesses), so the victim's higher count
-  may be history. On ps at 200 (postgres joins: an inner relation of ~210 pages read once per
-  outer tuple, a scan of outer pages in between, so every ~400 requests) pages that were hot
-  in the first requests (estimates of 3 to 16, even after aging) reach the end of
-  probation, unused for four times the capacity in misses and never used again, and turn
-  away every inner page that does not fit (each seen four or five times, reuse distance
-  ~180 misses) for the rest of the trace: 46.9%. With the rule, 49.2% (OPT 50.5%; moka-py
-  48.7%). In a loop the candidate is never the sooner one, so loops keep their fixed
-  subset (the loop rows do not move). Frequency still guards main against keys seen once or
-  twice, which is what W-TinyLFU's filter is for: letting any key seen before through
-  (frequency above 1) admits the cold keys of 2_pools whose one reuse happened to be short,
-  over hot keys that will be back long before them (2_pools at 100: 47.8%, below its bound;
-  mean +0.01 against the policy without the rule instead of +0.04). Frequency above 3,
-  above 4: ps at 200 49.0% and 48.8%, mean +0.03 and +0.04; above 2 (the constant's value,
-  shared with the window rule of 2.) keeps the widest margin on ps. Requiring
-  also that the victim be idle for longer than ``capacity`` misses (an LRU cache of the same
-  size would have evicted it) changes no figure above (mean unchanged; twice the capacity:
-  +0.003). What it costs: p6 at 32768 28.2% instead of 28.8%, p3 at 32768 19.1% instead of
-  19.3%, multi2 at 1200 60.9% instead of 61.2%; it gains ps at 200 +2.3, p3 at 131072 +0.3
-  and a tenth on oltp, web07 at 1500 and multi2 at 1800. A hit costs nothing more: the test
-  runs only when a candidate meets a victim.
-* A candidate with frequency >= 6 that lost still gets in with probability 1/128 (seeded
+* a proven key (frequency above ``RECENCY_FREQUENCY``) that came back sooner than the victim
+  has been idle is admitted, whatever the frequencies: the sketch ages slowly, so the
+  victim's higher count may be history;
+* a clearly more frequent candidate (by two or more) is admitted;
+* a less frequent one is rejected;
+* otherwise the estimates are within one count (a tie in substance: the candidate's count
+  includes the access that brought it in), and reuse distance decides, as in LIRS: the
+  candidate is admitted only if it came back sooner than the victim has been idle. In a loop
+  the candidate's distance is the loop length, longer than any resident's idle time, so the
+  cache keeps a fixed subset instead of replacing a resident on every miss;
+* a candidate with frequency >= 6 that lost still gets in with probability 1/128 (seeded
   PRNG, as Caffeine does), so an attacker who floods one hash cannot pin the victim.
 
 2. The window size: ghosts, filtered by frequency and recency
@@ -82,132 +53,78 @@ Zhang, "LIRS", SIGMETRICS 2002); a key never seen, or forgotten, has none. A res
 Evicted keys are remembered in a ``GhostTable`` with the region that evicted them. A miss on
 a ghost evicted at most ``capacity / 2`` evictions ago is a *recent* ghost: that region was
 too small to keep it. ARC (Megiddo & Modha, FAST 2003) moves its boundary one entry toward
-the region whose ghost came back; we do so too, with two filters on window ghosts:
+the region whose ghost came back; so does this policy, with two filters on window ghosts:
 
 * Main ghost back: the window shrinks by one entry.
-* Window ghost back: the window grows by one entry, but only if
-  - its frequency is at most 2 (seen once before, now again): it is a *recency* key, ARC's
-    B1 hit. A more frequent key that lost admission is main's business: a bigger window
-    would not keep it, it only shrinks main (loop keys, from their second pass on).
-    Without this filter: -0.1 on average, cpp at 100 76.4% instead of 77.4%, 2_pools at 100
-    47.6% instead of 48.2% (measured before the proven-key rule of 1.); and
-  - its reuse distance is shorter than the idle time of main's victim: the entry the window
-    takes from main is that victim, and a trade is only worth it if the returning key is
-    the more recent of the two (cs at 1000 without this check: 56.3%, with it 59.1%: a new
-    loop otherwise grows the window during its second pass and evicts the old loop that
-    comes back next).
+* Window ghost back: the window grows by one entry, but only if its frequency is at most 2
+  (a recency key, ARC's B1 hit: a more frequent key that lost admission is main's business)
+  and its reuse distance is shorter than the idle time of main's victim (the entry the
+  window takes from main is that victim: the trade must favour the more recent of the two).
 * A recent window ghost is also *readmitted*: at its next window exit it is admitted if its
   reuse distance beats the victim's idle time, whatever the frequencies (S3-FIFO's ghost
-  rule, Yang et al., SOSP 2023, tempered by LIRS's test). Without readmission: -0.1 on
-  average (p3 at 131072: 46.4% instead of 48.1%); admitting such ghosts unconditionally, as
-  S3-FIFO does: -0.1 too (cs at 1000: 55.4%, since on a loop every miss is a returning
-  ghost and each admission evicts a resident as useful as itself). (Both measured before
-  the proven-key rule of 1.; re-measured with it, readmission is worth 0.01 on average,
-  but without it p3 at 131072 (47.7% instead of 48.4%) and scarab-recs at 100000 (74.7%
-  instead of 74.8%) fall more than 0.5 below multilayercache 0.1.0.)
-* Density brake: ghosts tell what a bigger window *would* catch; window hits tell what it
-  *does*. Every ``capacity / 4`` misses the policy compares hits per entry in the window
-  with hits per entry in probation (the part of main that a bigger window takes away); if
-  the window is the less productive one, it shrinks by an eighth. (Caffeine's 2025 density
-  climber compares region densities too, as its main signal; here it only checks the ghost
-  rule.) Without it: -0.1 on average; cpp at 100 75.7% instead of 77.4%, p3 at 131072
-  47.3% instead of 48.4%.
+  rule, Yang et al., SOSP 2023, tempered by LIRS's test).
+* Density brake: every ``capacity / 4`` misses the policy compares hits per entry in the
+  window with hits per entry in probation (the part of main a bigger window takes away); if
+  the window is the less productive one, it shrinks by an eighth.
 
-The window starts empty: frequency-friendly traces then never pay to learn that, and the
-ghost rule grows it within a few thousand misses where recency pays (corda-vault at 50
-entries: 33.24%, ARC 33.31%). Unlike sampling the hit rate (Caffeine's hill climber), the
-ghost rule needs no sample period, so it works at ten entries as well as at a million, and
-has no plateau to get stuck on (a hill climber sees no gradient on corda-vault until the
-window is nearly the whole cache).
+The window starts empty and the ghost rule grows it where recency pays. Unlike sampling the
+hit rate (Caffeine's hill climber), the ghost rule needs no sample period, so it works at
+ten entries as well as at a million, and has no plateau to get stuck on.
 
 3. A window hit: LRU while the window is small, ARC's T1 -> T2 once it is large
 -------------------------------------------------------------------------------
 While the window is at most half the cache it is an admission buffer and a hit refreshes
-the entry inside it (LRU, as in Caffeine: orm-night at 3000 entries 83.4% instead of 80.1%
-if every window hit went to probation, cs at 600 35.8% instead of 35.2%; -0.2 on average).
-Once the ghosts have grown it past half, the workload is recency-driven and a window hit
-moves the entry to probation instead, as ARC moves a re-referenced T1 entry to T2: that
-frees window room for new keys and evicts the already re-used entries first, which is what
-a "reused soon or never" trace rewards (corda-vault at 25 entries: 19.74% against 7.45% if
-window hits always stay in the window; -0.3 on average).
+the entry inside it (LRU, as in Caffeine). Once the ghosts have grown it past half, the
+workload is recency-driven and a window hit moves the entry to probation instead, as ARC
+moves a re-referenced T1 entry to T2: that frees window room for new keys.
 
 4. What a hit costs
 -------------------
-A hit on a protected entry (the hot keys) only moves it to the front of its list, as before:
-no clock tick, no stamp, no counter. A hit in the window or probation, which moves the entry
-between lists anyway, also stamps its last use and counts a hit for the density brake.
-Protected entries keep the last use of their promotion; when one is demoted and becomes a
-victim it then looks idle since then, which measured the same (45-row mean unchanged) as
-stamping every hit. A miss costs a few more comparisons (the ghost's filters, the density
-check every ``capacity / 4`` misses, which is O(1)).
+A hit on a protected entry (the hot keys) only moves it to the front of its list: no clock
+tick, no stamp, no counter. A hit in the window or probation, which moves the entry between
+lists anyway, also stamps its last use and counts a hit for the density brake. Protected
+entries keep the last use of their promotion. A miss costs a few more comparisons (the
+ghost's filters, the O(1) density check every ``capacity / 4`` misses).
 
 Main's victim's frequency is read from the sketch once per victim and sample period, not at
-every admission. Most candidates lose (92% of admissions on a mixed zipf replay, capacity
-10,000, s = 0.9), and while they do the victim stays the same; re-reading its counters was
-~60 instructions of every miss. A victim that is hit or evicted is unlinked, which forgets
-the reading; what the reading can miss is other keys' increments on counters it shares,
-which only ever raise an estimate, so a stale one is at most a count-min collision low.
-Measured (before the proven-key rule of 1.): 45-row mean -0.01, no row moved by more than
-0.10.
+every admission: most candidates lose, and while they do the victim stays the same. A victim
+that is hit or evicted is unlinked, which forgets the reading; other keys' increments on
+counters it shares only ever raise an estimate, so a stale reading is at most a count-min
+collision low.
 
-5. Where it falls short
------------------------
-On the 45 development rows the mean is 0.03 above the mean of the best of every policy
-taken row by row, and every row is within its bounds; the worst row against that best is
-p3 at 131072 (48.4% against ARC's 50.6%). The narrowest margins to the bound (the better of
-theine and moka-py, minus 0.5) are 2_pools at 100 (48.24%, 0.08 above it) and loop at 250
-(24.65%, 0.5 above, within 0.05 of OPT). ps at 200 (49.2%) is 1.0 above its bound and 0.5
-above moka-py's 48.7%, itself one run of a randomized library that scores 45.4-49.1% from
-run to run there. The sketch still ages at one fixed pace; the proven-key rule of 1. only
-works around stale counts when the candidate is frequent itself. Faster aging instead of
-that rule was not enough and cost elsewhere (sample period ``2 * capacity``: ps at 200
-48.0%, 2_pools at 100 45.6%, cpp at 100 76.2%). Every choice above was measured on these
-same rows: the ablations show each mechanism pays on a whole family and the constants are
-flat around their values, but the density period and shrink are fitted to within a few
-tenths of a point on two rows, and some ablation figures of 2. predate the proven-key rule
-(they say so).
+5. Known limits
+---------------
+The sketch ages at one fixed pace; the proven-key rule of 1. only works around stale counts
+when the candidate is frequent itself. Some constants (the density period and shrink) are
+fitted on few traces. ``docs/policy.md`` lists the rows where the policy is furthest from the
+best known one.
 
 6. Read your own writes: the held newcomer
---------------------------------------------
+------------------------------------------
 A key just written is readable from the cache until the next new key is written, even when
-admission turns it away. With an empty window (frequency traces keep it so) a new entry is
-the admission candidate at once, and a frequent main drove every new key out inside its own
-``set()``: ``set(k, v)`` then ``get(k)`` missed. So a newcomer that loses admission is
-*held*: evicted for every count (its ghost, ``evictions``, ``rejections``, its place in no
-list and no weight), but its slot is handed to the layer only at the next insert (or
-weighted update) of another key, and a hit on it changes nothing. Every decision is the
-one made without holding, until a held key is read again: a hit where it was a miss, and
-the runs part from there (45-row mean +0.01; rows -0.05 to +0.33: cs at 1000 +0.33, cpp at
-50 +0.17, web07 at 300 -0.05). The cost: one entry (its weight) beyond ``capacity`` while
-it is held, not counted in ``entries``.
-Keeping the newest entry inside the window instead (Caffeine's window of at least one
-entry) makes main one entry smaller, which loops pay for: cpp at 50 56.6% (below its
-bound, 56.8%), every loop row -0.1, 45-row mean -0.01 (with the admission test shifted
-by the wait, so that it compares as at insertion; -0.09 without: cs at 600 -1.4).
+admission turns it away: with an empty window a new entry is the admission candidate at
+once, and a frequent main would otherwise drive every new key out inside its own ``set()``.
+So a newcomer that loses admission is *held*: evicted for every count (its ghost,
+``evictions``, ``rejections``, its place in no list and no weight), but its slot is handed to
+the layer only at the next insert (or weighted update) of another key, and a hit on it
+changes nothing. The cost: one entry (its weight) beyond ``capacity`` while it is held, not
+counted in ``entries``.
 
 7. Resizing a running cache
---------------------------
+---------------------------
 ``resize(capacity)`` sets a new bound and makes the cache fit it as a write would: the held
 newcomer goes, then (``_balance``) window entries over the window's size compete with
 main's victims for a place, and main gives way while the total is over capacity. Every
 entry that goes is an eviction, with its ghost. The window keeps its share of the cache
-(``window_target`` scaled by new / old capacity; a learned share is a property of the
-workload, not of the size), and protected its 65% of main. Frequency structures: a cache
-that grows past what they are sized for (``sized_for``: its capacity up to ``2^20`` entries,
-see ``INITIAL_SIZING``) gets them rebuilt at the new size, as a cache built at that size
-has them, and the resident keys keep their counts (the sketch estimate and the doorkeeper
-bit of each, recounted into the new tables): the keys whose frequencies decide the next
-admissions are the residents, as main's victims, while a non-resident loses its history,
-as after an aging. Ghosts cannot be rehashed into another table (it keeps 30 bits of each
-hash) and start afresh; only recent ones matter anyway. A cache shrunk a little keeps its
-tables: counts stay exact, estimates are no worse with more counters, a grow back needs no
-rebuild, and each rebuild forgets the ghosts and the non-residents' counts, which a cache
-resized often in small steps (by a controller) would keep paying. But the sketch ages
-after ``10 * sized_for`` counted accesses, not ``10 * capacity``: a cache shrunk to a
-quarter of its sizing or less (``RESIZE_SHRINK_FACTOR``) would age four times too slowly,
-its counters saturated, its admission blunt, so it is rebuilt at its new size too.
-Weight-bounded caches size their tables by entries, not weight, so a new ``max_weight``
-leaves them as they are.
+(``window_target`` scaled by new / old capacity), and protected its 65% of main. A cache
+that grows past what its frequency structures are sized for (``sized_for``: its capacity up
+to ``2^20`` entries, see ``INITIAL_SIZING``) gets them rebuilt at the new size, the resident
+keys keeping their counts (sketch estimate and doorkeeper bit, recounted into the new
+tables); ghosts cannot be rehashed (a table keeps 30 bits of each hash) and start afresh. A
+cache shrunk a little keeps its tables (exact counts, no rebuild on a grow back); one shrunk
+to a quarter of its sizing or less (``RESIZE_SHRINK_FACTOR``) is rebuilt at its new size,
+since the sketch ages after ``10 * sized_for`` accesses and would age too slowly. Weight-
+bounded caches size their tables by entries, so a new ``max_weight`` leaves them as they are.
 
 Weights: with ``weighted=True`` every size above is a total weight; the window moves by the
 mean entry weight per step. ``capacity`` is then the maximum total weight.
@@ -216,9 +133,7 @@ Lists are intrusive doubly linked lists over two int arrays: nodes 0, 1, 2 are t
 of the window, probation and protected lists, node ``3 + slot`` is the entry in ``slot``.
 A sentinel's ``next`` is its list's least recent entry and its ``prev`` the most recent.
 The clock and every last use are 32-bit and wrap; distances are taken modulo 2^32, so they
-are exact up to 2^32 misses, far beyond any reuse distance that decides anything. (A
-protected entry, which hits do not stamp, could sit longer than that and then look recently
-used once demoted: at worst one close call decided the other way.)
+are exact up to 2^32 misses, far beyond any reuse distance that decides anything.
 """
 
 import numpy as np
@@ -364,10 +279,6 @@ class WTinyLfuPolicy:
         """Estimated recent accesses of the key: sketch count, plus one if the doorkeeper
         has seen it."""
         return self.sketch.frequency(key_hash) + self.doorkeeper.might_contain(key_hash)
-
-    def has_seen(self, key_hash: int) -> bool:
-        """Whether the key was accessed before in this sample period (doorkeeper)."""
-        return self.doorkeeper.might_contain(key_hash)
 
     # ------------------------------------------------------------------ slots
     def grow(self, slot_count: int) -> None:

@@ -1,5 +1,6 @@
 """W-TinyLFU policy with a ghost-guided adaptive window and reuse-distance ties (compiled
-twin of ``_policy_py.py``, which explains the algorithm and every choice).
+twin of ``_policy_py.py``, which explains the algorithm; ``docs/policy.md`` keeps the
+measurements behind each choice).
 
 Memory layout: node ``n`` is eight ``int32`` in one array (prev, next, region, last use,
 the entry's ``uint64`` hash in two, then two that belong to the policy's owner: the layer
@@ -144,10 +145,6 @@ cdef class WTinyLfuPolicy:
         """Estimated recent accesses of the key: sketch count, plus one if the doorkeeper
         has seen it."""
         return policy_frequency(self, key_hash)
-
-    def has_seen(self, uint64_t key_hash) -> bool:
-        """Whether the key was accessed before in this sample period (doorkeeper)."""
-        return doorkeeper_contains(self._doorkeeper_words, self._doorkeeper_mask, key_hash)
 
     # ------------------------------------------------------------------ slots
     cpdef void grow(self, Py_ssize_t slot_count) except *:

@@ -8,10 +8,12 @@ cdef enum:
 
 cdef extern from *:
     """
-    #define MLC_NEVER ((int64_t)0x7FFFFFFFFFFFFFFFLL)
+    #define MLC_NO_DEADLINE ((int64_t)0x7FFFFFFFFFFFFFFFLL)
     """
-    # "No deadline": the largest int64 nanosecond count (also used by the memory layer).
-    int64_t NEVER "MLC_NEVER"
+    # "No deadline": the largest int64 nanosecond count, so that "deadline <= now" is false
+    # without a test of its own. The one definition for C; Python reads it as
+    # ``timerwheel.NO_DEADLINE`` (the pure twin's name; the memory layer cimports it so).
+    int64_t C_NO_DEADLINE "MLC_NO_DEADLINE"
 
 
 @cython.final

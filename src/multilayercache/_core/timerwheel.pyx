@@ -14,7 +14,7 @@ cdef int[LEVELS] BUCKETS = [64, 64, 16, 4, 1]
 cdef int[LEVELS] OFFSETS = [0, 64, 128, 144, 148]
 
 # The constants under the pure twin's names (tests/test_twins.py compares them).
-NO_DEADLINE = NEVER
+NO_DEADLINE = C_NO_DEADLINE
 LEVEL_SHIFTS = tuple(SHIFTS)
 LEVEL_BUCKETS = tuple(BUCKETS)
 LEVEL_OFFSETS = tuple(OFFSETS)
@@ -48,7 +48,7 @@ cdef class TimerWheel:
     def deadlines(self):
         """A copy of the per-slot deadlines."""
         if not self._materialized:
-            return [NEVER] * self._slot_count
+            return [C_NO_DEADLINE] * self._slot_count
         return [self._deadlines[i] for i in range(self._slot_count)]
 
     cpdef void grow(self, Py_ssize_t slot_count) except *:
@@ -63,7 +63,7 @@ cdef class TimerWheel:
         if slot_count <= capacity:
             return
         capacity = max(slot_count, 2 * capacity)
-        deadlines = np.full(capacity, NEVER, dtype=np.int64)
+        deadlines = np.full(capacity, C_NO_DEADLINE, dtype=np.int64)
         deadlines[:old] = self._deadlines[:old]
         links = np.full((2, BUCKETS_TOTAL + capacity), C_UNSCHEDULED, dtype=np.int32)
         links[0, :BUCKETS_TOTAL + old] = self._prev[:BUCKETS_TOTAL + old]
@@ -74,7 +74,7 @@ cdef class TimerWheel:
 
     cdef int _materialize(self) except -1:
         cdef Py_ssize_t capacity = max(16, self._slot_count)
-        self._deadlines = np.full(capacity, NEVER, dtype=np.int64)
+        self._deadlines = np.full(capacity, C_NO_DEADLINE, dtype=np.int64)
         links = np.full((2, BUCKETS_TOTAL + capacity), C_UNSCHEDULED, dtype=np.int32)
         links[0, :BUCKETS_TOTAL] = np.arange(BUCKETS_TOTAL, dtype=np.int32)
         links[1, :BUCKETS_TOTAL] = np.arange(BUCKETS_TOTAL, dtype=np.int32)
@@ -86,7 +86,7 @@ cdef class TimerWheel:
     cpdef int64_t deadline(self, Py_ssize_t slot) noexcept:
         """The slot's deadline in nanoseconds, or ``NO_DEADLINE``."""
         if not self._materialized:
-            return NEVER
+            return C_NO_DEADLINE
         return self._deadlines[slot]
 
     cdef int _bucket_for(self, int64_t deadline_ns) noexcept:
@@ -108,7 +108,7 @@ cdef class TimerWheel:
     cpdef void schedule(self, Py_ssize_t slot, int64_t deadline_ns) except *:
         """Expire ``slot`` at ``deadline_ns`` (replacing any earlier schedule)."""
         self.deschedule(slot)
-        if deadline_ns == NEVER:
+        if deadline_ns == C_NO_DEADLINE:
             return
         if not self._materialized:
             self._materialize()
@@ -128,7 +128,7 @@ cdef class TimerWheel:
         self._next[before] = after
         self._prev[after] = before
         self._prev[node] = self._next[node] = C_UNSCHEDULED
-        self._deadlines[slot] = NEVER
+        self._deadlines[slot] = C_NO_DEADLINE
         self.scheduled -= 1
 
     cpdef Py_ssize_t advance(self, int64_t now_ns) except -1:
@@ -165,7 +165,7 @@ cdef class TimerWheel:
             self._prev[node] = self._next[node] = C_UNSCHEDULED
             deadline_ns = self._deadlines[slot]
             if deadline_ns <= self.now_ns:
-                self._deadlines[slot] = NEVER
+                self._deadlines[slot] = C_NO_DEADLINE
                 self.scheduled -= 1
                 self._push_expired(<int32_t>slot)
             else:

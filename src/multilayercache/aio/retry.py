@@ -1,59 +1,23 @@
-"""The waiting parts of retries and load limits, for asyncio: ``call_with_retry`` awaits
-``asyncio.sleep`` between tries, ``LoadGate`` awaits a free load slot, ``wait_for_token``
-a rate limit's grant. The twin of ``multilayercache.sync.retry``: the same names and
-parameters; the decisions are the core's (``core.backoff.RetryState``,
-``core.ratelimit.LoadLimit`` and ``RateLimiter``).
+"""The waiting parts of load limits, for asyncio: ``LoadGate`` awaits a free load slot,
+``wait_for_token`` a rate limit's grant. The twin of ``multilayercache.sync.retry``: the
+same names and parameters; the decisions are the core's (``core.ratelimit.LoadLimit`` and
+``RateLimiter``). (A layer call's retries wait in the driver, ``aio/driver.py``.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from types import TracebackType
-from typing import TypeVar
 
 from .._forking import register_after_fork
-from ..core.backoff import RetryPolicy, RetryState
 from ..core.errors import LoadGateTimeout
 from ..core.nesting import Lead, SlotHold, held_slot, leading
 from ..core.ratelimit import LoadLimit, RateLimiter
-
-T = TypeVar("T")
-
-_rng = random.Random()
-
-
-async def call_with_retry(
-    function: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
-    *,
-    rng: random.Random | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    on_retry: Callable[[BaseException, float], None] | None = None,
-) -> T:
-    """``await function()``, tried again after a transient error (``policy.retry_on``)
-    with full jitter backoff, within ``policy.attempts`` and ``policy.budget``; see
-    ``multilayercache.sync.retry.call_with_retry``. Cancelling it cancels the try or the
-    wait in progress (``CancelledError`` is never retried)."""
-    state = RetryState(policy, rng or _rng)
-    start = clock()
-    while True:
-        try:
-            return await function()
-        except Exception as error:
-            delay = state.next_delay(error, clock() - start)
-            if delay is None:
-                if state.retries:
-                    error.add_note(f"gave up after {state.retries + 1} tries")
-                raise
-            if on_retry is not None:
-                on_retry(error, delay)
-        await asyncio.sleep(delay)
 
 
 async def wait_for_token(limiter: RateLimiter, wait: float, timeout: float | None) -> bool:
@@ -231,4 +195,4 @@ def _seconds(timeout: float | None) -> float | None:
     return max(0.0, timeout)
 
 
-__all__ = ["LoadGate", "LoadGateTimeout", "call_with_retry", "wait_for_token"]
+__all__ = ["LoadGate", "LoadGateTimeout", "wait_for_token"]

@@ -29,7 +29,7 @@ reconnects and resends on ``ConnectionError`` / ``TimeoutError``. Its
 ``FullJitterBackoff(cap=policy.cap, base=policy.base / 2)`` with
 ``Retry(..., retries=policy.attempts - 1)`` gives the same delays, drawn from the global
 ``random`` and with no time budget. That fits connection-level retries of the Redis
-layers, and they may use it instead of ``call_with_retry``; but never both, or the tries
+layers, and they may use it instead of the drivers' retries; but never both, or the tries
 multiply. Note that redis-py 8's default client already retries **10 times** with up to
 1 s delays (``ExponentialWithJitterBackoff(base=0.01, cap=1)``): against a refused
 loopback port one ``GET`` of such a client took 3.8 s to fail (measured), and a breaker

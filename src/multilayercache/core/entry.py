@@ -52,7 +52,10 @@ FORMAT_VERSION = 3
 FIRST_BYTE = 0x98  # a MessagePack array of 8: never a serializer's first byte
 STEPPED_VERSION = 4
 STEPPED_FIRST_BYTE = 0x9A  # an array of 10: format 3's fields, the step and the digest
-NEVER = -1
+# "No deadline" in the envelope's epoch-millisecond fields. A wire value, stored in Redis
+# and read by every version: not the L1's in-memory NO_DEADLINE (the largest int64
+# nanosecond count of a monotonic clock, _core/timerwheel.pxd), a different clock and unit.
+NO_DEADLINE_MS = -1
 # array, version, (0xd3, int64) x 4, 0xca + float32, 0xce + uint32 (the key check)
 _FIXED = struct.Struct(">BBBqBqBqBqBfBI")
 _STEP_AND_DIGEST = struct.Struct(">BbBQ")  # 0xd0, int8, 0xcf, uint64
@@ -67,7 +70,7 @@ STEP_OFFSET = _FIXED.size  # 0xd0 + int8, in format 4
 
 
 class Envelope(NamedTuple):
-    """The header of an enveloped value; times in epoch milliseconds (``NEVER``: -1)."""
+    """The header of an enveloped value; times in epoch milliseconds (``NO_DEADLINE_MS``: -1)."""
 
     written_ms: int
     refresh_ms: int
@@ -208,11 +211,11 @@ def wrap_at(now_ms: int, deltas: Deltas, load_seconds: float, check: int, payloa
             0xD3,
             now_ms,
             0xD3,
-            NEVER if refresh is None else now_ms + refresh,
+            NO_DEADLINE_MS if refresh is None else now_ms + refresh,
             0xD3,
-            NEVER if stale is None else now_ms + stale,
+            NO_DEADLINE_MS if stale is None else now_ms + stale,
             0xD3,
-            NEVER if gone is None else now_ms + gone,
+            NO_DEADLINE_MS if gone is None else now_ms + gone,
             0xCA,
             load_seconds,
             0xCE,
@@ -246,9 +249,9 @@ def envelope_at(now_ms: int, deltas: Deltas, load_seconds: float, check: int) ->
     refresh, stale, gone = deltas
     return Envelope(
         now_ms,
-        NEVER if refresh is None else now_ms + refresh,
-        NEVER if stale is None else now_ms + stale,
-        NEVER if gone is None else now_ms + gone,
+        NO_DEADLINE_MS if refresh is None else now_ms + refresh,
+        NO_DEADLINE_MS if stale is None else now_ms + stale,
+        NO_DEADLINE_MS if gone is None else now_ms + gone,
         load_seconds,
         key_check=check,
     )
@@ -258,7 +261,7 @@ def extension(now_ms: int, deltas: Deltas) -> bytes:
     """The deadline fields (refresh due, stale from, gone at) of an entry extended at
     ``now_ms`` to live ``deltas`` more: written in place at ``DEADLINES_OFFSET``."""
     return b"".join(
-        _VERSION.pack(0xD3, NEVER if delta is None else now_ms + delta) for delta in deltas
+        _VERSION.pack(0xD3, NO_DEADLINE_MS if delta is None else now_ms + delta) for delta in deltas
     )
 
 
@@ -338,8 +341,8 @@ def _array_length(view: memoryview, offset: int) -> tuple[int, int]:
 
 def _at(now_ms: int, seconds: float) -> int:
     delta = _delta(seconds)
-    return NEVER if delta is None else now_ms + delta
+    return NO_DEADLINE_MS if delta is None else now_ms + delta
 
 
 def _left(at_ms: int, now_ms: int) -> float:
-    return math.inf if at_ms == NEVER else (at_ms - now_ms) / 1000
+    return math.inf if at_ms == NO_DEADLINE_MS else (at_ms - now_ms) / 1000

@@ -12,7 +12,6 @@ from typing import Any
 from . import plans, steering
 from .events import EventHub, EventListener, Removal
 from .fleetflight import check_fleet
-from .missing import STEPPED_ASIDE
 from .options import LayerPolicy, LoadOptions
 from .state import CacheState
 from .stats import CacheStats
@@ -236,11 +235,6 @@ class ManagerBase:
             hard_timeout=options.hard_timeout if hard_timeout is None else hard_timeout,
             fleet_single_flight=fleet_single_flight,
         )
-
-    def _start_for(self, looked_up: Any) -> int:
-        """Where the plans start after the fast path: at L1 when it stepped aside (it holds
-        the key, due or stale), below it after a miss."""
-        return 0 if looked_up is STEPPED_ASIDE else self._checked_depth
 
     # ---------------------------------------------------------------- steering
     def update_policy(self, layer: int | str | Any, **changes: Any) -> LayerPolicy:

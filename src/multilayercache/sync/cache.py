@@ -128,15 +128,15 @@ class MultilayerCache(ManagerBase):
         )
         # The instance's own get and get_or_load, in place of the methods: an L1 hit then
         # runs no Python frame of the manager.
+        self._door = door
         self.get, self.get_or_load = door.get, door.get_or_load  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ reads
     def get(self, key: Any, default: Any = None) -> Any:
         """The value from the fastest layer that has it, or ``default``."""
-        value = self._first_get(key, MISSING)
-        if value is not MISSING:
-            return value
-        return self._get_below(key, default)
+        # An instance's ``get`` is its front door's (set in __init__): this method gives
+        # the name its signature and its docs, and answers an unbound call the same way.
+        return self._door.get(key, default)
 
     def _get_below(self, key: Any, default: Any) -> Any:
         state = self._state
@@ -297,24 +297,9 @@ class MultilayerCache(ManagerBase):
         of the loaded value; a loader made by ``with_context`` may set it, and say the
         cached value is unchanged (``LoadContext``). ``fleet_single_flight``: one load
         across every instance for this call (``None``: as ``LoadOptions`` says)."""
-        if ttl is not None:
-            check_load_ttl(ttl)  # bad input fails on a hit too, not only on a miss
-        value = self._first_lookup(key, MISSING, STEPPED_ASIDE)
-        if value is not MISSING and value is not STEPPED_ASIDE:
-            # A key holds what its loader returns: the caller's contract, which the layers
-            # (some shared, some decoding) cannot show mypy. No cast: a hit costs no call.
-            return value  # type: ignore[no-any-return]
-        aside = value is STEPPED_ASIDE
-        return self._load_below(  # type: ignore[no-any-return]  # as on a hit
-            key,
-            loader,
-            ttl,
-            value_type,
-            soft_timeout,
-            hard_timeout,
-            fleet_single_flight,
-            aside,
-            tags,
+        # As ``get``: an instance's ``get_or_load`` is its front door's.
+        return self._door.get_or_load(  # type: ignore[no-any-return]  # as on a hit
+            key, loader, ttl, value_type, soft_timeout, hard_timeout, tags, fleet_single_flight
         )
 
     def _load_below(

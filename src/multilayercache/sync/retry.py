@@ -1,68 +1,23 @@
-"""The waiting parts of retries and load limits, for threads: ``call_with_retry`` sleeps
-between tries (``time.sleep``), ``LoadGate`` blocks until a load slot is free,
-``wait_for_token`` until a rate limit grants a call. The decisions are the core's
-(``core.backoff.RetryState``, ``core.ratelimit.LoadLimit`` and ``RateLimiter``);
-``multilayercache.aio.retry`` is the asyncio twin, with the same names and parameters.
+"""The waiting parts of load limits, for threads: ``LoadGate`` blocks until a load slot is
+free, ``wait_for_token`` until a rate limit grants a call. The decisions are the core's
+(``core.ratelimit.LoadLimit`` and ``RateLimiter``); ``multilayercache.aio.retry`` is the
+asyncio twin, with the same names and parameters. (A layer call's retries wait in the
+driver, ``sync/driver.py``, by ``core.backoff.RetryState``.)
 """
 
 from __future__ import annotations
 
 import math
-import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import TypeVar
 
 from .._forking import register_after_fork
-from ..core.backoff import RetryPolicy, RetryState
 from ..core.errors import LoadGateTimeout
 from ..core.nesting import Lead, SlotHold, held_slot, leading
 from ..core.ratelimit import LoadLimit, RateLimiter
-
-T = TypeVar("T")
-
-_rng = random.Random()  # the default jitter source (random.Random is safe across threads)
-
-
-def call_with_retry(
-    function: Callable[[], T],
-    policy: RetryPolicy,
-    *,
-    rng: random.Random | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    on_retry: Callable[[BaseException, float], None] | None = None,
-) -> T:
-    """``function()``, tried again after a transient error (``policy.retry_on``) with full
-    jitter backoff, within ``policy.attempts`` and ``policy.budget``. When it gives up it
-    raises the last error, with a note saying how many tries it made. ``on_retry(error,
-    delay)`` is called before each wait (to count or log retries).
-
-    >>> tries = []
-    >>> def flaky():
-    ...     tries.append(1)
-    ...     if len(tries) < 3:
-    ...         raise ConnectionResetError("dropped")
-    ...     return "value"
-    >>> call_with_retry(flaky, RetryPolicy(attempts=3, base=0.001)), len(tries)
-    ('value', 3)
-    """
-    state = RetryState(policy, rng or _rng)
-    start = clock()
-    while True:
-        try:
-            return function()
-        except Exception as error:
-            delay = state.next_delay(error, clock() - start)
-            if delay is None:
-                if state.retries:
-                    error.add_note(f"gave up after {state.retries + 1} tries")
-                raise
-            if on_retry is not None:
-                on_retry(error, delay)
-        time.sleep(delay)
 
 
 def wait_for_token(limiter: RateLimiter, wait: float, timeout: float | None) -> bool:
@@ -227,4 +182,4 @@ def _seconds(timeout: float | None) -> float | None:
     return max(0.0, timeout)
 
 
-__all__ = ["LoadGate", "LoadGateTimeout", "call_with_retry", "wait_for_token"]
+__all__ = ["LoadGate", "LoadGateTimeout", "wait_for_token"]

@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 EXAMPLES = """\
 examples:
-  {prog} simulate ../shared/traces/oltp.npy --size 1000 --size 10000 --compare
+  {prog} simulate trace.npy --size 1000 --size 10000 --compare
   {prog} demo --threads 8 --loader-ms 5
   {prog} bench --entries 100000
   {prog} reencrypt redis://127.0.0.1:6379/0 --prefix app:

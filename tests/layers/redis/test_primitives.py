@@ -12,7 +12,7 @@ import redis
 import redis.cluster
 
 from multilayercache import AsyncRedisLayer, RedisLayer, SignedPickleSerializer
-from multilayercache.core.entry import NEVER, unwrap
+from multilayercache.core.entry import NO_DEADLINE_MS, unwrap
 from multilayercache.core.freshness import Lifetime
 
 
@@ -60,7 +60,7 @@ def test_touch_rewrites_the_deadlines_not_the_value(layer, raw_redis, prefix) ->
     entry = layer.get_entry("k")
     assert entry.value == [1, 2] and entry.fresh_for == pytest.approx(100, abs=0.2)
     assert layer.touch("k", math.inf) is True and raw_redis.pttl(f"{prefix}k") == -1
-    assert envelope(raw_redis, f"{prefix}k").gone_ms == NEVER and layer.get("k") == [1, 2]
+    assert envelope(raw_redis, f"{prefix}k").gone_ms == NO_DEADLINE_MS and layer.get("k") == [1, 2]
     assert layer.touch("absent", 5) is False and not raw_redis.exists(f"{prefix}absent")
     assert layer.touch("k", 0) is True and not raw_redis.exists(f"{prefix}k")
 

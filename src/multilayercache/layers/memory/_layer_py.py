@@ -65,7 +65,7 @@ from ...core.freshness import Entry, Freshness, Lifetime
 from ...core.stats import LayerSnapshot, LayerStats
 from ...core.ttl import TTL, ttl_seconds
 from ._freshness_py import FreshnessDeadlines
-from ._inspect_py import (
+from ._introspection_py import (
     access_counts,
     cached_slots,
     frequency_estimate,
@@ -100,7 +100,7 @@ from .estimates import (
     size_estimator,
 )
 from .flooding import MAX_KEYS_PER_HASH, warn_crowded
-from .introspection import AccessCounts, layer_repr
+from .introspection_shared import AccessCounts, layer_repr
 from .removals import (
     BATCH,
     DEFAULT_REMOVAL_BUFFER,

@@ -5,7 +5,7 @@ import numpy as np
 
 from libc.stdint cimport int64_t
 
-from ..._core.timerwheel cimport NEVER
+from ..._core.timerwheel cimport C_NO_DEADLINE as NO_DEADLINE
 
 
 cdef class FreshnessDeadlines:
@@ -13,8 +13,8 @@ cdef class FreshnessDeadlines:
     them; ``NO_DEADLINE`` for the others."""
 
     def __init__(self):
-        self._fresh_until = np.full(16, NEVER, dtype=np.int64)
-        self._refresh_at = np.full(16, NEVER, dtype=np.int64)
+        self._fresh_until = np.full(16, NO_DEADLINE, dtype=np.int64)
+        self._refresh_at = np.full(16, NO_DEADLINE, dtype=np.int64)
         self.count = 0
 
     cpdef void grow(self, Py_ssize_t slot_count) except *:
@@ -30,8 +30,8 @@ cdef class FreshnessDeadlines:
         """Give ``slot`` these deadlines (``NO_DEADLINE`` for both: it has none)."""
         if refresh_at > fresh_until:
             refresh_at = fresh_until
-        cdef bint had = self._refresh_at[slot] != NEVER or self._fresh_until[slot] != NEVER
-        cdef bint has = refresh_at != NEVER or fresh_until != NEVER
+        cdef bint had = self._refresh_at[slot] != NO_DEADLINE or self._fresh_until[slot] != NO_DEADLINE
+        cdef bint has = refresh_at != NO_DEADLINE or fresh_until != NO_DEADLINE
         self._fresh_until[slot] = fresh_until
         self._refresh_at[slot] = refresh_at
         self.count += <Py_ssize_t>has - <Py_ssize_t>had
@@ -39,7 +39,7 @@ cdef class FreshnessDeadlines:
     cpdef void forget(self, Py_ssize_t slot) noexcept:
         """The slot left the cache."""
         if self.count:
-            self.assign(slot, NEVER, NEVER)
+            self.assign(slot, NO_DEADLINE, NO_DEADLINE)
 
     cpdef int64_t fresh_until(self, Py_ssize_t slot) noexcept:
         return self._fresh_until[slot]
@@ -50,6 +50,6 @@ cdef class FreshnessDeadlines:
 
 def _grown(view, Py_ssize_t size):
     array = np.asarray(view)
-    bigger = np.full(size, NEVER, dtype=np.int64)
+    bigger = np.full(size, NO_DEADLINE, dtype=np.int64)
     bigger[:array.shape[0]] = array
     return bigger

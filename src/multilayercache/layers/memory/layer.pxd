@@ -1,6 +1,6 @@
 # What the compiled InMemoryLayer holds (layer.pyx defines its methods). Declared here so
 # that its friends compile against it: slots.pxd (the slot table, inline into the layer's
-# hot path; slots.pyx grows it) and inspect.pyx (stats, snapshots and the other views, off
+# hot path; slots.pyx grows it) and introspection.pyx (stats, snapshots and the other views, off
 # the hot path).
 #
 # Layout: ``_index`` (index.pxd) maps spread hashes to slots tagged with hash bits, and

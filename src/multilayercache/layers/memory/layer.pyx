@@ -3,7 +3,7 @@ explains the design). Comments here cover memory layout and why each trick is sa
 
 The layer's fields and their layout are in ``layer.pxd``; the slot table (find a key's
 slot, fill one, free one, count a hit) is in ``slots.pxd``, inline into the methods here;
-stats, snapshots and the other views are in ``inspect.pyx``.
+stats, snapshots and the other views are in ``introspection.pyx``.
 
 Concurrency: under the GIL each public method is atomic with respect to the cache's own
 structures, because Python code (a key's ``__hash__`` / ``__eq__``, the weigher, the clock,
@@ -26,7 +26,7 @@ from ..._core.bits cimport prefetch, spread
 from ..._core.hotkeys cimport HotKeyTable
 from ..._core.policy cimport NOT_CACHED, WTinyLfuPolicy
 from ..._core.sketch cimport sketch_block
-from ..._core.timerwheel cimport NEVER, TimerWheel
+from ..._core.timerwheel cimport C_NO_DEADLINE as NO_DEADLINE, TimerWheel
 from .clock cimport coarse_slack_ns, deadline_after, has_passed, monotonic_ns
 from .freshness cimport FreshnessDeadlines
 from .index cimport EMPTY, MIN_INDEX, NO_BUCKET, index_tag, slot_mask_of, tag_mask_of
@@ -84,7 +84,7 @@ from .deadlines import seconds_left
 from .estimates import (
     COMPILED_SAMPLE_BATCH, checked_estimator, restarted_estimator, size_estimator)
 from .flooding import warn_crowded
-from .inspect import (
+from .introspection import (
     access_counts,
     cached_slots,
     frequency_estimate,
@@ -97,7 +97,7 @@ from .inspect import (
     stats,
     top_keys,
 )
-from .introspection import layer_repr
+from .introspection_shared import layer_repr
 from .removals import (
     DEFAULT_REMOVAL_BUFFER,
     RemovalDelivery,
@@ -240,7 +240,7 @@ cdef class InMemoryLayer:
             deadline = self._wheel.deadline(slot)
             # An injected clock runs Python code, and an expired entry must be removed:
             # both take the locked path.
-            if deadline != NEVER and (self._clock is not None or self._has_passed(deadline)):
+            if deadline != NO_DEADLINE and (self._clock is not None or self._has_passed(deadline)):
                 return self._read_locked(key, key_hash, default, accept, aside)
         if slot >= 0 and self._fresh.count:
             if self._clock is not None:
@@ -359,11 +359,11 @@ cdef class InMemoryLayer:
         """FRESH, DUE or STALE (``now_ns < 0``: read the clock as the hit path does)."""
         cdef int64_t fresh_until = self._fresh.fresh_until(slot)
         cdef int64_t refresh_at = self._fresh.refresh_at(slot)
-        if fresh_until != NEVER and (
+        if fresh_until != NO_DEADLINE and (
             fresh_until <= now_ns if now_ns >= 0 else self._has_passed(fresh_until)
         ):
             return STALE
-        if refresh_at != NEVER and (
+        if refresh_at != NO_DEADLINE and (
             refresh_at <= now_ns if now_ns >= 0 else self._has_passed(refresh_at)
         ):
             return DUE
@@ -374,7 +374,7 @@ cdef class InMemoryLayer:
         cdef int64_t fresh_until = self._fresh.fresh_until(slot)
         return Entry(
             <object>stored_value(self, slot),
-            seconds_left(gone if fresh_until == NEVER else fresh_until, now_ns),
+            seconds_left(gone if fresh_until == NO_DEADLINE else fresh_until, now_ns),
             seconds_left(gone, now_ns),
             seconds_left(self._fresh.refresh_at(slot), now_ns),
         )
@@ -462,8 +462,8 @@ cdef class InMemoryLayer:
         else:
             key_hash = _key_hash(key)
         cdef int64_t weight = 1
-        cdef int64_t now_ns = 0, deadline = NEVER
-        cdef int64_t fresh_until = NEVER, refresh_at = NEVER
+        cdef int64_t now_ns = 0, deadline = NO_DEADLINE
+        cdef int64_t fresh_until = NO_DEADLINE, refresh_at = NO_DEADLINE
         # Everything that may run Python code happens before the lock (copies too: the
         # callers copy ``value``).
         if self._weigher is not None:
@@ -473,11 +473,11 @@ cdef class InMemoryLayer:
         ):
             now_ns = self._now_ns()
             if ttl + stale != INFINITY:
-                deadline = deadline_after(now_ns, ttl + stale, NEVER)
+                deadline = deadline_after(now_ns, ttl + stale, NO_DEADLINE)
             if stale != 0.0 and ttl != INFINITY:
-                fresh_until = deadline_after(now_ns, ttl, NEVER)
+                fresh_until = deadline_after(now_ns, ttl, NO_DEADLINE)
             if refresh < ttl:
-                refresh_at = deadline_after(now_ns, refresh, NEVER)
+                refresh_at = deadline_after(now_ns, refresh, NO_DEADLINE)
         cdef bint crowded
         cdef object pending = self._settle(key)
         self._lock_for_write()
@@ -515,13 +515,13 @@ cdef class InMemoryLayer:
     cdef tuple _deadlines(self, int64_t now_ns, double ttl, double stale, double refresh):
         """``(gone, fresh until, refresh at)`` of an entry written at ``now_ns`` (as
         ``_store`` computes them)."""
-        cdef int64_t deadline = NEVER, fresh_until = NEVER, refresh_at = NEVER
+        cdef int64_t deadline = NO_DEADLINE, fresh_until = NO_DEADLINE, refresh_at = NO_DEADLINE
         if ttl + stale != INFINITY:
-            deadline = deadline_after(now_ns, ttl + stale, NEVER)
+            deadline = deadline_after(now_ns, ttl + stale, NO_DEADLINE)
         if stale != 0.0 and ttl != INFINITY:
-            fresh_until = deadline_after(now_ns, ttl, NEVER)
+            fresh_until = deadline_after(now_ns, ttl, NO_DEADLINE)
         if refresh < ttl:
-            refresh_at = deadline_after(now_ns, refresh, NEVER)
+            refresh_at = deadline_after(now_ns, refresh, NO_DEADLINE)
         return deadline, fresh_until, refresh_at
 
     cdef inline int _set_locked(self, object key, object value, uint64_t key_hash,
@@ -543,7 +543,7 @@ cdef class InMemoryLayer:
             slot = find_slot(self, key, key_hash, True)
             if slot < 0:
                 vacant = self._vacant_bucket
-        if (deadline != NEVER and deadline <= now_ns) or weight > self._policy.capacity:
+        if (deadline != NO_DEADLINE and deadline <= now_ns) or weight > self._policy.capacity:
             # Already expired, or can never fit: the old value must not survive the write.
             if slot >= 0:
                 remove_slot(self, slot, REPLACED)
@@ -568,9 +568,9 @@ cdef class InMemoryLayer:
                 record_removal(&self._removals, <PyObject*>key, <PyObject*>value, REJECTED)
             return 1
         slot = allocate_slot(self, key, value, key_hash, vacant)
-        if deadline != NEVER:
+        if deadline != NO_DEADLINE:
             self._wheel.schedule(slot, deadline)
-        if fresh_until != NEVER or refresh_at != NEVER:
+        if fresh_until != NO_DEADLINE or refresh_at != NO_DEADLINE:
             self._fresh.assign(slot, fresh_until, refresh_at)
         evicted = self._policy.on_insert(slot, key_hash, weight)
         if evicted:
@@ -717,7 +717,7 @@ cdef class InMemoryLayer:
             slot = find_slot(self, key, key_hash, True)
             if slot < 0 or self._is_expired(slot, now_ns):
                 return False
-            deadline = NEVER if seconds == INFINITY else deadline_after(now_ns, seconds, NEVER)
+            deadline = NO_DEADLINE if seconds == INFINITY else deadline_after(now_ns, seconds, NO_DEADLINE)
             if deadline <= now_ns:
                 remove_slot(self, slot, EXPIRED)
             else:
@@ -1139,7 +1139,7 @@ cdef class InMemoryLayer:
     cdef bint _is_expired(self, Py_ssize_t slot, int64_t now_ns=-1) except -1:
         """Whether the entry's deadline has passed (by ``now_ns`` if given)."""
         cdef int64_t deadline = self._wheel.deadline(slot)
-        if deadline == NEVER:
+        if deadline == NO_DEADLINE:
             return False
         return self._has_passed(deadline) if now_ns < 0 else deadline <= now_ns
 

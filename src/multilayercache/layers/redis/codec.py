@@ -52,7 +52,7 @@ from ...core.entry import (
     FIRST_BYTE,
     FORMAT_VERSION,
     KEY_CHECK_OFFSET,
-    NEVER,
+    NO_DEADLINE_MS,
     STEP_OFFSET,
     STEPPED_FIRST_BYTE,
     STEPPED_VERSION,
@@ -589,7 +589,7 @@ class RedisCodec:
         # Envelope.from_fields and Envelope.entry, inlined: this loop runs per key of
         # every get_many. Anything unusual (tags, another version, a forged header that
         # is not numbers, another key's check) leaves it to the general path.
-        inf, never, entries = math.inf, NEVER, {}
+        inf, never, entries = math.inf, NO_DEADLINE_MS, {}
         new = tuple.__new__  # Entry(...) without the named tuple's Python-level __new__
         redis_keys = self._redis_keys(keys)
         try:

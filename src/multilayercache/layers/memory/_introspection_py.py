@@ -1,4 +1,4 @@
-"""What ``InMemoryLayer`` reports about itself (pure-Python twin of ``inspect.pyx``): a key's
+"""What ``InMemoryLayer`` reports about itself (pure-Python twin of ``introspection.pyx``): a key's
 remaining TTL and frequency, the top keys, stats, snapshots, and the structures behind it for
 tests. The layer's methods of the same names call these; each holds the layer's lock."""
 
@@ -12,7 +12,7 @@ import numpy as np
 from ..._core._policy_py import NOT_CACHED
 from ...core.stats import LayerSnapshot, LayerStats
 from .arguments import checked_top_n
-from .introspection import AccessCounts, layer_snapshot, layer_stats
+from .introspection_shared import AccessCounts, layer_snapshot, layer_stats
 
 if TYPE_CHECKING:
     from ._layer_py import InMemoryLayer

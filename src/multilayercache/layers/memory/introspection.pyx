@@ -1,6 +1,6 @@
 """What the compiled ``InMemoryLayer`` reports about itself (compiled twin of
-``_inspect_py.py``): a key's remaining TTL and frequency, the top keys, stats, snapshots, and
-the structures behind it for tests. None of it is on the hot path; the layer's methods of the
+``_introspection_py.py``): a key's remaining TTL and frequency, the top keys, stats,
+snapshots, and the structures behind it for tests. None of it is on the hot path; the layer's methods of the
 same names call these. Each reads the layer under its ownership, as its own operations do.
 """
 
@@ -16,7 +16,7 @@ from .layer cimport InMemoryLayer
 from .slots cimport HITS, MAX_HITS, find_slot, slot_record
 
 from .arguments import checked_top_n
-from .introspection import AccessCounts, layer_snapshot, layer_stats
+from .introspection_shared import AccessCounts, layer_snapshot, layer_stats
 
 
 def remaining_ttl(InMemoryLayer layer, key):

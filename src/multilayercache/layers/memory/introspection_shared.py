@@ -1,5 +1,6 @@
-"""What both twins of ``InMemoryLayer`` report: ``LayerStats`` from their counters, and the
-ranking of hot keys in a ``LayerSnapshot``."""
+"""What both twins of the layer's introspection (``introspection.pyx``,
+``_introspection_py.py``) share: ``LayerStats`` from the layer's counters, the ranking of hot
+keys in a ``LayerSnapshot``, and the layer's ``repr``."""
 
 from __future__ import annotations
 
