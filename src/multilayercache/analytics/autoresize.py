@@ -120,9 +120,9 @@ class Resizer:
     def decide(self) -> Resized | None:
         """What the rule asks of the layer now (no change: ``None``)."""
         rule, layer = self.rule, self.layer
+        estimates = layer.size_estimates()  # first: it replays the samples still buffered
         if layer.size_estimator.sampled_reads < rule.min_sampled_reads:
             return None
-        estimates = layer.size_estimates()
         size = layer.max_size
         now = estimates[1.0]
         bigger, smaller = _at(estimates, rule.step), _at(estimates, 1 / rule.step)
