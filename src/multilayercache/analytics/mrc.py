@@ -19,7 +19,7 @@ few dozen entries has a one-entry window): the bias is nearly the same in every 
 cancels in the difference, while the layer's own ratio is exact. Dividing by the expected
 number of sampled reads, not the actual one, is SHARDS-adj's correction for the hot keys
 (their reads hit at every size). On the rows of ``benchmarks/mrc.py`` (shadows of 39
-entries and up) every estimate was within 1.2 points of an exact replay; without the
+entries and up) every estimate was within 1.7 points of an exact replay; without the
 anchor, shadows under ~100 entries were off by 3. Shadows of a few entries on a trace of
 few keys still err (multi2 at 1,200: 6 points at 4x). At factor 1 the estimate is the
 layer's measured hit ratio; TTLs, invalidations and stale reads count in that ratio, so the
@@ -67,7 +67,7 @@ MIN_SHADOW_ENTRIES = 256
 MIN_RATE = 1 / 1024
 """The sampling rate of a large layer: its shadows already hold many entries."""
 
-MAX_AUTO_RATE = 1 / 64
+MAX_AUTO_RATE = 1 / 96
 """The automatic rate stops here (the cost of the replays grows with the rate)."""
 
 _MAX_THRESHOLD = (1 << 64) - 1  # rate 1: every hash but the largest (the compiled test is
