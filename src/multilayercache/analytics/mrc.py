@@ -18,7 +18,7 @@ shadows are biased as a whole (the few hottest keys are sampled or not; a W-Tiny
 few dozen entries has a one-entry window): the bias is nearly the same in every shadow and
 cancels in the difference, while the layer's own ratio is exact. Dividing by the expected
 number of sampled reads, not the actual one, is SHARDS-adj's correction for the hot keys
-(their reads hit at every size). On the rows of ``benchmarks/mrc.py`` (shadows of 39
+(their reads hit at every size). On the rows of ``benchmarks/mrc.py`` (shadows of 26
 entries and up) every estimate was within 1.7 points of an exact replay; without the
 anchor, shadows under ~100 entries were off by 3. Shadows of a few entries on a trace of
 few keys still err (multi2 at 1,200: 6 points at 4x). At factor 1 the estimate is the
