@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._build import twin
 from ..analytics.options import InsightsOptions
@@ -56,10 +56,13 @@ from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
 from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
-from ..layers.redis.backplane import Backplane, backplane_of
-from ..layers.redis.fleetinfo import FleetInfo, fleet_info_of
+from ..layers.shared_companions import backplane_of, fleet_info_of, reader_of_fleet_info
 from .driver import Driver
 from .events import EventDelivery
+
+if TYPE_CHECKING:  # redis is an extra: imported when a cache asks for one of these
+    from ..layers.redis.backplane import Backplane
+    from ..layers.redis.fleetinfo import FleetInfo
 
 _frontdoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py")
 FrontDoor, CachedCall = _frontdoor.FrontDoor, _frontdoor.CachedCall
@@ -470,5 +473,5 @@ class MultilayerCache(ManagerBase):
         [('user:42', 5130), ('user:7', 2214), ('home', 1980)]
         """
         if self.fleet_info is None:  # reads the others' only: this instance publishes none
-            self._publish_fleet_info(FleetInfo(publish=False))
+            self._publish_fleet_info(reader_of_fleet_info())
         return self.fleet_info.top(n)  # type: ignore[no-any-return]
