@@ -28,7 +28,7 @@ from multilayercache.tools.benchmarking import (
 )
 from multilayercache.tools.simulation import load_trace, replay
 
-from support import COMPILED, PURE, TRACES, requires_compiled
+from support import COMPILED, PURE, TRACES, missing_trace, requires_compiled
 
 ROWS = list(REFERENCE_HIT_RATIOS)
 FAST_LIMIT = 1_000_000  # requests: rows on longer traces are slow
@@ -55,7 +55,7 @@ def trace_file(name: str) -> Path:
         path = TRACES / f"{name}{suffix}"
         if path.exists():
             return path
-    pytest.skip(f"trace {name} not found in {TRACES} (../shared/traces beside the checkout)")
+    missing_trace(f"trace {name} not found in {TRACES} (../shared/traces beside the checkout)")
 
 
 @functools.cache
