@@ -4,9 +4,11 @@ the package uses when the module is not there (``_build.py``).
 
 * Cython translates the modules on every core and the C compiler compiles them on every core
   (``build_ext -j``), one line per module on stderr (``pip install -v`` shows them).
-* Each compiled module is kept in ``build/compiled/`` and reused by the next build from the same
-  tree while its ``.c`` is older (Cython rewrites the ``.c`` only when a ``.pyx``/``.pxd`` it
-  depends on changed): the README's two commands, and any reinstall, compile once.
+* Each compiled module is kept in ``build/compiled/`` under the digest of the C it was compiled
+  from (and of the flags), and reused by the next build from the same tree that generates the
+  same C: the README's two commands, and any reinstall, compile once. (By content, not by
+  time: pip's isolated build installs Cython anew, so its ``.pxd`` look newer every time and
+  Cython rewrites every ``.c``, identically.)
 * ``MULTILAYERCACHE_PURE=1`` builds no extension at all: a pure-Python install. Without it, a
   build whose C compiler is missing or fails falls back to the same, with a warning that says
   what it costs (an L1 hit is ~10x slower on the twins).
@@ -16,6 +18,7 @@ the package uses when the module is not there (``_build.py``).
 Compiler directives are set once, here. See docs/building.md.
 """
 
+import hashlib
 import os
 import shutil
 import sys
@@ -90,10 +93,13 @@ class BuildExt(build_ext):
 
     def build_extension(self, extension: Extension) -> None:
         built = Path(self.get_ext_fullpath(extension.name))
-        kept = COMPILED / self.get_ext_filename(extension.name)
-        if self.force or not is_newer(kept, extension.sources + extension.depends):
+        name = self.get_ext_filename(extension.name)
+        kept = COMPILED / f"{name}.{digest(extension, self.compiler.compiler_type)}"
+        if self.force or not kept.exists():
             super().build_extension(extension)
             kept.parent.mkdir(parents=True, exist_ok=True)
+            for old in kept.parent.glob(f"{Path(name).name}.*"):  # other versions of the C
+                old.unlink(missing_ok=True)
             shutil.copy2(built, kept)
             done = "compiled"
         else:
@@ -121,12 +127,12 @@ class BuildExt(build_ext):
         )
 
 
-def is_newer(path: Path, sources: list[str]) -> bool:
-    """Whether ``path`` exists and is at least as new as each of ``sources``."""
-    if not path.exists():
-        return False
-    made = path.stat().st_mtime
-    return all(Path(source).stat().st_mtime <= made for source in sources)
+def digest(extension: Extension, compiler: str) -> str:
+    """What a compiled module is made of: its C sources, the flags, the compiler's kind."""
+    made_of = hashlib.sha256(repr((UNIX_FLAGS, MSVC_FLAGS, STRIP, compiler)).encode())
+    for source in extension.sources + extension.depends:
+        made_of.update(Path(source).read_bytes())
+    return made_of.hexdigest()[:16]
 
 
 def extensions() -> list[Extension]:
