@@ -5,10 +5,12 @@ request's, made in one CI job on one machine) and fails when a guarded ratio reg
 
 A runner's speed varies between jobs and within one, so raw times are not compared: each
 guarded benchmark is read as a ratio to the ``dict`` baseline over the same keys in the same
-run (``test_get_hit[int]`` / ``test_dict_get_baseline[int]``), the lowest over a side's rounds
-(a slow round is noise: nothing makes code run faster than it can), and the pull request fails
-when one of its ratios exceeds main's by more than ``--tolerance``. The default is the spread
-measured on three runs of main on one machine (docs/building.md), rounded up.
+runs (``test_get_hit[int]`` / ``test_dict_get_baseline[int]``), each benchmark's time taken
+as its lowest median over a side's rounds (a slow round is noise: nothing makes code run faster
+than it can), and the pull request fails when one of its ratios exceeds main's by more than
+``--tolerance``. The default, 10%, is above the noise measured on one machine
+(docs/building.md): a hit or miss ratio varied by up to 6% between single runs of unchanged
+code, and by under 2% between two best-of-three sides.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ GUARDED = {
     "test_get_miss[int]": "test_dict_get_baseline[int]",
     "test_get_miss[str]": "test_dict_get_baseline[str]",
     "test_set_with_eviction": "test_dict_get_baseline[int]",
-    "test_mixed_zipf_replay": "test_dict_get_baseline[int]",
+    # not test_mixed_zipf_replay: five rounds of one long replay, its ratio varied by 118%
+    # over three runs of unchanged code (docs/building.md)
 }
-TOLERANCE = 0.15
+TOLERANCE = 0.10
 
 
 def medians(path: Path) -> dict[str, float]:
@@ -36,19 +39,17 @@ def medians(path: Path) -> dict[str, float]:
     return {run["name"]: run["stats"]["median"] for run in runs}
 
 
-def ratios(path: Path) -> dict[str, float]:
-    """Each guarded benchmark's median over its baseline's, in one run."""
-    times = medians(path)
-    missing = sorted({*GUARDED, *GUARDED.values()} - times.keys())
-    if missing:
-        raise SystemExit(f"{path}: no result for {', '.join(missing)}")
-    return {name: times[name] / times[baseline] for name, baseline in GUARDED.items()}
-
-
 def best_ratios(paths: list[Path]) -> dict[str, float]:
-    """Each guarded ratio, the lowest over the rounds ``paths``."""
-    rounds = [ratios(path) for path in paths]
-    return {name: min(one[name] for one in rounds) for name in GUARDED}
+    """Each guarded benchmark's best median over its baseline's, over the rounds ``paths``."""
+    rounds = []
+    for path in paths:
+        times = medians(path)
+        missing = sorted({*GUARDED, *GUARDED.values()} - times.keys())
+        if missing:
+            raise SystemExit(f"{path}: no result for {', '.join(missing)}")
+        rounds.append(times)
+    best = {name: min(times[name] for times in rounds) for name in rounds[0]}
+    return {name: best[name] / best[baseline] for name, baseline in GUARDED.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,6 @@ NAMES = [
     "test_get_miss[int]",
     "test_get_miss[str]",
     "test_set_with_eviction",
-    "test_mixed_zipf_replay",
     "test_dict_get_baseline[int]",
     "test_dict_get_baseline[str]",
 ]
@@ -59,10 +58,10 @@ def test_a_hit_path_regression_fails(tmp_path: Path) -> None:
 
 def test_noise_within_the_tolerance_passes_and_the_best_round_counts(tmp_path: Path) -> None:
     base = [run_json(tmp_path / "a.json")]
-    # one slow round (+40%) and one within noise (+10%): the best round is judged
+    # one slow round (+40%) and one within noise (+5%): the best round is judged
     head = [
         run_json(tmp_path / "b.json", test_set_with_eviction=1.4),
-        run_json(tmp_path / "c.json", test_set_with_eviction=1.1),
+        run_json(tmp_path / "c.json", test_set_with_eviction=1.05),
     ]
     result = compare(base, head)
     assert result.returncode == 0, result.stdout
