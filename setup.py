@@ -88,7 +88,7 @@ class BuildExt(build_ext):
             extension.extra_link_args = [] if msvc or DEBUG else STRIP
         say(f"compiling {len(self.extensions)} modules on {self.parallel} cores")
         super().build_extensions()
-        say(f"compiled in {time.monotonic() - self.started:.0f} s")
+        say(f"built in {time.monotonic() - self.started:.0f} s")
 
     def build_extension(self, extension: Extension) -> None:
         built = Path(self.get_ext_fullpath(extension.name))
@@ -100,7 +100,7 @@ class BuildExt(build_ext):
             for old in kept.parent.glob(f"{Path(name).name}.*"):  # other versions of the C
                 old.unlink(missing_ok=True)
             shutil.copy2(built, kept)
-            done = "compiled"
+            done = "built"
         else:
             built.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(kept, built)
@@ -138,17 +138,34 @@ def extensions() -> list[Extension]:
     if PURE:
         say("MULTILAYERCACHE_PURE is set: building no extension (pure-Python install)")
         return []
+    import Cython
     from Cython.Build import cythonize
 
+    pyx_files = sorted((SOURCE / "multilayercache").rglob("*.pyx"))
     modules = [
         Extension(".".join(pyx.relative_to(SOURCE).with_suffix("").parts), [str(pyx)])
-        for pyx in sorted((SOURCE / "multilayercache").rglob("*.pyx"))
+        for pyx in pyx_files
     ]
-    # cythonize skips a module whose .c is newer than its .pyx and the .pxd it cimports,
-    # so a second install from the same tree translates nothing.
+    # Cython decides by time whether a .c is out of date, and pip's isolated build installs
+    # Cython anew each time (its own .pxd look newer): decide by content instead. Same
+    # Cython, same directives, same .pyx/.pxd: the .c it wrote last time are still right.
+    made_of = hashlib.sha256(repr((Cython.__version__, DIRECTIVES)).encode())
+    for source in sorted((SOURCE / "multilayercache").rglob("*.p[yx][xd]")):
+        made_of.update(str(source).encode() + source.read_bytes())
+    stamp = COMPILED / "cythonized"
+    c_files = [pyx.with_suffix(".c") for pyx in pyx_files]
+    if stamp.exists() and stamp.read_text() == made_of.hexdigest():
+        if all(c.exists() for c in c_files):
+            say("the Cython sources are unchanged: reusing their C")
+            for module, c in zip(modules, c_files, strict=True):
+                module.sources = [str(c)]
+            return modules
     # (one process at a time on Windows: its worker processes would re-run this file)
     threads = 0 if sys.platform == "win32" else os.cpu_count() or 1
-    return cythonize(modules, compiler_directives=DIRECTIVES, nthreads=threads, quiet=True)
+    modules = cythonize(modules, compiler_directives=DIRECTIVES, nthreads=threads, quiet=True)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(made_of.hexdigest())
+    return modules
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
