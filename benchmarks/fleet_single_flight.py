@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-from fleetflight_support import stampede  # noqa: E402
-
 from multilayercache.tools.servers import RedisServer  # noqa: E402
+
+from fleetflight_support import stampede  # noqa: E402
 
 BACKGROUND = ("xread", "info", "config|resetstat", "hello", "client|setinfo")
 

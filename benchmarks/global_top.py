@@ -36,13 +36,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-from globaltop_support import run_fleet  # noqa: E402
-
 from multilayercache import InMemoryLayer, MultilayerCache, RedisLayer  # noqa: E402
 from multilayercache.analytics.accesses import RecentAccesses  # noqa: E402
 from multilayercache.layers.redis.fleetinfo import CANDIDATES, FleetInfo  # noqa: E402
 from multilayercache.tools.benchmarking import zipf_indices  # noqa: E402
 from multilayercache.tools.servers import RedisServer  # noqa: E402
+
+from globaltop_support import run_fleet  # noqa: E402
 
 
 def hit_cost() -> None:

@@ -7,10 +7,10 @@ import os
 from types import SimpleNamespace
 
 import pytest
-from local_cluster import RedisCluster
 
 from multilayercache.tools.servers import RedisServer
 
+from local_cluster import RedisCluster
 from support import IMPLEMENTATIONS, FakeClock
 
 

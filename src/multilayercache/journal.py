@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 from .core.errors import SerializationError
-from .layers.redis.codec import PackedWrite
 from .layers.writer import PersistWrite
 
 try:
@@ -59,12 +58,17 @@ SEGMENT_BYTES = 16 * 1024 * 1024
 """... or after this many bytes."""
 
 _HEADER = struct.Struct(">II")  # length, CRC-32 of the pickle
-_PAYLOADS: dict[str, type[tuple[Any, ...]]] = {
-    "PackedWrite": PackedWrite,
-    "PersistWrite": PersistWrite,
-}
-"""The layers' queued writes, journaled as their fields."""
+_PAYLOADS: dict[str, type[tuple[Any, ...]]] = {"PersistWrite": PersistWrite}
+"""The layers' queued writes, journaled as their fields. A layer whose module is optional
+(the Redis layers' ``PackedWrite``: redis is an extra) adds its own with ``journaled``."""
 Record = tuple[Any, str, Any]  # key, op, payload
+
+
+def journaled(kind: type) -> type:
+    """Journal the named tuple ``kind`` as its fields (see ``Journal.encode``); a class
+    decorator."""
+    _PAYLOADS[kind.__name__] = kind
+    return kind
 
 
 class Journal:
@@ -272,4 +276,4 @@ def _file_name(layer: str) -> str:
     return "".join(char if char.isalnum() or char in "-_." else "_" for char in layer) or "layer"
 
 
-__all__ = ["Journal", "SEGMENT_BYTES", "SEGMENT_SECONDS"]
+__all__ = ["Journal", "SEGMENT_BYTES", "SEGMENT_SECONDS", "journaled"]

@@ -9,8 +9,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from network_faults import Blackhole
-
 from multilayercache import (
     AsyncMultilayerCache,
     AsyncRedisLayer,
@@ -20,6 +18,7 @@ from multilayercache import (
 )
 from multilayercache.core.breaker import BreakerState
 
+from network_faults import Blackhole
 from support import expected, l2_breaker
 
 FIRST_READ_SECONDS = 1.0

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import redis
-from local_cluster import RedisCluster
 
 from multilayercache import (
     AsyncRedisLayer,
@@ -31,6 +30,7 @@ from multilayercache import (
 )
 from multilayercache.tools.servers import RedisServer
 
+from local_cluster import RedisCluster
 from support import RESUME_SECONDS, wait_until
 
 PREFIX = "migrating:"

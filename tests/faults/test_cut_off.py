@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from network_faults import Proxy
 
 from multilayercache import (
     AsyncMultilayerCache,
@@ -37,6 +36,7 @@ from multilayercache import (
 from multilayercache.core.breaker import BreakerState
 from multilayercache.tools.servers import RedisServer
 
+from network_faults import Proxy
 from support import RESUME_SECONDS, eventually, expected, l2_breaker, wait_until
 
 KEYS = [f"k{n}" for n in range(200)]

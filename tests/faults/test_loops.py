@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from network_faults import Proxy
 
 from multilayercache import (
     AsyncMultilayerCache,
@@ -27,6 +26,8 @@ from multilayercache import (
     WriteBehind,
 )
 from multilayercache.tools.servers import RedisServer
+
+from network_faults import Proxy
 
 STALE_L1 = LayerPolicy(ttl=0.1, stale_ttl=60)  # stale 0.1 s after a write, served 60 s
 

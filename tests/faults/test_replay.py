@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 import redis
-from network_faults import Blackhole
 
 import multilayercache
 from multilayercache import (
@@ -44,6 +43,7 @@ from multilayercache.deadletter import (
 )
 from multilayercache.tools.servers import RedisServer
 
+from network_faults import Blackhole
 from support import wait_until
 
 SOURCES = str(Path(multilayercache.__file__).parents[1])

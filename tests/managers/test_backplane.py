@@ -9,12 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from network_faults import Proxy
 
 from multilayercache import InMemoryLayer, LayerPolicy, MultilayerCache, RedisLayer
 from multilayercache.layers.redis.backplane import Backplane
 from multilayercache.tools.fleet import run_readers
 from multilayercache.tools.servers import RedisServer
+
+from network_faults import Proxy
 
 CUT_SECONDS = 5.0
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fleetflight_support import stampede  # noqa: I001
 
 from multilayercache import (
     AsyncMultilayerCache,
@@ -27,6 +26,8 @@ from multilayercache import (
 )
 from multilayercache.core.errors import LoadTimeoutError
 from multilayercache.layers.redis.backplane import Backplane
+
+from fleetflight_support import stampede  # noqa: I001
 
 FLEET = LoadOptions(fleet_single_flight=True, fleet_lease=5.0)
 NOT_POLLING = ("xread", "info", "config|resetstat", "hello", "client|setinfo")

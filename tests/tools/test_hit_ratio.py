@@ -23,7 +23,7 @@ import pytest
 
 from multilayercache.tools.simulation import load_trace, replay
 
-from support import COMPILED, PURE, TRACES, benchmarks_module, requires_compiled
+from support import COMPILED, PURE, TRACES, benchmarks_module, missing_trace, requires_compiled
 
 # The tables and bounds are benchmark data (benchmarks/reference_hit_ratios.py).
 reference = benchmarks_module("reference_hit_ratios")
@@ -58,7 +58,7 @@ def trace_file(name: str) -> Path:
         path = TRACES / f"{name}{suffix}"
         if path.exists():
             return path
-    pytest.skip(f"trace {name} not found in {TRACES} (../shared/traces beside the checkout)")
+    missing_trace(f"trace {name} not found in {TRACES} (../shared/traces beside the checkout)")
 
 
 @functools.cache

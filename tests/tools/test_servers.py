@@ -10,9 +10,10 @@ import time
 
 import pytest
 import redis
-from network_faults import Blackhole, Proxy
 
 from multilayercache.tools.servers import RedisServer
+
+from network_faults import Blackhole, Proxy
 
 # What a production Redis does to keep acknowledged writes across a crash.
 PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")

@@ -14,7 +14,8 @@ cdef class Doorkeeper:
     cpdef void clear(self) noexcept
 
 
-cdef inline bint doorkeeper_contains(uint64_t* words, uint64_t bit_mask, uint64_t key_hash) noexcept:
+cdef inline bint doorkeeper_contains(uint64_t* words, uint64_t bit_mask,
+                                     uint64_t key_hash) noexcept:
     # Two probes from the two halves of the hash (Kirsch & Mitzenmacher), both in the
     # first one's word (blocked: one cache line; see the twin).
     cdef uint64_t high = key_hash >> 32, low = key_hash & 0xFFFFFFFFULL
@@ -37,4 +38,3 @@ cdef inline bint doorkeeper_add(uint64_t* words, uint64_t bit_mask, uint64_t key
     words[first >> 6] |= first_mask
     words[second >> 6] |= second_mask
     return present
-

@@ -46,7 +46,8 @@ cdef class HotKeyTable:
             if self._scores[bucket] and self._counts[bucket] > 1
         ]
         occupied.sort(key=lambda bucket: -self._scores[bucket])
-        return [(self._keys[bucket], self._counts[bucket], self._hashes[bucket]) for bucket in occupied[:n]]
+        return [(self._keys[bucket], self._counts[bucket], self._hashes[bucket])
+                for bucket in occupied[:n]]
 
     def clear(self) -> None:
         """Forget every tracked key."""

@@ -262,7 +262,7 @@ cdef class WTinyLfuPolicy:
         cdef CountMinSketch sketch = CountMinSketch(sized_for)
         cdef Doorkeeper doorkeeper = Doorkeeper(sized_for)
         cdef Py_ssize_t slot
-        cdef int count
+        cdef int _
         cdef uint64_t key_hash
         for slot in range(self._slot_count):
             if self._nodes[NODE_FIELDS * (HEADS + slot) + REGION] >= NOT_CACHED:
@@ -270,7 +270,7 @@ cdef class WTinyLfuPolicy:
             key_hash = self.hash_of(slot)
             if doorkeeper_contains(self._doorkeeper_words, self._doorkeeper_mask, key_hash):
                 doorkeeper_add(doorkeeper.words, doorkeeper.bit_mask, key_hash)
-            for count in range(sketch_frequency(self._sketch_words, self._sketch_mask, key_hash)):
+            for _ in range(sketch_frequency(self._sketch_words, self._sketch_mask, key_hash)):
                 if sketch_add(sketch.words, sketch.block_mask, key_hash):
                     sketch.additions += 1
         self.sized_for = sized_for
@@ -483,7 +483,8 @@ cdef class WTinyLfuPolicy:
     cdef inline void _unlink(self, int32_t node) noexcept:
         if node == self._victim_node:
             self._victim_node = -1
-        cdef int32_t before = self._nodes[NODE_FIELDS * (node) + PREV], after = self._nodes[NODE_FIELDS * (node) + NEXT]
+        cdef int32_t before = self._nodes[NODE_FIELDS * (node) + PREV]
+        cdef int32_t after = self._nodes[NODE_FIELDS * (node) + NEXT]
         self._nodes[NODE_FIELDS * (before) + NEXT] = after
         self._nodes[NODE_FIELDS * (after) + PREV] = before
 

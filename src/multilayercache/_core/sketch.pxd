@@ -72,4 +72,3 @@ cdef inline bint sketch_add(uint64_t* words, uint64_t block_mask, uint64_t key_h
     w2[0] += (<uint64_t>(v2 == smallest)) << s2
     w3[0] += (<uint64_t>(v3 == smallest)) << s3
     return True
-

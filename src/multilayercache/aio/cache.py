@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..analytics.options import InsightsOptions
 from ..analytics.sampler import cache_insights, insights_options, start_insights
@@ -47,10 +47,13 @@ from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
 from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
-from ..layers.redis.backplane import Backplane, backplane_of
-from ..layers.redis.fleetinfo import FleetInfo, fleet_info_of
+from ..layers.shared_companions import backplane_of, fleet_info_of, reader_of_fleet_info
 from .driver import AsyncDriver, PlanRunner
 from .events import EventDelivery
+
+if TYPE_CHECKING:  # redis is an extra: imported when a cache asks for one of these
+    from ..layers.redis.backplane import Backplane
+    from ..layers.redis.fleetinfo import FleetInfo
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -393,5 +396,5 @@ class AsyncMultilayerCache(ManagerBase):
         ``MultilayerCache.global_top_keys``). The read runs on a thread (the fleet info's
         client is a sync one, shared with its publishing thread)."""
         if self.fleet_info is None:  # reads the others' only: this instance publishes none
-            self._publish_fleet_info(FleetInfo(publish=False))
+            self._publish_fleet_info(reader_of_fleet_info())
         return await asyncio.to_thread(self.fleet_info.top, n)

@@ -56,12 +56,16 @@ from ..core.options import LayerPolicy, LoadOptions
 from ..core.state import CacheState
 from ..core.tags import Tags, check_tags, tags_for
 from ..core.ttl import TTL
-from ..layers.redis.backplane import Backplane, backplane_of
-from ..layers.redis.fleetinfo import FleetInfo, fleet_info_of
+from ..layers.shared_companions import backplane_of, fleet_info_of, reader_of_fleet_info
 from .driver import Driver, PlanRunner
 from .events import EventDelivery
 
-if TYPE_CHECKING:  # the twin carries the annotations; the compiled module shares them
+if TYPE_CHECKING:
+    # redis is an extra: imported when a cache asks for one of these
+    from ..layers.redis.backplane import Backplane
+    from ..layers.redis.fleetinfo import FleetInfo
+
+    # the twin carries the annotations; the compiled module shares them
     from . import _frontdoor_py as _frontdoor
 else:
     _frontdoor = twin("multilayercache.sync.frontdoor", "multilayercache.sync._frontdoor_py")
@@ -470,6 +474,6 @@ class MultilayerCache(ManagerBase):
         [('user:42', 5130), ('user:7', 2214), ('home', 1980)]
         """
         if self.fleet_info is None:  # reads the others' only: this instance publishes none
-            self._publish_fleet_info(FleetInfo(publish=False))
+            self._publish_fleet_info(reader_of_fleet_info())
         hottest: list[tuple[Any, int]] = self.fleet_info.top(n)
         return hottest

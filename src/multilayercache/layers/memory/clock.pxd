@@ -5,12 +5,33 @@ from libc.stdint cimport int64_t
 
 cdef extern from *:
     """
+    #ifdef _WIN32
+    /* Windows has no clock_gettime: its monotonic clock is the performance counter, read
+       in ticks of a frequency fixed at boot (split so that ticks * 10^9 cannot overflow). */
+    #ifndef WIN32_LEAN_AND_MEAN
+    #define WIN32_LEAN_AND_MEAN
+    #endif
+    #include <windows.h>
+    static inline int64_t mlc_monotonic_ns(void) {
+        static int64_t frequency = 0;  /* a race writes the same value */
+        LARGE_INTEGER now;
+        if (frequency == 0) {
+            LARGE_INTEGER ticks_per_second;
+            QueryPerformanceFrequency(&ticks_per_second);
+            frequency = (int64_t)ticks_per_second.QuadPart;
+        }
+        QueryPerformanceCounter(&now);
+        return (int64_t)(now.QuadPart / frequency) * 1000000000LL
+               + (int64_t)(now.QuadPart % frequency) * 1000000000LL / frequency;
+    }
+    #else
     #include <time.h>
     static inline int64_t mlc_monotonic_ns(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
     }
+    #endif
     /* CLOCK_MONOTONIC_COARSE reads the same clock at tick resolution (~1-4 ms) for a few
        nanoseconds; it lags the precise clock by at most its resolution. */
     #ifdef CLOCK_MONOTONIC_COARSE

@@ -68,8 +68,8 @@ def stats(InMemoryLayer layer):
     layer._lock_for_write()
     try:
         counters = (layer._hits, layer._misses, policy.evictions, layer._expirations,
-                    policy.rejections + layer._oversized + layer._crowded, policy.entries, policy.total_weight,
-                    policy.window_max, layer._puts, policy.rejections)
+                    policy.rejections + layer._oversized + layer._crowded, policy.entries,
+                    policy.total_weight, policy.window_max, layer._puts, policy.rejections)
     finally:
         layer._unlock()
     return layer_stats(layer, counters)

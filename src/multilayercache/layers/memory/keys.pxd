@@ -18,7 +18,12 @@ cdef extern from *:
     /* PyObject_Hash, with the layer's wording for an unhashable key (as
        arguments.unhashable_key words it for the pure twin). Out of line: keeping the
        error path out of key_hash lets the compiler inline key_hash into every caller. */
-    static __attribute__((noinline)) Py_hash_t mlc_hash_slowly(PyObject* key) {
+    #if defined(_MSC_VER)
+    #define MLC_NOINLINE __declspec(noinline)
+    #else
+    #define MLC_NOINLINE __attribute__((noinline))
+    #endif
+    static MLC_NOINLINE Py_hash_t mlc_hash_slowly(PyObject* key) {
         Py_hash_t h = PyObject_Hash(key);
         PyObject* name;
         if (h == -1 && PyErr_ExceptionMatches(PyExc_TypeError)) {

@@ -20,8 +20,21 @@
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_REFCNT, Py_XDECREF, PyObject
 
-cdef extern from "<sched.h>" nogil:
-    int sched_yield()
+cdef extern from *:
+    """
+    /* Give the processor to another thread: the owner of the layer, for it to finish. */
+    #ifdef _WIN32
+    #ifndef WIN32_LEAN_AND_MEAN
+    #define WIN32_LEAN_AND_MEAN
+    #endif
+    #include <windows.h>
+    #define mlc_yield() ((void)SwitchToThread())
+    #else
+    #include <sched.h>
+    #define mlc_yield() ((void)sched_yield())
+    #endif
+    """
+    void sched_yield "mlc_yield"() nogil
 
 cdef enum:
     GRAVES = 64

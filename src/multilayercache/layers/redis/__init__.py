@@ -5,6 +5,15 @@
 reads with hiredis, in one place for both.
 """
 
+try:
+    import hiredis  # noqa: F401
+    import redis  # noqa: F401
+except ImportError as missing:  # the one place that says so, for every module below
+    raise ImportError(
+        f"multilayercache's Redis layers need redis and hiredis ({missing.name} is not "
+        "installed): pip install 'multilayercache[redis]'"
+    ) from missing
+
 from .aio import AsyncRedisLayer
 from .sync import RedisLayer
 

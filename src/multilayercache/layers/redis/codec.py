@@ -79,6 +79,7 @@ from ...core.ttl import TTL, optional_ttl_seconds
 from ...core.writequeue import DeadWrite
 from ...deadletter import DeadLetterRecord
 from ...deadletter.into_redis import COMPARE_AND_WRITE
+from ...journal import journaled
 from ...serializers import MsgpackSerializer, Serializer
 from ...serializers.base import accepts_value_type, binds_data
 from ...serializers.compressed import Algorithm, Compressed
@@ -151,6 +152,7 @@ EXTEND_ANSWERS: dict[int, ExtendAnswer] = {1: "extended", 2: "overtaken", 0: "wr
 EXTEND_ENTRY_SHA = hashlib.sha1(EXTEND_ENTRY.encode()).hexdigest()
 
 
+@journaled
 class PackedWrite(NamedTuple):
     """An encoded write: SET ``redis_key`` to ``data`` until ``expires_at`` (Unix seconds;
     ``None``: no expiry), or DEL it when ``data`` is ``None``. ``milliseconds``: the expiry

@@ -1,0 +1,74 @@
+"""The benchmark job's judge (.ci/compare_benchmarks.py): a guarded ratio that rises past the
+tolerance fails the job, noise within it passes, and a slower machine alone changes nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / ".ci" / "compare_benchmarks.py"
+if not SCRIPT.exists():  # tests copied out of the source tree to test an installed wheel
+    pytest.skip("no .ci/ beside tests/", allow_module_level=True)
+
+NAMES = [
+    "test_get_hit[int]",
+    "test_get_hit[str]",
+    "test_get_miss[int]",
+    "test_get_miss[str]",
+    "test_set_with_eviction",
+    "test_dict_get_baseline[int]",
+    "test_dict_get_baseline[str]",
+]
+
+
+def run_json(path: Path, speed: float = 1.0, **slower: float) -> Path:
+    """A --benchmark-json file: every median 1 s / speed (baselines 0.5 s / speed), times
+    ``slower[name]`` for the names given."""
+    benchmarks = []
+    for name in NAMES:
+        median = (0.5 if "baseline" in name else 1.0) / speed
+        key = name.replace("[", "_").replace("]", "")
+        benchmarks.append({"name": name, "stats": {"median": median * slower.get(key, 1.0)}})
+    path.write_text(json.dumps({"benchmarks": benchmarks}))
+    return path
+
+
+def compare(base: list[Path], head: list[Path]) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(SCRIPT), "--base", *map(str, base), "--head", *map(str, head)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_a_slower_machine_is_not_a_regression(tmp_path: Path) -> None:
+    result = compare([run_json(tmp_path / "a.json")], [run_json(tmp_path / "b.json", speed=0.5)])
+    assert result.returncode == 0, result.stdout
+    assert "REGRESSED" not in result.stdout
+
+
+def test_a_hit_path_regression_fails(tmp_path: Path) -> None:
+    head = run_json(tmp_path / "b.json", test_get_hit_str=1.3)
+    result = compare([run_json(tmp_path / "a.json")], [head])
+    assert result.returncode == 1
+    (line,) = [line for line in result.stdout.splitlines() if "REGRESSED" in line]
+    assert line.startswith("test_get_hit[str]") and "+30.0%" in line
+
+
+def test_noise_within_the_tolerance_passes_and_the_best_round_counts(tmp_path: Path) -> None:
+    base = [run_json(tmp_path / "a.json")]
+    # one slow round (+40%) and one within noise (+5%): the best round is judged
+    head = [
+        run_json(tmp_path / "b.json", test_set_with_eviction=1.4),
+        run_json(tmp_path / "c.json", test_set_with_eviction=1.05),
+    ]
+    result = compare(base, head)
+    assert result.returncode == 0, result.stdout
+
+
+def test_a_missing_benchmark_is_an_error(tmp_path: Path) -> None:
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"benchmarks": []}))
+    result = compare([run_json(tmp_path / "a.json")], [partial])
+    assert result.returncode != 0 and "no result for" in result.stderr
