@@ -40,10 +40,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         here = Path(folder)
         shutil.copytree(project / "tests", here / "tests")
-        # pytest's settings; the README and the dashboard, which some tests read
+        # pytest's settings, and what some tests read or load beside tests/: the README and
+        # the docs (their examples run), the dashboard, the benchmarks' reference tables, .ci/
         shutil.copy(project / "pyproject.toml", here)
         shutil.copy(project / "README.md", here)
-        shutil.copytree(project / "dashboards", here / "dashboards")
+        for folder in ("dashboards", "docs", "benchmarks", ".ci"):
+            shutil.copytree(project / folder, here / folder)
         paths = ["tests"] if has_a_server() else WITHOUT_A_SERVER
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths]
         command += sys.argv[2:]
