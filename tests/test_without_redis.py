@@ -50,6 +50,27 @@ def test_an_l1_only_cache_works_without_redis() -> None:
     assert seen == {"get": 1, "loaded": "bb", "async": [1, 2], "redis_imported": []}
 
 
+def test_import_star_without_redis_leaves_the_redis_layers_out() -> None:
+    seen = run(
+        """
+        import json
+        namespace = {}
+        exec("from multilayercache import *", namespace)
+        print(json.dumps({name: name in namespace for name in
+                          ("MultilayerCache", "InMemoryLayer", "RedisLayer", "AsyncRedisLayer")}))
+        """
+    )
+    assert seen == {
+        "MultilayerCache": True,
+        "InMemoryLayer": True,
+        "RedisLayer": False,
+        "AsyncRedisLayer": False,
+    }
+    import multilayercache  # with redis (this interpreter): they are part of it
+
+    assert {"RedisLayer", "AsyncRedisLayer"} <= set(multilayercache.__all__)
+
+
 def test_a_redis_layer_without_redis_names_the_extra() -> None:
     seen = run(
         """

@@ -10,6 +10,7 @@ The Redis layers need the ``redis`` extra (``pip install 'multilayercache[redis]
 are imported on first use, so that an L1-only cache runs without redis installed.
 """
 
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from .aio.cache import AsyncMultilayerCache
@@ -106,6 +107,20 @@ if TYPE_CHECKING:
     from .layers.redis import AsyncRedisLayer, RedisLayer
 
 _NEED_REDIS = ("AsyncRedisLayer", "RedisLayer")
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError, AttributeError):  # e.g. blocked in sys.modules
+        return False
+
+
+if not all(_installed(module) for module in ("redis", "hiredis")):
+    # Without the redis extra, ``from multilayercache import *`` leaves them out rather
+    # than fail; naming one still says which extra it needs.
+    __all__ = [name for name in __all__ if name not in _NEED_REDIS]
 
 
 def __getattr__(name: str) -> Any:
