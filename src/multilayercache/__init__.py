@@ -14,6 +14,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from .aio.cache import AsyncMultilayerCache
+from .analytics.autoresize import AutoResize
 from .analytics.insights import CacheInsights, LayerInsights, WindowRates
 from .analytics.options import InsightsOptions
 from .core.adaptive import AdaptiveTTL
@@ -56,6 +57,7 @@ __all__ = [
     "AsyncMultilayerCache",
     "AsyncRedisLayer",
     "AsyncWriterLayer",
+    "AutoResize",
     "BreakerPolicy",
     "CacheError",
     "CacheInsights",

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from multilayercache import InsightsOptions, MultilayerCache
-from multilayercache.analytics.autoresize import AutoResize, Resizer, resizer_for
+from multilayercache import AutoResize, InsightsOptions, MultilayerCache
+from multilayercache.analytics.autoresize import Resizer, resizer_for
 from multilayercache.core.events import Resized
 
 from support import FakeClock
