@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.events import Resized
+from ..core.steering import layer_index
 
 log = logging.getLogger("multilayercache")
 
@@ -147,7 +148,8 @@ def resizer_for(
     is wrong when the layer it names cannot follow it."""
     if rule is None:
         return None
-    layer = _layer_named(rule.layer, layers)
+    names = [getattr(layer, "name", "") for layer in layers]
+    layer = layers[layer_index(layers, names, rule.layer)]
     if not callable(getattr(layer, "resize", None)) or getattr(layer, "max_weight", None):
         raise ValueError(
             f"AutoResize: layer {rule.layer!r} is not an in-process layer bounded by max_size"
@@ -167,17 +169,6 @@ def resizer_for(
 def _at(estimates: dict[float, float], factor: float) -> float:
     """The estimate at ``factor`` (given as the user wrote it: 1/3 may be 0.333...)."""
     return next(value for key, value in estimates.items() if math.isclose(key, factor))
-
-
-def _layer_named(which: int | str, layers: Sequence[Any]) -> Any:
-    if isinstance(which, int):
-        if not 0 <= which < len(layers):
-            raise ValueError(f"AutoResize: no layer {which} (this cache has {len(layers)})")
-        return layers[which]
-    for layer in layers:
-        if getattr(layer, "name", None) == which:
-            return layer
-    raise ValueError(f"AutoResize: no layer named {which!r}")
 
 
 __all__ = ["AutoResize", "Resizer", "resizer_for"]

@@ -24,7 +24,7 @@ What a user can rely on:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .adaptive import StepMemory
@@ -46,21 +46,26 @@ def tier_of(state: CacheState, layer: Any) -> Tier:
     """The tier a caller means by ``layer``: its index (0: the fastest), the layer object,
     or its name (``layer.name``, as ``stats()`` shows it)."""
     tiers = state.tiers
+    return tiers[layer_index([tier.layer for tier in tiers], [tier.name for tier in tiers], layer)]
+
+
+def layer_index(layers: Sequence[Any], names: Sequence[str], layer: Any) -> int:
+    """Where ``layer`` (an index, a layer object or a name) stands among a cache's
+    ``layers``; ``ValueError`` naming the choices when it is none of them."""
     if isinstance(layer, int) and not isinstance(layer, bool):
-        if not 0 <= layer < len(tiers):
+        if not 0 <= layer < len(layers):
             raise ValueError(
-                f"no layer {layer}: this cache has layers 0 to {len(tiers) - 1} (0 is the fastest)"
+                f"no layer {layer}: this cache has layers 0 to {len(layers) - 1} (0 is the fastest)"
             )
-        return tiers[layer]
-    for tier in tiers:
-        if tier.layer is layer:
-            return tier
+        return layer
+    for index, candidate in enumerate(layers):
+        if candidate is layer:
+            return index
     if isinstance(layer, str):
-        for tier in tiers:
-            if tier.name == layer:
-                return tier
-        names = ", ".join(repr(tier.name) for tier in tiers)
-        raise ValueError(f"no layer named {layer!r}: this cache's layers are {names}")
+        if layer in names:
+            return list(names).index(layer)
+        listed = ", ".join(repr(name) for name in names)
+        raise ValueError(f"no layer named {layer!r}: this cache's layers are {listed}")
     raise ValueError(
         f"{layer!r} is not a layer of this cache: give its index, the layer or its name"
     )
