@@ -88,3 +88,24 @@ def test_a_child_delivers_its_own_events() -> None:
         assert Anomaly("key_spike", "child", 2.0, 0.0) in heard
     finally:
         release.set()
+
+
+def test_a_child_closes_at_once_though_the_parent_was_delivering() -> None:
+    """The parent's thread was inside a listener at the fork: the child has no such thread,
+    so its ``close`` has nothing to wait for (not the second a hanging listener gets)."""
+    entered, release = threading.Event(), threading.Event()
+    listener = stuck_in_the_parent(os.getpid(), entered, release)
+    cache = MultilayerCache([IMPLEMENTATIONS[-1].InMemoryLayer(max_size=100, name="l1")])
+    cache.subscribe(listener)
+    try:
+        cache.events.emit(Anomaly("key_spike", "parent", 1.0, 0.0))
+        assert entered.wait(5)
+
+        def child() -> float:
+            started = time.monotonic()
+            cache.close()
+            return time.monotonic() - started
+
+        assert in_child(child) < 0.5
+    finally:
+        release.set()

@@ -125,6 +125,7 @@ class EventDelivery:
         self._signal = threading.Event()
         self._start_lock = threading.Lock()
         self._thread = None
+        self.delivering = False  # the parent's thread was; none of the child's is
         if len(self._hub.buffer):
             self.wake()
 
