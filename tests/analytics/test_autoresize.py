@@ -5,6 +5,7 @@ bounds, waits ``every`` seconds between decisions, and refuses layers it cannot 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from typing import Any
 
@@ -130,3 +131,41 @@ def test_a_resize_starts_the_size_estimates_again_for_the_new_size(impl) -> None
     stats = layer.stats()
     since = (stats.hits - hits) / (stats.hits + stats.misses - reads)
     assert layer.size_estimates()[1.0] == pytest.approx(since)  # measured since the resize
+
+
+def test_resizes_under_threads_that_sample_keep_the_layer_and_its_estimates_whole(impl) -> None:
+    """Each resize starts the estimates again while 4 threads read and write (and fill the
+    sample buffer, whose flushes hand it over between threads)."""
+    from invariants import check_invariants
+
+    layer = impl.InMemoryLayer(
+        max_size=400, name="l1", estimate_sizes=(0.5, 2), estimate_sample_rate=1 / 2
+    )
+    stop, errors = threading.Event(), []
+
+    def traffic(seed: int) -> None:
+        keys = zipf_keys(20_000, 5_000, seed=seed)
+        try:
+            while not stop.is_set():
+                read_through(layer, keys[:2_000])
+        except Exception as error:  # (asserted below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=traffic, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for round_ in range(60):
+            layer.resize(200 if round_ % 2 else 800)
+            estimates = layer.size_estimates()
+            assert set(estimates) == {0.5, 1.0, 2.0}
+            time.sleep(0.005)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert errors == []
+    assert layer.max_size == 200  # the last resize
+    assert layer.size_estimator.shadow_sizes == (50, 100, 200)  # of 200, at 1/2
+    assert len(layer) <= 200
+    check_invariants(layer)

@@ -767,7 +767,8 @@ cdef class InMemoryLayer:
                 self.size_estimator = restarted_estimator(
                     self, capacity, self._hits, self._hits + self._misses)
                 self._sample_below = self.size_estimator.threshold
-                self._sample_count = 0
+                if self._sample_count < BATCH:  # (full: a flush is handing its buffer over)
+                    self._sample_count = 0  # what was buffered sampled the old shadows
         finally:
             self._unlock()
 
