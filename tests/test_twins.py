@@ -4,6 +4,7 @@ results after every call, and the same internal arrays."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import math
 import sys
@@ -490,16 +491,20 @@ def test_front_door(ops) -> None:
             asked.append(("load", key, ttl, aside))
             return loader(key)
 
+        def set_below(key, value, ttl, tags, first=first, asked=asked):
+            asked.append(("set", key, ttl, tags))
+            first[key] = value
+
         missing, aside = object(), object()
         door = twin.FrontDoor(lambda key, default, first=first: first.get(key, default),
                               lambda key, default, aside, first=first: first.get(key, default),
-                              ask_below, load_below, float, missing, aside)  # fmt: skip
+                              ask_below, load_below, float, missing, aside, set_below)  # fmt: skip
         worlds.append((door, first, asked))
     for op, key in ops:
         results = []
         for door, first, asked in worlds:
             if op == "set":
-                first[key] = f"value {key}"
+                door.set(key, f"value {key}", ttl=key % 3 or None, tags=("t",) if key > 6 else ())
             elif op == "delete":
                 first.pop(key, None)
             else:
@@ -507,6 +512,71 @@ def test_front_door(ops) -> None:
                 results.append((door.get(key, "default"), door.get(key), loaded, list(asked)))
         if results:
             assert results[0] == results[1]
+
+
+class Refused(Exception):
+    """What the test's failing loader raises."""
+
+
+@SETTINGS
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["get", "set", "set ttl", "set tags", "load", "load ttl", "fail",
+                             "delete", "invalidate", "ttl policy"]),
+            st.integers(0, 5),
+        ),
+        max_size=50,
+    ),
+    fail_safe=st.booleans(),
+)  # fmt: skip
+def test_front_door_of_one_layer(ops, fail_safe) -> None:
+    # A cache of one in-process layer: ``set`` and a miss of ``get_or_load`` skip the plans
+    # in the front door; both twins answer, count and hold off failures alike.
+    from multilayercache import InMemoryLayer, LoadOptions, MultilayerCache
+    from multilayercache.sync import cache as sync_cache
+
+    worlds = []
+    for twin in (PURE, COMPILED):
+        saved = sync_cache.FrontDoor
+        sync_cache.FrontDoor = twin.FrontDoor
+        try:
+            options = LoadOptions(fail_safe=fail_safe, fail_safe_throttle=60)
+            worlds.append(MultilayerCache([InMemoryLayer(max_size=50)], load_options=options))
+        finally:
+            sync_cache.FrontDoor = saved
+    assert [type(cache._door) for cache in worlds] == [PURE.FrontDoor, COMPILED.FrontDoor]
+
+    def refuse(key):
+        raise Refused(key)
+
+    for op, key in ops:
+        seen = []
+        for cache in worlds:
+            try:
+                if op == "get":
+                    seen.append(cache.get(key, "default"))
+                elif op.startswith("set"):
+                    ttl, tags = (30 if op == "set ttl" else None), (("t",) if "tags" in op else ())
+                    seen.append(cache.set(key, f"set {key}", ttl=ttl, tags=tags))
+                elif op.startswith("load"):
+                    ttl = 60 if op == "load ttl" else None
+                    seen.append(cache.get_or_load(key, lambda k: f"loaded {k}", ttl=ttl))
+                elif op == "fail":
+                    seen.append(cache.get_or_load(key, refuse))
+                elif op == "delete":
+                    seen.append(cache.delete(key))
+                elif op == "invalidate":
+                    seen.append(cache.invalidate_tags("t"))
+                else:
+                    seen.append(cache.update_policy(0, ttl=key + 1).ttl)
+            except Exception as error:
+                seen.append((type(error), str(error)))
+            left = cache.remaining_ttl(key)
+            seen.append(left if left is None or left == math.inf else math.ceil(left))
+        assert seen[:2] == seen[2:]
+    stats = [dataclasses.replace(cache.stats(), load_latency=None) for cache in worlds]
+    assert stats[0] == stats[1]
 
 
 def defined_constants(module) -> set[str]:

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from .adaptive import TtlRule, check_load_ttl
+from .adaptive import TtlRule, check_load_ttl, is_rule
 from .errors import LayerError, LoadTimeoutError
 from .events import Refresh as RefreshEvent
 from .failures import replay, same_load
@@ -73,6 +73,39 @@ Condition = Callable[[Any], bool] | None
 
 
 # ---------------------------------------------------------------------------- one key
+def may_load_at_once(state: CacheState) -> bool:
+    """Whether a miss of ``get_or_load`` (one that asks for no timeouts, tags or fleet
+    single flight of its own) may ever skip the plan: the cache is one in-process layer
+    (``state.alone``: nothing below to look up) and nothing makes a load wait (timeouts, a
+    load gate, a rate limit, one load across the fleet). Each load then asks
+    ``loads_at_once``."""
+    options = state.load_options
+    return (
+        state.alone is not None
+        and options.soft_timeout is None
+        and options.hard_timeout is None
+        and options.max_concurrent_loads is None
+        and state.load_rate is None
+        and not options.fleet_single_flight
+    )
+
+
+def loads_at_once(state: CacheState, loader: Any, ttl: Any) -> bool:
+    """Whether this load (in a cache that ``may_load_at_once``) needs no decision of the
+    plan's: no adaptive TTL or TTL rule, a plain loader (not made by ``with_context`` or
+    given tags), no key held off after a failure. Then it is: the loader called in the
+    key's flight, and ``plans.write_loaded_at_once`` of its value, counted (and a failure
+    held off) as by the plan."""
+    return (
+        not state.adapts
+        and not state.throttle.failed_at
+        and callable(loader)
+        and type(loader) is not TaggedLoader
+        and type(loader) is not ContextualLoader
+        and not is_rule(ttl)
+    )
+
+
 def load(
     state: CacheState,
     key: Any,

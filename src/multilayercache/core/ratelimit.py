@@ -135,7 +135,7 @@ class KeyThrottle:
     True
     """
 
-    __slots__ = ("throttle", "max_keys", "_failed_at", "_reasons", "throttled")
+    __slots__ = ("throttle", "max_keys", "failed_at", "_reasons", "throttled")
 
     def __init__(self, throttle: float, max_keys: int = 10_000) -> None:
         if not 0 <= throttle < math.inf:
@@ -144,14 +144,15 @@ class KeyThrottle:
             raise ValueError(f"max_keys must be at least 1, got {max_keys}")
         self.throttle = float(throttle)
         self.max_keys = max_keys
-        self._failed_at: OrderedDict[Hashable, float] = OrderedDict()
+        self.failed_at: OrderedDict[Hashable, float] = OrderedDict()
+        """When each key's last load failed, oldest first (empty: no key is held off)."""
         self._reasons: dict[Hashable, Any] = {}
         self.throttled = 0
         """Times ``allow`` said no."""
 
     def __len__(self) -> int:
         """Keys remembered (some may have expired since the last call)."""
-        return len(self._failed_at)
+        return len(self.failed_at)
 
     def allow(self, key: Hashable, now: float) -> bool:
         """May ``key`` be loaded (refreshed) now?"""
@@ -163,7 +164,7 @@ class KeyThrottle:
     def retry_in(self, key: Hashable, now: float) -> float:
         """Seconds until ``key`` may be loaded again (0: now)."""
         self._expire(now)
-        failed_at = self._failed_at.get(key)
+        failed_at = self.failed_at.get(key)
         if failed_at is None:
             return 0.0
         # Checked per key, so a caller passing a slightly older ``now`` than the last one
@@ -174,11 +175,11 @@ class KeyThrottle:
         """A load (refresh) of ``key`` failed at ``now``: hold it off for ``throttle``.
         ``reason`` (the failure, say) is kept with it, for ``reason``."""
         self._expire(now)  # first, so that only a key still held off can be forgotten
-        self._failed_at[key] = now
-        self._failed_at.move_to_end(key)
+        self.failed_at[key] = now
+        self.failed_at.move_to_end(key)
         self._reasons[key] = reason
-        if len(self._failed_at) > self.max_keys:
-            forgotten, _ = self._failed_at.popitem(last=False)
+        if len(self.failed_at) > self.max_keys:
+            forgotten, _ = self.failed_at.popitem(last=False)
             del self._reasons[forgotten]
 
     def reason(self, key: Hashable) -> Any:
@@ -188,11 +189,11 @@ class KeyThrottle:
 
     def succeeded(self, key: Hashable) -> None:
         """A load of ``key`` succeeded: forget its failure."""
-        self._failed_at.pop(key, None)
+        self.failed_at.pop(key, None)
         self._reasons.pop(key, None)
 
     def _expire(self, now: float) -> None:
-        entries = self._failed_at
+        entries = self.failed_at
         while entries:
             key, failed_at = next(iter(entries.items()))
             if failed_at + self.throttle > now:

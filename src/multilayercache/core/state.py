@@ -53,12 +53,16 @@ class CacheState:
         self.tiers_slowest_first = self.tiers[::-1]
         self.promotes = any(tier.policy.promote != "never" for tier in self.tiers[:-1])
         """Some layer takes copies of what is found below it."""
-        self.writes_at_once = any(tier.queue is not None for tier in self.tiers) and all(
+        self.writes_at_once = all(
             (tier.in_process and tier.entries) or tier.queue is not None for tier in self.tiers
         )
         """No layer has to be waited for to ``set`` a key (in-process ones, write-behind
         ones): ``plans.write_at_once`` may do it without a plan."""
-        """How many of the fastest layers are in-process: read without coalescing."""
+        alone = self.tiers[0] if len(self.tiers) == 1 and self.writes_at_once else None
+        self.alone: Tier | None = alone if alone is not None and alone.in_process else None
+        """The cache's one layer when it has no other and it is in-process: a ``set`` with
+        neither TTL nor tags is one call into it, and so is the write of a loaded value
+        (``plans.write_loaded_at_once``)."""
         self.record_latency = record_latency
         self.value_type = value_type
         """What values are read back as from layers that encode them (``None``: their

@@ -1,11 +1,16 @@
-"""The sync manager's fast paths for L1 hits (pure-Python twin of ``frontdoor.pyx``).
+"""The sync manager's fast paths for L1 hits, and for the writes and misses of a cache of
+one in-process layer (pure-Python twin of ``frontdoor.pyx``).
 
 ``MultilayerCache.get`` runs on every read, and most reads are L1 hits. A Python method
 that calls the L1's ``get`` costs about 50 ns on top of the L1's own 40 ns, more than the
 hit itself. The compiled twins of these classes are the same few lines without the Python
 frames:
 
-* ``FrontDoor.get``: the manager installs it as its instance's ``get``;
+* ``FrontDoor.get``, ``get_or_load`` and ``set``: the manager installs them as its
+  instance's. With one in-process layer, ``set`` writes it directly (the plan's
+  decisions come down to one ``set_entry``), and a miss of ``get_or_load`` goes to
+  a plan-free load (``loads``: the manager's state, flight and ``call_loader``) unless the
+  call asks for what only the plan does (timeouts, one load across the fleet, tags);
 * ``CachedCall``: what ``@cache.cached`` returns for a function (a method's is wrapped in a
   ``CachedMethod``, ``_core/_binding_py.py``, which passes it the instance first): build
   the call's key, ask the first layer, and only on a miss go to ``load`` (the plans, in
@@ -18,15 +23,23 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._core._binding_py import DirectCall
+from ..core.loading import loads_at_once
+from ..core.plans import write_loaded_at_once
 
 if TYPE_CHECKING:
     from ..core.decorate import CallKeys
+    from ..core.plans import Loaded
+    from ..core.state import CacheState
+    from ..core.tiers import Tier
+    from .singleflight import SingleFlight
 
 
 class FrontDoor:
     """``get`` and ``get_or_load`` that ask the first layer, and call ``below`` or
     ``load_below`` only when it has no fresh value (``first_get``) or no settled fresh value
-    (``first_lookup``, which answers ``aside`` for a key held but due or stale)."""
+    (``first_lookup``, which answers ``aside`` for a key held but due or stale); ``set``
+    that writes ``only`` (the cache's one in-process layer's ``Tier``, if that is all it
+    has) at once, or calls ``set_below``."""
 
     def __init__(
         self,
@@ -37,6 +50,9 @@ class FrontDoor:
         check_ttl: Callable[[Any], object],
         missing: Any,
         aside: Any,
+        set_below: Callable[[Any, Any, Any, Any], None],
+        only: Tier | None = None,
+        loads: tuple[CacheState, SingleFlight, Callable[[Any, Any], Loaded]] | None = None,
     ) -> None:
         self._first_get = first_get
         self._first_lookup = first_lookup
@@ -45,6 +61,13 @@ class FrontDoor:
         self._check_ttl = check_ttl
         self._missing = missing
         self._aside = aside
+        self._set_below = set_below
+        self._only = only
+        if only is not None:
+            self._only_set_entry = only.layer.set_entry
+        self._state: CacheState | None = None
+        if loads is not None:
+            self._state, self._flight, self._call_loader = loads
 
     def get(self, key: Any, default: Any = None) -> Any:
         """The value from the fastest layer that has it, or ``default``."""
@@ -72,6 +95,15 @@ class FrontDoor:
         value = self._first_lookup(key, self._missing, self._aside)
         if value is not self._missing and value is not self._aside:
             return value
+        if (
+            value is self._missing
+            and self._state is not None
+            and soft_timeout is None
+            and hard_timeout is None
+            and fleet_single_flight is None
+            and not tags
+        ):
+            return self._load_alone(key, loader, ttl)
         return self._load_below(
             key,
             loader,
@@ -83,6 +115,45 @@ class FrontDoor:
             value is self._aside,
             tags,
         )
+
+    def _load_alone(self, key: Any, loader: Any, ttl: Any) -> Any:
+        """A miss of the only layer, without a plan when the load needs none of its
+        decisions (``loading.loads_at_once``): the loader runs in the key's flight (the
+        plans' loads of the key join it, and it theirs), and its value is written with one
+        call (``plans.write_loaded_at_once``), counted and held off after a failure as the
+        plan's load (``loading.load``) would."""
+        state, flight = self._state, self._flight
+        assert state is not None
+        if not loads_at_once(state, loader, ttl):
+            return self._load_below(key, loader, ttl, None, None, None, None, False, ())
+        call = flight.lead(key)
+        if call is None:  # another caller loads it: the plan waits for that load
+            return self._load_below(key, loader, ttl, None, None, None, None, False, ())
+        try:
+            try:
+                loaded = self._call_loader(loader, key)
+            except Exception as error:
+                if state.load_options.fail_safe:
+                    state.load_failed(key, error, loader)
+                raise
+            if state.throttle.failed_at:  # (a key whose load failed lately)
+                state.load_succeeded(key)
+            write_loaded_at_once(state, key, loaded.value, ttl, loaded.seconds)
+        except BaseException as error:
+            flight.end(key, call, None, error)
+            raise
+        flight.end(key, call, loaded.value)
+        return loaded.value
+
+    def set(self, key: Any, value: Any, ttl: Any = None, tags: Any = ()) -> None:
+        """Into the only layer at once, with its policy's lifetime, when the write has no
+        TTL or tags of its own; else ``set_below(key, value, ttl, tags)``."""
+        if self._only is not None and ttl is None and not tags:
+            lifetime = self._only.default_lifetime  # read each time: update_policy changes it
+            if lifetime is not None:
+                self._only_set_entry(key, value, lifetime)
+                return
+        self._set_below(key, value, ttl, tags)
 
 
 class CachedCall(DirectCall):

@@ -59,6 +59,7 @@ from ..core.ttl import TTL
 from ..layers.shared_companions import backplane_of, fleet_info_of, reader_of_fleet_info
 from .driver import Driver, PlanRunner
 from .events import EventDelivery
+from .singleflight import SingleFlight
 
 if TYPE_CHECKING:
     # redis is an extra: imported when a cache asks for one of these
@@ -121,6 +122,8 @@ class MultilayerCache(ManagerBase):
             self.subscribe(on_event)
         # Reads are mostly L1 hits: answer them from compiled code, with the same behaviour
         # as ``get`` below (see sync/_frontdoor_py.py). The plans take over below L1.
+        # With one in-process layer and nothing else, writes and common misses skip the
+        # plans too (``CacheState.alone``, ``loading.may_load_at_once``).
         door = FrontDoor(
             self._first_get,
             self._first_lookup,
@@ -129,11 +132,16 @@ class MultilayerCache(ManagerBase):
             check_load_ttl,  # a TTL, or a function of the loaded value
             MISSING,
             STEPPED_ASIDE,
+            self._set_below,
+            state.alone,
+            self._loads_at_once() if loading.may_load_at_once(state) else None,
         )
-        # The instance's own get and get_or_load, in place of the methods: an L1 hit then
-        # runs no Python frame of the manager.
         self._door = door
-        self.get, self.get_or_load = door.get, door.get_or_load  # type: ignore[method-assign]
+        # The instance's own get, get_or_load and set, in place of the methods (unless a
+        # subclass overrides them): an L1 hit then runs no Python frame of the manager.
+        for name in ("get", "get_or_load", "set"):
+            if getattr(type(self), name) is getattr(MultilayerCache, name):
+                setattr(self, name, getattr(door, name))
 
     # ------------------------------------------------------------------ reads
     def get(self, key: Any, default: Any = None) -> Any:
@@ -174,6 +182,11 @@ class MultilayerCache(ManagerBase):
         timed out may still land, so neither value is known to be the layer's. A
         write-behind layer is not waited for: the write is queued (see ``WriteBehind``).
         ``tags``: ``invalidate_tags`` of any of them drops the value (``core/tags.py``)."""
+        # As ``get``: an instance's ``set`` is its front door's, which writes a cache of one
+        # in-process layer at once, and otherwise calls ``_set_below``.
+        self._door.set(key, value, ttl, tags)
+
+    def _set_below(self, key: Any, value: Any, ttl: TTL | None, tags: Tags) -> None:
         try:
             if tags:
                 plan = plans.write(
@@ -325,6 +338,11 @@ class MultilayerCache(ManagerBase):
             self._state, key, loader, ttl, self._type_for(value_type), None, options, start
         )
         return self._run(plan)
+
+    def _loads_at_once(self) -> tuple[CacheState, SingleFlight, Callable[[Any, Any], Any]]:
+        """What the front door's plan-free loads use: the state, the flight (shared with the
+        plans' loads) and the driver's loader call (timed, counted)."""
+        return self._state, self._driver.flight, self._driver.call_loader
 
     def get_or_load_many(
         self,

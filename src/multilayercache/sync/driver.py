@@ -8,10 +8,10 @@ thread is started per load. Timeouts stop the callers waiting for that flight (s
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any, Protocol
 
 from .._forking import register_after_fork
@@ -154,7 +154,7 @@ class Driver(DriverBase):
     def _load(self, step: Load) -> Loaded:
         gate, rate = self.gate, self.state.load_rate
         if gate is None and rate is None:
-            return self._call_loader(step.loader, step.argument)
+            return self.call_loader(step.loader, step.argument)
         timeout = self.slot_wait(step)
         if rate is not None:  # its turn first: a slot is not held while waiting for it
             wait = rate.try_take()
@@ -165,11 +165,12 @@ class Driver(DriverBase):
                 if timeout is not None:  # what is left of it for a slot
                     timeout = max(0.0, timeout - (time.monotonic() - start))
         if gate is None:
-            return self._call_loader(step.loader, step.argument)
+            return self.call_loader(step.loader, step.argument)
         with gate.slot(timeout):
-            return self._call_loader(step.loader, step.argument)
+            return self.call_loader(step.loader, step.argument)
 
-    def _call_loader(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
+    def call_loader(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
+        """``loader(argument)``, timed and counted."""
         start = time.perf_counter()
         failed = True
         try:
@@ -178,7 +179,7 @@ class Driver(DriverBase):
         finally:
             seconds = time.perf_counter() - start
             self.state.count_load(seconds, failed)
-        if inspect.iscoroutine(value):  # never cache a coroutine: it could run only once
+        if isinstance(value, CoroutineType):  # never cache one: it could run only once
             value.close()
             raise TypeError(
                 f"loader {getattr(loader, '__qualname__', loader)!r} returned a coroutine: "

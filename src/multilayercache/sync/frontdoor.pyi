@@ -6,6 +6,10 @@ from typing import Any
 
 from .._core.binding import DirectCall
 from ..core.decorate import CallKeys
+from ..core.plans import Loaded
+from ..core.state import CacheState
+from ..core.tiers import Tier
+from .singleflight import SingleFlight
 
 class FrontDoor:
     def __init__(
@@ -17,8 +21,12 @@ class FrontDoor:
         check_ttl: Callable[[Any], object],
         missing: Any,
         aside: Any,
+        set_below: Callable[[Any, Any, Any, Any], None],
+        only: Tier | None = None,
+        loads: tuple[CacheState, SingleFlight, Callable[[Any, Any], Loaded]] | None = None,
     ) -> None: ...
     def get(self, key: Any, default: Any = None) -> Any: ...
+    def set(self, key: Any, value: Any, ttl: Any = None, tags: Any = ()) -> None: ...
     def get_or_load(
         self,
         key: Any,

@@ -1,13 +1,17 @@
-"""The sync manager's fast paths for L1 hits (compiled twin of ``_frontdoor_py.py``, which
-explains them)."""
+"""The sync manager's fast paths for L1 hits, and for the writes and misses of a cache of
+one in-process layer (compiled twin of ``_frontdoor_py.py``, which explains them)."""
 
 from .._core.binding cimport DirectCall
 from .._core.callkey cimport KeyMaker
 
+from ..core.loading import loads_at_once
+from ..core.plans import write_loaded_at_once
+
 
 cdef class FrontDoor:
     """``get`` and ``get_or_load`` that ask the first layer, and call ``below`` or
-    ``load_below`` only when it has no (settled) fresh value."""
+    ``load_below`` only when it has no (settled) fresh value; ``set`` that writes the only
+    layer at once, or calls ``set_below``."""
 
     cdef object _first_get
     cdef object _first_lookup
@@ -16,8 +20,15 @@ cdef class FrontDoor:
     cdef object _check_ttl
     cdef object _missing
     cdef object _aside
+    cdef object _set_below
+    cdef object _only
+    cdef object _only_set_entry
+    cdef object _state
+    cdef object _flight
+    cdef object _call_loader
 
-    def __init__(self, first_get, first_lookup, below, load_below, check_ttl, missing, aside):
+    def __init__(self, first_get, first_lookup, below, load_below, check_ttl, missing, aside,
+                 set_below, only=None, loads=None):
         self._first_get = first_get
         self._first_lookup = first_lookup
         self._below = below
@@ -25,6 +36,12 @@ cdef class FrontDoor:
         self._check_ttl = check_ttl
         self._missing = missing
         self._aside = aside
+        self._set_below = set_below
+        self._only = only
+        self._only_set_entry = None if only is None else only.layer.set_entry
+        self._state = self._flight = self._call_loader = None
+        if loads is not None:
+            self._state, self._flight, self._call_loader = loads
 
     def get(self, key, default=None):
         """The value from the fastest layer that has it, or ``default``."""
@@ -43,8 +60,46 @@ cdef class FrontDoor:
         value = self._first_lookup(key, self._missing, self._aside)
         if value is not self._missing and value is not self._aside:
             return value
+        if (value is self._missing and self._state is not None and soft_timeout is None
+                and hard_timeout is None and fleet_single_flight is None and not tags):
+            return self._load_alone(key, loader, ttl)
         return self._load_below(key, loader, ttl, value_type, soft_timeout, hard_timeout,
                                 fleet_single_flight, value is self._aside, tags)
+
+    cdef object _load_alone(self, key, loader, ttl):
+        """A miss of the only layer, without a plan when the load needs none of its
+        decisions: see the twin."""
+        state, flight = self._state, self._flight
+        if not loads_at_once(state, loader, ttl):
+            return self._load_below(key, loader, ttl, None, None, None, None, False, ())
+        call = flight.lead(key)
+        if call is None:  # another caller loads it: the plan waits for that load
+            return self._load_below(key, loader, ttl, None, None, None, None, False, ())
+        try:
+            try:
+                loaded = self._call_loader(loader, key)
+            except Exception as error:
+                if state.load_options.fail_safe:
+                    state.load_failed(key, error, loader)
+                raise
+            if state.throttle.failed_at:  # (a key whose load failed lately)
+                state.load_succeeded(key)
+            write_loaded_at_once(state, key, loaded.value, ttl, loaded.seconds)
+        except BaseException as error:
+            flight.end(key, call, None, error)
+            raise
+        flight.end(key, call, loaded.value)
+        return loaded.value
+
+    def set(self, key, value, ttl=None, tags=()):
+        """Into the only layer at once, with its policy's lifetime, when the write has no
+        TTL or tags of its own; else ``set_below(key, value, ttl, tags)``."""
+        if self._only is not None and ttl is None and not tags:
+            lifetime = self._only.default_lifetime  # read each time: update_policy changes it
+            if lifetime is not None:
+                self._only_set_entry(key, value, lifetime)
+                return
+        self._set_below(key, value, ttl, tags)
 
 
 cdef class CachedCall(DirectCall):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable
+from contextvars import Token
 from typing import Any
 
 from .._forking import register_after_fork
@@ -32,14 +33,18 @@ from ..core.plans import TimedOut
 
 
 class _Call:
-    __slots__ = ("done", "value", "error", "lead", "offered")
+    __slots__ = ("running", "value", "error", "lead", "offered", "token")
 
     def __init__(self, lead: Lead) -> None:
-        self.done = threading.Event()
+        # Held while the call runs: a waiter takes it and gives it back at once. (A lock
+        # costs a tenth of an Event to make, and most calls are never waited for.)
+        self.running = threading.Lock()
+        self.running.acquire()
         self.value: Any = None
         self.error: BaseException | None = None
         self.lead = lead
         self.offered: Any = None  # a stale entry waiting callers may answer with
+        self.token: Token[Lead | None] | None = None  # the leader's ``leading`` before it
 
 
 class SingleFlight:
@@ -76,31 +81,50 @@ class SingleFlight:
         has a stale entry to answer with (``fallback``, or one the call offered), after
         ``hard_timeout`` in any case: then it gets ``TimedOut``."""
         while True:
+            call = self.lead(key)
+            if call is not None:
+                break
             with self._lock:
-                call = self._calls.get(key)
-                if call is None:
-                    call = self._calls[key] = _Call(Lead(leading.get()))
-                    break
+                running = self._calls.get(key)
+                if running is None:  # it ended meanwhile
+                    continue
                 self.coalesced += 1
-            value = self._wait(key, call, soft_timeout, hard_timeout, fallback)
+            value = self._wait(key, running, soft_timeout, hard_timeout, fallback)
             if value is not MISSING:
                 return value
             # Another's call that had no value for the key (a batch's, a failed refresh):
             # load it ourselves.
-        token = leading.set(call.lead)
         try:
-            call.value = function()
-            return call.value
+            value = function()
         except BaseException as error:
-            call.error = error
+            self.end(key, call, error=error)
             raise
-        finally:
-            leading.reset(token)
-            with self._lock:
-                # Not ours any more if a fork happened meanwhile (this thread forked).
-                if self._calls.get(key) is call:
-                    del self._calls[key]
-            call.done.set()
+        self.end(key, call, value)
+        return value
+
+    def lead(self, key: Hashable) -> _Call | None:
+        """Start the call of ``key`` for a caller that runs it itself and then ``end``-s it
+        (in the same thread); ``None`` if a call of it is in flight: ``do`` joins it."""
+        with self._lock:
+            if key in self._calls:
+                return None
+            call = self._calls[key] = _Call(Lead(leading.get()))
+        call.token = leading.set(call.lead)
+        return call
+
+    def end(
+        self, key: Hashable, call: _Call, value: Any = None, error: BaseException | None = None
+    ) -> None:
+        """End the call of ``key`` that ``lead`` started: its waiters get ``value``, or
+        ``error`` raised."""
+        call.value, call.error = value, error
+        assert call.token is not None  # set by ``lead``
+        leading.reset(call.token)
+        with self._lock:
+            # Not ours any more if a fork happened meanwhile (this thread forked).
+            if self._calls.get(key) is call:
+                del self._calls[key]
+        call.running.release()
 
     def do_many(
         self,
@@ -139,7 +163,7 @@ class SingleFlight:
                         if self._calls.get(key) is calls[key]:  # (see ``do``)
                             del self._calls[key]
                 for key in led:
-                    calls[key].done.set()
+                    calls[key].running.release()
         deadline = None if hard_timeout is None else time.monotonic() + hard_timeout
         for key, call in calls.items():
             if call.lead is lead:
@@ -171,16 +195,16 @@ class SingleFlight:
         lent = hold is not None and hold.gate.lend(hold, call.lead)
         try:
             if soft_timeout is None and hard_timeout is None:
-                call.done.wait()
+                _ended(call)
             else:
                 start = time.monotonic()
-                if soft_timeout is not None and not call.done.wait(soft_timeout):
+                if soft_timeout is not None and not _ended(call, soft_timeout):
                     stale = _stale(call, fallback)
                     if stale is not None:
                         return TimedOut(stale, hard=False)
                 if hard_timeout is None:
-                    call.done.wait()
-                elif not call.done.wait(max(0.0, hard_timeout - (time.monotonic() - start))):
+                    _ended(call)
+                elif not _ended(call, max(0.0, hard_timeout - (time.monotonic() - start))):
                     return TimedOut(_stale(call, fallback), hard=True)
         finally:
             if hold is not None and lent:
@@ -188,6 +212,15 @@ class SingleFlight:
         if call.error is not None:
             raise call.error
         return call.value
+
+
+def _ended(call: _Call, timeout: float | None = None) -> bool:
+    """Wait until ``call`` has ended (``timeout``: for at most that many seconds); False if
+    it had not by then."""
+    if not call.running.acquire(timeout=-1 if timeout is None else timeout):
+        return False
+    call.running.release()  # for the next waiter
+    return True
 
 
 def _stale(call: _Call, fallback: Any) -> Any:

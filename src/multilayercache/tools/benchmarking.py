@@ -66,7 +66,7 @@ def _lru_dict(capacity: int) -> CacheUnderTest:
 def _theine(capacity: int) -> CacheUnderTest:
     import theine
 
-    cache = theine.Cache(capacity)
+    cache: Any = theine.Cache(capacity)
 
     def lookup(key: Any) -> Any:
         value, found = cache.get(key)  # theine 2 returns (value, found)
@@ -78,7 +78,7 @@ def _theine(capacity: int) -> CacheUnderTest:
 def _moka(capacity: int) -> CacheUnderTest:
     import moka_py
 
-    cache = moka_py.Moka(capacity)
+    cache: Any = moka_py.Moka(capacity)
 
     def store(key: Any, value: Any) -> None:
         # Run moka's pending maintenance after every set, as the shared README did, so that

@@ -100,6 +100,7 @@ from .writes import (
     write,
     write_at_once,
     write_loaded,
+    write_loaded_at_once,
 )
 
 __all__ = [
@@ -108,6 +109,6 @@ __all__ = [
     "delete", "delete_many", "enqueue_deletes", "enqueue_writes", "find_entries",
     "find_entry", "forget", "get_entries", "get_entry", "promote", "promote_found",
     "queued_entry", "read", "read_many", "remaining_ttl", "store", "typed", "write",
-    "write_at_once", "write_loaded", "primitives", "drop_marked", "invalidate",
-    "Announce", "Unwatch", "Wait", "Watch",
+    "write_at_once", "write_loaded", "write_loaded_at_once", "primitives", "drop_marked",
+    "invalidate", "Announce", "Unwatch", "Wait", "Watch",
 ]  # fmt: skip

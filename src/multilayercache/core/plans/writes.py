@@ -138,6 +138,8 @@ def write_at_once(
     before any faster layer is written, and the caller runs ``write``, which waits for
     room (a write already queued below is then queued again: the same value, coalesced).
     Concurrent writes of the key are handled as ``write`` handles them."""
+    if state.call_texts is not None and type(key) is CallKey:
+        return False  # its shared text is noted by ``store``: the plan's
     generations = state.generations
     slowest = state.tiers_slowest_first[0]
     if generations is not None:
@@ -157,6 +159,8 @@ def write_at_once(
         lifetime = tier.default_lifetime if ttl is None else None
         if lifetime is None:
             lifetime = tier.policy.lifetime_for(ttl, state.rng)
+            if ttl is not None:
+                tier.note_lifetime(lifetime)
         if tier.queue is not None:
             payload = tier.layer.encode_write(key, value, lifetime, 0.0, value_type=value_type)
             if not put_now[tier.depth](key, "set", payload, payload.size):
@@ -168,6 +172,21 @@ def write_at_once(
             if not _remove_now(tier, key, put_now):
                 return False
     return True
+
+
+def write_loaded_at_once(
+    state: CacheState, key: Any, value: Any, ttl: TTL | None, load_seconds: float
+) -> None:
+    """``write_loaded`` of one key without a plan, into a cache of one in-process layer
+    (``state.alone``) and for a plain TTL (not a function of the value, no adaptive TTL,
+    no tags, no entry held before): one write, which no generation guards (one layer has
+    nothing faster to keep in step)."""
+    tier = state.alone
+    assert tier is not None
+    lifetime = tier.lifetime_for(ttl, state.rng)
+    if ttl is not None:
+        tier.note_lifetime(lifetime)
+    tier.layer.set_entry(key, value, lifetime, load_seconds)
 
 
 def _remove_now(

@@ -76,6 +76,10 @@ cdef class InMemoryLayer:
     cdef RemovalLog _removals  # what left, for the removal listeners (removals.pxd)
     cdef object _delivery  # their RemovalDelivery (removals.py), or None
     cdef object __weakref__  # for multilayercache._forking, which holds layers weakly
+    # The last lifetime ``set_entry`` was given, and its seconds: a manager passes its
+    # policy's one default lifetime again and again, and checking it costs more than the set.
+    cdef object _known_lifetime
+    cdef double _known_ttl, _known_stale, _known_refresh
 
     # reads
     cdef object _read(self, object key, object default, int accept, object aside)

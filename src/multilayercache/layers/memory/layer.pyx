@@ -421,7 +421,14 @@ cdef class InMemoryLayer:
         """Store ``value`` for ``lifetime``: fresh for ``ttl`` seconds, then stale (served
         only by the managers' stale-while-revalidate and fail-safe) for ``stale_ttl``
         more; a refresh is due after ``refresh_after``."""
-        ttl, stale, refresh = self._lifetime_seconds(lifetime)
+        cdef double ttl, stale, refresh
+        if lifetime is self._known_lifetime:
+            ttl, stale, refresh = self._known_ttl, self._known_stale, self._known_refresh
+        else:
+            ttl, stale, refresh = self._lifetime_seconds(lifetime)
+            # (no Python code runs between these lines: no thread sees them half done)
+            self._known_lifetime = lifetime
+            self._known_ttl, self._known_stale, self._known_refresh = ttl, stale, refresh
         if self._copy is None:
             self._store(key, value, ttl, stale, refresh, False)
         else:
@@ -745,6 +752,7 @@ cdef class InMemoryLayer:
         """The layer's own TTL for writes without one, from the next write on: see the
         twin."""
         self.default_ttl = default_ttl_seconds(ttl)
+        self._known_lifetime = None  # its seconds may have been this default
 
     def resize(self, max_size=None, *, max_weight=None):
         """A new ``max_size`` (or ``max_weight``) for a running layer: see the twin."""
