@@ -58,7 +58,8 @@ class WriteBehindWorker(WorkerBase):
 
     def __init__(self, tier: Tier, state: CacheState) -> None:
         super().__init__(tier, sink_for, Journal)
-        self.changed = threading.Condition()
+        self._mutex = threading.RLock()  # ``changed``'s: entered directly by ``put_now``
+        self.changed = threading.Condition(self._mutex)
         self._senders: set[threading.Thread] = set()
         self._asleep = 0  # senders waiting on ``changed`` for work to be due
         if self.journal is not None:
@@ -96,18 +97,19 @@ class WriteBehindWorker(WorkerBase):
         """Queue one write if there is room now; False (nothing queued) if not. The
         fast path of ``set``: as little as possible under the lock, which every writer
         thread takes."""
-        record = self.record(key, op, payload)
+        record = None if self.journal is None else self.record(key, op, payload)
         now = time.monotonic()
         queue = self.queue
-        with self.changed:
-            was_empty = not queue.ready
+        with self._mutex:  # ``changed``'s lock, without the Condition's Python frames
+            asleep = self._asleep
+            was_empty = asleep and not queue.ready
             if not queue.offer(key, op, payload, size, now):
                 return False
             if record is not None:
                 self.journal_write(record, now)
             if not self._senders:  # inlined check: every write-behind set() runs this
                 self._start()
-            if self._asleep and (was_empty or queue.due(now)):
+            if asleep and (was_empty or queue.due(now)):
                 self.changed.notify_all()
         return True
 
@@ -290,7 +292,8 @@ class WriteBehindWorker(WorkerBase):
     def _after_fork(self) -> None:
         """In a forked child: the parent's threads are gone and its queued writes are the
         parent's to deliver (see ``WriteQueue.forget``); start afresh."""
-        self.changed = threading.Condition()
+        self._mutex = threading.RLock()
+        self.changed = threading.Condition(self._mutex)
         self._senders = set()
         self._asleep = 0
         self.attempts.clear()
