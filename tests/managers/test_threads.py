@@ -1,4 +1,4 @@
-"""``MultilayerCache`` under real threads: coalescing, and its compiled fast path."""
+"""``MultilayerCache`` under real threads: coalescing, and its compiled fast paths."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ def sync_layers(redis_url, prefix):
     l2.close()
 
 
-@pytest.fixture
-def sync_cache(sync_layers):
-    return MultilayerCache(list(sync_layers))
+@pytest.fixture(params=["l1 + l2", "l1 alone"])
+def sync_cache(request, sync_layers):
+    # L1 alone: a miss skips the plans (the front door's plan-free load), in the same flight
+    return MultilayerCache(list(sync_layers) if request.param == "l1 + l2" else [sync_layers[0]])
 
 
 def run_threads(count: int, work) -> None:
@@ -85,3 +86,50 @@ def test_compiled_front_door_and_reference_get_agree(sync_layers) -> None:
         assert cache.get(key, "dflt") == reference(cache, key, "dflt") == expected
     assert reference(cache, "below") == 2 and "below" in l1  # both promote
     assert cache.get("nowhere") is None and reference(cache, "nowhere") is None
+
+
+def test_threads_mixing_plain_and_timed_loads_of_one_key_share_one_load(sync_layers) -> None:
+    # L1 alone: a plain miss loads without a plan, one with a timeout through the plan;
+    # both kinds of callers join whichever flight of the key started first.
+    cache = MultilayerCache([sync_layers[0]])
+    calls, results = [], []
+    started = threading.Event()
+
+    def loader(key):
+        calls.append(key)
+        started.set()
+        time.sleep(0.2)
+        return f"value of {key}"
+
+    def work(index: int) -> None:
+        if index % 2:
+            results.append(cache.get_or_load("hot", loader, hard_timeout=5))
+        else:
+            results.append(cache.get_or_load("hot", loader))
+
+    counter = iter(range(32))
+    lock = threading.Lock()
+
+    def next_work() -> None:
+        with lock:
+            index = next(counter)
+        work(index)
+
+    run_threads(32, next_work)
+    assert calls == ["hot"] and results == ["value of hot"] * 32
+    assert cache.stats().coalesced_waits == 31 and cache.in_flight == 0
+
+
+def test_a_lone_layer_load_that_asks_for_its_own_key_fails_at_once(sync_layers) -> None:
+    from multilayercache import RecursiveLoadError
+
+    cache = MultilayerCache([sync_layers[0]])
+
+    def loader(key):
+        return cache.get_or_load(key, loader)
+
+    start = time.monotonic()
+    with pytest.raises(RecursiveLoadError):
+        cache.get_or_load("self", loader)
+    assert time.monotonic() - start < 1 and cache.in_flight == 0
+    assert cache.get_or_load("self", lambda key: "fine") == "fine"  # the key is not stuck
