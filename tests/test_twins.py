@@ -523,7 +523,7 @@ class Refused(Exception):
     ops=st.lists(
         st.tuples(
             st.sampled_from(["get", "set", "set ttl", "set tags", "load", "load ttl", "fail",
-                             "delete", "invalidate", "ttl policy"]),
+                             "cached", "delete", "invalidate", "ttl policy"]),
             st.integers(0, 5),
         ),
         max_size=50,
@@ -546,6 +546,9 @@ def test_front_door_of_one_layer(ops, fail_safe) -> None:
         finally:
             sync_cache.FrontDoor = saved
     assert [type(cache._door) for cache in worlds] == [PURE.FrontDoor, COMPILED.FrontDoor]
+    # A @cached function's miss skips the plans too; ``condition`` says what is cached.
+    even = lambda value: value % 2 == 0  # noqa: E731
+    halves = [cache.cached(condition=even)(lambda n: n // 2) for cache in worlds]
 
     def refuse(key):
         raise Refused(key)
@@ -562,6 +565,8 @@ def test_front_door_of_one_layer(ops, fail_safe) -> None:
                 elif op.startswith("load"):
                     ttl = 60 if op == "load ttl" else None
                     seen.append(cache.get_or_load(key, lambda k: f"loaded {k}", ttl=ttl))
+                elif op == "cached":
+                    seen.append(halves[worlds.index(cache)](key))
                 elif op == "fail":
                     seen.append(cache.get_or_load(key, refuse))
                 elif op == "delete":

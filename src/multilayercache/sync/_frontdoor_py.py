@@ -103,7 +103,9 @@ class FrontDoor:
             and fleet_single_flight is None
             and not tags
         ):
-            return self._load_alone(key, loader, ttl)
+            value = self.load_alone(key, loader, ttl)
+            if value is not self._missing:
+                return value
         return self._load_below(
             key,
             loader,
@@ -116,19 +118,20 @@ class FrontDoor:
             tags,
         )
 
-    def _load_alone(self, key: Any, loader: Any, ttl: Any) -> Any:
-        """A miss of the only layer, without a plan when the load needs none of its
-        decisions (``loading.loads_at_once``): the loader runs in the key's flight (the
-        plans' loads of the key join it, and it theirs), and its value is written with one
-        call (``plans.write_loaded_at_once``), counted and held off after a failure as the
-        plan's load (``loading.load``) would."""
+    def load_alone(self, key: Any, loader: Any, ttl: Any, condition: Any = None) -> Any:
+        """A miss of the only layer, loaded without a plan when the load needs none of its
+        decisions (``loading.loads_at_once``), else ``missing`` (the caller runs the plan):
+        the loader runs in the key's flight (the plans' loads of the key join it, and it
+        theirs), and its value is written with one call (``plans.write_loaded_at_once``),
+        if ``condition(value)`` allows, counted and held off after a failure as the plan's
+        load (``loading.load``) would be. ``missing`` too when another caller is loading
+        the key: the plan waits for that load."""
         state, flight = self._state, self._flight
-        assert state is not None
-        if not loads_at_once(state, loader, ttl):
-            return self._load_below(key, loader, ttl, None, None, None, None, False, ())
+        if state is None or not loads_at_once(state, loader, ttl):
+            return self._missing
         call = flight.lead(key)
-        if call is None:  # another caller loads it: the plan waits for that load
-            return self._load_below(key, loader, ttl, None, None, None, None, False, ())
+        if call is None:
+            return self._missing
         try:
             try:
                 loaded = self._call_loader(loader, key)
@@ -138,7 +141,8 @@ class FrontDoor:
                 raise
             if state.throttle.failed_at:  # (a key whose load failed lately)
                 state.load_succeeded(key)
-            write_loaded_at_once(state, key, loaded.value, ttl, loaded.seconds)
+            if condition is None or condition(loaded.value):
+                write_loaded_at_once(state, key, loaded.value, ttl, loaded.seconds)
         except BaseException as error:
             flight.end(key, call, None, error)
             raise

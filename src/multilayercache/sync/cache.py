@@ -414,6 +414,9 @@ class MultilayerCache(ManagerBase):
             typed = self._type_for(value_type if value_type is not None else annotated)
             state, depth, run = self._state, self._checked_depth, self._run
             plain = target.function
+            # A cache of one in-process layer loads a plain miss without a plan (the front
+            # door's ``load_alone``), unless this function asks for one load in the fleet.
+            load_alone = self._door.load_alone if options is None else None
 
             def load(
                 call_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], aside: bool
@@ -421,8 +424,13 @@ class MultilayerCache(ManagerBase):
                 def call(_: Any) -> Any:
                     return plain(*args, **kwargs)
 
+                tags = tags_of(args, kwargs)
+                if load_alone is not None and not aside and not tags:
+                    value = load_alone(call_key, call, ttl, condition)
+                    if value is not MISSING:
+                        return value
                 start = 0 if aside else depth
-                loader = tagged(call, tags_of(args, kwargs))
+                loader = tagged(call, tags)
                 plan = loading.load(state, call_key, loader, ttl, typed, condition, options, start)
                 return run(plan)
 

@@ -62,19 +62,21 @@ cdef class FrontDoor:
             return value
         if (value is self._missing and self._state is not None and soft_timeout is None
                 and hard_timeout is None and fleet_single_flight is None and not tags):
-            return self._load_alone(key, loader, ttl)
+            value = self.load_alone(key, loader, ttl)
+            if value is not self._missing:
+                return value
         return self._load_below(key, loader, ttl, value_type, soft_timeout, hard_timeout,
                                 fleet_single_flight, value is self._aside, tags)
 
-    cdef object _load_alone(self, key, loader, ttl):
-        """A miss of the only layer, without a plan when the load needs none of its
-        decisions: see the twin."""
+    cpdef object load_alone(self, key, loader, ttl, condition=None):
+        """A miss of the only layer, without a plan, or ``missing`` when the load needs
+        one: see the twin."""
         state, flight = self._state, self._flight
-        if not loads_at_once(state, loader, ttl):
-            return self._load_below(key, loader, ttl, None, None, None, None, False, ())
+        if state is None or not loads_at_once(state, loader, ttl):
+            return self._missing
         call = flight.lead(key)
         if call is None:  # another caller loads it: the plan waits for that load
-            return self._load_below(key, loader, ttl, None, None, None, None, False, ())
+            return self._missing
         try:
             try:
                 loaded = self._call_loader(loader, key)
@@ -84,7 +86,8 @@ cdef class FrontDoor:
                 raise
             if state.throttle.failed_at:  # (a key whose load failed lately)
                 state.load_succeeded(key)
-            write_loaded_at_once(state, key, loaded.value, ttl, loaded.seconds)
+            if condition is None or condition(loaded.value):
+                write_loaded_at_once(state, key, loaded.value, ttl, loaded.seconds)
         except BaseException as error:
             flight.end(key, call, None, error)
             raise
