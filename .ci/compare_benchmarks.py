@@ -35,7 +35,13 @@ GUARDED = {
     "test_set_with_eviction": "test_dict_get_baseline[int]",
     # not test_mixed_zipf_replay: five rounds of one long replay, its ratio varied by 118%
     # over three runs of unchanged code (docs/building.md)
-    # test_bench_paths.py: ours against the reference of the same path
+}
+# test_bench_paths.py: ours against the reference of the same path, each benchmark read as
+# its fastest round, not its median: these paths allocate and wait on Redis, and on a busy
+# machine whole runs slowed 2x. Over six runs of unchanged code their medians' ratios
+# varied by up to 290%, their fastest rounds' by up to 30% (153% for get_or_load misses,
+# slowed in whole runs); best of three against best of three, within 6.4% (docs/building.md).
+FASTEST = {
     "test_l1_hit[manager]": "test_l1_hit[layer]",
     "test_set_new[manager]": "test_set_new[layer]",
     "test_set_overwrite[manager]": "test_set_overwrite[layer]",
@@ -45,6 +51,7 @@ GUARDED = {
     "test_l2_get_many[manager]": "test_l2_get_many[raw]",
     "test_async_cached_hit[manager]": "test_async_cached_hit[reference]",
 }
+GUARDED.update(FASTEST)
 # recorded benchmark: the extra_info figure compared directly (lower is better)
 RECORDED = {"test_memory_per_entry": "bytes_per_entry"}
 GUARDS = [*GUARDED, *RECORDED]
@@ -53,9 +60,13 @@ TOLERANCE = 0.10
 
 
 def results(path: Path) -> dict[str, float]:
-    """Each benchmark's median time, and each recorded figure (by its benchmark's name)."""
+    """Each benchmark's median time (its fastest round's for ``FASTEST``), and each recorded
+    figure (by its benchmark's name)."""
     runs = json.loads(path.read_text())["benchmarks"]
-    found = {run["name"]: run["stats"]["median"] for run in runs}
+    fastest = {*FASTEST, *FASTEST.values()}
+    found = {
+        run["name"]: run["stats"]["min" if run["name"] in fastest else "median"] for run in runs
+    }
     for run in runs:
         if run["name"] in RECORDED:
             found[run["name"]] = run.get("extra_info", {}).get(RECORDED[run["name"]], math.nan)

@@ -39,7 +39,8 @@ def run_json(path: Path, speed: float = 1.0, names: list[str] = NAMES, **slower:
     for name in names:
         median = (0.5 if name in BASELINES else 1.0) / speed
         factor = slower.get(name.replace("[", "_").replace("]", ""), 1.0)
-        run = {"name": name, "stats": {"median": median * factor}}
+        time = median * factor
+        run = {"name": name, "stats": {"median": time, "min": time}}
         if name in judge.RECORDED:
             run = {
                 "name": name,
@@ -114,3 +115,20 @@ def test_a_guard_main_does_not_have_yet_is_new_not_judged(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout
     new = [line for line in result.stdout.splitlines() if line.rstrip().endswith("new")]
     assert {line.split()[0] for line in new} == set(judge.GUARDS) - set(MEMORY_FILE)
+
+
+def test_a_lean_path_is_judged_by_its_fastest_round(tmp_path: Path) -> None:
+    # a median that a busy runner doubled, with the fastest round unchanged, is noise
+    base = run_json(tmp_path / "a.json")
+    noisy = json.loads(run_json(tmp_path / "b.json").read_text())
+    for run in noisy["benchmarks"]:
+        if run["name"] == "test_set_new[manager]":
+            run["stats"]["median"] *= 2
+    (tmp_path / "b.json").write_text(json.dumps(noisy))
+    assert compare([base], [tmp_path / "b.json"]).returncode == 0
+    for run in noisy["benchmarks"]:
+        if run["name"] == "test_set_new[manager]":
+            run["stats"]["min"] *= 1.2
+    (tmp_path / "b.json").write_text(json.dumps(noisy))
+    result = compare([base], [tmp_path / "b.json"])
+    assert result.returncode == 1 and "test_set_new[manager]" in result.stdout
