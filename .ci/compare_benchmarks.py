@@ -38,9 +38,9 @@ GUARDED = {
 }
 # test_bench_paths.py: ours against the reference of the same path, each benchmark read as
 # its fastest round, not its median: these paths allocate and wait on Redis, and on a busy
-# machine whole runs slowed 2x. Over six runs of unchanged code their medians' ratios
-# varied by up to 290%, their fastest rounds' by up to 30% (153% for get_or_load misses,
-# slowed in whole runs); best of three against best of three, within 6.4% (docs/building.md).
+# machine their medians' ratios varied by up to 290% over six runs of unchanged code; the
+# fastest rounds' by up to 89% in single runs (145% for get_or_load misses, whole runs
+# slowed), and best of three against best of three by 7.8% at most (docs/building.md).
 FASTEST = {
     "test_l1_hit[manager]": "test_l1_hit[layer]",
     "test_set_new[manager]": "test_set_new[layer]",
