@@ -14,7 +14,7 @@ run, is measured once a round). Each row's first line is ours, judged PASS/FAIL 
 bound of the issue's table.
 
 The memory row is measured once (a fresh process per library, 500,000 entries: RSS growth
-does not swing like time does). ``--quick`` runs 3 rounds of one short run: a smoke test, not
+does not swing like time does). ``--quick`` runs 2 rounds of one short run: a smoke test, not
 figures. Peers that are not installed (``pip install -e '.[bench]'``) are left out.
 """
 
@@ -121,7 +121,7 @@ class Settings:
     raw_sets: int  # round trips per SET measurement
     awaits: int  # awaits per asyncio @cached measurement
     replay: int  # operations of the zipf replay
-    memory_str_keys: bool  # memory also with str keys, and theine's
+    memory_peers: bool  # memory also of the peers, and with str keys
     best_of: int  # runs of each figure in a round
 
 
@@ -531,9 +531,10 @@ def l1_hit_group(calls: int) -> Group:
 
 # ----------------------------------------------------------------------------- 7. memory
 def memory_group(settings: Settings) -> Group:
-    measured = [("ours", "multilayercache", "int"), ("cachebox", "cachebox LRU", "int")]
-    if settings.memory_str_keys:
+    measured = [("ours", "multilayercache", "int")]
+    if settings.memory_peers:
         measured += [
+            ("cachebox", "cachebox LRU", "int"),
             ("ours str", "multilayercache", "str"),
             ("cachebox str", "cachebox LRU", "str"),
             ("theine", "theine", "int"),
@@ -690,13 +691,13 @@ def table(groups: list[Group], samples: dict[str, dict[str, list[float]]]) -> li
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=None, help="rounds (default 7; quick 3)")
+    parser.add_argument("--repeat", type=int, default=None, help="rounds (default 7; quick 2)")
     parser.add_argument("--quick", action="store_true", help="few rounds of few operations")
     parser.add_argument("--rows", nargs="+", choices=GROUPS, default=list(GROUPS))
     args = parser.parse_args()
-    repeat = args.repeat or (3 if args.quick else 7)
+    repeat = args.repeat or (2 if args.quick else 7)
     if args.quick:
-        settings = Settings(2_000, 200, 50, 2_000, 100_000, False, 1)
+        settings = Settings(1_000, 100, 20, 1_000, 30_000, False, 1)
     else:
         settings = Settings(10_000, 1_000, 300, 10_000, 1_000_000, True, 3)
     started = time.perf_counter()
