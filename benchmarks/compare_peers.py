@@ -130,6 +130,17 @@ print(json.dumps((rss() - before) / ENTRIES))
 """
 
 
+MEMORY_KEYS = {"int": "list(range(ENTRIES))", "str": "[f'key:{i}' for i in range(ENTRIES)]"}
+
+
+def bytes_per_entry(name: str, keys: str) -> float | None:
+    """RSS growth per entry of ``CACHES[name]`` holding 500,000 ``keys`` (a kind of
+    ``MEMORY_KEYS``), measured in a fresh process; ``None`` if that process failed."""
+    code = MEMORY_PROBE.format(keys=MEMORY_KEYS[keys], name=name)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
 def memory_table() -> str:
     lines = [
         "memory: RSS growth per entry for 500,000 entries (get then set; keys made "
@@ -138,10 +149,9 @@ def memory_table() -> str:
     lines.append(f"{'cache':<18}{'int keys':>12}{'str keys':>12}")
     for name in installed(PEERS):
         cells = []
-        for keys in ("list(range(ENTRIES))", "[f'key:{i}' for i in range(ENTRIES)]"):
-            code = MEMORY_PROBE.format(keys=keys, name=name)
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-            cells.append(f"{json.loads(out.stdout):9.1f} B" if out.returncode == 0 else "error")
+        for keys in MEMORY_KEYS:
+            size = bytes_per_entry(name, keys)
+            cells.append("error" if size is None else f"{size:9.1f} B")
         lines.append(f"{name:<18}{cells[0]:>12}{cells[1]:>12}")
     return "\n".join(lines)
 

@@ -23,12 +23,17 @@ from multilayercache.tools.servers import RedisServer
 VALUE = {"id": 1, "name": "product", "price": 9.99, "tags": ["a", "b"]}
 
 
-def timed_sets(cache: Any, keys: list[str], after: Callable[[], Any] | None = None) -> float:
-    """ns per ``cache.set`` of every key (``after`` runs untimed)."""
-    set_ = cache.set
+def timed_sets(
+    store: Callable[[Any, Any], Any],
+    keys: list[Any],
+    after: Callable[[], Any] | None = None,
+    value: Any = VALUE,
+) -> float:
+    """ns per ``store(key, value)`` (a cache's ``set``, or a peer's) of every key (``after``
+    runs untimed)."""
     start = time.perf_counter_ns()
     for key in keys:
-        set_(key, VALUE)
+        store(key, value)
     elapsed = time.perf_counter_ns() - start
     if after is not None:
         after()
@@ -55,7 +60,7 @@ def main() -> None:
         rounds: dict[str, list[float]] = {name: [] for name in caches}
         for _ in range(options.repeat):
             for name, cache in caches.items():
-                rounds[name].append(timed_sets(cache, keys, cache.flush))
+                rounds[name].append(timed_sets(cache.set, keys, cache.flush))
         for cache in caches.values():
             cache.close()
     base = statistics.median(rounds["L1 alone"])
