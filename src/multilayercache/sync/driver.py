@@ -45,6 +45,9 @@ from .worker import RefreshWorkers
 from .writeback import WriteBehindWorker
 
 
+_new = tuple.__new__
+
+
 class PlanRunner(Protocol):
     """``Driver.run``, as the manager holds it: drives a plan and returns its result."""
 
@@ -185,7 +188,7 @@ class Driver(DriverBase):
                 f"loader {getattr(loader, '__qualname__', loader)!r} returned a coroutine: "
                 "an async def loader needs AsyncMultilayerCache"
             )
-        return Loaded(value, seconds)
+        return _new(Loaded, (value, seconds))  # (tuple's own: no Python __new__ per load)
 
 
 def guarded_call(

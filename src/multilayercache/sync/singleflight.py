@@ -33,13 +33,13 @@ from ..core.plans import TimedOut
 
 
 class _Call:
-    __slots__ = ("running", "value", "error", "lead", "offered", "token")
+    __slots__ = ("ended", "value", "error", "lead", "offered", "token")
 
     def __init__(self, lead: Lead) -> None:
-        # Held while the call runs: a waiter takes it and gives it back at once. (A lock
-        # costs a tenth of an Event to make, and most calls are never waited for.)
-        self.running = threading.Lock()
-        self.running.acquire()
+        # Set when the call ends; made by its first waiter, under the flight's lock (most
+        # calls are never waited for, and an Event costs more to make than a load's fast
+        # path): the caller running it sets it after taking the call out, under that lock.
+        self.ended: threading.Event | None = None
         self.value: Any = None
         self.error: BaseException | None = None
         self.lead = lead
@@ -89,6 +89,7 @@ class SingleFlight:
                 if running is None:  # it ended meanwhile
                     continue
                 self.coalesced += 1
+                _watch(running)
             value = self._wait(key, running, soft_timeout, hard_timeout, fallback)
             if value is not MISSING:
                 return value
@@ -124,7 +125,9 @@ class SingleFlight:
             # Not ours any more if a fork happened meanwhile (this thread forked).
             if self._calls.get(key) is call:
                 del self._calls[key]
-        call.running.release()
+            ended = call.ended  # no waiter makes one after this: the call is gone
+        if ended is not None:
+            ended.set()
 
     def do_many(
         self,
@@ -144,6 +147,9 @@ class SingleFlight:
                 self._calls[key] = _Call(lead)
             calls = {key: self._calls[key] for key in keys}
             self.coalesced += len(keys) - len(led)
+            for call in calls.values():
+                if call.lead is not lead:
+                    _watch(call)
         found: dict[Any, Any] = {}
         if led:
             token = leading.set(lead)
@@ -162,8 +168,10 @@ class SingleFlight:
                     for key in led:
                         if self._calls.get(key) is calls[key]:  # (see ``do``)
                             del self._calls[key]
-                for key in led:
-                    calls[key].running.release()
+                    watched = [calls[key].ended for key in led]
+                for ended in watched:
+                    if ended is not None:
+                        ended.set()
         deadline = None if hard_timeout is None else time.monotonic() + hard_timeout
         for key, call in calls.items():
             if call.lead is lead:
@@ -214,13 +222,17 @@ class SingleFlight:
         return call.value
 
 
+def _watch(call: _Call) -> None:
+    """Before waiting for ``call`` (under the flight's lock, while it runs): its ``ended``."""
+    if call.ended is None:
+        call.ended = threading.Event()
+
+
 def _ended(call: _Call, timeout: float | None = None) -> bool:
-    """Wait until ``call`` has ended (``timeout``: for at most that many seconds); False if
-    it had not by then."""
-    if not call.running.acquire(timeout=-1 if timeout is None else timeout):
-        return False
-    call.running.release()  # for the next waiter
-    return True
+    """Wait until ``call`` (``_watch``-ed) has ended (``timeout``: for at most that many
+    seconds); False if it had not by then."""
+    assert call.ended is not None
+    return call.ended.wait(timeout)
 
 
 def _stale(call: _Call, fallback: Any) -> Any:
