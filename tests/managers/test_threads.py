@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -133,3 +134,36 @@ def test_a_lone_layer_load_that_asks_for_its_own_key_fails_at_once(sync_layers) 
         cache.get_or_load("self", loader)
     assert time.monotonic() - start < 1 and cache.in_flight == 0
     assert cache.get_or_load("self", lambda key: "fine") == "fine"  # the key is not stuck
+
+
+def test_threads_storming_few_keys_of_a_lone_layer_always_get_their_value(sync_layers) -> None:
+    # The plan-free load takes no lock to start or end a key's flight (``SingleFlight.lead``
+    # and ``end``): waiters arriving as it ends must still wake, with the value.
+    cache = MultilayerCache([InMemoryLayer(max_size=4)])  # 4 of 12 keys held: many misses
+    wrong, done = [], []
+
+    def loader(key):
+        time.sleep(0.0001 * (hash(key) % 3))
+        return f"value of {key}"
+
+    def work() -> None:
+        for index in range(1500):
+            key = f"k{index % 12}"
+            kwargs = {"hard_timeout": 5} if index % 7 == 0 else {}
+            value = cache.get_or_load(key, loader, **kwargs)
+            if value != f"value of {key}":
+                wrong.append((key, value))
+        done.append(True)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(8)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between any two steps: every interleaving
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(done) == 8, "a caller hung waiting for a flight that had ended"
+    assert not wrong and cache.in_flight == 0

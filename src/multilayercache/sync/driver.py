@@ -44,7 +44,6 @@ from .singleflight import SingleFlight
 from .worker import RefreshWorkers
 from .writeback import WriteBehindWorker
 
-
 _new = tuple.__new__
 
 

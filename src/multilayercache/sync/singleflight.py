@@ -33,18 +33,29 @@ from ..core.plans import TimedOut
 
 
 class _Call:
-    __slots__ = ("ended", "value", "error", "lead", "offered", "token")
+    __slots__ = ("done", "ended", "value", "error", "lead", "offered", "token")
 
     def __init__(self, lead: Lead) -> None:
-        # Set when the call ends; made by its first waiter, under the flight's lock (most
+        # How a waiter learns that the call ended without a lock on the caller's path (most
         # calls are never waited for, and an Event costs more to make than a load's fast
-        # path): the caller running it sets it after taking the call out, under that lock.
+        # path): a waiter makes ``ended`` and then looks at ``done``; the caller running
+        # the call sets ``done`` and then looks for ``ended`` to set. Under the GIL one
+        # of the two sees the other's write (see ``_watch`` and ``_ended``).
+        self.done = False
         self.ended: threading.Event | None = None
         self.value: Any = None
         self.error: BaseException | None = None
         self.lead = lead
         self.offered: Any = None  # a stale entry waiting callers may answer with
         self.token: Token[Lead | None] | None = None  # the leader's ``leading`` before it
+
+    def finish(self, value: Any, error: BaseException | None) -> None:
+        """The call ended (taken out of the flight's calls): wake its waiters."""
+        self.value, self.error = value, error
+        self.done = True
+        ended = self.ended
+        if ended is not None:
+            ended.set()
 
 
 class SingleFlight:
@@ -106,10 +117,9 @@ class SingleFlight:
     def lead(self, key: Hashable) -> _Call | None:
         """Start the call of ``key`` for a caller that runs it itself and then ``end``-s it
         (in the same thread); ``None`` if a call of it is in flight: ``do`` joins it."""
-        with self._lock:
-            if key in self._calls:
-                return None
-            call = self._calls[key] = _Call(Lead(leading.get()))
+        call = _Call(Lead(leading.get()))
+        if self._calls.setdefault(key, call) is not call:  # (atomic under the GIL)
+            return None
         call.token = leading.set(call.lead)
         return call
 
@@ -118,14 +128,16 @@ class SingleFlight:
     ) -> None:
         """End the call of ``key`` that ``lead`` started: its waiters get ``value``, or
         ``error`` raised."""
-        call.value, call.error = value, error
         assert call.token is not None  # set by ``lead``
         leading.reset(call.token)
-        with self._lock:
-            # Not ours any more if a fork happened meanwhile (this thread forked).
-            if self._calls.get(key) is call:
-                del self._calls[key]
-            ended = call.ended  # no waiter makes one after this: the call is gone
+        calls = self._calls
+        # Not ours any more if a fork happened meanwhile (this thread forked): the child's
+        # calls are a new dict, where nothing else replaces a call in flight.
+        if calls.get(key) is call:
+            del calls[key]
+        call.value, call.error = value, error  # ``call.finish``, inlined: every load runs it
+        call.done = True
+        ended = call.ended
         if ended is not None:
             ended.set()
 
@@ -140,16 +152,18 @@ class SingleFlight:
         ``TimedOut`` for a key whose load was not over by then); ``{key: value}`` for every
         key that got one. Each caller loads its own keys before it waits, so two callers
         that wait on each other's keys cannot deadlock."""
+        lead = Lead(leading.get())
+        calls: dict[Hashable, _Call] = {}
+        led = []
         with self._lock:
-            led = [key for key in keys if key not in self._calls]
-            lead = Lead(leading.get())
-            for key in led:
-                self._calls[key] = _Call(lead)
-            calls = {key: self._calls[key] for key in keys}
-            self.coalesced += len(keys) - len(led)
-            for call in calls.values():
-                if call.lead is not lead:
-                    _watch(call)
+            for key in keys:
+                if key not in calls:  # (``setdefault``: see ``lead``)
+                    call = calls[key] = self._calls.setdefault(key, _Call(lead))
+                    if call.lead is lead:
+                        led.append(key)
+                    else:
+                        _watch(call)
+            self.coalesced += len(calls) - len(led)
         found: dict[Any, Any] = {}
         if led:
             token = leading.set(lead)
@@ -164,14 +178,11 @@ class SingleFlight:
                 raise
             finally:
                 leading.reset(token)
-                with self._lock:
-                    for key in led:
-                        if self._calls.get(key) is calls[key]:  # (see ``do``)
-                            del self._calls[key]
-                    watched = [calls[key].ended for key in led]
-                for ended in watched:
-                    if ended is not None:
-                        ended.set()
+                for key in led:
+                    call = calls[key]
+                    if self._calls.get(key) is call:  # (see ``end``)
+                        del self._calls[key]
+                    call.finish(call.value, call.error)
         deadline = None if hard_timeout is None else time.monotonic() + hard_timeout
         for key, call in calls.items():
             if call.lead is lead:
@@ -223,7 +234,7 @@ class SingleFlight:
 
 
 def _watch(call: _Call) -> None:
-    """Before waiting for ``call`` (under the flight's lock, while it runs): its ``ended``."""
+    """Before waiting for ``call`` (under the flight's lock): its ``ended``."""
     if call.ended is None:
         call.ended = threading.Event()
 
@@ -232,7 +243,7 @@ def _ended(call: _Call, timeout: float | None = None) -> bool:
     """Wait until ``call`` (``_watch``-ed) has ended (``timeout``: for at most that many
     seconds); False if it had not by then."""
     assert call.ended is not None
-    return call.ended.wait(timeout)
+    return call.done or call.ended.wait(timeout)
 
 
 def _stale(call: _Call, fallback: Any) -> Any:

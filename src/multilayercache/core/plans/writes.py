@@ -183,9 +183,11 @@ def write_loaded_at_once(
     nothing faster to keep in step)."""
     tier = state.alone
     assert tier is not None
-    lifetime = tier.lifetime_for(ttl, state.rng)
-    if ttl is not None:
-        tier.note_lifetime(lifetime)
+    lifetime = tier.default_lifetime if ttl is None else None  # (Tier.lifetime_for, inlined)
+    if lifetime is None:
+        lifetime = tier.policy.lifetime_for(ttl, state.rng)
+        if ttl is not None:
+            tier.note_lifetime(lifetime)
     tier.layer.set_entry(key, value, lifetime, load_seconds)
 
 
