@@ -155,7 +155,12 @@ cdef class WTinyLfuPolicy:
         self._slot_count = slot_count
         if slot_count <= self._node_capacity:
             return
-        cdef Py_ssize_t capacity = max(slot_count, 2 * self._node_capacity, 16)
+        # Doubling, but not past what the cache can hold at once (its entries, the held
+        # newcomer and the slot being filled): a cache of 500,000 entries gets 500,002
+        # nodes, not 524,288 (1.5 bytes per entry).
+        cdef Py_ssize_t capacity = max(
+            slot_count, min(max(2 * self._node_capacity, 16), self.entry_limit + 2)
+        )
         nodes = _aligned_zeros(NODE_FIELDS * (HEADS + capacity))
         nodes[:NODE_FIELDS * (HEADS + old)] = self._nodes[:NODE_FIELDS * (HEADS + old)]
         fields = nodes.reshape(-1, NODE_FIELDS)
