@@ -6,6 +6,8 @@ per entry)."""
 
 import numpy as np
 
+from ..._core import buffers
+
 from libc.stdint cimport int64_t
 
 from ..._core.timerwheel cimport C_NO_DEADLINE as NO_DEADLINE
@@ -36,8 +38,8 @@ cdef class FreshnessDeadlines:
 
     cdef int _materialize(self) except -1:
         cdef Py_ssize_t size = max(16, self._slot_count)
-        self._fresh_until = np.full(size, NO_DEADLINE, dtype=np.int64)
-        self._refresh_at = np.full(size, NO_DEADLINE, dtype=np.int64)
+        self._fresh_until = buffers.full(size, NO_DEADLINE, np.int64)
+        self._refresh_at = buffers.full(size, NO_DEADLINE, np.int64)
         self._materialized = True
         return 0
 
@@ -74,6 +76,6 @@ cdef class FreshnessDeadlines:
 
 def _grown(view, Py_ssize_t size):
     array = np.asarray(view)
-    bigger = np.full(size, NO_DEADLINE, dtype=np.int64)
+    bigger = buffers.full(size, NO_DEADLINE, np.int64)
     bigger[:array.shape[0]] = array
     return bigger
