@@ -1,6 +1,7 @@
 """multilayercache against peer caches, measured side by side in one run.
 
     python benchmarks/compare_peers.py [--traces ../shared/traces] [--quick]
+        [--only hits|zipf|memory|ratio ...] [--peers NAME ...]
 
 Sections (each prints a table):
 
@@ -17,6 +18,8 @@ Sections (each prints a table):
    peers and prints the README's numbers instead).
 
 Peers are imported when installed (``pip install -e '.[bench]'``); a missing one is skipped.
+``--peers`` keeps sections 2 and 3 to the caches named (e.g. ``--peers multilayercache
+"cachebox LRU"``: the issue's two rows, without the slow peers' minutes).
 The machine has 2 shared cores: compare ratios within one run, not absolute numbers across
 runs.
 """
@@ -64,9 +67,9 @@ def replay_seconds(cache: CacheUnderTest, operations: list[int]) -> tuple[float,
     return time.perf_counter() - start, hits
 
 
-def zipf_mix_table(quick: bool) -> str:
+def zipf_mix_table(quick: bool, peers: tuple[str, ...] = PEERS) -> str:
     operations = zipf_operations(200_000 if quick else 1_000_000, 1_000_000, 0.9)
-    factories = installed(PEERS)
+    factories = installed(peers)
     rounds = 3 if quick else 7
     times: dict[str, list[float]] = {name: [] for name in factories}
     ratios: dict[str, float] = {}
@@ -141,13 +144,13 @@ def bytes_per_entry(name: str, keys: str) -> float | None:
     return json.loads(out.stdout) if out.returncode == 0 else None
 
 
-def memory_table() -> str:
+def memory_table(peers: tuple[str, ...] = PEERS) -> str:
     lines = [
         "memory: RSS growth per entry for 500,000 entries (get then set; keys made "
         "beforehand; one shared value)"
     ]
     lines.append(f"{'cache':<18}{'int keys':>12}{'str keys':>12}")
-    for name in installed(PEERS):
+    for name in installed(peers):
         cells = []
         for keys in MEMORY_KEYS:
             size = bytes_per_entry(name, keys)
@@ -211,7 +214,11 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="shorter runs; no peer hit ratios")
     parser.add_argument("--only", choices=["hits", "zipf", "memory", "ratio"], action="append")
+    parser.add_argument(
+        "--peers", nargs="+", choices=PEERS, default=PEERS, help="caches of sections 2 and 3"
+    )
     args = parser.parse_args()
+    peers = tuple(args.peers)
     sections = args.only or ["hits", "zipf", "memory", "ratio"]
     print(
         f"python {sys.version.split()[0]}, multilayercache core: "
@@ -220,9 +227,9 @@ def main() -> int:
     if "hits" in sections:
         print(hit_latency_table(), "\n", flush=True)
     if "zipf" in sections:
-        print(zipf_mix_table(args.quick), "\n", flush=True)
+        print(zipf_mix_table(args.quick, peers), "\n", flush=True)
     if "memory" in sections:
-        print(memory_table(), "\n", flush=True)
+        print(memory_table(peers), "\n", flush=True)
     if "ratio" in sections:
         print(hit_ratio_table(args.traces, args.quick), flush=True)
     return 0

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from . import buffers
+
 from libc.stdint cimport uint64_t
 from libc.string cimport memset
 
@@ -19,7 +21,7 @@ cdef class Doorkeeper:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity!r}")
         cdef Py_ssize_t bit_count = max(64, next_power_of_two(BITS_PER_ENTRY * capacity))
-        self._words = np.zeros(bit_count // 64, dtype=np.uint64)
+        self._words = buffers.zeros(bit_count // 64, np.uint64)
         self.words = &self._words[0]
         self.bit_mask = bit_count - 1
 

@@ -3,6 +3,8 @@ it). The buckets are 16-byte records (``ghost.pxd``); the columns below are copi
 
 import numpy as np
 
+from . import buffers
+
 from libc.stdint cimport uint32_t, uint64_t
 
 from .bits cimport next_power_of_two
@@ -18,7 +20,7 @@ cdef class GhostTable:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity!r}")
         cdef Py_ssize_t bucket_count = max(8, next_power_of_two(capacity))
-        self._storage = np.zeros(FIELDS * bucket_count, dtype=np.uint32)
+        self._storage = buffers.zeros(FIELDS * bucket_count, np.uint32)
         self.buckets = <GhostBucket*>&self._storage[0]
         self.bucket_mask = bucket_count - 1
         self._evictions[0] = self._evictions[1] = self._evictions[2] = 0

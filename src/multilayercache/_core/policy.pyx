@@ -16,6 +16,8 @@ arrays, read on admission only. Evicted slots are written to a reusable
 
 import numpy as np
 
+from . import buffers
+
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 from .doorkeeper cimport Doorkeeper, doorkeeper_add, doorkeeper_contains
@@ -155,7 +157,12 @@ cdef class WTinyLfuPolicy:
         self._slot_count = slot_count
         if slot_count <= self._node_capacity:
             return
-        cdef Py_ssize_t capacity = max(slot_count, 2 * self._node_capacity, 16)
+        # Doubling, but not past what the cache can hold at once (its entries, the held
+        # newcomer and the slot being filled): a cache of 500,000 entries gets 500,002
+        # nodes, not 524,288 (1.5 bytes per entry).
+        cdef Py_ssize_t capacity = max(
+            slot_count, min(max(2 * self._node_capacity, 16), self.entry_limit + 2)
+        )
         nodes = _aligned_zeros(NODE_FIELDS * (HEADS + capacity))
         nodes[:NODE_FIELDS * (HEADS + old)] = self._nodes[:NODE_FIELDS * (HEADS + old)]
         fields = nodes.reshape(-1, NODE_FIELDS)
@@ -491,7 +498,7 @@ cdef class WTinyLfuPolicy:
 
 def _grown(view, Py_ssize_t used, Py_ssize_t capacity, fill):
     array = np.asarray(view)
-    bigger = np.full(capacity, fill, dtype=array.dtype)
+    bigger = buffers.full(capacity, fill, array.dtype)
     bigger[:used] = array[:used]
     return bigger
 
@@ -499,6 +506,6 @@ def _grown(view, Py_ssize_t used, Py_ssize_t capacity, fill):
 def _aligned_zeros(Py_ssize_t count):
     # int32 zeros starting on a 64-byte boundary (numpy guarantees 16): with 32-byte nodes,
     # none straddles two cache lines. The view keeps its buffer alive.
-    raw = np.zeros(count + 16, dtype=np.int32)
+    raw = buffers.zeros(count + 16, np.int32)
     cdef Py_ssize_t skip = (-raw.ctypes.data % 64) // 4
     return raw[skip:skip + count]

@@ -3,6 +3,8 @@ algorithm). The hot operations are inline functions in ``sketch.pxd``."""
 
 import numpy as np
 
+from . import buffers
+
 from libc.stdint cimport uint64_t
 
 from .bits cimport next_power_of_two
@@ -56,6 +58,6 @@ cdef class CountMinSketch:
 def _cache_line_aligned_zeros(Py_ssize_t length):
     # A block of 8 words must sit in one 64-byte cache line; numpy only promises 16-byte
     # alignment, so over-allocate by one line and slice at the first 64-byte boundary.
-    buffer = np.zeros(length + 8, dtype=np.uint64)
+    buffer = buffers.zeros(length + 8, np.uint64)
     offset = (-buffer.ctypes.data % 64) // 8
     return buffer[offset:offset + length]

@@ -7,6 +7,8 @@ that never uses TTLs pays nothing for them. ``_expired`` is a reusable buffer th
 
 import numpy as np
 
+from . import buffers
+
 from libc.stdint cimport int32_t, int64_t
 
 cdef int[LEVELS] SHIFTS = [30, 36, 42, 46, 48]
@@ -63,9 +65,9 @@ cdef class TimerWheel:
         if slot_count <= capacity:
             return
         capacity = max(slot_count, 2 * capacity)
-        deadlines = np.full(capacity, C_NO_DEADLINE, dtype=np.int64)
+        deadlines = buffers.full(capacity, C_NO_DEADLINE, np.int64)
         deadlines[:old] = self._deadlines[:old]
-        links = np.full((2, BUCKETS_TOTAL + capacity), C_UNSCHEDULED, dtype=np.int32)
+        links = _links(BUCKETS_TOTAL + capacity)
         links[0, :BUCKETS_TOTAL + old] = self._prev[:BUCKETS_TOTAL + old]
         links[1, :BUCKETS_TOTAL + old] = self._next[:BUCKETS_TOTAL + old]
         self._deadlines = deadlines
@@ -74,8 +76,8 @@ cdef class TimerWheel:
 
     cdef int _materialize(self) except -1:
         cdef Py_ssize_t capacity = max(16, self._slot_count)
-        self._deadlines = np.full(capacity, C_NO_DEADLINE, dtype=np.int64)
-        links = np.full((2, BUCKETS_TOTAL + capacity), C_UNSCHEDULED, dtype=np.int32)
+        self._deadlines = buffers.full(capacity, C_NO_DEADLINE, np.int64)
+        links = _links(BUCKETS_TOTAL + capacity)
         links[0, :BUCKETS_TOTAL] = np.arange(BUCKETS_TOTAL, dtype=np.int32)
         links[1, :BUCKETS_TOTAL] = np.arange(BUCKETS_TOTAL, dtype=np.int32)
         self._prev = links[0]
@@ -186,3 +188,8 @@ cdef class TimerWheel:
     def expired(self):
         """The slots that the last ``advance`` expired."""
         return [self._expired[i] for i in range(self._expired_count)]
+
+
+def _links(Py_ssize_t nodes):
+    # prev (row 0) and next (row 1) of every node, unscheduled
+    return buffers.full(2 * nodes, C_UNSCHEDULED, np.int32).reshape(2, nodes)

@@ -7,7 +7,9 @@ An entry written with a stale window or a refresh point (see
 is stale: only the manager's stale-while-revalidate and fail-safe serve it) and a
 *refresh-at* deadline (after it, a hit is due to refresh it, ``<=`` fresh-until). This table
 holds those two, for the slots that have them; ``count`` of them is zero in a cache that
-uses neither, and the hit path then never looks here.
+uses neither, and the hit path then never looks here. Its two per-slot arrays exist only
+once a slot has a deadline here (until then, every slot has none): a cache that uses
+neither pays no memory for them.
 """
 
 from __future__ import annotations
@@ -20,32 +22,45 @@ class FreshnessDeadlines:
     them; ``NO_DEADLINE`` for the others."""
 
     def __init__(self) -> None:
-        self._fresh_until: list[int] = []
+        self._slot_count = 0
+        self._fresh_until: list[int] = []  # (both: only once ``_materialized``)
         self._refresh_at: list[int] = []
+        self._materialized = False
         self.count = 0  # slots with a deadline here
 
     def grow(self, slot_count: int) -> None:
         """Make room for slots ``0 .. slot_count - 1``."""
+        self._slot_count = max(self._slot_count, slot_count)
         missing = slot_count - len(self._fresh_until)
-        if missing > 0:
+        if self._materialized and missing > 0:
             self._fresh_until.extend([NO_DEADLINE] * missing)
             self._refresh_at.extend([NO_DEADLINE] * missing)
+
+    def _materialize(self) -> None:
+        self._fresh_until = [NO_DEADLINE] * self._slot_count
+        self._refresh_at = [NO_DEADLINE] * self._slot_count
+        self._materialized = True
 
     def assign(self, slot: int, fresh_until: int, refresh_at: int) -> None:
         """Give ``slot`` these deadlines (``NO_DEADLINE`` for both: it has none)."""
         refresh_at = min(refresh_at, fresh_until)
-        had = self._refresh_at[slot] != NO_DEADLINE or self._fresh_until[slot] != NO_DEADLINE
         has = refresh_at != NO_DEADLINE or fresh_until != NO_DEADLINE
+        if not self._materialized:
+            if not has:
+                return  # no slot has any: nothing changes
+            self._materialize()
+        had = self._refresh_at[slot] != NO_DEADLINE or self._fresh_until[slot] != NO_DEADLINE
         self._fresh_until[slot] = fresh_until
         self._refresh_at[slot] = refresh_at
         self.count += int(has) - int(had)
 
     def forget(self, slot: int) -> None:
         """The slot left the cache."""
-        self.assign(slot, NO_DEADLINE, NO_DEADLINE)
+        if self.count:  # (then the arrays exist)
+            self.assign(slot, NO_DEADLINE, NO_DEADLINE)
 
     def fresh_until(self, slot: int) -> int:
-        return self._fresh_until[slot]
+        return self._fresh_until[slot] if self._materialized else NO_DEADLINE
 
     def refresh_at(self, slot: int) -> int:
-        return self._refresh_at[slot]
+        return self._refresh_at[slot] if self._materialized else NO_DEADLINE

@@ -10,8 +10,9 @@
 # miss finds an empty bucket at once three times in four instead of twice in three, and a
 # deletion pulls fewer entries back. That costs memory: 16 to 32 bytes of index per entry
 # instead of 8 to 16 (beside the 32-byte node and the 16 of the entries list; at 500,000
-# entries the layer's RSS grew from 96 to 112 bytes per entry). (Mixed zipf replay vs
-# cachebox, medians of 8 alternated runs: 1.190x at 1/2, 1.139x at 1/4.)
+# entries the layer's RSS grew from 96 to 112 bytes per entry; docs/memory.md accounts for
+# today's 81). (Mixed zipf replay vs cachebox, medians of 8 alternated runs: 1.190x at 1/2,
+# 1.139x at 1/4.)
 #
 # A bucket is EMPTY or a slot number with hash facts above it. With 2**k buckets and load
 # <= 1/4, every slot is below 2**(k - 2) (slots are reused, so there are never more than the

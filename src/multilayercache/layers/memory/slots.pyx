@@ -3,6 +3,8 @@ once a cache is full: every array doubles, so growth is amortized."""
 
 import numpy as np
 
+from ..._core import buffers
+
 from libc.stdint cimport int32_t
 
 from ..._core.policy cimport NOT_CACHED
@@ -13,7 +15,7 @@ cdef int grow_index(InMemoryLayer layer) except -1:
     """Double the index (its load stays <= 1/4), placing every cached slot again (the
     tags lose a bit: index.pxd)."""
     cdef Py_ssize_t size = 2 * (layer._index_mask + 1)
-    cdef int32_t[::1] index = np.full(size, EMPTY, dtype=np.int32)
+    cdef int32_t[::1] index = buffers.full(size, EMPTY, np.int32)
     cdef Py_ssize_t slot
     for slot in range(layer._slot_count):
         if layer._policy.region_of(slot) != NOT_CACHED:
@@ -44,6 +46,6 @@ cdef int grow_free(InMemoryLayer layer) except -1:
 def _grown(view, Py_ssize_t size):
     # A bigger copy of a per-slot array.
     array = np.asarray(view)
-    bigger = np.zeros(size, dtype=array.dtype)
+    bigger = buffers.zeros(size, array.dtype)
     bigger[:array.shape[0]] = array
     return bigger
