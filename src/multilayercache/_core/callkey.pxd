@@ -11,6 +11,7 @@ cdef class CallKey:
 @cython.final
 cdef class KeyMaker:
     cdef object _token
+    cdef tuple _names
     cdef Py_ssize_t _positional
     cdef Py_ssize_t _required
     cdef tuple _defaults
@@ -19,3 +20,4 @@ cdef class KeyMaker:
     cdef object _bind
 
     cpdef CallKey key(self, tuple args, dict kwargs)
+    cdef tuple _by_name(self, tuple args, dict kwargs)

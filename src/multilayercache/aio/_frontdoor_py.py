@@ -29,10 +29,10 @@ from .._core._binding_py import DirectCall
 if TYPE_CHECKING:
     from ..core.decorate import CallKeys
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
-async def settled(value: T) -> T:
+async def settled(value: _T) -> _T:
     """A coroutine that returns ``value`` at once (what an L1 hit hands the caller to await)."""
     return value
 

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 from .._core.binding import DirectCall
 from ..core.decorate import CallKeys
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
-async def settled(value: T) -> T: ...
+async def settled(value: _T) -> _T: ...
 
 class AsyncCachedCall(DirectCall):
     # Set by ``AsyncMultilayerCache.cached`` once built (the class has a ``__dict__``).

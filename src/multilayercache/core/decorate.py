@@ -359,7 +359,8 @@ class CallKeys(Generic[P]):
             plain = len(positional) == len(parameters)
             defaults = tuple(p.default for p in positional if p.default is not p.empty)
             token = FunctionToken(function, instance_first=first == FIRST_AS_INSTANCE)
-            maker = KeyMaker(token, len(positional), defaults, plain, first, self.bind)
+            names = tuple(p.name for p in positional)
+            maker = KeyMaker(token, names, defaults, plain, first, self.bind)
             self.of: Callable[[tuple[Any, ...], dict[str, Any] | None], Any] = maker.key
         elif isinstance(key, str):
             self.of = self._template(key)
