@@ -569,6 +569,53 @@ def test_async_cached_call(ops) -> None:
         loop.close()
 
 
+def test_settled_coroutines() -> None:
+    # What an asyncio @cached hit returns: the compiled Settled (no frame) behaves as the pure
+    # twin's native coroutine does, awaited, scheduled, cancelled, misused.
+    import asyncio
+
+    def scenario(settled):
+        async def run() -> list:
+            seen = [await settled(1), await asyncio.create_task(settled((1, 2)))]
+            seen.append(await asyncio.gather(settled(StopIteration), settled(None)))
+            seen.append(await asyncio.wait_for(settled([3]), 1))
+            awaited = settled(5)
+            await awaited
+            task = asyncio.create_task(settled(6))
+            task.cancel()
+            for attempt in [
+                lambda: awaited.send(None),  # reused
+                lambda: task.result(),
+                lambda: settled(7).send(1),  # a value into a coroutine just started
+                lambda: settled(8).send(None),
+                lambda: settled(9).throw(ValueError("thrown")),
+            ]:
+                await asyncio.sleep(0)
+                try:
+                    seen.append(("returned", attempt()))
+                except (StopIteration, RuntimeError, TypeError, ValueError) as error:
+                    seen.append((type(error).__name__, str(error), getattr(error, "value", 0)))
+                except asyncio.CancelledError:
+                    seen.append("cancelled")
+            closed = settled(10)
+            closed.close()
+            seen.append((asyncio.iscoroutine(closed), inspect.isawaitable(closed)))
+            return seen
+
+        return asyncio.run(run())
+
+    import gc
+    import inspect
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the pure coroutine sent a value
+        pure = scenario(PURE.settled)
+        gc.collect()
+    assert pure == scenario(COMPILED.settled)
+    assert pure[:4] == [1, (1, 2), [StopIteration, None], [3]]
+
+
 def defined_constants(module) -> set[str]:
     """The public UPPER_CASE names a module assigns itself (not the ones it imports)."""
     tree = ast.parse(Path(module.__file__).read_text())

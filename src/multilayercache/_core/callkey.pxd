@@ -2,10 +2,13 @@ cimport cython
 
 
 @cython.final
+@cython.freelist(8)
 cdef class CallKey:
     cdef readonly object function
     cdef readonly tuple arguments
     cdef Py_hash_t _hash
+
+    cdef int _fill(self, object function, tuple arguments) except -1
 
 
 @cython.final

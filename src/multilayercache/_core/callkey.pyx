@@ -38,6 +38,9 @@ cdef class CallKey:
     ``arguments``. ``text`` is the form shared layers store it under."""
 
     def __init__(self, function, tuple arguments):
+        self._fill(function, arguments)
+
+    cdef int _fill(self, object function, tuple arguments) except -1:
         cdef Py_hash_t arguments_hash
         cdef size_t mixed
         self.function = function
@@ -52,6 +55,7 @@ cdef class CallKey:
         self._hash = arguments_hash ^ <Py_hash_t>mixed
         if self._hash == -1:
             self._hash = -2
+        return 0
 
     def __hash__(self):
         return self._hash
@@ -116,7 +120,10 @@ cdef class KeyMaker:
             arguments = arguments[1:]
         elif self._first == _AS_INSTANCE and PyTuple_GET_SIZE(arguments):
             arguments = instance_keyed(arguments)
-        return CallKey(self._token, arguments)
+        # made without the type's call (an argument tuple, __init__): a third of the key's cost
+        cdef CallKey key = CallKey.__new__(CallKey)
+        key._fill(self._token, arguments)
+        return key
 
     cdef tuple _by_name(self, tuple args, dict kwargs):
         """``args``, then each later parameter from ``kwargs`` or its default; ``None`` for a
