@@ -303,7 +303,9 @@ class AsyncMultilayerCache(ManagerBase):
     ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """Decorator for coroutine functions and methods: cache results by arguments (the
         options of ``MultilayerCache.cached``, methods and tags alike). ``await
-        f.invalidate(...)`` forgets one result."""
+        f.invalidate(...)`` forgets one result. A call builds the key and asks L1 at once
+        (compiled: ``AsyncCachedCall``) and returns a coroutine: the value on an L1 hit,
+        else the load, which runs when awaited."""
         check_load_ttl(ttl)  # a TTL, or a function of the result
         check_options(None, condition)
         tags_of = tags_for(tags)
