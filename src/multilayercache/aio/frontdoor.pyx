@@ -148,7 +148,8 @@ cdef class AsyncCachedCall(DirectCall):
 cdef object _call_slot(PyObject* self, PyObject* args, PyObject* kwargs):
     # The type's call: the interpreter's own argument tuple and keyword dict (or NULL), as
     # they are. (A ``def __call__(*args, **kwargs)`` makes a fresh dict for every call and
-    # copies the keywords: a tenth of a hit.) Nothing here keeps or changes the dict.
+    # copies the keywords: a tenth of a hit.) A hit keeps neither; a miss copies the dict,
+    # which the load holds until it is awaited (a caller in C may reuse its own).
     return _hit_or_load(<AsyncCachedCall>self, <tuple>args,
                         None if kwargs is NULL else <dict>kwargs)
 
@@ -166,4 +167,4 @@ cdef inline object _hit_or_load(AsyncCachedCall self, tuple args, dict kwargs):
     value = self._first_lookup(key, self._missing, self._aside)
     if value is not self._missing and value is not self._aside:
         return _settled(value)
-    return self._load(key, args, {} if kwargs is None else kwargs, value is self._aside)
+    return self._load(key, args, {} if kwargs is None else dict(kwargs), value is self._aside)
