@@ -46,6 +46,8 @@ TWINNED = {
     "InMemoryLayer": "multilayercache.layers.memory.layer",
     "FrontDoor": "multilayercache.sync.frontdoor",
     "CachedCall": "multilayercache.sync.frontdoor",
+    "AsyncCachedCall": "multilayercache.aio.frontdoor",
+    "settled": "multilayercache.aio.frontdoor",
     "CallKey": "multilayercache._core.callkey",
     "KeyMaker": "multilayercache._core.callkey",
     "DirectCall": "multilayercache._core.binding",

@@ -584,6 +584,113 @@ def test_front_door_of_one_layer(ops, fail_safe) -> None:
     assert stats[0] == stats[1]
 
 
+@SETTINGS
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["call", "call", "call", "set", "stale", "delete"]),
+            st.integers(0, 6),
+            st.booleans(),  # by keyword
+        ),
+        max_size=60,
+    )
+)
+def test_async_cached_call(ops) -> None:
+    # The asyncio decorator's fast path: a settled hit in the first layer is a coroutine
+    # returning it; a miss, or a value held but stale (aside), is the load's coroutine.
+    import asyncio
+
+    from multilayercache.core.decorate import CallKeys
+
+    def price(item: int, count: int = 1) -> None:
+        pass
+
+    keys = CallKeys(price, None)  # one token: the worlds' keys are alike
+    loop = asyncio.new_event_loop()
+    worlds = []
+    for twin in (PURE, COMPILED):
+        first: dict = {}
+        asked: list = []
+        missing, aside = object(), object()
+
+        def lookup(key, default, stale, first=first):
+            value = first.get(key, default)
+            return stale if value == "stale" else value
+
+        async def load(key, args, kwargs, stepped_aside, asked=asked):
+            asked.append(("load", key.arguments, args, sorted(kwargs.items()), stepped_aside))
+            return f"loaded {key.arguments}"
+
+        call = twin.AsyncCachedCall(keys.of, lookup, load, missing, aside)
+        worlds.append((call, first, asked))
+    try:
+        for op, item, by_keyword in ops:
+            results = []
+            for call, first, asked in worlds:
+                key = keys.of((item,), {})
+                if op == "set":
+                    first[key] = f"value {item}"
+                elif op == "stale":
+                    first[key] = "stale"
+                elif op == "delete":
+                    first.pop(key, None)
+                else:
+                    coroutine = call(item, count=1) if by_keyword else call(item)
+                    assert asyncio.iscoroutine(coroutine)
+                    results.append((loop.run_until_complete(coroutine), list(asked)))
+            if results:
+                assert results[0] == results[1]
+    finally:
+        loop.close()
+
+
+def test_settled_coroutines() -> None:
+    # What an asyncio @cached hit returns: the compiled Settled (no frame) behaves as the pure
+    # twin's native coroutine does, awaited, scheduled, cancelled, misused.
+    import asyncio
+
+    def scenario(settled):
+        async def run() -> list:
+            seen = [await settled(1), await asyncio.create_task(settled((1, 2)))]
+            seen.append(await asyncio.gather(settled(StopIteration), settled(None)))
+            seen.append(await asyncio.wait_for(settled([3]), 1))
+            awaited = settled(5)
+            await awaited
+            task = asyncio.create_task(settled(6))
+            task.cancel()
+            for attempt in [
+                lambda: awaited.send(None),  # reused
+                lambda: task.result(),
+                lambda: settled(7).send(1),  # a value into a coroutine just started
+                lambda: settled(8).send(None),
+                lambda: settled(9).throw(ValueError("thrown")),
+            ]:
+                await asyncio.sleep(0)
+                try:
+                    seen.append(("returned", attempt()))
+                except (StopIteration, RuntimeError, TypeError, ValueError) as error:
+                    seen.append((type(error).__name__, str(error), getattr(error, "value", 0)))
+                except asyncio.CancelledError:
+                    seen.append("cancelled")
+            closed = settled(10)
+            closed.close()
+            seen.append((asyncio.iscoroutine(closed), inspect.isawaitable(closed)))
+            return seen
+
+        return asyncio.run(run())
+
+    import gc
+    import inspect
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the pure coroutine sent a value
+        pure = scenario(PURE.settled)
+        gc.collect()
+    assert pure == scenario(COMPILED.settled)
+    assert pure[:4] == [1, (1, 2), [StopIteration, None], [3]]
+
+
 def defined_constants(module) -> set[str]:
     """The public UPPER_CASE names a module assigns itself (not the ones it imports)."""
     tree = ast.parse(Path(module.__file__).read_text())
@@ -664,6 +771,12 @@ def test_call_keys(case, first, args, kwargs) -> None:
             text = str(error)
         outcomes.append((type(key).__name__, key.arguments, text))
     assert outcomes[0] == outcomes[1]
+    if mode == decorate.FIRST_AS_ARGUMENT:  # the keyword fast path makes what bind makes
+        try:
+            bound = ("CallKey", keys.bind(tuple(args), dict(kwargs)))
+        except TypeError as error:
+            bound = ("TypeError", str(error))
+        assert outcomes[0][:2] == bound  # (every argument drawn here is hashable)
     if outcomes[0][0] == "CallKey" and mode == decorate.FIRST_AS_INSTANCE:
         instance = keys.bind(tuple(args), dict(kwargs))[0]
         expected = instance.__cache_key__() if type(instance) is Keyed else instance
@@ -676,7 +789,7 @@ def _layout(function):
     parameters = list(inspect.signature(function).parameters.values())
     positional = [p for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
     defaults = tuple(p.default for p in positional if p.default is not p.empty)
-    return len(positional), defaults, len(positional) == len(parameters)
+    return tuple(p.name for p in positional), defaults, len(positional) == len(parameters)
 
 
 BINDING_OPERATIONS = st.lists(

@@ -1,6 +1,6 @@
 """``@cache.cached``, one spec for the sync manager (plain functions, ``CachedCall``) and the
-asyncio one (coroutine functions), x the compiled and pure twins (the L1, ``CachedCall`` and
-the method bindings), over real Redis."""
+asyncio one (coroutine functions, ``AsyncCachedCall``), x the compiled and pure twins (the
+L1, the cached calls and the method bindings), over real Redis."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import weakref
 
 import pytest
 
+import multilayercache.aio.cache
 import multilayercache.core.decorate
 import multilayercache.sync.cache
 from multilayercache import AsyncMultilayerCache, InMemoryLayer, MultilayerCache
@@ -20,6 +21,7 @@ from multilayercache import AsyncMultilayerCache, InMemoryLayer, MultilayerCache
 def decorator_twins(impl, monkeypatch) -> None:
     # The managers pick their twins at import; the spec runs on both.
     monkeypatch.setattr(multilayercache.sync.cache, "CachedCall", impl.CachedCall)
+    monkeypatch.setattr(multilayercache.aio.cache, "AsyncCachedCall", impl.AsyncCachedCall)
     monkeypatch.setattr(multilayercache.core.decorate, "CachedMethod", impl.CachedMethod)
     monkeypatch.setattr(multilayercache.core.decorate, "CachedClassMethod", impl.CachedClassMethod)
 

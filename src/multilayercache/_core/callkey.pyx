@@ -9,7 +9,9 @@ else.
 import sys
 
 from cpython.object cimport Py_EQ, Py_TYPE, PyObject, PyObject_RichCompareBool, PyTypeObject
-from cpython.tuple cimport PyTuple_GET_SIZE
+from cpython.dict cimport PyDict_GetItem, PyDict_Size
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
+from cpython.ref cimport Py_INCREF
 
 
 cdef extern from "Python.h":
@@ -36,6 +38,9 @@ cdef class CallKey:
     ``arguments``. ``text`` is the form shared layers store it under."""
 
     def __init__(self, function, tuple arguments):
+        self._fill(function, arguments)
+
+    cdef int _fill(self, object function, tuple arguments) except -1:
         cdef Py_hash_t arguments_hash
         cdef size_t mixed
         self.function = function
@@ -50,6 +55,7 @@ cdef class CallKey:
         self._hash = arguments_hash ^ <Py_hash_t>mixed
         if self._hash == -1:
             self._hash = -2
+        return 0
 
     def __hash__(self):
         return self._hash
@@ -84,11 +90,11 @@ cdef class CallKey:
 cdef class KeyMaker:
     """Normalises a call's arguments into a ``CallKey`` (see ``_callkey_py.py``)."""
 
-    def __init__(self, token, Py_ssize_t positional, tuple defaults, bint plain,
-                 int first, bind):
+    def __init__(self, token, tuple names, tuple defaults, bint plain, int first, bind):
         self._token = token
-        self._positional = positional
-        self._required = positional - len(defaults)
+        self._names = names
+        self._positional = len(names)
+        self._required = len(names) - len(defaults)
         self._defaults = defaults
         self._plain = plain
         if first not in (_AS_ARGUMENT, _LEFT_OUT, _AS_INSTANCE):
@@ -99,8 +105,12 @@ cdef class KeyMaker:
     cpdef CallKey key(self, tuple args, dict kwargs):
         """The key of the call ``function(*args, **kwargs)``."""
         cdef Py_ssize_t count = PyTuple_GET_SIZE(args)
-        cdef tuple arguments
-        if kwargs or not self._plain or not self._required <= count <= self._positional:
+        cdef tuple arguments = None
+        if kwargs and self._plain:
+            arguments = self._by_name(args, kwargs)
+        if arguments is not None:
+            pass
+        elif kwargs or not self._plain or not self._required <= count <= self._positional:
             arguments = self._bind(args, kwargs or {})
         elif count == self._positional:
             arguments = args
@@ -110,7 +120,35 @@ cdef class KeyMaker:
             arguments = arguments[1:]
         elif self._first == _AS_INSTANCE and PyTuple_GET_SIZE(arguments):
             arguments = instance_keyed(arguments)
-        return CallKey(self._token, arguments)
+        # made without the type's call (an argument tuple, __init__): a third of the key's cost
+        cdef CallKey key = CallKey.__new__(CallKey)
+        key._fill(self._token, arguments)
+        return key
+
+    cdef tuple _by_name(self, tuple args, dict kwargs):
+        """``args``, then each later parameter from ``kwargs`` or its default; ``None`` for a
+        call that may not fit the signature (``bind`` then decides)."""
+        cdef Py_ssize_t count = PyTuple_GET_SIZE(args)
+        cdef Py_ssize_t index, used = 0
+        cdef PyObject* value
+        if count > self._positional:
+            return None
+        cdef tuple values = PyTuple_New(self._positional)
+        for index in range(self._positional):
+            if index < count:
+                value = PyTuple_GET_ITEM(args, index)
+            else:
+                value = PyDict_GetItem(kwargs, <object>PyTuple_GET_ITEM(self._names, index))
+                if value is NULL:
+                    if index < self._required:
+                        return None  # a required parameter missing
+                    value = PyTuple_GET_ITEM(self._defaults, index - self._required)
+                else:
+                    used += 1
+            Py_INCREF(<object>value)  # PyTuple_SET_ITEM steals a reference
+            PyTuple_SET_ITEM(values, index, <object>value)
+        # a name that is no parameter, or one also given by position, was not used
+        return values if used == PyDict_Size(kwargs) else None
 
 
 cdef tuple instance_keyed(tuple arguments):

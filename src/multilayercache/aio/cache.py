@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._build import twin
 from ..analytics.options import InsightsOptions
 from ..analytics.sampler import cache_insights, insights_options, start_insights
 from ..core import loading, plans
@@ -34,6 +35,7 @@ from ..core.decorate import (
     R,
     check_kind,
     check_options,
+    coroutine_like,
     decorated,
     in_class,
     return_type,
@@ -54,6 +56,12 @@ from .events import EventDelivery
 if TYPE_CHECKING:  # redis is an extra: imported when a cache asks for one of these
     from ..layers.redis.backplane import Backplane
     from ..layers.redis.fleetinfo import FleetInfo
+
+if TYPE_CHECKING:  # the twin carries the annotations; the compiled module shares them
+    from . import _frontdoor_py as _frontdoor
+else:
+    _frontdoor = twin("multilayercache.aio.frontdoor", "multilayercache.aio._frontdoor_py")
+AsyncCachedCall = _frontdoor.AsyncCachedCall
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -295,7 +303,9 @@ class AsyncMultilayerCache(ManagerBase):
     ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """Decorator for coroutine functions and methods: cache results by arguments (the
         options of ``MultilayerCache.cached``, methods and tags alike). ``await
-        f.invalidate(...)`` forgets one result."""
+        f.invalidate(...)`` forgets one result. A call builds the key and asks L1 at once
+        (compiled: ``AsyncCachedCall``) and returns a coroutine: the value on an L1 hit,
+        else the load, which runs when awaited."""
         check_load_ttl(ttl)  # a TTL, or a function of the result
         check_options(None, condition)
         tags_of = tags_for(tags)
@@ -312,31 +322,30 @@ class AsyncMultilayerCache(ManagerBase):
             annotated = return_type(target.function)
             typed = self._type_for(value_type if value_type is not None else annotated)
             state, depth, run = self._state, self._checked_depth, self._run
-            key_of, first_lookup, plain = keys.of, self._first_lookup, target.function
+            plain = target.function
 
-            @functools.wraps(plain)
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                call_key = key_of(args, kwargs)
-                value = first_lookup(call_key, MISSING, STEPPED_ASIDE)  # before any await
-                if value is not MISSING and value is not STEPPED_ASIDE:
-                    return value
-
+            async def load(
+                call_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], aside: bool
+            ) -> Any:
                 def call(_: Any) -> Any:
                     return plain(*args, **kwargs)
 
-                start = 0 if value is STEPPED_ASIDE else depth
+                start = 0 if aside else depth
                 loader = tagged(call, tags_of(args, kwargs))
                 plan = loading.load(state, call_key, loader, ttl, typed, condition, options, start)
                 return await run(plan)
 
             async def invalidate(*args: Any, **kwargs: Any) -> bool:
-                return await self.delete(key_of(args, kwargs))
+                return await self.delete(keys.of(args, kwargs))
 
-            # Attributes of the function that AsyncCachedFunction describes to mypy, and the
-            # call or its binding in a class, as it describes it.
-            wrapper.cache_key = keys  # type: ignore[attr-defined]
-            wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-            return in_class(wrapper, target)  # type: ignore[no-any-return]
+            # A hit is a compiled call that returns a settled coroutine (aio/_frontdoor_py.py)
+            wrapper = AsyncCachedCall(keys.of, self._first_lookup, load, MISSING, STEPPED_ASIDE)
+            functools.update_wrapper(wrapper, plain)
+            wrapper.cache_key = keys
+            wrapper.invalidate = invalidate
+            # The call, or its binding in a class: what AsyncCachedFunction describes to mypy;
+            # inspect.iscoroutinefunction answers True for it as for the function it caches.
+            return coroutine_like(in_class(wrapper, target), plain)  # type: ignore[no-any-return]
 
         return decorate
 

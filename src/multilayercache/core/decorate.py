@@ -235,6 +235,24 @@ def in_class(call: Callable[..., Any], target: Decorated) -> Any:
     return method
 
 
+def coroutine_like(cached: Any, function: Callable[..., Any]) -> Any:
+    """``cached`` (what ``in_class`` returned for the coroutine function ``function``) made
+    to pass ``inspect.iscoroutinefunction`` and ``asyncio.iscoroutinefunction``, as frameworks
+    ask before they await (FastAPI, Starlette). It is no Python function, so it gets the
+    attributes ``inspect`` reads from a function-like object (the ones a Cython function
+    has): ``function``'s code object, whose flags say coroutine, and its defaults; and on
+    Python 3.12+ the public mark too. A ``BoundCall`` of it reads them from its method, and
+    ``inspect.signature`` still reads ``__wrapped__`` (or the bound call's ``__signature__``)."""
+    target = cached.__func__ if isinstance(cached, staticmethod) else cached
+    target.__code__ = function.__code__
+    target.__defaults__ = function.__defaults__
+    target.__kwdefaults__ = function.__kwdefaults__
+    mark = getattr(inspect, "markcoroutinefunction", None)  # Python 3.12+
+    if mark is not None:
+        mark(target)
+    return cached
+
+
 class FunctionToken:
     """Stands for one decorated function inside its ``CallKey``s (compared by identity),
     and turns their arguments into the text shared layers store them under."""
@@ -341,7 +359,8 @@ class CallKeys(Generic[P]):
             plain = len(positional) == len(parameters)
             defaults = tuple(p.default for p in positional if p.default is not p.empty)
             token = FunctionToken(function, instance_first=first == FIRST_AS_INSTANCE)
-            maker = KeyMaker(token, len(positional), defaults, plain, first, self.bind)
+            names = tuple(p.name for p in positional)
+            maker = KeyMaker(token, names, defaults, plain, first, self.bind)
             self.of: Callable[[tuple[Any, ...], dict[str, Any] | None], Any] = maker.key
         elif isinstance(key, str):
             self.of = self._template(key)
