@@ -9,8 +9,10 @@ MessagePack by default, which cannot run code whatever is in Redis; opt in to pi
 ``SignedPickleSerializer(key=...)``, and to encryption with ``Encryption`` (AES-GCM). A
 value that cannot be encoded raises ``SerializationError`` and nothing is written.
 
-Nothing read from Redis is trusted, and every read decodes through one path (``_unpack``,
-and its batch form ``_entries_at_once``, which accepts exactly what it accepts): a value
+Nothing read from Redis is trusted, and every read decodes through one path (``_unpack``;
+the common items, untyped MessagePack in an envelope without tags, first take a one-pass
+read, ``_core/envelope_batch``, which accepts a subset of what ``_unpack`` accepts and
+builds the same entries, and hands every other item to ``_unpack``): a value
 larger than ``max_value_bytes`` (checked before decoding), without an envelope this version
 writes, written for another key (the envelope's key check, and the associated data of
 signed and encrypted values), that does not open or verify, past the serializer's limits,
@@ -561,10 +563,16 @@ class RedisCodec:
         return default
 
     def _found_many(
-        self, keys: list[Any], values: list[Any], value_type: Any = None, fresh: bool = True
+        self,
+        keys: list[Any],
+        values: list[Any],
+        value_type: Any = None,
+        fresh: bool = True,
+        redis_keys: list[str] | None = None,
     ) -> dict[Any, Any]:
-        """Account for one batch read of ``keys`` (each read counts, repeats too) that
-        returned ``values``; the hits, as values (``fresh``) or entries."""
+        """Account for one batch read of ``keys`` (each read counts, repeats too; their
+        ``redis_keys``, if the caller has them) that returned ``values``; the hits, as
+        values (``fresh``) or entries."""
         now_ms = _now_ms()
         decode = self._common_decode if value_type is None else None
         if decode is None:
@@ -572,7 +580,12 @@ class RedisCodec:
             leftovers: Iterable[int] = range(len(keys))
         else:  # the common items in one pass; the general path for the others
             entries, leftovers = _envelopes.read_batch(
-                keys, self._redis_keys(keys), values, decode, now_ms, *self._bounds
+                keys,
+                self._redis_keys(keys) if redis_keys is None else redis_keys,
+                values,
+                decode,
+                now_ms,
+                *self._bounds,
             )
         for position in leftovers:
             data = values[position]
