@@ -239,9 +239,7 @@ async def async_table(url: str, repeat: int) -> list[str]:
             f"    promote never   {summary(samples, 'get, never', 'raw GET')}",
             f"    promote default {summary(samples, 'get, default', 'raw GET')}",
         ]
-        lines += [
-            f"    {name:<15} {summary(samples, f'{name} get', 'raw GET')}" for name in others
-        ]
+        lines += [f"    {name:<15} {summary(samples, f'{name} get', 'raw GET')}" for name in others]
         lines += [
             f"async {shape:<6} get_many(100): raw MGET "
             f"{statistics.median(samples['raw MGET']) * 1e6:6.1f} us; manager "
@@ -250,8 +248,7 @@ async def async_table(url: str, repeat: int) -> list[str]:
             f"    promote default {summary(samples, 'get_many, default', 'raw MGET')}",
         ]
         lines += [
-            f"    {name:<15} {summary(samples, f'{name} get_many', 'raw MGET')}"
-            for name in others
+            f"    {name:<15} {summary(samples, f'{name} get_many', 'raw MGET')}" for name in others
         ]
     await raw.aclose()
     await l2.close()

@@ -54,8 +54,6 @@ from ...core.entry import (
     DEADLINES_OFFSET,
     FIRST_BYTE,
     FORMAT_VERSION,
-    KEY_CHECK_OFFSET,
-    NO_DEADLINE_MS,
     STEP_OFFSET,
     STEPPED_FIRST_BYTE,
     STEPPED_VERSION,
@@ -553,7 +551,9 @@ class RedisCodec:
             decode = self._common_decode if value_type is None else None
             entry = None
             if decode is not None:  # the common read (see ``_found_many``)
-                entry = _envelopes.read_one(self.redis_key(key), data, decode, now_ms, *self._bounds)
+                entry = _envelopes.read_one(
+                    self.redis_key(key), data, decode, now_ms, *self._bounds
+                )
             if entry is None:
                 entry = self._unpack(key, data, value_type, now_ms)
             if entry is not None and (not fresh or entry.fresh_for > 0):
