@@ -109,7 +109,8 @@ __all__ = [
     "Offer", "Peek", "Plan", "Refresh", "Step", "T", "TimedOut", "clear", "contains",
     "delete", "delete_many", "direct_tier", "enqueue_deletes", "enqueue_writes",
     "find_entries", "find_entry", "forget", "get_entries", "get_entry", "promote",
-    "promote_at_once", "promote_found", "queued_entry", "read", "read_many", "remaining_ttl", "store", "typed", "write",
+    "promote_at_once", "promote_found", "queued_entry", "read", "read_many", "remaining_ttl",
+    "store", "typed", "write",
     "write_at_once", "write_loaded", "primitives", "drop_marked", "invalidate",
     "Announce", "Unwatch", "Wait", "Watch",
 ]  # fmt: skip
