@@ -55,6 +55,8 @@ TWINNED = {
     "CachedClassMethod": "multilayercache._core.binding",
     "BoundCall": "multilayercache._core.binding",
     "count_objects": "multilayercache._core.msgpack_bounds",
+    "read_batch": "multilayercache._core.envelope_batch",
+    "read_one": "multilayercache._core.envelope_batch",
 }
 
 

@@ -25,6 +25,7 @@ from multilayercache import (
     RedisLayer,
     WriteBehind,
 )
+from multilayercache.core import plans
 
 TRIALS = 2_000
 OLD, NEW = "old", "new"
@@ -218,10 +219,22 @@ class Threads:
         self.cache.flush(5)  # what a write-behind L2 will hold
         return self.l2._layer.get(key, ABSENT)
 
+    def warm(self, write: str) -> None:
+        """A first read of another key: its tag marks are loaded, and a write-through
+        cache's reads below L1 take the path without a plan from then on."""
+        self.l2._layer.set("warm", OLD)
+        assert self.cache.get("warm") == OLD
+        direct = plans.direct_tier(self.cache._state, 1)
+        assert (direct is not None) == (write == "write-through")
 
-@pytest.fixture(params=list(WRITE_POLICIES))
+
+@pytest.fixture(params=[(policy, warm) for policy in WRITE_POLICIES for warm in (False, True)])
 def threads(request: pytest.FixtureRequest, redis_url: str, prefix: str) -> Any:
-    setup = Threads(redis_url, prefix, request.param)
+    # (a test may ask for one policy: ``indirect=True`` with its name)
+    policy, warm = request.param if isinstance(request.param, tuple) else (request.param, False)
+    setup = Threads(redis_url, prefix, policy)
+    if warm:
+        setup.warm(policy)
     yield setup
     setup.cache.close()
 
@@ -361,12 +374,18 @@ class Tasks:
         await self.cache.close()
 
 
+@pytest.mark.parametrize("warm", [False, True])
 @pytest.mark.parametrize("policy", list(WRITE_POLICIES))
 @pytest.mark.parametrize("write", ["set", "delete"])
 async def test_a_task_whose_read_a_write_overtook_copies_nothing_up(
-    write: str, policy: str, redis_url: str, prefix: str
+    write: str, policy: str, warm: bool, redis_url: str, prefix: str
 ):
     async with Tasks(redis_url, prefix, policy) as tasks:
+        if warm:  # marks loaded: a write-through cache reads below L1 without a plan
+            await tasks.l2._layer.set("warm", OLD)
+            assert await tasks.cache.get("warm") == OLD
+            direct = plans.direct_tier(tasks.cache._state, 1)
+            assert (direct is not None) == (policy == "write-through")
         await tasks.l2._layer.set("k", OLD)
         gate = tasks.l2.pause("get_entry")
         reader = asyncio.create_task(tasks.cache.get("k"))

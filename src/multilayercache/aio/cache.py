@@ -111,6 +111,9 @@ class AsyncMultilayerCache(ManagerBase):
         if value is not MISSING:
             return value
         state = self._state
+        tier = plans.direct_tier(state, self._checked_depth)
+        if tier is not None:  # the common read below L1: no decision needs the plan
+            return await self._driver.read_at_once(tier, key, default)
         return await self._run(
             plans.read(state, key, default, self._checked_depth, state.value_type)
         )

@@ -104,6 +104,12 @@ class KeyGenerations:
         stored anywhere, so every slot now differs from whatever a reader noted."""
         self._table[:] = [next(self._tickets)] * len(self._table)
 
+    def moved(self, keys: Iterable[Any], seen: Mapping[Any, int]) -> list[Any]:
+        """The keys of ``keys`` whose generation moved since it was noted in ``seen`` (or
+        that were never noted there): ``changed`` without a mapping built for it."""
+        table, mask, noted = self._table, self._mask, seen.get
+        return [key for key in keys if table[hash(key) & mask] != noted(key, -1)]
+
     def changed(self, seen: Mapping[Any, int]) -> list[Any]:
         """The keys of ``seen`` whose generation moved since it was noted."""
         table, mask = self._table, self._mask

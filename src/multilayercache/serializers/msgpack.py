@@ -174,6 +174,12 @@ class MsgpackSerializer:
                 f"stored value is not a {_name(value_type)}: {error}", cause="wrong_type"
             ) from None
 
+    @property
+    def untyped_decode(self) -> Callable[[Any], Any]:
+        """msgspec's decoder of MessagePack's data model, without the tag or the bounds:
+        for a caller that checks both first (a batch read, ``_core/_envelope_batch_py``)."""
+        return self._decode
+
     def loads_many(self, items: list[bytes], value_type: Any = None) -> list[Any]:
         """Decode many values. Untyped, in one msgspec call: the tag byte is itself a
         MessagePack object (the integer 1), so each item is two objects, and the items

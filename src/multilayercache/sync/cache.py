@@ -152,6 +152,9 @@ class MultilayerCache(ManagerBase):
 
     def _get_below(self, key: Any, default: Any) -> Any:
         state = self._state
+        tier = plans.direct_tier(state, self._checked_depth)
+        if tier is not None:  # the common read below L1: no decision needs the plan
+            return self._driver.read_at_once(tier, key, default)
         return self._run(plans.read(state, key, default, self._checked_depth, state.value_type))
 
     def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:

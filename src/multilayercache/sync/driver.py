@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from .._forking import register_after_fork
 from ..core.backoff import RetryState
 from ..core.driving import DriverBase
+from ..core.errors import LayerError
 from ..core.plans import (
     READ_METHODS,
     Announce,
@@ -35,6 +36,9 @@ from ..core.plans import (
     Unwatch,
     Wait,
     Watch,
+    promote,
+    promote_at_once,
+    typed,
 )
 from ..core.state import CacheState
 from ..core.tiers import Tier
@@ -96,6 +100,26 @@ class Driver(DriverBase):
                 reply, failure = None, error
             except BaseException as error:  # cancelled, interrupted: the plan tidies up, re-raises
                 reply, failure = None, error
+
+    def read_at_once(self, tier: Tier, key: Any, default: Any) -> Any:
+        """``plans.read`` of one key from ``tier`` (``plans.direct_tier``: the read needs
+        no plan) with plain calls: the same breaker, retry policy and counting; the copy
+        into L1 by ``promote_at_once``, or by the plan when it needs one."""
+        state = self.state
+        generations = state.generations
+        noted = 0 if generations is None else generations.of(key)  # before the read
+        args = typed(tier, (key,), state.value_type)
+        try:
+            entry = guarded_call(tier, tier.layer.get_entry, args, state, "get_entry")
+        except LayerError as error:  # a miss there, as ``find_entry`` counts it
+            state.note_read_error(tier, key, error)
+            return default
+        if entry is None or entry.fresh_for <= 0:  # stale: ``get`` does not serve it
+            return default
+        if state.promotes and not promote_at_once(state, key, entry, noted):
+            copy = promote(state, {key: entry}, tier.depth, state.value_type, {key: noted})
+            self.run(copy)
+        return entry.value
 
     def _perform(self, step: Any) -> Any:
         kind = type(step)

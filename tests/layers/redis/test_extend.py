@@ -14,6 +14,7 @@ import redis.cluster
 from multilayercache import AsyncRedisLayer, RedisLayer
 from multilayercache.core.entry import digest, unwrap
 from multilayercache.core.freshness import Lifetime
+from multilayercache.layers.redis import codec
 
 from support import command_calls
 
@@ -49,8 +50,11 @@ def test_a_stepped_write_is_format_4_and_reads_back_everywhere(layer, raw_redis,
         assert 23 < many[key].refresh_in <= 24 and 29 < many[key].fresh_for <= 30
     assert many["plain"].step == 0 and many["plain"].digest is None
     values = [raw_redis.get(prefix + key) for key in [*items, "plain"]]
-    at_once = layer._entries_at_once([*items, "plain"], values, None, 0)
-    assert at_once is not None and at_once["k1"].step == -3  # the one-call path took them
+    keys = [*items, "plain"]
+    at_once, leftovers = codec._envelopes.read_batch(
+        keys, [prefix + key for key in keys], values, layer._common_decode, 0, *layer._bounds
+    )
+    assert not leftovers and at_once["k1"].step == -3  # the one-pass path took them all
     assert layer.get_many(items) == items
     assert layer.digest_of("k1", {"n": 1}) == envelope.digest != layer.digest_of("k1", {"n": 2})
 

@@ -56,11 +56,13 @@ from . import primitives
 from .invalidation import drop_marked, invalidate
 from .reads import (
     contains,
+    direct_tier,
     find_entries,
     find_entry,
     get_entries,
     get_entry,
     promote,
+    promote_at_once,
     promote_found,
     queued_entry,
     read,
@@ -106,9 +108,9 @@ from .writes import (
 __all__ = [
     "READ_METHODS", "Call", "Enqueue", "Flight", "FlightMany", "Flush", "Load", "Loaded",
     "Offer", "Peek", "Plan", "Refresh", "Step", "T", "TimedOut", "clear", "contains",
-    "delete", "delete_many", "enqueue_deletes", "enqueue_writes", "find_entries",
-    "find_entry", "forget", "get_entries", "get_entry", "promote", "promote_found",
-    "queued_entry", "read", "read_many", "remaining_ttl", "store", "typed", "write",
-    "write_at_once", "write_loaded", "write_loaded_at_once", "primitives", "drop_marked",
-    "invalidate", "Announce", "Unwatch", "Wait", "Watch",
+    "delete", "delete_many", "direct_tier", "enqueue_deletes", "enqueue_writes",
+    "find_entries", "find_entry", "forget", "get_entries", "get_entry", "promote",
+    "promote_at_once", "promote_found", "queued_entry", "read", "read_many", "remaining_ttl",
+    "store", "typed", "write", "write_at_once", "write_loaded", "write_loaded_at_once",
+    "primitives", "drop_marked", "invalidate", "Announce", "Unwatch", "Wait", "Watch",
 ]  # fmt: skip

@@ -14,14 +14,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import LayerError, is_transient
-from ..freshness import Entry, Freshness, Lifetime, lifetime_of
+from ..freshness import Entry, Freshness, Lifetime
 from ..keys import unique
 from ..missing import MISSING
 from ..state import CacheState
 from ..tiers import Tier
 from ..writepolicy import Op
 from .steps import Call, Peek, Plan, typed
-from .writes import current, remove, store, undo_if_overtaken
+from .writes import remove, store, undo_if_overtaken
 
 
 def get_entry(tier: Tier, key: Any, value_type: Any) -> Plan[Entry | None]:
@@ -132,6 +132,61 @@ def read(
     return entry.value
 
 
+def direct_tier(state: CacheState, start: int) -> Tier | None:
+    """The layer a one-key ``get`` from depth ``start`` reads without a plan, or ``None``
+    when the read needs one. The common read below an in-process L1: one layer left (the
+    shared L2), read at once (not write-behind, no rate limit, latency not recorded), no
+    delete or clear waiting to reach it, its tag marks loaded and none set. The caller
+    reads ``get_entry`` through the layer's breaker and retry policy (a failure: a counted
+    miss, as ``find_entry`` counts it), then settles it as ``read`` does: a fresh entry is
+    the value (copied up by ``promote_at_once``, or ``promote``), anything else a miss."""
+    tiers = state.tiers
+    if start != len(tiers) - 1 or state.record_latency or state.unconfirmed or state.uncleared:
+        return None
+    tier = tiers[start]
+    if tier.queue is not None or tier.limiter is not None or not tier.entries:
+        return None
+    invalidations = state.invalidations
+    if not invalidations.loaded or invalidations:
+        return None
+    return tier
+
+
+def promote_at_once(state: CacheState, key: Any, entry: Entry, noted: int) -> bool:
+    """``promote`` of one fresh entry that ``direct_tier``'s layer answered, into the
+    in-process layers above it, with plain calls; ``noted``: the key's generation before
+    that read. False, having done nothing, when the copy needs the plan: an entry with
+    tags, a layer that adapts its TTLs, a cache in a fleet (whose copies note their keys'
+    shared texts), a layer above that is not in-process."""
+    if entry.tags or state.adapts or state.call_texts is not None:
+        return False
+    depth = len(state.tiers) - 1
+    above = state.tiers[:depth]
+    if not all(tier.in_process and tier.entries and not tier.typed for tier in above):
+        return False
+    generations = state.generations
+    copied: list[Tier] = []
+    for tier in above:
+        if not _accepted(tier, {key: entry}):
+            continue
+        if generations is not None and generations.of(key) != noted:
+            break  # written or deleted since the read: nothing is copied
+        lifetime = _shortest(tier.lifetime_for(None, state.rng), (entry,))
+        try:
+            tier.layer.set_entry(key, entry.value, lifetime, 0.0)
+        except LayerError as error:  # a copy is best effort, as ``store`` makes it
+            state.note_write_error(tier, [key], error)
+            continue
+        copied.append(tier)
+    if copied and generations is not None and generations.of(key) != noted:
+        for tier in copied:  # ``undo_if_overtaken``
+            try:
+                tier.layer.delete(key)
+            except LayerError as error:
+                state.note_write_error(tier, [key], error)
+    return True
+
+
 def find_entries(
     state: CacheState,
     keys: list[Any],
@@ -148,7 +203,8 @@ def find_entries(
     found: dict[Any, tuple[Entry, int]] = {}
     remaining = keys
     generations = state.generations
-    for tier in state.tiers[start:stop]:
+    tiers = state.tiers[start:stop]
+    for tier in tiers:
         if not remaining:
             break
         if seen is not None and generations is not None and tier.depth:
@@ -178,6 +234,8 @@ def find_entries(
         for key, entry in entries.items():
             if entry.fresh_for > 0 or key not in found:  # fresh beats stale from above
                 found[key] = (entry, depth)
+        if tier is tiers[-1]:
+            break  # nothing left to ask
         if settle_for_stale:
             remaining = [key for key in remaining if key not in found]
         else:  # a stale entry goes on looking below for a fresh one
@@ -237,14 +295,18 @@ def promote(
 
     ``seen``: each key's generation, noted before the read that found it. A key written or
     deleted since is not copied, and a copy made while it was is deleted again (see
-    ``core/generations.py`` for why this leaves no faster layer older than a slower one)."""
+    ``core/generations.py`` for why this leaves no faster layer older than a slower one).
+
+    A batch is decided at once: the keys each layer accepts, one look at the generations,
+    one group (one lifetime, one batch call) unless the entries differ in step or tags."""
     copies: list[tuple[Tier, list[Any]]] = []
+    generations = state.generations
     for tier in state.tiers[:depth]:
-        if tier.policy.promote == "never":
-            continue
-        accepts = tier.policy.accepts_promotion
-        accepted = {key: entry for key, entry in entries.items() if accepts(key, tier.layer)}
-        accepted = current(state, accepted, seen)
+        accepted = _accepted(tier, entries)
+        if accepted and generations is not None:
+            moved = generations.moved(accepted, seen)
+            if moved:
+                accepted = {key: entry for key, entry in accepted.items() if key not in moved}
         if not accepted:
             continue
         for (step, tags), group in _by_step(state, accepted).items():
@@ -258,6 +320,24 @@ def promote(
             copies.append((tier, list(values)))
     if copies:
         yield from undo_if_overtaken(state, copies, seen)
+
+
+def _accepted(tier: Tier, entries: Mapping[Any, Entry]) -> Mapping[Any, Entry]:
+    """The entries ``tier``'s promotion policy accepts (the default, ``seen_before``: the
+    keys its frequency sketch has seen before, asked once per key without the policy's
+    dispatch)."""
+    rule = tier.policy.promote
+    if rule == "never":
+        return {}
+    if rule == "always":
+        return entries
+    if rule == "seen_before":
+        estimate = getattr(tier.layer, "get_frequency_estimate", None)
+        if estimate is None:
+            return entries
+        return {key: entry for key, entry in entries.items() if estimate(key) >= 2}
+    accepts, layer = tier.policy.accepts_promotion, tier.layer
+    return {key: entry for key, entry in entries.items() if accepts(key, layer)}
 
 
 def redeleted(
@@ -283,11 +363,13 @@ def redeleted(
 
 def _by_step(
     state: CacheState, entries: Mapping[Any, Entry]
-) -> dict[tuple[int | None, tuple[str, ...]], dict[Any, Entry]]:
+) -> Mapping[tuple[int | None, tuple[str, ...]], Mapping[Any, Entry]]:
     """``entries`` by their adaptive step (``None`` when no layer adapts) and tags: each
     group is copied with one lifetime."""
-    groups: dict[tuple[int | None, tuple[str, ...]], dict[Any, Entry]] = {}
     adapts = state.adapts
+    if not adapts and not any(entry.tags for entry in entries.values()):
+        return {(None, ()): entries}  # the usual batch: one group
+    groups: dict[tuple[int | None, tuple[str, ...]], dict[Any, Entry]] = {}
     for key, entry in entries.items():
         groups.setdefault((entry.step if adapts else None, entry.tags), {})[key] = entry
     return groups
@@ -310,13 +392,18 @@ def load_marks(state: CacheState) -> Plan[None]:
 
 
 def _shortest(lifetime: Lifetime, entries: Iterable[Entry]) -> Lifetime:
-    """``lifetime``, cut so that no copy outlives the entries it copies."""
+    """``lifetime``, cut so that no copy outlives the entries it copies (each entry's
+    ``lifetime_of``, folded in without building it)."""
     ttl, stale, refresh = lifetime.ttl, lifetime.stale_ttl, lifetime.refresh_after
     for entry in entries:
-        left = lifetime_of(entry)
-        ttl = left.ttl if ttl is None else min(ttl, left.ttl)
-        stale = min(stale, left.stale_ttl)
-        refresh = min(refresh, left.refresh_after)
+        fresh = entry.fresh_for if entry.fresh_for > 0.0 else 0.0
+        if ttl is None or fresh < ttl:
+            ttl = fresh
+        left = entry.gone_in - fresh
+        if left < stale:
+            stale = left if left > 0.0 else 0.0
+        if entry.refresh_in < refresh:
+            refresh = entry.refresh_in if entry.refresh_in > 0.0 else 0.0
     return Lifetime(ttl, stale, refresh, lifetime.step)
 
 

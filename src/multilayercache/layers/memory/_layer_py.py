@@ -345,11 +345,13 @@ class InMemoryLayer:
     def set_many_entries(
         self, mapping: Mapping[Any, Any], lifetime: Lifetime, load_seconds: float = 0.0
     ) -> None:
-        """``set_entry`` every item (the keys are checked first)."""
+        """``set_entry`` every item (the keys and the lifetime are checked first, the
+        lifetime once: a promotion of a batch)."""
         for key in mapping:
             self._spread_hash(key)
+        seconds = self._lifetime_seconds(lifetime)
         for key, value in mapping.items():
-            self.set_entry(key, value, lifetime, load_seconds)
+            self._store(key, value, *seconds)
 
     def _store(
         self,

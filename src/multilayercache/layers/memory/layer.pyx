@@ -442,11 +442,16 @@ cdef class InMemoryLayer:
         return ttl, stale, refresh
 
     def set_many_entries(self, mapping, lifetime, load_seconds=0.0):
-        """``set_entry`` every item (the keys are checked first)."""
+        """``set_entry`` every item (the keys and the lifetime are checked first, the
+        lifetime once: a promotion of a batch)."""
         for key in mapping:
             _key_hash(key)
+        ttl, stale, refresh = self._lifetime_seconds(lifetime)
         for key, value in mapping.items():
-            self.set_entry(key, value, lifetime, load_seconds)
+            if self._copy is None:
+                self._store(key, value, ttl, stale, refresh, False)
+            else:
+                self._store(key, self._copy(value), ttl, stale, refresh, False)
 
     cdef inline void _remember_miss(self, object key, uint64_t key_hash,
                                     uint64_t absent_at, uint64_t bucket) noexcept:

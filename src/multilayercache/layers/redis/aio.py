@@ -420,17 +420,20 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
         wanted = as_list(keys)
         if not wanted:
             return {}
-        return self._found_many(wanted, await self._read_many(wanted), value_type)
+        redis_keys = self._redis_keys(wanted)
+        values = await self._read_many(redis_keys)
+        return self._found_many(wanted, values, value_type, True, redis_keys)
 
     async def get_entries(self, keys: Iterable[Any], value_type: Any = None) -> dict[Any, Entry]:
         """``get_entry`` of every key held, in one round trip."""
         wanted = as_list(keys)
         if not wanted:
             return {}
-        return self._found_many(wanted, await self._read_many(wanted), value_type, False)
+        redis_keys = self._redis_keys(wanted)
+        values = await self._read_many(redis_keys)
+        return self._found_many(wanted, values, value_type, False, redis_keys)
 
-    async def _read_many(self, keys: list[Any]) -> list[Any]:
-        redis_keys = self._redis_keys(keys)
+    async def _read_many(self, redis_keys: list[str]) -> list[Any]:
         client = self._bound()
         try:
             if self.is_cluster:

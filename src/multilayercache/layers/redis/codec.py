@@ -9,8 +9,10 @@ MessagePack by default, which cannot run code whatever is in Redis; opt in to pi
 ``SignedPickleSerializer(key=...)``, and to encryption with ``Encryption`` (AES-GCM). A
 value that cannot be encoded raises ``SerializationError`` and nothing is written.
 
-Nothing read from Redis is trusted, and every read decodes through one path (``_unpack``,
-and its batch form ``_entries_at_once``, which accepts exactly what it accepts): a value
+Nothing read from Redis is trusted, and every read decodes through one path (``_unpack``;
+the common items, untyped MessagePack in an envelope without tags, first take a one-pass
+read, ``_core/envelope_batch``, which accepts a subset of what ``_unpack`` accepts and
+builds the same entries, and hands every other item to ``_unpack``): a value
 larger than ``max_value_bytes`` (checked before decoding), without an envelope this version
 writes, written for another key (the envelope's key check, and the associated data of
 signed and encrypted values), that does not open or verify, past the serializer's limits,
@@ -45,14 +47,13 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..._build import twin
 from ..._forking import register_after_fork
 from ...core.decorate import CallKey
 from ...core.entry import (
     DEADLINES_OFFSET,
     FIRST_BYTE,
     FORMAT_VERSION,
-    KEY_CHECK_OFFSET,
-    NO_DEADLINE_MS,
     STEP_OFFSET,
     STEPPED_FIRST_BYTE,
     STEPPED_VERSION,
@@ -83,7 +84,6 @@ from ...journal import journaled
 from ...serializers import MsgpackSerializer, Serializer
 from ...serializers.base import accepts_value_type, binds_data
 from ...serializers.compressed import Algorithm, Compressed
-from ...serializers.msgpack import MSGPACK_TAG_VALUE
 from .keyspace import glob_escaped
 from .lease import LEASE_INFIX
 from .scripts import (
@@ -97,7 +97,13 @@ from .scripts import (
 )
 
 if TYPE_CHECKING:
+    # the twin carries the annotations; the compiled module shares them
+    from ..._core import _envelope_batch_py as _envelopes
     from ...serializers.encrypted import Encryption
+else:
+    _envelopes = twin(
+        "multilayercache._core.envelope_batch", "multilayercache._core._envelope_batch_py"
+    )
 
 DEFAULT_TTL_SECONDS = 3600.0
 """How long a shared layer keeps a value written without a TTL, unless told otherwise."""
@@ -281,7 +287,16 @@ class RedisCodec:
         self._typed = accepts_value_type(self.serializer)
         self._binds = binds_data(self.serializer)  # authenticates the Redis key with the value
         self._reads_views = type(self.serializer) is MsgpackSerializer
-        self._loads_sequence = getattr(self.serializer, "loads_sequence", None)
+        # The common read (``_core/_envelope_batch_py.py``): untyped MessagePack, not
+        # sealed. A compressed item has another tag: that path hands it to ``_unpack``.
+        plain = self.serializer
+        if type(plain) is Compressed:
+            plain = plain.inner
+        self._common_decode: Callable[[Any], Any] | None = None
+        self._bounds = (max_value_bytes, 0, 0)
+        if type(plain) is MsgpackSerializer and encryption is None:
+            self._common_decode = plain.untyped_decode
+            self._bounds = (max_value_bytes, plain.max_depth, plain.max_items)
         self._rng = random.Random()
         self._counter_lock = threading.Lock()
         self._hits = self._misses = self._errors = self._puts = 0
@@ -532,7 +547,15 @@ class RedisCodec:
         only while fresh, for ``get``) or the ``Entry`` (for ``get_entry``), or
         ``default``."""
         if data is not None:
-            entry = self._unpack(key, data, value_type, _now_ms())
+            now_ms = _now_ms()
+            decode = self._common_decode if value_type is None else None
+            entry = None
+            if decode is not None:  # the common read (see ``_found_many``)
+                entry = _envelopes.read_one(
+                    self.redis_key(key), data, decode, now_ms, *self._bounds
+                )
+            if entry is None:
+                entry = self._unpack(key, data, value_type, now_ms)
             if entry is not None and (not fresh or entry.fresh_for > 0):
                 self._count(hits=1)
                 return entry.value if fresh else entry
@@ -540,94 +563,43 @@ class RedisCodec:
         return default
 
     def _found_many(
-        self, keys: list[Any], values: list[Any], value_type: Any = None, fresh: bool = True
+        self,
+        keys: list[Any],
+        values: list[Any],
+        value_type: Any = None,
+        fresh: bool = True,
+        redis_keys: list[str] | None = None,
     ) -> dict[Any, Any]:
-        """Account for one batch read of ``keys`` (each read counts, repeats too) that
-        returned ``values``; the hits, as values (``fresh``) or entries."""
+        """Account for one batch read of ``keys`` (each read counts, repeats too; their
+        ``redis_keys``, if the caller has them) that returned ``values``; the hits, as
+        values (``fresh``) or entries."""
         now_ms = _now_ms()
-        entries = self._entries_at_once(keys, values, value_type, now_ms)
-        if entries is None:
-            entries = {}
-            for key, data in zip(keys, values, strict=True):
-                if data is not None:
-                    entry = self._unpack(key, data, value_type, now_ms)
-                    if entry is not None:
-                        entries[key] = entry
+        decode = self._common_decode if value_type is None else None
+        if decode is None:
+            entries: dict[Any, Entry] = {}
+            leftovers: Iterable[int] = range(len(keys))
+        else:  # the common items in one pass; the general path for the others
+            entries, leftovers = _envelopes.read_batch(
+                keys,
+                self._redis_keys(keys) if redis_keys is None else redis_keys,
+                values,
+                decode,
+                now_ms,
+                *self._bounds,
+            )
+        for position in leftovers:
+            data = values[position]
+            if data is not None:
+                entry = self._unpack(keys[position], data, value_type, now_ms)
+                if entry is not None:
+                    entries[keys[position]] = entry
         if fresh:
             found = {key: entry.value for key, entry in entries.items() if entry.fresh_for > 0}
         else:
             found = entries
-        hits = sum(1 for key in keys if key in found)  # each read counts, a repeated key too
-        self._count(hits=hits, misses=len(keys) - hits)
+        hits = len(found) if len(found) == len(keys) else sum(1 for key in keys if key in found)
+        self._count(hits=hits, misses=len(keys) - hits)  # each read counts, a repeat too
         return found
-
-    def _entries_at_once(
-        self, keys: list[Any], values: list[Any], value_type: Any, now_ms: int
-    ) -> dict[Any, Entry] | None:
-        """The fast path of a batch read: every key found, all enveloped MessagePack, no
-        declared type, no encryption: one msgspec call decodes headers and values together
-        (``None`` when that does not apply, or when any item fails a check: the general
-        path then decides item by item). It accepts exactly what ``_unpack`` accepts: the
-        serializer's ``loads_sequence`` keeps each item's objects within its own bytes and
-        limits, and each header is checked here as ``unwrap`` checks it."""
-        if (
-            value_type is not None
-            or self._loads_sequence is None
-            or self.encryption is not None
-            or None in values
-        ):
-            return None
-        limit = self.max_value_bytes
-        for data in values:
-            # The header's fixed layout, as ``unwrap`` requires it: 0xd3 before each of the
-            # four times, 0xca before the load time, 0xce before the key check.
-            if len(data) > limit or data[2:39:9] != _TIME_MARKERS:
-                return None
-            if data[KEY_CHECK_OFFSET : KEY_CHECK_OFFSET + 1] != b"\xce":
-                return None
-        decoded = self._loads_sequence(values, 3)  # header, serializer tag, value per item
-        if decoded is None or decoded[1::3].count(MSGPACK_TAG_VALUE) != len(values):
-            return None
-        # Envelope.from_fields and Envelope.entry, inlined: this loop runs per key of
-        # every get_many. Anything unusual (tags, another version, a forged header that
-        # is not numbers, another key's check) leaves it to the general path.
-        inf, never, entries = math.inf, NO_DEADLINE_MS, {}
-        new = tuple.__new__  # Entry(...) without the named tuple's Python-level __new__
-        redis_keys = self._redis_keys(keys)
-        try:
-            for key, redis_key, header, value in zip(
-                keys, redis_keys, decoded[0::3], decoded[2::3], strict=True
-            ):
-                if len(header) == 8:
-                    version, written, refresh, stale, gone, load, check, tags = header
-                    if version != FORMAT_VERSION or tags or type(written) is not int:
-                        return None
-                    step, stamp = 0, None
-                else:  # format 4: a loaded value with its adaptive step and digest
-                    version, written, refresh, stale, gone, load, check, step, stamp, tags = header
-                    if version != STEPPED_VERSION or tags or type(written) is not int:
-                        return None
-                    if type(step) is not int or type(stamp) is not int:
-                        return None
-                if check != key_check(redis_key):
-                    return None
-                entries[key] = new(
-                    Entry,
-                    (
-                        value,
-                        inf if stale == never else (stale - now_ms) / 1000,
-                        inf if gone == never else (gone - now_ms) / 1000,
-                        inf if refresh == never else (refresh - now_ms) / 1000,
-                        float(load),
-                        step,
-                        written,
-                        stamp,
-                        (),
-                    ),
-                )
-        except (TypeError, ValueError):  # a header that is not numbers
-            return None
-        return entries
 
     def encode_write(
         self,
@@ -847,7 +819,6 @@ def client_options(options: dict[str, Any], retry_class: type) -> dict[str, Any]
 
 
 _new = tuple.__new__
-_TIME_MARKERS = b"\xd3\xd3\xd3\xd3\xca"  # an envelope's bytes 2, 11, 20, 29 and 38
 
 
 def _now_ms() -> int:

@@ -325,17 +325,21 @@ class RedisLayer(ClusterRouting, RedisCodec):
         hash slot in one pipeline, and a GET per key of a slot that is being migrated: see
         ``cluster.py``)."""
         wanted = as_list(keys)
-        return self._found_many(wanted, self._read_many(wanted), value_type) if wanted else {}
+        if not wanted:
+            return {}
+        redis_keys = self._redis_keys(wanted)
+        return self._found_many(wanted, self._read_many(redis_keys), value_type, True, redis_keys)
 
     def get_entries(self, keys: Iterable[Any], value_type: Any = None) -> dict[Any, Entry]:
         """``get_entry`` of every key held, in one round trip."""
         wanted = as_list(keys)
         if not wanted:
             return {}
-        return self._found_many(wanted, self._read_many(wanted), value_type, False)
+        redis_keys = self._redis_keys(wanted)
+        values = self._read_many(redis_keys)
+        return self._found_many(wanted, values, value_type, False, redis_keys)
 
-    def _read_many(self, keys: list[Any]) -> list[Any]:
-        redis_keys = self._redis_keys(keys)
+    def _read_many(self, redis_keys: list[str]) -> list[Any]:
         try:
             if self.is_cluster:
                 return read_many(self.client, redis_keys, self._moving_slots)
