@@ -37,8 +37,7 @@ from ..core.plans import (
     Unwatch,
     Wait,
     Watch,
-    promote,
-    promote_at_once,
+    settle_direct_read,
     typed,
 )
 from ..core.state import CacheState
@@ -109,12 +108,10 @@ class AsyncDriver(DriverBase):
         except LayerError as error:  # a miss there, as ``find_entry`` counts it
             state.note_read_error(tier, key, error)
             return default
-        if entry is None or entry.fresh_for <= 0:  # stale: ``get`` does not serve it
-            return default
-        if state.promotes and not promote_at_once(state, key, entry, noted):
-            copy = promote(state, {key: entry}, tier.depth, state.value_type, {key: noted})
+        value, copy = settle_direct_read(state, tier, key, entry, noted, default)
+        if copy is not None:
             await self.run(copy)
-        return entry.value
+        return value
 
     async def _perform(self, step: Any) -> Any:
         kind = type(step)

@@ -68,6 +68,7 @@ from .reads import (
     read,
     read_many,
     remaining_ttl,
+    settle_direct_read,
 )
 from .steps import (
     READ_METHODS,
@@ -111,6 +112,7 @@ __all__ = [
     "delete", "delete_many", "direct_tier", "enqueue_deletes", "enqueue_writes",
     "find_entries", "find_entry", "forget", "get_entries", "get_entry", "promote",
     "promote_at_once", "promote_found", "queued_entry", "read", "read_many", "remaining_ttl",
-    "store", "typed", "write", "write_at_once", "write_loaded", "write_loaded_at_once",
-    "primitives", "drop_marked", "invalidate", "Announce", "Unwatch", "Wait", "Watch",
+    "settle_direct_read", "store", "typed", "write", "write_at_once", "write_loaded",
+    "write_loaded_at_once", "primitives", "drop_marked", "invalidate", "Announce", "Unwatch",
+    "Wait", "Watch",
 ]  # fmt: skip

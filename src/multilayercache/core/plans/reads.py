@@ -152,6 +152,20 @@ def direct_tier(state: CacheState, start: int) -> Tier | None:
     return tier
 
 
+def settle_direct_read(
+    state: CacheState, tier: Tier, key: Any, entry: Entry | None, noted: int, default: Any
+) -> tuple[Any, Plan[None] | None]:
+    """What a read from ``direct_tier``'s layer answers, once the layer answered ``entry``
+    (the key's generation was ``noted`` before it): the value, or ``default`` for a miss
+    or a stale entry (``get`` does not serve those), and the copy into L1 still to run
+    when ``promote_at_once`` could not make it (``None``: nothing to run)."""
+    if entry is None or entry.fresh_for <= 0:
+        return default, None
+    if state.promotes and not promote_at_once(state, key, entry, noted):
+        return entry.value, promote(state, {key: entry}, tier.depth, state.value_type, {key: noted})
+    return entry.value, None
+
+
 def promote_at_once(state: CacheState, key: Any, entry: Entry, noted: int) -> bool:
     """``promote`` of one fresh entry that ``direct_tier``'s layer answered, into the
     in-process layers above it, with plain calls; ``noted``: the key's generation before
