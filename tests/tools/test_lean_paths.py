@@ -47,8 +47,9 @@ def test_quick_run_prints_every_row_judged() -> None:
         judged, bound, verdict = float(match[3]), float(match[5]), match[7]
         assert verdict == ("PASS" if judged <= bound else "FAIL"), match[0]
     indented = [line for line in lines if line.startswith(" " * 6) and "note:" not in line]
-    # ours and its reference at least, in every row
-    assert len(indented) >= 2 * len(ROWS), result.stdout
+    # ours and its reference at least, in every row but memory (--quick measures ours alone;
+    # the peers are lines more when installed)
+    assert len(indented) >= 2 * len(ROWS) - 1, result.stdout
     for line in indented:
         match = FIGURE.match(line)
         assert match, line
