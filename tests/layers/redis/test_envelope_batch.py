@@ -133,7 +133,10 @@ def test_a_batch_reads_as_the_general_path_reads_each_item(batch, max_items) -> 
         one = [twin.read_one(PREFIX + keys[position], values[position], reader._common_decode,
                              now, *reader._bounds) for twin in TWINS]  # fmt: skip
         assert all(same_entry(entry, one[0]) for entry in one)
-        assert (one[0] is None) == (position in leftovers)
+        # The batch accepts only what one read accepts; it may leave more to the general
+        # path (all of it when msgspec refuses the joined values), never less.
+        if one[0] is None:
+            assert position in leftovers
         if one[0] is not None:
             assert same_entry(one[0], general)
     for other_entries, other_leftovers in results[1:]:  # the twins agree exactly
