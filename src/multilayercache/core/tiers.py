@@ -143,7 +143,10 @@ class Tier:
         jitter, so the common ``set()`` computes nothing."""
         if ttl is None and self.default_lifetime is not None:
             return self.default_lifetime
-        return self.policy.lifetime_for(ttl, rng)
+        lifetime = self.policy.lifetime_for(ttl, rng)
+        if ttl is not None:  # a write's own TTL may hold the key longer than the policy's
+            self.note_lifetime(lifetime)
+        return lifetime
 
     def note_lifetime(self, lifetime: Lifetime) -> None:
         """A write into this layer with ``lifetime`` (see ``longest_hold``)."""

@@ -132,10 +132,7 @@ def prepare(state: CacheState, tier: Tier, key: Any) -> Plan[None]:
 
 def lifetime_for(state: CacheState, tier: Tier, ttl: TTL | None) -> Lifetime:
     """The lifetime ``tier``'s policy gives a write with ``ttl`` (noted, as a write's)."""
-    lifetime = tier.lifetime_for(ttl, state.rng)
-    if ttl is not None:
-        tier.note_lifetime(lifetime)
-    return lifetime
+    return tier.lifetime_for(ttl, state.rng)
 
 
 def seconds(lifetime: Lifetime) -> float:

@@ -67,8 +67,6 @@ def write(
             if not mapping:
                 continue
         lifetime = tier.lifetime_for(ttl, state.rng)
-        if ttl is not None:
-            tier.note_lifetime(lifetime)
         if tags:
             lifetime = lifetime._replace(tags=tags)
         try:
@@ -155,12 +153,10 @@ def write_at_once(
                 if not _remove_now(tier, key, put_now):
                     return False
                 continue
-        # Tier.lifetime_for, inlined: this loop is the whole of a write-behind set().
+        # Tier.lifetime_for's shortcut, inlined: this loop is the whole of a write-behind set().
         lifetime = tier.default_lifetime if ttl is None else None
         if lifetime is None:
-            lifetime = tier.policy.lifetime_for(ttl, state.rng)
-            if ttl is not None:
-                tier.note_lifetime(lifetime)
+            lifetime = tier.lifetime_for(ttl, state.rng)
         if tier.queue is not None:
             payload = tier.layer.encode_write(key, value, lifetime, 0.0, value_type=value_type)
             if not put_now[tier.depth](key, "set", payload, payload.size):
@@ -183,12 +179,7 @@ def write_loaded_at_once(
     nothing faster to keep in step)."""
     tier = state.alone
     assert tier is not None
-    lifetime = tier.default_lifetime if ttl is None else None  # (Tier.lifetime_for, inlined)
-    if lifetime is None:
-        lifetime = tier.policy.lifetime_for(ttl, state.rng)
-        if ttl is not None:
-            tier.note_lifetime(lifetime)
-    tier.layer.set_entry(key, value, lifetime, load_seconds)
+    tier.layer.set_entry(key, value, tier.lifetime_for(ttl, state.rng), load_seconds)
 
 
 def _remove_now(
@@ -251,8 +242,6 @@ def write_loaded(
             yield from reload.write(state, tier, mapping, value_type, load_seconds)
         else:
             lifetime = tier.lifetime_for(ttl, state.rng)
-            if ttl is not None:
-                tier.note_lifetime(lifetime)
             if tags:
                 lifetime = lifetime._replace(tags=tags)
             yield from store(state, tier, mapping, lifetime, value_type, True, load_seconds)
