@@ -57,6 +57,9 @@ TWINNED = {
     "count_objects": "multilayercache._core.msgpack_bounds",
     "read_batch": "multilayercache._core.envelope_batch",
     "read_one": "multilayercache._core.envelope_batch",
+    "Lead": "multilayercache._core.flight",
+    "Call": "multilayercache._core.flight",
+    "Recorder": "multilayercache._core.latency",
 }
 
 

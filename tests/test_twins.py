@@ -8,7 +8,9 @@ import dataclasses
 import importlib
 import math
 import sys
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -582,6 +584,51 @@ def test_front_door_of_one_layer(ops, fail_safe) -> None:
         assert seen[:2] == seen[2:]
     stats = [dataclasses.replace(cache.stats(), load_latency=None) for cache in worlds]
     assert stats[0] == stats[1]
+
+
+@SETTINGS
+@given(
+    window=st.integers(1, 8),
+    durations=st.lists(st.floats(0, 10, allow_nan=False), max_size=30),
+)
+def test_recorder(window, durations) -> None:
+    # Both recorders keep the last ``window`` durations, how many and their sum (added in
+    # order), snapshot after snapshot.
+    recorders = [PURE.Recorder(window), COMPILED.Recorder(window)]
+    total = 0.0
+    for done, seconds in enumerate(durations, start=1):
+        total += seconds
+        for recorder in recorders:
+            recorder.record(seconds)
+            assert recorder.snapshot() == (done, total, durations[:done][-window:])
+
+
+def test_flight_records() -> None:
+    # A call's waiters learn its outcome from ``done``, and from ``ended`` once they made
+    # one; a lead says which gates' slots its waiters lend it.
+    for twin in (PURE, COMPILED):
+        top = twin.Lead(None)
+        lead = twin.Lead(top)
+        assert (lead.parent, top.parent, lead.lenders) == (top, None, [])
+        lead.lenders.append(SimpleNamespace(gate="gate"))
+        assert lead.lent_by("gate") and not lead.lent_by("other")
+        call = twin.Call(lead)
+        assert (call.done, call.ended, call.value, call.error, call.offered) == (
+            False,
+            None,
+            None,
+            None,
+            None,
+        )
+        call.ended = threading.Event()
+        error = Refused("no")
+        call.finish("value", error)
+        assert (call.done, call.ended.is_set(), call.value, call.error) == (
+            True,
+            True,
+            "value",
+            error,
+        )
 
 
 @SETTINGS

@@ -60,7 +60,9 @@ def test_20_callers_split_between_one_key_and_batches_make_one_load(harness) -> 
         calls = [one, many] * 10 if first == "single" else [many, one] * 10
         results = together(cache, *calls, stagger=0.002)
         assert loads.calls["single"] + loads.calls["bulk"] == 1, loads.calls
-        expected = f"{key} by one" if first == "single" else f"{key} by batch"
+        # Every caller got the one load's value. Which load it was is the scheduler's: the
+        # first call is 2 ms ahead, which a busy machine can swallow.
+        expected = f"{key} by one" if loads.calls["single"] else f"{key} by batch"
         for result, _ in results:
             assert result in (expected, {key: expected}), result
     assert cache.in_flight == 0

@@ -136,13 +136,15 @@ def test_a_lone_layer_load_that_asks_for_its_own_key_fails_at_once(sync_layers) 
     assert cache.get_or_load("self", lambda key: "fine") == "fine"  # the key is not stuck
 
 
-def test_threads_storming_few_keys_of_a_lone_layer_always_get_their_value(sync_layers) -> None:
+def test_threads_storming_few_keys_of_a_lone_layer_get_their_values_and_counts(sync_layers) -> None:
     # The plan-free load takes no lock to start or end a key's flight (``SingleFlight.lead``
-    # and ``end``): waiters arriving as it ends must still wake, with the value.
+    # and ``end``), nor to count the load: waiters arriving as it ends must still wake,
+    # with the value, and no count may be lost between it and the plans' loads.
     cache = MultilayerCache([InMemoryLayer(max_size=4)])  # 4 of 12 keys held: many misses
-    wrong, done = [], []
+    wrong, done, calls = [], [], []
 
     def loader(key):
+        calls.append(key)
         time.sleep(0.0001 * (hash(key) % 3))
         return f"value of {key}"
 
@@ -167,3 +169,37 @@ def test_threads_storming_few_keys_of_a_lone_layer_always_get_their_value(sync_l
         sys.setswitchinterval(interval)
     assert len(done) == 8, "a caller hung waiting for a flight that had ended"
     assert not wrong and cache.in_flight == 0
+    stats = cache.stats()
+    assert stats.loader_calls == stats.load_latency.count == len(calls)
+
+
+def test_threads_loading_at_once_lose_no_count() -> None:
+    # Misses of a lone layer count their loads without the state's lock (the compiled
+    # recorder records in one step under the GIL); the plans' loads count under it. With
+    # threads switching between any two steps, every load is still counted once.
+    cache = MultilayerCache([InMemoryLayer(max_size=100_000)])
+    calls = []
+
+    def loader(key):
+        calls.append(key)
+        return key
+
+    def work(thread: int) -> None:
+        for index in range(3_000):
+            kwargs = {"hard_timeout": 5} if index % 5 == 0 else {}  # the plan's load
+            cache.get_or_load((thread, index), loader, **kwargs)
+
+    threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(6)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    stats = cache.stats()
+    assert len(calls) == 18_000
+    assert stats.loader_calls == stats.load_latency.count == 18_000
+    assert stats.load_latency.total_seconds > 0

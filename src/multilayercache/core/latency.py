@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .._build import twin
+
+if TYPE_CHECKING:
+    from .._core._latency_py import Recorder
+else:  # compiled: records in one step under the GIL (the sync front door counts loads so)
+    Recorder = twin("multilayercache._core.latency", "multilayercache._core._latency_py").Recorder
 
 
 @dataclass(frozen=True)
@@ -35,35 +42,23 @@ class Percentiles:
 EMPTY = Percentiles(0, 0.0, 0.0, 0.0, 0.0)
 
 
-class LatencyRecorder:
-    """Keeps the last ``window`` durations (``deque.append`` is thread-safe in CPython)."""
+class LatencyRecorder(Recorder):
+    """Keeps the last ``window`` durations, and summarizes them (see ``_core/_latency_py.py``)."""
 
-    def __init__(self, window: int = 8192) -> None:
-        self._samples: deque[float] = deque(maxlen=window)
-        self.total = 0
-        self.total_seconds = 0.0
-
-    def record(self, seconds: float) -> None:
-        self._samples.append(seconds)
-        self.total += 1
-        self.total_seconds += seconds
+    __slots__ = ()
 
     def time(self) -> _Timer:
         """``with recorder.time(): ...`` records how long the block took."""
         return _Timer(self)
 
     def percentiles(self) -> Percentiles:
-        samples = np.fromiter(list(self._samples), dtype=np.float64)
+        total, total_seconds, recent = self.snapshot()
+        samples = np.fromiter(recent, dtype=np.float64)
         if not samples.size:
             return EMPTY
         p50, p90, p99 = np.percentile(samples, [50, 90, 99])
         return Percentiles(
-            self.total,
-            float(p50),
-            float(p90),
-            float(p99),
-            float(samples.max()),
-            self.total_seconds,
+            total, float(p50), float(p90), float(p99), float(samples.max()), total_seconds
         )
 
 

@@ -26,9 +26,15 @@ the load that started it takes slots of its own again.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._build import twin
 from .errors import RecursiveLoadError
+
+if TYPE_CHECKING:
+    from .._core._flight_py import Lead
+else:  # compiled: the sync front door makes one per load, in C
+    Lead = twin("multilayercache._core.flight", "multilayercache._core._flight_py").Lead
 
 
 class SlotHold:
@@ -42,22 +48,6 @@ class SlotHold:
         self.gate = gate
         self.forks = forks
         self.live = True
-
-
-class Lead:
-    """One caller's lead of a flight (of a key, or of a batch's keys): the slots callers
-    lend it while they wait for it (``lenders``), and the lead it runs inside of
-    (``parent``: ``None`` at the top)."""
-
-    __slots__ = ("lenders", "parent")
-
-    def __init__(self, parent: Lead | None) -> None:
-        self.lenders: list[SlotHold] = []
-        self.parent = parent
-
-    def lent_by(self, gate: Any) -> bool:
-        """Whether a caller waiting for this flight lends it a slot of ``gate``."""
-        return any(hold.gate is gate for hold in self.lenders)
 
 
 held_slot: ContextVar[SlotHold | None] = ContextVar("multilayercache_held_slot", default=None)

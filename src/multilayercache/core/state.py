@@ -73,7 +73,6 @@ class CacheState:
         self.clock = clock
         self.rng = random.Random()
         self.loads = LatencyRecorder()
-        self.loader_calls = 0
         self.throttle = KeyThrottle(self.load_options.fail_safe_throttle)
         """Keys whose load or refresh failed lately: served stale (or, without a stale
         value, the failure again: ``core/failures.py``), not reloaded yet. Used under
@@ -122,9 +121,8 @@ class CacheState:
     # ---------------------------------------------------------------- counting
     def count_load(self, seconds: float, failed: bool = False) -> None:
         """One loader call took ``seconds`` (``failed``: it raised)."""
-        with self._lock:  # (the duration too: loader_calls and total_seconds agree)
+        with self._lock:  # (the pure recorder's totals need it; see _core/_latency_py.py)
             self.loads.record(seconds)
-            self.loader_calls += 1
             if failed:
                 self.counts["loader_failures"] += 1
 
@@ -274,6 +272,7 @@ class CacheState:
     def stats(self, coalesced_waits: int) -> CacheStats:
         """Every layer's stats and the manager's own counters."""
         layers = [tier.layer.stats() for tier in self.tiers]
+        load_latency = self.loads.percentiles()  # (its count: every loader call)
         untrusted = {
             tier.name: dict(untrusted)
             for tier, stats in zip(self.tiers, layers, strict=True)
@@ -281,10 +280,10 @@ class CacheState:
         }
         return CacheStats(
             layers=layers,
-            loader_calls=self.loader_calls,
+            loader_calls=load_latency.count,
             loader_failures=self.counts["loader_failures"],
             coalesced_waits=coalesced_waits,
-            load_latency=self.loads.percentiles(),
+            load_latency=load_latency,
             layer_latency=(
                 {tier.name: tier.latency.percentiles() for tier in self.tiers}
                 if self.record_latency

@@ -202,13 +202,18 @@ class Driver(DriverBase):
         finally:
             seconds = time.perf_counter() - start
             self.state.count_load(seconds, failed)
-        if isinstance(value, CoroutineType):  # never cache one: it could run only once
-            value.close()
-            raise TypeError(
-                f"loader {getattr(loader, '__qualname__', loader)!r} returned a coroutine: "
-                "an async def loader needs AsyncMultilayerCache"
-            )
+        if isinstance(value, CoroutineType):
+            refuse_coroutine(loader, value)
         return _new(Loaded, (value, seconds))  # (tuple's own: no Python __new__ per load)
+
+
+def refuse_coroutine(loader: Callable[[Any], Any], value: CoroutineType[Any, Any, Any]) -> None:
+    """A sync cache's loader returned a coroutine: never cache one (it could run only once)."""
+    value.close()
+    raise TypeError(
+        f"loader {getattr(loader, '__qualname__', loader)!r} returned a coroutine: "
+        "an async def loader needs AsyncMultilayerCache"
+    )
 
 
 def guarded_call(

@@ -1,11 +1,19 @@
 """The sync manager's fast paths for L1 hits, and for the writes and misses of a cache of
 one in-process layer (compiled twin of ``_frontdoor_py.py``, which explains them)."""
 
+from cpython.contextvars cimport PyContextVar_Reset, PyContextVar_Set, get_value
+
 from .._core.binding cimport DirectCall
 from .._core.callkey cimport KeyMaker
+from .._core.flight cimport Call, Lead
+from .._core.latency cimport Recorder
 
-from ..core.loading import loads_at_once
-from ..core.plans import write_loaded_at_once
+from time import perf_counter
+from types import CoroutineType
+
+from ..core.loadcontext import ContextualLoader, TaggedLoader
+from ..core.nesting import leading
+from .driver import refuse_coroutine
 
 
 cdef class FrontDoor:
@@ -25,7 +33,6 @@ cdef class FrontDoor:
     cdef object _only_set_entry
     cdef object _state
     cdef object _flight
-    cdef object _call_loader
 
     def __init__(self, first_get, first_lookup, below, load_below, check_ttl, missing, aside,
                  set_below, only=None, loads=None):
@@ -39,9 +46,9 @@ cdef class FrontDoor:
         self._set_below = set_below
         self._only = only
         self._only_set_entry = None if only is None else only.layer.set_entry
-        self._state = self._flight = self._call_loader = None
-        if loads is not None:
-            self._state, self._flight, self._call_loader = loads
+        self._state = self._flight = None
+        if loads is not None:  # (the driver's call_loader, which the twin calls, is inlined)
+            self._state, self._flight = loads[0], loads[1]
 
     def get(self, key, default=None):
         """The value from the fastest layer that has it, or ``default``."""
@@ -70,29 +77,55 @@ cdef class FrontDoor:
 
     cpdef object load_alone(self, key, loader, ttl, condition=None):
         """A miss of the only layer, without a plan, or ``missing`` when the load needs
-        one: see the twin."""
-        state, flight = self._state, self._flight
-        if state is None or not loads_at_once(state, loader, ttl):
+        one: see the twin. ``SingleFlight.lead`` and ``end``, the driver's ``call_loader``
+        and ``write_loaded_at_once`` inlined, in C: each is a Python frame or more."""
+        cdef Lead lead
+        cdef Call call
+        state = self._state
+        if state is None or not _loads_at_once(state, loader, ttl):
             return self._missing
-        call = flight.lead(key)
-        if call is None:  # another caller loads it: the plan waits for that load
-            return self._missing
+        lead = Lead(get_value(leading))
+        call = Call(lead)
+        if self._flight._calls.setdefault(key, call) is not call:
+            return self._missing  # another caller loads it: the plan waits for that load
+        call.token = PyContextVar_Set(leading, lead)
         try:
+            start = perf_counter()
             try:
-                loaded = self._call_loader(loader, key)
+                value = loader(key)
             except Exception as error:
+                state.count_load(perf_counter() - start, True)
                 if state.load_options.fail_safe:
                     state.load_failed(key, error, loader)
                 raise
+            except BaseException:
+                state.count_load(perf_counter() - start, True)
+                raise
+            seconds = perf_counter() - start
+            (<Recorder?>state.loads).record(seconds)  # ``count_load``: one step, no lock
+            if type(value) is CoroutineType:
+                refuse_coroutine(loader, value)
             if state.throttle.failed_at:  # (a key whose load failed lately)
                 state.load_succeeded(key)
-            if condition is None or condition(loaded.value):
-                write_loaded_at_once(state, key, loaded.value, ttl, loaded.seconds)
+            if condition is None or condition(value):
+                tier = self._only
+                lifetime = tier.default_lifetime if ttl is None else None
+                if lifetime is None:
+                    lifetime = tier.lifetime_for(ttl, state.rng)
+                self._only_set_entry(key, value, lifetime, seconds)
         except BaseException as error:
-            flight.end(key, call, None, error)
+            self._end(key, call, None, error)
             raise
-        flight.end(key, call, loaded.value)
-        return loaded.value
+        self._end(key, call, value, None)
+        return value
+
+    cdef inline _end(self, key, Call call, value, error):
+        """``SingleFlight.end``: the call of ``key`` is over."""
+        PyContextVar_Reset(leading, call.token)
+        calls = self._flight._calls  # (read now: a fork replaces it)
+        if calls.get(key) is call:
+            del calls[key]
+        call.finish(value, error)
 
     def set(self, key, value, ttl=None, tags=()):
         """Into the only layer at once, with its policy's lifetime, when the write has no
@@ -103,6 +136,16 @@ cdef class FrontDoor:
                 self._only_set_entry(key, value, lifetime)
                 return
         self._set_below(key, value, ttl, tags)
+
+
+cdef inline bint _loads_at_once(state, loader, ttl):
+    """``loading.loads_at_once``, inlined (the twin calls it)."""
+    return (not state.adapts
+            and not state.throttle.failed_at
+            and callable(loader)
+            and type(loader) is not TaggedLoader
+            and type(loader) is not ContextualLoader
+            and not callable(ttl))  # (``adaptive.is_rule``)
 
 
 cdef class CachedCall(DirectCall):

@@ -23,39 +23,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable
-from contextvars import Token
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._build import twin
 from .._forking import register_after_fork
 from ..core.missing import MISSING
 from ..core.nesting import Lead, check_not_waiting_for_itself, held_slot, leading
 from ..core.plans import TimedOut
 
-
-class _Call:
-    __slots__ = ("done", "ended", "value", "error", "lead", "offered", "token")
-
-    def __init__(self, lead: Lead) -> None:
-        # How a waiter learns that the call ended without a lock on the caller's path (most
-        # calls are never waited for, and an Event costs more to make than a load's fast
-        # path): a waiter makes ``ended`` and then looks at ``done``; the caller running
-        # the call sets ``done`` and then looks for ``ended`` to set. Under the GIL one
-        # of the two sees the other's write (see ``_watch`` and ``_ended``).
-        self.done = False
-        self.ended: threading.Event | None = None
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.lead = lead
-        self.offered: Any = None  # a stale entry waiting callers may answer with
-        self.token: Token[Lead | None] | None = None  # the leader's ``leading`` before it
-
-    def finish(self, value: Any, error: BaseException | None) -> None:
-        """The call ended (taken out of the flight's calls): wake its waiters."""
-        self.value, self.error = value, error
-        self.done = True
-        ended = self.ended
-        if ended is not None:
-            ended.set()
+if TYPE_CHECKING:
+    from .._core._flight_py import Call
+else:  # compiled: the front door starts and ends a load in C (see ``_core/_flight_py.py``)
+    Call = twin("multilayercache._core.flight", "multilayercache._core._flight_py").Call
 
 
 class SingleFlight:
@@ -63,7 +42,7 @@ class SingleFlight:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._calls: dict[Hashable, _Call] = {}
+        self._calls: dict[Hashable, Call] = {}
         self.coalesced = 0  # callers (or, for batches, keys) that waited for another's call
         register_after_fork(self)
 
@@ -114,17 +93,17 @@ class SingleFlight:
         self.end(key, call, value)
         return value
 
-    def lead(self, key: Hashable) -> _Call | None:
+    def lead(self, key: Hashable) -> Call | None:
         """Start the call of ``key`` for a caller that runs it itself and then ``end``-s it
         (in the same thread); ``None`` if a call of it is in flight: ``do`` joins it."""
-        call = _Call(Lead(leading.get()))
+        call = Call(Lead(leading.get()))
         if self._calls.setdefault(key, call) is not call:  # (atomic under the GIL)
             return None
         call.token = leading.set(call.lead)
         return call
 
     def end(
-        self, key: Hashable, call: _Call, value: Any = None, error: BaseException | None = None
+        self, key: Hashable, call: Call, value: Any = None, error: BaseException | None = None
     ) -> None:
         """End the call of ``key`` that ``lead`` started: its waiters get ``value``, or
         ``error`` raised."""
@@ -153,12 +132,12 @@ class SingleFlight:
         key that got one. Each caller loads its own keys before it waits, so two callers
         that wait on each other's keys cannot deadlock."""
         lead = Lead(leading.get())
-        calls: dict[Hashable, _Call] = {}
+        calls: dict[Hashable, Call] = {}
         led = []
         with self._lock:
             for key in keys:
                 if key not in calls:  # (``setdefault``: see ``lead``)
-                    call = calls[key] = self._calls.setdefault(key, _Call(lead))
+                    call = calls[key] = self._calls.setdefault(key, Call(lead))
                     if call.lead is lead:
                         led.append(key)
                     else:
@@ -203,7 +182,7 @@ class SingleFlight:
     def _wait(
         self,
         key: Hashable,
-        call: _Call,
+        call: Call,
         soft_timeout: float | None,
         hard_timeout: float | None,
         fallback: Any,
@@ -233,20 +212,20 @@ class SingleFlight:
         return call.value
 
 
-def _watch(call: _Call) -> None:
+def _watch(call: Call) -> None:
     """Before waiting for ``call`` (under the flight's lock): its ``ended``."""
     if call.ended is None:
         call.ended = threading.Event()
 
 
-def _ended(call: _Call, timeout: float | None = None) -> bool:
+def _ended(call: Call, timeout: float | None = None) -> bool:
     """Wait until ``call`` (``_watch``-ed) has ended (``timeout``: for at most that many
     seconds); False if it had not by then."""
     assert call.ended is not None
     return call.done or call.ended.wait(timeout)
 
 
-def _stale(call: _Call, fallback: Any) -> Any:
+def _stale(call: Call, fallback: Any) -> Any:
     """What a caller that stops waiting for ``call`` answers with: the stale entry the call
     offered, else its own (``None``: none)."""
     return fallback if call.offered is None else call.offered

@@ -1,0 +1,1 @@
+from multilayercache._core._latency_py import Recorder as Recorder
