@@ -13,3 +13,6 @@ cdef class Call:
     cdef public object token
 
     cpdef finish(self, value, error)
+
+
+cdef Call new_call(object parent)

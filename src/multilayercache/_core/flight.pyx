@@ -31,3 +31,13 @@ cdef class Call:
         ended = self.ended
         if ended is not None:
             ended.set()
+
+
+cdef Call new_call(object parent):
+    """``Call(Lead(parent))``, without parsing arguments: the front door's load makes one."""
+    cdef Lead lead = Lead.__new__(Lead)
+    lead.lenders = []
+    lead.parent = parent
+    cdef Call call = Call.__new__(Call)
+    call.lead = lead
+    return call

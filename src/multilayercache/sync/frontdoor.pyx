@@ -5,7 +5,7 @@ from cpython.contextvars cimport PyContextVar_Reset, PyContextVar_Set, get_value
 
 from .._core.binding cimport DirectCall
 from .._core.callkey cimport KeyMaker
-from .._core.flight cimport Call, Lead
+from .._core.flight cimport Call, new_call
 from .._core.latency cimport Recorder
 
 from time import perf_counter
@@ -79,16 +79,14 @@ cdef class FrontDoor:
         """A miss of the only layer, without a plan, or ``missing`` when the load needs
         one: see the twin. ``SingleFlight.lead`` and ``end``, the driver's ``call_loader``
         and ``write_loaded_at_once`` inlined, in C: each is a Python frame or more."""
-        cdef Lead lead
         cdef Call call
         state = self._state
         if state is None or not _loads_at_once(state, loader, ttl):
             return self._missing
-        lead = Lead(get_value(leading))
-        call = Call(lead)
+        call = new_call(get_value(leading))
         if self._flight._calls.setdefault(key, call) is not call:
             return self._missing  # another caller loads it: the plan waits for that load
-        call.token = PyContextVar_Set(leading, lead)
+        call.token = PyContextVar_Set(leading, call.lead)
         try:
             start = perf_counter()
             try:
