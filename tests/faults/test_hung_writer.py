@@ -119,9 +119,13 @@ def test_a_batch_past_its_timeout_is_counted_logged_and_the_rest_flows(
     loop: Any, kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     stuck = {"first": True}
+    deciding = threading.Lock()
 
     def hang(items: dict[Any, Any]) -> bool:  # the first batch only
-        first, stuck["first"] = stuck["first"], False
+        # Under a lock: the two senders may ask at once, and both hung would leave no
+        # sender awake to notice the timeout (nor any to send the other keys).
+        with deciding:
+            first, stuck["first"] = stuck["first"], False
         return first
 
     database = Database(hang)
