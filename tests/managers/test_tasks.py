@@ -6,13 +6,20 @@ import asyncio
 
 import pytest
 
-from multilayercache import AsyncMultilayerCache, AsyncRedisLayer, InMemoryLayer
+from multilayercache import (
+    AsyncMultilayerCache,
+    AsyncRedisLayer,
+    InMemoryLayer,
+    RecursiveLoadError,
+)
 
 
-@pytest.fixture
-async def async_cache(redis_url, prefix):
+@pytest.fixture(params=["l1 + l2", "l1 alone"])
+async def async_cache(request, redis_url, prefix):
+    # L1 alone: a miss skips the plans (``_load_alone``), in the flight the plans use
+    l1 = InMemoryLayer(max_size=1_000, name="l1")
     l2 = AsyncRedisLayer(redis_url, prefix=prefix, name="l2")
-    yield AsyncMultilayerCache([InMemoryLayer(max_size=1_000, name="l1"), l2])
+    yield AsyncMultilayerCache([l1, l2] if request.param == "l1 + l2" else [l1])
     await l2.close()
 
 
@@ -71,3 +78,36 @@ async def test_sync_loader_is_refused(async_cache) -> None:
     with pytest.raises(TypeError, match="not an awaitable"):
         await async_cache.get_or_load("k", lambda key: "sync value")
     assert async_cache.in_flight == 0
+
+
+async def test_a_lone_layer_load_that_asks_for_its_own_key_fails_at_once() -> None:
+    cache = AsyncMultilayerCache([InMemoryLayer(max_size=100)])
+
+    async def loader(key):
+        return await cache.get_or_load(key, loader)  # waits for itself: refused
+
+    with pytest.raises(RecursiveLoadError):
+        await asyncio.wait_for(cache.get_or_load("k", loader), 5)
+    assert cache.in_flight == 0
+    assert await cache.get_or_load("k", lambda key: asyncio.sleep(0, "v")) == "v"
+
+
+async def test_plain_and_timed_tasks_on_a_lone_layer_share_one_load() -> None:
+    # The plan-free load (plain callers) and the plan's (a caller with a timeout) of one
+    # key are one flight, whichever starts it.
+    cache = AsyncMultilayerCache([InMemoryLayer(max_size=100)])
+    calls = []
+
+    async def loader(key):
+        calls.append(key)
+        await asyncio.sleep(0.05)
+        return f"v {key}"
+
+    for first in ("plain", "timed"):
+        key = f"started by {first}"
+        plain = lambda key=key: cache.get_or_load(key, loader)  # noqa: E731
+        timed = lambda key=key: cache.get_or_load(key, loader, hard_timeout=5)  # noqa: E731
+        order = [plain, timed] * 5 if first == "plain" else [timed, plain] * 5
+        assert await asyncio.gather(*(call() for call in order)) == [f"v {key}"] * 10
+    assert calls == ["started by plain", "started by timed"]
+    assert cache.stats().loader_calls == 2 and cache.in_flight == 0

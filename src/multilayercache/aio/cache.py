@@ -101,6 +101,7 @@ class AsyncMultilayerCache(ManagerBase):
         # Off by default; on: a thread samples the layers' counters (analytics/sampler.py).
         self._sampler = start_insights(self.layers, sampling, state.events.emit)
         self._event_delivery = EventDelivery(state.events)
+        self._loads_alone = loading.may_load_at_once(state)  # (see ``_load_alone``)
         if on_event is not None:  # a plain function, or a coroutine function (on the loop)
             self.subscribe(on_event)
 
@@ -265,6 +266,17 @@ class AsyncMultilayerCache(ManagerBase):
             # A key holds what its loader returns: the caller's contract, which the layers
             # (some shared, some decoding) cannot show mypy. No cast: a hit costs no call.
             return value  # type: ignore[no-any-return]
+        if (
+            value is MISSING
+            and self._loads_alone
+            and soft_timeout is None
+            and hard_timeout is None
+            and fleet_single_flight is None
+            and not tags
+        ):
+            value = await self._load_alone(key, loader, ttl)
+            if value is not MISSING:
+                return value  # type: ignore[no-any-return]
         start = 0 if value is STEPPED_ASIDE else self._checked_depth
         options = self._options_for(soft_timeout, hard_timeout, fleet_single_flight)
         loader = tagged(loader, check_tags(tags))
@@ -272,6 +284,29 @@ class AsyncMultilayerCache(ManagerBase):
             self._state, key, loader, ttl, self._type_for(value_type), None, options, start
         )
         return await self._run(plan)
+
+    async def _load_alone(
+        self, key: Any, loader: Callable[[Any], Awaitable[Any]], ttl: Any, condition: Any = None
+    ) -> Any:
+        """A miss of the only layer, loaded without a plan when the load needs none of its
+        decisions (``loading.loads_at_once``), else ``MISSING`` (the caller runs the plan):
+        the asyncio twin of the sync front door's ``load_alone``. The loader runs in the
+        key's flight, which the plans' loads of the key join; ``MISSING`` too when another
+        task is loading the key: the plan waits for that load."""
+        state, driver = self._state, self._driver
+        if not loading.loads_at_once(state, loader, ttl) or key in driver.flight:
+            return MISSING
+
+        async def load() -> Any:
+            try:
+                loaded = await driver.call_loader(loader, key)
+            except Exception as error:
+                loading.loaded_alone_failed(state, key, error, loader)
+                raise
+            loading.keep_loaded_alone(state, key, loaded.value, loaded.seconds, ttl, condition)
+            return loaded.value
+
+        return await driver.flight.do(key, load)
 
     async def get_or_load_many(
         self,
@@ -326,6 +361,9 @@ class AsyncMultilayerCache(ManagerBase):
             typed = self._type_for(value_type if value_type is not None else annotated)
             state, depth, run = self._state, self._checked_depth, self._run
             plain = target.function
+            # A cache of one in-process layer loads a plain miss without a plan
+            # (``_load_alone``), unless this function asks for one load in the fleet.
+            load_alone = self._load_alone if self._loads_alone and options is None else None
 
             async def load(
                 call_key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], aside: bool
@@ -333,8 +371,13 @@ class AsyncMultilayerCache(ManagerBase):
                 def call(_: Any) -> Any:
                     return plain(*args, **kwargs)
 
+                tags = tags_of(args, kwargs)
+                if load_alone is not None and not aside and not tags:
+                    value = await load_alone(call_key, call, ttl, condition)
+                    if value is not MISSING:
+                        return value
                 start = 0 if aside else depth
-                loader = tagged(call, tags_of(args, kwargs))
+                loader = tagged(call, tags)
                 plan = loading.load(state, call_key, loader, ttl, typed, condition, options, start)
                 return await run(plan)
 

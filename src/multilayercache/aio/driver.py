@@ -171,7 +171,7 @@ class AsyncDriver(DriverBase):
     async def _load(self, step: Load) -> Loaded:
         gate, rate = self.gate, self.state.load_rate
         if gate is None and rate is None:
-            return await self._call_loader(step.loader, step.argument)
+            return await self.call_loader(step.loader, step.argument)
         timeout = self.slot_wait(step)
         if rate is not None:  # its turn first: a slot is not held while waiting for it
             wait = rate.try_take()
@@ -182,11 +182,12 @@ class AsyncDriver(DriverBase):
                 if timeout is not None:  # what is left of it for a slot
                     timeout = max(0.0, timeout - (time.monotonic() - start))
         if gate is None:
-            return await self._call_loader(step.loader, step.argument)
+            return await self.call_loader(step.loader, step.argument)
         async with gate.slot(timeout):
-            return await self._call_loader(step.loader, step.argument)
+            return await self.call_loader(step.loader, step.argument)
 
-    async def _call_loader(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
+    async def call_loader(self, loader: Callable[[Any], Any], argument: Any) -> Loaded:
+        """``await loader(argument)``, timed and counted."""
         start = time.perf_counter()
         failed = True
         try:

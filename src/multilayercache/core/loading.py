@@ -62,6 +62,7 @@ from .plans import (
     promote,
     promote_found,
     write_loaded,
+    write_loaded_at_once,
 )
 from .ratelimit import LoadGateTimeout
 from .refresh import RefreshJob
@@ -104,6 +105,25 @@ def loads_at_once(state: CacheState, loader: Any, ttl: Any) -> bool:
         and type(loader) is not ContextualLoader
         and not is_rule(ttl)
     )
+
+
+def loaded_alone_failed(state: CacheState, key: Any, error: Exception, loader: Any) -> None:
+    """A plan-free load (``loads_at_once``) raised ``error``: held off as the plan's load
+    holds a failure off (fail-safe), before the caller gets it."""
+    if state.load_options.fail_safe:
+        state.load_failed(key, error, loader)
+
+
+def keep_loaded_alone(
+    state: CacheState, key: Any, value: Any, seconds: float, ttl: Any, condition: Condition
+) -> None:
+    """A plan-free load (``loads_at_once``) returned ``value`` after ``seconds``: the key is
+    no longer held off, and the value is written (``plans.write_loaded_at_once``) if
+    ``condition`` (a ``@cached`` function's) allows."""
+    if state.throttle.failed_at:  # (a key whose load failed lately)
+        state.load_succeeded(key)
+    if condition is None or condition(value):
+        write_loaded_at_once(state, key, value, ttl, seconds)
 
 
 def load(

@@ -23,8 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._core._binding_py import DirectCall
-from ..core.loading import loads_at_once
-from ..core.plans import write_loaded_at_once
+from ..core.loading import keep_loaded_alone, loaded_alone_failed, loads_at_once
 
 if TYPE_CHECKING:
     from ..core.decorate import CallKeys
@@ -136,13 +135,9 @@ class FrontDoor:
             try:
                 loaded = self._call_loader(loader, key)
             except Exception as error:
-                if state.load_options.fail_safe:
-                    state.load_failed(key, error, loader)
+                loaded_alone_failed(state, key, error, loader)
                 raise
-            if state.throttle.failed_at:  # (a key whose load failed lately)
-                state.load_succeeded(key)
-            if condition is None or condition(loaded.value):
-                write_loaded_at_once(state, key, loaded.value, ttl, loaded.seconds)
+            keep_loaded_alone(state, key, loaded.value, loaded.seconds, ttl, condition)
         except BaseException as error:
             flight.end(key, call, None, error)
             raise

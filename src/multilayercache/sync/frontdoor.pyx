@@ -12,6 +12,7 @@ from time import perf_counter
 from types import CoroutineType
 
 from ..core.loadcontext import ContextualLoader, TaggedLoader
+from ..core.loading import loaded_alone_failed
 from ..core.nesting import leading
 from .driver import refuse_coroutine
 
@@ -78,7 +79,7 @@ cdef class FrontDoor:
     cpdef object load_alone(self, key, loader, ttl, condition=None):
         """A miss of the only layer, without a plan, or ``missing`` when the load needs
         one: see the twin. ``SingleFlight.lead`` and ``end``, the driver's ``call_loader``
-        and ``write_loaded_at_once`` inlined, in C: each is a Python frame or more."""
+        and ``loading.keep_loaded_alone`` inlined, in C: each is a Python frame or more."""
         cdef Call call
         state = self._state
         if state is None or not _loads_at_once(state, loader, ttl):
@@ -93,8 +94,7 @@ cdef class FrontDoor:
                 value = loader(key)
             except Exception as error:
                 state.count_load(perf_counter() - start, True)
-                if state.load_options.fail_safe:
-                    state.load_failed(key, error, loader)
+                loaded_alone_failed(state, key, error, loader)
                 raise
             except BaseException:
                 state.count_load(perf_counter() - start, True)
