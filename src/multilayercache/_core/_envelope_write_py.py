@@ -62,6 +62,8 @@ class WriteEncoder:
         max_depth: int,
         max_items: int,
     ) -> None:
+        if not (isinstance(packed_write, type) and issubclass(packed_write, tuple)):
+            raise TypeError(f"packed_write must be a named tuple class, got {packed_write!r}")
         self.packed_write = packed_write
         self.prefix = prefix
         self.encode = encode
