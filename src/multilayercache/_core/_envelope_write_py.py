@@ -32,7 +32,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ._msgpack_bounds_py import count_objects
 
@@ -45,8 +45,10 @@ _MSGPACK_TAG = 0x01  # serializers/base.MSGPACK_TAG
 _INT64 = (-(2**63), 2**63 - 1)
 _FLOAT32_MAX = struct.unpack(">f", b"\x7f\x7f\xff\xff")[0]
 
+Packed = TypeVar("Packed", bound=tuple[Any, ...])
 
-class WriteEncoder:
+
+class WriteEncoder(Generic[Packed]):
     """Encodes the common writes of one Redis layer (see the module docstring).
 
     ``packed_write``: the class of the result (``PackedWrite``, a named tuple of
@@ -56,7 +58,7 @@ class WriteEncoder:
 
     def __init__(
         self,
-        packed_write: type[tuple[Any, ...]],
+        packed_write: type[Packed],
         prefix: str,
         encode: Callable[[Any], bytes],
         max_depth: int,
@@ -79,7 +81,7 @@ class WriteEncoder:
         load_seconds: float,
         deltas: tuple[int | None, int | None, int | None],
         milliseconds: int | None,
-    ) -> tuple[Any, ...] | None:
+    ) -> Packed | None:
         """The ``PackedWrite`` of ``value`` under ``key``, written at ``now_ms`` to live
         ``deltas`` (ms from the write to refresh due, stale from, gone at; ``None``: never)
         and kept ``milliseconds`` by Redis (``None``: no expiry); ``None`` when the general

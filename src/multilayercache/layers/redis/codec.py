@@ -303,7 +303,7 @@ class RedisCodec:
             self._bounds = (max_value_bytes, plain.max_depth, plain.max_items)
         # The common write (``_core/_envelope_write_py.py``): untyped MessagePack, not
         # sealed; ``encode_write`` hands it every write without tags or a step.
-        self._common_writer: _writes.WriteEncoder | None = None
+        self._common_writer: _writes.WriteEncoder[PackedWrite] | None = None
         if type(self.serializer) is MsgpackSerializer and encryption is None:
             msgpack = self.serializer
             try:
@@ -650,7 +650,7 @@ class RedisCodec:
         ):
             write = writer.write(key, value, now_ms, load_seconds, lifetime_deltas, milliseconds)
             if write is not None:
-                return write  # type: ignore[no-any-return]
+                return write
         redis_key = self.redis_key(key)
         data = self._pack_at(
             now_ms,
