@@ -60,6 +60,7 @@ TWINNED = {
     "Lead": "multilayercache._core.flight",
     "Call": "multilayercache._core.flight",
     "Recorder": "multilayercache._core.latency",
+    "WriteEncoder": "multilayercache._core.envelope_write",
 }
 
 

@@ -27,7 +27,7 @@ from multilayercache.core.writepolicy import (
     WriteQueueClosed,
     WriteThrough,
 )
-from multilayercache.core.writequeue import Batch, DeadWrite, WriteQueue
+from multilayercache.core.writequeue import QUEUED, REFUSED, WAKE, Batch, DeadWrite, WriteQueue
 
 DOWN = LayerError("redis: connection refused")  # transient
 BAD = SerializationError("cannot encode")  # permanent
@@ -779,3 +779,23 @@ WriteQueueMachine.TestCase.settings = settings(
     max_examples=200, stateful_step_count=60, deadline=None
 )
 TestWriteQueueMachine = WriteQueueMachine.TestCase
+
+
+def test_offer_says_when_a_sleeping_sender_must_be_woken() -> None:
+    # A sender sleeps until the oldest ready write is max_delay old, or without a timer
+    # when nothing is ready: it must be woken for the first ready write and for a full
+    # batch, and need not be for anything else (a put per set() otherwise pays for it).
+    q = queue(batch_size=3, max_items=5)
+    assert q.offer("a", "set", b"1", 1, now=0.0) == WAKE  # the first ready write
+    assert q.offer("a", "set", b"2", 1, now=0.0) == QUEUED  # replaces it: nothing new
+    assert q.offer("b", "set", b"1", 1, now=0.0) == QUEUED
+    assert q.offer("c", "set", b"1", 1, now=0.0) == WAKE  # a full batch
+    assert q.due(0.0)
+    batch = q.take(0.0)
+    assert q.offer("a", "set", b"3", 1, now=0.1) == QUEUED  # behind its in-flight write
+    assert not q.due(0.1) and q.ready == 0
+    assert q.offer("d", "set", b"1", 1, now=0.1) == WAKE  # the first ready one again
+    assert q.offer("e", "set", b"1", 1, now=0.1) == REFUSED  # five held: full
+    assert not REFUSED and QUEUED and WAKE  # truthy when accepted, as before
+    q.done(batch)
+    assert q.ready == 2

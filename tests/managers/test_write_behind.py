@@ -24,6 +24,8 @@ from multilayercache import (
 )
 from multilayercache.tools.servers import free_port
 
+from support import wait_until
+
 # Never due by age in a test: a write stays queued until a flush (or a full batch).
 HELD = {"max_delay": 60.0}
 
@@ -289,6 +291,27 @@ def test_the_fast_set_and_the_planned_set_store_the_same(harness, tmp_path) -> N
             assert one.value == other.value == [1, 2]
             assert one.fresh_for == pytest.approx(other.fresh_for, abs=0.1)
             assert one.gone_in == pytest.approx(other.gone_in, abs=0.1)
+
+
+def test_a_full_batch_is_sent_without_waiting_for_max_delay(
+    harness, raw_redis, prefix, tmp_path
+) -> None:
+    # The senders sleep until the oldest write is max_delay old (60 s here); a set() that
+    # completes a batch wakes them (``WriteQueue.offer``: WAKE), so it is sent at once.
+    l1, l2 = harness.l1(), harness.l2()
+    cache = harness.cache([l1, l2], [None, behind(tmp_path, batch_size=5)])
+    for index in range(4):
+        cache.set(f"k{index}", index)
+
+    def delivered() -> int:
+        if harness.loop is not None:  # the asyncio senders run while the loop does
+            harness.loop.run_until_complete(asyncio.sleep(0.01))
+        return sum(raw_redis.exists(f"{prefix}k{index}") for index in range(5))
+
+    assert wait_until(lambda: delivered() > 0, 0.3) is None  # four: not a batch yet
+    cache.set("k4", 4)
+    assert wait_until(lambda: delivered() == 5, 5.0) is not None
+    assert cache.stats().write_queues["l2"].batches == 1
 
 
 def test_close_ends_the_senders_even_when_nothing_is_queued(redis_url, prefix, tmp_path) -> None:

@@ -43,7 +43,7 @@ from ..core.writeback import (
     sleep_for,
 )
 from ..core.writepolicy import Op
-from ..core.writequeue import Batch
+from ..core.writequeue import WAKE, Batch
 from ..deadletter import sink_for
 from ..journal import Journal
 
@@ -103,17 +103,16 @@ class AsyncWriteBehindWorker(WorkerBase):
     def put_now(self, key: Any, op: Op, payload: Any, size: int) -> bool:
         """Queue one write if there is room now; False (nothing queued) if not. Called
         from the event loop (no await: the fast path of ``set``)."""
-        queue = self.queue
-        record = self.record(key, op, payload)
+        record = None if self.journal is None else self.record(key, op, payload)
         now = time.monotonic()
-        was_empty = not queue.ready
-        if not queue.offer(key, op, payload, size, now):
+        queued = self.queue.offer(key, op, payload, size, now)
+        if not queued:
             return False
         if record is not None:
             self.journal_write(record, now)
         _HOLDING.add(self)
         self._running()
-        if was_empty or queue.due(now):
+        if queued == WAKE:  # the senders' own timers do not foresee it
             self._wake.set()
         return True
 

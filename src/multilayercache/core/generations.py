@@ -60,31 +60,24 @@ class KeyGenerations:
     ['user:1']
     """
 
-    __slots__ = ("_table", "_mask", "_tickets")
+    __slots__ = ("table", "mask", "tickets")
 
     def __init__(self, slots: int = SLOTS) -> None:
         if slots < 1 or slots & (slots - 1):
             raise ValueError(f"slots must be a power of two, got {slots}")
-        self._table = [0] * slots  # tickets start at 1: a noted 0 changes at the first bump
-        self._mask = slots - 1
-        self._tickets = itertools.count(1)
-
-    def slot(self, key: Any) -> int:
-        """Where ``key``'s generation lives in ``table`` (for a caller that reads it
-        several times: ``write_at_once``)."""
-        return hash(key) & self._mask
-
-    @property
-    def table(self) -> list[int]:
-        return self._table
+        # Public for a caller that bumps inline (``write_at_once``, every write-behind set):
+        # ``table[hash(key) & mask] = next(tickets)`` is ``bump(key)``. Never rebound.
+        self.table = [0] * slots  # tickets start at 1: a noted 0 changes at the first bump
+        self.mask = slots - 1
+        self.tickets = itertools.count(1)
 
     def of(self, key: Any) -> int:
         """The key's generation now: note it before reading below L1."""
-        return self._table[hash(key) & self._mask]
+        return self.table[hash(key) & self.mask]
 
     def note(self, keys: Iterable[Any], seen: dict[Any, int]) -> None:
         """Note the generation of each key not noted in ``seen`` yet."""
-        table, mask = self._table, self._mask
+        table, mask = self.table, self.mask
         for key in keys:
             if key not in seen:
                 seen[key] = table[hash(key) & mask]
@@ -92,27 +85,27 @@ class KeyGenerations:
     def bump(self, key: Any) -> None:
         """A write or delete of ``key`` reached the slower layers: copies of what a reader
         found before it must not land in the faster ones."""
-        self._table[hash(key) & self._mask] = next(self._tickets)
+        self.table[hash(key) & self.mask] = next(self.tickets)
 
     def bump_many(self, keys: Iterable[Any]) -> None:
-        table, mask, tickets = self._table, self._mask, self._tickets
+        table, mask, tickets = self.table, self.mask, self.tickets
         for key in keys:
             table[hash(key) & mask] = next(tickets)
 
     def bump_all(self) -> None:
         """Every key changed (``clear``). One new ticket for every slot: it was never
         stored anywhere, so every slot now differs from whatever a reader noted."""
-        self._table[:] = [next(self._tickets)] * len(self._table)
+        self.table[:] = [next(self.tickets)] * len(self.table)
 
     def moved(self, keys: Iterable[Any], seen: Mapping[Any, int]) -> list[Any]:
         """The keys of ``keys`` whose generation moved since it was noted in ``seen`` (or
         that were never noted there): ``changed`` without a mapping built for it."""
-        table, mask, noted = self._table, self._mask, seen.get
+        table, mask, noted = self.table, self.mask, seen.get
         return [key for key in keys if table[hash(key) & mask] != noted(key, -1)]
 
     def changed(self, seen: Mapping[Any, int]) -> list[Any]:
         """The keys of ``seen`` whose generation moved since it was noted."""
-        table, mask = self._table, self._mask
+        table, mask = self.table, self.mask
         return [key for key, noted in seen.items() if table[hash(key) & mask] != noted]
 
 

@@ -199,6 +199,11 @@ class WriteQueueStats:
     """Always 0: the queue never drops a write. Here so that a dashboard can show it."""
 
 
+REFUSED = 0
+QUEUED = 1
+WAKE = 2
+"""``offer``'s answers: refused (no room now), queued, queued and worth waking a taker for."""
+
 _NO_KEY: Any = object()
 CAUGHT_UP_SECONDS = 1.0
 """Without ``max_lag``: the lag under which a queue that saw failures has caught up."""
@@ -227,6 +232,7 @@ class WriteQueue:
         self._max_items = self.options.max_items
         self._max_bytes = self.options.max_bytes
         self._max_lag = self.options.max_lag
+        self._batch_size = self.options.batch_size
         # Caught up again after failures once the lag is back under this.
         self._caught_up_lag = self._max_lag if self._max_lag is not None else CAUGHT_UP_SECONDS
         retry = self.options.retry
@@ -274,46 +280,53 @@ class WriteQueue:
         if not self.offer(key, op, payload, size, now):
             raise self.refusal()
 
-    def offer(self, key: Any, op: Op, payload: Any, size: int, now: float) -> bool:
-        """``put``, but a write that does not fit is refused by returning False (not
-        counted in ``rejected``: the caller may still wait for room and ``put``)."""
+    def offer(self, key: Any, op: Op, payload: Any, size: int, now: float) -> int:
+        """``put``, but a write that does not fit is refused by returning ``REFUSED`` (0:
+        false; not counted in ``rejected``: the caller may still wait for room and
+        ``put``). An accepted write returns ``WAKE`` when it may have made a batch due that
+        a sleeping taker would not see coming by its own timer (``next_due_in``): the first
+        ready write of an empty queue, or the ``batch_size``-th; else ``QUEUED``. Both are
+        true."""
         if op != "set" and op != "delete":
             raise ValueError(f'op must be "set" or "delete", got {op!r}')
         if self._closed:
             raise WriteQueueClosed("the write-behind queue is closed")
         # full() inlined: this is the hot path of every write-behind set().
-        slots = self._waiting if key in self._in_flight else self._ready
+        ready = self._ready
+        slots = self._waiting if key in self._in_flight else ready
         old = slots.get(key)
         if old is not None:  # latest wins; the slot keeps its age and its flush epoch
             held = self._bytes - old.size
             if held + size > self._max_bytes and held > 0:
-                return False
+                return REFUSED
             self.puts += 1
             self.coalesced += 1
             self._bytes = held + size
             # In place: a ready or waiting write belongs to no batch, nothing else holds it.
             old.op, old.payload, old.size = op, payload, size
-            return True
+            return QUEUED
         held = self._bytes
-        if len(self._ready) + len(self._waiting) + len(self._in_flight) >= self._max_items or (
+        if len(ready) + len(self._waiting) + len(self._in_flight) >= self._max_items or (
             held + size > self._max_bytes and held > 0
         ):
-            return False
+            return REFUSED
         if self._max_lag is not None and not self.recovering:  # lagging(), inlined
-            oldest = self._ready[self._order[0]].since if self._order else now
+            oldest = ready[self._order[0]].since if ready else now
             if self._batches:
                 oldest = min(oldest, next(iter(self._batches)).oldest)
             if now - oldest > self._max_lag:
-                return False
+                return REFUSED
         self.puts += 1
         epoch = self._epoch
         slots[key] = QueuedWrite(key, op, payload, size, now, epoch)
-        if slots is self._ready:
-            self._order.append(key)
         opened = self._open
         opened[epoch] = opened.get(epoch, 0) + 1
         self._bytes = held + size
-        return True
+        if slots is not ready:
+            return QUEUED
+        self._order.append(key)
+        count = len(ready)
+        return WAKE if count == 1 or count == self._batch_size else QUEUED
 
     def restore(self, key: Any, op: Op, payload: Any, size: int, now: float) -> None:
         """Queue a write acknowledged by an earlier process (found in its journal), whatever
@@ -687,6 +700,9 @@ class WriteQueue:
 
 
 __all__ = [
+    "QUEUED",
+    "REFUSED",
+    "WAKE",
     "Batch",
     "DeadWrite",
     "QueuedWrite",

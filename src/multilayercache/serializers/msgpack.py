@@ -175,6 +175,12 @@ class MsgpackSerializer:
             ) from None
 
     @property
+    def untyped_encode(self) -> Callable[[Any], bytes]:
+        """msgspec's encoder of MessagePack's data model, without the tag or the bounds:
+        for a caller that adds and checks both itself (a write, ``_core/_envelope_write_py``)."""
+        return self._encode
+
+    @property
     def untyped_decode(self) -> Callable[[Any], Any]:
         """msgspec's decoder of MessagePack's data model, without the tag or the bounds:
         for a caller that checks both first (a batch read, ``_core/_envelope_batch_py``)."""

@@ -196,8 +196,15 @@ class MultilayerCache(ManagerBase):
                     self._state, single(key, value), ttl, self._state.value_type, check_tags(tags)
                 )
                 self._run(plan)
-            elif not self._set_at_once(key, value, ttl):
-                self._run(plans.write(self._state, single(key, value), ttl, self._state.value_type))
+            else:
+                # ``_set_at_once``, inlined: every set() of a cache with a write-behind layer
+                state = self._state
+                value_type, put_now = state.value_type, self._driver.put_now
+                if not (
+                    state.writes_at_once
+                    and plans.write_at_once(state, key, value, ttl, value_type, put_now)
+                ):
+                    self._run(plans.write(state, single(key, value), ttl, value_type))
         finally:  # a failed write may have landed too: the others drop the key either way
             if self.backplane is not None:
                 self._announce((key,))

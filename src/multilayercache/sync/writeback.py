@@ -46,7 +46,7 @@ from ..core.writeback import (
     sleep_for,
 )
 from ..core.writepolicy import Op
-from ..core.writequeue import Batch
+from ..core.writequeue import WAKE, Batch
 from ..deadletter import sink_for
 from ..journal import Journal
 
@@ -96,21 +96,24 @@ class WriteBehindWorker(WorkerBase):
     def put_now(self, key: Any, op: Op, payload: Any, size: int) -> bool:
         """Queue one write if there is room now; False (nothing queued) if not. The
         fast path of ``set``: as little as possible under the lock, which every writer
-        thread takes."""
+        thread takes. A sender asleep is woken only when the write gives it work its own
+        timer does not foresee (``WriteQueue.offer``: ``WAKE``)."""
         record = None if self.journal is None else self.record(key, op, payload)
         now = time.monotonic()
-        queue = self.queue
-        with self._mutex:  # ``changed``'s lock, without the Condition's Python frames
-            asleep = self._asleep
-            was_empty = asleep and not queue.ready
-            if not queue.offer(key, op, payload, size, now):
+        mutex = self._mutex  # ``changed``'s lock, without the Condition's Python frames
+        mutex.acquire()  # (acquire and release: cheaper than ``with``, as safe)
+        try:
+            queued = self.queue.offer(key, op, payload, size, now)
+            if not queued:
                 return False
             if record is not None:
                 self.journal_write(record, now)
             if not self._senders:  # inlined check: every write-behind set() runs this
                 self._start()
-            if asleep and (was_empty or queue.due(now)):
+            if queued == WAKE and self._asleep:
                 self.changed.notify_all()
+        finally:
+            mutex.release()
         return True
 
     def pending(self, keys: list[Any]) -> dict[Any, tuple[Op, Any]]:

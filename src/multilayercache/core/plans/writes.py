@@ -139,26 +139,26 @@ def write_at_once(
     if state.call_texts is not None and type(key) is CallKey:
         return False  # its shared text is noted by ``store``: the plan's
     generations = state.generations
-    slowest = state.tiers_slowest_first[0]
-    if generations is not None:
-        table, slot = generations.table, generations.slot(key)  # read several times below
+    if generations is not None:  # (read inline below: this loop is every write-behind set())
+        table, tickets = generations.table, generations.tickets
+        slot = hash(key) & generations.mask
         noted = table[slot]
+    slowest = state.tiers_slowest_first[0]
     overtaken = False
     for tier in state.tiers_slowest_first:
         if generations is not None and tier is not slowest:
             overtaken = overtaken or table[slot] != noted
-            generations.bump(key)
-            noted = table[slot]
+            table[slot] = noted = next(tickets)  # generations.bump(key)
             if overtaken:
                 if not _remove_now(tier, key, put_now):
                     return False
                 continue
-        # Tier.lifetime_for's shortcut, inlined: this loop is the whole of a write-behind set().
+        # Tier.lifetime_for's shortcut, inlined
         lifetime = tier.default_lifetime if ttl is None else None
         if lifetime is None:
             lifetime = tier.lifetime_for(ttl, state.rng)
         if tier.queue is not None:
-            payload = tier.layer.encode_write(key, value, lifetime, 0.0, value_type=value_type)
+            payload = tier.layer.encode_write(key, value, lifetime, 0.0, value_type)
             if not put_now[tier.depth](key, "set", payload, payload.size):
                 return False
         else:

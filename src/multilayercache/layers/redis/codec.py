@@ -99,10 +99,14 @@ from .scripts import (
 if TYPE_CHECKING:
     # the twin carries the annotations; the compiled module shares them
     from ..._core import _envelope_batch_py as _envelopes
+    from ..._core import _envelope_write_py as _writes
     from ...serializers.encrypted import Encryption
 else:
     _envelopes = twin(
         "multilayercache._core.envelope_batch", "multilayercache._core._envelope_batch_py"
+    )
+    _writes = twin(
+        "multilayercache._core.envelope_write", "multilayercache._core._envelope_write_py"
     )
 
 DEFAULT_TTL_SECONDS = 3600.0
@@ -297,6 +301,18 @@ class RedisCodec:
         if type(plain) is MsgpackSerializer and encryption is None:
             self._common_decode = plain.untyped_decode
             self._bounds = (max_value_bytes, plain.max_depth, plain.max_items)
+        # The common write (``_core/_envelope_write_py.py``): untyped MessagePack, not
+        # sealed; ``encode_write`` hands it every write without tags or a step.
+        self._common_writer: _writes.WriteEncoder[PackedWrite] | None = None
+        if type(self.serializer) is MsgpackSerializer and encryption is None:
+            msgpack = self.serializer
+            try:
+                self._common_writer = _writes.WriteEncoder(
+                    PackedWrite, prefix, msgpack.untyped_encode, msgpack.max_depth,
+                    msgpack.max_items,
+                )  # fmt: skip
+            except UnicodeEncodeError:  # a prefix without UTF-8: the general path says so
+                pass
         self._rng = random.Random()
         self._counter_lock = threading.Lock()
         self._hits = self._misses = self._errors = self._puts = 0
@@ -622,8 +638,19 @@ class RedisCodec:
             packing = (deltas(resolved), self._expiry_ms(resolved))
             if lifetime.ttl is not None or not self.ttl_jitter:  # else jittered each time
                 self._packing_memo = (lifetime, packing)
-        now_ms = _now_ms()
+        now_ms = time.time_ns() // 1_000_000  # _now_ms(), inlined
         lifetime_deltas, milliseconds = packing
+        writer = self._common_writer
+        if (
+            writer is not None
+            and value_type is None
+            and lifetime.step is None
+            and not lifetime.tags
+            and self._digested is None  # else _payload may hand back digest_of's bytes
+        ):
+            write = writer.write(key, value, now_ms, load_seconds, lifetime_deltas, milliseconds)
+            if write is not None:
+                return write
         redis_key = self.redis_key(key)
         data = self._pack_at(
             now_ms,
