@@ -11,6 +11,20 @@ import pytest
 from multilayercache import InMemoryLayer, MultilayerCache, RedisLayer
 
 
+def run_switching_at_every_step(threads: list[threading.Thread]) -> None:
+    """Run ``threads`` to their end (a minute at most), switching between them after any
+    step: every interleaving the GIL allows."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+
+
 @pytest.fixture
 def sync_layers(redis_url, prefix):
     l1 = InMemoryLayer(max_size=1_000, name="l1")
@@ -157,16 +171,7 @@ def test_threads_storming_few_keys_of_a_lone_layer_get_their_values_and_counts(s
                 wrong.append((key, value))
         done.append(True)
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(8)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # threads switch between any two steps: every interleaving
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-    finally:
-        sys.setswitchinterval(interval)
+    run_switching_at_every_step([threading.Thread(target=work, daemon=True) for _ in range(8)])
     assert len(done) == 8, "a caller hung waiting for a flight that had ended"
     assert not wrong and cache.in_flight == 0
     stats = cache.stats()
@@ -189,16 +194,9 @@ def test_threads_loading_at_once_lose_no_count() -> None:
             kwargs = {"hard_timeout": 5} if index % 5 == 0 else {}  # the plan's load
             cache.get_or_load((thread, index), loader, **kwargs)
 
-    threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(6)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-    finally:
-        sys.setswitchinterval(interval)
+    run_switching_at_every_step(
+        [threading.Thread(target=work, args=(n,), daemon=True) for n in range(6)]
+    )
     stats = cache.stats()
     assert len(calls) == 18_000
     assert stats.loader_calls == stats.load_latency.count == 18_000
