@@ -77,15 +77,14 @@ import dataclasses
 import random
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
-from itertools import repeat, starmap
 from dataclasses import dataclass
+from itertools import repeat, starmap
 from operator import attrgetter
 from typing import Any, NamedTuple
 
 from .backoff import RetryState
 from .errors import retryable
 from .writepolicy import Op, QueueFull, WriteBehind, WriteQueueClosed
-
 
 _SINCE = attrgetter("since")
 _SIZE = attrgetter("size")
@@ -410,7 +409,7 @@ class WriteQueue:
         else:  # popleft ``count`` times, in C
             keys = list(starmap(order.popleft, repeat((), count)))
         writes = list(map(ready.pop, keys))
-        in_flight.update(zip(keys, writes))
+        in_flight.update(zip(keys, writes, strict=True))
         self.batches += 1
         if self.recovering and self.lag(now) <= self._caught_up_lag:
             self.recovering = False
