@@ -57,6 +57,7 @@ TWINNED = {
     "count_objects": "multilayercache._core.msgpack_bounds",
     "read_batch": "multilayercache._core.envelope_batch",
     "read_one": "multilayercache._core.envelope_batch",
+    "pack_writes": "multilayercache._core.write_batch",
 }
 
 

@@ -6,8 +6,8 @@ Sent as a pipeline, every write of a batch costs the sender Python twice: packin
 command, and parsing its reply through redis-py (about 2 us per write in all; 8-9 us under
 asyncio, where every reply runs a timeout of its own). The sender shares the GIL with the
 threads that call ``set()``, so that Python is theirs to wait for. Here a batch becomes five
-arguments built by whole-batch joins and ``struct`` packs, C loops over the batch: about
-0.15 us per write, then one reply.
+arguments packed in one compiled pass (``_core/write_batch.pyx``; its pure twin uses
+whole-batch joins and ``struct`` packs): tens of nanoseconds per write, then one reply.
 
 The work moves to the server: a ``redis.call`` per write costs Redis about 2 us of CPU per
 write, against about 1 us for a pipeline of SETs (and 3-5 us for SETs sent one round trip
@@ -29,24 +29,26 @@ nothing is left, as ``PackedWrite.command`` does.
 
 from __future__ import annotations
 
-import struct
 import time
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..._build import twin
 from .scripts import Script
 
 if TYPE_CHECKING:
+    # the twin carries the annotations; the compiled module shares them
+    from ..._core import _write_batch_py as _packing
     from .codec import PackedWrite
+else:
+    _packing = twin("multilayercache._core.write_batch", "multilayercache._core._write_batch_py")
+
+DELETE = _packing.DELETE
+NO_EXPIRY = _packing.NO_EXPIRY
 
 SCRIPT_WRITES = 500
 """Writes per script call at most: about 1 ms of the server's time."""
 
-NO_EXPIRY = 0.0
-"""A write's expiry in the script's arguments when it has none."""
-
-DELETE = -1
-"""A write's value length in the script's arguments when it is a delete."""
 
 # ARGV: now (Unix seconds), the keys (each ended by a NUL byte), the values end to end,
 # then per write, little-endian: the length of its value (int32; -1: a delete) and its
@@ -84,11 +86,6 @@ return #value_lengths / 4
 
 WRITE_BATCH = Script.of(WRITE_BATCH_SCRIPT)
 
-_KEY = attrgetter("redis_key")
-_DATA = attrgetter("data")
-_EXPIRES_AT = attrgetter("expires_at")
-_ONLY_IF_NEWER = attrgetter("only_if_newer")
-
 
 class ScriptBatch(NamedTuple):
     """A batch as script calls: the arguments of each ``WRITE_BATCH`` call (one per
@@ -103,73 +100,23 @@ def script_batch(writes: list[PackedWrite]) -> ScriptBatch | None:
     write only over an older value (``only_if_newer``), or a key holding a NUL character.
     Keys are distinct (a write-behind batch holds one write per key), so the calls may
     run in any order."""
-    if any(map(_ONLY_IF_NEWER, writes)):
-        return None
     now = time.time()
     calls = []
     sets = 0
     for start in range(0, len(writes), SCRIPT_WRITES):
         chunk = writes[start : start + SCRIPT_WRITES] if len(writes) > SCRIPT_WRITES else writes
-        keys = "\0".join(map(_KEY, chunk)) + "\0"
-        if keys.count("\0") != len(chunk):
+        packed = _packing.pack_writes(chunk, now)
+        if packed is None:
             return None
-        arguments = _sets(chunk, now, keys) or _mixed(chunk, now, keys)
-        calls.append(arguments[0])
-        sets += arguments[1]
+        keys, values, value_lengths, deadlines, chunk_sets = packed
+        calls.append((now, keys, values, value_lengths, deadlines))
+        sets += chunk_sets
     return ScriptBatch(calls, sets)
-
-
-def _sets(writes: list[PackedWrite], now: float, keys: str) -> tuple[tuple[Any, ...], int] | None:
-    """The arguments of a call of sets only, all with a deadline or none: packed by C
-    loops over the whole batch (the common batch). ``None`` for any other."""
-    count = len(writes)
-    values = list(map(_DATA, writes))
-    deadlines = list(map(_EXPIRES_AT, writes))
-    try:  # a delete (None) in values or deadlines raises: rarer than a check costs
-        packed_values = b"".join(values)
-        value_lengths = struct.pack(f"<{count}i", *map(len, values))
-    except TypeError:
-        return None
-    try:
-        packed_deadlines = struct.pack(f"<{count}d", *deadlines)
-    except struct.error:
-        if deadlines.count(None) != count:
-            return None
-        packed_deadlines = bytes(8 * count)  # NO_EXPIRY, each
-    return (now, keys, packed_values, value_lengths, packed_deadlines), count
-
-
-def _mixed(writes: list[PackedWrite], now: float, keys: str) -> tuple[tuple[Any, ...], int]:
-    """The arguments of a call write by write: deletes, sets with and without a deadline."""
-    values, value_lengths, deadlines = [], [], []
-    for write in writes:
-        data = write.data
-        if data is None:
-            value_lengths.append(DELETE)
-            deadlines.append(NO_EXPIRY)
-            continue
-        values.append(data)
-        value_lengths.append(len(data))
-        if write.expires_at is not None:
-            deadlines.append(write.expires_at)
-        elif write.milliseconds is not None:  # a lifetime without a deadline: from now
-            deadlines.append(now + write.milliseconds / 1000)
-        else:
-            deadlines.append(NO_EXPIRY)
-    count = len(writes)
-    arguments = (
-        now,
-        keys,
-        b"".join(values),
-        struct.pack(f"<{count}i", *value_lengths),
-        struct.pack(f"<{count}d", *deadlines),
-    )
-    return arguments, len(values)
 
 
 def sets_in(writes: list[PackedWrite]) -> int:
     """How many of ``writes`` are sets (the layer's ``puts``)."""
-    return len(writes) - list(map(_DATA, writes)).count(None)
+    return len(writes) - list(map(attrgetter("data"), writes)).count(None)
 
 
 __all__ = ["SCRIPT_WRITES", "WRITE_BATCH", "ScriptBatch", "script_batch", "sets_in"]
