@@ -61,6 +61,7 @@ TWINNED = {
     "Call": "multilayercache._core.flight",
     "Recorder": "multilayercache._core.latency",
     "WriteEncoder": "multilayercache._core.envelope_write",
+    "pack_writes": "multilayercache._core.write_batch",
 }
 
 

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multilayercache.core.freshness import Lifetime
+from multilayercache.layers.redis.codec import PackedWrite
 
 from invariants import check_invariants
 from support import COMPILED, PURE, TWINNED, FakeClock, pure_module, requires_compiled
@@ -984,3 +985,27 @@ def test_same_hits_on_traces(name, sizes) -> None:
             trace, size, layer_factory=lambda n: COMPILED.InMemoryLayer(max_size=n)
         )
         assert pure_hits == compiled_hits
+
+
+# Encoded write-behind writes (``PackedWrite``): sets with a deadline, with a lifetime but
+# no deadline, with neither; deletes; now and then one only over older values, or a key
+# holding NUL; keys beyond ASCII, values holding NUL bytes.
+packed_writes = st.lists(
+    st.builds(
+        lambda key, data, milliseconds, deadline, newer: PackedWrite(
+            key, data, milliseconds, deadline if data is not None else None, 0, newer
+        ),
+        st.text(max_size=6),
+        st.one_of(st.none(), st.binary(max_size=20)),
+        st.one_of(st.none(), st.integers(0, 10**9)),
+        st.one_of(st.none(), st.floats(0, 2e9)),
+        st.sampled_from([False] * 19 + [True]),
+    ),
+    max_size=40,
+)
+
+
+@SETTINGS
+@given(writes=packed_writes, now=st.floats(0, 2e9))
+def test_write_batch_packing(writes, now) -> None:
+    assert COMPILED.pack_writes(writes, now) == PURE.pack_writes(writes, now)

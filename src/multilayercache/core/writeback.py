@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable
+from operator import attrgetter
 from typing import Any
 
 from .events import DeadLettered
@@ -150,6 +151,9 @@ class WorkerBase:
         )
 
 
+_PAYLOAD = attrgetter("payload")
+
+
 def _ignore(event: Any) -> None:
     """``WorkerBase.emit`` until a manager connects its events."""
 
@@ -157,7 +161,7 @@ def _ignore(event: Any) -> None:
 def payloads(batch: Batch) -> list[Any]:
     """What the layer's ``write_packed`` sends for ``batch`` (rebuilt on every attempt: a
     retry may have dropped superseded writes)."""
-    return [write.payload for write in batch.writes]
+    return list(map(_PAYLOAD, batch.writes))
 
 
 def late(batch: Batch) -> bool:

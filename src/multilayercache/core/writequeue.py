@@ -75,14 +75,20 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import repeat, starmap
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from .backoff import RetryState
 from .errors import retryable
 from .writepolicy import Op, QueueFull, WriteBehind, WriteQueueClosed
+
+_SINCE = attrgetter("since")
+_SIZE = attrgetter("size")
+_EPOCH = attrgetter("epoch")
 
 
 class QueuedWrite:
@@ -136,7 +142,7 @@ class Batch:
         self.writes = writes
         self.attempts = 1
         self.taken_at = taken_at
-        self.oldest = min((write.since for write in writes), default=taken_at)
+        self.oldest = min(map(_SINCE, writes), default=taken_at)
         """When the oldest of its writes was queued (what ``lag`` counts)."""
         self.dead: list[DeadWrite] = []
         self.abandoned = False
@@ -409,12 +415,14 @@ class WriteQueue:
         count = min(len(ready), self.options.batch_size)
         if not count:
             return None
-        writes = []
-        for _ in range(count):
-            key = order.popleft()
-            write = ready.pop(key)
-            in_flight[key] = write
-            writes.append(write)
+        # Whole-batch C loops (the sender's CPU is taken from the writers: one GIL).
+        if count == len(order):
+            keys = list(order)
+            order.clear()
+        else:  # popleft ``count`` times, in C
+            keys = list(starmap(order.popleft, repeat((), count)))
+        writes = list(map(ready.pop, keys))
+        in_flight.update(zip(keys, writes, strict=True))
         self.batches += 1
         if self.recovering and self.lag(now) <= self._caught_up_lag:
             self.recovering = False
@@ -434,6 +442,9 @@ class WriteQueue:
         self._check_open(batch)
         batch._open = False
         del self._batches[batch]
+        if not errors and not self._waiting:  # the common batch, in whole-batch steps
+            self._release_all(batch.writes)
+            return
         for write in batch.writes:
             error = errors.get(write.key) if errors else None
             if error is None:
@@ -664,8 +675,19 @@ class WriteQueue:
         if finish:
             self._finish_slot(write.epoch)
 
-    def _finish_slot(self, epoch: int) -> None:
-        left = self._open[epoch] - 1
+    def _release_all(self, writes: list[QueuedWrite]) -> None:
+        """``_release`` of every write of a delivered batch, when no write waits behind
+        any of them."""
+        in_flight = self._in_flight
+        for write in writes:
+            del in_flight[write.key]
+        self.delivered += len(writes)
+        self._bytes -= sum(map(_SIZE, writes))
+        for epoch, count in Counter(map(_EPOCH, writes)).items():
+            self._finish_slot(epoch, count)
+
+    def _finish_slot(self, epoch: int, count: int = 1) -> None:
+        left = self._open[epoch] - count
         if left:
             self._open[epoch] = left
         else:

@@ -104,6 +104,10 @@ SCRIPT = textwrap.dedent(
     fastpath.write(client, False, [("SET", prefix + "w", b"1", "PX", 60000), ("DEL", prefix + "b")])
     assert client.get(prefix + "w") == b"1" and client.get(prefix + "b") is None
     layer.set("b", "two")
+    # a write-behind batch: one script call
+    layer.write_packed([layer.encode_write("wb", 5, layer.lifetime(60)), layer.encode_delete("a")])
+    assert layer.get_many(["wb", "a"]) == {"wb": 5}
+    layer.set("a", [1, 2])
     # a connection the server dropped is retried or reported, never left broken in the pool
     pooled = client.client_id()  # runs on the pooled connection the next read will take
     killer = redis.Redis.from_url(url)
@@ -120,6 +124,8 @@ SCRIPT = textwrap.dedent(
         assert await alayer.get("a") == [1, 2]
         assert await alayer.get_many(["a", "b", "c"]) == {"a": [1, 2], "b": "two"}
         await fastpath.write_async(alayer._bound(), False, [("SET", prefix + "x", b"2")])
+        await alayer.write_packed([alayer.encode_write("awb", 6, alayer.lifetime(60))])
+        assert await alayer.get("awb") == 6
         assert await alayer._bound().get(prefix + "x") == b"2"
         await alayer.close()
 

@@ -7,7 +7,9 @@ loopback. ``read`` / ``read_async`` pack the command with ``hiredis.pack_command
 and send it on a connection taken from the client's pool, keeping redis-py's connection
 contract: the connection's own retry policy, disconnect on failure, release to the pool.
 
-``write`` / ``write_async`` do the same for a write-behind batch (SETs and DELs): a
+``write`` / ``write_async`` do the same for a write-behind batch of commands (SETs and DELs,
+or the compare-and-write script per key; a batch of plain writes to one server is a single
+script call instead, ``writebatch.py``, sent by ``read``): a
 redis-py pipeline of 500 SETs spends about 14 us per command in Python on this machine's
 cores, packing each argument and parsing each reply; one ``pack_command`` per command, one
 ``sendall`` and hiredis's parser cost a fraction of that, and the batch is what keeps
@@ -29,12 +31,12 @@ from redis.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
 
-def read(client: Any, is_cluster: bool, *args: str) -> Any:
-    """Run one read command (GET, MGET) and return redis-py's parsed reply."""
+def read(client: Any, is_cluster: bool, *args: Any) -> Any:
+    """Run one command that answers once (GET, MGET, a write-behind batch's script:
+    ``writebatch.py``) and return redis-py's parsed reply."""
     if is_cluster or client.connection is not None:  # set by single_connection_client
         return client.execute_command(*args)
-    # hiredis's stub types the command as a 1-tuple; it packs a command of any length.
-    command = [pack_command(args)]  # type: ignore[arg-type]
+    command = [pack_command(args)]
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
@@ -52,12 +54,11 @@ def read(client: Any, is_cluster: bool, *args: str) -> Any:
         pool.release(connection)
 
 
-async def read_async(client: Any, is_cluster: bool, *args: str) -> Any:
+async def read_async(client: Any, is_cluster: bool, *args: Any) -> Any:
     """The asyncio twin of ``read``."""
     if is_cluster or client.single_connection_client:
         return await client.execute_command(*args)
-    # hiredis's stub types the command as a 1-tuple; it packs a command of any length.
-    command = [pack_command(args)]  # type: ignore[arg-type]
+    command = [pack_command(args)]
     pool = client.connection_pool
     connection = await pool.get_connection()
     try:

@@ -42,6 +42,7 @@ from .codec import (
 )
 from .lease import release_call, take_call
 from .scripts import ScriptCall, checked_delta
+from .writebatch import WRITE_BATCH, script_batch, sets_in
 
 if TYPE_CHECKING:
     from ...serializers.encrypted import Encryption
@@ -373,16 +374,29 @@ class RedisLayer(ClusterRouting, RedisCodec):
         self._count(puts=len(mapping))
 
     def write_packed(self, writes: list[PackedWrite], late: bool = False) -> None:
-        """Send encoded writes (``encode_write`` / ``encode_delete``) in one pipeline: the
-        write-behind queue's flush. ``late``: only over older values (``write_commands``)."""
+        """Send encoded writes (``encode_write`` / ``encode_delete``): the write-behind
+        queue's flush. One script call on one server (``writebatch.py``); a pipeline of
+        commands on a cluster, and for writes that go only over older values (``late``,
+        or their own ``only_if_newer``: see ``write_commands``)."""
         if not writes:
             return
+        batch = None if late or self.is_cluster else script_batch(writes)
         try:
-            commands = write_commands(writes, late, self.is_cluster)
-            fastpath.write(self.client, self.is_cluster, commands)
+            if batch is None:
+                commands = write_commands(writes, late, self.is_cluster)
+                fastpath.write(self.client, self.is_cluster, commands)
+            else:
+                for arguments in batch.calls:
+                    self._write_batch(arguments)
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
-        self._count(puts=sum(1 for write in writes if write.data is not None))
+        self._count(puts=sets_in(writes) if batch is None else batch.sets)
+
+    def _write_batch(self, arguments: tuple[Any, ...]) -> None:
+        try:
+            fastpath.read(self.client, False, "EVALSHA", WRITE_BATCH.sha, 0, *arguments)
+        except NoScriptError:  # the first batch on this server (or after SCRIPT FLUSH)
+            fastpath.read(self.client, False, "EVAL", WRITE_BATCH.text, 0, *arguments)
 
     def close(self) -> None:
         """Close the client's connections."""
