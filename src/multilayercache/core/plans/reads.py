@@ -201,6 +201,116 @@ def promote_at_once(state: CacheState, key: Any, entry: Entry, noted: int) -> bo
     return True
 
 
+def direct_batch_tier(state: CacheState) -> Tier | None:
+    """The layer a ``get_many`` reads below an in-process L1 without a plan, or ``None``
+    when the batch needs one: the cache is that L1 (keeping freshness, untyped) over
+    ``direct_tier``'s layer. The caller reads the L1 with ``read_above``, the layer below
+    for the keys it left (``get_entries``, through the layer's breaker and retry policy; a
+    failure: a counted miss of them all, as ``find_entries`` counts it), then settles the
+    batch with ``settle_direct_many``: what ``read_many`` answers and copies up."""
+    first = state.tiers[0]
+    if not first.in_process or not first.entries or first.typed:
+        return None
+    return direct_tier(state, 1)
+
+
+def read_above(state: CacheState, keys: Iterable[Any]) -> tuple[list[Any], Any, list[Any]]:
+    """The start of ``direct_batch_tier``'s read: ``(wanted, above, asked)``, the keys
+    without repeats in the order given, the L1's entries of them (fresh or stale), and the
+    keys to ask below (those it holds no fresh entry of)."""
+    wanted = unique(keys)
+    above = state.tiers[0].layer.get_entries(wanted)
+    if not above:  # the batch of keys that L1 does not hold
+        return wanted, above, wanted
+    asked = [key for key in wanted if key not in above or above[key].fresh_for <= 0]
+    return wanted, above, asked
+
+
+def noted_generations(state: CacheState, keys: list[Any]) -> dict[Any, int]:
+    """The generations of ``keys`` before they are read below L1, for ``promote``; none
+    when no layer takes copies (a copy of a key never noted is never made)."""
+    seen: dict[Any, int] = {}
+    generations = state.generations
+    if state.promotes and generations is not None:
+        generations.note(keys, seen)
+    return seen
+
+
+def settle_direct_many(
+    state: CacheState,
+    tier: Tier,
+    wanted: list[Any],
+    above: Mapping[Any, Entry],
+    below: Mapping[Any, Entry],
+    seen: Mapping[Any, int],
+) -> tuple[dict[Any, Any], Plan[None] | None]:
+    """What ``read_many`` answers once ``direct_batch_tier``'s read is done (``above``: the
+    L1's entries, ``below``: those of ``tier`` for the keys asked there, whose generations
+    were ``seen`` before): the fresh values in the order of ``wanted``, and the copy into L1
+    still to run when ``promote_many_at_once`` could not make it (``None``: nothing to
+    run)."""
+    hits: dict[Any, Any] = {}
+    copies: dict[Any, Entry] = {}
+    if not above:  # nothing in L1: every hit is found below
+        for key in wanted:
+            entry = below.get(key)
+            if entry is not None and entry.fresh_for > 0:
+                hits[key] = entry.value
+        if state.promotes:
+            copies = {key: entry for key, entry in below.items() if entry.fresh_for > 0}
+    else:
+        for key in wanted:
+            entry = above.get(key)
+            if entry is None or entry.fresh_for <= 0:
+                entry = below.get(key)
+                if entry is None or entry.fresh_for <= 0:
+                    continue  # stale entries are not returned
+                copies[key] = entry
+            hits[key] = entry.value
+    if not copies or not state.promotes:
+        return hits, None
+    if promote_many_at_once(state, copies, seen):
+        return hits, None
+    return hits, promote(state, copies, tier.depth, state.value_type, seen)
+
+
+def promote_many_at_once(
+    state: CacheState, entries: Mapping[Any, Entry], seen: Mapping[Any, int]
+) -> bool:
+    """``promote`` of the fresh ``entries`` that ``direct_batch_tier``'s layer answered,
+    into the in-process L1 above it, with plain calls (``seen``: the keys' generations
+    before that read). False, having done nothing, when the copy needs the plan: an entry
+    with tags, a layer that adapts its TTLs, a cache in a fleet (whose copies note their
+    keys' shared texts)."""
+    if state.adapts or state.call_texts is not None:
+        return False
+    if any(entry.tags for entry in entries.values()):
+        return False
+    tier = state.tiers[0]
+    accepted = _accepted(tier, entries)
+    generations = state.generations
+    if accepted and generations is not None:
+        moved = generations.moved(accepted, seen)
+        if moved:  # written or deleted since the read: not copied
+            accepted = {key: entry for key, entry in accepted.items() if key not in moved}
+    if not accepted:
+        return True
+    lifetime = _shortest(tier.lifetime_for(None, state.rng), accepted.values())
+    values = {key: entry.value for key, entry in accepted.items()}
+    try:
+        tier.layer.set_many_entries(values, lifetime, 0.0)
+    except LayerError as error:  # a copy is best effort, as ``store`` makes it
+        state.note_write_error(tier, list(values), error)
+        return True
+    if generations is not None:  # ``undo_if_overtaken``
+        for key in generations.moved(values, seen):
+            try:
+                tier.layer.delete(key)
+            except LayerError as error:
+                state.note_write_error(tier, [key], error)
+    return True
+
+
 def find_entries(
     state: CacheState,
     keys: list[Any],
