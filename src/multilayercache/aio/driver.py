@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
 from .._forking import register_after_fork
@@ -123,15 +123,17 @@ class AsyncDriver(DriverBase):
         or by the plan when it needs one."""
         state = self.state
         wanted, above, asked = read_above(state, keys)
-        below: Mapping[Any, Any] = {}
         seen = noted_generations(state, asked)  # before the read
+        copies: dict[Any, Any] | None = None if seen is None else {}
+        below: dict[Any, Any] = {}
         if asked:
-            args = typed(tier, (asked,), state.value_type)
+            args = typed(tier, (asked, copies), state.value_type)
             try:
-                below = await guarded_call(tier, tier.layer.get_entries, args, state, "get_entries")
-            except LayerError as error:  # a miss there for them all, as ``find_entries`` counts it
+                below = await guarded_call(tier, tier.layer.get_fresh, args, state, "get_fresh")
+            except LayerError as error:  # a miss of them all, as ``find_entries`` counts it
                 state.note_read_error(tier, asked, error)
-        hits, copy = settle_direct_many(state, tier, wanted, above, below, seen)
+                copies = None
+        hits, copy = settle_direct_many(state, tier, wanted, above, below, copies, seen)
         if copy is not None:
             await self.run(copy)
         return hits

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from types import CoroutineType
 from typing import Any, Protocol
 
@@ -128,15 +128,17 @@ class Driver(DriverBase):
         or by the plan when it needs one."""
         state = self.state
         wanted, above, asked = read_above(state, keys)
-        below: Mapping[Any, Any] = {}
         seen = noted_generations(state, asked)  # before the read
+        copies: dict[Any, Any] | None = None if seen is None else {}
+        below: dict[Any, Any] = {}
         if asked:
-            args = typed(tier, (asked,), state.value_type)
+            args = typed(tier, (asked, copies), state.value_type)
             try:
-                below = guarded_call(tier, tier.layer.get_entries, args, state, "get_entries")
-            except LayerError as error:  # a miss there for them all, as ``find_entries`` counts it
+                below = guarded_call(tier, tier.layer.get_fresh, args, state, "get_fresh")
+            except LayerError as error:  # a miss of them all, as ``find_entries`` counts it
                 state.note_read_error(tier, asked, error)
-        hits, copy = settle_direct_many(state, tier, wanted, above, below, seen)
+                copies = None
+        hits, copy = settle_direct_many(state, tier, wanted, above, below, copies, seen)
         if copy is not None:
             self.run(copy)
         return hits

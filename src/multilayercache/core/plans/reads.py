@@ -204,14 +204,17 @@ def promote_at_once(state: CacheState, key: Any, entry: Entry, noted: int) -> bo
 def direct_batch_tier(state: CacheState) -> Tier | None:
     """The layer a ``get_many`` reads below an in-process L1 without a plan, or ``None``
     when the batch needs one: the cache is that L1 (keeping freshness, untyped) over
-    ``direct_tier``'s layer. The caller reads the L1 with ``read_above``, the layer below
-    for the keys it left (``get_entries``, through the layer's breaker and retry policy; a
-    failure: a counted miss of them all, as ``find_entries`` counts it), then settles the
-    batch with ``settle_direct_many``: what ``read_many`` answers and copies up."""
+    ``direct_tier``'s layer, which reads batches of fresh values (``get_fresh``). The
+    caller reads the L1 with ``read_above``, then the layer below for the keys it left
+    (``get_fresh``, through the layer's breaker and retry policy, with a dict for the
+    entries to copy up when some layer takes copies; a failure: a counted miss of them
+    all, as ``find_entries`` counts it), and settles the batch with
+    ``settle_direct_many``: what ``read_many`` answers, and copies up."""
     first = state.tiers[0]
     if not first.in_process or not first.entries or first.typed:
         return None
-    return direct_tier(state, 1)
+    tier = direct_tier(state, 1)
+    return tier if tier is not None and tier.reads_fresh else None
 
 
 def read_above(state: CacheState, keys: Iterable[Any]) -> tuple[list[Any], Any, list[Any]]:
@@ -226,13 +229,14 @@ def read_above(state: CacheState, keys: Iterable[Any]) -> tuple[list[Any], Any, 
     return wanted, above, asked
 
 
-def noted_generations(state: CacheState, keys: list[Any]) -> dict[Any, int]:
-    """The generations of ``keys`` before they are read below L1, for ``promote``; none
-    when no layer takes copies (a copy of a key never noted is never made)."""
-    seen: dict[Any, int] = {}
+def noted_generations(state: CacheState, keys: list[Any]) -> dict[Any, int] | None:
+    """The generations of ``keys`` before they are read below L1, for ``promote``; ``None``
+    when no layer takes copies: then no entry is asked for either."""
     generations = state.generations
-    if state.promotes and generations is not None:
-        generations.note(keys, seen)
+    if not state.promotes or generations is None:
+        return None
+    seen: dict[Any, int] = {}
+    generations.note(keys, seen)
     return seen
 
 
@@ -241,33 +245,26 @@ def settle_direct_many(
     tier: Tier,
     wanted: list[Any],
     above: Mapping[Any, Entry],
-    below: Mapping[Any, Entry],
-    seen: Mapping[Any, int],
+    below: dict[Any, Any],
+    copies: Mapping[Any, Entry] | None,
+    seen: Mapping[Any, int] | None,
 ) -> tuple[dict[Any, Any], Plan[None] | None]:
     """What ``read_many`` answers once ``direct_batch_tier``'s read is done (``above``: the
-    L1's entries, ``below``: those of ``tier`` for the keys asked there, whose generations
-    were ``seen`` before): the fresh values in the order of ``wanted``, and the copy into L1
-    still to run when ``promote_many_at_once`` could not make it (``None``: nothing to
-    run)."""
-    hits: dict[Any, Any] = {}
-    copies: dict[Any, Entry] = {}
-    if not above:  # nothing in L1: every hit is found below
-        for key in wanted:
-            entry = below.get(key)
-            if entry is not None and entry.fresh_for > 0:
-                hits[key] = entry.value
-        if state.promotes:
-            copies = {key: entry for key, entry in below.items() if entry.fresh_for > 0}
+    L1's entries, ``below``: the fresh values of ``tier`` among the keys asked there in
+    their order, and their entries in ``copies``; ``seen``: their generations before that
+    read): the fresh values in the order of ``wanted``, and the copy into L1 still to run
+    when ``promote_many_at_once`` could not make it (``None``: nothing to run)."""
+    if not above:  # nothing in L1: every key was asked below, in this order
+        hits = below
     else:
+        hits = {}
         for key in wanted:
             entry = above.get(key)
-            if entry is None or entry.fresh_for <= 0:
-                entry = below.get(key)
-                if entry is None or entry.fresh_for <= 0:
-                    continue  # stale entries are not returned
-                copies[key] = entry
-            hits[key] = entry.value
-    if not copies or not state.promotes:
+            if entry is not None and entry.fresh_for > 0:
+                hits[key] = entry.value
+            elif key in below:
+                hits[key] = below[key]
+    if not copies or seen is None:
         return hits, None
     if promote_many_at_once(state, copies, seen):
         return hits, None
