@@ -78,6 +78,12 @@ class KeyGenerations:
     def table(self) -> list[int]:
         return self._table
 
+    @property
+    def mask(self) -> int:
+        """``table[hash(key) & mask]`` is ``of(key)``, for a caller that reads many keys'
+        generations in one loop of its own (``plans.promote_many_at_once``)."""
+        return self._mask
+
     def of(self, key: Any) -> int:
         """The key's generation now: note it before reading below L1."""
         return self._table[hash(key) & self._mask]

@@ -235,9 +235,8 @@ def noted_generations(state: CacheState, keys: list[Any]) -> dict[Any, int] | No
     generations = state.generations
     if not state.promotes or generations is None:
         return None
-    seen: dict[Any, int] = {}
-    generations.note(keys, seen)
-    return seen
+    table, mask = generations.table, generations.mask
+    return {key: table[hash(key) & mask] for key in keys}
 
 
 def settle_direct_many(
@@ -278,22 +277,35 @@ def promote_many_at_once(
     into the in-process L1 above it, with plain calls (``seen``: the keys' generations
     before that read). False, having done nothing, when the copy needs the plan: an entry
     with tags, a layer that adapts its TTLs, a cache in a fleet (whose copies note their
-    keys' shared texts)."""
+    keys' shared texts). The batch is decided in one pass: for each entry, its tags, the
+    promotion rule, and whether its key was written since."""
     if state.adapts or state.call_texts is not None:
         return False
-    if any(entry.tags for entry in entries.values()):
-        return False
     tier = state.tiers[0]
-    accepted = _accepted(tier, entries)
+    rule = tier.policy.promote
+    estimate = None
+    if rule == "seen_before":  # ``_accepted``, folded into the pass below
+        estimate = getattr(tier.layer, "get_frequency_estimate", None)
+    elif rule != "always":
+        if any(entry.tags for entry in entries.values()):
+            return False
+        entries = _accepted(tier, entries)
     generations = state.generations
-    if accepted and generations is not None:
-        moved = generations.moved(accepted, seen)
-        if moved:  # written or deleted since the read: not copied
-            accepted = {key: entry for key, entry in accepted.items() if key not in moved}
-    if not accepted:
+    table, mask = (None, 0) if generations is None else (generations.table, generations.mask)
+    values: dict[Any, Any] = {}
+    copied: list[Entry] = []
+    for key, entry in entries.items():
+        if entry.tags:
+            return False
+        if estimate is not None and estimate(key) < 2:
+            continue  # not seen before
+        if table is not None and table[hash(key) & mask] != seen.get(key, -1):
+            continue  # written or deleted since the read: not copied
+        values[key] = entry.value
+        copied.append(entry)
+    if not values:
         return True
-    lifetime = _shortest(tier.lifetime_for(None, state.rng), accepted.values())
-    values = {key: entry.value for key, entry in accepted.items()}
+    lifetime = _shortest(tier.lifetime_for(None, state.rng), copied)
     try:
         tier.layer.set_many_entries(values, lifetime, 0.0)
     except LayerError as error:  # a copy is best effort, as ``store`` makes it
