@@ -8,7 +8,9 @@ hold).
 Hypothesis picks the interleaving step by step: a plan's step (one layer call, or the
 loader) is performed, then the plan runs on to its next step, and between any two of these
 the other plan may move. The layers are real ``InMemoryLayer`` instances (the slower ones
-stand for L2: a plan treats every layer alike)."""
+stand for L2: a plan treats every layer alike). ``get_many`` below an in-process L1 runs
+without a plan (``read_many_at_once``): the writer then moves before and after each of
+its plain calls."""
 
 from __future__ import annotations
 
