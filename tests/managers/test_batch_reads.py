@@ -118,9 +118,7 @@ def test_get_many_without_the_plan_is_the_plan(
             assert in_l1 == "fresh" or in_l2 in ("fresh", "tagged")
 
 
-def test_a_batch_below_l1_copies_up_in_one_call_for_no_longer_than_l2_keeps_it(
-    harness, layers
-) -> None:
+def test_a_batch_below_l1_is_copied_up_for_no_longer_than_l2_keeps_it(harness, layers) -> None:
     l1, l2 = layers
     cache = harness.cache([l1, l2], [LayerPolicy(promote="always", ttl=600), None])
     cache.get("warm")
