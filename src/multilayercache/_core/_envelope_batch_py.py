@@ -29,6 +29,11 @@ untyped msgspec decoder): their bytes joined behind one array header. Each was w
 its own first, so no item's bytes can reach into its neighbour's. If that call fails
 anyway (bytes msgspec refuses that the walk accepts: invalid UTF-8, say), every accepted
 item is handed back: the general path then refuses the bad one alone.
+
+``read_batch`` answers an entry per item (``get_entries``); ``read_fresh`` the fresh values
+only, in the order read, building entries only for a caller that copies them up (a
+manager's ``get_many`` below L1, through the layer's ``get_fresh``): for 100 small values,
+their entries cost about a third of the whole decode.
 """
 
 from __future__ import annotations

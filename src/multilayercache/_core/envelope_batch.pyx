@@ -6,7 +6,8 @@ The header's fixed fields are read in place from the bytes Redis answered (no co
 Python object per field); the accepted items' headers wait in one C array while their
 values are decoded together; the MessagePack walk is ``msgpack_bounds``' own ``_count``.
 The key check is a table CRC-32 (zlib's polynomial): the key's UTF-8 bytes are the ones
-CPython caches on the ``str``.
+CPython caches on the ``str``. An entry is allocated as ``tuple.__new__`` allocates it and
+filled in place, without the tuple of its items that the call would build and copy.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -174,7 +175,8 @@ cdef object _entry(object value, Header* header, int64_t now_ms):
     step = header.step
     written = header.written
     digest = header.digest if header.stepped else None
-    entry = PyType_GenericAlloc(<PyTypeObject*>Entry, 9)  # what tuple.__new__ allocates a subclass with
+    # What tuple.__new__ allocates a subclass with (items NULL, filled below).
+    entry = PyType_GenericAlloc(<PyTypeObject*>Entry, 9)
     _put(entry, 0, value)
     _put(entry, 1, fresh_for)
     _put(entry, 2, gone_in)
