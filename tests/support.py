@@ -56,6 +56,7 @@ TWINNED = {
     "BoundCall": "multilayercache._core.binding",
     "count_objects": "multilayercache._core.msgpack_bounds",
     "read_batch": "multilayercache._core.envelope_batch",
+    "read_fresh": "multilayercache._core.envelope_batch",
     "read_one": "multilayercache._core.envelope_batch",
     "Lead": "multilayercache._core.flight",
     "Call": "multilayercache._core.flight",

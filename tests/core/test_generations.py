@@ -8,7 +8,9 @@ hold).
 Hypothesis picks the interleaving step by step: a plan's step (one layer call, or the
 loader) is performed, then the plan runs on to its next step, and between any two of these
 the other plan may move. The layers are real ``InMemoryLayer`` instances (the slower ones
-stand for L2: a plan treats every layer alike)."""
+stand for L2: a plan treats every layer alike). ``get_many`` below an in-process L1 runs
+without a plan (``read_many_at_once``): the writer then moves before and after each of
+its plain calls."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from multilayercache.core import loading, plans
 from multilayercache.core.generations import KeyGenerations
 from multilayercache.core.plans import Flight, FlightMany, Load, Loaded, Refresh
 from multilayercache.core.state import CacheState
+from multilayercache.layers.memory._layer_py import InMemoryLayer as PureInMemoryLayer
+from multilayercache.sync.driver import Driver
 
 OLD, NEW = 1, 2
 """Versions: what the slowest layer holds at first, and what the writer's change makes
@@ -169,27 +173,31 @@ def test_no_interleaving_leaves_a_faster_layer_older(
         "get_or_load_many": lambda: loading.load_many(state, [key], load_many, None, 1),
     }[reader]()
 
-    def write_plan() -> Any:
-        database["version"] = NEW  # the source of truth changes, then the cache is told
-        if writer == "set":
-            yield from plans.write(state, {key: NEW}, None)
-        elif writer == "set_many":
-            yield from plans.write(state, {key: NEW, "other": NEW}, None)
-        elif writer == "delete":
-            yield from plans.delete(state, key)
-        elif writer == "delete_many":
-            yield from plans.delete_many(state, [key, "other"])
-        else:
-            yield from plans.clear(state)
-
-    both = [Stepper(read_plan), Stepper(write_plan())]
+    both = [Stepper(read_plan), Stepper(write_plan(state, writer, key, database))]
     for turn in turns:
         if not both[turn].done:
             both[turn].advance()
     for stepper in both:
         while not stepper.done:
             stepper.advance()
+    assert_no_faster_layer_older(stack, writer, key, turns)
 
+
+def write_plan(state: CacheState, writer: str, key: str, database: dict[str, int]) -> Any:
+    database["version"] = NEW  # the source of truth changes, then the cache is told
+    if writer == "set":
+        yield from plans.write(state, {key: NEW}, None)
+    elif writer == "set_many":
+        yield from plans.write(state, {key: NEW, "other": NEW}, None)
+    elif writer == "delete":
+        yield from plans.delete(state, key)
+    elif writer == "delete_many":
+        yield from plans.delete_many(state, [key, "other"])
+    else:
+        yield from plans.clear(state)
+
+
+def assert_no_faster_layer_older(stack: list[Any], writer: str, key: str, moves: Any) -> None:
     deleted = writer in ("delete", "delete_many", "clear")
     # A layer without the key claims nothing after a set (a miss); after a delete, its
     # absence is the newest state, which no faster layer may contradict with OLD.
@@ -199,4 +207,83 @@ def test_no_interleaving_leaves_a_faster_layer_older(
         if value is None:
             continue
         for slower in held[depth + 1 :]:
-            assert value >= (absent if slower is None else slower), (held, turns)
+            assert value >= (absent if slower is None else slower), (held, moves)
+
+
+class Hooked(PureInMemoryLayer):
+    """An L1 (or, with ``get_fresh``, the layer below it) that lets the writer move at the
+    start and at the end of each call the batch read without a plan makes into it."""
+
+    def __init__(self, hook: Any, **options: Any) -> None:
+        super().__init__(**options)
+        self.hook = hook
+
+    def get_entries(self, keys: Any) -> Any:
+        self.hook()
+        found = super().get_entries(keys)
+        self.hook()
+        return found
+
+    def set_many_entries(self, mapping: Any, lifetime: Any, load_seconds: float = 0.0) -> None:
+        self.hook()
+        super().set_many_entries(mapping, lifetime, load_seconds)
+        self.hook()
+
+    def delete(self, key: Any) -> bool:
+        self.hook()
+        deleted = super().delete(key)
+        self.hook()
+        return deleted
+
+    def get_fresh(self, keys: Any, entries: Any = None) -> Any:
+        self.hook()
+        found = PureInMemoryLayer.get_entries(self, keys)
+        self.hook()
+        fresh = {key: entry for key, entry in found.items() if entry.fresh_for > 0}
+        if entries is not None:
+            entries.update(fresh)
+        return {key: entry.value for key, entry in fresh.items()}
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    writer=st.sampled_from(WRITERS),
+    held_below=st.booleans(),
+    first=st.integers(0, 8),
+    steps=st.integers(0, 8),
+    later=st.lists(st.integers(0, 3), max_size=8),
+)
+def test_no_interleaving_with_a_batch_read_without_a_plan_leaves_l1_older(
+    writer: str, held_below: bool, first: int, steps: int, later: list[int]
+) -> None:
+    # ``get_many`` below an in-process L1 without a plan (``read_many_at_once``) makes plain
+    # calls: the writer may move (some steps of its plan) before and after each; it first
+    # moves at the ``first`` of these chances.
+    key, database = "k", {"version": OLD}
+    moves = [0] * first + [steps, *later]
+    writing: list[Stepper] = []
+
+    def hook() -> None:
+        if not writing or not moves:
+            return
+        stepper = writing.pop()  # not re-entered by the writer's own calls
+        for _ in range(moves.pop(0)):
+            if not stepper.done:
+                stepper.advance()
+        writing.append(stepper)
+
+    stack = [Hooked(hook, max_size=100, name="l1"), Hooked(hook, max_size=100, name="l2")]
+    policies = [LayerPolicy(promote="always", breaker=None, retry=None) for _ in stack]
+    state = CacheState(stack, policies, record_latency=False, allow_async=False, lock=nullcontext())
+    state.invalidations.loaded = True  # no layer keeps tag marks: none to load
+    tier = plans.direct_batch_tier(state)
+    assert tier is not None
+    if held_below:
+        PureInMemoryLayer.set(stack[1], key, OLD)
+    writing.append(Stepper(write_plan(state, writer, key, database)))
+    found = Driver(state).read_many_at_once(tier, [key, "other"])
+    assert found.get(key, OLD) in (OLD, NEW)
+    stepper = writing.pop()
+    while not stepper.done:
+        stepper.advance()
+    assert_no_faster_layer_older(stack, writer, key, moves)

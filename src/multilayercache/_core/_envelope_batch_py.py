@@ -29,6 +29,11 @@ untyped msgspec decoder): their bytes joined behind one array header. Each was w
 its own first, so no item's bytes can reach into its neighbour's. If that call fails
 anyway (bytes msgspec refuses that the walk accepts: invalid UTF-8, say), every accepted
 item is handed back: the general path then refuses the bad one alone.
+
+``read_batch`` answers an entry per item (``get_entries``); ``read_fresh`` the fresh values
+only, in the order read, building entries only for a caller that copies them up (a
+manager's ``get_many`` below L1, through the layer's ``get_fresh``): for 100 small values,
+their entries cost about a third of the whole decode.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import math
 import struct
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 from ..core.errors import UntrustedDataError
 from ..core.freshness import Entry
@@ -56,6 +61,9 @@ _STEP_AND_DIGEST = struct.Struct(">BbBQ")  # 0xd0, int8, 0xcf, uint64
 _MARKERS = (0xD3, 0xD3, 0xD3, 0xD3, 0xCA, 0xCE)
 _NEVER = -1  # core/entry.NO_DEADLINE_MS
 _MSGPACK_TAG = 0x01
+_Header: TypeAlias = "tuple[int, int, int, int, float, int, int | None]"
+"""``(written, refresh, stale, gone, load, step, digest)``: ``stale`` is when the value
+stops being fresh."""
 
 
 def read_batch(
@@ -71,9 +79,65 @@ def read_batch(
     """The entries of the common items of one batch read (``values[i]`` read under
     ``redis_keys[i]`` for ``keys[i]``; ``None``: not held), and the positions of the items
     left to the general path."""
+    accepted, decoded, leftovers = _decoded(
+        keys, redis_keys, values, decode, now_ms, max_value_bytes, max_depth, max_items
+    )
     entries: dict[Any, Entry] = {}
+    for (position, header), value in zip(accepted, decoded, strict=True):
+        entries[keys[position]] = _entry(value, header, now_ms)
+    return entries, leftovers
+
+
+def read_fresh(
+    keys: list[Any],
+    redis_keys: list[str],
+    values: list[Any],
+    decode: Callable[[bytes], Any],
+    now_ms: int,
+    max_value_bytes: int,
+    max_depth: int,
+    max_items: int,
+    entries: dict[Any, Entry] | None = None,
+) -> tuple[dict[Any, Any], list[Any], list[int]]:
+    """``read_batch`` for a reader that wants the fresh values only (a ``get_many``):
+    ``(hits, stale, leftovers)``, the fresh values of the common items by key in the order
+    read, the keys of the common items that are stale, and the positions left to the
+    general path. No entry is built, unless ``entries`` is given: it then receives the
+    entry of every fresh value (which a promotion copies up with its lifetime)."""
+    accepted, decoded, leftovers = _decoded(
+        keys, redis_keys, values, decode, now_ms, max_value_bytes, max_depth, max_items
+    )
+    hits: dict[Any, Any] = {}
+    stale: list[Any] = []
+    for (position, header), value in zip(accepted, decoded, strict=True):
+        key = keys[position]
+        fresh_until = header[2]
+        if fresh_until != _NEVER and fresh_until <= now_ms:  # ``Entry.fresh_for <= 0``
+            stale.append(key)
+            continue
+        hits[key] = value
+        if entries is not None:
+            entries[key] = _entry(value, header, now_ms)
+    return hits, stale, leftovers
+
+
+def _decoded(
+    keys: list[Any],
+    redis_keys: list[str],
+    values: list[Any],
+    decode: Callable[[bytes], Any],
+    now_ms: int,
+    max_value_bytes: int,
+    max_depth: int,
+    max_items: int,
+) -> tuple[list[tuple[int, _Header]], list[Any], list[int]]:
+    """``(accepted, decoded, leftovers)``: the position and header of each common item,
+    their values decoded (in the same order), and the positions of the other items held.
+    When msgspec refuses the joined values, every item is left over."""
+    if len(keys) != len(values) or len(redis_keys) != len(values):
+        raise ValueError("keys, redis_keys and values must be as long as each other")
     leftovers: list[int] = []
-    accepted: list[tuple[int, tuple[int, int, int, int, float, int, int | None]]] = []
+    accepted: list[tuple[int, _Header]] = []
     payloads: list[bytes] = []
     for position, data in enumerate(values):
         if data is None:
@@ -86,7 +150,7 @@ def read_batch(
         accepted.append((position, header))  # type: ignore[arg-type]
         payloads.append(data[start:])
     if not accepted:
-        return entries, leftovers
+        return accepted, [], leftovers
     joined = b"\xdd" + len(accepted).to_bytes(4, "big") + b"".join(payloads)  # array 32
     try:
         decoded = decode(joined)
@@ -95,10 +159,8 @@ def read_batch(
     if type(decoded) is not list or len(decoded) != len(accepted):
         leftovers.extend(position for position, _ in accepted)
         leftovers.sort()
-        return entries, leftovers
-    for (position, header), value in zip(accepted, decoded, strict=True):
-        entries[keys[position]] = _entry(value, header, now_ms)
-    return entries, leftovers
+        return [], [], leftovers
+    return accepted, decoded, leftovers
 
 
 def read_one(
@@ -124,9 +186,7 @@ def read_one(
     return _entry(value, header, now_ms)
 
 
-def _common_header(
-    data: Any, redis_key: str, now_ms: int, max_value_bytes: int
-) -> tuple[int, int, int, int, float, int, int | None] | None:
+def _common_header(data: Any, redis_key: str, now_ms: int, max_value_bytes: int) -> _Header | None:
     """``(written, refresh, stale, gone, load, step, digest)`` of an item of the common
     shape, or ``None``."""
     if type(data) is not bytes or len(data) > max_value_bytes:
@@ -169,9 +229,7 @@ def _one_value(data: bytes, start: int, max_depth: int, max_items: int) -> bool:
         return False
 
 
-def _entry(
-    value: Any, header: tuple[int, int, int, int, float, int, int | None], now_ms: int
-) -> Entry:
+def _entry(value: Any, header: _Header, now_ms: int) -> Entry:
     written, refresh, stale, gone, load, step, digest = header
     return Entry(
         value,

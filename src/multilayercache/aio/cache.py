@@ -121,7 +121,11 @@ class AsyncMultilayerCache(ManagerBase):
 
     async def get_many(self, keys: Iterable[Any]) -> dict[Any, Any]:
         """The keys found in any layer, as a dict (one batch call per layer)."""
-        return await self._run(plans.read_many(self._state, keys, self._state.value_type))
+        state = self._state
+        tier = plans.direct_batch_tier(state)
+        if tier is not None:  # the common batch below L1: no decision needs the plan
+            return await self._driver.read_many_at_once(tier, keys)
+        return await self._run(plans.read_many(state, keys, state.value_type))
 
     async def contains(self, key: Any) -> bool:
         """Whether any layer holds the key (not counted as a read; nothing is promoted)."""

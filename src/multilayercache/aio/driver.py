@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
 from .._forking import register_after_fork
@@ -37,6 +37,9 @@ from ..core.plans import (
     Unwatch,
     Wait,
     Watch,
+    noted_generations,
+    read_above,
+    settle_direct_many,
     settle_direct_read,
     typed,
 )
@@ -112,6 +115,28 @@ class AsyncDriver(DriverBase):
         if copy is not None:
             await self.run(copy)
         return value
+
+    async def read_many_at_once(self, tier: Tier, keys: Iterable[Any]) -> dict[Any, Any]:
+        """``plans.read_many`` of ``keys`` through the in-process L1 and ``tier`` below it
+        (``plans.direct_batch_tier``: the batch needs no plan) with plain calls: the same
+        breaker, retry policy and counting; the copy into L1 by ``promote_many_at_once``,
+        or by the plan when it needs one."""
+        state = self.state
+        wanted, above, asked = read_above(state, keys)
+        seen = noted_generations(state, asked)  # before the read
+        copies: dict[Any, Any] | None = None if seen is None else {}
+        below: dict[Any, Any] = {}
+        if asked:
+            args = typed(tier, (asked, copies), state.value_type)
+            try:
+                below = await guarded_call(tier, tier.layer.get_fresh, args, state, "get_fresh")
+            except LayerError as error:  # a miss of them all, as ``find_entries`` counts it
+                state.note_read_error(tier, asked, error)
+                copies = None
+        hits, copy = settle_direct_many(state, tier, wanted, above, below, copies, seen)
+        if copy is not None:
+            await self.run(copy)
+        return hits
 
     async def _perform(self, step: Any) -> Any:
         kind = type(step)

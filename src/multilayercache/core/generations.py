@@ -71,6 +71,12 @@ class KeyGenerations:
         self.mask = slots - 1
         self.tickets = itertools.count(1)
 
+    @property
+    def mask(self) -> int:
+        """``table[hash(key) & mask]`` is ``of(key)``, for a caller that reads many keys'
+        generations in one loop of its own (``plans.promote_many_at_once``)."""
+        return self._mask
+
     def of(self, key: Any) -> int:
         """The key's generation now: note it before reading below L1."""
         return self.table[hash(key) & self.mask]

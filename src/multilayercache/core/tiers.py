@@ -77,6 +77,9 @@ class Tier:
     def __post_init__(self) -> None:
         self.entries = self.has("get_entry") and self.has("set_entry")
         """The layer keeps freshness (``get_entry`` / ``set_entry``): stale values too."""
+        self.reads_fresh = self.entries and self.has("get_fresh")
+        """The layer answers a batch read with its fresh values at once, filling in their
+        entries only when asked (``get_fresh``: both Redis layers)."""
         self.typed = bool(getattr(self.layer, "typed_values", False))
         """The layer encodes values: it takes ``value_type=`` (see ``RedisCodec``)."""
         self.in_process = bool(getattr(self.layer, "in_process", False)) and not self.is_async

@@ -182,3 +182,80 @@ def test_sealed_or_typed_reads_never_take_the_one_pass_read() -> None:
     data = plain.encode_write("k0", (1, 2), Lifetime(60)).data
     assert plain._found_many(["k0"], [data], tuple[int, int]) == {"k0": (1, 2)}
     assert plain._found_many(["k0"], [data]) == {"k0": [1, 2]}
+
+
+@fuzz
+@given(batch=batches, max_items=st.sampled_from([3, 1_000_000]), with_entries=st.booleans())
+def test_the_fresh_values_of_a_batch_are_those_of_its_entries(batch, max_items, with_entries):
+    from multilayercache import MsgpackSerializer
+
+    reader = layer(serializer=MsgpackSerializer(max_depth=3, max_items=max_items))
+    keys, values = [key for key, _ in batch], [data for _, data in batch]
+    redis_keys = [PREFIX + key for key in keys]
+    now = _now_ms()
+    results = []
+    for twin in TWINS:
+        entries: dict[str, Any] | None = {} if with_entries else None
+        hits, stale, leftovers = twin.read_fresh(
+            keys, redis_keys, values, reader._common_decode, now, *reader._bounds, entries
+        )
+        results.append((hits, stale, leftovers, entries))
+        # What read_batch accepts, read_fresh accepts, split by freshness, in the order read.
+        all_entries, all_leftovers = twin.read_batch(
+            keys, redis_keys, values, reader._common_decode, now, *reader._bounds
+        )
+        assert leftovers == all_leftovers
+        fresh = {key: entry for key, entry in all_entries.items() if entry.fresh_for > 0}
+        assert list(hits) == list(fresh)
+        assert all(
+            same_entry(entry._replace(value=hits[key]), entry) for key, entry in fresh.items()
+        )
+        assert set(stale) == {key for key, entry in all_entries.items() if entry.fresh_for <= 0}
+        if entries is not None:
+            assert entries.keys() == fresh.keys()
+            assert all(same_entry(entries[key], fresh[key]) for key in fresh)
+    hits, stale, leftovers, entries = results[0]
+    for other in results[1:]:  # the twins agree exactly
+        assert list(other[0]) == list(hits) and other[1:3] == (stale, leftovers)
+        assert all(same_value(other[0][key], hits[key]) for key in hits)
+        if entries is not None:
+            assert all(same_entry(other[3][key], entries[key]) for key in entries)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    return msgspec.msgpack.encode(a) == msgspec.msgpack.encode(b)
+
+
+@fuzz
+@given(
+    held=st.dictionaries(st.sampled_from(KEYS), stored()),
+    keys=st.lists(st.sampled_from(KEYS), max_size=8),
+    with_entries=st.booleans(),
+)
+def test_a_layer_reads_fresh_values_as_the_general_path_reads_each_item(held, keys, with_entries):
+    # ``get_fresh``'s decoding (RedisCodec._fresh_many): the fresh values item by item by
+    # the general path, in the order asked, each read counted as ``get_entries`` counts it.
+    # A key asked twice reads the same bytes twice (one MGET).
+    values = [held.get(key) for key in keys]
+    now = _now_ms()
+    general = layer()
+    expected: dict[str, Any] = {}
+    trusted = set()
+    for key, data in zip(keys, values, strict=True):
+        entry = None if data is None else general._unpack(key, data, None, now)
+        if entry is not None:
+            trusted.add(key)
+            if entry.fresh_for > 0:
+                expected[key] = entry.value
+    reader = layer()
+    entries: dict[str, Any] | None = {} if with_entries else None
+    hits = reader._fresh_many(keys, values, None, None, entries, True)
+    assert list(hits) == list(expected)
+    assert all(same_value(hits[key], expected[key]) for key in expected)
+    if entries is not None:  # an entry of each value, for a copy into L1
+        assert entries.keys() == expected.keys()
+        assert all(same_value(entries[key].value, expected[key]) for key in expected)
+    counted = reader.stats()
+    assert counted.hits == sum(1 for key in keys if key in trusted)
+    assert counted.misses == len(keys) - counted.hits
+    assert counted.untrusted == general.stats().untrusted

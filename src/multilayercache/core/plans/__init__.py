@@ -56,18 +56,23 @@ from . import primitives
 from .invalidation import drop_marked, invalidate
 from .reads import (
     contains,
+    direct_batch_tier,
     direct_tier,
     find_entries,
     find_entry,
     get_entries,
     get_entry,
+    noted_generations,
     promote,
     promote_at_once,
     promote_found,
+    promote_many_at_once,
     queued_entry,
     read,
+    read_above,
     read_many,
     remaining_ttl,
+    settle_direct_many,
     settle_direct_read,
 )
 from .steps import (
@@ -114,5 +119,6 @@ __all__ = [
     "promote_at_once", "promote_found", "queued_entry", "read", "read_many", "remaining_ttl",
     "settle_direct_read", "store", "typed", "write", "write_at_once", "write_loaded",
     "write_loaded_at_once", "primitives", "drop_marked", "invalidate", "Announce", "Unwatch",
-    "Wait", "Watch",
+    "Wait", "Watch", "direct_batch_tier", "noted_generations", "promote_many_at_once",
+    "read_above", "settle_direct_many",
 ]  # fmt: skip

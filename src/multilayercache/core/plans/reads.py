@@ -201,6 +201,125 @@ def promote_at_once(state: CacheState, key: Any, entry: Entry, noted: int) -> bo
     return True
 
 
+def direct_batch_tier(state: CacheState) -> Tier | None:
+    """The layer a ``get_many`` reads below an in-process L1 without a plan, or ``None``
+    when the batch needs one: the cache is that L1 (keeping freshness, untyped) over
+    ``direct_tier``'s layer, which reads batches of fresh values (``get_fresh``). The
+    caller reads the L1 with ``read_above``, then the layer below for the keys it left
+    (``get_fresh``, through the layer's breaker and retry policy, with a dict for the
+    entries to copy up when some layer takes copies; a failure: a counted miss of them
+    all, as ``find_entries`` counts it), and settles the batch with
+    ``settle_direct_many``: what ``read_many`` answers, and copies up."""
+    first = state.tiers[0]
+    if not first.in_process or not first.entries or first.typed:
+        return None
+    tier = direct_tier(state, 1)
+    return tier if tier is not None and tier.reads_fresh else None
+
+
+def read_above(state: CacheState, keys: Iterable[Any]) -> tuple[list[Any], Any, list[Any]]:
+    """The start of ``direct_batch_tier``'s read: ``(wanted, above, asked)``, the keys
+    without repeats in the order given, the L1's entries of them (fresh or stale), and the
+    keys to ask below (those it holds no fresh entry of)."""
+    wanted = unique(keys)
+    above = state.tiers[0].layer.get_entries(wanted)
+    if not above:  # the batch of keys that L1 does not hold
+        return wanted, above, wanted
+    asked = [key for key in wanted if key not in above or above[key].fresh_for <= 0]
+    return wanted, above, asked
+
+
+def noted_generations(state: CacheState, keys: list[Any]) -> dict[Any, int] | None:
+    """The generations of ``keys`` before they are read below L1, for ``promote``; ``None``
+    when no layer takes copies: then no entry is asked for either."""
+    generations = state.generations
+    if not state.promotes or generations is None:
+        return None
+    table, mask = generations.table, generations.mask
+    return {key: table[hash(key) & mask] for key in keys}
+
+
+def settle_direct_many(
+    state: CacheState,
+    tier: Tier,
+    wanted: list[Any],
+    above: Mapping[Any, Entry],
+    below: dict[Any, Any],
+    copies: Mapping[Any, Entry] | None,
+    seen: Mapping[Any, int] | None,
+) -> tuple[dict[Any, Any], Plan[None] | None]:
+    """What ``read_many`` answers once ``direct_batch_tier``'s read is done (``above``: the
+    L1's entries, ``below``: the fresh values of ``tier`` among the keys asked there in
+    their order, and their entries in ``copies``; ``seen``: their generations before that
+    read): the fresh values in the order of ``wanted``, and the copy into L1 still to run
+    when ``promote_many_at_once`` could not make it (``None``: nothing to run)."""
+    if not above:  # nothing in L1: every key was asked below, in this order
+        hits = below
+    else:
+        hits = {}
+        for key in wanted:
+            entry = above.get(key)
+            if entry is not None and entry.fresh_for > 0:
+                hits[key] = entry.value
+            elif key in below:
+                hits[key] = below[key]
+    if not copies or seen is None:
+        return hits, None
+    if promote_many_at_once(state, copies, seen):
+        return hits, None
+    return hits, promote(state, copies, tier.depth, state.value_type, seen)
+
+
+def promote_many_at_once(
+    state: CacheState, entries: Mapping[Any, Entry], seen: Mapping[Any, int]
+) -> bool:
+    """``promote`` of the fresh ``entries`` that ``direct_batch_tier``'s layer answered,
+    into the in-process L1 above it, with plain calls (``seen``: the keys' generations
+    before that read). False, having done nothing, when the copy needs the plan: an entry
+    with tags, a layer that adapts its TTLs, a cache in a fleet (whose copies note their
+    keys' shared texts). The batch is decided in one pass: for each entry, its tags, the
+    promotion rule, and whether its key was written since."""
+    if state.adapts or state.call_texts is not None:
+        return False
+    tier = state.tiers[0]
+    rule = tier.policy.promote
+    estimate = None
+    if rule == "seen_before":  # ``_accepted``, folded into the pass below
+        estimate = getattr(tier.layer, "get_frequency_estimate", None)
+    elif rule != "always":
+        if any(entry.tags for entry in entries.values()):
+            return False
+        entries = _accepted(tier, entries)
+    generations = state.generations
+    table, mask = (None, 0) if generations is None else (generations.table, generations.mask)
+    values: dict[Any, Any] = {}
+    copied: list[Entry] = []
+    for key, entry in entries.items():
+        if entry.tags:
+            return False
+        if estimate is not None and estimate(key) < 2:
+            continue  # not seen before
+        if table is not None and table[hash(key) & mask] != seen.get(key, -1):
+            continue  # written or deleted since the read: not copied
+        values[key] = entry.value
+        copied.append(entry)
+    if not values:
+        return True
+    lifetime = _shortest(tier.lifetime_for(None, state.rng), copied)
+    try:
+        tier.layer.set_many_entries(values, lifetime, 0.0)
+    except LayerError as error:  # a copy is best effort, as ``store`` makes it
+        state.note_write_error(tier, list(values), error)
+        return True
+    if generations is not None:  # ``undo_if_overtaken``
+        for key in generations.moved(values, seen):
+            try:
+                tier.layer.delete(key)
+            except LayerError as error:
+                state.note_write_error(tier, [key], error)
+    return True
+
+
 def find_entries(
     state: CacheState,
     keys: list[Any],

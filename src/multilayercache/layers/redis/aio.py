@@ -434,6 +434,20 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
         values = await self._read_many(redis_keys)
         return self._found_many(wanted, values, value_type, False, redis_keys)
 
+    async def get_fresh(
+        self, keys: Iterable[Any], entries: dict[Any, Entry] | None = None, value_type: Any = None
+    ) -> dict[Any, Any]:
+        """The fresh values among ``keys``, in their order, in one round trip: the batch
+        read of a manager below its L1 (``get_entries`` without an entry per key; a stale
+        value counts as a hit, as there). ``entries``: a dict that receives the entry of
+        each value returned (its lifetime, for a copy into a faster layer)."""
+        wanted = as_list(keys)
+        if not wanted:
+            return {}
+        redis_keys = self._redis_keys(wanted)
+        values = await self._read_many(redis_keys)
+        return self._fresh_many(wanted, values, value_type, redis_keys, entries, True)
+
     async def _read_many(self, redis_keys: list[str]) -> list[Any]:
         client = self._bound()
         try:

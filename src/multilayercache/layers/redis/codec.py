@@ -589,6 +589,8 @@ class RedisCodec:
         """Account for one batch read of ``keys`` (each read counts, repeats too; their
         ``redis_keys``, if the caller has them) that returned ``values``; the hits, as
         values (``fresh``) or entries."""
+        if fresh:
+            return self._fresh_many(keys, values, value_type, redis_keys, None, False)
         now_ms = _now_ms()
         decode = self._common_decode if value_type is None else None
         if decode is None:
@@ -609,13 +611,69 @@ class RedisCodec:
                 entry = self._unpack(keys[position], data, value_type, now_ms)
                 if entry is not None:
                     entries[keys[position]] = entry
-        if fresh:
-            found = {key: entry.value for key, entry in entries.items() if entry.fresh_for > 0}
+        self._count_batch(keys, entries, ())
+        return entries
+
+    def _fresh_many(
+        self,
+        keys: list[Any],
+        values: list[Any],
+        value_type: Any,
+        redis_keys: list[str] | None,
+        entries: dict[Any, Entry] | None,
+        stale_hits: bool,
+    ) -> dict[Any, Any]:
+        """Account for one batch read of ``keys`` that returned ``values``: the fresh
+        values by key, in the order of ``keys``, without an entry per key (the common
+        items: ``_core/envelope_batch.read_fresh``). ``entries``: a dict that receives the
+        entry of each (for a copy into a faster layer). ``stale_hits``: a stale value read
+        counts as a hit (as ``get_entries`` counts it), else as a miss (as ``get_many``)."""
+        now_ms = _now_ms()
+        decode = self._common_decode if value_type is None else None
+        if decode is None:
+            hits: dict[Any, Any] = {}
+            stale: list[Any] = []
+            leftovers: Iterable[int] = range(len(keys))
+        else:  # the common items in one pass; the general path for the others
+            if redis_keys is None:
+                redis_keys = self._redis_keys(keys)
+            hits, stale, leftovers = _envelopes.read_fresh(
+                keys, redis_keys, values, decode, now_ms, *self._bounds, entries
+            )
+        if leftovers:
+            in_order = not hits  # hits of the general path come after the others'
+            found_late = False
+            for position in leftovers:
+                data = values[position]
+                if data is None:
+                    continue
+                key = keys[position]
+                entry = self._unpack(key, data, value_type, now_ms)
+                if entry is None:
+                    continue
+                if entry.fresh_for <= 0:
+                    stale.append(key)
+                    continue
+                hits[key] = entry.value
+                found_late = True
+                if entries is not None:
+                    entries[key] = entry
+            if found_late and not in_order:
+                hits = {key: hits[key] for key in keys if key in hits}
+        self._count_batch(keys, hits, stale if stale_hits else ())
+        return hits
+
+    def _count_batch(self, keys: list[Any], found: Mapping[Any, Any], stale: Any) -> None:
+        """Count a batch read of ``keys``: a hit for each read of a key ``found`` or
+        ``stale``, a miss for each other (each read counts, a repeat too)."""
+        if len(found) == len(keys) and not stale:
+            hits = len(keys)
+        elif stale:
+            held = {*found, *stale}
+            hits = sum(1 for key in keys if key in held)
         else:
-            found = entries
-        hits = len(found) if len(found) == len(keys) else sum(1 for key in keys if key in found)
-        self._count(hits=hits, misses=len(keys) - hits)  # each read counts, a repeat too
-        return found
+            hits = sum(1 for key in keys if key in found)
+        self._count(hits=hits, misses=len(keys) - hits)
 
     def encode_write(
         self,
