@@ -65,17 +65,12 @@ class KeyGenerations:
     def __init__(self, slots: int = SLOTS) -> None:
         if slots < 1 or slots & (slots - 1):
             raise ValueError(f"slots must be a power of two, got {slots}")
-        # Public for a caller that bumps inline (``write_at_once``, every write-behind set):
-        # ``table[hash(key) & mask] = next(tickets)`` is ``bump(key)``. Never rebound.
+        # Public for callers that work inline: ``table[hash(key) & mask] = next(tickets)`` is
+        # ``bump(key)`` (``write_at_once``, every write-behind set), ``table[hash(key) &
+        # mask]`` is ``of(key)`` (``plans.noted_generations``, a batch). Never rebound.
         self.table = [0] * slots  # tickets start at 1: a noted 0 changes at the first bump
         self.mask = slots - 1
         self.tickets = itertools.count(1)
-
-    @property
-    def mask(self) -> int:
-        """``table[hash(key) & mask]`` is ``of(key)``, for a caller that reads many keys'
-        generations in one loop of its own (``plans.promote_many_at_once``)."""
-        return self._mask
 
     def of(self, key: Any) -> int:
         """The key's generation now: note it before reading below L1."""
