@@ -18,6 +18,7 @@ from cpython.object cimport PyTypeObject
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from .crc32 cimport crc32, crc32_fill
 from .msgpack_bounds cimport _count
 
 from ..core.errors import UntrustedDataError
@@ -40,27 +41,7 @@ cdef int64_t _EXACT_MS = 2**53
 cdef int64_t _NEVER = -1
 cdef object _INF = float("inf")
 
-cdef uint32_t _CRC_TABLE[256]
-
-
-cdef void _fill_crc_table() noexcept:
-    cdef uint32_t crc, byte, bit
-    for byte in range(256):
-        crc = byte
-        for bit in range(8):
-            crc = (crc >> 1) ^ (0xEDB88320 if crc & 1 else 0)
-        _CRC_TABLE[byte] = crc
-
-
-_fill_crc_table()
-
-
-cdef inline uint32_t _crc32(const unsigned char* data, Py_ssize_t size) noexcept:
-    cdef uint32_t crc = 0xFFFFFFFF
-    cdef Py_ssize_t i
-    for i in range(size):
-        crc = _CRC_TABLE[(crc ^ data[i]) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+crc32_fill()
 
 
 cdef inline uint64_t _big_endian(const unsigned char* at, int width) noexcept:
@@ -127,7 +108,7 @@ cdef int _read_header(
         key_bytes = PyUnicode_AsUTF8AndSize(redis_key, &key_size)
     except UnicodeEncodeError:
         return 0
-    if <uint32_t>_big_endian(at + 44, 4) != _crc32(<const unsigned char*>key_bytes, key_size):
+    if <uint32_t>_big_endian(at + 44, 4) != crc32(<const unsigned char*>key_bytes, key_size):
         return 0
     header.written = <int64_t>_big_endian(at + 3, 8)
     header.refresh = <int64_t>_big_endian(at + 12, 8)

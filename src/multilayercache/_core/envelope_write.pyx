@@ -15,6 +15,7 @@ from libc.math cimport fabs
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from .crc32 cimport crc32_fill, crc32_update
 from .msgpack_bounds cimport _count
 
 cdef extern from "Python.h":
@@ -51,27 +52,7 @@ cdef int64_t _NEVER = -1
 cdef object _FALSE = False  # (as an object: a bare False is a C 0 here)
 cdef int64_t _EXACT = 2**53  # sums below this are exact doubles: / 1000 rounds as Python's
 
-cdef uint32_t _CRC_TABLE[256]
-
-
-cdef void _fill_crc_table() noexcept:
-    cdef uint32_t crc, byte, bit
-    for byte in range(256):
-        crc = byte
-        for bit in range(8):
-            crc = (crc >> 1) ^ (0xEDB88320 if crc & 1 else 0)
-        _CRC_TABLE[byte] = crc
-
-
-_fill_crc_table()
-
-
-cdef inline uint32_t _crc_update(uint32_t crc, const unsigned char* data, Py_ssize_t size) noexcept:
-    # zlib's CRC-32 before its final inversion: continued by the next bytes
-    cdef Py_ssize_t i
-    for i in range(size):
-        crc = _CRC_TABLE[(crc ^ data[i]) & 0xFF] ^ (crc >> 8)
-    return crc
+crc32_fill()
 
 
 cdef inline unsigned char* _put(unsigned char* at, uint64_t value, int width) noexcept:
@@ -131,7 +112,7 @@ cdef class WriteEncoder:
         self.max_depth = max_depth
         self.max_items = max_items
         cdef bytes encoded = prefix.encode()
-        self._prefix_crc = _crc_update(
+        self._prefix_crc = crc32_update(
             0xFFFFFFFF, <const unsigned char*>PyBytes_AS_STRING(encoded), len(encoded)
         )
 
@@ -154,7 +135,7 @@ cdef class WriteEncoder:
             )
         except Exception:  # the general path raises the error the caller must see
             return None
-        cdef uint32_t check = _crc_update(
+        cdef uint32_t check = crc32_update(
             self._prefix_crc, <const unsigned char*>key_bytes, key_size
         ) ^ 0xFFFFFFFF
         cdef int64_t now, refresh_at, stale_at, gone_at
