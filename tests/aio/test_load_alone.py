@@ -47,7 +47,7 @@ async def _compare(ops: list[tuple[str, int]], fail_safe: bool) -> None:
 
         return half
 
-    even = lambda value: value % 2 == 0  # noqa: E731: @cached keeps only even halves
+    even = lambda value: value % 2 == 0  # noqa: E731 (@cached keeps only even halves)
     halves = [
         cache.cached(condition=even)(halving(calls))
         for cache, calls in zip(caches, loads, strict=True)
