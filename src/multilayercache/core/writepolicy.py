@@ -57,8 +57,8 @@ class WriteBehind:
         flight). ``bytes`` are what the driver says a write costs (its encoded value and
         key). A single write bigger than ``max_bytes`` is taken only into an empty queue.
     batch_size:
-        Writes sent in one batch (one pipeline / one bulk call) at most; a full batch is
-        sent at once.
+        Writes sent in one batch (one script call or pipeline, one bulk call) at most; a
+        full batch is sent at once.
     max_delay:
         Seconds a ready write waits for a batch to fill before it is sent anyway.
     when_full:
@@ -108,9 +108,9 @@ class WriteBehind:
     * ``max_items=100_000``, ``max_bytes=64 MiB``: room for two seconds of writes at 50k/s
       (and far longer at usual rates, or with hot keys coalescing), at a memory cost a
       service notices but survives; both bounds because keys vary from bytes to megabytes.
-    * ``batch_size=500``: a Redis pipeline of 500 SETs amortizes the round trip (throughput
-      is flat past a few hundred commands) while one batch still takes well under a
-      millisecond to send, so writes of other keys do not wait behind a huge one.
+    * ``batch_size=500``: a batch of 500 SETs (one script call) amortizes the round trip
+      (throughput is flat past a few hundred writes) while one batch still takes about a
+      millisecond of the server's time, so writes of other keys do not wait behind a huge one.
     * ``max_delay=0.05``: other processes see a write in Redis within about 50 ms at low
       write rates, and a busy queue fills its batches long before that.
     * ``when_full="block"``, ``block_timeout=1.0``: back-pressure slows writers down instead

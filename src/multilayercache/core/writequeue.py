@@ -18,7 +18,8 @@ the write for itself (Redis behind the L1, or a persistence writer behind Redis)
 * **Batches, on size or age.** ``due(now)`` says when to send: ``batch_size`` writes are
   ready, or the oldest ready one has waited ``max_delay``, or a ``flush`` or ``close`` wants
   everything out. ``take(now)`` hands out up to ``batch_size`` writes, oldest first, as a
-  ``Batch`` (one Redis pipeline, or one bulk call of a persistence writer).
+  ``Batch`` (one Redis script call or pipeline, or one bulk call of a persistence
+  writer).
 * **Bounded: items and bytes**, counting every write held (ready, waiting behind a key's
   in-flight write, in flight). ``put`` raises ``QueueFull`` rather than exceed a bound; the
   driver blocks (``when_full="block"``, up to ``block_timeout``) or lets it propagate
@@ -123,7 +124,8 @@ class DeadWrite(NamedTuple):
 
 
 class Batch:
-    """Writes taken together (one pipeline, one bulk call): distinct keys, oldest first.
+    """Writes taken together (one script call or pipeline, one bulk call): distinct keys,
+    oldest first.
 
     ``attempts``: sends so far, counting the one about to be made (1 after ``take``).
     ``dead``: set by ``done``/``failed``, the writes to hand to the dead-letter sink

@@ -261,9 +261,9 @@ class WriteBehindWorker(WorkerBase):
                 self.hung.discard(me)
 
     def _take_token(self, batch: Batch, limiter: RateLimiter) -> bool:
-        """Wait for a token of the layer's rate limit (one per batch: one pipeline), as
-        long as it takes: the queue's bounds push back on ``set()`` meanwhile. False if
-        ``close`` abandoned the batch while it waited."""
+        """Wait for a token of the layer's rate limit (one per batch), as long as it takes:
+        the queue's bounds push back on ``set()`` meanwhile. False if ``close`` abandoned
+        the batch while it waited."""
         wait = limiter.try_take()
         if not wait:
             return True
