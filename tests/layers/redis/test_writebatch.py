@@ -204,6 +204,70 @@ async def test_an_asyncio_error_reply_mid_batch_raises_and_the_layer_goes_on(
     await client.aclose()
 
 
+@pytest.fixture
+def scriptless(doomed_server):
+    """The port of a server, and a user of it whose ACL denies scripts (``-@scripting``)."""
+    admin = redis.Redis.from_url(doomed_server.url)
+    admin.acl_setuser(
+        "scriptless",
+        enabled=True,
+        passwords=["+secret"],
+        keys=["*"],
+        categories=["+@all", "-@scripting"],
+    )
+    yield admin, doomed_server.port
+    admin.close()
+
+
+def test_a_server_that_refuses_scripts_gets_the_batches_as_commands(scriptless, caplog) -> None:
+    admin, port = scriptless
+    client = redis.Redis(port=port, username="scriptless", password="secret")
+    layer = RedisLayer(client=client, name="l2")
+    cache = MultilayerCache(
+        [InMemoryLayer(max_size=100), layer],
+        [None, LayerPolicy(write=WriteBehind(max_delay=0.01))],
+    )
+    cache.set_many({f"k{n}": n for n in range(20)})
+    assert cache.flush(timeout=5)
+    cache.set("after", "it")
+    assert cache.flush(timeout=5)
+    stats = cache.stats().write_queues["l2"]
+    cache.close()
+    assert stats.delivered == 21 and stats.dead_lettered == 0
+    assert [layer.get(f"k{n}") for n in range(20)] == list(range(20))
+    assert layer.get("after") == "it" and admin.pttl("k3") > 0
+    assert layer.refuses_scripts
+    assert sum("refuses scripts" in record.message for record in caplog.records) == 1
+    client.close()
+
+
+async def test_an_asyncio_layer_of_a_server_that_refuses_scripts_sends_commands(
+    scriptless,
+) -> None:
+    admin, port = scriptless
+    client = redis.asyncio.Redis(port=port, username="scriptless", password="secret")
+    layer = AsyncRedisLayer(client=client)
+    await layer.write_packed(mixed_batch(layer))
+    await layer.write_packed([layer.encode_write("second", 2, HOUR)])
+    assert layer.refuses_scripts
+    assert await layer.get_many(["ttl", "forever", "over", "second"]) == {
+        "ttl": {"n": 1},
+        "forever": "kept",
+        "second": 2,
+    }
+    assert 59_000 < admin.pttl("ttl") <= 60_000
+    await client.aclose()
+
+
+def test_an_error_of_a_write_inside_the_script_is_not_a_refusal(restricted) -> None:
+    # A key the user may not write fails the script, which still runs: no fallback.
+    admin, client = restricted
+    layer = RedisLayer(client=client, max_connections=None)
+    with pytest.raises(LayerError):
+        layer.write_packed([layer.encode_write("refused", 1, HOUR)])
+    assert not layer.refuses_scripts
+
+
 # Batches of writes, each: (key, kind, seconds left) with kind one of set / set without TTL
 # / delete; seconds left <= 0: a set whose lifetime is over when it is sent.
 batches = st.lists(

@@ -22,7 +22,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from ...core.errors import LayerUnavailableError
@@ -48,7 +48,7 @@ from .codec import (
 from .codec import client_options as with_defaults
 from .lease import release_call, take_call
 from .scripts import ScriptCall, checked_delta
-from .writebatch import WRITE_BATCH, script_batch, sets_in
+from .writebatch import WRITE_BATCH, script_batch, scripts_refused, sets_in
 
 if TYPE_CHECKING:
     from ...serializers.encrypted import Encryption
@@ -494,14 +494,21 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
         if not writes:
             return
         client = self._bound()
-        batch = None if late or self.is_cluster else script_batch(writes)
+        scripted = not (late or self.is_cluster or self.refuses_scripts)
+        batch = script_batch(writes) if scripted else None
         try:
+            if batch is not None:
+                try:
+                    for arguments in batch.calls:
+                        await self._run(functools.partial(_write_batch, client, arguments))
+                except ResponseError as error:
+                    if not scripts_refused(error):
+                        raise
+                    self.note_scripts_refused(error)  # none ran: send the batch as commands
+                    batch = None
             if batch is None:
                 commands = write_commands(writes, late, self.is_cluster)
                 await self._run(lambda: fastpath.write_async(client, self.is_cluster, commands))
-            else:
-                for arguments in batch.calls:
-                    await self._run(functools.partial(_write_batch, client, arguments))
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
         self._count(puts=sets_in(writes) if batch is None else batch.sets)

@@ -73,7 +73,7 @@ from ...core.entry import (
 )
 from ...core.errors import LayerError, UntrustedDataError
 from ...core.freshness import Entry, Lifetime
-from ...core.log import ThrottledWarning
+from ...core.log import ThrottledWarning, log
 from ...core.options import check_jitter, jittered
 from ...core.stats import LayerStats
 from ...core.ttl import TTL, optional_ttl_seconds
@@ -318,6 +318,9 @@ class RedisCodec:
         self._hits = self._misses = self._errors = self._puts = 0
         self._untrusted: dict[str, int] = {}
         self._warn_untrusted = ThrottledWarning()
+        self.refuses_scripts = False
+        """The server refused a write-behind batch's script (an ACL without ``@scripting``):
+        batches go as commands from then on (``writebatch.scripts_refused``)."""
         # encode_write's memo: the last lifetime, and its deltas and expiry.
         self._packing_memo: tuple[Lifetime | None, tuple[Any, int | None]] = (None, (None, None))
         # digest_of's memo: the last value digested, its key and its bytes, which the write
@@ -535,6 +538,17 @@ class RedisCodec:
         if self._binds:
             options["associated_data"] = redis_key.encode()
         return envelope.entry(self._loads(readable, **options), now_ms)
+
+    def note_scripts_refused(self, error: Exception) -> None:
+        """The server will not run the write-behind batch's script: send batches as
+        commands (said once; a late batch's compare-and-write still needs a script)."""
+        if not self.refuses_scripts:
+            self.refuses_scripts = True
+            log.warning(
+                "%s: the server refuses scripts (%s): write-behind batches go as commands, "
+                "and retried ones, which need a script, will fail",
+                self.name, error,
+            )  # fmt: skip
 
     def _refused(self, key: Any, cause: str, error: Exception) -> None:
         """Count and log (at a bounded rate) a value read back but not trusted."""

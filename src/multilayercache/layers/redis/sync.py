@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.cluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from ...core.errors import LayerUnavailableError
@@ -42,7 +42,7 @@ from .codec import (
 )
 from .lease import release_call, take_call
 from .scripts import ScriptCall, checked_delta
-from .writebatch import WRITE_BATCH, script_batch, sets_in
+from .writebatch import WRITE_BATCH, script_batch, scripts_refused, sets_in
 
 if TYPE_CHECKING:
     from ...serializers.encrypted import Encryption
@@ -394,14 +394,21 @@ class RedisLayer(ClusterRouting, RedisCodec):
         or their own ``only_if_newer``: see ``write_commands``)."""
         if not writes:
             return
-        batch = None if late or self.is_cluster else script_batch(writes)
+        scripted = not (late or self.is_cluster or self.refuses_scripts)
+        batch = script_batch(writes) if scripted else None
         try:
+            if batch is not None:
+                try:
+                    for arguments in batch.calls:
+                        self._write_batch(arguments)
+                except ResponseError as error:
+                    if not scripts_refused(error):
+                        raise
+                    self.note_scripts_refused(error)  # none ran: send the batch as commands
+                    batch = None
             if batch is None:
                 commands = write_commands(writes, late, self.is_cluster)
                 fastpath.write(self.client, self.is_cluster, commands)
-            else:
-                for arguments in batch.calls:
-                    self._write_batch(arguments)
         except RedisError as error:
             raise self._failure("pipeline SET", error) from error
         self._count(puts=sets_in(writes) if batch is None else batch.sets)

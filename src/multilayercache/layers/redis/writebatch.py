@@ -15,6 +15,10 @@ server process's CPU over 400 batches). A call of 500 writes holds the server fo
 1 ms (a pipeline of 500 is read and run in a few chunks of 16 KB of commands); longer
 batches are cut into calls of at most ``SCRIPT_WRITES``.
 
+A server that refuses scripts (an ACL without ``@scripting``) gets the same batches as
+commands from then on (``scripts_refused``; logged once): a batch that is not late needs
+no script there.
+
 The script declares no keys: on one server it need not (ACLs still check each key as it
 is written), and declaring them would cost one argument each. What goes as commands
 instead (``codec.write_commands``): a cluster, whose keys lie in many slots; writes sent
@@ -114,9 +118,27 @@ def script_batch(writes: list[PackedWrite]) -> ScriptBatch | None:
     return ScriptBatch(calls, sets)
 
 
+def scripts_refused(error: Exception) -> bool:
+    """Whether ``error``, the reply to a batch's ``EVALSHA`` or ``EVAL``, says that this
+    connection may not run scripts at all: a user whose ACL denies ``@scripting`` ("no
+    permissions to run the 'evalsha' command"), or a server without the commands ("unknown
+    command 'EVALSHA'"). Not an error of a write inside the script (an ACL on one key, out
+    of memory): those name no command."""
+    text = str(error).lower()
+    names_command = "'evalsha'" in text or "'eval'" in text
+    return names_command and ("no permissions to run" in text or "unknown command" in text)
+
+
 def sets_in(writes: list[PackedWrite]) -> int:
     """How many of ``writes`` are sets (the layer's ``puts``)."""
     return len(writes) - list(map(attrgetter("data"), writes)).count(None)
 
 
-__all__ = ["SCRIPT_WRITES", "WRITE_BATCH", "ScriptBatch", "script_batch", "sets_in"]
+__all__ = [
+    "SCRIPT_WRITES",
+    "WRITE_BATCH",
+    "ScriptBatch",
+    "script_batch",
+    "scripts_refused",
+    "sets_in",
+]
