@@ -277,40 +277,24 @@ def promote_many_at_once(
     into the in-process L1 above it, with plain calls (``seen``: the keys' generations
     before that read). False, having done nothing, when the copy needs the plan: an entry
     with tags, a layer that adapts its TTLs, a cache in a fleet (whose copies note their
-    keys' shared texts). The batch is decided in one pass: for each entry, its tags, the
-    promotion rule, and whether its key was written since."""
+    keys' shared texts). The batch is decided at once: the entries the promotion rule
+    accepts (``_accepted``), less those whose key was written since."""
     if state.adapts or state.call_texts is not None:
         return False
+    if any(entry.tags for entry in entries.values()):
+        return False
     tier = state.tiers[0]
-    rule = tier.policy.promote
-    estimate = None
-    if rule == "seen_before":  # ``_accepted``, folded into the pass below
-        estimate = getattr(tier.layer, "get_frequency_estimate", None)
-    elif rule != "always":
-        if any(entry.tags for entry in entries.values()):
-            return False
-        entries = _accepted(tier, entries)
-    generations = state.generations
-    table, mask = (None, 0) if generations is None else (generations.table, generations.mask)
-    values: dict[Any, Any] = {}
-    copied: list[Entry] = []
-    for key, entry in entries.items():
-        if entry.tags:
-            return False
-        if estimate is not None and estimate(key) < 2:
-            continue  # not seen before
-        if table is not None and table[hash(key) & mask] != seen.get(key, -1):
-            continue  # written or deleted since the read: not copied
-        values[key] = entry.value
-        copied.append(entry)
-    if not values:
+    accepted = _unmoved(state, _accepted(tier, entries), seen)
+    if not accepted:
         return True
-    lifetime = _shortest(tier.lifetime_for(None, state.rng), copied)
+    values = {key: entry.value for key, entry in accepted.items()}
+    lifetime = _shortest(tier.lifetime_for(None, state.rng), accepted.values())
     try:
         tier.layer.set_many_entries(values, lifetime, 0.0)
     except LayerError as error:  # a copy is best effort, as ``store`` makes it
         state.note_write_error(tier, list(values), error)
         return True
+    generations = state.generations
     if generations is not None:  # ``undo_if_overtaken``
         for key in generations.moved(values, seen):
             try:
@@ -433,13 +417,8 @@ def promote(
     A batch is decided at once: the keys each layer accepts, one look at the generations,
     one group (one lifetime, one batch call) unless the entries differ in step or tags."""
     copies: list[tuple[Tier, list[Any]]] = []
-    generations = state.generations
     for tier in state.tiers[:depth]:
-        accepted = _accepted(tier, entries)
-        if accepted and generations is not None:
-            moved = generations.moved(accepted, seen)
-            if moved:
-                accepted = {key: entry for key, entry in accepted.items() if key not in moved}
+        accepted = _unmoved(state, _accepted(tier, entries), seen)
         if not accepted:
             continue
         for (step, tags), group in _by_step(state, accepted).items():
@@ -471,6 +450,20 @@ def _accepted(tier: Tier, entries: Mapping[Any, Entry]) -> Mapping[Any, Entry]:
         return {key: entry for key, entry in entries.items() if estimate(key) >= 2}
     accepts, layer = tier.policy.accepts_promotion, tier.layer
     return {key: entry for key, entry in entries.items() if accepts(key, layer)}
+
+
+def _unmoved(
+    state: CacheState, entries: Mapping[Any, Entry], seen: Mapping[Any, int]
+) -> Mapping[Any, Entry]:
+    """``entries`` but those whose key was written or deleted since its generation was
+    noted in ``seen``: their copies would be older than the slower layers."""
+    generations = state.generations
+    if not entries or generations is None:
+        return entries
+    moved = generations.moved(entries, seen)
+    if not moved:
+        return entries
+    return {key: entry for key, entry in entries.items() if key not in moved}
 
 
 def redeleted(
