@@ -51,6 +51,7 @@ TWINNED = {
     "CallKey": "multilayercache._core.callkey",
     "KeyMaker": "multilayercache._core.callkey",
     "DirectCall": "multilayercache._core.binding",
+    "KeyedCall": "multilayercache._core.binding",
     "CachedMethod": "multilayercache._core.binding",
     "CachedClassMethod": "multilayercache._core.binding",
     "BoundCall": "multilayercache._core.binding",

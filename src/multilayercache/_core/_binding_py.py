@@ -44,6 +44,27 @@ class DirectCall:
         return self.call(args, kwargs)
 
 
+class KeyedCall(DirectCall):
+    """What the sync and asyncio cached calls (``CachedCall``, ``AsyncCachedCall``) hold:
+    ``key_of(args, kwargs)``, the call's key, the first layer's ``first_lookup``, the
+    ``load`` of a miss, and the markers that lookup answers with (``missing``, ``aside``).
+    Each subclass says what a call does with them."""
+
+    def __init__(
+        self,
+        key_of: Callable[[tuple[Any, ...], dict[str, Any] | None], Any],
+        first_lookup: Callable[[Any, Any, Any], Any],
+        load: Callable[[Any, tuple[Any, ...], dict[str, Any], bool], Any],
+        missing: Any,
+        aside: Any,
+    ) -> None:
+        self._key_of = key_of
+        self._first_lookup = first_lookup
+        self._load = load
+        self._missing = missing
+        self._aside = aside
+
+
 class _Binding:
     """What ``CachedMethod`` and ``CachedClassMethod`` share: the cached function ``call``,
     called unbound with the instance (or class) first. ``functools.update_wrapper`` gives

@@ -8,6 +8,16 @@ from typing import Any, final
 class DirectCall:
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
+class KeyedCall(DirectCall):
+    def __init__(
+        self,
+        key_of: Callable[[tuple[Any, ...], dict[str, Any] | None], Any],
+        first_lookup: Callable[[Any, Any, Any], Any],
+        load: Callable[[Any, tuple[Any, ...], dict[str, Any], bool], Any],
+        missing: Any,
+        aside: Any,
+    ) -> None: ...
+
 class _Binding:
     def __init__(self, call: Callable[..., Any]) -> None: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...

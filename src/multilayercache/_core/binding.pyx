@@ -53,6 +53,22 @@ cdef class DirectCall:
         return self.call(args, kwargs)
 
 
+cdef class KeyedCall(DirectCall):
+    """What the sync and asyncio cached calls (``CachedCall``, ``AsyncCachedCall``) hold:
+    ``key_of(args, kwargs)``, the call's key (its ``KeyMaker``, called in C when it is one),
+    the first layer's ``first_lookup``, the ``load`` of a miss, and the markers that lookup
+    answers with (``missing``, ``aside``). Each subclass says what a call does with them."""
+
+    def __init__(self, key_of, first_lookup, load, missing, aside):
+        self._key_of = key_of
+        maker = getattr(key_of, "__self__", None)
+        self._maker = maker if type(maker) is KeyMaker else None
+        self._first_lookup = first_lookup
+        self._load = load
+        self._missing = missing
+        self._aside = aside
+
+
 cdef inline object _call_with(object call, DirectCall direct, tuple args, dict kwargs):
     if direct is not None:
         return direct.call(args, kwargs)

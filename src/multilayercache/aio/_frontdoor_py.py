@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._core._binding_py import DirectCall
+from .._core._binding_py import KeyedCall
 
 if TYPE_CHECKING:
     from ..core.decorate import CallKeys
@@ -37,7 +37,7 @@ async def settled(value: _T) -> _T:
     return value
 
 
-class AsyncCachedCall(DirectCall):
+class AsyncCachedCall(KeyedCall):
     """A cached coroutine function: ``key_of(args, kwargs)`` is the call's key; a settled hit
     in the first layer returns ``settled(value)``, anything else the coroutine
     ``load(key, args, kwargs, stepped_aside)``. A ``DirectCall``: a method's binding may
@@ -46,20 +46,7 @@ class AsyncCachedCall(DirectCall):
     # Set by ``AsyncMultilayerCache.cached`` once built (the compiled class has a __dict__).
     cache_key: CallKeys[...]
     invalidate: Callable[..., Coroutine[Any, Any, bool]]
-
-    def __init__(
-        self,
-        key_of: Callable[[tuple[Any, ...], dict[str, Any] | None], Any],
-        first_lookup: Callable[[Any, Any, Any], Any],
-        load: Callable[[Any, tuple[Any, ...], dict[str, Any], bool], Coroutine[Any, Any, Any]],
-        missing: Any,
-        aside: Any,
-    ) -> None:
-        self._key_of = key_of
-        self._first_lookup = first_lookup
-        self._load = load
-        self._missing = missing
-        self._aside = aside
+    _load: Callable[[Any, tuple[Any, ...], dict[str, Any], bool], Coroutine[Any, Any, Any]]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         key = self._key_of(args, kwargs)

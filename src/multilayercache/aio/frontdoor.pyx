@@ -17,8 +17,7 @@ from cpython.ref cimport Py_INCREF
 
 from collections.abc import Coroutine
 
-from .._core.binding cimport DirectCall
-from .._core.callkey cimport KeyMaker
+from .._core.binding cimport KeyedCall
 
 
 cdef extern from "Python.h":
@@ -113,29 +112,11 @@ cdef inline Settled _settled(object value):
     return result
 
 
-cdef class AsyncCachedCall(DirectCall):
+cdef class AsyncCachedCall(KeyedCall):
     """A cached coroutine function: ``key_of(args, kwargs)`` is the call's key; a settled hit
     in the first layer returns ``Settled(value)``, anything else the coroutine
     ``load(key, args, kwargs, stepped_aside)``. A ``DirectCall``: a method's binding calls
     ``call`` in C."""
-
-    cdef object _key_of
-    cdef KeyMaker _maker  # when key_of is a KeyMaker's key: called directly, in C
-    cdef object _first_lookup
-    cdef object _load
-    cdef object _missing
-    cdef object _aside
-    cdef dict __dict__  # functools.update_wrapper sets __name__, __doc__, __wrapped__ ...
-    cdef object __weakref__  # as a function can be
-
-    def __init__(self, key_of, first_lookup, load, missing, aside):
-        self._key_of = key_of
-        maker = getattr(key_of, "__self__", None)
-        self._maker = maker if type(maker) is KeyMaker else None
-        self._first_lookup = first_lookup
-        self._load = load
-        self._missing = missing
-        self._aside = aside
 
     def __call__(self, *args, **kwargs):
         # (what Python sees; calls go to _call_slot, installed below)

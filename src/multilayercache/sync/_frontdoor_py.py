@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._core._binding_py import DirectCall
+from .._core._binding_py import KeyedCall
 from ..core.loading import keep_loaded_alone, loaded_alone_failed, loads_at_once
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class FrontDoor:
         self._set_below(key, value, ttl, tags)
 
 
-class CachedCall(DirectCall):
+class CachedCall(KeyedCall):
     """A cached function: ``key_of(args, kwargs)`` is the call's key; a settled hit in the
     first layer answers, anything else calls ``load(key, args, kwargs, stepped_aside)``.
     A ``DirectCall``: a method's binding may call ``call`` directly."""
@@ -163,20 +163,6 @@ class CachedCall(DirectCall):
     # Set by ``MultilayerCache.cached`` once built (the compiled class has a ``__dict__``).
     cache_key: CallKeys[...]
     invalidate: Callable[..., bool]
-
-    def __init__(
-        self,
-        key_of: Callable[[tuple[Any, ...], dict[str, Any] | None], Any],
-        first_lookup: Callable[[Any, Any, Any], Any],
-        load: Callable[[Any, tuple[Any, ...], dict[str, Any], bool], Any],
-        missing: Any,
-        aside: Any,
-    ) -> None:
-        self._key_of = key_of
-        self._first_lookup = first_lookup
-        self._load = load
-        self._missing = missing
-        self._aside = aside
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         key = self._key_of(args, kwargs)

@@ -4,7 +4,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from .._core.binding import DirectCall
+from .._core.binding import KeyedCall
 from ..core.decorate import CallKeys
 from ..core.plans import Loaded
 from ..core.state import CacheState
@@ -42,15 +42,7 @@ class FrontDoor:
         fleet_single_flight: Any = None,
     ) -> Any: ...
 
-class CachedCall(DirectCall):
+class CachedCall(KeyedCall):
     # Set by ``MultilayerCache.cached`` once built (the class has a ``__dict__``).
     cache_key: CallKeys[...]
     invalidate: Callable[..., bool]
-    def __init__(
-        self,
-        key_of: Callable[[tuple[Any, ...], dict[str, Any] | None], Any],
-        first_lookup: Callable[[Any, Any, Any], Any],
-        load: Callable[[Any, tuple[Any, ...], dict[str, Any], bool], Any],
-        missing: Any,
-        aside: Any,
-    ) -> None: ...

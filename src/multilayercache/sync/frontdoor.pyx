@@ -3,8 +3,7 @@ one in-process layer (compiled twin of ``_frontdoor_py.py``, which explains them
 
 from cpython.contextvars cimport PyContextVar_Reset, PyContextVar_Set, get_value
 
-from .._core.binding cimport DirectCall
-from .._core.callkey cimport KeyMaker
+from .._core.binding cimport KeyedCall
 from .._core.flight cimport Call, new_call
 from .._core.latency cimport Recorder
 
@@ -146,28 +145,10 @@ cdef inline bint _loads_at_once(state, loader, ttl):
             and not callable(ttl))  # (``adaptive.is_rule``)
 
 
-cdef class CachedCall(DirectCall):
+cdef class CachedCall(KeyedCall):
     """A cached function: ``key_of(args, kwargs)`` is the call's key; a settled hit in the
     first layer answers, anything else calls ``load(key, args, kwargs, stepped_aside)``.
     A ``DirectCall``: a method's binding calls ``call`` in C."""
-
-    cdef object _key_of
-    cdef KeyMaker _maker  # when key_of is a KeyMaker's key: called directly, in C
-    cdef object _first_lookup
-    cdef object _load
-    cdef object _missing
-    cdef object _aside
-    cdef dict __dict__  # functools.update_wrapper sets __name__, __doc__, __wrapped__ ...
-    cdef object __weakref__  # as a function can be
-
-    def __init__(self, key_of, first_lookup, load, missing, aside):
-        self._key_of = key_of
-        maker = getattr(key_of, "__self__", None)
-        self._maker = maker if type(maker) is KeyMaker else None
-        self._first_lookup = first_lookup
-        self._load = load
-        self._missing = missing
-        self._aside = aside
 
     def __call__(self, *args, **kwargs):
         return _hit_or_load(self, args, kwargs)
