@@ -103,7 +103,8 @@ def read_fresh(
     ``(hits, stale, leftovers)``, the fresh values of the common items by key in the order
     read, the keys of the common items that are stale, and the positions left to the
     general path. No entry is built, unless ``entries`` is given: it then receives the
-    entry of every fresh value (which a promotion copies up with its lifetime)."""
+    entry of every fresh value (which a promotion copies up with its lifetime). A key
+    asked twice is expected to hold the same bytes both times, as one read answers it."""
     accepted, decoded, leftovers = _decoded(
         keys, redis_keys, values, decode, now_ms, max_value_bytes, max_depth, max_items
     )

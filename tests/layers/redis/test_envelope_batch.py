@@ -190,7 +190,9 @@ def test_the_fresh_values_of_a_batch_are_those_of_its_entries(batch, max_items, 
     from multilayercache import MsgpackSerializer
 
     reader = layer(serializer=MsgpackSerializer(max_depth=3, max_items=max_items))
-    keys, values = [key for key, _ in batch], [data for _, data in batch]
+    # A key asked twice in one read (one MGET) is answered the same bytes both times.
+    first: dict[str, Any] = {}
+    keys, values = [key for key, _ in batch], [first.setdefault(key, data) for key, data in batch]
     redis_keys = [PREFIX + key for key in keys]
     now = _now_ms()
     results = []
