@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .. import shutdown
@@ -62,6 +64,9 @@ class WriteBehindWorker(WorkerBase):
         self.changed = threading.Condition(self._mutex)
         self._senders: set[threading.Thread] = set()
         self._asleep = 0  # senders waiting on ``changed`` for work to be due
+        self._look_at = -math.inf
+        """When ``put_now`` must look at the senders (``_look``): at once while none runs,
+        else when the earliest attempt passes ``batch_timeout``."""
         if self.journal is not None:
             with self.changed:
                 forget = self.recover(time.monotonic())
@@ -85,7 +90,7 @@ class WriteBehindWorker(WorkerBase):
                     if queue.full(size, key, time.monotonic()):
                         self._start()
                         changed.notify_all()  # the senders make room: send what is due
-                        changed.wait_for(
+                        self._wait_for(
                             lambda: queue.closed or not queue.full(size, key, time.monotonic()),  # noqa: B023
                             self.options.block_timeout,
                         )
@@ -108,8 +113,11 @@ class WriteBehindWorker(WorkerBase):
                 return False
             if record is not None:
                 self.journal_write(record, now)
-            if not self._senders:  # inlined check: every write-behind set() runs this
-                self._start()
+            # One float compare, where a check for no sender was: every write-behind set()
+            # runs this. Past an attempt's batch_timeout a writer is the one to notice it
+            # when every sender is inside an attempt (concurrency=1 and a hung layer).
+            if now >= self._look_at:
+                self._look(now)
             if queued == WAKE and self._asleep:
                 self.changed.notify_all()
         finally:
@@ -130,7 +138,7 @@ class WriteBehindWorker(WorkerBase):
                 return True
             self._start()
             self.changed.notify_all()
-            return self.changed.wait_for(lambda: self.queue.reached(mark), timeout)
+            return self._wait_for(lambda: self.queue.reached(mark), timeout)
 
     def close(self, timeout: float | None = None) -> bool:
         """Refuse new writes, deliver the rest within ``timeout`` (default: the policy's
@@ -165,6 +173,26 @@ class WriteBehindWorker(WorkerBase):
         """``close``, as ``multilayercache.shutdown`` calls every worker's."""
         return self.close(timeout)
 
+    def _wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """``changed.wait_for``, but awake when an attempt passes ``batch_timeout``, to report
+        and replace it: a writer waiting for room, or a flush, waits on the senders, and when
+        every one of them hangs in the layer no sender is left to notice (callers hold
+        ``changed``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = predicate()
+        while not done:
+            now = time.monotonic()
+            left = None if deadline is None else deadline - now
+            if left is not None and left <= 0:
+                break
+            self._notice_hung(now)
+            # An attempt that starts later wakes nobody: a wait no longer than batch_timeout
+            # still wakes before that attempt passes it, and then sleeps until it does.
+            limit = self.options.batch_timeout
+            self.changed.wait(sleep_for(left, self.next_timeout_in(now), limit))
+            done = predicate()
+        return done
+
     # ---------------------------------------------------------------- the senders
     def _start(self) -> None:
         """Start the senders that are not running (first write, or after a fork). Callers
@@ -176,6 +204,16 @@ class WriteBehindWorker(WorkerBase):
             self._senders.add(thread)
             thread.start()
 
+    def _look(self, now: float) -> None:
+        """``put_now``'s rare path: start the senders if none runs (the first write, after a
+        fork, after ``close``), report and replace the attempts past ``batch_timeout``, and
+        note when to look again. Callers hold ``changed``."""
+        if not self._senders:
+            self._start()
+        self._notice_hung(now)
+        wait = self.next_timeout_in(now)
+        self._look_at = math.inf if wait is None else now + wait
+
     def _work(self) -> None:
         me = threading.current_thread()
         queue, changed = self.queue, self.changed
@@ -184,6 +222,7 @@ class WriteBehindWorker(WorkerBase):
                 while not queue.due(now := time.monotonic()):  # a closed queue: due if any
                     if (queue.closed and queue.idle) or self._surplus(me):
                         self._senders.discard(me)
+                        self._look_at = -math.inf  # the next write sees whether any is left
                         return
                     self._notice_hung(now)
                     self._asleep += 1
@@ -246,7 +285,9 @@ class WriteBehindWorker(WorkerBase):
             return refused
         me = threading.current_thread()
         with self.changed:
-            self.attempts[me] = time.monotonic()
+            self.attempts[me] = started = time.monotonic()
+            if self.options.batch_timeout is not None:  # the writers look when it passes
+                self._look_at = min(self._look_at, started + self.options.batch_timeout)
         try:
             tier.layer.write_packed(payloads(batch), late(batch))
         except Exception as failure:
@@ -299,6 +340,7 @@ class WriteBehindWorker(WorkerBase):
         self.changed = threading.Condition(self._mutex)
         self._senders = set()
         self._asleep = 0
+        self._look_at = -math.inf
         self.attempts.clear()
         self.hung.clear()
         self.queue.forget()
