@@ -278,3 +278,46 @@ def test_a_sender_hung_with_no_other_is_reported_and_replaced_by_a_writer(
         direct.close()
     dead = tmp_path / "dead.jsonl"
     assert not dead.exists() or list(read_dead_letters(dead)) == []  # none given up on
+
+
+def test_a_layer_that_hangs_every_call_costs_at_most_twice_concurrency_threads(
+    redis_server: RedisServer,
+    prefix: str,
+    raw_redis: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every connection hangs, new ones too (the server's link is down; no socket timeout):
+    a sender started in place of a hung one hangs as well, so they stop at one in place of
+    each (sync: threads cannot be stopped; asyncio cancels its attempts instead)."""
+
+    def senders() -> int:
+        return sum(t.name == "multilayercache-writeback-redis" for t in threading.enumerate())
+
+    with Proxy(redis_server.port) as proxy:
+        cache = hung_redis_cache(proxy.url, prefix, None, tmp_path)
+        try:
+            cache.set("warm", -1)
+            assert cache.flush(timeout=5)
+            running = senders()
+            proxy.cut()
+            written = 0
+            with caplog.at_level(logging.ERROR, logger="multilayercache.writeback"):
+                until = time.monotonic() + 8 * HUNG_BATCH_TIMEOUT
+                while time.monotonic() < until:  # a write every 50 ms: each one looks
+                    cache.set(f"k{written}", written)
+                    written += 1
+                    time.sleep(0.05)
+                assert senders() - running <= 1  # concurrency=1: one in place of the hung one
+                assert cache.stats().write_queues["redis"].timeouts == 2
+                assert "every write-behind sender hangs" in caplog.text
+            proxy.restore()  # the hung connections are reset: their batches are retried
+            assert cache.flush(timeout=10)
+            assert raw_redis.exists(*[f"{prefix}k{index}" for index in range(written)]) == written
+            start = time.monotonic()
+            cache.close(timeout=2)
+            assert time.monotonic() - start < 2.5
+            assert cache.stats().write_queues["redis"].dead_lettered == 0
+        finally:
+            proxy.restore()
+            cache.close(timeout=1)

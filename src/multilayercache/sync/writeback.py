@@ -15,7 +15,11 @@ How it ends (every way keeps what was acknowledged: delivered, or in the dead le
 * Interpreter exit closes every worker still open (``atexit``); SIGTERM does the same before
   the process ends (``multilayercache.shutdown``).
 * A sender whose attempt passes ``batch_timeout`` is reported and replaced: a thread cannot
-  be stopped, so its keys wait for it while the other batches go on.
+  be stopped, so its keys wait for it while the other batches go on. Another sender notices
+  it, or, when every sender hangs (``concurrency=1``), the next write, a flush or a writer
+  waiting for room: no thread of its own watches. Writes queued before the timeout passed
+  wait until one of those comes (or the hung attempt returns). At most ``concurrency``
+  senders are replaced at a time: when every call hangs, so would more threads.
 * In a forked child the queue starts empty (the parent delivers its own writes) and the
   threads start again at the child's first write.
 * With ``journal=`` every write is appended to a local file before ``set()`` returns
@@ -195,9 +199,15 @@ class WriteBehindWorker(WorkerBase):
 
     # ---------------------------------------------------------------- the senders
     def _start(self) -> None:
-        """Start the senders that are not running (first write, or after a fork). Callers
-        hold ``changed``."""
-        while len(self._senders) - len(self.hung) < self.options.concurrency:
+        """Start the senders that are not running (first write, after a fork, in place of
+        hung ones), up to twice ``concurrency`` threads: a layer that hangs every call (its
+        server stopped, a database locked) hangs a new sender too, and one more thread each
+        ``batch_timeout`` would pile up for as long as it lasts. Callers hold ``changed``."""
+        concurrency = self.options.concurrency
+        while (
+            len(self._senders) - len(self.hung) < concurrency
+            and len(self._senders) < 2 * concurrency
+        ):
             thread = threading.Thread(
                 target=self._work, name=f"multilayercache-writeback-{self.tier.name}", daemon=True
             )
@@ -242,14 +252,25 @@ class WriteBehindWorker(WorkerBase):
         stuck = self.newly_hung(now)
         if not stuck:
             return
-        log.error(
-            "multilayercache: %s: a write-behind batch has been sending for more than %s s; "
-            "its keys wait for it, other writes go on (timeouts so far: %d)",
-            self.tier.name,
-            self.options.batch_timeout,
-            self.queue.timeouts,
-        )
         self._start()
+        if len(self._senders) > len(self.hung):
+            log.error(
+                "multilayercache: %s: a write-behind batch has been sending for more than %s "
+                "s; its keys wait for it, other writes go on (timeouts so far: %d)",
+                self.tier.name,
+                self.options.batch_timeout,
+                self.queue.timeouts,
+            )
+        else:
+            log.error(
+                "multilayercache: %s: a write-behind batch has been sending for more than %s "
+                "s, and every write-behind sender hangs (%d): no more are started until one "
+                "returns; writes wait (timeouts so far: %d)",
+                self.tier.name,
+                self.options.batch_timeout,
+                len(self.hung),
+                self.queue.timeouts,
+            )
 
     def _send(self, batch: Batch) -> None:
         """Send ``batch`` until it is delivered, given up on, or abandoned by ``close``."""
