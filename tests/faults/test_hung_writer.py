@@ -1,6 +1,7 @@
-"""A persistence writer that hangs (a database stuck in a lock wait, a dead NFS mount): every
-acknowledged write is still delivered or dead-lettered, ``close(timeout)`` returns on time,
-a batch past ``batch_timeout`` is counted and logged, and the other keys keep flowing. Sync
+"""A persistence writer that hangs (a database stuck in a lock wait, a dead NFS mount), or a
+Redis connection that never answers: every acknowledged write is still delivered or
+dead-lettered, ``close(timeout)`` returns on time, a batch past ``batch_timeout`` is counted
+and logged, and the other keys keep flowing, even when every sender is the hung one. Sync
 (threads) and asyncio (tasks), through real managers."""
 
 from __future__ import annotations
@@ -126,8 +127,8 @@ def test_a_batch_past_its_timeout_is_counted_logged_and_the_rest_flows(
     deciding = threading.Lock()
 
     def hang(items: dict[Any, Any]) -> bool:  # the first batch only
-        # Under a lock: the two senders may ask at once, and both hung would leave no
-        # sender awake to notice the timeout (nor any to send the other keys).
+        # Under a lock: the two senders may ask at once, and only the first batch hangs
+        # here (every sender hung: see test_a_sender_hung_with_no_other_is_reported...).
         with deciding:
             first, stuck["first"] = stuck["first"], False
         return first
