@@ -117,9 +117,9 @@ class WriteBehindWorker(WorkerBase):
                 return False
             if record is not None:
                 self.journal_write(record, now)
-            # One float compare, where a check for no sender was: every write-behind set()
-            # runs this. Past an attempt's batch_timeout a writer is the one to notice it
-            # when every sender is inside an attempt (concurrency=1 and a hung layer).
+            # One float compare: every write-behind set() runs this. True while no sender
+            # runs, and once the earliest attempt passes batch_timeout: when every sender
+            # is inside one (concurrency=1, a hung layer), a writer is left to notice it.
             if now >= self._look_at:
                 self._look(now)
             if queued == WAKE and self._asleep:
@@ -216,8 +216,8 @@ class WriteBehindWorker(WorkerBase):
 
     def _look(self, now: float) -> None:
         """``put_now``'s rare path: start the senders if none runs (the first write, after a
-        fork, after ``close``), report and replace the attempts past ``batch_timeout``, and
-        note when to look again. Callers hold ``changed``."""
+        fork or after a sender ended), report and replace the attempts past
+        ``batch_timeout``, and note when to look again. Callers hold ``changed``."""
         if not self._senders:
             self._start()
         self._notice_hung(now)
