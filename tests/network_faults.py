@@ -87,6 +87,7 @@ class Proxy:
             proxy.cut()             # "hang": nothing gets through either way, connections
             ...                     # stay open (every call waits for its timeout)
             proxy.cut("reset")      # or: every connection is reset, new ones too
+            proxy.cut_open()        # or: the connections open now hang, new ones work
             proxy.restore()         # traffic flows again
             proxy.latency = 0.2     # every chunk of bytes arrives 0.2 s late (slow link)
 
@@ -134,6 +135,14 @@ class Proxy:
         if mode == "reset":
             for link in links:
                 link.end(reset=True)
+
+    def cut_open(self) -> None:
+        """Cut off the connections open now as ``cut("hang")`` does, while new ones go
+        through: one connection of a client's pool stuck (a firewall or NAT that dropped
+        its state) while the client's new connections work. ``restore`` resets it."""
+        with self._lock:
+            for link in self._links:
+                link.severed = True
 
     def restore(self) -> None:
         """End the cut: connections that lived through it are reset, new ones go through."""

@@ -1,6 +1,7 @@
-"""A persistence writer that hangs (a database stuck in a lock wait, a dead NFS mount): every
-acknowledged write is still delivered or dead-lettered, ``close(timeout)`` returns on time,
-a batch past ``batch_timeout`` is counted and logged, and the other keys keep flowing. Sync
+"""A persistence writer that hangs (a database stuck in a lock wait, a dead NFS mount), or a
+Redis connection that never answers: every acknowledged write is still delivered or
+dead-lettered, ``close(timeout)`` returns on time, a batch past ``batch_timeout`` is counted
+and logged, and the other keys keep flowing, even when every sender is the hung one. Sync
 (threads) and asyncio (tasks), through real managers."""
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ import pytest
 
 from multilayercache import (
     AsyncMultilayerCache,
+    AsyncRedisLayer,
     AsyncWriterLayer,
     InMemoryLayer,
     LayerPolicy,
     MultilayerCache,
+    RedisLayer,
     WriteBehind,
     WriterLayer,
     read_dead_letters,
 )
+from multilayercache.tools.servers import RedisServer
 
+from network_faults import Proxy
 from support import Blocking, wait_until
 
 
@@ -122,8 +127,8 @@ def test_a_batch_past_its_timeout_is_counted_logged_and_the_rest_flows(
     deciding = threading.Lock()
 
     def hang(items: dict[Any, Any]) -> bool:  # the first batch only
-        # Under a lock: the two senders may ask at once, and both hung would leave no
-        # sender awake to notice the timeout (nor any to send the other keys).
+        # Under a lock: the two senders may ask at once, and only the first batch hangs
+        # here (every sender hung: see test_a_sender_hung_with_no_other_is_reported...).
         with deciding:
             first, stuck["first"] = stuck["first"], False
         return first
@@ -158,3 +163,162 @@ def test_a_batch_past_its_timeout_is_counted_logged_and_the_rest_flows(
     finally:
         database.released.set()
         cache.close(timeout=1)
+
+
+# ----------------------------------------------------------------------------- every sender hung
+# One sender (concurrency=1) stuck in a Redis call that never returns: its connection hangs
+# (a firewall dropped its state) and the client has no socket timeout. No sender is left to
+# notice its timeout, so a writer must: a later write, a flush, or a writer waiting for room.
+# The asyncio worker cancels the attempt itself; the same scenario runs on it.
+HUNG_BATCH_TIMEOUT = 0.3
+SLOW = [f"slow{index}" for index in range(5)]
+OTHERS = [f"other{index}" for index in range(5)]
+
+
+def hung_redis_cache(url: str, prefix: str, loop: Any, folder: Path, **options: Any) -> Any:
+    policy = LayerPolicy(
+        write=WriteBehind(
+            concurrency=1,
+            batch_timeout=HUNG_BATCH_TIMEOUT,
+            max_delay=0.01,
+            max_lag=None,
+            dead_letter=folder / "dead.jsonl",
+            **options,
+        )
+    )
+    layer_options = {"prefix": prefix, "name": "redis", "socket_timeout": None}
+    if loop is None:
+        l2: Any = RedisLayer(url, **layer_options)
+        return MultilayerCache([InMemoryLayer(max_size=1000), l2], [None, policy])
+    l2 = AsyncRedisLayer(url, **layer_options)
+    cache = AsyncMultilayerCache([InMemoryLayer(max_size=1000), l2], [None, policy])
+    return Blocking(cache, loop)
+
+
+def settle(loop: Any, seconds: float) -> None:
+    """Let ``seconds`` pass, with the event loop running (the asyncio senders are tasks)."""
+    if loop is None:
+        time.sleep(seconds)
+    else:
+        loop.run_until_complete(asyncio.sleep(seconds))
+
+
+@pytest.mark.parametrize("noticed_by", ["a later write", "a flush", "a writer waiting for room"])
+def test_a_sender_hung_with_no_other_is_reported_and_replaced_by_a_writer(
+    noticed_by: str,
+    loop: Any,
+    redis_server: RedisServer,
+    prefix: str,
+    raw_redis: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    room = noticed_by == "a writer waiting for room"
+    # max_items: the hung batch and OTHERS fill the queue; one more write must wait for room.
+    full = len(SLOW) + len(OTHERS)
+    bounds = {"max_items": full, "batch_size": full, "block_timeout": 10} if room else {}
+    with Proxy(redis_server.port) as proxy:
+        cache = hung_redis_cache(proxy.url, prefix, loop, tmp_path, **bounds)
+        try:
+            cache.set("warm", 0)
+            assert cache.flush(timeout=5)
+            assert proxy.connections == 1  # the sender's: the one about to hang
+            proxy.cut_open()
+            with caplog.at_level(logging.ERROR, logger="multilayercache.writeback"):
+                for index, key in enumerate(SLOW):
+                    cache.set(key, index)
+
+                def sending() -> bool:
+                    settle(loop, 0.01)
+                    return cache.stats().write_queues["redis"].in_flight > 0
+
+                assert wait_until(sending, 5) is not None
+                if noticed_by == "a later write":
+                    settle(loop, HUNG_BATCH_TIMEOUT + 0.2)  # past it: the next write looks
+                for index, key in enumerate(OTHERS):
+                    cache.set(key, index)
+                start = time.monotonic()
+                if noticed_by == "a flush":
+                    # Sync: the hung thread holds its batch, so the flush times out. Asyncio:
+                    # the attempt is cancelled and retried on a new connection: all lands.
+                    flushed = cache.flush(timeout=HUNG_BATCH_TIMEOUT + 1.0)
+                    assert flushed is (loop is not None)
+                elif room:
+                    cache.set("one more", "waited")  # returns once the replacement made room
+                    assert time.monotonic() - start < HUNG_BATCH_TIMEOUT + 3.0
+
+                def others_delivered() -> bool:
+                    settle(loop, 0.01)
+                    return raw_redis.exists(*[prefix + key for key in OTHERS]) == len(OTHERS)
+
+                assert wait_until(others_delivered, 5) is not None
+                assert cache.stats().write_queues["redis"].timeouts >= 1
+                # counted, then logged by the worker: the log line may trail the counter
+                assert wait_until(lambda: "more than 0.3 s" in caplog.text, 2) is not None
+            if loop is None:  # the hang is real: the thread still waits on its connection
+                assert raw_redis.exists(*[prefix + key for key in SLOW]) == 0
+            proxy.restore()  # the stuck connection is reset: its batch fails and is retried
+            assert cache.flush(timeout=5)
+            start = time.monotonic()
+            cache.close(timeout=2)
+            assert time.monotonic() - start < 2.5
+            stats = cache.stats().write_queues["redis"]
+            assert stats.depth == 0 and stats.dead_lettered == 0
+        finally:
+            proxy.restore()
+            cache.close(timeout=1)
+    direct = RedisLayer(redis_server.url, prefix=prefix)
+    try:
+        for index, key in enumerate(SLOW):  # the hung batch's keys, delivered after all
+            assert direct.get(key) == index
+        for index, key in enumerate(OTHERS):
+            assert direct.get(key) == index
+        if room:
+            assert direct.get("one more") == "waited"
+    finally:
+        direct.close()
+    dead = tmp_path / "dead.jsonl"
+    assert not dead.exists() or list(read_dead_letters(dead)) == []  # none given up on
+
+
+def test_a_layer_that_hangs_every_call_costs_at_most_twice_concurrency_threads(
+    redis_server: RedisServer,
+    prefix: str,
+    raw_redis: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every connection hangs, new ones too (the server's link is down; no socket timeout):
+    a sender started in place of a hung one hangs as well, so they stop at one in place of
+    each (sync: threads cannot be stopped; asyncio cancels its attempts instead)."""
+
+    def senders() -> int:
+        return sum(t.name == "multilayercache-writeback-redis" for t in threading.enumerate())
+
+    with Proxy(redis_server.port) as proxy:
+        cache = hung_redis_cache(proxy.url, prefix, None, tmp_path)
+        try:
+            cache.set("warm", -1)
+            assert cache.flush(timeout=5)
+            running = senders()
+            proxy.cut()
+            written = 0
+            with caplog.at_level(logging.ERROR, logger="multilayercache.writeback"):
+                until = time.monotonic() + 8 * HUNG_BATCH_TIMEOUT
+                while time.monotonic() < until:  # a write every 50 ms: each one looks
+                    cache.set(f"k{written}", written)
+                    written += 1
+                    time.sleep(0.05)
+                assert senders() - running <= 1  # concurrency=1: one in place of the hung one
+                assert cache.stats().write_queues["redis"].timeouts == 2
+                assert "every write-behind sender hangs" in caplog.text
+            proxy.restore()  # the hung connections are reset: their batches are retried
+            assert cache.flush(timeout=10)
+            assert raw_redis.exists(*[f"{prefix}k{index}" for index in range(written)]) == written
+            start = time.monotonic()
+            cache.close(timeout=2)
+            assert time.monotonic() - start < 2.5
+            assert cache.stats().write_queues["redis"].dead_lettered == 0
+        finally:
+            proxy.restore()
+            cache.close(timeout=1)

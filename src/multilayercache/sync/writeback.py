@@ -15,7 +15,11 @@ How it ends (every way keeps what was acknowledged: delivered, or in the dead le
 * Interpreter exit closes every worker still open (``atexit``); SIGTERM does the same before
   the process ends (``multilayercache.shutdown``).
 * A sender whose attempt passes ``batch_timeout`` is reported and replaced: a thread cannot
-  be stopped, so its keys wait for it while the other batches go on.
+  be stopped, so its keys wait for it while the other batches go on. Another sender notices
+  it, or, when every sender hangs (``concurrency=1``), the next write, a flush or a writer
+  waiting for room: no thread of its own watches. Writes queued before the timeout passed
+  wait until one of those comes (or the hung attempt returns). At most ``concurrency``
+  senders are replaced at a time: when every call hangs, so would more threads.
 * In a forked child the queue starts empty (the parent delivers its own writes) and the
   threads start again at the child's first write.
 * With ``journal=`` every write is appended to a local file before ``set()`` returns
@@ -26,9 +30,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .. import shutdown
@@ -62,6 +68,9 @@ class WriteBehindWorker(WorkerBase):
         self.changed = threading.Condition(self._mutex)
         self._senders: set[threading.Thread] = set()
         self._asleep = 0  # senders waiting on ``changed`` for work to be due
+        self._look_at = -math.inf
+        """When ``put_now`` must look at the senders (``_look``): at once while none runs,
+        else when the earliest attempt passes ``batch_timeout``."""
         if self.journal is not None:
             with self.changed:
                 forget = self.recover(time.monotonic())
@@ -85,7 +94,7 @@ class WriteBehindWorker(WorkerBase):
                     if queue.full(size, key, time.monotonic()):
                         self._start()
                         changed.notify_all()  # the senders make room: send what is due
-                        changed.wait_for(
+                        self._wait_for(
                             lambda: queue.closed or not queue.full(size, key, time.monotonic()),  # noqa: B023
                             self.options.block_timeout,
                         )
@@ -108,8 +117,11 @@ class WriteBehindWorker(WorkerBase):
                 return False
             if record is not None:
                 self.journal_write(record, now)
-            if not self._senders:  # inlined check: every write-behind set() runs this
-                self._start()
+            # One float compare: every write-behind set() runs this. True while no sender
+            # runs, and once the earliest attempt passes batch_timeout: when every sender
+            # is inside one (concurrency=1, a hung layer), a writer is left to notice it.
+            if now >= self._look_at:
+                self._look(now)
             if queued == WAKE and self._asleep:
                 self.changed.notify_all()
         finally:
@@ -130,7 +142,7 @@ class WriteBehindWorker(WorkerBase):
                 return True
             self._start()
             self.changed.notify_all()
-            return self.changed.wait_for(lambda: self.queue.reached(mark), timeout)
+            return self._wait_for(lambda: self.queue.reached(mark), timeout)
 
     def close(self, timeout: float | None = None) -> bool:
         """Refuse new writes, deliver the rest within ``timeout`` (default: the policy's
@@ -165,16 +177,52 @@ class WriteBehindWorker(WorkerBase):
         """``close``, as ``multilayercache.shutdown`` calls every worker's."""
         return self.close(timeout)
 
+    def _wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """``changed.wait_for``, but awake when an attempt passes ``batch_timeout``, to report
+        and replace it: a writer waiting for room, or a flush, waits on the senders, and when
+        every one of them hangs in the layer no sender is left to notice (callers hold
+        ``changed``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = predicate()
+        while not done:
+            now = time.monotonic()
+            left = None if deadline is None else deadline - now
+            if left is not None and left <= 0:
+                break
+            self._notice_hung(now)
+            # An attempt that starts later wakes nobody: a wait no longer than batch_timeout
+            # still wakes before that attempt passes it, and then sleeps until it does.
+            limit = self.options.batch_timeout
+            self.changed.wait(sleep_for(left, self.next_timeout_in(now), limit))
+            done = predicate()
+        return done
+
     # ---------------------------------------------------------------- the senders
     def _start(self) -> None:
-        """Start the senders that are not running (first write, or after a fork). Callers
-        hold ``changed``."""
-        while len(self._senders) - len(self.hung) < self.options.concurrency:
+        """Start the senders that are not running (first write, after a fork, in place of
+        hung ones), up to twice ``concurrency`` threads: a layer that hangs every call (its
+        server stopped, a database locked) hangs a new sender too, and one more thread each
+        ``batch_timeout`` would pile up for as long as it lasts. Callers hold ``changed``."""
+        concurrency = self.options.concurrency
+        while (
+            len(self._senders) - len(self.hung) < concurrency
+            and len(self._senders) < 2 * concurrency
+        ):
             thread = threading.Thread(
                 target=self._work, name=f"multilayercache-writeback-{self.tier.name}", daemon=True
             )
             self._senders.add(thread)
             thread.start()
+
+    def _look(self, now: float) -> None:
+        """``put_now``'s rare path: start the senders if none runs (the first write, after a
+        fork or after a sender ended), report and replace the attempts past
+        ``batch_timeout``, and note when to look again. Callers hold ``changed``."""
+        if not self._senders:
+            self._start()
+        self._notice_hung(now)
+        wait = self.next_timeout_in(now)
+        self._look_at = math.inf if wait is None else now + wait
 
     def _work(self) -> None:
         me = threading.current_thread()
@@ -184,6 +232,7 @@ class WriteBehindWorker(WorkerBase):
                 while not queue.due(now := time.monotonic()):  # a closed queue: due if any
                     if (queue.closed and queue.idle) or self._surplus(me):
                         self._senders.discard(me)
+                        self._look_at = -math.inf  # the next write sees whether any is left
                         return
                     self._notice_hung(now)
                     self._asleep += 1
@@ -203,14 +252,25 @@ class WriteBehindWorker(WorkerBase):
         stuck = self.newly_hung(now)
         if not stuck:
             return
-        log.error(
-            "multilayercache: %s: a write-behind batch has been sending for more than %s s; "
-            "its keys wait for it, other writes go on (timeouts so far: %d)",
-            self.tier.name,
-            self.options.batch_timeout,
-            self.queue.timeouts,
-        )
         self._start()
+        if len(self._senders) > len(self.hung):
+            log.error(
+                "multilayercache: %s: a write-behind batch has been sending for more than %s "
+                "s; its keys wait for it, other writes go on (timeouts so far: %d)",
+                self.tier.name,
+                self.options.batch_timeout,
+                self.queue.timeouts,
+            )
+        else:
+            log.error(
+                "multilayercache: %s: a write-behind batch has been sending for more than %s "
+                "s, and every write-behind sender hangs (%d): no more are started until one "
+                "returns; writes wait (timeouts so far: %d)",
+                self.tier.name,
+                self.options.batch_timeout,
+                len(self.hung),
+                self.queue.timeouts,
+            )
 
     def _send(self, batch: Batch) -> None:
         """Send ``batch`` until it is delivered, given up on, or abandoned by ``close``."""
@@ -246,7 +306,9 @@ class WriteBehindWorker(WorkerBase):
             return refused
         me = threading.current_thread()
         with self.changed:
-            self.attempts[me] = time.monotonic()
+            self.attempts[me] = started = time.monotonic()
+            if self.options.batch_timeout is not None:  # the writers look when it passes
+                self._look_at = min(self._look_at, started + self.options.batch_timeout)
         try:
             tier.layer.write_packed(payloads(batch), late(batch))
         except Exception as failure:
@@ -299,6 +361,7 @@ class WriteBehindWorker(WorkerBase):
         self.changed = threading.Condition(self._mutex)
         self._senders = set()
         self._asleep = 0
+        self._look_at = -math.inf
         self.attempts.clear()
         self.hung.clear()
         self.queue.forget()
