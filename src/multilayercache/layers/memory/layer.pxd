@@ -96,6 +96,8 @@ cdef class InMemoryLayer:
     # writes
     cdef int _store(self, object key, object value, double ttl, double stale,
                     double refresh, bint only_if_absent) except -1
+    cdef bint _inserts_plainly(self) noexcept
+    cdef int _insert_missed(self, object key, object value) except -1
     cdef bint _holds_key(self, object key, uint64_t key_hash, uint64_t absent_at,
                          int64_t now_ns) except -1
     cdef bint _holds_fresh(self, Py_ssize_t slot, int64_t now_ns) except -1
