@@ -456,6 +456,48 @@ def run_layer_ops(pure, compiled, clocks, ops) -> None:
     same_access_counts(pure, compiled)
 
 
+@SETTINGS
+@given(
+    max_size=st.integers(1, 12),
+    ops=st.lists(
+        st.tuples(
+            st.integers(0, 40),
+            st.sampled_from(["none", "none", "other", "ttl", "delete", "drop"]),
+            st.booleans(),  # the set's key: the one that missed, or an equal one built anew
+        ),
+        max_size=200,
+    ),
+)
+def test_memory_layer_read_through(max_size, ops) -> None:
+    """A read-through cache's writes: a miss, then a set of the key (the compiled layer
+    inserts it straight away when nothing changed in between, ``_insert_missed``), and
+    the same with another write, a TTL, a delete or pending drops in between: both twins
+    decide alike."""
+    clocks = FakeClock(), FakeClock()
+    layers = (
+        PURE.InMemoryLayer(max_size=max_size, clock=clocks[0]),
+        COMPILED.InMemoryLayer(max_size=max_size, clock=clocks[1]),
+    )
+    for number, between, built in ops:
+        key = number + 1000  # (beyond the small ints: a new object each time)
+        written = int(str(key)) if built else key
+        got = [layer.get(key) for layer in layers]
+        assert got[0] == got[1]
+        for layer in layers:
+            if between == "other":
+                layer.set(key + 1, number)
+            elif between == "delete":
+                layer.delete(key + 1)
+            elif between == "drop":
+                layer.drop_later([{key + 2}])
+            layer.set(written, (key, between), ttl=10 if between == "ttl" else None)
+        assert [layer.get(key) for layer in layers] in ([None, None], [(key, between)] * 2)
+        assert layers[0].stats() == layers[1].stats()
+    for layer in layers:
+        check_invariants(layer)
+    assert sorted(layers[0].keys()) == sorted(layers[1].keys())
+
+
 def same_access_counts(pure, compiled) -> None:
     """What the insights sample (``access_counts``, and the keys read back by it) is the
     same in both twins."""

@@ -106,7 +106,8 @@ cdef class WTinyLfuPolicy:
     cdef void _age(self) noexcept
     cdef void _cache_frequency_views(self) noexcept
     cdef uint32_t _idle_time(self, Py_ssize_t slot) noexcept
-    cdef void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash) noexcept
+    cdef void _learn_from_ghost(self, Py_ssize_t slot, uint64_t key_hash, int region,
+                                uint32_t age, uint32_t last_use) noexcept
     cdef void _check_density(self) noexcept
     cdef Py_ssize_t _entry_capacity(self) noexcept
     cdef int64_t _step(self) noexcept
@@ -115,6 +116,7 @@ cdef class WTinyLfuPolicy:
     cdef bint _make_room_in_main(self, Py_ssize_t candidate) except -1
     cdef bint _prefer_candidate(self, Py_ssize_t candidate, Py_ssize_t victim) noexcept
     cdef int _victim_frequency(self, Py_ssize_t victim) noexcept
+    cdef int _estimate_victim(self, Py_ssize_t victim) noexcept
     cdef int _evict(self, Py_ssize_t slot, int ghost_region) except -1
     cdef int _grow_evicted(self) except -1
     cdef void _forget(self, Py_ssize_t slot) noexcept

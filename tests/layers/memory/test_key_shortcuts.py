@@ -153,6 +153,44 @@ def test_a_finalizer_that_looks_up_between_a_miss_and_its_set(Layer) -> None:
     check_invariants(cache)
 
 
+def test_a_lookup_while_a_set_after_a_miss_prepares(Layer) -> None:
+    # With drops pending, a write asks the drop rules about its key first (Python code: the
+    # key's __hash__), before it takes the layer; here that __hash__ looks up ``c``, a miss
+    # whose probe stops in another bucket and which writes nothing (the index version holds).
+    # The set of ``b`` must still put it where its own probe stopped, or it is lost.
+    cache = Layer(max_size=1_000)
+    for number in range(200):  # slots enough that the drops stay pending (sweep.py)
+        cache.set(number, number)
+    cache.drop_later([{"nothing cached"}])
+
+    def spread_of(number: int) -> int:  # the layer's hash of ``Key(number)``
+        return spread(hash(number) & MASK64)
+
+    mask = 1023  # the index's: 2**10 buckets for 200-odd entries at load <= 1/4
+    b_number = 1_000_003
+    c_number = next(
+        n for n in range(2_000_000, 2_100_000) if spread_of(n) & mask != spread_of(b_number) & mask
+    )
+    looked_up = []
+
+    class LookingKey(Key):
+        armed = False
+
+        def __hash__(self) -> int:
+            if LookingKey.armed:
+                LookingKey.armed = False
+                looked_up.append(cache.get(Key(c_number)))
+            return hash(self.identity)
+
+    b = LookingKey(b_number)
+    assert cache.get(b) is None
+    LookingKey.armed = True
+    cache.set(b, "b")
+    assert looked_up == [None]
+    assert cache.get(Key(b_number)) == "b"
+    check_invariants(cache)
+
+
 def test_a_stale_entry_is_overwritten_not_duplicated(Layer, clock) -> None:
     from multilayercache.core.freshness import Lifetime
 

@@ -96,13 +96,16 @@ cdef class InMemoryLayer:
     # writes
     cdef int _store(self, object key, object value, double ttl, double stale,
                     double refresh, bint only_if_absent) except -1
+    cdef bint _inserts_plainly(self) noexcept
+    cdef int _insert_missed(self, object key, object value) except -1
     cdef bint _holds_key(self, object key, uint64_t key_hash, uint64_t absent_at,
                          int64_t now_ns) except -1
     cdef bint _holds_fresh(self, Py_ssize_t slot, int64_t now_ns) except -1
     cdef tuple _deadlines(self, int64_t now_ns, double ttl, double stale, double refresh)
     cdef int _set_locked(self, object key, object value, uint64_t key_hash,
-                         uint64_t absent_at, int64_t weight, int64_t now_ns, int64_t deadline,
-                         int64_t fresh_until, int64_t refresh_at) except -1
+                         uint64_t absent_at, uint64_t absent_bucket, int64_t weight,
+                         int64_t now_ns, int64_t deadline, int64_t fresh_until,
+                         int64_t refresh_at) except -1
     # size estimates
     cdef int _sample(self, uint64_t event) except -1
     cdef int _flush_samples(self) except -1
