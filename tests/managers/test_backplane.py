@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from multilayercache import InMemoryLayer, LayerPolicy, MultilayerCache, RedisLayer
+from multilayercache.core.backplane import Message
 from multilayercache.layers.redis.backplane import Backplane
 from multilayercache.tools.fleet import run_readers
 from multilayercache.tools.servers import RedisServer
@@ -55,6 +56,26 @@ def test_writes_of_one_instance_leave_the_l1_of_the_others(harness) -> None:
     a.clear()
     assert eventually(lambda: len(b.layers[0]) == 0)
     assert a.backplane.stats()["lost"] == 0 and b.backplane.stats()["received"] >= 5
+
+
+def test_a_clear_is_heard_by_an_instance_that_read_an_entry_of_the_same_millisecond(
+    harness, raw_redis
+) -> None:
+    """``clear`` keeps the backplane's stream: deleted and written again, a stream numbers
+    its entries from the clock afresh, and an instance that had read an entry of that
+    millisecond (here one stamped a minute ahead, which stands for it every time) would
+    never read the clear's announcement, and keep serving its L1."""
+    a = harness.cache([harness.l1(), harness.l2()], backplane=True)
+    b = harness.cache([harness.l1(), harness.l2()], backplane=True)
+    b.set("k", "b's")
+    ahead = f"{time.time_ns() // 1_000_000 + 60_000}-0"
+    elsewhere = Message(b"elsewhere", "keys", ("other",))
+    raw_redis.xadd(b.backplane.stream, elsewhere.fields(), id=ahead)
+    assert eventually(lambda: b.backplane.stats()["received"] == 1)  # b has read it
+    assert "k" in b.layers[0]
+    a.clear()
+    assert eventually(lambda: len(b.layers[0]) == 0)
+    assert b.get("k") is None
 
 
 def test_a_cached_call_invalidated_on_one_instance_leaves_the_others(harness) -> None:

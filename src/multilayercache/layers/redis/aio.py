@@ -335,13 +335,17 @@ class AsyncRedisLayer(ClusterRouting, RedisCodec):
     async def clear(self) -> int:
         """Delete every key under this layer's prefix, a batch at a time (SCAN + UNLINK:
         Redis never blocks on it; on a cluster, every primary is scanned). Returns how many
-        were deleted. Refuses without a prefix, which would empty the whole database."""
+        were deleted. Refuses without a prefix, which would empty the whole database. The
+        backplane's stream stays (``STREAM_SUFFIX``: its ids must keep growing)."""
         pattern = self._match_pattern()
+        kept = self.kept_by_clear
         client = self._bound()
         deleted = 0
         batch: list[bytes] = []
         try:
             async for redis_key in self._scan(client, pattern):
+                if redis_key in kept:
+                    continue
                 batch.append(redis_key)
                 if len(batch) == SCAN_BATCH:
                     keys, batch = batch, []

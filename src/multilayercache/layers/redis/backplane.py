@@ -12,8 +12,9 @@ cut off reads on from the last entry it saw, so only the keys that changed meanw
 its L1, where a pub/sub subscriber (FusionCache's backplane, Redis client tracking,
 cashews) must throw its whole L1 away or serve stale values. Blocking ``XREAD`` answers as
 soon as an entry arrives, so delivery takes one hop, as pub/sub does. When the gap cannot
-be replayed (the stream trimmed past it, the server restarted, the prefix cleared), the
-instance drops every L1 entry it held (``core/backplane.py``: ``can_replay``).
+be replayed (the stream trimmed past it, the server restarted), the instance drops every
+L1 entry it held (``core/backplane.py``: ``can_replay``). A ``clear`` of the prefix keeps
+the stream (``codec.STREAM_SUFFIX``: why) and announces itself on it.
 
 While cut off, an instance serves what its L1 holds (fail-safe); ``max_cut_off`` seconds
 bounds that: cut off longer, it drops its L1 once and reads below it until it is back.
@@ -57,14 +58,12 @@ from redis.retry import Retry
 from ... import shutdown
 from ..._forking import register_after_fork
 from ...core.backplane import Message, StreamState, batched, can_replay, new_origin, stream_id
+from .codec import STREAM_SUFFIX
 from .companions import companion_of
 from .keyspace import ExternalWrites
 
 log = logging.getLogger("multilayercache.backplane")
 
-STREAM_SUFFIX = "__mlc:backplane"
-"""The stream's key after the layer's prefix (``clear`` of the prefix removes it too, which
-the others see as a gap: they drop their L1, as the clear asks)."""
 DEFAULT_STREAM_LENGTH = 100_000
 """Entries kept: a gap shorter than this many batches is replayed."""
 MAX_KEYS_PER_ENTRY = 1_000
@@ -239,9 +238,10 @@ class Backplane:
         self._threads = []
 
     def stats(self) -> dict[str, Any]:
-        """Messages published and received, malformed ones skipped, gaps replayed, times
-        L1 was dropped (a gap that could not be replayed, or ``max_cut_off``), messages
-        lost (not sent after every retry), and how long it has been cut off (seconds)."""
+        """Messages published and received (counted once applied to L1), malformed ones
+        skipped, gaps replayed, times L1 was dropped (a gap that could not be replayed, or
+        ``max_cut_off``), messages lost (not sent after every retry), and how long it has
+        been cut off (seconds)."""
         cut_off = self.cut_off_since
         return {
             **self.counts,
@@ -348,7 +348,6 @@ class Backplane:
             return
         if message.origin == self.origin:
             return
-        self.counts["received"] += 1
         try:
             if message.action == "clear":
                 self._on_clear()
@@ -362,6 +361,8 @@ class Backplane:
             log.exception(
                 "backplane: applying %s of %d key(s) failed", message.action, len(message.keys)
             )
+        # Counted once applied: whoever sees the count sees L1 without those keys.
+        self.counts["received"] += 1
         self._tell(None if message.action == "clear" else message.keys)
 
     def _changed_outside(self, keys: tuple[str, ...]) -> None:

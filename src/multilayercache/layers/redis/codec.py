@@ -127,6 +127,11 @@ SCAN_BATCH = 500
 
 MARKS_SUFFIX = "__mlc:marks"
 """After the prefix: the hash of tag and prefix invalidation marks (``core/tags.py``)."""
+STREAM_SUFFIX = "__mlc:backplane"
+"""After the prefix: the backplane's stream (``backplane.py``). ``clear`` keeps it: a stream
+deleted and written again numbers its entries from the clock afresh, so an entry added in
+the millisecond of the last one an instance read gets an id that instance has passed, and
+it never reads it (the clear's own announcement among them)."""
 
 DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024
 """The largest value a layer decodes (``max_value_bytes``): anything longer read from Redis
@@ -351,6 +356,13 @@ class RedisCodec:
     def marks_key(self) -> str:
         """The hash of this prefix's tag and prefix invalidations (``core/tags.py``)."""
         return self.prefix + MARKS_SUFFIX
+
+    @property
+    def kept_by_clear(self) -> frozenset[str | bytes]:
+        """The keys under the prefix that ``clear`` leaves (see ``STREAM_SUFFIX``), as
+        text and as bytes: SCAN answers either, as the client decodes."""
+        stream = self.prefix + STREAM_SUFFIX
+        return frozenset((stream, stream.encode()))
 
     def lease_key(self, key: Any) -> str:
         """The Redis key of ``key``'s fleet lease (``lease.py``)."""

@@ -267,12 +267,16 @@ class RedisLayer(ClusterRouting, RedisCodec):
     def clear(self) -> int:
         """Delete every key under this layer's prefix, a batch at a time (SCAN + UNLINK:
         Redis never blocks on it; on a cluster, every primary is scanned). Returns how many
-        were deleted. Refuses without a prefix, which would empty the whole database."""
+        were deleted. Refuses without a prefix, which would empty the whole database. The
+        backplane's stream stays (``STREAM_SUFFIX``: its ids must keep growing)."""
         pattern = self._match_pattern()
+        kept = self.kept_by_clear
         deleted = 0
         batch: list[bytes] = []
         try:
             for redis_key in self.client.scan_iter(match=pattern, count=SCAN_BATCH):
+                if redis_key in kept:
+                    continue
                 batch.append(redis_key)
                 if len(batch) == SCAN_BATCH:
                     deleted += int(self.client.unlink(*batch))
