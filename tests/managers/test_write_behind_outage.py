@@ -27,7 +27,7 @@ from multilayercache import (
     WriteBehind,
     read_dead_letters,
 )
-from multilayercache.tools.servers import RedisServer
+from multilayercache.tools.servers import RedisServer, free_port
 
 # An append-only file fsynced on every write, as a production Redis that must not lose
 # what it acknowledged: with "everysec" a SIGKILL loses up to a second of writes that
@@ -200,6 +200,86 @@ def test_a_normal_exit_delivers_the_queued_writes(
         f"k{index}": index for index in range(1000)
     }
     reader.close()
+
+
+UNREACHABLE_EXIT_SCRIPT = """
+import asyncio, sys
+from multilayercache import *
+
+url, mode, dead = sys.argv[1], sys.argv[2], sys.argv[3]
+behind = WriteBehind(max_delay=60.0, close_timeout=0.5, dead_letter=dead)
+policy = [None, LayerPolicy(write=behind)]
+if mode == "sync":
+    cache = MultilayerCache([InMemoryLayer(max_size=100), RedisLayer(url, prefix="gone:")], policy)
+    for index in range(100):
+        cache.set(f"k{index}", index)
+else:
+    cache = AsyncMultilayerCache(
+        [InMemoryLayer(max_size=100), AsyncRedisLayer(url, prefix="gone:")], policy
+    )
+
+    async def main():
+        for index in range(100):
+            await cache.set(f"k{index}", index)
+
+    asyncio.run(main())
+"""  # then the script ends, Redis unreachable: the exit dead-letters the queue
+
+
+@pytest.mark.parametrize("mode", ["sync", "asyncio"])
+def test_a_normal_exit_with_redis_unreachable_dead_letters_every_write(
+    mode: str, tmp_path: Path
+) -> None:
+    # At interpreter exit the thread pools refuse work (concurrent.futures shuts down
+    # before atexit handlers run): the dead letter must still be written.
+    dead = tmp_path / "dead.jsonl"
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(UNREACHABLE_EXIT_SCRIPT), url, mode, str(dead)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "could not be kept" not in run.stderr, run.stderr
+    kept = {record.key for record in read_dead_letters(dead)}
+    assert kept == {f"gone:k{index}" for index in range(100)} or kept == {
+        f"k{index}" for index in range(100)
+    }, sorted(kept)[:5]
+
+
+CLOSED_TWICE_SCRIPT = """
+import asyncio, sys, threading
+from multilayercache import *
+from multilayercache import shutdown
+
+url = sys.argv[1]
+policy = [None, LayerPolicy(write=WriteBehind(max_delay=60.0, batch_size=500))]
+cache = AsyncMultilayerCache(
+    [InMemoryLayer(max_size=100), AsyncRedisLayer(url, prefix="twice:")], policy
+)
+
+async def main():
+    for index in range(20_000):
+        await cache.set(f"k{index}", index)
+
+asyncio.run(main())
+# As a SIGTERM that comes once the server's loop has ended does: every worker is closed on a
+# thread of its own while the main thread goes on to exit, whose atexit closes them too.
+threading.Thread(target=shutdown.close_all, daemon=True).start()
+"""
+
+
+def test_an_asyncio_worker_closed_by_sigterm_and_by_the_exit_at_once_delivers_once(
+    redis_url: str, raw_redis: Any, tmp_path: Path
+) -> None:
+    # Each closer runs the queue on an event loop of its own; together they reported
+    # batches twice (a ValueError at exit, and under load writes were dead-lettered).
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CLOSED_TWICE_SCRIPT), redis_url],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    assert raw_redis.exists(*[f"twice:k{index}" for index in range(20_000)]) == 20_000
 
 
 DROPPED_SCRIPT = """

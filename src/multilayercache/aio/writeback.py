@@ -24,6 +24,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -68,6 +69,9 @@ class AsyncWriteBehindWorker(WorkerBase):
         self._unfinished: dict[Batch, asyncio.Task[None] | None] = {}
         """Batches taken and not finished, and the task sending each (``None``: its loop is
         gone; a sender on the next loop resends it)."""
+        self._closing = threading.Lock()
+        """Held by ``close_blocking``: SIGTERM's thread and the interpreter's exit may both
+        close this worker, each on a loop of its own, and its queue is one loop's at a time."""
         if self.journal is not None:
             forget = self.recover(time.monotonic())
             if not self.queue.idle:
@@ -150,7 +154,12 @@ class AsyncWriteBehindWorker(WorkerBase):
 
     def close_blocking(self, timeout: float | None = None) -> bool:
         """``close`` from a thread that is not running the cache's event loop (SIGTERM,
-        interpreter exit): on that loop while it runs, else on a fresh one."""
+        interpreter exit): on that loop while it runs, else on a fresh one; one such close
+        at a time (a second one waits, then finds the queue closed and delivered)."""
+        with self._closing:
+            return self._close_from_outside(timeout)
+
+    def _close_from_outside(self, timeout: float | None) -> bool:
         loop = self._loop
         wait = close_timeout(self.tier, timeout)
         if loop is not None and loop.is_running() and not loop.is_closed():
@@ -294,8 +303,18 @@ class AsyncWriteBehindWorker(WorkerBase):
 
     async def _bury(self, batch: Batch) -> None:
         self.dead_lettered(batch)
-        try:  # file IO and fsync: off the event loop
-            await asyncio.to_thread(self.sink.append, dead_letter_records(self.tier, batch))
+        records = dead_letter_records(self.tier, batch)
+        try:
+            try:  # file IO and fsync: off the event loop
+                appended = asyncio.get_running_loop().run_in_executor(
+                    None, self.sink.append, records
+                )
+            except RuntimeError:
+                # The interpreter is exiting: thread pools take no more work from the moment
+                # its threads are joined, before atexit handlers run. The loop writes.
+                self.sink.append(records)
+            else:
+                await appended
         except Exception:
             log.exception(
                 "multilayercache: %s: %d dead write(s) could not be kept",
@@ -312,6 +331,7 @@ class AsyncWriteBehindWorker(WorkerBase):
         self._loop, self._changed, self._tasks = None, None, set()
         self._wake = asyncio.Event()
         self._unfinished = {}
+        self._closing = threading.Lock()  # (a parent's thread may have held it)
         self.queue.forget()
         _HOLDING.discard(self)
         if self.journal is not None:
@@ -332,8 +352,8 @@ def _close_all() -> None:
     for worker in list(_OPEN):
         if worker.queue.idle:
             continue
-        try:
-            asyncio.run(worker.close())
+        try:  # (after SIGTERM's close, if one is under way: see ``_closing``)
+            worker.close_blocking()
         except Exception:
             log.exception("multilayercache: %s: flushing at exit failed", worker.tier.name)
 
