@@ -5,6 +5,7 @@ kept in the shared layer (timeouts: test_timeouts.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -186,44 +187,45 @@ def test_xfetch_refreshes_a_slow_to_load_value_early(harness, layers) -> None:
 
 def test_1000_threads_on_a_stale_key_make_one_reload(Layer, clock) -> None:
     cache = MultilayerCache([Layer(max_size=10, clock=clock)], STALE)
-    source = Source(delay=1.0)  # a reload far slower than any read may take
+    source = Source()
     cache.get_or_load("k", source)
     clock.advance(20)
+    source.hold()  # the reload does not end while the threads read
     barrier = threading.Barrier(50)
-    slowest = []
+    got: list[str] = []
 
     def read() -> None:
         barrier.wait()
-        for _ in range(20):
-            start = time.perf_counter()
-            assert cache.get_or_load("k", source) == "k v1"
-            slowest.append(time.perf_counter() - start)
+        got.extend(cache.get_or_load("k", source) for _ in range(20))
 
     threads = [threading.Thread(target=read) for _ in range(50)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    # None waited for the reload: the slowest read is far below the loader's second (a
-    # loaded machine can still stall a thread for tens of milliseconds).
-    assert len(slowest) == 1000 and max(slowest) < 0.5
+    source.release()
+    # None waited for the reload: one that had would have waited HELD_FOR, then got v2.
+    assert got == ["k v1"] * 1000
     assert cache.wait_idle(5) and source.calls == 2
 
 
 async def test_1000_tasks_on_a_stale_key_make_one_reload(Layer, clock) -> None:
     cache = AsyncMultilayerCache([Layer(max_size=10, clock=clock)], STALE)
     calls = []
+    released = asyncio.Event()
 
     async def load(key):
         calls.append(key)
-        await asyncio.sleep(1.0)  # a reload far slower than the reads may take
+        if len(calls) > 1:  # the reload: held until the reads are done
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), HELD_FOR)
         return f"{key} v{len(calls)}"
 
     await cache.get_or_load("k", load)
     clock.advance(20)
-    start = time.perf_counter()
     results = await asyncio.gather(*[cache.get_or_load("k", load) for _ in range(1000)])
-    assert time.perf_counter() - start < 0.5  # none of them waited for the reload
+    released.set()
+    # None waited for the reload: one that had would have waited HELD_FOR, then got v2.
     assert results == ["k v1"] * 1000
     assert await cache.wait_idle(5) and len(calls) == 2
     assert await cache.get_or_load("k", load) == "k v2"
