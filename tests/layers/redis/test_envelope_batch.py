@@ -16,20 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from multilayercache import RedisLayer
-from multilayercache._core import _envelope_batch_py
 from multilayercache.core.entry import deltas, key_check, wrap, wrap_at, wrap_stepped_at
 from multilayercache.core.freshness import Lifetime
 from multilayercache.layers.redis.codec import _now_ms
 
-from support import COMPILED
+from support import IMPLEMENTATIONS
 
 PREFIX = "fz:"
 KEYS = ["k0", "k1", "k2", "é"]
-TWINS = [_envelope_batch_py]
-if COMPILED is not None:
-    from multilayercache._core import envelope_batch
-
-    TWINS.append(envelope_batch)
+TWINS = IMPLEMENTATIONS  # (each twin's classes and functions, support.TWINNED)
 fuzz = settings(
     max_examples=300,
     deadline=None,
@@ -160,7 +155,7 @@ def test_honest_writes_of_either_format_take_the_one_pass_read() -> None:
         assert entries["k3"].digest is None and entries["k3"].written_ms is not None
 
 
-@pytest.mark.parametrize("twin", TWINS, ids=lambda module: module.__name__)
+@pytest.mark.parametrize("twin", TWINS, ids=lambda twin: twin.name)
 def test_an_item_msgspec_refuses_sends_the_batch_item_by_item(twin) -> None:
     # Invalid UTF-8 in a str: the bounds walk passes it, msgspec refuses it.
     reader = layer()

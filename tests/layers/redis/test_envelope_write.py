@@ -15,19 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from multilayercache import RedisLayer, SerializationError
-from multilayercache._core import _envelope_write_py
 from multilayercache.core.entry import deltas, key_check, wrap_at
 from multilayercache.core.freshness import Lifetime
 from multilayercache.layers.redis.codec import PackedWrite
 from multilayercache.serializers import MsgpackSerializer
 
-from support import COMPILED
+from support import IMPLEMENTATIONS
 
-TWINS = [_envelope_write_py]
-if COMPILED is not None:
-    from multilayercache._core import envelope_write
-
-    TWINS.append(envelope_write)
+TWINS = IMPLEMENTATIONS  # (each twin's classes and functions, support.TWINNED)
 fuzz = settings(
     max_examples=400,
     deadline=None,
@@ -96,16 +91,16 @@ def test_the_common_write_is_the_general_one_byte_for_byte(
         encoder = twin.WriteEncoder(PackedWrite, prefix, serializer().untyped_encode, 3, 40)
         write = encoder.write(key, value, now_ms, load, deltas(lifetime), ms)
         if expected is None:
-            assert write is None, twin.__name__
+            assert write is None, twin.name
         elif write is not None:
             assert type(write) is PackedWrite
-            assert write == expected, twin.__name__
+            assert write == expected, twin.name
             assert [type(field) for field in write] == [type(field) for field in expected]
         made.append(write)
     assert all(write == made[0] for write in made)  # the twins agree, None or not
 
 
-@pytest.mark.parametrize("twin", TWINS, ids=lambda twin: twin.__name__)
+@pytest.mark.parametrize("twin", TWINS, ids=lambda twin: twin.name)
 def test_the_common_writes_of_a_plain_layer_take_the_one_step_path(twin, monkeypatch) -> None:
     # The shapes a write-behind set() has: both twins encode them (never None), as the
     # general path would have.
@@ -171,7 +166,7 @@ def test_layers_that_seal_or_compress_have_no_one_step_path() -> None:
     assert layer()._common_writer is not None
 
 
-@pytest.mark.parametrize("twin", TWINS, ids=lambda twin: twin.__name__)
+@pytest.mark.parametrize("twin", TWINS, ids=lambda twin: twin.name)
 def test_the_encoder_refuses_a_result_class_that_is_not_a_plain_tuple(twin) -> None:
     with pytest.raises(TypeError, match="named tuple"):
         twin.WriteEncoder(dict, "p:", MsgpackSerializer().untyped_encode, 64, 10**6)
