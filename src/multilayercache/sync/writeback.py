@@ -149,25 +149,17 @@ class WriteBehindWorker(WorkerBase):
         ``close_timeout``), then dead-letter what is left, in flight or not. True if all
         was delivered or dead-lettered by the senders' own decisions, False if ``close``
         had to give up. Returns within ``timeout`` plus the dead-letter sink's IO."""
-        wait = close_timeout(self.tier, timeout)
-        deadline = None if wait is None else time.monotonic() + wait
         queue, changed = self.queue, self.changed
         with changed:
             queue.close()
             changed.notify_all()  # senders asleep on an idle queue see it closed, and end
             if not queue.idle:
                 self._start()
-            while not queue.idle:
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    given_up = self.give_up(now)
-                    changed.notify_all()
-                    break
-                self._notice_hung(now)
-                changed.wait(sleep_for(None if deadline is None else deadline - now, 0.5))
-            else:
+            if self._wait_for(lambda: queue.idle, close_timeout(self.tier, timeout)):
                 self.close_journal()
                 return True
+            given_up = self.give_up(time.monotonic())
+            changed.notify_all()
         self._bury(given_up)  # file IO: not under the lock
         with changed:
             self.close_journal()
