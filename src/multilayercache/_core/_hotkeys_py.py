@@ -47,6 +47,15 @@ class HotKeyTable:
         """A copy of the per-bucket scores (``uint32``)."""
         return np.array(self._scores, dtype=np.uint32)
 
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of every bucket's ``(key_hash, count, score)`` (``uint64``, ``int64``,
+        ``uint32`` arrays): what a snapshot reads, under the layer's lock."""
+        return (
+            np.array(self._hashes, dtype=np.uint64),
+            np.array(self._counts, dtype=np.int64),
+            np.array(self._scores, dtype=np.uint32),
+        )
+
     def record(self, key_hash: int, key: Any) -> None:
         """Count one event for ``key`` (whose spread hash is ``key_hash``)."""
         bucket = key_hash & self.bucket_mask

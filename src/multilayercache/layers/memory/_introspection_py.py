@@ -89,9 +89,7 @@ def access_counts(layer: InMemoryLayer) -> AccessCounts:
         regions = np.array(policy._region[:slot_count], dtype=np.uint8)
         slot_hashes = np.array(policy._hash[:slot_count], dtype=np.uint64)
         slot_hits = np.array(layer._slot_hits[:slot_count], dtype=np.int64)
-        missed_hashes = np.array(missed._hashes, dtype=np.uint64)
-        missed_counts = np.array(missed._counts, dtype=np.int64)
-        missed_scores = np.array(missed._scores, dtype=np.int64)
+        missed_hashes, missed_counts, missed_scores = missed.columns()
     cached = regions != NOT_CACHED
     return AccessCounts(
         np.where(cached, slot_hashes, 0).astype(np.uint64),

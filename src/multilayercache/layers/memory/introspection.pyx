@@ -104,9 +104,7 @@ def access_counts(InMemoryLayer layer):
         nodes = np.array(
             np.asarray(policy._nodes)[NODE_FIELDS * HEADS:NODE_FIELDS * (HEADS + slot_count)]
         )
-        missed_hashes = np.array(missed._hashes, dtype=np.uint64)
-        missed_counts = np.array(missed._counts, dtype=np.int64)
-        missed_scores = np.array(missed._scores)
+        missed_hashes, missed_counts, missed_scores = missed.columns()
     finally:
         layer._unlock()
     nodes = nodes.reshape(slot_count, NODE_FIELDS)
@@ -154,9 +152,9 @@ def missed_keys_at(InMemoryLayer layer, buckets):
         for bucket, hashed in buckets:
             held = (
                 0 <= bucket <= <Py_ssize_t>missed.bucket_mask
-                and missed._scores[bucket] != 0
-                and missed._hashes[bucket] == hashed
-                and missed._counts[bucket] > 1
+                and missed._records[bucket].score != 0
+                and missed._records[bucket].key_hash == hashed
+                and missed._records[bucket].count > 1
             )
             found.append(missed._keys[bucket] if held else None)
     finally:
