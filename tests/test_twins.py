@@ -114,7 +114,7 @@ def test_ghost_table_last_uses(capacity, ops) -> None:
 
 
 @SETTINGS
-@given(ops=st.lists(st.tuples(st.sampled_from("rrrct"), st.integers(0, 40)), max_size=500))
+@given(ops=st.lists(st.tuples(st.sampled_from("rrrrrrctlx"), st.integers(0, 40)), max_size=500))
 def test_hot_key_table(ops) -> None:
     pure, compiled = PURE.HotKeyTable(8), COMPILED.HotKeyTable(8)
     for op, key in ops:
@@ -123,8 +123,13 @@ def test_hot_key_table(ops) -> None:
             pure.record(key_hash, key), compiled.record(key_hash, key)
         elif op == "c":
             assert pure.count_of(key_hash) == compiled.count_of(key_hash)
-        else:
+        elif op == "t":
             assert pure.top(5) == compiled.top(5)
+        elif op == "l":
+            for mine, theirs in zip(pure.columns(), compiled.columns(), strict=True):
+                same_arrays(mine, theirs)
+        else:
+            pure.clear(), compiled.clear()
     same_arrays(pure.scores, compiled.scores)
 
 
