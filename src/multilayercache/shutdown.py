@@ -25,6 +25,17 @@ cache built elsewhere):
 Installed after ours, an application's handler replaces it: that handler then decides, as
 above. A process ended by SIGKILL runs nothing: only ``WriteBehind(journal=...)`` keeps its
 writes (``multilayercache.journal``).
+
+Python runs a signal handler in the main thread, between two bytecodes. A main thread stuck
+in C code (a long numpy or crypto call, a C driver's blocking call that ignores signals, or a
+sleep it entered just as the signal came) would run ours only when that call returns, and a
+process manager sends SIGKILL after its grace period (Kubernetes: 30 s). So the handler also
+takes the signal *wakeup fd* (``signal.set_wakeup_fd``: CPython's C-level handler writes
+the signal's number there at once, from any thread) when nothing else holds it, and a thread
+of ours waits on it: at a SIGTERM that our handler would turn into delivering, it starts the
+delivery itself. The end is then ``os._exit`` after ``END_GRACE_SECONDS`` if the main thread
+still cannot take the re-raised SIGTERM. An event loop that takes the wakeup fd later
+(asyncio's ``add_signal_handler``) takes it from us: its main thread wakes at every signal.
 """
 
 from __future__ import annotations
@@ -52,8 +63,9 @@ class Closable(Protocol):
 _watched: weakref.WeakSet[Any] = weakref.WeakSet()
 _previous: Any = None
 _installed = False
-_ending = False
+_delivering = threading.Lock()  # taken once, by whoever starts delivering (handler or watcher)
 _delivered = False
+_wakeup: tuple[int, int] | None = None  # our wakeup pipe (read end, write end)
 
 
 def watch(worker: Closable) -> None:
@@ -78,6 +90,7 @@ def install_sigterm_handler() -> bool:
     _previous = current
     signal.signal(signal.SIGTERM, _on_sigterm)
     _installed = True
+    _watch_wakeups()
     return True
 
 
@@ -103,15 +116,13 @@ def close_all(timeout: float | None = None) -> bool:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> Any:
-    global _ending
     if _delivered:  # our own second SIGTERM: every queue is delivered, end as the default
         _end()
         return None
     if callable(_previous):  # the application's handler decides how the process ends
         return _previous(signum, frame)
-    if _ending:  # delivering already
+    if not _delivering.acquire(blocking=False):  # delivering already (or the watcher is)
         return None
-    _ending = True
     try:
         threading.Thread(
             target=_deliver_then_end, name="multilayercache-sigterm", daemon=True
@@ -136,6 +147,73 @@ def _deliver_then_end() -> None:
 def _end() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.raise_signal(signal.SIGTERM)
+
+
+def _watch_wakeups() -> None:
+    """Take the signal wakeup fd if it is free, and wait on it from a thread of our own (see
+    the module docstring). Main thread only, as ``install_sigterm_handler``."""
+    global _wakeup
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # (CPython's handler must never block on it)
+    try:
+        holder = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        if holder != -1:  # an event loop's: give it back, its thread wakes at every signal
+            signal.set_wakeup_fd(holder)
+    except ValueError:  # not the main thread (after a fork from another thread)
+        holder = write_end
+    if holder != -1:
+        os.close(read_end)
+        os.close(write_end)
+        return
+    _wakeup = (read_end, write_end)
+    threading.Thread(
+        target=_wait_for_sigterm, args=(read_end,), name="multilayercache-signals", daemon=True
+    ).start()
+
+
+def _wait_for_sigterm(read_end: int) -> None:
+    """Start delivering at a SIGTERM that ``_on_sigterm`` would deliver for, without waiting
+    for the main thread to run it."""
+    while True:
+        try:
+            numbers = os.read(read_end, 64)
+        except OSError:  # closed (after a fork, in the child)
+            return
+        if not numbers:
+            return
+        if (
+            signal.SIGTERM in numbers
+            and not _delivered
+            and not callable(_previous)
+            and signal.getsignal(signal.SIGTERM) is _on_sigterm  # no handler replaced ours
+            and _delivering.acquire(blocking=False)
+        ):
+            _deliver_then_end()
+            return
+
+
+def _after_fork_in_child() -> None:
+    """A child starts undelivered, with a wakeup pipe and watcher of its own: it inherited
+    the parent's pipe, which the parent's watcher reads (a child's SIGTERM would end the
+    parent)."""
+    global _wakeup, _delivering, _delivered
+    _delivering, _delivered = threading.Lock(), False
+    if _wakeup is None:
+        return
+    inherited, _wakeup = _wakeup, None
+    try:
+        holder = signal.set_wakeup_fd(-1)
+        if holder == inherited[1]:
+            _watch_wakeups()
+        else:  # someone else's since: leave it to them
+            signal.set_wakeup_fd(holder)
+    except ValueError:  # forked from a thread that is not the main one: left without
+        pass
+    for fd in inherited:
+        os.close(fd)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 __all__ = ["close_all", "install_sigterm_handler", "watch"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import mmap
 import signal
 import struct
@@ -47,6 +48,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--journal", default=None)
     parser.add_argument("--dead-letter", default=None)
     parser.add_argument("--close-timeout", type=float, default=10.0)
+    parser.add_argument(
+        "--main-in-c",
+        action="store_true",
+        help="(sync) once ready, the main thread runs a long C call that ignores signals",
+    )
     parser.add_argument(
         "--own-handler", action="store_true", help="the service installs its own SIGTERM handler"
     )
@@ -91,6 +97,8 @@ def run_sync(args: argparse.Namespace, acks: Acks, stop: threading.Event) -> Non
     l2 = RedisLayer(args.url, prefix=args.prefix)
     cache = MultilayerCache([InMemoryLayer(max_size=1000), l2], [None, policy(args)])
 
+    ready = threading.Event()
+
     def write() -> None:
         index = 0
         try:
@@ -98,6 +106,7 @@ def run_sync(args: argparse.Namespace, acks: Acks, stop: threading.Event) -> Non
                 cache.set(f"k{index % args.keys}", index)
                 acks.store(index)
                 if index == args.ready_after:
+                    ready.set()
                     print("ready", flush=True)
                     if args.end_by:
                         return
@@ -107,6 +116,11 @@ def run_sync(args: argparse.Namespace, acks: Acks, stop: threading.Event) -> Non
 
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
+    if args.main_in_c:
+        ready.wait()
+        # Minutes of C code that releases the GIL and never looks at signals: Python runs
+        # no signal handler in this thread until it returns.
+        hashlib.pbkdf2_hmac("sha256", b"main", b"thread", 10**9)
     while writer.is_alive():  # the main thread waits, as a server's would
         time.sleep(0.05)
     if args.end_by:
