@@ -36,6 +36,8 @@ of ours waits on it: at a SIGTERM that our handler would turn into delivering, i
 delivery itself. The end is then ``os._exit`` after ``END_GRACE_SECONDS`` if the main thread
 still cannot take the re-raised SIGTERM. An event loop that takes the wakeup fd later
 (asyncio's ``add_signal_handler``) takes it from us: its main thread wakes at every signal.
+(Trio warns when it finds the wakeup fd taken: build the cache inside ``trio.run``, or call
+``signal.set_wakeup_fd(-1)`` before it, to leave the fd to Trio.)
 """
 
 from __future__ import annotations
