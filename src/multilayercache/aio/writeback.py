@@ -138,7 +138,8 @@ class AsyncWriteBehindWorker(WorkerBase):
         had to give up. Returns within ``timeout`` plus the dead-letter sink's IO."""
         queue = self.queue
         queue.close()
-        self._wake.set()  # senders asleep on an idle queue see it closed, and end
+        if self._loop is asyncio.get_running_loop():  # (another loop's senders are gone)
+            self._wake.set()  # senders asleep on an idle queue see it closed, and end
         if queue.idle or await self._wait_for(
             lambda: queue.idle, close_timeout(self.tier, timeout)
         ):
