@@ -81,6 +81,20 @@ def test_an_instance_started_later_reads_the_marks(harness, fleet):
     assert late.get("user:0:name") is None and late.get("user:1:name") is None
 
 
+def test_fields_of_the_marks_that_the_cache_did_not_write_are_ignored(harness, raw_redis, prefix):
+    """Nothing read from Redis is trusted: a field that is not UTF-8 (no tag or prefix is
+    named by it) raised UnicodeDecodeError from every read that reached Redis."""
+    writer = harness.cache([harness.l1(), harness.l2()])
+    writer.set("user:0:name", "ann", tags="user:0")
+    writer.set("user:1:name", "bob", tags="user:1")
+    writer.invalidate_tags("user:1")
+    marks = f"{prefix}__mlc:marks"
+    raw_redis.hset(marks, mapping={b"\xff\xfe": b"1", b"t:user:0": b"not a time"})
+    late = harness.cache([harness.l1(), harness.l2()])
+    assert late.get("user:0:name") == "ann" and late.get("user:1:name") is None
+    assert late.get_many(["user:0:name", "user:1:name"]) == {"user:0:name": "ann"}
+
+
 def test_loads_carry_their_tags(harness, fleet):
     a, b = fleet
     assert a.get_or_load("k1", harness.loader(lambda key: "one"), tags="group") == "one"
