@@ -95,6 +95,16 @@ def test_fields_of_the_marks_that_the_cache_did_not_write_are_ignored(harness, r
     assert late.get_many(["user:0:name", "user:1:name"]) == {"user:0:name": "ann"}
 
 
+def test_an_invalidation_of_nothing_does_nothing(harness, fleet):
+    """``invalidate_tags(*tags)`` with no tags (an empty list unpacked) raised redis-py's
+    DataError ("'hset' with no key value pairs")."""
+    a, _ = fleet
+    a.set("user:0:name", "ann", tags="user:0")
+    a.invalidate_tags(*[])
+    a.invalidate_prefix(*())
+    assert a.get("user:0:name") == "ann"
+
+
 def test_loads_carry_their_tags(harness, fleet):
     a, b = fleet
     assert a.get_or_load("k1", harness.loader(lambda key: "one"), tags="group") == "one"

@@ -25,7 +25,7 @@ def invalidate(state: CacheState, tags: tuple[str, ...], prefixes: tuple[str, ..
     at_ms = time.time_ns() // 1_000_000
     drop_marked(state, tags, prefixes, at_ms)
     tier = state.marks_tier
-    if tier is not None:
+    if tier is not None and (tags or prefixes):  # (none: HSET of nothing is an error)
         yield Call(tier, "write_marks", (Invalidations.fields(tags, prefixes), at_ms))
     return at_ms
 
