@@ -218,6 +218,8 @@ class AsyncMultilayerCache(ManagerBase):
             at_ms = await self._run(plans.invalidate(self._state, tags, prefixes))
         finally:
             self._announce_marks(tags, prefixes, at_ms)
+        if at_ms is not None and self._state.marks_tier is not None:  # (see until_past)
+            await asyncio.sleep(plans.until_past(at_ms))
 
     # ------------------------------------------------------------------ primitives
     async def add(self, key: Any, value: Any, ttl: TTL | None = None) -> bool:

@@ -30,6 +30,16 @@ def invalidate(state: CacheState, tags: tuple[str, ...], prefixes: tuple[str, ..
     return at_ms
 
 
+def until_past(at_ms: int) -> float:
+    """Seconds until the epoch clock is past the millisecond ``at_ms`` (at most 1 ms: a
+    clock set back is not waited for). An entry stores when it was written to the
+    millisecond, and one written in the mark's own millisecond counts as older than the
+    mark: a write that follows an invalidation must wait for the next millisecond, or
+    every other instance would treat it as invalidated."""
+    left_ns = (at_ms + 1) * 1_000_000 - time.time_ns()
+    return min(left_ns, 1_000_000) / 1e9 if left_ns > 0 else 0.0
+
+
 def drop_marked(
     state: CacheState, tags: tuple[str, ...], prefixes: tuple[str, ...], at_ms: int
 ) -> None:
