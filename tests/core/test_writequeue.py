@@ -520,6 +520,19 @@ def test_the_lag_bound_pushes_back_only_while_the_layer_takes_writes() -> None:
     assert q.offer("b", "set", b"2", 1, now=5.0)  # the layer is down: only the bounds hold
 
 
+def test_a_write_refused_for_lag_says_so() -> None:
+    """Refused with one write held: "full" (of 100,000) would send the user to the wrong
+    bound."""
+    q = queue(batch_size=10, max_lag=1.0, max_delay=60.0)
+    q.put("a", "set", b"1", 1, now=0.0)
+    with pytest.raises(QueueFull, match=r"behind: its oldest write waited 1\.5 s.*max_lag 1\.0 s"):
+        q.put("b", "set", b"2", 1, now=1.5)
+    full = queue(max_items=1, batch_size=1, max_lag=1.0)
+    full.put("a", "set", b"1", 1, now=0.0)
+    with pytest.raises(QueueFull, match=r"queue full: 1 writes, 1 bytes held \(max 1, "):
+        full.put("b", "set", b"2", 1, now=1.5)
+
+
 MAX_ITEMS, MAX_BYTES, BATCH = 6, 30, 3
 KEYS = st.integers(0, 4)
 

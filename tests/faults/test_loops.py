@@ -23,6 +23,7 @@ from multilayercache import (
     AsyncRedisLayer,
     InMemoryLayer,
     LayerPolicy,
+    RedisLayer,
     WriteBehind,
 )
 from multilayercache.tools.servers import RedisServer
@@ -146,6 +147,29 @@ def test_writes_queued_in_a_loop_closed_without_cancelling_are_delivered_by_the_
 
     run_in_a_loop_closed_without_cancelling(write)  # its senders never ran to the end
     assert asyncio.run(deliver()) == {f"w{n}": n for n in range(50)}
+
+
+@closes_a_loop
+def test_a_close_after_a_loop_closed_with_a_sender_asleep_delivers_the_writes(
+    redis_url, prefix
+) -> None:
+    """The senders sleep until the batch is due; the loop is closed under them. A close on
+    another loop (the exit's, or the program's) delivers: it woke the old loop's senders
+    first, which raised "Event loop is closed", and the writes were lost."""
+    l2 = AsyncRedisLayer(redis_url, prefix=prefix)
+    behind = LayerPolicy(write=WriteBehind(max_delay=60, batch_size=100_000))
+    cache = AsyncMultilayerCache([InMemoryLayer(max_size=100), l2], [None, behind])
+
+    async def write() -> None:
+        for n in range(10):
+            await cache.set(f"w{n}", n)
+            await asyncio.sleep(0.01)  # the senders wake, find nothing due, sleep again
+
+    run_in_a_loop_closed_without_cancelling(write)
+    asyncio.run(cache.close(timeout=5))
+    reader = RedisLayer(redis_url, prefix=prefix)
+    assert reader.get_many([f"w{n}" for n in range(10)]) == {f"w{n}": n for n in range(10)}
+    reader.close()
 
 
 @closes_a_loop

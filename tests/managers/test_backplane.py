@@ -314,3 +314,42 @@ def test_a_forked_child_has_a_backplane_of_its_own(redis_url, prefix) -> None:
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     parent.close()
+
+
+def test_a_write_behind_cached_call_is_announced_by_its_text(harness) -> None:
+    """A ``@cached`` call's key is not a str: the write-behind batch that carries it is
+    announced by the text Redis stores it under (it killed the publisher's thread, and no
+    write of that instance reached the others again)."""
+    from multilayercache import WriteBehind
+
+    policies = [None, LayerPolicy(write=WriteBehind(max_delay=0.01))]
+    a = harness.cache([harness.l1(), harness.l2()], policies, backplane=True)
+    b = harness.cache([harness.l1(), harness.l2()], backplane=True)
+    prices = {1: 10}
+
+    def price(product_id: int) -> int:
+        return prices[product_id]
+
+    price_a = a.cached()(harness.define(price))
+    price_b = b.cached()(harness.define(price))
+    assert harness.call(price_a, 1) == 10
+    a.flush()
+    assert harness.call(price_b, 1) == harness.call(price_b, 1) == 10  # now in b's L1
+    b.set("k", "old")
+    assert b.get("k") == b.get("k") == "old"
+    a.set("k", "new")  # announced when queued and again once written
+    assert eventually(lambda: b.get("k") == "new")
+    assert a.backplane.flush(timeout=2)  # the publisher is alive
+    assert a.backplane.stats()["lost"] == 0
+
+
+def test_a_message_that_cannot_be_encoded_does_not_stop_the_publisher(harness) -> None:
+    a = harness.cache([harness.l1(), harness.l2()], backplane=True)
+    b = harness.cache([harness.l1(), harness.l2()], backplane=True)
+    b.set("k", "old")
+    assert b.get("k") == b.get("k") == "old"
+    a.backplane.publish_keys([object()])  # no msgpack for it
+    assert a.backplane.flush(timeout=2)
+    a.set("k", "new")
+    assert eventually(lambda: b.get("k") == "new")
+    assert a.backplane.stats()["lost"] == 1

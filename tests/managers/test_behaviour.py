@@ -93,6 +93,12 @@ def test_get_many_across_layers_in_one_round_trip(cache, layers, raw_redis) -> N
     assert command_calls(raw_redis, "mget") == before + slots_of(raw_redis, missed)
 
 
+def test_set_many_of_something_not_a_mapping_says_so(cache) -> None:
+    with pytest.raises(TypeError, match="set_many takes a mapping of keys to values"):
+        cache.set_many([("a", 1), ("b", 2)])
+    assert cache.get_many(["a", "b"]) == {}
+
+
 def test_set_many(cache, layers) -> None:
     l1, l2 = layers
     cache.set_many({f"k{i}": i for i in range(50)}, ttl=60)

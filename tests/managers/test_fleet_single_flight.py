@@ -170,6 +170,38 @@ def test_a_lease_held_by_a_dead_instance_is_taken_over_at_its_end(
     assert stats.loader_calls == 1
 
 
+@pytest.mark.parametrize("planted", ["a string", "a hash"])
+def test_a_lease_without_expiry_is_taken_over_after_a_lease(
+    redis_url, prefix, raw_redis, kind, planted
+) -> None:
+    """A lease key no instance wrote (no expiry, any type) counts as a new lease: it ends
+    one lease later and a waiter loads. It never ended: every call of the key waited its
+    hard timeout and failed with LoadTimeoutError, for as long as the key stayed."""
+    lease_key = f"{prefix}__mlc:lease:k"
+    if planted == "a string":
+        raw_redis.set(lease_key, "written by someone else")
+    else:
+        raw_redis.hset(lease_key, "field", "value")
+    options = LoadOptions(fleet_single_flight=True, fleet_lease=0.5, hard_timeout=5)
+
+    async def load_async(key: str) -> str:
+        return "loaded"
+
+    start = time.monotonic()
+    if kind == "sync":
+        cache = sync_instance(redis_url, prefix, load_options=options)
+        assert cache.get_or_load("k", lambda key: "loaded") == "loaded"
+        cache.close()
+    else:
+
+        async def main() -> None:
+            async with async_instance(redis_url, prefix, load_options=options) as cache:
+                assert await cache.get_or_load("k", load_async) == "loaded"
+
+        asyncio.run(main())
+    assert time.monotonic() - start < 2.5
+
+
 def test_async_instances_share_one_load(redis_url, prefix) -> None:
     loads: list[str] = []
 

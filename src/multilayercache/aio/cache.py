@@ -165,6 +165,8 @@ class AsyncMultilayerCache(ManagerBase):
         """Write every item through every layer (one batch call per layer); a failure is
         handled as by ``set``, for every key. ``tags``: those of every item."""
         tags = check_tags(tags)
+        if not hasattr(mapping, "items"):  # (a list of pairs raised AttributeError: 'items')
+            raise TypeError(f"set_many takes a mapping of keys to values, got {mapping!r:.80}")
         try:
             await self._run(plans.write(self._state, mapping, ttl, self._state.value_type, tags))
         finally:
@@ -216,6 +218,8 @@ class AsyncMultilayerCache(ManagerBase):
             at_ms = await self._run(plans.invalidate(self._state, tags, prefixes))
         finally:
             self._announce_marks(tags, prefixes, at_ms)
+        if at_ms is not None and self._state.marks_tier is not None:  # (see until_past)
+            await asyncio.sleep(plans.until_past(at_ms))
 
     # ------------------------------------------------------------------ primitives
     async def add(self, key: Any, value: Any, ttl: TTL | None = None) -> bool:

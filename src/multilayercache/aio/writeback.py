@@ -102,7 +102,7 @@ class AsyncWriteBehindWorker(WorkerBase):
                     except TimeoutError:
                         pass
             if not self.put_now(key, op, payload, size):
-                raise queue.refusal()  # still no room after block_timeout
+                raise queue.refusal(time.monotonic())  # still no room after block_timeout
 
     def put_now(self, key: Any, op: Op, payload: Any, size: int) -> bool:
         """Queue one write if there is room now; False (nothing queued) if not. Called
@@ -138,7 +138,8 @@ class AsyncWriteBehindWorker(WorkerBase):
         had to give up. Returns within ``timeout`` plus the dead-letter sink's IO."""
         queue = self.queue
         queue.close()
-        self._wake.set()  # senders asleep on an idle queue see it closed, and end
+        if self._loop is asyncio.get_running_loop():  # (another loop's senders are gone)
+            self._wake.set()  # senders asleep on an idle queue see it closed, and end
         if queue.idle or await self._wait_for(
             lambda: queue.idle, close_timeout(self.tier, timeout)
         ):

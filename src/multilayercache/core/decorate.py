@@ -37,9 +37,13 @@ that a shared layer hands back what the function returns.
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import enum
 import functools
 import inspect
 import typing
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import (
     TYPE_CHECKING,
@@ -327,20 +331,48 @@ def _hashable(value: Any) -> bool:
     return True
 
 
+_NAMED = (
+    bytes, bytearray, memoryview, datetime.date, datetime.time, datetime.timedelta, uuid.UUID,
+    decimal.Decimal, enum.Enum,
+)  # fmt: skip
+"""Types whose JSON is another type's (a str, a number): their text is named by their type."""
+
+
 def _canonical(value: Any) -> Any:
     """``value`` as its key text is made: the calls L1 takes for one (their arguments are
     equal: ``f(1)``, ``f(1.0)``, ``f(True)``) get one text, so every layer answers them
-    alike. Equal numbers become the same int; containers are walked."""
+    alike. Equal numbers become the same int; containers are walked. And calls L1 tells
+    apart get different texts: JSON writes ``nan``, ``inf`` and ``-inf`` as ``null``, a
+    ``date`` or ``bytes`` as a str, a plain ``Enum`` as its value, so those are named by
+    their type (``{"datetime.date": "2020-01-01"}``), and a frozenset's items are sorted,
+    since its order differs between processes (str hashes are randomised)."""
     kind = type(value)
+    if kind is str or kind is int or value is None:
+        return value
     if kind is bool:
         return int(value)
     if kind is float:
-        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+        if value.is_integer() and abs(value) < 2**53:
+            return int(value)
+        return value if value - value == 0.0 else {"builtins.float": repr(value)}
     if kind is tuple or kind is list:
         return [_canonical(item) for item in value]
     if kind is dict:
         return {item: _canonical(entry) for item, entry in value.items()}
+    if isinstance(value, int):  # IntEnum, IntFlag: equal to their int, as in L1
+        return int(value)
+    if isinstance(value, str):  # a str Enum: equal to its str
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        items = [_canonical(item) for item in value]
+        return {"builtins.frozenset": sorted(items, key=_SORTING)}
+    if isinstance(value, _NAMED):
+        return {f"{kind.__module__}.{kind.__qualname__}": value}
     return value
+
+
+_SORTING = msgspec.json.Encoder(enc_hook=lambda value: _class_name(value)).encode
+"""The order of a frozenset's items in its text: by their JSON."""
 
 
 class CallKeys(Generic[P]):

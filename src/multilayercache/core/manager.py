@@ -79,8 +79,8 @@ class ManagerBase:
         )
         self.backplane = backplane
         self._state.call_texts = {}
-        for writer in self._driver.writers.values():
-            writer.announce = backplane.publish_keys
+        for writer in self._driver.writers.values():  # by text: a @cached call's key is none
+            writer.announce = self._announce
         fleet = self._driver.fleet  # one load across the fleet: its waiters, woken by messages
         fleet.announce = backplane.publish_keys
         backplane.listen(fleet.wake)

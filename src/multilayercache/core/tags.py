@@ -100,10 +100,10 @@ class Invalidations:
         """The marks as the shared layer holds them (``field -> ms``), merged in."""
         tags, prefixes = [], []
         for field, value in fields.items():
-            name = field.decode() if isinstance(field, bytes) else str(field)
             try:
+                name = field.decode() if isinstance(field, bytes) else str(field)
                 at_ms = int(value)
-            except (TypeError, ValueError):  # not a mark: never trusted
+            except (TypeError, ValueError):  # not a mark (nor UTF-8): never trusted
                 continue
             if name.startswith(TAG_FIELD):
                 tags.append((name[len(TAG_FIELD) :], at_ms))

@@ -286,7 +286,7 @@ class WriteQueue:
         waits while ``full(size, key)`` first, then puts), ``WriteQueueClosed`` after
         ``close()``."""
         if not self.offer(key, op, payload, size, now):
-            raise self.refusal()
+            raise self.refusal(now)
 
     def offer(self, key: Any, op: Op, payload: Any, size: int, now: float) -> int:
         """``put``, but a write that does not fit is refused by returning ``REFUSED`` (0:
@@ -640,12 +640,19 @@ class WriteQueue:
         )
 
     # ---------------------------------------------------------------- internals
-    def refusal(self) -> QueueFull:
-        """The ``QueueFull`` for a write refused now (counted in ``rejected``)."""
+    def refusal(self, now: float | None = None) -> QueueFull:
+        """The ``QueueFull`` for a write refused at ``now`` (counted in ``rejected``); its
+        message names the bound: the writes, the bytes, or (given ``now``) ``max_lag``."""
         self.rejected += 1
+        held = f"{self.depth} writes, {self._bytes} bytes held"
+        if now is not None and self.depth < self._max_items and self.lagging(now):
+            why = f"write-behind queue behind: its oldest write waited {self.lag(now):.1f} s"
+            held = f"{held}; max_lag {self._max_lag} s"
+        else:
+            why = "write-behind queue full"
+            held = f"{held} (max {self._max_items}, {self._max_bytes})"
         return QueueFull(
-            f"write-behind queue full: {self.depth} writes, {self._bytes} bytes held "
-            f"(max {self._max_items}, {self._max_bytes})",
+            f"{why}: {held}",
             depth=self.depth,
             bytes=self._bytes,
         )

@@ -217,6 +217,8 @@ class MultilayerCache(ManagerBase):
         """Write every item through every layer (one batch call per layer); a failure is
         handled as by ``set``, for every key. ``tags``: those of every item."""
         tags = check_tags(tags)
+        if not hasattr(mapping, "items"):  # (a list of pairs raised AttributeError: 'items')
+            raise TypeError(f"set_many takes a mapping of keys to values, got {mapping!r:.80}")
         try:
             self._run(plans.write(self._state, mapping, ttl, self._state.value_type, tags))
         finally:
@@ -272,6 +274,8 @@ class MultilayerCache(ManagerBase):
             at_ms = self._run(plans.invalidate(self._state, tags, prefixes))
         finally:
             self._announce_marks(tags, prefixes, at_ms)
+        if at_ms is not None and self._state.marks_tier is not None:  # (see until_past)
+            time.sleep(plans.until_past(at_ms))
 
     # ------------------------------------------------------------------ primitives
     def add(self, key: Any, value: Any, ttl: TTL | None = None) -> bool:

@@ -100,7 +100,7 @@ class WriteBehindWorker(WorkerBase):
                         )
             if not self.put_now(key, op, payload, size):
                 with changed:
-                    raise queue.refusal()  # still no room after block_timeout
+                    raise queue.refusal(time.monotonic())  # still no room after block_timeout
 
     def put_now(self, key: Any, op: Op, payload: Any, size: int) -> bool:
         """Queue one write if there is room now; False (nothing queued) if not. The

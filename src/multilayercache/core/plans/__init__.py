@@ -53,7 +53,7 @@ nowhere, and a faster layer never holds a value that the slower ones refused.
 """
 
 from . import primitives
-from .invalidation import drop_marked, invalidate
+from .invalidation import drop_marked, invalidate, until_past
 from .reads import (
     contains,
     direct_batch_tier,
@@ -118,7 +118,7 @@ __all__ = [
     "find_entries", "find_entry", "forget", "get_entries", "get_entry", "promote",
     "promote_at_once", "promote_found", "queued_entry", "read", "read_many", "remaining_ttl",
     "settle_direct_read", "store", "typed", "write", "write_at_once", "write_loaded",
-    "write_loaded_at_once", "primitives", "drop_marked", "invalidate", "Announce", "Unwatch",
-    "Wait", "Watch", "direct_batch_tier", "noted_generations", "promote_many_at_once",
+    "write_loaded_at_once", "primitives", "drop_marked", "invalidate", "until_past", "Announce",
+    "Unwatch", "Wait", "Watch", "direct_batch_tier", "noted_generations", "promote_many_at_once",
     "read_above", "settle_direct_many",
 ]  # fmt: skip

@@ -25,9 +25,19 @@ def invalidate(state: CacheState, tags: tuple[str, ...], prefixes: tuple[str, ..
     at_ms = time.time_ns() // 1_000_000
     drop_marked(state, tags, prefixes, at_ms)
     tier = state.marks_tier
-    if tier is not None:
+    if tier is not None and (tags or prefixes):  # (none: HSET of nothing is an error)
         yield Call(tier, "write_marks", (Invalidations.fields(tags, prefixes), at_ms))
     return at_ms
+
+
+def until_past(at_ms: int) -> float:
+    """Seconds until the epoch clock is past the millisecond ``at_ms`` (at most 1 ms: a
+    clock set back is not waited for). An entry stores when it was written to the
+    millisecond, and one written in the mark's own millisecond counts as older than the
+    mark: a write that follows an invalidation must wait for the next millisecond, or
+    every other instance would treat it as invalidated."""
+    left_ns = (at_ms + 1) * 1_000_000 - time.time_ns()
+    return min(left_ns, 1_000_000) / 1e9 if left_ns > 0 else 0.0
 
 
 def drop_marked(

@@ -435,7 +435,11 @@ class Backplane:
                 except queue.Empty:
                     break
             if pending:
-                self._send(client, batched(pending, MAX_KEYS_PER_ENTRY))
+                try:
+                    self._send(client, batched(pending, MAX_KEYS_PER_ENTRY))
+                except Exception:  # a message that cannot be encoded: the thread goes on
+                    self.counts["lost"] += len(pending)
+                    log.exception("backplane: %d message(s) not sent", len(pending))
             for waiter in waiters:
                 waiter.set()
             if closing:

@@ -18,12 +18,16 @@ LEASE_INFIX = "__mlc:lease:"
 """Between the layer's prefix and the key, in a lease's Redis key."""
 
 # KEYS[1]: the lease; ARGV: token, lease (ms). 0: taken; else the ms the holder has left
-# (at least 1; a lease without expiry, which only a foreign write makes, counts as a new one).
+# (at least 1; a lease without expiry, which only a foreign write makes, counts as a new one:
+# it is given one, or it would hold the key until someone deletes it).
 TAKE = Script.of(
     """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
 local left = redis.call('PTTL', KEYS[1])
-if left == -1 then return tonumber(ARGV[2]) end
+if left == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(ARGV[2])
+end
 if left < 1 then return 1 end
 return left
 """
