@@ -85,30 +85,53 @@ class SingleFlight:
                 return value
             # Another's call that had no value for the key (a batch's, a failed refresh):
             # load it ourselves.
+        failure: BaseException | None = None
         try:
             value = function()
         except BaseException as error:
-            self.end(key, call, error=error)
-            raise
-        self.end(key, call, value)
+            value, failure = None, error
+        # End the call however often a signal handler's exception (KeyboardInterrupt, a
+        # task's soft time limit) lands meanwhile, and raise it after: a call left in flight
+        # would hold its key for good (its waiters until their hard timeout, this thread
+        # with RecursiveLoadError). Inline: a handler may run as any function starts.
+        interrupt = None
+        while True:
+            try:
+                self.end(key, call, value, failure)
+                if call.ended is None or call.ended.is_set():
+                    break
+            except BaseException as caught:
+                interrupt = caught
+        if failure is not None:
+            raise failure
+        if interrupt is not None:
+            raise interrupt
         return value
 
     def lead(self, key: Hashable) -> Call | None:
         """Start the call of ``key`` for a caller that runs it itself and then ``end``-s it
         (in the same thread); ``None`` if a call of it is in flight: ``do`` joins it."""
-        call = Call(Lead(leading.get()))
-        if self._calls.setdefault(key, call) is not call:  # (atomic under the GIL)
-            return None
-        call.token = leading.set(call.lead)
+        parent = leading.get()
+        call = Call(Lead(parent))
+        try:
+            if self._calls.setdefault(key, call) is not call:  # (atomic under the GIL)
+                return None
+            call.token = leading.set(call.lead)
+        except BaseException:  # a signal handler's, between the two: leave no call behind
+            if self._calls.get(key) is call:
+                del self._calls[key]
+            leading.set(parent)
+            raise
         return call
 
     def end(
         self, key: Hashable, call: Call, value: Any = None, error: BaseException | None = None
     ) -> None:
         """End the call of ``key`` that ``lead`` started: its waiters get ``value``, or
-        ``error`` raised."""
-        assert call.token is not None  # set by ``lead``
-        leading.reset(call.token)
+        ``error`` raised. Again after an interruption, it does what is left."""
+        token, call.token = call.token, None
+        if token is not None:  # (None: an interrupted end already reset it)
+            leading.reset(token)
         calls = self._calls
         # Not ours any more if a fork happened meanwhile (this thread forked): the child's
         # calls are a new dict, where nothing else replaces a call in flight.
