@@ -282,17 +282,16 @@ class WTinyLfuPolicy:
 
     # ------------------------------------------------------------------ slots
     def grow(self, slot_count: int) -> None:
-        """Make room for slots ``0 .. slot_count - 1``."""
-        missing = slot_count - len(self._region)
-        if missing > 0:
-            self._region.extend([NOT_CACHED] * missing)
-            self._readmit.extend([0] * missing)
-            self._hash.extend([0] * missing)
-            self._weight.extend([0] * missing)
-            self._last_use.extend([0] * missing)
-            self._reuse.extend([0] * missing)
-            self._prev.extend([-1] * missing)
-            self._next.extend([-1] * missing)
+        """Make room for slots ``0 .. slot_count - 1``. Each list is grown to the count by
+        itself: a grow interrupted halfway (a signal handler's exception) is completed by
+        the next one."""
+        for column, fill in (
+            (self._region, NOT_CACHED), (self._readmit, 0), (self._hash, 0), (self._weight, 0),
+            (self._last_use, 0), (self._reuse, 0),
+        ):  # fmt: skip
+            column.extend([fill] * (slot_count - len(column)))
+        for links in (self._prev, self._next):  # (nodes: the list heads first)
+            links.extend([-1] * (HEADS + slot_count - len(links)))
 
     def on_hit(self, slot: int) -> None:
         """A lookup found the entry: update its recency and region."""

@@ -53,11 +53,10 @@ class TimerWheel:
 
     def grow(self, slot_count: int) -> None:
         """Make room for slots ``0 .. slot_count - 1``."""
-        missing = slot_count - len(self.deadlines)
-        if missing > 0:
-            self.deadlines.extend([NO_DEADLINE] * missing)
-            self._prev.extend([UNSCHEDULED] * missing)
-            self._next.extend([UNSCHEDULED] * missing)
+        # (each list by itself: see WTinyLfuPolicy.grow; the links start with the buckets')
+        self.deadlines.extend([NO_DEADLINE] * (slot_count - len(self.deadlines)))
+        for links in (self._prev, self._next):
+            links.extend([UNSCHEDULED] * (BUCKET_COUNT + slot_count - len(links)))
 
     def deadline(self, slot: int) -> int:
         """The slot's deadline in nanoseconds, or ``NO_DEADLINE``."""

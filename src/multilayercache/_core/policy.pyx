@@ -150,31 +150,36 @@ cdef class WTinyLfuPolicy:
 
     # ------------------------------------------------------------------ slots
     cpdef void grow(self, Py_ssize_t slot_count) except *:
-        """Make room for slots ``0 .. slot_count - 1``."""
+        """Make room for slots ``0 .. slot_count - 1``. Interruptible: the new arrays are
+        made first (allocation runs Python code, where a signal handler may raise), and
+        swapped in only once all exist, so an interrupted grow leaves the policy as it was."""
         cdef Py_ssize_t old = self._slot_count
         if slot_count <= old:
             return
+        cdef Py_ssize_t capacity
+        if slot_count > self._node_capacity:
+            # Doubling, but not past what the cache can hold at once (its entries, the held
+            # newcomer and the slot being filled): a cache of 500,000 entries gets 500,002
+            # nodes, not 524,288 (1.5 bytes per entry).
+            capacity = max(
+                slot_count, min(max(2 * self._node_capacity, 16), self.entry_limit + 2)
+            )
+            nodes = _aligned_zeros(NODE_FIELDS * (HEADS + capacity))
+            nodes[:NODE_FIELDS * (HEADS + old)] = self._nodes[:NODE_FIELDS * (HEADS + old)]
+            fields = nodes.reshape(-1, NODE_FIELDS)
+            fields[HEADS + old:, PREV] = -1
+            fields[HEADS + old:, NEXT] = -1
+            fields[HEADS + old:, REGION] = NOT_CACHED
+            reuse = _grown(self._reuse, old, capacity, 0)
+            readmit = _grown(self._readmit, old, capacity, 0)
+            weight = _grown(self._weight, old, capacity, 0) if self.weighted else None
+            self._nodes = nodes
+            self._reuse = reuse
+            self._readmit = readmit
+            if self.weighted:
+                self._weight = weight
+            self._node_capacity = capacity
         self._slot_count = slot_count
-        if slot_count <= self._node_capacity:
-            return
-        # Doubling, but not past what the cache can hold at once (its entries, the held
-        # newcomer and the slot being filled): a cache of 500,000 entries gets 500,002
-        # nodes, not 524,288 (1.5 bytes per entry).
-        cdef Py_ssize_t capacity = max(
-            slot_count, min(max(2 * self._node_capacity, 16), self.entry_limit + 2)
-        )
-        nodes = _aligned_zeros(NODE_FIELDS * (HEADS + capacity))
-        nodes[:NODE_FIELDS * (HEADS + old)] = self._nodes[:NODE_FIELDS * (HEADS + old)]
-        fields = nodes.reshape(-1, NODE_FIELDS)
-        fields[HEADS + old:, PREV] = -1
-        fields[HEADS + old:, NEXT] = -1
-        fields[HEADS + old:, REGION] = NOT_CACHED
-        self._nodes = nodes
-        self._node_capacity = capacity
-        self._reuse = _grown(self._reuse, old, capacity, 0)
-        self._readmit = _grown(self._readmit, old, capacity, 0)
-        if self.weighted:
-            self._weight = _grown(self._weight, old, capacity, 0)
 
     cdef inline int64_t _weight_of(self, Py_ssize_t slot) noexcept:
         return self._weight[slot] if self.weighted else 1
@@ -437,24 +442,25 @@ cdef class WTinyLfuPolicy:
         return self._victim_estimate
 
     cdef inline int _evict(self, Py_ssize_t slot, int ghost_region) except -1:
+        if self._evicted_count == self._evicted.shape[0]:
+            self._grow_evicted()  # first: it may be interrupted, and then nothing changed
         self._unlink(<int32_t>(HEADS + slot))
         self.ghosts._remember(self.hash_of(slot), ghost_region,
                               <uint32_t>self._nodes[NODE_FIELDS * (HEADS + slot) + LAST_USE])
         self._forget(slot)
         self.evictions += 1
-        if self._evicted_count == self._evicted.shape[0]:
-            self._grow_evicted()
         self._evicted[self._evicted_count] = <int32_t>slot
         self._evicted_count += 1
         return 0
 
     cdef int _grow_evicted(self) except -1:
-        # Rare (a write that evicts more than ever before), so out of the hot path.
-        bigger = np.empty(2 * self._evicted_count, dtype=np.int32)
-        bigger[:self._evicted_count] = self._evicted
-        self._evicted = bigger
+        # Rare (a write that evicts more than ever before), so out of the hot path. Both
+        # buffers are made before either is swapped in (see ``grow``).
+        evicted = np.empty(2 * self._evicted_count, dtype=np.int32)
+        evicted[:self._evicted_count] = self._evicted
         rejected = np.empty(2 * self._evicted_count, dtype=np.int32)
         rejected[:self._rejected_count] = self._rejected[:self._rejected_count]
+        self._evicted = evicted
         self._rejected = rejected
         return 0
 

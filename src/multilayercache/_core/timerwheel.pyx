@@ -54,32 +54,31 @@ cdef class TimerWheel:
         return [self._deadlines[i] for i in range(self._slot_count)]
 
     cpdef void grow(self, Py_ssize_t slot_count) except *:
-        """Make room for slots ``0 .. slot_count - 1``."""
+        """Make room for slots ``0 .. slot_count - 1`` (interruptible: arrays are made first,
+        then swapped in, as ``WTinyLfuPolicy.grow`` does)."""
         cdef Py_ssize_t old = self._slot_count
         if slot_count <= old:
             return
+        cdef Py_ssize_t capacity
+        if self._materialized and slot_count > self._deadlines.shape[0]:
+            capacity = max(slot_count, 2 * self._deadlines.shape[0])
+            deadlines = buffers.full(capacity, C_NO_DEADLINE, np.int64)
+            deadlines[:old] = self._deadlines[:old]
+            links = _links(BUCKETS_TOTAL + capacity)
+            links[0, :BUCKETS_TOTAL + old] = self._prev[:BUCKETS_TOTAL + old]
+            links[1, :BUCKETS_TOTAL + old] = self._next[:BUCKETS_TOTAL + old]
+            self._deadlines = deadlines
+            self._prev = links[0]
+            self._next = links[1]
         self._slot_count = slot_count
-        if not self._materialized:
-            return  # materialized on the first real deadline
-        cdef Py_ssize_t capacity = self._deadlines.shape[0]
-        if slot_count <= capacity:
-            return
-        capacity = max(slot_count, 2 * capacity)
-        deadlines = buffers.full(capacity, C_NO_DEADLINE, np.int64)
-        deadlines[:old] = self._deadlines[:old]
-        links = _links(BUCKETS_TOTAL + capacity)
-        links[0, :BUCKETS_TOTAL + old] = self._prev[:BUCKETS_TOTAL + old]
-        links[1, :BUCKETS_TOTAL + old] = self._next[:BUCKETS_TOTAL + old]
-        self._deadlines = deadlines
-        self._prev = links[0]
-        self._next = links[1]
 
     cdef int _materialize(self) except -1:
         cdef Py_ssize_t capacity = max(16, self._slot_count)
-        self._deadlines = buffers.full(capacity, C_NO_DEADLINE, np.int64)
+        deadlines = buffers.full(capacity, C_NO_DEADLINE, np.int64)
         links = _links(BUCKETS_TOTAL + capacity)
         links[0, :BUCKETS_TOTAL] = np.arange(BUCKETS_TOTAL, dtype=np.int32)
         links[1, :BUCKETS_TOTAL] = np.arange(BUCKETS_TOTAL, dtype=np.int32)
+        self._deadlines = deadlines
         self._prev = links[0]
         self._next = links[1]
         self._materialized = True

@@ -30,15 +30,15 @@ class FreshnessDeadlines:
 
     def grow(self, slot_count: int) -> None:
         """Make room for slots ``0 .. slot_count - 1``."""
+        if self._materialized:  # (each list by itself: see WTinyLfuPolicy.grow)
+            for column in (self._fresh_until, self._refresh_at):
+                column.extend([NO_DEADLINE] * (slot_count - len(column)))
         self._slot_count = max(self._slot_count, slot_count)
-        missing = slot_count - len(self._fresh_until)
-        if self._materialized and missing > 0:
-            self._fresh_until.extend([NO_DEADLINE] * missing)
-            self._refresh_at.extend([NO_DEADLINE] * missing)
 
     def _materialize(self) -> None:
-        self._fresh_until = [NO_DEADLINE] * self._slot_count
-        self._refresh_at = [NO_DEADLINE] * self._slot_count
+        fresh_until = [NO_DEADLINE] * self._slot_count
+        refresh_at = [NO_DEADLINE] * self._slot_count
+        self._fresh_until, self._refresh_at = fresh_until, refresh_at
         self._materialized = True
 
     def assign(self, slot: int, fresh_until: int, refresh_at: int) -> None:

@@ -820,13 +820,17 @@ class InMemoryLayer:
             self._values[slot] = value
             self._slot_hits[slot] = 0
         else:
-            slot = len(self._keys)
-            self._keys.append(key)
-            self._values.append(value)
-            self._slot_hits.append(0)
+            # The per-slot arrays grow first, the slot is taken last: a signal handler's
+            # exception may interrupt this anywhere, and the next new slot completes or
+            # undoes what an interrupted one left (the lists past ``_slot_hits``).
+            slot = len(self._slot_hits)
             self._policy.grow(slot + 1)
             self._wheel.grow(slot + 1)
             self._fresh.grow(slot + 1)
+            del self._keys[slot:], self._values[slot:]
+            self._keys.append(key)
+            self._values.append(value)
+            self._slot_hits.append(0)
         self._slots[key] = slot
         self._sharing[key_hash] = self._sharing.get(key_hash, 0) + 1
         return slot

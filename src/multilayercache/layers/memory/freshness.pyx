@@ -23,23 +23,25 @@ cdef class FreshnessDeadlines:
         self.count = 0
 
     cpdef void grow(self, Py_ssize_t slot_count) except *:
-        """Make room for slots ``0 .. slot_count - 1``."""
+        """Make room for slots ``0 .. slot_count - 1`` (interruptible: arrays are made first,
+        then swapped in, as ``WTinyLfuPolicy.grow`` does)."""
         if slot_count <= self._slot_count:
             return
+        cdef Py_ssize_t size
+        if self._materialized and slot_count > self._fresh_until.shape[0]:
+            size = max(slot_count, 2 * self._fresh_until.shape[0])
+            fresh_until = _grown(self._fresh_until, size)
+            refresh_at = _grown(self._refresh_at, size)
+            self._fresh_until = fresh_until
+            self._refresh_at = refresh_at
         self._slot_count = slot_count
-        if not self._materialized:
-            return  # materialized on the first real deadline
-        cdef Py_ssize_t old = self._fresh_until.shape[0]
-        if slot_count <= old:
-            return
-        cdef Py_ssize_t size = max(slot_count, 2 * old)
-        self._fresh_until = _grown(self._fresh_until, size)
-        self._refresh_at = _grown(self._refresh_at, size)
 
     cdef int _materialize(self) except -1:
         cdef Py_ssize_t size = max(16, self._slot_count)
-        self._fresh_until = buffers.full(size, NO_DEADLINE, np.int64)
-        self._refresh_at = buffers.full(size, NO_DEADLINE, np.int64)
+        fresh_until = buffers.full(size, NO_DEADLINE, np.int64)
+        refresh_at = buffers.full(size, NO_DEADLINE, np.int64)
+        self._fresh_until = fresh_until
+        self._refresh_at = refresh_at
         self._materialized = True
         return 0
 

@@ -147,6 +147,12 @@ cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object val
     ``vacant``: the empty bucket where a probe for the key ended, the index unchanged since
     (NO_BUCKET if unknown)."""
     cdef Py_ssize_t slot
+    # The index grows first, before the slot is taken: growing may be interrupted (see
+    # ``append_slot``), and then nothing has changed.
+    # (Slots in use: the entries, a held one (the policy's ``held``) and this one.)
+    if 4 * (layer._policy.entries + 2) > <Py_ssize_t>(layer._index_mask + 1):
+        grow_index(layer)
+        vacant = NO_BUCKET  # the buckets moved
     if layer._free_count:
         layer._free_count -= 1
         slot = layer._free[layer._free_count]
@@ -161,10 +167,6 @@ cdef inline Py_ssize_t allocate_slot(InMemoryLayer layer, object key, object val
     # The index needs the hash before the policy has it; the policy overwrites it with the
     # same value on insert.
     layer._policy.hashes()[HASH_STRIDE * slot] = key_hash
-    # (Slots in use: the entries, a held one (the policy's ``held``) and this one.)
-    if 4 * (layer._policy.entries + 2) > <Py_ssize_t>(layer._index_mask + 1):
-        grow_index(layer)
-        vacant = NO_BUCKET  # the buckets moved
     if vacant == NO_BUCKET or layer._index[vacant] != EMPTY:
         index_place(&layer._index[0], layer._index_mask, <int32_t>slot, key_hash)
     else:

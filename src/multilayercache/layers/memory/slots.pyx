@@ -26,14 +26,17 @@ cdef int grow_index(InMemoryLayer layer) except -1:
 
 
 cdef Py_ssize_t append_slot(InMemoryLayer layer, object key, object value) except -1:
-    """A new slot at the end, for ``key`` and ``value``; every per-slot array grows."""
+    """A new slot at the end, for ``key`` and ``value``; every per-slot array grows. The
+    arrays grow first: each growth may be interrupted (a signal handler's exception while
+    an allocation runs Python code), and one that is leaves the layer without the slot,
+    every array at least as large as before; the slot is taken only once all have room."""
     cdef Py_ssize_t slot = layer._slot_count
-    layer._slot_count += 1
+    layer._policy.grow(slot + 1)
+    layer._wheel.grow(slot + 1)
+    layer._fresh.grow(slot + 1)
     layer._entries.append(key)
     layer._entries.append(value)
-    layer._policy.grow(layer._slot_count)
-    layer._wheel.grow(layer._slot_count)
-    layer._fresh.grow(layer._slot_count)
+    layer._slot_count = slot + 1
     return slot
 
 
