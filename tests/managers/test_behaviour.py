@@ -10,7 +10,13 @@ import pytest
 import redis
 import redis.cluster
 
-from multilayercache import LayerError, LayerPolicy, MultilayerCache, SerializationError
+from multilayercache import (
+    LayerError,
+    LayerPolicy,
+    MultilayerCache,
+    SerializationError,
+    WriteBehind,
+)
 
 from support import command_calls
 
@@ -70,6 +76,27 @@ def test_unencodable_value_is_written_nowhere(cache, layers) -> None:
     with pytest.raises(SerializationError):
         cache.set("k", object())
     assert l1.get("k") == "old" and l2.get("k") == "old"
+
+
+@pytest.mark.parametrize("write", ["through", "behind"])
+def test_a_value_past_max_value_bytes_is_refused_as_no_read_would_take_it(
+    harness, raw_redis, prefix, write
+) -> None:
+    # Written, it cost Redis its bytes while every read refused it ("limit"): each
+    # instance missed and reloaded the key at every L1 miss.
+    l1, l2 = harness.l1(), harness.l2(max_value_bytes=1_000)
+    policy = LayerPolicy(write=WriteBehind()) if write == "behind" else None
+    cache = harness.cache([l1, l2], [None, policy])
+    cache.set("k", "old")
+    with pytest.raises(SerializationError, match="max_value_bytes=1000"):
+        cache.set("k", b"x" * 5_000)
+    cache.flush()
+    assert l1.get("k") == "old" and l2.get("k") == "old"
+    assert raw_redis.strlen(f"{prefix}k") < 1_000
+    # A loaded one is still returned, and kept in L1 (as any value Redis cannot take).
+    big = harness.loader(lambda key: b"y" * 5_000)
+    assert cache.get_or_load("loaded", big) == b"y" * 5_000
+    assert l1.get("loaded") == b"y" * 5_000 and not raw_redis.exists(f"{prefix}loaded")
 
 
 def slots_of(client: Any, redis_keys: list[str]) -> int:

@@ -71,7 +71,7 @@ from ...core.entry import (
     wrap_at,
     wrap_stepped_at,
 )
-from ...core.errors import LayerError, UntrustedDataError
+from ...core.errors import LayerError, SerializationError, UntrustedDataError
 from ...core.freshness import Entry, Lifetime
 from ...core.log import ThrottledWarning, log
 from ...core.options import check_jitter, jittered
@@ -734,6 +734,9 @@ class RedisCodec:
         ):
             write = writer.write(key, value, now_ms, load_seconds, lifetime_deltas, milliseconds)
             if write is not None:
+                stored = write[1]  # (write.data)
+                if stored is not None and len(stored) > self.max_value_bytes:
+                    raise self._too_large(key, stored)
                 return write
         redis_key = self.redis_key(key)
         data = self._pack_at(
@@ -746,11 +749,22 @@ class RedisCodec:
             lifetime.step,
             lifetime.tags,
         )
+        if len(data) > self.max_value_bytes:
+            raise self._too_large(key, data)
         # tuple.__new__: the named tuple without its Python-level __new__ (every set()).
         if milliseconds is None:
             return _new(PackedWrite, (redis_key, data, None, None, now_ms, False))
         expires_at = (now_ms + milliseconds) / 1000
         return _new(PackedWrite, (redis_key, data, milliseconds, expires_at, now_ms, False))
+
+    def _too_large(self, key: Any, data: bytes) -> SerializationError:
+        """A value whose stored form no read of this layer would take (``_decode`` refuses
+        it as ``limit``): written, it would cost Redis its bytes and every reader a miss."""
+        return SerializationError(
+            f"{self.name}: the value of {key!r:.80} is {len(data)} bytes once encoded, past "
+            f"max_value_bytes={self.max_value_bytes}: no read would return it (raise "
+            "max_value_bytes on every instance to store it)"
+        )
 
     # ---------------------------------------------------------------- atomic operations
     def _add_call(
