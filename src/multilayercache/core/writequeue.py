@@ -324,12 +324,17 @@ class WriteQueue:
                 oldest = min(oldest, next(iter(self._batches)).oldest)
             if now - oldest > self._max_lag:
                 return REFUSED
-        self.puts += 1
         epoch = self._epoch
-        slots[key] = QueuedWrite(key, op, payload, size, now, epoch)
+        write = QueuedWrite(key, op, payload, size, now, epoch)
+        # The queue changes from here on, and a signal handler's exception (KeyboardInterrupt:
+        # Python raises it where a call returns or a Python function starts) must not land
+        # halfway: no call until the key is in ``_order``, the last change. (Storing the
+        # key may run its ``__eq__``: interrupted there, nothing is stored.)
+        slots[key] = write
         opened = self._open
-        opened[epoch] = opened.get(epoch, 0) + 1
+        opened[epoch] = opened[epoch] + 1 if epoch in opened else 1
         self._bytes = held + size
+        self.puts += 1
         if slots is not ready:
             return QUEUED
         self._order.append(key)

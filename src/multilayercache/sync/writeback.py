@@ -109,9 +109,10 @@ class WriteBehindWorker(WorkerBase):
         timer does not foresee (``WriteQueue.offer``: ``WAKE``)."""
         record = None if self.journal is None else self.record(key, op, payload)
         now = time.monotonic()
-        mutex = self._mutex  # ``changed``'s lock, without the Condition's Python frames
-        mutex.acquire()  # (acquire and release: cheaper than ``with``, as safe)
-        try:
+        # ``changed``'s lock, without the Condition's Python frames. ``with``, not acquire()
+        # then try: a KeyboardInterrupt may land as acquire() returns, before the try, and
+        # the lock would stay held; ``with`` enters its block without that gap.
+        with self._mutex:
             queued = self.queue.offer(key, op, payload, size, now)
             if not queued:
                 return False
@@ -124,8 +125,6 @@ class WriteBehindWorker(WorkerBase):
                 self._look(now)
             if queued == WAKE and self._asleep:
                 self.changed.notify_all()
-        finally:
-            mutex.release()
         return True
 
     def pending(self, keys: list[Any]) -> dict[Any, tuple[Op, Any]]:
