@@ -325,3 +325,31 @@ def _text() -> str:
     from multilayercache.layers.redis.writebatch import WRITE_BATCH
 
     return WRITE_BATCH.text
+
+
+
+def test_a_refused_command_of_a_batch_does_not_quote_the_value_it_carried(
+    redis_cluster, tmp_path
+) -> None:
+    # A batch to a cluster goes as a pipeline, and redis-py names a pipeline's failed command
+    # by its text, the stored bytes included: a value (a token, an e-mail) went on into the
+    # LayerError, the logs and the dead-letter records.
+    for node in redis_cluster.nodes:
+        admin = redis.Redis.from_url(node.url)
+        admin.acl_setuser(
+            "limited", enabled=True, passwords=["+secret"], keys=["quoted:ok*"],
+            categories=["+@all"],
+        )  # fmt: skip
+        admin.close()
+    url = redis_cluster.url.replace("redis://", "redis://limited:secret@")
+    dead = tmp_path / "dead.jsonl"
+    cache = MultilayerCache(
+        [InMemoryLayer(max_size=100), RedisLayer(url, cluster=True, prefix="quoted:", name="l2")],
+        [None, LayerPolicy(write=WriteBehind(dead_letter=dead, max_delay=0.01))],
+    )
+    cache.set_many({"ok": "PRIVATE-1", "refused": "PRIVATE-2"})
+    assert cache.flush(timeout=5)
+    cache.close()
+    messages = [record.error_message for record in read_dead_letters(dead)]
+    assert messages and all("permission" in message.lower() for message in messages), messages
+    assert not any("PRIVATE" in message for message in messages), messages

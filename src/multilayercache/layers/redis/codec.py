@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -888,7 +889,7 @@ class RedisCodec:
         self._count(errors=1)
         transient = isinstance(error, (RedisConnectionError, RedisTimeoutError))
         return LayerError(
-            f"{self.name}: {operation} failed: {error}",
+            f"{self.name}: {operation} failed: {_without_arguments(str(error))}",
             transient=transient,
             retryable=transient or isinstance(error, NOT_NOW),
         )
@@ -954,3 +955,13 @@ def as_list(keys: Iterable[Any]) -> list[Any]:
     """The keys of a batch read as a list. No need to drop repeats: MGET answers each, and
     the result is a dict anyway."""
     return keys if type(keys) is list else list(keys)
+
+
+_PIPELINE_COMMAND = re.compile(r"Command # (\d+) \(.*?\) of pipeline caused error", re.S)
+
+
+def _without_arguments(message: str) -> str:
+    """redis-py's message for a failed pipeline command, without the command's text: it
+    quotes the stored bytes (a value's first ~80), which would go on into the logs, the
+    ``LayerError`` and the dead-letter records."""
+    return _PIPELINE_COMMAND.sub(r"Command # \1 of pipeline caused error", message, count=1)
