@@ -327,7 +327,6 @@ def _text() -> str:
     return WRITE_BATCH.text
 
 
-
 def test_a_refused_command_of_a_batch_does_not_quote_the_value_it_carried(
     redis_cluster, tmp_path
 ) -> None:
