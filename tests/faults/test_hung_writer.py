@@ -126,11 +126,15 @@ def test_a_batch_past_its_timeout_is_counted_logged_and_the_rest_flows(
     stuck = {"first": True}
     deciding = threading.Lock()
 
-    def hang(items: dict[Any, Any]) -> bool:  # the first batch only
-        # Under a lock: the two senders may ask at once, and only the first batch hangs
-        # here (every sender hung: see test_a_sender_hung_with_no_other_is_reported...).
+    def hang(items: dict[Any, Any]) -> bool:  # the batch of the first slow writes only
+        # Under a lock: the two senders may ask at once, and only one batch hangs here
+        # (every sender hung: see test_a_sender_hung_with_no_other_is_reported...). The
+        # one holding slow0's first write, not the first to get here: the other sender
+        # may take the next batch (other0..9) and call write first.
         with deciding:
-            first, stuck["first"] = stuck["first"], False
+            first = stuck["first"] and "slow0" in items
+            if first:
+                stuck["first"] = False
         return first
 
     database = Database(hang)
