@@ -54,6 +54,21 @@ LOOP_HANDOVER_SECONDS = 5.0
 """``close_blocking`` from another thread: how long the cache's event loop has beyond the
 close timeout to run the close, before the caller gives up on the loop and dead-letters."""
 
+ENDED_LOOP_SECONDS = 0.05
+"""How often ``close_blocking`` looks whether the loop it handed the close to has ended;
+and how long one must stay stopped to count as ended (asyncio.run stops between its last
+steps for a moment)."""
+
+
+def _ended(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` is closed, or stopped and still stopped a moment later."""
+    if loop.is_closed():
+        return True
+    if loop.is_running():
+        return False
+    time.sleep(ENDED_LOOP_SECONDS)
+    return loop.is_closed() or not loop.is_running()
+
 
 class AsyncWriteBehindWorker(WorkerBase):
     """Sends one write-behind tier's queue from tasks of its own."""
@@ -165,20 +180,29 @@ class AsyncWriteBehindWorker(WorkerBase):
         wait = close_timeout(self.tier, timeout)
         if loop is not None and loop.is_running() and not loop.is_closed():
             future = asyncio.run_coroutine_threadsafe(self.close(timeout), loop)
-            try:
-                return future.result(None if wait is None else wait + LOOP_HANDOVER_SECONDS)
-            except concurrent.futures.TimeoutError:
-                log.error(
-                    "multilayercache: %s: the event loop did not run the close in time",
-                    self.tier.name,
-                )
-                return False
-            except (concurrent.futures.CancelledError, RuntimeError):
-                # The loop is ending (asyncio.run cancels what is left, as a server's
-                # shutdown does): once it has, a fresh loop closes.
-                ends = time.monotonic() + LOOP_HANDOVER_SECONDS
-                while loop.is_running() and time.monotonic() < ends:
-                    time.sleep(0.01)
+            given = None if wait is None else time.monotonic() + wait + LOOP_HANDOVER_SECONDS
+            while True:
+                try:
+                    return future.result(ENDED_LOOP_SECONDS)
+                except concurrent.futures.TimeoutError:
+                    # A loop that ended without running the close (asyncio.run had run its
+                    # last step when the close was handed over) never will: close here.
+                    if _ended(loop):
+                        future.cancel()  # (a task made from it later is cancelled unstarted)
+                        break
+                    if given is not None and time.monotonic() > given:
+                        log.error(
+                            "multilayercache: %s: the event loop did not run the close in time",
+                            self.tier.name,
+                        )
+                        return False
+                except (concurrent.futures.CancelledError, RuntimeError):
+                    # The loop is ending (asyncio.run cancels what is left, as a server's
+                    # shutdown does): once it has, a fresh loop closes.
+                    ends = time.monotonic() + LOOP_HANDOVER_SECONDS
+                    while loop.is_running() and time.monotonic() < ends:
+                        time.sleep(0.01)
+                    break
         return asyncio.run(self.close(timeout))
 
     async def _wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
