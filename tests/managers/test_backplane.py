@@ -78,16 +78,21 @@ def test_a_clear_is_heard_by_an_instance_that_read_an_entry_of_the_same_millisec
     assert b.get("k") is None
 
 
-def test_a_cached_call_invalidated_on_one_instance_leaves_the_others(harness) -> None:
-    a = harness.cache([harness.l1(), harness.l2()], backplane=True)
+def priced(harness, policies: Any = None) -> tuple[Any, Any, dict[int, int], Any, Any]:
+    """Two instances on one backplane (``a`` with ``policies``), and a ``@cached`` price
+    function on each over one ``prices`` table: ``(a, b, prices, price_a, price_b)``."""
+    a = harness.cache([harness.l1(), harness.l2()], policies, backplane=True)
     b = harness.cache([harness.l1(), harness.l2()], backplane=True)
     prices = {1: 10}
 
     def price(product_id: int) -> int:
         return prices[product_id]
 
-    price_a = a.cached()(harness.define(price))
-    price_b = b.cached()(harness.define(price))
+    return a, b, prices, a.cached()(harness.define(price)), b.cached()(harness.define(price))
+
+
+def test_a_cached_call_invalidated_on_one_instance_leaves_the_others(harness) -> None:
+    a, b, prices, price_a, price_b = priced(harness)
     assert harness.call(price_a, 1) == 10
     assert harness.call(price_b, 1) == harness.call(price_b, 1) == 10  # now in b's L1
     prices[1] = 12
@@ -323,15 +328,7 @@ def test_a_write_behind_cached_call_is_announced_by_its_text(harness) -> None:
     from multilayercache import WriteBehind
 
     policies = [None, LayerPolicy(write=WriteBehind(max_delay=0.01))]
-    a = harness.cache([harness.l1(), harness.l2()], policies, backplane=True)
-    b = harness.cache([harness.l1(), harness.l2()], backplane=True)
-    prices = {1: 10}
-
-    def price(product_id: int) -> int:
-        return prices[product_id]
-
-    price_a = a.cached()(harness.define(price))
-    price_b = b.cached()(harness.define(price))
+    a, b, _, price_a, price_b = priced(harness, policies)
     assert harness.call(price_a, 1) == 10
     a.flush()
     assert harness.call(price_b, 1) == harness.call(price_b, 1) == 10  # now in b's L1
